@@ -1,0 +1,38 @@
+"""`python -m server`: runs the service until SIGTERM or Ctrl-C, then stops gracefully."""
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from server import app
+from server.config import Config, ConfigError, load
+
+log = logging.getLogger("machinesecrets")
+
+
+async def serve(config: Config) -> None:
+    service = await app.start(config)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    await stopping.wait()
+    log.info("stopping")
+    await service.stop()
+
+
+def main() -> int:
+    try:
+        config = load(sys.argv[1:], os.environ)
+    except ConfigError as error:
+        print(f"machine-secrets: {error}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(serve(config))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""The one place configuration is read: flags, else MS_* environment variables, else defaults."""
+
+import argparse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from server.domain.credentials import MAX_BCRYPT_COST, MIN_BCRYPT_COST
+
+
+class ConfigError(Exception):
+    """A setting is invalid; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    env: str
+    flag: str
+    default: str
+    help: str
+
+
+SETTINGS = [
+    Setting("MS_DATABASE_URL", "--database-url", "sqlite:///.data/machine-secrets.db", "the store"),
+    Setting("MS_GRPC_ADDR", "--grpc-addr", "127.0.0.1:50051", "host:port of the gRPC server"),
+    Setting("MS_BCRYPT_COST", "--bcrypt-cost", "4", "bcrypt cost of new client secrets (4-31)"),
+    Setting("MS_ADMIN_PAT_FILE", "--admin-pat-file", ".data/admin.pat", "where the first admin's token goes"),
+    Setting("MS_LOG_LEVEL", "--log-level", "INFO", "DEBUG, INFO, WARNING or ERROR"),
+]
+
+
+@dataclass(frozen=True)
+class Config:
+    database_url: str
+    grpc_addr: str
+    bcrypt_cost: int
+    admin_pat_file: str
+    log_level: str
+
+    def __repr__(self) -> str:
+        # A database URL may carry a password.
+        return (
+            f"Config(database_url='***', grpc_addr={self.grpc_addr!r}, bcrypt_cost={self.bcrypt_cost},"
+            f" admin_pat_file={self.admin_pat_file!r}, log_level={self.log_level!r})"
+        )
+
+
+def load(argv: Sequence[str], environ: Mapping[str, str]) -> Config:
+    parser = argparse.ArgumentParser(prog="python -m server", description="machine-secrets server")
+    for s in SETTINGS:
+        parser.add_argument(s.flag, default=None, help=f"{s.help} (env {s.env}, default {s.default})")
+    args = vars(parser.parse_args(list(argv)))
+    raw = {s.env: _pick(args[s.flag[2:].replace("-", "_")], environ.get(s.env), s.default) for s in SETTINGS}
+    return Config(
+        database_url=_database_url(raw["MS_DATABASE_URL"]),
+        grpc_addr=_address("MS_GRPC_ADDR", raw["MS_GRPC_ADDR"]),
+        bcrypt_cost=_bcrypt_cost(raw["MS_BCRYPT_COST"]),
+        admin_pat_file=raw["MS_ADMIN_PAT_FILE"],
+        log_level=_log_level(raw["MS_LOG_LEVEL"]),
+    )
+
+
+def _pick(flag: str | None, env: str | None, default: str) -> str:
+    if flag is not None:
+        return flag
+    return env if env else default
+
+
+def _database_url(value: str) -> str:
+    if not value.startswith("sqlite:///"):
+        raise ConfigError("MS_DATABASE_URL must be sqlite:///path/to/file.db")
+    return value
+
+
+def _address(name: str, value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{name} must be host:port, e.g. 127.0.0.1:50051")
+    return value
+
+
+def _bcrypt_cost(value: str) -> int:
+    if not value.isdigit() or not MIN_BCRYPT_COST <= int(value) <= MAX_BCRYPT_COST:
+        raise ConfigError(
+            f"MS_BCRYPT_COST must be a whole number from {MIN_BCRYPT_COST} to {MAX_BCRYPT_COST}"
+        )
+    return int(value)
+
+
+def _log_level(value: str) -> str:
+    level = value.upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ConfigError("MS_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
+    return level

@@ -1,0 +1,47 @@
+"""Who is calling (authentication) and in which organisation they may act (authorisation)."""
+
+from datetime import UTC, datetime
+
+from server.domain.credentials import token_hash
+from server.domain.errors import PermissionDenied, Unauthenticated
+from server.domain.ids import is_id
+from server.domain.permissions import CallContext, Principal
+from server.domain.store_errors import store_unavailable_is_unavailable
+from server.store.base import Store
+
+
+def invalid_token() -> Unauthenticated:
+    # One answer for unknown, expired and revoked tokens: a caller learns nothing about a token
+    # it does not hold.
+    return Unauthenticated("TOKEN_INVALID", "the token is invalid or expired")
+
+
+class Access:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    @store_unavailable_is_unavailable
+    async def authenticate(self, bearer_token: str) -> Principal:
+        token = await self._store.token(token_hash(bearer_token))
+        if token is None or (token.expires_at is not None and token.expires_at <= datetime.now(UTC)):
+            raise invalid_token()
+        user = await self._store.user(token.user_id)
+        if user is None:
+            raise invalid_token()
+        return Principal(user.id, user.org_id, await self._store.roles(user.id))
+
+    @store_unavailable_is_unavailable
+    async def enter_organisation(self, principal: Principal, org_id: str, permission: str) -> CallContext:
+        """The context for a call that needs `permission` in `org_id` (empty: the caller's own).
+
+        An organisation the caller holds no permission in is refused the same way whether it
+        exists or not, so organisation ids cannot be probed.
+        """
+        org_id = org_id or principal.org_id
+        if not principal.has(permission, org_id):
+            raise PermissionDenied(
+                "PERMISSION_DENIED", "missing permission in the organisation", {"permission": permission}
+            )
+        if not is_id(org_id) or await self._store.org(org_id) is None:
+            raise PermissionDenied("ORGANIZATION_NOT_FOUND", "the organisation does not exist")
+        return CallContext(principal, org_id)

@@ -1,0 +1,211 @@
+"""Commands: every change to the service's state.
+
+Each command is a straight line: validate, load the aggregate's snapshot, decide, append the new
+events with the expected sequence. When another writer appended first, the append fails as a
+whole and the command decides again on fresh state, a bounded number of times.
+"""
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+
+from server.domain import validation as check
+from server.domain.credentials import SecretHasher, new_client_secret, new_token, token_hash
+from server.domain.errors import (
+    Aborted,
+    AlreadyExists,
+    FailedPrecondition,
+    FieldViolation,
+    NotFound,
+    PermissionDenied,
+    user_not_found,
+)
+from server.domain.ids import IdGenerator
+from server.domain.model import Created, Details, IssuedSecret, IssuedToken
+from server.domain.permissions import IAM_OWNER, ORG_OWNER, CallContext
+from server.domain.store_errors import store_unavailable_is_unavailable
+from server.store import events as ev
+from server.store.base import USER_TYPE_MACHINE, ConcurrencyConflict, Store, UniqueViolation, UserRecord
+from server.store.events import NewEvent, StoredEvent
+from server.store.schema import to_micros
+
+MAX_WRITE_ATTEMPTS = 8
+
+
+def user_name_taken() -> AlreadyExists:
+    return AlreadyExists("USER_NAME_TAKEN", "the user name is taken")
+
+
+class Commands:
+    def __init__(self, store: Store, hasher: SecretHasher, ids: IdGenerator) -> None:
+        self._store = store
+        self._hasher = hasher
+        self._ids = ids
+
+    @store_unavailable_is_unavailable
+    async def add_organization(self, ctx: CallContext, name: str) -> Created:
+        check.raise_if_any(check.check_text("name", name))
+        org_id = self._ids.new_id()
+        [added] = await self._store.append(
+            [NewEvent(ev.AGGREGATE_ORG, org_id, 1, ev.ORG_ADDED, org_id, {"name": name})]
+        )
+        return Created(org_id, Details.of_change(added))
+
+    @store_unavailable_is_unavailable
+    async def add_org_member(self, ctx: CallContext, user_id: str, roles: list[str]) -> Details:
+        check.raise_if_any(check.check_id("user_id", user_id) + check.check_roles("roles", roles))
+        if IAM_OWNER in roles and not ctx.principal.is_iam_owner:
+            raise PermissionDenied("PERMISSION_DENIED", "only an IAM_OWNER may grant IAM_OWNER")
+        # A member may belong to another organisation: membership is how a user of one
+        # organisation is allowed to act in another.
+        if await self._store.user(user_id) is None:
+            raise user_not_found()
+
+        async def decide() -> list[NewEvent]:
+            org = await self._store.org(ctx.org_id)
+            if org is None:
+                raise NotFound("ORGANIZATION_NOT_FOUND", "organisation not found")
+            if await self._store.member_roles(ctx.org_id, user_id) is not None:
+                raise AlreadyExists("MEMBER_ALREADY_EXISTS", "the user is a member already")
+            payload = {"user_id": user_id, "roles": sorted(set(roles))}
+            return [
+                NewEvent(ev.AGGREGATE_ORG, org.id, org.sequence + 1, ev.ORG_MEMBER_ADDED, org.id, payload)
+            ]
+
+        [added] = await self._write(decide)
+        return Details.of_change(added)
+
+    @store_unavailable_is_unavailable
+    async def add_machine_user(
+        self, ctx: CallContext, user_name: str, name: str, description: str
+    ) -> Created:
+        check.raise_if_any(
+            check.check_user_name("user_name", user_name)
+            + check.check_text("name", name)
+            + check.check_text("description", description, required=False, limit=check.MAX_DESCRIPTION_LENGTH)
+        )
+        payload = {"user_name": user_name, "name": name, "description": description}
+        return await self._add_user(ctx, ev.USER_MACHINE_ADDED, payload)
+
+    @store_unavailable_is_unavailable
+    async def add_human_user(
+        self, ctx: CallContext, user_name: str, display_name: str, email: str
+    ) -> Created:
+        check.raise_if_any(
+            check.check_user_name("user_name", user_name)
+            + check.check_text("display_name", display_name)
+            + check.check_email("email", email)
+        )
+        payload = {"user_name": user_name, "display_name": display_name, "email": email}
+        return await self._add_user(ctx, ev.USER_HUMAN_ADDED, payload)
+
+    async def _add_user(self, ctx: CallContext, event_type: str, payload: dict[str, str]) -> Created:
+        user_id = self._ids.new_id()
+        try:
+            [added] = await self._store.append(
+                [NewEvent(ev.AGGREGATE_USER, user_id, 1, event_type, ctx.org_id, payload)]
+            )
+        except UniqueViolation as error:  # the read model's unique user name decides races
+            raise user_name_taken() from error
+        return Created(user_id, Details.of_change(added))
+
+    @store_unavailable_is_unavailable
+    async def add_secret(self, ctx: CallContext, user_id: str) -> IssuedSecret:
+        check.raise_if_any(check.check_id("user_id", user_id))
+        secret = new_client_secret()
+        hashed = await self._hasher.hash(secret)
+        client_id = ""
+
+        async def decide() -> list[NewEvent]:
+            nonlocal client_id
+            user = await self._machine_user(ctx, user_id)
+            client_id = user.user_name
+            return [self._next(user, ev.USER_MACHINE_SECRET_SET, {"hash": hashed})]
+
+        [added] = await self._write(decide)
+        return IssuedSecret(client_id, secret, Details.of_change(added))
+
+    @store_unavailable_is_unavailable
+    async def remove_secret(self, ctx: CallContext, user_id: str) -> Details:
+        check.raise_if_any(check.check_id("user_id", user_id))
+
+        async def decide() -> list[NewEvent]:
+            user = await self._machine_user(ctx, user_id)
+            if user.secret_hash is None:
+                raise FailedPrecondition("SECRET_NOT_FOUND", "the machine user has no secret")
+            return [self._next(user, ev.USER_MACHINE_SECRET_REMOVED, {})]
+
+        [added] = await self._write(decide)
+        return Details.of_change(added)
+
+    @store_unavailable_is_unavailable
+    async def add_personal_access_token(
+        self, ctx: CallContext, user_id: str, expires_at: datetime | None
+    ) -> IssuedToken:
+        violations = check.check_id("user_id", user_id)
+        if expires_at is not None and expires_at <= datetime.now(UTC):
+            violations.append(FieldViolation("expiration_date", "must be in the future"))
+        check.raise_if_any(violations)
+        token, token_id = new_token(), self._ids.new_id()
+        payload = {
+            "token_id": token_id,
+            "token_hash": token_hash(token),
+            "expires_at": None if expires_at is None else to_micros(expires_at),
+        }
+
+        async def decide() -> list[NewEvent]:
+            user = await self._machine_user(ctx, user_id)
+            return [self._next(user, ev.USER_PAT_ADDED, payload)]
+
+        [added] = await self._write(decide)
+        return IssuedToken(token_id, token, Details.of_change(added))
+
+    @store_unavailable_is_unavailable
+    async def set_up_instance(self, org_name: str, admin_user_name: str) -> str | None:
+        """On an empty store: the first organisation, and a machine user `admin_user_name` that is
+        its IAM_OWNER, with a personal access token. Returns that token, or None when the store
+        was set up already (also when another process won the race to do it)."""
+        if await self._store.any_org():
+            return None
+        org_id, user_id, token = self._ids.new_id(), self._ids.new_id(), new_token()
+        user = {
+            "user_name": admin_user_name,
+            "name": "Administrator",
+            "description": "created at first start",
+        }
+        pat = {"token_id": self._ids.new_id(), "token_hash": token_hash(token), "expires_at": None}
+        member = {"user_id": user_id, "roles": [IAM_OWNER, ORG_OWNER]}
+        try:
+            await self._store.append(
+                [
+                    NewEvent(ev.AGGREGATE_ORG, org_id, 1, ev.ORG_ADDED, org_id, {"name": org_name}),
+                    NewEvent(ev.AGGREGATE_USER, user_id, 1, ev.USER_MACHINE_ADDED, org_id, user),
+                    NewEvent(ev.AGGREGATE_USER, user_id, 2, ev.USER_PAT_ADDED, org_id, pat),
+                    NewEvent(ev.AGGREGATE_ORG, org_id, 2, ev.ORG_MEMBER_ADDED, org_id, member),
+                ]
+            )
+        except UniqueViolation:
+            return None
+        return token
+
+    async def _machine_user(self, ctx: CallContext, user_id: str) -> UserRecord:
+        user = await self._store.user(user_id)
+        if user is None or user.org_id != ctx.org_id:
+            raise user_not_found()
+        if user.type != USER_TYPE_MACHINE:
+            raise FailedPrecondition("USER_NOT_MACHINE", "the user is not a machine user")
+        return user
+
+    @staticmethod
+    def _next(user: UserRecord, event_type: str, payload: Mapping[str, object]) -> NewEvent:
+        return NewEvent(ev.AGGREGATE_USER, user.id, user.sequence + 1, event_type, user.org_id, payload)
+
+    async def _write(self, decide: Callable[[], Awaitable[list[NewEvent]]]) -> list[StoredEvent]:
+        for attempt in range(MAX_WRITE_ATTEMPTS):
+            try:
+                return await self._store.append(await decide())
+            except ConcurrencyConflict:
+                # Jittered, growing back-off so that writers racing on one aggregate spread out.
+                await asyncio.sleep(random.uniform(0, 0.002 * 2**attempt))  # noqa: S311 - not security
+        raise Aborted("CONCURRENT_MODIFICATION", "the object was changed concurrently; try again")

@@ -1,0 +1,54 @@
+"""What commands and queries answer: plain values, free of any transport."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from server.store.events import StoredEvent
+
+
+@dataclass(frozen=True)
+class Details:
+    sequence: int
+    creation_date: datetime
+    change_date: datetime
+    resource_owner: str
+
+    @classmethod
+    def of_change(cls, event: StoredEvent) -> "Details":
+        """Details of a manipulation: the sequence and time of the event it added."""
+        return cls(event.sequence, event.created_at, event.created_at, event.resource_owner)
+
+
+@dataclass(frozen=True)
+class Created:
+    id: str
+    details: Details
+
+
+@dataclass(frozen=True)
+class IssuedSecret:
+    client_id: str
+    client_secret: str
+    details: Details
+
+    def __repr__(self) -> str:  # the secret must never reach a log through a repr
+        return f"IssuedSecret(client_id={self.client_id!r}, client_secret='***', details={self.details!r})"
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token_id: str
+    token: str
+    details: Details
+
+    def __repr__(self) -> str:
+        return f"IssuedToken(token_id={self.token_id!r}, token='***', details={self.details!r})"
+
+
+@dataclass(frozen=True)
+class UserView:
+    id: str
+    user_name: str
+    type: str
+    has_secret: bool
+    details: Details

@@ -1,0 +1,67 @@
+"""Input checks. Each returns the violations it finds, so one error can name every bad field."""
+
+from server.domain.errors import FieldViolation, InvalidArgument
+from server.domain.ids import is_id
+from server.domain.permissions import ROLES
+
+MAX_ID_LENGTH = 200
+MAX_NAME_LENGTH = 200
+MAX_DESCRIPTION_LENGTH = 500
+
+
+def raise_if_any(violations: list[FieldViolation]) -> None:
+    if violations:
+        raise InvalidArgument(violations)
+
+
+def check_id(field: str, value: str) -> list[FieldViolation]:
+    if not value:
+        return [FieldViolation(field, "must not be empty")]
+    if len(value) > MAX_ID_LENGTH:
+        return [FieldViolation(field, f"must be at most {MAX_ID_LENGTH} characters")]
+    if not is_id(value):
+        return [FieldViolation(field, "must be an id: decimal digits")]
+    return []
+
+
+def check_text(
+    field: str, value: str, *, required: bool = True, limit: int = MAX_NAME_LENGTH
+) -> list[FieldViolation]:
+    if required and not value.strip():
+        return [FieldViolation(field, "must not be empty")]
+    if len(value) > limit:
+        return [FieldViolation(field, f"must be at most {limit} characters")]
+    if any(not ch.isprintable() and ch not in "\t\n" for ch in value):
+        return [FieldViolation(field, "must not contain control characters")]
+    return []
+
+
+def check_user_name(field: str, value: str) -> list[FieldViolation]:
+    # A user name is an OAuth2 client id: printable, no white space, so it survives every
+    # encoding a client may use (HTTP Basic, form fields).
+    if not value:
+        return [FieldViolation(field, "must not be empty")]
+    if len(value) > MAX_NAME_LENGTH:
+        return [FieldViolation(field, f"must be at most {MAX_NAME_LENGTH} characters")]
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        return [FieldViolation(field, "must not contain white space or control characters")]
+    return []
+
+
+def check_email(field: str, value: str) -> list[FieldViolation]:
+    found = check_text(field, value)
+    if found:
+        return found
+    local, at, domain = value.partition("@")
+    if not at or not local or "." not in domain or any(ch.isspace() for ch in value):
+        return [FieldViolation(field, "must be an e-mail address")]
+    return []
+
+
+def check_roles(field: str, roles: list[str]) -> list[FieldViolation]:
+    if not roles:
+        return [FieldViolation(field, "must name at least one role")]
+    unknown = sorted(set(roles) - ROLES)
+    if unknown:
+        return [FieldViolation(field, f"unknown roles; known roles are {', '.join(sorted(ROLES))}")]
+    return []

@@ -1,0 +1,95 @@
+"""The store contract every backend (SQLite, PostgreSQL) implements.
+
+Events are the source of truth. Each append also updates the read models (users, organisations,
+members, tokens) in the same transaction, so whatever a call wrote is visible to the next read and
+a failed append leaves nothing behind. The users and organisations read models double as the
+aggregates' snapshots: a command loads one row (with its sequence) instead of replaying every
+event, so its cost stays flat however many events an aggregate has.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from server.store.events import NewEvent, StoredEvent
+
+USER_TYPE_MACHINE = "machine"
+USER_TYPE_HUMAN = "human"
+
+
+class StoreError(Exception):
+    """Base of the errors a store raises; their messages carry no data of the caller's."""
+
+
+class ConcurrencyConflict(StoreError):
+    """Another writer appended the same (aggregate, sequence) first; nothing was written."""
+
+
+class UniqueViolation(StoreError):
+    """A read model's unique key (e.g. a user name) is taken; nothing was written."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"unique key taken: {key}")
+        self.key = key
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached or answered with an operational error."""
+
+
+@dataclass(frozen=True)
+class OrgRecord:
+    id: str
+    name: str
+    sequence: int
+    created_at: datetime
+    changed_at: datetime
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    id: str
+    org_id: str
+    user_name: str
+    type: str
+    secret_hash: str | None  # bcrypt
+    sequence: int
+    created_at: datetime
+    changed_at: datetime
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    token_id: str
+    user_id: str
+    expires_at: datetime | None
+
+
+class Store(Protocol):
+    async def append(self, events: Sequence[NewEvent]) -> list[StoredEvent]:
+        """Appends events atomically with one commit time, and updates the read models.
+
+        Raises ConcurrencyConflict, UniqueViolation or StoreUnavailable; then nothing is written.
+        """
+        ...
+
+    async def events(self, aggregate_type: str, aggregate_id: str) -> list[StoredEvent]:
+        """All events of one aggregate, in sequence order."""
+        ...
+
+    async def user(self, user_id: str) -> UserRecord | None: ...
+
+    async def org(self, org_id: str) -> OrgRecord | None: ...
+
+    async def any_org(self) -> bool: ...
+
+    async def roles(self, user_id: str) -> dict[str, frozenset[str]]:
+        """The user's roles, by organisation id."""
+        ...
+
+    async def member_roles(self, org_id: str, user_id: str) -> frozenset[str] | None: ...
+
+    async def token(self, token_hash: str) -> TokenRecord | None: ...
+
+    async def close(self) -> None: ...

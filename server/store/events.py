@@ -1,0 +1,60 @@
+"""The events this service stores: their types and payloads.
+
+Event types are dotted and past tense. Stored type names and payload field names are forever:
+old events are never rewritten, so a change here needs a new event type, not an edit.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+AGGREGATE_ORG = "org"
+AGGREGATE_USER = "user"
+
+ORG_ADDED = "org.added"  # {name}
+ORG_MEMBER_ADDED = "org.member.added"  # {user_id, roles}
+USER_MACHINE_ADDED = "user.machine.added"  # {user_name, name, description}
+USER_HUMAN_ADDED = "user.human.added"  # {user_name, display_name, email}
+USER_MACHINE_SECRET_SET = "user.machine.secret.set"  # noqa: S105 - {hash}: bcrypt, never the secret
+USER_MACHINE_SECRET_REMOVED = "user.machine.secret.removed"  # noqa: S105 - {}
+USER_PAT_ADDED = "user.pat.added"  # {token_id, token_hash, expires_at}: SHA-256, never the token
+
+EVENT_TYPES = frozenset(
+    {
+        ORG_ADDED,
+        ORG_MEMBER_ADDED,
+        USER_MACHINE_ADDED,
+        USER_HUMAN_ADDED,
+        USER_MACHINE_SECRET_SET,
+        USER_MACHINE_SECRET_REMOVED,
+        USER_PAT_ADDED,
+    }
+)
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event a command wants to append.
+
+    `sequence` is the aggregate's current sequence plus one: if another writer appended that
+    sequence first, the append fails with ConcurrencyConflict and nothing is written.
+    """
+
+    aggregate_type: str
+    aggregate_id: str
+    sequence: int
+    type: str
+    resource_owner: str
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    aggregate_type: str
+    aggregate_id: str
+    sequence: int
+    type: str
+    resource_owner: str
+    payload: Mapping[str, Any]
+    created_at: datetime

@@ -1,0 +1,164 @@
+"""Versioned schema migrations and the read-model projections, in SQL both backends speak.
+
+Placeholders are written `?`; a backend whose driver wants another style converts them.
+Times are integers: microseconds since the Unix epoch, UTC.
+"""
+
+import json
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from server.store import events as ev
+from server.store.base import USER_TYPE_HUMAN, USER_TYPE_MACHINE
+from server.store.events import StoredEvent
+
+# Each migration is applied once, in order, in one transaction, and recorded in
+# schema_migrations. Never edit an applied migration: add the next one.
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (
+        1,
+        [
+            """CREATE TABLE events (
+                aggregate_type TEXT NOT NULL,
+                aggregate_id TEXT NOT NULL,
+                sequence BIGINT NOT NULL,
+                event_type TEXT NOT NULL,
+                resource_owner TEXT NOT NULL,
+                payload TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                -- The concurrency guard: two writers cannot both append the same sequence.
+                PRIMARY KEY (aggregate_type, aggregate_id, sequence)
+            )""",
+            """CREATE TABLE orgs (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                sequence BIGINT NOT NULL,
+                created_at BIGINT NOT NULL,
+                changed_at BIGINT NOT NULL
+            )""",
+            """CREATE TABLE users (
+                id TEXT PRIMARY KEY,
+                org_id TEXT NOT NULL,
+                user_name TEXT NOT NULL,
+                -- User names are unique in the whole instance, compared without case.
+                user_name_key TEXT NOT NULL UNIQUE,
+                type TEXT NOT NULL,
+                secret_hash TEXT,
+                sequence BIGINT NOT NULL,
+                created_at BIGINT NOT NULL,
+                changed_at BIGINT NOT NULL
+            )""",
+            """CREATE TABLE members (
+                org_id TEXT NOT NULL,
+                user_id TEXT NOT NULL,
+                roles TEXT NOT NULL,
+                PRIMARY KEY (org_id, user_id)
+            )""",
+            "CREATE INDEX members_by_user ON members (user_id)",
+            """CREATE TABLE tokens (
+                token_hash TEXT PRIMARY KEY,
+                token_id TEXT NOT NULL,
+                user_id TEXT NOT NULL,
+                expires_at BIGINT
+            )""",
+        ],
+    ),
+]
+
+CREATE_MIGRATIONS_TABLE = "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)"
+
+INSERT_EVENT = (
+    "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, resource_owner, payload,"
+    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+SELECT_EVENTS = (
+    "SELECT aggregate_type, aggregate_id, sequence, event_type, resource_owner, payload, created_at"
+    " FROM events WHERE aggregate_type = ? AND aggregate_id = ? ORDER BY sequence"
+)
+USER_COLUMNS = "id, org_id, user_name, type, secret_hash, sequence, created_at, changed_at"
+SELECT_USER = f"SELECT {USER_COLUMNS} FROM users WHERE id = ?"  # noqa: S608 - constant
+SELECT_ORG = "SELECT id, name, sequence, created_at, changed_at FROM orgs WHERE id = ?"
+SELECT_ANY_ORG = "SELECT 1 FROM orgs LIMIT 1"
+SELECT_ROLES = "SELECT org_id, roles FROM members WHERE user_id = ?"
+SELECT_MEMBER_ROLES = "SELECT roles FROM members WHERE org_id = ? AND user_id = ?"
+SELECT_TOKEN = "SELECT token_id, user_id, expires_at FROM tokens WHERE token_hash = ?"  # noqa: S105 - a query
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+Execute = Callable[[str, tuple[Any, ...]], Awaitable[None]]
+
+
+def encode_payload(payload: Any) -> str:
+    return json.dumps(payload, separators=(",", ":"), sort_keys=True)
+
+
+def user_name_key(user_name: str) -> str:
+    return user_name.casefold()
+
+
+def encode_roles(roles: frozenset[str]) -> str:
+    return " ".join(sorted(roles))
+
+
+def decode_roles(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+async def project(execute: Execute, event: StoredEvent, micros: int) -> None:
+    """Applies one event to the read models, inside the append's transaction."""
+    p = event.payload
+    match event.type:
+        case ev.ORG_ADDED:
+            await execute(
+                "INSERT INTO orgs (id, name, sequence, created_at, changed_at) VALUES (?, ?, ?, ?, ?)",
+                (event.aggregate_id, p["name"], event.sequence, micros, micros),
+            )
+            return
+        case ev.USER_MACHINE_ADDED | ev.USER_HUMAN_ADDED:
+            user_type = USER_TYPE_MACHINE if event.type == ev.USER_MACHINE_ADDED else USER_TYPE_HUMAN
+            await execute(
+                "INSERT INTO users (id, org_id, user_name, user_name_key, type, secret_hash, sequence,"
+                " created_at, changed_at) VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?)",
+                (
+                    event.aggregate_id,
+                    event.resource_owner,
+                    p["user_name"],
+                    user_name_key(p["user_name"]),
+                    user_type,
+                    event.sequence,
+                    micros,
+                    micros,
+                ),
+            )
+            return
+        case ev.ORG_MEMBER_ADDED:
+            await execute(
+                "INSERT INTO members (org_id, user_id, roles) VALUES (?, ?, ?)",
+                (event.aggregate_id, p["user_id"], encode_roles(frozenset(p["roles"]))),
+            )
+        case ev.USER_MACHINE_SECRET_SET:
+            await execute("UPDATE users SET secret_hash = ? WHERE id = ?", (p["hash"], event.aggregate_id))
+        case ev.USER_MACHINE_SECRET_REMOVED:
+            await execute("UPDATE users SET secret_hash = NULL WHERE id = ?", (event.aggregate_id,))
+        case ev.USER_PAT_ADDED:
+            await execute(
+                "INSERT INTO tokens (token_hash, token_id, user_id, expires_at) VALUES (?, ?, ?, ?)",
+                (p["token_hash"], p["token_id"], event.aggregate_id, p["expires_at"]),
+            )
+        case _:
+            raise ValueError(f"no projection for event type {event.type}")
+    # Every later event of an aggregate moves its snapshot's sequence and change time.
+    table = "orgs" if event.aggregate_type == ev.AGGREGATE_ORG else "users"
+    await execute(
+        f"UPDATE {table} SET sequence = ?, changed_at = ? WHERE id = ?",  # noqa: S608 - fixed names
+        (event.sequence, micros, event.aggregate_id),
+    )
+
+
+def to_micros(moment: datetime) -> int:
+    return (moment - EPOCH) // timedelta(microseconds=1)
+
+
+def from_micros(micros: int) -> datetime:
+    return EPOCH + timedelta(microseconds=micros)

@@ -1,0 +1,203 @@
+"""The cross-cutting work every call passes, as grpc.aio server interceptors.
+
+    AccessLog      outermost: one log line per call (method, code, duration, caller id)
+    ErrorMapping   domain errors to google.rpc.Status; anything unexpected to INTERNAL
+    Authentication `authorization: Bearer <token>` to a Principal
+    OrgContext     `x-zitadel-orgid` (or the caller's own organisation) to a CallContext, checked
+                   for the permission the method needs
+
+Each wraps the behaviour of a unary handler, so it runs with the call's metadata and inside the
+call's task. They pass what they learn down through one context variable, the CallScope. The
+grpc-web adapter runs these very objects, in the same order, around the same servicers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import grpc
+from grpc import aio
+
+from server.domain import permissions as perm
+from server.domain.access import Access
+from server.domain.errors import (
+    DomainError,
+    FieldViolation,
+    InvalidArgument,
+    PermissionDenied,
+    Unauthenticated,
+)
+from server.domain.permissions import CallContext, Principal
+from server.transport import status
+
+log = logging.getLogger("machinesecrets.access")
+
+ORG_HEADER = "x-zitadel-orgid"
+PUBLIC_METHOD_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
+
+# The permission each method needs in the context organisation. A method missing here is refused:
+# a new RPC is closed until it is named.
+REQUIRED_PERMISSION = {
+    "/machinesecrets.v1.UserService/AddSecret": perm.USER_WRITE,
+    "/machinesecrets.v1.UserService/RemoveSecret": perm.USER_WRITE,
+    "/machinesecrets.v1.UserService/AddMachineUser": perm.USER_WRITE,
+    "/machinesecrets.v1.UserService/AddHumanUser": perm.USER_WRITE,
+    "/machinesecrets.v1.UserService/AddPersonalAccessToken": perm.USER_WRITE,
+    "/machinesecrets.v1.UserService/GetUserByID": perm.USER_READ,
+    "/machinesecrets.v1.OrgService/AddOrganization": perm.ORG_CREATE,
+    "/machinesecrets.v1.OrgService/AddOrgMember": perm.ORG_MEMBER_WRITE,
+}
+
+Behavior = Callable[[Any, Any], Awaitable[Any]]
+
+
+@dataclass
+class CallScope:
+    method: str
+    principal: Principal | None = None
+    context: CallContext | None = None
+    code: grpc.StatusCode = grpc.StatusCode.OK
+
+
+_scope: ContextVar[CallScope] = ContextVar("machinesecrets_call_scope")
+
+
+def call_context() -> CallContext:
+    """The checked context of the current call, for servicers."""
+    context = _scope.get().context
+    if context is None:  # only if a servicer runs outside the interceptor chain: a wiring bug
+        raise RuntimeError("no call context: the servicer ran without the interceptors")
+    return context
+
+
+def metadata_values(context: Any, key: str) -> list[str]:
+    return [value for name, value in context.invocation_metadata() or () if name == key]
+
+
+if TYPE_CHECKING:  # grpc-stubs makes the interceptor generic; grpcio's class is not subscriptable
+    _ServerInterceptor = aio.ServerInterceptor[Any, Any]
+else:
+    _ServerInterceptor = aio.ServerInterceptor
+
+
+class UnaryInterceptor(_ServerInterceptor):
+    """Wraps the behaviour of unary-unary handlers with `around`; other handlers pass untouched."""
+
+    wraps_public_methods = False
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or handler.unary_unary is None:
+            return handler
+        if not self.wraps_public_methods and method.startswith(PUBLIC_METHOD_PREFIXES):
+            return handler
+        inner: Behavior = handler.unary_unary
+
+        async def behavior(request: Any, context: Any) -> Any:
+            return await self.around(method, request, context, inner)
+
+        return grpc.unary_unary_rpc_method_handler(
+            behavior,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    async def around(self, method: str, request: Any, context: Any, call_next: Behavior) -> Any:
+        raise NotImplementedError
+
+
+class AccessLog(UnaryInterceptor):
+    wraps_public_methods = True
+
+    async def around(self, method: str, request: Any, context: Any, call_next: Behavior) -> Any:
+        scope = CallScope(method)
+        token = _scope.set(scope)
+        started = time.perf_counter()
+        try:
+            return await call_next(request, context)
+        finally:
+            _scope.reset(token)
+            caller = scope.principal.user_id if scope.principal else "-"
+            millis = (time.perf_counter() - started) * 1000
+            log.info("%s %s %.1fms caller=%s", method, scope.code.name, millis, caller)
+
+
+class ErrorMapping(UnaryInterceptor):
+    wraps_public_methods = True
+
+    async def around(self, method: str, request: Any, context: Any, call_next: Behavior) -> Any:
+        scope = _scope.get()
+        try:
+            return await call_next(request, context)
+        except DomainError as error:
+            scope.code = status.code_of(error)
+            details = status.rich_status(scope.code, error)
+        except aio.AbortError:
+            raise  # a handler aborted on its own: its status is set already
+        except Exception:
+            # Logged here with its traceback; the caller learns only that it was internal.
+            log.exception("unexpected error in %s", method)
+            scope.code = grpc.StatusCode.INTERNAL
+            details = status.internal_status()
+        await context.abort(
+            scope.code,
+            details.message,
+            trailing_metadata=((status.STATUS_DETAILS_KEY, details.SerializeToString()),),
+        )
+
+
+class Authentication(UnaryInterceptor):
+    def __init__(self, access: Access) -> None:
+        self._access = access
+
+    async def around(self, method: str, request: Any, context: Any, call_next: Behavior) -> Any:
+        _scope.get().principal = await self._access.authenticate(
+            bearer_token(metadata_values(context, "authorization"))
+        )
+        return await call_next(request, context)
+
+
+def bearer_token(values: Iterable[str]) -> str:
+    """The token of exactly one `authorization: Bearer <token>` header (RFC 6750 §2.1)."""
+    values = list(values)
+    if not values:
+        raise Unauthenticated("TOKEN_MISSING", "an authorization header with a bearer token is required")
+    scheme, _, token = values[0].strip().partition(" ")
+    token = token.strip()
+    if len(values) > 1 or scheme.lower() != "bearer" or not token or " " in token:
+        raise Unauthenticated("TOKEN_MALFORMED", "the authorization header must be `Bearer <token>`")
+    return token
+
+
+class OrgContext(UnaryInterceptor):
+    def __init__(self, access: Access) -> None:
+        self._access = access
+
+    async def around(self, method: str, request: Any, context: Any, call_next: Behavior) -> Any:
+        scope = _scope.get()
+        assert scope.principal is not None, "OrgContext runs after Authentication"
+        orgs = metadata_values(context, ORG_HEADER)
+        if len(orgs) > 1:
+            raise InvalidArgument([FieldViolation(ORG_HEADER, "must be sent at most once")])
+        required = REQUIRED_PERMISSION.get(method)
+        if required is None:
+            raise PermissionDenied("METHOD_NOT_AUTHORISED", "no permission is defined for this method")
+        scope.context = await self._access.enter_organisation(
+            scope.principal, orgs[0].strip() if orgs else "", required
+        )
+        return await call_next(request, context)
+
+
+def interceptors(access: Access) -> list[UnaryInterceptor]:
+    """The chain, outermost first, for every transport."""
+    return [AccessLog(), ErrorMapping(), Authentication(access), OrgContext(access)]

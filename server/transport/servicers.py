@@ -1,0 +1,132 @@
+"""The gRPC servicers: proto in, a command or query, proto out. Nothing else happens here:
+authentication, the organisation context and error mapping are the interceptors' work."""
+
+from datetime import UTC, datetime
+
+from google.protobuf import timestamp_pb2
+from machinesecrets.v1 import (
+    object_pb2,
+    org_service_pb2,
+    org_service_pb2_grpc,
+    user_service_pb2,
+    user_service_pb2_grpc,
+)
+
+from server.domain.commands import Commands
+from server.domain.errors import FieldViolation, InvalidArgument
+from server.domain.model import Details
+from server.domain.queries import Queries
+from server.store.base import USER_TYPE_HUMAN, USER_TYPE_MACHINE
+from server.transport.interceptors import call_context
+
+USER_TYPES = {
+    USER_TYPE_MACHINE: user_service_pb2.USER_TYPE_MACHINE,
+    USER_TYPE_HUMAN: user_service_pb2.USER_TYPE_HUMAN,
+}
+
+
+def timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+def details_proto(details: Details) -> object_pb2.ObjectDetails:
+    return object_pb2.ObjectDetails(
+        sequence=details.sequence,
+        creation_date=timestamp(details.creation_date),
+        change_date=timestamp(details.change_date),
+        resource_owner=details.resource_owner,
+    )
+
+
+def expiration(request: user_service_pb2.AddPersonalAccessTokenRequest) -> datetime:
+    try:
+        return request.expiration_date.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError) as error:  # seconds or nanos outside the Timestamp range
+        raise InvalidArgument([FieldViolation("expiration_date", "must be a valid timestamp")]) from error
+
+
+class UserService(user_service_pb2_grpc.UserServiceServicer):
+    def __init__(self, commands: Commands, queries: Queries) -> None:
+        self._commands = commands
+        self._queries = queries
+
+    async def AddSecret(
+        self, request: user_service_pb2.AddSecretRequest, context: object
+    ) -> user_service_pb2.AddSecretResponse:
+        issued = await self._commands.add_secret(call_context(), request.user_id)
+        return user_service_pb2.AddSecretResponse(
+            client_id=issued.client_id,
+            client_secret=issued.client_secret,
+            details=details_proto(issued.details),
+        )
+
+    async def RemoveSecret(
+        self, request: user_service_pb2.RemoveSecretRequest, context: object
+    ) -> user_service_pb2.RemoveSecretResponse:
+        details = await self._commands.remove_secret(call_context(), request.user_id)
+        return user_service_pb2.RemoveSecretResponse(details=details_proto(details))
+
+    async def AddMachineUser(
+        self, request: user_service_pb2.AddMachineUserRequest, context: object
+    ) -> user_service_pb2.AddMachineUserResponse:
+        created = await self._commands.add_machine_user(
+            call_context(), request.user_name, request.name, request.description
+        )
+        return user_service_pb2.AddMachineUserResponse(
+            user_id=created.id, details=details_proto(created.details)
+        )
+
+    async def AddHumanUser(
+        self, request: user_service_pb2.AddHumanUserRequest, context: object
+    ) -> user_service_pb2.AddHumanUserResponse:
+        created = await self._commands.add_human_user(
+            call_context(), request.user_name, request.display_name, request.email
+        )
+        return user_service_pb2.AddHumanUserResponse(
+            user_id=created.id, details=details_proto(created.details)
+        )
+
+    async def GetUserByID(
+        self, request: user_service_pb2.GetUserByIDRequest, context: object
+    ) -> user_service_pb2.GetUserByIDResponse:
+        user = await self._queries.user_by_id(call_context(), request.user_id)
+        return user_service_pb2.GetUserByIDResponse(
+            user=user_service_pb2.User(
+                id=user.id,
+                user_name=user.user_name,
+                type=USER_TYPES[user.type],
+                state=user_service_pb2.USER_STATE_ACTIVE,
+                has_secret=user.has_secret,
+                details=details_proto(user.details),
+            )
+        )
+
+    async def AddPersonalAccessToken(
+        self, request: user_service_pb2.AddPersonalAccessTokenRequest, context: object
+    ) -> user_service_pb2.AddPersonalAccessTokenResponse:
+        expires_at = expiration(request) if request.HasField("expiration_date") else None
+        issued = await self._commands.add_personal_access_token(call_context(), request.user_id, expires_at)
+        return user_service_pb2.AddPersonalAccessTokenResponse(
+            token_id=issued.token_id, token=issued.token, details=details_proto(issued.details)
+        )
+
+
+class OrgService(org_service_pb2_grpc.OrgServiceServicer):
+    def __init__(self, commands: Commands) -> None:
+        self._commands = commands
+
+    async def AddOrganization(
+        self, request: org_service_pb2.AddOrganizationRequest, context: object
+    ) -> org_service_pb2.AddOrganizationResponse:
+        created = await self._commands.add_organization(call_context(), request.name)
+        return org_service_pb2.AddOrganizationResponse(
+            org_id=created.id, details=details_proto(created.details)
+        )
+
+    async def AddOrgMember(
+        self, request: org_service_pb2.AddOrgMemberRequest, context: object
+    ) -> org_service_pb2.AddOrgMemberResponse:
+        details = await self._commands.add_org_member(call_context(), request.user_id, list(request.roles))
+        return org_service_pb2.AddOrgMemberResponse(details=details_proto(details))

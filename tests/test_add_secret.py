@@ -1,0 +1,250 @@
+"""AddSecret, RemoveSecret and the rules around them, through a real client of each transport."""
+
+import asyncio
+import re
+import sqlite3
+from datetime import UTC, datetime, timedelta
+
+import bcrypt
+import grpc
+import pytest
+from machinesecrets.v1 import user_service_pb2 as user_pb
+
+from tests.api import ApiError
+from tests.conftest import Running
+from tests.world import World
+
+SECRET = re.compile(r"[A-Za-z0-9]{64}")
+
+
+def stored_hash(db: str, user_id: str) -> str | None:
+    with sqlite3.connect(db) as connection:
+        row = connection.execute("SELECT secret_hash FROM users WHERE id = ?", (user_id,)).fetchone()
+    return None if row is None else row[0]
+
+
+def raw_store(running: Running) -> bytes:
+    """Every byte the store holds: the database file and its write-ahead log."""
+    return b"".join(p.read_bytes() for p in running.db_path.parent.glob("ms.db*"))
+
+
+async def add_secret(world: World, user_id: str, **kw: str) -> user_pb.AddSecretResponse:
+    response: user_pb.AddSecretResponse = await world.call(
+        "AddSecret", user_pb.AddSecretRequest(user_id=user_id), **kw
+    )
+    return response
+
+
+async def expect_error(code: grpc.StatusCode, reason: str, call: object) -> ApiError:
+    with pytest.raises(ApiError) as caught:
+        await call  # type: ignore[misc]
+    assert (caught.value.code, caught.value.reason) == (code, reason), caught.value
+    return caught.value
+
+
+async def test_add_secret_for_a_fresh_machine_user(world: World, running: Running) -> None:
+    user_id = await world.machine_user(user_name="build-bot")
+    before = datetime.now(UTC)
+    response = await add_secret(world, user_id)
+    after = datetime.now(UTC)
+
+    assert response.client_id == "build-bot"
+    assert SECRET.fullmatch(response.client_secret)
+    details = response.details
+    assert details.sequence == 2  # user.machine.added, then user.machine.secret.set
+    assert details.creation_date == details.change_date
+    assert before - timedelta(milliseconds=1) <= details.creation_date.ToDatetime(UTC) <= after
+    assert details.resource_owner == world.home_org
+    hashed = stored_hash(str(running.db_path), user_id)
+    assert hashed is not None
+    assert hashed.startswith("$2b$04$")
+    assert bcrypt.checkpw(response.client_secret.encode(), hashed.encode())
+    assert response.client_secret.encode() not in raw_store(running)
+
+
+async def test_a_second_secret_replaces_the_first(world: World, running: Running) -> None:
+    user_id = await world.machine_user()
+    first = await add_secret(world, user_id)
+    second = await add_secret(world, user_id)
+    assert second.client_secret != first.client_secret
+    assert second.details.sequence == 3
+    hashed = stored_hash(str(running.db_path), user_id)
+    assert hashed is not None
+    assert bcrypt.checkpw(second.client_secret.encode(), hashed.encode())
+    assert not bcrypt.checkpw(first.client_secret.encode(), hashed.encode())
+
+
+async def test_unknown_user_is_not_found(world: World) -> None:
+    await expect_error(grpc.StatusCode.NOT_FOUND, "USER_NOT_FOUND", add_secret(world, "123456789"))
+
+
+async def test_human_user_gets_no_secret(world: World) -> None:
+    human = await world.human_user()
+    await expect_error(grpc.StatusCode.FAILED_PRECONDITION, "USER_NOT_MACHINE", add_secret(world, human))
+
+
+async def test_user_of_another_organisation_is_not_found_without_the_header(world: World) -> None:
+    other = await world.org()
+    user_id = await world.machine_user(org=other)
+    await expect_error(grpc.StatusCode.NOT_FOUND, "USER_NOT_FOUND", add_secret(world, user_id))
+    # ... and the header makes it reachable for a caller allowed there.
+    assert (await add_secret(world, user_id, org=other)).details.resource_owner == other
+
+
+async def test_header_with_a_membership_there(world: World) -> None:
+    other = await world.org()
+    target = await world.machine_user(org=other)
+    _, token = await world.caller(["ORG_USER_MANAGER"], org=other)  # a user of home, member of other
+    response = await add_secret(world, target, token=token, org=other)
+    assert response.details.resource_owner == other
+    assert response.details.sequence == 2
+
+
+async def test_header_without_a_membership_there(world: World) -> None:
+    other = await world.org()
+    target = await world.machine_user(org=other)
+    _, token = await world.caller(["ORG_USER_MANAGER"])  # member of home only
+    error = await expect_error(
+        grpc.StatusCode.PERMISSION_DENIED,
+        "PERMISSION_DENIED",
+        add_secret(world, target, token=token, org=other),
+    )
+    assert error.metadata == {"permission": "user.write"}
+
+
+async def test_unknown_organisation_in_the_header(world: World) -> None:
+    _, token = await world.caller(["ORG_USER_MANAGER"])
+    user_id = await world.machine_user()
+    # For a caller without rights there it is indistinguishable from an organisation it may not enter...
+    await expect_error(
+        grpc.StatusCode.PERMISSION_DENIED,
+        "PERMISSION_DENIED",
+        add_secret(world, user_id, token=token, org="42"),
+    )
+    # ... and an IAM_OWNER, who may enter every organisation, learns that it does not exist.
+    for org in ("42", "not-an-id", "1' OR '1'='1"):
+        await expect_error(
+            grpc.StatusCode.PERMISSION_DENIED, "ORGANIZATION_NOT_FOUND", add_secret(world, user_id, org=org)
+        )
+
+
+async def test_caller_without_user_write(world: World) -> None:
+    target = await world.machine_user()
+    _, no_roles = await world.caller([])
+    await expect_error(
+        grpc.StatusCode.PERMISSION_DENIED, "PERMISSION_DENIED", add_secret(world, target, token=no_roles)
+    )
+
+
+async def test_iam_owner_acts_in_any_organisation(world: World) -> None:
+    for _ in range(2):
+        org = await world.org()
+        target = await world.machine_user(org=org)
+        assert (await add_secret(world, target, org=org)).details.resource_owner == org
+
+
+async def test_an_empty_org_header_means_the_callers_own(world: World) -> None:
+    target = await world.machine_user()
+    assert (await add_secret(world, target, org="")).details.resource_owner == world.home_org
+
+
+@pytest.mark.parametrize(
+    ("authorization", "reason"),
+    [
+        (None, "TOKEN_MISSING"),
+        ("Basic dXNlcjpwYXNz", "TOKEN_MALFORMED"),
+        ("Bearer", "TOKEN_MALFORMED"),
+        ("Bearer a b", "TOKEN_MALFORMED"),
+        ("Bearer not-a-token-we-issued", "TOKEN_INVALID"),
+    ],
+)
+async def test_missing_and_malformed_tokens(world: World, authorization: str | None, reason: str) -> None:
+    target = await world.machine_user()
+    metadata = [] if authorization is None else [("authorization", authorization)]
+    with pytest.raises(ApiError) as caught:
+        await world.api.call("AddSecret", user_pb.AddSecretRequest(user_id=target), metadata)
+    assert (caught.value.code, caught.value.reason) == (grpc.StatusCode.UNAUTHENTICATED, reason)
+
+
+async def test_expired_token(world: World) -> None:
+    user_id = await world.machine_user()
+    await world.grant(user_id, ["ORG_USER_MANAGER"])
+    expires = datetime.now(UTC) + timedelta(seconds=1)
+    request = user_pb.AddPersonalAccessTokenRequest(user_id=user_id)
+    request.expiration_date.FromDatetime(expires)
+    issued = await world.call("AddPersonalAccessToken", request)
+    assert (await add_secret(world, user_id, token=issued.token)).client_id
+    await asyncio.sleep((expires - datetime.now(UTC)).total_seconds() + 0.05)
+    await expect_error(
+        grpc.StatusCode.UNAUTHENTICATED, "TOKEN_INVALID", add_secret(world, user_id, token=issued.token)
+    )
+
+
+async def test_remove_secret(world: World, running: Running) -> None:
+    user_id = await world.machine_user()
+    await add_secret(world, user_id)
+    removed = await world.call("RemoveSecret", user_pb.RemoveSecretRequest(user_id=user_id))
+    assert removed.details.sequence == 3
+    assert removed.details.resource_owner == world.home_org
+    assert stored_hash(str(running.db_path), user_id) is None
+    user = (await world.call("GetUserByID", user_pb.GetUserByIDRequest(user_id=user_id))).user
+    assert not user.has_secret
+
+
+async def test_remove_without_a_secret(world: World) -> None:
+    user_id = await world.machine_user()
+    await expect_error(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "SECRET_NOT_FOUND",
+        world.call("RemoveSecret", user_pb.RemoveSecretRequest(user_id=user_id)),
+    )
+
+
+async def test_remove_for_an_unknown_user(world: World) -> None:
+    await expect_error(
+        grpc.StatusCode.NOT_FOUND,
+        "USER_NOT_FOUND",
+        world.call("RemoveSecret", user_pb.RemoveSecretRequest(user_id="77")),
+    )
+
+
+@pytest.mark.parametrize(
+    ("user_id", "description"),
+    [
+        ("", "must not be empty"),
+        ("1" * 201, "must be at most 200 characters"),
+        ("abc", "must be an id: decimal digits"),
+        ("-5", "must be an id: decimal digits"),
+        ("0123", "must be an id: decimal digits"),
+        ("9" * 30, "must be an id: decimal digits"),
+        ("\uff11\uff12\uff13", "must be an id: decimal digits"),  # full-width digits pass str.isdigit
+        ("1; DROP TABLE users", "must be an id: decimal digits"),
+    ],
+)
+@pytest.mark.parametrize("method", ["AddSecret", "RemoveSecret"])
+async def test_invalid_user_id(world: World, method: str, user_id: str, description: str) -> None:
+    request = (
+        user_pb.AddSecretRequest(user_id=user_id)
+        if method == "AddSecret"
+        else user_pb.RemoveSecretRequest(user_id=user_id)
+    )
+    error = await expect_error(
+        grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", world.call(method, request)
+    )
+    assert error.violations == {"user_id": description}
+
+
+async def test_sequence_numbers_follow_the_users_events(world: World) -> None:
+    user_id = await world.machine_user()
+    sequences = [(await add_secret(world, user_id)).details.sequence for _ in range(3)]
+    removed = await world.call("RemoveSecret", user_pb.RemoveSecretRequest(user_id=user_id))
+    token = await world.token_for(user_id)
+    assert token
+    again = await add_secret(world, user_id)
+    assert [*sequences, removed.details.sequence, again.details.sequence] == [2, 3, 4, 5, 7]
+    user = (await world.call("GetUserByID", user_pb.GetUserByIDRequest(user_id=user_id))).user
+    assert user.details.sequence == 7
+    assert user.has_secret
+    # Another user's events do not move this user's sequence.
+    other = await world.machine_user()
+    assert (await add_secret(world, other)).details.sequence == 2
