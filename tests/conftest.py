@@ -24,7 +24,7 @@ class Running:
         return Path(self.config.admin_pat_file).read_text().strip()
 
 
-def test_config(tmp_path: Path) -> Config:
+def config_for(tmp_path: Path) -> Config:
     return Config(
         database_url=f"sqlite:///{tmp_path / 'ms.db'}",
         grpc_addr="127.0.0.1:0",
@@ -37,7 +37,7 @@ def test_config(tmp_path: Path) -> Config:
 @pytest.fixture
 async def running(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> AsyncIterator[Running]:
     caplog.set_level(logging.DEBUG)
-    config = test_config(tmp_path)
+    config = config_for(tmp_path)
     service = await app.start(config)
     yield Running(config, service, tmp_path / "ms.db")
     await service.stop(0)

@@ -1,0 +1,21 @@
+"""generated/ is committed: it must be exactly what `make proto` makes from proto/ now."""
+
+import filecmp
+from pathlib import Path
+
+from tools.genproto import generate
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_generated_code_is_in_step_with_the_protos(tmp_path: Path) -> None:
+    generate(tmp_path)
+    fresh = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
+    committed = sorted(
+        p.relative_to(ROOT / "generated")
+        for p in (ROOT / "generated").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    )
+    assert fresh == committed, "run `make proto`"
+    changed = [str(p) for p in fresh if not filecmp.cmp(tmp_path / p, ROOT / "generated" / p, shallow=False)]
+    assert not changed, f"out of step with proto/: {changed}; run `make proto`"

@@ -1,0 +1,197 @@
+"""The server as a whole: first start, restart, health, reflection, limits, logs and signals."""
+
+import asyncio
+import os
+import re
+import signal
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from machinesecrets.v1 import user_service_pb2 as user_pb
+
+from server import app
+from server.config import ConfigError, load
+from tests.api import ApiError, GrpcApi
+from tests.conftest import Running, config_for
+from tests.world import World
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def test_first_start_writes_a_private_admin_token(
+    running: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = Path(running.config.admin_pat_file)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    token = running.admin_token
+    assert len(token) >= 43
+    start_log = "\n".join(r.getMessage() for r in caplog.get_records("setup"))
+    assert str(path) in start_log
+    assert token not in start_log
+
+
+async def test_a_restart_keeps_everything(tmp_path: Path) -> None:
+    config = config_for(tmp_path)
+    service = await app.start(config)
+    api = GrpcApi("grpc", f"127.0.0.1:{service.grpc_port}")
+    world = await World.create(api, Path(config.admin_pat_file).read_text().strip())
+    user_id = await world.machine_user(user_name="survivor")
+    secret = await world.call("AddSecret", user_pb.AddSecretRequest(user_id=user_id))
+    token = await world.token_for(user_id)
+    await world.grant(user_id, ["ORG_USER_MANAGER"])
+    await api.close()
+    await service.stop(0)
+    pat_before = Path(config.admin_pat_file).read_text()
+
+    service = await app.start(config)
+    api = GrpcApi("grpc", f"127.0.0.1:{service.grpc_port}")
+    try:
+        assert Path(config.admin_pat_file).read_text() == pat_before  # no second set-up
+        again = World(api, world.admin_token, world.home_org)
+        user = (
+            await again.call("GetUserByID", user_pb.GetUserByIDRequest(user_id=user_id), token=token)
+        ).user
+        assert (user.user_name, user.has_secret, user.details.sequence) == ("survivor", True, 3)
+        rotated = await again.call("AddSecret", user_pb.AddSecretRequest(user_id=user_id), token=token)
+        assert rotated.details.sequence == 4
+        assert rotated.client_secret != secret.client_secret
+    finally:
+        await api.close()
+        await service.stop(0)
+
+
+async def test_health_and_reflection_need_no_token(running: Running) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{running.service.grpc_port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)  # type: ignore[no-untyped-call]
+        for service in ("", "machinesecrets.v1.UserService"):
+            answer = await health.Check(health_pb2.HealthCheckRequest(service=service))
+            assert answer.status == health_pb2.HealthCheckResponse.SERVING
+        reflect = reflection_pb2_grpc.ServerReflectionStub(channel)  # type: ignore[no-untyped-call]
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+        names = [
+            s.name
+            async for answer in reflect.ServerReflectionInfo(iter([request]))
+            for s in answer.list_services_response.service
+        ]
+        assert {"machinesecrets.v1.UserService", "machinesecrets.v1.OrgService"} <= set(names)
+
+
+async def test_requests_over_64_kib_are_refused(world: World) -> None:
+    request = user_pb.AddMachineUserRequest(user_name="big", name="n", description="d" * (64 * 1024))
+    with pytest.raises(ApiError) as caught:
+        await world.call("AddMachineUser", request)
+    assert caught.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+async def test_one_log_line_per_call_and_no_secrets(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    user_id = await world.machine_user()
+    caplog.clear()
+    secret = (await world.call("AddSecret", user_pb.AddSecretRequest(user_id=user_id))).client_secret
+    with pytest.raises(ApiError):
+        await world.call("AddSecret", user_pb.AddSecretRequest(user_id="1"))
+    token = await world.token_for(user_id)
+    lines = [r.getMessage() for r in caplog.records if r.name == "machinesecrets.access"]
+    assert len(lines) == 3
+    assert re.fullmatch(r"/machinesecrets.v1.UserService/AddSecret OK \d+\.\dms caller=\d+", lines[0])
+    assert " NOT_FOUND " in lines[1]
+    everything = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
+    for value in (secret, token, world.admin_token):
+        assert value not in everything
+
+
+async def test_unexpected_errors_are_internal_without_details(
+    world: World, running: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A store read that fails in a way nobody planned for.
+    store = running.service.store
+    user_id = await world.machine_user()
+
+    async def explode(*args: object) -> None:
+        raise RuntimeError("boom: secret internals")
+
+    original = store.user
+    store.user = explode  # type: ignore[method-assign]
+    try:
+        with pytest.raises(ApiError) as caught:
+            await world.call("AddSecret", user_pb.AddSecretRequest(user_id=user_id))
+    finally:
+        store.user = original  # type: ignore[method-assign]
+    assert (caught.value.code, caught.value.message, caught.value.reason) == (
+        grpc.StatusCode.INTERNAL,
+        "internal error",
+        "INTERNAL",
+    )
+    assert "boom" in caplog.text  # the operator sees it in the log; the caller does not
+
+
+def test_configuration_errors_name_the_variable() -> None:
+    for env, message in [
+        ({"MS_BCRYPT_COST": "3"}, "MS_BCRYPT_COST"),
+        ({"MS_BCRYPT_COST": "ten"}, "MS_BCRYPT_COST"),
+        ({"MS_GRPC_ADDR": "nowhere"}, "MS_GRPC_ADDR"),
+        ({"MS_DATABASE_URL": "mysql://x"}, "MS_DATABASE_URL"),
+        ({"MS_LOG_LEVEL": "LOUD"}, "MS_LOG_LEVEL"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            load([], env)
+    assert load(["--bcrypt-cost", "6"], {"MS_BCRYPT_COST": "5"}).bcrypt_cost == 6
+    assert load([], {"MS_BCRYPT_COST": "5"}).bcrypt_cost == 5
+    assert "secret-password" not in repr(load([], {"MS_DATABASE_URL": "sqlite:///secret-password.db"}))
+
+
+async def test_python_m_server_stops_gracefully_on_sigterm(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "MS_DATABASE_URL": f"sqlite:///{tmp_path}/ms.db",
+        "MS_GRPC_ADDR": "127.0.0.1:0",
+        "MS_ADMIN_PAT_FILE": str(tmp_path / "admin.pat"),
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "server", cwd=ROOT, env=env, stderr=asyncio.subprocess.PIPE
+    )
+    assert process.stderr is not None
+    port = None
+    async with asyncio.timeout(30):
+        while port is None:
+            line = (await process.stderr.readline()).decode()
+            assert line, "the server exited before it listened"
+            if found := re.search(r"gRPC listening on 127.0.0.1:(\d+)", line):
+                port = int(found.group(1))
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)  # type: ignore[no-untyped-call]
+        assert (
+            await health.Check(health_pb2.HealthCheckRequest())
+        ).status == health_pb2.HealthCheckResponse.SERVING
+    process.send_signal(signal.SIGTERM)
+    async with asyncio.timeout(30):
+        rest = (await process.stderr.read()).decode()
+        assert await process.wait() == 0
+    assert "stopping" in rest
+
+
+async def test_a_taken_port_fails_the_start(running: Running, tmp_path: Path) -> None:
+    config = config_for(tmp_path / "second")
+    taken = f"127.0.0.1:{running.service.grpc_port}"
+    with pytest.raises(RuntimeError):
+        await app.start(config.__class__(**{**config.__dict__, "grpc_addr": taken}))
+
+
+def test_configuration_errors_stop_the_process() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "server"],
+        cwd=ROOT,
+        env={**os.environ, "MS_BCRYPT_COST": "99"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "MS_BCRYPT_COST" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,124 @@
+"""The store contract, for every backend: what commands rely on when they append and read."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from server.store import events as ev
+from server.store.base import ConcurrencyConflict, Store, UniqueViolation
+from server.store.events import NewEvent
+from server.store.sqlite import SqliteStore
+
+BACKENDS = ["sqlite"]
+
+
+@pytest.fixture(params=BACKENDS)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    opened = await SqliteStore.open(f"sqlite:///{tmp_path / 'contract.db'}")
+    yield opened
+    await opened.close()
+
+
+def org_added(org_id: str) -> NewEvent:
+    return NewEvent(ev.AGGREGATE_ORG, org_id, 1, ev.ORG_ADDED, org_id, {"name": f"org {org_id}"})
+
+
+def machine_added(user_id: str, org_id: str, user_name: str) -> NewEvent:
+    payload = {"user_name": user_name, "name": "n", "description": ""}
+    return NewEvent(ev.AGGREGATE_USER, user_id, 1, ev.USER_MACHINE_ADDED, org_id, payload)
+
+
+def secret_set(user_id: str, org_id: str, sequence: int, hashed: str) -> NewEvent:
+    return NewEvent(
+        ev.AGGREGATE_USER, user_id, sequence, ev.USER_MACHINE_SECRET_SET, org_id, {"hash": hashed}
+    )
+
+
+async def test_append_updates_the_read_models_in_the_same_step(store: Store) -> None:
+    assert not await store.any_org()
+    [stored] = await store.append([org_added("1")])
+    org = await store.org("1")
+    assert org is not None
+    assert (org.name, org.sequence, org.created_at) == ("org 1", 1, stored.created_at)
+    assert await store.any_org()
+    await store.append([machine_added("10", "1", "Bot")])
+    await store.append([secret_set("10", "1", 2, "$2b$04$hash")])
+    user = await store.user("10")
+    assert user is not None
+    assert (user.org_id, user.user_name, user.type, user.secret_hash, user.sequence) == (
+        "1",
+        "Bot",
+        "machine",
+        "$2b$04$hash",
+        2,
+    )
+    assert user.changed_at > user.created_at
+
+
+async def test_events_come_back_in_order_with_their_payloads(store: Store) -> None:
+    await store.append([org_added("1"), machine_added("10", "1", "bot")])
+    for sequence in range(2, 6):
+        await store.append([secret_set("10", "1", sequence, f"h{sequence}")])
+    events = await store.events(ev.AGGREGATE_USER, "10")
+    assert [e.sequence for e in events] == [1, 2, 3, 4, 5]
+    assert [e.type for e in events] == [ev.USER_MACHINE_ADDED] + [ev.USER_MACHINE_SECRET_SET] * 4
+    assert events[-1].payload == {"hash": "h5"}
+    assert all(e.resource_owner == "1" for e in events)
+
+
+async def test_a_taken_sequence_is_a_conflict_and_writes_nothing(store: Store) -> None:
+    await store.append([org_added("1"), machine_added("10", "1", "bot")])
+    await store.append([secret_set("10", "1", 2, "first")])
+    with pytest.raises(ConcurrencyConflict):
+        # The second event of the batch conflicts: the first must not stay behind either.
+        await store.append([machine_added("11", "1", "other"), secret_set("10", "1", 2, "second")])
+    assert await store.user("11") is None
+    user = await store.user("10")
+    assert user is not None
+    assert (user.secret_hash, user.sequence) == ("first", 2)
+    assert len(await store.events(ev.AGGREGATE_USER, "10")) == 2
+
+
+async def test_a_taken_user_name_is_a_unique_violation_and_writes_nothing(store: Store) -> None:
+    await store.append([org_added("1"), machine_added("10", "1", "Bot")])
+    with pytest.raises(UniqueViolation):
+        await store.append([machine_added("11", "1", "bOT")])
+    assert await store.user("11") is None
+    assert await store.events(ev.AGGREGATE_USER, "11") == []
+
+
+async def test_roles_and_tokens(store: Store) -> None:
+    member = {"user_id": "10", "roles": ["ORG_OWNER", "IAM_OWNER"]}
+    pat = {"token_id": "5", "token_hash": "abc", "expires_at": None}
+    await store.append(
+        [
+            org_added("1"),
+            machine_added("10", "1", "bot"),
+            NewEvent(ev.AGGREGATE_ORG, "1", 2, ev.ORG_MEMBER_ADDED, "1", member),
+            NewEvent(ev.AGGREGATE_USER, "10", 2, ev.USER_PAT_ADDED, "1", pat),
+        ]
+    )
+    assert await store.roles("10") == {"1": frozenset({"ORG_OWNER", "IAM_OWNER"})}
+    assert await store.member_roles("1", "10") == frozenset({"ORG_OWNER", "IAM_OWNER"})
+    assert await store.member_roles("1", "11") is None
+    token = await store.token("abc")
+    assert token is not None
+    assert (token.token_id, token.user_id, token.expires_at) == ("5", "10", None)
+    assert await store.token("abd") is None
+
+
+async def test_concurrent_appends_of_one_sequence_let_exactly_one_win(store: Store) -> None:
+    await store.append([org_added("1"), machine_added("10", "1", "bot")])
+
+    async def attempt(n: int) -> bool:
+        try:
+            await store.append([secret_set("10", "1", 2, f"h{n}")])
+        except ConcurrencyConflict:
+            return False
+        return True
+
+    results = await asyncio.gather(*(attempt(n) for n in range(20)))
+    assert results.count(True) == 1
+    assert [e.sequence for e in await store.events(ev.AGGREGATE_USER, "10")] == [1, 2]

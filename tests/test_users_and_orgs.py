@@ -1,0 +1,222 @@
+"""Users, organisations, members and tokens: the calls that set up who may add secrets."""
+
+from datetime import UTC, datetime, timedelta
+
+import grpc
+import pytest
+from machinesecrets.v1 import org_service_pb2 as org_pb
+from machinesecrets.v1 import user_service_pb2 as user_pb
+
+from tests.test_add_secret import expect_error
+from tests.world import World, unique_name
+
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_get_user_by_id(world: World) -> None:
+    user_id = await world.machine_user(user_name="reader-bot")
+    user = (await world.call("GetUserByID", user_pb.GetUserByIDRequest(user_id=user_id))).user
+    assert (user.id, user.user_name, user.type, user.state) == (
+        user_id,
+        "reader-bot",
+        user_pb.USER_TYPE_MACHINE,
+        user_pb.USER_STATE_ACTIVE,
+    )
+    assert not user.has_secret
+    assert user.details.sequence == 1
+    assert user.details.resource_owner == world.home_org
+    human = (
+        await world.call("GetUserByID", user_pb.GetUserByIDRequest(user_id=await world.human_user()))
+    ).user
+    assert human.type == user_pb.USER_TYPE_HUMAN
+
+
+async def test_read_details_span_first_and_last_event(world: World) -> None:
+    user_id = await world.machine_user()
+    created = (await world.call("GetUserByID", user_pb.GetUserByIDRequest(user_id=user_id))).user.details
+    changed = await world.call("AddSecret", user_pb.AddSecretRequest(user_id=user_id))
+    user = (await world.call("GetUserByID", user_pb.GetUserByIDRequest(user_id=user_id))).user
+    assert user.details.creation_date == created.creation_date
+    assert user.details.change_date == changed.details.change_date
+    assert user.details.change_date.ToDatetime() > user.details.creation_date.ToDatetime()
+
+
+async def test_user_names_are_unique_in_the_instance_without_case(world: World) -> None:
+    await world.machine_user(user_name="Deploy-Bot")
+    other_org = await world.org()
+    for method, request in [
+        ("AddMachineUser", user_pb.AddMachineUserRequest(user_name="deploy-bot", name="x")),
+        (
+            "AddHumanUser",
+            user_pb.AddHumanUserRequest(user_name="DEPLOY-BOT", display_name="x", email="a@b.io"),
+        ),
+    ]:
+        await expect_error(
+            grpc.StatusCode.ALREADY_EXISTS, "USER_NAME_TAKEN", world.call(method, request, org=other_org)
+        )
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "violations"),
+    [
+        ({"user_name": "", "name": "n"}, {"user_name": "must not be empty"}),
+        (
+            {"user_name": "a b", "name": "n"},
+            {"user_name": "must not contain white space or control characters"},
+        ),
+        ({"user_name": "x" * 201, "name": "n"}, {"user_name": "must be at most 200 characters"}),
+        ({"user_name": "ok", "name": ""}, {"name": "must not be empty"}),
+        ({"user_name": "ok", "name": "n" * 201}, {"name": "must be at most 200 characters"}),
+        (
+            {"user_name": "ok", "name": "n", "description": "d" * 501},
+            {"description": "must be at most 500 characters"},
+        ),
+        ({"user_name": "", "name": ""}, {"user_name": "must not be empty", "name": "must not be empty"}),
+    ],
+)
+async def test_invalid_machine_users(
+    world: World, request_fields: dict[str, str], violations: dict[str, str]
+) -> None:
+    request = user_pb.AddMachineUserRequest(**request_fields)
+    error = await expect_error(INVALID, "INVALID_ARGUMENT", world.call("AddMachineUser", request))
+    assert error.violations == violations
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "violations"),
+    [
+        (
+            {"user_name": "h", "display_name": "", "email": "h@example.com"},
+            {"display_name": "must not be empty"},
+        ),
+        (
+            {"user_name": "h", "display_name": "H", "email": "not-an-address"},
+            {"email": "must be an e-mail address"},
+        ),
+        ({"user_name": "h", "display_name": "H", "email": ""}, {"email": "must not be empty"}),
+        (
+            {"user_name": "h\x00", "display_name": "H", "email": "h@example.com"},
+            {"user_name": "must not contain white space or control characters"},
+        ),
+    ],
+)
+async def test_invalid_human_users(
+    world: World, request_fields: dict[str, str], violations: dict[str, str]
+) -> None:
+    request = user_pb.AddHumanUserRequest(**request_fields)
+    error = await expect_error(INVALID, "INVALID_ARGUMENT", world.call("AddHumanUser", request))
+    assert error.violations == violations
+
+
+async def test_only_an_iam_owner_adds_organisations(world: World) -> None:
+    _, org_owner = await world.caller(["ORG_OWNER"])
+    await expect_error(
+        grpc.StatusCode.PERMISSION_DENIED,
+        "PERMISSION_DENIED",
+        world.call("AddOrganization", org_pb.AddOrganizationRequest(name="mine"), token=org_owner),
+    )
+    error = await expect_error(
+        INVALID, "INVALID_ARGUMENT", world.call("AddOrganization", org_pb.AddOrganizationRequest(name=" "))
+    )
+    assert error.violations == {"name": "must not be empty"}
+
+
+async def test_org_members(world: World) -> None:
+    org = await world.org()
+    owner_id, owner = await world.caller(["ORG_OWNER"], org=org, home=org)
+    user_id = await world.machine_user(org=org)
+    add = org_pb.AddOrgMemberRequest(user_id=user_id, roles=["ORG_USER_MANAGER"])
+    added = await world.call("AddOrgMember", add, token=owner)  # the owner's own organisation
+    assert added.details.resource_owner == org
+    await expect_error(
+        grpc.StatusCode.ALREADY_EXISTS, "MEMBER_ALREADY_EXISTS", world.call("AddOrgMember", add, token=owner)
+    )
+    # An ORG_OWNER cannot make anyone an IAM_OWNER, itself included.
+    escalate = org_pb.AddOrgMemberRequest(user_id=owner_id, roles=["IAM_OWNER"])
+    await expect_error(
+        grpc.StatusCode.PERMISSION_DENIED,
+        "PERMISSION_DENIED",
+        world.call("AddOrgMember", escalate, token=owner),
+    )
+    # A user manager may not grant roles at all.
+    manager = await world.token_for(user_id, org=org)
+    other = await world.machine_user(org=org)
+    await expect_error(
+        grpc.StatusCode.PERMISSION_DENIED,
+        "PERMISSION_DENIED",
+        world.call(
+            "AddOrgMember", org_pb.AddOrgMemberRequest(user_id=other, roles=["ORG_OWNER"]), token=manager
+        ),
+    )
+    await expect_error(
+        grpc.StatusCode.NOT_FOUND,
+        "USER_NOT_FOUND",
+        world.call(
+            "AddOrgMember", org_pb.AddOrgMemberRequest(user_id="99", roles=["ORG_OWNER"]), token=owner
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    ("roles", "violation"),
+    [
+        ([], "must name at least one role"),
+        (["ROOT"], "unknown roles; known roles are IAM_OWNER, ORG_OWNER, ORG_USER_MANAGER"),
+    ],
+)
+async def test_invalid_roles(world: World, roles: list[str], violation: str) -> None:
+    user_id = await world.machine_user()
+    request = org_pb.AddOrgMemberRequest(user_id=user_id, roles=roles)
+    error = await expect_error(INVALID, "INVALID_ARGUMENT", world.call("AddOrgMember", request))
+    assert error.violations == {"roles": violation}
+
+
+async def test_an_iam_owner_grants_iam_owner(world: World) -> None:
+    user_id = await world.machine_user()
+    await world.grant(user_id, ["IAM_OWNER"])
+    token = await world.token_for(user_id)
+    org = await world.org()
+    target = await world.machine_user(org=org)
+    assert (
+        await world.call("AddSecret", user_pb.AddSecretRequest(user_id=target), token=token, org=org)
+    ).client_id
+
+
+async def test_personal_access_tokens(world: World) -> None:
+    human = await world.human_user()
+    await expect_error(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "USER_NOT_MACHINE",
+        world.call("AddPersonalAccessToken", user_pb.AddPersonalAccessTokenRequest(user_id=human)),
+    )
+    past = user_pb.AddPersonalAccessTokenRequest(user_id=await world.machine_user())
+    past.expiration_date.FromDatetime(datetime.now(UTC) - timedelta(seconds=1))
+    error = await expect_error(INVALID, "INVALID_ARGUMENT", world.call("AddPersonalAccessToken", past))
+    assert error.violations == {"expiration_date": "must be in the future"}
+    out_of_range = user_pb.AddPersonalAccessTokenRequest(user_id=await world.machine_user())
+    out_of_range.expiration_date.seconds = 2**62
+    error = await expect_error(
+        INVALID, "INVALID_ARGUMENT", world.call("AddPersonalAccessToken", out_of_range)
+    )
+    assert error.violations == {"expiration_date": "must be a valid timestamp"}
+    issued = await world.call(
+        "AddPersonalAccessToken", user_pb.AddPersonalAccessTokenRequest(user_id=await world.machine_user())
+    )
+    assert len(issued.token) >= 43  # 256 bits, URL-safe base64
+    assert issued.details.sequence == 2
+
+
+async def test_a_token_without_roles_authenticates_but_may_do_nothing(world: World) -> None:
+    user_id, token = await world.caller([])
+    await expect_error(
+        grpc.StatusCode.PERMISSION_DENIED,
+        "PERMISSION_DENIED",
+        world.call("GetUserByID", user_pb.GetUserByIDRequest(user_id=user_id), token=token),
+    )
+    await expect_error(
+        grpc.StatusCode.PERMISSION_DENIED,
+        "PERMISSION_DENIED",
+        world.call(
+            "AddMachineUser", user_pb.AddMachineUserRequest(user_name=unique_name("x"), name="x"), token=token
+        ),
+    )
