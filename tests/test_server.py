@@ -106,27 +106,18 @@ async def test_one_log_line_per_call_and_no_secrets(world: World, caplog: pytest
 
 
 async def test_unexpected_errors_are_internal_without_details(
-    world: World, running: Running, caplog: pytest.LogCaptureFixture
+    world: World, running: Running, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A store read that fails in a way nobody planned for.
-    store = running.service.store
     user_id = await world.machine_user()
 
-    async def explode(*args: object) -> None:
-        raise RuntimeError("boom: secret internals")
+    async def explode(user_id: str) -> None:  # a store read failing in a way nobody planned for
+        raise RuntimeError("boom: internals")
 
-    original = store.user
-    store.user = explode  # type: ignore[method-assign]
-    try:
-        with pytest.raises(ApiError) as caught:
-            await world.call("AddSecret", user_pb.AddSecretRequest(user_id=user_id))
-    finally:
-        store.user = original  # type: ignore[method-assign]
-    assert (caught.value.code, caught.value.message, caught.value.reason) == (
-        grpc.StatusCode.INTERNAL,
-        "internal error",
-        "INTERNAL",
-    )
+    monkeypatch.setattr(running.service.store, "user", explode)
+    with pytest.raises(ApiError) as caught:
+        await world.call("AddSecret", user_pb.AddSecretRequest(user_id=user_id))
+    error = caught.value
+    assert (error.code, error.message, error.reason) == (grpc.StatusCode.INTERNAL, "internal error", "INTERNAL")
     assert "boom" in caplog.text  # the operator sees it in the log; the caller does not
 
 
