@@ -117,7 +117,11 @@ async def test_unexpected_errors_are_internal_without_details(
     with pytest.raises(ApiError) as caught:
         await world.call("AddSecret", user_pb.AddSecretRequest(user_id=user_id))
     error = caught.value
-    assert (error.code, error.message, error.reason) == (grpc.StatusCode.INTERNAL, "internal error", "INTERNAL")
+    assert (error.code, error.message, error.reason) == (
+        grpc.StatusCode.INTERNAL,
+        "internal error",
+        "INTERNAL",
+    )
     assert "boom" in caplog.text  # the operator sees it in the log; the caller does not
 
 
