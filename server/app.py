@@ -1,5 +1,6 @@
 """The composition root: builds the store, the domain and the transports, and nothing else does."""
 
+import asyncio
 import logging
 import os
 from dataclasses import dataclass
@@ -17,8 +18,12 @@ from server.domain.commands import Commands
 from server.domain.credentials import SecretHasher
 from server.domain.ids import IdGenerator
 from server.domain.queries import Queries
+from server.envoy import EnvoyError, EnvoyProcess, EnvoySettings
 from server.store.base import Store
 from server.store.sqlite import SqliteStore
+from server.transport.asgi_server import AsgiServer
+from server.transport.grpcweb import GrpcWeb
+from server.transport.http import HttpApp
 from server.transport.interceptors import interceptors
 from server.transport.servicers import OrgService, UserService
 
@@ -38,9 +43,21 @@ class Service:
     store: Store
     grpc_server: aio.Server
     grpc_port: int
+    http_server: AsgiServer
+    envoy: EnvoyProcess | None
+
+    @property
+    def http_port(self) -> int:
+        return self.http_server.port
+
+    @property
+    def envoy_port(self) -> int | None:
+        return None if self.envoy is None else self.envoy.port
 
     async def stop(self, grace: float = 5.0) -> None:
-        await self.grpc_server.stop(grace)
+        if self.envoy is not None:
+            await self.envoy.stop()
+        await asyncio.gather(self.http_server.stop(grace), self.grpc_server.stop(grace))
         await self.store.close()
 
 
@@ -67,16 +84,20 @@ async def _start(config: Config, store: Store) -> Service:
         write_private_file(Path(config.admin_pat_file), admin_token + "\n")
         log.info("first start: the token of user %r is in %s", ADMIN_USER_NAME, config.admin_pat_file)
 
+    chain = interceptors(access)
     server = aio.server(
-        interceptors=interceptors(access),
+        interceptors=chain,
         options=[
             # grpcio turns SO_REUSEPORT on: a second server on a taken port would start silently.
             ("grpc.so_reuseport", 0),
             ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
         ],
     )
-    user_service_pb2_grpc.add_UserServiceServicer_to_server(UserService(commands, queries), server)
-    org_service_pb2_grpc.add_OrgServiceServicer_to_server(OrgService(commands), server)
+    # grpc-web serves the very same servicer objects, behind the very same interceptors.
+    grpc_web = GrpcWeb(HttpApp(), chain, config.cors_origins, MAX_REQUEST_BYTES)
+    for target in (server, grpc_web):
+        user_service_pb2_grpc.add_UserServiceServicer_to_server(UserService(commands, queries), target)
+        org_service_pb2_grpc.add_OrgServiceServicer_to_server(OrgService(commands), target)
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)  # type: ignore[no-untyped-call]
     reflection.enable_server_reflection(
@@ -84,10 +105,38 @@ async def _start(config: Config, store: Store) -> Service:
     )
     port = server.add_insecure_port(config.grpc_addr)
     await server.start()
+    try:
+        http_server = await AsgiServer.start(grpc_web, config.http_addr)
+    except BaseException:
+        await server.stop(None)
+        raise
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("gRPC listening on %s", _with_port(config.grpc_addr, port))
-    return Service(store, server, port)
+    log.info("grpc-web and HTTP listening on %s", _with_port(config.http_addr, http_server.port))
+    envoy = await _start_envoy(config, port, http_server.port)
+    return Service(store, server, port, http_server, envoy)
+
+
+async def _start_envoy(config: Config, grpc_port: int, http_port: int) -> EnvoyProcess | None:
+    """Envoy in front, when configured. If it cannot start, the service still serves gRPC and
+    grpc-web directly, and the log says why."""
+    if config.envoy_addr is None:
+        return None
+    settings = EnvoySettings(
+        listen=config.envoy_addr,
+        grpc=_with_port(config.grpc_addr, grpc_port),
+        http=_with_port(config.http_addr, http_port),
+        cors_origins=config.cors_origins,
+        max_request_bytes=MAX_REQUEST_BYTES,
+    )
+    try:
+        envoy = await EnvoyProcess.start(settings)
+    except EnvoyError as error:
+        log.error("Envoy did not start, so JSON is not served; gRPC and grpc-web still are: %s", error)
+        return None
+    log.info("Envoy (JSON, gRPC, grpc-web) listening on %s", _with_port(config.envoy_addr, envoy.port))
+    return envoy
 
 
 def write_private_file(path: Path, text: str) -> None:

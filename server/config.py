@@ -2,7 +2,7 @@
 
 import argparse
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from server.domain.credentials import MAX_BCRYPT_COST, MIN_BCRYPT_COST
 
@@ -22,6 +22,9 @@ class Setting:
 SETTINGS = [
     Setting("MS_DATABASE_URL", "--database-url", "sqlite:///.data/machine-secrets.db", "the store"),
     Setting("MS_GRPC_ADDR", "--grpc-addr", "127.0.0.1:50051", "host:port of the gRPC server"),
+    Setting("MS_HTTP_ADDR", "--http-addr", "127.0.0.1:8081", "host:port of grpc-web and the HTTP endpoints"),
+    Setting("MS_ENVOY_ADDR", "--envoy-addr", "127.0.0.1:8080", "host:port of Envoy; 'off' starts no Envoy"),
+    Setting("MS_CORS_ORIGINS", "--cors-origins", "", "browser origins allowed to call, comma-separated"),
     Setting("MS_BCRYPT_COST", "--bcrypt-cost", "4", "bcrypt cost of new client secrets (4-31)"),
     Setting("MS_ADMIN_PAT_FILE", "--admin-pat-file", ".data/admin.pat", "where the first admin's token goes"),
     Setting("MS_LOG_LEVEL", "--log-level", "INFO", "DEBUG, INFO, WARNING or ERROR"),
@@ -30,18 +33,14 @@ SETTINGS = [
 
 @dataclass(frozen=True)
 class Config:
-    database_url: str
+    database_url: str = field(repr=False)  # it may carry a password
     grpc_addr: str
+    http_addr: str
+    envoy_addr: str | None
+    cors_origins: tuple[str, ...]
     bcrypt_cost: int
     admin_pat_file: str
     log_level: str
-
-    def __repr__(self) -> str:
-        # A database URL may carry a password.
-        return (
-            f"Config(database_url='***', grpc_addr={self.grpc_addr!r}, bcrypt_cost={self.bcrypt_cost},"
-            f" admin_pat_file={self.admin_pat_file!r}, log_level={self.log_level!r})"
-        )
 
 
 def load(argv: Sequence[str], environ: Mapping[str, str]) -> Config:
@@ -53,6 +52,9 @@ def load(argv: Sequence[str], environ: Mapping[str, str]) -> Config:
     return Config(
         database_url=_database_url(raw["MS_DATABASE_URL"]),
         grpc_addr=_address("MS_GRPC_ADDR", raw["MS_GRPC_ADDR"]),
+        http_addr=_address("MS_HTTP_ADDR", raw["MS_HTTP_ADDR"]),
+        envoy_addr=None if raw["MS_ENVOY_ADDR"] == "off" else _address("MS_ENVOY_ADDR", raw["MS_ENVOY_ADDR"]),
+        cors_origins=_origins(raw["MS_CORS_ORIGINS"]),
         bcrypt_cost=_bcrypt_cost(raw["MS_BCRYPT_COST"]),
         admin_pat_file=raw["MS_ADMIN_PAT_FILE"],
         log_level=_log_level(raw["MS_LOG_LEVEL"]),
@@ -76,6 +78,15 @@ def _address(name: str, value: str) -> str:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ConfigError(f"{name} must be host:port, e.g. 127.0.0.1:50051")
     return value
+
+
+def _origins(value: str) -> tuple[str, ...]:
+    origins = tuple(o.strip().rstrip("/") for o in value.split(",") if o.strip())
+    for origin in origins:
+        scheme, sep, rest = origin.partition("://")
+        if scheme not in {"http", "https"} or not sep or not rest or "/" in rest:
+            raise ConfigError("MS_CORS_ORIGINS must be origins like https://app.example.com, comma-separated")
+    return origins
 
 
 def _bcrypt_cost(value: str) -> int:

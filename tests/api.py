@@ -4,14 +4,23 @@ Every transport answers the same way: a response message, or an ApiError with th
 message, and the google.rpc.Status details (ErrorInfo reason, BadRequest field violations).
 """
 
+import base64
+import json
+import re
+import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
+from urllib.parse import quote, unquote
 
 import grpc
-from google.protobuf import message, message_factory
+import httpx
+from google.api import annotations_pb2
+from google.protobuf import json_format, message, message_factory
 from google.rpc import error_details_pb2, status_pb2
 from machinesecrets.v1 import org_service_pb2, user_service_pb2
+
+from server.transport.status import HTTP_STATUS
 
 SERVICES = {
     "UserService": user_service_pb2.DESCRIPTOR.services_by_name["UserService"],
@@ -61,6 +70,8 @@ class Api(Protocol):
         """The response, or raises ApiError."""
         ...
 
+    async def close(self) -> None: ...
+
 
 class GrpcApi:
     """Native gRPC over a real channel."""
@@ -84,3 +95,121 @@ class GrpcApi:
 
     async def close(self) -> None:
         await self._channel.close(None)
+
+
+def _frame(flags: int, payload: bytes) -> bytes:
+    return struct.pack(">BI", flags, len(payload)) + payload
+
+
+def _b64decode_pieces(data: bytes) -> bytes:
+    """Decodes base64 made of several separately padded pieces (as Envoy sends grpc-web-text)."""
+    return b"".join(base64.b64decode(p) for p in re.findall(rb"[^=]*=*", b"".join(data.split())) if p)
+
+
+class GrpcWebApi:
+    """grpc-web over HTTP/1.1, binary (`application/grpc-web+proto`) or text (base64)."""
+
+    def __init__(self, name: str, base_url: str, *, text: bool) -> None:
+        self.name = name
+        self._base_url = base_url
+        self._text = text
+        self._client = httpx.AsyncClient(timeout=30)
+
+    async def call(self, method: str, request: message.Message, metadata: Metadata) -> message.Message:
+        body = _frame(0, request.SerializeToString())
+        content_type = "application/grpc-web-text" if self._text else "application/grpc-web+proto"
+        headers = [("content-type", content_type), ("x-grpc-web", "1"), ("accept", content_type)]
+        answer = await self._client.post(
+            self._base_url + method_path(method),
+            content=base64.b64encode(body) if self._text else body,
+            headers=[*headers, *metadata],
+        )
+        assert answer.status_code == 200, (answer.status_code, answer.text)
+        assert answer.headers["content-type"].startswith(content_type), answer.headers["content-type"]
+        data = _b64decode_pieces(answer.content) if self._text else answer.content
+        messages, trailers = (
+            [],
+            {k.lower(): v for k, v in answer.headers.items() if k.lower().startswith("grpc-")},
+        )
+        while data:  # a trailers-only answer keeps its status in the headers and has no frames
+            flags, length = struct.unpack(">BI", data[:5])
+            payload, data = data[5 : 5 + length], data[5 + length :]
+            if flags & 0x80:
+                for line in payload.decode("ascii").split("\r\n"):
+                    if line:
+                        key, _, value = line.partition(":")
+                        trailers[key.strip().lower()] = value.strip()
+            else:
+                messages.append(payload)
+        code = grpc_code(int(trailers["grpc-status"]))
+        if code != grpc.StatusCode.OK:
+            encoded = trailers.get("grpc-status-details-bin")
+            details = base64.b64decode(encoded + "=" * (-len(encoded) % 4)) if encoded else None
+            raise ApiError.from_status(code, unquote(trailers.get("grpc-message", "")), details)
+        assert len(messages) == 1, messages
+        return response_class(method).FromString(messages[0])
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def grpc_code(number: int) -> grpc.StatusCode:
+    return next(c for c in grpc.StatusCode if c.value[0] == number)
+
+
+def http_rule(method: str) -> tuple[str, str, str]:
+    """(HTTP method, path template, body) of an RPC's google.api.http binding."""
+    rule = METHODS[method].GetOptions().Extensions[annotations_pb2.http]
+    verb = rule.WhichOneof("pattern")
+    return verb.upper(), getattr(rule, verb), rule.body
+
+
+class JsonApi:
+    """JSON over HTTP/1.1 through Envoy's transcoder, as curl or a script would call it."""
+
+    def __init__(self, name: str, base_url: str) -> None:
+        self.name = name
+        self._base_url = base_url
+        self._client = httpx.AsyncClient(timeout=30)
+
+    async def call(self, method: str, request: message.Message, metadata: Metadata) -> message.Message:
+        verb, template, body_rule = http_rule(method)
+        fields = json_format.MessageToDict(request, preserving_proto_field_name=True)
+        path_fields = re.findall(r"{(\w+)}", template)
+        path = template
+        for name in path_fields:
+            path = path.replace(f"{{{name}}}", quote(str(fields.pop(name, "")), safe=""))
+        body = None
+        if body_rule == "*":
+            body = json_format.MessageToJson(request)
+            for name in path_fields:
+                body = json.dumps({k: v for k, v in json.loads(body).items() if k != _camel(name)})
+        answer = await self._client.request(
+            verb,
+            self._base_url + path,
+            content=body,
+            headers=[("content-type", "application/json"), *metadata],
+        )
+        payload = answer.json()
+        if answer.status_code == 200:
+            return json_format.ParseDict(payload, response_class(method)())
+        code = grpc_code(payload["code"])
+        # Envoy answers a body over its limit itself, with the more precise 413.
+        allowed = {HTTP_STATUS[code], *([413] if code == grpc.StatusCode.RESOURCE_EXHAUSTED else [])}
+        assert answer.status_code in allowed, (answer.status_code, payload)
+        assert answer.headers["content-type"] == "application/json"
+        error = ApiError(code, payload["message"])
+        for detail in payload.get("details", []):
+            if detail["@type"].endswith("/google.rpc.ErrorInfo"):
+                error.reason, error.metadata = detail["reason"], detail.get("metadata", {})
+            elif detail["@type"].endswith("/google.rpc.BadRequest"):
+                error.violations = {v["field"]: v["description"] for v in detail["fieldViolations"]}
+        raise error
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)

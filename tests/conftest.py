@@ -1,6 +1,9 @@
-"""Fixtures that start the real service on free ports and give tests a client per transport."""
+"""Fixtures that start the real service on free ports and give tests a client per transport.
 
-import logging
+One service (gRPC, grpc-web on uvicorn, and a real Envoy in front) serves the behaviour suite;
+tests that need a service of their own (first start, restart) start one with `start_service`.
+"""
+
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,7 +12,7 @@ import pytest
 
 from server import app
 from server.config import Config
-from tests.api import Api, GrpcApi
+from tests.api import Api, GrpcApi, GrpcWebApi, JsonApi
 from tests.world import World
 
 
@@ -24,33 +27,60 @@ class Running:
         return Path(self.config.admin_pat_file).read_text().strip()
 
 
-def config_for(tmp_path: Path) -> Config:
+def config_for(folder: Path, *, envoy: bool = False, cors_origins: tuple[str, ...] = ()) -> Config:
     return Config(
-        database_url=f"sqlite:///{tmp_path / 'ms.db'}",
+        database_url=f"sqlite:///{folder / 'ms.db'}",
         grpc_addr="127.0.0.1:0",
+        http_addr="127.0.0.1:0",
+        envoy_addr="127.0.0.1:0" if envoy else None,
+        cors_origins=cors_origins,
         bcrypt_cost=4,
-        admin_pat_file=str(tmp_path / "admin.pat"),
+        admin_pat_file=str(folder / "admin.pat"),
         log_level="DEBUG",
     )
 
 
-@pytest.fixture
-async def running(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> AsyncIterator[Running]:
-    caplog.set_level(logging.DEBUG)
-    config = config_for(tmp_path)
+async def start_service(config: Config) -> Running:
     service = await app.start(config)
-    yield Running(config, service, tmp_path / "ms.db")
-    await service.stop(0)
+    if config.envoy_addr is not None:
+        assert service.envoy is not None, "Envoy did not start: see the log"
+    return Running(config, service, Path(config.database_url.removeprefix("sqlite:///")))
 
 
-TRANSPORTS = ["grpc"]
+@pytest.fixture(scope="session")
+async def running(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Running]:
+    started = await start_service(config_for(tmp_path_factory.mktemp("service"), envoy=True))
+    yield started
+    await started.service.stop(0)
+
+
+TRANSPORTS = ["grpc", "grpc-web", "grpc-web-text", "envoy-grpc", "envoy-grpc-web", "envoy-json"]
+
+
+def client(transport: str, service: app.Service) -> Api:
+    direct, envoy = f"127.0.0.1:{service.grpc_port}", f"127.0.0.1:{service.envoy_port}"
+    web = f"http://127.0.0.1:{service.http_port}"
+    match transport:
+        case "grpc":
+            return GrpcApi(transport, direct)
+        case "grpc-web":
+            return GrpcWebApi(transport, web, text=False)
+        case "grpc-web-text":
+            return GrpcWebApi(transport, web, text=True)
+        case "envoy-grpc":
+            return GrpcApi(transport, envoy)
+        case "envoy-grpc-web":
+            return GrpcWebApi(transport, f"http://{envoy}", text=False)
+        case "envoy-json":
+            return JsonApi(transport, f"http://{envoy}")
+    raise ValueError(transport)
 
 
 @pytest.fixture(params=TRANSPORTS)
 async def api(request: pytest.FixtureRequest, running: Running) -> AsyncIterator[Api]:
-    client = GrpcApi(request.param, f"127.0.0.1:{running.service.grpc_port}")
-    yield client
-    await client.close()
+    api = client(request.param, running.service)
+    yield api
+    await api.close()
 
 
 @pytest.fixture

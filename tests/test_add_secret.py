@@ -12,7 +12,7 @@ from machinesecrets.v1 import user_service_pb2 as user_pb
 
 from tests.api import ApiError
 from tests.conftest import Running
-from tests.world import World
+from tests.world import World, unique_name
 
 SECRET = re.compile(r"[A-Za-z0-9]{64}")
 
@@ -43,12 +43,13 @@ async def expect_error(code: grpc.StatusCode, reason: str, call: object) -> ApiE
 
 
 async def test_add_secret_for_a_fresh_machine_user(world: World, running: Running) -> None:
-    user_id = await world.machine_user(user_name="build-bot")
+    user_name = unique_name("build-bot")
+    user_id = await world.machine_user(user_name=user_name)
     before = datetime.now(UTC)
     response = await add_secret(world, user_id)
     after = datetime.now(UTC)
 
-    assert response.client_id == "build-bot"
+    assert response.client_id == user_name
     assert SECRET.fullmatch(response.client_secret)
     details = response.details
     assert details.sequence == 2  # user.machine.added, then user.machine.secret.set

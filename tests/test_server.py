@@ -7,6 +7,7 @@ import signal
 import stat
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -18,20 +19,22 @@ from machinesecrets.v1 import user_service_pb2 as user_pb
 from server import app
 from server.config import ConfigError, load
 from tests.api import ApiError, GrpcApi
-from tests.conftest import Running, config_for
+from tests.conftest import Running, config_for, start_service
 from tests.world import World
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 async def test_first_start_writes_a_private_admin_token(
-    running: Running, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    running = await start_service(config_for(tmp_path))
+    await running.service.stop(0)
     path = Path(running.config.admin_pat_file)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     token = running.admin_token
     assert len(token) >= 43
-    start_log = "\n".join(r.getMessage() for r in caplog.get_records("setup"))
+    start_log = caplog.text
     assert str(path) in start_log
     assert token not in start_log
 
@@ -146,6 +149,8 @@ async def test_python_m_server_stops_gracefully_on_sigterm(tmp_path: Path) -> No
         "MS_DATABASE_URL": f"sqlite:///{tmp_path}/ms.db",
         "MS_GRPC_ADDR": "127.0.0.1:0",
         "MS_ADMIN_PAT_FILE": str(tmp_path / "admin.pat"),
+        "MS_HTTP_ADDR": "127.0.0.1:0",
+        "MS_ENVOY_ADDR": "off",
     }
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "server", cwd=ROOT, env=env, stderr=asyncio.subprocess.PIPE
@@ -172,9 +177,10 @@ async def test_python_m_server_stops_gracefully_on_sigterm(tmp_path: Path) -> No
 
 async def test_a_taken_port_fails_the_start(running: Running, tmp_path: Path) -> None:
     config = config_for(tmp_path / "second")
-    taken = f"127.0.0.1:{running.service.grpc_port}"
     with pytest.raises(RuntimeError):
-        await app.start(config.__class__(**{**config.__dict__, "grpc_addr": taken}))
+        await app.start(replace(config, grpc_addr=f"127.0.0.1:{running.service.grpc_port}"))
+    with pytest.raises(RuntimeError, match="cannot listen"):
+        await app.start(replace(config, http_addr=f"127.0.0.1:{running.service.http_port}"))
 
 
 def test_configuration_errors_stop_the_process() -> None:

@@ -14,11 +14,12 @@ INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
 
 async def test_get_user_by_id(world: World) -> None:
-    user_id = await world.machine_user(user_name="reader-bot")
+    user_name = unique_name("reader-bot")
+    user_id = await world.machine_user(user_name=user_name)
     user = (await world.call("GetUserByID", user_pb.GetUserByIDRequest(user_id=user_id))).user
     assert (user.id, user.user_name, user.type, user.state) == (
         user_id,
-        "reader-bot",
+        user_name,
         user_pb.USER_TYPE_MACHINE,
         user_pb.USER_STATE_ACTIVE,
     )
@@ -42,13 +43,14 @@ async def test_read_details_span_first_and_last_event(world: World) -> None:
 
 
 async def test_user_names_are_unique_in_the_instance_without_case(world: World) -> None:
-    await world.machine_user(user_name="Deploy-Bot")
+    name = unique_name("Deploy-Bot")
+    await world.machine_user(user_name=name)
     other_org = await world.org()
     for method, request in [
-        ("AddMachineUser", user_pb.AddMachineUserRequest(user_name="deploy-bot", name="x")),
+        ("AddMachineUser", user_pb.AddMachineUserRequest(user_name=name.lower(), name="x")),
         (
             "AddHumanUser",
-            user_pb.AddHumanUserRequest(user_name="DEPLOY-BOT", display_name="x", email="a@b.io"),
+            user_pb.AddHumanUserRequest(user_name=name.upper(), display_name="x", email="a@b.io"),
         ),
     ]:
         await expect_error(
@@ -193,12 +195,13 @@ async def test_personal_access_tokens(world: World) -> None:
     past.expiration_date.FromDatetime(datetime.now(UTC) - timedelta(seconds=1))
     error = await expect_error(INVALID, "INVALID_ARGUMENT", world.call("AddPersonalAccessToken", past))
     assert error.violations == {"expiration_date": "must be in the future"}
-    out_of_range = user_pb.AddPersonalAccessTokenRequest(user_id=await world.machine_user())
-    out_of_range.expiration_date.seconds = 2**62
-    error = await expect_error(
-        INVALID, "INVALID_ARGUMENT", world.call("AddPersonalAccessToken", out_of_range)
-    )
-    assert error.violations == {"expiration_date": "must be a valid timestamp"}
+    if world.api.name != "envoy-json":  # JSON cannot carry it: RFC 3339 ends at year 9999
+        out_of_range = user_pb.AddPersonalAccessTokenRequest(user_id=await world.machine_user())
+        out_of_range.expiration_date.seconds = 2**62
+        error = await expect_error(
+            INVALID, "INVALID_ARGUMENT", world.call("AddPersonalAccessToken", out_of_range)
+        )
+        assert error.violations == {"expiration_date": "must be a valid timestamp"}
     issued = await world.call(
         "AddPersonalAccessToken", user_pb.AddPersonalAccessTokenRequest(user_id=await world.machine_user())
     )

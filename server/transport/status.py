@@ -1,8 +1,4 @@
-"""The one table from domain errors to wire codes, and the google.rpc.Status a caller receives.
-
-The HTTP column is what Envoy's JSON transcoder answers for each gRPC code; it is here so the
-documentation and the tests read one table.
-"""
+"""The one table from domain errors to wire codes, and the google.rpc.Status a caller receives."""
 
 import grpc
 from google.protobuf import any_pb2
@@ -13,15 +9,37 @@ from server.domain import errors
 ERROR_DOMAIN = "machinesecrets"
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
-CODES: dict[type[errors.DomainError], tuple[grpc.StatusCode, int]] = {
-    errors.InvalidArgument: (grpc.StatusCode.INVALID_ARGUMENT, 400),
-    errors.Unauthenticated: (grpc.StatusCode.UNAUTHENTICATED, 401),
-    errors.PermissionDenied: (grpc.StatusCode.PERMISSION_DENIED, 403),
-    errors.NotFound: (grpc.StatusCode.NOT_FOUND, 404),
-    errors.AlreadyExists: (grpc.StatusCode.ALREADY_EXISTS, 409),
-    errors.FailedPrecondition: (grpc.StatusCode.FAILED_PRECONDITION, 400),
-    errors.Aborted: (grpc.StatusCode.ABORTED, 409),
-    errors.Unavailable: (grpc.StatusCode.UNAVAILABLE, 503),
+CODES: dict[type[errors.DomainError], grpc.StatusCode] = {
+    errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.Aborted: grpc.StatusCode.ABORTED,
+    errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+}
+
+# What a JSON client sees for each gRPC code: the mapping Envoy's transcoder applies (the same
+# as grpc-gateway's and google-api-core's).
+HTTP_STATUS: dict[grpc.StatusCode, int] = {
+    grpc.StatusCode.OK: 200,
+    grpc.StatusCode.CANCELLED: 499,
+    grpc.StatusCode.UNKNOWN: 500,
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.INTERNAL: 500,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DATA_LOSS: 500,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
 }
 INTERNAL_MESSAGE = "internal error"
 
@@ -29,7 +47,7 @@ INTERNAL_MESSAGE = "internal error"
 def code_of(error: errors.DomainError) -> grpc.StatusCode:
     for kind in type(error).__mro__:
         if kind in CODES:
-            return CODES[kind][0]
+            return CODES[kind]
     return grpc.StatusCode.INTERNAL
 
 

@@ -1,0 +1,51 @@
+"""uvicorn, embedded in the service's event loop beside the grpc.aio server.
+
+uvicorn's `serve()` installs its own signal handlers, which would fight the service's; so the
+socket is bound here (port 0 works, a taken port fails loudly) and uvicorn's startup, main loop
+and shutdown are driven directly.
+"""
+
+import asyncio
+import logging
+import socket
+
+import uvicorn
+
+from server.transport.grpcweb import ASGIApp
+
+
+class AsgiServer:
+    def __init__(self, server: uvicorn.Server, sock: socket.socket, task: asyncio.Task[None]) -> None:
+        self._server = server
+        self._socket = sock
+        self._task = task
+        self.port: int = sock.getsockname()[1]
+
+    @classmethod
+    async def start(cls, app: ASGIApp, addr: str) -> "AsgiServer":
+        host, _, port = addr.rpartition(":")
+        sock = socket.socket(
+            socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET, socket.SOCK_STREAM
+        )
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host.strip("[]"), int(port)))
+        except OSError as error:
+            sock.close()
+            raise RuntimeError(f"cannot listen on {addr}: {error.strerror}") from error
+        # uvicorn logs access whenever "uvicorn.access" has handlers, root's included; the
+        # service's own access log already writes one line per call.
+        logging.getLogger("uvicorn.access").propagate = False
+        config = uvicorn.Config(app, lifespan="off", access_log=False, log_config=None, server_header=False)
+        config.load()
+        server = uvicorn.Server(config)
+        server.lifespan = config.lifespan_class(config)
+        await server.startup(sockets=[sock])
+        return cls(server, sock, asyncio.create_task(server.main_loop()))
+
+    async def stop(self, grace: float) -> None:
+        self._server.should_exit = True
+        self._server.config.timeout_graceful_shutdown = int(grace) or None
+        await self._task
+        await self._server.shutdown(sockets=[self._socket])
+        self._socket.close()
