@@ -18,6 +18,7 @@ from machinesecrets.v1 import user_service_pb2 as user_pb
 
 from server import app
 from server.config import ConfigError, load
+from server.store.base import StoreUnavailable
 from tests.api import ApiError, GrpcApi
 from tests.conftest import Running, config_for, start_service
 from tests.world import World
@@ -126,6 +127,22 @@ async def test_unexpected_errors_are_internal_without_details(
         "INTERNAL",
     )
     assert "boom" in caplog.text  # the operator sees it in the log; the caller does not
+
+
+async def test_a_store_that_is_down_is_unavailable(
+    world: World, running: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user_id = await world.machine_user()
+
+    async def down(user_id: str) -> None:
+        raise StoreUnavailable("connection refused")
+
+    monkeypatch.setattr(running.service.store, "user", down)
+    with pytest.raises(ApiError) as caught:
+        await world.call("AddSecret", user_pb.AddSecretRequest(user_id=user_id))
+    error = caught.value
+    assert (error.code, error.reason) == (grpc.StatusCode.UNAVAILABLE, "STORE_UNAVAILABLE")
+    assert "connection refused" not in error.message
 
 
 def test_configuration_errors_name_the_variable() -> None:

@@ -1,0 +1,162 @@
+"""JSON through Envoy as curl sees it: the seed's exact shape, the error body, and Envoy's own
+answers to requests that never reach the service."""
+
+import json
+import logging
+import re
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from server import app
+from server.config import Config
+from tests.conftest import Running, config_for, start_service
+from tests.world import unique_name
+
+RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z")
+
+
+@pytest.fixture
+async def http(running: Running) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{running.service.envoy_port}",
+        headers={"authorization": f"Bearer {running.admin_token}"},
+        timeout=30,
+    ) as client:
+        yield client
+
+
+async def new_machine_user(http: httpx.AsyncClient) -> tuple[str, str]:
+    name = unique_name("json-bot")
+    answer = await http.post("/users/machine", json={"userName": name, "name": "JSON bot"})
+    assert answer.status_code == 200, answer.text
+    return answer.json()["userId"], name
+
+
+@pytest.mark.parametrize("prefix", ["", "/management/v1"])
+async def test_add_secret_has_exactly_the_seeds_shape(http: httpx.AsyncClient, prefix: str) -> None:
+    user_id, name = await new_machine_user(http)
+    answer = await http.put(f"{prefix}/users/{user_id}/secret", content="{}")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == "application/json"
+    body = answer.json()
+    assert set(body) == {"clientId", "clientSecret", "details"}
+    assert set(body["details"]) == {"sequence", "creationDate", "changeDate", "resourceOwner"}
+    assert body["clientId"] == name
+    assert re.fullmatch(r"[A-Za-z0-9]{64}", body["clientSecret"])
+    assert body["details"]["sequence"] == "2"  # uint64: a string in proto3 JSON
+    for key in ("creationDate", "changeDate"):
+        assert RFC3339_UTC.fullmatch(body["details"][key]), body["details"][key]
+    assert body["details"]["creationDate"] == body["details"]["changeDate"]
+    assert re.fullmatch(r"[1-9]\d{0,18}", body["details"]["resourceOwner"])
+    datetime.fromisoformat(body["details"]["creationDate"])
+
+
+async def test_remove_secret_over_delete(http: httpx.AsyncClient) -> None:
+    user_id, _ = await new_machine_user(http)
+    await http.put(f"/users/{user_id}/secret", content="{}")
+    answer = await http.delete(f"/management/v1/users/{user_id}/secret")
+    assert (answer.status_code, answer.json()["details"]["sequence"]) == (200, "3")
+
+
+async def test_error_body(http: httpx.AsyncClient) -> None:
+    answer = await http.put("/users/123/secret", content="{}")
+    assert answer.status_code == 404
+    assert answer.json() == {
+        "code": 5,
+        "message": "user not found",
+        "details": [
+            {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "USER_NOT_FOUND",
+                "domain": "machinesecrets",
+                "metadata": {},
+            }
+        ],
+    }
+    answer = await http.put("/users/abc/secret", content="{}")
+    assert answer.status_code == 400
+    details = {d["@type"].rsplit("/", 1)[1]: d for d in answer.json()["details"]}
+    [violation] = details["google.rpc.BadRequest"]["fieldViolations"]
+    assert (violation["field"], violation["description"]) == ("user_id", "must be an id: decimal digits")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "code"),
+    [
+        ("POST", "/users/machine", "{not json", 400, 3),
+        ("POST", "/users/machine", '{"userName": 5}', 400, 3),
+        ("POST", "/users/machine", '{"userName": "x", "unknownField": 1}', 400, 3),
+        ("POST", "/users/machine", "[]", 400, 3),
+        ("PUT", "/users/1/secret?foo=1", "{}", 400, 3),
+        ("POST", "/users/1/pats", '{"expirationDate": "10000-01-01T00:00:00Z"}', 400, 3),
+        ("PATCH", "/users/1/secret", "{}", 404, 5),
+        ("GET", "/no/such/path", None, 404, 5),
+        # Envoy refuses it (413) unless it has streamed it to the server already, which refuses it (429).
+        (
+            "POST",
+            "/users/machine",
+            json.dumps({"userName": "x", "name": "y", "description": "d" * 70000}),
+            {413, 429},
+            8,
+        ),
+    ],
+)
+async def test_requests_envoy_refuses_get_a_clear_4xx_in_the_same_shape(
+    http: httpx.AsyncClient, method: str, path: str, body: str | None, status: int | set[int], code: int
+) -> None:
+    answer = await http.request(method, path, content=body, headers={"content-type": "application/json"})
+    assert answer.status_code in (status if isinstance(status, set) else {status}), answer.text
+    assert answer.headers["content-type"] == "application/json"
+    payload = answer.json()
+    assert payload["code"] == code
+    assert payload["message"]
+
+
+async def test_cors_through_envoy(tmp_path: Path) -> None:
+    origin = "http://app.example"
+    running = await start_service(config_for(tmp_path, envoy=True, cors_origins=(origin,)))
+    base = f"http://127.0.0.1:{running.service.envoy_port}"
+    try:
+        async with httpx.AsyncClient(base_url=base) as client:
+            preflight = await client.options(
+                "/users/1/secret",
+                headers={"origin": origin, "access-control-request-method": "PUT",
+                         "access-control-request-headers": "authorization,x-zitadel-orgid,content-type"},
+            )  # fmt: skip
+            assert preflight.headers["access-control-allow-origin"] == origin
+            assert "PUT" in preflight.headers["access-control-allow-methods"]
+            stranger = await client.options(
+                "/users/1/secret",
+                headers={"origin": "http://evil.example", "access-control-request-method": "PUT"},
+            )
+            assert "access-control-allow-origin" not in stranger.headers
+            answer = await client.put("/users/1/secret", content="{}", headers={"origin": origin})
+            assert (answer.status_code, answer.headers["access-control-allow-origin"]) == (401, origin)
+            assert "grpc-status-details-bin" in answer.headers["access-control-expose-headers"]
+    finally:
+        await running.service.stop(0)
+
+
+async def test_without_envoy_the_service_still_serves(
+    tmp_path: Path, running: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    taken = f"127.0.0.1:{running.service.envoy_port}"
+    config = Config(**{**config_for(tmp_path).__dict__, "envoy_addr": taken})
+    with caplog.at_level(logging.ERROR):
+        service = await app.start(config)
+    try:
+        assert service.envoy is None
+        assert "Envoy did not start" in caplog.text
+        async with httpx.AsyncClient() as client:
+            answer = await client.post(
+                f"http://127.0.0.1:{service.http_port}/machinesecrets.v1.UserService/GetUserByID",
+                content=b"\x00\x00\x00\x00\x00",
+                headers={"content-type": "application/grpc-web+proto"},
+            )
+        assert answer.status_code == 200
+    finally:
+        await service.stop(0)
