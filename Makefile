@@ -4,18 +4,31 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv proto run test lint clean
+.PHONY: all venv system-deps proto run test lint clean
 
 all: test
 
 # The virtual environment, with the project installed in editable mode and its pinned dependencies.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
 venv: $(STAMP)
+
+# What the browser test needs from Debian: Chromium, and Node.js with npm to build the page.
+# Installed with apt-get when missing (as root); without root the browser test says it skipped.
+system-deps:
+	@missing=""; \
+	test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	  else \
+	    echo "not root: install$$missing yourself for the browser test"; \
+	  fi; \
+	fi
 
 # Regenerates generated/ from proto/: Python messages, .pyi stubs, gRPC stubs, and the descriptor
 # set (with every import) that Envoy's gRPC-JSON transcoder reads. generated/ is committed.
@@ -25,7 +38,7 @@ proto: $(STAMP)
 run: $(STAMP)
 	$(BIN)/python -m server
 
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -1,0 +1,119 @@
+"""A real browser: the example page in headless Chromium, calling the API from another origin.
+
+The page (examples/browser/) uses connect-es, a standard grpc-web client from npm; its bundle is
+built here from npm packages, and playwright-core drives Debian's Chromium. Without Chromium or
+npm the test is skipped with the reason, unless MS_REQUIRE_BROWSER=1 (as CI sets it).
+"""
+
+import asyncio
+import functools
+import json
+import os
+import re
+import shutil
+import subprocess
+import threading
+from collections.abc import AsyncIterator, Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Running, config_for, start_service
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "browser"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+
+
+def missing_tools() -> str | None:
+    if not Path(CHROMIUM).exists():
+        return f"no Chromium at {CHROMIUM} (make test installs Debian's chromium)"
+    if shutil.which("npm") is None or shutil.which("node") is None:
+        return "no node/npm to build the page"
+    return None
+
+
+@pytest.fixture(scope="module")
+def bundle() -> None:
+    reason = missing_tools()
+    if reason is not None:
+        if os.environ.get("MS_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"the browser test is required here: {reason}")
+        pytest.skip(reason)
+    for command in (["npm", "ci", "--no-audit", "--no-fund"], ["npm", "run", "build"]):
+        subprocess.run(command, cwd=EXAMPLE, check=True, capture_output=True, timeout=300)
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def page_servers(bundle: None) -> Iterator[tuple[str, str]]:
+    """The page from two origins: one the service allows, one it does not."""
+    handler = functools.partial(QuietHandler, directory=str(EXAMPLE))
+    servers = [ThreadingHTTPServer(("127.0.0.1", 0), handler) for _ in range(2)]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield (f"http://127.0.0.1:{servers[0].server_port}", f"http://127.0.0.1:{servers[1].server_port}")
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+async def browser_service(
+    page_servers: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Running]:
+    allowed, _ = page_servers
+    running = await start_service(
+        config_for(tmp_path_factory.mktemp("browser"), envoy=True, cors_origins=(allowed,))
+    )
+    yield running
+    await running.service.stop(0)
+
+
+async def drive(page_origin: str, token: str, *apis: str) -> list[dict[str, object]]:
+    # In a thread: the service under test runs in this very event loop.
+    result = await asyncio.to_thread(
+        subprocess.run,
+        ["node", "drive.mjs", f"{page_origin}/index.html", token, *apis],
+        cwd=EXAMPLE, capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "CHROMIUM": CHROMIUM},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+async def test_the_page_creates_a_secret_over_sonora_and_envoy(
+    browser_service: Running, page_servers: tuple[str, str]
+) -> None:
+    allowed, _ = page_servers
+    service = browser_service.service
+    apis = (f"http://127.0.0.1:{service.http_port}", f"http://127.0.0.1:{service.envoy_port}")
+    results = await drive(allowed, browser_service.admin_token, *apis)
+    assert [r["api"] for r in results] == list(apis)
+    for result in results:
+        created = result["created"]
+        assert isinstance(created, dict)
+        assert created["error"] == "", result
+        assert str(created["clientId"]).startswith("browser-")
+        assert re.fullmatch(r"[A-Za-z0-9]{64}", str(created["clientSecret"]))
+        assert created["sequence"] == "2"
+        # The code, and the reason from grpc-status-details-bin, decoded by a standard client.
+        assert result["unknown"] == "5 NotFound USER_NOT_FOUND"
+        assert result["problems"] == []
+
+
+async def test_a_page_from_an_origin_not_allowed_gets_nothing(
+    browser_service: Running, page_servers: tuple[str, str]
+) -> None:
+    _, stranger = page_servers
+    service = browser_service.service
+    apis = (f"http://127.0.0.1:{service.http_port}", f"http://127.0.0.1:{service.envoy_port}")
+    for result in await drive(stranger, browser_service.admin_token, *apis):
+        created = result["created"]
+        assert isinstance(created, dict)
+        assert created["clientSecret"] == ""
+        assert created["error"], result  # the browser refused to hand over the answer
