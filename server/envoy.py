@@ -5,8 +5,10 @@ elsewhere.
 """
 
 import asyncio
+import ctypes
 import json
 import logging
+import signal
 import string
 import sys
 import tempfile
@@ -87,7 +89,7 @@ class EnvoyProcess:
             process = await asyncio.create_subprocess_exec(
                 envoy_binary(), "-c", str(folder / "envoy.yaml"), "--disable-hot-restart",
                 "--admin-address-path", str(admin_file), "--log-level", "warning",
-                stdin=asyncio.subprocess.DEVNULL, stdout=sink, stderr=sink,
+                stdin=asyncio.subprocess.DEVNULL, stdout=sink, stderr=sink, preexec_fn=_die_with_parent,
             )  # fmt: skip
         try:
             port = await _listener_port(process, admin_file, log_file)
@@ -125,6 +127,14 @@ async def _listener_port(process: asyncio.subprocess.Process, admin_file: Path, 
                 pass  # not ready yet
         await asyncio.sleep(0.05)
     raise EnvoyError(f"Envoy did not start within {START_TIMEOUT_S:.0f} s: {_tail(log_file)}")
+
+
+def _die_with_parent() -> None:
+    """In the child: ask Linux to SIGTERM it when the service dies, even by SIGKILL, so that no
+    orphaned Envoy keeps holding the port."""
+    if sys.platform == "linux":
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _get_json(url: str) -> Any:

@@ -213,3 +213,36 @@ def test_configuration_errors_stop_the_process() -> None:
     assert result.returncode == 2
     assert "MS_BCRYPT_COST" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_envoy_dies_with_a_killed_service(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "MS_DATABASE_URL": f"sqlite:///{tmp_path}/ms.db",
+        "MS_GRPC_ADDR": "127.0.0.1:0",
+        "MS_HTTP_ADDR": "127.0.0.1:0",
+        "MS_ENVOY_ADDR": "127.0.0.1:0",
+        "MS_ADMIN_PAT_FILE": str(tmp_path / "admin.pat"),
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "server", cwd=ROOT, env=env, stderr=asyncio.subprocess.PIPE
+    )
+    assert process.stderr is not None
+    async with asyncio.timeout(30):
+        while "Envoy (JSON" not in (line := (await process.stderr.readline()).decode()):
+            assert line, "the server exited before Envoy started"
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text()
+    [envoy_pid] = [int(pid) for pid in children.split()]
+    process.kill()
+    await process.wait()
+    async with asyncio.timeout(10):
+        # Another process's state has no event to wait on: poll it.
+        while Path(f"/proc/{envoy_pid}").exists() and "zombie" not in _state(envoy_pid):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0].lower()
+    except (FileNotFoundError, IndexError):
+        return "gone"

@@ -1,0 +1,31 @@
+"""envoy.yaml as a user runs it elsewhere: `python -m server.envoy --print-config` gives a file
+that Envoy itself accepts."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from server.envoy import envoy_binary
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_printed_configuration_validates(tmp_path: Path) -> None:
+    printed = subprocess.run(
+        [sys.executable, "-m", "server.envoy", "--print-config"],
+        cwd=ROOT, capture_output=True, text=True, check=True, timeout=60,
+        env={"MS_GRPC_ADDR": "10.0.0.5:50051", "MS_HTTP_ADDR": "10.0.0.5:8081", "MS_CORS_ORIGINS": "https://a.example",
+             "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    config = tmp_path / "envoy.yaml"
+    config.write_text(printed.stdout)
+    assert "port_value: 50051" in printed.stdout
+    assert 'exact: "https://a.example"' in printed.stdout
+    validated = subprocess.run(
+        [envoy_binary(), "--mode", "validate", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert validated.returncode == 0, validated.stderr[-2000:]
