@@ -6,13 +6,13 @@ import os
 # skipped ("Other threads are currently calling into gRPC"). Read when grpc is imported.
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
-import asyncio  # noqa: E402 - after the variable grpc reads at import
-import logging  # noqa: E402
-import signal  # noqa: E402
-import sys  # noqa: E402
+import asyncio
+import logging
+import signal
+import sys
 
-from server import app  # noqa: E402
-from server.config import Config, ConfigError, load  # noqa: E402
+from server import app
+from server.config import Config, ConfigError, load
 
 log = logging.getLogger("machinesecrets")
 
