@@ -14,6 +14,7 @@ from machinesecrets.v1 import org_service_pb2, org_service_pb2_grpc, user_servic
 
 from server.config import Config
 from server.domain.access import Access
+from server.domain.client_credentials import ClientCredentials
 from server.domain.commands import Commands
 from server.domain.credentials import SecretHasher
 from server.domain.ids import IdGenerator
@@ -25,6 +26,7 @@ from server.transport.asgi_server import AsgiServer
 from server.transport.grpcweb import GrpcWeb
 from server.transport.http import HttpApp
 from server.transport.interceptors import interceptors
+from server.transport.oauth import DISCOVERY_PATH, TOKEN_PATH, Discovery, TokenEndpoint
 from server.transport.servicers import OrgService, UserService
 
 log = logging.getLogger("machinesecrets")
@@ -76,8 +78,10 @@ async def start(config: Config) -> Service:
 
 async def _start(config: Config, store: Store) -> Service:
     access = Access(store)
-    commands = Commands(store, SecretHasher(config.bcrypt_cost), IdGenerator())
+    hasher, ids = SecretHasher(config.bcrypt_cost), IdGenerator()
+    commands = Commands(store, hasher, ids)
     queries = Queries(store)
+    credentials = ClientCredentials(store, hasher, ids, config.access_token_ttl)
 
     admin_token = await commands.set_up_instance(FIRST_ORG_NAME, ADMIN_USER_NAME)
     if admin_token is not None:
@@ -94,7 +98,8 @@ async def _start(config: Config, store: Store) -> Service:
         ],
     )
     # grpc-web serves the very same servicer objects, behind the very same interceptors.
-    grpc_web = GrpcWeb(HttpApp(), chain, config.cors_origins, MAX_REQUEST_BYTES)
+    http_app = HttpApp({TOKEN_PATH: TokenEndpoint(credentials), DISCOVERY_PATH: Discovery(config.issuer)})
+    grpc_web = GrpcWeb(http_app, chain, config.cors_origins, MAX_REQUEST_BYTES)
     for target in (server, grpc_web):
         user_service_pb2_grpc.add_UserServiceServicer_to_server(UserService(commands, queries), target)
         org_service_pb2_grpc.add_OrgServiceServicer_to_server(OrgService(commands), target)

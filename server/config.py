@@ -3,6 +3,7 @@
 import argparse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from server.domain.credentials import MAX_BCRYPT_COST, MIN_BCRYPT_COST
 
@@ -26,6 +27,10 @@ SETTINGS = [
     Setting("MS_ENVOY_ADDR", "--envoy-addr", "127.0.0.1:8080", "host:port of Envoy; 'off' starts no Envoy"),
     Setting("MS_CORS_ORIGINS", "--cors-origins", "", "browser origins allowed to call, comma-separated"),
     Setting("MS_BCRYPT_COST", "--bcrypt-cost", "4", "bcrypt cost of new client secrets (4-31)"),
+    Setting(
+        "MS_ACCESS_TOKEN_TTL", "--access-token-ttl", "12h", "lifetime of access tokens: 3600, 90s, 30m, 12h"
+    ),
+    Setting("MS_ISSUER", "--issuer", "", "the OAuth issuer URL; empty: the URL the request came to"),
     Setting("MS_ADMIN_PAT_FILE", "--admin-pat-file", ".data/admin.pat", "where the first admin's token goes"),
     Setting("MS_LOG_LEVEL", "--log-level", "INFO", "DEBUG, INFO, WARNING or ERROR"),
 ]
@@ -39,6 +44,8 @@ class Config:
     envoy_addr: str | None
     cors_origins: tuple[str, ...]
     bcrypt_cost: int
+    access_token_ttl: timedelta
+    issuer: str | None
     admin_pat_file: str
     log_level: str
 
@@ -56,6 +63,8 @@ def load(argv: Sequence[str], environ: Mapping[str, str]) -> Config:
         envoy_addr=None if raw["MS_ENVOY_ADDR"] == "off" else _address("MS_ENVOY_ADDR", raw["MS_ENVOY_ADDR"]),
         cors_origins=_origins(raw["MS_CORS_ORIGINS"]),
         bcrypt_cost=_bcrypt_cost(raw["MS_BCRYPT_COST"]),
+        access_token_ttl=_duration("MS_ACCESS_TOKEN_TTL", raw["MS_ACCESS_TOKEN_TTL"]),
+        issuer=_issuer(raw["MS_ISSUER"]),
         admin_pat_file=raw["MS_ADMIN_PAT_FILE"],
         log_level=_log_level(raw["MS_LOG_LEVEL"]),
     )
@@ -87,6 +96,24 @@ def _origins(value: str) -> tuple[str, ...]:
         if scheme not in {"http", "https"} or not sep or not rest or "/" in rest:
             raise ConfigError("MS_CORS_ORIGINS must be origins like https://app.example.com, comma-separated")
     return origins
+
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def _duration(name: str, value: str) -> timedelta:
+    number, unit = (value[:-1], value[-1]) if value[-1:] in DURATION_UNITS else (value, "s")
+    if not number.isdigit() or int(number) == 0:
+        raise ConfigError(f"{name} must be a positive duration: seconds, or a number with s, m or h")
+    return timedelta(seconds=int(number) * DURATION_UNITS[unit])
+
+
+def _issuer(value: str) -> str | None:
+    if not value:
+        return None
+    if not value.startswith(("http://", "https://")) or value.endswith("/"):
+        raise ConfigError("MS_ISSUER must be a URL like https://auth.example.com, without a trailing /")
+    return value
 
 
 def _bcrypt_cost(value: str) -> int:

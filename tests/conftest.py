@@ -6,6 +6,7 @@ tests that need a service of their own (first start, restart) start one with `st
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -27,14 +28,23 @@ class Running:
         return Path(self.config.admin_pat_file).read_text().strip()
 
 
-def config_for(folder: Path, *, envoy: bool = False, cors_origins: tuple[str, ...] = ()) -> Config:
+def config_for(
+    folder: Path,
+    *,
+    envoy: bool = False,
+    cors_origins: tuple[str, ...] = (),
+    bcrypt_cost: int = 4,
+    access_token_ttl: timedelta = timedelta(hours=12),
+) -> Config:
     return Config(
         database_url=f"sqlite:///{folder / 'ms.db'}",
         grpc_addr="127.0.0.1:0",
         http_addr="127.0.0.1:0",
         envoy_addr="127.0.0.1:0" if envoy else None,
         cors_origins=cors_origins,
-        bcrypt_cost=4,
+        bcrypt_cost=bcrypt_cost,
+        access_token_ttl=access_token_ttl,
+        issuer=None,
         admin_pat_file=str(folder / "admin.pat"),
         log_level="DEBUG",
     )

@@ -69,7 +69,7 @@ class TestServicer(grpc.GenericRpcHandler):  # type: ignore[type-arg]
 
 @pytest.fixture(scope="module")
 async def web() -> AsyncIterator[str]:
-    app = GrpcWeb(HttpApp(), [], [ORIGIN], max_message_bytes=1024)
+    app = GrpcWeb(HttpApp({}), [], [ORIGIN], max_message_bytes=1024)
     app.add_generic_rpc_handlers([TestServicer()])
     server = await AsgiServer.start(app, "127.0.0.1:0")
     yield f"http://127.0.0.1:{server.port}"

@@ -28,6 +28,8 @@ class Access:
         user = await self._store.user(token.user_id)
         if user is None:
             raise invalid_token()
+        if token.secret_sequence is not None and token.secret_sequence != user.secret_sequence:
+            raise invalid_token()  # an access token dies with the secret that earned it
         return Principal(user.id, user.org_id, await self._store.roles(user.id))
 
     @store_unavailable_is_unavailable

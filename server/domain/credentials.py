@@ -40,6 +40,9 @@ class SecretHasher:
 
     def __init__(self, cost: int) -> None:
         self.cost = cost
+        # Checked against when there is no hash to check (unknown client, no secret), so that a
+        # failed authentication costs the same whatever the reason: no client enumeration.
+        self._dummy_hash = self._hash(new_client_secret())
 
     async def hash(self, secret: str) -> str:
         return await asyncio.to_thread(self._hash, secret)
@@ -47,15 +50,26 @@ class SecretHasher:
     def _hash(self, secret: str) -> str:
         return bcrypt.hashpw(secret.encode(), bcrypt.gensalt(self.cost)).decode("ascii")
 
-    async def verify(self, secret: str, hashed: str) -> bool:
+    async def verify(self, secret: str, hashed: str | None) -> bool:
+        """Whether secret matches hashed; with no hash, the same work and False."""
         return await asyncio.to_thread(self._verify, secret, hashed)
 
-    @staticmethod
-    def _verify(secret: str, hashed: str) -> bool:
+    def _verify(self, secret: str, hashed: str | None) -> bool:
         raw = secret.encode("utf-8", "surrogatepass")
-        if len(raw) > BCRYPT_MAX_BYTES:  # bcrypt 5 raises on these; no secret of ours is that long
-            return False
-        return bcrypt.checkpw(raw, hashed.encode("ascii"))
+        # bcrypt 5 raises on more than 72 bytes; no secret of ours is that long, but the check
+        # still runs (on a prefix) so that a long secret is refused in the usual time.
+        too_long = len(raw) > BCRYPT_MAX_BYTES
+        matches = bcrypt.checkpw(raw[:BCRYPT_MAX_BYTES], (hashed or self._dummy_hash).encode("ascii"))
+        return matches and hashed is not None and not too_long
+
+    def needs_rehash(self, hashed: str) -> bool:
+        """Whether a stored hash was made at another cost than the configured one."""
+        return cost_of(hashed) != self.cost
+
+
+def cost_of(hashed: str) -> int:
+    # A bcrypt hash reads $2b$<cost>$<salt and hash>.
+    return int(hashed.split("$")[2])
 
 
 def constant_time_equal(a: str, b: str) -> bool:

@@ -54,6 +54,7 @@ class UserRecord:
     user_name: str
     type: str
     secret_hash: str | None  # bcrypt
+    secret_sequence: int | None  # the sequence of the event that set the current secret
     sequence: int
     created_at: datetime
     changed_at: datetime
@@ -64,6 +65,7 @@ class TokenRecord:
     token_id: str
     user_id: str
     expires_at: datetime | None
+    secret_sequence: int | None  # access tokens: the secret they were issued for; PATs: None
 
 
 class Store(Protocol):
@@ -79,6 +81,10 @@ class Store(Protocol):
         ...
 
     async def user(self, user_id: str) -> UserRecord | None: ...
+
+    async def user_by_name(self, user_name: str) -> UserRecord | None:
+        """The user with this name, compared without case."""
+        ...
 
     async def org(self, org_id: str) -> OrgRecord | None: ...
 

@@ -11,14 +11,20 @@ from typing import Any
 
 AGGREGATE_ORG = "org"
 AGGREGATE_USER = "user"
+AGGREGATE_TOKEN = "token"  # one per access token: issuing tokens never contends on the user
 
 ORG_ADDED = "org.added"  # {name}
 ORG_MEMBER_ADDED = "org.member.added"  # {user_id, roles}
 USER_MACHINE_ADDED = "user.machine.added"  # {user_name, name, description}
 USER_HUMAN_ADDED = "user.human.added"  # {user_name, display_name, email}
-USER_MACHINE_SECRET_SET = "user.machine.secret.set"  # noqa: S105 - {hash}: bcrypt, never the secret
-USER_MACHINE_SECRET_REMOVED = "user.machine.secret.removed"  # noqa: S105 - {}
+USER_MACHINE_SECRET_SET = "user.machine.secret.set"
+USER_MACHINE_SECRET_REMOVED = "user.machine.secret.removed"
+# The same secret, hashed again at another bcrypt cost: {hash}.
+USER_MACHINE_SECRET_UPDATED = "user.machine.secret.updated"
 USER_PAT_ADDED = "user.pat.added"  # {token_id, token_hash, expires_at}: SHA-256, never the token
+# An OAuth2 access token: {user_id, token_hash, expires_at, scope, secret_sequence}. It is valid
+# while the secret set by event `secret_sequence` of the user is the user's secret.
+TOKEN_ACCESS_ADDED = "token.access.added"
 
 EVENT_TYPES = frozenset(
     {
@@ -28,7 +34,9 @@ EVENT_TYPES = frozenset(
         USER_HUMAN_ADDED,
         USER_MACHINE_SECRET_SET,
         USER_MACHINE_SECRET_REMOVED,
+        USER_MACHINE_SECRET_UPDATED,
         USER_PAT_ADDED,
+        TOKEN_ACCESS_ADDED,
     }
 )
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from server.store import events as ev
-from server.store.base import USER_TYPE_HUMAN, USER_TYPE_MACHINE
+from server.store.base import USER_TYPE_HUMAN, USER_TYPE_MACHINE, UserRecord
 from server.store.events import StoredEvent
 
 # Each migration is applied once, in order, in one transaction, and recorded in
@@ -64,6 +64,17 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             )""",
         ],
     ),
+    (
+        2,
+        [
+            # Access tokens die with the secret that earned them.
+            "ALTER TABLE users ADD COLUMN secret_sequence BIGINT",
+            "ALTER TABLE tokens ADD COLUMN secret_sequence BIGINT",
+            "UPDATE users SET secret_sequence = (SELECT MAX(e.sequence) FROM events e"
+            " WHERE e.aggregate_type = 'user' AND e.aggregate_id = users.id"
+            " AND e.event_type = 'user.machine.secret.set') WHERE secret_hash IS NOT NULL",
+        ],
+    ),
 ]
 
 CREATE_MIGRATIONS_TABLE = "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)"
@@ -76,13 +87,14 @@ SELECT_EVENTS = (
     "SELECT aggregate_type, aggregate_id, sequence, event_type, resource_owner, payload, created_at"
     " FROM events WHERE aggregate_type = ? AND aggregate_id = ? ORDER BY sequence"
 )
-USER_COLUMNS = "id, org_id, user_name, type, secret_hash, sequence, created_at, changed_at"
+USER_COLUMNS = "id, org_id, user_name, type, secret_hash, secret_sequence, sequence, created_at, changed_at"
 SELECT_USER = f"SELECT {USER_COLUMNS} FROM users WHERE id = ?"  # noqa: S608 - constant
+SELECT_USER_BY_NAME = f"SELECT {USER_COLUMNS} FROM users WHERE user_name_key = ?"  # noqa: S608 - constant
 SELECT_ORG = "SELECT id, name, sequence, created_at, changed_at FROM orgs WHERE id = ?"
 SELECT_ANY_ORG = "SELECT 1 FROM orgs LIMIT 1"
 SELECT_ROLES = "SELECT org_id, roles FROM members WHERE user_id = ?"
 SELECT_MEMBER_ROLES = "SELECT roles FROM members WHERE org_id = ? AND user_id = ?"
-SELECT_TOKEN = "SELECT token_id, user_id, expires_at FROM tokens WHERE token_hash = ?"  # noqa: S105 - a query
+SELECT_TOKEN = "SELECT token_id, user_id, expires_at, secret_sequence FROM tokens WHERE token_hash = ?"
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -138,14 +150,29 @@ async def project(execute: Execute, event: StoredEvent, micros: int) -> None:
                 (event.aggregate_id, p["user_id"], encode_roles(frozenset(p["roles"]))),
             )
         case ev.USER_MACHINE_SECRET_SET:
+            await execute(
+                "UPDATE users SET secret_hash = ?, secret_sequence = ? WHERE id = ?",
+                (p["hash"], event.sequence, event.aggregate_id),
+            )
+        case ev.USER_MACHINE_SECRET_UPDATED:
             await execute("UPDATE users SET secret_hash = ? WHERE id = ?", (p["hash"], event.aggregate_id))
         case ev.USER_MACHINE_SECRET_REMOVED:
-            await execute("UPDATE users SET secret_hash = NULL WHERE id = ?", (event.aggregate_id,))
+            await execute(
+                "UPDATE users SET secret_hash = NULL, secret_sequence = NULL WHERE id = ?",
+                (event.aggregate_id,),
+            )
         case ev.USER_PAT_ADDED:
             await execute(
                 "INSERT INTO tokens (token_hash, token_id, user_id, expires_at) VALUES (?, ?, ?, ?)",
                 (p["token_hash"], p["token_id"], event.aggregate_id, p["expires_at"]),
             )
+        case ev.TOKEN_ACCESS_ADDED:
+            await execute(
+                "INSERT INTO tokens (token_hash, token_id, user_id, expires_at, secret_sequence)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (p["token_hash"], event.aggregate_id, p["user_id"], p["expires_at"], p["secret_sequence"]),
+            )
+            return  # a token aggregate has no snapshot row
         case _:
             raise ValueError(f"no projection for event type {event.type}")
     # Every later event of an aggregate moves its snapshot's sequence and change time.
@@ -162,3 +189,10 @@ def to_micros(moment: datetime) -> int:
 
 def from_micros(micros: int) -> datetime:
     return EPOCH + timedelta(microseconds=micros)
+
+
+def user_record(rows: list[Any]) -> UserRecord | None:
+    if not rows:
+        return None
+    r = rows[0]
+    return UserRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], from_micros(r[7]), from_micros(r[8]))

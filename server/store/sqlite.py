@@ -122,12 +122,11 @@ class SqliteStore:
         ]
 
     async def user(self, user_id: str) -> UserRecord | None:
-        rows = await self._fetch(schema.SELECT_USER, (user_id,))
-        if not rows:
-            return None
-        r = rows[0]
-        return UserRecord(
-            r[0], r[1], r[2], r[3], r[4], r[5], schema.from_micros(r[6]), schema.from_micros(r[7])
+        return schema.user_record(await self._fetch(schema.SELECT_USER, (user_id,)))
+
+    async def user_by_name(self, user_name: str) -> UserRecord | None:
+        return schema.user_record(
+            await self._fetch(schema.SELECT_USER_BY_NAME, (schema.user_name_key(user_name),))
         )
 
     async def org(self, org_id: str) -> OrgRecord | None:
@@ -153,7 +152,7 @@ class SqliteStore:
         if not rows:
             return None
         r = rows[0]
-        return TokenRecord(r[0], r[1], None if r[2] is None else schema.from_micros(r[2]))
+        return TokenRecord(r[0], r[1], None if r[2] is None else schema.from_micros(r[2]), r[3])
 
 
 async def _connect(path: str) -> aiosqlite.Connection:

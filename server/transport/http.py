@@ -1,10 +1,10 @@
 """The plain HTTP application behind the grpc-web adapter: whatever is not an RPC lands here."""
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from server.transport.grpcweb import Receive, Send
+from server.transport.grpcweb import ASGIApp, Receive, Send
 
 
 async def respond_json(
@@ -17,8 +17,29 @@ async def respond_json(
     await send({"type": "http.response.body", "body": raw, "more_body": False})
 
 
+async def read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole request body, or None once it passes limit bytes."""
+    body = bytearray()
+    while True:
+        event = await receive()
+        body += event.get("body", b"")
+        if len(body) > limit:
+            return None
+        if event["type"] == "http.disconnect" or not event.get("more_body"):
+            return bytes(body)
+
+
 class HttpApp:
+    """Routes by exact path; anything else is a JSON 404."""
+
+    def __init__(self, routes: Mapping[str, ASGIApp]) -> None:
+        self._routes = dict(routes)
+
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        await respond_json(send, 404, {"error": "not_found", "error_description": "no such path"})
+        route = self._routes.get(scope["path"])
+        if route is None:
+            await respond_json(send, 404, {"error": "not_found", "error_description": "no such path"})
+            return
+        await route(scope, receive, send)

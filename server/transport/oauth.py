@@ -1,0 +1,195 @@
+"""The OAuth2 token endpoint (RFC 6749 §4.4, client credentials) and its discovery document.
+
+Errors are RFC 6749 §5.2 JSON: {"error", "error_description"}. Client authentication is HTTP Basic
+(`client_secret_basic`, §2.3.1) or form fields (`client_secret_post`), never both.
+"""
+
+import base64
+import binascii
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import parse_qsl, unquote_plus
+
+from server.domain.client_credentials import ClientCredentials, InvalidClient
+from server.domain.errors import Unavailable
+from server.transport.grpcweb import Receive, Send
+from server.transport.http import read_body, respond_json
+
+log = logging.getLogger("machinesecrets.access")
+
+TOKEN_PATH = "/oauth/v2/token"
+DISCOVERY_PATH = "/.well-known/openid-configuration"
+MAX_BODY_BYTES = 64 * 1024
+SUPPORTED_SCOPES = ("api",)
+DEFAULT_SCOPE = "api"
+AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+# §5.1 and §5.2: token answers must not be cached.
+NO_STORE = [("cache-control", "no-store"), ("pragma", "no-cache")]
+
+
+class OAuthError(Exception):
+    """An RFC 6749 §5.2 error answer."""
+
+    def __init__(self, error: str, description: str, status: int = 400, basic: bool = False) -> None:
+        super().__init__(description)
+        self.error, self.description, self.status, self.basic = error, description, status, basic
+
+
+def invalid_client(basic: bool) -> OAuthError:
+    # §5.2: 401, with WWW-Authenticate when the client tried the Authorization header.
+    return OAuthError("invalid_client", "client authentication failed", 401, basic)
+
+
+class TokenEndpoint:
+    def __init__(self, credentials: ClientCredentials) -> None:
+        self._credentials = credentials
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        started, caller = time.perf_counter(), "-"
+        try:
+            headers = _headers(scope)
+            form, basic = await self._request(scope, receive, headers)
+            token = await self._credentials.exchange(*_client(form, basic), _scope(form.get("scope")))
+            status, body, extra = (
+                200,
+                {
+                    "access_token": token.token,
+                    "token_type": "Bearer",
+                    "expires_in": token.expires_in,
+                    "scope": token.scope,
+                },
+                [],
+            )
+            caller = token.user_id
+        except OAuthError as error:
+            status, body = error.status, {"error": error.error, "error_description": error.description}
+            extra = [("www-authenticate", 'Basic realm="machine-secrets"')] if error.basic else []
+        except InvalidClient:
+            status, body, extra = (
+                401,
+                {"error": "invalid_client", "error_description": "client authentication failed"},
+                [],
+            )
+            if "authorization" in headers:
+                extra = [("www-authenticate", 'Basic realm="machine-secrets"')]
+        except Unavailable:
+            status, body, extra = (
+                503,
+                {"error": "temporarily_unavailable", "error_description": "try again"},
+                [],
+            )
+        except Exception:
+            log.exception("unexpected error in the token endpoint")
+            status, body, extra = 500, {"error": "server_error", "error_description": "internal error"}, []
+        await respond_json(send, status, body, [*NO_STORE, *extra])
+        millis = (time.perf_counter() - started) * 1000
+        log.info("POST %s %d %.1fms caller=%s", TOKEN_PATH, status, millis, caller)
+
+    async def _request(
+        self, scope: dict[str, Any], receive: Receive, headers: dict[str, list[str]]
+    ) -> tuple[dict[str, str], tuple[str, str] | None]:
+        if scope["method"] != "POST":
+            raise OAuthError("invalid_request", "the token endpoint takes POST", 405)
+        content_type = _one(headers, "content-type").split(";")[0].strip().lower()
+        if content_type != "application/x-www-form-urlencoded":
+            raise OAuthError("invalid_request", "the body must be application/x-www-form-urlencoded")
+        body = await read_body(receive, MAX_BODY_BYTES)
+        if body is None:
+            raise OAuthError("invalid_request", "the body is too large", 413)
+        try:
+            pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+        except (UnicodeDecodeError, ValueError):
+            raise OAuthError("invalid_request", "the body is not a valid form") from None
+        form = dict(pairs)
+        if len(form) != len(pairs):  # §3.2: no parameter more than once
+            raise OAuthError("invalid_request", "a parameter is repeated")
+        grant_type = form.get("grant_type")
+        if not grant_type:
+            raise OAuthError("invalid_request", "grant_type is required")
+        if grant_type != "client_credentials":
+            raise OAuthError("unsupported_grant_type", "only client_credentials is supported")
+        authorization = headers.get("authorization", [])
+        basic = _basic(authorization) if authorization else None
+        return form, basic
+
+
+def _client(form: dict[str, str], basic: tuple[str, str] | None) -> tuple[str, str]:
+    """(client_id, client_secret) from exactly one of the two methods."""
+    if basic is not None:
+        if "client_secret" in form or form.get("client_id", basic[0]) != basic[0]:
+            raise OAuthError("invalid_request", "send client credentials by one method only")
+        return basic
+    client_id, client_secret = form.get("client_id"), form.get("client_secret")
+    if not client_id or client_secret is None:
+        raise OAuthError("invalid_client", "client authentication is required", 401)
+    return client_id, client_secret
+
+
+def _basic(values: Sequence[str]) -> tuple[str, str]:
+    """RFC 7617 Basic credentials, each part form-encoded as RFC 6749 §2.3.1 says."""
+    scheme, _, encoded = values[0].strip().partition(" ")
+    if len(values) != 1 or scheme.lower() != "basic":
+        raise invalid_client(basic=True)
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        raise invalid_client(basic=True) from None
+    client_id, colon, client_secret = decoded.partition(":")
+    if not colon:
+        raise invalid_client(basic=True)
+    return unquote_plus(client_id), unquote_plus(client_secret)
+
+
+def _scope(requested: str | None) -> str:
+    if requested is None or not requested.strip():
+        return DEFAULT_SCOPE
+    scopes = requested.split()
+    if any(s not in SUPPORTED_SCOPES for s in scopes):
+        raise OAuthError("invalid_scope", f"supported scopes: {' '.join(SUPPORTED_SCOPES)}")
+    return " ".join(dict.fromkeys(scopes))
+
+
+class Discovery:
+    """The OpenID Provider Metadata subset a client-credentials client reads (RFC 8414)."""
+
+    def __init__(self, issuer: str | None) -> None:
+        self._issuer = issuer
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["method"] != "GET":
+            await respond_json(send, 405, {"error": "invalid_request", "error_description": "use GET"})
+            return
+        issuer = self._issuer or _request_origin(scope)
+        await respond_json(
+            send,
+            200,
+            {
+                "issuer": issuer,
+                "token_endpoint": issuer + TOKEN_PATH,
+                "token_endpoint_auth_methods_supported": AUTH_METHODS,
+                "grant_types_supported": ["client_credentials"],
+                "scopes_supported": list(SUPPORTED_SCOPES),
+                "response_types_supported": ["token"],
+            },
+        )
+
+
+def _request_origin(scope: dict[str, Any]) -> str:
+    headers = _headers(scope)
+    proto = _one(headers, "x-forwarded-proto") or scope.get("scheme", "http")
+    host = _one(headers, "host") or f"{scope['server'][0]}:{scope['server'][1]}"
+    return f"{proto}://{host}"
+
+
+def _headers(scope: dict[str, Any]) -> dict[str, list[str]]:
+    headers: dict[str, list[str]] = {}
+    for key, value in scope["headers"]:
+        headers.setdefault(key.decode("latin-1").lower(), []).append(value.decode("latin-1"))
+    return headers
+
+
+def _one(headers: dict[str, list[str]], key: str) -> str:
+    values = headers.get(key, [])
+    return values[0] if values else ""

@@ -1,0 +1,333 @@
+"""The client-credentials token endpoint, directly and through Envoy, and its tokens on the API."""
+
+import asyncio
+import base64
+import sqlite3
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import quote_plus
+
+import grpc
+import httpx
+import pytest
+from authlib.integrations.httpx_client import AsyncOAuth2Client
+from machinesecrets.v1 import user_service_pb2 as user_pb
+
+from server.domain.client_credentials import ClientCredentials, InvalidClient
+from server.domain.credentials import SecretHasher
+from server.domain.ids import IdGenerator
+from server.store import events as ev
+from server.store.sqlite import SqliteStore
+from tests.api import ApiError, GrpcApi
+from tests.conftest import TRANSPORTS, Running, client, config_for, start_service
+from tests.test_add_secret import expect_error
+from tests.world import World, unique_name
+
+TOKEN_PATH = "/oauth/v2/token"
+
+
+@dataclass
+class Client:
+    user_id: str
+    client_id: str
+    secret: str
+
+
+async def machine_client(world: World, roles: list[str], org: str | None = None) -> Client:
+    name = unique_name("oauth-bot")
+    user_id = await world.machine_user(org=org, user_name=name)
+    if roles:
+        await world.grant(user_id, roles, org=org)
+    issued = await world.call("AddSecret", user_pb.AddSecretRequest(user_id=user_id), org=org)
+    return Client(user_id, issued.client_id, issued.client_secret)
+
+
+def endpoints(running: Running) -> dict[str, str]:
+    service = running.service
+    return {
+        "direct": f"http://127.0.0.1:{service.http_port}",
+        "envoy": f"http://127.0.0.1:{service.envoy_port}",
+    }
+
+
+async def exchange(
+    base: str, client_id: str, secret: str, method: str = "basic", **form: str
+) -> httpx.Response:
+    form = {"grant_type": "client_credentials", **form}
+    headers = {}
+    if method == "basic":  # RFC 6749 §2.3.1: each part form-encoded, then Basic
+        raw = f"{quote_plus(client_id)}:{quote_plus(secret)}".encode()
+        headers["authorization"] = "Basic " + base64.b64encode(raw).decode()
+    else:
+        form |= {"client_id": client_id, "client_secret": secret}
+    async with httpx.AsyncClient() as http:
+        return await http.post(base + TOKEN_PATH, data=form, headers=headers)
+
+
+async def token_of(base: str, c: Client) -> str:
+    answer = await exchange(base, c.client_id, c.secret)
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["access_token"])
+
+
+@pytest.fixture
+async def admin(running: Running) -> AsyncIterator[World]:
+    """Scenario set-up over plain gRPC, for tests whose subject is the HTTP endpoint."""
+    api = GrpcApi("grpc", f"127.0.0.1:{running.service.grpc_port}")
+    yield await World.create(api, running.admin_token)
+    await api.close()
+
+
+@pytest.mark.parametrize("method", ["basic", "post"])
+@pytest.mark.parametrize("endpoint", ["direct", "envoy"])
+async def test_a_secret_buys_a_token(admin: World, running: Running, endpoint: str, method: str) -> None:
+    c = await machine_client(admin, ["ORG_USER_MANAGER"])
+    answer = await exchange(endpoints(running)[endpoint], c.client_id, c.secret, method)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert set(body) == {"access_token", "token_type", "expires_in", "scope"}
+    assert (body["token_type"], body["expires_in"], body["scope"]) == ("Bearer", 43200, "api")
+    assert len(body["access_token"]) >= 43
+    assert (answer.headers["cache-control"], answer.headers["pragma"]) == ("no-store", "no-cache")
+
+
+async def test_the_token_acts_as_the_machine_user(world: World, running: Running) -> None:
+    c = await machine_client(world, ["ORG_USER_MANAGER"])
+    token = await token_of(endpoints(running)["direct"], c)
+    target = await world.machine_user()
+    issued = await world.call("AddSecret", user_pb.AddSecretRequest(user_id=target), token=token)
+    assert issued.details.resource_owner == world.home_org
+    other = await world.org()
+    elsewhere = await world.machine_user(org=other)
+    await expect_error(
+        grpc.StatusCode.PERMISSION_DENIED,
+        "PERMISSION_DENIED",
+        world.call("AddSecret", user_pb.AddSecretRequest(user_id=elsewhere), token=token, org=other),
+    )
+    await expect_error(
+        grpc.StatusCode.NOT_FOUND,
+        "USER_NOT_FOUND",
+        world.call("AddSecret", user_pb.AddSecretRequest(user_id=elsewhere), token=token),
+    )
+
+
+async def test_rotation_and_removal(world: World, running: Running) -> None:
+    base = endpoints(running)["envoy"]
+    c = await machine_client(world, ["ORG_USER_MANAGER"])
+    token = await token_of(base, c)
+    rotated = await world.call("AddSecret", user_pb.AddSecretRequest(user_id=c.user_id), token=token)
+    old = await exchange(base, c.client_id, c.secret)
+    assert (old.status_code, old.json()["error"]) == (401, "invalid_client")
+    new = Client(c.user_id, c.client_id, rotated.client_secret)
+    new_token = await token_of(base, new)
+    # A token dies with the secret that earned it.
+    await expect_error(
+        grpc.StatusCode.UNAUTHENTICATED,
+        "TOKEN_INVALID",
+        world.call("GetUserByID", user_pb.GetUserByIDRequest(user_id=c.user_id), token=token),
+    )
+    assert (
+        await world.call("GetUserByID", user_pb.GetUserByIDRequest(user_id=c.user_id), token=new_token)
+    ).user
+    await world.call("RemoveSecret", user_pb.RemoveSecretRequest(user_id=c.user_id))
+    for secret in (c.secret, rotated.client_secret):
+        answer = await exchange(base, c.client_id, secret, "post")
+        assert (answer.status_code, answer.json()["error"]) == (401, "invalid_client")
+    await expect_error(
+        grpc.StatusCode.UNAUTHENTICATED,
+        "TOKEN_INVALID",
+        world.call("GetUserByID", user_pb.GetUserByIDRequest(user_id=c.user_id), token=new_token),
+    )
+
+
+async def test_an_expired_access_token_is_unauthenticated(tmp_path: Path) -> None:
+    running = await start_service(config_for(tmp_path, envoy=True, access_token_ttl=timedelta(seconds=1)))
+    apis = [client(t, running.service) for t in TRANSPORTS]
+    try:
+        world = await World.create(apis[0], running.admin_token)
+        c = await machine_client(world, ["ORG_USER_MANAGER"])
+        answer = await exchange(endpoints(running)["direct"], c.client_id, c.secret)
+        assert answer.json()["expires_in"] == 1
+        token = answer.json()["access_token"]
+        request = user_pb.GetUserByIDRequest(user_id=c.user_id)
+        metadata = [("authorization", f"Bearer {token}")]
+        for api in apis:
+            assert await api.call("GetUserByID", request, metadata)
+        await asyncio.sleep(1.1)
+        for api in apis:
+            with pytest.raises(ApiError) as caught:
+                await api.call("GetUserByID", request, metadata)
+            assert (caught.value.code, caught.value.reason) == (
+                grpc.StatusCode.UNAUTHENTICATED,
+                "TOKEN_INVALID",
+            ), api.name
+    finally:
+        for api in apis:
+            await api.close()
+        await running.service.stop(0)
+
+
+@pytest.mark.parametrize("endpoint", ["direct", "envoy"])
+async def test_token_endpoint_errors(admin: World, running: Running, endpoint: str) -> None:
+    base = endpoints(running)[endpoint]
+    c = await machine_client(admin, [])
+    human = await admin.human_user()
+    no_secret = unique_name("no-secret")
+    await admin.machine_user(user_name=no_secret)
+    human_name = (await admin.call("GetUserByID", user_pb.GetUserByIDRequest(user_id=human))).user.user_name
+    form = "application/x-www-form-urlencoded"
+    basic = "Basic " + base64.b64encode(f"{c.client_id}:{c.secret}".encode()).decode()
+    cases: list[tuple[str, dict[str, str], bytes, int, str]] = [
+        # (what, headers, body, HTTP status, error)
+        ("garbage authorization", {"authorization": "Basic !!!", "content-type": form},
+         b"grant_type=client_credentials", 401, "invalid_client"),
+        ("bearer instead of basic", {"authorization": "Bearer x", "content-type": form},
+         b"grant_type=client_credentials", 401, "invalid_client"),
+        ("basic without a colon", {"authorization": "Basic " + base64.b64encode(b"nocolon").decode(),
+         "content-type": form}, b"grant_type=client_credentials", 401, "invalid_client"),
+        ("empty body", {"authorization": basic, "content-type": form}, b"", 400, "invalid_request"),
+        ("wrong content type", {"authorization": basic, "content-type": "application/json"},
+         b'{"grant_type": "client_credentials"}', 400, "invalid_request"),
+        ("both methods", {"authorization": basic, "content-type": form},
+         f"grant_type=client_credentials&client_secret={c.secret}".encode(), 400, "invalid_request"),
+        ("repeated parameter", {"authorization": basic, "content-type": form},
+         b"grant_type=client_credentials&grant_type=client_credentials", 400, "invalid_request"),
+        ("no credentials", {"content-type": form}, b"grant_type=client_credentials", 401, "invalid_client"),
+        ("another grant", {"authorization": basic, "content-type": form}, b"grant_type=password", 400,
+         "unsupported_grant_type"),
+        ("unknown scope", {"authorization": basic, "content-type": form},
+         b"grant_type=client_credentials&scope=admin", 400, "invalid_scope"),
+        ("not utf-8", {"authorization": basic, "content-type": form}, b"grant_type=\xff", 400,
+         "invalid_request"),
+    ]  # fmt: skip
+    async with httpx.AsyncClient() as http:
+        for what, headers, body, status, error in cases:
+            answer = await http.post(base + TOKEN_PATH, content=body, headers=headers)
+            assert (answer.status_code, answer.json()["error"]) == (status, error), what
+            assert answer.headers["cache-control"] == "no-store", what
+            has_challenge = "www-authenticate" in answer.headers
+            assert has_challenge == (status == 401 and "authorization" in headers), what
+        wrong_method = await http.get(base + TOKEN_PATH)
+        assert (wrong_method.status_code, wrong_method.json()["error"]) == (405, "invalid_request")
+    # Every failed client authentication is the same invalid_client, however it failed.
+    for client_id, secret in [
+        (c.client_id, "wrong"),
+        (c.client_id, c.secret + "x" * 100),  # over bcrypt's 72 bytes
+        (c.client_id, "\u00e9" * 50),  # 100 bytes of UTF-8
+        (c.user_id, c.secret),  # the numeric id is not the client id
+        ("nobody-" + c.client_id, c.secret),
+        (human_name, c.secret),
+        (no_secret, c.secret),
+        (c.client_id, ""),
+    ]:
+        for method in ("basic", "post"):
+            answer = await exchange(base, client_id, secret, method)
+            assert answer.status_code == 401, (client_id, method)
+            assert answer.json() == {
+                "error": "invalid_client",
+                "error_description": "client authentication failed",
+            }
+            assert ("www-authenticate" in answer.headers) == (method == "basic")
+
+
+async def test_client_ids_and_secrets_are_form_decoded_from_basic(admin: World, running: Running) -> None:
+    name = unique_name("odd+name%")
+    user_id = await admin.machine_user(user_name=name)
+    secret = (await admin.call("AddSecret", user_pb.AddSecretRequest(user_id=user_id))).client_secret
+    answer = await exchange(endpoints(running)["direct"], name, secret, "basic")
+    assert answer.status_code == 200, answer.text
+
+
+@pytest.mark.parametrize("auth_method", ["client_secret_basic", "client_secret_post"])
+async def test_a_standard_client_library_fetches_a_token(
+    admin: World, running: Running, auth_method: str
+) -> None:
+    c = await machine_client(admin, ["ORG_USER_MANAGER"])
+    async with httpx.AsyncClient() as http:
+        discovery = (await http.get(endpoints(running)["envoy"] + "/.well-known/openid-configuration")).json()
+    async with AsyncOAuth2Client(
+        client_id=c.client_id, client_secret=c.secret, scope="api", token_endpoint_auth_method=auth_method
+    ) as oauth:
+        token = await oauth.fetch_token(discovery["token_endpoint"], grant_type="client_credentials")
+    assert token["token_type"] == "Bearer"
+    user = await admin.call(
+        "GetUserByID", user_pb.GetUserByIDRequest(user_id=c.user_id), token=token["access_token"]
+    )
+    assert user.user.user_name == c.client_id
+
+
+@pytest.mark.parametrize("endpoint", ["direct", "envoy"])
+async def test_discovery(running: Running, endpoint: str) -> None:
+    base = endpoints(running)[endpoint]
+    async with httpx.AsyncClient() as http:
+        answer = await http.get(base + "/.well-known/openid-configuration")
+    document = answer.json()
+    assert document["issuer"] == base
+    assert document["token_endpoint"] == base + TOKEN_PATH
+    assert document["token_endpoint_auth_methods_supported"] == ["client_secret_basic", "client_secret_post"]
+    assert document["grant_types_supported"] == ["client_credentials"]
+
+
+async def test_a_changed_bcrypt_cost_rehashes_on_the_next_success(tmp_path: Path) -> None:
+    running = await start_service(config_for(tmp_path, bcrypt_cost=4))
+    api = GrpcApi("grpc", f"127.0.0.1:{running.service.grpc_port}")
+    world = await World.create(api, running.admin_token)
+    c = await machine_client(world, ["ORG_USER_MANAGER"])
+    token = await token_of(endpoints(running)["direct"], c)
+    await api.close()
+    await running.service.stop(0)
+
+    running = await start_service(config_for(tmp_path, bcrypt_cost=5))
+    api = GrpcApi("grpc", f"127.0.0.1:{running.service.grpc_port}")
+    try:
+
+        def stored() -> tuple[str, int]:
+            with sqlite3.connect(running.db_path) as db:
+                row = db.execute(
+                    "SELECT secret_hash, sequence FROM users WHERE id = ?", (c.user_id,)
+                ).fetchone()
+            return str(row[0]), int(row[1])
+
+        assert stored()[0].startswith("$2b$04$")
+        await token_of(endpoints(running)["direct"], c)
+        hashed, sequence = stored()
+        assert hashed.startswith("$2b$05$")
+        events = await running.service.store.events(ev.AGGREGATE_USER, c.user_id)
+        assert events[-1].type == ev.USER_MACHINE_SECRET_UPDATED
+        await token_of(endpoints(running)["direct"], c)
+        assert stored() == (hashed, sequence)  # once is enough
+        # Same secret, same generation: the token issued before the re-hash still works.
+        assert await api.call(
+            "GetUserByID",
+            user_pb.GetUserByIDRequest(user_id=c.user_id),
+            [("authorization", f"Bearer {token}")],
+        )
+    finally:
+        await api.close()
+        await running.service.stop(0)
+
+
+class CountingHasher(SecretHasher):
+    def __init__(self, cost: int) -> None:
+        super().__init__(cost)
+        self.checked: list[str | None] = []
+
+    async def verify(self, secret: str, hashed: str | None) -> bool:
+        self.checked.append(hashed)
+        return await super().verify(secret, hashed)
+
+
+async def test_every_failure_pays_one_bcrypt_check(tmp_path: Path) -> None:
+    """No client enumeration: an unknown client costs the same hash check as a wrong secret."""
+    store = await SqliteStore.open(f"sqlite:///{tmp_path / 'x.db'}")
+    hasher = CountingHasher(4)
+    credentials = ClientCredentials(store, hasher, IdGenerator(), timedelta(hours=1))
+    try:
+        for client_id, secret in [("nobody", "x"), ("", "x"), ("nobody", "y" * 200)]:
+            with pytest.raises(InvalidClient):
+                await credentials.exchange(client_id, secret, "api")
+        assert hasher.checked == [None, None, None]
+    finally:
+        await store.close()
