@@ -21,6 +21,7 @@ from server.domain.ids import IdGenerator
 from server.domain.queries import Queries
 from server.envoy import EnvoyError, EnvoyProcess, EnvoySettings
 from server.store.base import Store
+from server.store.postgres import PostgresStore
 from server.store.sqlite import SqliteStore
 from server.transport.asgi_server import AsgiServer
 from server.transport.grpcweb import GrpcWeb
@@ -63,12 +64,14 @@ class Service:
         await self.store.close()
 
 
-async def open_store(url: str) -> Store:
-    return await SqliteStore.open(url)
+async def open_store(config: Config) -> Store:
+    if config.database_url.startswith(("postgresql://", "postgres://")):
+        return await PostgresStore.open(config.database_url, config.db_pool_size)
+    return await SqliteStore.open(config.database_url)
 
 
 async def start(config: Config) -> Service:
-    store = await open_store(config.database_url)
+    store = await open_store(config)
     try:
         return await _start(config, store)
     except BaseException:

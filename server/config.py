@@ -22,6 +22,7 @@ class Setting:
 
 SETTINGS = [
     Setting("MS_DATABASE_URL", "--database-url", "sqlite:///.data/machine-secrets.db", "the store"),
+    Setting("MS_DB_POOL_SIZE", "--db-pool-size", "10", "PostgreSQL connections per process at the most"),
     Setting("MS_GRPC_ADDR", "--grpc-addr", "127.0.0.1:50051", "host:port of the gRPC server"),
     Setting("MS_HTTP_ADDR", "--http-addr", "127.0.0.1:8081", "host:port of grpc-web and the HTTP endpoints"),
     Setting("MS_ENVOY_ADDR", "--envoy-addr", "127.0.0.1:8080", "host:port of Envoy; 'off' starts no Envoy"),
@@ -39,6 +40,7 @@ SETTINGS = [
 @dataclass(frozen=True)
 class Config:
     database_url: str = field(repr=False)  # it may carry a password
+    db_pool_size: int
     grpc_addr: str
     http_addr: str
     envoy_addr: str | None
@@ -58,6 +60,7 @@ def load(argv: Sequence[str], environ: Mapping[str, str]) -> Config:
     raw = {s.env: _pick(args[s.flag[2:].replace("-", "_")], environ.get(s.env), s.default) for s in SETTINGS}
     return Config(
         database_url=_database_url(raw["MS_DATABASE_URL"]),
+        db_pool_size=_pool_size(raw["MS_DB_POOL_SIZE"]),
         grpc_addr=_address("MS_GRPC_ADDR", raw["MS_GRPC_ADDR"]),
         http_addr=_address("MS_HTTP_ADDR", raw["MS_HTTP_ADDR"]),
         envoy_addr=None if raw["MS_ENVOY_ADDR"] == "off" else _address("MS_ENVOY_ADDR", raw["MS_ENVOY_ADDR"]),
@@ -77,9 +80,15 @@ def _pick(flag: str | None, env: str | None, default: str) -> str:
 
 
 def _database_url(value: str) -> str:
-    if not value.startswith("sqlite:///"):
-        raise ConfigError("MS_DATABASE_URL must be sqlite:///path/to/file.db")
+    if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        raise ConfigError("MS_DATABASE_URL must be sqlite:///path/to/file.db or postgresql://user@host/db")
     return value
+
+
+def _pool_size(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 1000:
+        raise ConfigError("MS_DB_POOL_SIZE must be a whole number from 1 to 1000")
+    return int(value)
 
 
 def _address(name: str, value: str) -> str:

@@ -4,6 +4,7 @@ One service (gRPC, grpc-web on uvicorn, and a real Envoy in front) serves the be
 tests that need a service of their own (first start, restart) start one with `start_service`.
 """
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -13,6 +14,7 @@ import pytest
 
 from server import app
 from server.config import Config
+from tests import postgres
 from tests.api import Api, GrpcApi, GrpcWebApi, JsonApi
 from tests.world import World
 
@@ -21,23 +23,39 @@ from tests.world import World
 class Running:
     config: Config
     service: app.Service
-    db_path: Path
 
     @property
     def admin_token(self) -> str:
         return Path(self.config.admin_pat_file).read_text().strip()
 
+    @property
+    def backend(self) -> str:
+        return "sqlite" if self.config.database_url.startswith("sqlite") else "postgres"
+
+    @property
+    def db_path(self) -> Path:
+        assert self.backend == "sqlite"
+        return Path(self.config.database_url.removeprefix("sqlite:///"))
+
+    def raw_store(self) -> bytes:
+        """Every byte the store holds: SQLite's file and write-ahead log, or PostgreSQL's rows."""
+        if self.backend == "postgres":
+            return postgres.dump(self.config.database_url)
+        return b"".join(p.read_bytes() for p in self.db_path.parent.glob(self.db_path.name + "*"))
+
 
 def config_for(
     folder: Path,
     *,
+    database_url: str | None = None,
     envoy: bool = False,
     cors_origins: tuple[str, ...] = (),
     bcrypt_cost: int = 4,
     access_token_ttl: timedelta = timedelta(hours=12),
 ) -> Config:
     return Config(
-        database_url=f"sqlite:///{folder / 'ms.db'}",
+        database_url=database_url or f"sqlite:///{folder / 'ms.db'}",
+        db_pool_size=10,
         grpc_addr="127.0.0.1:0",
         http_addr="127.0.0.1:0",
         envoy_addr="127.0.0.1:0" if envoy else None,
@@ -54,14 +72,23 @@ async def start_service(config: Config) -> Running:
     service = await app.start(config)
     if config.envoy_addr is not None:
         assert service.envoy is not None, "Envoy did not start: see the log"
-    return Running(config, service, Path(config.database_url.removeprefix("sqlite:///")))
+    return Running(config, service)
 
 
-@pytest.fixture(scope="session")
-async def running(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Running]:
-    started = await start_service(config_for(tmp_path_factory.mktemp("service"), envoy=True))
-    yield started
-    await started.service.stop(0)
+BACKENDS = ["sqlite", "postgres"]
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+async def running(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Running]:
+    """The service the behaviour suite runs against, once on each store."""
+    folder = tmp_path_factory.mktemp(f"service-{request.param}")
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(postgres.throwaway_database()) if request.param == "postgres" else None
+        started = await start_service(config_for(folder, database_url=url, envoy=True))
+        yield started
+        await started.service.stop(0)
 
 
 TRANSPORTS = ["grpc", "grpc-web", "grpc-web-text", "envoy-grpc", "envoy-grpc-web", "envoy-json"]

@@ -2,7 +2,6 @@
 
 import asyncio
 import re
-import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import bcrypt
@@ -17,15 +16,9 @@ from tests.world import World, unique_name
 SECRET = re.compile(r"[A-Za-z0-9]{64}")
 
 
-def stored_hash(db: str, user_id: str) -> str | None:
-    with sqlite3.connect(db) as connection:
-        row = connection.execute("SELECT secret_hash FROM users WHERE id = ?", (user_id,)).fetchone()
-    return None if row is None else row[0]
-
-
-def raw_store(running: Running) -> bytes:
-    """Every byte the store holds: the database file and its write-ahead log."""
-    return b"".join(p.read_bytes() for p in running.db_path.parent.glob("ms.db*"))
+async def stored_hash(running: Running, user_id: str) -> str | None:
+    user = await running.service.store.user(user_id)
+    return None if user is None else user.secret_hash
 
 
 async def add_secret(world: World, user_id: str, **kw: str) -> user_pb.AddSecretResponse:
@@ -56,11 +49,11 @@ async def test_add_secret_for_a_fresh_machine_user(world: World, running: Runnin
     assert details.creation_date == details.change_date
     assert before - timedelta(milliseconds=1) <= details.creation_date.ToDatetime(UTC) <= after
     assert details.resource_owner == world.home_org
-    hashed = stored_hash(str(running.db_path), user_id)
+    hashed = await stored_hash(running, user_id)
     assert hashed is not None
     assert hashed.startswith("$2b$04$")
     assert bcrypt.checkpw(response.client_secret.encode(), hashed.encode())
-    assert response.client_secret.encode() not in raw_store(running)
+    assert response.client_secret.encode() not in running.raw_store()
 
 
 async def test_a_second_secret_replaces_the_first(world: World, running: Running) -> None:
@@ -69,7 +62,7 @@ async def test_a_second_secret_replaces_the_first(world: World, running: Running
     second = await add_secret(world, user_id)
     assert second.client_secret != first.client_secret
     assert second.details.sequence == 3
-    hashed = stored_hash(str(running.db_path), user_id)
+    hashed = await stored_hash(running, user_id)
     assert hashed is not None
     assert bcrypt.checkpw(second.client_secret.encode(), hashed.encode())
     assert not bcrypt.checkpw(first.client_secret.encode(), hashed.encode())
@@ -187,7 +180,7 @@ async def test_remove_secret(world: World, running: Running) -> None:
     removed = await world.call("RemoveSecret", user_pb.RemoveSecretRequest(user_id=user_id))
     assert removed.details.sequence == 3
     assert removed.details.resource_owner == world.home_org
-    assert stored_hash(str(running.db_path), user_id) is None
+    assert await stored_hash(running, user_id) is None
     user = (await world.call("GetUserByID", user_pb.GetUserByIDRequest(user_id=user_id))).user
     assert not user.has_secret
 

@@ -39,4 +39,6 @@ async def test_concurrent_add_secret_on_one_user(world: World, running: Running)
     user = await running.service.store.user(user_id)
     assert user is not None
     assert user.secret_hash is not None
-    assert bcrypt.checkpw(last.client_secret.encode(), user.secret_hash.encode())
+    # The secret of the call with the highest sequence is the one that holds, and only it.
+    winners = [s for s in successes if bcrypt.checkpw(s.client_secret.encode(), user.secret_hash.encode())]
+    assert winners == [last]

@@ -4,21 +4,31 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from server.store import events as ev
 from server.store.base import ConcurrencyConflict, Store, UniqueViolation
 from server.store.events import NewEvent
+from server.store.postgres import PostgresStore
+from server.store.schema import MIGRATIONS
 from server.store.sqlite import SqliteStore
-
-BACKENDS = ["sqlite"]
+from tests import postgres
+from tests.conftest import BACKENDS
 
 
 @pytest.fixture(params=BACKENDS)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await SqliteStore.open(f"sqlite:///{tmp_path / 'contract.db'}")
-    yield opened
-    await opened.close()
+    """A new, empty store of each backend for every test."""
+    if request.param == "sqlite":
+        opened: Store = await SqliteStore.open(f"sqlite:///{tmp_path / 'contract.db'}")
+        yield opened
+        await opened.close()
+        return
+    with postgres.throwaway_database() as url:
+        opened = await PostgresStore.open(url, pool_size=4)
+        yield opened
+        await opened.close()
 
 
 def org_added(org_id: str) -> NewEvent:
@@ -122,3 +132,17 @@ async def test_concurrent_appends_of_one_sequence_let_exactly_one_win(store: Sto
     results = await asyncio.gather(*(attempt(n) for n in range(20)))
     assert results.count(True) == 1
     assert [e.sequence for e in await store.events(ev.AGGREGATE_USER, "10")] == [1, 2]
+
+
+async def test_postgres_migrations_run_once_when_processes_start_together() -> None:
+    with postgres.throwaway_database() as url:
+        stores = await asyncio.gather(*(PostgresStore.open(url, pool_size=1) for _ in range(4)))
+        try:
+            with psycopg.connect(url) as connection:
+                versions = [
+                    r[0] for r in connection.execute("SELECT version FROM schema_migrations ORDER BY 1")
+                ]
+            assert versions == [version for version, _ in MIGRATIONS]
+        finally:
+            for opened in stores:
+                await opened.close()

@@ -1,0 +1,104 @@
+"""The production store: PostgreSQL through psycopg 3 and a bounded async connection pool.
+
+Several server processes may share one database: the primary key (aggregate, sequence) of the
+events table makes concurrent appends to one aggregate serialise, and the loser's transaction
+(events and read models together) rolls back whole. Migrations run under an advisory lock, so
+processes that start together apply each migration once.
+
+When the database is unreachable, calls fail within POOL_TIMEOUT_S with StoreUnavailable; the
+pool keeps reconnecting in the background, so calls succeed again once it is back.
+"""
+
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from server.store import schema
+from server.store.base import StoreUnavailable
+from server.store.sql import SqlStore
+
+POOL_TIMEOUT_S = 3.0
+CONNECT_TIMEOUT_S = 3
+MIGRATION_LOCK = 0x6D735F6D6967  # "ms_mig": one advisory lock id for this schema's migrations
+# A read on a connection the database dropped (a restart, say) is retried once on a fresh one.
+READ_ATTEMPTS = 2
+
+
+def to_pyformat(sql: str) -> str:
+    """schema.py writes `?` placeholders; psycopg wants `%s`."""
+    return re.sub(r"\?", "%s", sql)
+
+
+class PostgresStore(SqlStore):
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def open(cls, url: str, pool_size: int) -> "PostgresStore":
+        pool = AsyncConnectionPool(
+            url,
+            min_size=1,
+            max_size=pool_size,
+            timeout=POOL_TIMEOUT_S,
+            kwargs={"connect_timeout": CONNECT_TIMEOUT_S, "autocommit": True},
+            open=False,
+        )
+        try:
+            await pool.open(wait=True, timeout=POOL_TIMEOUT_S * 3)
+            store = cls(pool)
+            await store._migrate()
+        except (psycopg.Error, PoolTimeout) as error:
+            await pool.close()
+            raise StoreUnavailable(f"cannot open the PostgreSQL store: {type(error).__name__}") from error
+        return store
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def _migrate(self) -> None:
+        async with self._pool.connection() as connection, connection.transaction():
+            await connection.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            await connection.execute(schema.CREATE_MIGRATIONS_TABLE)
+            cursor = await connection.execute("SELECT version FROM schema_migrations")
+            applied = {row[0] for row in await cursor.fetchall()}
+            for version, statements in schema.MIGRATIONS:
+                if version in applied:
+                    continue
+                for statement in statements:
+                    await connection.execute(to_pyformat(statement))
+                await connection.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[schema.Execute]:
+        try:
+            async with self._pool.connection() as connection, connection.transaction():
+
+                async def execute(sql: str, params: tuple[Any, ...]) -> None:
+                    await connection.execute(to_pyformat(sql), params, prepare=True)
+
+                yield execute
+        except (psycopg.OperationalError, PoolTimeout) as error:
+            raise StoreUnavailable("the PostgreSQL store failed") from error
+
+    def _unique_violation(self, error: Exception) -> str | None:
+        if isinstance(error, pg_errors.UniqueViolation):
+            return error.diag.constraint_name or "unique"
+        return None
+
+    async def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        for attempt in range(READ_ATTEMPTS):
+            try:
+                async with self._pool.connection() as connection:
+                    cursor = await connection.execute(to_pyformat(sql), params, prepare=True)
+                    return list(await cursor.fetchall())
+            except psycopg.OperationalError as error:
+                if attempt + 1 == READ_ATTEMPTS:
+                    raise StoreUnavailable("the PostgreSQL store failed") from error
+            except PoolTimeout as error:
+                raise StoreUnavailable("the PostgreSQL store failed") from error
+        raise AssertionError("unreachable")

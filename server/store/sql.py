@@ -1,0 +1,103 @@
+"""What the SQLite and PostgreSQL stores share: the append algorithm and every read.
+
+A backend supplies a write transaction, a read, and how its driver reports a unique violation.
+"""
+
+import json
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime
+from typing import Any
+
+from server.store import schema
+from server.store.base import ConcurrencyConflict, OrgRecord, TokenRecord, UniqueViolation, UserRecord
+from server.store.events import NewEvent, StoredEvent
+
+
+class SqlStore:
+    async def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        """Rows of a read; raises StoreUnavailable when the database fails."""
+        raise NotImplementedError
+
+    def _write(self) -> AbstractAsyncContextManager[schema.Execute]:
+        """A write transaction: commits on exit, rolls back on an exception, and raises
+        StoreUnavailable when the database fails."""
+        raise NotImplementedError
+
+    def _unique_violation(self, error: Exception) -> str | None:
+        """The violated unique key, if error is a unique violation of the driver's."""
+        raise NotImplementedError
+
+    async def append(self, events: Sequence[NewEvent]) -> list[StoredEvent]:
+        created_at = datetime.now(UTC)
+        micros = schema.to_micros(created_at)
+        stored = [
+            StoredEvent(
+                e.aggregate_type, e.aggregate_id, e.sequence, e.type, e.resource_owner, e.payload, created_at
+            )
+            for e in events
+        ]
+        async with self._write() as execute:
+            for event in stored:
+                row = (
+                    event.aggregate_type,
+                    event.aggregate_id,
+                    event.sequence,
+                    event.type,
+                    event.resource_owner,
+                    schema.encode_payload(event.payload),
+                    micros,
+                )
+                # The primary key (aggregate, sequence) is the concurrency guard: a taken sequence
+                # means another writer appended first.
+                await self._guarded(execute(schema.INSERT_EVENT, row), lambda key: ConcurrencyConflict(key))
+                await self._guarded(schema.project(execute, event, micros), UniqueViolation)
+        return stored
+
+    async def _guarded(self, step: Any, error: Any) -> None:
+        try:
+            await step
+        except Exception as failure:
+            key = self._unique_violation(failure)
+            if key is None:
+                raise
+            raise error(key) from failure
+
+    async def events(self, aggregate_type: str, aggregate_id: str) -> list[StoredEvent]:
+        rows = await self._fetch(schema.SELECT_EVENTS, (aggregate_type, aggregate_id))
+        return [
+            StoredEvent(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), schema.from_micros(r[6]))
+            for r in rows
+        ]
+
+    async def user(self, user_id: str) -> UserRecord | None:
+        return schema.user_record(await self._fetch(schema.SELECT_USER, (user_id,)))
+
+    async def user_by_name(self, user_name: str) -> UserRecord | None:
+        key = schema.user_name_key(user_name)
+        return schema.user_record(await self._fetch(schema.SELECT_USER_BY_NAME, (key,)))
+
+    async def org(self, org_id: str) -> OrgRecord | None:
+        rows = await self._fetch(schema.SELECT_ORG, (org_id,))
+        if not rows:
+            return None
+        r = rows[0]
+        return OrgRecord(r[0], r[1], r[2], schema.from_micros(r[3]), schema.from_micros(r[4]))
+
+    async def any_org(self) -> bool:
+        return bool(await self._fetch(schema.SELECT_ANY_ORG, ()))
+
+    async def roles(self, user_id: str) -> dict[str, frozenset[str]]:
+        rows = await self._fetch(schema.SELECT_ROLES, (user_id,))
+        return {r[0]: schema.decode_roles(r[1]) for r in rows}
+
+    async def member_roles(self, org_id: str, user_id: str) -> frozenset[str] | None:
+        rows = await self._fetch(schema.SELECT_MEMBER_ROLES, (org_id, user_id))
+        return schema.decode_roles(rows[0][0]) if rows else None
+
+    async def token(self, token_hash: str) -> TokenRecord | None:
+        rows = await self._fetch(schema.SELECT_TOKEN, (token_hash,))
+        if not rows:
+            return None
+        r = rows[0]
+        return TokenRecord(r[0], r[1], None if r[2] is None else schema.from_micros(r[2]), r[3])
