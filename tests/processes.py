@@ -50,6 +50,12 @@ class ServerProcess:
         started._reader = asyncio.create_task(started._drain())
         return started
 
+    async def wait_for_log(self, text: str) -> None:
+        async with asyncio.timeout(READY_TIMEOUT_S):
+            while not any(text in line for line in self.log):
+                assert self.process.returncode is None, f"the server exited: {''.join(self.log)}"
+                await asyncio.sleep(0.05)
+
     async def _drain(self) -> None:
         assert self.process.stderr is not None
         while line := await self.process.stderr.readline():
@@ -59,10 +65,12 @@ class ServerProcess:
         self.process.send_signal(signal.SIGKILL)
         await self._wait()
 
-    async def stop(self) -> None:
+    async def stop(self) -> int:
+        """SIGTERM, and the exit code."""
         if self.process.returncode is None:
             self.process.send_signal(signal.SIGTERM)
         await self._wait()
+        return self.process.returncode or 0
 
     async def _wait(self) -> None:
         async with asyncio.timeout(30):

@@ -3,7 +3,6 @@
 import asyncio
 import os
 import re
-import signal
 import stat
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from server.config import ConfigError, load
 from server.store.base import StoreUnavailable
 from tests.api import ApiError, GrpcApi
 from tests.conftest import Running, config_for, start_service
+from tests.processes import ServerProcess
 from tests.world import World
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -161,35 +161,14 @@ def test_configuration_errors_name_the_variable() -> None:
 
 
 async def test_python_m_server_stops_gracefully_on_sigterm(tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "MS_DATABASE_URL": f"sqlite:///{tmp_path}/ms.db",
-        "MS_GRPC_ADDR": "127.0.0.1:0",
-        "MS_ADMIN_PAT_FILE": str(tmp_path / "admin.pat"),
-        "MS_HTTP_ADDR": "127.0.0.1:0",
-        "MS_ENVOY_ADDR": "off",
-    }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "server", cwd=ROOT, env=env, stderr=asyncio.subprocess.PIPE
-    )
-    assert process.stderr is not None
-    port = None
-    async with asyncio.timeout(30):
-        while port is None:
-            line = (await process.stderr.readline()).decode()
-            assert line, "the server exited before it listened"
-            if found := re.search(r"gRPC listening on 127.0.0.1:(\d+)", line):
-                port = int(found.group(1))
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+    process = await ServerProcess.start(f"sqlite:///{tmp_path}/ms.db", tmp_path)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{process.grpc_port}") as channel:
         health = health_pb2_grpc.HealthStub(channel)  # type: ignore[no-untyped-call]
         assert (
             await health.Check(health_pb2.HealthCheckRequest())
         ).status == health_pb2.HealthCheckResponse.SERVING
-    process.send_signal(signal.SIGTERM)
-    async with asyncio.timeout(30):
-        rest = (await process.stderr.read()).decode()
-        assert await process.wait() == 0
-    assert "stopping" in rest
+    assert await process.stop() == 0
+    assert any("stopping" in line for line in process.log)
 
 
 async def test_a_taken_port_fails_the_start(running: Running, tmp_path: Path) -> None:
@@ -216,25 +195,11 @@ def test_configuration_errors_stop_the_process() -> None:
 
 
 async def test_envoy_dies_with_a_killed_service(tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "MS_DATABASE_URL": f"sqlite:///{tmp_path}/ms.db",
-        "MS_GRPC_ADDR": "127.0.0.1:0",
-        "MS_HTTP_ADDR": "127.0.0.1:0",
-        "MS_ENVOY_ADDR": "127.0.0.1:0",
-        "MS_ADMIN_PAT_FILE": str(tmp_path / "admin.pat"),
-    }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "server", cwd=ROOT, env=env, stderr=asyncio.subprocess.PIPE
-    )
-    assert process.stderr is not None
-    async with asyncio.timeout(30):
-        while "Envoy (JSON" not in (line := (await process.stderr.readline()).decode()):
-            assert line, "the server exited before Envoy started"
-    children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text()
-    [envoy_pid] = [int(pid) for pid in children.split()]
-    process.kill()
-    await process.wait()
+    process = await ServerProcess.start(f"sqlite:///{tmp_path}/ms.db", tmp_path, MS_ENVOY_ADDR="127.0.0.1:0")
+    await process.wait_for_log("Envoy (JSON")
+    pid = process.process.pid
+    [envoy_pid] = [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    await process.kill()
     async with asyncio.timeout(10):
         # Another process's state has no event to wait on: poll it.
         while Path(f"/proc/{envoy_pid}").exists() and "zombie" not in _state(envoy_pid):  # noqa: ASYNC110
