@@ -27,6 +27,7 @@ from server.transport.asgi_server import AsgiServer
 from server.transport.grpcweb import GrpcWeb
 from server.transport.http import HttpApp
 from server.transport.interceptors import interceptors
+from server.transport.metrics import METRICS_PATH, CallCounters, MetricsEndpoint
 from server.transport.oauth import DISCOVERY_PATH, TOKEN_PATH, Discovery, TokenEndpoint
 from server.transport.servicers import OrgService, UserService
 
@@ -91,7 +92,8 @@ async def _start(config: Config, store: Store) -> Service:
         write_private_file(Path(config.admin_pat_file), admin_token + "\n")
         log.info("first start: the token of user %r is in %s", ADMIN_USER_NAME, config.admin_pat_file)
 
-    chain = interceptors(access)
+    counters = CallCounters()
+    chain = interceptors(access, counters)
     server = aio.server(
         interceptors=chain,
         options=[
@@ -101,7 +103,13 @@ async def _start(config: Config, store: Store) -> Service:
         ],
     )
     # grpc-web serves the very same servicer objects, behind the very same interceptors.
-    http_app = HttpApp({TOKEN_PATH: TokenEndpoint(credentials), DISCOVERY_PATH: Discovery(config.issuer)})
+    http_app = HttpApp(
+        {
+            TOKEN_PATH: TokenEndpoint(credentials, counters),
+            DISCOVERY_PATH: Discovery(config.issuer),
+            METRICS_PATH: MetricsEndpoint(counters),
+        }
+    )
     grpc_web = GrpcWeb(http_app, chain, config.cors_origins, MAX_REQUEST_BYTES)
     for target in (server, grpc_web):
         user_service_pb2_grpc.add_UserServiceServicer_to_server(UserService(commands, queries), target)

@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -211,3 +212,20 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0].lower()
     except (FileNotFoundError, IndexError):
         return "gone"
+
+
+async def test_metrics_count_calls_by_outcome(world: World, running: Running) -> None:
+    async def calls() -> dict[str, int]:
+        async with httpx.AsyncClient() as http:
+            text = (await http.get(f"http://127.0.0.1:{running.service.http_port}/metrics")).text
+        found = re.findall(r'method="/machinesecrets.v1.UserService/AddSecret",outcome="(\w+)"} (\d+)', text)
+        return {outcome: int(count) for outcome, count in found}
+
+    user_id = await world.machine_user()
+    before = await calls()
+    await world.call("AddSecret", user_pb.AddSecretRequest(user_id=user_id))
+    with pytest.raises(ApiError):
+        await world.call("AddSecret", user_pb.AddSecretRequest(user_id="1"))
+    after = await calls()
+    assert after.get("OK", 0) - before.get("OK", 0) == 1
+    assert after.get("NOT_FOUND", 0) - before.get("NOT_FOUND", 0) == 1

@@ -3,6 +3,10 @@
 Each command is a straight line: validate, load the aggregate's snapshot, decide, append the new
 events with the expected sequence. When another writer appended first, the append fails as a
 whole and the command decides again on fresh state, a bounded number of times.
+
+Within one process, writers to one aggregate take turns (a lock per aggregate) instead of racing
+for the same sequence: under load on one user that turns a storm of conflicts and retries into a
+queue. Across processes the primary key still decides, and the retry covers the loser.
 """
 
 import asyncio
@@ -22,6 +26,7 @@ from server.domain.errors import (
     user_not_found,
 )
 from server.domain.ids import IdGenerator
+from server.domain.keyed_locks import KeyedLocks
 from server.domain.model import Created, Details, IssuedSecret, IssuedToken
 from server.domain.permissions import IAM_OWNER, ORG_OWNER, CallContext
 from server.domain.store_errors import store_unavailable_is_unavailable
@@ -42,6 +47,7 @@ class Commands:
         self._store = store
         self._hasher = hasher
         self._ids = ids
+        self._turns = KeyedLocks()
 
     @store_unavailable_is_unavailable
     async def add_organization(self, ctx: CallContext, name: str) -> Created:
@@ -73,7 +79,7 @@ class Commands:
                 NewEvent(ev.AGGREGATE_ORG, org.id, org.sequence + 1, ev.ORG_MEMBER_ADDED, org.id, payload)
             ]
 
-        [added] = await self._write(decide)
+        [added] = await self._write(ctx.org_id, decide)
         return Details.of_change(added)
 
     @store_unavailable_is_unavailable
@@ -123,7 +129,7 @@ class Commands:
             client_id = user.user_name
             return [self._next(user, ev.USER_MACHINE_SECRET_SET, {"hash": hashed})]
 
-        [added] = await self._write(decide)
+        [added] = await self._write(user_id, decide)
         return IssuedSecret(client_id, secret, Details.of_change(added))
 
     @store_unavailable_is_unavailable
@@ -136,7 +142,7 @@ class Commands:
                 raise FailedPrecondition("SECRET_NOT_FOUND", "the machine user has no secret")
             return [self._next(user, ev.USER_MACHINE_SECRET_REMOVED, {})]
 
-        [added] = await self._write(decide)
+        [added] = await self._write(user_id, decide)
         return Details.of_change(added)
 
     @store_unavailable_is_unavailable
@@ -158,7 +164,7 @@ class Commands:
             user = await self._machine_user(ctx, user_id)
             return [self._next(user, ev.USER_PAT_ADDED, payload)]
 
-        [added] = await self._write(decide)
+        [added] = await self._write(user_id, decide)
         return IssuedToken(token_id, token, Details.of_change(added))
 
     @store_unavailable_is_unavailable
@@ -201,10 +207,13 @@ class Commands:
     def _next(user: UserRecord, event_type: str, payload: Mapping[str, object]) -> NewEvent:
         return NewEvent(ev.AGGREGATE_USER, user.id, user.sequence + 1, event_type, user.org_id, payload)
 
-    async def _write(self, decide: Callable[[], Awaitable[list[NewEvent]]]) -> list[StoredEvent]:
+    async def _write(
+        self, aggregate_id: str, decide: Callable[[], Awaitable[list[NewEvent]]]
+    ) -> list[StoredEvent]:
         for attempt in range(MAX_WRITE_ATTEMPTS):
             try:
-                return await self._store.append(await decide())
+                async with self._turns.hold(aggregate_id):
+                    return await self._store.append(await decide())
             except ConcurrencyConflict:
                 # Jittered, growing back-off so that writers racing on one aggregate spread out.
                 await asyncio.sleep(random.uniform(0, 0.002 * 2**attempt))  # noqa: S311 - not security

@@ -11,7 +11,7 @@ import socket
 
 import uvicorn
 
-from server.transport.grpcweb import ASGIApp
+from server.transport.asgi import ASGIApp
 
 
 class AsgiServer:

@@ -42,16 +42,11 @@ from sonora.protocol import parse_timeout
 
 from server.domain.errors import FieldViolation, InvalidArgument
 from server.transport import status
+from server.transport.asgi import ASGIApp, Receive, Send
 from server.transport.interceptors import UnaryInterceptor
 
 log = logging.getLogger("machinesecrets.grpcweb")
 
-ASGIApp = Callable[
-    [dict[str, Any], Callable[[], Awaitable[dict[str, Any]]], Callable[[dict[str, Any]], Awaitable[None]]],
-    Awaitable[None],
-]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 BINARY_TYPES = {"application/grpc-web", "application/grpc-web+proto"}
 TEXT_TYPES = {"application/grpc-web-text", "application/grpc-web-text+proto"}

@@ -4,7 +4,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from server.transport.grpcweb import ASGIApp, Receive, Send
+from server.transport.asgi import ASGIApp, Receive, Send
 
 
 async def respond_json(

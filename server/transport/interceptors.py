@@ -34,6 +34,7 @@ from server.domain.errors import (
 )
 from server.domain.permissions import CallContext, Principal
 from server.transport import status
+from server.transport.metrics import CallCounters
 
 log = logging.getLogger("machinesecrets.access")
 
@@ -119,6 +120,9 @@ class UnaryInterceptor(_ServerInterceptor):
 class AccessLog(UnaryInterceptor):
     wraps_public_methods = True
 
+    def __init__(self, counters: CallCounters) -> None:
+        self._counters = counters
+
     async def around(self, method: str, request: Any, context: Any, call_next: Behavior) -> Any:
         scope = CallScope(method)
         token = _scope.set(scope)
@@ -129,6 +133,7 @@ class AccessLog(UnaryInterceptor):
             _scope.reset(token)
             caller = scope.principal.user_id if scope.principal else "-"
             millis = (time.perf_counter() - started) * 1000
+            self._counters.count(method, scope.code.name)
             log.info("%s %s %.1fms caller=%s", method, scope.code.name, millis, caller)
 
 
@@ -198,6 +203,6 @@ class OrgContext(UnaryInterceptor):
         return await call_next(request, context)
 
 
-def interceptors(access: Access) -> list[UnaryInterceptor]:
+def interceptors(access: Access, counters: CallCounters) -> list[UnaryInterceptor]:
     """The chain, outermost first, for every transport."""
-    return [AccessLog(), ErrorMapping(), Authentication(access), OrgContext(access)]
+    return [AccessLog(counters), ErrorMapping(), Authentication(access), OrgContext(access)]

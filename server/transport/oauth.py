@@ -14,8 +14,9 @@ from urllib.parse import parse_qsl, unquote_plus
 
 from server.domain.client_credentials import ClientCredentials, InvalidClient
 from server.domain.errors import Unavailable
-from server.transport.grpcweb import Receive, Send
+from server.transport.asgi import Receive, Send
 from server.transport.http import read_body, respond_json
+from server.transport.metrics import CallCounters
 
 log = logging.getLogger("machinesecrets.access")
 
@@ -43,8 +44,9 @@ def invalid_client(basic: bool) -> OAuthError:
 
 
 class TokenEndpoint:
-    def __init__(self, credentials: ClientCredentials) -> None:
+    def __init__(self, credentials: ClientCredentials, counters: CallCounters) -> None:
         self._credentials = credentials
+        self._counters = counters
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         started, caller = time.perf_counter(), "-"
@@ -85,6 +87,7 @@ class TokenEndpoint:
             status, body, extra = 500, {"error": "server_error", "error_description": "internal error"}, []
         await respond_json(send, status, body, [*NO_STORE, *extra])
         millis = (time.perf_counter() - started) * 1000
+        self._counters.count(TOKEN_PATH, str(status))
         log.info("POST %s %d %.1fms caller=%s", TOKEN_PATH, status, millis, caller)
 
     async def _request(
