@@ -22,9 +22,20 @@ MIN_BCRYPT_COST = 4
 MAX_BCRYPT_COST = 31
 
 
+# The largest multiple of the alphabet's size that fits in a byte: bytes at or above it are
+# dropped, so that `byte % 62` is uniform (no modulo bias, every character possible).
+_UNBIASED_BELOW = 256 - 256 % len(SECRET_ALPHABET)
+
+
 def new_client_secret() -> str:
-    # secrets.choice draws uniformly: no modulo bias, every character of the alphabet possible.
-    return "".join(secrets.choice(SECRET_ALPHABET) for _ in range(SECRET_LENGTH))
+    """64 characters of [A-Za-z0-9], uniform, from the OS's CSPRNG, in one or two reads of it
+    (64 calls of secrets.choice cost a tenth of a whole AddSecret)."""
+    chars: list[str] = []
+    while len(chars) < SECRET_LENGTH:
+        chars += [
+            SECRET_ALPHABET[b % len(SECRET_ALPHABET)] for b in secrets.token_bytes(80) if b < _UNBIASED_BELOW
+        ]
+    return "".join(chars[:SECRET_LENGTH])
 
 
 def new_token() -> str:

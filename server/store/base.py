@@ -25,6 +25,9 @@ class StoreError(Exception):
 class ConcurrencyConflict(StoreError):
     """Another writer appended the same (aggregate, sequence) first; nothing was written."""
 
+    def __init__(self, key: str = "events") -> None:
+        super().__init__(f"sequence taken: {key}")
+
 
 class UniqueViolation(StoreError):
     """A read model's unique key (e.g. a user name) is taken; nothing was written."""

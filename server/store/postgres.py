@@ -10,8 +10,6 @@ pool keeps reconnecting in the background, so calls succeed again once it is bac
 """
 
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
@@ -20,7 +18,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from server.store import schema
 from server.store.base import StoreUnavailable
-from server.store.sql import SqlStore
+from server.store.sql import Plan, SqlStore
 
 POOL_TIMEOUT_S = 3.0
 CONNECT_TIMEOUT_S = 3
@@ -73,22 +71,16 @@ class PostgresStore(SqlStore):
                     await connection.execute(to_pyformat(statement))
                 await connection.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
 
-    @asynccontextmanager
-    async def _write(self) -> AsyncIterator[schema.Execute]:
+    async def _run(self, plan: Plan) -> None:
         try:
             async with self._pool.connection() as connection, connection.transaction():
-
-                async def execute(sql: str, params: tuple[Any, ...]) -> None:
-                    await connection.execute(to_pyformat(sql), params, prepare=True)
-
-                yield execute
+                for (sql, params), meaning in plan:
+                    try:
+                        await connection.execute(to_pyformat(sql), params, prepare=True)
+                    except pg_errors.UniqueViolation as error:
+                        raise meaning(error.diag.constraint_name or "unique") from error
         except (psycopg.OperationalError, PoolTimeout) as error:
             raise StoreUnavailable("the PostgreSQL store failed") from error
-
-    def _unique_violation(self, error: Exception) -> str | None:
-        if isinstance(error, pg_errors.UniqueViolation):
-            return error.diag.constraint_name or "unique"
-        return None
 
     async def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
         for attempt in range(READ_ATTEMPTS):

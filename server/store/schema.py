@@ -5,7 +5,6 @@ Times are integers: microseconds since the Unix epoch, UTC.
 """
 
 import json
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -98,7 +97,7 @@ SELECT_TOKEN = "SELECT token_id, user_id, expires_at, secret_sequence FROM token
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-Execute = Callable[[str, tuple[Any, ...]], Awaitable[None]]
+Statement = tuple[str, tuple[Any, ...]]
 
 
 def encode_payload(payload: Any) -> str:
@@ -117,69 +116,91 @@ def decode_roles(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
 
-async def project(execute: Execute, event: StoredEvent, micros: int) -> None:
-    """Applies one event to the read models, inside the append's transaction."""
+def projection(event: StoredEvent, micros: int) -> list[Statement]:
+    """The statements that apply one event to the read models, inside the append's transaction."""
     p = event.payload
     match event.type:
         case ev.ORG_ADDED:
-            await execute(
-                "INSERT INTO orgs (id, name, sequence, created_at, changed_at) VALUES (?, ?, ?, ?, ?)",
-                (event.aggregate_id, p["name"], event.sequence, micros, micros),
-            )
-            return
+            return [
+                (
+                    "INSERT INTO orgs (id, name, sequence, created_at, changed_at) VALUES (?, ?, ?, ?, ?)",
+                    (event.aggregate_id, p["name"], event.sequence, micros, micros),
+                )
+            ]
         case ev.USER_MACHINE_ADDED | ev.USER_HUMAN_ADDED:
             user_type = USER_TYPE_MACHINE if event.type == ev.USER_MACHINE_ADDED else USER_TYPE_HUMAN
-            await execute(
-                "INSERT INTO users (id, org_id, user_name, user_name_key, type, secret_hash, sequence,"
-                " created_at, changed_at) VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?)",
+            return [
                 (
-                    event.aggregate_id,
-                    event.resource_owner,
-                    p["user_name"],
-                    user_name_key(p["user_name"]),
-                    user_type,
-                    event.sequence,
-                    micros,
-                    micros,
-                ),
-            )
-            return
+                    "INSERT INTO users (id, org_id, user_name, user_name_key, type, secret_hash, sequence,"
+                    " created_at, changed_at) VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?)",
+                    (
+                        event.aggregate_id,
+                        event.resource_owner,
+                        p["user_name"],
+                        user_name_key(p["user_name"]),
+                        user_type,
+                        event.sequence,
+                        micros,
+                        micros,
+                    ),
+                )
+            ]
+        case ev.TOKEN_ACCESS_ADDED:  # a token aggregate has no snapshot row
+            return [
+                (
+                    "INSERT INTO tokens (token_hash, token_id, user_id, expires_at, secret_sequence)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (
+                        p["token_hash"],
+                        event.aggregate_id,
+                        p["user_id"],
+                        p["expires_at"],
+                        p["secret_sequence"],
+                    ),
+                )
+            ]
         case ev.ORG_MEMBER_ADDED:
-            await execute(
+            change: Statement = (
                 "INSERT INTO members (org_id, user_id, roles) VALUES (?, ?, ?)",
                 (event.aggregate_id, p["user_id"], encode_roles(frozenset(p["roles"]))),
             )
         case ev.USER_MACHINE_SECRET_SET:
-            await execute(
+            change = (
                 "UPDATE users SET secret_hash = ?, secret_sequence = ? WHERE id = ?",
                 (p["hash"], event.sequence, event.aggregate_id),
             )
         case ev.USER_MACHINE_SECRET_UPDATED:
-            await execute("UPDATE users SET secret_hash = ? WHERE id = ?", (p["hash"], event.aggregate_id))
+            change = ("UPDATE users SET secret_hash = ? WHERE id = ?", (p["hash"], event.aggregate_id))
         case ev.USER_MACHINE_SECRET_REMOVED:
-            await execute(
+            change = (
                 "UPDATE users SET secret_hash = NULL, secret_sequence = NULL WHERE id = ?",
                 (event.aggregate_id,),
             )
         case ev.USER_PAT_ADDED:
-            await execute(
+            change = (
                 "INSERT INTO tokens (token_hash, token_id, user_id, expires_at) VALUES (?, ?, ?, ?)",
                 (p["token_hash"], p["token_id"], event.aggregate_id, p["expires_at"]),
             )
-        case ev.TOKEN_ACCESS_ADDED:
-            await execute(
-                "INSERT INTO tokens (token_hash, token_id, user_id, expires_at, secret_sequence)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (p["token_hash"], event.aggregate_id, p["user_id"], p["expires_at"], p["secret_sequence"]),
-            )
-            return  # a token aggregate has no snapshot row
         case _:
             raise ValueError(f"no projection for event type {event.type}")
     # Every later event of an aggregate moves its snapshot's sequence and change time.
     table = "orgs" if event.aggregate_type == ev.AGGREGATE_ORG else "users"
-    await execute(
+    moved: Statement = (
         f"UPDATE {table} SET sequence = ?, changed_at = ? WHERE id = ?",  # noqa: S608 - fixed names
         (event.sequence, micros, event.aggregate_id),
+    )
+    return [change, moved]
+
+
+def event_row(event: StoredEvent, micros: int) -> tuple[Any, ...]:
+    return (
+        event.aggregate_type,
+        event.aggregate_id,
+        event.sequence,
+        event.type,
+        event.resource_owner,
+        encode_payload(event.payload),
+        micros,
     )
 
 

@@ -1,67 +1,58 @@
-"""What the SQLite and PostgreSQL stores share: the append algorithm and every read.
+"""What the SQLite and PostgreSQL stores share: the append plan and every read.
 
-A backend supplies a write transaction, a read, and how its driver reports a unique violation.
+A backend runs the plan in one transaction, and answers reads.
 """
 
 import json
 from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Any
 
 from server.store import schema
-from server.store.base import ConcurrencyConflict, OrgRecord, TokenRecord, UniqueViolation, UserRecord
+from server.store.base import (
+    ConcurrencyConflict,
+    OrgRecord,
+    StoreError,
+    TokenRecord,
+    UniqueViolation,
+    UserRecord,
+)
 from server.store.events import NewEvent, StoredEvent
+
+# Each statement of an append, with the error a unique violation of it means.
+Plan = list[tuple[schema.Statement, type[StoreError]]]
+
+
+def append_plan(stored: Sequence[StoredEvent], micros: int) -> Plan:
+    plan: Plan = []
+    for event in stored:
+        # The primary key (aggregate, sequence) is the concurrency guard: a taken sequence means
+        # another writer appended first.
+        plan.append(((schema.INSERT_EVENT, schema.event_row(event, micros)), ConcurrencyConflict))
+        plan.extend((statement, UniqueViolation) for statement in schema.projection(event, micros))
+    return plan
 
 
 class SqlStore:
+    async def _run(self, plan: Plan) -> None:
+        """Runs every statement of plan in one transaction, or none: a unique violation raises the
+        error the plan names for its statement; a database failure raises StoreUnavailable."""
+        raise NotImplementedError
+
     async def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
         """Rows of a read; raises StoreUnavailable when the database fails."""
         raise NotImplementedError
 
-    def _write(self) -> AbstractAsyncContextManager[schema.Execute]:
-        """A write transaction: commits on exit, rolls back on an exception, and raises
-        StoreUnavailable when the database fails."""
-        raise NotImplementedError
-
-    def _unique_violation(self, error: Exception) -> str | None:
-        """The violated unique key, if error is a unique violation of the driver's."""
-        raise NotImplementedError
-
     async def append(self, events: Sequence[NewEvent]) -> list[StoredEvent]:
         created_at = datetime.now(UTC)
-        micros = schema.to_micros(created_at)
         stored = [
             StoredEvent(
                 e.aggregate_type, e.aggregate_id, e.sequence, e.type, e.resource_owner, e.payload, created_at
             )
             for e in events
         ]
-        async with self._write() as execute:
-            for event in stored:
-                row = (
-                    event.aggregate_type,
-                    event.aggregate_id,
-                    event.sequence,
-                    event.type,
-                    event.resource_owner,
-                    schema.encode_payload(event.payload),
-                    micros,
-                )
-                # The primary key (aggregate, sequence) is the concurrency guard: a taken sequence
-                # means another writer appended first.
-                await self._guarded(execute(schema.INSERT_EVENT, row), lambda key: ConcurrencyConflict(key))
-                await self._guarded(schema.project(execute, event, micros), UniqueViolation)
+        await self._run(append_plan(stored, schema.to_micros(created_at)))
         return stored
-
-    async def _guarded(self, step: Any, error: Any) -> None:
-        try:
-            await step
-        except Exception as failure:
-            key = self._unique_violation(failure)
-            if key is None:
-                raise
-            raise error(key) from failure
 
     async def events(self, aggregate_type: str, aggregate_id: str) -> list[StoredEvent]:
         rows = await self._fetch(schema.SELECT_EVENTS, (aggregate_type, aggregate_id))

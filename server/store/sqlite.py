@@ -1,26 +1,27 @@
-"""The embedded store: one SQLite file in WAL mode.
+"""The embedded store: one SQLite file in WAL mode, driven by the standard sqlite3 module.
 
-Writes are serialised in this process by an asyncio lock around one writer connection: SQLite
-allows one writer at a time anyway, and waiting on a lock in the event loop is cheaper and clearer
-than retrying `database is locked` errors. A second process on the same file (not a supported
-deployment; use PostgreSQL to scale out) waits up to the busy timeout. Reads use their own
-connection, so they see only committed data and never wait for a write.
+Each connection lives on a thread of its own, and each store call is one hop to that thread: an
+append runs its whole transaction there, so the event loop waits for one hand-off, not one per
+statement. Writes are serialised by the single writer thread (SQLite allows one writer at a time
+anyway; queueing there is cheaper and clearer than retrying `database is locked`). Reads use
+their own connection and thread, so they see only committed data and never wait for a write.
+A second process on the same file is not a supported deployment (use PostgreSQL to scale out);
+it would wait up to the busy timeout.
 """
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
-
-import aiosqlite
+from typing import Any, TypeVar
 
 from server.store import schema
 from server.store.base import StoreUnavailable
-from server.store.sql import SqlStore
+from server.store.sql import Plan, SqlStore
 
 BUSY_TIMEOUT_MS = 5000
+T = TypeVar("T")
 
 
 def sqlite_path(url: str) -> str:
@@ -31,22 +32,52 @@ def sqlite_path(url: str) -> str:
     return url[len(prefix) :]
 
 
+class _Connection:
+    """One sqlite3 connection and the one thread that uses it."""
+
+    def __init__(self, path: str, name: str) -> None:
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._path = path
+        self._connection: sqlite3.Connection | None = None
+
+    def _open(self) -> None:
+        # isolation_level=None: no implicit transactions; appends open their own.
+        self._connection = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        self._connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+
+    async def call(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            if self._connection is None:
+                self._open()
+            assert self._connection is not None
+            return work(self._connection)
+
+        return await asyncio.get_running_loop().run_in_executor(self._thread, run)
+
+    async def close(self) -> None:
+        def close() -> None:
+            if self._connection is not None:
+                self._connection.close()
+
+        await asyncio.get_running_loop().run_in_executor(self._thread, close)
+        self._thread.shutdown(wait=True)
+
+
 class SqliteStore(SqlStore):
-    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+    def __init__(self, writer: _Connection, reader: _Connection) -> None:
         self._writer = writer
         self._reader = reader
-        self._write_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, url: str) -> "SqliteStore":
         path = sqlite_path(url)
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+        writer, reader = _Connection(path, "sqlite-writer"), _Connection(path, "sqlite-reader")
         try:
-            writer = await _connect(path)
-            await writer.execute("PRAGMA journal_mode = WAL")
-            await _migrate(writer)
-            reader = await _connect(path)
+            await writer.call(_migrate)
         except sqlite3.Error as error:
+            await writer.close()
+            await reader.close()
             raise StoreUnavailable(f"cannot open the SQLite store: {error}") from error
         return cls(writer, reader)
 
@@ -54,59 +85,49 @@ class SqliteStore(SqlStore):
         await self._reader.close()
         await self._writer.close()
 
-    @asynccontextmanager
-    async def _write(self) -> AsyncIterator[schema.Execute]:
-        async def execute(sql: str, params: tuple[Any, ...]) -> None:
-            await self._writer.execute(sql, params)
-
-        async with self._write_lock:
-            try:
-                await self._writer.execute("BEGIN IMMEDIATE")
-                try:
-                    yield execute
-                except BaseException:
-                    await self._writer.rollback()
-                    raise
-                await self._writer.commit()
-            except sqlite3.IntegrityError:
-                raise  # turned into a conflict or a unique violation by the caller
-            except sqlite3.Error as error:
-                raise StoreUnavailable("the SQLite store failed") from error
-
-    def _unique_violation(self, error: Exception) -> str | None:
-        # SQLite names the columns: "UNIQUE constraint failed: users.user_name_key".
-        if isinstance(error, sqlite3.IntegrityError) and "UNIQUE" in str(error):
-            return str(error).rsplit(":", 1)[-1].strip()
-        return None
+    async def _run(self, plan: Plan) -> None:
+        try:
+            await self._writer.call(lambda connection: _transaction(connection, plan))
+        except sqlite3.Error as error:
+            raise StoreUnavailable("the SQLite store failed") from error
 
     async def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
         try:
-            async with self._reader.execute(sql, params) as cursor:
-                return list(await cursor.fetchall())
+            return await self._reader.call(lambda connection: connection.execute(sql, params).fetchall())
         except sqlite3.Error as error:
             raise StoreUnavailable("the SQLite store failed") from error
 
 
-async def _connect(path: str) -> aiosqlite.Connection:
-    # isolation_level=None: no implicit transactions; writes open their own with BEGIN IMMEDIATE.
-    connection = await aiosqlite.connect(path, isolation_level=None)
-    await connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    return connection
+def _transaction(connection: sqlite3.Connection, plan: Plan) -> None:
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        for (sql, params), meaning in plan:
+            try:
+                connection.execute(sql, params)
+            except sqlite3.IntegrityError as error:
+                if "UNIQUE" not in str(error):
+                    raise
+                # SQLite names the columns: "UNIQUE constraint failed: users.user_name_key".
+                raise meaning(str(error).rsplit(":", 1)[-1].strip()) from error
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
 
 
-async def _migrate(connection: aiosqlite.Connection) -> None:
-    await connection.execute(schema.CREATE_MIGRATIONS_TABLE)
-    async with connection.execute("SELECT version FROM schema_migrations") as cursor:
-        applied = {row[0] for row in await cursor.fetchall()}
+def _migrate(connection: sqlite3.Connection) -> None:
+    connection.execute("PRAGMA journal_mode = WAL")
+    connection.execute(schema.CREATE_MIGRATIONS_TABLE)
+    applied = {row[0] for row in connection.execute("SELECT version FROM schema_migrations")}
     for version, statements in schema.MIGRATIONS:
         if version in applied:
             continue
-        await connection.execute("BEGIN IMMEDIATE")
+        connection.execute("BEGIN IMMEDIATE")
         try:
             for statement in statements:
-                await connection.execute(statement)
-            await connection.execute("INSERT INTO schema_migrations (version) VALUES (?)", (version,))
+                connection.execute(statement)
+            connection.execute("INSERT INTO schema_migrations (version) VALUES (?)", (version,))
+            connection.execute("COMMIT")
         except BaseException:
-            await connection.rollback()
+            connection.execute("ROLLBACK")
             raise
-        await connection.commit()
