@@ -110,13 +110,13 @@ async def test_roles_and_tokens(store: Store) -> None:
             NewEvent(ev.AGGREGATE_USER, "10", 2, ev.USER_PAT_ADDED, "1", pat),
         ]
     )
-    assert await store.roles("10") == {"1": frozenset({"ORG_OWNER", "IAM_OWNER"})}
     assert await store.member_roles("1", "10") == frozenset({"ORG_OWNER", "IAM_OWNER"})
     assert await store.member_roles("1", "11") is None
-    token = await store.token("abc")
-    assert token is not None
-    assert (token.token_id, token.user_id, token.expires_at) == ("5", "10", None)
-    assert await store.token("abd") is None
+    caller = await store.caller("abc")
+    assert caller is not None
+    assert (caller.token.token_id, caller.token.user_id, caller.token.expires_at) == ("5", "10", None)
+    assert (caller.org_id, caller.roles) == ("1", {"1": frozenset({"ORG_OWNER", "IAM_OWNER"})})
+    assert await store.caller("abd") is None
 
 
 async def test_concurrent_appends_of_one_sequence_let_exactly_one_win(store: Store) -> None:

@@ -22,15 +22,15 @@ class Access:
 
     @store_unavailable_is_unavailable
     async def authenticate(self, bearer_token: str) -> Principal:
-        token = await self._store.token(token_hash(bearer_token))
-        if token is None or (token.expires_at is not None and token.expires_at <= datetime.now(UTC)):
+        caller = await self._store.caller(token_hash(bearer_token))
+        if caller is None:
             raise invalid_token()
-        user = await self._store.user(token.user_id)
-        if user is None:
+        token = caller.token
+        if token.expires_at is not None and token.expires_at <= datetime.now(UTC):
             raise invalid_token()
-        if token.secret_sequence is not None and token.secret_sequence != user.secret_sequence:
+        if token.secret_sequence is not None and token.secret_sequence != caller.secret_sequence:
             raise invalid_token()  # an access token dies with the secret that earned it
-        return Principal(user.id, user.org_id, await self._store.roles(user.id))
+        return Principal(token.user_id, caller.org_id, caller.roles)
 
     @store_unavailable_is_unavailable
     async def enter_organisation(self, principal: Principal, org_id: str, permission: str) -> CallContext:
@@ -44,6 +44,7 @@ class Access:
             raise PermissionDenied(
                 "PERMISSION_DENIED", "missing permission in the organisation", {"permission": permission}
             )
-        if not is_id(org_id) or await self._store.org(org_id) is None:
+        # The caller's own organisation exists: the caller is in it. Any other is looked up.
+        if org_id != principal.org_id and (not is_id(org_id) or await self._store.org(org_id) is None):
             raise PermissionDenied("ORGANIZATION_NOT_FOUND", "the organisation does not exist")
         return CallContext(principal, org_id)

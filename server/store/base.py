@@ -71,6 +71,16 @@ class TokenRecord:
     secret_sequence: int | None  # access tokens: the secret they were issued for; PATs: None
 
 
+@dataclass(frozen=True)
+class CallerRecord:
+    """What authenticating a bearer token needs, read in one query."""
+
+    token: TokenRecord
+    org_id: str
+    secret_sequence: int | None
+    roles: dict[str, frozenset[str]]
+
+
 class Store(Protocol):
     async def append(self, events: Sequence[NewEvent]) -> list[StoredEvent]:
         """Appends events atomically with one commit time, and updates the read models.
@@ -93,12 +103,10 @@ class Store(Protocol):
 
     async def any_org(self) -> bool: ...
 
-    async def roles(self, user_id: str) -> dict[str, frozenset[str]]:
-        """The user's roles, by organisation id."""
-        ...
-
     async def member_roles(self, org_id: str, user_id: str) -> frozenset[str] | None: ...
 
-    async def token(self, token_hash: str) -> TokenRecord | None: ...
+    async def caller(self, token_hash: str) -> CallerRecord | None:
+        """The token with this hash, its user's organisation and secret, and the user's roles."""
+        ...
 
     async def close(self) -> None: ...

@@ -91,9 +91,14 @@ SELECT_USER = f"SELECT {USER_COLUMNS} FROM users WHERE id = ?"  # noqa: S608 - c
 SELECT_USER_BY_NAME = f"SELECT {USER_COLUMNS} FROM users WHERE user_name_key = ?"  # noqa: S608 - constant
 SELECT_ORG = "SELECT id, name, sequence, created_at, changed_at FROM orgs WHERE id = ?"
 SELECT_ANY_ORG = "SELECT 1 FROM orgs LIMIT 1"
-SELECT_ROLES = "SELECT org_id, roles FROM members WHERE user_id = ?"
 SELECT_MEMBER_ROLES = "SELECT roles FROM members WHERE org_id = ? AND user_id = ?"
-SELECT_TOKEN = "SELECT token_id, user_id, expires_at, secret_sequence FROM tokens WHERE token_hash = ?"
+# One row per membership of the token's user (one row with NULLs for none).
+SELECT_CALLER = (
+    "SELECT t.token_id, t.user_id, t.expires_at, t.secret_sequence,"
+    " u.org_id, u.secret_sequence, m.org_id, m.roles"
+    " FROM tokens t JOIN users u ON u.id = t.user_id LEFT JOIN members m ON m.user_id = u.id"
+    " WHERE t.token_hash = ?"
+)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from server.store import schema
 from server.store.base import (
+    CallerRecord,
     ConcurrencyConflict,
     OrgRecord,
     StoreError,
@@ -78,17 +79,15 @@ class SqlStore:
     async def any_org(self) -> bool:
         return bool(await self._fetch(schema.SELECT_ANY_ORG, ()))
 
-    async def roles(self, user_id: str) -> dict[str, frozenset[str]]:
-        rows = await self._fetch(schema.SELECT_ROLES, (user_id,))
-        return {r[0]: schema.decode_roles(r[1]) for r in rows}
-
     async def member_roles(self, org_id: str, user_id: str) -> frozenset[str] | None:
         rows = await self._fetch(schema.SELECT_MEMBER_ROLES, (org_id, user_id))
         return schema.decode_roles(rows[0][0]) if rows else None
 
-    async def token(self, token_hash: str) -> TokenRecord | None:
-        rows = await self._fetch(schema.SELECT_TOKEN, (token_hash,))
+    async def caller(self, token_hash: str) -> CallerRecord | None:
+        rows = await self._fetch(schema.SELECT_CALLER, (token_hash,))
         if not rows:
             return None
         r = rows[0]
-        return TokenRecord(r[0], r[1], None if r[2] is None else schema.from_micros(r[2]), r[3])
+        token = TokenRecord(r[0], r[1], None if r[2] is None else schema.from_micros(r[2]), r[3])
+        roles = {row[6]: schema.decode_roles(row[7]) for row in rows if row[6] is not None}
+        return CallerRecord(token, r[4], r[5], roles)

@@ -87,9 +87,16 @@ else:
 
 
 class UnaryInterceptor(_ServerInterceptor):
-    """Wraps the behaviour of unary-unary handlers with `around`; other handlers pass untouched."""
+    """Wraps the behaviour of unary-unary handlers with `around`; other handlers pass untouched.
+
+    grpc.aio asks every interceptor for a handler on every call; the wrapped handler depends only
+    on the method and the handler below, so it is made once and kept.
+    """
 
     wraps_public_methods = False
+
+    def __init__(self) -> None:
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]] = {}
 
     async def intercept_service(
         self,
@@ -102,16 +109,21 @@ class UnaryInterceptor(_ServerInterceptor):
             return handler
         if not self.wraps_public_methods and method.startswith(PUBLIC_METHOD_PREFIXES):
             return handler
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
         inner: Behavior = handler.unary_unary
 
         async def behavior(request: Any, context: Any) -> Any:
             return await self.around(method, request, context, inner)
 
-        return grpc.unary_unary_rpc_method_handler(
+        wrapped = grpc.unary_unary_rpc_method_handler(
             behavior,
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
 
     async def around(self, method: str, request: Any, context: Any, call_next: Behavior) -> Any:
         raise NotImplementedError
@@ -121,6 +133,7 @@ class AccessLog(UnaryInterceptor):
     wraps_public_methods = True
 
     def __init__(self, counters: CallCounters) -> None:
+        super().__init__()
         self._counters = counters
 
     async def around(self, method: str, request: Any, context: Any, call_next: Behavior) -> Any:
@@ -163,6 +176,7 @@ class ErrorMapping(UnaryInterceptor):
 
 class Authentication(UnaryInterceptor):
     def __init__(self, access: Access) -> None:
+        super().__init__()
         self._access = access
 
     async def around(self, method: str, request: Any, context: Any, call_next: Behavior) -> Any:
@@ -186,6 +200,7 @@ def bearer_token(values: Iterable[str]) -> str:
 
 class OrgContext(UnaryInterceptor):
     def __init__(self, access: Access) -> None:
+        super().__init__()
         self._access = access
 
     async def around(self, method: str, request: Any, context: Any, call_next: Behavior) -> Any:
