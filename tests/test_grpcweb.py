@@ -6,6 +6,7 @@ raw exception, `abort_with_status` and the metadata a servicer sees can be obser
 
 import asyncio
 import base64
+import socket
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -68,12 +69,17 @@ class TestServicer(grpc.GenericRpcHandler):  # type: ignore[type-arg]
 
 
 @pytest.fixture(scope="module")
-async def web() -> AsyncIterator[str]:
+async def web_server() -> AsyncIterator[AsgiServer]:
     app = GrpcWeb(HttpApp({}), [], [ORIGIN], max_message_bytes=1024)
     app.add_generic_rpc_handlers([TestServicer()])
     server = await AsgiServer.start(app, "127.0.0.1:0")
-    yield f"http://127.0.0.1:{server.port}"
+    yield server
     await server.stop(0)
+
+
+@pytest.fixture
+def web(web_server: AsgiServer) -> str:
+    return f"http://127.0.0.1:{web_server.port}"
 
 
 def frame(payload: bytes, flags: int = 0) -> bytes:
@@ -269,3 +275,14 @@ async def test_the_service_runs_the_grpc_servers_interceptors(running: Running) 
     url = f"http://127.0.0.1:{running.service.http_port}/machinesecrets.v1.UserService/GetUserByID"
     answer = await post(url, frame(b""))
     assert parse(answer.content)[1]["grpc-status"] == str(grpc.StatusCode.UNAUTHENTICATED.value[0])
+
+
+async def test_responses_are_not_held_back_by_nagle(web: str, web_server: AsgiServer) -> None:
+    # A response is written in pieces; with Nagle's algorithm on, each piece after the first
+    # waits for the client's delayed ACK (about 40 ms on a kept-alive connection).
+    async with httpx.AsyncClient() as client:
+        await client.get(f"{web}/no/such/path")
+        sockets = web_server.connection_sockets()
+        assert sockets
+        for sock in sockets:
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1

@@ -24,9 +24,12 @@ class AsgiServer:
     @classmethod
     async def start(cls, app: ASGIApp, addr: str) -> "AsgiServer":
         host, _, port = addr.rpartition(":")
-        sock = socket.socket(
-            socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET, socket.SOCK_STREAM
-        )
+        family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+        # proto must say TCP: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on accepted
+        # sockets whose proto is IPPROTO_TCP. With proto 0, each response on a kept-alive
+        # connection waited about 40 ms for the client's delayed ACK (measured: 22 req/s on one
+        # connection, 44 ms each).
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((host.strip("[]"), int(port)))
@@ -42,6 +45,10 @@ class AsgiServer:
         server.lifespan = config.lifespan_class(config)
         await server.startup(sockets=[sock])
         return cls(server, sock, asyncio.create_task(server.main_loop()))
+
+    def connection_sockets(self) -> list[socket.socket]:
+        """The sockets of the open connections, for inspection."""
+        return [c.transport.get_extra_info("socket") for c in self._server.server_state.connections]
 
     async def stop(self, grace: float) -> None:
         self._server.should_exit = True

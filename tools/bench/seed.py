@@ -1,0 +1,74 @@
+"""Large data sets, built fast by bulk insert of valid events.
+
+The events are the domain's own (types and payloads as commands write them), and the statements
+are the store's own append plan (the same projections, so the read models match the events); only
+their execution is batched, with executemany, instead of one append per event.
+"""
+
+import secrets
+import sqlite3
+from collections import defaultdict
+from datetime import UTC, datetime
+
+import bcrypt
+import psycopg
+
+from server.domain.credentials import new_client_secret
+from server.domain.ids import IdGenerator
+from server.store import events as ev
+from server.store.postgres import to_pyformat
+from server.store.schema import Statement, to_micros
+from server.store.sql import append_plan
+from server.store.sqlite import sqlite_path
+
+BATCH = 20_000
+
+
+def machine_users(org_id: str, count: int, ids: IdGenerator) -> list[ev.StoredEvent]:
+    now = datetime.now(UTC)
+    return [
+        ev.StoredEvent(
+            ev.AGGREGATE_USER, ids.new_id(), 1, ev.USER_MACHINE_ADDED, org_id,
+            {"user_name": f"seed-{secrets.token_hex(8)}", "name": "seeded", "description": ""}, now,
+        )
+        for _ in range(count)
+    ]  # fmt: skip
+
+
+def rotations(user_id: str, org_id: str, first_sequence: int, count: int) -> list[ev.StoredEvent]:
+    """count secret.set events on one user; they share one hash (valid bcrypt at cost 4): only
+    the last one matters to the read model, and hashing 10,000 secrets would only slow seeding."""
+    hashed = bcrypt.hashpw(new_client_secret().encode(), bcrypt.gensalt(4)).decode()
+    now = datetime.now(UTC)
+    return [
+        ev.StoredEvent(ev.AGGREGATE_USER, user_id, first_sequence + i, ev.USER_MACHINE_SECRET_SET, org_id, {"hash": hashed}, now)
+        for i in range(count)
+    ]
+
+
+def bulk_insert(database_url: str, events: list[ev.StoredEvent]) -> None:
+    for start in range(0, len(events), BATCH):
+        batch = events[start : start + BATCH]
+        # Statements of one SQL text keep their order; every batch is one transaction.
+        grouped: dict[str, list[tuple[object, ...]]] = defaultdict(list)
+        for (sql, params), _ in append_plan(batch, to_micros(batch[0].created_at)):
+            grouped[sql].append(params)
+        _execute(database_url, list(grouped.items()))
+
+
+def _execute(database_url: str, grouped: list[tuple[str, list[tuple[object, ...]]]]) -> None:
+    if database_url.startswith("sqlite"):
+        connection = sqlite3.connect(sqlite_path(database_url), isolation_level=None)
+        connection.execute("PRAGMA busy_timeout = 30000")
+        connection.execute("BEGIN IMMEDIATE")
+        for sql, rows in grouped:
+            connection.executemany(sql, rows)
+        connection.execute("COMMIT")
+        connection.close()
+        return
+    with psycopg.connect(database_url) as connection, connection.cursor() as cursor:
+        for sql, rows in grouped:
+            cursor.executemany(to_pyformat(sql), rows)
+
+
+__all__ = ["Statement", "bulk_insert", "machine_users", "rotations"]
