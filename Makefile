@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv system-deps proto run test lint clean
+.PHONY: all venv system-deps bench-deps proto run test bench lint clean
 
 all: test
 
@@ -40,6 +40,14 @@ run: $(STAMP)
 
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The load tool: h2load, from Debian's nghttp2-client.
+bench-deps:
+	@command -v h2load >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nghttp2-client; }
+
+# Benchmarks, written to BENCHMARKS.md. BENCH_ARGS=--postgres for PostgreSQL; see python -m tools.bench -h.
+bench: $(STAMP) bench-deps
+	$(BIN)/python -m tools.bench $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check server tests tools

@@ -9,7 +9,6 @@ OK answers, at /metrics, not only by HTTP status) is reported as failed, not as 
 """
 
 import argparse
-import asyncio
 import base64
 import json
 import os
@@ -33,8 +32,8 @@ import bcrypt
 import grpc
 import psycopg
 from machinesecrets.v1 import org_service_pb2 as org_pb
+from machinesecrets.v1 import org_service_pb2_grpc, user_service_pb2_grpc
 from machinesecrets.v1 import user_service_pb2 as user_pb
-from machinesecrets.v1 import user_service_pb2_grpc, org_service_pb2_grpc
 
 from server.config import load
 from server.domain.credentials import new_client_secret
@@ -46,6 +45,7 @@ from tools.bench.load import Request, Result, h2load
 ROOT = Path(__file__).resolve().parent.parent.parent
 REPORT = ROOT / "BENCHMARKS.md"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+DASH = "\u2013"  # an en dash: no value
 ADD_SECRET = "/machinesecrets.v1.UserService/AddSecret"
 GET_USER = "/machinesecrets.v1.UserService/GetUserByID"
 
@@ -77,14 +77,18 @@ class Row:
 
 def start_service(database_url: str, folder: Path) -> tuple[subprocess.Popen[bytes], Ports]:
     log = folder / "service.log"
-    env = {**os.environ, "MS_DATABASE_URL": database_url, "MS_GRPC_ADDR": "127.0.0.1:0",
-           "MS_HTTP_ADDR": "127.0.0.1:0", "MS_ENVOY_ADDR": "127.0.0.1:0",
-           "MS_ADMIN_PAT_FILE": str(folder / "admin.pat")}  # fmt: skip
+    env = {
+        **os.environ,
+        "MS_DATABASE_URL": database_url,
+        "MS_GRPC_ADDR": "127.0.0.1:0",
+        "MS_HTTP_ADDR": "127.0.0.1:0",
+        "MS_ENVOY_ADDR": "127.0.0.1:0",
+        "MS_ADMIN_PAT_FILE": str(folder / "admin.pat"),
+    }
     process = subprocess.Popen([sys.executable, "-m", "server"], cwd=ROOT, env=env, stderr=log.open("wb"))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         text = log.read_text()
-        found = {m[0]: int(m[1]) for m in re.findall(r"(gRPC|HTTP|Envoy) \S* ?\S* ?\S* ?listening on [\d.]+:(\d+)", text)}
         grpc_port = re.search(r"gRPC listening on [\d.]+:(\d+)", text)
         http_port = re.search(r"HTTP listening on [\d.]+:(\d+)", text)
         envoy_port = re.search(r"Envoy .* listening on [\d.]+:(\d+)", text)
@@ -92,7 +96,6 @@ def start_service(database_url: str, folder: Path) -> tuple[subprocess.Popen[byt
             return process, Ports(int(grpc_port[1]), int(http_port[1]), int(envoy_port[1]))
         if process.poll() is not None or "Envoy did not start" in text:
             raise SystemExit(f"the service did not start:\n{text}")
-        del found
         time.sleep(0.1)
     raise SystemExit("the service did not start within 60 s")
 
@@ -134,7 +137,11 @@ def grpc_request(port: int, method: str, message: bytes, token: str) -> Request:
 
 
 def grpc_web_request(port: int, method: str, message: bytes, token: str) -> Request:
-    headers = (("content-type", "application/grpc-web+proto"), ("x-grpc-web", "1"), ("authorization", f"Bearer {token}"))
+    headers = (
+        ("content-type", "application/grpc-web+proto"),
+        ("x-grpc-web", "1"),
+        ("authorization", f"Bearer {token}"),
+    )
     return Request(f"http://127.0.0.1:{port}{method}", framed(message), headers, http1=True)
 
 
@@ -146,11 +153,13 @@ def json_add_secret(port: int, user_id: str, token: str) -> Request:
 def token_request(port: int, client_id: str, secret: str) -> Request:
     basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
     headers = (("content-type", "application/x-www-form-urlencoded"), ("authorization", f"Basic {basic}"))
-    return Request(f"http://127.0.0.1:{port}{TOKEN_PATH}", b"grant_type=client_credentials", headers, http1=True)
+    return Request(
+        f"http://127.0.0.1:{port}{TOKEN_PATH}", b"grant_type=client_credentials", headers, http1=True
+    )
 
 
 def ok_count(http_port: int, method: str, outcome: str) -> int:
-    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=10) as answer:  # noqa: S310
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=10) as answer:
         text = answer.read().decode()
     found = re.search(rf'method="{re.escape(method)}",outcome="{outcome}"}} (\d+)', text)
     return int(found[1]) if found else 0
@@ -171,11 +180,20 @@ class Bench:
         result = h2load(request, self.args.requests, self.args.concurrency)
         ok = result.succeeded == result.requests == self.args.requests
         if counted:
-            ok = ok and ok_count(self.service.http, *counted) - before == self.args.warmup + self.args.requests
+            ok = (
+                ok and ok_count(self.service.http, *counted) - before == self.args.warmup + self.args.requests
+            )
         return result, ok
 
-    def row(self, name: str, transport: str, request: Request, counted: tuple[str, str] | None,
-            baseline: Request | None = None, note: str = "") -> Row:  # fmt: skip
+    def row(
+        self,
+        name: str,
+        transport: str,
+        request: Request,
+        counted: tuple[str, str] | None,
+        baseline: Request | None = None,
+        note: str = "",
+    ) -> Row:
         result, ok = self.measure(request, counted)
         base = self.measure(baseline, None)[0] if baseline is not None else None
         row = Row(name, transport, result, base, ok, note)
@@ -195,20 +213,26 @@ def bcrypt_rate(cost: int, threads: int, hashes: int) -> float:
 
 def format_row(row: Row) -> str:
     if row.result is None:
-        return f"| {row.name} | {row.transport} | – | – | – | – | – | {row.note} |"
+        return f"| {row.name} | {row.transport} | {DASH} | {DASH} | {DASH} | {DASH} | {DASH} | {row.note} |"
     r, ratio = row.result, row.ratio()
     status = "ok" if row.ok else "**FAILED: not every request succeeded**"
-    base = f"{row.baseline.rps:,.0f}" if row.baseline else "–"
-    ratio_text = f"{ratio:.2f}" if ratio is not None else "–"
-    return (f"| {row.name} | {row.transport} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {base} | "
-            f"{ratio_text} | {status}{'; ' + row.note if row.note else ''} |")  # fmt: skip
+    base = f"{row.baseline.rps:,.0f}" if row.baseline else DASH
+    ratio_text = f"{ratio:.2f}" if ratio is not None else DASH
+    return (
+        f"| {row.name} | {row.transport} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {base} | "
+        f"{ratio_text} | {status}{'; ' + row.note if row.note else ''} |"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m tools.bench")
-    parser.add_argument("--postgres", nargs="?", const=os.environ.get("MS_TEST_POSTGRES_URL")
-                        or "postgresql://postgres@127.0.0.1:5432/test", default=None,
-                        help="run on a throwaway database on this PostgreSQL server (default: SQLite)")  # fmt: skip
+    parser.add_argument(
+        "--postgres",
+        nargs="?",
+        const=os.environ.get("MS_TEST_POSTGRES_URL") or "postgresql://postgres@127.0.0.1:5432/test",
+        default=None,
+        help="run on a throwaway database on this PostgreSQL server (default: SQLite)",
+    )
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=16)
@@ -217,7 +241,10 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md")
     args = parser.parse_args()
     cost = load([], os.environ).bcrypt_cost
-    with tempfile.TemporaryDirectory(prefix="machinesecrets-bench-") as tmp, database(args.postgres, Path(tmp)) as url:
+    with (
+        tempfile.TemporaryDirectory(prefix="machinesecrets-bench-") as tmp,
+        database(args.postgres, Path(tmp)) as url,
+    ):
         folder = Path(tmp)
         service_process, service = start_service(url, folder)
         noop_process, noop = start_noop()
@@ -237,10 +264,12 @@ def run(args: argparse.Namespace, url: str, folder: Path, service: Ports, noop: 
     channel = grpc.insecure_channel(f"127.0.0.1:{service.grpc}")
     users = user_service_pb2_grpc.UserServiceStub(channel)
     orgs = org_service_pb2_grpc.OrgServiceStub(channel)
-    auth = [("authorization", f"Bearer {token}")]
+    auth = (("authorization", f"Bearer {token}"),)
 
     def machine_user(name: str) -> tuple[str, str]:
-        created = users.AddMachineUser(user_pb.AddMachineUserRequest(user_name=name, name=name), metadata=auth)
+        created = users.AddMachineUser(
+            user_pb.AddMachineUserRequest(user_name=name, name=name), metadata=auth
+        )
         return created.user_id, created.details.resource_owner
 
     bench = Bench(args, service, noop, token)
@@ -248,7 +277,9 @@ def run(args: argparse.Namespace, url: str, folder: Path, service: Ports, noop: 
     add = user_pb.AddSecretRequest(user_id=user_id).SerializeToString()
     get = user_pb.GetUserByIDRequest(user_id=user_id).SerializeToString()
     client_id, client_user = "bench-client", machine_user("bench-client")[0]
-    orgs.AddOrgMember(org_pb.AddOrgMemberRequest(user_id=client_user, roles=["ORG_USER_MANAGER"]), metadata=auth)
+    orgs.AddOrgMember(
+        org_pb.AddOrgMemberRequest(user_id=client_user, roles=["ORG_USER_MANAGER"]), metadata=auth
+    )
     secret = users.AddSecret(user_pb.AddSecretRequest(user_id=client_user), metadata=auth).client_secret
 
     threads = min(32, (os.cpu_count() or 1) + 4)  # asyncio.to_thread's default executor: the server's
@@ -256,20 +287,55 @@ def run(args: argparse.Namespace, url: str, folder: Path, service: Ports, noop: 
     print(f"bcrypt cost {cost}: {hashes:,.0f} hashes/s with {threads} threads", flush=True)
 
     counted_add = (ADD_SECRET, "OK")
-    grpc_add = bench.row("AddSecret", "native gRPC", grpc_request(service.grpc, ADD_SECRET, add, token), counted_add,
-                         grpc_request(noop.grpc, ADD_SECRET, add, token))  # fmt: skip
-    web_add = bench.row("AddSecret", "grpc-web direct (sonora)", grpc_web_request(service.http, ADD_SECRET, add, token),
-                        counted_add, grpc_web_request(noop.http, ADD_SECRET, add, token))  # fmt: skip
-    json_add = bench.row("AddSecret", "JSON through Envoy", json_add_secret(service.envoy, user_id, token), counted_add,
-                         json_add_secret(noop.envoy, user_id, token))  # fmt: skip
-    bench.row("AddSecret", "gRPC through Envoy", grpc_request(service.envoy, ADD_SECRET, add, token), counted_add,
-              grpc_request(noop.envoy, ADD_SECRET, add, token))  # fmt: skip
-    get_row = bench.row("GetUserByID", "native gRPC", grpc_request(service.grpc, GET_USER, get, token), (GET_USER, "OK"),
-                        grpc_request(noop.grpc, GET_USER, get, token))  # fmt: skip
-    token_direct = bench.row("token endpoint", "HTTP direct", token_request(service.http, client_id, secret),
-                             (TOKEN_PATH, "200"), token_request(noop.http, client_id, secret))  # fmt: skip
-    bench.row("token endpoint", "HTTP through Envoy", token_request(service.envoy, client_id, secret),
-              (TOKEN_PATH, "200"), token_request(noop.envoy, client_id, secret))  # fmt: skip
+    grpc_add = bench.row(
+        "AddSecret",
+        "native gRPC",
+        grpc_request(service.grpc, ADD_SECRET, add, token),
+        counted_add,
+        grpc_request(noop.grpc, ADD_SECRET, add, token),
+    )
+    web_add = bench.row(
+        "AddSecret",
+        "grpc-web direct (sonora)",
+        grpc_web_request(service.http, ADD_SECRET, add, token),
+        counted_add,
+        grpc_web_request(noop.http, ADD_SECRET, add, token),
+    )
+    json_add = bench.row(
+        "AddSecret",
+        "JSON through Envoy",
+        json_add_secret(service.envoy, user_id, token),
+        counted_add,
+        json_add_secret(noop.envoy, user_id, token),
+    )
+    bench.row(
+        "AddSecret",
+        "gRPC through Envoy",
+        grpc_request(service.envoy, ADD_SECRET, add, token),
+        counted_add,
+        grpc_request(noop.envoy, ADD_SECRET, add, token),
+    )
+    get_row = bench.row(
+        "GetUserByID",
+        "native gRPC",
+        grpc_request(service.grpc, GET_USER, get, token),
+        (GET_USER, "OK"),
+        grpc_request(noop.grpc, GET_USER, get, token),
+    )
+    token_direct = bench.row(
+        "token endpoint",
+        "HTTP direct",
+        token_request(service.http, client_id, secret),
+        (TOKEN_PATH, "200"),
+        token_request(noop.http, client_id, secret),
+    )
+    bench.row(
+        "token endpoint",
+        "HTTP through Envoy",
+        token_request(service.envoy, client_id, secret),
+        (TOKEN_PATH, "200"),
+        token_request(noop.envoy, client_id, secret),
+    )
 
     # Data growth: AddSecret on a user with few and with many earlier rotations, and with few and
     # many users in the store. Seeded by bulk insert of valid events.
@@ -278,22 +344,44 @@ def run(args: argparse.Namespace, url: str, folder: Path, service: Ports, noop: 
     for rotations in (10, args.rotations):
         target, _ = machine_user(f"bench-rotated-{rotations}")
         seed.bulk_insert(url, seed.rotations(target, org_id, 2, rotations))
-        request = grpc_request(service.grpc, ADD_SECRET, user_pb.AddSecretRequest(user_id=target).SerializeToString(), token)
-        growth[f"rot{rotations}"] = bench.row(f"AddSecret, {rotations:,} earlier rotations", "native gRPC", request, counted_add)
+        request = grpc_request(
+            service.grpc, ADD_SECRET, user_pb.AddSecretRequest(user_id=target).SerializeToString(), token
+        )
+        growth[f"rot{rotations}"] = bench.row(
+            f"AddSecret, {rotations:,} earlier rotations", "native gRPC", request, counted_add
+        )
     present = 6  # the admin and the users made above
     for total in (1_000, args.users):
         started = time.perf_counter()
         seed.bulk_insert(url, seed.machine_users(org_id, total - present, ids))
         print(f"seeded {total - present:,} users in {time.perf_counter() - started:.1f} s", flush=True)
         present = total
-        growth[f"users{total}"] = bench.row(f"AddSecret, {total:,} users in the store", "native gRPC",
-                                            grpc_request(service.grpc, ADD_SECRET, add, token), counted_add)  # fmt: skip
+        growth[f"users{total}"] = bench.row(
+            f"AddSecret, {total:,} users in the store",
+            "native gRPC",
+            grpc_request(service.grpc, ADD_SECRET, add, token),
+            counted_add,
+        )
 
-    return report(args, url, cost, hashes, threads, bench, grpc_add, web_add, json_add, get_row, token_direct, growth)
+    return report(
+        args, url, cost, hashes, threads, bench, grpc_add, web_add, json_add, get_row, token_direct, growth
+    )
 
 
-def report(args: argparse.Namespace, url: str, cost: int, hashes: float, threads: int, bench: Bench, grpc_add: Row,
-           web_add: Row, json_add: Row, get_row: Row, token_direct: Row, growth: dict[str, Row]) -> str:  # fmt: skip
+def report(
+    args: argparse.Namespace,
+    url: str,
+    cost: int,
+    hashes: float,
+    threads: int,
+    bench: Bench,
+    grpc_add: Row,
+    web_add: Row,
+    json_add: Row,
+    get_row: Row,
+    token_direct: Row,
+    growth: dict[str, Row],
+) -> str:
     def ideal(noop: float) -> float:
         return 1 / (1 / noop + 1 / hashes)
 
@@ -304,14 +392,30 @@ def report(args: argparse.Namespace, url: str, cost: int, hashes: float, threads
         return row.baseline.rps if row.baseline else 0.0
 
     targets = [
-        ("AddSecret over native gRPC ≥ 70 % of the ideal (no-op gRPC + one hash)", rps(grpc_add) / ideal(base(grpc_add)), 0.70),
-        ("token endpoint ≥ 70 % of the ideal (no-op HTTP + one hash)", rps(token_direct) / ideal(base(token_direct)), 0.70),
+        (
+            "AddSecret over native gRPC ≥ 70 % of the ideal (no-op gRPC + one hash)",
+            rps(grpc_add) / ideal(base(grpc_add)),
+            0.70,
+        ),
+        (
+            "token endpoint ≥ 70 % of the ideal (no-op HTTP + one hash)",
+            rps(token_direct) / ideal(base(token_direct)),
+            0.70,
+        ),
         ("GetUserByID ≥ 70 % of the no-op over native gRPC", rps(get_row) / base(get_row), 0.70),
         ("JSON through Envoy ≥ 80 % of AddSecret over native gRPC", rps(json_add) / rps(grpc_add), 0.80),
         ("grpc-web direct ≥ 60 % of AddSecret over native gRPC", rps(web_add) / rps(grpc_add), 0.60),
-        (f"AddSecret, {args.rotations:,} rotations vs 10: within 20 %", rps(growth[f"rot{args.rotations}"]) / rps(growth["rot10"]), 0.80),
-        (f"AddSecret, {args.users:,} users vs 1,000: within 20 %", rps(growth[f"users{args.users}"]) / rps(growth["users1000"]), 0.80),
-    ]  # fmt: skip
+        (
+            f"AddSecret, {args.rotations:,} rotations vs 10: within 20 %",
+            rps(growth[f"rot{args.rotations}"]) / rps(growth["rot10"]),
+            0.80,
+        ),
+        (
+            f"AddSecret, {args.users:,} users vs 1,000: within 20 %",
+            rps(growth[f"users{args.users}"]) / rps(growth["users1000"]),
+            0.80,
+        ),
+    ]
     all_ok = all(row.ok for row in bench.rows)
     lines = [
         BEGIN,
@@ -328,7 +432,10 @@ def report(args: argparse.Namespace, url: str, cost: int, hashes: float, threads
         "",
         "| target | measured | goal | met |",
         "| --- | ---: | ---: | --- |",
-        *(f"| {name} | {value:.2f} | {goal:.2f} | {'yes' if value >= goal else '**no**'} |" for name, value, goal in targets),
+        *(
+            f"| {name} | {value:.2f} | {goal:.2f} | {'yes' if value >= goal else '**no**'} |"
+            for name, value, goal in targets
+        ),
         "",
         f"Ideal for one RPC plus one hash, `1 / (1/noop + 1/hashes)`: native gRPC {ideal(base(grpc_add)):,.0f} req/s, "
         f"HTTP {ideal(base(token_direct)):,.0f} req/s.",
@@ -339,11 +446,23 @@ def report(args: argparse.Namespace, url: str, cost: int, hashes: float, threads
 
 
 def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())  # fmt: skip
-    memory = next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
-    return (f"{cpu}, {os.cpu_count()} cores, {int(memory) // 1024 // 1024} GiB, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}, grpcio {grpc.__version__}")  # fmt: skip
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    memory = next(
+        line.split()[1]
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal")
+    )
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {int(memory) // 1024 // 1024} GiB, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}, grpcio {grpc.__version__}"
+    )
 
 
 def write_report(report: str) -> None:
@@ -357,5 +476,4 @@ def write_report(report: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(asyncio.sleep(0))  # nothing async here; keeps the event loop policy warm for grpc
     main()

@@ -38,7 +38,9 @@ def h2load(request: Request, requests: int, concurrency: int) -> Result:
         command += ["--log-file", str(log), *(["--h1"] if request.http1 else [])]
         for name, value in request.headers:
             command += ["-H", f"{name}: {value}"]
-        output = subprocess.run([*command, request.url], capture_output=True, text=True, check=True, timeout=900)
+        output = subprocess.run(
+            [*command, request.url], capture_output=True, text=True, check=True, timeout=900
+        )
         durations = [int(line.split("\t")[2]) / 1000 for line in log.read_text().splitlines() if line]
         statuses = [line.split("\t")[1] for line in log.read_text().splitlines() if line]
     seconds = _finished_in(output.stdout)

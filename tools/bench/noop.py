@@ -11,6 +11,7 @@ import json
 import signal
 from typing import Any
 
+import grpc
 from grpc import aio
 from machinesecrets.v1 import object_pb2, user_service_pb2, user_service_pb2_grpc
 
@@ -25,7 +26,9 @@ from server.transport.oauth import TOKEN_PATH
 DETAILS = object_pb2.ObjectDetails(sequence=2, resource_owner="69629023906488334")
 SECRET = user_service_pb2.AddSecretResponse(client_id="noop", client_secret="x" * 64, details=DETAILS)
 USER = user_service_pb2.GetUserByIDResponse(
-    user=user_service_pb2.User(id="1", user_name="noop", type=user_service_pb2.USER_TYPE_MACHINE, details=DETAILS)
+    user=user_service_pb2.User(
+        id="1", user_name="noop", type=user_service_pb2.USER_TYPE_MACHINE, details=DETAILS
+    )
 )
 
 
@@ -36,6 +39,11 @@ class NoopUsers(user_service_pb2_grpc.UserServiceServicer):
     async def GetUserByID(self, request: Any, context: Any) -> user_service_pb2.GetUserByIDResponse:
         return USER
 
+    async def _unimplemented(self, request: Any, context: Any) -> Any:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not in the baseline")
+
+    RemoveSecret = AddMachineUser = AddHumanUser = AddPersonalAccessToken = _unimplemented
+
 
 async def noop_token(scope: dict[str, Any], receive: Receive, send: Send) -> None:
     while (await receive()).get("more_body"):
@@ -45,7 +53,9 @@ async def noop_token(scope: dict[str, Any], receive: Receive, send: Send) -> Non
 
 
 async def main() -> None:
-    server = aio.server(options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", MAX_REQUEST_BYTES)])
+    server = aio.server(
+        options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", MAX_REQUEST_BYTES)]
+    )
     web = GrpcWeb(HttpApp({TOKEN_PATH: noop_token}), [], (), MAX_REQUEST_BYTES)
     for target in (server, web):
         user_service_pb2_grpc.add_UserServiceServicer_to_server(NoopUsers(), target)
@@ -53,7 +63,9 @@ async def main() -> None:
     await server.start()
     http = await AsgiServer.start(web, "127.0.0.1:0")
     envoy = await EnvoyProcess.start(
-        EnvoySettings("127.0.0.1:0", f"127.0.0.1:{grpc_port}", f"127.0.0.1:{http.port}", (), MAX_REQUEST_BYTES)
+        EnvoySettings(
+            "127.0.0.1:0", f"127.0.0.1:{grpc_port}", f"127.0.0.1:{http.port}", (), MAX_REQUEST_BYTES
+        )
     )
     print(json.dumps({"grpc": grpc_port, "http": http.port, "envoy": envoy.port}), flush=True)
     stopping = asyncio.Event()

@@ -17,7 +17,7 @@ from server.domain.credentials import new_client_secret
 from server.domain.ids import IdGenerator
 from server.store import events as ev
 from server.store.postgres import to_pyformat
-from server.store.schema import Statement, to_micros
+from server.store.schema import to_micros
 from server.store.sql import append_plan
 from server.store.sqlite import sqlite_path
 
@@ -41,7 +41,15 @@ def rotations(user_id: str, org_id: str, first_sequence: int, count: int) -> lis
     hashed = bcrypt.hashpw(new_client_secret().encode(), bcrypt.gensalt(4)).decode()
     now = datetime.now(UTC)
     return [
-        ev.StoredEvent(ev.AGGREGATE_USER, user_id, first_sequence + i, ev.USER_MACHINE_SECRET_SET, org_id, {"hash": hashed}, now)
+        ev.StoredEvent(
+            ev.AGGREGATE_USER,
+            user_id,
+            first_sequence + i,
+            ev.USER_MACHINE_SECRET_SET,
+            org_id,
+            {"hash": hashed},
+            now,
+        )
         for i in range(count)
     ]
 
@@ -58,17 +66,14 @@ def bulk_insert(database_url: str, events: list[ev.StoredEvent]) -> None:
 
 def _execute(database_url: str, grouped: list[tuple[str, list[tuple[object, ...]]]]) -> None:
     if database_url.startswith("sqlite"):
-        connection = sqlite3.connect(sqlite_path(database_url), isolation_level=None)
-        connection.execute("PRAGMA busy_timeout = 30000")
-        connection.execute("BEGIN IMMEDIATE")
+        lite = sqlite3.connect(sqlite_path(database_url), isolation_level=None)
+        lite.execute("PRAGMA busy_timeout = 30000")
+        lite.execute("BEGIN IMMEDIATE")
         for sql, rows in grouped:
-            connection.executemany(sql, rows)
-        connection.execute("COMMIT")
-        connection.close()
+            lite.executemany(sql, rows)
+        lite.execute("COMMIT")
+        lite.close()
         return
     with psycopg.connect(database_url) as connection, connection.cursor() as cursor:
         for sql, rows in grouped:
             cursor.executemany(to_pyformat(sql), rows)
-
-
-__all__ = ["Statement", "bulk_insert", "machine_users", "rotations"]
