@@ -64,6 +64,8 @@ class Row:
     result: Result | None
     baseline: Result | None
     ok: bool
+    cpu_ms: float = 0.0  # CPU time of the server process (all its threads) per request
+    baseline_cpu_ms: float = 0.0
     note: str = ""
 
     def ratio(self) -> float | None:
@@ -168,22 +170,36 @@ def ok_count(http_port: int, method: str, outcome: str) -> int:
 # --- the run ----------------------------------------------------------------------------------
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process, all its threads, so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Bench:
-    def __init__(self, args: argparse.Namespace, service: Ports, noop: Ports, token: str) -> None:
+    def __init__(
+        self, args: argparse.Namespace, service: Ports, noop: Ports, token: str, pids: tuple[int, int]
+    ) -> None:
         self.args, self.service, self.noop, self.token = args, service, noop, token
+        self.service_pid, self.noop_pid = pids
         self.rows: list[Row] = []
 
-    def measure(self, request: Request, counted: tuple[str, str] | None) -> tuple[Result, bool]:
-        """Warm-up, then the measured run; succeeded only if every request did."""
+    def measure(
+        self, request: Request, counted: tuple[str, str] | None, pid: int
+    ) -> tuple[Result, bool, float]:
+        """Warm-up, then the measured run; succeeded only if every request did. Also the CPU
+        milliseconds the server process spent per request of the measured run."""
         before = ok_count(self.service.http, *counted) if counted else 0
         h2load(request, self.args.warmup, self.args.concurrency)
+        cpu = cpu_seconds(pid)
         result = h2load(request, self.args.requests, self.args.concurrency)
+        cpu_ms = (cpu_seconds(pid) - cpu) * 1000 / result.requests
         ok = result.succeeded == result.requests == self.args.requests
         if counted:
             ok = (
                 ok and ok_count(self.service.http, *counted) - before == self.args.warmup + self.args.requests
             )
-        return result, ok
+        return result, ok, cpu_ms
 
     def row(
         self,
@@ -194,9 +210,11 @@ class Bench:
         baseline: Request | None = None,
         note: str = "",
     ) -> Row:
-        result, ok = self.measure(request, counted)
-        base = self.measure(baseline, None)[0] if baseline is not None else None
-        row = Row(name, transport, result, base, ok, note)
+        result, ok, cpu_ms = self.measure(request, counted, self.service_pid)
+        base, base_cpu_ms = None, 0.0
+        if baseline is not None:
+            base, _, base_cpu_ms = self.measure(baseline, None, self.noop_pid)
+        row = Row(name, transport, result, base, ok, cpu_ms, base_cpu_ms, note)
         self.rows.append(row)
         print(format_row(row), flush=True)
         return row
@@ -213,14 +231,15 @@ def bcrypt_rate(cost: int, threads: int, hashes: int) -> float:
 
 def format_row(row: Row) -> str:
     if row.result is None:
-        return f"| {row.name} | {row.transport} | {DASH} | {DASH} | {DASH} | {DASH} | {DASH} | {row.note} |"
+        return f"| {row.name} | {row.transport} |{(' ' + DASH + ' |') * 7} {row.note} |"
     r, ratio = row.result, row.ratio()
     status = "ok" if row.ok else "**FAILED: not every request succeeded**"
     base = f"{row.baseline.rps:,.0f}" if row.baseline else DASH
+    base_cpu = f"{row.baseline_cpu_ms:.2f}" if row.baseline else DASH
     ratio_text = f"{ratio:.2f}" if ratio is not None else DASH
     return (
-        f"| {row.name} | {row.transport} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {base} | "
-        f"{ratio_text} | {status}{'; ' + row.note if row.note else ''} |"
+        f"| {row.name} | {row.transport} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {row.cpu_ms:.2f} | "
+        f"{base} | {base_cpu} | {ratio_text} | {status}{'; ' + row.note if row.note else ''} |"
     )
 
 
@@ -249,7 +268,7 @@ def main() -> None:
         service_process, service = start_service(url, folder)
         noop_process, noop = start_noop()
         try:
-            report = run(args, url, folder, service, noop, cost)
+            report = run(args, url, folder, service, noop, cost, (service_process.pid, noop_process.pid))
         finally:
             for process in (service_process, noop_process):
                 process.terminate()
@@ -259,7 +278,15 @@ def main() -> None:
         write_report(report)
 
 
-def run(args: argparse.Namespace, url: str, folder: Path, service: Ports, noop: Ports, cost: int) -> str:
+def run(
+    args: argparse.Namespace,
+    url: str,
+    folder: Path,
+    service: Ports,
+    noop: Ports,
+    cost: int,
+    pids: tuple[int, int],
+) -> str:
     token = (folder / "admin.pat").read_text().strip()
     channel = grpc.insecure_channel(f"127.0.0.1:{service.grpc}")
     users = user_service_pb2_grpc.UserServiceStub(channel)
@@ -272,7 +299,7 @@ def run(args: argparse.Namespace, url: str, folder: Path, service: Ports, noop: 
         )
         return created.user_id, created.details.resource_owner
 
-    bench = Bench(args, service, noop, token)
+    bench = Bench(args, service, noop, token, pids)
     user_id, org_id = machine_user("bench-user")
     add = user_pb.AddSecretRequest(user_id=user_id).SerializeToString()
     get = user_pb.GetUserByIDRequest(user_id=user_id).SerializeToString()
@@ -422,12 +449,13 @@ def report(
         f"Run on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {machine()}.",
         f"Store: {'PostgreSQL' if url.startswith('postgresql') else 'SQLite'}. bcrypt cost **{cost}** (the default). "
         f"{args.requests:,} requests per row after {args.warmup:,} of warm-up, {args.concurrency} connections, "
-        f"one request in flight on each; h2load from a separate process. Latencies in ms.",
+        f"one request in flight on each; h2load from a separate process. Latencies in ms. Server CPU: the "
+        f"server process's CPU time (all its threads; not Envoy's, not h2load's) per request.",
         "",
         f"bcrypt at cost {cost} with {threads} threads (the server's thread pool): **{hashes:,.0f} hashes/s**.",
         "",
-        "| call | transport | req/s | p50 | p99 | no-op req/s | ratio to no-op | result |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| call | transport | req/s | p50 | p99 | server CPU ms/req | no-op req/s | no-op CPU ms/req | ratio to no-op | result |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
         *(format_row(row) for row in bench.rows),
         "",
         "| target | measured | goal | met |",
