@@ -1,0 +1,67 @@
+"""Secrets stay where they belong: a full scenario at DEBUG level, then every log line, every error
+message the clients saw and every byte of the store are searched for every secret and token the
+service issued."""
+
+import base64
+import logging
+
+import httpx
+import pytest
+from machinesecrets.v1 import user_service_pb2 as user_pb
+
+from tests.api import ApiError
+from tests.conftest import Running
+from tests.world import World
+
+
+async def test_no_secret_or_token_leaves_its_place(
+    world: World, running: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    issued: list[str] = [world.admin_token]
+    errors: list[str] = []
+    user_id = await world.machine_user()
+    await world.grant(user_id, ["ORG_USER_MANAGER"])
+    for _ in range(3):  # rotations
+        answer = await world.call("AddSecret", user_pb.AddSecretRequest(user_id=user_id))
+        issued.append(answer.client_secret)
+    client_id, secret = answer.client_id, answer.client_secret
+    pat = await world.token_for(user_id)
+    issued.append(pat)
+    base = f"http://127.0.0.1:{running.service.http_port}"
+    async with httpx.AsyncClient() as http:
+        basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+        token_answer = await http.post(
+            base + "/oauth/v2/token",
+            data={"grant_type": "client_credentials"},
+            headers={"authorization": f"Basic {basic}"},
+        )
+        access = token_answer.json()["access_token"]
+        issued.append(access)
+        for wrong in (issued[1], secret[:-1] + "x", secret + "x" * 80):  # an old, a near and a long secret
+            failed = await http.post(
+                base + "/oauth/v2/token",
+                data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": wrong},
+            )
+            errors.append(failed.text)
+    for token in (access, pat, access + "x", "Bearer " + secret):  # used well, and badly
+        try:
+            await world.call("GetUserByID", user_pb.GetUserByIDRequest(user_id=user_id), token=token)
+        except ApiError as error:
+            errors.append(f"{error.message} {error.reason} {error.metadata} {error.violations}")
+    for bad_id in (secret, access):  # secrets where ids belong
+        with pytest.raises(ApiError) as caught:
+            await world.call("AddSecret", user_pb.AddSecretRequest(user_id=bad_id))
+        errors.append(f"{caught.value.message} {caught.value.violations}")
+    await world.call("RemoveSecret", user_pb.RemoveSecretRequest(user_id=user_id))
+
+    # Everything logged in this process but by the test's own HTTP client (which logs the URLs it
+    # calls, where this test put a secret on purpose).
+    service_records = [r for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))]
+    logs = "\n".join(f"{r.name} {r.getMessage()} {r.exc_text or ''}" for r in service_records)
+    assert "AddSecret" in logs  # the log was captured at all
+    store = running.raw_store()
+    for value in issued:
+        assert value not in logs
+        assert value not in "\n".join(errors)
+        assert value.encode() not in store
