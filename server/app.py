@@ -17,6 +17,7 @@ from server.domain.access import Access
 from server.domain.client_credentials import ClientCredentials
 from server.domain.commands import Commands
 from server.domain.credentials import SecretHasher
+from server.domain.failure_limits import FailureLimiter
 from server.domain.ids import IdGenerator
 from server.domain.queries import Queries
 from server.envoy import EnvoyError, EnvoyProcess, EnvoySettings
@@ -85,7 +86,9 @@ async def _start(config: Config, store: Store) -> Service:
     hasher, ids = SecretHasher(config.bcrypt_cost), IdGenerator()
     commands = Commands(store, hasher, ids)
     queries = Queries(store)
-    credentials = ClientCredentials(store, hasher, ids, config.access_token_ttl)
+    credentials = ClientCredentials(
+        store, hasher, ids, config.access_token_ttl, FailureLimiter(config.failure_limits)
+    )
 
     admin_token = await commands.set_up_instance(FIRST_ORG_NAME, ADMIN_USER_NAME)
     if admin_token is not None:

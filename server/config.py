@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from server.domain.credentials import MAX_BCRYPT_COST, MIN_BCRYPT_COST
+from server.domain.failure_limits import FailureLimits
 
 
 class ConfigError(Exception):
@@ -32,6 +33,19 @@ SETTINGS = [
         "MS_ACCESS_TOKEN_TTL", "--access-token-ttl", "12h", "lifetime of access tokens: 3600, 90s, 30m, 12h"
     ),
     Setting("MS_ISSUER", "--issuer", "", "the OAuth issuer URL; empty: the URL the request came to"),
+    Setting(
+        "MS_CLIENT_FAILURE_LIMIT",
+        "--client-failure-limit",
+        "10",
+        "failed token requests per client and window",
+    ),
+    Setting(
+        "MS_SOURCE_FAILURE_LIMIT",
+        "--source-failure-limit",
+        "30",
+        "failed token requests per address and window",
+    ),
+    Setting("MS_FAILURE_WINDOW", "--failure-window", "60s", "the window of those limits"),
     Setting("MS_ADMIN_PAT_FILE", "--admin-pat-file", ".data/admin.pat", "where the first admin's token goes"),
     Setting("MS_LOG_LEVEL", "--log-level", "INFO", "DEBUG, INFO, WARNING or ERROR"),
 ]
@@ -48,6 +62,7 @@ class Config:
     bcrypt_cost: int
     access_token_ttl: timedelta
     issuer: str | None
+    failure_limits: FailureLimits
     admin_pat_file: str
     log_level: str
 
@@ -68,6 +83,11 @@ def load(argv: Sequence[str], environ: Mapping[str, str]) -> Config:
         bcrypt_cost=_bcrypt_cost(raw["MS_BCRYPT_COST"]),
         access_token_ttl=_duration("MS_ACCESS_TOKEN_TTL", raw["MS_ACCESS_TOKEN_TTL"]),
         issuer=_issuer(raw["MS_ISSUER"]),
+        failure_limits=FailureLimits(
+            per_client=_count("MS_CLIENT_FAILURE_LIMIT", raw["MS_CLIENT_FAILURE_LIMIT"]),
+            per_source=_count("MS_SOURCE_FAILURE_LIMIT", raw["MS_SOURCE_FAILURE_LIMIT"]),
+            window_s=_duration("MS_FAILURE_WINDOW", raw["MS_FAILURE_WINDOW"]).total_seconds(),
+        ),
         admin_pat_file=raw["MS_ADMIN_PAT_FILE"],
         log_level=_log_level(raw["MS_LOG_LEVEL"]),
     )
@@ -83,6 +103,12 @@ def _database_url(value: str) -> str:
     if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
         raise ConfigError("MS_DATABASE_URL must be sqlite:///path/to/file.db or postgresql://user@host/db")
     return value
+
+
+def _count(name: str, value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"{name} must be a whole number of at least 1")
+    return int(value)
 
 
 def _pool_size(value: str) -> int:

@@ -14,6 +14,7 @@ import pytest
 
 from server import app
 from server.config import Config
+from server.domain.failure_limits import FailureLimits
 from tests import postgres
 from tests.api import Api, GrpcApi, GrpcWebApi, JsonApi
 from tests.world import World
@@ -44,6 +45,10 @@ class Running:
         return b"".join(p.read_bytes() for p in self.db_path.parent.glob(self.db_path.name + "*"))
 
 
+# Tests fail client authentication on purpose, from one address: the limits are not their subject.
+GENEROUS_LIMITS = FailureLimits(per_client=1000, per_source=1000, window_s=60)
+
+
 def config_for(
     folder: Path,
     *,
@@ -52,6 +57,7 @@ def config_for(
     cors_origins: tuple[str, ...] = (),
     bcrypt_cost: int = 4,
     access_token_ttl: timedelta = timedelta(hours=12),
+    failure_limits: FailureLimits = GENEROUS_LIMITS,
 ) -> Config:
     return Config(
         database_url=database_url or f"sqlite:///{folder / 'ms.db'}",
@@ -63,6 +69,7 @@ def config_for(
         bcrypt_cost=bcrypt_cost,
         access_token_ttl=access_token_ttl,
         issuer=None,
+        failure_limits=failure_limits,
         admin_pat_file=str(folder / "admin.pat"),
         log_level="DEBUG",
     )

@@ -18,6 +18,7 @@ from machinesecrets.v1 import user_service_pb2 as user_pb
 
 from server.domain.client_credentials import ClientCredentials, InvalidClient
 from server.domain.credentials import SecretHasher
+from server.domain.failure_limits import FailureLimiter, FailureLimits
 from server.domain.ids import IdGenerator
 from server.store import events as ev
 from server.store.sqlite import SqliteStore
@@ -330,11 +331,58 @@ async def test_every_failure_pays_one_bcrypt_check(tmp_path: Path) -> None:
     """No client enumeration: an unknown client costs the same hash check as a wrong secret."""
     store = await SqliteStore.open(f"sqlite:///{tmp_path / 'x.db'}")
     hasher = CountingHasher(4)
-    credentials = ClientCredentials(store, hasher, IdGenerator(), timedelta(hours=1))
+    limiter = FailureLimiter(FailureLimits(per_client=100, per_source=100, window_s=60))
+    credentials = ClientCredentials(store, hasher, IdGenerator(), timedelta(hours=1), limiter)
     try:
         for client_id, secret in [("nobody", "x"), ("", "x"), ("nobody", "y" * 200)]:
             with pytest.raises(InvalidClient):
-                await credentials.exchange(client_id, secret, "api")
+                await credentials.exchange(client_id, secret, "api", "192.0.2.1")
         assert hasher.checked == [None, None, None]
     finally:
         await store.close()
+
+
+async def test_failed_authentications_are_limited_per_client_and_per_source(tmp_path: Path) -> None:
+    limits = FailureLimits(per_client=3, per_source=5, window_s=2)
+    running = await start_service(config_for(tmp_path, envoy=True, failure_limits=limits))
+    api = GrpcApi("grpc", f"127.0.0.1:{running.service.grpc_port}")
+    try:
+        world = await World.create(api, running.admin_token)
+        victim, other = await machine_client(world, []), await machine_client(world, [])
+        direct = endpoints(running)["direct"]
+
+        async def attempt(c: Client, secret: str, source: str, base: str = direct) -> httpx.Response:
+            basic = base64.b64encode(f"{c.client_id}:{secret}".encode()).decode()
+            async with httpx.AsyncClient() as http:
+                return await http.post(
+                    base + TOKEN_PATH,
+                    data={"grant_type": "client_credentials"},
+                    headers={"authorization": f"Basic {basic}", "x-forwarded-for": source},
+                )
+
+        # An attacker guessing the victim's secret from one address.
+        for _ in range(3):
+            assert (await attempt(victim, "guess", "203.0.113.9")).status_code == 401
+        limited = await attempt(victim, victim.secret, "203.0.113.9")  # even the right secret
+        assert limited.status_code == 429
+        assert limited.json()["error"] == "slow_down"
+        assert 1 <= int(limited.headers["retry-after"]) <= 2
+        # The victim, from its own clean address, is not locked out.
+        assert (await attempt(victim, victim.secret, "198.51.100.20")).status_code == 200
+        # Per source: the attacker's address is refused for any client once it failed 5 times.
+        for _ in range(2):
+            assert (await attempt(other, "guess", "203.0.113.9")).status_code in (401, 429)
+        assert (await attempt(other, other.secret, "203.0.113.9")).status_code == 429
+        assert (await attempt(other, other.secret, "198.51.100.21")).status_code == 200
+        # The window passes.
+        await asyncio.sleep(2.1)
+        assert (await attempt(victim, victim.secret, "203.0.113.9")).status_code == 200
+        # Through Envoy the source is the address Envoy saw: a forged X-Forwarded-For does not give
+        # the attacker a fresh, clean source.
+        envoy = endpoints(running)["envoy"]
+        for _ in range(3):
+            assert (await attempt(other, "guess", "203.0.113.50", envoy)).status_code == 401
+        assert (await attempt(other, other.secret, "203.0.113.51", envoy)).status_code == 429
+    finally:
+        await api.close()
+        await running.service.stop(0)

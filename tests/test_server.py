@@ -153,6 +153,13 @@ def test_configuration_errors_name_the_variable() -> None:
         ({"MS_GRPC_ADDR": "nowhere"}, "MS_GRPC_ADDR"),
         ({"MS_DATABASE_URL": "mysql://x"}, "MS_DATABASE_URL"),
         ({"MS_LOG_LEVEL": "LOUD"}, "MS_LOG_LEVEL"),
+        ({"MS_CLIENT_FAILURE_LIMIT": "0"}, "MS_CLIENT_FAILURE_LIMIT"),
+        ({"MS_SOURCE_FAILURE_LIMIT": "many"}, "MS_SOURCE_FAILURE_LIMIT"),
+        ({"MS_FAILURE_WINDOW": "1d"}, "MS_FAILURE_WINDOW"),
+        ({"MS_ACCESS_TOKEN_TTL": "0"}, "MS_ACCESS_TOKEN_TTL"),
+        ({"MS_ISSUER": "ftp://x"}, "MS_ISSUER"),
+        ({"MS_DB_POOL_SIZE": "0"}, "MS_DB_POOL_SIZE"),
+        ({"MS_CORS_ORIGINS": "not an origin"}, "MS_CORS_ORIGINS"),
     ]:
         with pytest.raises(ConfigError, match=message):
             load([], env)

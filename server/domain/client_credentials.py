@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from server.domain.credentials import SecretHasher, new_token, token_hash
 from server.domain.errors import Unauthenticated
+from server.domain.failure_limits import FailureLimiter
 from server.domain.ids import IdGenerator
 from server.domain.store_errors import store_unavailable_is_unavailable
 from server.store import events as ev
@@ -36,18 +37,30 @@ class AccessToken:
 
 
 class ClientCredentials:
-    def __init__(self, store: Store, hasher: SecretHasher, ids: IdGenerator, token_ttl: timedelta) -> None:
+    def __init__(
+        self,
+        store: Store,
+        hasher: SecretHasher,
+        ids: IdGenerator,
+        token_ttl: timedelta,
+        limiter: FailureLimiter,
+    ) -> None:
         self._store = store
         self._hasher = hasher
         self._ids = ids
         self._token_ttl = token_ttl
+        self._limiter = limiter
 
     @store_unavailable_is_unavailable
-    async def exchange(self, client_id: str, client_secret: str, scope: str) -> AccessToken:
-        """An access token for the machine user named client_id, if client_secret is its secret."""
+    async def exchange(self, client_id: str, client_secret: str, scope: str, source: str) -> AccessToken:
+        """An access token for the machine user named client_id, if client_secret is its secret.
+
+        source is where the request came from, for the limits on failed attempts."""
+        self._limiter.check(client_id, source)
         user = await self._store.user_by_name(client_id) if client_id else None
         hashed = user.secret_hash if user is not None and user.type == USER_TYPE_MACHINE else None
         if not await self._hasher.verify(client_secret, hashed) or user is None or hashed is None:
+            self._limiter.failed(client_id, source)
             raise InvalidClient()
         if self._hasher.needs_rehash(hashed):
             await self._rehash(user, client_secret)

@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, unquote_plus
 
 from server.domain.client_credentials import ClientCredentials, InvalidClient
 from server.domain.errors import Unavailable
+from server.domain.failure_limits import TooManyFailures
 from server.transport.asgi import Receive, Send
 from server.transport.http import read_body, respond_json
 from server.transport.metrics import CallCounters
@@ -53,7 +54,9 @@ class TokenEndpoint:
         try:
             headers = _headers(scope)
             form, basic = await self._request(scope, receive, headers)
-            token = await self._credentials.exchange(*_client(form, basic), _scope(form.get("scope")))
+            token = await self._credentials.exchange(
+                *_client(form, basic), _scope(form.get("scope")), _source(scope)
+            )
             status, body, extra = (
                 200,
                 {
@@ -76,6 +79,10 @@ class TokenEndpoint:
             )
             if "authorization" in headers:
                 extra = [("www-authenticate", 'Basic realm="machine-secrets"')]
+        except TooManyFailures as error:
+            # RFC 6749 has no code for this; slow_down is RFC 8628's (§3.5) for the same advice.
+            status, body = 429, {"error": "slow_down", "error_description": error.message}
+            extra = [("retry-after", str(error.retry_after))]
         except Unavailable:
             status, body, extra = (
                 503,
@@ -177,6 +184,17 @@ class Discovery:
                 "response_types_supported": ["token"],
             },
         )
+
+
+def _source(scope: dict[str, Any]) -> str:
+    """The client's address. Behind a proxy on this host (Envoy), the address it appended last to
+    X-Forwarded-For (Envoy is configured with use_remote_address); otherwise the peer's."""
+    peer = (scope.get("client") or ("unknown", 0))[0]
+    if peer in ("127.0.0.1", "::1"):
+        forwarded = [a.strip() for v in _headers(scope).get("x-forwarded-for", []) for a in v.split(",")]
+        if forwarded and forwarded[-1]:
+            return forwarded[-1]
+    return str(peer)
 
 
 def _request_origin(scope: dict[str, Any]) -> str:
