@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv system-deps bench-deps proto run test bench lint clean
+.PHONY: all venv system-deps bench-deps proto openapi run test bench lint clean
 
 all: test
 
@@ -34,6 +34,11 @@ system-deps:
 # set (with every import) that Envoy's gRPC-JSON transcoder reads. generated/ is committed.
 proto: $(STAMP)
 	$(BIN)/python -m tools.genproto generated
+	$(BIN)/python -m tools.genopenapi
+
+# The OpenAPI document of the JSON API, from the descriptor set (make proto runs it too).
+openapi: $(STAMP)
+	$(BIN)/python -m tools.genopenapi
 
 run: $(STAMP)
 	$(BIN)/python -m server

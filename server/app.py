@@ -26,7 +26,7 @@ from server.store.postgres import PostgresStore
 from server.store.sqlite import SqliteStore
 from server.transport.asgi_server import AsgiServer
 from server.transport.grpcweb import GrpcWeb
-from server.transport.http import HttpApp
+from server.transport.http import HttpApp, StaticJson
 from server.transport.interceptors import interceptors
 from server.transport.metrics import METRICS_PATH, CallCounters, MetricsEndpoint
 from server.transport.oauth import DISCOVERY_PATH, TOKEN_PATH, Discovery, TokenEndpoint
@@ -35,6 +35,9 @@ from server.transport.servicers import OrgService, UserService
 log = logging.getLogger("machinesecrets")
 
 MAX_REQUEST_BYTES = 64 * 1024
+OPENAPI_PATH = "/openapi.json"
+# Made by `make openapi` from the descriptor set, committed beside it.
+OPENAPI_DOCUMENT = Path(__file__).resolve().parent.parent / "generated" / "openapi.json"
 FIRST_ORG_NAME = "default"
 ADMIN_USER_NAME = "admin"
 SERVICE_NAMES = (
@@ -111,6 +114,7 @@ async def _start(config: Config, store: Store) -> Service:
             TOKEN_PATH: TokenEndpoint(credentials, counters),
             DISCOVERY_PATH: Discovery(config.issuer),
             METRICS_PATH: MetricsEndpoint(counters),
+            OPENAPI_PATH: StaticJson(OPENAPI_DOCUMENT.read_bytes()),
         }
     )
     grpc_web = GrpcWeb(http_app, chain, config.cors_origins, MAX_REQUEST_BYTES)

@@ -160,3 +160,18 @@ async def test_without_envoy_the_service_still_serves(
         assert answer.status_code == 200
     finally:
         await service.stop(0)
+
+
+@pytest.mark.parametrize("port", ["http", "envoy"])
+async def test_the_openapi_document_is_served(running: Running, port: str) -> None:
+    number = running.service.http_port if port == "http" else running.service.envoy_port
+    async with httpx.AsyncClient() as http:
+        answer = await http.get(f"http://127.0.0.1:{number}/openapi.json")
+    assert answer.status_code == 200
+    document = answer.json()
+    assert document["openapi"].startswith("3.")
+    operation = document["paths"]["/users/{user_id}/secret"]["put"]
+    assert {"200", "400", "401", "403", "404", "503", "500"} <= set(operation["responses"])
+    assert {"$ref": "#/components/parameters/orgid"} in operation["parameters"]
+    assert document["components"]["parameters"]["orgid"]["name"] == "x-zitadel-orgid"
+    assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"

@@ -43,3 +43,15 @@ class HttpApp:
             await respond_json(send, 404, {"error": "not_found", "error_description": "no such path"})
             return
         await route(scope, receive, send)
+
+
+class StaticJson:
+    """A JSON document read once at start, served as it is."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(self._body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": self._body, "more_body": False})

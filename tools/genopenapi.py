@@ -1,0 +1,229 @@
+"""Generates the OpenAPI 3 document of the JSON API from the descriptor set Envoy transcodes with.
+
+Paths, methods and bodies come from the google.api.http bindings; schemas follow the proto3 JSON
+mapping Envoy prints (lowerCamelCase names, 64-bit integers as strings, Timestamps as RFC 3339,
+enums by name, every primitive field present). Errors are the google.rpc.Status body. The token
+endpoint and discovery document, which are not RPCs, are described by hand at the end.
+"""
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from google.api import annotations_pb2
+from google.protobuf import descriptor_pb2
+from google.protobuf.descriptor_pb2 import FieldDescriptorProto as Field
+
+ROOT = Path(__file__).resolve().parent.parent
+DESCRIPTOR_SET = ROOT / "generated" / "machinesecrets.binpb"
+OUTPUT = ROOT / "generated" / "openapi.json"
+SERVICES = ("machinesecrets.v1.UserService", "machinesecrets.v1.OrgService")
+
+# Every RPC can answer these (the code's HTTP status, through Envoy's transcoder), plus its own.
+COMMON_ERRORS = {
+    "400": "Invalid argument, or a body Envoy could not read (not JSON, unknown field or parameter)",
+    "401": "No token, a malformed authorization header, or an unknown or expired token",
+    "403": "The permission is missing in the organisation, or the organisation does not exist",
+    "404": "Not found: the user, in the context organisation",
+    "409": "Aborted: a concurrent write won and the retries ran out",
+    "413": "The body is larger than 64 KiB",
+    "429": "The message is larger than the limit",
+    "500": "Internal error",
+    "503": "The store is unavailable",
+}
+EXTRA_ERRORS = {
+    "AddMachineUser": {"409": "The user name is taken (or a concurrent write won)"},
+    "AddHumanUser": {"409": "The user name is taken (or a concurrent write won)"},
+    "AddOrgMember": {"409": "The user is a member already (or a concurrent write won)"},
+}
+SCALARS: dict[int, dict[str, Any]] = {
+    Field.TYPE_STRING: {"type": "string"},
+    Field.TYPE_BOOL: {"type": "boolean"},
+    Field.TYPE_INT32: {"type": "integer", "format": "int32"},
+    Field.TYPE_UINT32: {"type": "integer", "format": "int64", "minimum": 0},
+    Field.TYPE_INT64: {"type": "string", "format": "int64"},
+    Field.TYPE_UINT64: {"type": "string", "format": "uint64"},
+    Field.TYPE_BYTES: {"type": "string", "format": "byte"},
+    Field.TYPE_DOUBLE: {"type": "number"},
+    Field.TYPE_FLOAT: {"type": "number"},
+}
+WELL_KNOWN = {".google.protobuf.Timestamp": {"type": "string", "format": "date-time"}}
+
+
+def camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+class Generator:
+    def __init__(self, files: descriptor_pb2.FileDescriptorSet) -> None:
+        self.messages: dict[str, descriptor_pb2.DescriptorProto] = {}
+        self.enums: dict[str, descriptor_pb2.EnumDescriptorProto] = {}
+        self.services: list[tuple[str, descriptor_pb2.ServiceDescriptorProto]] = []
+        for file in files.file:
+            for message in file.message_type:
+                self.messages[f".{file.package}.{message.name}"] = message
+            for enum in file.enum_type:
+                self.enums[f".{file.package}.{enum.name}"] = enum
+            for service in file.service:
+                if f"{file.package}.{service.name}" in SERVICES:
+                    self.services.append((file.package, service))
+        self.schemas: dict[str, Any] = {}
+
+    def ref(self, type_name: str) -> dict[str, Any]:
+        if type_name in WELL_KNOWN:
+            return WELL_KNOWN[type_name]
+        short = type_name.rsplit(".", 1)[1]
+        if short not in self.schemas:
+            self.schemas[short] = {}  # reserve the name: messages may refer to each other
+            if type_name in self.enums:
+                self.schemas[short] = {
+                    "type": "string",
+                    "enum": [v.name for v in self.enums[type_name].value],
+                }
+            else:
+                self.schemas[short] = self.object(self.messages[type_name], exclude=())
+        return {"$ref": f"#/components/schemas/{short}"}
+
+    def object(self, message: descriptor_pb2.DescriptorProto, exclude: tuple[str, ...]) -> dict[str, Any]:
+        properties = {}
+        for field in message.field:
+            if field.name in exclude:
+                continue
+            if field.type in (Field.TYPE_MESSAGE, Field.TYPE_ENUM):
+                schema = self.ref(field.type_name)
+            else:
+                schema = dict(SCALARS[field.type])
+            if field.label == Field.LABEL_REPEATED:
+                schema = {"type": "array", "items": schema}
+            properties[camel(field.name)] = schema
+        return {"type": "object", "properties": properties, "additionalProperties": False}
+
+    def document(self) -> dict[str, Any]:
+        paths: dict[str, Any] = {}
+        for package, service in self.services:
+            for method in service.method:
+                rule = method.options.Extensions[annotations_pb2.http]
+                for binding in [rule, *rule.additional_bindings]:
+                    verb = binding.WhichOneof("pattern")
+                    path = getattr(binding, verb)
+                    paths.setdefault(path, {})[verb] = self.operation(
+                        package, service.name, method, path, binding.body
+                    )
+        self.schemas["Status"] = {
+            "type": "object",
+            "required": ["code", "message", "details"],
+            "properties": {
+                "code": {"type": "integer", "description": "the google.rpc.Code"},
+                "message": {"type": "string"},
+                "details": {"type": "array", "items": {"type": "object", "required": ["@type"],
+                            "properties": {"@type": {"type": "string"}}}},
+            },
+        }  # fmt: skip
+        paths.update(oauth_paths())
+        self.schemas.update(oauth_schemas())
+        return {
+            "openapi": "3.0.3",
+            "info": {
+                "title": "machine-secrets",
+                "version": "v1",
+                "description": "Client secrets for machine users, and the OAuth2 client-credentials grant. "
+                "JSON through Envoy's gRPC-JSON transcoder; the same calls answer over gRPC and "
+                "grpc-web.",
+            },
+            "paths": dict(sorted(paths.items())),
+            "components": {
+                "schemas": dict(sorted(self.schemas.items())),
+                "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
+                                    "basic": {"type": "http", "scheme": "basic"}},
+                "parameters": {"orgid": {"name": "x-zitadel-orgid", "in": "header", "required": False,
+                               "description": "The organisation to act in; the caller's own when absent.",
+                               "schema": {"type": "string"}}},
+            },
+        }  # fmt: skip
+
+    def operation(self, package: str, service: str, method: Any, path: str, body: str) -> dict[str, Any]:
+        request = self.messages[method.input_type]
+        in_path = tuple(part[1:-1] for part in path.split("/") if part.startswith("{"))
+        parameters: list[dict[str, Any]] = [{"$ref": "#/components/parameters/orgid"}]
+        parameters += [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string", "maxLength": 200}}
+            for name in in_path
+        ]
+        errors = {**COMMON_ERRORS, **EXTRA_ERRORS.get(method.name, {})}
+        operation: dict[str, Any] = {
+            "operationId": f"{service}_{method.name}",
+            "tags": [service],
+            "security": [{"bearer": []}],
+            "parameters": parameters,
+            "responses": {
+                "200": {"description": "OK",
+                        "content": {"application/json": {"schema": self.ref(method.output_type)}}},
+                **{code: {"description": text, "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/Status"}}}} for code, text in errors.items()},
+            },
+        }  # fmt: skip
+        if body == "*":
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": self.object(request, exclude=in_path)}},
+            }
+        if "/management/v1/" in path:
+            operation["operationId"] += "_management"
+        return operation
+
+
+def oauth_paths() -> dict[str, Any]:
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/OAuthError"}}}
+    return {
+        "/oauth/v2/token": {"post": {
+            "operationId": "OAuth_Token",
+            "tags": ["OAuth"],
+            "description": "RFC 6749 §4.4 client credentials; authenticate by HTTP Basic or by form fields.",
+            "security": [{"basic": []}, {}],
+            "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
+                "type": "object", "required": ["grant_type"],
+                "properties": {"grant_type": {"type": "string", "enum": ["client_credentials"]},
+                               "scope": {"type": "string"}, "client_id": {"type": "string"},
+                               "client_secret": {"type": "string"}}}}}},
+            "responses": {
+                "200": {"description": "A token", "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/OAuthToken"}}}},
+                "400": {"description": "invalid_request, unsupported_grant_type or invalid_scope",
+                        "content": error},
+                "401": {"description": "invalid_client", "content": error},
+                "405": {"description": "not POST", "content": error},
+                "413": {"description": "the body is too large", "content": error},
+                "429": {"description": "slow_down: too many failed authentications", "content": error},
+                "500": {"description": "server_error", "content": error},
+                "503": {"description": "temporarily_unavailable", "content": error},
+            },
+        }},
+        "/.well-known/openid-configuration": {"get": {
+            "operationId": "OAuth_Discovery",
+            "tags": ["OAuth"],
+            "responses": {"200": {"description": "Provider metadata", "content": {"application/json": {
+                "schema": {"type": "object", "required": ["issuer", "token_endpoint"]}}}}},
+        }},
+    }  # fmt: skip
+
+
+def oauth_schemas() -> dict[str, Any]:
+    return {
+        "OAuthToken": {"type": "object", "required": ["access_token", "token_type", "expires_in", "scope"],
+                       "properties": {"access_token": {"type": "string"}, "token_type": {"type": "string"},
+                                      "expires_in": {"type": "integer"}, "scope": {"type": "string"}}},
+        "OAuthError": {"type": "object", "required": ["error"],
+                       "properties": {"error": {"type": "string"}, "error_description": {"type": "string"}}},
+    }  # fmt: skip
+
+
+def generate() -> str:
+    files = descriptor_pb2.FileDescriptorSet.FromString(DESCRIPTOR_SET.read_bytes())
+    return json.dumps(Generator(files).document(), indent=2, ensure_ascii=False) + "\n"
+
+
+if __name__ == "__main__":
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else OUTPUT
+    target.write_text(generate())
