@@ -15,6 +15,9 @@ from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor_pb2 import FieldDescriptorProto as Field
 
+from server.domain.permissions import ROLES
+from server.domain.validation import MAX_DESCRIPTION_LENGTH, MAX_ID_LENGTH, MAX_NAME_LENGTH
+
 ROOT = Path(__file__).resolve().parent.parent
 DESCRIPTOR_SET = ROOT / "generated" / "machinesecrets.binpb"
 OUTPUT = ROOT / "generated" / "openapi.json"
@@ -49,6 +52,20 @@ SCALARS: dict[int, dict[str, Any]] = {
     Field.TYPE_FLOAT: {"type": "number"},
 }
 WELL_KNOWN = {".google.protobuf.Timestamp": {"type": "string", "format": "date-time"}}
+ID = {"type": "string", "pattern": "^[1-9][0-9]{0,18}$", "maxLength": MAX_ID_LENGTH}
+NAME = {"type": "string", "minLength": 1, "maxLength": MAX_NAME_LENGTH}
+# The rules the domain checks (server/domain/validation.py), so that clients and generated tests
+# know them. Keyed by the JSON name of a request field or path parameter.
+REQUEST_RULES: dict[str, dict[str, Any]] = {
+    "user_id": ID,
+    "userId": ID,
+    "userName": {**NAME, "pattern": "^[^\\s]+$"},
+    "name": NAME,
+    "displayName": NAME,
+    "description": {"type": "string", "maxLength": MAX_DESCRIPTION_LENGTH},
+    "email": {"type": "string", "format": "email", "maxLength": MAX_NAME_LENGTH},
+    "roles": {"type": "array", "minItems": 1, "items": {"type": "string", "enum": sorted(ROLES)}},
+}
 
 
 def camel(name: str) -> str:
@@ -86,12 +103,16 @@ class Generator:
                 self.schemas[short] = self.object(self.messages[type_name], exclude=())
         return {"$ref": f"#/components/schemas/{short}"}
 
-    def object(self, message: descriptor_pb2.DescriptorProto, exclude: tuple[str, ...]) -> dict[str, Any]:
+    def object(
+        self, message: descriptor_pb2.DescriptorProto, exclude: tuple[str, ...], request: bool = False
+    ) -> dict[str, Any]:
         properties = {}
         for field in message.field:
             if field.name in exclude:
                 continue
-            if field.type in (Field.TYPE_MESSAGE, Field.TYPE_ENUM):
+            if request and camel(field.name) in REQUEST_RULES:
+                schema = dict(REQUEST_RULES[camel(field.name)])
+            elif field.type in (Field.TYPE_MESSAGE, Field.TYPE_ENUM):
                 schema = self.ref(field.type_name)
             else:
                 schema = dict(SCALARS[field.type])
@@ -148,7 +169,12 @@ class Generator:
         in_path = tuple(part[1:-1] for part in path.split("/") if part.startswith("{"))
         parameters: list[dict[str, Any]] = [{"$ref": "#/components/parameters/orgid"}]
         parameters += [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string", "maxLength": 200}}
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "schema": REQUEST_RULES.get(name, {"type": "string"}),
+            }
             for name in in_path
         ]
         errors = {**COMMON_ERRORS, **EXTRA_ERRORS.get(method.name, {})}
@@ -167,7 +193,9 @@ class Generator:
         if body == "*":
             operation["requestBody"] = {
                 "required": True,
-                "content": {"application/json": {"schema": self.object(request, exclude=in_path)}},
+                "content": {
+                    "application/json": {"schema": self.object(request, exclude=in_path, request=True)}
+                },
             }
         if "/management/v1/" in path:
             operation["operationId"] += "_management"
