@@ -1,12 +1,16 @@
 """Real `python -m server` processes, for tests about processes: several on one database,
-killed, restarted."""
+killed, restarted.
+
+The server logs to a file, not a pipe: a pipe must be drained by the test's event loop, and a test
+that blocks that loop (a synchronous one, say) would stall the server once the pipe filled.
+"""
 
 import asyncio
 import os
 import re
 import signal
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -18,8 +22,11 @@ class ServerProcess:
     process: asyncio.subprocess.Process
     grpc_port: int
     http_port: int
-    log: list[str] = field(default_factory=list)
-    _reader: asyncio.Task[None] | None = None
+    log_file: Path
+
+    @property
+    def log(self) -> list[str]:
+        return self.log_file.read_text(errors="replace").splitlines(keepends=True)
 
     @classmethod
     async def start(cls, database_url: str, folder: Path, **env: str) -> "ServerProcess":
@@ -33,33 +40,29 @@ class ServerProcess:
             "MS_ADMIN_PAT_FILE": str(folder / "admin.pat"),
             **env,
         }
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "server", cwd=ROOT, env=environment, stderr=asyncio.subprocess.PIPE
-        )
-        assert process.stderr is not None
-        log: list[str] = []
-        ports: dict[str, int] = {}
-        async with asyncio.timeout(READY_TIMEOUT_S):
-            while len(ports) < 2:
-                line = (await process.stderr.readline()).decode()
-                assert line, f"the server exited: {''.join(log)}"
-                log.append(line)
-                if found := re.search(r"(gRPC|grpc-web and HTTP) listening on [\d.]+:(\d+)", line):
-                    ports[found.group(1)] = int(found.group(2))
-        started = cls(process, ports["gRPC"], ports["grpc-web and HTTP"], log)
-        started._reader = asyncio.create_task(started._drain())
+        log_file = folder / f"server-{len(list(folder.glob('server-*.log')))}.log"
+        with log_file.open("wb") as sink:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "server", cwd=ROOT, env=environment, stderr=sink
+            )
+        started = cls(process, 0, 0, log_file)
+        await started.wait_for_log("grpc-web and HTTP listening on")
+        text = "".join(started.log)
+        started.grpc_port = int(re.findall(r"gRPC listening on [\d.]+:(\d+)", text)[-1])
+        started.http_port = int(re.findall(r"grpc-web and HTTP listening on [\d.]+:(\d+)", text)[-1])
         return started
+
+    @property
+    def envoy_port(self) -> int:
+        return int(
+            re.findall(r"Envoy \(JSON, gRPC, grpc-web\) listening on [\d.]+:(\d+)", "".join(self.log))[-1]
+        )
 
     async def wait_for_log(self, text: str) -> None:
         async with asyncio.timeout(READY_TIMEOUT_S):
             while not any(text in line for line in self.log):
                 assert self.process.returncode is None, f"the server exited: {''.join(self.log)}"
                 await asyncio.sleep(0.05)
-
-    async def _drain(self) -> None:
-        assert self.process.stderr is not None
-        while line := await self.process.stderr.readline():
-            self.log.append(line.decode())
 
     async def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)
@@ -75,5 +78,3 @@ class ServerProcess:
     async def _wait(self) -> None:
         async with asyncio.timeout(30):
             await self.process.wait()
-            if self._reader is not None:
-                await self._reader

@@ -17,7 +17,7 @@ async def test_generated_requests_through_envoy(tmp_path: Path) -> None:
     process = await ServerProcess.start(f"sqlite:///{tmp_path}/ms.db", tmp_path, MS_ENVOY_ADDR="127.0.0.1:0")
     try:
         await process.wait_for_log("Envoy (JSON")
-        [port] = re.findall(r"Envoy \(JSON, gRPC, grpc-web\) listening on [\d.]+:(\d+)", "".join(process.log))
+        port = process.envoy_port
         token = (tmp_path / "admin.pat").read_text().strip()
         run = await asyncio.create_subprocess_exec(
             str(Path(sys.executable).parent / "schemathesis"), "run", f"http://127.0.0.1:{port}/openapi.json",
