@@ -3,10 +3,12 @@
 import asyncio
 import re
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import bcrypt
 import grpc
 import pytest
+from google.protobuf.message import Message
 from machinesecrets.v1 import user_service_pb2 as user_pb
 
 from tests.api import ApiError
@@ -242,3 +244,30 @@ async def test_sequence_numbers_follow_the_users_events(world: World) -> None:
     # Another user's events do not move this user's sequence.
     other = await world.machine_user()
     assert (await add_secret(world, other)).details.sequence == 2
+
+
+async def test_a_message_that_does_not_parse_is_invalid_argument(world: World) -> None:
+    if world.api.name == "envoy-json":
+        pytest.skip("JSON has no protobuf message to corrupt; Envoy's own JSON refusals are tested elsewhere")
+    with pytest.raises(ApiError) as caught:
+        await world.api.call(
+            "AddSecret",
+            cast(Message, RawMessage(b"\xff\xff\xff")),
+            [("authorization", f"Bearer {world.admin_token}")],
+        )
+    error = caught.value
+    assert (error.code, error.violations) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        {"request": "the message does not parse"},
+    )
+    assert "DecodeError" not in error.message
+
+
+class RawMessage:
+    """Stands in for a request message: its bytes on the wire are given, not serialised."""
+
+    def __init__(self, raw: bytes) -> None:
+        self._raw = raw
+
+    def SerializeToString(self) -> bytes:
+        return self._raw

@@ -202,12 +202,15 @@ class GrpcWeb(grpcASGI):  # type: ignore[misc]
         body = await _read_body(receive, limit)
         if text:
             body = _decode_text(body)
-        try:
-            request = handler.request_deserializer(_single_message(body, self._max_message_bytes))
-        except DecodeError:
-            raise bad_request("the message does not parse") from None
+        message = _single_message(body, self._max_message_bytes)
         details = _CallDetails(path, context.invocation_metadata())
         intercepted = await self._intercept(details, handler)
+        # The interceptors may take the message as bytes and parse it themselves.
+        try:
+            deserialize = intercepted.request_deserializer
+            request = message if deserialize is None else deserialize(message)
+        except DecodeError:
+            raise bad_request("the message does not parse") from None
         timeout = _timeout(headers.get("grpc-timeout"))
         try:
             async with asyncio.timeout(timeout):

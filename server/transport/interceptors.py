@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc import aio
 
 from server.domain import permissions as perm
@@ -94,6 +95,10 @@ class UnaryInterceptor(_ServerInterceptor):
     """
 
     wraps_public_methods = False
+    # Whether this layer receives the request as bytes and parses it itself (inside `around`, so
+    # that a message that does not parse is its error to map, not grpc's: grpc answers UNKNOWN
+    # with the parser's exception text).
+    parses_requests = False
 
     def __init__(self) -> None:
         self._wrapped: dict[str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]] = {}
@@ -113,13 +118,26 @@ class UnaryInterceptor(_ServerInterceptor):
         if cached is not None and cached[0] is handler:
             return cached[1]
         inner: Behavior = handler.unary_unary
+        deserialize = handler.request_deserializer
+        next_step = inner
+        if self.parses_requests and deserialize is not None:
+            parse = deserialize
+
+            async def parse_then_call(raw: bytes, context: Any) -> Any:
+                try:
+                    request = parse(raw)
+                except DecodeError:
+                    raise InvalidArgument([FieldViolation("request", "the message does not parse")]) from None
+                return await inner(request, context)
+
+            next_step, deserialize = parse_then_call, None
 
         async def behavior(request: Any, context: Any) -> Any:
-            return await self.around(method, request, context, inner)
+            return await self.around(method, request, context, next_step)
 
         wrapped = grpc.unary_unary_rpc_method_handler(
             behavior,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=deserialize,
             response_serializer=handler.response_serializer,
         )
         self._wrapped[method] = (handler, wrapped)
@@ -152,6 +170,7 @@ class AccessLog(UnaryInterceptor):
 
 class ErrorMapping(UnaryInterceptor):
     wraps_public_methods = True
+    parses_requests = True
 
     async def around(self, method: str, request: Any, context: Any, call_next: Behavior) -> Any:
         scope = _scope.get()
