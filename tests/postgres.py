@@ -5,13 +5,13 @@ CI sets it) they fail instead, so a green run always means they ran.
 """
 
 import os
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
+
+import tools.throwaway_database
 
 TABLES = ("events", "orgs", "users", "members", "tokens", "schema_migrations")
 
@@ -28,16 +28,9 @@ def admin_url() -> str:
 
 @contextmanager
 def throwaway_database() -> Iterator[str]:
-    """A new, empty database; dropped afterwards, whatever the test left connected to it."""
-    base = admin_url()
-    name = f"ms_test_{secrets.token_hex(6)}"
-    with psycopg.connect(base, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlunsplit(urlsplit(base)._replace(path=f"/{name}"))
-    finally:
-        with psycopg.connect(base, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    """A new, empty database on the test server; dropped afterwards."""
+    with tools.throwaway_database.throwaway_database(admin_url(), "ms_test") as url:
+        yield url
 
 
 def dump(url: str) -> bytes:

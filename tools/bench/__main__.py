@@ -14,7 +14,6 @@ import json
 import os
 import platform
 import re
-import secrets
 import struct
 import subprocess
 import sys
@@ -26,11 +25,9 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import bcrypt
 import grpc
-import psycopg
 from machinesecrets.v1 import org_service_pb2 as org_pb
 from machinesecrets.v1 import org_service_pb2_grpc, user_service_pb2_grpc
 from machinesecrets.v1 import user_service_pb2 as user_pb
@@ -41,6 +38,7 @@ from server.domain.ids import IdGenerator
 from server.transport.oauth import TOKEN_PATH
 from tools.bench import seed
 from tools.bench.load import Request, Result, h2load
+from tools.throwaway_database import throwaway_database
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 REPORT = ROOT / "BENCHMARKS.md"
@@ -116,14 +114,8 @@ def database(postgres: str | None, folder: Path) -> Iterator[str]:
     if postgres is None:
         yield f"sqlite:///{folder / 'bench.db'}"
         return
-    name = f"ms_bench_{secrets.token_hex(4)}"
-    with psycopg.connect(postgres, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlunsplit(urlsplit(postgres)._replace(path=f"/{name}"))
-    finally:
-        with psycopg.connect(postgres, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with throwaway_database(postgres, "ms_bench") as url:
+        yield url
 
 
 # --- requests ---------------------------------------------------------------------------------
