@@ -1,0 +1,27 @@
+"""The README's configuration table is what the code reads: every setting, its flag, its default."""
+
+import re
+from pathlib import Path
+
+from server.config import SETTINGS
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_the_configuration_table_matches_the_settings() -> None:
+    rows = re.findall(r"^\| `(MS_[A-Z_]+)` \| `(--[a-z-]+)` \| ([^|]+) \|", README.read_text(), re.M)
+    documented = {env: (flag, default.strip()) for env, flag, default in rows}
+    assert set(documented) == {s.env for s in SETTINGS}
+    for setting in SETTINGS:
+        flag, default = documented[setting.env]
+        assert flag == setting.flag, setting.env
+        if setting.default:
+            assert default == f"`{setting.default}`", setting.env
+        else:
+            assert default.startswith("("), setting.env  # "(none)" and the like: no value
+
+
+def test_the_readme_begins_with_the_two_commands() -> None:
+    head = README.read_text().split("\n\n", 2)[1]
+    assert "make run" in head
+    assert "make test" in head
