@@ -101,6 +101,28 @@ def _frame(flags: int, payload: bytes) -> bytes:
     return struct.pack(">BI", flags, len(payload)) + payload
 
 
+def grpc_web_frames(body: bytes) -> tuple[list[bytes], list[bytes]]:
+    """The message frames and the trailer frames of a grpc-web body, each as its payload."""
+    messages: list[bytes] = []
+    trailer_blocks: list[bytes] = []
+    while len(body) >= 5:
+        flags, length = struct.unpack(">BI", body[:5])
+        payload, body = body[5 : 5 + length], body[5 + length :]
+        (trailer_blocks if flags & 0x80 else messages).append(payload)
+    return messages, trailer_blocks
+
+
+def trailer_map(blocks: list[bytes]) -> dict[str, str]:
+    """`key: value` lines of trailer blocks, keys lower-cased."""
+    trailers = {}
+    for block in blocks:
+        for line in block.decode("ascii").split("\r\n"):
+            if line:
+                key, _, value = line.partition(":")
+                trailers[key.strip().lower()] = value.strip()
+    return trailers
+
+
 def _b64decode_pieces(data: bytes) -> bytes:
     """Decodes base64 made of several separately padded pieces (as Envoy sends grpc-web-text)."""
     return b"".join(base64.b64decode(p) for p in re.findall(rb"[^=]*=*", b"".join(data.split())) if p)
@@ -127,20 +149,10 @@ class GrpcWebApi:
         assert answer.status_code == 200, (answer.status_code, answer.text)
         assert answer.headers["content-type"].startswith(content_type), answer.headers["content-type"]
         data = _b64decode_pieces(answer.content) if self._text else answer.content
-        messages, trailers = (
-            [],
-            {k.lower(): v for k, v in answer.headers.items() if k.lower().startswith("grpc-")},
-        )
-        while data:  # a trailers-only answer keeps its status in the headers and has no frames
-            flags, length = struct.unpack(">BI", data[:5])
-            payload, data = data[5 : 5 + length], data[5 + length :]
-            if flags & 0x80:
-                for line in payload.decode("ascii").split("\r\n"):
-                    if line:
-                        key, _, value = line.partition(":")
-                        trailers[key.strip().lower()] = value.strip()
-            else:
-                messages.append(payload)
+        # A trailers-only answer keeps its status in the headers and has no frames.
+        messages, blocks = grpc_web_frames(data)
+        trailers = {k.lower(): v for k, v in answer.headers.items() if k.lower().startswith("grpc-")}
+        trailers |= trailer_map(blocks)
         code = grpc_code(int(trailers["grpc-status"]))
         if code != grpc.StatusCode.OK:
             encoded = trailers.get("grpc-status-details-bin")

@@ -19,7 +19,7 @@ from machinesecrets.v1 import user_service_pb2 as user_pb
 from server.domain.permissions import ORG_OWNER, ORG_USER_MANAGER, ROLE_PERMISSIONS, USER_READ, USER_WRITE
 from server.transport.status import HTTP_STATUS
 from tests.api import grpc_code, method_path, response_class
-from tests.processes import ServerProcess
+from tests.processes import ServerProcess, start_with_envoy
 
 UNKNOWN_ORG = "123456789012345"
 UNKNOWN_USER = "987654321098765"
@@ -78,10 +78,8 @@ class Served:
 @pytest.fixture(scope="module")
 async def served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Served]:
     folder = tmp_path_factory.mktemp("authz")
-    process = await ServerProcess.start(f"sqlite:///{folder}/ms.db", folder, MS_ENVOY_ADDR="127.0.0.1:0")
-    await process.wait_for_log("Envoy (JSON")
+    process, admin = await start_with_envoy(folder)
     envoy_port = process.envoy_port
-    admin = (folder / "admin.pat").read_text().strip()
     with grpc.insecure_channel(f"127.0.0.1:{process.grpc_port}") as channel:
         model = build(channel, admin)
     yield Served(process, envoy_port, model)

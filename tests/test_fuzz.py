@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from machinesecrets.v1 import user_service_pb2 as user_pb
 
-from tests.api import method_path, response_class
-from tests.processes import ServerProcess
+from tests.api import grpc_web_frames, method_path, response_class, trailer_map
+from tests.processes import ServerProcess, start_with_envoy
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 CLEAR_WEB_STATUSES = {"0", "3", "5", "7", "8", "9", "12", "16"}  # OK and the codes bad input may earn
@@ -35,9 +35,7 @@ class Target:
 @pytest.fixture(scope="module")
 async def target(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Target]:
     folder = tmp_path_factory.mktemp("fuzz")
-    process = await ServerProcess.start(f"sqlite:///{folder}/ms.db", folder, MS_ENVOY_ADDR="127.0.0.1:0")
-    await process.wait_for_log("Envoy (JSON")
-    token = (folder / "admin.pat").read_text().strip()
+    process, token = await start_with_envoy(folder)
     with grpc.insecure_channel(f"127.0.0.1:{process.grpc_port}") as channel:
         rpc = channel.unary_unary(
             method_path("AddMachineUser"),
@@ -61,18 +59,7 @@ def event_count(target: Target) -> int:
 
 
 def web_trailers(body: bytes, text: bool) -> dict[str, str]:
-    if text:
-        body = base64.b64decode(body)
-    trailers: dict[str, str] = {}
-    while len(body) >= 5:
-        flags, length = struct.unpack(">BI", body[:5])
-        payload, body = body[5 : 5 + length], body[5 + length :]
-        if flags & 0x80:
-            for line in payload.decode("ascii").split("\r\n"):
-                if line:
-                    key, _, value = line.partition(":")
-                    trailers[key.strip()] = value.strip()
-    return trailers
+    return trailer_map(grpc_web_frames(base64.b64decode(body) if text else body)[1])
 
 
 frames = st.one_of(

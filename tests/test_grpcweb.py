@@ -21,6 +21,7 @@ from grpc_status import rpc_status
 from server.transport.asgi_server import AsgiServer
 from server.transport.grpcweb import GrpcWeb
 from server.transport.http import HttpApp
+from tests.api import grpc_web_frames, trailer_map
 from tests.conftest import Running
 
 ORIGIN = "http://app.example"
@@ -87,17 +88,11 @@ def frame(payload: bytes, flags: int = 0) -> bytes:
 
 
 def parse(body: bytes) -> tuple[list[bytes], dict[str, str]]:
-    messages, trailers = [], {}
-    while body:
-        flags, length = struct.unpack(">BI", body[:5])
-        payload, body = body[5 : 5 + length], body[5 + length :]
-        if flags & 0x80:
-            text = payload.decode("ascii")  # defect 1: a text block, not bytes reprs
-            assert text.endswith("\r\n")
-            trailers = dict(line.split(": ", 1) for line in text.strip().split("\r\n"))
-        else:
-            messages.append(payload)
-    return messages, trailers
+    messages, blocks = grpc_web_frames(body)
+    for block in blocks:  # defect 1: a text block of "key: value" lines, not bytes reprs
+        assert block.endswith(b"\r\n")
+        assert all(b": " in line for line in block.split(b"\r\n") if line), block
+    return messages, trailer_map(blocks)
 
 
 async def post(

@@ -7,18 +7,16 @@ import re
 import sys
 from pathlib import Path
 
-from tests.processes import ServerProcess
+from tests.processes import start_with_envoy
 
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 EXAMPLES_PER_OPERATION = 200
 
 
 async def test_generated_requests_through_envoy(tmp_path: Path) -> None:
-    process = await ServerProcess.start(f"sqlite:///{tmp_path}/ms.db", tmp_path, MS_ENVOY_ADDR="127.0.0.1:0")
+    process, token = await start_with_envoy(tmp_path)
     try:
-        await process.wait_for_log("Envoy (JSON")
         port = process.envoy_port
-        token = (tmp_path / "admin.pat").read_text().strip()
         run = await asyncio.create_subprocess_exec(
             str(Path(sys.executable).parent / "schemathesis"), "run", f"http://127.0.0.1:{port}/openapi.json",
             "--header", f"Authorization: Bearer {token}", "--checks", CHECKS,
