@@ -8,7 +8,6 @@ with SHA-256: with 256 random bits a slow hash buys nothing either.
 
 import asyncio
 import hashlib
-import hmac
 import secrets
 import string
 
@@ -81,7 +80,3 @@ class SecretHasher:
 def cost_of(hashed: str) -> int:
     # A bcrypt hash reads $2b$<cost>$<salt and hash>.
     return int(hashed.split("$")[2])
-
-
-def constant_time_equal(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())

@@ -26,20 +26,6 @@ USER_PAT_ADDED = "user.pat.added"  # {token_id, token_hash, expires_at}: SHA-256
 # while the secret set by event `secret_sequence` of the user is the user's secret.
 TOKEN_ACCESS_ADDED = "token.access.added"
 
-EVENT_TYPES = frozenset(
-    {
-        ORG_ADDED,
-        ORG_MEMBER_ADDED,
-        USER_MACHINE_ADDED,
-        USER_HUMAN_ADDED,
-        USER_MACHINE_SECRET_SET,
-        USER_MACHINE_SECRET_REMOVED,
-        USER_MACHINE_SECRET_UPDATED,
-        USER_PAT_ADDED,
-        TOKEN_ACCESS_ADDED,
-    }
-)
-
 
 @dataclass(frozen=True)
 class NewEvent:

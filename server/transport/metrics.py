@@ -16,9 +16,6 @@ class CallCounters:
     def count(self, method: str, outcome: str) -> None:
         self._calls[(method, outcome)] += 1
 
-    def snapshot(self) -> dict[tuple[str, str], int]:
-        return dict(self._calls)
-
     def prometheus(self) -> str:
         lines = [
             "# HELP machinesecrets_calls_total Calls answered, by method and outcome (gRPC code or HTTP).",
