@@ -42,7 +42,7 @@ from sonora.protocol import parse_timeout
 
 from server.domain.errors import FieldViolation, InvalidArgument
 from server.transport import status
-from server.transport.asgi import ASGIApp, Receive, Send
+from server.transport.asgi import ASGIApp, Receive, Send, first, header_lists, respond
 from server.transport.interceptors import UnaryInterceptor
 
 log = logging.getLogger("machinesecrets.grpcweb")
@@ -156,17 +156,17 @@ class GrpcWeb(grpcASGI):  # type: ignore[misc]
         if handler is None:
             await self._application(scope, receive, send)
             return
-        headers = _headers(scope)
-        cors = self._cors_headers(headers.get("origin"))
+        headers = header_lists(scope)
+        cors = self._cors_headers(first(headers, "origin") or None)
         if scope["method"] == "OPTIONS":
-            await _respond(send, 204, [*cors, *self._preflight_headers(cors)], b"")
+            await respond(send, 204, [*cors, *self._preflight_headers(cors)], b"")
             return
         if scope["method"] != "POST":
-            await _respond(send, 405, [*cors, ("allow", "POST, OPTIONS")], b"")
+            await respond(send, 405, [*cors, ("allow", "POST, OPTIONS")], b"")
             return
-        content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        content_type = first(headers, "content-type").split(";")[0].strip().lower()
         if content_type not in BINARY_TYPES | TEXT_TYPES:
-            await _respond(send, 415, [*cors, ("content-type", "text/plain")], b"unsupported content type\n")
+            await respond(send, 415, [*cors, ("content-type", "text/plain")], b"unsupported content type\n")
             return
         text = content_type in TEXT_TYPES
         context = WebContext(_peer(scope))
@@ -184,13 +184,13 @@ class GrpcWeb(grpcASGI):  # type: ignore[misc]
         if text:
             body = base64.b64encode(body)
         response_type = "application/grpc-web-text+proto" if text else "application/grpc-web+proto"
-        await _respond(send, 200, [*cors, ("content-type", response_type)], body)
+        await respond(send, 200, [*cors, ("content-type", response_type)], body)
 
     async def _call(
         self,
         path: str,
         handler: Any,
-        headers: dict[str, str],
+        headers: dict[str, list[str]],
         context: WebContext,
         receive: Receive,
         text: bool,
@@ -211,7 +211,7 @@ class GrpcWeb(grpcASGI):  # type: ignore[misc]
             request = message if deserialize is None else deserialize(message)
         except DecodeError:
             raise bad_request("the message does not parse") from None
-        timeout = _timeout(headers.get("grpc-timeout"))
+        timeout = _timeout(first(headers, "grpc-timeout") or None)
         try:
             async with asyncio.timeout(timeout):
                 return await intercepted.unary_unary(request, context)
@@ -265,10 +265,6 @@ def _bind(
         return await interceptor.intercept_service(continuation, details)
 
     return next_step
-
-
-def _headers(scope: dict[str, Any]) -> dict[str, str]:
-    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
 
 
 def _metadata(scope: dict[str, Any]) -> list[tuple[str, str | bytes]]:
@@ -349,10 +345,3 @@ def _timeout(value: str | None) -> float | None:
 
 def _frame(flags: int, payload: bytes) -> bytes:
     return FRAME_HEADER.pack(flags, len(payload)) + payload
-
-
-async def _respond(send: Send, code: int, headers: list[tuple[str, str]], body: bytes) -> None:
-    raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
-    raw.append((b"content-length", str(len(body)).encode()))
-    await send({"type": "http.response.start", "status": code, "headers": raw})
-    await send({"type": "http.response.body", "body": body, "more_body": False})

@@ -4,17 +4,13 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from server.transport.asgi import ASGIApp, Receive, Send
+from server.transport.asgi import ASGIApp, Receive, Send, respond
 
 
 async def respond_json(
     send: Send, code: int, body: dict[str, Any], headers: Sequence[tuple[str, str]] = ()
 ) -> None:
-    raw = json.dumps(body).encode()
-    raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
-    raw_headers += [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]
-    await send({"type": "http.response.start", "status": code, "headers": raw_headers})
-    await send({"type": "http.response.body", "body": raw, "more_body": False})
+    await respond(send, code, [*headers, ("content-type", "application/json")], json.dumps(body).encode())
 
 
 async def read_body(receive: Receive, limit: int) -> bytes | None:
@@ -52,6 +48,4 @@ class StaticJson:
         self._body = body
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(self._body)).encode())]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": self._body, "more_body": False})
+        await respond(send, 200, [("content-type", "application/json")], self._body)

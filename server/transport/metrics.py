@@ -4,7 +4,7 @@ succeeded), served as Prometheus text at GET /metrics on the HTTP port. Envoy do
 from collections import Counter
 from typing import Any
 
-from server.transport.asgi import Receive, Send
+from server.transport.asgi import Receive, Send, respond
 
 METRICS_PATH = "/metrics"
 
@@ -32,9 +32,4 @@ class MetricsEndpoint:
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         body = self._counters.prometheus().encode()
-        headers = [
-            (b"content-type", b"text/plain; version=0.0.4"),
-            (b"content-length", str(len(body)).encode()),
-        ]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": body, "more_body": False})
+        await respond(send, 200, [("content-type", "text/plain; version=0.0.4")], body)

@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, unquote_plus
 from server.domain.client_credentials import ClientCredentials, InvalidClient
 from server.domain.errors import Unavailable
 from server.domain.failure_limits import TooManyFailures
-from server.transport.asgi import Receive, Send
+from server.transport.asgi import Receive, Send, first, header_lists
 from server.transport.http import read_body, respond_json
 from server.transport.metrics import CallCounters
 
@@ -52,10 +52,10 @@ class TokenEndpoint:
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         started, caller = time.perf_counter(), "-"
         try:
-            headers = _headers(scope)
+            headers = header_lists(scope)
             form, basic = await self._request(scope, receive, headers)
             token = await self._credentials.exchange(
-                *_client(form, basic), _scope(form.get("scope")), _source(scope)
+                *_client(form, basic), _scope(form.get("scope")), _source(scope, headers)
             )
             status, body, extra = (
                 200,
@@ -102,7 +102,7 @@ class TokenEndpoint:
     ) -> tuple[dict[str, str], tuple[str, str] | None]:
         if scope["method"] != "POST":
             raise OAuthError("invalid_request", "the token endpoint takes POST", 405)
-        content_type = _one(headers, "content-type").split(";")[0].strip().lower()
+        content_type = first(headers, "content-type").split(";")[0].strip().lower()
         if content_type != "application/x-www-form-urlencoded":
             raise OAuthError("invalid_request", "the body must be application/x-www-form-urlencoded")
         body = await read_body(receive, MAX_BODY_BYTES)
@@ -186,31 +186,19 @@ class Discovery:
         )
 
 
-def _source(scope: dict[str, Any]) -> str:
+def _source(scope: dict[str, Any], headers: dict[str, list[str]]) -> str:
     """The client's address. Behind a proxy on this host (Envoy), the address it appended last to
     X-Forwarded-For (Envoy is configured with use_remote_address); otherwise the peer's."""
     peer = (scope.get("client") or ("unknown", 0))[0]
     if peer in ("127.0.0.1", "::1"):
-        forwarded = [a.strip() for v in _headers(scope).get("x-forwarded-for", []) for a in v.split(",")]
+        forwarded = [a.strip() for v in headers.get("x-forwarded-for", []) for a in v.split(",")]
         if forwarded and forwarded[-1]:
             return forwarded[-1]
     return str(peer)
 
 
 def _request_origin(scope: dict[str, Any]) -> str:
-    headers = _headers(scope)
-    proto = _one(headers, "x-forwarded-proto") or scope.get("scheme", "http")
-    host = _one(headers, "host") or f"{scope['server'][0]}:{scope['server'][1]}"
+    headers = header_lists(scope)
+    proto = first(headers, "x-forwarded-proto") or scope.get("scheme", "http")
+    host = first(headers, "host") or f"{scope['server'][0]}:{scope['server'][1]}"
     return f"{proto}://{host}"
-
-
-def _headers(scope: dict[str, Any]) -> dict[str, list[str]]:
-    headers: dict[str, list[str]] = {}
-    for key, value in scope["headers"]:
-        headers.setdefault(key.decode("latin-1").lower(), []).append(value.decode("latin-1"))
-    return headers
-
-
-def _one(headers: dict[str, list[str]], key: str) -> str:
-    values = headers.get(key, [])
-    return values[0] if values else ""
