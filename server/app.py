@@ -27,7 +27,7 @@ from server.store.sqlite import SqliteStore
 from server.transport.asgi_server import AsgiServer
 from server.transport.grpcweb import GrpcWeb
 from server.transport.http import HttpApp, StaticJson
-from server.transport.interceptors import interceptors
+from server.transport.interceptors import MAX_METADATA_BYTES, interceptors
 from server.transport.metrics import METRICS_PATH, CallCounters, MetricsEndpoint
 from server.transport.oauth import DISCOVERY_PATH, TOKEN_PATH, Discovery, TokenEndpoint
 from server.transport.servicers import OrgService, UserService
@@ -106,6 +106,15 @@ async def _start(config: Config, store: Store) -> Service:
             # grpcio turns SO_REUSEPORT on: a second server on a taken port would start silently.
             ("grpc.so_reuseport", 0),
             ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
+            # No HPACK dynamic table: grpc core leaves its decoding table out of step with the
+            # client's encoder after metadata it cannot parse, and the calls that follow on the
+            # connection (behind Envoy: other callers' calls) decode with shifted headers.
+            ("grpc.http2.hpack_table_size.decoder", 0),
+            # Metadata: MetadataLimit refuses over 16 KiB with a rich status. grpc core's own limit
+            # is a backstop above it, soft and hard alike: between its default soft limit (8 KiB)
+            # and its hard one it would refuse a random share of calls.
+            ("grpc.max_metadata_size", 4 * MAX_METADATA_BYTES),
+            ("grpc.absolute_max_metadata_size", 4 * MAX_METADATA_BYTES),
         ],
     )
     # grpc-web serves the very same servicer objects, behind the very same interceptors.

@@ -31,7 +31,8 @@ COMMON_ERRORS = {
     "404": "Not found: the user, in the context organisation",
     "409": "Aborted: a concurrent write won and the retries ran out",
     "413": "The body is larger than 64 KiB",
-    "429": "The message is larger than the limit",
+    "429": "The message is larger than the limit, or the headers are larger than 16 KiB",
+    "431": "The headers are larger than Envoy's limit (60 KiB)",
     "500": "Internal error",
     "503": "The store is unavailable",
 }

@@ -65,6 +65,10 @@ class Unavailable(DomainError):
     pass
 
 
+class ResourceExhausted(DomainError):
+    pass
+
+
 def user_not_found() -> NotFound:
     # One answer for "no such user" and "a user of another organisation": existence never
     # leaks across organisations.

@@ -30,7 +30,7 @@ import binascii
 import logging
 import re
 import struct
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -43,7 +43,7 @@ from sonora.protocol import parse_timeout
 from server.domain.errors import FieldViolation, InvalidArgument
 from server.transport import status
 from server.transport.asgi import ASGIApp, Receive, Send, first, header_lists, respond
-from server.transport.interceptors import UnaryInterceptor
+from server.transport.interceptors import ONE_MESSAGE, UnaryInterceptor
 
 log = logging.getLogger("machinesecrets.grpcweb")
 
@@ -202,7 +202,7 @@ class GrpcWeb(grpcASGI):  # type: ignore[misc]
         body = await _read_body(receive, limit)
         if text:
             body = _decode_text(body)
-        message = _single_message(body, self._max_message_bytes)
+        message = _single_message(body, self._max_message_bytes, first(headers, "grpc-encoding"))
         details = _CallDetails(path, context.invocation_metadata())
         intercepted = await self._intercept(details, handler)
         # The interceptors may take the message as bytes and parse it themselves.
@@ -212,9 +212,13 @@ class GrpcWeb(grpcASGI):  # type: ignore[misc]
         except DecodeError:
             raise bad_request("the message does not parse") from None
         timeout = _timeout(first(headers, "grpc-timeout") or None)
+        if intercepted.request_streaming:  # the interceptors read the request stream themselves
+            outcome = intercepted.stream_unary(_stream(request), context)
+        else:
+            outcome = intercepted.unary_unary(request, context)
         try:
             async with asyncio.timeout(timeout):
-                return await intercepted.unary_unary(request, context)
+                return await outcome
         except aio.AbortError:
             return None
         except TimeoutError:
@@ -318,20 +322,30 @@ def _decode_text(body: bytes) -> bytes:
         raise bad_request("the grpc-web-text body is not base64") from None
 
 
-def _single_message(body: bytes, limit: int) -> bytes:
-    """The one uncompressed data frame a unary call carries."""
+def _single_message(body: bytes, limit: int, encoding: str) -> bytes:
+    """The one uncompressed data frame a unary call carries.
+
+    A compressed frame gets what gRPC's compression spec (doc/compression.md) and grpc core give
+    it: INTERNAL if no grpc-encoding names how, UNIMPLEMENTED for an encoding not supported (none is).
+    """
     if len(body) < FRAME_HEADER.size:
-        raise bad_request("a unary call needs exactly one message frame")
+        raise bad_request(ONE_MESSAGE)
     flags, length = FRAME_HEADER.unpack_from(body)
     if flags & TRAILER_FLAG:
         raise bad_request("clients send no trailer frames")
+    if flags & COMPRESSED_FLAG and encoding.strip().lower() in ("", "identity"):
+        raise WebCallError(grpc.StatusCode.INTERNAL, "the compressed flag is set but no grpc-encoding is")
     if flags & COMPRESSED_FLAG:
         raise WebCallError(grpc.StatusCode.UNIMPLEMENTED, "compressed messages are not supported")
     if length > limit:
         raise WebCallError(grpc.StatusCode.RESOURCE_EXHAUSTED, "the message is larger than the limit")
     if len(body) != FRAME_HEADER.size + length:
-        raise bad_request("a unary call needs exactly one message frame")
+        raise bad_request(ONE_MESSAGE)
     return body[FRAME_HEADER.size :]
+
+
+async def _stream(message: Any) -> AsyncIterator[Any]:
+    yield message
 
 
 def _timeout(value: str | None) -> float | None:

@@ -2,6 +2,7 @@
 
     AccessLog      outermost: one log line per call (method, code, duration, caller id)
     ErrorMapping   domain errors to google.rpc.Status; anything unexpected to INTERNAL
+    MetadataLimit  metadata over MAX_METADATA_BYTES to RESOURCE_EXHAUSTED
     Authentication `authorization: Bearer <token>` to a Principal
     OrgContext     `x-zitadel-orgid` (or the caller's own organisation) to a CallContext, checked
                    for the permission the method needs
@@ -9,13 +10,18 @@
 Each wraps the behaviour of a unary handler, so it runs with the call's metadata and inside the
 call's task. They pass what they learn down through one context variable, the CallScope. The
 grpc-web adapter runs these very objects, in the same order, around the same servicers.
+
+The outermost serves each unary method to grpc.aio as a stream-unary one and reads the request
+itself (`single_message`): grpc.aio 1.85 never answers a unary call that half-closes without a
+whole message (an empty body, a frame cut short), it leaves the stream open until the client goes
+away; a request stream simply ends, and the call gets INVALID_ARGUMENT at once.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -31,6 +37,7 @@ from server.domain.errors import (
     FieldViolation,
     InvalidArgument,
     PermissionDenied,
+    ResourceExhausted,
     Unauthenticated,
 )
 from server.domain.permissions import CallContext, Principal
@@ -40,6 +47,9 @@ from server.transport.metrics import CallCounters
 log = logging.getLogger("machinesecrets.access")
 
 ORG_HEADER = "x-zitadel-orgid"
+# The most metadata a call may carry, counted as HTTP/2 counts a header list (RFC 9113 §6.5.2:
+# name, value and 32 octets an entry).
+MAX_METADATA_BYTES = 16 * 1024
 PUBLIC_METHOD_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
 # The permission each method needs in the context organisation. A method missing here is refused:
@@ -56,6 +66,26 @@ REQUIRED_PERMISSION = {
 }
 
 Behavior = Callable[[Any, Any], Awaitable[Any]]
+
+ONE_MESSAGE = "a unary call needs exactly one message frame"
+
+
+class _NotOneMessage:
+    """What a unary call's request stream held when it was not exactly one message."""
+
+
+NOT_ONE_MESSAGE = _NotOneMessage()
+
+
+async def single_message(requests: AsyncIterator[Any]) -> Any:
+    """The request of a unary call, read from its request stream to the client's half-close:
+    the message, or NOT_ONE_MESSAGE for none (an empty or truncated body) or more than one."""
+    messages = []
+    async for message in requests:
+        messages.append(message)
+        if len(messages) > 1:
+            return NOT_ONE_MESSAGE
+    return messages[0] if messages else NOT_ONE_MESSAGE
 
 
 @dataclass
@@ -95,6 +125,9 @@ class UnaryInterceptor(_ServerInterceptor):
     """
 
     wraps_public_methods = False
+    # Whether this layer serves the method to grpc as stream-unary and reads the one request
+    # message itself (see the module's docstring): the outermost layer's work.
+    reads_request_stream = False
     # Whether this layer receives the request as bytes and parses it itself (inside `around`, so
     # that a message that does not parse is its error to map, not grpc's: grpc answers UNKNOWN
     # with the parser's exception text).
@@ -120,10 +153,12 @@ class UnaryInterceptor(_ServerInterceptor):
         inner: Behavior = handler.unary_unary
         deserialize = handler.request_deserializer
         next_step = inner
-        if self.parses_requests and deserialize is not None:
-            parse = deserialize
+        if self.parses_requests:
+            parse = deserialize or (lambda raw: raw)
 
-            async def parse_then_call(raw: bytes, context: Any) -> Any:
+            async def parse_then_call(raw: Any, context: Any) -> Any:
+                if raw is NOT_ONE_MESSAGE:
+                    raise InvalidArgument([FieldViolation("request", ONE_MESSAGE)])
                 try:
                     request = parse(raw)
                 except DecodeError:
@@ -140,6 +175,16 @@ class UnaryInterceptor(_ServerInterceptor):
             request_deserializer=deserialize,
             response_serializer=handler.response_serializer,
         )
+        if self.reads_request_stream:
+
+            async def from_stream(requests: AsyncIterator[Any], context: Any) -> Any:
+                return await behavior(await single_message(requests), context)
+
+            wrapped = grpc.stream_unary_rpc_method_handler(
+                from_stream,
+                request_deserializer=deserialize,
+                response_serializer=handler.response_serializer,
+            )
         self._wrapped[method] = (handler, wrapped)
         return wrapped
 
@@ -149,6 +194,7 @@ class UnaryInterceptor(_ServerInterceptor):
 
 class AccessLog(UnaryInterceptor):
     wraps_public_methods = True
+    reads_request_stream = True
 
     def __init__(self, counters: CallCounters) -> None:
         super().__init__()
@@ -191,6 +237,27 @@ class ErrorMapping(UnaryInterceptor):
             details.message,
             trailing_metadata=((status.STATUS_DETAILS_KEY, details.SerializeToString()),),
         )
+
+
+class MetadataLimit(UnaryInterceptor):
+    """One limit on metadata for every transport, enforced before any of it is read.
+
+    grpc core has a limit of its own, but it holds a client to it only once the client has
+    acknowledged the server's SETTINGS: a first request sent at once (as curl and h2 send it)
+    passes with any amount. Envoy and uvicorn have their own, larger or different, limits.
+    """
+
+    wraps_public_methods = True
+
+    async def around(self, method: str, request: Any, context: Any, call_next: Behavior) -> Any:
+        size = sum(len(key) + len(value) + 32 for key, value in context.invocation_metadata() or ())
+        if size > MAX_METADATA_BYTES:
+            raise ResourceExhausted(
+                "METADATA_TOO_LARGE",
+                f"the metadata of the call is larger than {MAX_METADATA_BYTES} bytes",
+                {"limit": str(MAX_METADATA_BYTES)},
+            )
+        return await call_next(request, context)
 
 
 class Authentication(UnaryInterceptor):
@@ -239,4 +306,4 @@ class OrgContext(UnaryInterceptor):
 
 def interceptors(access: Access, counters: CallCounters) -> list[UnaryInterceptor]:
     """The chain, outermost first, for every transport."""
-    return [AccessLog(counters), ErrorMapping(), Authentication(access), OrgContext(access)]
+    return [AccessLog(counters), ErrorMapping(), MetadataLimit(), Authentication(access), OrgContext(access)]
