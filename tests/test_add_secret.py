@@ -215,6 +215,11 @@ async def test_remove_for_an_unknown_user(world: World) -> None:
         ("9" * 30, "must be an id: decimal digits"),
         ("\uff11\uff12\uff13", "must be an id: decimal digits"),  # full-width digits pass str.isdigit
         ("1; DROP TABLE users", "must be an id: decimal digits"),
+        ("1' OR '1'='1", "must be an id: decimal digits"),
+        ("../1", "must be an id: decimal digits"),  # over JSON, a path in the path
+        ("1/secret", "must be an id: decimal digits"),
+        ("%31", "must be an id: decimal digits"),  # percent-encoding is not decoded twice
+        ("1\x00", "must be an id: decimal digits"),
     ],
 )
 @pytest.mark.parametrize("method", ["AddSecret", "RemoveSecret"])
