@@ -170,11 +170,6 @@ class UnaryInterceptor(_ServerInterceptor):
         async def behavior(request: Any, context: Any) -> Any:
             return await self.around(method, request, context, next_step)
 
-        wrapped = grpc.unary_unary_rpc_method_handler(
-            behavior,
-            request_deserializer=deserialize,
-            response_serializer=handler.response_serializer,
-        )
         if self.reads_request_stream:
 
             async def from_stream(requests: AsyncIterator[Any], context: Any) -> Any:
@@ -182,6 +177,12 @@ class UnaryInterceptor(_ServerInterceptor):
 
             wrapped = grpc.stream_unary_rpc_method_handler(
                 from_stream,
+                request_deserializer=deserialize,
+                response_serializer=handler.response_serializer,
+            )
+        else:
+            wrapped = grpc.unary_unary_rpc_method_handler(
+                behavior,
                 request_deserializer=deserialize,
                 response_serializer=handler.response_serializer,
             )
