@@ -99,7 +99,8 @@ async def _start(config: Config, store: Store) -> Service:
         log.info("first start: the token of user %r is in %s", ADMIN_USER_NAME, config.admin_pat_file)
 
     counters = CallCounters()
-    chain = interceptors(access, counters)
+    read_timeout_s = config.request_read_timeout.total_seconds()
+    chain = interceptors(access, counters, read_timeout_s)
     server = aio.server(
         interceptors=chain,
         options=[
@@ -126,7 +127,7 @@ async def _start(config: Config, store: Store) -> Service:
             OPENAPI_PATH: StaticJson(OPENAPI_DOCUMENT.read_bytes()),
         }
     )
-    grpc_web = GrpcWeb(http_app, chain, config.cors_origins, MAX_REQUEST_BYTES)
+    grpc_web = GrpcWeb(http_app, chain, config.cors_origins, MAX_REQUEST_BYTES, read_timeout_s)
     for target in (server, grpc_web):
         user_service_pb2_grpc.add_UserServiceServicer_to_server(UserService(commands, queries), target)
         org_service_pb2_grpc.add_OrgServiceServicer_to_server(OrgService(commands), target)

@@ -46,6 +46,12 @@ SETTINGS = [
         "failed token requests per address and window",
     ),
     Setting("MS_FAILURE_WINDOW", "--failure-window", "60s", "the window of those limits"),
+    Setting(
+        "MS_REQUEST_READ_TIMEOUT",
+        "--request-read-timeout",
+        "10s",
+        "how long a call's request may take to arrive, before DEADLINE_EXCEEDED",
+    ),
     Setting("MS_ADMIN_PAT_FILE", "--admin-pat-file", ".data/admin.pat", "where the first admin's token goes"),
     Setting("MS_LOG_LEVEL", "--log-level", "INFO", "DEBUG, INFO, WARNING or ERROR"),
 ]
@@ -63,6 +69,7 @@ class Config:
     access_token_ttl: timedelta
     issuer: str | None
     failure_limits: FailureLimits
+    request_read_timeout: timedelta
     admin_pat_file: str
     log_level: str
 
@@ -88,6 +95,7 @@ def load(argv: Sequence[str], environ: Mapping[str, str]) -> Config:
             per_source=_count("MS_SOURCE_FAILURE_LIMIT", raw["MS_SOURCE_FAILURE_LIMIT"]),
             window_s=_duration("MS_FAILURE_WINDOW", raw["MS_FAILURE_WINDOW"]).total_seconds(),
         ),
+        request_read_timeout=_duration("MS_REQUEST_READ_TIMEOUT", raw["MS_REQUEST_READ_TIMEOUT"]),
         admin_pat_file=raw["MS_ADMIN_PAT_FILE"],
         log_level=_log_level(raw["MS_LOG_LEVEL"]),
     )

@@ -58,6 +58,7 @@ def config_for(
     bcrypt_cost: int = 4,
     access_token_ttl: timedelta = timedelta(hours=12),
     failure_limits: FailureLimits = GENEROUS_LIMITS,
+    request_read_timeout: timedelta = timedelta(seconds=10),
 ) -> Config:
     return Config(
         database_url=database_url or f"sqlite:///{folder / 'ms.db'}",
@@ -70,6 +71,7 @@ def config_for(
         access_token_ttl=access_token_ttl,
         issuer=None,
         failure_limits=failure_limits,
+        request_read_timeout=request_read_timeout,
         admin_pat_file=str(folder / "admin.pat"),
         log_level="DEBUG",
     )

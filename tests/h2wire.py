@@ -64,17 +64,25 @@ class Http2Connection:
         self._writer.close()
 
     async def request(
-        self, headers: Headers, body: bytes = b"", *, trailers: Headers | None = None, timeout_s: float = 5.0
+        self,
+        headers: Headers,
+        body: bytes = b"",
+        *,
+        trailers: Headers | None = None,
+        half_close: bool = True,
+        timeout_s: float = 5.0,
     ) -> Answer:
         """Sends one request (headers, the body in DATA frames, optional trailers; then
-        half-closes) and returns the answer. TimeoutError: the stream did not end in time."""
+        half-closes unless told not to) and returns the answer. TimeoutError: the stream did not
+        end in time."""
         connection, writer = self._h2, self._writer
         stream = connection.get_next_available_stream_id()
         answer = Answer()
+        last = half_close and trailers is None  # whether the last DATA frame ends the stream
         async with asyncio.timeout(timeout_s):
-            connection.send_headers(stream, headers, end_stream=not body and trailers is None)
+            connection.send_headers(stream, headers, end_stream=not body and last)
             if not body and trailers is not None:
-                connection.send_headers(stream, trailers, end_stream=True)
+                connection.send_headers(stream, trailers, end_stream=half_close)
             unsent = body
             ended = False
             while not ended:
@@ -83,9 +91,9 @@ class Http2Connection:
                     size = min(len(unsent), connection.local_flow_control_window(stream),
                                connection.max_outbound_frame_size)  # fmt: skip
                     chunk, unsent = unsent[:size], unsent[size:]
-                    connection.send_data(stream, chunk, end_stream=not unsent and trailers is None)
+                    connection.send_data(stream, chunk, end_stream=not unsent and last)
                     if not unsent and trailers is not None:
-                        connection.send_headers(stream, trailers, end_stream=True)
+                        connection.send_headers(stream, trailers, end_stream=half_close)
                 writer.write(connection.data_to_send())
                 data = await self._reader.read(65536)
                 if not data:
@@ -102,12 +110,15 @@ async def exchange(
     body: bytes = b"",
     *,
     trailers: Headers | None = None,
+    half_close: bool = True,
     timeout_s: float = 5.0,
 ) -> Answer:
     """One request on a connection of its own."""
     connection = await Http2Connection.open(port)
     try:
-        return await connection.request(headers, body, trailers=trailers, timeout_s=timeout_s)
+        return await connection.request(
+            headers, body, trailers=trailers, half_close=half_close, timeout_s=timeout_s
+        )
     finally:
         connection.close()
 

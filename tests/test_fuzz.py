@@ -5,9 +5,11 @@ call changes nothing in the store."""
 import asyncio
 import base64
 import json
+import re
 import struct
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +22,9 @@ from hypothesis import strategies as st
 from machinesecrets.v1 import user_service_pb2 as user_pb
 
 from server.transport.status import INTERNAL_MESSAGE
-from tests.api import grpc_web_frames, method_path, response_class, trailer_map
-from tests.h2wire import exchange, grpc_headers
+from tests.api import GrpcApi, grpc_web_frames, method_path, response_class, trailer_map
+from tests.conftest import Running, config_for, start_service
+from tests.h2wire import Answer, exchange, grpc_headers
 from tests.processes import ServerProcess, start_with_envoy
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), database=None)
@@ -228,6 +231,12 @@ def _rich(encoded: str | None) -> status_pb2.Status | None:
     return status_pb2.Status.FromString(base64.b64decode(encoded + "=" * (-len(encoded) % 4)))
 
 
+def read_off(answer: Answer) -> RawAnswer:
+    assert answer.reset_code is None, f"the stream was reset ({answer.reset_code})"
+    fields = {**answer.headers, **answer.trailers}
+    return RawAnswer(answer.grpc_status, answer.grpc_message, _rich(fields.get("grpc-status-details-bin")))
+
+
 async def raw_call(
     target: Target,
     via: str,
@@ -242,11 +251,7 @@ async def raw_call(
     if via in ("grpc", "envoy-grpc"):
         port = process.grpc_port if via == "grpc" else process.envoy_port
         answer = await exchange(port, grpc_headers(path, *metadata), body, trailers=trailers, timeout_s=10)
-        assert answer.reset_code is None, f"the stream was reset ({answer.reset_code})"
-        fields = {**answer.headers, **answer.trailers}
-        return RawAnswer(
-            answer.grpc_status, answer.grpc_message, _rich(fields.get("grpc-status-details-bin"))
-        )
+        return read_off(answer)
     port = process.http_port if via == "grpc-web" else process.envoy_port
     headers = {"content-type": "application/grpc-web+proto", "x-grpc-web": "1", **dict(metadata)}
     async with httpx.AsyncClient(timeout=10) as http:
@@ -432,3 +437,80 @@ def test_grpc_bodies(target: Target, via: str) -> None:
 
     case()
     assert event_count(target) == before
+
+
+# A request that does not arrive: the service waits MS_REQUEST_READ_TIMEOUT for it, then answers.
+
+
+@dataclass
+class Impatient:
+    running: Running
+    token: str
+    user_id: str
+
+    def port(self, via: str) -> int:
+        service = self.running.service
+        port = service.envoy_port if via.startswith("envoy") else service.grpc_port
+        port = service.http_port if via == "grpc-web" else port
+        assert port is not None
+        return port
+
+
+@pytest.fixture(scope="module")
+async def impatient(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Impatient]:
+    """An in-process service (with Envoy) that waits one second for a request to arrive."""
+    folder = tmp_path_factory.mktemp("impatient")
+    running = await start_service(config_for(folder, envoy=True, request_read_timeout=timedelta(seconds=1)))
+    token = running.admin_token
+    api = GrpcApi("grpc", f"127.0.0.1:{running.service.grpc_port}")
+    created: Any = await api.call(
+        "AddMachineUser",
+        user_pb.AddMachineUserRequest(user_name="slow-target", name="t"),
+        [("authorization", f"Bearer {token}")],
+    )
+    await api.close()
+    yield Impatient(running, token, created.user_id)
+    await running.service.stop(0)
+
+
+async def grpc_web_without_the_whole_body(port: int, path: str, body: bytes, token: str) -> str:
+    """grpc-web over HTTP/1.1 with a content-length the body never reaches; the grpc-status."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = (
+        f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/grpc-web+proto\r\n"
+        f"x-grpc-web: 1\r\nauthorization: Bearer {token}\r\ncontent-length: {len(body) + 50}\r\n\r\n"
+    )
+    writer.write(head.encode("ascii") + body)
+    received = b""
+    try:
+        async with asyncio.timeout(10):
+            while (found := re.search(rb"grpc-status: ?(\d+)", received)) is None:
+                chunk = await reader.read(65536)
+                assert chunk, f"the connection closed without a status: {received!r}"
+                received += chunk
+    finally:
+        writer.close()
+    return found.group(1).decode("ascii")
+
+
+@pytest.mark.parametrize("sent", ["nothing", "part of a frame", "a whole message, no half-close"])
+@pytest.mark.parametrize("via", ["grpc", "envoy-grpc"])
+async def test_a_request_that_does_not_arrive_is_deadline_exceeded(
+    impatient: Impatient, via: str, sent: str
+) -> None:
+    port = impatient.port(via)
+    message = frame(user_pb.AddSecretRequest(user_id=impatient.user_id).SerializeToString())
+    body = {"nothing": b"", "part of a frame": message[:4], "a whole message, no half-close": message}[sent]
+    headers = grpc_headers(method_path("AddSecret"), ("authorization", f"Bearer {impatient.token}"))
+    answer = read_off(await exchange(port, headers, body, half_close=False, timeout_s=10))
+    assert (answer.code, answer.reason) == ("4", "REQUEST_TOO_SLOW"), answer
+
+
+@pytest.mark.parametrize("via", ["grpc-web", "envoy-grpc-web"])
+async def test_a_grpc_web_request_that_does_not_arrive_is_deadline_exceeded(
+    impatient: Impatient, via: str
+) -> None:
+    port = impatient.port(via)
+    partial = frame(user_pb.AddSecretRequest(user_id=impatient.user_id).SerializeToString())
+    code = await grpc_web_without_the_whole_body(port, method_path("AddSecret"), partial, impatient.token)
+    assert code == "4"

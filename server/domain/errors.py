@@ -69,6 +69,10 @@ class ResourceExhausted(DomainError):
     pass
 
 
+class DeadlineExceeded(DomainError):
+    pass
+
+
 def user_not_found() -> NotFound:
     # One answer for "no such user" and "a user of another organisation": existence never
     # leaks across organisations.

@@ -40,10 +40,10 @@ from grpc import aio
 from sonora.asgi import grpcASGI
 from sonora.protocol import parse_timeout
 
-from server.domain.errors import FieldViolation, InvalidArgument
+from server.domain.errors import DomainError, FieldViolation, InvalidArgument
 from server.transport import status
 from server.transport.asgi import ASGIApp, Receive, Send, first, header_lists, respond
-from server.transport.interceptors import ONE_MESSAGE, UnaryInterceptor
+from server.transport.interceptors import UnaryInterceptor, not_one_message, request_too_slow
 
 log = logging.getLogger("machinesecrets.grpcweb")
 
@@ -75,10 +75,14 @@ class WebCallError(Exception):
         self.code, self.message, self.details = code, message, details
 
 
+def refused(error: DomainError) -> WebCallError:
+    """A call ended before its handler with a domain error, as the error mapping would end it."""
+    code = status.code_of(error)
+    return WebCallError(code, error.message, status.rich_status(code, error).SerializeToString())
+
+
 def bad_request(description: str) -> WebCallError:
-    error = InvalidArgument([FieldViolation("request", description)])
-    rich = status.rich_status(grpc.StatusCode.INVALID_ARGUMENT, error)
-    return WebCallError(grpc.StatusCode.INVALID_ARGUMENT, error.message, rich.SerializeToString())
+    return refused(InvalidArgument([FieldViolation("request", description)]))
 
 
 class WebContext:
@@ -145,11 +149,13 @@ class GrpcWeb(grpcASGI):  # type: ignore[misc]
         interceptors: Sequence[UnaryInterceptor],
         cors_origins: Iterable[str],
         max_message_bytes: int,
+        request_read_timeout_s: float = 10.0,
     ) -> None:
         super().__init__(application, enable_cors=False)
         self._interceptors = list(interceptors)
         self._cors_origins = frozenset(cors_origins)
         self._max_message_bytes = max_message_bytes
+        self._read_timeout_s = request_read_timeout_s
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         handler = self._get_rpc_handler(scope["path"]) if scope["type"] == "http" else None
@@ -199,7 +205,11 @@ class GrpcWeb(grpcASGI):  # type: ignore[misc]
             raise WebCallError(grpc.StatusCode.UNIMPLEMENTED, "grpc-web serves unary calls only")
         # A base64 body is 4/3 of the bytes it carries; the frame header adds 5.
         limit = (self._max_message_bytes + FRAME_HEADER.size) * (4 if text else 3) // 3 + 4
-        body = await _read_body(receive, limit)
+        try:
+            async with asyncio.timeout(self._read_timeout_s):
+                body = await _read_body(receive, limit)
+        except TimeoutError:
+            raise refused(request_too_slow(self._read_timeout_s)) from None
         if text:
             body = _decode_text(body)
         message = _single_message(body, self._max_message_bytes, first(headers, "grpc-encoding"))
@@ -329,7 +339,7 @@ def _single_message(body: bytes, limit: int, encoding: str) -> bytes:
     it: INTERNAL if no grpc-encoding names how, UNIMPLEMENTED for an encoding not supported (none is).
     """
     if len(body) < FRAME_HEADER.size:
-        raise bad_request(ONE_MESSAGE)
+        raise refused(not_one_message())
     flags, length = FRAME_HEADER.unpack_from(body)
     if flags & TRAILER_FLAG:
         raise bad_request("clients send no trailer frames")
@@ -340,7 +350,7 @@ def _single_message(body: bytes, limit: int, encoding: str) -> bytes:
     if length > limit:
         raise WebCallError(grpc.StatusCode.RESOURCE_EXHAUSTED, "the message is larger than the limit")
     if len(body) != FRAME_HEADER.size + length:
-        raise bad_request(ONE_MESSAGE)
+        raise refused(not_one_message())
     return body[FRAME_HEADER.size :]
 
 

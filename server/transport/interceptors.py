@@ -14,11 +14,13 @@ grpc-web adapter runs these very objects, in the same order, around the same ser
 The outermost serves each unary method to grpc.aio as a stream-unary one and reads the request
 itself (`single_message`): grpc.aio 1.85 never answers a unary call that half-closes without a
 whole message (an empty body, a frame cut short), it leaves the stream open until the client goes
-away; a request stream simply ends, and the call gets INVALID_ARGUMENT at once.
+away; a request stream simply ends, and the call gets INVALID_ARGUMENT at once. Reading it there
+also bounds how long a request may take to arrive (DEADLINE_EXCEEDED).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -33,6 +35,7 @@ from grpc import aio
 from server.domain import permissions as perm
 from server.domain.access import Access
 from server.domain.errors import (
+    DeadlineExceeded,
     DomainError,
     FieldViolation,
     InvalidArgument,
@@ -67,25 +70,36 @@ REQUIRED_PERMISSION = {
 
 Behavior = Callable[[Any, Any], Awaitable[Any]]
 
-ONE_MESSAGE = "a unary call needs exactly one message frame"
+
+def not_one_message() -> InvalidArgument:
+    return InvalidArgument([FieldViolation("request", "a unary call needs exactly one message frame")])
 
 
-class _NotOneMessage:
-    """What a unary call's request stream held when it was not exactly one message."""
+def request_too_slow(timeout_s: float) -> DeadlineExceeded:
+    return DeadlineExceeded("REQUEST_TOO_SLOW", f"the request did not arrive within {timeout_s:g} s")
 
 
-NOT_ONE_MESSAGE = _NotOneMessage()
+@dataclass(frozen=True)
+class UnreadRequest:
+    """In place of a unary call's request that could not be read: the error the call ends with."""
+
+    error: DomainError
 
 
-async def single_message(requests: AsyncIterator[Any]) -> Any:
-    """The request of a unary call, read from its request stream to the client's half-close:
-    the message, or NOT_ONE_MESSAGE for none (an empty or truncated body) or more than one."""
+async def single_message(requests: AsyncIterator[Any], timeout_s: float) -> Any:
+    """The request of a unary call, read from its request stream to the client's half-close: the
+    message, or an UnreadRequest for none (an empty or cut-short body), more than one, or a
+    stream that did not end within timeout_s."""
     messages = []
-    async for message in requests:
-        messages.append(message)
-        if len(messages) > 1:
-            return NOT_ONE_MESSAGE
-    return messages[0] if messages else NOT_ONE_MESSAGE
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for message in requests:
+                messages.append(message)
+                if len(messages) > 1:
+                    return UnreadRequest(not_one_message())
+    except TimeoutError:
+        return UnreadRequest(request_too_slow(timeout_s))
+    return messages[0] if messages else UnreadRequest(not_one_message())
 
 
 @dataclass
@@ -126,8 +140,9 @@ class UnaryInterceptor(_ServerInterceptor):
 
     wraps_public_methods = False
     # Whether this layer serves the method to grpc as stream-unary and reads the one request
-    # message itself (see the module's docstring): the outermost layer's work.
+    # message itself, waiting this long for it (see the module's docstring): the outermost's work.
     reads_request_stream = False
+    request_read_timeout_s = 10.0
     # Whether this layer receives the request as bytes and parses it itself (inside `around`, so
     # that a message that does not parse is its error to map, not grpc's: grpc answers UNKNOWN
     # with the parser's exception text).
@@ -157,8 +172,8 @@ class UnaryInterceptor(_ServerInterceptor):
             parse = deserialize or (lambda raw: raw)
 
             async def parse_then_call(raw: Any, context: Any) -> Any:
-                if raw is NOT_ONE_MESSAGE:
-                    raise InvalidArgument([FieldViolation("request", ONE_MESSAGE)])
+                if isinstance(raw, UnreadRequest):
+                    raise raw.error
                 try:
                     request = parse(raw)
                 except DecodeError:
@@ -171,9 +186,10 @@ class UnaryInterceptor(_ServerInterceptor):
             return await self.around(method, request, context, next_step)
 
         if self.reads_request_stream:
+            timeout_s = self.request_read_timeout_s
 
             async def from_stream(requests: AsyncIterator[Any], context: Any) -> Any:
-                return await behavior(await single_message(requests), context)
+                return await behavior(await single_message(requests, timeout_s), context)
 
             wrapped = grpc.stream_unary_rpc_method_handler(
                 from_stream,
@@ -197,9 +213,10 @@ class AccessLog(UnaryInterceptor):
     wraps_public_methods = True
     reads_request_stream = True
 
-    def __init__(self, counters: CallCounters) -> None:
+    def __init__(self, counters: CallCounters, request_read_timeout_s: float) -> None:
         super().__init__()
         self._counters = counters
+        self.request_read_timeout_s = request_read_timeout_s
 
     async def around(self, method: str, request: Any, context: Any, call_next: Behavior) -> Any:
         scope = CallScope(method)
@@ -305,6 +322,14 @@ class OrgContext(UnaryInterceptor):
         return await call_next(request, context)
 
 
-def interceptors(access: Access, counters: CallCounters) -> list[UnaryInterceptor]:
+def interceptors(
+    access: Access, counters: CallCounters, request_read_timeout_s: float
+) -> list[UnaryInterceptor]:
     """The chain, outermost first, for every transport."""
-    return [AccessLog(counters), ErrorMapping(), MetadataLimit(), Authentication(access), OrgContext(access)]
+    return [
+        AccessLog(counters, request_read_timeout_s),
+        ErrorMapping(),
+        MetadataLimit(),
+        Authentication(access),
+        OrgContext(access),
+    ]
