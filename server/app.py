@@ -121,7 +121,7 @@ async def _start(config: Config, store: Store) -> Service:
     # grpc-web serves the very same servicer objects, behind the very same interceptors.
     http_app = HttpApp(
         {
-            TOKEN_PATH: TokenEndpoint(credentials, counters),
+            TOKEN_PATH: TokenEndpoint(credentials, counters, read_timeout_s),
             DISCOVERY_PATH: Discovery(config.issuer),
             METRICS_PATH: MetricsEndpoint(counters),
             OPENAPI_PATH: StaticJson(OPENAPI_DOCUMENT.read_bytes()),

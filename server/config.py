@@ -50,7 +50,7 @@ SETTINGS = [
         "MS_REQUEST_READ_TIMEOUT",
         "--request-read-timeout",
         "10s",
-        "how long a call's request may take to arrive, before DEADLINE_EXCEEDED",
+        "how long a request may take to arrive, before DEADLINE_EXCEEDED (token endpoint: 408)",
     ),
     Setting("MS_ADMIN_PAT_FILE", "--admin-pat-file", ".data/admin.pat", "where the first admin's token goes"),
     Setting("MS_LOG_LEVEL", "--log-level", "INFO", "DEBUG, INFO, WARNING or ERROR"),

@@ -473,24 +473,27 @@ async def impatient(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[I
     await running.service.stop(0)
 
 
-async def grpc_web_without_the_whole_body(port: int, path: str, body: bytes, token: str) -> str:
-    """grpc-web over HTTP/1.1 with a content-length the body never reaches; the grpc-status."""
+async def without_the_whole_body(
+    port: int, method: str, path: str, content_type: str, body: bytes, token: str, until: bytes
+) -> re.Match[bytes]:
+    """A request over HTTP/1.1 whose body never reaches its content-length; the match of `until`
+    in what came back."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     head = (
-        f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/grpc-web+proto\r\n"
+        f"{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: {content_type}\r\n"
         f"x-grpc-web: 1\r\nauthorization: Bearer {token}\r\ncontent-length: {len(body) + 50}\r\n\r\n"
     )
     writer.write(head.encode("ascii") + body)
     received = b""
     try:
         async with asyncio.timeout(10):
-            while (found := re.search(rb"grpc-status: ?(\d+)", received)) is None:
+            while (found := re.search(until, received, re.DOTALL)) is None:
                 chunk = await reader.read(65536)
-                assert chunk, f"the connection closed without a status: {received!r}"
+                assert chunk, f"the connection closed first: {received!r}"
                 received += chunk
     finally:
         writer.close()
-    return found.group(1).decode("ascii")
+    return found
 
 
 @pytest.mark.parametrize("sent", ["nothing", "part of a frame", "a whole message, no half-close"])
@@ -512,5 +515,28 @@ async def test_a_grpc_web_request_that_does_not_arrive_is_deadline_exceeded(
 ) -> None:
     port = impatient.port(via)
     partial = frame(user_pb.AddSecretRequest(user_id=impatient.user_id).SerializeToString())
-    code = await grpc_web_without_the_whole_body(port, method_path("AddSecret"), partial, impatient.token)
-    assert code == "4"
+    found = await without_the_whole_body(port, "POST", method_path("AddSecret"), "application/grpc-web+proto",
+                                         partial, impatient.token, rb"grpc-status: ?(\d+)")  # fmt: skip
+    assert found.group(1) == b"4"
+
+
+async def test_a_json_request_that_does_not_arrive_is_deadline_exceeded(impatient: Impatient) -> None:
+    # The transcoder passes the call on before the body is whole: the service answers, as above.
+    found = await without_the_whole_body(
+        impatient.port("envoy-json"), "POST", "/users/machine", "application/json", b'{"userName": "x"',
+        impatient.token, rb"HTTP/1.1 (\d+).*\r\n\r\n(\{.*\})",
+    )  # fmt: skip
+    error = json.loads(found.group(2))
+    assert (found.group(1), error["code"]) == (b"504", 4), found.group(0)
+    assert error["details"][0]["reason"] == "REQUEST_TOO_SLOW"
+
+
+@pytest.mark.parametrize("via", ["direct", "envoy"])
+async def test_a_token_request_that_does_not_arrive_is_408(impatient: Impatient, via: str) -> None:
+    found = await without_the_whole_body(
+        impatient.port("grpc-web" if via == "direct" else "envoy-json"), "POST", "/oauth/v2/token",
+        "application/x-www-form-urlencoded", b"grant_type=client_cre", impatient.token,
+        rb"HTTP/1.1 (\d+).*\r\n\r\n(\{.*\})",
+    )  # fmt: skip
+    assert found.group(1) == b"408", found.group(0)
+    assert json.loads(found.group(2))["error"] == "invalid_request"

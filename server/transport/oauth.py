@@ -4,6 +4,7 @@ Errors are RFC 6749 §5.2 JSON: {"error", "error_description"}. Client authentic
 (`client_secret_basic`, §2.3.1) or form fields (`client_secret_post`), never both.
 """
 
+import asyncio
 import base64
 import binascii
 import logging
@@ -45,9 +46,10 @@ def invalid_client(basic: bool) -> OAuthError:
 
 
 class TokenEndpoint:
-    def __init__(self, credentials: ClientCredentials, counters: CallCounters) -> None:
+    def __init__(self, credentials: ClientCredentials, counters: CallCounters, read_timeout_s: float) -> None:
         self._credentials = credentials
         self._counters = counters
+        self._read_timeout_s = read_timeout_s
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         started, caller = time.perf_counter(), "-"
@@ -105,7 +107,11 @@ class TokenEndpoint:
         content_type = first(headers, "content-type").split(";")[0].strip().lower()
         if content_type != "application/x-www-form-urlencoded":
             raise OAuthError("invalid_request", "the body must be application/x-www-form-urlencoded")
-        body = await read_body(receive, MAX_BODY_BYTES)
+        try:
+            async with asyncio.timeout(self._read_timeout_s):
+                body = await read_body(receive, MAX_BODY_BYTES)
+        except TimeoutError:
+            raise OAuthError("invalid_request", "the request did not arrive in time", 408) from None
         if body is None:
             raise OAuthError("invalid_request", "the body is too large", 413)
         try:
