@@ -215,6 +215,7 @@ class RawAnswer:
     code: str | None
     message: str
     status: status_pb2.Status | None  # google.rpc.Status from grpc-status-details-bin, if any
+    http_status: int | None = 200
 
     @property
     def reason(self) -> str | None:
@@ -234,7 +235,8 @@ def _rich(encoded: str | None) -> status_pb2.Status | None:
 def read_off(answer: Answer) -> RawAnswer:
     assert answer.reset_code is None, f"the stream was reset ({answer.reset_code})"
     fields = {**answer.headers, **answer.trailers}
-    return RawAnswer(answer.grpc_status, answer.grpc_message, _rich(fields.get("grpc-status-details-bin")))
+    details = _rich(fields.get("grpc-status-details-bin"))
+    return RawAnswer(answer.grpc_status, answer.grpc_message, details, answer.http_status)
 
 
 async def raw_call(
@@ -540,3 +542,49 @@ async def test_a_token_request_that_does_not_arrive_is_408(impatient: Impatient,
     )  # fmt: skip
     assert found.group(1) == b"408", found.group(0)
     assert json.loads(found.group(2))["error"] == "invalid_request"
+
+
+metadata_names = st.one_of(
+    st.from_regex(r"\A[a-z][a-z0-9-]{0,20}(-bin)?\Z"),
+    st.sampled_from(
+        [
+            "authorization",
+            "x-zitadel-orgid",
+            "grpc-timeout",
+            "grpc-encoding",
+            "grpc-accept-encoding",
+            "grpc-status",
+            "grpc-message",
+            "grpc-previous-rpc-attempts",
+            "grpc-tags-bin",
+            "grpc-trace-bin",
+            "content-type",
+            "user-agent",
+            "x-thing-bin",
+        ]
+    ),
+).filter(lambda name: name not in {"te", "connection", "keep-alive", "transfer-encoding", "upgrade"})
+metadata_values = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=60)
+
+
+@pytest.mark.parametrize("via", ["grpc", "envoy-grpc"])
+def test_random_metadata(target: Target, via: str) -> None:
+    """Random metadata with a valid call: a clear answer, and the next caller's call unharmed."""
+    auth = ("authorization", f"Bearer {target.token}")
+    get_user = frame(user_pb.GetUserByIDRequest(user_id=target.user_id).SerializeToString())
+
+    @SETTINGS
+    @given(st.lists(st.tuples(metadata_names, metadata_values), max_size=5))
+    def case(metadata: list[tuple[str, str]]) -> None:
+        answer = asyncio.run(raw_call(target, via, get_user, auth, *metadata, method="GetUserByID"))
+        if answer.code == INTERNAL:  # grpc core's, for a grpc-* or -bin value it cannot parse
+            assert any(k.startswith("grpc-") or k.endswith("-bin") for k, _ in metadata), answer
+            assert answer.message != INTERNAL_MESSAGE
+        elif answer.code is None:  # not a gRPC request any more (a second content-type): HTTP's answer
+            assert 400 <= (answer.http_status or 0) < 500, (answer, metadata)
+        else:
+            assert answer.code in CLEAR_WEB_STATUSES, (answer, metadata)
+        after = asyncio.run(raw_call(target, via, get_user, auth, method="GetUserByID"))
+        assert after.code == "0", (after, metadata)
+
+    case()
