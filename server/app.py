@@ -90,7 +90,7 @@ async def _start(config: Config, store: Store) -> Service:
     commands = Commands(store, hasher, ids)
     queries = Queries(store)
     credentials = ClientCredentials(
-        store, hasher, ids, config.access_token_ttl, FailureLimiter(config.failure_limits)
+        store, hasher, ids, config.access_token_ttl, FailureLimiter(config.failure_limits, store)
     )
 
     admin_token = await commands.set_up_instance(FIRST_ORG_NAME, ADMIN_USER_NAME)

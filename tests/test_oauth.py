@@ -331,7 +331,7 @@ async def test_every_failure_pays_one_bcrypt_check(tmp_path: Path) -> None:
     """No client enumeration: an unknown client costs the same hash check as a wrong secret."""
     store = await SqliteStore.open(f"sqlite:///{tmp_path / 'x.db'}")
     hasher = CountingHasher(4)
-    limiter = FailureLimiter(FailureLimits(per_client=100, per_source=100, window_s=60))
+    limiter = FailureLimiter(FailureLimits(per_client=100, per_source=100, window_s=60), store)
     credentials = ClientCredentials(store, hasher, IdGenerator(), timedelta(hours=1), limiter)
     try:
         for client_id, secret in [("nobody", "x"), ("", "x"), ("nobody", "y" * 200)]:

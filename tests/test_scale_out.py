@@ -120,6 +120,36 @@ async def test_concurrent_add_secret_across_two_processes(pg_url: str, tmp_path:
             await process.stop()
 
 
+async def test_the_failure_limits_count_the_failures_of_every_process(pg_url: str, tmp_path: Path) -> None:
+    # A guesser spreading attempts over the processes gets the per-source limit once, not once each.
+    limits = {"MS_SOURCE_FAILURE_LIMIT": "4", "MS_CLIENT_FAILURE_LIMIT": "100", "MS_FAILURE_WINDOW": "60s"}
+    processes = [await ServerProcess.start(pg_url, tmp_path, **limits) for _ in range(2)]
+    try:
+        async with worlds(processes, tmp_path) as clients:
+            issued = await clients[0].call(
+                "AddSecret", user_pb.AddSecretRequest(user_id=await clients[0].machine_user())
+            )
+
+            async def attempt(process: ServerProcess, secret: str, source: str) -> int:
+                basic = base64.b64encode(f"{issued.client_id}:{secret}".encode()).decode()
+                async with httpx.AsyncClient() as http:
+                    answer = await http.post(
+                        f"http://127.0.0.1:{process.http_port}/oauth/v2/token",
+                        data={"grant_type": "client_credentials"},
+                        headers={"authorization": f"Basic {basic}", "x-forwarded-for": source},
+                    )
+                return answer.status_code
+
+            for i in range(4):  # two failures on each process
+                assert await attempt(processes[i % 2], "guess", "203.0.113.7") == 401
+            for process in processes:  # each saw two: only together do they reach four
+                assert await attempt(process, issued.client_secret, "203.0.113.7") == 429
+                assert await attempt(process, issued.client_secret, "198.51.100.7") == 200
+    finally:
+        for process in processes:
+            await process.stop()
+
+
 async def test_a_user_name_taken_by_two_processes_at_once(pg_url: str, tmp_path: Path) -> None:
     processes = [await ServerProcess.start(pg_url, tmp_path) for _ in range(2)]
     try:

@@ -119,6 +119,23 @@ async def test_roles_and_tokens(store: Store) -> None:
     assert await store.caller("abd") is None
 
 
+async def test_failed_authentications_are_counted_per_key_and_forgotten(store: Store) -> None:
+    keys = ("source-a", "client-b")
+    for at in (100, 200, 300):
+        await store.record_failure(keys, at, forget_micros=0)
+    await store.record_failure(("source-a", "client-c"), 400, forget_micros=0)
+    assert await store.recent_failures(keys, after_micros=0) == {"source-a": (4, 100), "client-b": (3, 100)}
+    assert await store.recent_failures(keys, after_micros=150) == {"source-a": (3, 200), "client-b": (2, 200)}
+    assert await store.recent_failures(("nobody", "else"), after_micros=0) == {}
+    # A later failure forgets those up to its window's start, of every key.
+    await store.record_failure(("source-z", "client-z"), 500, forget_micros=300)
+    assert await store.recent_failures(keys, after_micros=0) == {"source-a": (1, 400)}
+    assert await store.recent_failures(("source-z", "client-c"), after_micros=0) == {
+        "source-z": (1, 500),
+        "client-c": (1, 400),
+    }
+
+
 async def test_concurrent_appends_of_one_sequence_let_exactly_one_win(store: Store) -> None:
     await store.append([org_added("1"), machine_added("10", "1", "bot")])
 

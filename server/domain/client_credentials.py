@@ -56,11 +56,11 @@ class ClientCredentials:
         """An access token for the machine user named client_id, if client_secret is its secret.
 
         source is where the request came from, for the limits on failed attempts."""
-        self._limiter.check(client_id, source)
+        await self._limiter.check(client_id, source)
         user = await self._store.user_by_name(client_id) if client_id else None
         hashed = user.secret_hash if user is not None and user.type == USER_TYPE_MACHINE else None
         if not await self._hasher.verify(client_secret, hashed) or user is None or hashed is None:
-            self._limiter.failed(client_id, source)
+            await self._limiter.failed(client_id, source)
             raise InvalidClient()
         if self._hasher.needs_rehash(hashed):
             await self._rehash(user, client_secret)

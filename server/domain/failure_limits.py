@@ -7,17 +7,20 @@ Two counters of failures in a sliding window: per source address and per client 
   themselves. A legitimate client calling from its own clean source is never locked out by
   someone else's guessing; an attacker gains at most one guess per fresh source per window, which
   against a secret of 381 bits is nothing.
-Counts live in the process (with several processes each keeps its own) and are bounded in size.
+The failures live in the store, so that every process on it counts the same ones (a guesser
+spreading attempts over several processes gets the limit once, not once per process). They are
+kept under a hash of their key, and forgotten once they leave the window.
 """
 
+import hashlib
 import math
 import time
-from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 from server.domain.errors import DomainError
+from server.store.base import Store
 
-MAX_KEYS = 100_000
+MICROS = 1_000_000
 
 
 class TooManyFailures(DomainError):
@@ -33,50 +36,34 @@ class FailureLimits:
     window_s: float
 
 
-class _Window:
-    """Failure times per key within the window, for at most MAX_KEYS keys (oldest dropped)."""
-
-    def __init__(self, window_s: float) -> None:
-        self._window_s = window_s
-        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
-
-    def recent(self, key: str, now: float) -> deque[float]:
-        failures = self._failures.get(key)
-        if failures is None:
-            return deque()
-        while failures and failures[0] <= now - self._window_s:
-            failures.popleft()
-        if not failures:
-            del self._failures[key]
-        return failures
-
-    def add(self, key: str, now: float) -> None:
-        self._failures.setdefault(key, deque()).append(now)
-        self._failures.move_to_end(key)
-        while len(self._failures) > MAX_KEYS:
-            self._failures.popitem(last=False)
-
-    def retry_after(self, failures: deque[float], now: float) -> int:
-        return max(1, math.ceil(failures[0] + self._window_s - now))
+def _key(kind: str, value: str) -> str:
+    # Bounded in size whatever a caller sends as its client id, and no addresses in the clear.
+    return hashlib.sha256(f"{kind}:{value}".encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class FailureLimiter:
-    def __init__(self, limits: FailureLimits) -> None:
+    def __init__(self, limits: FailureLimits, store: Store) -> None:
         self._limits = limits
-        self._sources = _Window(limits.window_s)
-        self._clients = _Window(limits.window_s)
+        self._store = store
 
-    def check(self, client_id: str, source: str) -> None:
+    async def check(self, client_id: str, source: str) -> None:
         """Raises TooManyFailures if this attempt must not even be tried."""
-        now = time.monotonic()
-        source_failures = self._sources.recent(source, now)
-        if len(source_failures) >= self._limits.per_source:
-            raise TooManyFailures(self._sources.retry_after(source_failures, now))
-        client_failures = self._clients.recent(client_id.casefold(), now)
-        if source_failures and len(client_failures) >= self._limits.per_client:
-            raise TooManyFailures(self._clients.retry_after(client_failures, now))
+        now = time.time()
+        source_key, client_key = _key("source", source), _key("client", client_id.casefold())
+        window_start = int((now - self._limits.window_s) * MICROS)
+        recent = await self._store.recent_failures((source_key, client_key), window_start)
+        source_failures, source_oldest = recent.get(source_key, (0, 0))
+        if source_failures >= self._limits.per_source:
+            raise TooManyFailures(self._retry_after(source_oldest, now))
+        client_failures, client_oldest = recent.get(client_key, (0, 0))
+        if source_failures and client_failures >= self._limits.per_client:
+            raise TooManyFailures(self._retry_after(client_oldest, now))
 
-    def failed(self, client_id: str, source: str) -> None:
-        now = time.monotonic()
-        self._sources.add(source, now)
-        self._clients.add(client_id.casefold(), now)
+    async def failed(self, client_id: str, source: str) -> None:
+        now = time.time()
+        keys = (_key("source", source), _key("client", client_id.casefold()))
+        await self._store.record_failure(keys, int(now * MICROS), int((now - self._limits.window_s) * MICROS))
+
+    def _retry_after(self, oldest_micros: int, now: float) -> int:
+        """Whole seconds until the oldest failure in the window leaves it."""
+        return max(1, math.ceil(oldest_micros / MICROS + self._limits.window_s - now))

@@ -74,6 +74,16 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             " AND e.event_type = 'user.machine.secret.set') WHERE secret_hash IS NOT NULL",
         ],
     ),
+    (
+        3,
+        [
+            # Failed client authentications, shared by every process on the store: not events (they
+            # change nothing and are forgotten after the limits' window), keyed by a hash.
+            "CREATE TABLE auth_failures (failure_key TEXT NOT NULL, failed_at BIGINT NOT NULL)",
+            "CREATE INDEX auth_failures_by_key ON auth_failures (failure_key, failed_at)",
+            "CREATE INDEX auth_failures_by_time ON auth_failures (failed_at)",
+        ],
+    ),
 ]
 
 CREATE_MIGRATIONS_TABLE = "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)"
@@ -98,6 +108,14 @@ SELECT_CALLER = (
     " u.org_id, u.secret_sequence, m.org_id, m.roles"
     " FROM tokens t JOIN users u ON u.id = t.user_id LEFT JOIN members m ON m.user_id = u.id"
     " WHERE t.token_hash = ?"
+)
+
+INSERT_FAILURE = "INSERT INTO auth_failures (failure_key, failed_at) VALUES (?, ?)"
+DELETE_FAILURES_BEFORE = "DELETE FROM auth_failures WHERE failed_at <= ?"
+# Per key: the failures after a moment, and the oldest of them. Two keys at a time.
+SELECT_FAILURES = (
+    "SELECT failure_key, COUNT(*), MIN(failed_at) FROM auth_failures"
+    " WHERE failure_key IN (?, ?) AND failed_at > ? GROUP BY failure_key"
 )
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

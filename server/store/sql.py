@@ -83,6 +83,15 @@ class SqlStore:
         rows = await self._fetch(schema.SELECT_MEMBER_ROLES, (org_id, user_id))
         return schema.decode_roles(rows[0][0]) if rows else None
 
+    async def record_failure(self, keys: tuple[str, str], at_micros: int, forget_micros: int) -> None:
+        plan: Plan = [((schema.INSERT_FAILURE, (key, at_micros)), StoreError) for key in keys]
+        plan.append(((schema.DELETE_FAILURES_BEFORE, (forget_micros,)), StoreError))
+        await self._run(plan)
+
+    async def recent_failures(self, keys: tuple[str, str], after_micros: int) -> dict[str, tuple[int, int]]:
+        rows = await self._fetch(schema.SELECT_FAILURES, (*keys, after_micros))
+        return {r[0]: (int(r[1]), int(r[2])) for r in rows}
+
     async def caller(self, token_hash: str) -> CallerRecord | None:
         rows = await self._fetch(schema.SELECT_CALLER, (token_hash,))
         if not rows:
