@@ -35,6 +35,7 @@ COMMON_ERRORS = {
     "431": "The headers are larger than Envoy's limit (60 KiB)",
     "500": "Internal error",
     "503": "The store is unavailable",
+    "504": "The request did not arrive within MS_REQUEST_READ_TIMEOUT",
 }
 EXTRA_ERRORS = {
     "AddMachineUser": {"409": "The user name is taken (or a concurrent write won)"},
@@ -223,6 +224,8 @@ def oauth_paths() -> dict[str, Any]:
                         "content": error},
                 "401": {"description": "invalid_client", "content": error},
                 "405": {"description": "not POST", "content": error},
+                "408": {"description": "invalid_request: no whole body within MS_REQUEST_READ_TIMEOUT",
+                        "content": error},
                 "413": {"description": "the body is too large", "content": error},
                 "429": {"description": "slow_down: too many failed authentications", "content": error},
                 "500": {"description": "server_error", "content": error},
