@@ -61,16 +61,23 @@ async def worlds(processes: list[ServerProcess], folder: Path) -> AsyncIterator[
             await api.close()
 
 
-async def authenticates(http_port: int, client_id: str, secret: str) -> bool:
+async def token_status(http_port: int, client_id: str, secret: str, source: str | None = None) -> int:
+    """The HTTP status of a token request (from source, as a proxy on this host would name it)."""
     basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+    headers = {"authorization": f"Basic {basic}", **({"x-forwarded-for": source} if source else {})}
     async with httpx.AsyncClient() as http:
         answer = await http.post(
             f"http://127.0.0.1:{http_port}/oauth/v2/token",
             data={"grant_type": "client_credentials"},
-            headers={"authorization": f"Basic {basic}"},
+            headers=headers,
         )
-    assert answer.status_code in (200, 401), answer.text
-    return answer.status_code == 200
+    return answer.status_code
+
+
+async def authenticates(http_port: int, client_id: str, secret: str) -> bool:
+    status = await token_status(http_port, client_id, secret)
+    assert status in (200, 401), status
+    return status == 200
 
 
 async def assert_no_gaps(store: Store, user_id: str) -> list[ev.StoredEvent]:
@@ -131,14 +138,7 @@ async def test_the_failure_limits_count_the_failures_of_every_process(pg_url: st
             )
 
             async def attempt(process: ServerProcess, secret: str, source: str) -> int:
-                basic = base64.b64encode(f"{issued.client_id}:{secret}".encode()).decode()
-                async with httpx.AsyncClient() as http:
-                    answer = await http.post(
-                        f"http://127.0.0.1:{process.http_port}/oauth/v2/token",
-                        data={"grant_type": "client_credentials"},
-                        headers={"authorization": f"Basic {basic}", "x-forwarded-for": source},
-                    )
-                return answer.status_code
+                return await token_status(process.http_port, issued.client_id, secret, source)
 
             for i in range(4):  # two failures on each process
                 assert await attempt(processes[i % 2], "guess", "203.0.113.7") == 401
