@@ -139,10 +139,9 @@ class UnaryInterceptor(_ServerInterceptor):
     """
 
     wraps_public_methods = False
-    # Whether this layer serves the method to grpc as stream-unary and reads the one request
+    # Set on the layer that serves the method to grpc as stream-unary and reads the one request
     # message itself, waiting this long for it (see the module's docstring): the outermost's work.
-    reads_request_stream = False
-    request_read_timeout_s = 10.0
+    request_read_timeout_s: float | None = None
     # Whether this layer receives the request as bytes and parses it itself (inside `around`, so
     # that a message that does not parse is its error to map, not grpc's: grpc answers UNKNOWN
     # with the parser's exception text).
@@ -185,7 +184,7 @@ class UnaryInterceptor(_ServerInterceptor):
         async def behavior(request: Any, context: Any) -> Any:
             return await self.around(method, request, context, next_step)
 
-        if self.reads_request_stream:
+        if self.request_read_timeout_s is not None:
             timeout_s = self.request_read_timeout_s
 
             async def from_stream(requests: AsyncIterator[Any], context: Any) -> Any:
@@ -211,7 +210,6 @@ class UnaryInterceptor(_ServerInterceptor):
 
 class AccessLog(UnaryInterceptor):
     wraps_public_methods = True
-    reads_request_stream = True
 
     def __init__(self, counters: CallCounters, request_read_timeout_s: float) -> None:
         super().__init__()
