@@ -41,6 +41,11 @@ def _key(kind: str, value: str) -> str:
     return hashlib.sha256(f"{kind}:{value}".encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def _keys(client_id: str, source: str) -> tuple[str, str]:
+    """The store keys of an attempt: its source's, and its client's (compared without case)."""
+    return _key("source", source), _key("client", client_id.casefold())
+
+
 class FailureLimiter:
     def __init__(self, limits: FailureLimits, store: Store) -> None:
         self._limits = limits
@@ -49,7 +54,7 @@ class FailureLimiter:
     async def check(self, client_id: str, source: str) -> None:
         """Raises TooManyFailures if this attempt must not even be tried."""
         now = time.time()
-        source_key, client_key = _key("source", source), _key("client", client_id.casefold())
+        source_key, client_key = _keys(client_id, source)
         window_start = int((now - self._limits.window_s) * MICROS)
         recent = await self._store.recent_failures((source_key, client_key), window_start)
         source_failures, source_oldest = recent.get(source_key, (0, 0))
@@ -61,8 +66,8 @@ class FailureLimiter:
 
     async def failed(self, client_id: str, source: str) -> None:
         now = time.time()
-        keys = (_key("source", source), _key("client", client_id.casefold()))
-        await self._store.record_failure(keys, int(now * MICROS), int((now - self._limits.window_s) * MICROS))
+        window_start = int((now - self._limits.window_s) * MICROS)
+        await self._store.record_failure(_keys(client_id, source), int(now * MICROS), window_start)
 
     def _retry_after(self, oldest_micros: int, now: float) -> int:
         """Whole seconds until the oldest failure in the window leaves it."""
