@@ -97,8 +97,9 @@ class GrpcApi:
         await self._channel.close(None)
 
 
-def _frame(flags: int, payload: bytes) -> bytes:
-    return struct.pack(">BI", flags, len(payload)) + payload
+def frame(payload: bytes, flags: int = 0, length: int | None = None) -> bytes:
+    """A gRPC (and grpc-web) frame; length, if given, is the length prefix whatever the payload."""
+    return struct.pack(">BI", flags, len(payload) if length is None else length) + payload
 
 
 def grpc_web_frames(body: bytes) -> tuple[list[bytes], list[bytes]]:
@@ -138,7 +139,7 @@ class GrpcWebApi:
         self._client = httpx.AsyncClient(timeout=30)
 
     async def call(self, method: str, request: message.Message, metadata: Metadata) -> message.Message:
-        body = _frame(0, request.SerializeToString())
+        body = frame(request.SerializeToString())
         content_type = "application/grpc-web-text" if self._text else "application/grpc-web+proto"
         headers = [("content-type", content_type), ("x-grpc-web", "1"), ("accept", content_type)]
         answer = await self._client.post(

@@ -6,7 +6,6 @@ import asyncio
 import base64
 import json
 import re
-import struct
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -21,8 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from machinesecrets.v1 import user_service_pb2 as user_pb
 
+from server import app
 from server.transport.status import INTERNAL_MESSAGE
-from tests.api import GrpcApi, grpc_web_frames, method_path, response_class, trailer_map
+from tests.api import GrpcApi, frame, grpc_web_frames, method_path, response_class, trailer_map
 from tests.conftest import Running, config_for, start_service
 from tests.h2wire import Answer, exchange, grpc_headers
 from tests.processes import ServerProcess, start_with_envoy
@@ -82,9 +82,9 @@ def web_trailers(body: bytes, text: bool) -> dict[str, str]:
 
 frames = st.one_of(
     st.binary(max_size=300),  # anything at all
-    st.builds(lambda f, n, p: struct.pack(">BI", f, n) + p, st.integers(0, 255), st.integers(0, 2**32 - 1),
+    st.builds(lambda f, n, p: frame(p, f, n), st.integers(0, 255), st.integers(0, 2**32 - 1),
               st.binary(max_size=200)),  # a frame header that lies
-    st.builds(lambda p: struct.pack(">BI", 0, len(p)) + p, st.binary(max_size=300)),  # random payload
+    st.builds(frame, st.binary(max_size=300)),  # random payload
 )  # fmt: skip
 
 
@@ -239,6 +239,16 @@ def read_off(answer: Answer) -> RawAnswer:
     return RawAnswer(answer.grpc_status, answer.grpc_message, details, answer.http_status)
 
 
+def port_of(via: str, server: ServerProcess | app.Service) -> int:
+    """Where a transport's calls go: the gRPC port, the HTTP port (grpc-web), or Envoy's."""
+    if via.startswith("envoy"):
+        port = server.envoy_port
+    else:
+        port = server.http_port if via == "grpc-web" else server.grpc_port
+    assert port is not None, "no Envoy"
+    return port
+
+
 async def raw_call(
     target: Target,
     via: str,
@@ -248,13 +258,10 @@ async def raw_call(
     trailers: list[tuple[str, str]] | None = None,
 ) -> RawAnswer:
     """One call with exactly these body bytes and metadata, the answer read off the wire."""
-    path = method_path(method)
-    process = target.process
+    path, port = method_path(method), port_of(via, target.process)
     if via in ("grpc", "envoy-grpc"):
-        port = process.grpc_port if via == "grpc" else process.envoy_port
         answer = await exchange(port, grpc_headers(path, *metadata), body, trailers=trailers, timeout_s=10)
         return read_off(answer)
-    port = process.http_port if via == "grpc-web" else process.envoy_port
     headers = {"content-type": "application/grpc-web+proto", "x-grpc-web": "1", **dict(metadata)}
     async with httpx.AsyncClient(timeout=10) as http:
         reply = await http.post(f"http://127.0.0.1:{port}{path}", content=body, headers=headers)
@@ -262,10 +269,6 @@ async def raw_call(
     fields = trailer_map(grpc_web_frames(reply.content)[1]) or dict(reply.headers)
     return RawAnswer(fields.get("grpc-status"), fields.get("grpc-message", ""),
                      _rich(fields.get("grpc-status-details-bin")))  # fmt: skip
-
-
-def frame(payload: bytes, flags: int = 0, length: int | None = None) -> bytes:
-    return struct.pack(">BI", flags, len(payload) if length is None else length) + payload
 
 
 def add_secret_for(target: Target) -> bytes:
@@ -400,9 +403,8 @@ NO_METHOD_PATHS = [
 @pytest.mark.parametrize("path", NO_METHOD_PATHS)
 @pytest.mark.parametrize("via", ["grpc", "envoy-grpc"])
 async def test_paths_that_name_no_method_are_unimplemented(target: Target, via: str, path: str) -> None:
-    port = target.process.grpc_port if via == "grpc" else target.process.envoy_port
     headers = grpc_headers(path, ("authorization", f"Bearer {target.token}"))
-    answer = await exchange(port, headers, frame(b""), timeout_s=10)
+    answer = await exchange(port_of(via, target.process), headers, frame(b""), timeout_s=10)
     assert answer.grpc_status == "12", (answer.grpc_status, answer.grpc_message)
 
 
@@ -451,11 +453,7 @@ class Impatient:
     user_id: str
 
     def port(self, via: str) -> int:
-        service = self.running.service
-        port = service.envoy_port if via.startswith("envoy") else service.grpc_port
-        port = service.http_port if via == "grpc-web" else port
-        assert port is not None
-        return port
+        return port_of(via, self.running.service)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ raw exception, `abort_with_status` and the metadata a servicer sees can be obser
 import asyncio
 import base64
 import socket
-import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -21,7 +20,7 @@ from grpc_status import rpc_status
 from server.transport.asgi_server import AsgiServer
 from server.transport.grpcweb import GrpcWeb
 from server.transport.http import HttpApp
-from tests.api import grpc_web_frames, trailer_map
+from tests.api import frame, grpc_web_frames, trailer_map
 from tests.conftest import Running
 
 ORIGIN = "http://app.example"
@@ -81,10 +80,6 @@ async def web_server() -> AsyncIterator[AsgiServer]:
 @pytest.fixture
 def web(web_server: AsgiServer) -> str:
     return f"http://127.0.0.1:{web_server.port}"
-
-
-def frame(payload: bytes, flags: int = 0) -> bytes:
-    return struct.pack(">BI", flags, len(payload)) + payload
 
 
 def parse(body: bytes) -> tuple[list[bytes], dict[str, str]]:
@@ -232,7 +227,7 @@ async def test_cors_from_the_allow_list_only(web: str) -> None:
             "application/grpc-web+proto",
             grpc.StatusCode.INTERNAL,
         ),  # compressed: the spec's code
-        (struct.pack(">BI", 0, 10**6), "application/grpc-web+proto", grpc.StatusCode.RESOURCE_EXHAUSTED),
+        (frame(b"", length=10**6), "application/grpc-web+proto", grpc.StatusCode.RESOURCE_EXHAUSTED),
         (
             frame(b"a" * 2000),
             "application/grpc-web+proto",

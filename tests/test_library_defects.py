@@ -77,8 +77,9 @@ async def test_grpc_core_decodes_the_call_after_unparseable_metadata(bare_server
     assert answer.grpc_status == "0", answer
 
 
-async def test_without_a_dynamic_table_the_next_call_decodes(bare_server: int) -> None:
-    # The workaround, on the same bare server: no HPACK dynamic table, nothing to fall out of step.
+async def test_without_a_dynamic_table_the_next_call_decodes() -> None:
+    # The workaround, on a bare server like the one above: no HPACK dynamic table, nothing to fall
+    # out of step.
     async with serving(("grpc.http2.hpack_table_size.decoder", 0)) as port:
         answer = await a_valid_call_after_an_unparseable_one(port)
     assert answer.grpc_status == "0", answer
