@@ -1,5 +1,7 @@
-"""The ASGI callable types the HTTP side of the service is written against."""
+"""The ASGI callable types the HTTP side of the service is written against, and what every
+HTTP endpoint does with them: read headers, read the body, send one whole response."""
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -21,6 +23,30 @@ def first(headers: dict[str, list[str]], name: str) -> str:
     """The first value of a header, or "" when it is absent."""
     values = headers.get(name)
     return values[0] if values else ""
+
+
+class BodyTooLarge(Exception):
+    """The request body passed the limit."""
+
+
+class ClientGone(Exception):
+    """The client disconnected before its request body was whole."""
+
+
+async def read_body(receive: Receive, limit: int, timeout_s: float) -> bytes:
+    """The whole request body. Raises BodyTooLarge once it passes limit bytes, ClientGone if the
+    client goes away first, and TimeoutError if it is not whole within timeout_s."""
+    body = bytearray()
+    async with asyncio.timeout(timeout_s):
+        while True:
+            event = await receive()
+            if event["type"] == "http.disconnect":
+                raise ClientGone()
+            body += event.get("body", b"")
+            if len(body) > limit:
+                raise BodyTooLarge()
+            if not event.get("more_body"):
+                return bytes(body)
 
 
 async def respond(send: Send, status: int, headers: Sequence[tuple[str, str]], body: bytes) -> None:

@@ -42,7 +42,17 @@ from sonora.protocol import parse_timeout
 
 from server.domain.errors import DomainError, FieldViolation, InvalidArgument
 from server.transport import status
-from server.transport.asgi import ASGIApp, Receive, Send, first, header_lists, respond
+from server.transport.asgi import (
+    ASGIApp,
+    BodyTooLarge,
+    ClientGone,
+    Receive,
+    Send,
+    first,
+    header_lists,
+    read_body,
+    respond,
+)
 from server.transport.interceptors import UnaryInterceptor, not_one_message, request_too_slow
 
 log = logging.getLogger("machinesecrets.grpcweb")
@@ -206,8 +216,13 @@ class GrpcWeb(grpcASGI):  # type: ignore[misc]
         # A base64 body is 4/3 of the bytes it carries; the frame header adds 5.
         limit = (self._max_message_bytes + FRAME_HEADER.size) * (4 if text else 3) // 3 + 4
         try:
-            async with asyncio.timeout(self._read_timeout_s):
-                body = await _read_body(receive, limit)
+            body = await read_body(receive, limit, self._read_timeout_s)
+        except BodyTooLarge:
+            raise WebCallError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED, "the request is larger than the limit"
+            ) from None
+        except ClientGone:
+            raise WebCallError(grpc.StatusCode.CANCELLED, "the client went away") from None
         except TimeoutError:
             raise refused(request_too_slow(self._read_timeout_s)) from None
         if text:
@@ -305,19 +320,6 @@ def _metadata(scope: dict[str, Any]) -> list[tuple[str, str | bytes]]:
 def _peer(scope: dict[str, Any]) -> str:
     client = scope.get("client")
     return f"ipv4:{client[0]}:{client[1]}" if client else "unknown"
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes:
-    body = bytearray()
-    while True:
-        event = await receive()
-        if event["type"] == "http.disconnect":
-            raise WebCallError(grpc.StatusCode.CANCELLED, "the client went away")
-        body += event.get("body", b"")
-        if len(body) > limit:
-            raise WebCallError(grpc.StatusCode.RESOURCE_EXHAUSTED, "the request is larger than the limit")
-        if not event.get("more_body"):
-            return bytes(body)
 
 
 _BASE64_PIECE = re.compile(rb"[^=]*=*")

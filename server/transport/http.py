@@ -13,18 +13,6 @@ async def respond_json(
     await respond(send, code, [*headers, ("content-type", "application/json")], json.dumps(body).encode())
 
 
-async def read_body(receive: Receive, limit: int) -> bytes | None:
-    """The whole request body, or None once it passes limit bytes."""
-    body = bytearray()
-    while True:
-        event = await receive()
-        body += event.get("body", b"")
-        if len(body) > limit:
-            return None
-        if event["type"] == "http.disconnect" or not event.get("more_body"):
-            return bytes(body)
-
-
 class HttpApp:
     """Routes by exact path; anything else is a JSON 404."""
 

@@ -4,7 +4,6 @@ Errors are RFC 6749 §5.2 JSON: {"error", "error_description"}. Client authentic
 (`client_secret_basic`, §2.3.1) or form fields (`client_secret_post`), never both.
 """
 
-import asyncio
 import base64
 import binascii
 import logging
@@ -16,8 +15,8 @@ from urllib.parse import parse_qsl, unquote_plus
 from server.domain.client_credentials import ClientCredentials, InvalidClient
 from server.domain.errors import Unavailable
 from server.domain.failure_limits import TooManyFailures
-from server.transport.asgi import Receive, Send, first, header_lists
-from server.transport.http import read_body, respond_json
+from server.transport.asgi import BodyTooLarge, ClientGone, Receive, Send, first, header_lists, read_body
+from server.transport.http import respond_json
 from server.transport.metrics import CallCounters
 
 log = logging.getLogger("machinesecrets.access")
@@ -108,12 +107,13 @@ class TokenEndpoint:
         if content_type != "application/x-www-form-urlencoded":
             raise OAuthError("invalid_request", "the body must be application/x-www-form-urlencoded")
         try:
-            async with asyncio.timeout(self._read_timeout_s):
-                body = await read_body(receive, MAX_BODY_BYTES)
+            body = await read_body(receive, MAX_BODY_BYTES, self._read_timeout_s)
+        except BodyTooLarge:
+            raise OAuthError("invalid_request", "the body is too large", 413) from None
+        except ClientGone:  # answered all the same, for the log and the counters
+            raise OAuthError("invalid_request", "the client went away") from None
         except TimeoutError:
             raise OAuthError("invalid_request", "the request did not arrive in time", 408) from None
-        if body is None:
-            raise OAuthError("invalid_request", "the body is too large", 413)
         try:
             pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
         except (UnicodeDecodeError, ValueError):
