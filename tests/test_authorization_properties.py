@@ -1,195 +1,236 @@
-"""The authorisation rules, as properties: whatever caller, organisation header, target and call
-hypothesis picks, the API answers what a small reference model of the rules says. Over native
-gRPC and over JSON through Envoy, against a server in its own process."""
+"""The authorisation rules, as properties over sequences of calls, against a server in its own
+process, over native gRPC and over JSON through Envoy.
 
+Each example builds a fresh scene through the API (two organisations, holders with random roles
+in them, a human and a machine user), then lets hypothesis pick calls one at a time: any holder,
+with any token it holds, calling any method of the API, in any organisation (its own, another,
+one that does not exist), on any user. Two properties hold at every step:
+
+- The answer, code and reason, is the one `tests/authz_model.py` gives. That model is written from
+  the README's tables, not from `server/`.
+- No escalation, checked on what the server actually did, independent of the model: whenever a
+  call hands a holder a credential (a PAT, or a secret it then exchanges for an access token) or
+  grants a role, the power handed out is within the power the holder already reached through the
+  credentials it held. Credentials obtained this way join the holder's tokens, so chains (take
+  a token, use it to take another) are searched too.
+"""
+
+import asyncio
 import itertools
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
 
-import grpc
 import httpx
 import pytest
-from google.protobuf import json_format
+from google.protobuf.message import Message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from machinesecrets.v1 import org_service_pb2 as org_pb
 from machinesecrets.v1 import user_service_pb2 as user_pb
 
-from server.domain.permissions import ORG_OWNER, ORG_USER_MANAGER, ROLE_PERMISSIONS, USER_READ, USER_WRITE
-from server.transport.status import HTTP_STATUS
-from tests.api import grpc_code, method_path, response_class
+from tests.api import Api, ApiError, GrpcApi, JsonApi
+from tests.authz_model import CREDENTIAL_METHODS, NEEDS, ROLES, Model, Token, User, covers
 from tests.processes import ServerProcess, start_with_envoy
 
 UNKNOWN_ORG = "123456789012345"
 UNKNOWN_USER = "987654321098765"
-PERMISSION = {"AddSecret": USER_WRITE, "GetUserByID": USER_READ, "AddPersonalAccessToken": USER_WRITE}
-REQUESTS = {
-    "AddSecret": lambda user_id: user_pb.AddSecretRequest(user_id=user_id),
-    "GetUserByID": lambda user_id: user_pb.GetUserByIDRequest(user_id=user_id),
-    "AddPersonalAccessToken": lambda user_id: user_pb.AddPersonalAccessTokenRequest(user_id=user_id),
-}
-# Every combination of roles a caller can hold in its own and in another organisation.
-ROLE_SETS = [frozenset(), frozenset({ORG_USER_MANAGER}), frozenset({ORG_OWNER})]
-
-
-@dataclass(frozen=True)
-class User:
-    id: str
-    org: str
-    machine: bool
-
-
-@dataclass(frozen=True)
-class Caller:
-    user: User
-    roles: dict[str, frozenset[str]]
-    token: str
+EXAMPLES = 60
+MAX_STEPS = 10
+_names = itertools.count()
 
 
 @dataclass
-class Model:
-    orgs: list[str]
-    callers: list[Caller]
-    targets: list[User]
+class Holder:
+    """Someone calling the API: it starts with the token of its own machine user."""
 
-
-def expected(caller: Caller, header: str | None, target_id: str, method: str, model: Model) -> str:
-    """The reference model: the outcome the rules give, as a gRPC code name."""
-    org = header or caller.user.org
-    allowed = any(PERMISSION[method] in ROLE_PERMISSIONS[r] for r in caller.roles.get(org, frozenset()))
-    if not allowed or org not in model.orgs:
-        return "PERMISSION_DENIED"
-    target = next((t for t in model.targets if t.id == target_id), None)
-    if target is None or target.org != org:
-        return "NOT_FOUND"  # never says whether the user exists in another organisation
-    if method != "GetUserByID" and not target.machine:
-        return "FAILED_PRECONDITION"
-    return "OK"
+    tokens: list[Token]
+    reach: frozenset[tuple[str, str]] = field(default_factory=frozenset)
 
 
 @dataclass
 class Served:
     process: ServerProcess
-    envoy_port: int
-    model: Model
+    admin: str
 
 
 @pytest.fixture(scope="module")
 async def served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Served]:
-    folder = tmp_path_factory.mktemp("authz")
-    process, admin = await start_with_envoy(folder)
-    envoy_port = process.envoy_port
-    with grpc.insecure_channel(f"127.0.0.1:{process.grpc_port}") as channel:
-        model = build(channel, admin)
-    yield Served(process, envoy_port, model)
+    process, admin = await start_with_envoy(tmp_path_factory.mktemp("authz"))
+    yield Served(process, admin)
     await process.stop()
 
 
-def build(channel: grpc.Channel, admin: str) -> Model:
-    names = (f"authz-{i}" for i in itertools.count())
+class Scene:
+    """One example's world: the model, the holders, and the clients that reach the server."""
 
-    def call(method: str, request: object, token: str = admin, org: str | None = None) -> Any:
-        metadata = (("authorization", f"Bearer {token}"),) + ((("x-zitadel-orgid", org),) if org else ())
-        rpc = channel.unary_unary(
-            method_path(method), request_serializer=lambda m: m.SerializeToString(),
-            response_deserializer=response_class(method).FromString,
-        )  # fmt: skip
-        return rpc(request, metadata=metadata, timeout=30)
+    def __init__(self, api: Api, http: httpx.AsyncClient, admin: str) -> None:
+        self.api, self.http, self.admin = api, http, admin
+        self.model = Model(set(), {})
+        self.holders: list[Holder] = []
 
-    home: str = call(
-        "AddMachineUser", user_pb.AddMachineUserRequest(user_name=next(names), name="x")
-    ).details.resource_owner
-    orgs = [home] + [
-        call("AddOrganization", org_pb.AddOrganizationRequest(name=next(names))).org_id for _ in range(2)
-    ]
-    targets: list[User] = []
-    for org in orgs:
-        for machine in (True, True, False):
-            if machine:
-                request: object = user_pb.AddMachineUserRequest(user_name=next(names), name="t")
-                method = "AddMachineUser"
-            else:
-                name = next(names)
-                request = user_pb.AddHumanUserRequest(
-                    user_name=name, display_name="t", email=f"{name}@example.com"
-                )
-                method = "AddHumanUser"
-            targets.append(User(call(method, request, org=org).user_id, org, machine))
-    callers: list[Caller] = []
-    for home_roles, other_roles in itertools.product(ROLE_SETS, ROLE_SETS):
-        org, other = orgs[1], orgs[2]
-        user = User(
-            call(
-                "AddMachineUser", user_pb.AddMachineUserRequest(user_name=next(names), name="c"), org=org
-            ).user_id,
-            org,
-            True,
-        )
-        roles = {}
-        for where, granted in ((org, home_roles), (other, other_roles)):
-            if granted:
-                call(
-                    "AddOrgMember",
-                    org_pb.AddOrgMemberRequest(user_id=user.id, roles=sorted(granted)),
-                    org=where,
-                )
-                roles[where] = granted
-        token = call(
-            "AddPersonalAccessToken", user_pb.AddPersonalAccessTokenRequest(user_id=user.id), org=org
-        ).token
-        callers.append(Caller(user, roles, token))
-        targets.append(user)
-    return Model(orgs, callers, targets)
+    async def call(self, token: str, method: str, request: Message, org: str | None = None) -> Message:
+        metadata = [("authorization", f"Bearer {token}")] + ([("x-zitadel-orgid", org)] if org else [])
+        return await self.api.call(method, request, metadata)
 
+    async def set_up(self, grants: list[tuple[int, dict[int, list[str]]]]) -> None:
+        """Two organisations; per holder, a machine user of organisation `home` with `roles` by
+        organisation index, granted by the admin; a human and a machine user in each."""
+        for _ in range(2):
+            created: org_pb.AddOrganizationResponse = await self.call(  # type: ignore[assignment]
+                self.admin, "AddOrganization", org_pb.AddOrganizationRequest(name=f"authz-{next(_names)}")
+            )
+            self.model.orgs.add(created.org_id)
+        orgs = sorted(self.model.orgs)
+        for org in orgs:
+            await self.add_user(self.admin, "AddHumanUser", org)
+            await self.add_user(self.admin, "AddMachineUser", org)
+        for home, roles in grants:
+            user = await self.add_user(self.admin, "AddMachineUser", orgs[home])
+            for where, granted in roles.items():
+                request = org_pb.AddOrgMemberRequest(user_id=user.id, roles=granted)
+                await self.call(self.admin, "AddOrgMember", request, org=orgs[where])
+                user.roles[orgs[where]] = frozenset(granted)
+            pat: user_pb.AddPersonalAccessTokenResponse = await self.call(  # type: ignore[assignment]
+                self.admin,
+                "AddPersonalAccessToken",
+                user_pb.AddPersonalAccessTokenRequest(user_id=user.id),
+                org=orgs[home],
+            )
+            self.holders.append(Holder([Token(pat.token, user.id, None)], user.power()))
 
-def over_grpc(served: Served, caller: Caller, header: str | None, method: str, target: str) -> str:
-    metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {caller.token}"),)
-    if header:
-        metadata += (("x-zitadel-orgid", header),)
-    with grpc.insecure_channel(f"127.0.0.1:{served.process.grpc_port}") as channel:
-        rpc = channel.unary_unary(method_path(method), request_serializer=lambda m: m.SerializeToString(),
-                                  response_deserializer=response_class(method).FromString)  # fmt: skip
-        try:
-            rpc(REQUESTS[method](target), metadata=metadata, timeout=30)  # type: ignore[no-untyped-call,unused-ignore]
-        except grpc.RpcError as error:
-            return str(error.code().name)
-    return "OK"
-
-
-def over_json(served: Served, caller: Caller, header: str | None, method: str, target: str) -> str:
-    headers = {"authorization": f"Bearer {caller.token}", **({"x-zitadel-orgid": header} if header else {})}
-    base = f"http://127.0.0.1:{served.envoy_port}"
-    with httpx.Client(base_url=base, timeout=30) as http:
-        if method == "AddSecret":
-            answer = http.put(f"/users/{target}/secret", content="{}", headers=headers)
-        elif method == "GetUserByID":
-            answer = http.get(f"/users/{target}", headers=headers)
+    async def add_user(self, token: str, method: str, org: str | None) -> User:
+        name = f"authz-{next(_names)}"
+        request: Message
+        if method == "AddHumanUser":
+            request = user_pb.AddHumanUserRequest(
+                user_name=name, display_name="h", email=f"{name}@example.com"
+            )
         else:
-            answer = http.post(f"/users/{target}/pats", content="{}", headers=headers)
-    if answer.status_code == 200:
-        json_format.ParseDict(answer.json(), response_class(method)())
-        return "OK"
-    code = grpc_code(answer.json()["code"])
-    assert answer.status_code == HTTP_STATUS[code]
-    return code.name
+            request = user_pb.AddMachineUserRequest(user_name=name, name="m")
+        created: user_pb.AddMachineUserResponse = await self.call(token, method, request, org)  # type: ignore[assignment]
+        user = User(created.user_id, created.details.resource_owner, method == "AddMachineUser")
+        self.model.users[user.id] = user
+        return user
+
+    async def step(
+        self, holder: Holder, token: Token, method: str, header: str | None, target: str, roles: list[str]
+    ) -> None:
+        expected = self.model.expect(token, method, header, target, roles)
+        try:
+            answer = await self.act(holder, token, method, header, target, roles)
+        except ApiError as error:
+            answer = (error.code.name, error.reason)
+        assert answer == expected, (method, header, target, roles)
+
+    async def act(
+        self, holder: Holder, token: Token, method: str, header: str | None, target: str, roles: list[str]
+    ) -> tuple[str, str]:
+        """Makes the call; on success, applies it to the model and checks for escalation."""
+        if method in ("AddMachineUser", "AddHumanUser"):
+            await self.add_user(token.value, method, header)
+            return ("OK", "")
+        if method == "AddOrganization":
+            request = org_pb.AddOrganizationRequest(name=f"authz-{next(_names)}")
+            created: org_pb.AddOrganizationResponse = await self.call(token.value, method, request, header)  # type: ignore[assignment]
+            self.model.orgs.add(created.org_id)
+            return ("OK", "")
+        if method == "AddOrgMember":
+            request_m = org_pb.AddOrgMemberRequest(user_id=target, roles=roles)
+            added: org_pb.AddOrgMemberResponse = await self.call(token.value, method, request_m, header)  # type: ignore[assignment]
+            org = added.details.resource_owner
+            granted = User("", org, True, {org: frozenset(roles)})
+            assert covers(holder.reach, granted.power()), (
+                f"granted {roles} in {org} beyond the caller's reach"
+            )
+            self.model.users[target].roles[org] = frozenset(roles)
+            self.reach_again()
+            return ("OK", "")
+        requests: dict[str, type[Message]] = {
+            "GetUserByID": user_pb.GetUserByIDRequest,
+            "AddSecret": user_pb.AddSecretRequest,
+            "RemoveSecret": user_pb.RemoveSecretRequest,
+            "AddPersonalAccessToken": user_pb.AddPersonalAccessTokenRequest,
+        }
+        answer = await self.call(token.value, method, requests[method](user_id=target), header)
+        user = self.model.users[target]
+        if method in CREDENTIAL_METHODS:
+            assert covers(holder.reach, user.power()), f"{method} on a user beyond the caller's reach"
+        if method == "RemoveSecret":
+            user.has_secret, user.secret_generation = False, user.secret_generation + 1
+        elif method == "AddSecret":
+            user.has_secret, user.secret_generation = True, user.secret_generation + 1
+            holder.tokens.append(Token(await self.exchange(answer), user.id, user.secret_generation))
+        elif method == "AddPersonalAccessToken":
+            holder.tokens.append(Token(answer.token, user.id, None))  # type: ignore[attr-defined]
+        self.reach_again()
+        return ("OK", "")
+
+    async def exchange(self, issued: Message) -> str:
+        """The secret AddSecret answered, traded for an access token at the token endpoint."""
+        client = (issued.client_id, issued.client_secret)  # type: ignore[attr-defined]
+        answer = await self.http.post(
+            "/oauth/v2/token", data={"grant_type": "client_credentials"}, auth=client
+        )
+        assert answer.status_code == 200, answer.text
+        return str(answer.json()["access_token"])
+
+    def reach_again(self) -> None:
+        """A holder reaches the power of every user whose working credential it holds: a role
+        granted to such a user later widens it (granted by someone who held it, as checked)."""
+        for holder in self.holders:
+            powers = [self.model.users[t.user_id].power() for t in holder.tokens if self.model.valid(t)]
+            holder.reach = frozenset().union(holder.reach, *powers)
 
 
-@pytest.mark.parametrize("transport", [over_grpc, over_json], ids=["grpc", "envoy-json"])
-def test_outcomes_follow_the_rules(served: Served, transport: object) -> None:
-    model = served.model
-    calls = st.tuples(
-        st.sampled_from(model.callers),
-        st.one_of(st.none(), st.sampled_from(model.orgs), st.just(UNKNOWN_ORG)),
-        st.sampled_from(sorted(PERMISSION)),
-        st.one_of(st.sampled_from([t.id for t in model.targets]), st.just(UNKNOWN_USER)),
-    )
+role_sets = st.lists(st.sampled_from(ROLES), max_size=2, unique=True).map(sorted)
+granted_roles = st.lists(st.sampled_from(ROLES), min_size=1, max_size=2, unique=True).map(sorted)
+holder_grants = st.tuples(st.integers(0, 1), st.dictionaries(st.integers(0, 1), granted_roles))
 
-    @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-    @given(calls)
-    def check(call: tuple[Caller, str | None, str, str]) -> None:
-        caller, header, method, target = call
-        answered = transport(served, caller, header, method, target)  # type: ignore[operator]
-        assert answered == expected(caller, header, target, method, model), call
 
-    check()
+async def explore(api: Api, served: Served, data: st.DataObject) -> None:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{served.process.http_port}", timeout=30) as http:
+        scene = Scene(api, http, served.admin)
+        await scene.set_up(data.draw(st.lists(holder_grants, min_size=2, max_size=3), label="holders"))
+        orgs = sorted(scene.model.orgs)
+        for _ in range(data.draw(st.integers(1, MAX_STEPS), label="steps")):
+            holder = data.draw(st.sampled_from(scene.holders))
+            token = data.draw(st.sampled_from(holder.tokens))
+            method = data.draw(st.sampled_from(sorted(NEEDS)))
+            header = data.draw(st.sampled_from([None, *orgs, UNKNOWN_ORG]))
+            target = data.draw(st.sampled_from([*sorted(scene.model.users), UNKNOWN_USER]))
+            roles = data.draw(st.one_of(role_sets, st.just(["ROOT"]))) if method == "AddOrgMember" else []
+            await scene.step(holder, token, method, header, target, roles)
+
+
+@pytest.mark.parametrize("transport", ["grpc", "envoy-json"])
+def test_calls_follow_the_rules_and_never_escalate(served: Served, transport: str) -> None:
+    # One event loop of the test's own for the whole search: hypothesis drives a plain function.
+    loop = asyncio.new_event_loop()
+
+    async def client() -> Api:  # made inside the loop it will run on
+        if transport == "grpc":
+            return GrpcApi(transport, f"127.0.0.1:{served.process.grpc_port}")
+        return JsonApi(transport, f"http://127.0.0.1:{served.process.envoy_port}")
+
+    api = loop.run_until_complete(client())
+
+    @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(st.data())
+    def check(data: st.DataObject) -> None:
+        loop.run_until_complete(explore(api, served, data))
+
+    try:
+        check()
+    finally:
+        loop.run_until_complete(api.close())
+        loop.close()
+
+
+def test_the_model_finds_the_reported_escalation() -> None:
+    """The report's path against the model: a user manager is refused the admin's credentials."""
+    admin = User("1", "o", True, {"o": frozenset({"IAM_OWNER", "ORG_OWNER"})})
+    mgr = User("2", "o", True, {"o": frozenset({"ORG_USER_MANAGER"})})
+    model = Model({"o"}, {"1": admin, "2": mgr})
+    for method in CREDENTIAL_METHODS:
+        assert model.expect(Token("t", "2", None), method, None, "1", [])[0] == "PERMISSION_DENIED"
+    assert model.expect(Token("t", "2", None), "AddSecret", None, "2", []) == ("OK", "")

@@ -28,7 +28,7 @@ from server.domain.errors import (
 from server.domain.ids import IdGenerator
 from server.domain.keyed_locks import KeyedLocks
 from server.domain.model import Created, Details, IssuedSecret, IssuedToken
-from server.domain.permissions import IAM_OWNER, ORG_OWNER, CallContext
+from server.domain.permissions import IAM_OWNER, ORG_OWNER, USER_READ, CallContext
 from server.domain.store_errors import store_unavailable_is_unavailable
 from server.store import events as ev
 from server.store.base import USER_TYPE_MACHINE, ConcurrencyConflict, Store, UniqueViolation, UserRecord
@@ -40,6 +40,12 @@ MAX_WRITE_ATTEMPTS = 8
 
 def user_name_taken() -> AlreadyExists:
     return AlreadyExists("USER_NAME_TAKEN", "the user name is taken")
+
+
+def cannot_grant() -> PermissionDenied:
+    # A role is granted only by a caller who holds all it gives: IAM_OWNER by an IAM_OWNER, and
+    # ORG_OWNER by an ORG_OWNER (or an IAM_OWNER), as in Kubernetes' escalation rule.
+    return PermissionDenied("PERMISSION_DENIED", "a role may be granted only by a caller who holds it")
 
 
 class Commands:
@@ -61,11 +67,15 @@ class Commands:
     @store_unavailable_is_unavailable
     async def add_org_member(self, ctx: CallContext, user_id: str, roles: list[str]) -> Details:
         check.raise_if_any(check.check_id("user_id", user_id) + check.check_roles("roles", roles))
-        if IAM_OWNER in roles and not ctx.principal.is_iam_owner:
-            raise PermissionDenied("PERMISSION_DENIED", "only an IAM_OWNER may grant IAM_OWNER")
+        granted = frozenset(roles)
+        if not ctx.principal.covers({ctx.org_id: granted}):
+            raise cannot_grant()
         # A member may belong to another organisation: membership is how a user of one
-        # organisation is allowed to act in another.
-        if await self._store.user(user_id) is None:
+        # organisation is allowed to act in another. Such a user is named only by a caller who
+        # may read the users of its organisation; to anyone else it is as absent as a user that
+        # does not exist, so user ids cannot be probed across organisations.
+        user = await self._store.user(user_id)
+        if user is None or not ctx.principal.has(USER_READ, user.org_id):
             raise user_not_found()
 
         async def decide() -> list[NewEvent]:
@@ -74,7 +84,7 @@ class Commands:
                 raise NotFound("ORGANIZATION_NOT_FOUND", "organisation not found")
             if await self._store.member_roles(ctx.org_id, user_id) is not None:
                 raise AlreadyExists("MEMBER_ALREADY_EXISTS", "the user is a member already")
-            payload = {"user_id": user_id, "roles": sorted(set(roles))}
+            payload = {"user_id": user_id, "roles": sorted(granted)}
             return [
                 NewEvent(ev.AGGREGATE_ORG, org.id, org.sequence + 1, ev.ORG_MEMBER_ADDED, org.id, payload)
             ]
@@ -125,7 +135,7 @@ class Commands:
 
         async def decide() -> list[NewEvent]:
             nonlocal client_id
-            user = await self._machine_user(ctx, user_id)
+            user = await self._credential_holder(ctx, user_id)
             client_id = user.user_name
             return [self._next(user, ev.USER_MACHINE_SECRET_SET, {"hash": hashed})]
 
@@ -137,7 +147,7 @@ class Commands:
         check.raise_if_any(check.check_id("user_id", user_id))
 
         async def decide() -> list[NewEvent]:
-            user = await self._machine_user(ctx, user_id)
+            user = await self._credential_holder(ctx, user_id)
             if user.secret_hash is None:
                 raise FailedPrecondition("SECRET_NOT_FOUND", "the machine user has no secret")
             return [self._next(user, ev.USER_MACHINE_SECRET_REMOVED, {})]
@@ -161,7 +171,7 @@ class Commands:
         }
 
         async def decide() -> list[NewEvent]:
-            user = await self._machine_user(ctx, user_id)
+            user = await self._credential_holder(ctx, user_id)
             return [self._next(user, ev.USER_PAT_ADDED, payload)]
 
         [added] = await self._write(user_id, decide)
@@ -195,12 +205,24 @@ class Commands:
             return None
         return token
 
-    async def _machine_user(self, ctx: CallContext, user_id: str) -> UserRecord:
+    async def _credential_holder(self, ctx: CallContext, user_id: str) -> UserRecord:
+        """The machine user of the context organisation whose credentials (secrets, tokens) the
+        caller is about to create, replace or remove: the one gate of every such command.
+
+        Whoever holds a user's credential holds that user's power, so the caller must hold, in
+        every organisation, every permission the user's roles give it there. Checked inside the
+        write's turn, on the roles as they are now; a role granted later does not take back a
+        credential made before (SECURITY.md says how an operator reviews those).
+        """
         user = await self._store.user(user_id)
         if user is None or user.org_id != ctx.org_id:
             raise user_not_found()
         if user.type != USER_TYPE_MACHINE:
             raise FailedPrecondition("USER_NOT_MACHINE", "the user is not a machine user")
+        # An IAM_OWNER covers everyone: no need to read the roles.
+        if not ctx.principal.is_iam_owner and not ctx.principal.covers(await self._store.roles_of(user_id)):
+            # No more than that: the caller may not be allowed to read the user's roles.
+            raise PermissionDenied("PERMISSION_DENIED", "the user holds permissions the caller does not hold")
         return user
 
     @staticmethod

@@ -1,5 +1,6 @@
 """Roles, the permissions they grant, and the caller they are granted to."""
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 IAM_OWNER = "IAM_OWNER"
@@ -36,6 +37,23 @@ class Principal:
         if self.is_iam_owner:
             return True
         return any(permission in ROLE_PERMISSIONS[role] for role in self.roles.get(org_id, ()))
+
+    def covers(self, roles_by_org: Mapping[str, frozenset[str]]) -> bool:
+        """Whether this caller holds, in each organisation, every permission of the roles held
+        there by someone else: the test for handing out that someone's power.
+
+        A credential of a user is that user's power, and so is a role: granting either to a
+        caller who lacks it would be an escalation (as AWS's iam:CreateAccessKey on another user,
+        or a Kubernetes role binding without `escalate`). IAM_OWNER holds in every organisation,
+        so only an IAM_OWNER covers an IAM_OWNER, wherever it was granted.
+        """
+        for org_id, roles in roles_by_org.items():
+            for role in roles:
+                if role == IAM_OWNER and not self.is_iam_owner:
+                    return False
+                if not all(self.has(permission, org_id) for permission in ROLE_PERMISSIONS[role]):
+                    return False
+        return True
 
 
 @dataclass(frozen=True)

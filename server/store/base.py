@@ -105,6 +105,10 @@ class Store(Protocol):
 
     async def member_roles(self, org_id: str, user_id: str) -> frozenset[str] | None: ...
 
+    async def roles_of(self, user_id: str) -> dict[str, frozenset[str]]:
+        """The user's roles, by the organisations it is a member of."""
+        ...
+
     async def caller(self, token_hash: str) -> CallerRecord | None:
         """The token with this hash, its user's organisation and secret, and the user's roles."""
         ...

@@ -102,6 +102,7 @@ SELECT_USER_BY_NAME = f"SELECT {USER_COLUMNS} FROM users WHERE user_name_key = ?
 SELECT_ORG = "SELECT id, name, sequence, created_at, changed_at FROM orgs WHERE id = ?"
 SELECT_ANY_ORG = "SELECT 1 FROM orgs LIMIT 1"
 SELECT_MEMBER_ROLES = "SELECT roles FROM members WHERE org_id = ? AND user_id = ?"
+SELECT_ROLES_OF_USER = "SELECT org_id, roles FROM members WHERE user_id = ?"
 # One row per membership of the token's user (one row with NULLs for none).
 SELECT_CALLER = (
     "SELECT t.token_id, t.user_id, t.expires_at, t.secret_sequence,"

@@ -83,6 +83,10 @@ class SqlStore:
         rows = await self._fetch(schema.SELECT_MEMBER_ROLES, (org_id, user_id))
         return schema.decode_roles(rows[0][0]) if rows else None
 
+    async def roles_of(self, user_id: str) -> dict[str, frozenset[str]]:
+        rows = await self._fetch(schema.SELECT_ROLES_OF_USER, (user_id,))
+        return {r[0]: schema.decode_roles(r[1]) for r in rows}
+
     async def record_failure(self, keys: tuple[str, str], at_micros: int, forget_micros: int) -> None:
         plan: Plan = [((schema.INSERT_FAILURE, (key, at_micros)), StoreError) for key in keys]
         plan.append(((schema.DELETE_FAILURES_BEFORE, (forget_micros,)), StoreError))

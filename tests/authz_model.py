@@ -1,0 +1,116 @@
+"""A reference model of who may do what, written from the README's tables alone.
+
+It imports nothing from `server/`: a model that restates the code can only agree with it. Its
+tables are the README's ("The API": the permission each RPC needs, the roles and what they give,
+the error codes and reasons) and SECURITY.md's escalation rule. Each call gives one expected
+answer, a gRPC code name and an ErrorInfo reason, and the change it makes to the model's state.
+"""
+
+from dataclasses import dataclass, field
+
+IAM_OWNER, ORG_OWNER, ORG_USER_MANAGER = "IAM_OWNER", "ORG_OWNER", "ORG_USER_MANAGER"
+ROLES = (IAM_OWNER, ORG_OWNER, ORG_USER_MANAGER)
+# README, "Roles": IAM_OWNER holds everything, in every organisation.
+GIVES = {
+    ORG_OWNER: frozenset({"user.read", "user.write", "org.member.write"}),
+    ORG_USER_MANAGER: frozenset({"user.read", "user.write"}),
+}
+# README, the RPC table's "needs" column. AddOrganization needs IAM_OWNER itself.
+NEEDS = {
+    "AddSecret": "user.write",
+    "RemoveSecret": "user.write",
+    "AddMachineUser": "user.write",
+    "AddHumanUser": "user.write",
+    "GetUserByID": "user.read",
+    "AddPersonalAccessToken": "user.write",
+    "AddOrganization": IAM_OWNER,
+    "AddOrgMember": "org.member.write",
+}
+CREDENTIAL_METHODS = ("AddSecret", "RemoveSecret", "AddPersonalAccessToken")
+EVERYTHING = ("*", "*")  # the power of an IAM_OWNER: every permission in every organisation
+
+OK = ("OK", "")
+Answer = tuple[str, str]  # (gRPC code name, ErrorInfo reason)
+
+
+@dataclass
+class User:
+    id: str
+    org: str
+    machine: bool
+    roles: dict[str, frozenset[str]] = field(default_factory=dict)
+    secret_generation: int = 0  # moves at every AddSecret and RemoveSecret
+    has_secret: bool = False
+
+    def power(self) -> frozenset[tuple[str, str]]:
+        """(organisation, permission) pairs this user's credentials reach."""
+        if any(IAM_OWNER in roles for roles in self.roles.values()):
+            return frozenset({EVERYTHING})
+        return frozenset((org, p) for org, roles in self.roles.items() for role in roles for p in GIVES[role])
+
+    def holds(self, permission: str, org: str) -> bool:
+        return EVERYTHING in self.power() or (org, permission) in self.power()
+
+
+def covers(power: frozenset[tuple[str, str]], other: frozenset[tuple[str, str]]) -> bool:
+    return EVERYTHING in power or other <= power
+
+
+@dataclass(frozen=True)
+class Token:
+    value: str
+    user_id: str
+    secret_generation: int | None  # an access token: the secret it was exchanged for; a PAT: None
+
+
+@dataclass
+class Model:
+    orgs: set[str]
+    users: dict[str, User]
+
+    def valid(self, token: Token) -> bool:
+        user = self.users[token.user_id]
+        return token.secret_generation is None or (
+            user.has_secret and user.secret_generation == token.secret_generation
+        )
+
+    def expect(self, token: Token, method: str, header: str | None, target: str, roles: list[str]) -> Answer:
+        """The answer to `method` called with `token`, `x-zitadel-orgid: header`, on user `target`
+        (or granting `roles` to it)."""
+        if not self.valid(token):
+            return ("UNAUTHENTICATED", "TOKEN_INVALID")
+        caller = self.users[token.user_id]
+        org = header or caller.org
+        need = NEEDS[method]
+        allowed = EVERYTHING in caller.power() if need == IAM_OWNER else caller.holds(need, org)
+        if not allowed:
+            return ("PERMISSION_DENIED", "PERMISSION_DENIED")
+        if org not in self.orgs:
+            return ("PERMISSION_DENIED", "ORGANIZATION_NOT_FOUND")
+        user = self.users.get(target)
+        if method == "AddOrgMember":
+            if not roles or not set(roles) <= set(ROLES):
+                return ("INVALID_ARGUMENT", "INVALID_ARGUMENT")
+            granted = User("", org, True, {org: frozenset(roles)})
+            if not covers(caller.power(), granted.power()):
+                return ("PERMISSION_DENIED", "PERMISSION_DENIED")
+            # A user of another organisation is named only by a caller who may read its users.
+            if user is None or not caller.holds("user.read", user.org):
+                return ("NOT_FOUND", "USER_NOT_FOUND")
+            if org in user.roles:
+                return ("ALREADY_EXISTS", "MEMBER_ALREADY_EXISTS")
+            return OK
+        if method in ("AddOrganization", "AddMachineUser", "AddHumanUser"):
+            return OK
+        if user is None or user.org != org:
+            return ("NOT_FOUND", "USER_NOT_FOUND")
+        if method == "GetUserByID":
+            return OK
+        if not user.machine:
+            return ("FAILED_PRECONDITION", "USER_NOT_MACHINE")
+        # The escalation rule: a credential of a user is the user's power.
+        if not covers(caller.power(), user.power()):
+            return ("PERMISSION_DENIED", "PERMISSION_DENIED")
+        if method == "RemoveSecret" and not user.has_secret:
+            return ("FAILED_PRECONDITION", "SECRET_NOT_FOUND")
+        return OK
