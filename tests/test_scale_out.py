@@ -28,6 +28,8 @@ from tests.processes import ServerProcess
 from tests.world import World, unique_name
 
 CLIENTS, CALLS = 8, 25
+# For tests that fail authentication on purpose from one address: the limits are not their subject.
+NO_LIMITS = {"MS_SOURCE_FAILURE_LIMIT": "100000", "MS_CLIENT_FAILURE_LIMIT": "100000"}
 
 
 @pytest.fixture
@@ -90,7 +92,7 @@ async def assert_no_gaps(store: Store, user_id: str) -> list[ev.StoredEvent]:
 
 
 async def test_concurrent_add_secret_across_two_processes(pg_url: str, tmp_path: Path) -> None:
-    processes = [await ServerProcess.start(pg_url, tmp_path) for _ in range(2)]
+    processes = [await ServerProcess.start(pg_url, tmp_path, **NO_LIMITS) for _ in range(2)]
     store = await open_store(pg_url)
     try:
         async with worlds(processes, tmp_path) as clients:
@@ -145,6 +147,24 @@ async def test_the_failure_limits_count_the_failures_of_every_process(pg_url: st
             for process in processes:  # each saw two: only together do they reach four
                 assert await attempt(process, issued.client_secret, "203.0.113.7") == 429
                 assert await attempt(process, issued.client_secret, "198.51.100.7") == 200
+    finally:
+        for process in processes:
+            await process.stop()
+
+
+async def test_a_burst_of_guesses_over_two_processes_gets_the_limit_once(pg_url: str, tmp_path: Path) -> None:
+    """50 concurrent guesses for one client from one address, spread over two processes: exactly
+    the per-client limit (10, the default) is answered 401, the rest 429."""
+    processes = [await ServerProcess.start(pg_url, tmp_path) for _ in range(2)]
+    try:
+        async with worlds(processes, tmp_path) as clients:
+            issued = await clients[0].call(
+                "AddSecret", user_pb.AddSecretRequest(user_id=await clients[0].machine_user())
+            )
+            statuses = await asyncio.gather(
+                *(token_status(processes[i % 2].http_port, issued.client_id, f"guess-{i}") for i in range(50))
+            )
+            assert sorted(statuses) == [401] * 10 + [429] * 40
     finally:
         for process in processes:
             await process.stop()

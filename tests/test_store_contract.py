@@ -121,18 +121,54 @@ async def test_roles_and_tokens(store: Store) -> None:
 
 async def test_failed_authentications_are_counted_per_key_and_forgotten(store: Store) -> None:
     keys = ("source-a", "client-b")
-    for at in (100, 200, 300):
-        await store.record_failure(keys, at, forget_micros=0)
-    await store.record_failure(("source-a", "client-c"), 400, forget_micros=0)
+    seen = [await store.record_failure(keys, at, after_micros=0, forget_micros=0) for at in (100, 200, 300)]
+    # Each note answers the failures noted before it.
+    assert seen == [
+        {},
+        {"source-a": (1, 100), "client-b": (1, 100)},
+        {"source-a": (2, 100), "client-b": (2, 100)},
+    ]
+    await store.record_failure(("source-a", "client-c"), 400, after_micros=0, forget_micros=0)
     assert await store.recent_failures(keys, after_micros=0) == {"source-a": (4, 100), "client-b": (3, 100)}
     assert await store.recent_failures(keys, after_micros=150) == {"source-a": (3, 200), "client-b": (2, 200)}
     assert await store.recent_failures(("nobody", "else"), after_micros=0) == {}
     # A later failure forgets those up to its window's start, of every key.
-    await store.record_failure(("source-z", "client-z"), 500, forget_micros=300)
+    await store.record_failure(("source-z", "client-z"), 500, after_micros=0, forget_micros=300)
     assert await store.recent_failures(keys, after_micros=0) == {"source-a": (1, 400)}
     assert await store.recent_failures(("source-z", "client-c"), after_micros=0) == {
         "source-z": (1, 500),
         "client-c": (1, 400),
+    }
+
+
+async def test_concurrent_failures_each_see_all_noted_before_them(store: Store) -> None:
+    """The note and the look are one step: 20 at once see 0, 1, ..., 19 failures before them."""
+    keys = ("source-burst", "client-burst")
+    seen = await asyncio.gather(
+        *(store.record_failure(keys, 1000 + n, after_micros=0, forget_micros=0) for n in range(20))
+    )
+    assert sorted(s.get("client-burst", (0, 0))[0] for s in seen) == list(range(20))
+
+
+async def test_roles_of_a_user_in_every_organisation(store: Store) -> None:
+    await store.append([org_added("1"), org_added("2"), machine_added("10", "1", "bot")])
+    assert await store.roles_of("10") == {}
+    for org, sequence, roles in (("1", 2, ["ORG_USER_MANAGER"]), ("2", 2, ["ORG_OWNER", "IAM_OWNER"])):
+        await store.append(
+            [
+                NewEvent(
+                    ev.AGGREGATE_ORG,
+                    org,
+                    sequence,
+                    ev.ORG_MEMBER_ADDED,
+                    org,
+                    {"user_id": "10", "roles": roles},
+                )
+            ]
+        )
+    assert await store.roles_of("10") == {
+        "1": frozenset({"ORG_USER_MANAGER"}),
+        "2": frozenset({"ORG_OWNER", "IAM_OWNER"}),
     }
 
 

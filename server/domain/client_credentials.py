@@ -60,8 +60,11 @@ class ClientCredentials:
         user = await self._store.user_by_name(client_id) if client_id else None
         hashed = user.secret_hash if user is not None and user.type == USER_TYPE_MACHINE else None
         if not await self._hasher.verify(client_secret, hashed) or user is None or hashed is None:
-            await self._limiter.failed(client_id, source)
+            await self._limiter.failed(client_id, source)  # TooManyFailures, past a limit
             raise InvalidClient()
+        # Concurrent failures may have reached a limit while this one hashed: then a right secret
+        # must look like any other refused attempt, or a burst would learn which guess was right.
+        await self._limiter.check(client_id, source)
         if self._hasher.needs_rehash(hashed):
             await self._rehash(user, client_secret)
         return await self._issue(user, scope)

@@ -10,6 +10,14 @@ Two counters of failures in a sliding window: per source address and per client 
 The failures live in the store, so that every process on it counts the same ones (a guesser
 spreading attempts over several processes gets the limit once, not once per process). They are
 kept under a hash of their key, and forgotten once they leave the window.
+
+The limits hold under bursts. A check before the hash only saves bcrypt work for a caller that is
+refused already: concurrent guesses all pass it together. The decision that counts is made after
+the hash: a failure is noted in one atomic step with a look at the failures noted before it (on
+any process), and a success looks again. Whatever attempt that look finds over a limit is answered
+429, right or wrong, so a burst of N guesses from one source learns the outcome of at most
+`per_client` of them for one client, and of at most `per_source` in all. A client calling from its
+own clean source is not slowed: its successes note nothing and take no lock.
 """
 
 import hashlib
@@ -52,11 +60,23 @@ class FailureLimiter:
         self._store = store
 
     async def check(self, client_id: str, source: str) -> None:
-        """Raises TooManyFailures if this attempt must not even be tried."""
+        """Raises TooManyFailures if an attempt from source for client_id is over a limit now:
+        before the hash (to spare the work), and again after a success (the decision)."""
         now = time.time()
-        source_key, client_key = _keys(client_id, source)
-        window_start = int((now - self._limits.window_s) * MICROS)
-        recent = await self._store.recent_failures((source_key, client_key), window_start)
+        keys = _keys(client_id, source)
+        self._judge(keys, await self._store.recent_failures(keys, self._window_start(now)), now)
+
+    async def failed(self, client_id: str, source: str) -> None:
+        """Notes a failed attempt; raises TooManyFailures if the failures noted before it had
+        reached a limit already (then the caller must not learn that this attempt failed)."""
+        now = time.time()
+        keys = _keys(client_id, source)
+        window_start = self._window_start(now)
+        before = await self._store.record_failure(keys, int(now * MICROS), window_start, window_start)
+        self._judge(keys, before, now)
+
+    def _judge(self, keys: tuple[str, str], recent: dict[str, tuple[int, int]], now: float) -> None:
+        source_key, client_key = keys
         source_failures, source_oldest = recent.get(source_key, (0, 0))
         if source_failures >= self._limits.per_source:
             raise TooManyFailures(self._retry_after(source_oldest, now))
@@ -64,10 +84,8 @@ class FailureLimiter:
         if source_failures and client_failures >= self._limits.per_client:
             raise TooManyFailures(self._retry_after(client_oldest, now))
 
-    async def failed(self, client_id: str, source: str) -> None:
-        now = time.time()
-        window_start = int((now - self._limits.window_s) * MICROS)
-        await self._store.record_failure(_keys(client_id, source), int(now * MICROS), window_start)
+    def _window_start(self, now: float) -> int:
+        return int((now - self._limits.window_s) * MICROS)
 
     def _retry_after(self, oldest_micros: int, now: float) -> int:
         """Whole seconds until the oldest failure in the window leaves it."""

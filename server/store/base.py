@@ -113,8 +113,15 @@ class Store(Protocol):
         """The token with this hash, its user's organisation and secret, and the user's roles."""
         ...
 
-    async def record_failure(self, keys: tuple[str, str], at_micros: int, forget_micros: int) -> None:
-        """Notes a failed authentication under both keys, and forgets failures up to forget_micros."""
+    async def record_failure(
+        self, keys: tuple[str, str], at_micros: int, after_micros: int, forget_micros: int
+    ) -> dict[str, tuple[int, int]]:
+        """Notes a failed authentication under both keys, and forgets failures up to forget_micros.
+
+        Answers what recent_failures(keys, after_micros) answered just before, in one step with
+        the note: of concurrent failures under one key (on any process), each sees all those
+        noted before it, so a burst of them cannot all pass a limit together.
+        """
         ...
 
     async def recent_failures(self, keys: tuple[str, str], after_micros: int) -> dict[str, tuple[int, int]]:

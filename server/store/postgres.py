@@ -72,13 +72,29 @@ class PostgresStore(SqlStore):
                 await connection.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
 
     async def _run(self, plan: Plan) -> None:
+        await self._read_then_run((), None, plan)
+
+    async def _read_then_run(
+        self, locks: tuple[str, ...], read: schema.Statement | None, plan: Plan
+    ) -> list[Any]:
         try:
             async with self._pool.connection() as connection, connection.transaction():
+                # Transaction-scoped advisory locks, taken in one order so that two transactions
+                # never wait on each other crosswise.
+                for name in sorted(set(locks)):
+                    await connection.execute(
+                        "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (name,), prepare=True
+                    )
+                rows: list[Any] = []
+                if read is not None:
+                    cursor = await connection.execute(to_pyformat(read[0]), read[1], prepare=True)
+                    rows = list(await cursor.fetchall())
                 for (sql, params), meaning in plan:
                     try:
                         await connection.execute(to_pyformat(sql), params, prepare=True)
                     except pg_errors.UniqueViolation as error:
                         raise meaning(error.diag.constraint_name or "unique") from error
+                return rows
         except (psycopg.OperationalError, PoolTimeout) as error:
             raise StoreUnavailable("the PostgreSQL store failed") from error
 

@@ -44,6 +44,14 @@ class SqlStore:
         """Rows of a read; raises StoreUnavailable when the database fails."""
         raise NotImplementedError
 
+    async def _read_then_run(
+        self, locks: tuple[str, ...], read: schema.Statement | None, plan: Plan
+    ) -> list[Any]:
+        """The rows of read, then plan, in one transaction that holds a lock on each name in locks
+        until it ends: two such transactions that share a name run one after the other, on every
+        process on the store."""
+        raise NotImplementedError
+
     async def append(self, events: Sequence[NewEvent]) -> list[StoredEvent]:
         created_at = datetime.now(UTC)
         stored = [
@@ -87,14 +95,16 @@ class SqlStore:
         rows = await self._fetch(schema.SELECT_ROLES_OF_USER, (user_id,))
         return {r[0]: schema.decode_roles(r[1]) for r in rows}
 
-    async def record_failure(self, keys: tuple[str, str], at_micros: int, forget_micros: int) -> None:
+    async def record_failure(
+        self, keys: tuple[str, str], at_micros: int, after_micros: int, forget_micros: int
+    ) -> dict[str, tuple[int, int]]:
         plan: Plan = [((schema.INSERT_FAILURE, (key, at_micros)), StoreError) for key in keys]
         plan.append(((schema.DELETE_FAILURES_BEFORE, (forget_micros,)), StoreError))
-        await self._run(plan)
+        rows = await self._read_then_run(keys, (schema.SELECT_FAILURES, (*keys, after_micros)), plan)
+        return _failure_counts(rows)
 
     async def recent_failures(self, keys: tuple[str, str], after_micros: int) -> dict[str, tuple[int, int]]:
-        rows = await self._fetch(schema.SELECT_FAILURES, (*keys, after_micros))
-        return {r[0]: (int(r[1]), int(r[2])) for r in rows}
+        return _failure_counts(await self._fetch(schema.SELECT_FAILURES, (*keys, after_micros)))
 
     async def caller(self, token_hash: str) -> CallerRecord | None:
         rows = await self._fetch(schema.SELECT_CALLER, (token_hash,))
@@ -104,3 +114,7 @@ class SqlStore:
         token = TokenRecord(r[0], r[1], None if r[2] is None else schema.from_micros(r[2]), r[3])
         roles = {row[6]: schema.decode_roles(row[7]) for row in rows if row[6] is not None}
         return CallerRecord(token, r[4], r[5], roles)
+
+
+def _failure_counts(rows: list[Any]) -> dict[str, tuple[int, int]]:
+    return {r[0]: (int(r[1]), int(r[2])) for r in rows}

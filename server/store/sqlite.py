@@ -61,6 +61,16 @@ class SqliteStore(SqlStore):
         except sqlite3.Error as error:
             raise StoreUnavailable("the SQLite store failed") from error
 
+    async def _read_then_run(
+        self, locks: tuple[str, ...], read: schema.Statement | None, plan: Plan
+    ) -> list[Any]:
+        # No named locks needed: the transaction runs inline, so nothing in this process can come
+        # between the read and the plan, and BEGIN IMMEDIATE keeps any other writer out.
+        try:
+            return _transaction(self._connection, plan, read)
+        except sqlite3.Error as error:
+            raise StoreUnavailable("the SQLite store failed") from error
+
     async def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
         try:
             return self._connection.execute(sql, params).fetchall()
@@ -68,9 +78,12 @@ class SqliteStore(SqlStore):
             raise StoreUnavailable("the SQLite store failed") from error
 
 
-def _transaction(connection: sqlite3.Connection, plan: Plan) -> None:
+def _transaction(
+    connection: sqlite3.Connection, plan: Plan, read: schema.Statement | None = None
+) -> list[Any]:
     connection.execute("BEGIN IMMEDIATE")
     try:
+        rows = [] if read is None else connection.execute(*read).fetchall()
         for (sql, params), meaning in plan:
             try:
                 connection.execute(sql, params)
@@ -83,6 +96,7 @@ def _transaction(connection: sqlite3.Connection, plan: Plan) -> None:
     except BaseException:
         connection.execute("ROLLBACK")
         raise
+    return rows
 
 
 def _migrate(connection: sqlite3.Connection) -> None:
