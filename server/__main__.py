@@ -35,7 +35,11 @@ def main() -> int:
         print(f"machine-secrets: {error}", file=sys.stderr)
         return 2
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    asyncio.run(serve(config))
+    try:
+        asyncio.run(serve(config))
+    except ConfigError as error:  # a setting that proved wrong only at start (e.g. a refused path)
+        print(f"machine-secrets: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

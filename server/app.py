@@ -2,7 +2,6 @@
 
 import asyncio
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from server.domain.failure_limits import FailureLimiter
 from server.domain.ids import IdGenerator
 from server.domain.queries import Queries
 from server.envoy import EnvoyError, EnvoyProcess, EnvoySettings
+from server.private_files import check_private_location, write_private_file
 from server.store.base import Store
 from server.store.postgres import PostgresStore
 from server.store.sqlite import SqliteStore
@@ -87,12 +87,14 @@ async def start(config: Config) -> Service:
 async def _start(config: Config, store: Store) -> Service:
     access = Access(store)
     hasher, ids = SecretHasher(config.bcrypt_cost), IdGenerator()
-    commands = Commands(store, hasher, ids)
+    commands = Commands(store, hasher, ids, config.write_attempts)
     queries = Queries(store)
     credentials = ClientCredentials(
         store, hasher, ids, config.access_token_ttl, FailureLimiter(config.failure_limits, store)
     )
 
+    # Before the instance is set up: a location that is refused must not cost the admin's token.
+    check_private_location(Path(config.admin_pat_file))
     admin_token = await commands.set_up_instance(FIRST_ORG_NAME, ADMIN_USER_NAME)
     if admin_token is not None:
         write_private_file(Path(config.admin_pat_file), admin_token + "\n")
@@ -170,15 +172,6 @@ async def _start_envoy(config: Config, grpc_port: int, http_port: int) -> EnvoyP
         return None
     log.info("Envoy (JSON, gRPC, grpc-web) listening on %s", _with_port(config.envoy_addr, envoy.port))
     return envoy
-
-
-def write_private_file(path: Path, text: str) -> None:
-    """Writes text readable by the owner alone (0600), also when the file existed before."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w") as file:
-        file.write(text)
 
 
 def _with_port(addr: str, port: int) -> str:

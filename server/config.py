@@ -52,6 +52,12 @@ SETTINGS = [
         "10s",
         "how long a request may take to arrive, before DEADLINE_EXCEEDED (token endpoint: 408)",
     ),
+    Setting(
+        "MS_WRITE_ATTEMPTS",
+        "--write-attempts",
+        "8",
+        "how often a write is decided again after a concurrent write won, before ABORTED (1-100)",
+    ),
     Setting("MS_ADMIN_PAT_FILE", "--admin-pat-file", ".data/admin.pat", "where the first admin's token goes"),
     Setting("MS_LOG_LEVEL", "--log-level", "INFO", "DEBUG, INFO, WARNING or ERROR"),
 ]
@@ -70,6 +76,7 @@ class Config:
     issuer: str | None
     failure_limits: FailureLimits
     request_read_timeout: timedelta
+    write_attempts: int
     admin_pat_file: str
     log_level: str
 
@@ -96,6 +103,7 @@ def load(argv: Sequence[str], environ: Mapping[str, str]) -> Config:
             window_s=_duration("MS_FAILURE_WINDOW", raw["MS_FAILURE_WINDOW"]).total_seconds(),
         ),
         request_read_timeout=_duration("MS_REQUEST_READ_TIMEOUT", raw["MS_REQUEST_READ_TIMEOUT"]),
+        write_attempts=_write_attempts(raw["MS_WRITE_ATTEMPTS"]),
         admin_pat_file=raw["MS_ADMIN_PAT_FILE"],
         log_level=_log_level(raw["MS_LOG_LEVEL"]),
     )
@@ -116,6 +124,12 @@ def _database_url(value: str) -> str:
 def _count(name: str, value: str) -> int:
     if not value.isdigit() or int(value) < 1:
         raise ConfigError(f"{name} must be a whole number of at least 1")
+    return int(value)
+
+
+def _write_attempts(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 100:
+        raise ConfigError("MS_WRITE_ATTEMPTS must be a whole number from 1 to 100")
     return int(value)
 
 

@@ -72,6 +72,7 @@ def config_for(
         issuer=None,
         failure_limits=failure_limits,
         request_read_timeout=request_read_timeout,
+        write_attempts=8,
         admin_pat_file=str(folder / "admin.pat"),
         log_level="DEBUG",
     )

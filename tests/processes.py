@@ -80,8 +80,10 @@ class ServerProcess:
             await self.process.wait()
 
 
-async def start_with_envoy(folder: Path) -> tuple[ServerProcess, str]:
+async def start_with_envoy(folder: Path, **env: str) -> tuple[ServerProcess, str]:
     """A server on SQLite with its Envoy, and the admin's token."""
-    process = await ServerProcess.start(f"sqlite:///{folder}/ms.db", folder, MS_ENVOY_ADDR="127.0.0.1:0")
+    process = await ServerProcess.start(
+        f"sqlite:///{folder}/ms.db", folder, MS_ENVOY_ADDR="127.0.0.1:0", **env
+    )
     await process.wait_for_log("Envoy (JSON")
     return process, (folder / "admin.pat").read_text().strip()

@@ -34,7 +34,7 @@ from tests.processes import ServerProcess, start_with_envoy
 
 UNKNOWN_ORG = "123456789012345"
 UNKNOWN_USER = "987654321098765"
-EXAMPLES = 60
+EXAMPLES = 150
 MAX_STEPS = 10
 _names = itertools.count()
 

@@ -5,6 +5,7 @@ import base64
 import contextlib
 import sqlite3
 import warnings
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -12,17 +13,14 @@ from pathlib import Path
 from urllib.parse import quote_plus
 
 import authlib.deprecate  # noqa: F401 - installs an "always" filter of its own when first imported
+import bcrypt
 import grpc
 import httpx
 import pytest
 from machinesecrets.v1 import user_service_pb2 as user_pb
 
-from server.domain.client_credentials import ClientCredentials, InvalidClient
-from server.domain.credentials import SecretHasher
-from server.domain.failure_limits import FailureLimiter, FailureLimits
-from server.domain.ids import IdGenerator
+from server.domain.failure_limits import FailureLimits
 from server.store import events as ev
-from server.store.sqlite import SqliteStore
 from tests import postgres
 from tests.api import ApiError, GrpcApi
 from tests.conftest import TRANSPORTS, Running, client, config_for, start_service
@@ -319,29 +317,59 @@ async def test_a_changed_bcrypt_cost_rehashes_on_the_next_success(tmp_path: Path
         await running.service.stop(0)
 
 
-class CountingHasher(SecretHasher):
-    def __init__(self, cost: int) -> None:
-        super().__init__(cost)
-        self.checked: list[str | None] = []
+async def test_every_failure_pays_one_bcrypt_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No client enumeration: whatever the reason a client fails, the token endpoint runs exactly
+    one real bcrypt verification, as for a wrong secret. Counted at bcrypt itself."""
+    running = await start_service(config_for(tmp_path))
+    api = GrpcApi("grpc", f"127.0.0.1:{running.service.grpc_port}")
+    calls: Counter[str] = Counter()
+    real_checkpw, real_hashpw = bcrypt.checkpw, bcrypt.hashpw
 
-    async def verify(self, secret: str, hashed: str | None) -> bool:
-        self.checked.append(hashed)
-        return await super().verify(secret, hashed)
+    def checkpw(password: bytes, hashed: bytes) -> bool:
+        calls["checkpw"] += 1
+        return real_checkpw(password, hashed)
 
+    def hashpw(password: bytes, salt: bytes) -> bytes:
+        calls["hashpw"] += 1
+        return real_hashpw(password, salt)
 
-async def test_every_failure_pays_one_bcrypt_check(tmp_path: Path) -> None:
-    """No client enumeration: an unknown client costs the same hash check as a wrong secret."""
-    store = await SqliteStore.open(f"sqlite:///{tmp_path / 'x.db'}")
-    hasher = CountingHasher(4)
-    limiter = FailureLimiter(FailureLimits(per_client=100, per_source=100, window_s=60), store)
-    credentials = ClientCredentials(store, hasher, IdGenerator(), timedelta(hours=1), limiter)
     try:
-        for client_id, secret in [("nobody", "x"), ("", "x"), ("nobody", "y" * 200)]:
-            with pytest.raises(InvalidClient):
-                await credentials.exchange(client_id, secret, "api", "192.0.2.1")
-        assert hasher.checked == [None, None, None]
+        world = await World.create(api, running.admin_token)
+        live = await machine_client(world, [])
+        removed = await machine_client(world, [])
+        await world.call("RemoveSecret", user_pb.RemoveSecretRequest(user_id=removed.user_id))
+        replaced = await machine_client(world, [])
+        await world.call("AddSecret", user_pb.AddSecretRequest(user_id=replaced.user_id))
+        human = unique_name("human")
+        await world.call(
+            "AddHumanUser",
+            user_pb.AddHumanUserRequest(user_name=human, display_name="H", email=f"{human}@example.com"),
+        )
+        no_secret = unique_name("bare-bot")
+        await world.machine_user(user_name=no_secret)
+        failures = {
+            "unknown client": ("nobody", "x" * 64),
+            "human user": (human, "x" * 64),
+            "machine user without a secret": (no_secret, "x" * 64),
+            "wrong secret": (live.client_id, "x" * 64),
+            "a secret over 72 bytes": (live.client_id, live.secret + "x" * 20),
+            "removed secret": (removed.client_id, removed.secret),
+            "replaced secret": (replaced.client_id, replaced.secret),
+        }
+        base = endpoints(running)["direct"]
+        monkeypatch.setattr(bcrypt, "checkpw", checkpw)
+        monkeypatch.setattr(bcrypt, "hashpw", hashpw)
+        for kind, (client_id, secret) in failures.items():
+            calls.clear()
+            answer = await exchange(base, client_id, secret, method="post")
+            assert (answer.status_code, answer.json()["error"]) == (401, "invalid_client"), kind
+            assert calls == Counter({"checkpw": 1}), kind
+        calls.clear()
+        assert (await exchange(base, live.client_id, live.secret)).status_code == 200
+        assert calls == Counter({"checkpw": 1})
     finally:
-        await store.close()
+        await api.close()
+        await running.service.stop(0)
 
 
 async def test_failed_authentications_are_limited_per_client_and_per_source(tmp_path: Path) -> None:
@@ -441,5 +469,26 @@ async def test_the_limits_hold_under_a_burst(tmp_path: Path, backend: str) -> No
             base = endpoints(running)["direct"]
             guesses = [(f"nobody-{i % 10}", "guess") for i in range(BURST)]
             assert await burst(base, guesses) == [401] * 30 + [429] * 20
+        finally:
+            await running.service.stop(0)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_a_client_id_no_user_can_have_is_an_ordinary_failure(tmp_path: Path, backend: str) -> None:
+    """`client_id=x%00`: PostgreSQL refuses NUL in text, and this once was a 500 with a traceback,
+    never counted by the limits. It is invalid_client, counted, like any unknown client."""
+    limits = FailureLimits(per_client=100, per_source=5, window_s=60)
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(postgres.throwaway_database()) if backend == "postgres" else None
+        running = await start_service(config_for(tmp_path, database_url=url, failure_limits=limits))
+        try:
+            base = endpoints(running)["direct"]
+            statuses = []
+            for client_id in ["x\x00", "\x00", "a\x01b", "x\x00"] * 2:
+                answer = await exchange(base, client_id, "secret", method="post")
+                statuses.append(answer.status_code)
+                if answer.status_code == 401:
+                    assert answer.json()["error"] == "invalid_client"
+            assert statuses == [401] * 5 + [429] * 3
         finally:
             await running.service.stop(0)

@@ -7,8 +7,10 @@ clients and the real token endpoint.
 import asyncio
 import base64
 import os
+import resource
 import shutil
 import subprocess
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -28,6 +30,7 @@ from tests.processes import ServerProcess
 from tests.world import World, unique_name
 
 CLIENTS, CALLS = 8, 25
+STORE_TIMEOUT_S = 3.0  # the bound the README promises for a store that is down
 # For tests that fail authentication on purpose from one address: the limits are not their subject.
 NO_LIMITS = {"MS_SOURCE_FAILURE_LIMIT": "100000", "MS_CLIENT_FAILURE_LIMIT": "100000"}
 
@@ -129,6 +132,47 @@ async def test_concurrent_add_secret_across_two_processes(pg_url: str, tmp_path:
             await process.stop()
 
 
+async def test_a_conflict_storm_is_answered_aborted_cleanly(pg_url: str, tmp_path: Path) -> None:
+    """Three processes with no retry budget (MS_WRITE_ATTEMPTS=1) write one user at once: the
+    losers of each race are ABORTED / CONCURRENT_MODIFICATION, and the store holds exactly the
+    winners' events."""
+    env = {"MS_WRITE_ATTEMPTS": "1"}
+    processes = [await ServerProcess.start(pg_url, tmp_path, **env) for _ in range(3)]
+    store = await open_store(pg_url)
+    try:
+        async with worlds(processes, tmp_path) as clients:
+            user_id = await clients[0].machine_user()
+
+            async def calls(world: World) -> list[user_pb.AddSecretResponse | ApiError]:
+                outcomes: list[user_pb.AddSecretResponse | ApiError] = []
+                for _ in range(CALLS):
+                    try:
+                        outcomes.append(
+                            await world.call("AddSecret", user_pb.AddSecretRequest(user_id=user_id))
+                        )
+                    except ApiError as error:
+                        outcomes.append(error)
+                return outcomes
+
+            batches = await asyncio.gather(*(calls(clients[i % 3]) for i in range(CLIENTS)))
+            outcomes = [o for batch in batches for o in batch]
+            aborted = [o for o in outcomes if isinstance(o, ApiError)]
+            successes = [o for o in outcomes if not isinstance(o, ApiError)]
+            assert aborted, "no conflict was forced"
+            for error in aborted:
+                assert (error.code, error.reason, error.message) == (
+                    grpc.StatusCode.ABORTED,
+                    "CONCURRENT_MODIFICATION",
+                    "the object was changed concurrently; try again",
+                )
+            events = await assert_no_gaps(store, user_id)
+            assert sum(e.type == ev.USER_MACHINE_SECRET_SET for e in events) == len(successes)
+    finally:
+        await store.close()
+        for process in processes:
+            await process.stop()
+
+
 async def test_the_failure_limits_count_the_failures_of_every_process(pg_url: str, tmp_path: Path) -> None:
     # A guesser spreading attempts over the processes gets the per-source limit once, not once each.
     limits = {"MS_SOURCE_FAILURE_LIMIT": "4", "MS_CLIENT_FAILURE_LIMIT": "100", "MS_FAILURE_WINDOW": "60s"}
@@ -191,6 +235,37 @@ async def test_a_user_name_taken_by_two_processes_at_once(pg_url: str, tmp_path:
             await process.stop()
 
 
+async def assert_store_unavailable(
+    world: World, process: ServerProcess, user_id: str, issued: user_pb.AddSecretResponse
+) -> None:
+    """While the store is down: a write, a read and the token endpoint each fail cleanly, and
+    within the pool's timeout (3 s; the gRPC deadline is 30 s), with the documented answer."""
+    for method, request in [
+        ("AddSecret", user_pb.AddSecretRequest(user_id=user_id)),
+        ("GetUserByID", user_pb.GetUserByIDRequest(user_id=user_id)),
+    ]:
+        started = time.monotonic()
+        with pytest.raises(ApiError) as caught:
+            await world.call(method, request)
+        assert time.monotonic() - started < STORE_TIMEOUT_S + 0.5, method
+        error = caught.value
+        assert (error.code, error.reason, error.message) == (
+            grpc.StatusCode.UNAVAILABLE,
+            "STORE_UNAVAILABLE",
+            "the store is unavailable; try again",
+        ), error
+    started = time.monotonic()
+    async with httpx.AsyncClient() as http:
+        answer = await http.post(
+            f"http://127.0.0.1:{process.http_port}/oauth/v2/token",
+            data={"grant_type": "client_credentials"},
+            auth=(issued.client_id, issued.client_secret),
+        )
+    assert time.monotonic() - started < STORE_TIMEOUT_S + 0.5
+    assert answer.status_code == 503, answer.text
+    assert answer.json() == {"error": "temporarily_unavailable", "error_description": "try again"}
+
+
 def cluster(action: str) -> None:
     version = sorted(os.listdir("/etc/postgresql"))[-1]
     mode = ["-m", "fast"] if action == "stop" else []
@@ -216,17 +291,10 @@ async def test_postgres_stopped_while_serving(pg_url: str, tmp_path: Path) -> No
     try:
         async with worlds([process], tmp_path) as [world]:
             user_id = await world.machine_user()
-            await world.call("AddSecret", user_pb.AddSecretRequest(user_id=user_id))
+            issued = await world.call("AddSecret", user_pb.AddSecretRequest(user_id=user_id))
             await asyncio.to_thread(cluster, "stop")
             try:
-                for method, request in [
-                    ("AddSecret", user_pb.AddSecretRequest(user_id=user_id)),
-                    ("GetUserByID", user_pb.GetUserByIDRequest(user_id=user_id)),
-                ]:
-                    # Fails, and fails fast: the gRPC deadline (30 s) is far from reached.
-                    with pytest.raises(ApiError) as caught:
-                        await world.call(method, request)
-                    assert caught.value.code == grpc.StatusCode.UNAVAILABLE, caught.value
+                await assert_store_unavailable(world, process, user_id, issued)
             finally:
                 await asyncio.to_thread(cluster, "start")
             # Back: calls succeed again without a restart (the pool reconnects).
@@ -245,6 +313,47 @@ async def test_postgres_stopped_while_serving(pg_url: str, tmp_path: Path) -> No
                 await assert_no_gaps(store, user_id)
             finally:
                 await store.close()
+    finally:
+        await process.stop()
+
+
+async def test_an_sqlite_store_that_cannot_write(tmp_path: Path) -> None:
+    """A full disk, made real for the server process alone: it may write no byte past the files'
+    present size (RLIMIT_FSIZE; Python ignores SIGXFSZ, so the write fails with EFBIG). Writes are
+    UNAVAILABLE with nothing half-written, and the service recovers when there is room again."""
+    process = await ServerProcess.start(f"sqlite:///{tmp_path / 'ms.db'}", tmp_path, **NO_LIMITS)
+    try:
+        async with worlds([process], tmp_path) as [world]:
+            user_id = await world.machine_user()
+            issued = await world.call("AddSecret", user_pb.AddSecretRequest(user_id=user_id))
+            # The soft limit only: without CAP_SYS_RESOURCE a lowered hard limit cannot go back up.
+            resource.prlimit(process.process.pid, resource.RLIMIT_FSIZE, (1, resource.RLIM_INFINITY))
+            try:
+                started = time.monotonic()
+                with pytest.raises(ApiError) as caught:
+                    await world.call("AddSecret", user_pb.AddSecretRequest(user_id=user_id))
+                assert time.monotonic() - started < STORE_TIMEOUT_S
+                assert (caught.value.code, caught.value.reason) == (
+                    grpc.StatusCode.UNAVAILABLE,
+                    "STORE_UNAVAILABLE",
+                )
+                # Issuing a token writes too; the answer is the token endpoint's own.
+                async with httpx.AsyncClient() as http:
+                    answer = await http.post(
+                        f"http://127.0.0.1:{process.http_port}/oauth/v2/token",
+                        data={"grant_type": "client_credentials"},
+                        auth=(issued.client_id, issued.client_secret),
+                    )
+                assert (answer.status_code, answer.json()["error"]) == (503, "temporarily_unavailable")
+                # Reads need no room.
+                user = await world.call("GetUserByID", user_pb.GetUserByIDRequest(user_id=user_id))
+                assert user.user.details.sequence == 2
+            finally:
+                unlimited = (resource.RLIM_INFINITY, resource.RLIM_INFINITY)
+                resource.prlimit(process.process.pid, resource.RLIMIT_FSIZE, unlimited)
+            again = await world.call("AddSecret", user_pb.AddSecretRequest(user_id=user_id))
+            assert again.details.sequence == 3  # the refused write left nothing behind
+            assert await token_status(process.http_port, again.client_id, again.client_secret) == 200
     finally:
         await process.stop()
 
@@ -272,7 +381,8 @@ async def test_a_process_killed_during_writes_loses_nothing_it_acknowledged(
 
             enough = asyncio.Event()
             writers = [asyncio.create_task(writer(users[i::CLIENTS], enough)) for i in range(CLIENTS)]
-            await enough.wait()
+            async with asyncio.timeout(60):
+                await enough.wait()
             await process.kill()  # SIGKILL, in the middle of the load
             await asyncio.gather(*writers)
         assert 40 <= len(acknowledged) < len(users), "the kill should land in the middle of the load"

@@ -6,7 +6,10 @@ import re
 import stat
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
@@ -17,7 +20,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from machinesecrets.v1 import user_service_pb2 as user_pb
 
 from server import app
-from server.config import ConfigError, load
+from server.config import SETTINGS, Config, ConfigError, Setting, load
 from server.store.base import StoreUnavailable
 from tests.api import ApiError, GrpcApi
 from tests.conftest import Running, config_for, start_service
@@ -168,6 +171,78 @@ def test_configuration_errors_name_the_variable() -> None:
     assert "secret-password" not in repr(load([], {"MS_DATABASE_URL": "sqlite:///secret-password.db"}))
 
 
+def _seconds(value: timedelta) -> float:
+    return value.total_seconds()
+
+
+# Per setting: how to read it off the Config, and two valid values with what each must become.
+SETTING_EXAMPLES: dict[str, tuple[Callable[[Config], object], tuple[str, object], tuple[str, object]]] = {
+    "MS_DATABASE_URL": (
+        lambda c: c.database_url,
+        ("sqlite:////srv/ms/x.db", "sqlite:////srv/ms/x.db"),
+        ("postgresql://u@127.0.0.1/db", "postgresql://u@127.0.0.1/db"),
+    ),
+    "MS_DB_POOL_SIZE": (lambda c: c.db_pool_size, ("7", 7), ("1000", 1000)),
+    "MS_GRPC_ADDR": (lambda c: c.grpc_addr, ("127.0.0.1:6000", "127.0.0.1:6000"), ("[::1]:0", "[::1]:0")),
+    "MS_HTTP_ADDR": (
+        lambda c: c.http_addr,
+        ("127.0.0.1:6001", "127.0.0.1:6001"),
+        ("localhost:0", "localhost:0"),
+    ),
+    "MS_ENVOY_ADDR": (lambda c: c.envoy_addr, ("127.0.0.1:7000", "127.0.0.1:7000"), ("off", None)),
+    "MS_CORS_ORIGINS": (
+        lambda c: c.cors_origins,
+        ("https://a.example.com, http://localhost:3000/", ("https://a.example.com", "http://localhost:3000")),
+        ("http://x.test", ("http://x.test",)),
+    ),
+    "MS_BCRYPT_COST": (lambda c: c.bcrypt_cost, ("5", 5), ("31", 31)),
+    "MS_ACCESS_TOKEN_TTL": (lambda c: _seconds(c.access_token_ttl), ("30m", 1800), ("12h", 43200)),
+    "MS_ISSUER": (
+        lambda c: c.issuer,
+        ("https://auth.example.com", "https://auth.example.com"),
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+    ),
+    "MS_CLIENT_FAILURE_LIMIT": (lambda c: c.failure_limits.per_client, ("3", 3), ("100", 100)),
+    "MS_SOURCE_FAILURE_LIMIT": (lambda c: c.failure_limits.per_source, ("4", 4), ("200", 200)),
+    "MS_FAILURE_WINDOW": (lambda c: c.failure_limits.window_s, ("2m", 120), ("1h", 3600)),
+    "MS_REQUEST_READ_TIMEOUT": (lambda c: _seconds(c.request_read_timeout), ("90s", 90), ("45", 45)),
+    "MS_WRITE_ATTEMPTS": (lambda c: c.write_attempts, ("1", 1), ("100", 100)),
+    "MS_ADMIN_PAT_FILE": (lambda c: c.admin_pat_file, ("/srv/ms/a.pat", "/srv/ms/a.pat"), ("b.pat", "b.pat")),
+    "MS_LOG_LEVEL": (lambda c: c.log_level, ("debug", "DEBUG"), ("ERROR", "ERROR")),
+}
+
+
+def test_every_setting_has_examples() -> None:
+    assert set(SETTING_EXAMPLES) == {s.env for s in SETTINGS}
+
+
+@pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: s.env)
+def test_each_setting_from_the_variable_and_the_flag_which_wins(setting: Setting) -> None:
+    read, (first, first_value), (second, second_value) = SETTING_EXAMPLES[setting.env]
+    assert read(load([], {setting.env: first})) == first_value
+    assert read(load([setting.flag, second], {})) == second_value
+    assert read(load([setting.flag, second], {setting.env: first})) == second_value  # the flag wins
+    # Unset and empty both mean the default, which is itself a valid value.
+    assert (
+        read(load([], {}))
+        == read(load([], {setting.env: ""}))
+        == read(load([], {setting.env: setting.default}))
+    )
+
+
+async def test_the_issuer_setting_names_the_discovery_documents_urls(tmp_path: Path) -> None:
+    running = await start_service(replace(config_for(tmp_path), issuer="https://auth.example.com"))
+    try:
+        async with httpx.AsyncClient() as http:
+            answer = await http.get(
+                f"http://127.0.0.1:{running.service.http_port}/.well-known/openid-configuration"
+            )
+        assert answer.json()["issuer"] == "https://auth.example.com"
+        assert answer.json()["token_endpoint"] == "https://auth.example.com/oauth/v2/token"
+    finally:
+        await running.service.stop(0)
+
+
 async def test_python_m_server_stops_gracefully_on_sigterm(tmp_path: Path) -> None:
     process = await ServerProcess.start(f"sqlite:///{tmp_path}/ms.db", tmp_path)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{process.grpc_port}") as channel:
@@ -236,3 +311,80 @@ async def test_metrics_count_calls_by_outcome(world: World, running: Running) ->
     after = await calls()
     assert after.get("OK", 0) - before.get("OK", 0) == 1
     assert after.get("NOT_FOUND", 0) - before.get("NOT_FOUND", 0) == 1
+
+
+def env_with_pat_file(path: Path, database: Path) -> dict[str, str]:
+    """`python -m server`'s environment for a new store with the admin's token at path."""
+    return {
+        **os.environ,
+        "MS_DATABASE_URL": f"sqlite:///{database}",
+        "MS_ADMIN_PAT_FILE": str(path),
+        "MS_GRPC_ADDR": "127.0.0.1:0",
+        "MS_HTTP_ADDR": "127.0.0.1:0",
+        "MS_ENVOY_ADDR": "off",
+    }
+
+
+@pytest.mark.parametrize(
+    "prepare",
+    ["a link to a file of someone else's", "a link to a file of ours", "a file another user owns",
+     "a directory others may write to", "a directory that is a link"],
+)  # fmt: skip
+def test_the_admin_token_is_never_written_where_someone_else_prepared(tmp_path: Path, prepare: str) -> None:
+    """Each trap of the report is refused with one line naming the setting, before the store is
+    set up (so no admin token is lost), and the trap's target is untouched."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / "victim"
+    victim.write_text("untouched\n")
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    path = home / "admin.pat"
+    if prepare == "a link to a file of someone else's":
+        os.chown(victim, 65534, 65534)
+        path.symlink_to(victim)
+    elif prepare == "a link to a file of ours":
+        path.symlink_to(victim)
+    elif prepare == "a file another user owns":
+        path.write_text("")
+        os.chown(path, 65534, 65534)
+    elif prepare == "a directory others may write to":
+        home.chmod(0o777)
+    else:
+        path = tmp_path / "linked" / "admin.pat"
+        (tmp_path / "linked").symlink_to(outside)
+    result = subprocess.run(
+        [sys.executable, "-m", "server"],
+        cwd=ROOT,
+        env=env_with_pat_file(path, tmp_path / "ms.db"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("machine-secrets: MS_ADMIN_PAT_FILE"), result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert victim.read_text() == "untouched\n"
+    assert not (tmp_path / "ms.db").exists() or b"user.pat.added" not in (tmp_path / "ms.db").read_bytes()
+
+
+def test_the_admin_token_replaces_a_stale_file_of_ours(tmp_path: Path) -> None:
+    path = tmp_path / "admin.pat"
+    path.write_text("stale\n")
+    path.chmod(0o644)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "server"], cwd=ROOT, env=env_with_pat_file(path, tmp_path / "ms.db")
+    )
+    try:
+        for _ in range(600):
+            if path.read_text() != "stale\n":
+                break
+            time.sleep(0.05)
+        assert len(path.read_text().strip()) >= 43
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".admin.pat")] == []
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

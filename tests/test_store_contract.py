@@ -1,8 +1,11 @@
 """The store contract, for every backend: what commands rely on when they append and read."""
 
 import asyncio
+import contextlib
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -199,3 +202,83 @@ async def test_postgres_migrations_run_once_when_processes_start_together() -> N
         finally:
             for opened in stores:
                 await opened.close()
+
+
+# What each earlier schema version held, written as the code of that version wrote it: an
+# organisation with its admin, a machine user whose secret was set (and then set again), a PAT.
+SECRET_SET = "'user.machine.secret.set', '1', '{\"hash\":\"$2b$04$%s\"}'"
+ROWS_OF_VERSION_1 = [
+    "INSERT INTO events VALUES ('org', '1', 1, 'org.added', '1', '{\"name\":\"default\"}', 1000)",
+    "INSERT INTO events VALUES ('org', '1', 2, 'org.member.added', '1',"
+    ' \'{"roles":["ORG_OWNER"],"user_id":"10"}\', 1000)',
+    "INSERT INTO events VALUES ('user', '10', 1, 'user.machine.added', '1',"
+    ' \'{"description":"","name":"n","user_name":"bot"}\', 1000)',
+    f"INSERT INTO events VALUES ('user', '10', 2, {SECRET_SET % 'a'}, 2000)",
+    "INSERT INTO events VALUES ('user', '10', 3, 'user.pat.added', '1',"
+    ' \'{"expires_at":null,"token_hash":"abc","token_id":"5"}\', 3000)',
+    f"INSERT INTO events VALUES ('user', '10', 4, {SECRET_SET % 'b'}, 4000)",
+    "INSERT INTO orgs VALUES ('1', 'default', 2, 1000, 1000)",
+    "INSERT INTO users (id, org_id, user_name, user_name_key, type, secret_hash, sequence, created_at,"
+    " changed_at) VALUES ('10', '1', 'bot', 'bot', 'machine', '$2b$04$b', 4, 1000, 4000)",
+    "INSERT INTO members VALUES ('1', '10', 'ORG_OWNER')",
+    "INSERT INTO tokens (token_hash, token_id, user_id, expires_at) VALUES ('abc', '5', '10', NULL)",
+]
+ROWS_OF_VERSION = {1: ROWS_OF_VERSION_1, 2: [*ROWS_OF_VERSION_1, "UPDATE users SET secret_sequence = 4"]}
+
+
+def schema_at(version: int) -> list[str]:
+    """The statements that made a store of that version, then its rows."""
+    statements = ["CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY)"]
+    for number, steps in MIGRATIONS[:version]:
+        statements += [*steps, f"INSERT INTO schema_migrations VALUES ({number})"]
+    return statements + ROWS_OF_VERSION[version]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("version", sorted(ROWS_OF_VERSION))
+async def test_a_store_of_each_earlier_version_upgrades_with_its_data(
+    backend: str, version: int, tmp_path: Path
+) -> None:
+    assert version < MIGRATIONS[-1][0]
+    with contextlib.ExitStack() as stack:
+        if backend == "sqlite":
+            path = tmp_path / "old.db"
+            with contextlib.closing(sqlite3.connect(path)) as db, db:
+                for statement in schema_at(version):
+                    db.execute(statement)
+            store: Store = await SqliteStore.open(f"sqlite:///{path}")
+        else:
+            url = stack.enter_context(postgres.throwaway_database())
+            with psycopg.connect(url) as pg:
+                for statement in schema_at(version):
+                    query: Any = statement.replace("%", "%%")  # fixed text, no parameters
+                    pg.execute(query)
+            store = await PostgresStore.open(url, pool_size=2)
+        try:
+            user = await store.user("10")
+            assert user is not None
+            # Migration 2's backfill: the secret that holds is the one of the last secret.set.
+            assert (user.user_name, user.secret_hash, user.secret_sequence, user.sequence) == (
+                "bot",
+                "$2b$04$b",
+                4,
+                4,
+            )
+            caller = await store.caller("abc")
+            assert caller is not None
+            assert (caller.token.user_id, caller.token.secret_sequence, caller.roles) == (
+                "10",
+                None,
+                {"1": frozenset({"ORG_OWNER"})},
+            )
+            assert [e.sequence for e in await store.events(ev.AGGREGATE_USER, "10")] == [1, 2, 3, 4]
+            # Migration 3: the failure table, ready for use.
+            assert await store.record_failure(("s", "c"), 5000, 0, 0) == {}
+            assert await store.recent_failures(("s", "c"), 0) == {"s": (1, 5000), "c": (1, 5000)}
+            # And the store takes new events on top of the old.
+            await store.append([secret_set("10", "1", 5, "$2b$04$c")])
+            upgraded = await store.user("10")
+            assert upgraded is not None
+            assert (upgraded.secret_hash, upgraded.secret_sequence) == ("$2b$04$c", 5)
+        finally:
+            await store.close()

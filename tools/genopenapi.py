@@ -23,24 +23,44 @@ DESCRIPTOR_SET = ROOT / "generated" / "machinesecrets.binpb"
 OUTPUT = ROOT / "generated" / "openapi.json"
 SERVICES = ("machinesecrets.v1.UserService", "machinesecrets.v1.OrgService")
 
-# Every RPC can answer these (the code's HTTP status, through Envoy's transcoder), plus its own.
+# What any RPC can answer through Envoy's transcoder (the code's HTTP status, or Envoy's own).
 COMMON_ERRORS = {
-    "400": "Invalid argument, or a body Envoy could not read (not JSON, unknown field or parameter)",
+    "400": "Invalid argument, or a request Envoy could not read (not JSON, unknown field or parameter)",
     "401": "No token, a malformed authorization header, or an unknown or expired token",
     "403": "The permission is missing in the organisation, or the organisation does not exist",
-    "404": "Not found: the user, in the context organisation",
-    "409": "Aborted: a concurrent write won and the retries ran out",
-    "413": "The body is larger than 64 KiB",
-    "429": "The message is larger than the limit, or the headers are larger than 16 KiB",
+    "429": "The headers are larger than 16 KiB",
     "431": "The headers are larger than Envoy's limit (60 KiB)",
     "500": "Internal error",
     "503": "The store is unavailable",
     "504": "The request did not arrive within MS_REQUEST_READ_TIMEOUT",
 }
-EXTRA_ERRORS = {
-    "AddMachineUser": {"409": "The user name is taken (or a concurrent write won)"},
-    "AddHumanUser": {"409": "The user name is taken (or a concurrent write won)"},
-    "AddOrgMember": {"409": "The user is a member already (or a concurrent write won)"},
+BODY_ERRORS = {"413": "The body is larger than 64 KiB"}
+USER_NOT_FOUND = {"404": "No such user in the context organisation"}
+ABORTED = {"409": "Aborted: a concurrent write won and the retries ran out"}
+CREDENTIAL_ERRORS = {
+    **USER_NOT_FOUND,
+    **ABORTED,
+    "400": "Invalid argument; the user is not a machine user, or has no secret to remove",
+    "403": "The permission is missing in the organisation, the organisation does not exist, or the user"
+    " holds permissions the caller does not hold",
+}
+NAME_TAKEN = {"409": "The user name is taken"}
+# Each RPC's own answers, beside the common ones: only what it can answer, so that a test of
+# status conformance means something.
+METHOD_ERRORS: dict[str, dict[str, str]] = {
+    "AddSecret": CREDENTIAL_ERRORS,
+    "RemoveSecret": CREDENTIAL_ERRORS,
+    "AddPersonalAccessToken": CREDENTIAL_ERRORS,
+    "GetUserByID": USER_NOT_FOUND,
+    "AddMachineUser": NAME_TAKEN,
+    "AddHumanUser": NAME_TAKEN,
+    "AddOrganization": {},
+    "AddOrgMember": {
+        **USER_NOT_FOUND,
+        "403": "The permission is missing in the organisation, the organisation does not exist, or a role"
+        " the caller does not hold",
+        "409": "The user is a member already, or a concurrent write won",
+    },
 }
 SCALARS: dict[int, dict[str, Any]] = {
     Field.TYPE_STRING: {"type": "string"},
@@ -179,7 +199,7 @@ class Generator:
             }
             for name in in_path
         ]
-        errors = {**COMMON_ERRORS, **EXTRA_ERRORS.get(method.name, {})}
+        errors = {**COMMON_ERRORS, **(BODY_ERRORS if body else {}), **METHOD_ERRORS[method.name]}
         operation: dict[str, Any] = {
             "operationId": f"{service}_{method.name}",
             "tags": [service],
@@ -188,8 +208,8 @@ class Generator:
             "responses": {
                 "200": {"description": "OK",
                         "content": {"application/json": {"schema": self.ref(method.output_type)}}},
-                **{code: {"description": text, "content": {"application/json": {
-                    "schema": {"$ref": "#/components/schemas/Status"}}}} for code, text in errors.items()},
+                **{code: {"description": errors[code], "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/Status"}}}} for code in sorted(errors)},
             },
         }  # fmt: skip
         if body == "*":
@@ -215,7 +235,9 @@ def oauth_paths() -> dict[str, Any]:
             "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
                 "type": "object", "required": ["grant_type"],
                 "properties": {"grant_type": {"type": "string", "enum": ["client_credentials"]},
-                               "scope": {"type": "string"}, "client_id": {"type": "string"},
+                               "scope": {"type": "string", "pattern": "^ *(api *)*$",
+                                         "description": "space-separated scopes; the one there is is api"},
+                               "client_id": {"type": "string"},
                                "client_secret": {"type": "string"}}}}}},
             "responses": {
                 "200": {"description": "A token", "content": {"application/json": {

@@ -35,8 +35,6 @@ from server.store.base import USER_TYPE_MACHINE, ConcurrencyConflict, Store, Uni
 from server.store.events import NewEvent, StoredEvent
 from server.store.schema import to_micros
 
-MAX_WRITE_ATTEMPTS = 8
-
 
 def user_name_taken() -> AlreadyExists:
     return AlreadyExists("USER_NAME_TAKEN", "the user name is taken")
@@ -49,10 +47,11 @@ def cannot_grant() -> PermissionDenied:
 
 
 class Commands:
-    def __init__(self, store: Store, hasher: SecretHasher, ids: IdGenerator) -> None:
+    def __init__(self, store: Store, hasher: SecretHasher, ids: IdGenerator, write_attempts: int) -> None:
         self._store = store
         self._hasher = hasher
         self._ids = ids
+        self._write_attempts = write_attempts
         self._turns = KeyedLocks()
 
     @store_unavailable_is_unavailable
@@ -232,7 +231,7 @@ class Commands:
     async def _write(
         self, aggregate_id: str, decide: Callable[[], Awaitable[list[NewEvent]]]
     ) -> list[StoredEvent]:
-        for attempt in range(MAX_WRITE_ATTEMPTS):
+        for attempt in range(self._write_attempts):
             try:
                 async with self._turns.hold(aggregate_id):
                     return await self._store.append(await decide())

@@ -10,6 +10,7 @@ pool keeps reconnecting in the background, so calls succeed again once it is bac
 """
 
 import re
+import time
 from typing import Any
 
 import psycopg
@@ -99,9 +100,12 @@ class PostgresStore(SqlStore):
             raise StoreUnavailable("the PostgreSQL store failed") from error
 
     async def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        # Every attempt together within POOL_TIMEOUT_S: a database that is down fails a read in
+        # that bound, not once per attempt.
+        deadline = time.monotonic() + POOL_TIMEOUT_S
         for attempt in range(READ_ATTEMPTS):
             try:
-                async with self._pool.connection() as connection:
+                async with self._pool.connection(timeout=max(0.0, deadline - time.monotonic())) as connection:
                     cursor = await connection.execute(to_pyformat(sql), params, prepare=True)
                     return list(await cursor.fetchall())
             except psycopg.OperationalError as error:
