@@ -16,12 +16,14 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# What the browser test needs from Debian: Chromium, and Node.js with npm to build the page.
+# What the tests need from Debian: Chromium, and Node.js with npm to build the page (the browser
+# test); curl (the runbook in SECURITY.md is run as written).
 # Installed with apt-get when missing (as root); without root the browser test says it skipped.
 system-deps:
 	@missing=""; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
+	command -v curl >/dev/null || missing="$$missing curl"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \

@@ -11,10 +11,10 @@ import psycopg
 import pytest
 
 from server.store import events as ev
-from server.store.base import ConcurrencyConflict, Store, UniqueViolation
+from server.store.base import ConcurrencyConflict, PatRecord, Store, UniqueViolation
 from server.store.events import NewEvent
 from server.store.postgres import PostgresStore
-from server.store.schema import MIGRATIONS
+from server.store.schema import MIGRATIONS, from_micros
 from server.store.sqlite import SqliteStore
 from tests import postgres
 from tests.conftest import BACKENDS
@@ -272,6 +272,9 @@ async def test_a_store_of_each_earlier_version_upgrades_with_its_data(
                 {"1": frozenset({"ORG_OWNER"})},
             )
             assert [e.sequence for e in await store.events(ev.AGGREGATE_USER, "10")] == [1, 2, 3, 4]
+            # Migration 4: users are active, and a PAT's creation is its event's time.
+            assert user.active
+            assert await store.personal_access_tokens("10") == [PatRecord("5", from_micros(3000), None, None)]
             # Migration 3: the failure table, ready for use.
             assert await store.record_failure(("s", "c"), 5000, 0, 0) == {}
             assert await store.recent_failures(("s", "c"), 0) == {"s": (1, 5000), "c": (1, 5000)}

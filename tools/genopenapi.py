@@ -44,6 +44,13 @@ CREDENTIAL_ERRORS = {
     "403": "The permission is missing in the organisation, the organisation does not exist, or the user"
     " holds permissions the caller does not hold",
 }
+USER_ERRORS = {
+    **USER_NOT_FOUND,
+    **ABORTED,
+    "400": "Invalid argument; the user is (or is not) deactivated already, or it is the last active"
+    " IAM_OWNER",
+    "403": CREDENTIAL_ERRORS["403"],
+}
 NAME_TAKEN = {"409": "The user name is taken"}
 # Each RPC's own answers, beside the common ones: only what it can answer, so that a test of
 # status conformance means something.
@@ -54,7 +61,19 @@ METHOD_ERRORS: dict[str, dict[str, str]] = {
     "GetUserByID": USER_NOT_FOUND,
     "AddMachineUser": NAME_TAKEN,
     "AddHumanUser": NAME_TAKEN,
+    "ListPersonalAccessTokens": {**USER_NOT_FOUND, "400": "Invalid argument; the user is not a machine user"},
+    "RemovePersonalAccessToken": {**CREDENTIAL_ERRORS, "404": "No such user, or no such token of the user"},
+    "DeactivateUser": USER_ERRORS,
+    "ReactivateUser": USER_ERRORS,
+    "RemoveUser": USER_ERRORS,
     "AddOrganization": {},
+    "RemoveOrgMember": {
+        **ABORTED,
+        "400": "Invalid argument; the member is the last active IAM_OWNER",
+        "403": "The permission is missing in the organisation, the organisation does not exist, or the"
+        " member holds permissions there the caller does not hold",
+        "404": "The user is not a member of the organisation",
+    },
     "AddOrgMember": {
         **USER_NOT_FOUND,
         "403": "The permission is missing in the organisation, the organisation does not exist, or a role"

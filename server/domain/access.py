@@ -1,6 +1,6 @@
 """Who is calling (authentication) and in which organisation they may act (authorisation)."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from server.domain.credentials import token_hash
 from server.domain.errors import PermissionDenied, Unauthenticated
@@ -8,6 +8,10 @@ from server.domain.ids import is_id
 from server.domain.permissions import CallContext, Principal
 from server.domain.store_errors import store_unavailable_is_unavailable
 from server.store.base import Store
+from server.store.schema import to_micros
+
+# How precisely a token's last use is known: it is noted when the note is older than this.
+LAST_USED_GRANULARITY = timedelta(minutes=1)
 
 
 def invalid_token() -> Unauthenticated:
@@ -25,11 +29,17 @@ class Access:
         caller = await self._store.caller(token_hash(bearer_token))
         if caller is None:
             raise invalid_token()
-        token = caller.token
-        if token.expires_at is not None and token.expires_at <= datetime.now(UTC):
+        token, now = caller.token, datetime.now(UTC)
+        if token.expires_at is not None and token.expires_at <= now:
             raise invalid_token()
         if token.secret_sequence is not None and token.secret_sequence != caller.secret_sequence:
             raise invalid_token()  # an access token dies with the secret that earned it
+        if not caller.user_active:
+            raise invalid_token()  # nothing of a deactivated user is accepted
+        if token.last_used_at is None or now - token.last_used_at >= LAST_USED_GRANULARITY:
+            # Coarse on purpose: a write per token per minute at most, not one per call.
+            since = to_micros(now - LAST_USED_GRANULARITY)
+            await self._store.touch_token(token_hash(bearer_token), to_micros(now), since)
         return Principal(token.user_id, caller.org_id, caller.roles)
 
     @store_unavailable_is_unavailable

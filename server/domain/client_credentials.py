@@ -62,7 +62,9 @@ class ClientCredentials:
         # PostgreSQL refuses in text) names no one: the same failure, without asking the store.
         nameable = not check.check_user_name("client_id", client_id)
         user = await self._store.user_by_name(client_id) if nameable else None
-        hashed = user.secret_hash if user is not None and user.type == USER_TYPE_MACHINE else None
+        # A human user, or a deactivated one, has no secret that counts.
+        usable = user is not None and user.type == USER_TYPE_MACHINE and user.active
+        hashed = user.secret_hash if user is not None and usable else None
         if not await self._hasher.verify(client_secret, hashed) or user is None or hashed is None:
             await self._limiter.failed(client_id, source)  # TooManyFailures, past a limit
             raise InvalidClient()

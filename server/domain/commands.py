@@ -24,6 +24,7 @@ from server.domain.errors import (
     NotFound,
     PermissionDenied,
     user_not_found,
+    user_not_machine,
 )
 from server.domain.ids import IdGenerator
 from server.domain.keyed_locks import KeyedLocks
@@ -177,6 +178,83 @@ class Commands:
         return IssuedToken(token_id, token, Details.of_change(added))
 
     @store_unavailable_is_unavailable
+    async def remove_personal_access_token(self, ctx: CallContext, user_id: str, token_id: str) -> Details:
+        check.raise_if_any(check.check_id("user_id", user_id) + check.check_id("token_id", token_id))
+
+        async def decide() -> list[NewEvent]:
+            user = await self._credential_holder(ctx, user_id)
+            if all(t.token_id != token_id for t in await self._store.personal_access_tokens(user_id)):
+                raise NotFound("TOKEN_NOT_FOUND", "the user has no personal access token with this id")
+            return [self._next(user, ev.USER_PAT_REMOVED, {"token_id": token_id})]
+
+        [added] = await self._write(user_id, decide)
+        return Details.of_change(added)
+
+    @store_unavailable_is_unavailable
+    async def deactivate_user(self, ctx: CallContext, user_id: str) -> Details:
+        check.raise_if_any(check.check_id("user_id", user_id))
+
+        async def decide() -> list[NewEvent]:
+            user = await self._user_in_reach(ctx, user_id, machine=False)
+            if not user.active:
+                raise FailedPrecondition("USER_NOT_ACTIVE", "the user is deactivated already")
+            await self._refuse_if_last_iam_owner(user_id, {})
+            return [self._next(user, ev.USER_DEACTIVATED, {})]
+
+        [added] = await self._write(user_id, decide)
+        return Details.of_change(added)
+
+    @store_unavailable_is_unavailable
+    async def reactivate_user(self, ctx: CallContext, user_id: str) -> Details:
+        check.raise_if_any(check.check_id("user_id", user_id))
+
+        async def decide() -> list[NewEvent]:
+            user = await self._user_in_reach(ctx, user_id, machine=False)
+            if user.active:
+                raise FailedPrecondition("USER_NOT_INACTIVE", "the user is not deactivated")
+            return [self._next(user, ev.USER_REACTIVATED, {})]
+
+        [added] = await self._write(user_id, decide)
+        return Details.of_change(added)
+
+    @store_unavailable_is_unavailable
+    async def remove_user(self, ctx: CallContext, user_id: str) -> Details:
+        check.raise_if_any(check.check_id("user_id", user_id))
+
+        async def decide() -> list[NewEvent]:
+            user = await self._user_in_reach(ctx, user_id, machine=False)
+            await self._refuse_if_last_iam_owner(user_id, {})
+            return [self._next(user, ev.USER_REMOVED, {})]
+
+        [added] = await self._write(user_id, decide)
+        return Details.of_change(added)
+
+    @store_unavailable_is_unavailable
+    async def remove_org_member(self, ctx: CallContext, user_id: str) -> Details:
+        check.raise_if_any(check.check_id("user_id", user_id))
+
+        async def decide() -> list[NewEvent]:
+            org = await self._store.org(ctx.org_id)
+            roles = await self._store.member_roles(ctx.org_id, user_id)
+            if org is None or roles is None:
+                raise NotFound("MEMBER_NOT_FOUND", "the user is not a member of the organisation")
+            # Taking roles away is no escalation, but it may lock someone out: only a caller who
+            # holds what the member holds here may.
+            if not ctx.principal.covers({ctx.org_id: roles}):
+                raise PermissionDenied(
+                    "PERMISSION_DENIED", "the member holds permissions the caller does not hold"
+                )
+            elsewhere = {o: r for o, r in (await self._store.roles_of(user_id)).items() if o != ctx.org_id}
+            await self._refuse_if_last_iam_owner(user_id, elsewhere)
+            payload = {"user_id": user_id}
+            return [
+                NewEvent(ev.AGGREGATE_ORG, org.id, org.sequence + 1, ev.ORG_MEMBER_REMOVED, org.id, payload)
+            ]
+
+        [added] = await self._write(ctx.org_id, decide)
+        return Details.of_change(added)
+
+    @store_unavailable_is_unavailable
     async def set_up_instance(self, org_name: str, admin_user_name: str) -> str | None:
         """On an empty store: the first organisation, and a machine user `admin_user_name` that is
         its IAM_OWNER, with a personal access token. Returns that token, or None when the store
@@ -206,23 +284,37 @@ class Commands:
 
     async def _credential_holder(self, ctx: CallContext, user_id: str) -> UserRecord:
         """The machine user of the context organisation whose credentials (secrets, tokens) the
-        caller is about to create, replace or remove: the one gate of every such command.
+        caller is about to create, replace or remove: the one gate of every such command."""
+        return await self._user_in_reach(ctx, user_id, machine=True)
 
-        Whoever holds a user's credential holds that user's power, so the caller must hold, in
-        every organisation, every permission the user's roles give it there. Checked inside the
-        write's turn, on the roles as they are now; a role granted later does not take back a
-        credential made before (SECURITY.md says how an operator reviews those).
+    async def _user_in_reach(self, ctx: CallContext, user_id: str, *, machine: bool) -> UserRecord:
+        """The user of the context organisation that the caller may act on: for its credentials
+        (machine users only), or to deactivate, reactivate or remove it.
+
+        Whoever holds a user's credential holds that user's power, and whoever may switch a user
+        off may lock out anyone, so the caller must hold, in every organisation, every permission
+        the user's roles give it there. Checked inside the write's turn, on the roles as they are
+        now; a role granted later does not take back a credential made before (SECURITY.md says
+        how an operator reviews those).
         """
         user = await self._store.user(user_id)
         if user is None or user.org_id != ctx.org_id:
             raise user_not_found()
-        if user.type != USER_TYPE_MACHINE:
-            raise FailedPrecondition("USER_NOT_MACHINE", "the user is not a machine user")
+        if machine and user.type != USER_TYPE_MACHINE:
+            raise user_not_machine()
         # An IAM_OWNER covers everyone: no need to read the roles.
         if not ctx.principal.is_iam_owner and not ctx.principal.covers(await self._store.roles_of(user_id)):
             # No more than that: the caller may not be allowed to read the user's roles.
             raise PermissionDenied("PERMISSION_DENIED", "the user holds permissions the caller does not hold")
         return user
+
+    async def _refuse_if_last_iam_owner(self, user_id: str, roles_left: Mapping[str, frozenset[str]]) -> None:
+        """The instance keeps at least one active IAM_OWNER: a user who is one may not be switched
+        off, removed or demoted (to roles_left) while no other active user is one."""
+        if any(IAM_OWNER in roles for roles in roles_left.values()):
+            return
+        if await self._store.active_iam_owners() == {user_id}:
+            raise FailedPrecondition("LAST_IAM_OWNER", "the instance would have no active IAM_OWNER left")
 
     @staticmethod
     def _next(user: UserRecord, event_type: str, payload: Mapping[str, object]) -> NewEvent:

@@ -77,3 +77,7 @@ def user_not_found() -> NotFound:
     # One answer for "no such user" and "a user of another organisation": existence never
     # leaks across organisations.
     return NotFound("USER_NOT_FOUND", "user not found")
+
+
+def user_not_machine() -> FailedPrecondition:
+    return FailedPrecondition("USER_NOT_MACHINE", "the user is not a machine user")

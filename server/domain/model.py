@@ -50,5 +50,16 @@ class UserView:
     id: str
     user_name: str
     type: str
+    active: bool
     has_secret: bool
     details: Details
+
+
+@dataclass(frozen=True)
+class PersonalAccessTokenView:
+    """A personal access token as it is listed: never the token, never its hash."""
+
+    token_id: str
+    creation_date: datetime | None
+    expiration_date: datetime | None
+    last_used: datetime | None  # to the minute

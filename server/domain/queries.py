@@ -1,11 +1,11 @@
 """Queries: reads of the read models, for a caller acting in an organisation."""
 
 from server.domain import validation as check
-from server.domain.errors import user_not_found
-from server.domain.model import Details, UserView
+from server.domain.errors import user_not_found, user_not_machine
+from server.domain.model import Details, PersonalAccessTokenView, UserView
 from server.domain.permissions import CallContext
 from server.domain.store_errors import store_unavailable_is_unavailable
-from server.store.base import Store
+from server.store.base import USER_TYPE_MACHINE, Store
 
 
 class Queries:
@@ -19,4 +19,20 @@ class Queries:
         if user is None or user.org_id != ctx.org_id:
             raise user_not_found()
         details = Details(user.sequence, user.created_at, user.changed_at, user.org_id)
-        return UserView(user.id, user.user_name, user.type, user.secret_hash is not None, details)
+        return UserView(
+            user.id, user.user_name, user.type, user.active, user.secret_hash is not None, details
+        )
+
+    @store_unavailable_is_unavailable
+    async def personal_access_tokens(self, ctx: CallContext, user_id: str) -> list[PersonalAccessTokenView]:
+        """A machine user's personal access tokens: their ids and dates, never a token or a hash."""
+        check.raise_if_any(check.check_id("user_id", user_id))
+        user = await self._store.user(user_id)
+        if user is None or user.org_id != ctx.org_id:
+            raise user_not_found()
+        if user.type != USER_TYPE_MACHINE:
+            raise user_not_machine()
+        return [
+            PersonalAccessTokenView(t.token_id, t.created_at, t.expires_at, t.last_used_at)
+            for t in await self._store.personal_access_tokens(user_id)
+        ]

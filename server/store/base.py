@@ -16,6 +16,8 @@ from server.store.events import NewEvent, StoredEvent
 
 USER_TYPE_MACHINE = "machine"
 USER_TYPE_HUMAN = "human"
+USER_STATE_ACTIVE = "active"
+USER_STATE_INACTIVE = "inactive"
 
 
 class StoreError(Exception):
@@ -61,6 +63,11 @@ class UserRecord:
     sequence: int
     created_at: datetime
     changed_at: datetime
+    state: str  # USER_STATE_ACTIVE or USER_STATE_INACTIVE
+
+    @property
+    def active(self) -> bool:
+        return self.state == USER_STATE_ACTIVE
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,17 @@ class TokenRecord:
     user_id: str
     expires_at: datetime | None
     secret_sequence: int | None  # access tokens: the secret they were issued for; PATs: None
+    last_used_at: datetime | None = None  # noted at most once a minute
+
+
+@dataclass(frozen=True)
+class PatRecord:
+    """A personal access token as it is listed: never its hash."""
+
+    token_id: str
+    created_at: datetime | None  # None only for a token made before migration 4 found no event
+    expires_at: datetime | None
+    last_used_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -79,6 +97,7 @@ class CallerRecord:
     org_id: str
     secret_sequence: int | None
     roles: dict[str, frozenset[str]]
+    user_active: bool
 
 
 class Store(Protocol):
@@ -111,6 +130,18 @@ class Store(Protocol):
 
     async def caller(self, token_hash: str) -> CallerRecord | None:
         """The token with this hash, its user's organisation and secret, and the user's roles."""
+        ...
+
+    async def active_iam_owners(self) -> set[str]:
+        """The ids of the active users who hold IAM_OWNER in some organisation."""
+        ...
+
+    async def personal_access_tokens(self, user_id: str) -> list[PatRecord]:
+        """The user's personal access tokens, oldest first."""
+        ...
+
+    async def touch_token(self, token_hash: str, at_micros: int, unless_since_micros: int) -> None:
+        """Notes that the token was used at at_micros, unless a use was noted after unless_since_micros."""
         ...
 
     async def record_failure(

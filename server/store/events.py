@@ -15,6 +15,7 @@ AGGREGATE_TOKEN = "token"  # one per access token: issuing tokens never contends
 
 ORG_ADDED = "org.added"  # {name}
 ORG_MEMBER_ADDED = "org.member.added"  # {user_id, roles}
+ORG_MEMBER_REMOVED = "org.member.removed"  # {user_id}
 USER_MACHINE_ADDED = "user.machine.added"  # {user_name, name, description}
 USER_HUMAN_ADDED = "user.human.added"  # {user_name, display_name, email}
 USER_MACHINE_SECRET_SET = "user.machine.secret.set"
@@ -22,6 +23,12 @@ USER_MACHINE_SECRET_REMOVED = "user.machine.secret.removed"
 # The same secret, hashed again at another bcrypt cost: {hash}.
 USER_MACHINE_SECRET_UPDATED = "user.machine.secret.updated"
 USER_PAT_ADDED = "user.pat.added"  # {token_id, token_hash, expires_at}: SHA-256, never the token
+USER_PAT_REMOVED = "user.pat.removed"  # {token_id}
+# No credential of a deactivated user is accepted; reactivated, they are again.
+USER_DEACTIVATED = "user.deactivated"
+USER_REACTIVATED = "user.reactivated"
+# The user's credentials and memberships end, and its user name is free; its events stay.
+USER_REMOVED = "user.removed"
 # An OAuth2 access token: {user_id, token_hash, expires_at, scope, secret_sequence}. It is valid
 # while the secret set by event `secret_sequence` of the user is the user's secret.
 TOKEN_ACCESS_ADDED = "token.access.added"

@@ -9,7 +9,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from server.store import events as ev
-from server.store.base import USER_TYPE_HUMAN, USER_TYPE_MACHINE, UserRecord
+from server.store.base import (
+    USER_STATE_ACTIVE,
+    USER_STATE_INACTIVE,
+    USER_TYPE_HUMAN,
+    USER_TYPE_MACHINE,
+    UserRecord,
+)
 from server.store.events import StoredEvent
 
 # Each migration is applied once, in order, in one transaction, and recorded in
@@ -84,6 +90,23 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX auth_failures_by_time ON auth_failures (failed_at)",
         ],
     ),
+    (
+        4,
+        [
+            # Incident response: users can be deactivated; tokens are listed with their dates.
+            "ALTER TABLE users ADD COLUMN state TEXT NOT NULL DEFAULT 'active'",
+            "ALTER TABLE tokens ADD COLUMN created_at BIGINT",
+            "ALTER TABLE tokens ADD COLUMN last_used_at BIGINT",
+            "CREATE INDEX tokens_by_user ON tokens (user_id)",
+            # A token's creation is the time of the event that added it (payloads are compact JSON
+            # with sorted keys, so the token id's text is exact).
+            "UPDATE tokens SET created_at = (SELECT MIN(e.created_at) FROM events e WHERE"
+            " (e.aggregate_type = 'token' AND e.aggregate_id = tokens.token_id) OR"
+            " (e.aggregate_type = 'user' AND e.aggregate_id = tokens.user_id"
+            " AND e.event_type = 'user.pat.added'"
+            " AND e.payload LIKE '%\"token_id\":\"' || tokens.token_id || '\"%'))",
+        ],
+    ),
 ]
 
 CREATE_MIGRATIONS_TABLE = "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)"
@@ -96,17 +119,34 @@ SELECT_EVENTS = (
     "SELECT aggregate_type, aggregate_id, sequence, event_type, resource_owner, payload, created_at"
     " FROM events WHERE aggregate_type = ? AND aggregate_id = ? ORDER BY sequence"
 )
-USER_COLUMNS = "id, org_id, user_name, type, secret_hash, secret_sequence, sequence, created_at, changed_at"
+USER_COLUMNS = (
+    "id, org_id, user_name, type, secret_hash, secret_sequence, sequence, created_at, changed_at, state"
+)
 SELECT_USER = f"SELECT {USER_COLUMNS} FROM users WHERE id = ?"  # noqa: S608 - constant
 SELECT_USER_BY_NAME = f"SELECT {USER_COLUMNS} FROM users WHERE user_name_key = ?"  # noqa: S608 - constant
 SELECT_ORG = "SELECT id, name, sequence, created_at, changed_at FROM orgs WHERE id = ?"
 SELECT_ANY_ORG = "SELECT 1 FROM orgs LIMIT 1"
 SELECT_MEMBER_ROLES = "SELECT roles FROM members WHERE org_id = ? AND user_id = ?"
 SELECT_ROLES_OF_USER = "SELECT org_id, roles FROM members WHERE user_id = ?"
+# Active users that hold IAM_OWNER in some organisation (roles are space-separated names).
+SELECT_ACTIVE_IAM_OWNERS = (
+    "SELECT DISTINCT m.user_id FROM members m JOIN users u ON u.id = m.user_id"
+    " WHERE u.state = 'active' AND (' ' || m.roles || ' ') LIKE ?"
+)
+IAM_OWNER_ROLE_PATTERN = "% IAM_OWNER %"
+# A user's personal access tokens (access tokens carry the secret they were issued for).
+SELECT_PATS = (
+    "SELECT token_id, created_at, expires_at, last_used_at FROM tokens"
+    " WHERE user_id = ? AND secret_sequence IS NULL ORDER BY created_at, token_id"
+)
+# Notes a use, unless one was noted since `?` (so at most once a minute, whatever the processes).
+TOUCH_TOKEN = (
+    "UPDATE tokens SET last_used_at = ? WHERE token_hash = ? AND (last_used_at IS NULL OR last_used_at < ?)"
+)
 # One row per membership of the token's user (one row with NULLs for none).
 SELECT_CALLER = (
     "SELECT t.token_id, t.user_id, t.expires_at, t.secret_sequence,"
-    " u.org_id, u.secret_sequence, m.org_id, m.roles"
+    " u.org_id, u.secret_sequence, m.org_id, m.roles, u.state, t.last_used_at"
     " FROM tokens t JOIN users u ON u.id = t.user_id LEFT JOIN members m ON m.user_id = u.id"
     " WHERE t.token_hash = ?"
 )
@@ -172,16 +212,23 @@ def projection(event: StoredEvent, micros: int) -> list[Statement]:
         case ev.TOKEN_ACCESS_ADDED:  # a token aggregate has no snapshot row
             return [
                 (
-                    "INSERT INTO tokens (token_hash, token_id, user_id, expires_at, secret_sequence)"
-                    " VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO tokens (token_hash, token_id, user_id, expires_at, secret_sequence,"
+                    " created_at) VALUES (?, ?, ?, ?, ?, ?)",
                     (
                         p["token_hash"],
                         event.aggregate_id,
                         p["user_id"],
                         p["expires_at"],
                         p["secret_sequence"],
+                        micros,
                     ),
                 )
+            ]
+        case ev.USER_REMOVED:  # the snapshot goes too: the aggregate has no state left to decide on
+            return [
+                ("DELETE FROM tokens WHERE user_id = ?", (event.aggregate_id,)),
+                ("DELETE FROM members WHERE user_id = ?", (event.aggregate_id,)),
+                ("DELETE FROM users WHERE id = ?", (event.aggregate_id,)),
             ]
         case ev.ORG_MEMBER_ADDED:
             change: Statement = (
@@ -202,8 +249,22 @@ def projection(event: StoredEvent, micros: int) -> list[Statement]:
             )
         case ev.USER_PAT_ADDED:
             change = (
-                "INSERT INTO tokens (token_hash, token_id, user_id, expires_at) VALUES (?, ?, ?, ?)",
-                (p["token_hash"], p["token_id"], event.aggregate_id, p["expires_at"]),
+                "INSERT INTO tokens (token_hash, token_id, user_id, expires_at, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (p["token_hash"], p["token_id"], event.aggregate_id, p["expires_at"], micros),
+            )
+        case ev.USER_PAT_REMOVED:
+            change = (
+                "DELETE FROM tokens WHERE token_id = ? AND user_id = ?",
+                (p["token_id"], event.aggregate_id),
+            )
+        case ev.USER_DEACTIVATED | ev.USER_REACTIVATED:
+            state = USER_STATE_INACTIVE if event.type == ev.USER_DEACTIVATED else USER_STATE_ACTIVE
+            change = ("UPDATE users SET state = ? WHERE id = ?", (state, event.aggregate_id))
+        case ev.ORG_MEMBER_REMOVED:
+            change = (
+                "DELETE FROM members WHERE org_id = ? AND user_id = ?",
+                (event.aggregate_id, p["user_id"]),
             )
         case _:
             raise ValueError(f"no projection for event type {event.type}")
@@ -240,4 +301,4 @@ def user_record(rows: list[Any]) -> UserRecord | None:
     if not rows:
         return None
     r = rows[0]
-    return UserRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], from_micros(r[7]), from_micros(r[8]))
+    return UserRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], from_micros(r[7]), from_micros(r[8]), r[9])

@@ -10,9 +10,11 @@ from typing import Any
 
 from server.store import schema
 from server.store.base import (
+    USER_STATE_ACTIVE,
     CallerRecord,
     ConcurrencyConflict,
     OrgRecord,
+    PatRecord,
     StoreError,
     TokenRecord,
     UniqueViolation,
@@ -95,6 +97,17 @@ class SqlStore:
         rows = await self._fetch(schema.SELECT_ROLES_OF_USER, (user_id,))
         return {r[0]: schema.decode_roles(r[1]) for r in rows}
 
+    async def active_iam_owners(self) -> set[str]:
+        rows = await self._fetch(schema.SELECT_ACTIVE_IAM_OWNERS, (schema.IAM_OWNER_ROLE_PATTERN,))
+        return {str(r[0]) for r in rows}
+
+    async def personal_access_tokens(self, user_id: str) -> list[PatRecord]:
+        rows = await self._fetch(schema.SELECT_PATS, (user_id,))
+        return [PatRecord(r[0], _moment(r[1]), _moment(r[2]), _moment(r[3])) for r in rows]
+
+    async def touch_token(self, token_hash: str, at_micros: int, unless_since_micros: int) -> None:
+        await self._run([((schema.TOUCH_TOKEN, (at_micros, token_hash, unless_since_micros)), StoreError)])
+
     async def record_failure(
         self, keys: tuple[str, str], at_micros: int, after_micros: int, forget_micros: int
     ) -> dict[str, tuple[int, int]]:
@@ -111,10 +124,14 @@ class SqlStore:
         if not rows:
             return None
         r = rows[0]
-        token = TokenRecord(r[0], r[1], None if r[2] is None else schema.from_micros(r[2]), r[3])
+        token = TokenRecord(r[0], r[1], _moment(r[2]), r[3], _moment(r[9]))
         roles = {row[6]: schema.decode_roles(row[7]) for row in rows if row[6] is not None}
-        return CallerRecord(token, r[4], r[5], roles)
+        return CallerRecord(token, r[4], r[5], roles, r[8] == USER_STATE_ACTIVE)
 
 
 def _failure_counts(rows: list[Any]) -> dict[str, tuple[int, int]]:
     return {r[0]: (int(r[1]), int(r[2])) for r in rows}
+
+
+def _moment(micros: int | None) -> datetime | None:
+    return None if micros is None else schema.from_micros(micros)

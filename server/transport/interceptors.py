@@ -64,8 +64,14 @@ REQUIRED_PERMISSION = {
     "/machinesecrets.v1.UserService/AddHumanUser": perm.USER_WRITE,
     "/machinesecrets.v1.UserService/AddPersonalAccessToken": perm.USER_WRITE,
     "/machinesecrets.v1.UserService/GetUserByID": perm.USER_READ,
+    "/machinesecrets.v1.UserService/ListPersonalAccessTokens": perm.USER_READ,
+    "/machinesecrets.v1.UserService/RemovePersonalAccessToken": perm.USER_WRITE,
+    "/machinesecrets.v1.UserService/DeactivateUser": perm.USER_WRITE,
+    "/machinesecrets.v1.UserService/ReactivateUser": perm.USER_WRITE,
+    "/machinesecrets.v1.UserService/RemoveUser": perm.USER_WRITE,
     "/machinesecrets.v1.OrgService/AddOrganization": perm.ORG_CREATE,
     "/machinesecrets.v1.OrgService/AddOrgMember": perm.ORG_MEMBER_WRITE,
+    "/machinesecrets.v1.OrgService/RemoveOrgMember": perm.ORG_MEMBER_WRITE,
 }
 
 Behavior = Callable[[Any, Any], Awaitable[Any]]

@@ -31,6 +31,10 @@ def timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
     return stamp
 
 
+def optional_timestamp(moment: datetime | None) -> timestamp_pb2.Timestamp | None:
+    return None if moment is None else timestamp(moment)
+
+
 def details_proto(details: Details) -> object_pb2.ObjectDetails:
     return object_pb2.ObjectDetails(
         sequence=details.sequence,
@@ -97,7 +101,9 @@ class UserService(user_service_pb2_grpc.UserServiceServicer):
                 id=user.id,
                 user_name=user.user_name,
                 type=USER_TYPES[user.type],
-                state=user_service_pb2.USER_STATE_ACTIVE,
+                state=user_service_pb2.USER_STATE_ACTIVE
+                if user.active
+                else user_service_pb2.USER_STATE_INACTIVE,
                 has_secret=user.has_secret,
                 details=details_proto(user.details),
             )
@@ -111,6 +117,48 @@ class UserService(user_service_pb2_grpc.UserServiceServicer):
         return user_service_pb2.AddPersonalAccessTokenResponse(
             token_id=issued.token_id, token=issued.token, details=details_proto(issued.details)
         )
+
+    async def ListPersonalAccessTokens(
+        self, request: user_service_pb2.ListPersonalAccessTokensRequest, context: object
+    ) -> user_service_pb2.ListPersonalAccessTokensResponse:
+        tokens = await self._queries.personal_access_tokens(call_context(), request.user_id)
+        return user_service_pb2.ListPersonalAccessTokensResponse(
+            tokens=[
+                user_service_pb2.PersonalAccessToken(
+                    token_id=t.token_id,
+                    creation_date=optional_timestamp(t.creation_date),
+                    expiration_date=optional_timestamp(t.expiration_date),
+                    last_used=optional_timestamp(t.last_used),
+                )
+                for t in tokens
+            ]
+        )
+
+    async def RemovePersonalAccessToken(
+        self, request: user_service_pb2.RemovePersonalAccessTokenRequest, context: object
+    ) -> user_service_pb2.RemovePersonalAccessTokenResponse:
+        details = await self._commands.remove_personal_access_token(
+            call_context(), request.user_id, request.token_id
+        )
+        return user_service_pb2.RemovePersonalAccessTokenResponse(details=details_proto(details))
+
+    async def DeactivateUser(
+        self, request: user_service_pb2.DeactivateUserRequest, context: object
+    ) -> user_service_pb2.DeactivateUserResponse:
+        details = await self._commands.deactivate_user(call_context(), request.user_id)
+        return user_service_pb2.DeactivateUserResponse(details=details_proto(details))
+
+    async def ReactivateUser(
+        self, request: user_service_pb2.ReactivateUserRequest, context: object
+    ) -> user_service_pb2.ReactivateUserResponse:
+        details = await self._commands.reactivate_user(call_context(), request.user_id)
+        return user_service_pb2.ReactivateUserResponse(details=details_proto(details))
+
+    async def RemoveUser(
+        self, request: user_service_pb2.RemoveUserRequest, context: object
+    ) -> user_service_pb2.RemoveUserResponse:
+        details = await self._commands.remove_user(call_context(), request.user_id)
+        return user_service_pb2.RemoveUserResponse(details=details_proto(details))
 
 
 class OrgService(org_service_pb2_grpc.OrgServiceServicer):
@@ -130,3 +178,9 @@ class OrgService(org_service_pb2_grpc.OrgServiceServicer):
     ) -> org_service_pb2.AddOrgMemberResponse:
         details = await self._commands.add_org_member(call_context(), request.user_id, list(request.roles))
         return org_service_pb2.AddOrgMemberResponse(details=details_proto(details))
+
+    async def RemoveOrgMember(
+        self, request: org_service_pb2.RemoveOrgMemberRequest, context: object
+    ) -> org_service_pb2.RemoveOrgMemberResponse:
+        details = await self._commands.remove_org_member(call_context(), request.user_id)
+        return org_service_pb2.RemoveOrgMemberResponse(details=details_proto(details))

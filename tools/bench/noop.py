@@ -43,6 +43,8 @@ class NoopUsers(user_service_pb2_grpc.UserServiceServicer):
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not in the baseline")
 
     RemoveSecret = AddMachineUser = AddHumanUser = AddPersonalAccessToken = _unimplemented
+    ListPersonalAccessTokens = RemovePersonalAccessToken = _unimplemented
+    DeactivateUser = ReactivateUser = RemoveUser = _unimplemented
 
 
 async def noop_token(scope: dict[str, Any], receive: Receive, send: Send) -> None:

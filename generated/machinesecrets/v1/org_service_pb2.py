@@ -26,7 +26,7 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from machinesecrets.v1 import object_pb2 as machinesecrets_dot_v1_dot_object__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#machinesecrets/v1/org_service.proto\x12\x11machinesecrets.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1emachinesecrets/v1/object.proto\"&\n\x16\x41\x64\x64OrganizationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\\\n\x17\x41\x64\x64OrganizationResponse\x12\x0e\n\x06org_id\x18\x01 \x01(\t\x12\x31\n\x07\x64\x65tails\x18\x02 \x01(\x0b\x32 .machinesecrets.v1.ObjectDetails\"5\n\x13\x41\x64\x64OrgMemberRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05roles\x18\x02 \x03(\t\"I\n\x14\x41\x64\x64OrgMemberResponse\x12\x31\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32 .machinesecrets.v1.ObjectDetails2\x86\x02\n\nOrgService\x12z\n\x0f\x41\x64\x64Organization\x12).machinesecrets.v1.AddOrganizationRequest\x1a*.machinesecrets.v1.AddOrganizationResponse\"\x10\x82\xd3\xe4\x93\x02\n\"\x05/orgs:\x01*\x12|\n\x0c\x41\x64\x64OrgMember\x12&.machinesecrets.v1.AddOrgMemberRequest\x1a\'.machinesecrets.v1.AddOrgMemberResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/orgs/me/members:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#machinesecrets/v1/org_service.proto\x12\x11machinesecrets.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1emachinesecrets/v1/object.proto\"&\n\x16\x41\x64\x64OrganizationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\\\n\x17\x41\x64\x64OrganizationResponse\x12\x0e\n\x06org_id\x18\x01 \x01(\t\x12\x31\n\x07\x64\x65tails\x18\x02 \x01(\x0b\x32 .machinesecrets.v1.ObjectDetails\"5\n\x13\x41\x64\x64OrgMemberRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05roles\x18\x02 \x03(\t\"I\n\x14\x41\x64\x64OrgMemberResponse\x12\x31\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32 .machinesecrets.v1.ObjectDetails\")\n\x16RemoveOrgMemberRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"L\n\x17RemoveOrgMemberResponse\x12\x31\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32 .machinesecrets.v1.ObjectDetails2\x95\x03\n\nOrgService\x12z\n\x0f\x41\x64\x64Organization\x12).machinesecrets.v1.AddOrganizationRequest\x1a*.machinesecrets.v1.AddOrganizationResponse\"\x10\x82\xd3\xe4\x93\x02\n\"\x05/orgs:\x01*\x12|\n\x0c\x41\x64\x64OrgMember\x12&.machinesecrets.v1.AddOrgMemberRequest\x1a\'.machinesecrets.v1.AddOrgMemberResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/orgs/me/members:\x01*\x12\x8c\x01\n\x0fRemoveOrgMember\x12).machinesecrets.v1.RemoveOrgMemberRequest\x1a*.machinesecrets.v1.RemoveOrgMemberResponse\"\"\x82\xd3\xe4\x93\x02\x1c*\x1a/orgs/me/members/{user_id}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,6 +37,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ORGSERVICE'].methods_by_name['AddOrganization']._serialized_options = b'\202\323\344\223\002\n\"\005/orgs:\001*'
   _globals['_ORGSERVICE'].methods_by_name['AddOrgMember']._loaded_options = None
   _globals['_ORGSERVICE'].methods_by_name['AddOrgMember']._serialized_options = b'\202\323\344\223\002\025\"\020/orgs/me/members:\001*'
+  _globals['_ORGSERVICE'].methods_by_name['RemoveOrgMember']._loaded_options = None
+  _globals['_ORGSERVICE'].methods_by_name['RemoveOrgMember']._serialized_options = b'\202\323\344\223\002\034*\032/orgs/me/members/{user_id}'
   _globals['_ADDORGANIZATIONREQUEST']._serialized_start=120
   _globals['_ADDORGANIZATIONREQUEST']._serialized_end=158
   _globals['_ADDORGANIZATIONRESPONSE']._serialized_start=160
@@ -45,6 +47,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ADDORGMEMBERREQUEST']._serialized_end=307
   _globals['_ADDORGMEMBERRESPONSE']._serialized_start=309
   _globals['_ADDORGMEMBERRESPONSE']._serialized_end=382
-  _globals['_ORGSERVICE']._serialized_start=385
-  _globals['_ORGSERVICE']._serialized_end=647
+  _globals['_REMOVEORGMEMBERREQUEST']._serialized_start=384
+  _globals['_REMOVEORGMEMBERREQUEST']._serialized_end=425
+  _globals['_REMOVEORGMEMBERRESPONSE']._serialized_start=427
+  _globals['_REMOVEORGMEMBERRESPONSE']._serialized_end=503
+  _globals['_ORGSERVICE']._serialized_start=506
+  _globals['_ORGSERVICE']._serialized_end=911
 # @@protoc_insertion_point(module_scope)

@@ -45,6 +45,11 @@ class OrgServiceStub:
                 request_serializer=machinesecrets_dot_v1_dot_org__service__pb2.AddOrgMemberRequest.SerializeToString,
                 response_deserializer=machinesecrets_dot_v1_dot_org__service__pb2.AddOrgMemberResponse.FromString,
                 _registered_method=True)
+        self.RemoveOrgMember = channel.unary_unary(
+                '/machinesecrets.v1.OrgService/RemoveOrgMember',
+                request_serializer=machinesecrets_dot_v1_dot_org__service__pb2.RemoveOrgMemberRequest.SerializeToString,
+                response_deserializer=machinesecrets_dot_v1_dot_org__service__pb2.RemoveOrgMemberResponse.FromString,
+                _registered_method=True)
 
 
 class OrgServiceServicer:
@@ -66,6 +71,14 @@ class OrgServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RemoveOrgMember(self, request, context):
+        """Ends a user's membership of the context organisation, and the roles it gave, at once. Needs
+        `org.member.write`, and every permission of the member's roles there.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrgServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -78,6 +91,11 @@ def add_OrgServiceServicer_to_server(servicer, server):
                     servicer.AddOrgMember,
                     request_deserializer=machinesecrets_dot_v1_dot_org__service__pb2.AddOrgMemberRequest.FromString,
                     response_serializer=machinesecrets_dot_v1_dot_org__service__pb2.AddOrgMemberResponse.SerializeToString,
+            ),
+            'RemoveOrgMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveOrgMember,
+                    request_deserializer=machinesecrets_dot_v1_dot_org__service__pb2.RemoveOrgMemberRequest.FromString,
+                    response_serializer=machinesecrets_dot_v1_dot_org__service__pb2.RemoveOrgMemberResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -135,6 +153,33 @@ class OrgService:
             '/machinesecrets.v1.OrgService/AddOrgMember',
             machinesecrets_dot_v1_dot_org__service__pb2.AddOrgMemberRequest.SerializeToString,
             machinesecrets_dot_v1_dot_org__service__pb2.AddOrgMemberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveOrgMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/machinesecrets.v1.OrgService/RemoveOrgMember',
+            machinesecrets_dot_v1_dot_org__service__pb2.RemoveOrgMemberRequest.SerializeToString,
+            machinesecrets_dot_v1_dot_org__service__pb2.RemoveOrgMemberResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,6 +39,10 @@ class OrgServiceStub:
     """Grants roles in the context organisation to a user. Needs `org.member.write`; granting
     IAM_OWNER needs IAM_OWNER.
     """
+    RemoveOrgMember: _grpc.UnaryUnaryMultiCallable[_org_service_pb2.RemoveOrgMemberRequest, _org_service_pb2.RemoveOrgMemberResponse]
+    """Ends a user's membership of the context organisation, and the roles it gave, at once. Needs
+    `org.member.write`, and every permission of the member's roles there.
+    """
 
 @_typing.type_check_only
 class OrgServiceAsyncStub(OrgServiceStub):
@@ -50,6 +54,10 @@ class OrgServiceAsyncStub(OrgServiceStub):
     AddOrgMember: _aio.UnaryUnaryMultiCallable[_org_service_pb2.AddOrgMemberRequest, _org_service_pb2.AddOrgMemberResponse]  # type: ignore[assignment]
     """Grants roles in the context organisation to a user. Needs `org.member.write`; granting
     IAM_OWNER needs IAM_OWNER.
+    """
+    RemoveOrgMember: _aio.UnaryUnaryMultiCallable[_org_service_pb2.RemoveOrgMemberRequest, _org_service_pb2.RemoveOrgMemberResponse]  # type: ignore[assignment]
+    """Ends a user's membership of the context organisation, and the roles it gave, at once. Needs
+    `org.member.write`, and every permission of the member's roles there.
     """
 
 class OrgServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -71,6 +79,16 @@ class OrgServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_org_service_pb2.AddOrgMemberResponse, _abc.Awaitable[_org_service_pb2.AddOrgMemberResponse]]:
         """Grants roles in the context organisation to a user. Needs `org.member.write`; granting
         IAM_OWNER needs IAM_OWNER.
+        """
+
+    @_abc_1.abstractmethod
+    def RemoveOrgMember(
+        self,
+        request: _org_service_pb2.RemoveOrgMemberRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_org_service_pb2.RemoveOrgMemberResponse, _abc.Awaitable[_org_service_pb2.RemoveOrgMemberResponse]]:
+        """Ends a user's membership of the context organisation, and the roles it gave, at once. Needs
+        `org.member.write`, and every permission of the member's roles there.
         """
 
 def add_OrgServiceServicer_to_server(servicer: OrgServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

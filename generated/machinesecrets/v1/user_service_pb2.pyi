@@ -3,9 +3,11 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from machinesecrets.v1 import object_pb2 as _object_pb2
 import builtins as _builtins
@@ -44,11 +46,15 @@ class _UserStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_UserState.V
     DESCRIPTOR: _descriptor.EnumDescriptor
     USER_STATE_UNSPECIFIED: _UserState.ValueType  # 0
     USER_STATE_ACTIVE: _UserState.ValueType  # 1
+    USER_STATE_INACTIVE: _UserState.ValueType  # 2
+    """Deactivated: no credential of the user is accepted."""
 
 class UserState(_UserState, metaclass=_UserStateEnumTypeWrapper): ...
 
 USER_STATE_UNSPECIFIED: UserState.ValueType  # 0
 USER_STATE_ACTIVE: UserState.ValueType  # 1
+USER_STATE_INACTIVE: UserState.ValueType  # 2
+"""Deactivated: no credential of the user is accepted."""
 Global___UserState: _TypeAlias = UserState  # noqa: Y015
 
 @_typing.final
@@ -365,3 +371,240 @@ class AddPersonalAccessTokenResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AddPersonalAccessTokenResponse: _TypeAlias = AddPersonalAccessTokenResponse  # noqa: Y015
+
+@_typing.final
+class ListPersonalAccessTokensRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPersonalAccessTokensRequest: _TypeAlias = ListPersonalAccessTokensRequest  # noqa: Y015
+
+@_typing.final
+class PersonalAccessToken(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_ID_FIELD_NUMBER: _builtins.int
+    CREATION_DATE_FIELD_NUMBER: _builtins.int
+    EXPIRATION_DATE_FIELD_NUMBER: _builtins.int
+    LAST_USED_FIELD_NUMBER: _builtins.int
+    token_id: _builtins.str
+    @_builtins.property
+    def creation_date(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def expiration_date(self) -> _timestamp_pb2.Timestamp:
+        """Unset: it never expires."""
+
+    @_builtins.property
+    def last_used(self) -> _timestamp_pb2.Timestamp:
+        """When it last authenticated a call, to the minute. Unset: never (or not since the service
+        began to note it).
+        """
+
+    def __init__(
+        self,
+        *,
+        token_id: _builtins.str = ...,
+        creation_date: _timestamp_pb2.Timestamp | None = ...,
+        expiration_date: _timestamp_pb2.Timestamp | None = ...,
+        last_used: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["creation_date", b"creation_date", "expiration_date", b"expiration_date", "last_used", b"last_used"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["creation_date", b"creation_date", "expiration_date", b"expiration_date", "last_used", b"last_used", "token_id", b"token_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PersonalAccessToken: _TypeAlias = PersonalAccessToken  # noqa: Y015
+
+@_typing.final
+class ListPersonalAccessTokensResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKENS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def tokens(self) -> _containers.RepeatedCompositeFieldContainer[Global___PersonalAccessToken]:
+        """Oldest first."""
+
+    def __init__(
+        self,
+        *,
+        tokens: _abc.Iterable[Global___PersonalAccessToken] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tokens", b"tokens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPersonalAccessTokensResponse: _TypeAlias = ListPersonalAccessTokensResponse  # noqa: Y015
+
+@_typing.final
+class RemovePersonalAccessTokenRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    TOKEN_ID_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    token_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        token_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["token_id", b"token_id", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemovePersonalAccessTokenRequest: _TypeAlias = RemovePersonalAccessTokenRequest  # noqa: Y015
+
+@_typing.final
+class RemovePersonalAccessTokenResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DETAILS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def details(self) -> _object_pb2.ObjectDetails: ...
+    def __init__(
+        self,
+        *,
+        details: _object_pb2.ObjectDetails | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemovePersonalAccessTokenResponse: _TypeAlias = RemovePersonalAccessTokenResponse  # noqa: Y015
+
+@_typing.final
+class DeactivateUserRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeactivateUserRequest: _TypeAlias = DeactivateUserRequest  # noqa: Y015
+
+@_typing.final
+class DeactivateUserResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DETAILS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def details(self) -> _object_pb2.ObjectDetails: ...
+    def __init__(
+        self,
+        *,
+        details: _object_pb2.ObjectDetails | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeactivateUserResponse: _TypeAlias = DeactivateUserResponse  # noqa: Y015
+
+@_typing.final
+class ReactivateUserRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReactivateUserRequest: _TypeAlias = ReactivateUserRequest  # noqa: Y015
+
+@_typing.final
+class ReactivateUserResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DETAILS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def details(self) -> _object_pb2.ObjectDetails: ...
+    def __init__(
+        self,
+        *,
+        details: _object_pb2.ObjectDetails | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReactivateUserResponse: _TypeAlias = ReactivateUserResponse  # noqa: Y015
+
+@_typing.final
+class RemoveUserRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveUserRequest: _TypeAlias = RemoveUserRequest  # noqa: Y015
+
+@_typing.final
+class RemoveUserResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DETAILS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def details(self) -> _object_pb2.ObjectDetails: ...
+    def __init__(
+        self,
+        *,
+        details: _object_pb2.ObjectDetails | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveUserResponse: _TypeAlias = RemoveUserResponse  # noqa: Y015

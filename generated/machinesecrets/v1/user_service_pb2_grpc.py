@@ -66,6 +66,31 @@ class UserServiceStub:
                 request_serializer=machinesecrets_dot_v1_dot_user__service__pb2.AddPersonalAccessTokenRequest.SerializeToString,
                 response_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.AddPersonalAccessTokenResponse.FromString,
                 _registered_method=True)
+        self.ListPersonalAccessTokens = channel.unary_unary(
+                '/machinesecrets.v1.UserService/ListPersonalAccessTokens',
+                request_serializer=machinesecrets_dot_v1_dot_user__service__pb2.ListPersonalAccessTokensRequest.SerializeToString,
+                response_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.ListPersonalAccessTokensResponse.FromString,
+                _registered_method=True)
+        self.RemovePersonalAccessToken = channel.unary_unary(
+                '/machinesecrets.v1.UserService/RemovePersonalAccessToken',
+                request_serializer=machinesecrets_dot_v1_dot_user__service__pb2.RemovePersonalAccessTokenRequest.SerializeToString,
+                response_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.RemovePersonalAccessTokenResponse.FromString,
+                _registered_method=True)
+        self.DeactivateUser = channel.unary_unary(
+                '/machinesecrets.v1.UserService/DeactivateUser',
+                request_serializer=machinesecrets_dot_v1_dot_user__service__pb2.DeactivateUserRequest.SerializeToString,
+                response_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.DeactivateUserResponse.FromString,
+                _registered_method=True)
+        self.ReactivateUser = channel.unary_unary(
+                '/machinesecrets.v1.UserService/ReactivateUser',
+                request_serializer=machinesecrets_dot_v1_dot_user__service__pb2.ReactivateUserRequest.SerializeToString,
+                response_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.ReactivateUserResponse.FromString,
+                _registered_method=True)
+        self.RemoveUser = channel.unary_unary(
+                '/machinesecrets.v1.UserService/RemoveUser',
+                request_serializer=machinesecrets_dot_v1_dot_user__service__pb2.RemoveUserRequest.SerializeToString,
+                response_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.RemoveUserResponse.FromString,
+                _registered_method=True)
 
 
 class UserServiceServicer:
@@ -117,6 +142,44 @@ class UserServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListPersonalAccessTokens(self, request, context):
+        """Lists a machine user's personal access tokens: their ids and dates, never the tokens.
+        Needs `user.read`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemovePersonalAccessToken(self, request, context):
+        """Revokes one personal access token, at once. Needs `user.write`, and the user's permissions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeactivateUser(self, request, context):
+        """Deactivates a user: its secret, personal access tokens and access tokens are refused at once,
+        until it is reactivated. Needs `user.write`, and the user's permissions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReactivateUser(self, request, context):
+        """Reactivates a deactivated user. Needs `user.write`, and the user's permissions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveUser(self, request, context):
+        """Removes a user: every credential and membership of it ends, and its user name is free again.
+        Its events stay, for the audit. Needs `user.write`, and the user's permissions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UserServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -149,6 +212,31 @@ def add_UserServiceServicer_to_server(servicer, server):
                     servicer.AddPersonalAccessToken,
                     request_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.AddPersonalAccessTokenRequest.FromString,
                     response_serializer=machinesecrets_dot_v1_dot_user__service__pb2.AddPersonalAccessTokenResponse.SerializeToString,
+            ),
+            'ListPersonalAccessTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPersonalAccessTokens,
+                    request_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.ListPersonalAccessTokensRequest.FromString,
+                    response_serializer=machinesecrets_dot_v1_dot_user__service__pb2.ListPersonalAccessTokensResponse.SerializeToString,
+            ),
+            'RemovePersonalAccessToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemovePersonalAccessToken,
+                    request_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.RemovePersonalAccessTokenRequest.FromString,
+                    response_serializer=machinesecrets_dot_v1_dot_user__service__pb2.RemovePersonalAccessTokenResponse.SerializeToString,
+            ),
+            'DeactivateUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeactivateUser,
+                    request_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.DeactivateUserRequest.FromString,
+                    response_serializer=machinesecrets_dot_v1_dot_user__service__pb2.DeactivateUserResponse.SerializeToString,
+            ),
+            'ReactivateUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReactivateUser,
+                    request_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.ReactivateUserRequest.FromString,
+                    response_serializer=machinesecrets_dot_v1_dot_user__service__pb2.ReactivateUserResponse.SerializeToString,
+            ),
+            'RemoveUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveUser,
+                    request_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.RemoveUserRequest.FromString,
+                    response_serializer=machinesecrets_dot_v1_dot_user__service__pb2.RemoveUserResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -315,6 +403,141 @@ class UserService:
             '/machinesecrets.v1.UserService/AddPersonalAccessToken',
             machinesecrets_dot_v1_dot_user__service__pb2.AddPersonalAccessTokenRequest.SerializeToString,
             machinesecrets_dot_v1_dot_user__service__pb2.AddPersonalAccessTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPersonalAccessTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/machinesecrets.v1.UserService/ListPersonalAccessTokens',
+            machinesecrets_dot_v1_dot_user__service__pb2.ListPersonalAccessTokensRequest.SerializeToString,
+            machinesecrets_dot_v1_dot_user__service__pb2.ListPersonalAccessTokensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemovePersonalAccessToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/machinesecrets.v1.UserService/RemovePersonalAccessToken',
+            machinesecrets_dot_v1_dot_user__service__pb2.RemovePersonalAccessTokenRequest.SerializeToString,
+            machinesecrets_dot_v1_dot_user__service__pb2.RemovePersonalAccessTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeactivateUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/machinesecrets.v1.UserService/DeactivateUser',
+            machinesecrets_dot_v1_dot_user__service__pb2.DeactivateUserRequest.SerializeToString,
+            machinesecrets_dot_v1_dot_user__service__pb2.DeactivateUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReactivateUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/machinesecrets.v1.UserService/ReactivateUser',
+            machinesecrets_dot_v1_dot_user__service__pb2.ReactivateUserRequest.SerializeToString,
+            machinesecrets_dot_v1_dot_user__service__pb2.ReactivateUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/machinesecrets.v1.UserService/RemoveUser',
+            machinesecrets_dot_v1_dot_user__service__pb2.RemoveUserRequest.SerializeToString,
+            machinesecrets_dot_v1_dot_user__service__pb2.RemoveUserResponse.FromString,
             options,
             channel_credentials,
             insecure,

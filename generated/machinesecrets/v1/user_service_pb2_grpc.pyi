@@ -51,6 +51,22 @@ class UserServiceStub:
     """Creates a personal access token for a machine user. The token is returned once; only its
     hash is stored. Needs `user.write`.
     """
+    ListPersonalAccessTokens: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.ListPersonalAccessTokensRequest, _user_service_pb2.ListPersonalAccessTokensResponse]
+    """Lists a machine user's personal access tokens: their ids and dates, never the tokens.
+    Needs `user.read`.
+    """
+    RemovePersonalAccessToken: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.RemovePersonalAccessTokenRequest, _user_service_pb2.RemovePersonalAccessTokenResponse]
+    """Revokes one personal access token, at once. Needs `user.write`, and the user's permissions."""
+    DeactivateUser: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.DeactivateUserRequest, _user_service_pb2.DeactivateUserResponse]
+    """Deactivates a user: its secret, personal access tokens and access tokens are refused at once,
+    until it is reactivated. Needs `user.write`, and the user's permissions.
+    """
+    ReactivateUser: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.ReactivateUserRequest, _user_service_pb2.ReactivateUserResponse]
+    """Reactivates a deactivated user. Needs `user.write`, and the user's permissions."""
+    RemoveUser: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.RemoveUserRequest, _user_service_pb2.RemoveUserResponse]
+    """Removes a user: every credential and membership of it ends, and its user name is free again.
+    Its events stay, for the audit. Needs `user.write`, and the user's permissions.
+    """
 
 @_typing.type_check_only
 class UserServiceAsyncStub(UserServiceStub):
@@ -74,6 +90,22 @@ class UserServiceAsyncStub(UserServiceStub):
     AddPersonalAccessToken: _aio.UnaryUnaryMultiCallable[_user_service_pb2.AddPersonalAccessTokenRequest, _user_service_pb2.AddPersonalAccessTokenResponse]  # type: ignore[assignment]
     """Creates a personal access token for a machine user. The token is returned once; only its
     hash is stored. Needs `user.write`.
+    """
+    ListPersonalAccessTokens: _aio.UnaryUnaryMultiCallable[_user_service_pb2.ListPersonalAccessTokensRequest, _user_service_pb2.ListPersonalAccessTokensResponse]  # type: ignore[assignment]
+    """Lists a machine user's personal access tokens: their ids and dates, never the tokens.
+    Needs `user.read`.
+    """
+    RemovePersonalAccessToken: _aio.UnaryUnaryMultiCallable[_user_service_pb2.RemovePersonalAccessTokenRequest, _user_service_pb2.RemovePersonalAccessTokenResponse]  # type: ignore[assignment]
+    """Revokes one personal access token, at once. Needs `user.write`, and the user's permissions."""
+    DeactivateUser: _aio.UnaryUnaryMultiCallable[_user_service_pb2.DeactivateUserRequest, _user_service_pb2.DeactivateUserResponse]  # type: ignore[assignment]
+    """Deactivates a user: its secret, personal access tokens and access tokens are refused at once,
+    until it is reactivated. Needs `user.write`, and the user's permissions.
+    """
+    ReactivateUser: _aio.UnaryUnaryMultiCallable[_user_service_pb2.ReactivateUserRequest, _user_service_pb2.ReactivateUserResponse]  # type: ignore[assignment]
+    """Reactivates a deactivated user. Needs `user.write`, and the user's permissions."""
+    RemoveUser: _aio.UnaryUnaryMultiCallable[_user_service_pb2.RemoveUserRequest, _user_service_pb2.RemoveUserResponse]  # type: ignore[assignment]
+    """Removes a user: every credential and membership of it ends, and its user name is free again.
+    Its events stay, for the audit. Needs `user.write`, and the user's permissions.
     """
 
 class UserServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -131,6 +163,52 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_user_service_pb2.AddPersonalAccessTokenResponse, _abc.Awaitable[_user_service_pb2.AddPersonalAccessTokenResponse]]:
         """Creates a personal access token for a machine user. The token is returned once; only its
         hash is stored. Needs `user.write`.
+        """
+
+    @_abc_1.abstractmethod
+    def ListPersonalAccessTokens(
+        self,
+        request: _user_service_pb2.ListPersonalAccessTokensRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_service_pb2.ListPersonalAccessTokensResponse, _abc.Awaitable[_user_service_pb2.ListPersonalAccessTokensResponse]]:
+        """Lists a machine user's personal access tokens: their ids and dates, never the tokens.
+        Needs `user.read`.
+        """
+
+    @_abc_1.abstractmethod
+    def RemovePersonalAccessToken(
+        self,
+        request: _user_service_pb2.RemovePersonalAccessTokenRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_service_pb2.RemovePersonalAccessTokenResponse, _abc.Awaitable[_user_service_pb2.RemovePersonalAccessTokenResponse]]:
+        """Revokes one personal access token, at once. Needs `user.write`, and the user's permissions."""
+
+    @_abc_1.abstractmethod
+    def DeactivateUser(
+        self,
+        request: _user_service_pb2.DeactivateUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_service_pb2.DeactivateUserResponse, _abc.Awaitable[_user_service_pb2.DeactivateUserResponse]]:
+        """Deactivates a user: its secret, personal access tokens and access tokens are refused at once,
+        until it is reactivated. Needs `user.write`, and the user's permissions.
+        """
+
+    @_abc_1.abstractmethod
+    def ReactivateUser(
+        self,
+        request: _user_service_pb2.ReactivateUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_service_pb2.ReactivateUserResponse, _abc.Awaitable[_user_service_pb2.ReactivateUserResponse]]:
+        """Reactivates a deactivated user. Needs `user.write`, and the user's permissions."""
+
+    @_abc_1.abstractmethod
+    def RemoveUser(
+        self,
+        request: _user_service_pb2.RemoveUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_service_pb2.RemoveUserResponse, _abc.Awaitable[_user_service_pb2.RemoveUserResponse]]:
+        """Removes a user: every credential and membership of it ends, and its user name is free again.
+        Its events stay, for the audit. Needs `user.write`, and the user's permissions.
         """
 
 def add_UserServiceServicer_to_server(servicer: UserServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
