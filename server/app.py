@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from server.store.base import Store
 from server.store.postgres import PostgresStore
 from server.store.sqlite import SqliteStore
 from server.transport.asgi_server import AsgiServer
+from server.transport.forwarded import ClientAddress
 from server.transport.grpcweb import GrpcWeb
 from server.transport.http import HttpApp, StaticJson
 from server.transport.interceptors import MAX_METADATA_BYTES, interceptors
@@ -53,6 +55,8 @@ class Service:
     grpc_port: int
     http_server: AsgiServer
     envoy: EnvoyProcess | None
+    # Where the HTTP app's socket for its own Envoy lives (0700): removed when the service stops.
+    private_dir: tempfile.TemporaryDirectory[str] | None = None
 
     @property
     def http_port(self) -> int:
@@ -67,6 +71,8 @@ class Service:
             await self.envoy.stop()
         await asyncio.gather(self.http_server.stop(grace), self.grpc_server.stop(grace))
         await self.store.close()
+        if self.private_dir is not None:
+            self.private_dir.cleanup()
 
 
 async def open_store(config: Config) -> Store:
@@ -120,11 +126,18 @@ async def _start(config: Config, store: Store) -> Service:
             ("grpc.absolute_max_metadata_size", 4 * MAX_METADATA_BYTES),
         ],
     )
+    discovery = Discovery(config.issuer)
+    # The service's own Envoy reaches the HTTP app over a Unix socket that only this user can
+    # open, so that its X-Forwarded-For can be believed without believing every local process.
+    private_dir = tempfile.TemporaryDirectory(prefix="machinesecrets-") if config.envoy_addr else None
+    envoy_socket = None if private_dir is None else str(Path(private_dir.name) / "http.sock")
     # grpc-web serves the very same servicer objects, behind the very same interceptors.
     http_app = HttpApp(
         {
-            TOKEN_PATH: TokenEndpoint(credentials, counters, read_timeout_s),
-            DISCOVERY_PATH: Discovery(config.issuer),
+            TOKEN_PATH: TokenEndpoint(
+                credentials, counters, read_timeout_s, ClientAddress(config.trusted_proxies, envoy_socket)
+            ),
+            DISCOVERY_PATH: discovery,
             METRICS_PATH: MetricsEndpoint(counters),
             OPENAPI_PATH: StaticJson(OPENAPI_DOCUMENT.read_bytes()),
         }
@@ -141,19 +154,25 @@ async def _start(config: Config, store: Store) -> Service:
     port = server.add_insecure_port(config.grpc_addr)
     await server.start()
     try:
-        http_server = await AsgiServer.start(grpc_web, config.http_addr)
+        http_server = await AsgiServer.start(grpc_web, config.http_addr, envoy_socket)
     except BaseException:
         await server.stop(None)
+        if private_dir is not None:
+            private_dir.cleanup()
         raise
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("gRPC listening on %s", _with_port(config.grpc_addr, port))
     log.info("grpc-web and HTTP listening on %s", _with_port(config.http_addr, http_server.port))
-    envoy = await _start_envoy(config, port, http_server.port)
-    return Service(store, server, port, http_server, envoy)
+    envoy = await _start_envoy(config, port, f"unix:{envoy_socket}")
+    # Clients find the token endpoint by these addresses, Envoy's first.
+    for addr, bound in ((config.envoy_addr, envoy and envoy.port), (config.http_addr, http_server.port)):
+        if addr is not None and bound:
+            discovery.allow(addr.rpartition(":")[0], bound)
+    return Service(store, server, port, http_server, envoy, private_dir)
 
 
-async def _start_envoy(config: Config, grpc_port: int, http_port: int) -> EnvoyProcess | None:
+async def _start_envoy(config: Config, grpc_port: int, http: str) -> EnvoyProcess | None:
     """Envoy in front, when configured. If it cannot start, the service still serves gRPC and
     grpc-web directly, and the log says why."""
     if config.envoy_addr is None:
@@ -161,7 +180,7 @@ async def _start_envoy(config: Config, grpc_port: int, http_port: int) -> EnvoyP
     settings = EnvoySettings(
         listen=config.envoy_addr,
         grpc=_with_port(config.grpc_addr, grpc_port),
-        http=_with_port(config.http_addr, http_port),
+        http=http,
         cors_origins=config.cors_origins,
         max_request_bytes=MAX_REQUEST_BYTES,
     )

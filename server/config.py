@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from server.domain.credentials import MAX_BCRYPT_COST, MIN_BCRYPT_COST
 from server.domain.failure_limits import FailureLimits
+from server.transport.forwarded import Network, parse_networks
 
 
 class ConfigError(Exception):
@@ -58,6 +59,12 @@ SETTINGS = [
         "8",
         "how often a write is decided again after a concurrent write won, before ABORTED (1-100)",
     ),
+    Setting(
+        "MS_TRUSTED_PROXIES",
+        "--trusted-proxies",
+        "",
+        "proxies whose X-Forwarded-For is believed: addresses or CIDR blocks, comma-separated",
+    ),
     Setting("MS_ADMIN_PAT_FILE", "--admin-pat-file", ".data/admin.pat", "where the first admin's token goes"),
     Setting("MS_LOG_LEVEL", "--log-level", "INFO", "DEBUG, INFO, WARNING or ERROR"),
 ]
@@ -77,6 +84,7 @@ class Config:
     failure_limits: FailureLimits
     request_read_timeout: timedelta
     write_attempts: int
+    trusted_proxies: tuple[Network, ...]
     admin_pat_file: str
     log_level: str
 
@@ -104,6 +112,7 @@ def load(argv: Sequence[str], environ: Mapping[str, str]) -> Config:
         ),
         request_read_timeout=_duration("MS_REQUEST_READ_TIMEOUT", raw["MS_REQUEST_READ_TIMEOUT"]),
         write_attempts=_write_attempts(raw["MS_WRITE_ATTEMPTS"]),
+        trusted_proxies=_networks(raw["MS_TRUSTED_PROXIES"]),
         admin_pat_file=raw["MS_ADMIN_PAT_FILE"],
         log_level=_log_level(raw["MS_LOG_LEVEL"]),
     )
@@ -125,6 +134,15 @@ def _count(name: str, value: str) -> int:
     if not value.isdigit() or int(value) < 1:
         raise ConfigError(f"{name} must be a whole number of at least 1")
     return int(value)
+
+
+def _networks(value: str) -> tuple[Network, ...]:
+    try:
+        return parse_networks(value)
+    except ValueError:
+        raise ConfigError(
+            "MS_TRUSTED_PROXIES must be addresses or CIDR blocks, e.g. 10.0.0.0/8, comma-separated"
+        ) from None
 
 
 def _write_attempts(value: str) -> int:

@@ -33,7 +33,7 @@ class EnvoyError(Exception):
 class EnvoySettings:
     listen: str  # host:port, port 0 for any free port
     grpc: str
-    http: str
+    http: str  # host:port, or unix:/path/to/socket
     cors_origins: tuple[str, ...]
     max_request_bytes: int
     admin_port: int = 0
@@ -44,9 +44,12 @@ def render(settings: EnvoySettings) -> str:
         host, _, port = addr.rpartition(":")
         return host.strip("[]"), port
 
-    (envoy_host, envoy_port), (grpc_host, grpc_port), (http_host, http_port) = map(
-        split, (settings.listen, settings.grpc, settings.http)
-    )
+    (envoy_host, envoy_port), (grpc_host, grpc_port) = map(split, (settings.listen, settings.grpc))
+    if settings.http.startswith("unix:"):
+        http_address = f"pipe: {{ path: {json.dumps(settings.http.removeprefix('unix:'))} }}"
+    else:
+        http_host, http_port = split(settings.http)
+        http_address = f"socket_address: {{ address: {http_host}, port_value: {http_port} }}"
     origins = "[" + ", ".join(f"{{exact: {json.dumps(o)}}}" for o in settings.cors_origins) + "]"
     return string.Template(TEMPLATE.read_text()).substitute(
         ENVOY_HOST=envoy_host,
@@ -54,8 +57,7 @@ def render(settings: EnvoySettings) -> str:
         ADMIN_PORT=settings.admin_port,
         GRPC_HOST=grpc_host,
         GRPC_PORT=grpc_port,
-        HTTP_HOST=http_host,
-        HTTP_PORT=http_port,
+        HTTP_ADDRESS=http_address,
         DESCRIPTOR_SET=DESCRIPTOR_SET,
         CORS_ORIGINS=origins,
         MAX_REQUEST_BYTES=settings.max_request_bytes,

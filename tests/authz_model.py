@@ -25,8 +25,14 @@ NEEDS = {
     "AddPersonalAccessToken": "user.write",
     "AddOrganization": IAM_OWNER,
     "AddOrgMember": "org.member.write",
+    "DeactivateUser": "user.write",
+    "ReactivateUser": "user.write",
+    "RemoveUser": "user.write",
+    "RemoveOrgMember": "org.member.write",
 }
 CREDENTIAL_METHODS = ("AddSecret", "RemoveSecret", "AddPersonalAccessToken")
+# SECURITY.md: switching a user off, or taking its roles, needs the user's power too.
+USER_METHODS = ("DeactivateUser", "ReactivateUser", "RemoveUser")
 EVERYTHING = ("*", "*")  # the power of an IAM_OWNER: every permission in every organisation
 
 OK = ("OK", "")
@@ -41,6 +47,8 @@ class User:
     roles: dict[str, frozenset[str]] = field(default_factory=dict)
     secret_generation: int = 0  # moves at every AddSecret and RemoveSecret
     has_secret: bool = False
+    active: bool = True
+    removed: bool = False
 
     def power(self) -> frozenset[tuple[str, str]]:
         """(organisation, permission) pairs this user's credentials reach."""
@@ -70,6 +78,8 @@ class Model:
 
     def valid(self, token: Token) -> bool:
         user = self.users[token.user_id]
+        if user.removed or not user.active:
+            return False  # nothing of a deactivated or removed user is accepted
         return token.secret_generation is None or (
             user.has_secret and user.secret_generation == token.secret_generation
         )
@@ -88,6 +98,14 @@ class Model:
         if org not in self.orgs:
             return ("PERMISSION_DENIED", "ORGANIZATION_NOT_FOUND")
         user = self.users.get(target)
+        if user is not None and user.removed:
+            user = None
+        if method == "RemoveOrgMember":
+            if user is None or org not in user.roles:
+                return ("NOT_FOUND", "MEMBER_NOT_FOUND")
+            if not covers(caller.power(), User("", org, True, {org: user.roles[org]}).power()):
+                return ("PERMISSION_DENIED", "PERMISSION_DENIED")
+            return OK  # the admin, outside every scene, stays an IAM_OWNER: never the last one
         if method == "AddOrgMember":
             if not roles or not set(roles) <= set(ROLES):
                 return ("INVALID_ARGUMENT", "INVALID_ARGUMENT")
@@ -105,6 +123,14 @@ class Model:
         if user is None or user.org != org:
             return ("NOT_FOUND", "USER_NOT_FOUND")
         if method == "GetUserByID":
+            return OK
+        if method in USER_METHODS:
+            if not covers(caller.power(), user.power()):
+                return ("PERMISSION_DENIED", "PERMISSION_DENIED")
+            if method == "DeactivateUser" and not user.active:
+                return ("FAILED_PRECONDITION", "USER_NOT_ACTIVE")
+            if method == "ReactivateUser" and user.active:
+                return ("FAILED_PRECONDITION", "USER_NOT_INACTIVE")
             return OK
         if not user.machine:
             return ("FAILED_PRECONDITION", "USER_NOT_MACHINE")

@@ -15,6 +15,7 @@ import pytest
 from server import app
 from server.config import Config
 from server.domain.failure_limits import FailureLimits
+from server.transport.forwarded import Network
 from tests import postgres
 from tests.api import Api, GrpcApi, GrpcWebApi, JsonApi
 from tests.world import World
@@ -59,6 +60,7 @@ def config_for(
     access_token_ttl: timedelta = timedelta(hours=12),
     failure_limits: FailureLimits = GENEROUS_LIMITS,
     request_read_timeout: timedelta = timedelta(seconds=10),
+    trusted_proxies: tuple[Network, ...] = (),
 ) -> Config:
     return Config(
         database_url=database_url or f"sqlite:///{folder / 'ms.db'}",
@@ -73,6 +75,7 @@ def config_for(
         failure_limits=failure_limits,
         request_read_timeout=request_read_timeout,
         write_attempts=8,
+        trusted_proxies=trusted_proxies,
         admin_pat_file=str(folder / "admin.pat"),
         log_level="DEBUG",
     )

@@ -29,7 +29,7 @@ from machinesecrets.v1 import org_service_pb2 as org_pb
 from machinesecrets.v1 import user_service_pb2 as user_pb
 
 from tests.api import Api, ApiError, GrpcApi, JsonApi
-from tests.authz_model import CREDENTIAL_METHODS, NEEDS, ROLES, Model, Token, User, covers
+from tests.authz_model import CREDENTIAL_METHODS, NEEDS, ROLES, USER_METHODS, Model, Token, User, covers
 from tests.processes import ServerProcess, start_with_envoy
 
 UNKNOWN_ORG = "123456789012345"
@@ -145,7 +145,18 @@ class Scene:
             self.model.users[target].roles[org] = frozenset(roles)
             self.reach_again()
             return ("OK", "")
+        if method == "RemoveOrgMember":
+            removed: org_pb.RemoveOrgMemberResponse = await self.call(  # type: ignore[assignment]
+                token.value, method, org_pb.RemoveOrgMemberRequest(user_id=target), header
+            )
+            org = removed.details.resource_owner
+            taken = User("", org, True, {org: self.model.users[target].roles.pop(org)})
+            assert covers(holder.reach, taken.power()), f"took roles in {org} beyond the caller's reach"
+            return ("OK", "")
         requests: dict[str, type[Message]] = {
+            "DeactivateUser": user_pb.DeactivateUserRequest,
+            "ReactivateUser": user_pb.ReactivateUserRequest,
+            "RemoveUser": user_pb.RemoveUserRequest,
             "GetUserByID": user_pb.GetUserByIDRequest,
             "AddSecret": user_pb.AddSecretRequest,
             "RemoveSecret": user_pb.RemoveSecretRequest,
@@ -153,13 +164,19 @@ class Scene:
         }
         answer = await self.call(token.value, method, requests[method](user_id=target), header)
         user = self.model.users[target]
-        if method in CREDENTIAL_METHODS:
+        if method in CREDENTIAL_METHODS + USER_METHODS:
             assert covers(holder.reach, user.power()), f"{method} on a user beyond the caller's reach"
-        if method == "RemoveSecret":
+        if method in USER_METHODS:
+            user.active = method == "ReactivateUser"
+            user.removed = method == "RemoveUser"
+            if user.removed:
+                user.roles.clear()
+        elif method == "RemoveSecret":
             user.has_secret, user.secret_generation = False, user.secret_generation + 1
         elif method == "AddSecret":
             user.has_secret, user.secret_generation = True, user.secret_generation + 1
-            holder.tokens.append(Token(await self.exchange(answer), user.id, user.secret_generation))
+            if user.active:  # a deactivated user's secret buys nothing (and that is tested elsewhere)
+                holder.tokens.append(Token(await self.exchange(answer), user.id, user.secret_generation))
         elif method == "AddPersonalAccessToken":
             holder.tokens.append(Token(answer.token, user.id, None))  # type: ignore[attr-defined]
         self.reach_again()

@@ -13,8 +13,8 @@ import pytest
 
 from server import app
 from server.config import Config
-from tests.conftest import Running, config_for, start_service
-from tests.world import unique_name
+from tests.conftest import Running, client, config_for, start_service
+from tests.world import World, unique_name
 
 RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z")
 
@@ -175,3 +175,36 @@ async def test_the_openapi_document_is_served(running: Running, port: str) -> No
     assert {"$ref": "#/components/parameters/orgid"} in operation["parameters"]
     assert document["components"]["parameters"]["orgid"]["name"] == "x-zitadel-orgid"
     assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+
+
+def openapi_operations() -> list[tuple[str, str]]:
+    """(method, path) of every RPC's JSON binding, from the OpenAPI document the service serves."""
+    document = json.loads((Path(__file__).resolve().parent.parent / "generated" / "openapi.json").read_text())
+    return [
+        (verb.upper(), path)
+        for path, operations in document["paths"].items()
+        for verb in operations
+        if not path.startswith(("/oauth/", "/.well-known/"))
+    ]
+
+
+@pytest.mark.parametrize(("verb", "template"), openapi_operations())
+async def test_a_query_parameter_never_redirects_a_call(running: Running, verb: str, template: str) -> None:
+    """Through the transcoder a query parameter overrode a path field: PUT /users/X/secret?userId=Y
+    acted on Y. Any query parameter of an RPC's route is refused (400), before the call is made."""
+    api = client("grpc", running.service)
+    try:
+        target = await (await World.create(api, running.admin_token)).machine_user()
+    finally:
+        await api.close()
+    path = re.sub(r"{[^}]+}", target, template)
+    base = f"http://127.0.0.1:{running.service.envoy_port}"
+    headers = {"authorization": f"Bearer {running.admin_token}", "content-type": "application/json"}
+    before = await running.service.store.user(target)
+    async with httpx.AsyncClient(base_url=base) as http:
+        for query in ("userId=1", "user_id=1", "tokenId=1&userName=zz", "x=1"):
+            body = "{}" if verb in ("POST", "PUT") else None
+            answer = await http.request(verb, f"{path}?{query}", content=body, headers=headers)
+            assert answer.status_code == 400, (verb, path, query, answer.text)
+            assert answer.json()["code"] == 3
+    assert await running.service.store.user(target) == before

@@ -21,6 +21,7 @@ from machinesecrets.v1 import user_service_pb2 as user_pb
 
 from server.domain.failure_limits import FailureLimits
 from server.store import events as ev
+from server.transport.forwarded import parse_networks
 from tests import postgres
 from tests.api import ApiError, GrpcApi
 from tests.conftest import TRANSPORTS, Running, client, config_for, start_service
@@ -276,6 +277,25 @@ async def test_discovery(running: Running, endpoint: str) -> None:
     assert document["token_endpoint"] == base + TOKEN_PATH
     assert document["token_endpoint_auth_methods_supported"] == ["client_secret_basic", "client_secret_post"]
     assert document["grant_types_supported"] == ["client_credentials"]
+    assert answer.headers["cache-control"] == "public, max-age=3600"
+
+
+@pytest.mark.parametrize("endpoint", ["direct", "envoy"])
+async def test_the_discovery_document_names_only_the_services_own_addresses(
+    running: Running, endpoint: str
+) -> None:
+    """A forged Host (or X-Forwarded-Proto) must not send clients' secrets elsewhere."""
+    base, own = endpoints(running)[endpoint], endpoints(running)["envoy"]
+    async with httpx.AsyncClient() as http:
+        for host in ("evil.example", "evil.example:443", f"127.0.0.1:{running.service.http_port}0"):
+            answer = await http.get(
+                base + "/.well-known/openid-configuration",
+                headers={"host": host, "x-forwarded-proto": "https"},
+            )
+            assert answer.json()["token_endpoint"] == own + TOKEN_PATH, host
+        by_name = f"localhost:{base.rpartition(':')[2]}"
+        answer = await http.get(base + "/.well-known/openid-configuration", headers={"host": by_name})
+        assert answer.json()["issuer"] == f"http://{by_name}"
 
 
 async def test_a_changed_bcrypt_cost_rehashes_on_the_next_success(tmp_path: Path) -> None:
@@ -374,7 +394,11 @@ async def test_every_failure_pays_one_bcrypt_check(tmp_path: Path, monkeypatch: 
 
 async def test_failed_authentications_are_limited_per_client_and_per_source(tmp_path: Path) -> None:
     limits = FailureLimits(per_client=3, per_source=5, window_s=2)
-    running = await start_service(config_for(tmp_path, envoy=True, failure_limits=limits))
+    # The test plays a proxy on 127.0.0.1 that names each request's source.
+    proxy = parse_networks("127.0.0.1")
+    running = await start_service(
+        config_for(tmp_path, envoy=True, failure_limits=limits, trusted_proxies=proxy)
+    )
     api = GrpcApi("grpc", f"127.0.0.1:{running.service.grpc_port}")
     try:
         world = await World.create(api, running.admin_token)

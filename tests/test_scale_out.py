@@ -175,7 +175,12 @@ async def test_a_conflict_storm_is_answered_aborted_cleanly(pg_url: str, tmp_pat
 
 async def test_the_failure_limits_count_the_failures_of_every_process(pg_url: str, tmp_path: Path) -> None:
     # A guesser spreading attempts over the processes gets the per-source limit once, not once each.
-    limits = {"MS_SOURCE_FAILURE_LIMIT": "4", "MS_CLIENT_FAILURE_LIMIT": "100", "MS_FAILURE_WINDOW": "60s"}
+    limits = {
+        "MS_SOURCE_FAILURE_LIMIT": "4",
+        "MS_CLIENT_FAILURE_LIMIT": "100",
+        "MS_FAILURE_WINDOW": "60s",
+        "MS_TRUSTED_PROXIES": "127.0.0.1",  # the test plays a proxy that names each source
+    }
     processes = [await ServerProcess.start(pg_url, tmp_path, **limits) for _ in range(2)]
     try:
         async with worlds(processes, tmp_path) as clients:

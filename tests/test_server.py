@@ -163,6 +163,9 @@ def test_configuration_errors_name_the_variable() -> None:
         ({"MS_ISSUER": "ftp://x"}, "MS_ISSUER"),
         ({"MS_DB_POOL_SIZE": "0"}, "MS_DB_POOL_SIZE"),
         ({"MS_CORS_ORIGINS": "not an origin"}, "MS_CORS_ORIGINS"),
+        ({"MS_TRUSTED_PROXIES": "10.0.0.0/33"}, "MS_TRUSTED_PROXIES"),
+        ({"MS_TRUSTED_PROXIES": "proxy.example.com"}, "MS_TRUSTED_PROXIES"),
+        ({"MS_WRITE_ATTEMPTS": "0"}, "MS_WRITE_ATTEMPTS"),
     ]:
         with pytest.raises(ConfigError, match=message):
             load([], env)
@@ -207,6 +210,11 @@ SETTING_EXAMPLES: dict[str, tuple[Callable[[Config], object], tuple[str, object]
     "MS_FAILURE_WINDOW": (lambda c: c.failure_limits.window_s, ("2m", 120), ("1h", 3600)),
     "MS_REQUEST_READ_TIMEOUT": (lambda c: _seconds(c.request_read_timeout), ("90s", 90), ("45", 45)),
     "MS_WRITE_ATTEMPTS": (lambda c: c.write_attempts, ("1", 1), ("100", 100)),
+    "MS_TRUSTED_PROXIES": (
+        lambda c: [str(n) for n in c.trusted_proxies],
+        ("10.0.0.0/8, 192.0.2.7", ["10.0.0.0/8", "192.0.2.7/32"]),
+        ("::1", ["::1/128"]),
+    ),
     "MS_ADMIN_PAT_FILE": (lambda c: c.admin_pat_file, ("/srv/ms/a.pat", "/srv/ms/a.pat"), ("b.pat", "b.pat")),
     "MS_LOG_LEVEL": (lambda c: c.log_level, ("debug", "DEBUG"), ("ERROR", "ERROR")),
 }

@@ -285,3 +285,51 @@ async def test_a_store_of_each_earlier_version_upgrades_with_its_data(
             assert (upgraded.secret_hash, upgraded.secret_sequence) == ("$2b$04$c", 5)
         finally:
             await store.close()
+
+
+NAMES_BEFORE_PRECIS = {  # id: user name, as version 4 keyed them (casefold)
+    "21": "Cafe\u0301",  # é decomposed: its new key is composed
+    "22": "bot",
+    "23": "\uff42\uff4f\uff54",  # fullwidth: its new key would be 'bot', which 22 holds
+    "24": "Stra\u00dfe",
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_user_names_are_keyed_anew_by_precis(backend: str, tmp_path: Path) -> None:
+    statements = ["CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY)"]
+    for number, steps in MIGRATIONS[:4]:
+        statements += [*steps, f"INSERT INTO schema_migrations VALUES ({number})"]
+    rows = [(user_id, name, name.casefold()) for user_id, name in NAMES_BEFORE_PRECIS.items()]
+    insert = (
+        "INSERT INTO users (id, org_id, user_name, user_name_key, type, sequence, created_at, changed_at)"
+        " VALUES (?, '1', ?, ?, 'machine', 1, 0, 0)"
+    )
+    with contextlib.ExitStack() as stack:
+        if backend == "sqlite":
+            path = tmp_path / "v4.db"
+            with contextlib.closing(sqlite3.connect(path)) as db, db:
+                for statement in statements:
+                    db.execute(statement)
+                db.executemany(insert, rows)
+            store: Store = await SqliteStore.open(f"sqlite:///{path}")
+        else:
+            url = stack.enter_context(postgres.throwaway_database())
+            with psycopg.connect(url) as pg:
+                for statement in statements:
+                    query: Any = statement.replace("%", "%%")
+                    pg.execute(query)
+                pg.cursor().executemany(insert.replace("?", "%s"), rows)
+            store = await PostgresStore.open(url, pool_size=2)
+        try:
+            found = await store.user_by_name("caf\u00e9")  # composed
+            assert found is not None
+            assert found.id == "21"
+            ascii_bot = await store.user_by_name("BOT")
+            assert ascii_bot is not None
+            assert ascii_bot.id == "22"  # the fullwidth one kept its old key: no collision
+            strasse = await store.user_by_name("STRASSE")
+            assert strasse is not None
+            assert strasse.id == "24"
+        finally:
+            await store.close()

@@ -223,3 +223,49 @@ async def test_a_token_without_roles_authenticates_but_may_do_nothing(world: Wor
             "AddMachineUser", user_pb.AddMachineUserRequest(user_name=unique_name("x"), name="x"), token=token
         ),
     )
+
+
+async def test_look_alike_user_names_are_one_name(world: World) -> None:
+    """RFC 8265 (PRECIS UsernameCaseMapped, case folded): width, compatibility forms, composition
+    and case do not make another user."""
+    stem = unique_name("bot").replace("-", "x")
+    first = await world.machine_user(user_name=f"{stem}café")
+    for look_alike in (
+        "".join(chr(ord(ch) + 0xFEE0) for ch in stem.upper()) + "café",  # fullwidth
+        f"{stem}cafe\u0301",  # é decomposed (NFD)
+        f"{stem.upper()}CAFÉ",
+    ):
+        await expect_error(
+            grpc.StatusCode.ALREADY_EXISTS,
+            "USER_NAME_TAKEN",
+            world.call("AddMachineUser", user_pb.AddMachineUserRequest(user_name=look_alike, name="x")),
+        )
+    user = (await world.call("GetUserByID", user_pb.GetUserByIDRequest(user_id=first))).user
+    assert user.user_name == f"{stem}café"  # stored as given
+
+
+@pytest.mark.parametrize(
+    ("user_name", "violation"),
+    [
+        (
+            "b\u043etB",
+            "must not mix scripts (e.g. Latin with Cyrillic letters that look alike)",
+        ),  # a Cyrillic o
+        (
+            "p\u0430ypal",
+            "must not mix scripts (e.g. Latin with Cyrillic letters that look alike)",
+        ),  # a Cyrillic a
+        ("bot\u2603", "must not contain '☃' (DISALLOWED/symbols)"),
+    ],
+)
+async def test_user_names_that_only_look_like_another_are_refused(
+    world: World, user_name: str, violation: str
+) -> None:
+    request = user_pb.AddMachineUserRequest(user_name=user_name, name="x")
+    error = await expect_error(INVALID, "INVALID_ARGUMENT", world.call("AddMachineUser", request))
+    assert error.violations == {"user_name": violation}
+
+
+async def test_names_of_one_script_or_an_allowed_mix_are_fine(world: World) -> None:
+    for name in ("бот", "ボット", "bot東京", "müller"):  # Cyrillic, Katakana, Latin with Han, Latin
+        await world.machine_user(user_name=unique_name(name))

@@ -9,7 +9,6 @@ import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from server.domain import validation as check
 from server.domain.credentials import SecretHasher, new_token, token_hash
 from server.domain.errors import Unauthenticated
 from server.domain.failure_limits import FailureLimiter
@@ -58,10 +57,9 @@ class ClientCredentials:
 
         source is where the request came from, for the limits on failed attempts."""
         await self._limiter.check(client_id, source)
-        # A client id that no user name can be (empty, control characters such as NUL, which
-        # PostgreSQL refuses in text) names no one: the same failure, without asking the store.
-        nameable = not check.check_user_name("client_id", client_id)
-        user = await self._store.user_by_name(client_id) if nameable else None
+        # A client id that no user name can be (control characters such as NUL, which PostgreSQL
+        # refuses in text) names no one: the store answers None, and it is the same failure.
+        user = await self._store.user_by_name(client_id) if client_id else None
         # A human user, or a deactivated one, has no secret that counts.
         usable = user is not None and user.type == USER_TYPE_MACHINE and user.active
         hashed = user.secret_hash if user is not None and usable else None

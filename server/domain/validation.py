@@ -3,6 +3,7 @@
 from server.domain.errors import FieldViolation, InvalidArgument
 from server.domain.ids import is_id
 from server.domain.permissions import ROLES
+from server.store.user_names import NotAUserName, check_scripts, user_name_key
 
 MAX_ID_LENGTH = 200
 MAX_NAME_LENGTH = 200
@@ -45,6 +46,11 @@ def check_user_name(field: str, value: str) -> list[FieldViolation]:
         return [FieldViolation(field, f"must be at most {MAX_NAME_LENGTH} characters")]
     if any(ch.isspace() or not ch.isprintable() for ch in value):
         return [FieldViolation(field, "must not contain white space or control characters")]
+    try:
+        user_name_key(value)  # RFC 8265: look-alikes share a key, and are one name
+        check_scripts(value)
+    except NotAUserName as refused:
+        return [FieldViolation(field, str(refused))]
     return []
 
 

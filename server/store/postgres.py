@@ -70,6 +70,10 @@ class PostgresStore(SqlStore):
                     continue
                 for statement in statements:
                     await connection.execute(to_pyformat(statement))
+                if version == schema.REKEY_USER_NAMES:
+                    cursor = await connection.execute("SELECT id, user_name, user_name_key FROM users")
+                    for sql, params in schema.rekey_user_names(list(await cursor.fetchall())):
+                        await connection.execute(to_pyformat(sql), params)
                 await connection.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
 
     async def _run(self, plan: Plan) -> None:

@@ -17,6 +17,7 @@ from server.store.base import (
     UserRecord,
 )
 from server.store.events import StoredEvent
+from server.store.user_names import NotAUserName, user_name_key
 
 # Each migration is applied once, in order, in one transaction, and recorded in
 # schema_migrations. Never edit an applied migration: add the next one.
@@ -107,7 +108,10 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             " AND e.payload LIKE '%\"token_id\":\"' || tokens.token_id || '\"%'))",
         ],
     ),
+    # User names compared as RFC 8265 says: the keys are computed anew by rekey_user_names.
+    (5, []),
 ]
+REKEY_USER_NAMES = 5
 
 CREATE_MIGRATIONS_TABLE = "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)"
 
@@ -168,8 +172,25 @@ def encode_payload(payload: Any) -> str:
     return json.dumps(payload, separators=(",", ":"), sort_keys=True)
 
 
-def user_name_key(user_name: str) -> str:
-    return user_name.casefold()
+def rekey_user_names(rows: list[Any]) -> list[Statement]:
+    """Migration 5, which SQL cannot write: the uniqueness key of every user name, from casefold()
+    to PRECIS (server/store/user_names.py), for rows of (id, user_name, user_name_key). A name the
+    profile refuses, names that now share a key, and a name whose new key another name keeps, keep
+    their old keys (SECURITY.md)."""
+    wanted: dict[str, list[tuple[str, str]]] = {}
+    for user_id, name, old_key in rows:
+        try:
+            key = user_name_key(name)
+        except NotAUserName:
+            key = old_key
+        wanted.setdefault(key, []).append((user_id, old_key))
+    moves = {users[0][0]: key for key, users in wanted.items() if len(users) == 1 and users[0][1] != key}
+    kept = {old_key for users in wanted.values() for user_id, old_key in users if user_id not in moves}
+    return [
+        ("UPDATE users SET user_name_key = ? WHERE id = ?", (key, user_id))
+        for user_id, key in moves.items()
+        if key not in kept
+    ]
 
 
 def encode_roles(roles: frozenset[str]) -> str:

@@ -21,6 +21,7 @@ from server.store.base import (
     UserRecord,
 )
 from server.store.events import NewEvent, StoredEvent
+from server.store.user_names import NotAUserName, user_name_key
 
 # Each statement of an append, with the error a unique violation of it means.
 Plan = list[tuple[schema.Statement, type[StoreError]]]
@@ -76,7 +77,10 @@ class SqlStore:
         return schema.user_record(await self._fetch(schema.SELECT_USER, (user_id,)))
 
     async def user_by_name(self, user_name: str) -> UserRecord | None:
-        key = schema.user_name_key(user_name)
+        try:
+            key = user_name_key(user_name)
+        except NotAUserName:
+            return None  # no user can have it
         return schema.user_record(await self._fetch(schema.SELECT_USER_BY_NAME, (key,)))
 
     async def org(self, org_id: str) -> OrgRecord | None:

@@ -107,5 +107,8 @@ def _migrate(connection: sqlite3.Connection) -> None:
             continue
         # The migration and its record commit together, or neither does.
         steps: list[tuple[str, tuple[Any, ...]]] = [(statement, ()) for statement in statements]
+        if version == schema.REKEY_USER_NAMES:  # one process on the file: nothing writes meanwhile
+            rows = connection.execute("SELECT id, user_name, user_name_key FROM users").fetchall()
+            steps += schema.rekey_user_names(rows)
         steps.append(("INSERT INTO schema_migrations (version) VALUES (?)", (version,)))
         _transaction(connection, [(step, StoreUnavailable) for step in steps])

@@ -7,6 +7,7 @@ and shutdown are driven directly.
 
 import asyncio
 import logging
+import os
 import socket
 
 import uvicorn
@@ -15,14 +16,17 @@ from server.transport.asgi import ASGIApp
 
 
 class AsgiServer:
-    def __init__(self, server: uvicorn.Server, sock: socket.socket, task: asyncio.Task[None]) -> None:
+    def __init__(
+        self, server: uvicorn.Server, sockets: list[socket.socket], task: asyncio.Task[None]
+    ) -> None:
         self._server = server
-        self._socket = sock
+        self._sockets = sockets
         self._task = task
-        self.port: int = sock.getsockname()[1]
+        self.port: int = sockets[0].getsockname()[1]
 
     @classmethod
-    async def start(cls, app: ASGIApp, addr: str) -> "AsgiServer":
+    async def start(cls, app: ASGIApp, addr: str, unix_path: str | None = None) -> "AsgiServer":
+        """Serves app on addr (host:port) and, if given, on a Unix socket at unix_path (made 0600)."""
         host, _, port = addr.rpartition(":")
         family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
         # proto must say TCP: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on accepted
@@ -36,15 +40,27 @@ class AsgiServer:
         except OSError as error:
             sock.close()
             raise RuntimeError(f"cannot listen on {addr}: {error.strerror}") from error
+        sockets = [sock]
+        if unix_path is not None:
+            private = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            private.bind(unix_path)
+            os.chmod(unix_path, 0o600)
+            sockets.append(private)
         # uvicorn logs access whenever "uvicorn.access" has handlers, root's included; the
         # service's own access log already writes one line per call.
         logging.getLogger("uvicorn.access").propagate = False
-        config = uvicorn.Config(app, lifespan="off", access_log=False, log_config=None, server_header=False)
+        # proxy_headers=False: uvicorn by default rewrites the ASGI client address from
+        # X-Forwarded-For for any peer on 127.0.0.1 (forwarded_allow_ips), so that every local
+        # process could name its own source. Whom to believe is decided in one place, with the
+        # service's own settings: server/transport/forwarded.py.
+        config = uvicorn.Config(
+            app, lifespan="off", access_log=False, log_config=None, server_header=False, proxy_headers=False
+        )
         config.load()
         server = uvicorn.Server(config)
         server.lifespan = config.lifespan_class(config)
-        await server.startup(sockets=[sock])
-        return cls(server, sock, asyncio.create_task(server.main_loop()))
+        await server.startup(sockets=sockets)
+        return cls(server, sockets, asyncio.create_task(server.main_loop()))
 
     def connection_sockets(self) -> list[socket.socket]:
         """The sockets of the open connections, for inspection."""
@@ -54,5 +70,6 @@ class AsgiServer:
         self._server.should_exit = True
         self._server.config.timeout_graceful_shutdown = int(grace) or None
         await self._task
-        await self._server.shutdown(sockets=[self._socket])
-        self._socket.close()
+        await self._server.shutdown(sockets=self._sockets)
+        for sock in self._sockets:
+            sock.close()

@@ -16,6 +16,7 @@ from server.domain.client_credentials import ClientCredentials, InvalidClient
 from server.domain.errors import Unavailable
 from server.domain.failure_limits import TooManyFailures
 from server.transport.asgi import BodyTooLarge, ClientGone, Receive, Send, first, header_lists, read_body
+from server.transport.forwarded import ClientAddress
 from server.transport.http import respond_json
 from server.transport.metrics import CallCounters
 
@@ -45,10 +46,17 @@ def invalid_client(basic: bool) -> OAuthError:
 
 
 class TokenEndpoint:
-    def __init__(self, credentials: ClientCredentials, counters: CallCounters, read_timeout_s: float) -> None:
+    def __init__(
+        self,
+        credentials: ClientCredentials,
+        counters: CallCounters,
+        read_timeout_s: float,
+        client_address: ClientAddress,
+    ) -> None:
         self._credentials = credentials
         self._counters = counters
         self._read_timeout_s = read_timeout_s
+        self._client_address = client_address
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         started, caller = time.perf_counter(), "-"
@@ -56,7 +64,7 @@ class TokenEndpoint:
             headers = header_lists(scope)
             form, basic = await self._request(scope, receive, headers)
             token = await self._credentials.exchange(
-                *_client(form, basic), _scope(form.get("scope")), _source(scope, headers)
+                *_client(form, basic), _scope(form.get("scope")), self._client_address.of(scope, headers)
             )
             status, body, extra = (
                 200,
@@ -168,16 +176,28 @@ def _scope(requested: str | None) -> str:
 
 
 class Discovery:
-    """The OpenID Provider Metadata subset a client-credentials client reads (RFC 8414)."""
+    """The OpenID Provider Metadata subset a client-credentials client reads (RFC 8414).
+
+    Clients send their secrets to the token endpoint this names, so it is never taken from the
+    request unchecked: it is MS_ISSUER when set, else the address the request reached if that is
+    one of the addresses the service listens on (`allow`), else the first of those. The scheme is
+    http (a proxy that terminates TLS in front needs MS_ISSUER).
+    """
 
     def __init__(self, issuer: str | None) -> None:
         self._issuer = issuer
+        self._hosts: list[str] = []
+
+    def allow(self, host: str, port: int) -> None:
+        """An address the service listens on, by which clients may find the token endpoint."""
+        names = [host, "localhost"] if host in ("127.0.0.1", "::1", "[::1]") else [host]
+        self._hosts += [f"{name}:{port}" for name in names if f"{name}:{port}" not in self._hosts]
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["method"] != "GET":
             await respond_json(send, 405, {"error": "invalid_request", "error_description": "use GET"})
             return
-        issuer = self._issuer or _request_origin(scope)
+        issuer = self._issuer or self._origin(first(header_lists(scope), "host"))
         await respond_json(
             send,
             200,
@@ -189,22 +209,9 @@ class Discovery:
                 "scopes_supported": list(SUPPORTED_SCOPES),
                 "response_types_supported": ["token"],
             },
+            [("cache-control", "public, max-age=3600")],
         )
 
-
-def _source(scope: dict[str, Any], headers: dict[str, list[str]]) -> str:
-    """The client's address. Behind a proxy on this host (Envoy), the address it appended last to
-    X-Forwarded-For (Envoy is configured with use_remote_address); otherwise the peer's."""
-    peer = (scope.get("client") or ("unknown", 0))[0]
-    if peer in ("127.0.0.1", "::1"):
-        forwarded = [a.strip() for v in headers.get("x-forwarded-for", []) for a in v.split(",")]
-        if forwarded and forwarded[-1]:
-            return forwarded[-1]
-    return str(peer)
-
-
-def _request_origin(scope: dict[str, Any]) -> str:
-    headers = header_lists(scope)
-    proto = first(headers, "x-forwarded-proto") or scope.get("scheme", "http")
-    host = first(headers, "host") or f"{scope['server'][0]}:{scope['server'][1]}"
-    return f"{proto}://{host}"
+    def _origin(self, host: str) -> str:
+        host = host.strip().lower()
+        return f"http://{host if host in self._hosts else self._hosts[0]}"
