@@ -65,11 +65,14 @@ async def service(
         await running.service.stop(0)
 
 
-async def token(running: Running, client_id: str, secret: str, forwarded: str, via: str = "127.0.0.1") -> int:
+async def token(
+    running: Running, client_id: str, secret: str, forwarded: str, via: str = "127.0.0.1", port: int = 0
+) -> int:
+    """The status of a token request sent from address via, to port (the HTTP port if 0)."""
     transport = httpx.AsyncHTTPTransport(local_address=via)
     async with httpx.AsyncClient(transport=transport) as http:
         answer = await http.post(
-            f"http://127.0.0.1:{running.service.http_port}/oauth/v2/token",
+            f"http://127.0.0.1:{port or running.service.http_port}/oauth/v2/token",
             data={"grant_type": "client_credentials"},
             auth=(client_id, secret),
             headers={"x-forwarded-for": forwarded},
@@ -120,15 +123,9 @@ async def test_the_bundled_envoy_is_trusted_through_its_own_socket(
     running, _, client_id, secret = service
 
     async def via_envoy(secret: str, forged: str, local: str) -> int:
-        transport = httpx.AsyncHTTPTransport(local_address=local)
-        async with httpx.AsyncClient(transport=transport) as http:
-            answer = await http.post(
-                f"http://127.0.0.1:{running.service.envoy_port}/oauth/v2/token",
-                data={"grant_type": "client_credentials"},
-                auth=(client_id, secret),
-                headers={"x-forwarded-for": forged},
-            )
-        return answer.status_code
+        return await token(
+            running, client_id, secret, forged, via=local, port=running.service.envoy_port or 0
+        )
 
     guesses = [await via_envoy("guess", f"203.0.113.{i}", PROXY) for i in range(6)]
     assert guesses == [401] * 5 + [429]

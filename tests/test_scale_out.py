@@ -94,6 +94,23 @@ async def assert_no_gaps(store: Store, user_id: str) -> list[ev.StoredEvent]:
     return events
 
 
+async def secrets_at_once(clients: list[World], user_id: str) -> list[user_pb.AddSecretResponse | ApiError]:
+    """CLIENTS callers spread over the processes' clients, each making CALLS AddSecret calls on one
+    user, all at once: every answer or error."""
+
+    async def calls(world: World) -> list[user_pb.AddSecretResponse | ApiError]:
+        outcomes: list[user_pb.AddSecretResponse | ApiError] = []
+        for _ in range(CALLS):
+            try:
+                outcomes.append(await world.call("AddSecret", user_pb.AddSecretRequest(user_id=user_id)))
+            except ApiError as error:
+                outcomes.append(error)
+        return outcomes
+
+    batches = await asyncio.gather(*(calls(clients[i % len(clients)]) for i in range(CLIENTS)))
+    return [o for batch in batches for o in batch]
+
+
 async def test_concurrent_add_secret_across_two_processes(pg_url: str, tmp_path: Path) -> None:
     processes = [await ServerProcess.start(pg_url, tmp_path, **NO_LIMITS) for _ in range(2)]
     store = await open_store(pg_url)
@@ -101,19 +118,7 @@ async def test_concurrent_add_secret_across_two_processes(pg_url: str, tmp_path:
         async with worlds(processes, tmp_path) as clients:
             user_id = await clients[0].machine_user()
 
-            async def calls(world: World) -> list[user_pb.AddSecretResponse | ApiError]:
-                outcomes: list[user_pb.AddSecretResponse | ApiError] = []
-                for _ in range(CALLS):
-                    try:
-                        outcomes.append(
-                            await world.call("AddSecret", user_pb.AddSecretRequest(user_id=user_id))
-                        )
-                    except ApiError as error:
-                        outcomes.append(error)
-                return outcomes
-
-            batches = await asyncio.gather(*(calls(clients[i % 2]) for i in range(CLIENTS)))
-            outcomes = [o for batch in batches for o in batch]
+            outcomes = await secrets_at_once(clients, user_id)
             successes = [o for o in outcomes if not isinstance(o, ApiError)]
             failures = [o for o in outcomes if isinstance(o, ApiError)]
             assert all(f.code == grpc.StatusCode.ABORTED for f in failures), failures[:3]
@@ -143,19 +148,7 @@ async def test_a_conflict_storm_is_answered_aborted_cleanly(pg_url: str, tmp_pat
         async with worlds(processes, tmp_path) as clients:
             user_id = await clients[0].machine_user()
 
-            async def calls(world: World) -> list[user_pb.AddSecretResponse | ApiError]:
-                outcomes: list[user_pb.AddSecretResponse | ApiError] = []
-                for _ in range(CALLS):
-                    try:
-                        outcomes.append(
-                            await world.call("AddSecret", user_pb.AddSecretRequest(user_id=user_id))
-                        )
-                    except ApiError as error:
-                        outcomes.append(error)
-                return outcomes
-
-            batches = await asyncio.gather(*(calls(clients[i % 3]) for i in range(CLIENTS)))
-            outcomes = [o for batch in batches for o in batch]
+            outcomes = await secrets_at_once(clients, user_id)
             aborted = [o for o in outcomes if isinstance(o, ApiError)]
             successes = [o for o in outcomes if not isinstance(o, ApiError)]
             assert aborted, "no conflict was forced"
