@@ -166,6 +166,45 @@ async def test_a_conflict_storm_is_answered_aborted_cleanly(pg_url: str, tmp_pat
             await process.stop()
 
 
+async def test_two_iam_owners_switching_each_other_off_at_once_leave_one(pg_url: str, tmp_path: Path) -> None:
+    """The admin and a second IAM_OWNER deactivate each other at the same moment, through two
+    processes, round after round: never may both succeed, leaving the instance without one."""
+    processes = [await ServerProcess.start(pg_url, tmp_path) for _ in range(2)]
+    store = await open_store(pg_url)
+    try:
+        async with worlds(processes, tmp_path) as clients:
+            admin = await store.user_by_name("admin")
+            assert admin is not None
+            second, second_token = await clients[0].caller(["IAM_OWNER"])
+            tokens = {admin.id: clients[0].admin_token, second: second_token}
+
+            async def deactivate(world: World, target: str, token: str) -> str:
+                try:
+                    await world.call(
+                        "DeactivateUser", user_pb.DeactivateUserRequest(user_id=target), token=token
+                    )
+                except ApiError as error:
+                    return error.reason
+                return "OK"
+
+            for _ in range(40):
+                outcomes = await asyncio.gather(
+                    deactivate(clients[0], second, tokens[admin.id]),
+                    deactivate(clients[1], admin.id, tokens[second]),
+                )
+                assert outcomes.count("OK") == 1, outcomes
+                assert set(outcomes) - {"OK"} <= {"LAST_IAM_OWNER", "TOKEN_INVALID"}, outcomes
+                [left] = await store.active_iam_owners()
+                gone = second if left == admin.id else admin.id
+                await clients[0].call(
+                    "ReactivateUser", user_pb.ReactivateUserRequest(user_id=gone), token=tokens[left]
+                )
+    finally:
+        await store.close()
+        for process in processes:
+            await process.stop()
+
+
 async def test_the_failure_limits_count_the_failures_of_every_process(pg_url: str, tmp_path: Path) -> None:
     # A guesser spreading attempts over the processes gets the per-source limit once, not once each.
     limits = {

@@ -223,7 +223,14 @@ ROWS_OF_VERSION_1 = [
     "INSERT INTO members VALUES ('1', '10', 'ORG_OWNER')",
     "INSERT INTO tokens (token_hash, token_id, user_id, expires_at) VALUES ('abc', '5', '10', NULL)",
 ]
-ROWS_OF_VERSION = {1: ROWS_OF_VERSION_1, 2: [*ROWS_OF_VERSION_1, "UPDATE users SET secret_sequence = 4"]}
+ROWS_OF_VERSION_2 = [*ROWS_OF_VERSION_1, "UPDATE users SET secret_sequence = 4"]
+ROWS_OF_VERSION_3 = [*ROWS_OF_VERSION_2, "INSERT INTO auth_failures VALUES ('an-old-key', 10)"]
+ROWS_OF_VERSION = {
+    1: ROWS_OF_VERSION_1,
+    2: ROWS_OF_VERSION_2,
+    3: ROWS_OF_VERSION_3,
+    4: [*ROWS_OF_VERSION_3, "UPDATE tokens SET created_at = 3000"],
+}
 
 
 def schema_at(version: int) -> list[str]:

@@ -198,10 +198,10 @@ class Commands:
             user = await self._user_in_reach(ctx, user_id, machine=False)
             if not user.active:
                 raise FailedPrecondition("USER_NOT_ACTIVE", "the user is deactivated already")
-            await self._refuse_if_last_iam_owner(user_id, {})
-            return [self._next(user, ev.USER_DEACTIVATED, {})]
+            leaving = await self._iam_owner_leaving(user_id, {})
+            return [self._next(user, ev.USER_DEACTIVATED, {}), *leaving]
 
-        [added] = await self._write(user_id, decide)
+        added, *_ = await self._write(user_id, decide)
         return Details.of_change(added)
 
     @store_unavailable_is_unavailable
@@ -223,10 +223,10 @@ class Commands:
 
         async def decide() -> list[NewEvent]:
             user = await self._user_in_reach(ctx, user_id, machine=False)
-            await self._refuse_if_last_iam_owner(user_id, {})
-            return [self._next(user, ev.USER_REMOVED, {})]
+            leaving = await self._iam_owner_leaving(user_id, {})
+            return [self._next(user, ev.USER_REMOVED, {}), *leaving]
 
-        [added] = await self._write(user_id, decide)
+        added, *_ = await self._write(user_id, decide)
         return Details.of_change(added)
 
     @store_unavailable_is_unavailable
@@ -245,13 +245,14 @@ class Commands:
                     "PERMISSION_DENIED", "the member holds permissions the caller does not hold"
                 )
             elsewhere = {o: r for o, r in (await self._store.roles_of(user_id)).items() if o != ctx.org_id}
-            await self._refuse_if_last_iam_owner(user_id, elsewhere)
+            leaving = await self._iam_owner_leaving(user_id, elsewhere)
             payload = {"user_id": user_id}
             return [
-                NewEvent(ev.AGGREGATE_ORG, org.id, org.sequence + 1, ev.ORG_MEMBER_REMOVED, org.id, payload)
+                NewEvent(ev.AGGREGATE_ORG, org.id, org.sequence + 1, ev.ORG_MEMBER_REMOVED, org.id, payload),
+                *leaving,
             ]
 
-        [added] = await self._write(ctx.org_id, decide)
+        added, *_ = await self._write(ctx.org_id, decide)
         return Details.of_change(added)
 
     @store_unavailable_is_unavailable
@@ -308,13 +309,34 @@ class Commands:
             raise PermissionDenied("PERMISSION_DENIED", "the user holds permissions the caller does not hold")
         return user
 
-    async def _refuse_if_last_iam_owner(self, user_id: str, roles_left: Mapping[str, frozenset[str]]) -> None:
+    async def _iam_owner_leaving(
+        self, user_id: str, roles_left: Mapping[str, frozenset[str]]
+    ) -> list[NewEvent]:
         """The instance keeps at least one active IAM_OWNER: a user who is one may not be switched
-        off, removed or demoted (to roles_left) while no other active user is one."""
+        off, removed or demoted (to roles_left) while no other active user is one.
+
+        Two such changes to two owners at once would each see the other owner still there, and
+        both succeed. So every change that takes an owner away also appends the next event of one
+        instance-wide aggregate: of two concurrent ones, on any process, the store's sequence
+        guard lets one through, and the other decides again on fresh state (and is refused if its
+        owner is now the last). Returns that event, or nothing if no owner leaves."""
         if any(IAM_OWNER in roles for roles in roles_left.values()):
-            return
-        if await self._store.active_iam_owners() == {user_id}:
+            return []
+        # The sequence before the owners: a change that commits between the two reads then either
+        # shows in the owners, or makes this append's sequence taken. (Read the other way round,
+        # a change could slip between them and both would pass: a test found it.)
+        sequence = await self._store.sequence_of(ev.AGGREGATE_INSTANCE, ev.INSTANCE_ID)
+        owners = await self._store.active_iam_owners()
+        if user_id not in owners:
+            return []
+        if owners == {user_id}:
             raise FailedPrecondition("LAST_IAM_OWNER", "the instance would have no active IAM_OWNER left")
+        payload = {"user_id": user_id}
+        return [
+            NewEvent(
+                ev.AGGREGATE_INSTANCE, ev.INSTANCE_ID, sequence + 1, ev.INSTANCE_IAM_OWNER_LEFT, "", payload
+            )
+        ]
 
     @staticmethod
     def _next(user: UserRecord, event_type: str, payload: Mapping[str, object]) -> NewEvent:

@@ -112,6 +112,10 @@ class Store(Protocol):
         """All events of one aggregate, in sequence order."""
         ...
 
+    async def sequence_of(self, aggregate_type: str, aggregate_id: str) -> int:
+        """The sequence of an aggregate's last event; 0 if it has none."""
+        ...
+
     async def user(self, user_id: str) -> UserRecord | None: ...
 
     async def user_by_name(self, user_name: str) -> UserRecord | None:

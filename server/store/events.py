@@ -12,6 +12,11 @@ from typing import Any
 AGGREGATE_ORG = "org"
 AGGREGATE_USER = "user"
 AGGREGATE_TOKEN = "token"  # one per access token: issuing tokens never contends on the user
+# One aggregate for the whole instance, whose sequence orders the changes that take an IAM_OWNER
+# away, so that two of them cannot both pass the last-owner check.
+AGGREGATE_INSTANCE = "instance"
+INSTANCE_ID = "instance"
+INSTANCE_IAM_OWNER_LEFT = "instance.iam_owner.left"  # {user_id}: an active owner is one no more
 
 ORG_ADDED = "org.added"  # {name}
 ORG_MEMBER_ADDED = "org.member.added"  # {user_id, roles}

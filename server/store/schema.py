@@ -130,6 +130,9 @@ SELECT_USER = f"SELECT {USER_COLUMNS} FROM users WHERE id = ?"  # noqa: S608 - c
 SELECT_USER_BY_NAME = f"SELECT {USER_COLUMNS} FROM users WHERE user_name_key = ?"  # noqa: S608 - constant
 SELECT_ORG = "SELECT id, name, sequence, created_at, changed_at FROM orgs WHERE id = ?"
 SELECT_ANY_ORG = "SELECT 1 FROM orgs LIMIT 1"
+SELECT_SEQUENCE = (
+    "SELECT COALESCE(MAX(sequence), 0) FROM events WHERE aggregate_type = ? AND aggregate_id = ?"
+)
 SELECT_MEMBER_ROLES = "SELECT roles FROM members WHERE org_id = ? AND user_id = ?"
 SELECT_ROLES_OF_USER = "SELECT org_id, roles FROM members WHERE user_id = ?"
 # Active users that hold IAM_OWNER in some organisation (roles are space-separated names).
@@ -245,6 +248,8 @@ def projection(event: StoredEvent, micros: int) -> list[Statement]:
                     ),
                 )
             ]
+        case ev.INSTANCE_IAM_OWNER_LEFT:  # the order is the point; the read models already say it
+            return []
         case ev.USER_REMOVED:  # the snapshot goes too: the aggregate has no state left to decide on
             return [
                 ("DELETE FROM tokens WHERE user_id = ?", (event.aggregate_id,)),

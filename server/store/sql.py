@@ -73,6 +73,10 @@ class SqlStore:
             for r in rows
         ]
 
+    async def sequence_of(self, aggregate_type: str, aggregate_id: str) -> int:
+        rows = await self._fetch(schema.SELECT_SEQUENCE, (aggregate_type, aggregate_id))
+        return int(rows[0][0])
+
     async def user(self, user_id: str) -> UserRecord | None:
         return schema.user_record(await self._fetch(schema.SELECT_USER, (user_id,)))
 
