@@ -4,6 +4,14 @@ One service (gRPC, grpc-web on uvicorn, and a real Envoy in front) serves the be
 tests that need a service of their own (first start, restart) start one with `start_service`.
 """
 
+import os
+
+# As `python -m server` does (server/__main__.py), before grpc is imported: the in-process service
+# forks to exec Envoy, and with grpc's fork handlers on, a child forked while grpc's threads were busy
+# could abort before it reached exec (seen once in CI: Envoy "exited with code -6", epoll_wait
+# error in the child).
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -83,8 +91,9 @@ def config_for(
 
 async def start_service(config: Config) -> Running:
     service = await app.start(config)
-    if config.envoy_addr is not None:
-        assert service.envoy is not None, "Envoy did not start: see the log"
+    if config.envoy_addr is not None and service.envoy is None:
+        await service.stop(0)  # nothing left running, or cleaned up later by a finaliser
+        raise AssertionError("Envoy did not start: see the log")
     return Running(config, service)
 
 
