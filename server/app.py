@@ -166,9 +166,9 @@ async def _start(config: Config, store: Store) -> Service:
     log.info("grpc-web and HTTP listening on %s", _with_port(config.http_addr, http_server.port))
     envoy = await _start_envoy(config, port, f"unix:{envoy_socket}")
     # Clients find the token endpoint by these addresses, Envoy's first.
-    for addr, bound in ((config.envoy_addr, envoy and envoy.port), (config.http_addr, http_server.port)):
-        if addr is not None and bound:
-            discovery.allow(addr.rpartition(":")[0], bound)
+    if config.envoy_addr is not None and envoy is not None:
+        discovery.allow(_with_port(config.envoy_addr, envoy.port))
+    discovery.allow(_with_port(config.http_addr, http_server.port))
     return Service(store, server, port, http_server, envoy, private_dir)
 
 

@@ -26,7 +26,8 @@ class Access:
 
     @store_unavailable_is_unavailable
     async def authenticate(self, bearer_token: str) -> Principal:
-        caller = await self._store.caller(token_hash(bearer_token))
+        hashed = token_hash(bearer_token)
+        caller = await self._store.caller(hashed)
         if caller is None:
             raise invalid_token()
         token, now = caller.token, datetime.now(UTC)
@@ -39,7 +40,7 @@ class Access:
         if token.last_used_at is None or now - token.last_used_at >= LAST_USED_GRANULARITY:
             # Coarse on purpose: a write per token per minute at most, not one per call.
             since = to_micros(now - LAST_USED_GRANULARITY)
-            await self._store.touch_token(token_hash(bearer_token), to_micros(now), since)
+            await self._store.touch_token(hashed, to_micros(now), since)
         return Principal(token.user_id, caller.org_id, caller.roles)
 
     @store_unavailable_is_unavailable

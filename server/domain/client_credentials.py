@@ -62,7 +62,7 @@ class ClientCredentials:
         user = await self._store.user_by_name(client_id) if client_id else None
         # A human user, or a deactivated one, has no secret that counts.
         usable = user is not None and user.type == USER_TYPE_MACHINE and user.active
-        hashed = user.secret_hash if user is not None and usable else None
+        hashed = user.secret_hash if usable and user is not None else None
         if not await self._hasher.verify(client_secret, hashed) or user is None or hashed is None:
             await self._limiter.failed(client_id, source)  # TooManyFailures, past a limit
             raise InvalidClient()

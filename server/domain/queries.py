@@ -5,7 +5,7 @@ from server.domain.errors import user_not_found, user_not_machine
 from server.domain.model import Details, PersonalAccessTokenView, UserView
 from server.domain.permissions import CallContext
 from server.domain.store_errors import store_unavailable_is_unavailable
-from server.store.base import USER_TYPE_MACHINE, Store
+from server.store.base import USER_TYPE_MACHINE, Store, UserRecord
 
 
 class Queries:
@@ -14,10 +14,7 @@ class Queries:
 
     @store_unavailable_is_unavailable
     async def user_by_id(self, ctx: CallContext, user_id: str) -> UserView:
-        check.raise_if_any(check.check_id("user_id", user_id))
-        user = await self._store.user(user_id)
-        if user is None or user.org_id != ctx.org_id:
-            raise user_not_found()
+        user = await self._user_of(ctx, user_id)
         details = Details(user.sequence, user.created_at, user.changed_at, user.org_id)
         return UserView(
             user.id, user.user_name, user.type, user.active, user.secret_hash is not None, details
@@ -26,13 +23,18 @@ class Queries:
     @store_unavailable_is_unavailable
     async def personal_access_tokens(self, ctx: CallContext, user_id: str) -> list[PersonalAccessTokenView]:
         """A machine user's personal access tokens: their ids and dates, never a token or a hash."""
-        check.raise_if_any(check.check_id("user_id", user_id))
-        user = await self._store.user(user_id)
-        if user is None or user.org_id != ctx.org_id:
-            raise user_not_found()
+        user = await self._user_of(ctx, user_id)
         if user.type != USER_TYPE_MACHINE:
             raise user_not_machine()
         return [
             PersonalAccessTokenView(t.token_id, t.created_at, t.expires_at, t.last_used_at)
             for t in await self._store.personal_access_tokens(user_id)
         ]
+
+    async def _user_of(self, ctx: CallContext, user_id: str) -> UserRecord:
+        """The user of the context organisation; a user of another is as absent as a missing one."""
+        check.raise_if_any(check.check_id("user_id", user_id))
+        user = await self._store.user(user_id)
+        if user is None or user.org_id != ctx.org_id:
+            raise user_not_found()
+        return user

@@ -188,8 +188,10 @@ class Discovery:
         self._issuer = issuer
         self._hosts: list[str] = []
 
-    def allow(self, host: str, port: int) -> None:
-        """An address the service listens on, by which clients may find the token endpoint."""
+    def allow(self, address: str) -> None:
+        """An address (host:port) the service listens on, by which clients may find the token
+        endpoint; a loopback one by the name localhost too."""
+        host, _, port = address.rpartition(":")
         names = [host, "localhost"] if host in ("127.0.0.1", "::1", "[::1]") else [host]
         self._hosts += [f"{name}:{port}" for name in names if f"{name}:{port}" not in self._hosts]
 
