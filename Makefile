@@ -33,10 +33,12 @@ system-deps:
 	fi
 
 # Regenerates generated/ from proto/: Python messages, .pyi stubs, gRPC stubs, and the descriptor
-# set (with every import) that Envoy's gRPC-JSON transcoder reads. generated/ is committed.
+# set (with every import) that Envoy's gRPC-JSON transcoder reads. generated/ is committed. Then
+# what is made from the descriptor set: the OpenAPI document and the README's API table.
 proto: $(STAMP)
 	$(BIN)/python -m tools.genproto generated
 	$(BIN)/python -m tools.genopenapi
+	$(BIN)/python -m tools.apitable
 
 # The OpenAPI document of the JSON API, from the descriptor set (make proto runs it too).
 openapi: $(STAMP)

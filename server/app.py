@@ -10,7 +10,7 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
-from machinesecrets.v1 import org_service_pb2, org_service_pb2_grpc, user_service_pb2, user_service_pb2_grpc
+from machinesecrets.v1 import org_service_pb2, user_service_pb2
 
 from server.config import Config
 from server.domain.access import Access
@@ -21,31 +21,32 @@ from server.domain.failure_limits import FailureLimiter
 from server.domain.ids import IdGenerator
 from server.domain.queries import Queries
 from server.envoy import EnvoyError, EnvoyProcess, EnvoySettings
+from server.limits import MAX_HEADER_BYTES, MAX_REQUEST_BYTES
 from server.private_files import check_private_location, write_private_file
 from server.store.base import Store
 from server.store.postgres import PostgresStore
 from server.store.sqlite import SqliteStore
 from server.transport.asgi_server import AsgiServer
+from server.transport.cors import CorsMiddleware
 from server.transport.forwarded import ClientAddress
-from server.transport.grpcweb import GrpcWeb
+from server.transport.grpc_server import method_handlers
+from server.transport.grpcweb import GrpcWebEndpoint
 from server.transport.http import HttpApp, StaticJson
-from server.transport.interceptors import MAX_METADATA_BYTES, interceptors
 from server.transport.metrics import METRICS_PATH, CallCounters, MetricsEndpoint
 from server.transport.oauth import DISCOVERY_PATH, TOKEN_PATH, Discovery, TokenEndpoint
+from server.transport.pipeline import build_pipelines
 from server.transport.servicers import OrgService, UserService
 
 log = logging.getLogger("machinesecrets")
 
-MAX_REQUEST_BYTES = 64 * 1024
 OPENAPI_PATH = "/openapi.json"
 # Made by `make openapi` from the descriptor set, committed beside it.
 OPENAPI_DOCUMENT = Path(__file__).resolve().parent.parent / "generated" / "openapi.json"
 FIRST_ORG_NAME = "default"
 ADMIN_USER_NAME = "admin"
-SERVICE_NAMES = (
-    user_service_pb2.DESCRIPTOR.services_by_name["UserService"].full_name,
-    org_service_pb2.DESCRIPTOR.services_by_name["OrgService"].full_name,
-)
+USER_SERVICE = user_service_pb2.DESCRIPTOR.services_by_name["UserService"]
+ORG_SERVICE = org_service_pb2.DESCRIPTOR.services_by_name["OrgService"]
+SERVICE_NAMES = (USER_SERVICE.full_name, ORG_SERVICE.full_name)
 
 
 @dataclass
@@ -108,9 +109,11 @@ async def _start(config: Config, store: Store) -> Service:
 
     counters = CallCounters()
     read_timeout_s = config.request_read_timeout.total_seconds()
-    chain = interceptors(access, counters, read_timeout_s)
+    # Every call of the API, on every transport, runs one of these.
+    pipelines = build_pipelines(
+        {USER_SERVICE: UserService(commands, queries), ORG_SERVICE: OrgService(commands)}, access, counters
+    )
     server = aio.server(
-        interceptors=chain,
         options=[
             # grpcio turns SO_REUSEPORT on: a second server on a taken port would start silently.
             ("grpc.so_reuseport", 0),
@@ -119,11 +122,11 @@ async def _start(config: Config, store: Store) -> Service:
             # client's encoder after metadata it cannot parse, and the calls that follow on the
             # connection (behind Envoy: other callers' calls) decode with shifted headers.
             ("grpc.http2.hpack_table_size.decoder", 0),
-            # Metadata: MetadataLimit refuses over 16 KiB with a rich status. grpc core's own limit
+            # Metadata: the pipeline refuses over 16 KiB with a rich status. grpc core's own limit
             # is a backstop above it, soft and hard alike: between its default soft limit (8 KiB)
             # and its hard one it would refuse a random share of calls.
-            ("grpc.max_metadata_size", 4 * MAX_METADATA_BYTES),
-            ("grpc.absolute_max_metadata_size", 4 * MAX_METADATA_BYTES),
+            ("grpc.max_metadata_size", MAX_HEADER_BYTES),
+            ("grpc.absolute_max_metadata_size", MAX_HEADER_BYTES),
         ],
     )
     discovery = Discovery(config.issuer)
@@ -131,7 +134,11 @@ async def _start(config: Config, store: Store) -> Service:
     # open, so that its X-Forwarded-For can be believed without believing every local process.
     private_dir = tempfile.TemporaryDirectory(prefix="machinesecrets-") if config.envoy_addr else None
     envoy_socket = None if private_dir is None else str(Path(private_dir.name) / "http.sock")
-    # grpc-web serves the very same servicer objects, behind the very same interceptors.
+    server.add_generic_rpc_handlers(method_handlers(pipelines, read_timeout_s))
+    # grpc-web serves the very same pipelines, at their gRPC paths.
+    grpc_web = CorsMiddleware(
+        GrpcWebEndpoint(pipelines, MAX_REQUEST_BYTES, read_timeout_s), config.cors_origins
+    )
     http_app = HttpApp(
         {
             TOKEN_PATH: TokenEndpoint(
@@ -140,12 +147,9 @@ async def _start(config: Config, store: Store) -> Service:
             DISCOVERY_PATH: discovery,
             METRICS_PATH: MetricsEndpoint(counters),
             OPENAPI_PATH: StaticJson(OPENAPI_DOCUMENT.read_bytes()),
+            **{pipeline.method: grpc_web for pipeline in pipelines},
         }
     )
-    grpc_web = GrpcWeb(http_app, chain, config.cors_origins, MAX_REQUEST_BYTES, read_timeout_s)
-    for target in (server, grpc_web):
-        user_service_pb2_grpc.add_UserServiceServicer_to_server(UserService(commands, queries), target)
-        org_service_pb2_grpc.add_OrgServiceServicer_to_server(OrgService(commands), target)
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)  # type: ignore[no-untyped-call]
     reflection.enable_server_reflection(
@@ -154,7 +158,7 @@ async def _start(config: Config, store: Store) -> Service:
     port = server.add_insecure_port(config.grpc_addr)
     await server.start()
     try:
-        http_server = await AsgiServer.start(grpc_web, config.http_addr, envoy_socket)
+        http_server = await AsgiServer.start(http_app, config.http_addr, envoy_socket)
     except BaseException:
         await server.stop(None)
         if private_dir is not None:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from server.limits import MAX_HEADER_BYTES
+
 log = logging.getLogger("machinesecrets.envoy")
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,6 +63,7 @@ def render(settings: EnvoySettings) -> str:
         DESCRIPTOR_SET=DESCRIPTOR_SET,
         CORS_ORIGINS=origins,
         MAX_REQUEST_BYTES=settings.max_request_bytes,
+        MAX_HEADER_KB=MAX_HEADER_BYTES // 1024,
     )
 
 
@@ -154,8 +157,8 @@ def _tail(log_file: Path) -> str:
 
 
 if __name__ == "__main__":
-    from server.app import MAX_REQUEST_BYTES
     from server.config import load
+    from server.limits import MAX_REQUEST_BYTES
 
     if "--print-config" not in sys.argv:
         sys.exit("usage: python -m server.envoy --print-config (reads the MS_* settings)")

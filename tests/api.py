@@ -207,8 +207,8 @@ class JsonApi:
         if answer.status_code == 200:
             return json_format.ParseDict(payload, response_class(method)())
         code = grpc_code(payload["code"])
-        # Envoy answers a body over its limit itself, with the more precise 413.
-        allowed = {HTTP_STATUS[code], *([413] if code == grpc.StatusCode.RESOURCE_EXHAUSTED else [])}
+        # Envoy answers a body or headers over its limits itself, with the more precise 413 or 431.
+        allowed = {HTTP_STATUS[code], *([413, 431] if code == grpc.StatusCode.RESOURCE_EXHAUSTED else [])}
         assert answer.status_code in allowed, (answer.status_code, payload)
         assert answer.headers["content-type"] == "application/json"
         error = ApiError(code, payload["message"])

@@ -388,10 +388,17 @@ async def test_metadata_over_the_limit_through_json(target: Target) -> None:
         )
     assert reply.status_code == 429
     assert reply.json()["details"][0]["reason"] == "METADATA_TOO_LARGE"
+    async with httpx.AsyncClient(timeout=10) as http:  # still the service's answer, to 128 KiB
+        reply = await http.get(
+            f"http://127.0.0.1:{target.process.envoy_port}/users/{target.user_id}",
+            headers={"authorization": f"Bearer {target.token}", "x-large": "a" * 100_000},
+        )
+    assert reply.status_code == 429
+    assert reply.json()["details"][0]["reason"] == "METADATA_TOO_LARGE"
     async with httpx.AsyncClient(timeout=10) as http:  # over Envoy's own limit: refused in front
         reply = await http.get(
             f"http://127.0.0.1:{target.process.envoy_port}/users/{target.user_id}",
-            headers={"authorization": f"Bearer {target.token}", "x-large": "a" * 70_000},
+            headers={"authorization": f"Bearer {target.token}", "x-large": "a" * 140_000},
         )
     assert (reply.status_code, reply.json()["code"]) == (431, 8)
 

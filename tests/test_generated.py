@@ -3,7 +3,7 @@
 import filecmp
 from pathlib import Path
 
-from tools import genopenapi
+from tools import apitable, genopenapi
 from tools.genproto import generate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,3 +24,7 @@ def test_generated_code_is_in_step_with_the_protos(tmp_path: Path) -> None:
 
 def test_the_openapi_document_is_in_step_with_the_descriptor_set() -> None:
     assert (ROOT / "generated" / "openapi.json").read_text() == genopenapi.generate(), "run `make openapi`"
+
+
+def test_the_readmes_api_table_is_in_step_with_the_protos() -> None:
+    assert (ROOT / "README.md").read_text() == apitable.generate(), "run `make proto`"

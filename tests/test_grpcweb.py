@@ -1,7 +1,10 @@
-"""The grpc-web adapter over real HTTP: each sonora defect it fixes, and hostile framing.
+"""The grpc-web adapter over real HTTP: each sonora defect it fixes, hostile framing, and the
+pipeline's steps seen through it.
 
-Most of these talk to a GrpcWeb app that serves a small test servicer with no interceptors, so a
-raw exception, `abort_with_status` and the metadata a servicer sees can be observed directly.
+The adapter serves two kinds of runner here: a runner that echoes the metadata it was given (what
+the adapter passes on is the subject), and real Pipelines on a real store whose handlers explode,
+stall or echo (what the pipeline makes of them, through this adapter, is the subject). The same
+pipelines are served by the grpc.aio adapter too, and answer alike there.
 """
 
 import asyncio
@@ -14,12 +17,21 @@ import grpc
 import httpx
 import pytest
 from google.protobuf import wrappers_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
-from grpc_status import rpc_status
+from google.rpc import error_details_pb2, status_pb2
 
+from server.domain.access import Access
+from server.domain.commands import Commands
+from server.domain.credentials import SecretHasher
+from server.domain.ids import IdGenerator
+from server.domain.permissions import USER_READ, CallContext
+from server.store.sqlite import SqliteStore
 from server.transport.asgi_server import AsgiServer
-from server.transport.grpcweb import GrpcWeb
+from server.transport.cors import CorsMiddleware
+from server.transport.grpc_server import method_handlers
+from server.transport.grpcweb import GrpcWebEndpoint
 from server.transport.http import HttpApp
+from server.transport.metrics import CallCounters
+from server.transport.pipeline import Call, Outcome, Pipeline
 from tests.api import frame, grpc_web_frames, trailer_map
 from tests.conftest import Running
 
@@ -27,59 +39,77 @@ ORIGIN = "http://app.example"
 StringValue = wrappers_pb2.StringValue
 
 
-async def echo_metadata(request: StringValue, context: Any) -> StringValue:
-    return StringValue(value=",".join(sorted(k for k, _ in context.invocation_metadata())))
+class EchoMetadata:
+    """Answers the names of the metadata the adapter passed on."""
+
+    method = "/test.Test/EchoMetadata"
+
+    async def run(self, call: Call, read: Callable[[], Awaitable[bytes]]) -> Outcome:
+        await read()
+        names = ",".join(sorted(k for k, _ in call.metadata))
+        return Outcome(grpc.StatusCode.OK, response=StringValue(value=names).SerializeToString())
 
 
-async def abort_with_status(request: StringValue, context: Any) -> StringValue:
-    info = error_details_pb2.ErrorInfo(reason="TEST_REASON")
-    status = status_pb2.Status(code=code_pb2.NOT_FOUND, message="nope")
-    status.details.add().Pack(info)
-    await context.abort_with_status(rpc_status.to_status(status))
-    raise AssertionError("unreachable")
+async def echo(request: StringValue, ctx: CallContext) -> StringValue:
+    return request
 
 
-async def explode(request: StringValue, context: Any) -> StringValue:
+async def explode(request: StringValue, ctx: CallContext) -> StringValue:
     raise RuntimeError("internal detail that must not leak")
 
 
-async def slow(request: StringValue, context: Any) -> StringValue:
+async def slow(request: StringValue, ctx: CallContext) -> StringValue:
     await asyncio.sleep(5)
     return request
 
 
-BEHAVIOURS: dict[str, Callable[[StringValue, Any], Awaitable[StringValue]]] = {
-    "/test.Test/EchoMetadata": echo_metadata,
-    "/test.Test/AbortWithStatus": abort_with_status,
+HANDLERS: dict[str, Callable[[StringValue, CallContext], Awaitable[StringValue]]] = {
+    "/test.Test/Echo": echo,
     "/test.Test/Explode": explode,
     "/test.Test/Slow": slow,
 }
 
 
-class TestServicer(grpc.GenericRpcHandler):  # type: ignore[type-arg]
-    def service(self, handler_call_details: grpc.HandlerCallDetails) -> Any:
-        behaviour = BEHAVIOURS.get(handler_call_details.method)
-        if behaviour is None:
-            return None
-        return grpc.unary_unary_rpc_method_handler(
-            behaviour,
-            request_deserializer=StringValue.FromString,
-            response_serializer=StringValue.SerializeToString,
-        )
+class Served:
+    def __init__(self, web: AsgiServer, grpc_server: grpc.aio.Server, grpc_port: int, token: str) -> None:
+        self.web, self.grpc_server, self.grpc_port, self.token = web, grpc_server, grpc_port, token
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.web.port}"
 
 
 @pytest.fixture(scope="module")
-async def web_server() -> AsyncIterator[AsgiServer]:
-    app = GrpcWeb(HttpApp({}), [], [ORIGIN], max_message_bytes=1024)
-    app.add_generic_rpc_handlers([TestServicer()])
-    server = await AsgiServer.start(app, "127.0.0.1:0")
-    yield server
-    await server.stop(0)
+async def served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Served]:
+    store = await SqliteStore.open(f"sqlite:///{tmp_path_factory.mktemp('web') / 'ms.db'}")
+    token = await Commands(store, SecretHasher(4), IdGenerator(), 3).set_up_instance("org", "admin")
+    assert token is not None
+    access, counters = Access(store), CallCounters()
+    runners: list[Any] = [EchoMetadata()]
+    runners += [
+        Pipeline(method, StringValue, USER_READ, handler, access, counters)
+        for method, handler in HANDLERS.items()
+    ]
+    endpoint = CorsMiddleware(GrpcWebEndpoint(runners, 1024, 10.0), [ORIGIN])
+    web = await AsgiServer.start(HttpApp({runner.method: endpoint for runner in runners}), "127.0.0.1:0")
+    grpc_server = grpc.aio.server()
+    grpc_server.add_generic_rpc_handlers(method_handlers(runners, 10.0))
+    port = grpc_server.add_insecure_port("127.0.0.1:0")
+    await grpc_server.start()
+    yield Served(web, grpc_server, port, token)
+    await grpc_server.stop(0)
+    await web.stop(0)
+    await store.close()
 
 
 @pytest.fixture
-def web(web_server: AsgiServer) -> str:
-    return f"http://127.0.0.1:{web_server.port}"
+def web(served: Served) -> str:
+    return served.url
+
+
+@pytest.fixture
+def bearer(served: Served) -> dict[str, str]:
+    return {"authorization": f"Bearer {served.token}"}
 
 
 def parse(body: bytes) -> tuple[list[bytes], dict[str, str]]:
@@ -124,21 +154,23 @@ async def test_only_grpc_metadata_reaches_the_servicer(web: str) -> None:
     assert StringValue.FromString(message).value == "authorization,x-custom"  # defect 9
 
 
-async def test_abort_with_status_keeps_its_details(web: str) -> None:
-    answer = await post(f"{web}/test.Test/AbortWithStatus", frame(b""))
+async def test_an_error_keeps_its_status_details(web: str) -> None:
+    answer = await post(f"{web}/test.Test/Echo", frame(b""))  # no token
     assert answer.status_code == 200  # defect 3: no HTTP 500
     messages, trailers = parse(answer.content)
     assert messages == []
-    assert (trailers["grpc-status"], trailers["grpc-message"]) == ("5", "nope")
+    assert trailers["grpc-status"] == str(grpc.StatusCode.UNAUTHENTICATED.value[0])
     encoded = trailers["grpc-status-details-bin"]  # defect 2: carried
     status = status_pb2.Status.FromString(base64.b64decode(encoded + "=" * (-len(encoded) % 4)))
     info = error_details_pb2.ErrorInfo()
     assert status.details[0].Unpack(info)
-    assert info.reason == "TEST_REASON"
+    assert (status.message, info.reason) == (trailers["grpc-message"], "TOKEN_MISSING")
 
 
-async def test_an_exception_is_internal_not_http_500(web: str, caplog: pytest.LogCaptureFixture) -> None:
-    answer = await post(f"{web}/test.Test/Explode", frame(b""))
+async def test_an_exception_is_internal_not_http_500(
+    web: str, bearer: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    answer = await post(f"{web}/test.Test/Explode", frame(b""), **bearer)
     assert answer.status_code == 200  # defect 4
     _, trailers = parse(answer.content)
     assert (trailers["grpc-status"], trailers["grpc-message"]) == ("13", "internal error")
@@ -146,8 +178,28 @@ async def test_an_exception_is_internal_not_http_500(web: str, caplog: pytest.Lo
     assert "must not leak" in caplog.text  # for the operator
 
 
-async def test_grpc_timeout_is_honoured(web: str) -> None:
-    answer = await post(f"{web}/test.Test/Slow", frame(b""), **{"grpc-timeout": "100m"})
+async def test_the_grpc_adapter_answers_the_same_pipeline_alike(
+    served: Served, bearer: dict[str, str]
+) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{served.grpc_port}") as channel:
+        explode_call = channel.unary_unary("/test.Test/Explode", None, None)
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await explode_call(b"", metadata=tuple(bearer.items()))
+        assert (raised.value.code(), raised.value.details()) == (grpc.StatusCode.INTERNAL, "internal error")
+        slow_call = channel.unary_unary("/test.Test/Slow", None, None)
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await slow_call(b"", metadata=tuple(bearer.items()), timeout=0.1)
+        assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        echo_call = channel.unary_unary("/test.Test/Echo", None, None)
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await echo_call(b"\xff\xff", metadata=tuple(bearer.items()))
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        message = StringValue(value="x").SerializeToString()
+        assert await echo_call(message, metadata=tuple(bearer.items())) == message
+
+
+async def test_grpc_timeout_is_honoured(web: str, bearer: dict[str, str]) -> None:
+    answer = await post(f"{web}/test.Test/Slow", frame(b""), **{"grpc-timeout": "100m"}, **bearer)
     _, trailers = parse(answer.content)
     assert trailers["grpc-status"] == str(grpc.StatusCode.DEADLINE_EXCEEDED.value[0])
 
@@ -233,14 +285,13 @@ async def test_cors_from_the_allow_list_only(web: str) -> None:
             "application/grpc-web+proto",
             grpc.StatusCode.RESOURCE_EXHAUSTED,
         ),  # over the limit
-        (frame(b"\xff\xff"), "application/grpc-web+proto", grpc.StatusCode.INVALID_ARGUMENT),  # not protobuf
         (b"!!!not base64", "application/grpc-web-text", grpc.StatusCode.INVALID_ARGUMENT),
     ],
 )
 async def test_malformed_bodies_get_a_clear_status(
     web: str, body: bytes, content_type: str, code: grpc.StatusCode
 ) -> None:
-    answer = await post(f"{web}/test.Test/EchoMetadata", body, content_type)
+    answer = await post(f"{web}/test.Test/Echo", body, content_type)
     assert answer.status_code == 200
     data = base64.b64decode(answer.content) if "text" in content_type else answer.content
     _, trailers = parse(data)
@@ -248,12 +299,12 @@ async def test_malformed_bodies_get_a_clear_status(
 
 
 async def test_a_compressed_message_in_a_named_encoding_is_unimplemented(web: str) -> None:
-    answer = await post(f"{web}/test.Test/EchoMetadata", frame(b"x", 0x01), **{"grpc-encoding": "gzip"})
+    answer = await post(f"{web}/test.Test/Echo", frame(b"x", 0x01), **{"grpc-encoding": "gzip"})
     assert parse(answer.content)[1]["grpc-status"] == str(grpc.StatusCode.UNIMPLEMENTED.value[0])
 
 
 async def test_bad_binary_metadata_is_invalid_argument(web: str) -> None:
-    answer = await post(f"{web}/test.Test/EchoMetadata", frame(b""), **{"x-thing-bin": "***"})
+    answer = await post(f"{web}/test.Test/Echo", frame(b""), **{"x-thing-bin": "***"})
     assert parse(answer.content)[1]["grpc-status"] == str(grpc.StatusCode.INVALID_ARGUMENT.value[0])
 
 
@@ -269,19 +320,24 @@ async def test_http_level_mistakes(web: str) -> None:
         assert (elsewhere.status_code, elsewhere.json()["error"]) == (404, "not_found")
 
 
-async def test_the_service_runs_the_grpc_servers_interceptors(running: Running) -> None:
+async def test_the_service_runs_the_pipeline_over_grpc_web(running: Running) -> None:
     # Defect 8: the production adapter runs authentication; no token is UNAUTHENTICATED there too.
     url = f"http://127.0.0.1:{running.service.http_port}/machinesecrets.v1.UserService/GetUserByID"
     answer = await post(url, frame(b""))
     assert parse(answer.content)[1]["grpc-status"] == str(grpc.StatusCode.UNAUTHENTICATED.value[0])
 
 
-async def test_responses_are_not_held_back_by_nagle(web: str, web_server: AsgiServer) -> None:
+async def test_a_message_that_does_not_parse_is_invalid_argument(web: str, bearer: dict[str, str]) -> None:
+    answer = await post(f"{web}/test.Test/Echo", frame(b"\xff\xff"), **bearer)
+    assert parse(answer.content)[1]["grpc-status"] == str(grpc.StatusCode.INVALID_ARGUMENT.value[0])
+
+
+async def test_responses_are_not_held_back_by_nagle(web: str, served: Served) -> None:
     # A response is written in pieces; with Nagle's algorithm on, each piece after the first
     # waits for the client's delayed ACK (about 40 ms on a kept-alive connection).
     async with httpx.AsyncClient() as client:
         await client.get(f"{web}/no/such/path")
-        sockets = web_server.connection_sockets()
+        sockets = served.web.connection_sockets()
         assert sockets
         for sock in sockets:
             assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1

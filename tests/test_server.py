@@ -106,7 +106,9 @@ async def test_one_log_line_per_call_and_no_secrets(world: World, caplog: pytest
     token = await world.token_for(user_id)
     lines = [r.getMessage() for r in caplog.records if r.name == "machinesecrets.access"]
     assert len(lines) == 3
-    assert re.fullmatch(r"/machinesecrets.v1.UserService/AddSecret OK \d+\.\dms caller=\d+", lines[0])
+    assert re.fullmatch(
+        r"/machinesecrets.v1.UserService/AddSecret OK \d+\.\dms caller=\d+ transport=[a-z-]+", lines[0]
+    )
     assert " NOT_FOUND " in lines[1]
     everything = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
     for value in (secret, token, world.admin_token):

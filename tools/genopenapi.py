@@ -17,6 +17,7 @@ from google.protobuf.descriptor_pb2 import FieldDescriptorProto as Field
 
 from server.domain.permissions import ROLES
 from server.domain.validation import MAX_DESCRIPTION_LENGTH, MAX_ID_LENGTH, MAX_NAME_LENGTH
+from server.transport.methods import permission_of
 
 ROOT = Path(__file__).resolve().parent.parent
 DESCRIPTOR_SET = ROOT / "generated" / "machinesecrets.binpb"
@@ -29,7 +30,7 @@ COMMON_ERRORS = {
     "401": "No token, a malformed authorization header, or an unknown or expired token",
     "403": "The permission is missing in the organisation, or the organisation does not exist",
     "429": "The headers are larger than 16 KiB",
-    "431": "The headers are larger than Envoy's limit (60 KiB)",
+    "431": "The headers are larger than Envoy's limit (128 KiB)",
     "500": "Internal error",
     "503": "The store is unavailable",
     "504": "The request did not arrive within MS_REQUEST_READ_TIMEOUT",
@@ -219,9 +220,12 @@ class Generator:
             for name in in_path
         ]
         errors = {**COMMON_ERRORS, **(BODY_ERRORS if body else {}), **METHOD_ERRORS[method.name]}
+        permission = permission_of(method.options)
         operation: dict[str, Any] = {
             "operationId": f"{service}_{method.name}",
             "tags": [service],
+            "description": f"Needs `{permission}` in the context organisation.",
+            "x-permission": permission,
             "security": [{"bearer": []}],
             "parameters": parameters,
             "responses": {

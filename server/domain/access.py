@@ -6,7 +6,6 @@ from server.domain.credentials import token_hash
 from server.domain.errors import PermissionDenied, Unauthenticated
 from server.domain.ids import is_id
 from server.domain.permissions import CallContext, Principal
-from server.domain.store_errors import store_unavailable_is_unavailable
 from server.store.base import Store
 from server.store.schema import to_micros
 
@@ -24,7 +23,6 @@ class Access:
     def __init__(self, store: Store) -> None:
         self._store = store
 
-    @store_unavailable_is_unavailable
     async def authenticate(self, bearer_token: str) -> Principal:
         hashed = token_hash(bearer_token)
         caller = await self._store.caller(hashed)
@@ -43,7 +41,6 @@ class Access:
             await self._store.touch_token(hashed, to_micros(now), since)
         return Principal(token.user_id, caller.org_id, caller.roles)
 
-    @store_unavailable_is_unavailable
     async def enter_organisation(self, principal: Principal, org_id: str, permission: str) -> CallContext:
         """The context for a call that needs `permission` in `org_id` (empty: the caller's own).
 

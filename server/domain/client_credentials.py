@@ -10,19 +10,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from server.domain.credentials import SecretHasher, new_token, token_hash
-from server.domain.errors import Unauthenticated
+from server.domain.errors import InvalidClient
 from server.domain.failure_limits import FailureLimiter
 from server.domain.ids import IdGenerator
-from server.domain.store_errors import store_unavailable_is_unavailable
 from server.store import events as ev
 from server.store.base import USER_TYPE_MACHINE, ConcurrencyConflict, Store, UserRecord
 from server.store.events import NewEvent
 from server.store.schema import to_micros
-
-
-class InvalidClient(Unauthenticated):
-    def __init__(self) -> None:
-        super().__init__("INVALID_CLIENT", "client authentication failed")
 
 
 @dataclass(frozen=True)
@@ -51,7 +45,6 @@ class ClientCredentials:
         self._token_ttl = token_ttl
         self._limiter = limiter
 
-    @store_unavailable_is_unavailable
     async def exchange(self, client_id: str, client_secret: str, scope: str, source: str) -> AccessToken:
         """An access token for the machine user named client_id, if client_secret is its secret.
 

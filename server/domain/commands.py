@@ -30,7 +30,6 @@ from server.domain.ids import IdGenerator
 from server.domain.keyed_locks import KeyedLocks
 from server.domain.model import Created, Details, IssuedSecret, IssuedToken
 from server.domain.permissions import IAM_OWNER, ORG_OWNER, USER_READ, CallContext
-from server.domain.store_errors import store_unavailable_is_unavailable
 from server.store import events as ev
 from server.store.base import USER_TYPE_MACHINE, ConcurrencyConflict, Store, UniqueViolation, UserRecord
 from server.store.events import NewEvent, StoredEvent
@@ -55,7 +54,6 @@ class Commands:
         self._write_attempts = write_attempts
         self._turns = KeyedLocks()
 
-    @store_unavailable_is_unavailable
     async def add_organization(self, ctx: CallContext, name: str) -> Created:
         check.raise_if_any(check.check_text("name", name))
         org_id = self._ids.new_id()
@@ -64,7 +62,6 @@ class Commands:
         )
         return Created(org_id, Details.of_change(added))
 
-    @store_unavailable_is_unavailable
     async def add_org_member(self, ctx: CallContext, user_id: str, roles: list[str]) -> Details:
         check.raise_if_any(check.check_id("user_id", user_id) + check.check_roles("roles", roles))
         granted = frozenset(roles)
@@ -92,7 +89,6 @@ class Commands:
         [added] = await self._write(ctx.org_id, decide)
         return Details.of_change(added)
 
-    @store_unavailable_is_unavailable
     async def add_machine_user(
         self, ctx: CallContext, user_name: str, name: str, description: str
     ) -> Created:
@@ -104,7 +100,6 @@ class Commands:
         payload = {"user_name": user_name, "name": name, "description": description}
         return await self._add_user(ctx, ev.USER_MACHINE_ADDED, payload)
 
-    @store_unavailable_is_unavailable
     async def add_human_user(
         self, ctx: CallContext, user_name: str, display_name: str, email: str
     ) -> Created:
@@ -126,7 +121,6 @@ class Commands:
             raise user_name_taken() from error
         return Created(user_id, Details.of_change(added))
 
-    @store_unavailable_is_unavailable
     async def add_secret(self, ctx: CallContext, user_id: str) -> IssuedSecret:
         check.raise_if_any(check.check_id("user_id", user_id))
         secret = new_client_secret()
@@ -142,7 +136,6 @@ class Commands:
         [added] = await self._write(user_id, decide)
         return IssuedSecret(client_id, secret, Details.of_change(added))
 
-    @store_unavailable_is_unavailable
     async def remove_secret(self, ctx: CallContext, user_id: str) -> Details:
         check.raise_if_any(check.check_id("user_id", user_id))
 
@@ -155,7 +148,6 @@ class Commands:
         [added] = await self._write(user_id, decide)
         return Details.of_change(added)
 
-    @store_unavailable_is_unavailable
     async def add_personal_access_token(
         self, ctx: CallContext, user_id: str, expires_at: datetime | None
     ) -> IssuedToken:
@@ -177,7 +169,6 @@ class Commands:
         [added] = await self._write(user_id, decide)
         return IssuedToken(token_id, token, Details.of_change(added))
 
-    @store_unavailable_is_unavailable
     async def remove_personal_access_token(self, ctx: CallContext, user_id: str, token_id: str) -> Details:
         check.raise_if_any(check.check_id("user_id", user_id) + check.check_id("token_id", token_id))
 
@@ -190,7 +181,6 @@ class Commands:
         [added] = await self._write(user_id, decide)
         return Details.of_change(added)
 
-    @store_unavailable_is_unavailable
     async def deactivate_user(self, ctx: CallContext, user_id: str) -> Details:
         check.raise_if_any(check.check_id("user_id", user_id))
 
@@ -204,7 +194,6 @@ class Commands:
         added, *_ = await self._write(user_id, decide)
         return Details.of_change(added)
 
-    @store_unavailable_is_unavailable
     async def reactivate_user(self, ctx: CallContext, user_id: str) -> Details:
         check.raise_if_any(check.check_id("user_id", user_id))
 
@@ -217,7 +206,6 @@ class Commands:
         [added] = await self._write(user_id, decide)
         return Details.of_change(added)
 
-    @store_unavailable_is_unavailable
     async def remove_user(self, ctx: CallContext, user_id: str) -> Details:
         check.raise_if_any(check.check_id("user_id", user_id))
 
@@ -229,7 +217,6 @@ class Commands:
         added, *_ = await self._write(user_id, decide)
         return Details.of_change(added)
 
-    @store_unavailable_is_unavailable
     async def remove_org_member(self, ctx: CallContext, user_id: str) -> Details:
         check.raise_if_any(check.check_id("user_id", user_id))
 
@@ -255,7 +242,6 @@ class Commands:
         added, *_ = await self._write(ctx.org_id, decide)
         return Details.of_change(added)
 
-    @store_unavailable_is_unavailable
     async def set_up_instance(self, org_name: str, admin_user_name: str) -> str | None:
         """On an empty store: the first organisation, and a machine user `admin_user_name` that is
         its IAM_OWNER, with a personal access token. Returns that token, or None when the store

@@ -1,19 +1,29 @@
-"""The domain's error kinds. Transports map them to wire codes in one table each.
+"""The domain's error kinds. Each kind names the gRPC status code it is answered with, so a new
+kind cannot miss its mapping and no second table has to stay in step (google-api-core's shape).
 
     DomainError                      reason: a stable upper-case id, e.g. USER_NOT_FOUND
-    ├── InvalidArgument              carries field violations
-    ├── Unauthenticated
-    ├── PermissionDenied
-    ├── NotFound
-    ├── AlreadyExists
-    ├── FailedPrecondition
-    ├── Aborted                      a concurrent write won and the retries ran out
-    └── Unavailable                  the store cannot be reached
+    ├── InvalidArgument              INVALID_ARGUMENT, with field violations
+    ├── Unauthenticated              UNAUTHENTICATED
+    │   └── InvalidClient            the token endpoint's one answer to every failed client
+    ├── PermissionDenied             PERMISSION_DENIED
+    ├── NotFound                     NOT_FOUND
+    ├── AlreadyExists                ALREADY_EXISTS
+    ├── FailedPrecondition           FAILED_PRECONDITION
+    ├── Aborted                      ABORTED: a concurrent write won and the retries ran out
+    ├── Unavailable                  UNAVAILABLE: the store cannot be reached
+    ├── ResourceExhausted            RESOURCE_EXHAUSTED
+    │   └── TooManyFailures          too many failed client authentications, with Retry-After
+    ├── DeadlineExceeded             DEADLINE_EXCEEDED
+    ├── Unimplemented                UNIMPLEMENTED
+    ├── Internal                     INTERNAL: a protocol violation the caller made, with a reason
+    └── Cancelled                    CANCELLED: the client went away before its request was whole
 
-Messages are written for the caller: they never contain a secret, a token or exception text.
+The code is a name, not a grpc.StatusCode: the domain does not import grpc. Messages are written
+for the caller: they never contain a secret, a token or exception text.
 """
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 
 @dataclass(frozen=True)
@@ -23,6 +33,8 @@ class FieldViolation:
 
 
 class DomainError(Exception):
+    code: ClassVar[str] = "INTERNAL"
+
     def __init__(self, reason: str, message: str, metadata: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.reason = reason
@@ -31,6 +43,8 @@ class DomainError(Exception):
 
 
 class InvalidArgument(DomainError):
+    code = "INVALID_ARGUMENT"
+
     def __init__(self, violations: list[FieldViolation]) -> None:
         fields = ", ".join(sorted({v.field for v in violations}))
         super().__init__("INVALID_ARGUMENT", f"invalid argument: {fields}")
@@ -38,39 +52,62 @@ class InvalidArgument(DomainError):
 
 
 class Unauthenticated(DomainError):
-    pass
+    code = "UNAUTHENTICATED"
+
+
+class InvalidClient(Unauthenticated):
+    def __init__(self) -> None:
+        super().__init__("INVALID_CLIENT", "client authentication failed")
 
 
 class PermissionDenied(DomainError):
-    pass
+    code = "PERMISSION_DENIED"
 
 
 class NotFound(DomainError):
-    pass
+    code = "NOT_FOUND"
 
 
 class AlreadyExists(DomainError):
-    pass
+    code = "ALREADY_EXISTS"
 
 
 class FailedPrecondition(DomainError):
-    pass
+    code = "FAILED_PRECONDITION"
 
 
 class Aborted(DomainError):
-    pass
+    code = "ABORTED"
 
 
 class Unavailable(DomainError):
-    pass
+    code = "UNAVAILABLE"
 
 
 class ResourceExhausted(DomainError):
-    pass
+    code = "RESOURCE_EXHAUSTED"
+
+
+class TooManyFailures(ResourceExhausted):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("TOO_MANY_FAILURES", "too many failed authentications; try again later")
+        self.retry_after = retry_after
 
 
 class DeadlineExceeded(DomainError):
-    pass
+    code = "DEADLINE_EXCEEDED"
+
+
+class Unimplemented(DomainError):
+    code = "UNIMPLEMENTED"
+
+
+class Internal(DomainError):
+    code = "INTERNAL"
+
+
+class Cancelled(DomainError):
+    code = "CANCELLED"
 
 
 def user_not_found() -> NotFound:
@@ -81,3 +118,7 @@ def user_not_found() -> NotFound:
 
 def user_not_machine() -> FailedPrecondition:
     return FailedPrecondition("USER_NOT_MACHINE", "the user is not a machine user")
+
+
+def store_unavailable() -> Unavailable:
+    return Unavailable("STORE_UNAVAILABLE", "the store is unavailable; try again")

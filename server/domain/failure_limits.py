@@ -25,16 +25,10 @@ import math
 import time
 from dataclasses import dataclass
 
-from server.domain.errors import DomainError
+from server.domain.errors import TooManyFailures
 from server.store.base import Store
 
 MICROS = 1_000_000
-
-
-class TooManyFailures(DomainError):
-    def __init__(self, retry_after: int) -> None:
-        super().__init__("TOO_MANY_FAILURES", "too many failed authentications; try again later")
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)

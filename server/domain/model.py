@@ -49,7 +49,7 @@ class IssuedToken:
 class UserView:
     id: str
     user_name: str
-    type: str
+    machine: bool  # else human
     active: bool
     has_secret: bool
     details: Details

@@ -18,6 +18,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     ORG_OWNER: frozenset({USER_READ, USER_WRITE, ORG_MEMBER_WRITE}),
     ORG_USER_MANAGER: frozenset({USER_READ, USER_WRITE}),
 }
+# Every permission a method may ask for.
+PERMISSIONS = frozenset().union(*ROLE_PERMISSIONS.values())
 
 
 @dataclass(frozen=True)

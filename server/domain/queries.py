@@ -4,7 +4,6 @@ from server.domain import validation as check
 from server.domain.errors import user_not_found, user_not_machine
 from server.domain.model import Details, PersonalAccessTokenView, UserView
 from server.domain.permissions import CallContext
-from server.domain.store_errors import store_unavailable_is_unavailable
 from server.store.base import USER_TYPE_MACHINE, Store, UserRecord
 
 
@@ -12,15 +11,18 @@ class Queries:
     def __init__(self, store: Store) -> None:
         self._store = store
 
-    @store_unavailable_is_unavailable
     async def user_by_id(self, ctx: CallContext, user_id: str) -> UserView:
         user = await self._user_of(ctx, user_id)
         details = Details(user.sequence, user.created_at, user.changed_at, user.org_id)
         return UserView(
-            user.id, user.user_name, user.type, user.active, user.secret_hash is not None, details
+            user.id,
+            user.user_name,
+            user.type == USER_TYPE_MACHINE,
+            user.active,
+            user.secret_hash is not None,
+            details,
         )
 
-    @store_unavailable_is_unavailable
     async def personal_access_tokens(self, ctx: CallContext, user_id: str) -> list[PersonalAccessTokenView]:
         """A machine user's personal access tokens: their ids and dates, never a token or a hash."""
         user = await self._user_of(ctx, user_id)

@@ -12,6 +12,7 @@ import socket
 
 import uvicorn
 
+from server.limits import MAX_HEADER_BYTES
 from server.transport.asgi import ASGIApp
 
 
@@ -54,7 +55,13 @@ class AsgiServer:
         # process could name its own source. Whom to believe is decided in one place, with the
         # service's own settings: server/transport/forwarded.py.
         config = uvicorn.Config(
-            app, lifespan="off", access_log=False, log_config=None, server_header=False, proxy_headers=False
+            app,
+            lifespan="off",
+            access_log=False,
+            log_config=None,
+            server_header=False,
+            proxy_headers=False,
+            h11_max_incomplete_event_size=MAX_HEADER_BYTES,
         )
         config.load()
         server = uvicorn.Server(config)

@@ -9,22 +9,23 @@ import binascii
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote_plus
 
-from server.domain.client_credentials import ClientCredentials, InvalidClient
-from server.domain.errors import Unavailable
-from server.domain.failure_limits import TooManyFailures
+from server.domain.client_credentials import AccessToken, ClientCredentials
+from server.domain.errors import InvalidClient, TooManyFailures, Unavailable
+from server.limits import MAX_REQUEST_BYTES
 from server.transport.asgi import BodyTooLarge, ClientGone, Receive, Send, first, header_lists, read_body
 from server.transport.forwarded import ClientAddress
 from server.transport.http import respond_json
 from server.transport.metrics import CallCounters
+from server.transport.status import domain_error
 
 log = logging.getLogger("machinesecrets.access")
 
 TOKEN_PATH = "/oauth/v2/token"
 DISCOVERY_PATH = "/.well-known/openid-configuration"
-MAX_BODY_BYTES = 64 * 1024
 SUPPORTED_SCOPES = ("api",)
 DEFAULT_SCOPE = "api"
 AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
@@ -33,19 +34,88 @@ NO_STORE = [("cache-control", "no-store"), ("pragma", "no-cache")]
 
 
 class OAuthError(Exception):
-    """An RFC 6749 §5.2 error answer."""
+    """An RFC 6749 §5.2 error answer. Each kind owns its `error` code, HTTP status and headers
+    (Authlib's shape)."""
 
-    def __init__(self, error: str, description: str, status: int = 400, basic: bool = False) -> None:
+    error = "invalid_request"
+    status = 400
+
+    def __init__(self, description: str) -> None:
         super().__init__(description)
-        self.error, self.description, self.status, self.basic = error, description, status, basic
+        self.description = description
+
+    def headers(self) -> list[tuple[str, str]]:
+        return []
 
 
-def invalid_client(basic: bool) -> OAuthError:
-    # §5.2: 401, with WWW-Authenticate when the client tried the Authorization header.
-    return OAuthError("invalid_client", "client authentication failed", 401, basic)
+class InvalidRequest(OAuthError):
+    def __init__(self, description: str, status: int = 400) -> None:
+        super().__init__(description)
+        self.status = status
+
+
+class InvalidClientError(OAuthError):
+    """§5.2: 401, with a WWW-Authenticate challenge when the client tried the Authorization
+    header. The one answer to every failed client authentication."""
+
+    error = "invalid_client"
+    status = 401
+
+    def __init__(self, challenge: bool, description: str = "client authentication failed") -> None:
+        super().__init__(description)
+        self.challenge = challenge
+
+    def headers(self) -> list[tuple[str, str]]:
+        return [("www-authenticate", 'Basic realm="machine-secrets"')] if self.challenge else []
+
+
+class UnsupportedGrantType(OAuthError):
+    error = "unsupported_grant_type"
+
+
+class InvalidScope(OAuthError):
+    error = "invalid_scope"
+
+
+class SlowDown(OAuthError):
+    """RFC 6749 has no code for too many failures; slow_down is RFC 8628's (§3.5) for the same
+    advice."""
+
+    error = "slow_down"
+    status = 429
+
+    def __init__(self, description: str, retry_after: int) -> None:
+        super().__init__(description)
+        self.retry_after = retry_after
+
+    def headers(self) -> list[tuple[str, str]]:
+        return [("retry-after", str(self.retry_after))]
+
+
+class TemporarilyUnavailable(OAuthError):
+    error = "temporarily_unavailable"
+    status = 503
+
+
+class ServerError(OAuthError):
+    error = "server_error"
+    status = 500
+
+
+@dataclass(frozen=True)
+class TokenRequest:
+    """A token request as read from HTTP: who claims to be the client, and what it asks for."""
+
+    client_id: str
+    client_secret: str = field(repr=False)
+    scope: str
+    source: str  # the client's address, for the limits on failed attempts
+    challenge: bool  # it tried the Authorization header: a failure answers with a challenge
 
 
 class TokenEndpoint:
+    """parse → authenticate and exchange (the domain's ClientCredentials) → render."""
+
     def __init__(
         self,
         credentials: ClientCredentials,
@@ -61,93 +131,91 @@ class TokenEndpoint:
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         started, caller = time.perf_counter(), "-"
         try:
-            headers = header_lists(scope)
-            form, basic = await self._request(scope, receive, headers)
-            token = await self._credentials.exchange(
-                *_client(form, basic), _scope(form.get("scope")), self._client_address.of(scope, headers)
-            )
-            status, body, extra = (
-                200,
-                {
-                    "access_token": token.token,
-                    "token_type": "Bearer",
-                    "expires_in": token.expires_in,
-                    "scope": token.scope,
-                },
-                [],
-            )
+            request = await self._parse(scope, receive)
+            token = await self._exchange(request)
+            status, body, headers = 200, _render(token), []
             caller = token.user_id
         except OAuthError as error:
-            status, body = error.status, {"error": error.error, "error_description": error.description}
-            extra = [("www-authenticate", 'Basic realm="machine-secrets"')] if error.basic else []
-        except InvalidClient:
-            status, body, extra = (
-                401,
-                {"error": "invalid_client", "error_description": "client authentication failed"},
-                [],
-            )
-            if "authorization" in headers:
-                extra = [("www-authenticate", 'Basic realm="machine-secrets"')]
-        except TooManyFailures as error:
-            # RFC 6749 has no code for this; slow_down is RFC 8628's (§3.5) for the same advice.
-            status, body = 429, {"error": "slow_down", "error_description": error.message}
-            extra = [("retry-after", str(error.retry_after))]
-        except Unavailable:
-            status, body, extra = (
-                503,
-                {"error": "temporarily_unavailable", "error_description": "try again"},
-                [],
-            )
-        except Exception:
-            log.exception("unexpected error in the token endpoint")
-            status, body, extra = 500, {"error": "server_error", "error_description": "internal error"}, []
-        await respond_json(send, status, body, [*NO_STORE, *extra])
+            status, headers = error.status, error.headers()
+            body = {"error": error.error, "error_description": error.description}
+        await respond_json(send, status, body, [*NO_STORE, *headers])
         millis = (time.perf_counter() - started) * 1000
         self._counters.count(TOKEN_PATH, str(status))
-        log.info("POST %s %d %.1fms caller=%s", TOKEN_PATH, status, millis, caller)
+        log.info("POST %s %d %.1fms caller=%s transport=http", TOKEN_PATH, status, millis, caller)
 
-    async def _request(
-        self, scope: dict[str, Any], receive: Receive, headers: dict[str, list[str]]
-    ) -> tuple[dict[str, str], tuple[str, str] | None]:
+    async def _parse(self, scope: dict[str, Any], receive: Receive) -> TokenRequest:
         if scope["method"] != "POST":
-            raise OAuthError("invalid_request", "the token endpoint takes POST", 405)
+            raise InvalidRequest("the token endpoint takes POST", 405)
+        headers = header_lists(scope)
         content_type = first(headers, "content-type").split(";")[0].strip().lower()
         if content_type != "application/x-www-form-urlencoded":
-            raise OAuthError("invalid_request", "the body must be application/x-www-form-urlencoded")
+            raise InvalidRequest("the body must be application/x-www-form-urlencoded")
         try:
-            body = await read_body(receive, MAX_BODY_BYTES, self._read_timeout_s)
+            body = await read_body(receive, MAX_REQUEST_BYTES, self._read_timeout_s)
         except BodyTooLarge:
-            raise OAuthError("invalid_request", "the body is too large", 413) from None
+            raise InvalidRequest("the body is too large", 413) from None
         except ClientGone:  # answered all the same, for the log and the counters
-            raise OAuthError("invalid_request", "the client went away") from None
+            raise InvalidRequest("the client went away") from None
         except TimeoutError:
-            raise OAuthError("invalid_request", "the request did not arrive in time", 408) from None
+            raise InvalidRequest("the request did not arrive in time", 408) from None
         try:
             pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
         except (UnicodeDecodeError, ValueError):
-            raise OAuthError("invalid_request", "the body is not a valid form") from None
+            raise InvalidRequest("the body is not a valid form") from None
         form = dict(pairs)
         if len(form) != len(pairs):  # §3.2: no parameter more than once
-            raise OAuthError("invalid_request", "a parameter is repeated")
+            raise InvalidRequest("a parameter is repeated")
         grant_type = form.get("grant_type")
         if not grant_type:
-            raise OAuthError("invalid_request", "grant_type is required")
+            raise InvalidRequest("grant_type is required")
         if grant_type != "client_credentials":
-            raise OAuthError("unsupported_grant_type", "only client_credentials is supported")
+            raise UnsupportedGrantType("only client_credentials is supported")
         authorization = headers.get("authorization", [])
-        basic = _basic(authorization) if authorization else None
-        return form, basic
+        client_id, client_secret = _client(form, _basic(authorization) if authorization else None)
+        return TokenRequest(
+            client_id,
+            client_secret,
+            _scope(form.get("scope")),
+            self._client_address.of(scope, headers),
+            challenge=bool(authorization),
+        )
+
+    async def _exchange(self, request: TokenRequest) -> AccessToken:
+        try:
+            return await self._credentials.exchange(
+                request.client_id, request.client_secret, request.scope, request.source
+            )
+        except Exception as error:
+            known = domain_error(error)
+            if isinstance(known, InvalidClient):
+                raise InvalidClientError(request.challenge) from None
+            if isinstance(known, TooManyFailures):
+                raise SlowDown(known.message, known.retry_after) from None
+            if isinstance(known, Unavailable):
+                raise TemporarilyUnavailable("try again") from None
+            log.exception("unexpected error in the token endpoint")
+            raise ServerError("internal error") from None
+
+
+def _render(token: AccessToken) -> dict[str, Any]:
+    """§5.1's successful response."""
+    return {
+        "access_token": token.token,
+        "token_type": "Bearer",
+        "expires_in": token.expires_in,
+        "scope": token.scope,
+    }
 
 
 def _client(form: dict[str, str], basic: tuple[str, str] | None) -> tuple[str, str]:
     """(client_id, client_secret) from exactly one of the two methods."""
     if basic is not None:
         if "client_secret" in form or form.get("client_id", basic[0]) != basic[0]:
-            raise OAuthError("invalid_request", "send client credentials by one method only")
+            raise InvalidRequest("send client credentials by one method only")
         return basic
     client_id, client_secret = form.get("client_id"), form.get("client_secret")
     if not client_id or client_secret is None:
-        raise OAuthError("invalid_client", "client authentication is required", 401)
+        raise InvalidClientError(challenge=False, description="client authentication is required")
     return client_id, client_secret
 
 
@@ -155,14 +223,14 @@ def _basic(values: Sequence[str]) -> tuple[str, str]:
     """RFC 7617 Basic credentials, each part form-encoded as RFC 6749 §2.3.1 says."""
     scheme, _, encoded = values[0].strip().partition(" ")
     if len(values) != 1 or scheme.lower() != "basic":
-        raise invalid_client(basic=True)
+        raise InvalidClientError(challenge=True)
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
     except (binascii.Error, ValueError):
-        raise invalid_client(basic=True) from None
+        raise InvalidClientError(challenge=True) from None
     client_id, colon, client_secret = decoded.partition(":")
     if not colon:
-        raise invalid_client(basic=True)
+        raise InvalidClientError(challenge=True)
     return unquote_plus(client_id), unquote_plus(client_secret)
 
 
@@ -171,7 +239,7 @@ def _scope(requested: str | None) -> str:
         return DEFAULT_SCOPE
     scopes = requested.split()
     if any(s not in SUPPORTED_SCOPES for s in scopes):
-        raise OAuthError("invalid_scope", f"supported scopes: {' '.join(SUPPORTED_SCOPES)}")
+        raise InvalidScope(f"supported scopes: {' '.join(SUPPORTED_SCOPES)}")
     return " ".join(dict.fromkeys(scopes))
 
 

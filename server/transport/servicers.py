@@ -1,5 +1,7 @@
-"""The gRPC servicers: proto in, a command or query, proto out. Nothing else happens here:
-authentication, the organisation context and error mapping are the interceptors' work."""
+"""The handlers of the native API: proto and the checked CallContext in, a command or query,
+proto out. Nothing else happens here: reading, authentication, the organisation context, the
+permission, error mapping and the access log are the pipeline's work (pipeline.py). Each method
+is named after its RPC; the pipeline finds it by that name."""
 
 from datetime import UTC, datetime
 
@@ -7,22 +9,14 @@ from google.protobuf import timestamp_pb2
 from machinesecrets.v1 import (
     object_pb2,
     org_service_pb2,
-    org_service_pb2_grpc,
     user_service_pb2,
-    user_service_pb2_grpc,
 )
 
 from server.domain.commands import Commands
 from server.domain.errors import FieldViolation, InvalidArgument
 from server.domain.model import Details
+from server.domain.permissions import CallContext
 from server.domain.queries import Queries
-from server.store.base import USER_TYPE_HUMAN, USER_TYPE_MACHINE
-from server.transport.interceptors import call_context
-
-USER_TYPES = {
-    USER_TYPE_MACHINE: user_service_pb2.USER_TYPE_MACHINE,
-    USER_TYPE_HUMAN: user_service_pb2.USER_TYPE_HUMAN,
-}
 
 
 def timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
@@ -51,15 +45,15 @@ def expiration(request: user_service_pb2.AddPersonalAccessTokenRequest) -> datet
         raise InvalidArgument([FieldViolation("expiration_date", "must be a valid timestamp")]) from error
 
 
-class UserService(user_service_pb2_grpc.UserServiceServicer):
+class UserService:
     def __init__(self, commands: Commands, queries: Queries) -> None:
         self._commands = commands
         self._queries = queries
 
     async def AddSecret(
-        self, request: user_service_pb2.AddSecretRequest, context: object
+        self, request: user_service_pb2.AddSecretRequest, ctx: CallContext
     ) -> user_service_pb2.AddSecretResponse:
-        issued = await self._commands.add_secret(call_context(), request.user_id)
+        issued = await self._commands.add_secret(ctx, request.user_id)
         return user_service_pb2.AddSecretResponse(
             client_id=issued.client_id,
             client_secret=issued.client_secret,
@@ -67,40 +61,40 @@ class UserService(user_service_pb2_grpc.UserServiceServicer):
         )
 
     async def RemoveSecret(
-        self, request: user_service_pb2.RemoveSecretRequest, context: object
+        self, request: user_service_pb2.RemoveSecretRequest, ctx: CallContext
     ) -> user_service_pb2.RemoveSecretResponse:
-        details = await self._commands.remove_secret(call_context(), request.user_id)
+        details = await self._commands.remove_secret(ctx, request.user_id)
         return user_service_pb2.RemoveSecretResponse(details=details_proto(details))
 
     async def AddMachineUser(
-        self, request: user_service_pb2.AddMachineUserRequest, context: object
+        self, request: user_service_pb2.AddMachineUserRequest, ctx: CallContext
     ) -> user_service_pb2.AddMachineUserResponse:
         created = await self._commands.add_machine_user(
-            call_context(), request.user_name, request.name, request.description
+            ctx, request.user_name, request.name, request.description
         )
         return user_service_pb2.AddMachineUserResponse(
             user_id=created.id, details=details_proto(created.details)
         )
 
     async def AddHumanUser(
-        self, request: user_service_pb2.AddHumanUserRequest, context: object
+        self, request: user_service_pb2.AddHumanUserRequest, ctx: CallContext
     ) -> user_service_pb2.AddHumanUserResponse:
         created = await self._commands.add_human_user(
-            call_context(), request.user_name, request.display_name, request.email
+            ctx, request.user_name, request.display_name, request.email
         )
         return user_service_pb2.AddHumanUserResponse(
             user_id=created.id, details=details_proto(created.details)
         )
 
     async def GetUserByID(
-        self, request: user_service_pb2.GetUserByIDRequest, context: object
+        self, request: user_service_pb2.GetUserByIDRequest, ctx: CallContext
     ) -> user_service_pb2.GetUserByIDResponse:
-        user = await self._queries.user_by_id(call_context(), request.user_id)
+        user = await self._queries.user_by_id(ctx, request.user_id)
         return user_service_pb2.GetUserByIDResponse(
             user=user_service_pb2.User(
                 id=user.id,
                 user_name=user.user_name,
-                type=USER_TYPES[user.type],
+                type=user_service_pb2.USER_TYPE_MACHINE if user.machine else user_service_pb2.USER_TYPE_HUMAN,
                 state=user_service_pb2.USER_STATE_ACTIVE
                 if user.active
                 else user_service_pb2.USER_STATE_INACTIVE,
@@ -110,18 +104,18 @@ class UserService(user_service_pb2_grpc.UserServiceServicer):
         )
 
     async def AddPersonalAccessToken(
-        self, request: user_service_pb2.AddPersonalAccessTokenRequest, context: object
+        self, request: user_service_pb2.AddPersonalAccessTokenRequest, ctx: CallContext
     ) -> user_service_pb2.AddPersonalAccessTokenResponse:
         expires_at = expiration(request) if request.HasField("expiration_date") else None
-        issued = await self._commands.add_personal_access_token(call_context(), request.user_id, expires_at)
+        issued = await self._commands.add_personal_access_token(ctx, request.user_id, expires_at)
         return user_service_pb2.AddPersonalAccessTokenResponse(
             token_id=issued.token_id, token=issued.token, details=details_proto(issued.details)
         )
 
     async def ListPersonalAccessTokens(
-        self, request: user_service_pb2.ListPersonalAccessTokensRequest, context: object
+        self, request: user_service_pb2.ListPersonalAccessTokensRequest, ctx: CallContext
     ) -> user_service_pb2.ListPersonalAccessTokensResponse:
-        tokens = await self._queries.personal_access_tokens(call_context(), request.user_id)
+        tokens = await self._queries.personal_access_tokens(ctx, request.user_id)
         return user_service_pb2.ListPersonalAccessTokensResponse(
             tokens=[
                 user_service_pb2.PersonalAccessToken(
@@ -135,52 +129,50 @@ class UserService(user_service_pb2_grpc.UserServiceServicer):
         )
 
     async def RemovePersonalAccessToken(
-        self, request: user_service_pb2.RemovePersonalAccessTokenRequest, context: object
+        self, request: user_service_pb2.RemovePersonalAccessTokenRequest, ctx: CallContext
     ) -> user_service_pb2.RemovePersonalAccessTokenResponse:
-        details = await self._commands.remove_personal_access_token(
-            call_context(), request.user_id, request.token_id
-        )
+        details = await self._commands.remove_personal_access_token(ctx, request.user_id, request.token_id)
         return user_service_pb2.RemovePersonalAccessTokenResponse(details=details_proto(details))
 
     async def DeactivateUser(
-        self, request: user_service_pb2.DeactivateUserRequest, context: object
+        self, request: user_service_pb2.DeactivateUserRequest, ctx: CallContext
     ) -> user_service_pb2.DeactivateUserResponse:
-        details = await self._commands.deactivate_user(call_context(), request.user_id)
+        details = await self._commands.deactivate_user(ctx, request.user_id)
         return user_service_pb2.DeactivateUserResponse(details=details_proto(details))
 
     async def ReactivateUser(
-        self, request: user_service_pb2.ReactivateUserRequest, context: object
+        self, request: user_service_pb2.ReactivateUserRequest, ctx: CallContext
     ) -> user_service_pb2.ReactivateUserResponse:
-        details = await self._commands.reactivate_user(call_context(), request.user_id)
+        details = await self._commands.reactivate_user(ctx, request.user_id)
         return user_service_pb2.ReactivateUserResponse(details=details_proto(details))
 
     async def RemoveUser(
-        self, request: user_service_pb2.RemoveUserRequest, context: object
+        self, request: user_service_pb2.RemoveUserRequest, ctx: CallContext
     ) -> user_service_pb2.RemoveUserResponse:
-        details = await self._commands.remove_user(call_context(), request.user_id)
+        details = await self._commands.remove_user(ctx, request.user_id)
         return user_service_pb2.RemoveUserResponse(details=details_proto(details))
 
 
-class OrgService(org_service_pb2_grpc.OrgServiceServicer):
+class OrgService:
     def __init__(self, commands: Commands) -> None:
         self._commands = commands
 
     async def AddOrganization(
-        self, request: org_service_pb2.AddOrganizationRequest, context: object
+        self, request: org_service_pb2.AddOrganizationRequest, ctx: CallContext
     ) -> org_service_pb2.AddOrganizationResponse:
-        created = await self._commands.add_organization(call_context(), request.name)
+        created = await self._commands.add_organization(ctx, request.name)
         return org_service_pb2.AddOrganizationResponse(
             org_id=created.id, details=details_proto(created.details)
         )
 
     async def AddOrgMember(
-        self, request: org_service_pb2.AddOrgMemberRequest, context: object
+        self, request: org_service_pb2.AddOrgMemberRequest, ctx: CallContext
     ) -> org_service_pb2.AddOrgMemberResponse:
-        details = await self._commands.add_org_member(call_context(), request.user_id, list(request.roles))
+        details = await self._commands.add_org_member(ctx, request.user_id, list(request.roles))
         return org_service_pb2.AddOrgMemberResponse(details=details_proto(details))
 
     async def RemoveOrgMember(
-        self, request: org_service_pb2.RemoveOrgMemberRequest, context: object
+        self, request: org_service_pb2.RemoveOrgMemberRequest, ctx: CallContext
     ) -> org_service_pb2.RemoveOrgMemberResponse:
-        details = await self._commands.remove_org_member(call_context(), request.user_id)
+        details = await self._commands.remove_org_member(ctx, request.user_id)
         return org_service_pb2.RemoveOrgMemberResponse(details=details_proto(details))

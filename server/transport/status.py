@@ -1,26 +1,15 @@
-"""The one table from domain errors to wire codes, and the google.rpc.Status a caller receives."""
+"""What a caller receives for an error: its gRPC code, its google.rpc.Status, and the HTTP status
+a JSON client sees for that code."""
 
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from server.domain import errors
+from server.store.base import StoreUnavailable
 
 ERROR_DOMAIN = "machinesecrets"
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
-
-CODES: dict[type[errors.DomainError], grpc.StatusCode] = {
-    errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
-    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
-    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
-    errors.NotFound: grpc.StatusCode.NOT_FOUND,
-    errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
-    errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
-    errors.Aborted: grpc.StatusCode.ABORTED,
-    errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
-    errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    errors.DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
-}
 
 # What a JSON client sees for each gRPC code: the mapping Envoy's transcoder applies (the same
 # as grpc-gateway's and google-api-core's).
@@ -46,11 +35,19 @@ HTTP_STATUS: dict[grpc.StatusCode, int] = {
 INTERNAL_MESSAGE = "internal error"
 
 
+def domain_error(error: Exception) -> errors.DomainError | None:
+    """What a failure means to the caller, for every transport: a domain error as it is, the
+    store's unavailability as UNAVAILABLE (the one place it is mapped, so that no command can
+    forget it), and None for anything else, which is a bug and answered INTERNAL."""
+    if isinstance(error, errors.DomainError):
+        return error
+    if isinstance(error, StoreUnavailable):
+        return errors.store_unavailable()
+    return None
+
+
 def code_of(error: errors.DomainError) -> grpc.StatusCode:
-    for kind in type(error).__mro__:
-        if kind in CODES:
-            return CODES[kind]
-    return grpc.StatusCode.INTERNAL
+    return grpc.StatusCode[error.code]
 
 
 def rich_status(code: grpc.StatusCode, error: errors.DomainError) -> status_pb2.Status:

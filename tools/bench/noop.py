@@ -1,27 +1,31 @@
 """The no-op baseline: the service's own stack with nothing behind it.
 
-A grpc.aio servicer that returns fixed responses, with no interceptors and no store, served the
-same three ways as the service (gRPC, grpc-web through the same adapter under uvicorn, Envoy with
-the same envoy.yaml), plus a fixed answer at the token endpoint's path. What the service adds on
-top of this is its own cost. Prints its ports as one JSON line, then runs until SIGTERM.
+Runners that read the request and answer fixed responses, with no pipeline steps and no store,
+served the same three ways as the service (the grpc.aio adapter, the grpc-web adapter under
+uvicorn, Envoy with the same envoy.yaml), plus a fixed answer at the token endpoint's path. What
+the service adds on top of this is its own cost. Prints its ports as one JSON line, then runs
+until SIGTERM.
 """
 
 import asyncio
 import json
 import signal
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 from grpc import aio
-from machinesecrets.v1 import object_pb2, user_service_pb2, user_service_pb2_grpc
+from machinesecrets.v1 import object_pb2, user_service_pb2
 
-from server.app import MAX_REQUEST_BYTES
 from server.envoy import EnvoyProcess, EnvoySettings
+from server.limits import MAX_REQUEST_BYTES
 from server.transport.asgi import Receive, Send
 from server.transport.asgi_server import AsgiServer
-from server.transport.grpcweb import GrpcWeb
+from server.transport.grpc_server import method_handlers
+from server.transport.grpcweb import GrpcWebEndpoint
 from server.transport.http import HttpApp, respond_json
 from server.transport.oauth import TOKEN_PATH
+from server.transport.pipeline import Call, Outcome
 
 DETAILS = object_pb2.ObjectDetails(sequence=2, resource_owner="69629023906488334")
 SECRET = user_service_pb2.AddSecretResponse(client_id="noop", client_secret="x" * 64, details=DETAILS)
@@ -30,21 +34,25 @@ USER = user_service_pb2.GetUserByIDResponse(
         id="1", user_name="noop", type=user_service_pb2.USER_TYPE_MACHINE, details=DETAILS
     )
 )
+READ_TIMEOUT_S = 10.0
 
 
-class NoopUsers(user_service_pb2_grpc.UserServiceServicer):
-    async def AddSecret(self, request: Any, context: Any) -> user_service_pb2.AddSecretResponse:
-        return SECRET
+class FixedAnswer:
+    """Reads the request, answers a fixed response: the cost of the transport alone."""
 
-    async def GetUserByID(self, request: Any, context: Any) -> user_service_pb2.GetUserByIDResponse:
-        return USER
+    def __init__(self, method: str, response: bytes) -> None:
+        self.method = method
+        self._response = response
 
-    async def _unimplemented(self, request: Any, context: Any) -> Any:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not in the baseline")
+    async def run(self, call: Call, read: Callable[[], Awaitable[bytes]]) -> Outcome:
+        await read()
+        return Outcome(grpc.StatusCode.OK, response=self._response)
 
-    RemoveSecret = AddMachineUser = AddHumanUser = AddPersonalAccessToken = _unimplemented
-    ListPersonalAccessTokens = RemovePersonalAccessToken = _unimplemented
-    DeactivateUser = ReactivateUser = RemoveUser = _unimplemented
+
+RUNNERS = [
+    FixedAnswer("/machinesecrets.v1.UserService/AddSecret", SECRET.SerializeToString()),
+    FixedAnswer("/machinesecrets.v1.UserService/GetUserByID", USER.SerializeToString()),
+]
 
 
 async def noop_token(scope: dict[str, Any], receive: Receive, send: Send) -> None:
@@ -58,9 +66,9 @@ async def main() -> None:
     server = aio.server(
         options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", MAX_REQUEST_BYTES)]
     )
-    web = GrpcWeb(HttpApp({TOKEN_PATH: noop_token}), [], (), MAX_REQUEST_BYTES)
-    for target in (server, web):
-        user_service_pb2_grpc.add_UserServiceServicer_to_server(NoopUsers(), target)
+    server.add_generic_rpc_handlers(method_handlers(RUNNERS, READ_TIMEOUT_S))
+    web_endpoint = GrpcWebEndpoint(RUNNERS, MAX_REQUEST_BYTES, READ_TIMEOUT_S)
+    web = HttpApp({TOKEN_PATH: noop_token, **{runner.method: web_endpoint for runner in RUNNERS}})
     grpc_port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     http = await AsgiServer.start(web, "127.0.0.1:0")

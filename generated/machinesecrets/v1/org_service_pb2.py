@@ -24,9 +24,10 @@ _sym_db = _symbol_database.Default()
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from machinesecrets.v1 import object_pb2 as machinesecrets_dot_v1_dot_object__pb2
+from machinesecrets.v1 import options_pb2 as machinesecrets_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#machinesecrets/v1/org_service.proto\x12\x11machinesecrets.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1emachinesecrets/v1/object.proto\"&\n\x16\x41\x64\x64OrganizationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\\\n\x17\x41\x64\x64OrganizationResponse\x12\x0e\n\x06org_id\x18\x01 \x01(\t\x12\x31\n\x07\x64\x65tails\x18\x02 \x01(\x0b\x32 .machinesecrets.v1.ObjectDetails\"5\n\x13\x41\x64\x64OrgMemberRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05roles\x18\x02 \x03(\t\"I\n\x14\x41\x64\x64OrgMemberResponse\x12\x31\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32 .machinesecrets.v1.ObjectDetails\")\n\x16RemoveOrgMemberRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"L\n\x17RemoveOrgMemberResponse\x12\x31\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32 .machinesecrets.v1.ObjectDetails2\x95\x03\n\nOrgService\x12z\n\x0f\x41\x64\x64Organization\x12).machinesecrets.v1.AddOrganizationRequest\x1a*.machinesecrets.v1.AddOrganizationResponse\"\x10\x82\xd3\xe4\x93\x02\n\"\x05/orgs:\x01*\x12|\n\x0c\x41\x64\x64OrgMember\x12&.machinesecrets.v1.AddOrgMemberRequest\x1a\'.machinesecrets.v1.AddOrgMemberResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/orgs/me/members:\x01*\x12\x8c\x01\n\x0fRemoveOrgMember\x12).machinesecrets.v1.RemoveOrgMemberRequest\x1a*.machinesecrets.v1.RemoveOrgMemberResponse\"\"\x82\xd3\xe4\x93\x02\x1c*\x1a/orgs/me/members/{user_id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#machinesecrets/v1/org_service.proto\x12\x11machinesecrets.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1emachinesecrets/v1/object.proto\x1a\x1fmachinesecrets/v1/options.proto\"&\n\x16\x41\x64\x64OrganizationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\\\n\x17\x41\x64\x64OrganizationResponse\x12\x0e\n\x06org_id\x18\x01 \x01(\t\x12\x31\n\x07\x64\x65tails\x18\x02 \x01(\x0b\x32 .machinesecrets.v1.ObjectDetails\"5\n\x13\x41\x64\x64OrgMemberRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05roles\x18\x02 \x03(\t\"I\n\x14\x41\x64\x64OrgMemberResponse\x12\x31\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32 .machinesecrets.v1.ObjectDetails\")\n\x16RemoveOrgMemberRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"L\n\x17RemoveOrgMemberResponse\x12\x31\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32 .machinesecrets.v1.ObjectDetails2\xd3\x03\n\nOrgService\x12\x8a\x01\n\x0f\x41\x64\x64Organization\x12).machinesecrets.v1.AddOrganizationRequest\x1a*.machinesecrets.v1.AddOrganizationResponse\" \x82\xb5\x18\x0c\n\norg.create\x82\xd3\xe4\x93\x02\n\"\x05/orgs:\x01*\x12\x92\x01\n\x0c\x41\x64\x64OrgMember\x12&.machinesecrets.v1.AddOrgMemberRequest\x1a\'.machinesecrets.v1.AddOrgMemberResponse\"1\x82\xb5\x18\x12\n\x10org.member.write\x82\xd3\xe4\x93\x02\x15\"\x10/orgs/me/members:\x01*\x12\xa2\x01\n\x0fRemoveOrgMember\x12).machinesecrets.v1.RemoveOrgMemberRequest\x1a*.machinesecrets.v1.RemoveOrgMemberResponse\"8\x82\xb5\x18\x12\n\x10org.member.write\x82\xd3\xe4\x93\x02\x1c*\x1a/orgs/me/members/{user_id}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,23 +35,23 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'machinesecrets.v1.org_servi
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ORGSERVICE'].methods_by_name['AddOrganization']._loaded_options = None
-  _globals['_ORGSERVICE'].methods_by_name['AddOrganization']._serialized_options = b'\202\323\344\223\002\n\"\005/orgs:\001*'
+  _globals['_ORGSERVICE'].methods_by_name['AddOrganization']._serialized_options = b'\202\265\030\014\n\norg.create\202\323\344\223\002\n\"\005/orgs:\001*'
   _globals['_ORGSERVICE'].methods_by_name['AddOrgMember']._loaded_options = None
-  _globals['_ORGSERVICE'].methods_by_name['AddOrgMember']._serialized_options = b'\202\323\344\223\002\025\"\020/orgs/me/members:\001*'
+  _globals['_ORGSERVICE'].methods_by_name['AddOrgMember']._serialized_options = b'\202\265\030\022\n\020org.member.write\202\323\344\223\002\025\"\020/orgs/me/members:\001*'
   _globals['_ORGSERVICE'].methods_by_name['RemoveOrgMember']._loaded_options = None
-  _globals['_ORGSERVICE'].methods_by_name['RemoveOrgMember']._serialized_options = b'\202\323\344\223\002\034*\032/orgs/me/members/{user_id}'
-  _globals['_ADDORGANIZATIONREQUEST']._serialized_start=120
-  _globals['_ADDORGANIZATIONREQUEST']._serialized_end=158
-  _globals['_ADDORGANIZATIONRESPONSE']._serialized_start=160
-  _globals['_ADDORGANIZATIONRESPONSE']._serialized_end=252
-  _globals['_ADDORGMEMBERREQUEST']._serialized_start=254
-  _globals['_ADDORGMEMBERREQUEST']._serialized_end=307
-  _globals['_ADDORGMEMBERRESPONSE']._serialized_start=309
-  _globals['_ADDORGMEMBERRESPONSE']._serialized_end=382
-  _globals['_REMOVEORGMEMBERREQUEST']._serialized_start=384
-  _globals['_REMOVEORGMEMBERREQUEST']._serialized_end=425
-  _globals['_REMOVEORGMEMBERRESPONSE']._serialized_start=427
-  _globals['_REMOVEORGMEMBERRESPONSE']._serialized_end=503
-  _globals['_ORGSERVICE']._serialized_start=506
-  _globals['_ORGSERVICE']._serialized_end=911
+  _globals['_ORGSERVICE'].methods_by_name['RemoveOrgMember']._serialized_options = b'\202\265\030\022\n\020org.member.write\202\323\344\223\002\034*\032/orgs/me/members/{user_id}'
+  _globals['_ADDORGANIZATIONREQUEST']._serialized_start=153
+  _globals['_ADDORGANIZATIONREQUEST']._serialized_end=191
+  _globals['_ADDORGANIZATIONRESPONSE']._serialized_start=193
+  _globals['_ADDORGANIZATIONRESPONSE']._serialized_end=285
+  _globals['_ADDORGMEMBERREQUEST']._serialized_start=287
+  _globals['_ADDORGMEMBERREQUEST']._serialized_end=340
+  _globals['_ADDORGMEMBERRESPONSE']._serialized_start=342
+  _globals['_ADDORGMEMBERRESPONSE']._serialized_end=415
+  _globals['_REMOVEORGMEMBERREQUEST']._serialized_start=417
+  _globals['_REMOVEORGMEMBERREQUEST']._serialized_end=458
+  _globals['_REMOVEORGMEMBERRESPONSE']._serialized_start=460
+  _globals['_REMOVEORGMEMBERRESPONSE']._serialized_end=536
+  _globals['_ORGSERVICE']._serialized_start=539
+  _globals['_ORGSERVICE']._serialized_end=1006
 # @@protoc_insertion_point(module_scope)

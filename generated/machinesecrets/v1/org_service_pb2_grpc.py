@@ -57,23 +57,23 @@ class OrgServiceServicer:
     """
 
     def AddOrganization(self, request, context):
-        """Creates an organisation. Only an IAM_OWNER may.
+        """Creates an organisation. Only an IAM_OWNER holds `org.create`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def AddOrgMember(self, request, context):
-        """Grants roles in the context organisation to a user. Needs `org.member.write`; granting
-        IAM_OWNER needs IAM_OWNER.
+        """Grants roles in the context organisation to a user. A caller grants only roles it holds;
+        IAM_OWNER only an IAM_OWNER.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RemoveOrgMember(self, request, context):
-        """Ends a user's membership of the context organisation, and the roles it gave, at once. Needs
-        `org.member.write`, and every permission of the member's roles there.
+        """Ends a user's membership of the context organisation, and the roles it gave, at once. The
+        caller must also hold every permission of the member's roles there.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

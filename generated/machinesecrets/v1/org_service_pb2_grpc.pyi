@@ -34,14 +34,14 @@ class OrgServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> OrgServiceAsyncStub: ...
     AddOrganization: _grpc.UnaryUnaryMultiCallable[_org_service_pb2.AddOrganizationRequest, _org_service_pb2.AddOrganizationResponse]
-    """Creates an organisation. Only an IAM_OWNER may."""
+    """Creates an organisation. Only an IAM_OWNER holds `org.create`."""
     AddOrgMember: _grpc.UnaryUnaryMultiCallable[_org_service_pb2.AddOrgMemberRequest, _org_service_pb2.AddOrgMemberResponse]
-    """Grants roles in the context organisation to a user. Needs `org.member.write`; granting
-    IAM_OWNER needs IAM_OWNER.
+    """Grants roles in the context organisation to a user. A caller grants only roles it holds;
+    IAM_OWNER only an IAM_OWNER.
     """
     RemoveOrgMember: _grpc.UnaryUnaryMultiCallable[_org_service_pb2.RemoveOrgMemberRequest, _org_service_pb2.RemoveOrgMemberResponse]
-    """Ends a user's membership of the context organisation, and the roles it gave, at once. Needs
-    `org.member.write`, and every permission of the member's roles there.
+    """Ends a user's membership of the context organisation, and the roles it gave, at once. The
+    caller must also hold every permission of the member's roles there.
     """
 
 @_typing.type_check_only
@@ -50,14 +50,14 @@ class OrgServiceAsyncStub(OrgServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     AddOrganization: _aio.UnaryUnaryMultiCallable[_org_service_pb2.AddOrganizationRequest, _org_service_pb2.AddOrganizationResponse]  # type: ignore[assignment]
-    """Creates an organisation. Only an IAM_OWNER may."""
+    """Creates an organisation. Only an IAM_OWNER holds `org.create`."""
     AddOrgMember: _aio.UnaryUnaryMultiCallable[_org_service_pb2.AddOrgMemberRequest, _org_service_pb2.AddOrgMemberResponse]  # type: ignore[assignment]
-    """Grants roles in the context organisation to a user. Needs `org.member.write`; granting
-    IAM_OWNER needs IAM_OWNER.
+    """Grants roles in the context organisation to a user. A caller grants only roles it holds;
+    IAM_OWNER only an IAM_OWNER.
     """
     RemoveOrgMember: _aio.UnaryUnaryMultiCallable[_org_service_pb2.RemoveOrgMemberRequest, _org_service_pb2.RemoveOrgMemberResponse]  # type: ignore[assignment]
-    """Ends a user's membership of the context organisation, and the roles it gave, at once. Needs
-    `org.member.write`, and every permission of the member's roles there.
+    """Ends a user's membership of the context organisation, and the roles it gave, at once. The
+    caller must also hold every permission of the member's roles there.
     """
 
 class OrgServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -69,7 +69,7 @@ class OrgServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _org_service_pb2.AddOrganizationRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_org_service_pb2.AddOrganizationResponse, _abc.Awaitable[_org_service_pb2.AddOrganizationResponse]]:
-        """Creates an organisation. Only an IAM_OWNER may."""
+        """Creates an organisation. Only an IAM_OWNER holds `org.create`."""
 
     @_abc_1.abstractmethod
     def AddOrgMember(
@@ -77,8 +77,8 @@ class OrgServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _org_service_pb2.AddOrgMemberRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_org_service_pb2.AddOrgMemberResponse, _abc.Awaitable[_org_service_pb2.AddOrgMemberResponse]]:
-        """Grants roles in the context organisation to a user. Needs `org.member.write`; granting
-        IAM_OWNER needs IAM_OWNER.
+        """Grants roles in the context organisation to a user. A caller grants only roles it holds;
+        IAM_OWNER only an IAM_OWNER.
         """
 
     @_abc_1.abstractmethod
@@ -87,8 +87,8 @@ class OrgServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _org_service_pb2.RemoveOrgMemberRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_org_service_pb2.RemoveOrgMemberResponse, _abc.Awaitable[_org_service_pb2.RemoveOrgMemberResponse]]:
-        """Ends a user's membership of the context organisation, and the roles it gave, at once. Needs
-        `org.member.write`, and every permission of the member's roles there.
+        """Ends a user's membership of the context organisation, and the roles it gave, at once. The
+        caller must also hold every permission of the member's roles there.
         """
 
 def add_OrgServiceServicer_to_server(servicer: OrgServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

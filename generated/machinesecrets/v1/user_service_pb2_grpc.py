@@ -100,35 +100,35 @@ class UserServiceServicer:
 
     def AddSecret(self, request, context):
         """Creates a new client secret for a machine user, replacing any earlier one. The secret is
-        returned once; only its bcrypt hash is stored. Needs `user.write`.
+        returned once; only its bcrypt hash is stored.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RemoveSecret(self, request, context):
-        """Removes the client secret of a machine user. Needs `user.write`.
+        """Removes the client secret of a machine user.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def AddMachineUser(self, request, context):
-        """Creates a machine user (service account). Needs `user.write`.
+        """Creates a machine user (service account).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def AddHumanUser(self, request, context):
-        """Creates a human user. Human users get no client secrets. Needs `user.write`.
+        """Creates a human user. Human users get no client secrets.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetUserByID(self, request, context):
-        """Reads a user of the context organisation. Needs `user.read`.
+        """Reads a user of the context organisation.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -136,7 +136,7 @@ class UserServiceServicer:
 
     def AddPersonalAccessToken(self, request, context):
         """Creates a personal access token for a machine user. The token is returned once; only its
-        hash is stored. Needs `user.write`.
+        hash is stored.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -144,14 +144,13 @@ class UserServiceServicer:
 
     def ListPersonalAccessTokens(self, request, context):
         """Lists a machine user's personal access tokens: their ids and dates, never the tokens.
-        Needs `user.read`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RemovePersonalAccessToken(self, request, context):
-        """Revokes one personal access token, at once. Needs `user.write`, and the user's permissions.
+        """Revokes one personal access token, at once. The caller must also hold the user's permissions.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -159,14 +158,14 @@ class UserServiceServicer:
 
     def DeactivateUser(self, request, context):
         """Deactivates a user: its secret, personal access tokens and access tokens are refused at once,
-        until it is reactivated. Needs `user.write`, and the user's permissions.
+        until it is reactivated. The caller must also hold the user's permissions.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ReactivateUser(self, request, context):
-        """Reactivates a deactivated user. Needs `user.write`, and the user's permissions.
+        """Reactivates a deactivated user. The caller must also hold the user's permissions.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -174,7 +173,7 @@ class UserServiceServicer:
 
     def RemoveUser(self, request, context):
         """Removes a user: every credential and membership of it ends, and its user name is free again.
-        Its events stay, for the audit. Needs `user.write`, and the user's permissions.
+        Its events stay, for the audit. The caller must also hold the user's permissions.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -37,35 +37,33 @@ class UserServiceStub:
     def __new__(cls, channel: _aio.Channel) -> UserServiceAsyncStub: ...
     AddSecret: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.AddSecretRequest, _user_service_pb2.AddSecretResponse]
     """Creates a new client secret for a machine user, replacing any earlier one. The secret is
-    returned once; only its bcrypt hash is stored. Needs `user.write`.
+    returned once; only its bcrypt hash is stored.
     """
     RemoveSecret: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.RemoveSecretRequest, _user_service_pb2.RemoveSecretResponse]
-    """Removes the client secret of a machine user. Needs `user.write`."""
+    """Removes the client secret of a machine user."""
     AddMachineUser: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.AddMachineUserRequest, _user_service_pb2.AddMachineUserResponse]
-    """Creates a machine user (service account). Needs `user.write`."""
+    """Creates a machine user (service account)."""
     AddHumanUser: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.AddHumanUserRequest, _user_service_pb2.AddHumanUserResponse]
-    """Creates a human user. Human users get no client secrets. Needs `user.write`."""
+    """Creates a human user. Human users get no client secrets."""
     GetUserByID: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.GetUserByIDRequest, _user_service_pb2.GetUserByIDResponse]
-    """Reads a user of the context organisation. Needs `user.read`."""
+    """Reads a user of the context organisation."""
     AddPersonalAccessToken: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.AddPersonalAccessTokenRequest, _user_service_pb2.AddPersonalAccessTokenResponse]
     """Creates a personal access token for a machine user. The token is returned once; only its
-    hash is stored. Needs `user.write`.
+    hash is stored.
     """
     ListPersonalAccessTokens: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.ListPersonalAccessTokensRequest, _user_service_pb2.ListPersonalAccessTokensResponse]
-    """Lists a machine user's personal access tokens: their ids and dates, never the tokens.
-    Needs `user.read`.
-    """
+    """Lists a machine user's personal access tokens: their ids and dates, never the tokens."""
     RemovePersonalAccessToken: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.RemovePersonalAccessTokenRequest, _user_service_pb2.RemovePersonalAccessTokenResponse]
-    """Revokes one personal access token, at once. Needs `user.write`, and the user's permissions."""
+    """Revokes one personal access token, at once. The caller must also hold the user's permissions."""
     DeactivateUser: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.DeactivateUserRequest, _user_service_pb2.DeactivateUserResponse]
     """Deactivates a user: its secret, personal access tokens and access tokens are refused at once,
-    until it is reactivated. Needs `user.write`, and the user's permissions.
+    until it is reactivated. The caller must also hold the user's permissions.
     """
     ReactivateUser: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.ReactivateUserRequest, _user_service_pb2.ReactivateUserResponse]
-    """Reactivates a deactivated user. Needs `user.write`, and the user's permissions."""
+    """Reactivates a deactivated user. The caller must also hold the user's permissions."""
     RemoveUser: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.RemoveUserRequest, _user_service_pb2.RemoveUserResponse]
     """Removes a user: every credential and membership of it ends, and its user name is free again.
-    Its events stay, for the audit. Needs `user.write`, and the user's permissions.
+    Its events stay, for the audit. The caller must also hold the user's permissions.
     """
 
 @_typing.type_check_only
@@ -77,35 +75,33 @@ class UserServiceAsyncStub(UserServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     AddSecret: _aio.UnaryUnaryMultiCallable[_user_service_pb2.AddSecretRequest, _user_service_pb2.AddSecretResponse]  # type: ignore[assignment]
     """Creates a new client secret for a machine user, replacing any earlier one. The secret is
-    returned once; only its bcrypt hash is stored. Needs `user.write`.
+    returned once; only its bcrypt hash is stored.
     """
     RemoveSecret: _aio.UnaryUnaryMultiCallable[_user_service_pb2.RemoveSecretRequest, _user_service_pb2.RemoveSecretResponse]  # type: ignore[assignment]
-    """Removes the client secret of a machine user. Needs `user.write`."""
+    """Removes the client secret of a machine user."""
     AddMachineUser: _aio.UnaryUnaryMultiCallable[_user_service_pb2.AddMachineUserRequest, _user_service_pb2.AddMachineUserResponse]  # type: ignore[assignment]
-    """Creates a machine user (service account). Needs `user.write`."""
+    """Creates a machine user (service account)."""
     AddHumanUser: _aio.UnaryUnaryMultiCallable[_user_service_pb2.AddHumanUserRequest, _user_service_pb2.AddHumanUserResponse]  # type: ignore[assignment]
-    """Creates a human user. Human users get no client secrets. Needs `user.write`."""
+    """Creates a human user. Human users get no client secrets."""
     GetUserByID: _aio.UnaryUnaryMultiCallable[_user_service_pb2.GetUserByIDRequest, _user_service_pb2.GetUserByIDResponse]  # type: ignore[assignment]
-    """Reads a user of the context organisation. Needs `user.read`."""
+    """Reads a user of the context organisation."""
     AddPersonalAccessToken: _aio.UnaryUnaryMultiCallable[_user_service_pb2.AddPersonalAccessTokenRequest, _user_service_pb2.AddPersonalAccessTokenResponse]  # type: ignore[assignment]
     """Creates a personal access token for a machine user. The token is returned once; only its
-    hash is stored. Needs `user.write`.
+    hash is stored.
     """
     ListPersonalAccessTokens: _aio.UnaryUnaryMultiCallable[_user_service_pb2.ListPersonalAccessTokensRequest, _user_service_pb2.ListPersonalAccessTokensResponse]  # type: ignore[assignment]
-    """Lists a machine user's personal access tokens: their ids and dates, never the tokens.
-    Needs `user.read`.
-    """
+    """Lists a machine user's personal access tokens: their ids and dates, never the tokens."""
     RemovePersonalAccessToken: _aio.UnaryUnaryMultiCallable[_user_service_pb2.RemovePersonalAccessTokenRequest, _user_service_pb2.RemovePersonalAccessTokenResponse]  # type: ignore[assignment]
-    """Revokes one personal access token, at once. Needs `user.write`, and the user's permissions."""
+    """Revokes one personal access token, at once. The caller must also hold the user's permissions."""
     DeactivateUser: _aio.UnaryUnaryMultiCallable[_user_service_pb2.DeactivateUserRequest, _user_service_pb2.DeactivateUserResponse]  # type: ignore[assignment]
     """Deactivates a user: its secret, personal access tokens and access tokens are refused at once,
-    until it is reactivated. Needs `user.write`, and the user's permissions.
+    until it is reactivated. The caller must also hold the user's permissions.
     """
     ReactivateUser: _aio.UnaryUnaryMultiCallable[_user_service_pb2.ReactivateUserRequest, _user_service_pb2.ReactivateUserResponse]  # type: ignore[assignment]
-    """Reactivates a deactivated user. Needs `user.write`, and the user's permissions."""
+    """Reactivates a deactivated user. The caller must also hold the user's permissions."""
     RemoveUser: _aio.UnaryUnaryMultiCallable[_user_service_pb2.RemoveUserRequest, _user_service_pb2.RemoveUserResponse]  # type: ignore[assignment]
     """Removes a user: every credential and membership of it ends, and its user name is free again.
-    Its events stay, for the audit. Needs `user.write`, and the user's permissions.
+    Its events stay, for the audit. The caller must also hold the user's permissions.
     """
 
 class UserServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -120,7 +116,7 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_user_service_pb2.AddSecretResponse, _abc.Awaitable[_user_service_pb2.AddSecretResponse]]:
         """Creates a new client secret for a machine user, replacing any earlier one. The secret is
-        returned once; only its bcrypt hash is stored. Needs `user.write`.
+        returned once; only its bcrypt hash is stored.
         """
 
     @_abc_1.abstractmethod
@@ -129,7 +125,7 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _user_service_pb2.RemoveSecretRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_user_service_pb2.RemoveSecretResponse, _abc.Awaitable[_user_service_pb2.RemoveSecretResponse]]:
-        """Removes the client secret of a machine user. Needs `user.write`."""
+        """Removes the client secret of a machine user."""
 
     @_abc_1.abstractmethod
     def AddMachineUser(
@@ -137,7 +133,7 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _user_service_pb2.AddMachineUserRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_user_service_pb2.AddMachineUserResponse, _abc.Awaitable[_user_service_pb2.AddMachineUserResponse]]:
-        """Creates a machine user (service account). Needs `user.write`."""
+        """Creates a machine user (service account)."""
 
     @_abc_1.abstractmethod
     def AddHumanUser(
@@ -145,7 +141,7 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _user_service_pb2.AddHumanUserRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_user_service_pb2.AddHumanUserResponse, _abc.Awaitable[_user_service_pb2.AddHumanUserResponse]]:
-        """Creates a human user. Human users get no client secrets. Needs `user.write`."""
+        """Creates a human user. Human users get no client secrets."""
 
     @_abc_1.abstractmethod
     def GetUserByID(
@@ -153,7 +149,7 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _user_service_pb2.GetUserByIDRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_user_service_pb2.GetUserByIDResponse, _abc.Awaitable[_user_service_pb2.GetUserByIDResponse]]:
-        """Reads a user of the context organisation. Needs `user.read`."""
+        """Reads a user of the context organisation."""
 
     @_abc_1.abstractmethod
     def AddPersonalAccessToken(
@@ -162,7 +158,7 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_user_service_pb2.AddPersonalAccessTokenResponse, _abc.Awaitable[_user_service_pb2.AddPersonalAccessTokenResponse]]:
         """Creates a personal access token for a machine user. The token is returned once; only its
-        hash is stored. Needs `user.write`.
+        hash is stored.
         """
 
     @_abc_1.abstractmethod
@@ -171,9 +167,7 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _user_service_pb2.ListPersonalAccessTokensRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_user_service_pb2.ListPersonalAccessTokensResponse, _abc.Awaitable[_user_service_pb2.ListPersonalAccessTokensResponse]]:
-        """Lists a machine user's personal access tokens: their ids and dates, never the tokens.
-        Needs `user.read`.
-        """
+        """Lists a machine user's personal access tokens: their ids and dates, never the tokens."""
 
     @_abc_1.abstractmethod
     def RemovePersonalAccessToken(
@@ -181,7 +175,7 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _user_service_pb2.RemovePersonalAccessTokenRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_user_service_pb2.RemovePersonalAccessTokenResponse, _abc.Awaitable[_user_service_pb2.RemovePersonalAccessTokenResponse]]:
-        """Revokes one personal access token, at once. Needs `user.write`, and the user's permissions."""
+        """Revokes one personal access token, at once. The caller must also hold the user's permissions."""
 
     @_abc_1.abstractmethod
     def DeactivateUser(
@@ -190,7 +184,7 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_user_service_pb2.DeactivateUserResponse, _abc.Awaitable[_user_service_pb2.DeactivateUserResponse]]:
         """Deactivates a user: its secret, personal access tokens and access tokens are refused at once,
-        until it is reactivated. Needs `user.write`, and the user's permissions.
+        until it is reactivated. The caller must also hold the user's permissions.
         """
 
     @_abc_1.abstractmethod
@@ -199,7 +193,7 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _user_service_pb2.ReactivateUserRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_user_service_pb2.ReactivateUserResponse, _abc.Awaitable[_user_service_pb2.ReactivateUserResponse]]:
-        """Reactivates a deactivated user. Needs `user.write`, and the user's permissions."""
+        """Reactivates a deactivated user. The caller must also hold the user's permissions."""
 
     @_abc_1.abstractmethod
     def RemoveUser(
@@ -208,7 +202,7 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_user_service_pb2.RemoveUserResponse, _abc.Awaitable[_user_service_pb2.RemoveUserResponse]]:
         """Removes a user: every credential and membership of it ends, and its user name is free again.
-        Its events stay, for the audit. Needs `user.write`, and the user's permissions.
+        Its events stay, for the audit. The caller must also hold the user's permissions.
         """
 
 def add_UserServiceServicer_to_server(servicer: UserServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

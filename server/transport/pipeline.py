@@ -1,0 +1,251 @@
+"""The one way a unary call is served, on every transport: a Pipeline of plain steps, built once
+per method.
+
+    read            the request message, as the transport reads it, then parsed
+    metadata limit  more than MAX_METADATA_BYTES of metadata is RESOURCE_EXHAUSTED
+    authenticate    `authorization: Bearer <token>` to a Principal
+    organisation    `x-zitadel-orgid` (or the caller's own organisation) to a CallContext,
+    and permission  checked for the permission the method declares in its .proto
+    handler         the servicer's method: request and CallContext in, response out
+    error mapping   any failure to a google.rpc.Status; anything unexpected to INTERNAL
+    access log      one line and one count per call, whatever happened
+
+A transport adapter turns what it received into a Call and a `read` function, runs the pipeline,
+and writes the Outcome back in its own framing: `grpc_server.py` for grpc.aio, `grpcweb.py` for
+grpc-web. Neither knows the other's calling convention, and neither has a step of its own.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import grpc
+from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.message import DecodeError, Message
+from google.protobuf.message_factory import GetMessageClass
+from google.rpc import status_pb2
+
+from server.domain.access import Access
+from server.domain.errors import (
+    DeadlineExceeded,
+    DomainError,
+    FieldViolation,
+    InvalidArgument,
+    ResourceExhausted,
+    Unauthenticated,
+)
+from server.domain.permissions import CallContext
+from server.limits import MAX_METADATA_BYTES
+from server.transport import status
+from server.transport.methods import required_permission
+from server.transport.metrics import CallCounters
+
+log = logging.getLogger("machinesecrets.access")
+
+ORG_HEADER = "x-zitadel-orgid"
+
+Metadata = Sequence[tuple[str, str | bytes]]
+Handler = Callable[[Any, CallContext], Awaitable[Message]]
+
+
+@dataclass(frozen=True)
+class Call:
+    """One unary call, as a transport received it."""
+
+    method: str  # "/package.Service/Method"
+    transport: str  # "grpc" or "grpc-web"
+    metadata: Metadata
+    peer: str
+    timeout_s: float | None = None  # the client's deadline, where the transport does not keep it
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a call ended: the serialized response, or the status of the error."""
+
+    code: grpc.StatusCode
+    response: bytes | None = None
+    status: status_pb2.Status | None = None
+
+    @property
+    def message(self) -> str:
+        return "" if self.status is None else self.status.message
+
+
+class Runner(Protocol):
+    """What a transport adapter serves: a Pipeline, or anything that answers like one."""
+
+    method: str
+
+    async def run(self, call: Call, read: Callable[[], Awaitable[bytes]]) -> Outcome: ...
+
+
+def not_one_message() -> InvalidArgument:
+    return InvalidArgument([FieldViolation("request", "a unary call needs exactly one message frame")])
+
+
+def request_too_slow(timeout_s: float) -> DeadlineExceeded:
+    return DeadlineExceeded("REQUEST_TOO_SLOW", f"the request did not arrive within {timeout_s:g} s")
+
+
+class Pipeline:
+    def __init__(
+        self,
+        method: str,
+        request_type: type[Message],
+        permission: str,
+        handler: Handler,
+        access: Access,
+        counters: CallCounters,
+    ) -> None:
+        self.method = method
+        self._request_type = request_type
+        self._permission = permission
+        self._handler = handler
+        self._access = access
+        self._counters = counters
+
+    async def run(self, call: Call, read: Callable[[], Awaitable[bytes]]) -> Outcome:
+        started = time.perf_counter()
+        caller = "-"
+        try:
+            async with asyncio.timeout(call.timeout_s) as deadline:
+                request = self._parse(await read())
+                check_metadata_size(call.metadata)
+                principal = await self._access.authenticate(
+                    bearer_token(metadata_values(call.metadata, "authorization"))
+                )
+                caller = principal.user_id
+                context = await self._access.enter_organisation(
+                    principal, org_header(call.metadata), self._permission
+                )
+                response = await self._handler(request, context)
+            outcome = Outcome(grpc.StatusCode.OK, response=response.SerializeToString())
+        except TimeoutError as error:
+            if deadline.expired():
+                outcome = error_outcome(DeadlineExceeded("DEADLINE_EXCEEDED", "the call's deadline passed"))
+            else:
+                outcome = self._failed(call, error)
+        except asyncio.CancelledError:  # the client went away, or its deadline passed (grpc.aio)
+            self._log(call, grpc.StatusCode.CANCELLED, started, caller)
+            raise
+        except Exception as error:
+            outcome = self._failed(call, error)
+        self._log(call, outcome.code, started, caller)
+        return outcome
+
+    def _parse(self, raw: bytes) -> Message:
+        try:
+            return self._request_type.FromString(raw)
+        except DecodeError:
+            raise InvalidArgument([FieldViolation("request", "the message does not parse")]) from None
+
+    def _failed(self, call: Call, error: Exception) -> Outcome:
+        known = status.domain_error(error)
+        if known is not None:
+            return error_outcome(known)
+        # Logged here with its traceback; the caller learns only that it was internal.
+        log.error("unexpected error in %s", call.method, exc_info=error)
+        return Outcome(grpc.StatusCode.INTERNAL, status=status.internal_status())
+
+    def _log(self, call: Call, code: grpc.StatusCode, started: float, caller: str) -> None:
+        millis = (time.perf_counter() - started) * 1000
+        self._counters.count(call.method, code.name)
+        log.info(
+            "%s %s %.1fms caller=%s transport=%s", call.method, code.name, millis, caller, call.transport
+        )
+
+
+def error_outcome(error: DomainError) -> Outcome:
+    """The outcome of a call ended by a domain error, wherever in the call it was raised."""
+    code = status.code_of(error)
+    return Outcome(code, status=status.rich_status(code, error))
+
+
+def check_metadata_size(metadata: Metadata) -> None:
+    """One limit on metadata for every transport, counted as HTTP/2 counts a header list
+    (RFC 9113 §6.5.2: name, value and 32 octets an entry).
+
+    grpc core has a limit of its own, but it holds a client to it only once the client has
+    acknowledged the server's SETTINGS: a first request sent at once (as curl and h2 send it)
+    passes with any amount. Envoy and uvicorn have their own, larger or different, limits.
+    """
+    size = sum(len(key) + len(value) + 32 for key, value in metadata)
+    if size > MAX_METADATA_BYTES:
+        raise ResourceExhausted(
+            "METADATA_TOO_LARGE",
+            f"the metadata of the call is larger than {MAX_METADATA_BYTES} bytes",
+            {"limit": str(MAX_METADATA_BYTES)},
+        )
+
+
+def metadata_values(metadata: Metadata, key: str) -> list[str]:
+    return [value for name, value in metadata if name == key and isinstance(value, str)]
+
+
+def bearer_token(values: Iterable[str]) -> str:
+    """The token of exactly one `authorization: Bearer <token>` header (RFC 6750 §2.1)."""
+    values = list(values)
+    if not values:
+        raise Unauthenticated("TOKEN_MISSING", "an authorization header with a bearer token is required")
+    scheme, _, token = values[0].strip().partition(" ")
+    token = token.strip()
+    if len(values) > 1 or scheme.lower() != "bearer" or not token or " " in token:
+        raise Unauthenticated("TOKEN_MALFORMED", "the authorization header must be `Bearer <token>`")
+    return token
+
+
+def org_header(metadata: Metadata) -> str:
+    """The organisation the call names, or "" for the caller's own."""
+    orgs = metadata_values(metadata, ORG_HEADER)
+    if len(orgs) > 1:
+        raise InvalidArgument([FieldViolation(ORG_HEADER, "must be sent at most once")])
+    return orgs[0].strip() if orgs else ""
+
+
+async def single_message(requests: AsyncIterator[bytes], timeout_s: float) -> bytes:
+    """The request of a unary call, read from a request stream to the client's half-close.
+
+    Raises INVALID_ARGUMENT for none (an empty or cut-short body) or more than one, and
+    DEADLINE_EXCEEDED for a stream that did not end within timeout_s.
+    """
+    messages = []
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for message in requests:
+                messages.append(message)
+                if len(messages) > 1:
+                    raise not_one_message()
+    except TimeoutError:
+        raise request_too_slow(timeout_s) from None
+    if not messages:
+        raise not_one_message()
+    return messages[0]
+
+
+def build_pipelines(
+    services: Mapping[ServiceDescriptor, object], access: Access, counters: CallCounters
+) -> list[Pipeline]:
+    """A Pipeline for every method of every service, with the servicer's method of that name as
+    its handler and the permission its .proto declares. A method without either stops the start:
+    a new RPC is closed until it is named."""
+    pipelines = []
+    for service, servicer in services.items():
+        for method in service.methods:
+            handler = getattr(servicer, method.name, None)
+            if handler is None:
+                raise TypeError(f"{type(servicer).__name__} has no handler for {method.full_name}")
+            pipelines.append(
+                Pipeline(
+                    f"/{service.full_name}/{method.name}",
+                    GetMessageClass(method.input_type),
+                    required_permission(method),
+                    handler,
+                    access,
+                    counters,
+                )
+            )
+    return pipelines

@@ -1,0 +1,67 @@
+"""Writes the README's API table from the descriptor set: each RPC, its HTTP bindings, the
+permission its `machinesecrets.v1.auth_option` declares, and the first sentence of its comment in
+the .proto. The table sits between two markers in the README; `make proto` rewrites it."""
+
+import sys
+from pathlib import Path
+
+from google.api import annotations_pb2
+from google.protobuf import descriptor_pb2
+
+from server.transport.methods import permission_of
+
+ROOT = Path(__file__).resolve().parent.parent
+DESCRIPTOR_SET = ROOT / "generated" / "machinesecrets.binpb"
+README = ROOT / "README.md"
+BEGIN = "<!-- api-table: made by `make proto` from the .proto files; do not edit -->"
+END = "<!-- /api-table -->"
+PACKAGE = "machinesecrets.v1"
+# FileDescriptorProto field numbers, for the comments in source_code_info.
+SERVICE_FIELD, METHOD_FIELD = 6, 2
+
+
+def first_sentence(comment: str) -> str:
+    text = " ".join(comment.split())
+    head, dot, _ = text.partition(". ")
+    return head + "." if dot else text
+
+
+def table(files: descriptor_pb2.FileDescriptorSet) -> str:
+    rows = ["| RPC | HTTP binding | needs | what it does |", "| --- | --- | --- | --- |"]
+    for file in files.file:
+        if file.package != PACKAGE:
+            continue
+        comments = {
+            tuple(location.path): location.leading_comments for location in file.source_code_info.location
+        }
+        for s, service in enumerate(file.service):
+            for m, method in enumerate(service.method):
+                rule = method.options.Extensions[annotations_pb2.http]
+                bindings = []
+                for binding in [rule, *rule.additional_bindings]:
+                    verb = binding.WhichOneof("pattern")
+                    bindings.append(f"`{verb.upper()} {getattr(binding, verb)}`")
+                summary = first_sentence(comments.get((SERVICE_FIELD, s, METHOD_FIELD, m), ""))
+                permission = permission_of(method.options)
+                rows.append(
+                    f"| `{service.name}.{method.name}` | {', '.join(bindings)} | `{permission}` | {summary} |"
+                )
+    return "\n".join(rows)
+
+
+def readme_with_table(readme: str, files: descriptor_pb2.FileDescriptorSet) -> str:
+    head, begin, rest = readme.partition(BEGIN)
+    _, end, tail = rest.partition(END)
+    if not begin or not end:
+        raise SystemExit(f"README.md lacks the markers {BEGIN} ... {END}")
+    return f"{head}{BEGIN}\n{table(files)}\n{END}{tail}"
+
+
+def generate() -> str:
+    files = descriptor_pb2.FileDescriptorSet.FromString(DESCRIPTOR_SET.read_bytes())
+    return readme_with_table(README.read_text(), files)
+
+
+if __name__ == "__main__":
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else README
+    target.write_text(generate())
