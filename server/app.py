@@ -97,7 +97,7 @@ async def _start(config: Config, store: Store) -> Service:
     commands = Commands(store, hasher, ids, config.write_attempts)
     queries = Queries(store)
     credentials = ClientCredentials(
-        store, hasher, ids, config.access_token_ttl, FailureLimiter(config.failure_limits, store)
+        store, commands, hasher, config.access_token_ttl, FailureLimiter(config.failure_limits, store)
     )
 
     # Before the instance is set up: a location that is refused must not cost the admin's token.

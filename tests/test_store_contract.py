@@ -12,12 +12,13 @@ import pytest
 
 from server.store import events as ev
 from server.store.base import ConcurrencyConflict, PatRecord, Store, UniqueViolation
+from server.store.codecs import from_micros
 from server.store.events import NewEvent
+from server.store.migrations import MIGRATIONS
 from server.store.postgres import PostgresStore
-from server.store.schema import MIGRATIONS, from_micros
 from server.store.sqlite import SqliteStore
 from tests import postgres
-from tests.conftest import BACKENDS
+from tests.service import BACKENDS
 
 
 @pytest.fixture(params=BACKENDS)

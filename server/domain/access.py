@@ -7,7 +7,7 @@ from server.domain.errors import PermissionDenied, Unauthenticated
 from server.domain.ids import is_id
 from server.domain.permissions import CallContext, Principal
 from server.store.base import Store
-from server.store.schema import to_micros
+from server.store.codecs import to_micros
 
 # How precisely a token's last use is known: it is noted when the note is older than this.
 LAST_USED_GRANULARITY = timedelta(minutes=1)

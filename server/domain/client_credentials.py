@@ -5,18 +5,14 @@ Every failure (unknown client, human user, no secret, wrong secret) is the same 
 reached after the same bcrypt work, so that a caller cannot tell which it was.
 """
 
-import contextlib
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
-from server.domain.credentials import SecretHasher, new_token, token_hash
+from server.domain.commands import Commands
+from server.domain.credentials import SecretHasher
 from server.domain.errors import InvalidClient
 from server.domain.failure_limits import FailureLimiter
-from server.domain.ids import IdGenerator
-from server.store import events as ev
-from server.store.base import USER_TYPE_MACHINE, ConcurrencyConflict, Store, UserRecord
-from server.store.events import NewEvent
-from server.store.schema import to_micros
+from server.store.base import USER_TYPE_MACHINE, Store
 
 
 @dataclass(frozen=True)
@@ -34,14 +30,14 @@ class ClientCredentials:
     def __init__(
         self,
         store: Store,
+        commands: Commands,
         hasher: SecretHasher,
-        ids: IdGenerator,
         token_ttl: timedelta,
         limiter: FailureLimiter,
     ) -> None:
         self._store = store
+        self._commands = commands
         self._hasher = hasher
-        self._ids = ids
         self._token_ttl = token_ttl
         self._limiter = limiter
 
@@ -63,38 +59,6 @@ class ClientCredentials:
         # must look like any other refused attempt, or a burst would learn which guess was right.
         await self._limiter.check(client_id, source)
         if self._hasher.needs_rehash(hashed):
-            await self._rehash(user, client_secret)
-        return await self._issue(user, scope)
-
-    async def _issue(self, user: UserRecord, scope: str) -> AccessToken:
-        token, token_id = new_token(), self._ids.new_id()
-        expires_at = datetime.now(UTC) + self._token_ttl
-        payload = {
-            "user_id": user.id,
-            "token_hash": token_hash(token),
-            "expires_at": to_micros(expires_at),
-            "scope": scope,
-            "secret_sequence": user.secret_sequence,
-        }
-        await self._store.append(
-            [NewEvent(ev.AGGREGATE_TOKEN, token_id, 1, ev.TOKEN_ACCESS_ADDED, user.org_id, payload)]
-        )
+            await self._commands.rehash_secret(user.id, hashed, await self._hasher.hash(client_secret))
+        token = await self._commands.issue_access_token(user, scope, self._token_ttl)
         return AccessToken(token, int(self._token_ttl.total_seconds()), scope, user.id)
-
-    async def _rehash(self, user: UserRecord, client_secret: str) -> None:
-        """Records the secret hashed at the configured cost, so an operator can change the cost.
-
-        Best effort: if the user changed meanwhile (a new secret, say), this hash is stale anyway
-        and the next successful exchange tries again.
-        """
-        hashed = await self._hasher.hash(client_secret)
-        event = NewEvent(
-            ev.AGGREGATE_USER,
-            user.id,
-            user.sequence + 1,
-            ev.USER_MACHINE_SECRET_UPDATED,
-            user.org_id,
-            {"hash": hashed},
-        )
-        with contextlib.suppress(ConcurrencyConflict):
-            await self._store.append([event])

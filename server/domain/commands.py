@@ -12,7 +12,7 @@ queue. Across processes the primary key still decides, and the retry covers the 
 import asyncio
 import random
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from server.domain import validation as check
 from server.domain.credentials import SecretHasher, new_client_secret, new_token, token_hash
@@ -32,8 +32,8 @@ from server.domain.model import Created, Details, IssuedSecret, IssuedToken
 from server.domain.permissions import IAM_OWNER, ORG_OWNER, USER_READ, CallContext
 from server.store import events as ev
 from server.store.base import USER_TYPE_MACHINE, ConcurrencyConflict, Store, UniqueViolation, UserRecord
+from server.store.codecs import to_micros
 from server.store.events import NewEvent, StoredEvent
-from server.store.schema import to_micros
 
 
 def user_name_taken() -> AlreadyExists:
@@ -269,6 +269,37 @@ class Commands:
             return None
         return token
 
+    async def issue_access_token(self, user: UserRecord, scope: str, ttl: timedelta) -> str:
+        """A new access token for a machine user that proved it holds its secret (the token
+        endpoint's decision, in ClientCredentials). It dies with that secret."""
+        token, token_id = new_token(), self._ids.new_id()
+        payload = {
+            "user_id": user.id,
+            "token_hash": token_hash(token),
+            "expires_at": to_micros(datetime.now(UTC) + ttl),
+            "scope": scope,
+            "secret_sequence": user.secret_sequence,
+        }
+
+        async def decide() -> list[NewEvent]:  # a new aggregate of its own: nothing to contend with
+            return [NewEvent(ev.AGGREGATE_TOKEN, token_id, 1, ev.TOKEN_ACCESS_ADDED, user.org_id, payload)]
+
+        await self._write(token_id, decide)
+        return token
+
+    async def rehash_secret(self, user_id: str, old_hash: str, new_hash: str) -> None:
+        """Records a machine user's secret hashed anew (at the configured cost), so that an
+        operator can change the cost. Nothing is written if the secret changed meanwhile: that
+        hash is stale, and the next exchange with the new secret tries again."""
+
+        async def decide() -> list[NewEvent]:
+            user = await self._store.user(user_id)
+            if user is None or user.secret_hash != old_hash:
+                return []
+            return [self._next(user, ev.USER_MACHINE_SECRET_UPDATED, {"hash": new_hash})]
+
+        await self._write(user_id, decide)
+
     async def _credential_holder(self, ctx: CallContext, user_id: str) -> UserRecord:
         """The machine user of the context organisation whose credentials (secrets, tokens) the
         caller is about to create, replace or remove: the one gate of every such command."""
@@ -334,7 +365,8 @@ class Commands:
         for attempt in range(self._write_attempts):
             try:
                 async with self._turns.hold(aggregate_id):
-                    return await self._store.append(await decide())
+                    events = await decide()
+                    return await self._store.append(events) if events else []
             except ConcurrencyConflict:
                 # Jittered, growing back-off so that writers racing on one aggregate spread out.
                 await asyncio.sleep(random.uniform(0, 0.002 * 2**attempt))  # noqa: S311 - not security

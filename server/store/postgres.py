@@ -15,10 +15,13 @@ from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from server.store import schema
+from server.store import migrations
 from server.store.base import StoreUnavailable
+from server.store.codecs import Statement
+from server.store.records import Row
 from server.store.sql import Plan, SqlStore
 
 POOL_TIMEOUT_S = 3.0
@@ -29,7 +32,7 @@ READ_ATTEMPTS = 2
 
 
 def to_pyformat(sql: str) -> str:
-    """schema.py writes `?` placeholders; psycopg wants `%s`."""
+    """statements.py and migrations.py write `?` placeholders; psycopg wants `%s`."""
     return re.sub(r"\?", "%s", sql)
 
 
@@ -62,26 +65,28 @@ class PostgresStore(SqlStore):
     async def _migrate(self) -> None:
         async with self._pool.connection() as connection, connection.transaction():
             await connection.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-            await connection.execute(schema.CREATE_MIGRATIONS_TABLE)
-            cursor = await connection.execute("SELECT version FROM schema_migrations")
-            applied = {row[0] for row in await cursor.fetchall()}
-            for version, statements in schema.MIGRATIONS:
+            await connection.execute(migrations.CREATE_MIGRATIONS_TABLE)
+            cursor = await connection.cursor(row_factory=dict_row).execute(
+                "SELECT version FROM schema_migrations"
+            )
+            applied = {row["version"] for row in await cursor.fetchall()}
+            for version, statements in migrations.MIGRATIONS:
                 if version in applied:
                     continue
                 for statement in statements:
                     await connection.execute(to_pyformat(statement))
-                if version == schema.REKEY_USER_NAMES:
-                    cursor = await connection.execute("SELECT id, user_name, user_name_key FROM users")
-                    for sql, params in schema.rekey_user_names(list(await cursor.fetchall())):
+                if version == migrations.REKEY_USER_NAMES:
+                    cursor = await connection.cursor(row_factory=dict_row).execute(
+                        "SELECT id, user_name, user_name_key FROM users"
+                    )
+                    for sql, params in migrations.rekey_user_names(list(await cursor.fetchall())):
                         await connection.execute(to_pyformat(sql), params)
                 await connection.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
 
     async def _run(self, plan: Plan) -> None:
         await self._read_then_run((), None, plan)
 
-    async def _read_then_run(
-        self, locks: tuple[str, ...], read: schema.Statement | None, plan: Plan
-    ) -> list[Any]:
+    async def _read_then_run(self, locks: tuple[str, ...], read: Statement | None, plan: Plan) -> list[Row]:
         try:
             async with self._pool.connection() as connection, connection.transaction():
                 # Transaction-scoped advisory locks, taken in one order so that two transactions
@@ -90,9 +95,11 @@ class PostgresStore(SqlStore):
                     await connection.execute(
                         "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (name,), prepare=True
                     )
-                rows: list[Any] = []
+                rows: list[Row] = []
                 if read is not None:
-                    cursor = await connection.execute(to_pyformat(read[0]), read[1], prepare=True)
+                    cursor = await connection.cursor(row_factory=dict_row).execute(
+                        to_pyformat(read[0]), read[1], prepare=True
+                    )
                     rows = list(await cursor.fetchall())
                 for (sql, params), meaning in plan:
                     try:
@@ -103,14 +110,16 @@ class PostgresStore(SqlStore):
         except (psycopg.OperationalError, PoolTimeout) as error:
             raise StoreUnavailable("the PostgreSQL store failed") from error
 
-    async def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
+    async def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[Row]:
         # Every attempt together within POOL_TIMEOUT_S: a database that is down fails a read in
         # that bound, not once per attempt.
         deadline = time.monotonic() + POOL_TIMEOUT_S
         for attempt in range(READ_ATTEMPTS):
             try:
                 async with self._pool.connection(timeout=max(0.0, deadline - time.monotonic())) as connection:
-                    cursor = await connection.execute(to_pyformat(sql), params, prepare=True)
+                    cursor = await connection.cursor(row_factory=dict_row).execute(
+                        to_pyformat(sql), params, prepare=True
+                    )
                     return list(await cursor.fetchall())
             except psycopg.OperationalError as error:
                 if attempt + 1 == READ_ATTEMPTS:

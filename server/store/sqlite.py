@@ -18,8 +18,10 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from server.store import schema
+from server.store import migrations
 from server.store.base import StoreUnavailable
+from server.store.codecs import Statement
+from server.store.records import Row
 from server.store.sql import Plan, SqlStore
 
 BUSY_TIMEOUT_MS = 5000
@@ -44,6 +46,7 @@ class SqliteStore(SqlStore):
         try:
             # isolation_level=None: no implicit transactions; appends open their own.
             connection = sqlite3.connect(path, isolation_level=None)
+            connection.row_factory = sqlite3.Row  # rows by column name
             connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             connection.execute("PRAGMA journal_mode = WAL")
             connection.execute("PRAGMA synchronous = NORMAL")
@@ -61,9 +64,7 @@ class SqliteStore(SqlStore):
         except sqlite3.Error as error:
             raise StoreUnavailable("the SQLite store failed") from error
 
-    async def _read_then_run(
-        self, locks: tuple[str, ...], read: schema.Statement | None, plan: Plan
-    ) -> list[Any]:
+    async def _read_then_run(self, locks: tuple[str, ...], read: Statement | None, plan: Plan) -> list[Row]:
         # No named locks needed: the transaction runs inline, so nothing in this process can come
         # between the read and the plan, and BEGIN IMMEDIATE keeps any other writer out.
         try:
@@ -71,16 +72,14 @@ class SqliteStore(SqlStore):
         except sqlite3.Error as error:
             raise StoreUnavailable("the SQLite store failed") from error
 
-    async def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
+    async def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[Row]:
         try:
             return self._connection.execute(sql, params).fetchall()
         except sqlite3.Error as error:
             raise StoreUnavailable("the SQLite store failed") from error
 
 
-def _transaction(
-    connection: sqlite3.Connection, plan: Plan, read: schema.Statement | None = None
-) -> list[Any]:
+def _transaction(connection: sqlite3.Connection, plan: Plan, read: Statement | None = None) -> list[Row]:
     connection.execute("BEGIN IMMEDIATE")
     try:
         rows = [] if read is None else connection.execute(*read).fetchall()
@@ -100,15 +99,15 @@ def _transaction(
 
 
 def _migrate(connection: sqlite3.Connection) -> None:
-    connection.execute(schema.CREATE_MIGRATIONS_TABLE)
-    applied = {row[0] for row in connection.execute("SELECT version FROM schema_migrations")}
-    for version, statements in schema.MIGRATIONS:
+    connection.execute(migrations.CREATE_MIGRATIONS_TABLE)
+    applied = {row["version"] for row in connection.execute("SELECT version FROM schema_migrations")}
+    for version, statements in migrations.MIGRATIONS:
         if version in applied:
             continue
         # The migration and its record commit together, or neither does.
         steps: list[tuple[str, tuple[Any, ...]]] = [(statement, ()) for statement in statements]
-        if version == schema.REKEY_USER_NAMES:  # one process on the file: nothing writes meanwhile
+        if version == migrations.REKEY_USER_NAMES:  # one process on the file: nothing writes meanwhile
             rows = connection.execute("SELECT id, user_name, user_name_key FROM users").fetchall()
-            steps += schema.rekey_user_names(rows)
+            steps += migrations.rekey_user_names(rows)
         steps.append(("INSERT INTO schema_migrations (version) VALUES (?)", (version,)))
         _transaction(connection, [(step, StoreUnavailable) for step in steps])

@@ -16,8 +16,8 @@ import psycopg
 from server.domain.credentials import new_client_secret
 from server.domain.ids import IdGenerator
 from server.store import events as ev
+from server.store.codecs import to_micros
 from server.store.postgres import to_pyformat
-from server.store.schema import to_micros
 from server.store.sql import append_plan
 from server.store.sqlite import sqlite_path
 
