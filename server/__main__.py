@@ -7,9 +7,11 @@ import os
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 import asyncio
+import json
 import logging
 import signal
 import sys
+from pathlib import Path
 
 from server import app
 from server.config import Config, ConfigError, load
@@ -19,6 +21,8 @@ log = logging.getLogger("machinesecrets")
 
 async def serve(config: Config) -> None:
     service = await app.start(config)
+    if config.ready_file:
+        write_ready_file(Path(config.ready_file), service)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -26,6 +30,22 @@ async def serve(config: Config) -> None:
     await stopping.wait()
     log.info("stopping")
     await service.stop()
+    if config.ready_file:
+        remove_ready_file(Path(config.ready_file))
+
+
+def write_ready_file(path: Path, service: app.Service) -> None:
+    """Every bound port as JSON, for tools and tests (tools/launcher.py): written whole, then
+    renamed into place, so that a reader never sees half of it."""
+    ready = {
+        "grpc": service.grpc_port,
+        "http": service.http_port,
+        "envoy": service.envoy_port,
+        "pid": os.getpid(),
+    }
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(ready) + "\n")
+    partial.replace(path)
 
 
 def main() -> int:
@@ -41,6 +61,10 @@ def main() -> int:
         print(f"machine-secrets: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def remove_ready_file(path: Path) -> None:
+    path.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

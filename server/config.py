@@ -1,9 +1,10 @@
 """The one place configuration is read: flags, else MS_* environment variables, else defaults."""
 
 import argparse
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from server.domain.credentials import MAX_BCRYPT_COST, MIN_BCRYPT_COST
 from server.domain.failure_limits import FailureLimits
@@ -16,62 +17,106 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class Setting:
+    """One setting, written once: its variable, default, help and parser. Its flag and its field
+    of Config follow from the variable's name (MS_GRPC_ADDR: --grpc-addr, grpc_addr)."""
+
     env: str
-    flag: str
     default: str
     help: str
+    parse: Callable[[str, str], Any]  # (variable name, text) -> value; raises ConfigError
+
+    @property
+    def field(self) -> str:
+        return self.env.removeprefix("MS_").lower()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.field.replace("_", "-")
+
+
+def _text(name: str, value: str) -> str:
+    return value
 
 
 SETTINGS = [
-    Setting("MS_DATABASE_URL", "--database-url", "sqlite:///.data/machine-secrets.db", "the store"),
-    Setting("MS_DB_POOL_SIZE", "--db-pool-size", "10", "PostgreSQL connections per process at the most"),
-    Setting("MS_GRPC_ADDR", "--grpc-addr", "127.0.0.1:50051", "host:port of the gRPC server"),
-    Setting("MS_HTTP_ADDR", "--http-addr", "127.0.0.1:8081", "host:port of grpc-web and the HTTP endpoints"),
-    Setting("MS_ENVOY_ADDR", "--envoy-addr", "127.0.0.1:8080", "host:port of Envoy; 'off' starts no Envoy"),
-    Setting("MS_CORS_ORIGINS", "--cors-origins", "", "browser origins allowed to call, comma-separated"),
-    Setting("MS_BCRYPT_COST", "--bcrypt-cost", "4", "bcrypt cost of new client secrets (4-31)"),
     Setting(
-        "MS_ACCESS_TOKEN_TTL", "--access-token-ttl", "12h", "lifetime of access tokens: 3600, 90s, 30m, 12h"
+        "MS_DATABASE_URL", "sqlite:///.data/machine-secrets.db", "the store", lambda n, v: _database_url(v)
     ),
-    Setting("MS_ISSUER", "--issuer", "", "the OAuth issuer URL; empty: the URL the request came to"),
+    Setting(
+        "MS_DB_POOL_SIZE", "10", "PostgreSQL connections per process at the most", lambda n, v: _pool_size(v)
+    ),
+    Setting("MS_GRPC_ADDR", "127.0.0.1:50051", "host:port of the gRPC server", lambda n, v: _address(n, v)),
+    Setting(
+        "MS_HTTP_ADDR",
+        "127.0.0.1:8081",
+        "host:port of grpc-web and the HTTP endpoints",
+        lambda n, v: _address(n, v),
+    ),
+    Setting(
+        "MS_ENVOY_ADDR",
+        "127.0.0.1:8080",
+        "host:port of Envoy; 'off' starts no Envoy",
+        lambda n, v: None if v == "off" else _address(n, v),
+    ),
+    Setting(
+        "MS_CORS_ORIGINS", "", "browser origins allowed to call, comma-separated", lambda n, v: _origins(v)
+    ),
+    Setting("MS_BCRYPT_COST", "4", "bcrypt cost of new client secrets (4-31)", lambda n, v: _bcrypt_cost(v)),
+    Setting(
+        "MS_ACCESS_TOKEN_TTL",
+        "12h",
+        "lifetime of access tokens: 3600, 90s, 30m, 12h",
+        lambda n, v: _duration(n, v),
+    ),
+    Setting(
+        "MS_ISSUER", "", "the OAuth issuer URL; empty: the URL the request came to", lambda n, v: _issuer(v)
+    ),
     Setting(
         "MS_CLIENT_FAILURE_LIMIT",
-        "--client-failure-limit",
         "10",
         "failed token requests per client and window",
+        lambda n, v: _count(n, v),
     ),
     Setting(
         "MS_SOURCE_FAILURE_LIMIT",
-        "--source-failure-limit",
         "30",
         "failed token requests per address and window",
+        lambda n, v: _count(n, v),
     ),
-    Setting("MS_FAILURE_WINDOW", "--failure-window", "60s", "the window of those limits"),
+    Setting("MS_FAILURE_WINDOW", "60s", "the window of those limits", lambda n, v: _duration(n, v)),
     Setting(
         "MS_REQUEST_READ_TIMEOUT",
-        "--request-read-timeout",
         "10s",
         "how long a request may take to arrive, before DEADLINE_EXCEEDED (token endpoint: 408)",
+        lambda n, v: _duration(n, v),
     ),
     Setting(
         "MS_WRITE_ATTEMPTS",
-        "--write-attempts",
         "8",
         "how often a write is decided again after a concurrent write won, before ABORTED (1-100)",
+        lambda n, v: _write_attempts(v),
     ),
     Setting(
         "MS_TRUSTED_PROXIES",
-        "--trusted-proxies",
         "",
         "proxies whose X-Forwarded-For is believed: addresses or CIDR blocks, comma-separated",
+        lambda n, v: _networks(v),
     ),
-    Setting("MS_ADMIN_PAT_FILE", "--admin-pat-file", ".data/admin.pat", "where the first admin's token goes"),
-    Setting("MS_LOG_LEVEL", "--log-level", "INFO", "DEBUG, INFO, WARNING or ERROR"),
+    Setting("MS_ADMIN_PAT_FILE", ".data/admin.pat", "where the first admin's token goes", _text),
+    Setting(
+        "MS_READY_FILE",
+        "",
+        "once serving, write every bound port here as JSON (for tools and tests); empty: none",
+        _text,
+    ),
+    Setting("MS_LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR", lambda n, v: _log_level(v)),
 ]
 
 
 @dataclass(frozen=True)
 class Config:
+    """The settings, one field each, named after the variable (see Setting)."""
+
     database_url: str = field(repr=False)  # it may carry a password
     db_pool_size: int
     grpc_addr: str
@@ -81,40 +126,32 @@ class Config:
     bcrypt_cost: int
     access_token_ttl: timedelta
     issuer: str | None
-    failure_limits: FailureLimits
+    client_failure_limit: int
+    source_failure_limit: int
+    failure_window: timedelta
     request_read_timeout: timedelta
     write_attempts: int
     trusted_proxies: tuple[Network, ...]
     admin_pat_file: str
+    ready_file: str
     log_level: str
+
+    @property
+    def failure_limits(self) -> FailureLimits:
+        return FailureLimits(
+            self.client_failure_limit, self.source_failure_limit, self.failure_window.total_seconds()
+        )
 
 
 def load(argv: Sequence[str], environ: Mapping[str, str]) -> Config:
     parser = argparse.ArgumentParser(prog="python -m server", description="machine-secrets server")
     for s in SETTINGS:
-        parser.add_argument(s.flag, default=None, help=f"{s.help} (env {s.env}, default {s.default})")
+        parser.add_argument(
+            s.flag, dest=s.field, default=None, help=f"{s.help} (env {s.env}, default {s.default})"
+        )
     args = vars(parser.parse_args(list(argv)))
-    raw = {s.env: _pick(args[s.flag[2:].replace("-", "_")], environ.get(s.env), s.default) for s in SETTINGS}
     return Config(
-        database_url=_database_url(raw["MS_DATABASE_URL"]),
-        db_pool_size=_pool_size(raw["MS_DB_POOL_SIZE"]),
-        grpc_addr=_address("MS_GRPC_ADDR", raw["MS_GRPC_ADDR"]),
-        http_addr=_address("MS_HTTP_ADDR", raw["MS_HTTP_ADDR"]),
-        envoy_addr=None if raw["MS_ENVOY_ADDR"] == "off" else _address("MS_ENVOY_ADDR", raw["MS_ENVOY_ADDR"]),
-        cors_origins=_origins(raw["MS_CORS_ORIGINS"]),
-        bcrypt_cost=_bcrypt_cost(raw["MS_BCRYPT_COST"]),
-        access_token_ttl=_duration("MS_ACCESS_TOKEN_TTL", raw["MS_ACCESS_TOKEN_TTL"]),
-        issuer=_issuer(raw["MS_ISSUER"]),
-        failure_limits=FailureLimits(
-            per_client=_count("MS_CLIENT_FAILURE_LIMIT", raw["MS_CLIENT_FAILURE_LIMIT"]),
-            per_source=_count("MS_SOURCE_FAILURE_LIMIT", raw["MS_SOURCE_FAILURE_LIMIT"]),
-            window_s=_duration("MS_FAILURE_WINDOW", raw["MS_FAILURE_WINDOW"]).total_seconds(),
-        ),
-        request_read_timeout=_duration("MS_REQUEST_READ_TIMEOUT", raw["MS_REQUEST_READ_TIMEOUT"]),
-        write_attempts=_write_attempts(raw["MS_WRITE_ATTEMPTS"]),
-        trusted_proxies=_networks(raw["MS_TRUSTED_PROXIES"]),
-        admin_pat_file=raw["MS_ADMIN_PAT_FILE"],
-        log_level=_log_level(raw["MS_LOG_LEVEL"]),
+        **{s.field: s.parse(s.env, _pick(args[s.field], environ.get(s.env), s.default)) for s in SETTINGS}
     )
 
 

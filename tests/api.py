@@ -11,16 +11,19 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
-from urllib.parse import quote, unquote
+from urllib.parse import quote, quote_plus, unquote
 
 import grpc
 import httpx
+import pytest
 from google.api import annotations_pb2
 from google.protobuf import json_format, message, message_factory
 from google.rpc import error_details_pb2, status_pb2
 from machinesecrets.v1 import org_service_pb2, user_service_pb2
 
+from server.transport.oauth import TOKEN_PATH
 from server.transport.status import HTTP_STATUS
+from tests.codes import grpc_code
 
 SERVICES = {
     "UserService": user_service_pb2.DESCRIPTOR.services_by_name["UserService"],
@@ -61,6 +64,13 @@ class ApiError(Exception):
                 elif packed.Unpack(bad):
                     error.violations = {v.field: v.description for v in bad.field_violations}
         return error
+
+
+async def expect_error(code: grpc.StatusCode, reason: str, call: object) -> ApiError:
+    with pytest.raises(ApiError) as caught:
+        await call  # type: ignore[misc]
+    assert (caught.value.code, caught.value.reason) == (code, reason), caught.value
+    return caught.value
 
 
 class Api(Protocol):
@@ -166,10 +176,6 @@ class GrpcWebApi:
         await self._client.aclose()
 
 
-def grpc_code(number: int) -> grpc.StatusCode:
-    return next(c for c in grpc.StatusCode if c.value[0] == number)
-
-
 def http_rule(method: str) -> tuple[str, str, str]:
     """(HTTP method, path template, body) of an RPC's google.api.http binding."""
     rule = METHODS[method].GetOptions().Extensions[annotations_pb2.http]
@@ -226,3 +232,18 @@ class JsonApi:
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part.title() for part in rest)
+
+
+async def exchange(
+    base: str, client_id: str, secret: str, method: str = "basic", **form: str
+) -> httpx.Response:
+    """A client-credentials token request to the token endpoint at base, by HTTP Basic or by form."""
+    form = {"grant_type": "client_credentials", **form}
+    headers = {}
+    if method == "basic":  # RFC 6749 §2.3.1: each part form-encoded, then Basic
+        raw = f"{quote_plus(client_id)}:{quote_plus(secret)}".encode()
+        headers["authorization"] = "Basic " + base64.b64encode(raw).decode()
+    else:
+        form |= {"client_id": client_id, "client_secret": secret}
+    async with httpx.AsyncClient() as http:
+        return await http.post(base + TOKEN_PATH, data=form, headers=headers)

@@ -11,6 +11,8 @@ import h2.config
 import h2.connection
 import h2.events
 
+from tests.codes import code_name
+
 Headers = list[tuple[str, str]]
 
 
@@ -32,6 +34,11 @@ class Answer:
     def grpc_status(self) -> str | None:
         """grpc-status from the trailers, or from the headers of a trailers-only answer."""
         return self.trailers.get("grpc-status", self.headers.get("grpc-status"))
+
+    @property
+    def code(self) -> str | None:
+        """The grpc-status by name (OK, INVALID_ARGUMENT, ...)."""
+        return None if self.grpc_status is None else code_name(self.grpc_status)
 
     @property
     def grpc_message(self) -> str:

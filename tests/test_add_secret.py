@@ -11,8 +11,8 @@ import pytest
 from google.protobuf.message import Message
 from machinesecrets.v1 import user_service_pb2 as user_pb
 
-from tests.api import ApiError
-from tests.conftest import Running
+from tests.api import ApiError, expect_error
+from tests.service import Running
 from tests.world import World, unique_name
 
 SECRET = re.compile(r"[A-Za-z0-9]{64}")
@@ -28,13 +28,6 @@ async def add_secret(world: World, user_id: str, **kw: str) -> user_pb.AddSecret
         "AddSecret", user_pb.AddSecretRequest(user_id=user_id), **kw
     )
     return response
-
-
-async def expect_error(code: grpc.StatusCode, reason: str, call: object) -> ApiError:
-    with pytest.raises(ApiError) as caught:
-        await call  # type: ignore[misc]
-    assert (caught.value.code, caught.value.reason) == (code, reason), caught.value
-    return caught.value
 
 
 async def test_add_secret_for_a_fresh_machine_user(world: World, running: Running) -> None:

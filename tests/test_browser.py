@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Running, config_for, start_service
+from tests.service import Running, config_for, start_service
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "browser"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")

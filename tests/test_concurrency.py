@@ -8,7 +8,7 @@ from machinesecrets.v1 import user_service_pb2 as user_pb
 
 from server.store import events as ev
 from tests.api import ApiError
-from tests.conftest import Running
+from tests.service import Running
 from tests.world import World
 
 CLIENTS, CALLS = 8, 25

@@ -12,8 +12,8 @@ from google.protobuf.message import Message
 from machinesecrets.v1 import org_service_pb2 as org_pb
 from machinesecrets.v1 import user_service_pb2 as user_pb
 
-from tests.conftest import Running
-from tests.test_add_secret import expect_error
+from tests.api import expect_error
+from tests.service import Running
 from tests.world import World
 
 DENIED = grpc.StatusCode.PERMISSION_DENIED

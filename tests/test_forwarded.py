@@ -16,7 +16,7 @@ from machinesecrets.v1 import user_service_pb2 as user_pb
 from server.domain.failure_limits import FailureLimits
 from server.transport.forwarded import ClientAddress, parse_networks
 from tests.api import GrpcApi
-from tests.conftest import Running, config_for, start_service
+from tests.service import Running, config_for, start_service
 from tests.world import World
 
 LIMITS = FailureLimits(per_client=100, per_source=5, window_s=60)

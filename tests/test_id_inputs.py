@@ -17,7 +17,7 @@ from machinesecrets.v1 import user_service_pb2 as user_pb
 
 from server.domain.ids import is_id
 from tests.api import Api, ApiError
-from tests.conftest import Running
+from tests.service import Running
 
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 # Lengths around every limit on the way: 19 digits (63 bits), int()'s 4,300, the 16 KiB metadata

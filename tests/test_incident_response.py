@@ -10,14 +10,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
-import httpx
 import pytest
 from machinesecrets.v1 import org_service_pb2 as org_pb
 from machinesecrets.v1 import user_service_pb2 as user_pb
 
-from tests.api import ApiError
-from tests.conftest import TRANSPORTS, Running, client, config_for, start_service
-from tests.test_add_secret import expect_error
+from tests.api import ApiError, exchange, expect_error
+from tests.service import TRANSPORTS, Running, client, config_for, start_service
 from tests.world import World, unique_name
 
 DENIED = grpc.StatusCode.PERMISSION_DENIED
@@ -36,20 +34,13 @@ async def works(world: World, token: str, user_id: str) -> bool:
     return False
 
 
-async def exchange(running: Running, client_id: str, secret: str) -> httpx.Response:
-    async with httpx.AsyncClient() as http:
-        return await http.post(
-            f"http://127.0.0.1:{running.service.http_port}/oauth/v2/token",
-            data={"grant_type": "client_credentials"},
-            auth=(client_id, secret),
-        )
-
-
 async def credentials(world: World, running: Running, user_id: str) -> tuple[str, str, str, str]:
     """A PAT, a client id and secret, and an access token of that user."""
     pat = await world.token_for(user_id)
     issued = await world.call("AddSecret", user_pb.AddSecretRequest(user_id=user_id))
-    answer = await exchange(running, issued.client_id, issued.client_secret)
+    answer = await exchange(
+        f"http://127.0.0.1:{running.service.http_port}", issued.client_id, issued.client_secret
+    )
     assert answer.status_code == 200, answer.text
     return pat, issued.client_id, issued.client_secret, answer.json()["access_token"]
 
@@ -108,7 +99,7 @@ async def test_a_deactivated_user_has_no_working_credential(world: World, runnin
     assert await state_of(world, user_id) == user_pb.USER_STATE_INACTIVE
     assert not await works(world, pat, user_id)
     assert not await works(world, access, user_id)
-    refused = await exchange(running, client_id, secret)
+    refused = await exchange(f"http://127.0.0.1:{running.service.http_port}", client_id, secret)
     assert (refused.status_code, refused.json()["error"]) == (401, "invalid_client")
     await expect_error(
         grpc.StatusCode.FAILED_PRECONDITION,
@@ -118,7 +109,9 @@ async def test_a_deactivated_user_has_no_working_credential(world: World, runnin
     await world.call("ReactivateUser", user_pb.ReactivateUserRequest(user_id=user_id))
     assert await state_of(world, user_id) == user_pb.USER_STATE_ACTIVE
     assert await works(world, pat, user_id)
-    assert (await exchange(running, client_id, secret)).status_code == 200
+    assert (
+        await exchange(f"http://127.0.0.1:{running.service.http_port}", client_id, secret)
+    ).status_code == 200
     await expect_error(
         grpc.StatusCode.FAILED_PRECONDITION,
         "USER_NOT_INACTIVE",
@@ -138,7 +131,9 @@ async def test_a_removed_user_leaves_nothing_that_works(world: World, running: R
             "TOKEN_INVALID",
             world.call("GetUserByID", user_pb.GetUserByIDRequest(user_id=user_id), token=token),
         )
-    assert (await exchange(running, client_id, secret)).status_code == 401
+    assert (
+        await exchange(f"http://127.0.0.1:{running.service.http_port}", client_id, secret)
+    ).status_code == 401
     await expect_error(
         grpc.StatusCode.NOT_FOUND,
         "USER_NOT_FOUND",
@@ -153,7 +148,7 @@ async def test_a_removed_user_leaves_nothing_that_works(world: World, running: R
         "PERMISSION_DENIED",
         world.call("GetUserByID", user_pb.GetUserByIDRequest(user_id=again), token=fresh),
     )
-    assert (await exchange(running, name, secret)).status_code == 401
+    assert (await exchange(f"http://127.0.0.1:{running.service.http_port}", name, secret)).status_code == 401
 
 
 async def test_a_removed_member_loses_its_roles_at_once(world: World) -> None:
@@ -263,7 +258,11 @@ async def test_the_leaked_secret_runbook_leaves_the_attacker_nothing(tmp_path: P
         deployer, _ = await world.caller(["ORG_USER_MANAGER"])
         issued = await world.call("AddSecret", user_pb.AddSecretRequest(user_id=deployer))
         # The attacker: an access token from the leaked secret, and with it a PAT of its own.
-        access = (await exchange(running, issued.client_id, issued.client_secret)).json()["access_token"]
+        access = (
+            await exchange(
+                f"http://127.0.0.1:{running.service.http_port}", issued.client_id, issued.client_secret
+            )
+        ).json()["access_token"]
         pat = (
             await world.call(
                 "AddPersonalAccessToken",
@@ -288,7 +287,11 @@ async def test_the_leaked_secret_runbook_leaves_the_attacker_nothing(tmp_path: P
 
         assert not await works(world, pat, deployer)
         assert not await works(world, access, deployer)
-        assert (await exchange(running, issued.client_id, issued.client_secret)).status_code == 401
+        assert (
+            await exchange(
+                f"http://127.0.0.1:{running.service.http_port}", issued.client_id, issued.client_secret
+            )
+        ).status_code == 401
         listed = await world.call(
             "ListPersonalAccessTokens", user_pb.ListPersonalAccessTokensRequest(user_id=deployer)
         )

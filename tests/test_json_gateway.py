@@ -13,7 +13,7 @@ import pytest
 
 from server import app
 from server.config import Config
-from tests.conftest import Running, client, config_for, start_service
+from tests.service import Running, client, config_for, start_service
 from tests.world import World, unique_name
 
 RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z")

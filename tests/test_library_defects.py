@@ -59,7 +59,7 @@ async def a_valid_call_after_an_unparseable_one(port: int) -> Answer:
     connection = await Http2Connection.open(port)
     try:
         bad = await connection.request(grpc_headers("/test.Test/Unary", ("x-thing-bin", "!!!")), FRAME)
-        assert bad.grpc_status == "13", bad  # grpc core's answer to a -bin value that is not base64
+        assert bad.code == "INTERNAL", bad  # grpc core's answer to a -bin value that is not base64
         return await connection.request(grpc_headers("/test.Test/Unary", ("x-thing-bin", "AAAA")), FRAME)
     finally:
         connection.close()
@@ -74,7 +74,7 @@ async def a_valid_call_after_an_unparseable_one(port: int) -> Answer:
 async def test_grpc_core_decodes_the_call_after_unparseable_metadata(bare_server: int) -> None:
     # Behind Envoy, the next call on the connection may be another caller's.
     answer = await a_valid_call_after_an_unparseable_one(bare_server)
-    assert answer.grpc_status == "0", answer
+    assert answer.code == "OK", answer
 
 
 async def test_without_a_dynamic_table_the_next_call_decodes() -> None:
@@ -82,7 +82,7 @@ async def test_without_a_dynamic_table_the_next_call_decodes() -> None:
     # out of step.
     async with serving(("grpc.http2.hpack_table_size.decoder", 0)) as port:
         answer = await a_valid_call_after_an_unparseable_one(port)
-    assert answer.grpc_status == "0", answer
+    assert answer.code == "OK", answer
 
 
 @pytest.mark.xfail(
@@ -100,4 +100,4 @@ async def test_grpc_aio_answers_a_unary_call_with_no_message(bare_server: int) -
 async def test_grpc_aio_ends_a_request_stream_at_the_half_close(bare_server: int) -> None:
     # The workaround's premise: the same half-close ends a request stream, and the call is answered.
     answer = await exchange(bare_server, grpc_headers("/test.Test/StreamUnary"), b"", timeout_s=3)
-    assert answer.grpc_status == "0"
+    assert answer.code == "OK"

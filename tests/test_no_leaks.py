@@ -10,7 +10,7 @@ import pytest
 from machinesecrets.v1 import user_service_pb2 as user_pb
 
 from tests.api import ApiError
-from tests.conftest import Running
+from tests.service import Running
 from tests.world import World
 
 

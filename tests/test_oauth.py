@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import quote_plus
 
 import authlib.deprecate  # noqa: F401 - installs an "always" filter of its own when first imported
 import bcrypt
@@ -23,9 +22,8 @@ from server.domain.failure_limits import FailureLimits
 from server.store import events as ev
 from server.transport.forwarded import parse_networks
 from tests import postgres
-from tests.api import ApiError, GrpcApi
-from tests.conftest import TRANSPORTS, Running, client, config_for, start_service
-from tests.test_add_secret import expect_error
+from tests.api import ApiError, GrpcApi, exchange, expect_error
+from tests.service import TRANSPORTS, Running, client, config_for, start_service
 from tests.world import World, unique_name
 
 with warnings.catch_warnings():
@@ -59,20 +57,6 @@ def endpoints(running: Running) -> dict[str, str]:
         "direct": f"http://127.0.0.1:{service.http_port}",
         "envoy": f"http://127.0.0.1:{service.envoy_port}",
     }
-
-
-async def exchange(
-    base: str, client_id: str, secret: str, method: str = "basic", **form: str
-) -> httpx.Response:
-    form = {"grant_type": "client_credentials", **form}
-    headers = {}
-    if method == "basic":  # RFC 6749 §2.3.1: each part form-encoded, then Basic
-        raw = f"{quote_plus(client_id)}:{quote_plus(secret)}".encode()
-        headers["authorization"] = "Basic " + base64.b64encode(raw).decode()
-    else:
-        form |= {"client_id": client_id, "client_secret": secret}
-    async with httpx.AsyncClient() as http:
-        return await http.post(base + TOKEN_PATH, data=form, headers=headers)
 
 
 async def token_of(base: str, c: Client) -> str:

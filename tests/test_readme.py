@@ -1,9 +1,10 @@
 """The README's configuration table is what the code reads: every setting, its flag, its default."""
 
 import re
+from dataclasses import fields
 from pathlib import Path
 
-from server.config import SETTINGS
+from server.config import SETTINGS, Config
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -25,3 +26,8 @@ def test_the_readme_begins_with_the_two_commands() -> None:
     head = README.read_text().split("\n\n", 2)[1]
     assert "make run" in head
     assert "make test" in head
+
+
+def test_every_setting_is_one_field_of_the_config() -> None:
+    # Written once: the variable names the flag and the field.
+    assert [s.field for s in SETTINGS] == [f.name for f in fields(Config)]

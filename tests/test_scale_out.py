@@ -364,7 +364,7 @@ async def test_an_sqlite_store_that_cannot_write(tmp_path: Path) -> None:
             user_id = await world.machine_user()
             issued = await world.call("AddSecret", user_pb.AddSecretRequest(user_id=user_id))
             # The soft limit only: without CAP_SYS_RESOURCE a lowered hard limit cannot go back up.
-            resource.prlimit(process.process.pid, resource.RLIMIT_FSIZE, (1, resource.RLIM_INFINITY))
+            resource.prlimit(process.pid, resource.RLIMIT_FSIZE, (1, resource.RLIM_INFINITY))
             try:
                 started = time.monotonic()
                 with pytest.raises(ApiError) as caught:
@@ -387,7 +387,7 @@ async def test_an_sqlite_store_that_cannot_write(tmp_path: Path) -> None:
                 assert user.user.details.sequence == 2
             finally:
                 unlimited = (resource.RLIM_INFINITY, resource.RLIM_INFINITY)
-                resource.prlimit(process.process.pid, resource.RLIMIT_FSIZE, unlimited)
+                resource.prlimit(process.pid, resource.RLIMIT_FSIZE, unlimited)
             again = await world.call("AddSecret", user_pb.AddSecretRequest(user_id=user_id))
             assert again.details.sequence == 3  # the refused write left nothing behind
             assert await token_status(process.http_port, again.client_id, again.client_secret) == 200

@@ -1,6 +1,7 @@
 """The server as a whole: first start, restart, health, reflection, limits, logs and signals."""
 
 import asyncio
+import json
 import os
 import re
 import stat
@@ -23,8 +24,8 @@ from server import app
 from server.config import SETTINGS, Config, ConfigError, Setting, load
 from server.store.base import StoreUnavailable
 from tests.api import ApiError, GrpcApi
-from tests.conftest import Running, config_for, start_service
 from tests.processes import ServerProcess
+from tests.service import Running, config_for, start_service
 from tests.world import World
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -218,6 +219,11 @@ SETTING_EXAMPLES: dict[str, tuple[Callable[[Config], object], tuple[str, object]
         ("::1", ["::1/128"]),
     ),
     "MS_ADMIN_PAT_FILE": (lambda c: c.admin_pat_file, ("/srv/ms/a.pat", "/srv/ms/a.pat"), ("b.pat", "b.pat")),
+    "MS_READY_FILE": (
+        lambda c: c.ready_file,
+        ("/run/ms/ready.json", "/run/ms/ready.json"),
+        ("r.json", "r.json"),
+    ),
     "MS_LOG_LEVEL": (lambda c: c.log_level, ("debug", "DEBUG"), ("ERROR", "ERROR")),
 }
 
@@ -264,6 +270,23 @@ async def test_python_m_server_stops_gracefully_on_sigterm(tmp_path: Path) -> No
     assert any("stopping" in line for line in process.log)
 
 
+async def test_the_ready_file_names_every_bound_port_while_serving(tmp_path: Path) -> None:
+    process = await ServerProcess.start(f"sqlite:///{tmp_path}/ms.db", tmp_path, MS_ENVOY_ADDR="127.0.0.1:0")
+    ready = json.loads(process.launched.ready_file.read_text())
+    assert ready == {
+        "grpc": process.grpc_port,
+        "http": process.http_port,
+        "envoy": process.envoy_port,
+        "pid": process.pid,
+    }
+    log = "".join(process.log)  # the log says the same
+    assert f"gRPC listening on 127.0.0.1:{ready['grpc']}" in log
+    assert f"grpc-web and HTTP listening on 127.0.0.1:{ready['http']}" in log
+    assert f"listening on 127.0.0.1:{ready['envoy']}" in log
+    assert await process.stop() == 0
+    assert not process.launched.ready_file.exists()  # a stopped service names no ports
+
+
 async def test_a_taken_port_fails_the_start(running: Running, tmp_path: Path) -> None:
     config = config_for(tmp_path / "second")
     with pytest.raises(RuntimeError):
@@ -290,7 +313,7 @@ def test_configuration_errors_stop_the_process() -> None:
 async def test_envoy_dies_with_a_killed_service(tmp_path: Path) -> None:
     process = await ServerProcess.start(f"sqlite:///{tmp_path}/ms.db", tmp_path, MS_ENVOY_ADDR="127.0.0.1:0")
     await process.wait_for_log("Envoy (JSON")
-    pid = process.process.pid
+    pid = process.pid
     [envoy_pid] = [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     await process.kill()
     async with asyncio.timeout(10):

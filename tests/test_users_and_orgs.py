@@ -7,7 +7,7 @@ import pytest
 from machinesecrets.v1 import org_service_pb2 as org_pb
 from machinesecrets.v1 import user_service_pb2 as user_pb
 
-from tests.test_add_secret import expect_error
+from tests.api import expect_error
 from tests.world import World, unique_name
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT

@@ -10,13 +10,11 @@ OK answers, at /metrics, not only by HTTP status) is reported as failed, not as 
 
 import argparse
 import base64
-import json
 import os
 import platform
 import re
 import struct
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -38,6 +36,7 @@ from server.domain.ids import IdGenerator
 from server.transport.oauth import TOKEN_PATH
 from tools.bench import seed
 from tools.bench.load import Request, Result, h2load
+from tools.launcher import LaunchFailed, launch, tail, wait_ready
 from tools.throwaway_database import throwaway_database
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -76,37 +75,30 @@ class Row:
 
 
 def start_service(database_url: str, folder: Path) -> tuple[subprocess.Popen[bytes], Ports]:
-    log = folder / "service.log"
-    env = {
-        **os.environ,
-        "MS_DATABASE_URL": database_url,
-        "MS_GRPC_ADDR": "127.0.0.1:0",
-        "MS_HTTP_ADDR": "127.0.0.1:0",
-        "MS_ENVOY_ADDR": "127.0.0.1:0",
-        "MS_ADMIN_PAT_FILE": str(folder / "admin.pat"),
-    }
-    process = subprocess.Popen([sys.executable, "-m", "server"], cwd=ROOT, env=env, stderr=log.open("wb"))
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        text = log.read_text()
-        grpc_port = re.search(r"gRPC listening on [\d.]+:(\d+)", text)
-        http_port = re.search(r"HTTP listening on [\d.]+:(\d+)", text)
-        envoy_port = re.search(r"Envoy .* listening on [\d.]+:(\d+)", text)
-        if grpc_port and http_port and envoy_port:
-            return process, Ports(int(grpc_port[1]), int(http_port[1]), int(envoy_port[1]))
-        if process.poll() is not None or "Envoy did not start" in text:
-            raise SystemExit(f"the service did not start:\n{text}")
-        time.sleep(0.1)
-    raise SystemExit("the service did not start within 60 s")
-
-
-def start_noop() -> tuple[subprocess.Popen[str], Ports]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tools.bench.noop"], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    launched = launch(
+        folder,
+        {
+            "MS_DATABASE_URL": database_url,
+            "MS_GRPC_ADDR": "127.0.0.1:0",
+            "MS_HTTP_ADDR": "127.0.0.1:0",
+            "MS_ENVOY_ADDR": "127.0.0.1:0",
+            "MS_ADMIN_PAT_FILE": str(folder / "admin.pat"),
+        },
     )
-    assert process.stdout is not None
-    ports = json.loads(process.stdout.readline())
-    return process, Ports(ports["grpc"], ports["http"], ports["envoy"])
+    try:
+        ports = wait_ready(launched)
+    except LaunchFailed as error:
+        raise SystemExit(f"the service did not start: {error}") from None
+    if ports.envoy is None:
+        raise SystemExit(f"Envoy did not start: {tail(launched.log_file)}")
+    return launched.process, Ports(ports.grpc, ports.http, ports.envoy)
+
+
+def start_noop(folder: Path) -> tuple[subprocess.Popen[bytes], Ports]:
+    launched = launch(folder, {}, module="tools.bench.noop")
+    ports = wait_ready(launched)
+    assert ports.envoy is not None, "the baseline always runs its Envoy"
+    return launched.process, Ports(ports.grpc, ports.http, ports.envoy)
 
 
 @contextmanager
@@ -258,7 +250,7 @@ def main() -> None:
     ):
         folder = Path(tmp)
         service_process, service = start_service(url, folder)
-        noop_process, noop = start_noop()
+        noop_process, noop = start_noop(folder / "noop")
         try:
             report = run(args, url, folder, service, noop, cost, (service_process.pid, noop_process.pid))
         finally:

@@ -3,14 +3,16 @@
 Runners that read the request and answer fixed responses, with no pipeline steps and no store,
 served the same three ways as the service (the grpc.aio adapter, the grpc-web adapter under
 uvicorn, Envoy with the same envoy.yaml), plus a fixed answer at the token endpoint's path. What
-the service adds on top of this is its own cost. Prints its ports as one JSON line, then runs
-until SIGTERM.
+the service adds on top of this is its own cost. Writes its ports to MS_READY_FILE as the
+service does, then runs until SIGTERM.
 """
 
 import asyncio
 import json
+import os
 import signal
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -77,7 +79,12 @@ async def main() -> None:
             "127.0.0.1:0", f"127.0.0.1:{grpc_port}", f"127.0.0.1:{http.port}", (), MAX_REQUEST_BYTES
         )
     )
-    print(json.dumps({"grpc": grpc_port, "http": http.port, "envoy": envoy.port}), flush=True)
+    # Where tools/launcher.py looks for the ports, as `python -m server` writes it.
+    ready = Path(os.environ["MS_READY_FILE"])
+    ready.with_name(ready.name + ".partial").write_text(
+        json.dumps({"grpc": grpc_port, "http": http.port, "envoy": envoy.port})
+    )
+    ready.with_name(ready.name + ".partial").replace(ready)
     stopping = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
     await stopping.wait()

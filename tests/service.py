@@ -1,0 +1,109 @@
+"""The real service, started in the test process: its configuration for tests, and a client for
+each transport it serves. The fixtures that use these are in conftest.py."""
+
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from server import app
+from server.config import Config
+from server.domain.failure_limits import FailureLimits
+from server.transport.forwarded import Network
+from tests import postgres
+from tests.api import Api, GrpcApi, GrpcWebApi, JsonApi
+
+
+@dataclass
+class Running:
+    config: Config
+    service: app.Service
+
+    @property
+    def admin_token(self) -> str:
+        return Path(self.config.admin_pat_file).read_text().strip()
+
+    @property
+    def backend(self) -> str:
+        return "sqlite" if self.config.database_url.startswith("sqlite") else "postgres"
+
+    @property
+    def db_path(self) -> Path:
+        assert self.backend == "sqlite"
+        return Path(self.config.database_url.removeprefix("sqlite:///"))
+
+    def raw_store(self) -> bytes:
+        """Every byte the store holds: SQLite's file and write-ahead log, or PostgreSQL's rows."""
+        if self.backend == "postgres":
+            return postgres.dump(self.config.database_url)
+        return b"".join(p.read_bytes() for p in self.db_path.parent.glob(self.db_path.name + "*"))
+
+
+# Tests fail client authentication on purpose, from one address: the limits are not their subject.
+GENEROUS_LIMITS = FailureLimits(per_client=1000, per_source=1000, window_s=60)
+
+
+def config_for(
+    folder: Path,
+    *,
+    database_url: str | None = None,
+    envoy: bool = False,
+    cors_origins: tuple[str, ...] = (),
+    bcrypt_cost: int = 4,
+    access_token_ttl: timedelta = timedelta(hours=12),
+    failure_limits: FailureLimits = GENEROUS_LIMITS,
+    request_read_timeout: timedelta = timedelta(seconds=10),
+    trusted_proxies: tuple[Network, ...] = (),
+) -> Config:
+    return Config(
+        database_url=database_url or f"sqlite:///{folder / 'ms.db'}",
+        db_pool_size=10,
+        grpc_addr="127.0.0.1:0",
+        http_addr="127.0.0.1:0",
+        envoy_addr="127.0.0.1:0" if envoy else None,
+        cors_origins=cors_origins,
+        bcrypt_cost=bcrypt_cost,
+        access_token_ttl=access_token_ttl,
+        issuer=None,
+        client_failure_limit=failure_limits.per_client,
+        source_failure_limit=failure_limits.per_source,
+        failure_window=timedelta(seconds=failure_limits.window_s),
+        request_read_timeout=request_read_timeout,
+        write_attempts=8,
+        trusted_proxies=trusted_proxies,
+        admin_pat_file=str(folder / "admin.pat"),
+        ready_file="",
+        log_level="DEBUG",
+    )
+
+
+async def start_service(config: Config) -> Running:
+    service = await app.start(config)
+    if config.envoy_addr is not None and service.envoy is None:
+        await service.stop(0)  # nothing left running, or cleaned up later by a finaliser
+        raise AssertionError("Envoy did not start: see the log")
+    return Running(config, service)
+
+
+BACKENDS = ["sqlite", "postgres"]
+
+
+TRANSPORTS = ["grpc", "grpc-web", "grpc-web-text", "envoy-grpc", "envoy-grpc-web", "envoy-json"]
+
+
+def client(transport: str, service: app.Service) -> Api:
+    direct, envoy = f"127.0.0.1:{service.grpc_port}", f"127.0.0.1:{service.envoy_port}"
+    web = f"http://127.0.0.1:{service.http_port}"
+    match transport:
+        case "grpc":
+            return GrpcApi(transport, direct)
+        case "grpc-web":
+            return GrpcWebApi(transport, web, text=False)
+        case "grpc-web-text":
+            return GrpcWebApi(transport, web, text=True)
+        case "envoy-grpc":
+            return GrpcApi(transport, envoy)
+        case "envoy-grpc-web":
+            return GrpcWebApi(transport, f"http://{envoy}", text=False)
+        case "envoy-json":
+            return JsonApi(transport, f"http://{envoy}")
+    raise ValueError(transport)
