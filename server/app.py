@@ -129,37 +129,37 @@ async def _start(config: Config, store: Store) -> Service:
             ("grpc.absolute_max_metadata_size", MAX_HEADER_BYTES),
         ],
     )
-    discovery = Discovery(config.issuer)
     # The service's own Envoy reaches the HTTP app over a Unix socket that only this user can
     # open, so that its X-Forwarded-For can be believed without believing every local process.
     private_dir = tempfile.TemporaryDirectory(prefix="machinesecrets-") if config.envoy_addr else None
-    envoy_socket = None if private_dir is None else str(Path(private_dir.name) / "http.sock")
-    server.add_generic_rpc_handlers(method_handlers(pipelines, read_timeout_s))
-    # grpc-web serves the very same pipelines, at their gRPC paths.
-    grpc_web = CorsMiddleware(
-        GrpcWebEndpoint(pipelines, MAX_REQUEST_BYTES, read_timeout_s), config.cors_origins
-    )
-    http_app = HttpApp(
-        {
-            TOKEN_PATH: TokenEndpoint(
-                credentials, counters, read_timeout_s, ClientAddress(config.trusted_proxies, envoy_socket)
-            ),
-            DISCOVERY_PATH: discovery,
-            METRICS_PATH: MetricsEndpoint(counters),
-            OPENAPI_PATH: StaticJson(OPENAPI_DOCUMENT.read_bytes()),
-            **{pipeline.method: grpc_web for pipeline in pipelines},
-        }
-    )
-    health_servicer = HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)  # type: ignore[no-untyped-call]
-    reflection.enable_server_reflection(
-        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
-    port = server.add_insecure_port(config.grpc_addr)
-    await server.start()
     try:
+        discovery = Discovery(config.issuer)
+        envoy_socket = None if private_dir is None else str(Path(private_dir.name) / "http.sock")
+        server.add_generic_rpc_handlers(method_handlers(pipelines, read_timeout_s))
+        # grpc-web serves the very same pipelines, at their gRPC paths.
+        grpc_web = CorsMiddleware(
+            GrpcWebEndpoint(pipelines, MAX_REQUEST_BYTES, read_timeout_s), config.cors_origins
+        )
+        http_app = HttpApp(
+            {
+                TOKEN_PATH: TokenEndpoint(
+                    credentials, counters, read_timeout_s, ClientAddress(config.trusted_proxies, envoy_socket)
+                ),
+                DISCOVERY_PATH: discovery,
+                METRICS_PATH: MetricsEndpoint(counters),
+                OPENAPI_PATH: StaticJson(OPENAPI_DOCUMENT.read_bytes()),
+                **{pipeline.method: grpc_web for pipeline in pipelines},
+            }
+        )
+        health_servicer = HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)  # type: ignore[no-untyped-call]
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        port = server.add_insecure_port(config.grpc_addr)
+        await server.start()
         http_server = await AsgiServer.start(http_app, config.http_addr, envoy_socket)
-    except BaseException:
+    except BaseException:  # a taken port, say: nothing is left running, and the socket's folder goes
         await server.stop(None)
         if private_dir is not None:
             private_dir.cleanup()

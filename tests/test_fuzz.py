@@ -319,7 +319,8 @@ async def raw_call(
         reply = await http.post(f"http://127.0.0.1:{port}{path}", content=body, headers=headers)
     assert reply.status_code == 200, reply.status_code
     fields = trailer_map(grpc_web_frames(reply.content)[1]) or dict(reply.headers)
-    return RawAnswer(fields.get("grpc-status"), fields.get("grpc-message", ""),
+    status = fields.get("grpc-status")
+    return RawAnswer(status and code_name(status), fields.get("grpc-message", ""),
                      _rich(fields.get("grpc-status-details-bin")))  # fmt: skip
 
 
