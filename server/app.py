@@ -11,6 +11,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from machinesecrets.v1 import org_service_pb2, user_service_pb2
+from zitadel.management.v1 import management_pb2
 
 from server.config import Config
 from server.domain.access import Access
@@ -36,6 +37,7 @@ from server.transport.metrics import METRICS_PATH, CallCounters, MetricsEndpoint
 from server.transport.oauth import DISCOVERY_PATH, TOKEN_PATH, Discovery, TokenEndpoint
 from server.transport.pipeline import build_pipelines
 from server.transport.servicers import OrgService, UserService
+from server.transport.zitadel_management import ManagementService
 
 log = logging.getLogger("machinesecrets")
 
@@ -46,7 +48,9 @@ FIRST_ORG_NAME = "default"
 ADMIN_USER_NAME = "admin"
 USER_SERVICE = user_service_pb2.DESCRIPTOR.services_by_name["UserService"]
 ORG_SERVICE = org_service_pb2.DESCRIPTOR.services_by_name["OrgService"]
-SERVICE_NAMES = (USER_SERVICE.full_name, ORG_SERVICE.full_name)
+# ZITADEL's own names, for clients written for ZITADEL (README, "Coming from ZITADEL").
+ZITADEL_MANAGEMENT = management_pb2.DESCRIPTOR.services_by_name["ManagementService"]
+SERVICE_NAMES = (USER_SERVICE.full_name, ORG_SERVICE.full_name, ZITADEL_MANAGEMENT.full_name)
 
 
 @dataclass
@@ -111,7 +115,13 @@ async def _start(config: Config, store: Store) -> Service:
     read_timeout_s = config.request_read_timeout.total_seconds()
     # Every call of the API, on every transport, runs one of these.
     pipelines = build_pipelines(
-        {USER_SERVICE: UserService(commands, queries), ORG_SERVICE: OrgService(commands)}, access, counters
+        {
+            USER_SERVICE: UserService(commands, queries),
+            ORG_SERVICE: OrgService(commands),
+            ZITADEL_MANAGEMENT: ManagementService(commands, queries),
+        },
+        access,
+        counters,
     )
     server = aio.server(
         options=[

@@ -20,6 +20,7 @@ from google.api import annotations_pb2
 from google.protobuf import json_format, message, message_factory
 from google.rpc import error_details_pb2, status_pb2
 from machinesecrets.v1 import org_service_pb2, user_service_pb2
+from zitadel.management.v1 import management_pb2
 
 from server.transport.oauth import TOKEN_PATH
 from server.transport.status import HTTP_STATUS
@@ -28,14 +29,25 @@ from tests.codes import grpc_code
 SERVICES = {
     "UserService": user_service_pb2.DESCRIPTOR.services_by_name["UserService"],
     "OrgService": org_service_pb2.DESCRIPTOR.services_by_name["OrgService"],
+    "ManagementService": management_pb2.DESCRIPTOR.services_by_name["ManagementService"],
 }
-METHODS = {m.name: m for s in SERVICES.values() for m in s.methods}
+# A native method by its name ("AddSecret"), any method by "Service.Method"
+# ("ManagementService.GenerateMachineSecret").
+METHODS = {
+    **{f"{name}.{m.name}": m for name, s in SERVICES.items() for m in s.methods},
+    **{
+        m.name: m
+        for s in reversed(list(SERVICES.values()))
+        for m in s.methods
+        if s.name != "ManagementService"
+    },
+}
 Metadata = Sequence[tuple[str, str]]
 
 
 def method_path(name: str) -> str:
     method = METHODS[name]
-    return f"/{method.containing_service.full_name}/{name}"
+    return f"/{method.containing_service.full_name}/{method.name}"
 
 
 def response_class(name: str) -> type[message.Message]:

@@ -15,7 +15,7 @@ DESCRIPTOR_SET = ROOT / "generated" / "machinesecrets.binpb"
 README = ROOT / "README.md"
 BEGIN = "<!-- api-table: made by `make proto` from the .proto files; do not edit -->"
 END = "<!-- /api-table -->"
-PACKAGE = "machinesecrets.v1"
+PACKAGES = ("machinesecrets.v1", "zitadel.management.v1")
 # FileDescriptorProto field numbers, for the comments in source_code_info.
 SERVICE_FIELD, METHOD_FIELD = 6, 2
 
@@ -29,7 +29,7 @@ def first_sentence(comment: str) -> str:
 def table(files: descriptor_pb2.FileDescriptorSet) -> str:
     rows = ["| RPC | HTTP binding | needs | what it does |", "| --- | --- | --- | --- |"]
     for file in files.file:
-        if file.package != PACKAGE:
+        if file.package not in PACKAGES:
             continue
         comments = {
             tuple(location.path): location.leading_comments for location in file.source_code_info.location
@@ -43,8 +43,13 @@ def table(files: descriptor_pb2.FileDescriptorSet) -> str:
                     bindings.append(f"`{verb.upper()} {getattr(binding, verb)}`")
                 summary = first_sentence(comments.get((SERVICE_FIELD, s, METHOD_FIELD, m), ""))
                 permission = permission_of(method.options)
+                name = (
+                    service.name
+                    if file.package.startswith("machinesecrets")
+                    else f"{file.package}.{service.name}"
+                )
                 rows.append(
-                    f"| `{service.name}.{method.name}` | {', '.join(bindings)} | `{permission}` | {summary} |"
+                    f"| `{name}.{method.name}` | {', '.join(bindings)} | `{permission}` | {summary} |"
                 )
     return "\n".join(rows)
 

@@ -22,7 +22,11 @@ from server.transport.methods import permission_of
 ROOT = Path(__file__).resolve().parent.parent
 DESCRIPTOR_SET = ROOT / "generated" / "machinesecrets.binpb"
 OUTPUT = ROOT / "generated" / "openapi.json"
-SERVICES = ("machinesecrets.v1.UserService", "machinesecrets.v1.OrgService")
+SERVICES = (
+    "machinesecrets.v1.UserService",
+    "machinesecrets.v1.OrgService",
+    "zitadel.management.v1.ManagementService",
+)
 
 # What any RPC can answer through Envoy's transcoder (the code's HTTP status, or Envoy's own).
 COMMON_ERRORS = {
@@ -58,6 +62,8 @@ NAME_TAKEN = {"409": "The user name is taken"}
 METHOD_ERRORS: dict[str, dict[str, str]] = {
     "AddSecret": CREDENTIAL_ERRORS,
     "RemoveSecret": CREDENTIAL_ERRORS,
+    "GenerateMachineSecret": CREDENTIAL_ERRORS,
+    "RemoveMachineSecret": CREDENTIAL_ERRORS,
     "AddPersonalAccessToken": CREDENTIAL_ERRORS,
     "GetUserByID": USER_NOT_FOUND,
     "AddMachineUser": NAME_TAKEN,
@@ -101,6 +107,7 @@ NAME = {"type": "string", "minLength": 1, "maxLength": MAX_NAME_LENGTH}
 REQUEST_RULES: dict[str, dict[str, Any]] = {
     "user_id": ID,
     "userId": ID,
+    "id": ID,
     "userName": {**NAME, "pattern": "^[^\\s]+$"},
     "name": NAME,
     "displayName": NAME,
@@ -133,7 +140,8 @@ class Generator:
     def ref(self, type_name: str) -> dict[str, Any]:
         if type_name in WELL_KNOWN:
             return WELL_KNOWN[type_name]
-        short = type_name.rsplit(".", 1)[1]
+        # The native API's types by their short names; ZITADEL's by their full ones (both have a User).
+        short = type_name.rsplit(".", 1)[1] if type_name.startswith(".machinesecrets.") else type_name[1:]
         if short not in self.schemas:
             self.schemas[short] = {}  # reserve the name: messages may refer to each other
             if type_name in self.enums:
@@ -242,8 +250,6 @@ class Generator:
                     "application/json": {"schema": self.object(request, exclude=in_path, request=True)}
                 },
             }
-        if "/management/v1/" in path:
-            operation["operationId"] += "_management"
         return operation
 
 

@@ -56,8 +56,9 @@ def generate(out: Path) -> None:
         ]
     )
     # protoc does not write package markers; the generated modules import each other absolutely.
-    for package in {p.parent for p in out.rglob("*_pb2.py")} | {out / "machinesecrets"}:
-        (package / "__init__.py").touch()
+    for module in out.rglob("*_pb2.py"):
+        for package in module.relative_to(out).parents[:-1]:  # every folder down to the module's
+            (out / package / "__init__.py").touch()
 
 
 def _protoc(args: list[str]) -> None:

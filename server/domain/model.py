@@ -63,3 +63,14 @@ class PersonalAccessTokenView:
     creation_date: datetime | None
     expiration_date: datetime | None
     last_used: datetime | None  # to the minute
+
+
+@dataclass(frozen=True)
+class UserProfile:
+    """What a user was created with, beyond its user name: a machine user's name and
+    description, a human user's display name and email ("" where the kind has none)."""
+
+    name: str
+    description: str
+    display_name: str
+    email: str

@@ -2,9 +2,10 @@
 
 from server.domain import validation as check
 from server.domain.errors import user_not_found, user_not_machine
-from server.domain.model import Details, PersonalAccessTokenView, UserView
+from server.domain.model import Details, PersonalAccessTokenView, UserProfile, UserView
 from server.domain.permissions import CallContext
 from server.store.base import USER_TYPE_MACHINE, Store, UserRecord
+from server.store.events import AGGREGATE_USER
 
 
 class Queries:
@@ -22,6 +23,19 @@ class Queries:
             user.secret_hash is not None,
             details,
         )
+
+    async def user_with_profile(self, ctx: CallContext, user_id: str) -> tuple[UserView, UserProfile]:
+        """The user, and what it was created with (one more read: for APIs that show it)."""
+        view = await self.user_by_id(ctx, user_id)
+        created = await self._store.first_event(AGGREGATE_USER, user_id)
+        payload = created.payload if created is not None else {}
+        profile = UserProfile(
+            str(payload.get("name", "")),
+            str(payload.get("description", "")),
+            str(payload.get("display_name", "")),
+            str(payload.get("email", "")),
+        )
+        return view, profile
 
     async def personal_access_tokens(self, ctx: CallContext, user_id: str) -> list[PersonalAccessTokenView]:
         """A machine user's personal access tokens: their ids and dates, never a token or a hash."""

@@ -112,6 +112,10 @@ class Store(Protocol):
         """All events of one aggregate, in sequence order."""
         ...
 
+    async def first_event(self, aggregate_type: str, aggregate_id: str) -> StoredEvent | None:
+        """The event that created an aggregate (what it was created with), or None."""
+        ...
+
     async def sequence_of(self, aggregate_type: str, aggregate_id: str) -> int:
         """The sequence of an aggregate's last event; 0 if it has none."""
         ...

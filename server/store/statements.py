@@ -13,6 +13,10 @@ SELECT_EVENTS = (
     "SELECT aggregate_type, aggregate_id, sequence, event_type, resource_owner, payload, created_at"
     " FROM events WHERE aggregate_type = ? AND aggregate_id = ? ORDER BY sequence"
 )
+SELECT_FIRST_EVENT = (
+    "SELECT aggregate_type, aggregate_id, sequence, event_type, resource_owner, payload, created_at"
+    " FROM events WHERE aggregate_type = ? AND aggregate_id = ? AND sequence = 1"
+)
 USER_COLUMNS = (
     "id, org_id, user_name, type, secret_hash, secret_sequence, sequence, created_at, changed_at, state"
 )

@@ -4,6 +4,7 @@ permission, error mapping and the access log are the pipeline's work (pipeline.p
 is named after its RPC; the pipeline finds it by that name."""
 
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from google.protobuf import timestamp_pb2
 from machinesecrets.v1 import (
@@ -11,12 +12,15 @@ from machinesecrets.v1 import (
     org_service_pb2,
     user_service_pb2,
 )
+from zitadel.v1 import object_pb2 as zitadel_object_pb2
 
 from server.domain.commands import Commands
 from server.domain.errors import FieldViolation, InvalidArgument
 from server.domain.model import Details
 from server.domain.permissions import CallContext
 from server.domain.queries import Queries
+
+D = TypeVar("D", object_pb2.ObjectDetails, zitadel_object_pb2.ObjectDetails)
 
 
 def timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
@@ -29,8 +33,9 @@ def optional_timestamp(moment: datetime | None) -> timestamp_pb2.Timestamp | Non
     return None if moment is None else timestamp(moment)
 
 
-def details_proto(details: Details) -> object_pb2.ObjectDetails:
-    return object_pb2.ObjectDetails(
+def details_proto(details: Details, kind: type[D] = object_pb2.ObjectDetails) -> D:  # type: ignore[assignment]
+    """Details as machinesecrets.v1's ObjectDetails, or as ZITADEL's v1 one (same numbers)."""
+    return kind(
         sequence=details.sequence,
         creation_date=timestamp(details.creation_date),
         change_date=timestamp(details.change_date),
@@ -38,9 +43,12 @@ def details_proto(details: Details) -> object_pb2.ObjectDetails:
     )
 
 
-def expiration(request: user_service_pb2.AddPersonalAccessTokenRequest) -> datetime:
+def expiration(stamp: timestamp_pb2.Timestamp | None) -> datetime | None:
+    """An expiration_date field (None: unset) as a time."""
+    if stamp is None:
+        return None
     try:
-        return request.expiration_date.ToDatetime(tzinfo=UTC)
+        return stamp.ToDatetime(tzinfo=UTC)
     except (ValueError, OverflowError) as error:  # seconds or nanos outside the Timestamp range
         raise InvalidArgument([FieldViolation("expiration_date", "must be a valid timestamp")]) from error
 
@@ -106,7 +114,7 @@ class UserService:
     async def AddPersonalAccessToken(
         self, request: user_service_pb2.AddPersonalAccessTokenRequest, ctx: CallContext
     ) -> user_service_pb2.AddPersonalAccessTokenResponse:
-        expires_at = expiration(request) if request.HasField("expiration_date") else None
+        expires_at = expiration(request.expiration_date if request.HasField("expiration_date") else None)
         issued = await self._commands.add_personal_access_token(ctx, request.user_id, expires_at)
         return user_service_pb2.AddPersonalAccessTokenResponse(
             token_id=issued.token_id, token=issued.token, details=details_proto(issued.details)

@@ -19,6 +19,7 @@ import grpc
 from grpc import aio
 from machinesecrets.v1 import object_pb2, user_service_pb2
 
+from server.config import load
 from server.envoy import EnvoyProcess, EnvoySettings
 from server.limits import MAX_REQUEST_BYTES
 from server.transport.asgi import Receive, Send
@@ -36,7 +37,8 @@ USER = user_service_pb2.GetUserByIDResponse(
         id="1", user_name="noop", type=user_service_pb2.USER_TYPE_MACHINE, details=DETAILS
     )
 )
-READ_TIMEOUT_S = 10.0
+# The service's own default (MS_REQUEST_READ_TIMEOUT), read as the service reads it.
+READ_TIMEOUT_S = load([], {}).request_read_timeout.total_seconds()
 
 
 class FixedAnswer:

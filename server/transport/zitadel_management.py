@@ -1,0 +1,109 @@
+"""ZITADEL's management API (zitadel.management.v1), the subset of the machine-user secret
+lifecycle: each method a thin mapping onto the same commands and queries as the native API, so
+that it has the same permissions (declared in its .proto), organisation rules and errors. Only the
+message shapes are ZITADEL's."""
+
+from zitadel.management.v1 import management_pb2 as mgmt
+from zitadel.user.v1 import user_pb2
+from zitadel.v1 import object_pb2
+
+from server.domain.commands import Commands
+from server.domain.errors import FieldViolation, InvalidArgument
+from server.domain.model import UserProfile, UserView
+from server.domain.permissions import CallContext
+from server.domain.queries import Queries
+from server.transport.servicers import details_proto, expiration
+
+
+def zitadel_user(view: UserView, profile: UserProfile) -> user_pb2.User:
+    """A user as ZITADEL's v1 API shows it. Its login name is its user name: the service has no
+    organisation domains to append."""
+    user = user_pb2.User(
+        id=view.id,
+        details=details_proto(view.details, object_pb2.ObjectDetails),
+        state=user_pb2.USER_STATE_ACTIVE if view.active else user_pb2.USER_STATE_INACTIVE,
+        user_name=view.user_name,
+        login_names=[view.user_name],
+        preferred_login_name=view.user_name,
+    )
+    if view.machine:
+        user.machine.CopyFrom(
+            user_pb2.Machine(
+                name=profile.name,
+                description=profile.description,
+                has_secret=view.has_secret,
+                access_token_type=user_pb2.ACCESS_TOKEN_TYPE_BEARER,
+            )
+        )
+    else:
+        user.human.CopyFrom(
+            user_pb2.Human(
+                profile=user_pb2.Profile(display_name=profile.display_name),
+                email=user_pb2.Email(email=profile.email),
+            )
+        )
+    return user
+
+
+class ManagementService:
+    def __init__(self, commands: Commands, queries: Queries) -> None:
+        self._commands = commands
+        self._queries = queries
+
+    async def AddMachineUser(
+        self, request: mgmt.AddMachineUserRequest, ctx: CallContext
+    ) -> mgmt.AddMachineUserResponse:
+        violations = []
+        if request.HasField("user_id"):
+            violations.append(FieldViolation("user_id", "the service chooses user ids: leave it unset"))
+        if request.access_token_type != user_pb2.ACCESS_TOKEN_TYPE_BEARER:
+            violations.append(
+                FieldViolation("access_token_type", "only ACCESS_TOKEN_TYPE_BEARER is supported")
+            )
+        if violations:
+            raise InvalidArgument(violations)
+        created = await self._commands.add_machine_user(
+            ctx, request.user_name, request.name, request.description
+        )
+        return mgmt.AddMachineUserResponse(
+            user_id=created.id, details=details_proto(created.details, object_pb2.ObjectDetails)
+        )
+
+    async def GenerateMachineSecret(
+        self, request: mgmt.GenerateMachineSecretRequest, ctx: CallContext
+    ) -> mgmt.GenerateMachineSecretResponse:
+        issued = await self._commands.add_secret(ctx, request.user_id)
+        return mgmt.GenerateMachineSecretResponse(
+            client_id=issued.client_id,
+            client_secret=issued.client_secret,
+            details=details_proto(issued.details, object_pb2.ObjectDetails),
+        )
+
+    async def RemoveMachineSecret(
+        self, request: mgmt.RemoveMachineSecretRequest, ctx: CallContext
+    ) -> mgmt.RemoveMachineSecretResponse:
+        details = await self._commands.remove_secret(ctx, request.user_id)
+        return mgmt.RemoveMachineSecretResponse(details=details_proto(details, object_pb2.ObjectDetails))
+
+    async def GetUserByID(
+        self, request: mgmt.GetUserByIDRequest, ctx: CallContext
+    ) -> mgmt.GetUserByIDResponse:
+        view, profile = await self._queries.user_with_profile(ctx, request.id)
+        return mgmt.GetUserByIDResponse(user=zitadel_user(view, profile))
+
+    async def AddOrgMember(
+        self, request: mgmt.AddOrgMemberRequest, ctx: CallContext
+    ) -> mgmt.AddOrgMemberResponse:
+        details = await self._commands.add_org_member(ctx, request.user_id, list(request.roles))
+        return mgmt.AddOrgMemberResponse(details=details_proto(details, object_pb2.ObjectDetails))
+
+    async def AddPersonalAccessToken(
+        self, request: mgmt.AddPersonalAccessTokenRequest, ctx: CallContext
+    ) -> mgmt.AddPersonalAccessTokenResponse:
+        expires_at = expiration(request.expiration_date if request.HasField("expiration_date") else None)
+        issued = await self._commands.add_personal_access_token(ctx, request.user_id, expires_at)
+        return mgmt.AddPersonalAccessTokenResponse(
+            token_id=issued.token_id,
+            token=issued.token,
+            details=details_proto(issued.details, object_pb2.ObjectDetails),
+        )
