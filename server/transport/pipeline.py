@@ -16,6 +16,7 @@ grpc-web. Neither knows the other's calling convention, and neither has a step o
 """
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -51,7 +52,7 @@ Metadata = Sequence[tuple[str, str | bytes]]
 Handler = Callable[[Any, CallContext], Awaitable[Message]]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Call:
     """One unary call, as a transport received it."""
 
@@ -62,7 +63,7 @@ class Call:
     timeout_s: float | None = None  # the client's deadline, where the transport does not keep it
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Outcome:
     """How a call ended: the serialized response, or the status of the error."""
 
@@ -111,8 +112,11 @@ class Pipeline:
     async def run(self, call: Call, read: Callable[[], Awaitable[bytes]]) -> Outcome:
         started = time.perf_counter()
         caller = "-"
+        # A deadline of the pipeline's own only where the transport keeps none (grpc-web's
+        # grpc-timeout); grpc.aio cancels the call itself. No timer at all costs least.
+        deadline = None if call.timeout_s is None else asyncio.timeout(call.timeout_s)
         try:
-            async with asyncio.timeout(call.timeout_s) as deadline:
+            async with deadline or contextlib.nullcontext():
                 request = self._parse(await read())
                 check_metadata_size(call.metadata)
                 principal = await self._access.authenticate(
@@ -125,7 +129,7 @@ class Pipeline:
                 response = await self._handler(request, context)
             outcome = Outcome(grpc.StatusCode.OK, response=response.SerializeToString())
         except TimeoutError as error:
-            if deadline.expired():
+            if deadline is not None and deadline.expired():
                 outcome = error_outcome(DeadlineExceeded("DEADLINE_EXCEEDED", "the call's deadline passed"))
             else:
                 outcome = self._failed(call, error)
