@@ -11,7 +11,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from machinesecrets.v1 import org_service_pb2, user_service_pb2
+from zitadel.internal_permission.v2 import internal_permission_service_pb2 as perm_v2
 from zitadel.management.v1 import management_pb2
+from zitadel.org.v2 import org_service_pb2 as org_v2
+from zitadel.user.v2 import user_service_pb2 as user_v2
 
 from server.config import Config
 from server.domain.access import Access
@@ -28,16 +31,18 @@ from server.store.base import Store
 from server.store.postgres import PostgresStore
 from server.store.sqlite import SqliteStore
 from server.transport.asgi_server import AsgiServer
+from server.transport.connect import ConnectEndpoint
 from server.transport.cors import CorsMiddleware
 from server.transport.forwarded import ClientAddress
 from server.transport.grpc_server import method_handlers
 from server.transport.grpcweb import GrpcWebEndpoint
-from server.transport.http import HttpApp, StaticJson
+from server.transport.http import ByContentType, HttpApp, StaticJson
 from server.transport.metrics import METRICS_PATH, CallCounters, MetricsEndpoint
 from server.transport.oauth import DISCOVERY_PATH, TOKEN_PATH, Discovery, TokenEndpoint
 from server.transport.pipeline import build_pipelines
 from server.transport.servicers import OrgService, UserService
 from server.transport.zitadel_management import ManagementService
+from server.transport.zitadel_v2 import InternalPermissionService, OrganizationServiceV2, UserServiceV2
 
 log = logging.getLogger("machinesecrets")
 
@@ -50,7 +55,18 @@ USER_SERVICE = user_service_pb2.DESCRIPTOR.services_by_name["UserService"]
 ORG_SERVICE = org_service_pb2.DESCRIPTOR.services_by_name["OrgService"]
 # ZITADEL's own names, for clients written for ZITADEL (README, "Coming from ZITADEL").
 ZITADEL_MANAGEMENT = management_pb2.DESCRIPTOR.services_by_name["ManagementService"]
-SERVICE_NAMES = (USER_SERVICE.full_name, ORG_SERVICE.full_name, ZITADEL_MANAGEMENT.full_name)
+ZITADEL_USERS = user_v2.DESCRIPTOR.services_by_name["UserService"]
+ZITADEL_ORGS = org_v2.DESCRIPTOR.services_by_name["OrganizationService"]
+ZITADEL_ADMINISTRATORS = perm_v2.DESCRIPTOR.services_by_name["InternalPermissionService"]
+SERVICES = (
+    USER_SERVICE,
+    ORG_SERVICE,
+    ZITADEL_MANAGEMENT,
+    ZITADEL_USERS,
+    ZITADEL_ORGS,
+    ZITADEL_ADMINISTRATORS,
+)
+SERVICE_NAMES = tuple(service.full_name for service in SERVICES)
 
 
 @dataclass
@@ -119,6 +135,9 @@ async def _start(config: Config, store: Store) -> Service:
             USER_SERVICE: UserService(commands, queries),
             ORG_SERVICE: OrgService(commands),
             ZITADEL_MANAGEMENT: ManagementService(commands, queries),
+            ZITADEL_USERS: UserServiceV2(commands, queries),
+            ZITADEL_ORGS: OrganizationServiceV2(commands),
+            ZITADEL_ADMINISTRATORS: InternalPermissionService(commands),
         },
         access,
         counters,
@@ -146,10 +165,16 @@ async def _start(config: Config, store: Store) -> Service:
         discovery = Discovery(config.issuer)
         envoy_socket = None if private_dir is None else str(Path(private_dir.name) / "http.sock")
         server.add_generic_rpc_handlers(method_handlers(pipelines, read_timeout_s))
-        # grpc-web serves the very same pipelines, at their gRPC paths.
+        # grpc-web and the Connect JSON call serve the very same pipelines, at their gRPC paths.
         grpc_web = CorsMiddleware(
             GrpcWebEndpoint(pipelines, MAX_REQUEST_BYTES, read_timeout_s), config.cors_origins
         )
+        connect = ConnectEndpoint(
+            [(p, p.request_type, p.response_type) for p in pipelines],
+            MAX_REQUEST_BYTES,
+            read_timeout_s,
+        )
+        rpc = ByContentType(json=connect, other=grpc_web)
         http_app = HttpApp(
             {
                 TOKEN_PATH: TokenEndpoint(
@@ -158,7 +183,7 @@ async def _start(config: Config, store: Store) -> Service:
                 DISCOVERY_PATH: discovery,
                 METRICS_PATH: MetricsEndpoint(counters),
                 OPENAPI_PATH: StaticJson(OPENAPI_DOCUMENT.read_bytes()),
-                **{pipeline.method: grpc_web for pipeline in pipelines},
+                **{pipeline.method: rpc for pipeline in pipelines},
             }
         )
         health_servicer = HealthServicer()

@@ -20,7 +20,10 @@ from google.api import annotations_pb2
 from google.protobuf import json_format, message, message_factory
 from google.rpc import error_details_pb2, status_pb2
 from machinesecrets.v1 import org_service_pb2, user_service_pb2
+from zitadel.internal_permission.v2 import internal_permission_service_pb2
 from zitadel.management.v1 import management_pb2
+from zitadel.org.v2 import org_service_pb2 as org_service_v2_pb2
+from zitadel.user.v2 import user_service_pb2 as user_service_v2_pb2
 
 from server.transport.oauth import TOKEN_PATH
 from server.transport.status import HTTP_STATUS
@@ -30,6 +33,11 @@ SERVICES = {
     "UserService": user_service_pb2.DESCRIPTOR.services_by_name["UserService"],
     "OrgService": org_service_pb2.DESCRIPTOR.services_by_name["OrgService"],
     "ManagementService": management_pb2.DESCRIPTOR.services_by_name["ManagementService"],
+    "UserServiceV2": user_service_v2_pb2.DESCRIPTOR.services_by_name["UserService"],
+    "OrganizationServiceV2": org_service_v2_pb2.DESCRIPTOR.services_by_name["OrganizationService"],
+    "InternalPermissionService": internal_permission_service_pb2.DESCRIPTOR.services_by_name[
+        "InternalPermissionService"
+    ],
 }
 # A native method by its name ("AddSecret"), any method by "Service.Method"
 # ("ManagementService.GenerateMachineSecret").
@@ -235,6 +243,48 @@ class JsonApi:
                 error.reason, error.metadata = detail["reason"], detail.get("metadata", {})
             elif detail["@type"].endswith("/google.rpc.BadRequest"):
                 error.violations = {v["field"]: v["description"] for v in detail["fieldViolations"]}
+        raise error
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+class ConnectApi:
+    """The Connect protocol's unary call in JSON, as ZITADEL's SDKs make it: POST to the method's
+    gRPC path, a proto3-JSON body; errors are {"code", "message", "details"}."""
+
+    def __init__(self, name: str, base_url: str) -> None:
+        self.name = name
+        self._base_url = base_url
+        self._client = httpx.AsyncClient(timeout=30)
+
+    async def call(self, method: str, request: message.Message, metadata: Metadata) -> message.Message:
+        # A message stand-in without a descriptor (a test's raw bytes) goes as it is.
+        body = (
+            json_format.MessageToJson(request)
+            if hasattr(request, "DESCRIPTOR")
+            else request.SerializeToString()
+        )
+        answer = await self._client.post(
+            self._base_url + method_path(method),
+            content=body,
+            headers=[("content-type", "application/json"), *metadata],
+        )
+        assert answer.headers["content-type"] == "application/json", answer.headers
+        payload = answer.json()
+        if answer.status_code == 200:
+            return json_format.ParseDict(payload, response_class(method)())
+        code = grpc.StatusCode[payload["code"].upper()]
+        assert answer.status_code == HTTP_STATUS[code], (answer.status_code, payload)
+        error = ApiError(code, payload["message"])
+        for detail in payload.get("details", []):
+            value = base64.b64decode(detail["value"] + "=" * (-len(detail["value"]) % 4))
+            if detail["type"] == "google.rpc.ErrorInfo":
+                info = error_details_pb2.ErrorInfo.FromString(value)
+                error.reason, error.metadata = info.reason, dict(info.metadata)
+            elif detail["type"] == "google.rpc.BadRequest":
+                bad = error_details_pb2.BadRequest.FromString(value)
+                error.violations = {v.field: v.description for v in bad.field_violations}
         raise error
 
     async def close(self) -> None:

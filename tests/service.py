@@ -10,7 +10,7 @@ from server.config import Config
 from server.domain.failure_limits import FailureLimits
 from server.transport.forwarded import Network
 from tests import postgres
-from tests.api import Api, GrpcApi, GrpcWebApi, JsonApi
+from tests.api import Api, ConnectApi, GrpcApi, GrpcWebApi, JsonApi
 
 
 @dataclass
@@ -87,7 +87,19 @@ async def start_service(config: Config) -> Running:
 BACKENDS = ["sqlite", "postgres"]
 
 
-TRANSPORTS = ["grpc", "grpc-web", "grpc-web-text", "envoy-grpc", "envoy-grpc-web", "envoy-json"]
+TRANSPORTS = [
+    "grpc",
+    "grpc-web",
+    "grpc-web-text",
+    "connect",
+    "envoy-grpc",
+    "envoy-grpc-web",
+    "envoy-json",
+    "envoy-connect",
+]
+# The transports whose bodies are JSON: they cannot carry what proto3 JSON cannot say (a Timestamp
+# past year 9999, bytes that are not a message).
+JSON_TRANSPORTS = ("envoy-json", "connect", "envoy-connect")
 
 
 def client(transport: str, service: app.Service) -> Api:
@@ -106,4 +118,8 @@ def client(transport: str, service: app.Service) -> Api:
             return GrpcWebApi(transport, f"http://{envoy}", text=False)
         case "envoy-json":
             return JsonApi(transport, f"http://{envoy}")
+        case "connect":
+            return ConnectApi(transport, web)
+        case "envoy-connect":
+            return ConnectApi(transport, f"http://{envoy}")
     raise ValueError(transport)

@@ -18,6 +18,7 @@ import httpx
 import pytest
 from google.protobuf import wrappers_pb2
 from google.rpc import error_details_pb2, status_pb2
+from machinesecrets.v1.options_pb2 import AuthOption
 
 from server.domain.access import Access
 from server.domain.commands import Commands
@@ -88,7 +89,9 @@ async def served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Serv
     access, counters = Access(store), CallCounters()
     runners: list[Any] = [EchoMetadata()]
     runners += [
-        Pipeline(method, StringValue, USER_READ, handler, access, counters)
+        Pipeline(
+            method, StringValue, StringValue, AuthOption(permission=USER_READ), handler, access, counters
+        )
         for method, handler in HANDLERS.items()
     ]
     endpoint = CorsMiddleware(GrpcWebEndpoint(runners, 1024, 10.0), [ORIGIN])

@@ -86,6 +86,33 @@ async def test_a_secret_buys_a_token(admin: World, running: Running, endpoint: s
     assert (answer.headers["cache-control"], answer.headers["pragma"]) == ("no-store", "no-cache")
 
 
+@pytest.mark.parametrize(
+    ("scope", "status", "granted"),
+    [
+        # What ZITADEL's client-credentials guide and SDK send: accepted, granting what every token grants.
+        (
+            "openid profile urn:zitadel:iam:org:project:id:zitadel:aud",
+            200,
+            "openid profile urn:zitadel:iam:org:project:id:zitadel:aud",
+        ),
+        ("openid email offline_access urn:zitadel:iam:org:id:69629023906488334", 200, None),
+        ("api api", 200, "api"),
+        ("urn:zitadel:iam:org:id:abc", 400, None),
+        ("urn:zitadel:iam:org:project:id:other:aud", 400, None),
+    ],
+)
+async def test_the_scopes_zitadel_clients_send(
+    admin: World, running: Running, scope: str, status: int, granted: str | None
+) -> None:
+    c = await machine_client(admin, [])
+    answer = await exchange(endpoints(running)["direct"], c.client_id, c.secret, scope=scope)
+    assert answer.status_code == status, answer.text
+    if status == 400:
+        assert answer.json()["error"] == "invalid_scope"
+    elif granted is not None:
+        assert answer.json()["scope"] == granted
+
+
 async def test_the_token_acts_as_the_machine_user(world: World, running: Running) -> None:
     c = await machine_client(world, ["ORG_USER_MANAGER"])
     token = await token_of(endpoints(running)["direct"], c)

@@ -15,7 +15,13 @@ DESCRIPTOR_SET = ROOT / "generated" / "machinesecrets.binpb"
 README = ROOT / "README.md"
 BEGIN = "<!-- api-table: made by `make proto` from the .proto files; do not edit -->"
 END = "<!-- /api-table -->"
-PACKAGES = ("machinesecrets.v1", "zitadel.management.v1")
+PACKAGES = (
+    "machinesecrets.v1",
+    "zitadel.management.v1",
+    "zitadel.user.v2",
+    "zitadel.org.v2",
+    "zitadel.internal_permission.v2",
+)
 # FileDescriptorProto field numbers, for the comments in source_code_info.
 SERVICE_FIELD, METHOD_FIELD = 6, 2
 
@@ -38,7 +44,11 @@ def table(files: descriptor_pb2.FileDescriptorSet) -> str:
             for m, method in enumerate(service.method):
                 rule = method.options.Extensions[annotations_pb2.http]
                 bindings = []
-                for binding in [rule, *rule.additional_bindings]:
+                for binding in (
+                    [rule, *rule.additional_bindings]
+                    if method.options.HasExtension(annotations_pb2.http)
+                    else []
+                ):
                     verb = binding.WhichOneof("pattern")
                     bindings.append(f"`{verb.upper()} {getattr(binding, verb)}`")
                 summary = first_sentence(comments.get((SERVICE_FIELD, s, METHOD_FIELD, m), ""))
@@ -48,9 +58,8 @@ def table(files: descriptor_pb2.FileDescriptorSet) -> str:
                     if file.package.startswith("machinesecrets")
                     else f"{file.package}.{service.name}"
                 )
-                rows.append(
-                    f"| `{name}.{method.name}` | {', '.join(bindings)} | `{permission}` | {summary} |"
-                )
+                paths = ", ".join(bindings) or "(gRPC and Connect only)"
+                rows.append(f"| `{name}.{method.name}` | {paths} | `{permission}` | {summary} |")
     return "\n".join(rows)
 
 

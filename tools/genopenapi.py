@@ -7,6 +7,7 @@ endpoint and discovery document, which are not RPCs, are described by hand at th
 """
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from google.protobuf.descriptor_pb2 import FieldDescriptorProto as Field
 from server.domain.permissions import ROLES
 from server.domain.validation import MAX_DESCRIPTION_LENGTH, MAX_ID_LENGTH, MAX_NAME_LENGTH
 from server.transport.methods import permission_of
+from server.transport.oauth import ORGANISATION_SCOPE, SUPPORTED_SCOPES
 
 ROOT = Path(__file__).resolve().parent.parent
 DESCRIPTOR_SET = ROOT / "generated" / "machinesecrets.binpb"
@@ -26,6 +28,8 @@ SERVICES = (
     "machinesecrets.v1.UserService",
     "machinesecrets.v1.OrgService",
     "zitadel.management.v1.ManagementService",
+    "zitadel.user.v2.UserService",
+    "zitadel.org.v2.OrganizationService",
 )
 
 # What any RPC can answer through Envoy's transcoder (the code's HTTP status, or Envoy's own).
@@ -74,6 +78,12 @@ METHOD_ERRORS: dict[str, dict[str, str]] = {
     "ReactivateUser": USER_ERRORS,
     "RemoveUser": USER_ERRORS,
     "AddOrganization": {},
+    "CreateUser": NAME_TAKEN,
+    # With admins: each is an existing user the caller may read, granted only roles it holds.
+    "OrganizationService.AddOrganization": {
+        **USER_NOT_FOUND,
+        "403": "Only an IAM_OWNER creates organisations",
+    },
     "RemoveOrgMember": {
         **ABORTED,
         "400": "Invalid argument; the member is the last active IAM_OWNER",
@@ -128,14 +138,19 @@ class Generator:
         self.enums: dict[str, descriptor_pb2.EnumDescriptorProto] = {}
         self.services: list[tuple[str, descriptor_pb2.ServiceDescriptorProto]] = []
         for file in files.file:
-            for message in file.message_type:
-                self.messages[f".{file.package}.{message.name}"] = message
+            self._add_messages(f".{file.package}", file.message_type)
             for enum in file.enum_type:
                 self.enums[f".{file.package}.{enum.name}"] = enum
             for service in file.service:
                 if f"{file.package}.{service.name}" in SERVICES:
                     self.services.append((file.package, service))
         self.schemas: dict[str, Any] = {}
+
+    def _add_messages(self, prefix: str, messages: Any) -> None:
+        """Every message by its full name, nested ones too."""
+        for message in messages:
+            self.messages[f"{prefix}.{message.name}"] = message
+            self._add_messages(f"{prefix}.{message.name}", message.nested_type)
 
     def ref(self, type_name: str) -> dict[str, Any]:
         if type_name in WELL_KNOWN:
@@ -227,7 +242,9 @@ class Generator:
             }
             for name in in_path
         ]
-        errors = {**COMMON_ERRORS, **(BODY_ERRORS if body else {}), **METHOD_ERRORS[method.name]}
+        own = METHOD_ERRORS.get(f"{service}.{method.name}", METHOD_ERRORS.get(method.name))
+        assert own is not None, f"METHOD_ERRORS names no answers of {service}.{method.name}"
+        errors = {**COMMON_ERRORS, **(BODY_ERRORS if body else {}), **own}
         permission = permission_of(method.options)
         operation: dict[str, Any] = {
             "operationId": f"{service}_{method.name}",
@@ -253,6 +270,16 @@ class Generator:
         return operation
 
 
+# The scopes the token endpoint accepts (server/transport/oauth.py), as a pattern.
+SCOPE_PATTERN = (
+    "^ *(("
+    + "|".join(re.escape(scope) for scope in SUPPORTED_SCOPES)
+    + "|"
+    + ORGANISATION_SCOPE.pattern
+    + ") *)*$"
+)
+
+
 def oauth_paths() -> dict[str, Any]:
     error = {"application/json": {"schema": {"$ref": "#/components/schemas/OAuthError"}}}
     return {
@@ -264,8 +291,8 @@ def oauth_paths() -> dict[str, Any]:
             "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
                 "type": "object", "required": ["grant_type"],
                 "properties": {"grant_type": {"type": "string", "enum": ["client_credentials"]},
-                               "scope": {"type": "string", "pattern": "^ *(api *)*$",
-                                         "description": "space-separated scopes; the one there is is api"},
+                               "scope": {"type": "string", "pattern": SCOPE_PATTERN,
+                                         "description": "api, and the scopes ZITADEL clients send"},
                                "client_id": {"type": "string"},
                                "client_secret": {"type": "string"}}}}}},
             "responses": {

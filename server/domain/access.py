@@ -2,10 +2,11 @@
 
 from datetime import UTC, datetime, timedelta
 
+from server.domain import validation as check
 from server.domain.credentials import token_hash
-from server.domain.errors import PermissionDenied, Unauthenticated
+from server.domain.errors import PermissionDenied, Unauthenticated, user_not_found
 from server.domain.ids import is_id
-from server.domain.permissions import CallContext, Principal
+from server.domain.permissions import USER_READ, CallContext, Principal
 from server.store.base import Store
 from server.store.codecs import to_micros
 
@@ -56,3 +57,18 @@ class Access:
         if org_id != principal.org_id and (not is_id(org_id) or await self._store.org(org_id) is None):
             raise PermissionDenied("ORGANIZATION_NOT_FOUND", "the organisation does not exist")
         return CallContext(principal, org_id)
+
+    async def enter_organisation_of_user(
+        self, principal: Principal, user_id: str, permission: str
+    ) -> CallContext:
+        """The context for a call about a user, in that user's organisation (ZITADEL's v2 API).
+
+        A user the caller may not even read is refused exactly like one that does not exist, so
+        user ids cannot be probed across organisations; one it may read but not act on is
+        PERMISSION_DENIED.
+        """
+        check.raise_if_any(check.check_id("user_id", user_id))
+        user = await self._store.user(user_id)
+        if user is None or not principal.has(USER_READ, user.org_id):
+            raise user_not_found()
+        return await self.enter_organisation(principal, user.org_id, permission)

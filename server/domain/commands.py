@@ -11,7 +11,7 @@ queue. Across processes the primary key still decides, and the retry covers the 
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from server.domain import validation as check
@@ -54,26 +54,37 @@ class Commands:
         self._write_attempts = write_attempts
         self._turns = KeyedLocks()
 
-    async def add_organization(self, ctx: CallContext, name: str) -> Created:
-        check.raise_if_any(check.check_text("name", name))
+    async def add_organization(
+        self, ctx: CallContext, name: str, admins: Sequence[tuple[str, list[str]]] = ()
+    ) -> Created:
+        """A new organisation, and its first members (admins: user id and roles) with it, in one
+        append: all of it, or nothing. Each admin is checked as AddOrgMember checks a member."""
+        violations = check.check_text("name", name)
+        for i, (user_id, roles) in enumerate(admins):
+            violations += check.check_id(f"admins[{i}].user_id", user_id)
+            violations += check.check_roles(f"admins[{i}].roles", roles)
+        if len({user_id for user_id, _ in admins}) != len(admins):
+            violations.append(FieldViolation("admins", "a user may be named once"))
+        check.raise_if_any(violations)
         org_id = self._ids.new_id()
-        [added] = await self._store.append(
-            [NewEvent(ev.AGGREGATE_ORG, org_id, 1, ev.ORG_ADDED, org_id, {"name": name})]
-        )
-        return Created(org_id, Details.of_change(added))
+        events = [NewEvent(ev.AGGREGATE_ORG, org_id, 1, ev.ORG_ADDED, org_id, {"name": name})]
+        for user_id, roles in admins:
+            if not ctx.principal.covers({org_id: frozenset(roles)}):
+                raise cannot_grant()
+            await self._member_in_reach(ctx, user_id)
+            payload = {"user_id": user_id, "roles": sorted(set(roles))}
+            events.append(
+                NewEvent(ev.AGGREGATE_ORG, org_id, len(events) + 1, ev.ORG_MEMBER_ADDED, org_id, payload)
+            )
+        added = await self._store.append(events)
+        return Created(org_id, Details.of_change(added[-1]))
 
     async def add_org_member(self, ctx: CallContext, user_id: str, roles: list[str]) -> Details:
         check.raise_if_any(check.check_id("user_id", user_id) + check.check_roles("roles", roles))
         granted = frozenset(roles)
         if not ctx.principal.covers({ctx.org_id: granted}):
             raise cannot_grant()
-        # A member may belong to another organisation: membership is how a user of one
-        # organisation is allowed to act in another. Such a user is named only by a caller who
-        # may read the users of its organisation; to anyone else it is as absent as a user that
-        # does not exist, so user ids cannot be probed across organisations.
-        user = await self._store.user(user_id)
-        if user is None or not ctx.principal.has(USER_READ, user.org_id):
-            raise user_not_found()
+        await self._member_in_reach(ctx, user_id)
 
         async def decide() -> list[NewEvent]:
             org = await self._store.org(ctx.org_id)
@@ -90,15 +101,19 @@ class Commands:
         return Details.of_change(added)
 
     async def add_machine_user(
-        self, ctx: CallContext, user_name: str, name: str, description: str
+        self, ctx: CallContext, user_name: str | None, name: str, description: str
     ) -> Created:
+        """A machine user. No user name (ZITADEL's v2 CreateUser may leave it out): its id is its
+        user name, as in ZITADEL."""
+        user_id = self._ids.new_id()
+        user_name = user_id if user_name is None else user_name
         check.raise_if_any(
             check.check_user_name("user_name", user_name)
             + check.check_text("name", name)
             + check.check_text("description", description, required=False, limit=check.MAX_DESCRIPTION_LENGTH)
         )
         payload = {"user_name": user_name, "name": name, "description": description}
-        return await self._add_user(ctx, ev.USER_MACHINE_ADDED, payload)
+        return await self._add_user(ctx, user_id, ev.USER_MACHINE_ADDED, payload)
 
     async def add_human_user(
         self, ctx: CallContext, user_name: str, display_name: str, email: str
@@ -109,10 +124,11 @@ class Commands:
             + check.check_email("email", email)
         )
         payload = {"user_name": user_name, "display_name": display_name, "email": email}
-        return await self._add_user(ctx, ev.USER_HUMAN_ADDED, payload)
+        return await self._add_user(ctx, self._ids.new_id(), ev.USER_HUMAN_ADDED, payload)
 
-    async def _add_user(self, ctx: CallContext, event_type: str, payload: dict[str, str]) -> Created:
-        user_id = self._ids.new_id()
+    async def _add_user(
+        self, ctx: CallContext, user_id: str, event_type: str, payload: dict[str, str]
+    ) -> Created:
         try:
             [added] = await self._store.append(
                 [NewEvent(ev.AGGREGATE_USER, user_id, 1, event_type, ctx.org_id, payload)]
@@ -299,6 +315,16 @@ class Commands:
             return [self._next(user, ev.USER_MACHINE_SECRET_UPDATED, {"hash": new_hash})]
 
         await self._write(user_id, decide)
+
+    async def _member_in_reach(self, ctx: CallContext, user_id: str) -> UserRecord:
+        """The user about to become a member. A member may belong to another organisation:
+        membership is how a user of one organisation is allowed to act in another. Such a user is
+        named only by a caller who may read the users of its organisation; to anyone else it is as
+        absent as a user that does not exist, so user ids cannot be probed across organisations."""
+        user = await self._store.user(user_id)
+        if user is None or not ctx.principal.has(USER_READ, user.org_id):
+            raise user_not_found()
+        return user
 
     async def _credential_holder(self, ctx: CallContext, user_id: str) -> UserRecord:
         """The machine user of the context organisation whose credentials (secrets, tokens) the

@@ -96,7 +96,7 @@ class GrpcWebEndpoint:
         # logged and counted like every other failed call.
         unreadable: DomainError | None = None
         try:
-            metadata, timeout_s = _metadata(scope), _timeout(first(headers, "grpc-timeout"))
+            metadata, timeout_s = grpc_metadata(scope), _timeout(first(headers, "grpc-timeout"))
         except DomainError as error:
             unreadable, metadata, timeout_s = error, (), None
 
@@ -105,7 +105,7 @@ class GrpcWebEndpoint:
                 raise unreadable
             return await self._read(receive, text, first(headers, "grpc-encoding"))
 
-        call = Call(runner.method, "grpc-web", metadata, _peer(scope), timeout_s)
+        call = Call(runner.method, "grpc-web", metadata, peer_of(scope), timeout_s)
         outcome = await runner.run(call, read)
         body = b"" if outcome.response is None else _frame(DATA_FLAG, outcome.response)
         body += _frame(TRAILER_FLAG, "".join(f"{k}: {v}\r\n" for k, v in _trailers(outcome)).encode("ascii"))
@@ -140,7 +140,7 @@ def _trailers(outcome: Outcome) -> list[tuple[str, str]]:
     return trailers
 
 
-def _metadata(scope: dict[str, Any]) -> Metadata:
+def grpc_metadata(scope: dict[str, Any]) -> Metadata:
     """The headers that are gRPC metadata: not HTTP's or grpc-web's own."""
     metadata: list[tuple[str, str | bytes]] = []
     for raw_key, raw_value in scope["headers"]:
@@ -162,7 +162,7 @@ def _metadata(scope: dict[str, Any]) -> Metadata:
     return metadata
 
 
-def _peer(scope: dict[str, Any]) -> str:
+def peer_of(scope: dict[str, Any]) -> str:
     client = scope.get("client")
     return f"ipv4:{client[0]}:{client[1]}" if client else "unknown"
 

@@ -4,7 +4,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from server.transport.asgi import ASGIApp, Receive, Send, respond
+from server.transport.asgi import ASGIApp, Receive, Send, first, header_lists, respond
 
 
 async def respond_json(
@@ -37,3 +37,17 @@ class StaticJson:
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         await respond(send, 200, [("content-type", "application/json")], self._body)
+
+
+class ByContentType:
+    """One path, two protocols: a JSON request to one application (the Connect call), anything
+    else to the other (grpc-web, which answers a type it does not serve with 415)."""
+
+    def __init__(self, json: ASGIApp, other: ASGIApp) -> None:
+        self._json = json
+        self._other = other
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        content_type = first(header_lists(scope), "content-type").split(";")[0].strip().lower()
+        target = self._json if content_type == "application/json" else self._other
+        await target(scope, receive, send)

@@ -1,8 +1,9 @@
-"""What the .proto files declare about each method beyond its types: the permission it needs,
-as the `machinesecrets.v1.auth_option` method option. The pipeline, the README's API table and
-the OpenAPI document read it from the descriptors here, so it is written once, in the .proto."""
+"""What the .proto files declare about each method beyond its types, as the
+`machinesecrets.v1.auth_option` method option: the permission it needs, and where its
+organisation comes from. The pipeline, the README's API table and the OpenAPI document read it
+from the descriptors here, so it is written once, in the .proto."""
 
-from google.protobuf.descriptor import MethodDescriptor
+from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 from google.protobuf.descriptor_pb2 import MethodOptions
 from machinesecrets.v1 import options_pb2
 
@@ -28,3 +29,23 @@ def required_permission(method: MethodDescriptor) -> str:
             f" `option (machinesecrets.v1.auth_option).permission`, not {permission!r}"
         )
     return permission
+
+
+def auth_option(method: MethodDescriptor) -> options_pb2.AuthOption:
+    """The method's option, its permission checked (required_permission), and its request fields
+    checked to exist: a typo in the .proto stops the start, not a call."""
+    required_permission(method)
+    option = method.GetOptions().Extensions[options_pb2.auth_option]
+    for path in (option.organization_field, option.user_field):
+        if path and not _has_field(method.input_type, path.split(".")):
+            raise UndeclaredMethod(f"{method.full_name}: its request has no field {path!r}")
+    return option
+
+
+def _has_field(message: Descriptor, path: list[str]) -> bool:
+    field = message.fields_by_name.get(path[0])
+    if field is None:
+        return False
+    if len(path) == 1:
+        return field.type == FieldDescriptor.TYPE_STRING
+    return field.message_type is not None and _has_field(field.message_type, path[1:])

@@ -7,6 +7,7 @@ Errors are RFC 6749 §5.2 JSON: {"error", "error_description"}. Client authentic
 import base64
 import binascii
 import logging
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,8 +27,21 @@ log = logging.getLogger("machinesecrets.access")
 
 TOKEN_PATH = "/oauth/v2/token"
 DISCOVERY_PATH = "/.well-known/openid-configuration"
-SUPPORTED_SCOPES = ("api",)
+# Every access token is for this API: `api`, the native scope, is what it grants. The scopes that
+# ZITADEL's clients send are accepted and change nothing, so that those clients work unmodified:
+# OpenID Connect's (no ID token or refresh token is issued), ZITADEL's audience scope (the audience
+# is this API), and ZITADEL's organisation scope (an organisation is chosen per call, by
+# x-zitadel-orgid). README, "Coming from ZITADEL".
 DEFAULT_SCOPE = "api"
+SUPPORTED_SCOPES = (
+    DEFAULT_SCOPE,
+    "openid",
+    "profile",
+    "email",
+    "offline_access",
+    "urn:zitadel:iam:org:project:id:zitadel:aud",
+)
+ORGANISATION_SCOPE = re.compile(r"urn:zitadel:iam:org:id:[1-9][0-9]{0,18}")
 AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 # §5.1 and §5.2: token answers must not be cached.
 NO_STORE = [("cache-control", "no-store"), ("pragma", "no-cache")]
@@ -238,7 +252,7 @@ def _scope(requested: str | None) -> str:
     if requested is None or not requested.strip():
         return DEFAULT_SCOPE
     scopes = requested.split()
-    if any(s not in SUPPORTED_SCOPES for s in scopes):
+    if any(s not in SUPPORTED_SCOPES and not ORGANISATION_SCOPE.fullmatch(s) for s in scopes):
         raise InvalidScope(f"supported scopes: {' '.join(SUPPORTED_SCOPES)}")
     return " ".join(dict.fromkeys(scopes))
 

@@ -28,6 +28,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.message_factory import GetMessageClass
 from google.rpc import status_pb2
+from machinesecrets.v1.options_pb2 import AuthOption
 
 from server.domain.access import Access
 from server.domain.errors import (
@@ -38,10 +39,10 @@ from server.domain.errors import (
     ResourceExhausted,
     Unauthenticated,
 )
-from server.domain.permissions import CallContext
+from server.domain.permissions import CallContext, Principal
 from server.limits import MAX_METADATA_BYTES
 from server.transport import status
-from server.transport.methods import required_permission
+from server.transport.methods import auth_option
 from server.transport.metrics import CallCounters
 
 log = logging.getLogger("machinesecrets.access")
@@ -97,14 +98,20 @@ class Pipeline:
         self,
         method: str,
         request_type: type[Message],
-        permission: str,
+        response_type: type[Message],
+        option: AuthOption,
         handler: Handler,
         access: Access,
         counters: CallCounters,
     ) -> None:
         self.method = method
-        self._request_type = request_type
-        self._permission = permission
+        self.request_type = request_type
+        self.response_type = response_type
+        self._permission = option.permission
+        # Where the organisation comes from (methods.py): a request field naming it, a request
+        # field naming a user in it, or else the header.
+        self._organisation_field = option.organization_field.split(".") if option.organization_field else None
+        self._user_field = option.user_field.split(".") if option.user_field else None
         self._handler = handler
         self._access = access
         self._counters = counters
@@ -123,9 +130,7 @@ class Pipeline:
                     bearer_token(metadata_values(call.metadata, "authorization"))
                 )
                 caller = principal.user_id
-                context = await self._access.enter_organisation(
-                    principal, org_header(call.metadata), self._permission
-                )
+                context = await self._enter(principal, request, call.metadata)
                 response = await self._handler(request, context)
             outcome = Outcome(grpc.StatusCode.OK, response=response.SerializeToString())
         except TimeoutError as error:
@@ -141,9 +146,19 @@ class Pipeline:
         self._log(call, outcome.code, started, caller)
         return outcome
 
+    async def _enter(self, principal: Principal, request: Message, metadata: Metadata) -> CallContext:
+        """The organisation step: the context organisation, checked for the method's permission."""
+        if self._user_field is not None:
+            user_id = field_value(request, self._user_field)
+            return await self._access.enter_organisation_of_user(principal, user_id, self._permission)
+        if self._organisation_field is not None:
+            org_id = field_value(request, self._organisation_field)
+            return await self._access.enter_organisation(principal, org_id, self._permission)
+        return await self._access.enter_organisation(principal, org_header(metadata), self._permission)
+
     def _parse(self, raw: bytes) -> Message:
         try:
-            return self._request_type.FromString(raw)
+            return self.request_type.FromString(raw)
         except DecodeError:
             raise InvalidArgument([FieldViolation("request", "the message does not parse")]) from None
 
@@ -167,6 +182,13 @@ def error_outcome(error: DomainError) -> Outcome:
     """The outcome of a call ended by a domain error, wherever in the call it was raised."""
     code = status.code_of(error)
     return Outcome(code, status=status.rich_status(code, error))
+
+
+def field_value(message: Message, path: list[str]) -> str:
+    """A string field of the request, by its path (checked to exist at start); "" where unset."""
+    for name in path[:-1]:
+        message = getattr(message, name)
+    return str(getattr(message, path[-1]))
 
 
 def check_metadata_size(metadata: Metadata) -> None:
@@ -246,7 +268,8 @@ def build_pipelines(
                 Pipeline(
                     f"/{service.full_name}/{method.name}",
                     GetMessageClass(method.input_type),
-                    required_permission(method),
+                    GetMessageClass(method.output_type),
+                    auth_option(method),
                     handler,
                     access,
                     counters,

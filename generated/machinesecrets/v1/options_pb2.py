@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fmachinesecrets/v1/options.proto\x12\x11machinesecrets.v1\x1a google/protobuf/descriptor.proto\" \n\nAuthOption\x12\x12\n\npermission\x18\x01 \x01(\t:T\n\x0b\x61uth_option\x12\x1e.google.protobuf.MethodOptions\x18\xd0\x86\x03 \x01(\x0b\x32\x1d.machinesecrets.v1.AuthOptionb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fmachinesecrets/v1/options.proto\x12\x11machinesecrets.v1\x1a google/protobuf/descriptor.proto\"P\n\nAuthOption\x12\x12\n\npermission\x18\x01 \x01(\t\x12\x1a\n\x12organization_field\x18\x02 \x01(\t\x12\x12\n\nuser_field\x18\x03 \x01(\t:T\n\x0b\x61uth_option\x12\x1e.google.protobuf.MethodOptions\x18\xd0\x86\x03 \x01(\x0b\x32\x1d.machinesecrets.v1.AuthOptionb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,5 +33,5 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'machinesecrets.v1.options_p
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_AUTHOPTION']._serialized_start=88
-  _globals['_AUTHOPTION']._serialized_end=120
+  _globals['_AUTHOPTION']._serialized_end=168
 # @@protoc_insertion_point(module_scope)

@@ -28,16 +28,30 @@ class AuthOption(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     PERMISSION_FIELD_NUMBER: _builtins.int
+    ORGANIZATION_FIELD_FIELD_NUMBER: _builtins.int
+    USER_FIELD_FIELD_NUMBER: _builtins.int
     permission: _builtins.str
     """The permission the caller must hold in the context organisation, e.g. "user.write"."""
+    organization_field: _builtins.str
+    """Where the context organisation comes from. Neither set: `x-zitadel-orgid`, or the caller's
+    own organisation (the native API, ZITADEL's v1). Set: as ZITADEL's v2 API does, the
+    organisation of the object the request addresses, and no header is read.
+    The request field (a dotted path) that names the organisation; empty: the caller's own.
+    """
+    user_field: _builtins.str
+    """The request field that names a user: the call acts in that user's organisation. A user the
+    caller may not read there is NOT_FOUND, like one that does not exist.
+    """
     def __init__(
         self,
         *,
         permission: _builtins.str = ...,
+        organization_field: _builtins.str = ...,
+        user_field: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["permission", b"permission"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organization_field", b"organization_field", "permission", b"permission", "user_field", b"user_field"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,163 @@
+"""ZITADEL's v2 APIs, the subset of the machine-user secret lifecycle: zitadel.user.v2.UserService,
+zitadel.org.v2.OrganizationService and zitadel.internal_permission.v2.InternalPermissionService.
+
+As in ZITADEL, each method acts in the organisation of the object it addresses, which the
+pipeline finds from the request field its .proto names (the user's organisation, or the request's
+organisation id). Otherwise each is a thin mapping onto the same commands and queries as the
+native API, with the same permissions and errors.
+"""
+
+from zitadel.internal_permission.v2 import internal_permission_service_pb2 as perm_v2
+from zitadel.object.v2 import object_pb2
+from zitadel.org.v2 import org_service_pb2 as org_v2
+from zitadel.user.v2 import user_pb2
+from zitadel.user.v2 import user_service_pb2 as user_v2
+
+from server.domain.commands import Commands
+from server.domain.errors import FieldViolation, InvalidArgument
+from server.domain.model import Details, UserProfile, UserView
+from server.domain.permissions import ORG_OWNER, CallContext
+from server.domain.queries import Queries
+from server.transport.servicers import expiration, timestamp
+
+
+def details_v2(details: Details) -> object_pb2.Details:
+    return object_pb2.Details(
+        sequence=details.sequence,
+        change_date=timestamp(details.change_date),
+        resource_owner=details.resource_owner,
+        creation_date=timestamp(details.creation_date),
+    )
+
+
+def user_v2_of(view: UserView, profile: UserProfile) -> user_pb2.User:
+    state = user_pb2.USER_STATE_ACTIVE if view.active else user_pb2.USER_STATE_INACTIVE
+    user = user_pb2.User(
+        user_id=view.id,
+        details=details_v2(view.details),
+        state=state,
+        username=view.user_name,
+        login_names=[view.user_name],
+        preferred_login_name=view.user_name,
+    )
+    if view.machine:
+        user.machine.CopyFrom(
+            user_pb2.MachineUser(
+                name=profile.name,
+                description=profile.description,
+                has_secret=view.has_secret,
+                access_token_type=user_pb2.ACCESS_TOKEN_TYPE_BEARER,
+            )
+        )
+    else:
+        user.human.CopyFrom(
+            user_pb2.HumanUser(
+                user_id=view.id,
+                state=state,
+                username=view.user_name,
+                login_names=[view.user_name],
+                preferred_login_name=view.user_name,
+                profile=user_pb2.HumanProfile(display_name=profile.display_name),
+                email=user_pb2.HumanEmail(email=profile.email),
+            )
+        )
+    return user
+
+
+def not_chosen_by_clients(field: str) -> FieldViolation:
+    return FieldViolation(field, "the service chooses ids: leave it unset")
+
+
+class UserServiceV2:
+    def __init__(self, commands: Commands, queries: Queries) -> None:
+        self._commands = commands
+        self._queries = queries
+
+    async def CreateUser(
+        self, request: user_v2.CreateUserRequest, ctx: CallContext
+    ) -> user_v2.CreateUserResponse:
+        violations = []
+        if request.HasField("user_id"):
+            violations.append(not_chosen_by_clients("user_id"))
+        if request.WhichOneof("user_type") != "machine":
+            violations.append(
+                FieldViolation("machine", "only machine users are served; humans: AddHumanUser")
+            )
+        if violations:
+            raise InvalidArgument(violations)
+        machine = request.machine
+        created = await self._commands.add_machine_user(
+            ctx, request.username if request.HasField("username") else None, machine.name, machine.description
+        )
+        return user_v2.CreateUserResponse(
+            id=created.id, creation_date=timestamp(created.details.creation_date)
+        )
+
+    async def GetUserByID(
+        self, request: user_v2.GetUserByIDRequest, ctx: CallContext
+    ) -> user_v2.GetUserByIDResponse:
+        view, profile = await self._queries.user_with_profile(ctx, request.user_id)
+        return user_v2.GetUserByIDResponse(details=details_v2(view.details), user=user_v2_of(view, profile))
+
+    async def AddSecret(
+        self, request: user_v2.AddSecretRequest, ctx: CallContext
+    ) -> user_v2.AddSecretResponse:
+        issued = await self._commands.add_secret(ctx, request.user_id)
+        return user_v2.AddSecretResponse(
+            creation_date=timestamp(issued.details.change_date), client_secret=issued.client_secret
+        )
+
+    async def RemoveSecret(
+        self, request: user_v2.RemoveSecretRequest, ctx: CallContext
+    ) -> user_v2.RemoveSecretResponse:
+        details = await self._commands.remove_secret(ctx, request.user_id)
+        return user_v2.RemoveSecretResponse(deletion_date=timestamp(details.change_date))
+
+    async def AddPersonalAccessToken(
+        self, request: user_v2.AddPersonalAccessTokenRequest, ctx: CallContext
+    ) -> user_v2.AddPersonalAccessTokenResponse:
+        expires_at = expiration(request.expiration_date if request.HasField("expiration_date") else None)
+        issued = await self._commands.add_personal_access_token(ctx, request.user_id, expires_at)
+        return user_v2.AddPersonalAccessTokenResponse(
+            creation_date=timestamp(issued.details.change_date), token_id=issued.token_id, token=issued.token
+        )
+
+
+class OrganizationServiceV2:
+    def __init__(self, commands: Commands) -> None:
+        self._commands = commands
+
+    async def AddOrganization(
+        self, request: org_v2.AddOrganizationRequest, ctx: CallContext
+    ) -> org_v2.AddOrganizationResponse:
+        violations = [not_chosen_by_clients("org_id")] if request.HasField("org_id") else []
+        violations += [
+            FieldViolation(f"admins[{i}].human", "not served: name an existing user by user_id")
+            for i, admin in enumerate(request.admins)
+            if admin.HasField("human")
+        ]
+        if violations:
+            raise InvalidArgument(violations)
+        # ZITADEL's default for an admin named without roles.
+        admins = [(admin.user_id, list(admin.roles) or [ORG_OWNER]) for admin in request.admins]
+        created = await self._commands.add_organization(ctx, request.name, admins)
+        return org_v2.AddOrganizationResponse(
+            details=details_v2(created.details),
+            organization_id=created.id,
+            created_admins=[
+                org_v2.AddOrganizationResponse.CreatedAdmin(user_id=user_id) for user_id, _ in admins
+            ],
+        )
+
+
+class InternalPermissionService:
+    def __init__(self, commands: Commands) -> None:
+        self._commands = commands
+
+    async def CreateAdministrator(
+        self, request: perm_v2.CreateAdministratorRequest, ctx: CallContext
+    ) -> perm_v2.CreateAdministratorResponse:
+        if request.resource.WhichOneof("resource") != "organization_id":
+            raise InvalidArgument([FieldViolation("resource", "only organization_id is served")])
+        details = await self._commands.add_org_member(ctx, request.user_id, list(request.roles))
+        return perm_v2.CreateAdministratorResponse(creation_date=timestamp(details.change_date))

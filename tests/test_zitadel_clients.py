@@ -1,0 +1,42 @@
+"""Clients written for ZITADEL, unmodified, against the service: ZITADEL's official Python SDK
+(PyPI zitadel-client) through Envoy, in its own virtual environment (tests/clients/)."""
+
+import asyncio
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.service import Running
+from tests.world import unique_name
+
+ROOT = Path(__file__).resolve().parent.parent
+SDK_PYTHON = ROOT / ".venv-sdk" / "bin" / "python"
+
+
+async def test_zitadels_python_sdk_runs_the_secret_lifecycle(running: Running) -> None:
+    if not SDK_PYTHON.exists():
+        pytest.fail("no .venv-sdk: `make test` makes it (ZITADEL's SDK in its own environment)")
+    base = f"http://127.0.0.1:{running.service.envoy_port}"
+    script = ROOT / "tests" / "clients" / "zitadel_sdk.py"
+    # In a thread: the service runs on this test's event loop, and must go on answering.
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [str(SDK_PYTHON), str(script), base, running.admin_token, unique_name("s")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["has_secret"] is True
+    assert seen["resource_owner"] == seen["org_id"]  # the organisation the request named
+    assert seen["username"].startswith("sdk-bot-")
+    assert seen["bot_created_username"] == seen["bot_created"]  # no username: the id, as in ZITADEL
+    assert seen["old_secret"] != "accepted"
+    assert seen["new_secret_works"] is True
+    assert seen["deletion_date"] is True
+    # As the SDK reports them: FAILED_PRECONDITION 400, NOT_FOUND 404, UNAUTHENTICATED 401.
+    assert (seen["remove_again"], seen["unknown_user"], seen["bad_token"]) == (400, 404, 401)
