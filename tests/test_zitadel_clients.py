@@ -1,8 +1,10 @@
-"""Clients written for ZITADEL, unmodified, against the service: ZITADEL's official Python SDK
-(PyPI zitadel-client) through Envoy, in its own virtual environment (tests/clients/)."""
+"""Clients written for ZITADEL, unmodified, against the service (tests/clients/): ZITADEL's official
+Python SDK (PyPI zitadel-client) through Envoy, in its own virtual environment, and ZITADEL's Node
+client (@zitadel/client, connect-es generated from ZITADEL's protos) over native gRPC and grpc-web."""
 
 import asyncio
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -40,3 +42,48 @@ async def test_zitadels_python_sdk_runs_the_secret_lifecycle(running: Running) -
     assert seen["deletion_date"] is True
     # As the SDK reports them: FAILED_PRECONDITION 400, NOT_FOUND 404, UNAUTHENTICATED 401.
     assert (seen["remove_again"], seen["unknown_user"], seen["bad_token"]) == (400, 404, 401)
+
+
+NODE_CLIENT = ROOT / "tests" / "clients" / "node"
+
+
+async def test_zitadels_node_client_over_grpc_and_grpc_web(running: Running) -> None:
+    if shutil.which("npm") is None or shutil.which("node") is None:
+        pytest.fail("no node and npm: `make test` installs them")
+    if not (NODE_CLIENT / "node_modules").exists():
+        installed = await asyncio.to_thread(
+            subprocess.run,
+            ["npm", "ci", "--no-audit", "--no-fund"],
+            cwd=NODE_CLIENT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert installed.returncode == 0, installed.stderr[-3000:]
+    service = running.service
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [
+            "node",
+            "zitadel_client.mjs",
+            f"http://127.0.0.1:{service.grpc_port}",
+            f"http://127.0.0.1:{service.http_port}",
+            running.admin_token,
+            unique_name("n"),
+        ],
+        cwd=NODE_CLIENT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    for transport in ("grpc", "grpc-web"):
+        answer = seen[transport]
+        assert answer["clientId"].startswith(f"node-{transport}-")
+        assert (answer["secretLength"], answer["v2SecretLength"], answer["sequence"]) == (64, 64, 2)
+        assert answer["hasSecret"] is True
+        assert answer["username"] == answer["clientId"]
+        assert answer["missing"] == 5  # NOT_FOUND, as connect-es reports it
