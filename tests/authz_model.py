@@ -30,6 +30,29 @@ NEEDS = {
     "RemoveUser": "user.write",
     "RemoveOrgMember": "org.member.write",
 }
+# README, "Coming from ZITADEL": ZITADEL's names for the same calls. v1 methods act as the native
+# ones do (x-zitadel-orgid, or the caller's own organisation); v2 methods act in the user's
+# organisation, whatever the header, and a user the caller may not read is NOT_FOUND.
+ZITADEL_V1 = {
+    "ManagementService.GenerateMachineSecret": "AddSecret",
+    "ManagementService.RemoveMachineSecret": "RemoveSecret",
+    "ManagementService.AddPersonalAccessToken": "AddPersonalAccessToken",
+    "ManagementService.GetUserByID": "GetUserByID",
+}
+ZITADEL_V2 = {
+    "UserServiceV2.AddSecret": "AddSecret",
+    "UserServiceV2.RemoveSecret": "RemoveSecret",
+    "UserServiceV2.AddPersonalAccessToken": "AddPersonalAccessToken",
+    "UserServiceV2.GetUserByID": "GetUserByID",
+}
+NEEDS.update({name: NEEDS[native] for name, native in {**ZITADEL_V1, **ZITADEL_V2}.items()})
+
+
+def native(method: str) -> str:
+    """The native method a ZITADEL name stands for (a native name stands for itself)."""
+    return ZITADEL_V1.get(method) or ZITADEL_V2.get(method) or method
+
+
 CREDENTIAL_METHODS = ("AddSecret", "RemoveSecret", "AddPersonalAccessToken")
 # SECURITY.md: switching a user off, or taking its roles, needs the user's power too.
 USER_METHODS = ("DeactivateUser", "ReactivateUser", "RemoveUser")
@@ -90,6 +113,12 @@ class Model:
         if not self.valid(token):
             return ("UNAUTHENTICATED", "TOKEN_INVALID")
         caller = self.users[token.user_id]
+        if method in ZITADEL_V2:  # the user's organisation, found before any permission is checked
+            addressed = self.users.get(target)
+            if addressed is None or addressed.removed or not caller.holds("user.read", addressed.org):
+                return ("NOT_FOUND", "USER_NOT_FOUND")
+            header = addressed.org
+        method = native(method)
         org = header or caller.org
         need = NEEDS[method]
         allowed = EVERYTHING in caller.power() if need == IAM_OWNER else caller.holds(need, org)

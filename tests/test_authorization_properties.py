@@ -27,9 +27,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from machinesecrets.v1 import org_service_pb2 as org_pb
 from machinesecrets.v1 import user_service_pb2 as user_pb
+from zitadel.management.v1 import management_pb2 as mgmt
+from zitadel.user.v2 import user_service_pb2 as user_v2
 
 from tests.api import Api, ApiError, GrpcApi, JsonApi
-from tests.authz_model import CREDENTIAL_METHODS, NEEDS, ROLES, USER_METHODS, Model, Token, User, covers
+from tests.authz_model import (
+    CREDENTIAL_METHODS,
+    NEEDS,
+    ROLES,
+    USER_METHODS,
+    Model,
+    Token,
+    User,
+    covers,
+    native,
+)
 from tests.processes import ServerProcess, start_with_envoy
 
 UNKNOWN_ORG = "123456789012345"
@@ -67,6 +79,7 @@ class Scene:
         self.api, self.http, self.admin = api, http, admin
         self.model = Model(set(), {})
         self.holders: list[Holder] = []
+        self.names: dict[str, str] = {}  # user id: user name (the client id)
 
     async def call(self, token: str, method: str, request: Message, org: str | None = None) -> Message:
         metadata = [("authorization", f"Bearer {token}")] + ([("x-zitadel-orgid", org)] if org else [])
@@ -110,6 +123,7 @@ class Scene:
         created: user_pb.AddMachineUserResponse = await self.call(token, method, request, org)  # type: ignore[assignment]
         user = User(created.user_id, created.details.resource_owner, method == "AddMachineUser")
         self.model.users[user.id] = user
+        self.names[user.id] = name
         return user
 
     async def step(
@@ -161,8 +175,21 @@ class Scene:
             "AddSecret": user_pb.AddSecretRequest,
             "RemoveSecret": user_pb.RemoveSecretRequest,
             "AddPersonalAccessToken": user_pb.AddPersonalAccessTokenRequest,
+            "ManagementService.GenerateMachineSecret": mgmt.GenerateMachineSecretRequest,
+            "ManagementService.RemoveMachineSecret": mgmt.RemoveMachineSecretRequest,
+            "ManagementService.AddPersonalAccessToken": mgmt.AddPersonalAccessTokenRequest,
+            "UserServiceV2.AddSecret": user_v2.AddSecretRequest,
+            "UserServiceV2.RemoveSecret": user_v2.RemoveSecretRequest,
+            "UserServiceV2.AddPersonalAccessToken": user_v2.AddPersonalAccessTokenRequest,
+            "UserServiceV2.GetUserByID": user_v2.GetUserByIDRequest,
         }
-        answer = await self.call(token.value, method, requests[method](user_id=target), header)
+        call: Message = (
+            mgmt.GetUserByIDRequest(id=target)
+            if method == "ManagementService.GetUserByID"
+            else requests[method](user_id=target)
+        )
+        answer = await self.call(token.value, method, call, header)
+        method = native(method)
         user = self.model.users[target]
         if method in CREDENTIAL_METHODS + USER_METHODS:
             assert covers(holder.reach, user.power()), f"{method} on a user beyond the caller's reach"
@@ -176,17 +203,21 @@ class Scene:
         elif method == "AddSecret":
             user.has_secret, user.secret_generation = True, user.secret_generation + 1
             if user.active:  # a deactivated user's secret buys nothing (and that is tested elsewhere)
-                holder.tokens.append(Token(await self.exchange(answer), user.id, user.secret_generation))
+                # ZITADEL's v2 answers no client id: it is the user name.
+                client_id = getattr(answer, "client_id", "") or self.names[user.id]
+                secret = answer.client_secret  # type: ignore[attr-defined]
+                holder.tokens.append(
+                    Token(await self.exchange(client_id, secret), user.id, user.secret_generation)
+                )
         elif method == "AddPersonalAccessToken":
             holder.tokens.append(Token(answer.token, user.id, None))  # type: ignore[attr-defined]
         self.reach_again()
         return ("OK", "")
 
-    async def exchange(self, issued: Message) -> str:
+    async def exchange(self, client_id: str, secret: str) -> str:
         """The secret AddSecret answered, traded for an access token at the token endpoint."""
-        client = (issued.client_id, issued.client_secret)  # type: ignore[attr-defined]
         answer = await self.http.post(
-            "/oauth/v2/token", data={"grant_type": "client_credentials"}, auth=client
+            "/oauth/v2/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret)
         )
         assert answer.status_code == 200, answer.text
         return str(answer.json()["access_token"])
