@@ -309,7 +309,7 @@ def run(
     )
     web_add = bench.row(
         "AddSecret",
-        "grpc-web direct (sonora)",
+        "grpc-web direct",
         grpc_web_request(service.http, ADD_SECRET, add, token),
         counted_add,
         grpc_web_request(noop.http, ADD_SECRET, add, token),
