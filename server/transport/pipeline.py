@@ -4,15 +4,17 @@ per method.
     read            the request message, as the transport reads it, then parsed
     metadata limit  more than MAX_METADATA_BYTES of metadata is RESOURCE_EXHAUSTED
     authenticate    `authorization: Bearer <token>` to a Principal
-    organisation    `x-zitadel-orgid` (or the caller's own organisation) to a CallContext,
-    and permission  checked for the permission the method declares in its .proto
+    organisation    `x-zitadel-orgid` (or the caller's own organisation), or what the request
+    and permission  addresses where the method's .proto says so (ZITADEL's v2), to a CallContext
+                    checked for the permission the method declares in its .proto
     handler         the servicer's method: request and CallContext in, response out
     error mapping   any failure to a google.rpc.Status; anything unexpected to INTERNAL
     access log      one line and one count per call, whatever happened
 
 A transport adapter turns what it received into a Call and a `read` function, runs the pipeline,
 and writes the Outcome back in its own framing: `grpc_server.py` for grpc.aio, `grpcweb.py` for
-grpc-web. Neither knows the other's calling convention, and neither has a step of its own.
+grpc-web, `connect.py` for the Connect JSON call. None knows another's calling convention, and
+none has a step of its own.
 """
 
 import asyncio
