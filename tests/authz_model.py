@@ -38,12 +38,18 @@ ZITADEL_V1 = {
     "ManagementService.RemoveMachineSecret": "RemoveSecret",
     "ManagementService.AddPersonalAccessToken": "AddPersonalAccessToken",
     "ManagementService.GetUserByID": "GetUserByID",
+    "ManagementService.DeactivateUser": "DeactivateUser",
+    "ManagementService.ReactivateUser": "ReactivateUser",
+    "ManagementService.RemoveUser": "RemoveUser",
 }
 ZITADEL_V2 = {
     "UserServiceV2.AddSecret": "AddSecret",
     "UserServiceV2.RemoveSecret": "RemoveSecret",
     "UserServiceV2.AddPersonalAccessToken": "AddPersonalAccessToken",
     "UserServiceV2.GetUserByID": "GetUserByID",
+    "UserServiceV2.DeactivateUser": "DeactivateUser",
+    "UserServiceV2.ReactivateUser": "ReactivateUser",
+    "UserServiceV2.DeleteUser": "RemoveUser",
 }
 NEEDS.update({name: NEEDS[native] for name, native in {**ZITADEL_V1, **ZITADEL_V2}.items()})
 

@@ -182,12 +182,17 @@ class Scene:
             "UserServiceV2.RemoveSecret": user_v2.RemoveSecretRequest,
             "UserServiceV2.AddPersonalAccessToken": user_v2.AddPersonalAccessTokenRequest,
             "UserServiceV2.GetUserByID": user_v2.GetUserByIDRequest,
+            "ManagementService.GetUserByID": mgmt.GetUserByIDRequest,
+            "ManagementService.DeactivateUser": mgmt.DeactivateUserRequest,
+            "ManagementService.ReactivateUser": mgmt.ReactivateUserRequest,
+            "ManagementService.RemoveUser": mgmt.RemoveUserRequest,
+            "UserServiceV2.DeactivateUser": user_v2.DeactivateUserRequest,
+            "UserServiceV2.ReactivateUser": user_v2.ReactivateUserRequest,
+            "UserServiceV2.DeleteUser": user_v2.DeleteUserRequest,
         }
-        call: Message = (
-            mgmt.GetUserByIDRequest(id=target)
-            if method == "ManagementService.GetUserByID"
-            else requests[method](user_id=target)
-        )
+        kind = requests[method]
+        # ZITADEL's v1 names the user `id` where it reads or switches one off.
+        call = kind(**{"id" if "id" in kind.DESCRIPTOR.fields_by_name else "user_id": target})
         answer = await self.call(token.value, method, call, header)
         method = native(method)
         user = self.model.users[target]

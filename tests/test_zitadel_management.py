@@ -168,3 +168,24 @@ async def test_the_seeds_call_through_envoy_with_or_without_a_body(
             headers={"authorization": f"Basic {basic}"},
         )
     assert token.status_code == 200, token.text
+
+
+async def test_deactivate_reactivate_and_remove_under_zitadels_names(world: World) -> None:
+    user_id, _ = await machine(world)
+    pat = await world.call(M + "AddPersonalAccessToken", mgmt.AddPersonalAccessTokenRequest(user_id=user_id))
+    await world.call(
+        M + "AddOrgMember", mgmt.AddOrgMemberRequest(user_id=user_id, roles=["ORG_USER_MANAGER"])
+    )
+    read = mgmt.GetUserByIDRequest(id=user_id)
+    off = await world.call(M + "DeactivateUser", mgmt.DeactivateUserRequest(id=user_id))
+    assert off.details.resource_owner == world.home_org
+    assert (await world.call(M + "GetUserByID", read)).user.state == user_pb2.USER_STATE_INACTIVE
+    await expect_error(
+        grpc.StatusCode.UNAUTHENTICATED, "TOKEN_INVALID", world.call(M + "GetUserByID", read, token=pat.token)
+    )
+    await world.call(M + "ReactivateUser", mgmt.ReactivateUserRequest(id=user_id))
+    assert (
+        await world.call(M + "GetUserByID", read, token=pat.token)
+    ).user.state == user_pb2.USER_STATE_ACTIVE
+    await world.call(M + "RemoveUser", mgmt.RemoveUserRequest(id=user_id))
+    await expect_error(grpc.StatusCode.NOT_FOUND, "USER_NOT_FOUND", world.call(M + "GetUserByID", read))

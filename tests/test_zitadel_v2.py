@@ -185,3 +185,30 @@ async def test_organisations_with_administrators(world: World) -> None:
         ),
     )
     assert set(error.violations) == {"resource"}
+
+
+async def test_deactivate_reactivate_and_delete_in_the_users_organisation(world: World) -> None:
+    org = await world.org()
+    user_id, _ = await create_machine(world, org)
+    pat = await world.call(
+        USERS + "AddPersonalAccessToken", user_v2.AddPersonalAccessTokenRequest(user_id=user_id)
+    )
+    read = user_v2.GetUserByIDRequest(user_id=user_id)
+    off = await world.call(USERS + "DeactivateUser", user_v2.DeactivateUserRequest(user_id=user_id))
+    assert off.details.resource_owner == org
+    assert (await world.call(USERS + "GetUserByID", read)).user.state == user_pb2.USER_STATE_INACTIVE
+    await expect_error(
+        grpc.StatusCode.UNAUTHENTICATED,
+        "TOKEN_INVALID",
+        world.call(USERS + "AddSecret", user_v2.AddSecretRequest(user_id=user_id), token=pat.token),
+    )
+    await expect_error(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "USER_NOT_ACTIVE",
+        world.call(USERS + "DeactivateUser", user_v2.DeactivateUserRequest(user_id=user_id)),
+    )
+    await world.call(USERS + "ReactivateUser", user_v2.ReactivateUserRequest(user_id=user_id))
+    assert (await world.call(USERS + "GetUserByID", read)).user.state == user_pb2.USER_STATE_ACTIVE
+    deleted = await world.call(USERS + "DeleteUser", user_v2.DeleteUserRequest(user_id=user_id))
+    assert deleted.details.resource_owner == org
+    await expect_error(grpc.StatusCode.NOT_FOUND, "USER_NOT_FOUND", world.call(USERS + "GetUserByID", read))

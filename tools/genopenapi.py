@@ -77,6 +77,7 @@ METHOD_ERRORS: dict[str, dict[str, str]] = {
     "DeactivateUser": USER_ERRORS,
     "ReactivateUser": USER_ERRORS,
     "RemoveUser": USER_ERRORS,
+    "DeleteUser": USER_ERRORS,
     "AddOrganization": {},
     "CreateUser": NAME_TAKEN,
     # With admins: each is an existing user the caller may read, granted only roles it holds.

@@ -97,6 +97,22 @@ class ManagementService:
         details = await self._commands.add_org_member(ctx, request.user_id, list(request.roles))
         return mgmt.AddOrgMemberResponse(details=details_proto(details, object_pb2.ObjectDetails))
 
+    async def DeactivateUser(
+        self, request: mgmt.DeactivateUserRequest, ctx: CallContext
+    ) -> mgmt.DeactivateUserResponse:
+        details = await self._commands.deactivate_user(ctx, request.id)
+        return mgmt.DeactivateUserResponse(details=details_proto(details, object_pb2.ObjectDetails))
+
+    async def ReactivateUser(
+        self, request: mgmt.ReactivateUserRequest, ctx: CallContext
+    ) -> mgmt.ReactivateUserResponse:
+        details = await self._commands.reactivate_user(ctx, request.id)
+        return mgmt.ReactivateUserResponse(details=details_proto(details, object_pb2.ObjectDetails))
+
+    async def RemoveUser(self, request: mgmt.RemoveUserRequest, ctx: CallContext) -> mgmt.RemoveUserResponse:
+        details = await self._commands.remove_user(ctx, request.id)
+        return mgmt.RemoveUserResponse(details=details_proto(details, object_pb2.ObjectDetails))
+
     async def AddPersonalAccessToken(
         self, request: mgmt.AddPersonalAccessTokenRequest, ctx: CallContext
     ) -> mgmt.AddPersonalAccessTokenResponse:

@@ -113,6 +113,24 @@ class UserServiceV2:
         details = await self._commands.remove_secret(ctx, request.user_id)
         return user_v2.RemoveSecretResponse(deletion_date=timestamp(details.change_date))
 
+    async def DeactivateUser(
+        self, request: user_v2.DeactivateUserRequest, ctx: CallContext
+    ) -> user_v2.DeactivateUserResponse:
+        details = await self._commands.deactivate_user(ctx, request.user_id)
+        return user_v2.DeactivateUserResponse(details=details_v2(details))
+
+    async def ReactivateUser(
+        self, request: user_v2.ReactivateUserRequest, ctx: CallContext
+    ) -> user_v2.ReactivateUserResponse:
+        details = await self._commands.reactivate_user(ctx, request.user_id)
+        return user_v2.ReactivateUserResponse(details=details_v2(details))
+
+    async def DeleteUser(
+        self, request: user_v2.DeleteUserRequest, ctx: CallContext
+    ) -> user_v2.DeleteUserResponse:
+        details = await self._commands.remove_user(ctx, request.user_id)
+        return user_v2.DeleteUserResponse(details=details_v2(details))
+
     async def AddPersonalAccessToken(
         self, request: user_v2.AddPersonalAccessTokenRequest, ctx: CallContext
     ) -> user_v2.AddPersonalAccessTokenResponse:

@@ -59,6 +59,21 @@ class ManagementServiceStub:
                 request_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.AddOrgMemberRequest.SerializeToString,
                 response_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.AddOrgMemberResponse.FromString,
                 _registered_method=True)
+        self.DeactivateUser = channel.unary_unary(
+                '/zitadel.management.v1.ManagementService/DeactivateUser',
+                request_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.DeactivateUserRequest.SerializeToString,
+                response_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.DeactivateUserResponse.FromString,
+                _registered_method=True)
+        self.ReactivateUser = channel.unary_unary(
+                '/zitadel.management.v1.ManagementService/ReactivateUser',
+                request_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.ReactivateUserRequest.SerializeToString,
+                response_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.ReactivateUserResponse.FromString,
+                _registered_method=True)
+        self.RemoveUser = channel.unary_unary(
+                '/zitadel.management.v1.ManagementService/RemoveUser',
+                request_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.RemoveUserRequest.SerializeToString,
+                response_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.RemoveUserResponse.FromString,
+                _registered_method=True)
         self.AddPersonalAccessToken = channel.unary_unary(
                 '/zitadel.management.v1.ManagementService/AddPersonalAccessToken',
                 request_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.AddPersonalAccessTokenRequest.SerializeToString,
@@ -105,6 +120,28 @@ class ManagementServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeactivateUser(self, request, context):
+        """Deactivates a user: none of its credentials is accepted until it is reactivated. The caller
+        must also hold the user's permissions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReactivateUser(self, request, context):
+        """Reactivates a deactivated user.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveUser(self, request, context):
+        """Removes a user: its credentials and memberships end.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def AddPersonalAccessToken(self, request, context):
         """Creates a personal access token for a machine user; shown once.
         """
@@ -139,6 +176,21 @@ def add_ManagementServiceServicer_to_server(servicer, server):
                     servicer.AddOrgMember,
                     request_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.AddOrgMemberRequest.FromString,
                     response_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.AddOrgMemberResponse.SerializeToString,
+            ),
+            'DeactivateUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeactivateUser,
+                    request_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.DeactivateUserRequest.FromString,
+                    response_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.DeactivateUserResponse.SerializeToString,
+            ),
+            'ReactivateUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReactivateUser,
+                    request_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.ReactivateUserRequest.FromString,
+                    response_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.ReactivateUserResponse.SerializeToString,
+            ),
+            'RemoveUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveUser,
+                    request_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.RemoveUserRequest.FromString,
+                    response_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.RemoveUserResponse.SerializeToString,
             ),
             'AddPersonalAccessToken': grpc.unary_unary_rpc_method_handler(
                     servicer.AddPersonalAccessToken,
@@ -281,6 +333,87 @@ class ManagementService:
             '/zitadel.management.v1.ManagementService/AddOrgMember',
             zitadel_dot_management_dot_v1_dot_management__pb2.AddOrgMemberRequest.SerializeToString,
             zitadel_dot_management_dot_v1_dot_management__pb2.AddOrgMemberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeactivateUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zitadel.management.v1.ManagementService/DeactivateUser',
+            zitadel_dot_management_dot_v1_dot_management__pb2.DeactivateUserRequest.SerializeToString,
+            zitadel_dot_management_dot_v1_dot_management__pb2.DeactivateUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReactivateUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zitadel.management.v1.ManagementService/ReactivateUser',
+            zitadel_dot_management_dot_v1_dot_management__pb2.ReactivateUserRequest.SerializeToString,
+            zitadel_dot_management_dot_v1_dot_management__pb2.ReactivateUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zitadel.management.v1.ManagementService/RemoveUser',
+            zitadel_dot_management_dot_v1_dot_management__pb2.RemoveUserRequest.SerializeToString,
+            zitadel_dot_management_dot_v1_dot_management__pb2.RemoveUserResponse.FromString,
             options,
             channel_credentials,
             insecure,

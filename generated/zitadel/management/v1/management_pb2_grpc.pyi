@@ -49,6 +49,14 @@ class ManagementServiceStub:
     """Reads a user of the organisation."""
     AddOrgMember: _grpc.UnaryUnaryMultiCallable[_management_pb2.AddOrgMemberRequest, _management_pb2.AddOrgMemberResponse]
     """Grants roles in the organisation to a user."""
+    DeactivateUser: _grpc.UnaryUnaryMultiCallable[_management_pb2.DeactivateUserRequest, _management_pb2.DeactivateUserResponse]
+    """Deactivates a user: none of its credentials is accepted until it is reactivated. The caller
+    must also hold the user's permissions.
+    """
+    ReactivateUser: _grpc.UnaryUnaryMultiCallable[_management_pb2.ReactivateUserRequest, _management_pb2.ReactivateUserResponse]
+    """Reactivates a deactivated user."""
+    RemoveUser: _grpc.UnaryUnaryMultiCallable[_management_pb2.RemoveUserRequest, _management_pb2.RemoveUserResponse]
+    """Removes a user: its credentials and memberships end."""
     AddPersonalAccessToken: _grpc.UnaryUnaryMultiCallable[_management_pb2.AddPersonalAccessTokenRequest, _management_pb2.AddPersonalAccessTokenResponse]
     """Creates a personal access token for a machine user; shown once."""
 
@@ -67,6 +75,14 @@ class ManagementServiceAsyncStub(ManagementServiceStub):
     """Reads a user of the organisation."""
     AddOrgMember: _aio.UnaryUnaryMultiCallable[_management_pb2.AddOrgMemberRequest, _management_pb2.AddOrgMemberResponse]  # type: ignore[assignment]
     """Grants roles in the organisation to a user."""
+    DeactivateUser: _aio.UnaryUnaryMultiCallable[_management_pb2.DeactivateUserRequest, _management_pb2.DeactivateUserResponse]  # type: ignore[assignment]
+    """Deactivates a user: none of its credentials is accepted until it is reactivated. The caller
+    must also hold the user's permissions.
+    """
+    ReactivateUser: _aio.UnaryUnaryMultiCallable[_management_pb2.ReactivateUserRequest, _management_pb2.ReactivateUserResponse]  # type: ignore[assignment]
+    """Reactivates a deactivated user."""
+    RemoveUser: _aio.UnaryUnaryMultiCallable[_management_pb2.RemoveUserRequest, _management_pb2.RemoveUserResponse]  # type: ignore[assignment]
+    """Removes a user: its credentials and memberships end."""
     AddPersonalAccessToken: _aio.UnaryUnaryMultiCallable[_management_pb2.AddPersonalAccessTokenRequest, _management_pb2.AddPersonalAccessTokenResponse]  # type: ignore[assignment]
     """Creates a personal access token for a machine user; shown once."""
 
@@ -112,6 +128,32 @@ class ManagementServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_management_pb2.AddOrgMemberResponse, _abc.Awaitable[_management_pb2.AddOrgMemberResponse]]:
         """Grants roles in the organisation to a user."""
+
+    @_abc_1.abstractmethod
+    def DeactivateUser(
+        self,
+        request: _management_pb2.DeactivateUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_management_pb2.DeactivateUserResponse, _abc.Awaitable[_management_pb2.DeactivateUserResponse]]:
+        """Deactivates a user: none of its credentials is accepted until it is reactivated. The caller
+        must also hold the user's permissions.
+        """
+
+    @_abc_1.abstractmethod
+    def ReactivateUser(
+        self,
+        request: _management_pb2.ReactivateUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_management_pb2.ReactivateUserResponse, _abc.Awaitable[_management_pb2.ReactivateUserResponse]]:
+        """Reactivates a deactivated user."""
+
+    @_abc_1.abstractmethod
+    def RemoveUser(
+        self,
+        request: _management_pb2.RemoveUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_management_pb2.RemoveUserResponse, _abc.Awaitable[_management_pb2.RemoveUserResponse]]:
+        """Removes a user: its credentials and memberships end."""
 
     @_abc_1.abstractmethod
     def AddPersonalAccessToken(

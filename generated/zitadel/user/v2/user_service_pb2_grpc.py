@@ -54,6 +54,21 @@ class UserServiceStub:
                 request_serializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.RemoveSecretRequest.SerializeToString,
                 response_deserializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.RemoveSecretResponse.FromString,
                 _registered_method=True)
+        self.DeactivateUser = channel.unary_unary(
+                '/zitadel.user.v2.UserService/DeactivateUser',
+                request_serializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.DeactivateUserRequest.SerializeToString,
+                response_deserializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.DeactivateUserResponse.FromString,
+                _registered_method=True)
+        self.ReactivateUser = channel.unary_unary(
+                '/zitadel.user.v2.UserService/ReactivateUser',
+                request_serializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.ReactivateUserRequest.SerializeToString,
+                response_deserializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.ReactivateUserResponse.FromString,
+                _registered_method=True)
+        self.DeleteUser = channel.unary_unary(
+                '/zitadel.user.v2.UserService/DeleteUser',
+                request_serializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.DeleteUserRequest.SerializeToString,
+                response_deserializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.DeleteUserResponse.FromString,
+                _registered_method=True)
         self.AddPersonalAccessToken = channel.unary_unary(
                 '/zitadel.user.v2.UserService/AddPersonalAccessToken',
                 request_serializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.AddPersonalAccessTokenRequest.SerializeToString,
@@ -92,6 +107,28 @@ class UserServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeactivateUser(self, request, context):
+        """Deactivates a user: none of its credentials is accepted until it is reactivated. The caller
+        must also hold the user's permissions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReactivateUser(self, request, context):
+        """Reactivates a deactivated user.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteUser(self, request, context):
+        """Deletes a user: its credentials and memberships end.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def AddPersonalAccessToken(self, request, context):
         """Creates a personal access token for a machine user; shown once.
         """
@@ -121,6 +158,21 @@ def add_UserServiceServicer_to_server(servicer, server):
                     servicer.RemoveSecret,
                     request_deserializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.RemoveSecretRequest.FromString,
                     response_serializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.RemoveSecretResponse.SerializeToString,
+            ),
+            'DeactivateUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeactivateUser,
+                    request_deserializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.DeactivateUserRequest.FromString,
+                    response_serializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.DeactivateUserResponse.SerializeToString,
+            ),
+            'ReactivateUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReactivateUser,
+                    request_deserializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.ReactivateUserRequest.FromString,
+                    response_serializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.ReactivateUserResponse.SerializeToString,
+            ),
+            'DeleteUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteUser,
+                    request_deserializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.DeleteUserRequest.FromString,
+                    response_serializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.DeleteUserResponse.SerializeToString,
             ),
             'AddPersonalAccessToken': grpc.unary_unary_rpc_method_handler(
                     servicer.AddPersonalAccessToken,
@@ -236,6 +288,87 @@ class UserService:
             '/zitadel.user.v2.UserService/RemoveSecret',
             zitadel_dot_user_dot_v2_dot_user__service__pb2.RemoveSecretRequest.SerializeToString,
             zitadel_dot_user_dot_v2_dot_user__service__pb2.RemoveSecretResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeactivateUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zitadel.user.v2.UserService/DeactivateUser',
+            zitadel_dot_user_dot_v2_dot_user__service__pb2.DeactivateUserRequest.SerializeToString,
+            zitadel_dot_user_dot_v2_dot_user__service__pb2.DeactivateUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReactivateUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zitadel.user.v2.UserService/ReactivateUser',
+            zitadel_dot_user_dot_v2_dot_user__service__pb2.ReactivateUserRequest.SerializeToString,
+            zitadel_dot_user_dot_v2_dot_user__service__pb2.ReactivateUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zitadel.user.v2.UserService/DeleteUser',
+            zitadel_dot_user_dot_v2_dot_user__service__pb2.DeleteUserRequest.SerializeToString,
+            zitadel_dot_user_dot_v2_dot_user__service__pb2.DeleteUserResponse.FromString,
             options,
             channel_credentials,
             insecure,

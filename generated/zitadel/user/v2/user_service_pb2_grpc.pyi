@@ -43,6 +43,14 @@ class UserServiceStub:
     """Creates a new client secret for a machine user, replacing any earlier one; shown once."""
     RemoveSecret: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.RemoveSecretRequest, _user_service_pb2.RemoveSecretResponse]
     """Removes the client secret of a machine user."""
+    DeactivateUser: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.DeactivateUserRequest, _user_service_pb2.DeactivateUserResponse]
+    """Deactivates a user: none of its credentials is accepted until it is reactivated. The caller
+    must also hold the user's permissions.
+    """
+    ReactivateUser: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.ReactivateUserRequest, _user_service_pb2.ReactivateUserResponse]
+    """Reactivates a deactivated user."""
+    DeleteUser: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.DeleteUserRequest, _user_service_pb2.DeleteUserResponse]
+    """Deletes a user: its credentials and memberships end."""
     AddPersonalAccessToken: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.AddPersonalAccessTokenRequest, _user_service_pb2.AddPersonalAccessTokenResponse]
     """Creates a personal access token for a machine user; shown once."""
 
@@ -57,6 +65,14 @@ class UserServiceAsyncStub(UserServiceStub):
     """Creates a new client secret for a machine user, replacing any earlier one; shown once."""
     RemoveSecret: _aio.UnaryUnaryMultiCallable[_user_service_pb2.RemoveSecretRequest, _user_service_pb2.RemoveSecretResponse]  # type: ignore[assignment]
     """Removes the client secret of a machine user."""
+    DeactivateUser: _aio.UnaryUnaryMultiCallable[_user_service_pb2.DeactivateUserRequest, _user_service_pb2.DeactivateUserResponse]  # type: ignore[assignment]
+    """Deactivates a user: none of its credentials is accepted until it is reactivated. The caller
+    must also hold the user's permissions.
+    """
+    ReactivateUser: _aio.UnaryUnaryMultiCallable[_user_service_pb2.ReactivateUserRequest, _user_service_pb2.ReactivateUserResponse]  # type: ignore[assignment]
+    """Reactivates a deactivated user."""
+    DeleteUser: _aio.UnaryUnaryMultiCallable[_user_service_pb2.DeleteUserRequest, _user_service_pb2.DeleteUserResponse]  # type: ignore[assignment]
+    """Deletes a user: its credentials and memberships end."""
     AddPersonalAccessToken: _aio.UnaryUnaryMultiCallable[_user_service_pb2.AddPersonalAccessTokenRequest, _user_service_pb2.AddPersonalAccessTokenResponse]  # type: ignore[assignment]
     """Creates a personal access token for a machine user; shown once."""
 
@@ -92,6 +108,32 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_user_service_pb2.RemoveSecretResponse, _abc.Awaitable[_user_service_pb2.RemoveSecretResponse]]:
         """Removes the client secret of a machine user."""
+
+    @_abc_1.abstractmethod
+    def DeactivateUser(
+        self,
+        request: _user_service_pb2.DeactivateUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_service_pb2.DeactivateUserResponse, _abc.Awaitable[_user_service_pb2.DeactivateUserResponse]]:
+        """Deactivates a user: none of its credentials is accepted until it is reactivated. The caller
+        must also hold the user's permissions.
+        """
+
+    @_abc_1.abstractmethod
+    def ReactivateUser(
+        self,
+        request: _user_service_pb2.ReactivateUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_service_pb2.ReactivateUserResponse, _abc.Awaitable[_user_service_pb2.ReactivateUserResponse]]:
+        """Reactivates a deactivated user."""
+
+    @_abc_1.abstractmethod
+    def DeleteUser(
+        self,
+        request: _user_service_pb2.DeleteUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_service_pb2.DeleteUserResponse, _abc.Awaitable[_user_service_pb2.DeleteUserResponse]]:
+        """Deletes a user: its credentials and memberships end."""
 
     @_abc_1.abstractmethod
     def AddPersonalAccessToken(
