@@ -16,7 +16,7 @@ from zitadel.management.v1 import management_pb2
 from zitadel.org.v2 import org_service_pb2 as org_v2
 from zitadel.user.v2 import user_service_pb2 as user_v2
 
-from server.config import Config
+from server.config import CannotListen, Config
 from server.domain.access import Access
 from server.domain.client_credentials import ClientCredentials
 from server.domain.commands import Commands
@@ -191,9 +191,15 @@ async def _start(config: Config, store: Store) -> Service:
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
-        port = server.add_insecure_port(config.grpc_addr)
+        try:
+            port = server.add_insecure_port(config.grpc_addr)
+        except RuntimeError as error:  # grpcio's only word for it: "Failed to bind to address"
+            raise CannotListen("MS_GRPC_ADDR", config.grpc_addr, "in use, or not this machine's") from error
         await server.start()
-        http_server = await AsgiServer.start(http_app, config.http_addr, envoy_socket)
+        try:
+            http_server = await AsgiServer.start(http_app, config.http_addr, envoy_socket)
+        except OSError as error:
+            raise CannotListen("MS_HTTP_ADDR", config.http_addr, error.strerror or "refused") from error
     except BaseException:  # a taken port, say: nothing is left running, and the socket's folder goes
         await server.stop(None)
         if private_dir is not None:

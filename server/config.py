@@ -15,6 +15,17 @@ class ConfigError(Exception):
     """A setting is invalid; the message names the variable."""
 
 
+class CannotListen(ConfigError):
+    """A host:port setting names an address the service cannot listen on: one in use, or one
+    that is not this machine's."""
+
+    def __init__(self, setting: str, address: str, reason: str) -> None:
+        super().__init__(
+            f"cannot listen on {address} ({setting}): {reason}. Set {setting} to another"
+            " address or port (port 0 takes any free one)"
+        )
+
+
 @dataclass(frozen=True)
 class Setting:
     """One setting, written once: its variable, default, help and parser. Its flag and its field

@@ -89,7 +89,7 @@ async def test_without_a_dynamic_table_the_next_call_decodes() -> None:
     strict=True,
     raises=TimeoutError,
     reason="grpc.aio 1.85 never answers a unary call half-closed without a whole message "
-    "(facts.md); the service works around it: server/transport/pipeline.py, single_message",
+    "(this test shows it); the service works around it: server/transport/pipeline.py, single_message",
 )
 async def test_grpc_aio_answers_a_unary_call_with_no_message(bare_server: int) -> None:
     # An HTTP/2 gRPC request whose body is empty: the client half-closes with no message.

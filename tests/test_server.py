@@ -289,10 +289,43 @@ async def test_the_ready_file_names_every_bound_port_while_serving(tmp_path: Pat
 
 async def test_a_taken_port_fails_the_start(running: Running, tmp_path: Path) -> None:
     config = config_for(tmp_path / "second")
-    with pytest.raises(RuntimeError):
-        await app.start(replace(config, grpc_addr=f"127.0.0.1:{running.service.grpc_port}"))
-    with pytest.raises(RuntimeError, match="cannot listen"):
-        await app.start(replace(config, http_addr=f"127.0.0.1:{running.service.http_port}"))
+    grpc_taken = f"127.0.0.1:{running.service.grpc_port}"
+    with pytest.raises(ConfigError, match=f"cannot listen on {grpc_taken} \\(MS_GRPC_ADDR\\)"):
+        await app.start(replace(config, grpc_addr=grpc_taken))
+    http_taken = f"127.0.0.1:{running.service.http_port}"
+    with pytest.raises(ConfigError, match=f"cannot listen on {http_taken} \\(MS_HTTP_ADDR\\)"):
+        await app.start(replace(config, http_addr=http_taken))
+
+
+@pytest.mark.parametrize("setting", ["MS_GRPC_ADDR", "MS_HTTP_ADDR"])
+async def test_a_taken_port_is_one_line_that_names_the_setting(
+    running: Running, tmp_path: Path, setting: str
+) -> None:
+    port = running.service.grpc_port if setting == "MS_GRPC_ADDR" else running.service.http_port
+    environment = {
+        **os.environ,
+        "MS_DATABASE_URL": f"sqlite:///{tmp_path}/ms.db",
+        "MS_GRPC_ADDR": "127.0.0.1:0",
+        "MS_HTTP_ADDR": "127.0.0.1:0",
+        "MS_ENVOY_ADDR": "off",
+        "MS_ADMIN_PAT_FILE": str(tmp_path / "admin.pat"),
+        setting: f"127.0.0.1:{port}",
+    }
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "server"],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("machine-secrets:")]
+    assert f"127.0.0.1:{port} ({setting})" in line
+    assert "port 0" in line
 
 
 def test_configuration_errors_stop_the_process() -> None:

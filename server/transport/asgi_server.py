@@ -38,9 +38,9 @@ class AsgiServer:
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((host.strip("[]"), int(port)))
-        except OSError as error:
+        except OSError:
             sock.close()
-            raise RuntimeError(f"cannot listen on {addr}: {error.strerror}") from error
+            raise
         sockets = [sock]
         if unix_path is not None:
             private = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
