@@ -17,19 +17,16 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 
-from server.domain.errors import Cancelled, DomainError, FieldViolation, InvalidArgument
+from server.domain.errors import DomainError, FieldViolation, InvalidArgument
 from server.transport.asgi import (
-    BodyTooLarge,
-    ClientGone,
     Receive,
     Send,
     first,
     header_lists,
-    read_body,
     respond,
 )
-from server.transport.grpcweb import bad_request, grpc_metadata, message_too_large, peer_of
-from server.transport.pipeline import Call, Outcome, Runner, request_too_slow
+from server.transport.grpcweb import bad_request, grpc_metadata, peer_of, read_call_body
+from server.transport.pipeline import Call, Outcome, Runner
 from server.transport.status import HTTP_STATUS
 
 CONTENT_TYPE = "application/json"
@@ -81,14 +78,7 @@ class ConnectEndpoint:
         )
 
     async def _read(self, receive: Receive, request_type: type[Message]) -> bytes:
-        try:
-            body = await read_body(receive, self._max_message_bytes, self._read_timeout_s)
-        except BodyTooLarge:
-            raise message_too_large() from None
-        except ClientGone:
-            raise Cancelled("CLIENT_GONE", "the client went away") from None
-        except TimeoutError:
-            raise request_too_slow(self._read_timeout_s) from None
+        body = await read_call_body(receive, self._max_message_bytes, self._read_timeout_s)
         request = request_type()
         try:
             json_format.Parse(body or b"{}", request, ignore_unknown_fields=True)

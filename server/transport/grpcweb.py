@@ -117,17 +117,23 @@ class GrpcWebEndpoint:
     async def _read(self, receive: Receive, text: bool, encoding: str) -> bytes:
         # A base64 body is 4/3 of the bytes it carries; the frame header adds 5.
         limit = (self._max_message_bytes + FRAME_HEADER.size) * (4 if text else 3) // 3 + 4
-        try:
-            body = await read_body(receive, limit, self._read_timeout_s)
-        except BodyTooLarge:
-            raise message_too_large() from None
-        except ClientGone:
-            raise Cancelled("CLIENT_GONE", "the client went away") from None
-        except TimeoutError:
-            raise request_too_slow(self._read_timeout_s) from None
+        body = await read_call_body(receive, limit, self._read_timeout_s)
         if text:
             body = _decode_text(body)
         return _single_message(body, self._max_message_bytes, encoding)
+
+
+async def read_call_body(receive: Receive, limit: int, timeout_s: float) -> bytes:
+    """An HTTP request body read as a call's read step: what goes wrong is the call's error
+    (grpc-web here, and the Connect call)."""
+    try:
+        return await read_body(receive, limit, timeout_s)
+    except BodyTooLarge:
+        raise message_too_large() from None
+    except ClientGone:
+        raise Cancelled("CLIENT_GONE", "the client went away") from None
+    except TimeoutError:
+        raise request_too_slow(timeout_s) from None
 
 
 def _trailers(outcome: Outcome) -> list[tuple[str, str]]:
