@@ -16,6 +16,7 @@ from zitadel.management.v1 import management_pb2
 from zitadel.org.v2 import org_service_pb2 as org_v2
 from zitadel.user.v2 import user_service_pb2 as user_v2
 
+from server.clock import SYSTEM_CLOCK, Clock
 from server.config import CannotListen, Config
 from server.domain.access import Access
 from server.domain.client_credentials import ClientCredentials
@@ -24,6 +25,7 @@ from server.domain.credentials import SecretHasher
 from server.domain.failure_limits import FailureLimiter
 from server.domain.ids import IdGenerator
 from server.domain.queries import Queries
+from server.domain.revocation import SecretRevocation
 from server.envoy import EnvoyError, EnvoyProcess, EnvoySettings
 from server.limits import MAX_HEADER_BYTES, MAX_REQUEST_BYTES
 from server.private_files import check_private_location, write_private_file
@@ -40,6 +42,7 @@ from server.transport.http import ByContentType, HttpApp, StaticJson
 from server.transport.metrics import METRICS_PATH, CallCounters, MetricsEndpoint
 from server.transport.oauth import DISCOVERY_PATH, TOKEN_PATH, Discovery, TokenEndpoint
 from server.transport.pipeline import build_pipelines
+from server.transport.revocation import REVOKE_PATH, RevocationEndpoint
 from server.transport.servicers import OrgService, UserService
 from server.transport.zitadel_management import ManagementService
 from server.transport.zitadel_v2 import InternalPermissionService, OrganizationServiceV2, UserServiceV2
@@ -96,29 +99,30 @@ class Service:
             self.private_dir.cleanup()
 
 
-async def open_store(config: Config) -> Store:
+async def open_store(config: Config, clock: Clock = SYSTEM_CLOCK) -> Store:
     if config.database_url.startswith(("postgresql://", "postgres://")):
-        return await PostgresStore.open(config.database_url, config.db_pool_size)
-    return await SqliteStore.open(config.database_url)
+        return await PostgresStore.open(config.database_url, config.db_pool_size, clock)
+    return await SqliteStore.open(config.database_url, clock)
 
 
-async def start(config: Config) -> Service:
-    store = await open_store(config)
+async def start(config: Config, clock: Clock = SYSTEM_CLOCK) -> Service:
+    """The whole service, started. clock: the time every decision reads (tests move it)."""
+    store = await open_store(config, clock)
     try:
-        return await _start(config, store)
+        return await _start(config, store, clock)
     except BaseException:
         await store.close()
         raise
 
 
-async def _start(config: Config, store: Store) -> Service:
-    access = Access(store)
+async def _start(config: Config, store: Store, clock: Clock) -> Service:
+    access = Access(store, clock)
     hasher, ids = SecretHasher(config.bcrypt_cost), IdGenerator()
-    commands = Commands(store, hasher, ids, config.write_attempts)
-    queries = Queries(store)
-    credentials = ClientCredentials(
-        store, commands, hasher, config.access_token_ttl, FailureLimiter(config.failure_limits, store)
-    )
+    commands = Commands(store, hasher, ids, config.write_attempts, clock)
+    queries = Queries(store, clock)
+    limiter = FailureLimiter(config.failure_limits, store)
+    credentials = ClientCredentials(store, commands, hasher, config.access_token_ttl, limiter, clock)
+    revocation = SecretRevocation(store, commands, hasher, limiter, clock)
 
     # Before the instance is set up: a location that is refused must not cost the admin's token.
     check_private_location(Path(config.admin_pat_file))
@@ -133,7 +137,7 @@ async def _start(config: Config, store: Store) -> Service:
     pipelines = build_pipelines(
         {
             USER_SERVICE: UserService(commands, queries),
-            ORG_SERVICE: OrgService(commands),
+            ORG_SERVICE: OrgService(commands, queries),
             ZITADEL_MANAGEMENT: ManagementService(commands, queries),
             ZITADEL_USERS: UserServiceV2(commands, queries),
             ZITADEL_ORGS: OrganizationServiceV2(commands),
@@ -175,11 +179,11 @@ async def _start(config: Config, store: Store) -> Service:
             read_timeout_s,
         )
         rpc = ByContentType(json=connect, other=grpc_web)
+        client_address = ClientAddress(config.trusted_proxies, envoy_socket)
         http_app = HttpApp(
             {
-                TOKEN_PATH: TokenEndpoint(
-                    credentials, counters, read_timeout_s, ClientAddress(config.trusted_proxies, envoy_socket)
-                ),
+                TOKEN_PATH: TokenEndpoint(credentials, counters, read_timeout_s, client_address),
+                REVOKE_PATH: RevocationEndpoint(revocation, counters, read_timeout_s, client_address),
                 DISCOVERY_PATH: discovery,
                 METRICS_PATH: MetricsEndpoint(counters),
                 OPENAPI_PATH: StaticJson(OPENAPI_DOCUMENT.read_bytes()),

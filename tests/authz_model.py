@@ -12,7 +12,7 @@ IAM_OWNER, ORG_OWNER, ORG_USER_MANAGER = "IAM_OWNER", "ORG_OWNER", "ORG_USER_MAN
 ROLES = (IAM_OWNER, ORG_OWNER, ORG_USER_MANAGER)
 # README, "Roles": IAM_OWNER holds everything, in every organisation.
 GIVES = {
-    ORG_OWNER: frozenset({"user.read", "user.write", "org.member.write"}),
+    ORG_OWNER: frozenset({"user.read", "user.write", "org.member.write", "policy.write"}),
     ORG_USER_MANAGER: frozenset({"user.read", "user.write"}),
 }
 # README, the RPC table's "needs" column. AddOrganization needs IAM_OWNER itself.
@@ -29,7 +29,17 @@ NEEDS = {
     "ReactivateUser": "user.write",
     "RemoveUser": "user.write",
     "RemoveOrgMember": "org.member.write",
+    "CreateSecret": "user.write",
+    "RotateSecret": "user.write",
+    "DeleteSecret": "user.write",
+    "ListSecrets": "user.read",
+    "GetSecretPolicy": "user.read",
+    "SetSecretPolicy": "policy.write",
 }
+# Calls that address no user: past the organisation's checks, they succeed.
+ORG_METHODS = ("AddOrganization", "AddMachineUser", "AddHumanUser", "GetSecretPolicy", "SetSecretPolicy")
+# README, "Secret lifecycle": at most this many live secrets per machine user, by default.
+MAX_SECRETS = 5
 # README, "Coming from ZITADEL": ZITADEL's names for the same calls. v1 methods act as the native
 # ones do (x-zitadel-orgid, or the caller's own organisation); v2 methods act in the user's
 # organisation, whatever the header, and a user the caller may not read is NOT_FOUND.
@@ -59,7 +69,18 @@ def native(method: str) -> str:
     return ZITADEL_V1.get(method) or ZITADEL_V2.get(method) or method
 
 
-CREDENTIAL_METHODS = ("AddSecret", "RemoveSecret", "AddPersonalAccessToken")
+# Calls that make, replace or remove a credential of their target: each needs the target's power.
+# (DeleteSecret names a secret id the scenes never hold: its answer, past the gate, is NOT_FOUND.)
+CREDENTIAL_METHODS = (
+    "AddSecret",
+    "RemoveSecret",
+    "AddPersonalAccessToken",
+    "CreateSecret",
+    "RotateSecret",
+    "DeleteSecret",
+)
+# The ones of them that answer a new secret.
+NEW_SECRET_METHODS = ("AddSecret", "CreateSecret", "RotateSecret")
 # SECURITY.md: switching a user off, or taking its roles, needs the user's power too.
 USER_METHODS = ("DeactivateUser", "ReactivateUser", "RemoveUser")
 EVERYTHING = ("*", "*")  # the power of an IAM_OWNER: every permission in every organisation
@@ -74,8 +95,7 @@ class User:
     org: str
     machine: bool
     roles: dict[str, frozenset[str]] = field(default_factory=dict)
-    secret_generation: int = 0  # moves at every AddSecret and RemoveSecret
-    has_secret: bool = False
+    secrets: set[int] = field(default_factory=set)  # the live ones, by the scene's numbering
     active: bool = True
     removed: bool = False
 
@@ -84,6 +104,10 @@ class User:
         if any(IAM_OWNER in roles for roles in self.roles.values()):
             return frozenset({EVERYTHING})
         return frozenset((org, p) for org, roles in self.roles.items() for role in roles for p in GIVES[role])
+
+    @property
+    def has_secret(self) -> bool:
+        return bool(self.secrets)
 
     def holds(self, permission: str, org: str) -> bool:
         return EVERYTHING in self.power() or (org, permission) in self.power()
@@ -97,7 +121,7 @@ def covers(power: frozenset[tuple[str, str]], other: frozenset[tuple[str, str]])
 class Token:
     value: str
     user_id: str
-    secret_generation: int | None  # an access token: the secret it was exchanged for; a PAT: None
+    secret: int | None  # an access token: the secret it was exchanged for; a PAT: None
 
 
 @dataclass
@@ -109,9 +133,7 @@ class Model:
         user = self.users[token.user_id]
         if user.removed or not user.active:
             return False  # nothing of a deactivated or removed user is accepted
-        return token.secret_generation is None or (
-            user.has_secret and user.secret_generation == token.secret_generation
-        )
+        return token.secret is None or token.secret in user.secrets
 
     def expect(self, token: Token, method: str, header: str | None, target: str, roles: list[str]) -> Answer:
         """The answer to `method` called with `token`, `x-zitadel-orgid: header`, on user `target`
@@ -153,7 +175,13 @@ class Model:
             if org in user.roles:
                 return ("ALREADY_EXISTS", "MEMBER_ALREADY_EXISTS")
             return OK
-        if method in ("AddOrganization", "AddMachineUser", "AddHumanUser"):
+        if method in (
+            "AddOrganization",
+            "AddMachineUser",
+            "AddHumanUser",
+            "GetSecretPolicy",
+            "SetSecretPolicy",
+        ):
             return OK
         if user is None or user.org != org:
             return ("NOT_FOUND", "USER_NOT_FOUND")
@@ -169,9 +197,15 @@ class Model:
             return OK
         if not user.machine:
             return ("FAILED_PRECONDITION", "USER_NOT_MACHINE")
+        if method == "ListSecrets":
+            return OK
         # The escalation rule: a credential of a user is the user's power.
         if not covers(caller.power(), user.power()):
             return ("PERMISSION_DENIED", "PERMISSION_DENIED")
         if method == "RemoveSecret" and not user.has_secret:
             return ("FAILED_PRECONDITION", "SECRET_NOT_FOUND")
+        if method == "DeleteSecret":
+            return ("NOT_FOUND", "SECRET_NOT_FOUND")
+        if method == "CreateSecret" and len(user.secrets) >= MAX_SECRETS:
+            return ("FAILED_PRECONDITION", "SECRET_LIMIT_REACHED")
         return OK

@@ -6,6 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from server import app
+from server.clock import SYSTEM_CLOCK, Clock
 from server.config import Config
 from server.domain.failure_limits import FailureLimits
 from server.transport.forwarded import Network
@@ -76,8 +77,8 @@ def config_for(
     )
 
 
-async def start_service(config: Config) -> Running:
-    service = await app.start(config)
+async def start_service(config: Config, clock: Clock = SYSTEM_CLOCK) -> Running:
+    service = await app.start(config, clock)
     if config.envoy_addr is not None and service.envoy is None:
         await service.stop(0)  # nothing left running, or cleaned up later by a finaliser
         raise AssertionError("Envoy did not start: see the log")

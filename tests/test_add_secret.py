@@ -15,12 +15,14 @@ from tests.api import ApiError, expect_error
 from tests.service import Running
 from tests.world import World, unique_name
 
-SECRET = re.compile(r"[A-Za-z0-9]{64}")
+SECRET = re.compile(r"msk_[0-9A-Za-z]{61}")
 
 
 async def stored_hash(running: Running, user_id: str) -> str | None:
-    user = await running.service.store.user(user_id)
-    return None if user is None else user.secret_hash
+    """The hash of the user's one secret (AddSecret leaves one), or None when it has none."""
+    secrets = await running.service.store.secrets(user_id)
+    assert len(secrets) <= 1
+    return secrets[0].hash if secrets else None
 
 
 async def add_secret(world: World, user_id: str, **kw: str) -> user_pb.AddSecretResponse:

@@ -99,7 +99,7 @@ async def test_the_page_creates_a_secret_over_sonora_and_envoy(
         assert isinstance(created, dict)
         assert created["error"] == "", result
         assert str(created["clientId"]).startswith("browser-")
-        assert re.fullmatch(r"[A-Za-z0-9]{64}", str(created["clientSecret"]))
+        assert re.fullmatch(r"msk_[0-9A-Za-z]{61}", str(created["clientSecret"]))
         assert created["sequence"] == "2"
         # The code, and the reason from grpc-status-details-bin, decoded by a standard client.
         assert result["unknown"] == "5 NotFound USER_NOT_FOUND"

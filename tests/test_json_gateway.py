@@ -47,7 +47,7 @@ async def test_add_secret_has_exactly_the_seeds_shape(http: httpx.AsyncClient, p
     assert set(body) == {"clientId", "clientSecret", "details"}
     assert set(body["details"]) == {"sequence", "creationDate", "changeDate", "resourceOwner"}
     assert body["clientId"] == name
-    assert re.fullmatch(r"[A-Za-z0-9]{64}", body["clientSecret"])
+    assert re.fullmatch(r"msk_[0-9A-Za-z]{61}", body["clientSecret"])
     assert body["details"]["sequence"] == "2"  # uint64: a string in proto3 JSON
     for key in ("creationDate", "changeDate"):
         assert RFC3339_UTC.fullmatch(body["details"][key]), body["details"][key]

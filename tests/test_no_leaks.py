@@ -26,6 +26,13 @@ async def test_no_secret_or_token_leaves_its_place(
         answer = await world.call("AddSecret", user_pb.AddSecretRequest(user_id=user_id))
         issued.append(answer.client_secret)
     client_id, secret = answer.client_id, answer.client_secret
+    created = await world.call("CreateSecret", user_pb.CreateSecretRequest(user_id=user_id, description="d"))
+    rotate = user_pb.RotateSecretRequest(user_id=user_id)
+    rotate.grace_period.FromSeconds(60)
+    rotated = await world.call("RotateSecret", rotate)
+    issued += [created.client_secret, rotated.client_secret]
+    listed = await world.call("ListSecrets", user_pb.ListSecretsRequest(user_id=user_id))
+    errors.append(str(listed))  # an answer too: it must hold no secret
     pat = await world.token_for(user_id)
     issued.append(pat)
     base = f"http://127.0.0.1:{running.service.http_port}"
@@ -44,6 +51,11 @@ async def test_no_secret_or_token_leaves_its_place(
                 data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": wrong},
             )
             errors.append(failed.text)
+        # A leaked secret, reported: revoked, and nothing of it logged or stored.
+        reported = await http.post(
+            base + "/secrets/revoke", json={"secrets": [created.client_secret, "msk_x"]}
+        )
+        errors.append(reported.text)
     for token in (access, pat, access + "x", "Bearer " + secret):  # used well, and badly
         try:
             await world.call("GetUserByID", user_pb.GetUserByIDRequest(user_id=user_id), token=token)

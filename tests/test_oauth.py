@@ -8,7 +8,7 @@ import warnings
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import authlib.deprecate  # noqa: F401 - installs an "always" filter of its own when first imported
@@ -18,6 +18,7 @@ import httpx
 import pytest
 from machinesecrets.v1 import user_service_pb2 as user_pb
 
+from server.clock import ShiftedClock
 from server.domain.failure_limits import FailureLimits
 from server.store import events as ev
 from server.transport.forwarded import parse_networks
@@ -325,7 +326,9 @@ async def test_a_changed_bcrypt_cost_rehashes_on_the_next_success(tmp_path: Path
         def stored() -> tuple[str, int]:
             with sqlite3.connect(running.db_path) as db:
                 row = db.execute(
-                    "SELECT secret_hash, sequence FROM users WHERE id = ?", (c.user_id,)
+                    "SELECT s.hash, u.sequence FROM users u JOIN secrets s ON s.user_id = u.id"
+                    " WHERE u.id = ?",
+                    (c.user_id,),
                 ).fetchone()
             return str(row[0]), int(row[1])
 
@@ -350,8 +353,10 @@ async def test_a_changed_bcrypt_cost_rehashes_on_the_next_success(tmp_path: Path
 
 async def test_every_failure_pays_one_bcrypt_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No client enumeration: whatever the reason a client fails, the token endpoint runs exactly
-    one real bcrypt verification, as for a wrong secret. Counted at bcrypt itself."""
-    running = await start_service(config_for(tmp_path))
+    one real bcrypt verification, as for a wrong secret; a client with ten secrets too. Counted at
+    bcrypt itself."""
+    clock = ShiftedClock()
+    running = await start_service(config_for(tmp_path), clock)
     api = GrpcApi("grpc", f"127.0.0.1:{running.service.grpc_port}")
     calls: Counter[str] = Counter()
     real_checkpw, real_hashpw = bcrypt.checkpw, bcrypt.hashpw
@@ -378,6 +383,18 @@ async def test_every_failure_pays_one_bcrypt_check(tmp_path: Path, monkeypatch: 
         )
         no_secret = unique_name("bare-bot")
         await world.machine_user(user_name=no_secret)
+        many = await machine_client(world, [])
+        several = [
+            await world.call("CreateSecret", user_pb.CreateSecretRequest(user_id=many.user_id))
+            for _ in range(4)
+        ]
+        deleted = several.pop()
+        request = user_pb.DeleteSecretRequest(user_id=many.user_id, secret_id=deleted.secret_id)
+        await world.call("DeleteSecret", request)
+        expiring = user_pb.CreateSecretRequest(user_id=many.user_id)
+        expiring.expiration_date.FromDatetime(datetime.now(UTC) + timedelta(hours=1))
+        expired = await world.call("CreateSecret", expiring)
+        clock.advance(timedelta(hours=2))
         failures = {
             "unknown client": ("nobody", "x" * 64),
             "human user": (human, "x" * 64),
@@ -386,6 +403,10 @@ async def test_every_failure_pays_one_bcrypt_check(tmp_path: Path, monkeypatch: 
             "a secret over 72 bytes": (live.client_id, live.secret + "x" * 20),
             "removed secret": (removed.client_id, removed.secret),
             "replaced secret": (replaced.client_id, replaced.secret),
+            "deleted secret": (many.client_id, deleted.client_secret),
+            "expired secret": (many.client_id, expired.client_secret),
+            "wrong secret of a client with several": (many.client_id, several[0].client_secret[:-1] + "x"),
+            "another client's secret": (many.client_id, live.secret),
         }
         base = endpoints(running)["direct"]
         monkeypatch.setattr(bcrypt, "checkpw", checkpw)
@@ -395,9 +416,13 @@ async def test_every_failure_pays_one_bcrypt_check(tmp_path: Path, monkeypatch: 
             answer = await exchange(base, client_id, secret, method="post")
             assert (answer.status_code, answer.json()["error"]) == (401, "invalid_client"), kind
             assert calls == Counter({"checkpw": 1}), kind
-        calls.clear()
-        assert (await exchange(base, live.client_id, live.secret)).status_code == 200
-        assert calls == Counter({"checkpw": 1})
+        for client_id, secret in [
+            (live.client_id, live.secret),
+            *((many.client_id, s.client_secret) for s in several),
+        ]:
+            calls.clear()
+            assert (await exchange(base, client_id, secret)).status_code == 200
+            assert calls == Counter({"checkpw": 1})
     finally:
         await api.close()
         await running.service.stop(0)

@@ -137,6 +137,42 @@ async def test_concurrent_add_secret_across_two_processes(pg_url: str, tmp_path:
             await process.stop()
 
 
+async def test_a_rotation_in_one_process_holds_at_once_in_the_other(pg_url: str, tmp_path: Path) -> None:
+    """Secrets of several processes on one PostgreSQL: a rotation or deletion made through one is
+    what the token endpoint of the other decides by, at once, and last use is one value for both
+    (noted once a minute, whichever process saw the use)."""
+    processes = [await ServerProcess.start(pg_url, tmp_path, **NO_LIMITS) for _ in range(2)]
+    try:
+        async with worlds(processes, tmp_path) as (first, second):
+            name = unique_name("rotated")
+            user_id = await first.machine_user(user_name=name)
+            old: user_pb.CreateSecretResponse = await first.call(
+                "CreateSecret", user_pb.CreateSecretRequest(user_id=user_id)
+            )
+            assert await authenticates(processes[1].http_port, name, old.client_secret)
+            span = user_pb.RotateSecretRequest(user_id=user_id)
+            span.grace_period.FromSeconds(0)
+            new: user_pb.RotateSecretResponse = await first.call("RotateSecret", span)
+            assert not await authenticates(processes[1].http_port, name, old.client_secret)
+            assert await authenticates(processes[1].http_port, name, new.client_secret)
+            listed: user_pb.ListSecretsResponse = await first.call(
+                "ListSecrets", user_pb.ListSecretsRequest(user_id=user_id)
+            )
+            used = {s.secret_id: s.last_used for s in listed.secrets}
+            assert used[new.secret_id].seconds > 0  # used through the second, seen by the first
+            assert await authenticates(processes[0].http_port, name, new.client_secret)
+            again: user_pb.ListSecretsResponse = await second.call(
+                "ListSecrets", user_pb.ListSecretsRequest(user_id=user_id)
+            )
+            assert {s.secret_id: s.last_used for s in again.secrets} == used  # one note a minute
+            delete = user_pb.DeleteSecretRequest(user_id=user_id, secret_id=new.secret_id)
+            await second.call("DeleteSecret", delete)
+            assert not await authenticates(processes[0].http_port, name, new.client_secret)
+    finally:
+        for process in processes:
+            await process.stop()
+
+
 async def test_a_conflict_storm_is_answered_aborted_cleanly(pg_url: str, tmp_path: Path) -> None:
     """Three processes with no retry budget (MS_WRITE_ATTEMPTS=1) write one user at once: the
     losers of each race are ABORTED / CONCURRENT_MODIFICATION, and the store holds exactly the

@@ -12,9 +12,9 @@ import pytest
 
 from server.store import events as ev
 from server.store.base import ConcurrencyConflict, PatRecord, Store, UniqueViolation
-from server.store.codecs import from_micros
+from server.store.codecs import FOREVER, from_micros
 from server.store.events import NewEvent
-from server.store.migrations import MIGRATIONS
+from server.store.migrations import MIGRATIONS, legacy_secret_id
 from server.store.postgres import PostgresStore
 from server.store.sqlite import SqliteStore
 from tests import postgres
@@ -45,9 +45,18 @@ def machine_added(user_id: str, org_id: str, user_name: str) -> NewEvent:
 
 
 def secret_set(user_id: str, org_id: str, sequence: int, hashed: str) -> NewEvent:
-    return NewEvent(
-        ev.AGGREGATE_USER, user_id, sequence, ev.USER_MACHINE_SECRET_SET, org_id, {"hash": hashed}
-    )
+    payload = {
+        "secret_id": f"{user_id}{sequence}",
+        "hash": hashed,
+        "lookup": f"lookup-{user_id}-{sequence}",
+        "description": "",
+        "expires_at": None,
+    }
+    return NewEvent(ev.AGGREGATE_USER, user_id, sequence, ev.USER_MACHINE_SECRET_SET, org_id, payload)
+
+
+async def hashes(store: Store, user_id: str) -> list[str]:
+    return [s.hash for s in await store.secrets(user_id)]
 
 
 async def test_append_updates_the_read_models_in_the_same_step(store: Store) -> None:
@@ -61,13 +70,9 @@ async def test_append_updates_the_read_models_in_the_same_step(store: Store) -> 
     await store.append([secret_set("10", "1", 2, "$2b$04$hash")])
     user = await store.user("10")
     assert user is not None
-    assert (user.org_id, user.user_name, user.type, user.secret_hash, user.sequence) == (
-        "1",
-        "Bot",
-        "machine",
-        "$2b$04$hash",
-        2,
-    )
+    assert (user.org_id, user.user_name, user.type, user.sequence) == ("1", "Bot", "machine", 2)
+    assert await hashes(store, "10") == ["$2b$04$hash"]
+    assert user.secrets_live_until == FOREVER
     assert user.changed_at > user.created_at
 
 
@@ -78,7 +83,7 @@ async def test_events_come_back_in_order_with_their_payloads(store: Store) -> No
     events = await store.events(ev.AGGREGATE_USER, "10")
     assert [e.sequence for e in events] == [1, 2, 3, 4, 5]
     assert [e.type for e in events] == [ev.USER_MACHINE_ADDED] + [ev.USER_MACHINE_SECRET_SET] * 4
-    assert events[-1].payload == {"hash": "h5"}
+    assert events[-1].payload["hash"] == "h5"
     assert all(e.resource_owner == "1" for e in events)
 
 
@@ -91,7 +96,8 @@ async def test_a_taken_sequence_is_a_conflict_and_writes_nothing(store: Store) -
     assert await store.user("11") is None
     user = await store.user("10")
     assert user is not None
-    assert (user.secret_hash, user.sequence) == ("first", 2)
+    assert user.sequence == 2
+    assert await hashes(store, "10") == ["first"]
     assert len(await store.events(ev.AGGREGATE_USER, "10")) == 2
 
 
@@ -224,7 +230,15 @@ ROWS_OF_VERSION_1 = [
     "INSERT INTO members VALUES ('1', '10', 'ORG_OWNER')",
     "INSERT INTO tokens (token_hash, token_id, user_id, expires_at) VALUES ('abc', '5', '10', NULL)",
 ]
-ROWS_OF_VERSION_2 = [*ROWS_OF_VERSION_1, "UPDATE users SET secret_sequence = 4"]
+ROWS_OF_VERSION_2 = [
+    *ROWS_OF_VERSION_1,
+    "UPDATE users SET secret_sequence = 4",
+    # Access tokens of the secret that holds, and of the one it replaced (dead already).
+    "INSERT INTO tokens (token_hash, token_id, user_id, expires_at, secret_sequence)"
+    " VALUES ('live', '6', '10', NULL, 4)",
+    "INSERT INTO tokens (token_hash, token_id, user_id, expires_at, secret_sequence)"
+    " VALUES ('dead', '7', '10', NULL, 2)",
+]
 ROWS_OF_VERSION_3 = [*ROWS_OF_VERSION_2, "INSERT INTO auth_failures VALUES ('an-old-key', 10)"]
 ROWS_OF_VERSION = {
     1: ROWS_OF_VERSION_1,
@@ -265,20 +279,28 @@ async def test_a_store_of_each_earlier_version_upgrades_with_its_data(
         try:
             user = await store.user("10")
             assert user is not None
-            # Migration 2's backfill: the secret that holds is the one of the last secret.set.
-            assert (user.user_name, user.secret_hash, user.secret_sequence, user.sequence) == (
-                "bot",
-                "$2b$04$b",
-                4,
-                4,
-            )
+            # Migration 2's backfill, then 6: the secret that holds is the one of the last
+            # secret.set, now a secret of its own with an id, and its access tokens name it.
+            assert (user.user_name, user.sequence, user.secrets_live_until) == ("bot", 4, FOREVER)
+            [secret] = await store.secrets("10")
+            assert (secret.hash, secret.lookup, secret.created_at) == ("$2b$04$b", None, from_micros(4000))
+            assert secret.secret_id == legacy_secret_id("10", 4000)
+            assert secret.secret_id.isdigit()
             caller = await store.caller("abc")
             assert caller is not None
-            assert (caller.token.user_id, caller.token.secret_sequence, caller.roles) == (
+            assert (caller.token.user_id, caller.token.secret_id, caller.roles) == (
                 "10",
                 None,
                 {"1": frozenset({"ORG_OWNER"})},
             )
+            if version >= 2:
+                live = await store.caller("live")
+                assert live is not None
+                assert (live.token.secret_id, live.secret_live_until) == (secret.secret_id, FOREVER)
+                assert await store.caller("dead") is None
+            client = await store.client("bot", None)  # the legacy secret has no lookup key
+            assert client is not None
+            assert client.secret == secret
             assert [e.sequence for e in await store.events(ev.AGGREGATE_USER, "10")] == [1, 2, 3, 4]
             # Migration 4: users are active, and a PAT's creation is its event's time.
             assert user.active
@@ -288,9 +310,7 @@ async def test_a_store_of_each_earlier_version_upgrades_with_its_data(
             assert await store.recent_failures(("s", "c"), 0) == {"s": (1, 5000), "c": (1, 5000)}
             # And the store takes new events on top of the old.
             await store.append([secret_set("10", "1", 5, "$2b$04$c")])
-            upgraded = await store.user("10")
-            assert upgraded is not None
-            assert (upgraded.secret_hash, upgraded.secret_sequence) == ("$2b$04$c", 5)
+            assert await hashes(store, "10") == ["$2b$04$c"]
         finally:
             await store.close()
 

@@ -61,6 +61,11 @@ USER_ERRORS = {
     "403": CREDENTIAL_ERRORS["403"],
 }
 NAME_TAKEN = {"409": "The user name is taken"}
+NEW_SECRET_ERRORS = {
+    **CREDENTIAL_ERRORS,
+    "400": "Invalid argument (an expiration date or grace period beyond the organisation's secret"
+    " policy names the limit); the user is not a machine user; SECRET_LIMIT_REACHED",
+}
 # Each RPC's own answers, beside the common ones: only what it can answer, so that a test of
 # status conformance means something.
 METHOD_ERRORS: dict[str, dict[str, str]] = {
@@ -69,6 +74,12 @@ METHOD_ERRORS: dict[str, dict[str, str]] = {
     "GenerateMachineSecret": CREDENTIAL_ERRORS,
     "RemoveMachineSecret": CREDENTIAL_ERRORS,
     "AddPersonalAccessToken": CREDENTIAL_ERRORS,
+    "CreateSecret": NEW_SECRET_ERRORS,
+    "RotateSecret": NEW_SECRET_ERRORS,
+    "ListSecrets": {**USER_NOT_FOUND, "400": "Invalid argument; the user is not a machine user"},
+    "DeleteSecret": {**CREDENTIAL_ERRORS, "404": "No such user, or no such secret of the user"},
+    "GetSecretPolicy": {},
+    "SetSecretPolicy": {**ABORTED, "400": "Invalid argument: a limit out of its range"},
     "GetUserByID": USER_NOT_FOUND,
     "AddMachineUser": NAME_TAKEN,
     "AddHumanUser": NAME_TAKEN,
@@ -110,7 +121,10 @@ SCALARS: dict[int, dict[str, Any]] = {
     Field.TYPE_DOUBLE: {"type": "number"},
     Field.TYPE_FLOAT: {"type": "number"},
 }
-WELL_KNOWN = {".google.protobuf.Timestamp": {"type": "string", "format": "date-time"}}
+WELL_KNOWN = {
+    ".google.protobuf.Timestamp": {"type": "string", "format": "date-time"},
+    ".google.protobuf.Duration": {"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]{1,9})?s$"},
+}
 ID = {"type": "string", "pattern": "^[1-9][0-9]{0,18}$", "maxLength": MAX_ID_LENGTH}
 NAME = {"type": "string", "minLength": 1, "maxLength": MAX_NAME_LENGTH}
 # The rules the domain checks (server/domain/validation.py), so that clients and generated tests

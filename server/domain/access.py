@@ -1,7 +1,8 @@
 """Who is calling (authentication) and in which organisation they may act (authorisation)."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
+from server.clock import SYSTEM_CLOCK, Clock
 from server.domain import validation as check
 from server.domain.credentials import token_hash
 from server.domain.errors import PermissionDenied, Unauthenticated, user_not_found
@@ -21,19 +22,24 @@ def invalid_token() -> Unauthenticated:
 
 
 class Access:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, clock: Clock = SYSTEM_CLOCK) -> None:
         self._store = store
+        self._clock = clock
 
     async def authenticate(self, bearer_token: str) -> Principal:
         hashed = token_hash(bearer_token)
         caller = await self._store.caller(hashed)
         if caller is None:
             raise invalid_token()
-        token, now = caller.token, datetime.now(UTC)
+        token, now = caller.token, self._clock.now()
         if token.expires_at is not None and token.expires_at <= now:
             raise invalid_token()
-        if token.secret_sequence is not None and token.secret_sequence != caller.secret_sequence:
-            raise invalid_token()  # an access token dies with the secret that earned it
+        # An access token dies with the secret that earned it: deleted, replaced, revoked or
+        # expired. Checked on every call, so a token never outlives its secret.
+        if token.secret_id is not None and (
+            caller.secret_live_until is None or caller.secret_live_until <= now
+        ):
+            raise invalid_token()
         if not caller.user_active:
             raise invalid_token()  # nothing of a deactivated user is accepted
         if token.last_used_at is None or now - token.last_used_at >= LAST_USED_GRANULARITY:

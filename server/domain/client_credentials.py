@@ -1,18 +1,22 @@
 """The OAuth2 client-credentials grant (RFC 6749 §4.4), as the domain sees it: a machine user
 proves it holds its client secret and receives an access token.
 
-Every failure (unknown client, human user, no secret, wrong secret) is the same InvalidClient,
-reached after the same bcrypt work, so that a caller cannot tell which it was.
+Every failure (unknown client, human user, no secret, an expired or deleted secret, a wrong one) is
+the same InvalidClient, reached after the same bcrypt work, so that a caller cannot tell which it was.
 """
 
 from dataclasses import dataclass
 from datetime import timedelta
 
+from server.clock import SYSTEM_CLOCK, Clock
+from server.domain.access import LAST_USED_GRANULARITY
 from server.domain.commands import Commands
 from server.domain.credentials import SecretHasher
 from server.domain.errors import InvalidClient
 from server.domain.failure_limits import FailureLimiter
+from server.domain.secret_format import lookup_key
 from server.store.base import USER_TYPE_MACHINE, Store
+from server.store.codecs import to_micros
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,9 @@ class ClientCredentials:
         hasher: SecretHasher,
         token_ttl: timedelta,
         limiter: FailureLimiter,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        self._clock = clock
         self._store = store
         self._commands = commands
         self._hasher = hasher
@@ -42,23 +48,43 @@ class ClientCredentials:
         self._limiter = limiter
 
     async def exchange(self, client_id: str, client_secret: str, scope: str, source: str) -> AccessToken:
-        """An access token for the machine user named client_id, if client_secret is its secret.
+        """An access token for the machine user named client_id, if client_secret is one of its
+        live secrets.
+
+        One bcrypt verification, however many secrets the client has: a secret of the msk_ format
+        carries the lookup key of its one stored hash (any other string is checked against the
+        client's secret from before that format, if it has one). Unknown, expired, deleted and
+        wrong secrets all cost that one verification and get the same InvalidClient.
 
         source is where the request came from, for the limits on failed attempts."""
         await self._limiter.check(client_id, source)
         # A client id that no user name can be (control characters such as NUL, which PostgreSQL
         # refuses in text) names no one: the store answers None, and it is the same failure.
-        user = await self._store.user_by_name(client_id) if client_id else None
-        # A human user, or a deactivated one, has no secret that counts.
+        client = await self._store.client(client_id, lookup_key(client_secret)) if client_id else None
+        now = self._clock.now()
+        user, secret = (client.user, client.secret) if client is not None else (None, None)
+        # A human user, or a deactivated one, has no secret that counts; nor an expired secret.
         usable = user is not None and user.type == USER_TYPE_MACHINE and user.active
-        hashed = user.secret_hash if usable and user is not None else None
-        if not await self._hasher.verify(client_secret, hashed) or user is None or hashed is None:
+        if not usable or secret is None or not secret.live(now):
+            secret = None
+        hashed = None if secret is None else secret.hash
+        if not await self._hasher.verify(client_secret, hashed) or user is None or secret is None:
             await self._limiter.failed(client_id, source)  # TooManyFailures, past a limit
             raise InvalidClient()
         # Concurrent failures may have reached a limit while this one hashed: then a right secret
         # must look like any other refused attempt, or a burst would learn which guess was right.
         await self._limiter.check(client_id, source)
-        if self._hasher.needs_rehash(hashed):
-            await self._commands.rehash_secret(user.id, hashed, await self._hasher.hash(client_secret))
-        token = await self._commands.issue_access_token(user, scope, self._token_ttl)
-        return AccessToken(token, int(self._token_ttl.total_seconds()), scope, user.id)
+        if self._hasher.needs_rehash(secret.hash):
+            new_hash = await self._hasher.hash(client_secret)
+            await self._commands.rehash_secret(user.id, secret.secret_id, secret.hash, new_hash)
+        if secret.last_used_at is None or now - secret.last_used_at >= LAST_USED_GRANULARITY:
+            # Coarse on purpose: one write per secret per minute at most, over every process.
+            since = to_micros(now - LAST_USED_GRANULARITY)
+            await self._store.touch_secret(secret.secret_id, to_micros(now), since)
+        # A token never outlives its secret's expiry (and dies at once with a rotation, a deletion
+        # or a revocation: Access checks the secret on every call).
+        expires_at = now + self._token_ttl
+        if secret.expires_at is not None:
+            expires_at = min(expires_at, secret.expires_at)
+        token = await self._commands.issue_access_token(user, secret.secret_id, scope, expires_at)
+        return AccessToken(token, int((expires_at - now).total_seconds()), scope, user.id)

@@ -12,10 +12,12 @@ queue. Across processes the primary key still decides, and the retry covers the 
 import asyncio
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
+from server.clock import SYSTEM_CLOCK, Clock
+from server.domain import secret_policy as rules
 from server.domain import validation as check
-from server.domain.credentials import SecretHasher, new_client_secret, new_token, token_hash
+from server.domain.credentials import SecretHasher, new_token, token_hash
 from server.domain.errors import (
     Aborted,
     AlreadyExists,
@@ -30,9 +32,17 @@ from server.domain.ids import IdGenerator
 from server.domain.keyed_locks import KeyedLocks
 from server.domain.model import Created, Details, IssuedSecret, IssuedToken
 from server.domain.permissions import IAM_OWNER, ORG_OWNER, USER_READ, CallContext
+from server.domain.secret_format import new_secret
 from server.store import events as ev
-from server.store.base import USER_TYPE_MACHINE, ConcurrencyConflict, Store, UniqueViolation, UserRecord
-from server.store.codecs import to_micros
+from server.store.base import (
+    USER_TYPE_MACHINE,
+    ConcurrencyConflict,
+    SecretPolicy,
+    Store,
+    UniqueViolation,
+    UserRecord,
+)
+from server.store.codecs import optional_micros, to_micros
 from server.store.events import NewEvent, StoredEvent
 
 
@@ -47,8 +57,16 @@ def cannot_grant() -> PermissionDenied:
 
 
 class Commands:
-    def __init__(self, store: Store, hasher: SecretHasher, ids: IdGenerator, write_attempts: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        hasher: SecretHasher,
+        ids: IdGenerator,
+        write_attempts: int,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
         self._store = store
+        self._clock = clock
         self._hasher = hasher
         self._ids = ids
         self._write_attempts = write_attempts
@@ -138,37 +156,158 @@ class Commands:
         return Created(user_id, Details.of_change(added))
 
     async def add_secret(self, ctx: CallContext, user_id: str) -> IssuedSecret:
-        check.raise_if_any(check.check_id("user_id", user_id))
-        secret = new_client_secret()
-        hashed = await self._hasher.hash(secret)
+        """ZITADEL's meaning: one new secret that replaces all of the user's others at once."""
+        return await self._issue_secret(ctx, user_id, ev.USER_MACHINE_SECRET_SET)
+
+    async def create_secret(
+        self, ctx: CallContext, user_id: str, expires_at: datetime | None, description: str
+    ) -> IssuedSecret:
+        """One new secret beside the user's live ones, within the policy's limit."""
+        return await self._issue_secret(ctx, user_id, ev.USER_MACHINE_SECRET_ADDED, expires_at, description)
+
+    async def rotate_secret(
+        self,
+        ctx: CallContext,
+        user_id: str,
+        grace: timedelta | None,
+        expires_at: datetime | None,
+        description: str,
+    ) -> IssuedSecret:
+        """One new secret; every other live secret of the user expires at now + grace, or earlier
+        if it was due earlier (a grace of 0 retires them at once)."""
+        return await self._issue_secret(
+            ctx, user_id, ev.USER_MACHINE_SECRET_ROTATED, expires_at, description, grace
+        )
+
+    async def _issue_secret(
+        self,
+        ctx: CallContext,
+        user_id: str,
+        event_type: str,
+        requested_expiry: datetime | None = None,
+        description: str = "",
+        grace: timedelta | None = None,
+    ) -> IssuedSecret:
+        policy = await self._store.secret_policy(ctx.org_id)
+        violations = check.check_id("user_id", user_id) + check.check_text(
+            "description", description, required=False, limit=rules.MAX_SECRET_DESCRIPTION_LENGTH
+        )
+        expires_at, refused = rules.expiry(policy, requested_expiry, self._clock.now())
+        violations += refused
+        if event_type == ev.USER_MACHINE_SECRET_ROTATED:
+            violations += rules.check_grace(policy, grace)
+        check.raise_if_any(violations)
+        secret, secret_id = new_secret(), self._ids.new_id()
+        hashed = await self._hasher.hash(secret.text)  # outside the write's turn: bcrypt is the slow part
         client_id = ""
 
         async def decide() -> list[NewEvent]:
             nonlocal client_id
             user = await self._credential_holder(ctx, user_id)
-            client_id = user.user_name
-            return [self._next(user, ev.USER_MACHINE_SECRET_SET, {"hash": hashed})]
+            client_id, now = user.user_name, self._clock.now()
+            payload: dict[str, object] = {
+                "secret_id": secret_id,
+                "hash": hashed,
+                "lookup": secret.lookup,
+                "description": description,
+                "expires_at": None if expires_at is None else to_micros(expires_at),
+            }
+            if event_type != ev.USER_MACHINE_SECRET_SET:  # a replacement leaves one: within any limit
+                live = sum(s.live(now) for s in await self._store.secrets(user.id))
+                if event_type == ev.USER_MACHINE_SECRET_ROTATED:
+                    assert grace is not None
+                    payload["others_expire_at"] = to_micros(now + grace)
+                    live = live if grace else 0  # with no grace, the others are retired at once
+                rules.check_secret_count(policy, live + 1)
+            return [self._next(user, event_type, payload)]
 
         [added] = await self._write(user_id, decide)
-        return IssuedSecret(client_id, secret, Details.of_change(added))
+        return IssuedSecret(secret_id, client_id, secret.text, expires_at, Details.of_change(added))
+
+    async def delete_secret(self, ctx: CallContext, user_id: str, secret_id: str) -> Details:
+        """One secret of the user, and its access tokens, at once."""
+        check.raise_if_any(check.check_id("user_id", user_id) + check.check_id("secret_id", secret_id))
+
+        async def decide() -> list[NewEvent]:
+            user = await self._credential_holder(ctx, user_id)
+            if all(s.secret_id != secret_id for s in await self._store.secrets(user.id)):
+                raise NotFound("SECRET_NOT_FOUND", "the machine user has no secret with this id")
+            return [self._next(user, ev.USER_MACHINE_SECRET_DELETED, {"secret_id": secret_id})]
+
+        [added] = await self._write(user_id, decide)
+        return Details.of_change(added)
 
     async def remove_secret(self, ctx: CallContext, user_id: str) -> Details:
+        """Every secret of the user (ZITADEL's RemoveSecret)."""
         check.raise_if_any(check.check_id("user_id", user_id))
 
         async def decide() -> list[NewEvent]:
             user = await self._credential_holder(ctx, user_id)
-            if user.secret_hash is None:
+            if not await self._store.secrets(user.id):
                 raise FailedPrecondition("SECRET_NOT_FOUND", "the machine user has no secret")
             return [self._next(user, ev.USER_MACHINE_SECRET_REMOVED, {})]
 
         [added] = await self._write(user_id, decide)
         return Details.of_change(added)
 
+    async def set_secret_policy(self, ctx: CallContext, policy: SecretPolicy) -> Details:
+        check.raise_if_any(rules.check_policy(policy))
+        payload = {
+            "max_lifetime": optional_micros(policy.max_lifetime),
+            "default_lifetime": optional_micros(policy.default_lifetime),
+            "max_secrets_per_user": policy.max_secrets_per_user,
+            "max_grace_period": optional_micros(policy.max_grace_period),
+        }
+
+        async def decide() -> list[NewEvent]:
+            org = await self._store.org(ctx.org_id)
+            if org is None:
+                raise NotFound("ORGANIZATION_NOT_FOUND", "organisation not found")
+            return [
+                NewEvent(
+                    ev.AGGREGATE_ORG, org.id, org.sequence + 1, ev.ORG_SECRET_POLICY_SET, org.id, payload
+                )
+            ]
+
+        [added] = await self._write(ctx.org_id, decide)
+        return Details.of_change(added)
+
+    async def revoke_secrets(
+        self, secret_ids: Sequence[tuple[str, str]], source: str, candidates: int
+    ) -> None:
+        """Revokes leaked secrets (user id, secret id) that their holder reported, in one append with
+        the record of the request, which is written whether anything matched or not: a request
+        that revoked something costs what one that did not costs (server/domain/revocation.py)."""
+        request_id = self._ids.new_id()
+        received = {"source": source, "candidates": candidates}
+
+        async def decide() -> list[NewEvent]:
+            events = [NewEvent(ev.AGGREGATE_REVOCATION, request_id, 1, ev.REVOCATION_RECEIVED, "", received)]
+            for user_id, secret_id in secret_ids:
+                user = await self._store.user(user_id)
+                if user is None or all(s.secret_id != secret_id for s in await self._store.secrets(user_id)):
+                    continue  # deleted meanwhile
+                sequence = user.sequence + sum(e.aggregate_id == user_id for e in events)
+                payload = {"secret_id": secret_id, "source": source}
+                events.append(
+                    NewEvent(
+                        ev.AGGREGATE_USER,
+                        user_id,
+                        sequence + 1,
+                        ev.USER_MACHINE_SECRET_REVOKED,
+                        user.org_id,
+                        payload,
+                    )
+                )
+            return events
+
+        await self._write(request_id, decide)
+
     async def add_personal_access_token(
         self, ctx: CallContext, user_id: str, expires_at: datetime | None
     ) -> IssuedToken:
         violations = check.check_id("user_id", user_id)
-        if expires_at is not None and expires_at <= datetime.now(UTC):
+        if expires_at is not None and expires_at <= self._clock.now():
             violations.append(FieldViolation("expiration_date", "must be in the future"))
         check.raise_if_any(violations)
         token, token_id = new_token(), self._ids.new_id()
@@ -285,16 +424,18 @@ class Commands:
             return None
         return token
 
-    async def issue_access_token(self, user: UserRecord, scope: str, ttl: timedelta) -> str:
-        """A new access token for a machine user that proved it holds its secret (the token
-        endpoint's decision, in ClientCredentials). It dies with that secret."""
+    async def issue_access_token(
+        self, user: UserRecord, secret_id: str, scope: str, expires_at: datetime
+    ) -> str:
+        """A new access token for a machine user that proved it holds the secret secret_id (the
+        token endpoint's decision, in ClientCredentials). It dies with that secret."""
         token, token_id = new_token(), self._ids.new_id()
         payload = {
             "user_id": user.id,
             "token_hash": token_hash(token),
-            "expires_at": to_micros(datetime.now(UTC) + ttl),
+            "expires_at": to_micros(expires_at),
             "scope": scope,
-            "secret_sequence": user.secret_sequence,
+            "secret_id": secret_id,
         }
 
         async def decide() -> list[NewEvent]:  # a new aggregate of its own: nothing to contend with
@@ -303,16 +444,18 @@ class Commands:
         await self._write(token_id, decide)
         return token
 
-    async def rehash_secret(self, user_id: str, old_hash: str, new_hash: str) -> None:
-        """Records a machine user's secret hashed anew (at the configured cost), so that an
-        operator can change the cost. Nothing is written if the secret changed meanwhile: that
-        hash is stale, and the next exchange with the new secret tries again."""
+    async def rehash_secret(self, user_id: str, secret_id: str, old_hash: str, new_hash: str) -> None:
+        """Records a secret hashed anew (at the configured cost), so that an operator can change
+        the cost. Nothing is written if the secret changed or went meanwhile: that hash is stale,
+        and the next exchange tries again."""
 
         async def decide() -> list[NewEvent]:
             user = await self._store.user(user_id)
-            if user is None or user.secret_hash != old_hash:
+            current = [s for s in await self._store.secrets(user_id) if s.secret_id == secret_id]
+            if user is None or not current or current[0].hash != old_hash:
                 return []
-            return [self._next(user, ev.USER_MACHINE_SECRET_UPDATED, {"hash": new_hash})]
+            payload = {"secret_id": secret_id, "hash": new_hash}
+            return [self._next(user, ev.USER_MACHINE_SECRET_UPDATED, payload)]
 
         await self._write(user_id, decide)
 

@@ -1,40 +1,23 @@
 """Client secrets and bearer tokens: made from a CSPRNG, shown once, stored only as hashes.
 
-Client secrets are hashed with bcrypt. Its cost defaults to 4 (as in ZITADEL): a secret of 64
-characters from 62 has 381 bits of entropy, so the work factor adds nothing against brute force,
-while every token request pays it. Bearer tokens are looked up by their hash, so they are hashed
+Client secrets (their format: secret_format.py) are hashed with bcrypt. Its cost defaults to 4 (as
+in ZITADEL): a secret with 256 random bits or more cannot be brute-forced, so the work factor adds
+nothing, while every token request pays it. Bearer tokens are looked up by their hash, so they are hashed
 with SHA-256: with 256 random bits a slow hash buys nothing either.
 """
 
 import asyncio
 import hashlib
 import secrets
-import string
 
 import bcrypt
 
-SECRET_ALPHABET = string.ascii_letters + string.digits
-SECRET_LENGTH = 64
+from server.domain.secret_format import new_secret
+
 TOKEN_BYTES = 32
 BCRYPT_MAX_BYTES = 72
 MIN_BCRYPT_COST = 4
 MAX_BCRYPT_COST = 31
-
-
-# The largest multiple of the alphabet's size that fits in a byte: bytes at or above it are
-# dropped, so that `byte % 62` is uniform (no modulo bias, every character possible).
-_UNBIASED_BELOW = 256 - 256 % len(SECRET_ALPHABET)
-
-
-def new_client_secret() -> str:
-    """64 characters of [A-Za-z0-9], uniform, from the OS's CSPRNG, in one or two reads of it
-    (64 calls of secrets.choice cost a tenth of a whole AddSecret)."""
-    chars: list[str] = []
-    while len(chars) < SECRET_LENGTH:
-        chars += [
-            SECRET_ALPHABET[b % len(SECRET_ALPHABET)] for b in secrets.token_bytes(80) if b < _UNBIASED_BELOW
-        ]
-    return "".join(chars[:SECRET_LENGTH])
 
 
 def new_token() -> str:
@@ -52,7 +35,7 @@ class SecretHasher:
         self.cost = cost
         # Checked against when there is no hash to check (unknown client, no secret), so that a
         # failed authentication costs the same whatever the reason: no client enumeration.
-        self._dummy_hash = self._hash(new_client_secret())
+        self._dummy_hash = self._hash(new_secret().text)
 
     async def hash(self, secret: str) -> str:
         return await asyncio.to_thread(self._hash, secret)

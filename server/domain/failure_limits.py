@@ -69,6 +69,18 @@ class FailureLimiter:
         before = await self._store.record_failure(keys, int(now * MICROS), window_start, window_start)
         self._judge(keys, before, now)
 
+    async def note_report(self, source: str) -> None:
+        """Counts a report to the revocation endpoint against its source, as if it were a failed
+        attempt (a report needs no credential, and each costs bcrypt work); raises
+        TooManyFailures when the source is over its limit, before any work is done."""
+        now = time.time()
+        keys = (_key("source", source), _key("revocation", ""))
+        window_start = self._window_start(now)
+        before = await self._store.record_failure(keys, int(now * MICROS), window_start, window_start)
+        source_failures, source_oldest = before.get(keys[0], (0, 0))
+        if source_failures >= self._limits.per_source:
+            raise TooManyFailures(self._retry_after(source_oldest, now))
+
     def _judge(self, keys: tuple[str, str], recent: dict[str, tuple[int, int]], now: float) -> None:
         source_key, client_key = keys
         source_failures, source_oldest = recent.get(source_key, (0, 0))

@@ -27,12 +27,30 @@ class Created:
 
 @dataclass(frozen=True)
 class IssuedSecret:
+    secret_id: str
     client_id: str
     client_secret: str
+    expiration_date: datetime | None
     details: Details
 
     def __repr__(self) -> str:  # the secret must never reach a log through a repr
-        return f"IssuedSecret(client_id={self.client_id!r}, client_secret='***', details={self.details!r})"
+        return (
+            f"IssuedSecret(secret_id={self.secret_id!r}, client_id={self.client_id!r}, client_secret='***',"
+            f" expiration_date={self.expiration_date!r}, details={self.details!r})"
+        )
+
+
+@dataclass(frozen=True)
+class SecretView:
+    """A client secret as it is listed: never the secret, never its hash."""
+
+    secret_id: str
+    hint: str  # the first characters after the prefix; "" for a secret from before the msk_ format
+    description: str
+    creation_date: datetime
+    expiration_date: datetime | None
+    last_used: datetime | None  # to the minute
+    active: bool  # else expired
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,11 @@ USER_READ = "user.read"
 USER_WRITE = "user.write"
 ORG_MEMBER_WRITE = "org.member.write"
 ORG_CREATE = "org.create"
+POLICY_WRITE = "policy.write"  # the organisation's secret policy
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
-    IAM_OWNER: frozenset({USER_READ, USER_WRITE, ORG_MEMBER_WRITE, ORG_CREATE}),
-    ORG_OWNER: frozenset({USER_READ, USER_WRITE, ORG_MEMBER_WRITE}),
+    IAM_OWNER: frozenset({USER_READ, USER_WRITE, ORG_MEMBER_WRITE, ORG_CREATE, POLICY_WRITE}),
+    ORG_OWNER: frozenset({USER_READ, USER_WRITE, ORG_MEMBER_WRITE, POLICY_WRITE}),
     ORG_USER_MANAGER: frozenset({USER_READ, USER_WRITE}),
 }
 # Every permission a method may ask for.

@@ -1,16 +1,22 @@
 """Queries: reads of the read models, for a caller acting in an organisation."""
 
+from dataclasses import replace
+
+from server.clock import SYSTEM_CLOCK, Clock
 from server.domain import validation as check
 from server.domain.errors import user_not_found, user_not_machine
-from server.domain.model import Details, PersonalAccessTokenView, UserProfile, UserView
+from server.domain.model import Details, PersonalAccessTokenView, SecretView, UserProfile, UserView
 from server.domain.permissions import CallContext
-from server.store.base import USER_TYPE_MACHINE, Store, UserRecord
+from server.domain.secret_format import hint
+from server.domain.secret_policy import max_secrets
+from server.store.base import USER_TYPE_MACHINE, SecretPolicy, Store, UserRecord
 from server.store.events import AGGREGATE_USER
 
 
 class Queries:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, clock: Clock = SYSTEM_CLOCK) -> None:
         self._store = store
+        self._clock = clock
 
     async def user_by_id(self, ctx: CallContext, user_id: str) -> UserView:
         user = await self._user_of(ctx, user_id)
@@ -20,7 +26,7 @@ class Queries:
             user.user_name,
             user.type == USER_TYPE_MACHINE,
             user.active,
-            user.secret_hash is not None,
+            user.has_live_secret(self._clock.now()),
             details,
         )
 
@@ -46,6 +52,31 @@ class Queries:
             PersonalAccessTokenView(t.token_id, t.created_at, t.expires_at, t.last_used_at)
             for t in await self._store.personal_access_tokens(user_id)
         ]
+
+    async def secrets(self, ctx: CallContext, user_id: str) -> list[SecretView]:
+        """A machine user's client secrets, live and expired: their ids, hints and dates, never a
+        secret or a hash."""
+        user = await self._user_of(ctx, user_id)
+        if user.type != USER_TYPE_MACHINE:
+            raise user_not_machine()
+        now = self._clock.now()
+        return [
+            SecretView(
+                s.secret_id,
+                hint(s.lookup),
+                s.description,
+                s.created_at,
+                s.expires_at,
+                s.last_used_at,
+                s.live(now),
+            )
+            for s in await self._store.secrets(user_id)
+        ]
+
+    async def secret_policy(self, ctx: CallContext) -> SecretPolicy:
+        """The context organisation's rules for new secrets, with the default limit filled in."""
+        policy = await self._store.secret_policy(ctx.org_id)
+        return replace(policy, max_secrets_per_user=max_secrets(policy))
 
     async def _user_of(self, ctx: CallContext, user_id: str) -> UserRecord:
         """The user of the context organisation; a user of another is as absent as a missing one."""

@@ -8,8 +8,8 @@ event, so its cost stays flat however many events an aggregate has.
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from server.store.events import NewEvent, StoredEvent
@@ -58,16 +58,57 @@ class UserRecord:
     org_id: str
     user_name: str
     type: str
-    secret_hash: str | None  # bcrypt
-    secret_sequence: int | None  # the sequence of the event that set the current secret
     sequence: int
     created_at: datetime
     changed_at: datetime
     state: str  # USER_STATE_ACTIVE or USER_STATE_INACTIVE
+    # Until when the user has a live client secret: None for none, datetime.max for one that
+    # never expires.
+    secrets_live_until: datetime | None = None
 
     @property
     def active(self) -> bool:
         return self.state == USER_STATE_ACTIVE
+
+    def has_live_secret(self, now: datetime) -> bool:
+        return self.secrets_live_until is not None and self.secrets_live_until > now
+
+
+@dataclass(frozen=True)
+class SecretRecord:
+    """A client secret of a machine user. Its hash is for verification only: no answer carries it."""
+
+    secret_id: str
+    user_id: str
+    lookup: str | None  # the lookup key of the msk_ format; None for a secret issued before it
+    hash: str = field(repr=False)  # bcrypt
+    description: str
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None  # noted at most once a minute
+
+    def live(self, now: datetime) -> bool:
+        return self.expires_at is None or self.expires_at > now
+
+
+@dataclass(frozen=True)
+class ClientRecord:
+    """What the token endpoint needs about a client, read in one query: the user named by the
+    client id, and its secret with the presented lookup key (or its legacy secret), if any."""
+
+    user: UserRecord
+    secret: SecretRecord | None
+
+
+@dataclass(frozen=True)
+class SecretPolicy:
+    """An organisation's rules for new client secrets. None: no limit (max_secrets_per_user: the
+    service's default)."""
+
+    max_lifetime: timedelta | None = None
+    default_lifetime: timedelta | None = None
+    max_secrets_per_user: int | None = None
+    max_grace_period: timedelta | None = None
 
 
 @dataclass(frozen=True)
@@ -75,7 +116,7 @@ class TokenRecord:
     token_id: str
     user_id: str
     expires_at: datetime | None
-    secret_sequence: int | None  # access tokens: the secret they were issued for; PATs: None
+    secret_id: str | None  # access tokens: the secret they were issued for; PATs: None
     last_used_at: datetime | None = None  # noted at most once a minute
 
 
@@ -95,7 +136,9 @@ class CallerRecord:
 
     token: TokenRecord
     org_id: str
-    secret_sequence: int | None
+    # An access token's secret, if it still exists: until when it is live (datetime.max: never
+    # expires). None when it was deleted, replaced or revoked, and for a PAT.
+    secret_live_until: datetime | None
     roles: dict[str, frozenset[str]]
     user_active: bool
 
@@ -124,6 +167,27 @@ class Store(Protocol):
 
     async def user_by_name(self, user_name: str) -> UserRecord | None:
         """The user with this name, compared without case."""
+        ...
+
+    async def client(self, user_name: str, lookup: str | None) -> ClientRecord | None:
+        """The user with this name, and its secret with this lookup key (None: its secret issued
+        before the msk_ format), if it has one."""
+        ...
+
+    async def secrets(self, user_id: str) -> list[SecretRecord]:
+        """The user's client secrets, live and expired, oldest first."""
+        ...
+
+    async def secrets_by_lookup(self, lookups: Sequence[str]) -> list[tuple[SecretRecord, UserRecord]]:
+        """The secrets with these lookup keys (of any user), each with its user."""
+        ...
+
+    async def touch_secret(self, secret_id: str, at_micros: int, unless_since_micros: int) -> None:
+        """Notes that the secret was used at at_micros, unless a use was noted after unless_since_micros."""
+        ...
+
+    async def secret_policy(self, org_id: str) -> SecretPolicy:
+        """The organisation's secret policy; all unset if it has none."""
         ...
 
     async def org(self, org_id: str) -> OrgRecord | None: ...

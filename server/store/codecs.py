@@ -6,6 +6,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# "Does not expire", where SQL compares expiry times: the largest BIGINT, read back as FOREVER.
+NEVER = (1 << 63) - 1
+FOREVER = datetime.max.replace(tzinfo=UTC)
 
 # One SQL statement and its parameters.
 Statement = tuple[str, tuple[Any, ...]]
@@ -16,7 +19,11 @@ def to_micros(moment: datetime) -> int:
 
 
 def from_micros(micros: int) -> datetime:
-    return EPOCH + timedelta(microseconds=micros)
+    return FOREVER if micros == NEVER else EPOCH + timedelta(microseconds=micros)
+
+
+def optional_micros(span: timedelta | None) -> int | None:
+    return None if span is None else span // timedelta(microseconds=1)
 
 
 def encode_payload(payload: Any) -> str:

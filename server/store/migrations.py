@@ -5,11 +5,14 @@ schema_migrations (PostgreSQL under an advisory lock, so that processes starting
 each once). Placeholders are written `?`; a backend whose driver wants another style converts them.
 """
 
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from server.store.codecs import Statement
 from server.store.user_names import NotAUserName, user_name_key
+
+IDS_EPOCH_MS = 1_577_836_800_000  # server/domain/ids.py's epoch: 2020-01-01T00:00:00Z
 
 # Each migration is applied once, in order, in one transaction, and recorded in
 # schema_migrations. Never edit an applied migration: add the next one.
@@ -102,10 +105,94 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     ),
     # User names compared as RFC 8265 says: the keys are computed anew by rekey_user_names.
     (5, []),
+    (
+        6,
+        [
+            # Several secrets per machine user, each with an id, dates and a description (#12).
+            """CREATE TABLE secrets (
+                secret_id TEXT PRIMARY KEY,
+                user_id TEXT NOT NULL,
+                -- The msk_ format's lookup key (not secret); NULL for a secret issued before it.
+                lookup TEXT UNIQUE,
+                hash TEXT NOT NULL,
+                description TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                expires_at BIGINT,
+                last_used_at BIGINT
+            )""",
+            "CREATE INDEX secrets_by_user ON secrets (user_id)",
+            """CREATE TABLE secret_policies (
+                org_id TEXT PRIMARY KEY,
+                max_lifetime BIGINT,
+                default_lifetime BIGINT,
+                max_secrets_per_user INTEGER,
+                max_grace_period BIGINT
+            )""",
+            # An access token now names the secret that earned it (move_secrets fills it in).
+            "ALTER TABLE tokens ADD COLUMN secret_id TEXT",
+        ],
+    ),
 ]
 REKEY_USER_NAMES = 5
+MOVE_SECRETS = 6
+
+# Migrations that SQL alone cannot write: the rows they read, and what they make of them. A
+# backend runs the query inside the migration's transaction, after its SQL.
+LEGACY_SECRETS = (
+    "SELECT u.id, u.secret_hash, u.secret_sequence, e.created_at FROM users u JOIN events e"
+    " ON e.aggregate_type = 'user' AND e.aggregate_id = u.id AND e.sequence = u.secret_sequence"
+    " WHERE u.secret_hash IS NOT NULL"
+)
+USER_NAMES = "SELECT id, user_name, user_name_key FROM users"
 
 CREATE_MIGRATIONS_TABLE = "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)"
+
+
+PythonStep = tuple[str, Callable[[list[Mapping[str, Any]]], list[Statement]]]
+
+
+def python_step(version: int) -> PythonStep | None:
+    """The read and the Python of a migration that SQL alone cannot write, if it has them."""
+    steps: dict[int, PythonStep] = {
+        REKEY_USER_NAMES: (USER_NAMES, rekey_user_names),
+        MOVE_SECRETS: (LEGACY_SECRETS, move_secrets),
+    }
+    return steps.get(version)
+
+
+def legacy_secret_id(user_id: str, created_at_micros: int) -> str:
+    """An id for a secret issued before secrets had ids: the layout of server/domain/ids.py, from
+    the time its event was written, with node and counter bits from its user's id, so that every
+    process that runs the migration gives it the same one (ids are told apart per secret, and a
+    user had one secret at most)."""
+    millis = max(0, created_at_micros // 1000 - IDS_EPOCH_MS)
+    spread = int(hashlib.sha256(user_id.encode()).hexdigest(), 16) & ((1 << 22) - 1)
+    return str((millis << 22) | spread)
+
+
+def move_secrets(rows: list[Mapping[str, Any]]) -> list[Statement]:
+    """Migration 6: each machine user's one secret becomes a row of `secrets` (no lookup key, no
+    expiry, no description), and its live access tokens name it; access tokens of secrets replaced
+    earlier were dead already and go. The user's own copy of the hash is cleared."""
+    steps: list[Statement] = []
+    for row in rows:
+        secret_id = legacy_secret_id(row["id"], row["created_at"])
+        steps += [
+            (
+                "INSERT INTO secrets (secret_id, user_id, lookup, hash, description, created_at)"
+                " VALUES (?, ?, NULL, ?, '', ?)",
+                (secret_id, row["id"], row["secret_hash"], row["created_at"]),
+            ),
+            (
+                "UPDATE tokens SET secret_id = ? WHERE user_id = ? AND secret_sequence = ?",
+                (secret_id, row["id"], row["secret_sequence"]),
+            ),
+        ]
+    return [
+        *steps,
+        ("DELETE FROM tokens WHERE secret_sequence IS NOT NULL AND secret_id IS NULL", ()),
+        ("UPDATE users SET secret_hash = NULL, secret_sequence = NULL", ()),
+    ]
 
 
 def rekey_user_names(rows: list[Mapping[str, Any]]) -> list[Statement]:

@@ -18,6 +18,7 @@ from psycopg import errors as pg_errors
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from server.clock import SYSTEM_CLOCK, Clock
 from server.store import migrations
 from server.store.base import StoreUnavailable
 from server.store.codecs import Statement
@@ -41,7 +42,7 @@ class PostgresStore(SqlStore):
         self._pool = pool
 
     @classmethod
-    async def open(cls, url: str, pool_size: int) -> "PostgresStore":
+    async def open(cls, url: str, pool_size: int, clock: Clock = SYSTEM_CLOCK) -> "PostgresStore":
         pool = AsyncConnectionPool(
             url,
             min_size=1,
@@ -53,6 +54,7 @@ class PostgresStore(SqlStore):
         try:
             await pool.open(wait=True, timeout=POOL_TIMEOUT_S * 3)
             store = cls(pool)
+            store.clock = clock
             await store._migrate()
         except (psycopg.Error, PoolTimeout) as error:
             await pool.close()
@@ -75,11 +77,11 @@ class PostgresStore(SqlStore):
                     continue
                 for statement in statements:
                     await connection.execute(to_pyformat(statement))
-                if version == migrations.REKEY_USER_NAMES:
-                    cursor = await connection.cursor(row_factory=dict_row).execute(
-                        "SELECT id, user_name, user_name_key FROM users"
-                    )
-                    for sql, params in migrations.rekey_user_names(list(await cursor.fetchall())):
+                python_step = migrations.python_step(version)
+                if python_step is not None:
+                    query, make = python_step
+                    cursor = await connection.cursor(row_factory=dict_row).execute(query)
+                    for sql, params in make(list(await cursor.fetchall())):
                         await connection.execute(to_pyformat(sql), params)
                 await connection.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
 

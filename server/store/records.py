@@ -2,10 +2,19 @@
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from server.store.base import USER_STATE_ACTIVE, CallerRecord, OrgRecord, PatRecord, TokenRecord, UserRecord
+from server.store.base import (
+    USER_STATE_ACTIVE,
+    CallerRecord,
+    OrgRecord,
+    PatRecord,
+    SecretPolicy,
+    SecretRecord,
+    TokenRecord,
+    UserRecord,
+)
 from server.store.codecs import decode_roles, from_micros
 from server.store.events import StoredEvent
 
@@ -14,6 +23,10 @@ Row = Mapping[str, Any]
 
 def moment(micros: int | None) -> datetime | None:
     return None if micros is None else from_micros(micros)
+
+
+def span(micros: int | None) -> timedelta | None:
+    return None if micros is None else timedelta(microseconds=micros)
 
 
 def stored_event(r: Row) -> StoredEvent:
@@ -34,12 +47,36 @@ def user_record(r: Row) -> UserRecord:
         org_id=r["org_id"],
         user_name=r["user_name"],
         type=r["type"],
-        secret_hash=r["secret_hash"],
-        secret_sequence=r["secret_sequence"],
         sequence=r["sequence"],
         created_at=from_micros(r["created_at"]),
         changed_at=from_micros(r["changed_at"]),
         state=r["state"],
+        secrets_live_until=moment(r["secrets_live_until"]),
+    )
+
+
+def secret_record(r: Row) -> SecretRecord | None:
+    """The secret columns of a row (statements.SECRET_COLUMNS); None where a join found none."""
+    if r["secret_id"] is None:
+        return None
+    return SecretRecord(
+        secret_id=r["secret_id"],
+        user_id=r["secret_user_id"],
+        lookup=r["secret_lookup"],
+        hash=r["secret_hash"],
+        description=r["secret_description"],
+        created_at=from_micros(r["secret_created_at"]),
+        expires_at=moment(r["secret_expires_at"]),
+        last_used_at=moment(r["secret_last_used_at"]),
+    )
+
+
+def secret_policy(r: Row) -> SecretPolicy:
+    return SecretPolicy(
+        max_lifetime=span(r["max_lifetime"]),
+        default_lifetime=span(r["default_lifetime"]),
+        max_secrets_per_user=r["max_secrets_per_user"],
+        max_grace_period=span(r["max_grace_period"]),
     )
 
 
@@ -59,12 +96,11 @@ def caller_record(rows: Sequence[Row]) -> CallerRecord:
     """From one row per membership of the token's user (one row, with no member, for none)."""
     r = rows[0]
     token = TokenRecord(
-        r["token_id"], r["user_id"], moment(r["expires_at"]), r["secret_sequence"], moment(r["last_used_at"])
+        r["token_id"], r["user_id"], moment(r["expires_at"]), r["secret_id"], moment(r["last_used_at"])
     )
     roles = {row["member_org_id"]: decode_roles(row["member_roles"]) for row in rows if row["member_org_id"]}
-    return CallerRecord(
-        token, r["user_org_id"], r["user_secret_sequence"], roles, r["user_state"] == USER_STATE_ACTIVE
-    )
+    live_until = from_micros(r["secret_live_until"]) if r["live_secret_id"] is not None else None
+    return CallerRecord(token, r["user_org_id"], live_until, roles, r["user_state"] == USER_STATE_ACTIVE)
 
 
 def failure_counts(rows: Sequence[Row]) -> dict[str, tuple[int, int]]:

@@ -4,16 +4,19 @@ A backend runs the plan in one transaction, and answers reads.
 """
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
+from server.clock import SYSTEM_CLOCK, Clock
 from server.store import records
 from server.store import statements as sql
 from server.store.base import (
     CallerRecord,
+    ClientRecord,
     ConcurrencyConflict,
     OrgRecord,
     PatRecord,
+    SecretPolicy,
+    SecretRecord,
     StoreError,
     UniqueViolation,
     UserRecord,
@@ -39,6 +42,9 @@ def append_plan(stored: Sequence[StoredEvent], micros: int) -> Plan:
 
 
 class SqlStore:
+    # The time events are written at: the service's clock (server/clock.py), set by the backend.
+    clock: Clock = SYSTEM_CLOCK
+
     async def _run(self, plan: Plan) -> None:
         """Runs every statement of plan in one transaction, or none: a unique violation raises the
         error the plan names for its statement; a database failure raises StoreUnavailable."""
@@ -56,7 +62,7 @@ class SqlStore:
         raise NotImplementedError
 
     async def append(self, events: Sequence[NewEvent]) -> list[StoredEvent]:
-        created_at = datetime.now(UTC)
+        created_at = self.clock.now()
         stored = [
             StoredEvent(
                 e.aggregate_type, e.aggregate_id, e.sequence, e.type, e.resource_owner, e.payload, created_at
@@ -91,6 +97,35 @@ class SqlStore:
             return None  # no user can have it
         rows = await self._fetch(sql.SELECT_USER_BY_NAME, (key,))
         return records.user_record(rows[0]) if rows else None
+
+    async def client(self, user_name: str, lookup: str | None) -> ClientRecord | None:
+        try:
+            key = user_name_key(user_name)
+        except NotAUserName:
+            return None
+        if lookup is None:
+            rows = await self._fetch(sql.SELECT_LEGACY_CLIENT, (key,))
+        else:
+            rows = await self._fetch(sql.SELECT_CLIENT, (lookup, key))
+        return ClientRecord(records.user_record(rows[0]), records.secret_record(rows[0])) if rows else None
+
+    async def secrets(self, user_id: str) -> list[SecretRecord]:
+        rows = await self._fetch(sql.SELECT_SECRETS, (user_id,))
+        return [secret for secret in map(records.secret_record, rows) if secret is not None]
+
+    async def secrets_by_lookup(self, lookups: Sequence[str]) -> list[tuple[SecretRecord, UserRecord]]:
+        if not lookups:
+            return []
+        rows = await self._fetch(sql.select_secrets_by_lookup(len(lookups)), tuple(lookups))
+        found = [(records.secret_record(r), records.user_record(r)) for r in rows]
+        return [(secret, user) for secret, user in found if secret is not None]
+
+    async def touch_secret(self, secret_id: str, at_micros: int, unless_since_micros: int) -> None:
+        await self._run([((sql.TOUCH_SECRET, (at_micros, secret_id, unless_since_micros)), StoreError)])
+
+    async def secret_policy(self, org_id: str) -> SecretPolicy:
+        rows = await self._fetch(sql.SELECT_SECRET_POLICY, (org_id,))
+        return records.secret_policy(rows[0]) if rows else SecretPolicy()
 
     async def org(self, org_id: str) -> OrgRecord | None:
         rows = await self._fetch(sql.SELECT_ORG, (org_id,))

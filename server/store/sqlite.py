@@ -18,6 +18,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from server.clock import SYSTEM_CLOCK, Clock
 from server.store import migrations
 from server.store.base import StoreUnavailable
 from server.store.codecs import Statement
@@ -40,7 +41,7 @@ class SqliteStore(SqlStore):
         self._connection = connection
 
     @classmethod
-    async def open(cls, url: str) -> "SqliteStore":
+    async def open(cls, url: str, clock: Clock = SYSTEM_CLOCK) -> "SqliteStore":
         path = sqlite_path(url)
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -53,7 +54,9 @@ class SqliteStore(SqlStore):
             _migrate(connection)
         except sqlite3.Error as error:
             raise StoreUnavailable(f"cannot open the SQLite store: {error}") from error
-        return cls(connection)
+        store = cls(connection)
+        store.clock = clock
+        return store
 
     async def close(self) -> None:
         self._connection.close()
@@ -79,10 +82,20 @@ class SqliteStore(SqlStore):
             raise StoreUnavailable("the SQLite store failed") from error
 
 
-def _transaction(connection: sqlite3.Connection, plan: Plan, read: Statement | None = None) -> list[Row]:
+def _transaction(
+    connection: sqlite3.Connection,
+    plan: Plan,
+    read: Statement | None = None,
+    then: migrations.PythonStep | None = None,
+) -> list[Row]:
+    """read's rows, then plan, in one transaction; then (a migration's Python step, after its SQL):
+    the statements made from the rows of a query."""
     connection.execute("BEGIN IMMEDIATE")
     try:
         rows = [] if read is None else connection.execute(*read).fetchall()
+        if then is not None:
+            query, make = then
+            plan = [*plan, *((step, StoreUnavailable) for step in make(connection.execute(query).fetchall()))]
         for (sql, params), meaning in plan:
             try:
                 connection.execute(sql, params)
@@ -106,8 +119,6 @@ def _migrate(connection: sqlite3.Connection) -> None:
             continue
         # The migration and its record commit together, or neither does.
         steps: list[tuple[str, tuple[Any, ...]]] = [(statement, ()) for statement in statements]
-        if version == migrations.REKEY_USER_NAMES:  # one process on the file: nothing writes meanwhile
-            rows = connection.execute("SELECT id, user_name, user_name_key FROM users").fetchall()
-            steps += migrations.rekey_user_names(rows)
         steps.append(("INSERT INTO schema_migrations (version) VALUES (?)", (version,)))
-        _transaction(connection, [(step, StoreUnavailable) for step in steps])
+        plan: Plan = [(step, StoreUnavailable) for step in steps]
+        _transaction(connection, plan, then=migrations.python_step(version))

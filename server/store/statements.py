@@ -5,6 +5,8 @@ column a read returns has a name of its own: rows are decoded by name (records.p
 added to a query cannot shift another.
 """
 
+from server.store.codecs import NEVER
+
 INSERT_EVENT = (
     "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, resource_owner, payload,"
     " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -17,11 +19,53 @@ SELECT_FIRST_EVENT = (
     "SELECT aggregate_type, aggregate_id, sequence, event_type, resource_owner, payload, created_at"
     " FROM events WHERE aggregate_type = ? AND aggregate_id = ? AND sequence = 1"
 )
+# With the user: until when it has a live secret, the latest expiry of its secrets (NEVER for
+# one that does not expire, NULL for none).
 USER_COLUMNS = (
-    "id, org_id, user_name, type, secret_hash, secret_sequence, sequence, created_at, changed_at, state"
+    "users.id, users.org_id, users.user_name, users.type, users.sequence, users.created_at,"  # noqa: S608
+    f" users.changed_at, users.state, (SELECT MAX(COALESCE(x.expires_at, {NEVER}))"
+    " FROM secrets x WHERE x.user_id = users.id) AS secrets_live_until"
 )
 SELECT_USER = f"SELECT {USER_COLUMNS} FROM users WHERE id = ?"  # noqa: S608 - constant
 SELECT_USER_BY_NAME = f"SELECT {USER_COLUMNS} FROM users WHERE user_name_key = ?"  # noqa: S608 - constant
+SECRET_COLUMNS = (
+    "s.secret_id AS secret_id, s.user_id AS secret_user_id, s.lookup AS secret_lookup,"
+    " s.hash AS secret_hash, s.description AS secret_description, s.created_at AS secret_created_at,"
+    " s.expires_at AS secret_expires_at, s.last_used_at AS secret_last_used_at"
+)
+# The client of a token request: its user, and the secret it presented by lookup key (or its
+# secret from before the msk_ format), in one query.
+SELECT_CLIENT = (
+    f"SELECT {USER_COLUMNS}, {SECRET_COLUMNS} FROM users"  # noqa: S608 - constant
+    " LEFT JOIN secrets s ON s.user_id = users.id AND s.lookup = ? WHERE users.user_name_key = ?"
+)
+SELECT_LEGACY_CLIENT = (
+    f"SELECT {USER_COLUMNS}, {SECRET_COLUMNS} FROM users"  # noqa: S608 - constant
+    " LEFT JOIN secrets s ON s.user_id = users.id AND s.lookup IS NULL WHERE users.user_name_key = ?"
+)
+SELECT_SECRETS = (
+    f"SELECT {SECRET_COLUMNS} FROM secrets s WHERE s.user_id = ?"  # noqa: S608 - constant
+    " ORDER BY s.created_at, s.secret_id"
+)
+
+
+def select_secrets_by_lookup(count: int) -> str:
+    """The secrets with any of count lookup keys, each with its user."""
+    marks = ", ".join("?" * count)
+    return (
+        f"SELECT {USER_COLUMNS}, {SECRET_COLUMNS} FROM secrets s"  # noqa: S608 - placeholders only
+        f" JOIN users ON users.id = s.user_id WHERE s.lookup IN ({marks})"
+    )
+
+
+# Notes a use, unless one was noted since `?` (at most once a minute, whatever the processes).
+TOUCH_SECRET = (
+    "UPDATE secrets SET last_used_at = ? WHERE secret_id = ? AND (last_used_at IS NULL OR last_used_at < ?)"
+)
+SELECT_SECRET_POLICY = (
+    "SELECT max_lifetime, default_lifetime, max_secrets_per_user, max_grace_period FROM secret_policies"
+    " WHERE org_id = ?"
+)
 SELECT_ORG = "SELECT id, name, sequence, created_at, changed_at FROM orgs WHERE id = ?"
 SELECT_ANY_ORG = "SELECT 1 AS found FROM orgs LIMIT 1"
 SELECT_SEQUENCE = (
@@ -38,7 +82,7 @@ IAM_OWNER_ROLE_PATTERN = "% IAM_OWNER %"
 # A user's personal access tokens (access tokens carry the secret they were issued for).
 SELECT_PATS = (
     "SELECT token_id, created_at, expires_at, last_used_at FROM tokens"
-    " WHERE user_id = ? AND secret_sequence IS NULL ORDER BY created_at, token_id"
+    " WHERE user_id = ? AND secret_id IS NULL ORDER BY created_at, token_id"
 )
 # Notes a use, unless one was noted since `?` (so at most once a minute, whatever the processes).
 TOUCH_TOKEN = (
@@ -46,11 +90,12 @@ TOUCH_TOKEN = (
 )
 # One row per membership of the token's user (one row with NULLs for none).
 SELECT_CALLER = (
-    "SELECT t.token_id, t.user_id, t.expires_at, t.secret_sequence, t.last_used_at,"
-    " u.org_id AS user_org_id, u.secret_sequence AS user_secret_sequence, u.state AS user_state,"
+    "SELECT t.token_id, t.user_id, t.expires_at, t.secret_id, t.last_used_at,"  # noqa: S608
+    " u.org_id AS user_org_id, u.state AS user_state,"
+    f" s.secret_id AS live_secret_id, COALESCE(s.expires_at, {NEVER}) AS secret_live_until,"
     " m.org_id AS member_org_id, m.roles AS member_roles"
-    " FROM tokens t JOIN users u ON u.id = t.user_id LEFT JOIN members m ON m.user_id = u.id"
-    " WHERE t.token_hash = ?"
+    " FROM tokens t JOIN users u ON u.id = t.user_id LEFT JOIN secrets s ON s.secret_id = t.secret_id"
+    " LEFT JOIN members m ON m.user_id = u.id WHERE t.token_hash = ?"
 )
 
 INSERT_FAILURE = "INSERT INTO auth_failures (failure_key, failed_at) VALUES (?, ?)"

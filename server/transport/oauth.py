@@ -61,6 +61,26 @@ class OAuthError(Exception):
     def headers(self) -> list[tuple[str, str]]:
         return []
 
+    def answer(self) -> "Answer":
+        return Answer(
+            self.status, {"error": self.error, "error_description": self.description}, self.headers()
+        )
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What an endpoint of this kind answers: JSON, never cached (§5.1), counted and logged."""
+
+    status: int
+    body: dict[str, Any]
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+    async def send(self, send: Send, counters: CallCounters, path: str, started: float, caller: str) -> None:
+        await respond_json(send, self.status, self.body, [*NO_STORE, *self.headers])
+        millis = (time.perf_counter() - started) * 1000
+        counters.count(path, str(self.status))
+        log.info("POST %s %d %.1fms caller=%s transport=http", path, self.status, millis, caller)
+
 
 class InvalidRequest(OAuthError):
     def __init__(self, description: str, status: int = 400) -> None:
@@ -116,6 +136,31 @@ class ServerError(OAuthError):
     status = 500
 
 
+async def read_request_body(receive: Receive, read_timeout_s: float) -> bytes:
+    """The body of a request to an HTTP endpoint of this module's kind; InvalidRequest if it
+    cannot be read whole."""
+    try:
+        return await read_body(receive, MAX_REQUEST_BYTES, read_timeout_s)
+    except BodyTooLarge:
+        raise InvalidRequest("the body is too large", 413) from None
+    except ClientGone:  # answered all the same, for the log and the counters
+        raise InvalidRequest("the client went away") from None
+    except TimeoutError:
+        raise InvalidRequest("the request did not arrive in time", 408) from None
+
+
+def known_failure(error: Exception, where: str) -> OAuthError:
+    """The answer to a domain error that any endpoint of this kind may meet (too many attempts,
+    the store away); ServerError, logged, for anything else."""
+    known = domain_error(error)
+    if isinstance(known, TooManyFailures):
+        return SlowDown(known.message, known.retry_after)
+    if isinstance(known, Unavailable):
+        return TemporarilyUnavailable("try again")
+    log.exception("unexpected error in %s", where)
+    return ServerError("internal error")
+
+
 @dataclass(frozen=True)
 class TokenRequest:
     """A token request as read from HTTP: who claims to be the client, and what it asks for."""
@@ -147,15 +192,11 @@ class TokenEndpoint:
         try:
             request = await self._parse(scope, receive)
             token = await self._exchange(request)
-            status, body, headers = 200, _render(token), []
+            answer = Answer(200, _render(token))
             caller = token.user_id
         except OAuthError as error:
-            status, headers = error.status, error.headers()
-            body = {"error": error.error, "error_description": error.description}
-        await respond_json(send, status, body, [*NO_STORE, *headers])
-        millis = (time.perf_counter() - started) * 1000
-        self._counters.count(TOKEN_PATH, str(status))
-        log.info("POST %s %d %.1fms caller=%s transport=http", TOKEN_PATH, status, millis, caller)
+            answer = error.answer()
+        await answer.send(send, self._counters, TOKEN_PATH, started, caller)
 
     async def _parse(self, scope: dict[str, Any], receive: Receive) -> TokenRequest:
         if scope["method"] != "POST":
@@ -164,14 +205,7 @@ class TokenEndpoint:
         content_type = first(headers, "content-type").split(";")[0].strip().lower()
         if content_type != "application/x-www-form-urlencoded":
             raise InvalidRequest("the body must be application/x-www-form-urlencoded")
-        try:
-            body = await read_body(receive, MAX_REQUEST_BYTES, self._read_timeout_s)
-        except BodyTooLarge:
-            raise InvalidRequest("the body is too large", 413) from None
-        except ClientGone:  # answered all the same, for the log and the counters
-            raise InvalidRequest("the client went away") from None
-        except TimeoutError:
-            raise InvalidRequest("the request did not arrive in time", 408) from None
+        body = await read_request_body(receive, self._read_timeout_s)
         try:
             pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
         except (UnicodeDecodeError, ValueError):
@@ -200,15 +234,9 @@ class TokenEndpoint:
                 request.client_id, request.client_secret, request.scope, request.source
             )
         except Exception as error:
-            known = domain_error(error)
-            if isinstance(known, InvalidClient):
+            if isinstance(domain_error(error), InvalidClient):
                 raise InvalidClientError(request.challenge) from None
-            if isinstance(known, TooManyFailures):
-                raise SlowDown(known.message, known.retry_after) from None
-            if isinstance(known, Unavailable):
-                raise TemporarilyUnavailable("try again") from None
-            log.exception("unexpected error in the token endpoint")
-            raise ServerError("internal error") from None
+            raise known_failure(error, TOKEN_PATH) from None
 
 
 def _render(token: AccessToken) -> dict[str, Any]:

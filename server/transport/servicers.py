@@ -3,10 +3,11 @@ proto out. Nothing else happens here: reading, authentication, the organisation 
 permission, error mapping and the access log are the pipeline's work (pipeline.py). Each method
 is named after its RPC; the pipeline finds it by that name."""
 
-from datetime import UTC, datetime
-from typing import TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
-from google.protobuf import timestamp_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf.message import Message
 from machinesecrets.v1 import (
     object_pb2,
     org_service_pb2,
@@ -16,10 +17,13 @@ from zitadel.v1 import object_pb2 as zitadel_object_pb2
 
 from server.domain.commands import Commands
 from server.domain.errors import FieldViolation, InvalidArgument
-from server.domain.model import Details
+from server.domain.model import Details, IssuedSecret
 from server.domain.permissions import CallContext
 from server.domain.queries import Queries
+from server.domain.secret_policy import SecretPolicy
 
+SECRET_STATES = {True: user_service_pb2.SECRET_STATE_ACTIVE, False: user_service_pb2.SECRET_STATE_EXPIRED}
+MAX_DURATION_SECONDS = 315_576_000_000  # google.protobuf.Duration's range: 10,000 years
 D = TypeVar("D", object_pb2.ObjectDetails, zitadel_object_pb2.ObjectDetails)
 
 
@@ -53,6 +57,39 @@ def expiration(stamp: timestamp_pb2.Timestamp | None) -> datetime | None:
         raise InvalidArgument([FieldViolation("expiration_date", "must be a valid timestamp")]) from error
 
 
+def issued_secret(issued: IssuedSecret) -> dict[str, Any]:
+    """The fields of CreateSecret's and RotateSecret's answers (their names are shared)."""
+    return {
+        "secret_id": issued.secret_id,
+        "client_id": issued.client_id,
+        "client_secret": issued.client_secret,
+        "expiration_date": optional_timestamp(issued.expiration_date),
+        "details": details_proto(issued.details),
+    }
+
+
+def duration(span: duration_pb2.Duration | None, field: str) -> timedelta | None:
+    """A Duration field (None: unset) as a span."""
+    if span is None:
+        return None
+    if not -MAX_DURATION_SECONDS <= span.seconds <= MAX_DURATION_SECONDS or not -(10**9) < span.nanos < 10**9:
+        raise InvalidArgument([FieldViolation(field, "must be a valid duration")])
+    return span.ToTimedelta()
+
+
+def optional_duration(span: timedelta | None) -> duration_pb2.Duration | None:
+    if span is None:
+        return None
+    message = duration_pb2.Duration()
+    message.FromTimedelta(span)
+    return message
+
+
+def field_of(message: Message, name: str) -> Any:
+    """A message field's value, or None when it is unset (fields with presence only)."""
+    return getattr(message, name) if message.HasField(name) else None
+
+
 class UserService:
     def __init__(self, commands: Commands, queries: Queries) -> None:
         self._commands = commands
@@ -73,6 +110,50 @@ class UserService:
     ) -> user_service_pb2.RemoveSecretResponse:
         details = await self._commands.remove_secret(ctx, request.user_id)
         return user_service_pb2.RemoveSecretResponse(details=details_proto(details))
+
+    async def CreateSecret(
+        self, request: user_service_pb2.CreateSecretRequest, ctx: CallContext
+    ) -> user_service_pb2.CreateSecretResponse:
+        expires_at = expiration(field_of(request, "expiration_date"))
+        issued = await self._commands.create_secret(ctx, request.user_id, expires_at, request.description)
+        return user_service_pb2.CreateSecretResponse(**issued_secret(issued))
+
+    async def RotateSecret(
+        self, request: user_service_pb2.RotateSecretRequest, ctx: CallContext
+    ) -> user_service_pb2.RotateSecretResponse:
+        grace = duration(field_of(request, "grace_period"), "grace_period")
+        expires_at = expiration(field_of(request, "expiration_date"))
+        issued = await self._commands.rotate_secret(
+            ctx, request.user_id, grace, expires_at, request.description
+        )
+        return user_service_pb2.RotateSecretResponse(**issued_secret(issued))
+
+    async def ListSecrets(
+        self, request: user_service_pb2.ListSecretsRequest, ctx: CallContext
+    ) -> user_service_pb2.ListSecretsResponse:
+        secrets = await self._queries.secrets(ctx, request.user_id)
+        return user_service_pb2.ListSecretsResponse(
+            secrets=[
+                user_service_pb2.Secret(
+                    secret_id=s.secret_id,
+                    hint=s.hint,
+                    description=s.description,
+                    creation_date=timestamp(s.creation_date),
+                    expiration_date=optional_timestamp(s.expiration_date),
+                    last_used=optional_timestamp(s.last_used),
+                    state=user_service_pb2.SECRET_STATE_ACTIVE
+                    if s.active
+                    else user_service_pb2.SECRET_STATE_EXPIRED,
+                )
+                for s in secrets
+            ]
+        )
+
+    async def DeleteSecret(
+        self, request: user_service_pb2.DeleteSecretRequest, ctx: CallContext
+    ) -> user_service_pb2.DeleteSecretResponse:
+        details = await self._commands.delete_secret(ctx, request.user_id, request.secret_id)
+        return user_service_pb2.DeleteSecretResponse(details=details_proto(details))
 
     async def AddMachineUser(
         self, request: user_service_pb2.AddMachineUserRequest, ctx: CallContext
@@ -162,8 +243,9 @@ class UserService:
 
 
 class OrgService:
-    def __init__(self, commands: Commands) -> None:
+    def __init__(self, commands: Commands, queries: Queries) -> None:
         self._commands = commands
+        self._queries = queries
 
     async def AddOrganization(
         self, request: org_service_pb2.AddOrganizationRequest, ctx: CallContext
@@ -184,3 +266,29 @@ class OrgService:
     ) -> org_service_pb2.RemoveOrgMemberResponse:
         details = await self._commands.remove_org_member(ctx, request.user_id)
         return org_service_pb2.RemoveOrgMemberResponse(details=details_proto(details))
+
+    async def GetSecretPolicy(
+        self, request: org_service_pb2.GetSecretPolicyRequest, ctx: CallContext
+    ) -> org_service_pb2.GetSecretPolicyResponse:
+        policy = await self._queries.secret_policy(ctx)
+        return org_service_pb2.GetSecretPolicyResponse(
+            policy=org_service_pb2.SecretPolicy(
+                max_lifetime=optional_duration(policy.max_lifetime),
+                default_lifetime=optional_duration(policy.default_lifetime),
+                max_secrets_per_user=policy.max_secrets_per_user,
+                max_grace_period=optional_duration(policy.max_grace_period),
+            )
+        )
+
+    async def SetSecretPolicy(
+        self, request: org_service_pb2.SetSecretPolicyRequest, ctx: CallContext
+    ) -> org_service_pb2.SetSecretPolicyResponse:
+        p = request.policy
+        policy = SecretPolicy(
+            max_lifetime=duration(field_of(p, "max_lifetime"), "policy.max_lifetime"),
+            default_lifetime=duration(field_of(p, "default_lifetime"), "policy.default_lifetime"),
+            max_secrets_per_user=field_of(p, "max_secrets_per_user"),
+            max_grace_period=duration(field_of(p, "max_grace_period"), "policy.max_grace_period"),
+        )
+        details = await self._commands.set_secret_policy(ctx, policy)
+        return org_service_pb2.SetSecretPolicyResponse(details=details_proto(details))

@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 import bcrypt
 import psycopg
 
-from server.domain.credentials import new_client_secret
 from server.domain.ids import IdGenerator
+from server.domain.secret_format import new_secret
 from server.store import events as ev
 from server.store.codecs import to_micros
 from server.store.postgres import to_pyformat
@@ -36,18 +36,29 @@ def machine_users(org_id: str, count: int, ids: IdGenerator) -> list[ev.StoredEv
 
 
 def rotations(user_id: str, org_id: str, first_sequence: int, count: int) -> list[ev.StoredEvent]:
-    """count secret.set events on one user; they share one hash (valid bcrypt at cost 4): only
-    the last one matters to the read model, and hashing 10,000 secrets would only slow seeding."""
-    hashed = bcrypt.hashpw(new_client_secret().encode(), bcrypt.gensalt(4)).decode()
-    now = datetime.now(UTC)
+    """count secret events on one user, for the cost of an aggregate with a long history: one
+    secret.set, then re-hashes of it (each a valid bcrypt hash at cost 4, the same one: hashing
+    10,000 secrets would only slow seeding). Their projections do not depend on their order, which
+    bulk_insert does not keep across statement kinds."""
+    secret = new_secret()
+    hashed = bcrypt.hashpw(secret.text.encode(), bcrypt.gensalt(4)).decode()
+    now, secret_id = datetime.now(UTC), IdGenerator().new_id()
+    first = {
+        "secret_id": secret_id,
+        "hash": hashed,
+        "lookup": secret.lookup,
+        "description": "",
+        "expires_at": None,
+    }
+    again = {"secret_id": secret_id, "hash": hashed}
     return [
         ev.StoredEvent(
             ev.AGGREGATE_USER,
             user_id,
             first_sequence + i,
-            ev.USER_MACHINE_SECRET_SET,
+            ev.USER_MACHINE_SECRET_UPDATED if i else ev.USER_MACHINE_SECRET_SET,
             org_id,
-            {"hash": hashed},
+            again if i else first,
             now,
         )
         for i in range(count)

@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from machinesecrets.v1 import object_pb2 as _object_pb2
@@ -145,3 +146,124 @@ class RemoveOrgMemberResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RemoveOrgMemberResponse: _TypeAlias = RemoveOrgMemberResponse  # noqa: Y015
+
+@_typing.final
+class SecretPolicy(_message.Message):
+    """An organisation's rules for new client secrets."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAX_LIFETIME_FIELD_NUMBER: _builtins.int
+    DEFAULT_LIFETIME_FIELD_NUMBER: _builtins.int
+    MAX_SECRETS_PER_USER_FIELD_NUMBER: _builtins.int
+    MAX_GRACE_PERIOD_FIELD_NUMBER: _builtins.int
+    max_secrets_per_user: _builtins.int
+    """How many live secrets a machine user may have, 1 to 100. Unset: 5."""
+    @_builtins.property
+    def max_lifetime(self) -> _duration_pb2.Duration:
+        """The longest a new secret may live. Unset: no limit."""
+
+    @_builtins.property
+    def default_lifetime(self) -> _duration_pb2.Duration:
+        """How long a new secret lives when its caller names no expiration date; at most max_lifetime.
+        Unset: max_lifetime, or never when that is unset too.
+        """
+
+    @_builtins.property
+    def max_grace_period(self) -> _duration_pb2.Duration:
+        """The longest grace period of a rotation. Unset: no limit."""
+
+    def __init__(
+        self,
+        *,
+        max_lifetime: _duration_pb2.Duration | None = ...,
+        default_lifetime: _duration_pb2.Duration | None = ...,
+        max_secrets_per_user: _builtins.int | None = ...,
+        max_grace_period: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_secrets_per_user", b"_max_secrets_per_user", "default_lifetime", b"default_lifetime", "max_grace_period", b"max_grace_period", "max_lifetime", b"max_lifetime", "max_secrets_per_user", b"max_secrets_per_user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_secrets_per_user", b"_max_secrets_per_user", "default_lifetime", b"default_lifetime", "max_grace_period", b"max_grace_period", "max_lifetime", b"max_lifetime", "max_secrets_per_user", b"max_secrets_per_user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__max_secrets_per_user: _TypeAlias = _typing.Literal["max_secrets_per_user"]  # noqa: Y015
+    _WhichOneofArgType__max_secrets_per_user: _TypeAlias = _typing.Literal["_max_secrets_per_user", b"_max_secrets_per_user"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_secrets_per_user) -> _WhichOneofReturnType__max_secrets_per_user | None: ...
+
+Global___SecretPolicy: _TypeAlias = SecretPolicy  # noqa: Y015
+
+@_typing.final
+class GetSecretPolicyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSecretPolicyRequest: _TypeAlias = GetSecretPolicyRequest  # noqa: Y015
+
+@_typing.final
+class GetSecretPolicyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POLICY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def policy(self) -> Global___SecretPolicy:
+        """As set; max_secrets_per_user is always filled in, with the default when unset."""
+
+    def __init__(
+        self,
+        *,
+        policy: Global___SecretPolicy | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSecretPolicyResponse: _TypeAlias = GetSecretPolicyResponse  # noqa: Y015
+
+@_typing.final
+class SetSecretPolicyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POLICY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def policy(self) -> Global___SecretPolicy: ...
+    def __init__(
+        self,
+        *,
+        policy: Global___SecretPolicy | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetSecretPolicyRequest: _TypeAlias = SetSecretPolicyRequest  # noqa: Y015
+
+@_typing.final
+class SetSecretPolicyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DETAILS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def details(self) -> _object_pb2.ObjectDetails: ...
+    def __init__(
+        self,
+        *,
+        details: _object_pb2.ObjectDetails | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetSecretPolicyResponse: _TypeAlias = SetSecretPolicyResponse  # noqa: Y015

@@ -50,6 +50,16 @@ class OrgServiceStub:
                 request_serializer=machinesecrets_dot_v1_dot_org__service__pb2.RemoveOrgMemberRequest.SerializeToString,
                 response_deserializer=machinesecrets_dot_v1_dot_org__service__pb2.RemoveOrgMemberResponse.FromString,
                 _registered_method=True)
+        self.GetSecretPolicy = channel.unary_unary(
+                '/machinesecrets.v1.OrgService/GetSecretPolicy',
+                request_serializer=machinesecrets_dot_v1_dot_org__service__pb2.GetSecretPolicyRequest.SerializeToString,
+                response_deserializer=machinesecrets_dot_v1_dot_org__service__pb2.GetSecretPolicyResponse.FromString,
+                _registered_method=True)
+        self.SetSecretPolicy = channel.unary_unary(
+                '/machinesecrets.v1.OrgService/SetSecretPolicy',
+                request_serializer=machinesecrets_dot_v1_dot_org__service__pb2.SetSecretPolicyRequest.SerializeToString,
+                response_deserializer=machinesecrets_dot_v1_dot_org__service__pb2.SetSecretPolicyResponse.FromString,
+                _registered_method=True)
 
 
 class OrgServiceServicer:
@@ -79,6 +89,21 @@ class OrgServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetSecretPolicy(self, request, context):
+        """Reads the context organisation's rules for new client secrets.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetSecretPolicy(self, request, context):
+        """Sets the context organisation's rules for new client secrets, all at once: a field left out
+        is no limit (or the default). Secrets made before keep their expiry.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrgServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -96,6 +121,16 @@ def add_OrgServiceServicer_to_server(servicer, server):
                     servicer.RemoveOrgMember,
                     request_deserializer=machinesecrets_dot_v1_dot_org__service__pb2.RemoveOrgMemberRequest.FromString,
                     response_serializer=machinesecrets_dot_v1_dot_org__service__pb2.RemoveOrgMemberResponse.SerializeToString,
+            ),
+            'GetSecretPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSecretPolicy,
+                    request_deserializer=machinesecrets_dot_v1_dot_org__service__pb2.GetSecretPolicyRequest.FromString,
+                    response_serializer=machinesecrets_dot_v1_dot_org__service__pb2.GetSecretPolicyResponse.SerializeToString,
+            ),
+            'SetSecretPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetSecretPolicy,
+                    request_deserializer=machinesecrets_dot_v1_dot_org__service__pb2.SetSecretPolicyRequest.FromString,
+                    response_serializer=machinesecrets_dot_v1_dot_org__service__pb2.SetSecretPolicyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -180,6 +215,60 @@ class OrgService:
             '/machinesecrets.v1.OrgService/RemoveOrgMember',
             machinesecrets_dot_v1_dot_org__service__pb2.RemoveOrgMemberRequest.SerializeToString,
             machinesecrets_dot_v1_dot_org__service__pb2.RemoveOrgMemberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSecretPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/machinesecrets.v1.OrgService/GetSecretPolicy',
+            machinesecrets_dot_v1_dot_org__service__pb2.GetSecretPolicyRequest.SerializeToString,
+            machinesecrets_dot_v1_dot_org__service__pb2.GetSecretPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetSecretPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/machinesecrets.v1.OrgService/SetSecretPolicy',
+            machinesecrets_dot_v1_dot_org__service__pb2.SetSecretPolicyRequest.SerializeToString,
+            machinesecrets_dot_v1_dot_org__service__pb2.SetSecretPolicyResponse.FromString,
             options,
             channel_credentials,
             insecure,

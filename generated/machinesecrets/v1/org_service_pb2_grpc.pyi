@@ -43,6 +43,12 @@ class OrgServiceStub:
     """Ends a user's membership of the context organisation, and the roles it gave, at once. The
     caller must also hold every permission of the member's roles there.
     """
+    GetSecretPolicy: _grpc.UnaryUnaryMultiCallable[_org_service_pb2.GetSecretPolicyRequest, _org_service_pb2.GetSecretPolicyResponse]
+    """Reads the context organisation's rules for new client secrets."""
+    SetSecretPolicy: _grpc.UnaryUnaryMultiCallable[_org_service_pb2.SetSecretPolicyRequest, _org_service_pb2.SetSecretPolicyResponse]
+    """Sets the context organisation's rules for new client secrets, all at once: a field left out
+    is no limit (or the default). Secrets made before keep their expiry.
+    """
 
 @_typing.type_check_only
 class OrgServiceAsyncStub(OrgServiceStub):
@@ -58,6 +64,12 @@ class OrgServiceAsyncStub(OrgServiceStub):
     RemoveOrgMember: _aio.UnaryUnaryMultiCallable[_org_service_pb2.RemoveOrgMemberRequest, _org_service_pb2.RemoveOrgMemberResponse]  # type: ignore[assignment]
     """Ends a user's membership of the context organisation, and the roles it gave, at once. The
     caller must also hold every permission of the member's roles there.
+    """
+    GetSecretPolicy: _aio.UnaryUnaryMultiCallable[_org_service_pb2.GetSecretPolicyRequest, _org_service_pb2.GetSecretPolicyResponse]  # type: ignore[assignment]
+    """Reads the context organisation's rules for new client secrets."""
+    SetSecretPolicy: _aio.UnaryUnaryMultiCallable[_org_service_pb2.SetSecretPolicyRequest, _org_service_pb2.SetSecretPolicyResponse]  # type: ignore[assignment]
+    """Sets the context organisation's rules for new client secrets, all at once: a field left out
+    is no limit (or the default). Secrets made before keep their expiry.
     """
 
 class OrgServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -89,6 +101,24 @@ class OrgServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_org_service_pb2.RemoveOrgMemberResponse, _abc.Awaitable[_org_service_pb2.RemoveOrgMemberResponse]]:
         """Ends a user's membership of the context organisation, and the roles it gave, at once. The
         caller must also hold every permission of the member's roles there.
+        """
+
+    @_abc_1.abstractmethod
+    def GetSecretPolicy(
+        self,
+        request: _org_service_pb2.GetSecretPolicyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_org_service_pb2.GetSecretPolicyResponse, _abc.Awaitable[_org_service_pb2.GetSecretPolicyResponse]]:
+        """Reads the context organisation's rules for new client secrets."""
+
+    @_abc_1.abstractmethod
+    def SetSecretPolicy(
+        self,
+        request: _org_service_pb2.SetSecretPolicyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_org_service_pb2.SetSecretPolicyResponse, _abc.Awaitable[_org_service_pb2.SetSecretPolicyResponse]]:
+        """Sets the context organisation's rules for new client secrets, all at once: a field left out
+        is no limit (or the default). Secrets made before keep their expiry.
         """
 
 def add_OrgServiceServicer_to_server(servicer: OrgServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -46,6 +46,26 @@ class UserServiceStub:
                 request_serializer=machinesecrets_dot_v1_dot_user__service__pb2.RemoveSecretRequest.SerializeToString,
                 response_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.RemoveSecretResponse.FromString,
                 _registered_method=True)
+        self.CreateSecret = channel.unary_unary(
+                '/machinesecrets.v1.UserService/CreateSecret',
+                request_serializer=machinesecrets_dot_v1_dot_user__service__pb2.CreateSecretRequest.SerializeToString,
+                response_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.CreateSecretResponse.FromString,
+                _registered_method=True)
+        self.ListSecrets = channel.unary_unary(
+                '/machinesecrets.v1.UserService/ListSecrets',
+                request_serializer=machinesecrets_dot_v1_dot_user__service__pb2.ListSecretsRequest.SerializeToString,
+                response_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.ListSecretsResponse.FromString,
+                _registered_method=True)
+        self.DeleteSecret = channel.unary_unary(
+                '/machinesecrets.v1.UserService/DeleteSecret',
+                request_serializer=machinesecrets_dot_v1_dot_user__service__pb2.DeleteSecretRequest.SerializeToString,
+                response_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.DeleteSecretResponse.FromString,
+                _registered_method=True)
+        self.RotateSecret = channel.unary_unary(
+                '/machinesecrets.v1.UserService/RotateSecret',
+                request_serializer=machinesecrets_dot_v1_dot_user__service__pb2.RotateSecretRequest.SerializeToString,
+                response_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.RotateSecretResponse.FromString,
+                _registered_method=True)
         self.AddMachineUser = channel.unary_unary(
                 '/machinesecrets.v1.UserService/AddMachineUser',
                 request_serializer=machinesecrets_dot_v1_dot_user__service__pb2.AddMachineUserRequest.SerializeToString,
@@ -99,15 +119,46 @@ class UserServiceServicer:
     """
 
     def AddSecret(self, request, context):
-        """Creates a new client secret for a machine user, replacing any earlier one. The secret is
-        returned once; only its bcrypt hash is stored.
+        """Creates a new client secret for a machine user, replacing all of its earlier ones at once
+        (ZITADEL's meaning; CreateSecret adds one beside them). The secret is returned once; only its
+        bcrypt hash is stored. It expires as the organisation's secret policy says.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RemoveSecret(self, request, context):
-        """Removes the client secret of a machine user.
+        """Removes every client secret of a machine user.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateSecret(self, request, context):
+        """Creates a client secret beside the machine user's live ones, up to the organisation's limit
+        (5 by default). The secret is returned once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSecrets(self, request, context):
+        """Lists a machine user's client secrets, live and expired: ids, hints and dates, never a secret.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSecret(self, request, context):
+        """Deletes one client secret, and the access tokens it earned, at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateSecret(self, request, context):
+        """Creates a new client secret, and every other live secret of the machine user expires when the
+        grace period ends (or earlier, if it was due earlier): rotation without downtime.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -191,6 +242,26 @@ def add_UserServiceServicer_to_server(servicer, server):
                     servicer.RemoveSecret,
                     request_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.RemoveSecretRequest.FromString,
                     response_serializer=machinesecrets_dot_v1_dot_user__service__pb2.RemoveSecretResponse.SerializeToString,
+            ),
+            'CreateSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSecret,
+                    request_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.CreateSecretRequest.FromString,
+                    response_serializer=machinesecrets_dot_v1_dot_user__service__pb2.CreateSecretResponse.SerializeToString,
+            ),
+            'ListSecrets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSecrets,
+                    request_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.ListSecretsRequest.FromString,
+                    response_serializer=machinesecrets_dot_v1_dot_user__service__pb2.ListSecretsResponse.SerializeToString,
+            ),
+            'DeleteSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSecret,
+                    request_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.DeleteSecretRequest.FromString,
+                    response_serializer=machinesecrets_dot_v1_dot_user__service__pb2.DeleteSecretResponse.SerializeToString,
+            ),
+            'RotateSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateSecret,
+                    request_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.RotateSecretRequest.FromString,
+                    response_serializer=machinesecrets_dot_v1_dot_user__service__pb2.RotateSecretResponse.SerializeToString,
             ),
             'AddMachineUser': grpc.unary_unary_rpc_method_handler(
                     servicer.AddMachineUser,
@@ -294,6 +365,114 @@ class UserService:
             '/machinesecrets.v1.UserService/RemoveSecret',
             machinesecrets_dot_v1_dot_user__service__pb2.RemoveSecretRequest.SerializeToString,
             machinesecrets_dot_v1_dot_user__service__pb2.RemoveSecretResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/machinesecrets.v1.UserService/CreateSecret',
+            machinesecrets_dot_v1_dot_user__service__pb2.CreateSecretRequest.SerializeToString,
+            machinesecrets_dot_v1_dot_user__service__pb2.CreateSecretResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSecrets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/machinesecrets.v1.UserService/ListSecrets',
+            machinesecrets_dot_v1_dot_user__service__pb2.ListSecretsRequest.SerializeToString,
+            machinesecrets_dot_v1_dot_user__service__pb2.ListSecretsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/machinesecrets.v1.UserService/DeleteSecret',
+            machinesecrets_dot_v1_dot_user__service__pb2.DeleteSecretRequest.SerializeToString,
+            machinesecrets_dot_v1_dot_user__service__pb2.DeleteSecretResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/machinesecrets.v1.UserService/RotateSecret',
+            machinesecrets_dot_v1_dot_user__service__pb2.RotateSecretRequest.SerializeToString,
+            machinesecrets_dot_v1_dot_user__service__pb2.RotateSecretResponse.FromString,
             options,
             channel_credentials,
             insecure,

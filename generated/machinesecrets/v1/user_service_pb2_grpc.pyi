@@ -36,11 +36,24 @@ class UserServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> UserServiceAsyncStub: ...
     AddSecret: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.AddSecretRequest, _user_service_pb2.AddSecretResponse]
-    """Creates a new client secret for a machine user, replacing any earlier one. The secret is
-    returned once; only its bcrypt hash is stored.
+    """Creates a new client secret for a machine user, replacing all of its earlier ones at once
+    (ZITADEL's meaning; CreateSecret adds one beside them). The secret is returned once; only its
+    bcrypt hash is stored. It expires as the organisation's secret policy says.
     """
     RemoveSecret: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.RemoveSecretRequest, _user_service_pb2.RemoveSecretResponse]
-    """Removes the client secret of a machine user."""
+    """Removes every client secret of a machine user."""
+    CreateSecret: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.CreateSecretRequest, _user_service_pb2.CreateSecretResponse]
+    """Creates a client secret beside the machine user's live ones, up to the organisation's limit
+    (5 by default). The secret is returned once.
+    """
+    ListSecrets: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.ListSecretsRequest, _user_service_pb2.ListSecretsResponse]
+    """Lists a machine user's client secrets, live and expired: ids, hints and dates, never a secret."""
+    DeleteSecret: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.DeleteSecretRequest, _user_service_pb2.DeleteSecretResponse]
+    """Deletes one client secret, and the access tokens it earned, at once."""
+    RotateSecret: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.RotateSecretRequest, _user_service_pb2.RotateSecretResponse]
+    """Creates a new client secret, and every other live secret of the machine user expires when the
+    grace period ends (or earlier, if it was due earlier): rotation without downtime.
+    """
     AddMachineUser: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.AddMachineUserRequest, _user_service_pb2.AddMachineUserResponse]
     """Creates a machine user (service account)."""
     AddHumanUser: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.AddHumanUserRequest, _user_service_pb2.AddHumanUserResponse]
@@ -74,11 +87,24 @@ class UserServiceAsyncStub(UserServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     AddSecret: _aio.UnaryUnaryMultiCallable[_user_service_pb2.AddSecretRequest, _user_service_pb2.AddSecretResponse]  # type: ignore[assignment]
-    """Creates a new client secret for a machine user, replacing any earlier one. The secret is
-    returned once; only its bcrypt hash is stored.
+    """Creates a new client secret for a machine user, replacing all of its earlier ones at once
+    (ZITADEL's meaning; CreateSecret adds one beside them). The secret is returned once; only its
+    bcrypt hash is stored. It expires as the organisation's secret policy says.
     """
     RemoveSecret: _aio.UnaryUnaryMultiCallable[_user_service_pb2.RemoveSecretRequest, _user_service_pb2.RemoveSecretResponse]  # type: ignore[assignment]
-    """Removes the client secret of a machine user."""
+    """Removes every client secret of a machine user."""
+    CreateSecret: _aio.UnaryUnaryMultiCallable[_user_service_pb2.CreateSecretRequest, _user_service_pb2.CreateSecretResponse]  # type: ignore[assignment]
+    """Creates a client secret beside the machine user's live ones, up to the organisation's limit
+    (5 by default). The secret is returned once.
+    """
+    ListSecrets: _aio.UnaryUnaryMultiCallable[_user_service_pb2.ListSecretsRequest, _user_service_pb2.ListSecretsResponse]  # type: ignore[assignment]
+    """Lists a machine user's client secrets, live and expired: ids, hints and dates, never a secret."""
+    DeleteSecret: _aio.UnaryUnaryMultiCallable[_user_service_pb2.DeleteSecretRequest, _user_service_pb2.DeleteSecretResponse]  # type: ignore[assignment]
+    """Deletes one client secret, and the access tokens it earned, at once."""
+    RotateSecret: _aio.UnaryUnaryMultiCallable[_user_service_pb2.RotateSecretRequest, _user_service_pb2.RotateSecretResponse]  # type: ignore[assignment]
+    """Creates a new client secret, and every other live secret of the machine user expires when the
+    grace period ends (or earlier, if it was due earlier): rotation without downtime.
+    """
     AddMachineUser: _aio.UnaryUnaryMultiCallable[_user_service_pb2.AddMachineUserRequest, _user_service_pb2.AddMachineUserResponse]  # type: ignore[assignment]
     """Creates a machine user (service account)."""
     AddHumanUser: _aio.UnaryUnaryMultiCallable[_user_service_pb2.AddHumanUserRequest, _user_service_pb2.AddHumanUserResponse]  # type: ignore[assignment]
@@ -115,8 +141,9 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _user_service_pb2.AddSecretRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_user_service_pb2.AddSecretResponse, _abc.Awaitable[_user_service_pb2.AddSecretResponse]]:
-        """Creates a new client secret for a machine user, replacing any earlier one. The secret is
-        returned once; only its bcrypt hash is stored.
+        """Creates a new client secret for a machine user, replacing all of its earlier ones at once
+        (ZITADEL's meaning; CreateSecret adds one beside them). The secret is returned once; only its
+        bcrypt hash is stored. It expires as the organisation's secret policy says.
         """
 
     @_abc_1.abstractmethod
@@ -125,7 +152,43 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _user_service_pb2.RemoveSecretRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_user_service_pb2.RemoveSecretResponse, _abc.Awaitable[_user_service_pb2.RemoveSecretResponse]]:
-        """Removes the client secret of a machine user."""
+        """Removes every client secret of a machine user."""
+
+    @_abc_1.abstractmethod
+    def CreateSecret(
+        self,
+        request: _user_service_pb2.CreateSecretRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_service_pb2.CreateSecretResponse, _abc.Awaitable[_user_service_pb2.CreateSecretResponse]]:
+        """Creates a client secret beside the machine user's live ones, up to the organisation's limit
+        (5 by default). The secret is returned once.
+        """
+
+    @_abc_1.abstractmethod
+    def ListSecrets(
+        self,
+        request: _user_service_pb2.ListSecretsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_service_pb2.ListSecretsResponse, _abc.Awaitable[_user_service_pb2.ListSecretsResponse]]:
+        """Lists a machine user's client secrets, live and expired: ids, hints and dates, never a secret."""
+
+    @_abc_1.abstractmethod
+    def DeleteSecret(
+        self,
+        request: _user_service_pb2.DeleteSecretRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_service_pb2.DeleteSecretResponse, _abc.Awaitable[_user_service_pb2.DeleteSecretResponse]]:
+        """Deletes one client secret, and the access tokens it earned, at once."""
+
+    @_abc_1.abstractmethod
+    def RotateSecret(
+        self,
+        request: _user_service_pb2.RotateSecretRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_service_pb2.RotateSecretResponse, _abc.Awaitable[_user_service_pb2.RotateSecretResponse]]:
+        """Creates a new client secret, and every other live secret of the machine user expires when the
+        grace period ends (or earlier, if it was due earlier): rotation without downtime.
+        """
 
     @_abc_1.abstractmethod
     def AddMachineUser(

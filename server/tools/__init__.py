@@ -1,0 +1,1 @@
+"""Small commands that ship with the service."""
