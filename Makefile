@@ -26,17 +26,19 @@ $(SDK_STAMP):
 	$(SDK_VENV)/bin/pip install --quiet 'zitadel-client==4.1.9' 'urllib3>=2,<3'
 	touch $@
 
-# What the tests need from Debian: Chromium, and Node.js with npm to build the page (the browser
-# test); curl (the runbook in SECURITY.md is run as written).
+# What the tests need from Debian, and nothing they do not: Chromium (the browser test; its
+# recommended packages, which bring in systemd, avahi and cups pieces, are left out, and
+# fonts-liberation gives the page's text a font), Node.js with npm to build the page and to run
+# ZITADEL's Node client, and curl (the runbook in SECURITY.md is run as written).
 # Installed with apt-get when missing (as root); without root the browser test says it skipped.
 system-deps:
 	@missing=""; \
-	test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	test -x /usr/bin/chromium || missing="$$missing chromium fonts-liberation"; \
 	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	  else \
 	    echo "not root: install$$missing yourself for the browser test"; \
 	  fi; \
@@ -62,7 +64,7 @@ test: $(STAMP) $(SDK_STAMP) system-deps
 
 # The load tool: h2load, from Debian's nghttp2-client.
 bench-deps:
-	@command -v h2load >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nghttp2-client; }
+	@command -v h2load >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nghttp2-client; }
 
 # Benchmarks, written to BENCHMARKS.md. BENCH_ARGS=--postgres for PostgreSQL; see python -m tools.bench -h.
 bench: $(STAMP) bench-deps
