@@ -14,6 +14,7 @@ on PostgreSQL, the production store. A second process on the same file is not a 
 deployment either; it would wait up to the busy timeout.
 """
 
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ class SqliteStore(SqlStore):
     async def open(cls, url: str, clock: Clock = SYSTEM_CLOCK) -> "SqliteStore":
         path = sqlite_path(url)
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+        _private(Path(path))
         try:
             # isolation_level=None: no implicit transactions; appends open their own.
             connection = sqlite3.connect(path, isolation_level=None)
@@ -109,6 +111,17 @@ def _transaction(
         connection.execute("ROLLBACK")
         raise
     return rows
+
+
+def _private(path: Path) -> None:
+    """The store holds hashes and the audit trail: only the service's user reads it. The file is
+    made 0600 before SQLite opens it (SQLite gives its -wal and -shm files the database file's
+    mode), and one made earlier with a wider mode is narrowed."""
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if file.exists() and file.stat().st_uid == os.geteuid() and file.stat().st_mode & 0o077:
+            file.chmod(0o600)
 
 
 def _migrate(connection: sqlite3.Connection) -> None:
