@@ -15,6 +15,7 @@ from pathlib import Path
 
 from server import app
 from server.config import Config, ConfigError, load
+from server.store.base import StoreUnavailable
 
 log = logging.getLogger("machinesecrets")
 
@@ -59,6 +60,9 @@ def main() -> int:
         asyncio.run(serve(config))
     except ConfigError as error:  # a setting that proved wrong only at start (e.g. a refused path)
         print(f"machine-secrets: {error}", file=sys.stderr)
+        return 2
+    except StoreUnavailable as error:  # at start: the store's own reason, not a traceback
+        print(f"machine-secrets: MS_DATABASE_URL: {error}", file=sys.stderr)
         return 2
     return 0
 

@@ -37,12 +37,30 @@ def to_pyformat(sql: str) -> str:
     return re.sub(r"\?", "%s", sql)
 
 
+async def _first_connection(url: str) -> None:
+    """One connection before the pool: a database that is missing, a port that is closed or a
+    password that is wrong fails here at once (at most CONNECT_TIMEOUT_S), with the server's own
+    reason, where the pool would wait its whole timeout and say only that it timed out."""
+    try:
+        connection = await psycopg.AsyncConnection.connect(url, connect_timeout=CONNECT_TIMEOUT_S)
+    except psycopg.Error as error:
+        raise StoreUnavailable(f"cannot open the PostgreSQL store: {_reason(error)}") from error
+    await connection.close()
+
+
+def _reason(error: psycopg.Error) -> str:
+    """psycopg's message (the server's FATAL, or the socket's refusal, and libpq's hint), on one
+    line. libpq never puts the password in it."""
+    return " ".join(line.strip() for line in str(error).splitlines() if line.strip()) or type(error).__name__
+
+
 class PostgresStore(SqlStore):
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
 
     @classmethod
     async def open(cls, url: str, pool_size: int, clock: Clock = SYSTEM_CLOCK) -> "PostgresStore":
+        await _first_connection(url)
         pool = AsyncConnectionPool(
             url,
             min_size=1,
