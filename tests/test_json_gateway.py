@@ -209,3 +209,22 @@ async def test_a_query_parameter_never_redirects_a_call(running: Running, verb: 
             assert answer.status_code == 400, (verb, path, query, answer.text)
             assert code_name(answer.json()["code"]) == "INVALID_ARGUMENT"
     assert await running.service.store.user(target) == before
+
+
+async def test_error_messages_arrive_as_written(http: httpx.AsyncClient) -> None:
+    """No message holds a character that a JSON printer escapes (<, >, &, '): curl shows the text
+    as it was written, not `\\u003ctoken\\u003e`."""
+    malformed = await http.get("/users/1", headers={"authorization": "Basic abc"})
+    assert malformed.status_code == 401
+    assert "\\u" not in malformed.text
+    assert malformed.json()["message"] == "the authorization header must be `Bearer` and one token"
+    user_id, _ = await new_machine_user(http)
+    await http.put("/orgs/me/policies/secrets", json={"policy": {"maxLifetime": "3600s"}})
+    try:
+        too_far = await http.post(
+            f"/users/{user_id}/secrets", json={"expirationDate": "2999-01-01T00:00:00Z"}
+        )
+        assert too_far.status_code == 400
+        assert "\\u" not in too_far.text, too_far.text
+    finally:
+        await http.put("/orgs/me/policies/secrets", json={})

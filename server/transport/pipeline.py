@@ -222,7 +222,7 @@ def bearer_token(values: Iterable[str]) -> str:
     scheme, _, token = values[0].strip().partition(" ")
     token = token.strip()
     if len(values) > 1 or scheme.lower() != "bearer" or not token or " " in token:
-        raise Unauthenticated("TOKEN_MALFORMED", "the authorization header must be `Bearer <token>`")
+        raise Unauthenticated("TOKEN_MALFORMED", "the authorization header must be `Bearer` and one token")
     return token
 
 
