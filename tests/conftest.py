@@ -14,6 +14,7 @@ import os
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 import contextlib
+from collections import Counter
 from collections.abc import AsyncIterator
 
 import pytest
@@ -47,3 +48,15 @@ async def api(request: pytest.FixtureRequest, running: Running) -> AsyncIterator
 @pytest.fixture
 async def world(api: Api, running: Running) -> World:
     return await World.create(api, running.admin_token)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Skips summed up by reason, one line each (pytest's own list names every place that skips)."""
+    reasons: Counter[str] = Counter()
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = report.longrepr
+        reasons[longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)] += 1
+    for reason, count in reasons.most_common():
+        terminalreporter.write_line(
+            f"SKIPPED {count} test{'s' if count != 1 else ''}: {reason.removeprefix('Skipped: ')}"
+        )

@@ -1,9 +1,12 @@
 """Throwaway PostgreSQL databases for tests, on the server MS_TEST_POSTGRES_URL names.
 
-Without that variable the PostgreSQL tests skip with the reason; with MS_REQUIRE_POSTGRES=1 (as
-CI sets it) they fail instead, so a green run always means they ran.
+Without that variable they use the server at 127.0.0.1:5432 when one answers there (as on this
+kind of machine); without either, the PostgreSQL tests skip, summed up in one line at the end of
+the run; with MS_REQUIRE_POSTGRES=1 (as CI sets it) they fail instead, so a green run always means
+they ran.
 """
 
+import functools
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,14 +17,33 @@ from psycopg import sql
 
 import tools.throwaway_database
 
+# Where `make test` finds PostgreSQL when MS_TEST_POSTGRES_URL is not set: the server this kind of
+# machine runs (and .ci/run starts), if it answers.
+DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+SKIP_REASON = (
+    "PostgreSQL tests: no server at MS_TEST_POSTGRES_URL nor at 127.0.0.1:5432"
+    " (set MS_TEST_POSTGRES_URL=postgresql://user@host:port/db to run them)"
+)
+
+
+@functools.cache
+def _found_url() -> str:
+    url = os.environ.get("MS_TEST_POSTGRES_URL", "")
+    if url:
+        return url
+    try:
+        psycopg.connect(DEFAULT_URL, connect_timeout=1).close()
+    except psycopg.Error:
+        return ""
+    return DEFAULT_URL
+
 
 def admin_url() -> str:
-    url = os.environ.get("MS_TEST_POSTGRES_URL", "")
+    url = _found_url()
     if not url:
-        reason = "MS_TEST_POSTGRES_URL is not set (e.g. postgresql://postgres@127.0.0.1:5432/test)"
         if os.environ.get("MS_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"the PostgreSQL tests are required here: {reason}")
-        pytest.skip(reason)
+            pytest.fail(f"the PostgreSQL tests are required here: {SKIP_REASON}")
+        pytest.skip(SKIP_REASON)
     return url
 
 
