@@ -119,4 +119,7 @@ async def test_a_page_from_an_origin_not_allowed_gets_nothing(
         created = result["created"]
         assert isinstance(created, dict)
         assert created["clientSecret"] == ""
-        assert created["error"], result  # the browser refused to hand over the answer
+        # The browser refused to hand over the answer; the page says what that probably means.
+        error = str(created["error"])
+        assert error.startswith("2 Unknown: no answer reached this page. Probably refused by CORS"), result
+        assert f"({stranger}) in MS_CORS_ORIGINS" in error

@@ -32,6 +32,16 @@ function clear() {
 
 function showError(error: unknown) {
   const connectError = ConnectError.from(error);
+  if (connectError.code === Code.Unknown && connectError.cause instanceof TypeError) {
+    // fetch itself failed: no answer the page may read. Most often CORS (the browser got the
+    // answer and kept it from the page), else a wrong URL or a service that is down.
+    show(
+      "error",
+      `2 Unknown: no answer reached this page. Probably refused by CORS: is this page's origin ` +
+        `(${location.origin}) in MS_CORS_ORIGINS? Otherwise check the API base URL and that the service runs.`,
+    );
+    return;
+  }
   const [info] = connectError.findDetails(ErrorInfoSchema);
   // The gRPC code number, its name, and the service's stable reason, e.g. "5 NotFound USER_NOT_FOUND".
   show("error", `${connectError.code} ${Code[connectError.code]} ${info?.reason ?? ""}`.trim());
