@@ -1,0 +1,82 @@
+"""The README's examples, run as they are written, in any order, against one service: each block
+marked `<!-- example: NAME -->` (`, after OTHER` runs it in the same shell after OTHER). The curl
+blocks run through bash, the Python one with the project's interpreter, from a folder whose
+`.data/admin.pat` is the service's admin token; only the default ports are changed to the ones
+the test's service has."""
+
+import asyncio
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.service import Running, config_for, start_service
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+MARKED = re.compile(r"<!-- example: ([a-z-]+)(?:, after ([a-z-]+))?[^>]*-->\n```(sh|python)\n(.*?)```", re.S)
+
+
+@dataclass(frozen=True)
+class Example:
+    name: str
+    language: str
+    code: str
+
+
+def examples() -> list[Example]:
+    """The README's marked examples, each with what it runs after folded in."""
+    found = MARKED.findall(README.read_text())
+    runs = []
+    for name, after, language, code in found:
+        if after:
+            continue  # run within the example it continues
+        chain = [code]
+        for other, other_after, _, more in found:
+            if other_after == name:
+                chain.append(more)
+                name = f"{name}+{other}"
+        runs.append(Example(name, language, "\n".join(chain)))
+    return runs
+
+
+def test_the_readme_marks_its_examples() -> None:
+    names = [e.name for e in examples()]
+    assert names == ["json-curl", "client-credentials+rotation", "revocation", "python"]
+
+
+async def run(example: Example, running: Running, folder: Path) -> str:
+    service = running.service
+    code = example.code.replace("127.0.0.1:8080", f"127.0.0.1:{service.envoy_port}")
+    code = code.replace("127.0.0.1:50051", f"127.0.0.1:{service.grpc_port}")
+    command = ["bash", "-euo", "pipefail", "-c", code]
+    if example.language == "python":
+        command = [sys.executable, "-c", code]
+    done = await asyncio.create_subprocess_exec(
+        *command, cwd=folder, env=dict(os.environ),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    output = (await asyncio.wait_for(done.communicate(), 60))[0].decode()
+    assert done.returncode == 0, f"{example.name}:\n{output}"
+    return output
+
+
+@pytest.mark.parametrize("order", ["as written", "reversed"])
+async def test_every_example_runs_in_any_order_on_one_store(order: str, tmp_path: Path) -> None:
+    running = await start_service(config_for(tmp_path / "service", envoy=True))
+    try:
+        folder = tmp_path / "shell"
+        (folder / ".data").mkdir(parents=True)
+        (folder / ".data" / "admin.pat").write_text(running.admin_token + "\n")
+        ordered = examples() if order == "as written" else examples()[::-1]
+        outputs = {example.name: await run(example, running, folder) for example in ordered}
+    finally:
+        await running.service.stop(0)
+    # What each shows a reader, as the README says it will.
+    assert '"clientId":"build-bot"' in outputs["json-curl"]
+    assert '"userName":"deployer"' in outputs["client-credentials+rotation"]
+    assert '"description":"deploy 2026-12"' in outputs["client-credentials+rotation"]
+    assert outputs["revocation"].strip() == '{"received": 1}'
+    assert re.fullmatch(r"grpc-bot msk_[0-9A-Za-z]{61} 2\n", outputs["python"])
