@@ -32,6 +32,7 @@ from server.private_files import check_private_location, write_private_file
 from server.store.base import Store
 from server.store.postgres import PostgresStore
 from server.store.sqlite import SqliteStore
+from server.temp_dirs import private_temp_dir, sweep_orphans
 from server.transport.asgi_server import AsgiServer
 from server.transport.connect import ConnectEndpoint
 from server.transport.cors import CorsMiddleware
@@ -164,7 +165,8 @@ async def _start(config: Config, store: Store, clock: Clock) -> Service:
     )
     # The service's own Envoy reaches the HTTP app over a Unix socket that only this user can
     # open, so that its X-Forwarded-For can be believed without believing every local process.
-    private_dir = tempfile.TemporaryDirectory(prefix="machinesecrets-") if config.envoy_addr else None
+    sweep_orphans()  # what a killed service left behind
+    private_dir = private_temp_dir() if config.envoy_addr else None
     try:
         discovery = Discovery(config.issuer)
         envoy_socket = None if private_dir is None else str(Path(private_dir.name) / "http.sock")

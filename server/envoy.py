@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from server.limits import MAX_HEADER_BYTES
+from server.temp_dirs import private_temp_dir
 
 log = logging.getLogger("machinesecrets.envoy")
 
@@ -86,7 +87,7 @@ class EnvoyProcess:
 
     @classmethod
     async def start(cls, settings: EnvoySettings) -> "EnvoyProcess":
-        workdir = tempfile.TemporaryDirectory(prefix="machinesecrets-envoy-")
+        workdir = private_temp_dir("envoy")
         folder = Path(workdir.name)
         (folder / "envoy.yaml").write_text(render(settings))
         admin_file, log_file = folder / "admin-address", folder / "envoy.log"

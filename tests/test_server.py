@@ -8,6 +8,7 @@ import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -411,6 +412,20 @@ async def test_envoy_dies_with_a_killed_service(tmp_path: Path) -> None:
         # Another process's state has no event to wait on: poll it.
         while Path(f"/proc/{envoy_pid}").exists() and "zombie" not in _state(envoy_pid):  # noqa: ASYNC110
             await asyncio.sleep(0.05)
+    # A killed service cleans nothing up: its folders (Envoy's, the private socket's) stay in /tmp
+    # until the next start on this machine removes those of dead processes, and only those.
+    left = sorted(Path(tempfile.gettempdir()).glob(f"machinesecrets-*pid{pid}-*"))
+    assert len(left) == 2, left
+    ours = f"machinesecrets-*pid{os.getpid()}-*"  # this process may run other services already
+    before = set(Path(tempfile.gettempdir()).glob(ours))
+    running = await start_service(config_for(tmp_path / "next", envoy=True))
+    try:
+        assert not any(folder.exists() for folder in left)
+        made = set(Path(tempfile.gettempdir()).glob(ours)) - before
+        assert len(made) == 2, made
+    finally:
+        await running.service.stop(0)
+    assert not any(folder.exists() for folder in made)  # a service that stops removes its own
 
 
 def _state(pid: int) -> str:
