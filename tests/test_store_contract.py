@@ -282,6 +282,8 @@ async def test_a_store_of_each_earlier_version_upgrades_with_its_data(
             # Migration 2's backfill, then 6: the secret that holds is the one of the last
             # secret.set, now a secret of its own with an id, and its access tokens name it.
             assert (user.user_name, user.sequence, user.secrets_live_until) == ("bot", 4, FOREVER)
+            # Migration 7: what the user was created with, beside it.
+            assert (user.name, user.description, user.display_name, user.email) == ("n", "", "", "")
             [secret] = await store.secrets("10")
             assert (secret.hash, secret.lookup, secret.created_at) == ("$2b$04$b", None, from_micros(4000))
             assert secret.secret_id == legacy_secret_id("10", 4000)

@@ -27,10 +27,13 @@ async def test_get_user_by_id(world: World) -> None:
     assert not user.has_secret
     assert user.details.sequence == 1
     assert user.details.resource_owner == world.home_org
-    human = (
-        await world.call("GetUserByID", user_pb.GetUserByIDRequest(user_id=await world.human_user()))
-    ).user
+    # What it was created with (World.machine_user names it "Service").
+    assert (user.name, user.description, user.display_name, user.email) == ("Service", "", "", "")
+    human_id = await world.human_user()
+    human = (await world.call("GetUserByID", user_pb.GetUserByIDRequest(user_id=human_id))).user
     assert human.type == user_pb.USER_TYPE_HUMAN
+    assert (human.name, human.display_name) == ("", "Jo")
+    assert human.email == f"{human.user_name}@example.com"
 
 
 async def test_read_details_span_first_and_last_event(world: World) -> None:

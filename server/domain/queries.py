@@ -10,7 +10,6 @@ from server.domain.permissions import CallContext
 from server.domain.secret_format import hint
 from server.domain.secret_policy import max_secrets
 from server.store.base import USER_TYPE_MACHINE, SecretPolicy, Store, UserRecord
-from server.store.events import AGGREGATE_USER
 
 
 class Queries:
@@ -18,8 +17,7 @@ class Queries:
         self._store = store
         self._clock = clock
 
-    async def user_by_id(self, ctx: CallContext, user_id: str) -> UserView:
-        user = await self._user_of(ctx, user_id)
+    def _view(self, user: UserRecord) -> UserView:
         details = Details(user.sequence, user.created_at, user.changed_at, user.org_id)
         return UserView(
             user.id,
@@ -31,17 +29,10 @@ class Queries:
         )
 
     async def user_with_profile(self, ctx: CallContext, user_id: str) -> tuple[UserView, UserProfile]:
-        """The user, and what it was created with (one more read: for APIs that show it)."""
-        view = await self.user_by_id(ctx, user_id)
-        created = await self._store.first_event(AGGREGATE_USER, user_id)
-        payload = created.payload if created is not None else {}
-        profile = UserProfile(
-            str(payload.get("name", "")),
-            str(payload.get("description", "")),
-            str(payload.get("display_name", "")),
-            str(payload.get("email", "")),
-        )
-        return view, profile
+        """The user, and what it was created with."""
+        user = await self._user_of(ctx, user_id)
+        profile = UserProfile(user.name, user.description, user.display_name, user.email)
+        return self._view(user), profile
 
     async def personal_access_tokens(self, ctx: CallContext, user_id: str) -> list[PersonalAccessTokenView]:
         """A machine user's personal access tokens: their ids and dates, never a token or a hash."""

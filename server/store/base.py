@@ -65,6 +65,12 @@ class UserRecord:
     # Until when the user has a live client secret: None for none, datetime.max for one that
     # never expires.
     secrets_live_until: datetime | None = None
+    # What it was created with: a machine user's name and description, a human user's display
+    # name and email ("" where its kind has none).
+    name: str = ""
+    description: str = ""
+    display_name: str = ""
+    email: str = ""
 
     @property
     def active(self) -> bool:
@@ -153,10 +159,6 @@ class Store(Protocol):
 
     async def events(self, aggregate_type: str, aggregate_id: str) -> list[StoredEvent]:
         """All events of one aggregate, in sequence order."""
-        ...
-
-    async def first_event(self, aggregate_type: str, aggregate_id: str) -> StoredEvent | None:
-        """The event that created an aggregate (what it was created with), or None."""
         ...
 
     async def sequence_of(self, aggregate_type: str, aggregate_id: str) -> int:

@@ -6,6 +6,7 @@ each once). Placeholders are written `?`; a backend whose driver wants another s
 """
 
 import hashlib
+import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -132,9 +133,21 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "ALTER TABLE tokens ADD COLUMN secret_id TEXT",
         ],
     ),
+    (
+        7,
+        [
+            # What a user was created with, beside it: GetUserByID shows it without reading the
+            # user's first event (copy_profiles fills them in).
+            "ALTER TABLE users ADD COLUMN name TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE users ADD COLUMN description TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE users ADD COLUMN display_name TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE users ADD COLUMN email TEXT NOT NULL DEFAULT ''",
+        ],
+    ),
 ]
 REKEY_USER_NAMES = 5
 MOVE_SECRETS = 6
+COPY_PROFILES = 7
 
 # Migrations that SQL alone cannot write: the rows they read, and what they make of them. A
 # backend runs the query inside the migration's transaction, after its SQL.
@@ -144,6 +157,11 @@ LEGACY_SECRETS = (
     " WHERE u.secret_hash IS NOT NULL"
 )
 USER_NAMES = "SELECT id, user_name, user_name_key FROM users"
+FIRST_USER_EVENTS = (
+    "SELECT u.id, e.payload FROM users u JOIN events e"
+    " ON e.aggregate_type = 'user' AND e.aggregate_id = u.id AND e.sequence = 1"
+)
+PROFILE_FIELDS = ("name", "description", "display_name", "email")
 
 CREATE_MIGRATIONS_TABLE = "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)"
 
@@ -156,6 +174,7 @@ def python_step(version: int) -> PythonStep | None:
     steps: dict[int, PythonStep] = {
         REKEY_USER_NAMES: (USER_NAMES, rekey_user_names),
         MOVE_SECRETS: (LEGACY_SECRETS, move_secrets),
+        COPY_PROFILES: (FIRST_USER_EVENTS, copy_profiles),
     }
     return steps.get(version)
 
@@ -193,6 +212,22 @@ def move_secrets(rows: list[Mapping[str, Any]]) -> list[Statement]:
         ("DELETE FROM tokens WHERE secret_sequence IS NOT NULL AND secret_id IS NULL", ()),
         ("UPDATE users SET secret_hash = NULL, secret_sequence = NULL", ()),
     ]
+
+
+def copy_profiles(rows: list[Mapping[str, Any]]) -> list[Statement]:
+    """Migration 7: each user's name, description, display name and email from the event that
+    created it ("" where its kind has none)."""
+    steps: list[Statement] = []
+    for row in rows:
+        payload = json.loads(row["payload"])
+        values = tuple(str(payload.get(field, "")) for field in PROFILE_FIELDS)
+        steps.append(
+            (
+                "UPDATE users SET name = ?, description = ?, display_name = ?, email = ? WHERE id = ?",
+                (*values, row["id"]),
+            )
+        )
+    return steps
 
 
 def rekey_user_names(rows: list[Mapping[str, Any]]) -> list[Statement]:

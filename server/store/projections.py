@@ -26,7 +26,8 @@ def projection(event: StoredEvent, micros: int) -> list[Statement]:
             return [
                 (
                     "INSERT INTO users (id, org_id, user_name, user_name_key, type, sequence,"
-                    " created_at, changed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    " created_at, changed_at, name, description, display_name, email)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         event.aggregate_id,
                         event.resource_owner,
@@ -36,6 +37,10 @@ def projection(event: StoredEvent, micros: int) -> list[Statement]:
                         event.sequence,
                         micros,
                         micros,
+                        p.get("name", ""),
+                        p.get("description", ""),
+                        p.get("display_name", ""),
+                        p.get("email", ""),
                     ),
                 )
             ]

@@ -52,6 +52,10 @@ def user_record(r: Row) -> UserRecord:
         changed_at=from_micros(r["changed_at"]),
         state=r["state"],
         secrets_live_until=moment(r["secrets_live_until"]),
+        name=r["name"],
+        description=r["description"],
+        display_name=r["display_name"],
+        email=r["email"],
     )
 
 

@@ -78,10 +78,6 @@ class SqlStore:
             for r in await self._fetch(sql.SELECT_EVENTS, (aggregate_type, aggregate_id))
         ]
 
-    async def first_event(self, aggregate_type: str, aggregate_id: str) -> StoredEvent | None:
-        rows = await self._fetch(sql.SELECT_FIRST_EVENT, (aggregate_type, aggregate_id))
-        return records.stored_event(rows[0]) if rows else None
-
     async def sequence_of(self, aggregate_type: str, aggregate_id: str) -> int:
         rows = await self._fetch(sql.SELECT_SEQUENCE, (aggregate_type, aggregate_id))
         return int(rows[0]["sequence"])

@@ -15,15 +15,12 @@ SELECT_EVENTS = (
     "SELECT aggregate_type, aggregate_id, sequence, event_type, resource_owner, payload, created_at"
     " FROM events WHERE aggregate_type = ? AND aggregate_id = ? ORDER BY sequence"
 )
-SELECT_FIRST_EVENT = (
-    "SELECT aggregate_type, aggregate_id, sequence, event_type, resource_owner, payload, created_at"
-    " FROM events WHERE aggregate_type = ? AND aggregate_id = ? AND sequence = 1"
-)
 # With the user: until when it has a live secret, the latest expiry of its secrets (NEVER for
 # one that does not expire, NULL for none).
 USER_COLUMNS = (
     "users.id, users.org_id, users.user_name, users.type, users.sequence, users.created_at,"  # noqa: S608
-    f" users.changed_at, users.state, (SELECT MAX(COALESCE(x.expires_at, {NEVER}))"
+    " users.changed_at, users.state, users.name, users.description, users.display_name, users.email,"
+    f" (SELECT MAX(COALESCE(x.expires_at, {NEVER}))"
     " FROM secrets x WHERE x.user_id = users.id) AS secrets_live_until"
 )
 SELECT_USER = f"SELECT {USER_COLUMNS} FROM users WHERE id = ?"  # noqa: S608 - constant

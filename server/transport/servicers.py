@@ -178,7 +178,7 @@ class UserService:
     async def GetUserByID(
         self, request: user_service_pb2.GetUserByIDRequest, ctx: CallContext
     ) -> user_service_pb2.GetUserByIDResponse:
-        user = await self._queries.user_by_id(ctx, request.user_id)
+        user, profile = await self._queries.user_with_profile(ctx, request.user_id)
         return user_service_pb2.GetUserByIDResponse(
             user=user_service_pb2.User(
                 id=user.id,
@@ -189,6 +189,10 @@ class UserService:
                 else user_service_pb2.USER_STATE_INACTIVE,
                 has_secret=user.has_secret,
                 details=details_proto(user.details),
+                name=profile.name,
+                description=profile.description,
+                display_name=profile.display_name,
+                email=profile.email,
             )
         )
 

@@ -586,12 +586,23 @@ class User(_message.Message):
     STATE_FIELD_NUMBER: _builtins.int
     HAS_SECRET_FIELD_NUMBER: _builtins.int
     DETAILS_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     user_name: _builtins.str
     type: Global___UserType.ValueType
     state: Global___UserState.ValueType
     has_secret: _builtins.bool
-    """Whether the machine user has a client secret. Always false for human users."""
+    """Whether the machine user has a live client secret. Always false for human users."""
+    name: _builtins.str
+    """What the user was created with: a machine user's name and description, a human user's
+    display name and email (empty where its kind has none).
+    """
+    description: _builtins.str
+    display_name: _builtins.str
+    email: _builtins.str
     @_builtins.property
     def details(self) -> _object_pb2.ObjectDetails: ...
     def __init__(
@@ -603,10 +614,14 @@ class User(_message.Message):
         state: Global___UserState.ValueType = ...,
         has_secret: _builtins.bool = ...,
         details: _object_pb2.ObjectDetails | None = ...,
+        name: _builtins.str = ...,
+        description: _builtins.str = ...,
+        display_name: _builtins.str = ...,
+        email: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["details", b"details", "has_secret", b"has_secret", "id", b"id", "state", b"state", "type", b"type", "user_name", b"user_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "details", b"details", "display_name", b"display_name", "email", b"email", "has_secret", b"has_secret", "id", b"id", "name", b"name", "state", b"state", "type", b"type", "user_name", b"user_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
