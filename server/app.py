@@ -43,6 +43,7 @@ from server.transport.http import ByContentType, HttpApp, StaticJson
 from server.transport.metrics import METRICS_PATH, CallCounters, MetricsEndpoint
 from server.transport.oauth import DISCOVERY_PATH, TOKEN_PATH, Discovery, TokenEndpoint
 from server.transport.pipeline import build_pipelines
+from server.transport.rest import RestEndpoint
 from server.transport.revocation import REVOKE_PATH, RevocationEndpoint
 from server.transport.servicers import OrgService, UserService
 from server.transport.zitadel_management import ManagementService
@@ -62,6 +63,7 @@ ZITADEL_MANAGEMENT = management_pb2.DESCRIPTOR.services_by_name["ManagementServi
 ZITADEL_USERS = user_v2.DESCRIPTOR.services_by_name["UserService"]
 ZITADEL_ORGS = org_v2.DESCRIPTOR.services_by_name["OrganizationService"]
 ZITADEL_ADMINISTRATORS = perm_v2.DESCRIPTOR.services_by_name["InternalPermissionService"]
+NATIVE_SERVICES = (USER_SERVICE, ORG_SERVICE)
 SERVICES = (
     USER_SERVICE,
     ORG_SERVICE,
@@ -181,6 +183,10 @@ async def _start(config: Config, store: Store, clock: Clock) -> Service:
             read_timeout_s,
         )
         rpc = ByContentType(json=connect, other=grpc_web)
+        # The native API's JSON on its own paths; ZITADEL's REST paths are Envoy's transcoder's.
+        by_method = {p.method: p for p in pipelines}
+        native = [(m, by_method[f"/{s.full_name}/{m.name}"]) for s in NATIVE_SERVICES for m in s.methods]
+        rest = RestEndpoint(native, MAX_REQUEST_BYTES, read_timeout_s)
         client_address = ClientAddress(config.trusted_proxies, envoy_socket)
         http_app = HttpApp(
             {
@@ -190,7 +196,8 @@ async def _start(config: Config, store: Store, clock: Clock) -> Service:
                 METRICS_PATH: MetricsEndpoint(counters),
                 OPENAPI_PATH: StaticJson(OPENAPI_DOCUMENT.read_bytes()),
                 **{pipeline.method: rpc for pipeline in pipelines},
-            }
+            },
+            under={prefix: rest for prefix in rest.prefixes()},
         )
         health_servicer = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)  # type: ignore[no-untyped-call]

@@ -90,7 +90,13 @@ async def test_error_body(http: httpx.AsyncClient) -> None:
     [
         ("POST", "/users/machine", "{not json", 400, "INVALID_ARGUMENT"),
         ("POST", "/users/machine", '{"userName": 5}', 400, "INVALID_ARGUMENT"),
-        ("POST", "/users/machine", '{"userName": "x", "unknownField": 1}', 400, "INVALID_ARGUMENT"),
+        (
+            "POST",
+            "/users/machine",
+            '{"userName": "x", "name": "y", "unknownField": 1}',
+            400,
+            "INVALID_ARGUMENT",
+        ),
         ("POST", "/users/machine", "[]", 400, "INVALID_ARGUMENT"),
         ("PUT", "/users/1/secret?foo=1", "{}", 400, "INVALID_ARGUMENT"),
         ("POST", "/users/1/pats", '{"expirationDate": "10000-01-01T00:00:00Z"}', 400, "INVALID_ARGUMENT"),
@@ -228,3 +234,52 @@ async def test_error_messages_arrive_as_written(http: httpx.AsyncClient) -> None
         assert "\\u" not in too_far.text, too_far.text
     finally:
         await http.put("/orgs/me/policies/secrets", json={})
+
+
+@pytest.mark.parametrize("door", ["envoy", "http"])
+async def test_the_native_json_api_refuses_and_names_an_unknown_field(running: Running, door: str) -> None:
+    """A person typing JSON by hand misspells a field: the answer names it, on the native paths
+    (through Envoy and on the HTTP port) and in the Connect call to a native method."""
+    port = running.service.envoy_port if door == "envoy" else running.service.http_port
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{port}", headers={"authorization": f"Bearer {running.admin_token}"}
+    ) as http:
+        name = unique_name("typo-bot")
+        cases = [
+            ("/users/machine", {"username": name, "name": "Typo"}, "username"),
+            ("/machinesecrets.v1.UserService/AddMachineUser", {"userName": name, "nmae": "T"}, "nmae"),
+            ("/orgs/me/policies/secrets", {"policy": {"maxLifetimes": "60s"}}, "policy.maxLifetimes"),
+        ]
+        for path, body, field in cases:
+            verb = "PUT" if path.endswith("/secrets") else "POST"
+            answer = await http.request(verb, path, json=body)
+            assert answer.status_code == 400, answer.text
+            payload = answer.json()
+            if isinstance(payload["code"], str):  # the Connect error shape: {"type", "debug"}
+                violations = [d["debug"] for d in payload["details"] if d["type"].endswith("BadRequest")]
+            else:
+                violations = [d for d in payload["details"] if d["@type"].endswith("BadRequest")]
+            [violation] = violations[0]["fieldViolations"]
+            assert violation["field"] == field, payload
+            assert violation["description"].startswith("is not a field of this call; its fields are ")
+        # Nothing was made by the misspelt calls.
+        assert (await http.post("/users/machine", json={"userName": name, "name": "Typo"})).status_code == 200
+        # A field the path names may not name something else in the body.
+        user_id = (await http.get(f"/users/{(await new_machine_user(http))[0]}")).json()["user"]["id"]
+        twice = await http.put(f"/users/{user_id}/secret", json={"userId": "123"})
+        assert twice.status_code == 400
+        [bad] = [d for d in twice.json()["details"] if d["@type"].endswith("BadRequest")]
+        assert bad["fieldViolations"][0]["field"] == "user_id"
+
+
+async def test_zitadels_json_paths_accept_unknown_fields(http: httpx.AsyncClient) -> None:
+    """As ZITADEL does: its clients, built from newer protos, send fields this service lacks."""
+    name = unique_name("zitadel-json")
+    body = {"userName": name, "name": "Z", "someNewerField": {"x": 1}}
+    answer = await http.post("/management/v1/users/machine", json=body)
+    assert answer.status_code == 200, answer.text
+    connect = await http.post(
+        "/zitadel.management.v1.ManagementService/AddMachineUser",
+        json={"userName": unique_name("zitadel-connect"), "name": "Z", "someNewerField": 1},
+    )
+    assert connect.status_code == 200, connect.text

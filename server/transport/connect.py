@@ -4,8 +4,9 @@ The answer is proto3 JSON, or a Connect error `{"code", "message", "details"}` w
 of its code. Like grpcweb.py, an adapter: it turns the HTTP request into a Call, runs the method's
 Pipeline, and writes the Outcome back.
 
-Unknown JSON fields are ignored, as ZITADEL's own server does: a client built from newer protos
-sends fields this service does not know.
+Unknown JSON fields are ignored on ZITADEL's services, as ZITADEL's own server does (a client built
+from newer protos sends fields this service does not know), and refused on the native API
+(json_body.py).
 """
 
 import base64
@@ -17,7 +18,8 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 
-from server.domain.errors import DomainError, FieldViolation, InvalidArgument
+from server.domain.errors import DomainError
+from server.transport import json_body
 from server.transport.asgi import (
     Receive,
     Send,
@@ -80,11 +82,7 @@ class ConnectEndpoint:
     async def _read(self, receive: Receive, request_type: type[Message]) -> bytes:
         body = await read_call_body(receive, self._max_message_bytes, self._read_timeout_s)
         request = request_type()
-        try:
-            json_format.Parse(body or b"{}", request, ignore_unknown_fields=True)
-        except (json_format.ParseError, UnicodeDecodeError, RecursionError):
-            description = f"the body is not a {request_type.DESCRIPTOR.name} in proto3 JSON"
-            raise InvalidArgument([FieldViolation("request", description)]) from None
+        json_body.parse(body, request, strict=json_body.is_strict(request_type))
         return request.SerializeToString()
 
 

@@ -14,15 +14,20 @@ async def respond_json(
 
 
 class HttpApp:
-    """Routes by exact path; anything else is a JSON 404."""
+    """Routes by exact path, then by first segment (`/users` and what is under it); anything else
+    is a JSON 404."""
 
-    def __init__(self, routes: Mapping[str, ASGIApp]) -> None:
+    def __init__(self, routes: Mapping[str, ASGIApp], under: Mapping[str, ASGIApp] | None = None) -> None:
         self._routes = dict(routes)
+        self._under = dict(under or {})
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        route = self._routes.get(scope["path"])
+        path = scope["path"]
+        route = self._routes.get(path) or self._under.get(
+            "/" + path.split("/", 2)[1] if path.count("/") else ""
+        )
         if route is None:
             await respond_json(send, 404, {"error": "not_found", "error_description": "no such path"})
             return

@@ -1,0 +1,84 @@
+"""Proto3 JSON in and out, for the adapters that read JSON themselves (rest.py, connect.py).
+
+The native API refuses a field it does not know, and names it: a misspelt `"username"` is
+`INVALID_ARGUMENT` with a field violation on `username`, not a confusing "user_name must not be
+empty", and a field a client believes does something (an organisation, a flag) is never silently
+dropped. ZITADEL's services accept unknown fields, as ZITADEL does: its clients, built from newer
+protos, send fields this service does not have.
+"""
+
+import json
+import re
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from server.domain.errors import FieldViolation, InvalidArgument
+from server.transport.pipeline import Outcome
+
+NATIVE_PACKAGE = "machinesecrets.v1"
+_UNKNOWN = re.compile(r'has no field named "([^"]+)" at "([^"]+)"')
+_WRONG = re.compile(r"Failed to parse (\w+) field")
+
+
+def is_strict(request_type: type[Message]) -> bool:
+    """Whether unknown fields are refused: for the native API's messages."""
+    return request_type.DESCRIPTOR.full_name.startswith(NATIVE_PACKAGE + ".")
+
+
+def parse(body: bytes, request: Message, *, strict: bool) -> None:
+    """Fills request from a proto3 JSON body (empty: an empty message); InvalidArgument naming the
+    field that is unknown (when strict) or malformed."""
+    try:
+        json_format.Parse(body or b"{}", request, ignore_unknown_fields=not strict)
+    except json_format.ParseError as error:
+        raise InvalidArgument([_violation(str(error), request.DESCRIPTOR)]) from None
+    except (UnicodeDecodeError, RecursionError):
+        raise InvalidArgument([not_json(request.DESCRIPTOR)]) from None
+
+
+def not_json(descriptor: Any) -> FieldViolation:
+    return FieldViolation("request", f"the body is not a {descriptor.name} in proto3 JSON")
+
+
+def _violation(text: str, descriptor: Any) -> FieldViolation:
+    unknown = _UNKNOWN.search(text)
+    if unknown is not None:
+        name, where = unknown.groups()
+        path = where.split(".", 1)[1] if "." in where else ""
+        known = _known_fields(descriptor, path)
+        field = f"{path}.{name}" if path else name
+        return FieldViolation(field, f"is not a field of this call; its fields are {', '.join(known)}")
+    wrong = _WRONG.search(text)
+    if wrong is not None:
+        return FieldViolation(wrong[1], "has the wrong type or form for proto3 JSON")
+    return not_json(descriptor)
+
+
+def _known_fields(descriptor: Any, path: str) -> list[str]:
+    """The JSON names of the fields of the message at path (dotted JSON names) in descriptor."""
+    for step in path.split(".") if path else ():
+        fields = {f.json_name: f for f in descriptor.fields} | {f.name: f for f in descriptor.fields}
+        if step not in fields or fields[step].message_type is None:
+            return []
+        descriptor = fields[step].message_type
+    return [f.json_name for f in descriptor.fields]
+
+
+def render(response: Message) -> bytes:
+    """A response as compact proto3 JSON, with fields at their default values too (as Envoy's
+    transcoder prints them: always_print_primitive_fields)."""
+    document = json_format.MessageToDict(response, always_print_fields_with_no_presence=True)
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+def error_body(outcome: Outcome) -> dict[str, Any]:
+    """google.rpc.Status as JSON, {"code", "message", "details"}, each detail with its "@type":
+    the shape Envoy's transcoder gives gRPC errors (convert_grpc_status)."""
+    details = [] if outcome.status is None else list(outcome.status.details)
+    return {
+        "code": outcome.code.value[0],
+        "message": outcome.message,
+        "details": [json_format.MessageToDict(d, always_print_fields_with_no_presence=True) for d in details],
+    }

@@ -1,0 +1,162 @@
+"""JSON on the native API's own paths (each method's google.api.http rule, e.g.
+`POST /users/machine`), served by the service itself: on the HTTP port, and through Envoy, which
+routes these paths here instead of transcoding them. Like grpcweb.py and connect.py, an adapter: it
+turns the HTTP request into a Call, runs the method's Pipeline, and writes the Outcome back.
+
+It reads the JSON itself so that a field the call does not know is refused and named
+(json_body.py), which Envoy's transcoder cannot do: it drops such fields. Everything else is
+what the transcoder did: path variables fill their fields, `body: "*"` is the rest of the request,
+a body of any content type is read as JSON (curl's `-d` sends no JSON type), answers are proto3 JSON
+with default values printed, and errors are google.rpc.Status as JSON with the HTTP status of the
+code. ZITADEL's REST paths stay with Envoy's transcoder: ZITADEL accepts unknown fields.
+"""
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+from google.api import annotations_pb2, http_pb2
+from google.protobuf.descriptor import MethodDescriptor
+from google.protobuf.message import Message
+from google.protobuf.message_factory import GetMessageClass
+
+from server.domain.errors import DomainError, FieldViolation, InvalidArgument
+from server.transport import json_body
+from server.transport.asgi import Receive, Send, respond
+from server.transport.grpcweb import grpc_metadata, peer_of, read_call_body
+from server.transport.pipeline import Call, Runner
+from server.transport.status import HTTP_STATUS
+
+CONTENT_TYPE = "application/json"
+_VARIABLE = re.compile(r"\{([a-z_][a-z0-9_.]*)\}")
+
+
+@dataclass(frozen=True)
+class Route:
+    verb: str
+    template: str
+    pattern: re.Pattern[str]
+    body: str  # "*": the request's other fields are the body; "": no body
+    runner: Runner
+    request_type: type[Message]
+    response_type: type[Message]
+
+
+def http_rule(method: MethodDescriptor) -> tuple[str, str, str]:
+    """(verb, path template, body) of a method's google.api.http option."""
+    rule = http_pb2.HttpRule()
+    rule.MergeFrom(method.GetOptions().Extensions[annotations_pb2.http])
+    verb = rule.WhichOneof("pattern")
+    if verb is None:
+        raise ValueError(f"{method.full_name} has no HTTP binding")
+    return verb.upper(), str(getattr(rule, verb)), rule.body
+
+
+def _pattern(template: str) -> re.Pattern[str]:
+    """A path template as a regular expression; each {field} matches one segment, empty too (the
+    service then says the field must not be empty, as it did behind the transcoder)."""
+    parts, position = [], 0
+    for variable in _VARIABLE.finditer(template):
+        parts.append(re.escape(template[position : variable.start()]))
+        parts.append(f"(?P<{variable[1].replace('.', '__')}>[^/]*)")
+        position = variable.end()
+    parts.append(re.escape(template[position:]))
+    return re.compile("".join(parts) + r"\Z")
+
+
+class RestEndpoint:
+    """Serves methods at their HTTP bindings."""
+
+    def __init__(
+        self,
+        methods: Iterable[tuple[MethodDescriptor, Runner]],
+        max_message_bytes: int,
+        read_timeout_s: float,
+    ) -> None:
+        self._routes: list[Route] = []
+        for method, runner in methods:
+            verb, template, body = http_rule(method)
+            request_type, response_type = (
+                GetMessageClass(method.input_type),
+                GetMessageClass(method.output_type),
+            )
+            route = Route(verb, template, _pattern(template), body, runner, request_type, response_type)
+            self._routes.append(route)
+        self._max_message_bytes = max_message_bytes
+        self._read_timeout_s = read_timeout_s
+
+    def prefixes(self) -> set[str]:
+        """The first path segments this endpoint answers under, e.g. "/users"."""
+        return {"/" + route.template.split("/")[1].split(":")[0] for route in self._routes}
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        # Matched on the path as sent, each variable decoded on its own: an id with an escaped
+        # slash in it is one (invalid) id, not two segments.
+        raw = scope.get("raw_path") or scope["path"].encode()
+        found = self._match(scope["method"], raw.decode("latin-1"))
+        if found is None:
+            # What Envoy's transcoder answered too (reject_unknown_method): NOT_FOUND, 404.
+            await _respond_error(send, 404, 5, "no method of the API answers this verb at this path")
+            return
+        route, variables = found
+        if scope.get("query_string"):
+            message = "query parameters are not accepted: the path and the body name every field"
+            await _respond_error(send, 400, 3, message)
+            return
+        unreadable: DomainError | None = None
+        try:
+            metadata = grpc_metadata(scope)
+        except DomainError as error:
+            unreadable, metadata = error, ()
+
+        async def read() -> bytes:
+            if unreadable is not None:
+                raise unreadable
+            return await self._read(receive, route, variables)
+
+        call = Call(route.runner.method, "json", metadata, peer_of(scope))
+        outcome = await route.runner.run(call, read)
+        if outcome.response is not None:
+            response = route.response_type.FromString(outcome.response)
+            await respond(send, 200, [("content-type", CONTENT_TYPE)], json_body.render(response))
+            return
+        body = json.dumps(json_body.error_body(outcome), separators=(",", ":")).encode()
+        await respond(send, HTTP_STATUS[outcome.code], [("content-type", CONTENT_TYPE)], body)
+
+    def _match(self, verb: str, path: str) -> tuple[Route, dict[str, str]] | None:
+        for route in self._routes:
+            if route.verb == verb and (matched := route.pattern.match(path)) is not None:
+                variables = matched.groupdict().items()
+                return route, {name.replace("__", "."): unquote(value) for name, value in variables}
+        return None
+
+    async def _read(self, receive: Receive, route: Route, variables: dict[str, str]) -> bytes:
+        request = route.request_type()
+        if route.body == "*":
+            body = await read_call_body(receive, self._max_message_bytes, self._read_timeout_s)
+            json_body.parse(body, request, strict=json_body.is_strict(route.request_type))
+        for path, value in variables.items():
+            owner, name = _field_owner(request, path)
+            given = getattr(owner, name)
+            if given and given != value:
+                raise InvalidArgument(
+                    [FieldViolation(path, "is named by the path; leave it out of the body")]
+                )
+            setattr(owner, name, value)
+        return request.SerializeToString()
+
+
+def _field_owner(request: Message, path: str) -> tuple[Message, str]:
+    *parents, name = path.split(".")
+    owner = request
+    for parent in parents:
+        owner = getattr(owner, parent)
+    return owner, name
+
+
+async def _respond_error(send: Send, status: int, code: int, message: str) -> None:
+    body = json.dumps({"code": code, "message": message, "details": []}, separators=(",", ":")).encode()
+    await respond(send, status, [("content-type", CONTENT_TYPE)], body)
