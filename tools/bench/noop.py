@@ -2,7 +2,8 @@
 
 Runners that read the request and answer fixed responses, with no pipeline steps and no store,
 served the same three ways as the service (the grpc.aio adapter, the grpc-web adapter under
-uvicorn, Envoy with the same envoy.yaml), plus a fixed answer at the token endpoint's path. What
+uvicorn, Envoy with the same envoy.yaml), plus fixed answers at the token endpoint's path and on
+the native JSON paths. What
 the service adds on top of this is its own cost. Writes its ports to MS_READY_FILE as the
 service does, then runs until SIGTERM.
 """
@@ -22,7 +23,8 @@ from machinesecrets.v1 import object_pb2, user_service_pb2
 from server.config import load
 from server.envoy import EnvoyProcess, EnvoySettings
 from server.limits import MAX_REQUEST_BYTES
-from server.transport.asgi import Receive, Send
+from server.transport import json_body
+from server.transport.asgi import Receive, Send, respond
 from server.transport.asgi_server import AsgiServer
 from server.transport.grpc_server import method_handlers
 from server.transport.grpcweb import GrpcWebEndpoint
@@ -32,6 +34,7 @@ from server.transport.pipeline import Call, Outcome
 
 DETAILS = object_pb2.ObjectDetails(sequence=2, resource_owner="69629023906488334")
 SECRET = user_service_pb2.AddSecretResponse(client_id="noop", client_secret="x" * 64, details=DETAILS)
+SECRET_JSON = json_body.render(SECRET)
 USER = user_service_pb2.GetUserByIDResponse(
     user=user_service_pb2.User(
         id="1", user_name="noop", type=user_service_pb2.USER_TYPE_MACHINE, details=DETAILS
@@ -66,13 +69,24 @@ async def noop_token(scope: dict[str, Any], receive: Receive, send: Send) -> Non
     await respond_json(send, 200, body, [("cache-control", "no-store"), ("pragma", "no-cache")])
 
 
+async def noop_json(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    """The native JSON paths (server/transport/rest.py): read the body, answer AddSecret's fixed
+    answer in JSON."""
+    while (await receive()).get("more_body"):
+        pass
+    await respond(send, 200, [("content-type", "application/json")], SECRET_JSON)
+
+
 async def main() -> None:
     server = aio.server(
         options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", MAX_REQUEST_BYTES)]
     )
     server.add_generic_rpc_handlers(method_handlers(RUNNERS, READ_TIMEOUT_S))
     web_endpoint = GrpcWebEndpoint(RUNNERS, MAX_REQUEST_BYTES, READ_TIMEOUT_S)
-    web = HttpApp({TOKEN_PATH: noop_token, **{runner.method: web_endpoint for runner in RUNNERS}})
+    web = HttpApp(
+        {TOKEN_PATH: noop_token, **{runner.method: web_endpoint for runner in RUNNERS}},
+        under={"/users": noop_json},
+    )
     grpc_port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     http = await AsgiServer.start(web, "127.0.0.1:0")
