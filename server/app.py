@@ -105,7 +105,7 @@ class Service:
 async def open_store(config: Config, clock: Clock = SYSTEM_CLOCK) -> Store:
     if config.database_url.startswith(("postgresql://", "postgres://")):
         return await PostgresStore.open(config.database_url, config.db_pool_size, clock)
-    return await SqliteStore.open(config.database_url, clock)
+    return await SqliteStore.open(config.database_url, clock, config.sqlite_sync)
 
 
 async def start(config: Config, clock: Clock = SYSTEM_CLOCK) -> Service:

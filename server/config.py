@@ -56,6 +56,13 @@ SETTINGS = [
     Setting(
         "MS_DB_POOL_SIZE", "10", "PostgreSQL connections per process at the most", lambda n, v: _pool_size(v)
     ),
+    Setting(
+        "MS_SQLITE_SYNC",
+        "full",
+        "SQLite: 'full' makes every acknowledged write survive a power loss; 'normal' is faster, and"
+        " a power loss may roll back the last acknowledged writes",
+        lambda n, v: _sqlite_sync(v),
+    ),
     Setting("MS_GRPC_ADDR", "127.0.0.1:50051", "host:port of the gRPC server", lambda n, v: _address(n, v)),
     Setting(
         "MS_HTTP_ADDR",
@@ -130,6 +137,7 @@ class Config:
 
     database_url: str = field(repr=False)  # it may carry a password
     db_pool_size: int
+    sqlite_sync: str
     grpc_addr: str
     http_addr: str
     envoy_addr: str | None
@@ -245,6 +253,13 @@ def _bcrypt_cost(value: str) -> int:
             f"MS_BCRYPT_COST must be a whole number from {MIN_BCRYPT_COST} to {MAX_BCRYPT_COST}"
         )
     return int(value)
+
+
+def _sqlite_sync(value: str) -> str:
+    mode = value.lower()
+    if mode not in {"full", "normal"}:
+        raise ConfigError("MS_SQLITE_SYNC must be full or normal")
+    return mode
 
 
 def _log_level(value: str) -> str:

@@ -58,6 +58,7 @@ def config_for(
     return Config(
         database_url=database_url or f"sqlite:///{folder / 'ms.db'}",
         db_pool_size=10,
+        sqlite_sync="full",
         grpc_addr="127.0.0.1:0",
         http_addr="127.0.0.1:0",
         envoy_addr="127.0.0.1:0" if envoy else None,

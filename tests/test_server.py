@@ -212,6 +212,7 @@ SETTING_EXAMPLES: dict[str, tuple[Callable[[Config], object], tuple[str, object]
         ("postgresql://u@127.0.0.1/db", "postgresql://u@127.0.0.1/db"),
     ),
     "MS_DB_POOL_SIZE": (lambda c: c.db_pool_size, ("7", 7), ("1000", 1000)),
+    "MS_SQLITE_SYNC": (lambda c: c.sqlite_sync, ("normal", "normal"), ("FULL", "full")),
     "MS_GRPC_ADDR": (lambda c: c.grpc_addr, ("127.0.0.1:6000", "127.0.0.1:6000"), ("[::1]:0", "[::1]:0")),
     "MS_HTTP_ADDR": (
         lambda c: c.http_addr,

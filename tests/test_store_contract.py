@@ -363,3 +363,17 @@ async def test_user_names_are_keyed_anew_by_precis(backend: str, tmp_path: Path)
             assert strasse.id == "24"
         finally:
             await store.close()
+
+
+@pytest.mark.parametrize(("mode", "pragma"), [(None, 2), ("full", 2), ("normal", 1)])
+async def test_sqlite_commits_are_durable_unless_asked_otherwise(
+    mode: str | None, pragma: int, tmp_path: Path
+) -> None:
+    """synchronous=FULL (2) by default: WAL with NORMAL (1) may lose acknowledged commits to a
+    power loss. Only MS_SQLITE_SYNC=normal asks for that."""
+    url = f"sqlite:///{tmp_path / 'sync.db'}"
+    store = await (SqliteStore.open(url) if mode is None else SqliteStore.open(url, synchronous=mode))
+    try:
+        assert store._connection.execute("PRAGMA synchronous").fetchone()[0] == pragma
+    finally:
+        await store.close()

@@ -42,7 +42,12 @@ class SqliteStore(SqlStore):
         self._connection = connection
 
     @classmethod
-    async def open(cls, url: str, clock: Clock = SYSTEM_CLOCK) -> "SqliteStore":
+    async def open(cls, url: str, clock: Clock = SYSTEM_CLOCK, synchronous: str = "full") -> "SqliteStore":
+        """The store at url. synchronous "full" (the default) makes a commit durable before it is
+        acknowledged: WAL with synchronous=NORMAL, SQLite's usual pairing, may lose the last
+        commits to a power loss, and a client would then hold a secret the service forgot."""
+        if synchronous not in ("full", "normal"):
+            raise ValueError(f"synchronous must be full or normal, not {synchronous!r}")
         path = sqlite_path(url)
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         _private(Path(path))
@@ -52,7 +57,7 @@ class SqliteStore(SqlStore):
             connection.row_factory = sqlite3.Row  # rows by column name
             connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             connection.execute("PRAGMA journal_mode = WAL")
-            connection.execute("PRAGMA synchronous = NORMAL")
+            connection.execute(f"PRAGMA synchronous = {synchronous.upper()}")
             _migrate(connection)
         except sqlite3.Error as error:
             raise StoreUnavailable(f"cannot open the SQLite store: {error}") from error
