@@ -40,8 +40,9 @@ from server.transport.forwarded import ClientAddress
 from server.transport.grpc_server import method_handlers
 from server.transport.grpcweb import GrpcWebEndpoint
 from server.transport.http import ByContentType, HttpApp, StaticJson
+from server.transport.inflight import InflightLimit
 from server.transport.metrics import METRICS_PATH, CallCounters, MetricsEndpoint
-from server.transport.oauth import DISCOVERY_PATH, TOKEN_PATH, Discovery, TokenEndpoint
+from server.transport.oauth import DISCOVERY_PATH, TOKEN_PATH, Bounded, Discovery, TokenEndpoint
 from server.transport.pipeline import build_pipelines
 from server.transport.rest import RestEndpoint
 from server.transport.revocation import REVOKE_PATH, RevocationEndpoint
@@ -134,7 +135,7 @@ async def _start(config: Config, store: Store, clock: Clock) -> Service:
         write_private_file(Path(config.admin_pat_file), admin_token + "\n")
         log.info("first start: the token of user %r is in %s", ADMIN_USER_NAME, config.admin_pat_file)
 
-    counters = CallCounters()
+    counters, inflight = CallCounters(), InflightLimit(config.max_inflight)
     read_timeout_s = config.request_read_timeout.total_seconds()
     # Every call of the API, on every transport, runs one of these.
     pipelines = build_pipelines(
@@ -148,6 +149,7 @@ async def _start(config: Config, store: Store, clock: Clock) -> Service:
         },
         access,
         counters,
+        inflight,
     )
     server = aio.server(
         options=[
@@ -190,8 +192,18 @@ async def _start(config: Config, store: Store, clock: Clock) -> Service:
         client_address = ClientAddress(config.trusted_proxies, envoy_socket)
         http_app = HttpApp(
             {
-                TOKEN_PATH: TokenEndpoint(credentials, counters, read_timeout_s, client_address),
-                REVOKE_PATH: RevocationEndpoint(revocation, counters, read_timeout_s, client_address),
+                TOKEN_PATH: Bounded(
+                    TokenEndpoint(credentials, counters, read_timeout_s, client_address),
+                    inflight,
+                    counters,
+                    TOKEN_PATH,
+                ),
+                REVOKE_PATH: Bounded(
+                    RevocationEndpoint(revocation, counters, read_timeout_s, client_address),
+                    inflight,
+                    counters,
+                    REVOKE_PATH,
+                ),
                 DISCOVERY_PATH: discovery,
                 METRICS_PATH: MetricsEndpoint(counters),
                 OPENAPI_PATH: StaticJson(OPENAPI_DOCUMENT.read_bytes()),

@@ -109,6 +109,12 @@ SETTINGS = [
         lambda n, v: _duration(n, v),
     ),
     Setting(
+        "MS_MAX_INFLIGHT",
+        "256",
+        "calls a process works on at once; past it, RESOURCE_EXHAUSTED (429 with Retry-After) at once",
+        lambda n, v: _max_inflight(v),
+    ),
+    Setting(
         "MS_WRITE_ATTEMPTS",
         "8",
         "how often a write is decided again after a concurrent write won, before ABORTED (1-100)",
@@ -149,6 +155,7 @@ class Config:
     source_failure_limit: int
     failure_window: timedelta
     request_read_timeout: timedelta
+    max_inflight: int
     write_attempts: int
     trusted_proxies: tuple[Network, ...]
     admin_pat_file: str
@@ -252,6 +259,12 @@ def _bcrypt_cost(value: str) -> int:
         raise ConfigError(
             f"MS_BCRYPT_COST must be a whole number from {MIN_BCRYPT_COST} to {MAX_BCRYPT_COST}"
         )
+    return int(value)
+
+
+def _max_inflight(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 100_000:
+        raise ConfigError("MS_MAX_INFLIGHT must be a whole number from 1 to 100000")
     return int(value)
 
 

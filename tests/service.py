@@ -54,6 +54,7 @@ def config_for(
     failure_limits: FailureLimits = GENEROUS_LIMITS,
     request_read_timeout: timedelta = timedelta(seconds=10),
     trusted_proxies: tuple[Network, ...] = (),
+    max_inflight: int = 256,
 ) -> Config:
     return Config(
         database_url=database_url or f"sqlite:///{folder / 'ms.db'}",
@@ -70,6 +71,7 @@ def config_for(
         source_failure_limit=failure_limits.per_source,
         failure_window=timedelta(seconds=failure_limits.window_s),
         request_read_timeout=request_read_timeout,
+        max_inflight=max_inflight,
         write_attempts=8,
         trusted_proxies=trusted_proxies,
         admin_pat_file=str(folder / "admin.pat"),

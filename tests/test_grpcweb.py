@@ -31,6 +31,7 @@ from server.transport.cors import CorsMiddleware
 from server.transport.grpc_server import method_handlers
 from server.transport.grpcweb import GrpcWebEndpoint
 from server.transport.http import HttpApp
+from server.transport.inflight import InflightLimit
 from server.transport.metrics import CallCounters
 from server.transport.pipeline import Call, Outcome, Pipeline
 from tests.api import frame, grpc_web_frames, trailer_map
@@ -90,7 +91,14 @@ async def served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Serv
     runners: list[Any] = [EchoMetadata()]
     runners += [
         Pipeline(
-            method, StringValue, StringValue, AuthOption(permission=USER_READ), handler, access, counters
+            method,
+            StringValue,
+            StringValue,
+            AuthOption(permission=USER_READ),
+            handler,
+            access,
+            counters,
+            InflightLimit(100),
         )
         for method, handler in HANDLERS.items()
     ]

@@ -237,6 +237,7 @@ SETTING_EXAMPLES: dict[str, tuple[Callable[[Config], object], tuple[str, object]
     "MS_FAILURE_WINDOW": (lambda c: c.failure_limits.window_s, ("2m", 120), ("1h", 3600)),
     "MS_REQUEST_READ_TIMEOUT": (lambda c: _seconds(c.request_read_timeout), ("90s", 90), ("45", 45)),
     "MS_WRITE_ATTEMPTS": (lambda c: c.write_attempts, ("1", 1), ("100", 100)),
+    "MS_MAX_INFLIGHT": (lambda c: c.max_inflight, ("1", 1), ("100000", 100000)),
     "MS_TRUSTED_PROXIES": (
         lambda c: [str(n) for n in c.trusted_proxies],
         ("10.0.0.0/8, 192.0.2.7", ["10.0.0.0/8", "192.0.2.7/32"]),

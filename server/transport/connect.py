@@ -75,7 +75,7 @@ class ConnectEndpoint:
         await respond(
             send,
             HTTP_STATUS[outcome.code],
-            [("content-type", CONTENT_TYPE)],
+            [("content-type", CONTENT_TYPE), *json_body.retry_after(outcome)],
             json.dumps(connect_error(outcome)).encode(),
         )
 

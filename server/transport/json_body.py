@@ -13,6 +13,7 @@ from typing import Any
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
+from google.rpc import error_details_pb2
 
 from server.domain.errors import FieldViolation, InvalidArgument
 from server.transport.pipeline import Outcome
@@ -71,6 +72,15 @@ def render(response: Message) -> bytes:
     transcoder prints them: always_print_primitive_fields)."""
     document = json_format.MessageToDict(response, always_print_fields_with_no_presence=True)
     return json.dumps(document, separators=(",", ":")).encode()
+
+
+def retry_after(outcome: Outcome) -> list[tuple[str, str]]:
+    """A Retry-After header for an error that says when to try again (ErrorInfo's retry_after)."""
+    info = error_details_pb2.ErrorInfo()
+    for detail in () if outcome.status is None else outcome.status.details:
+        if detail.Unpack(info) and "retry_after" in info.metadata:
+            return [("retry-after", info.metadata["retry_after"])]
+    return []
 
 
 def error_body(outcome: Outcome) -> dict[str, Any]:

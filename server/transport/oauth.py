@@ -17,9 +17,19 @@ from urllib.parse import parse_qsl, unquote_plus
 from server.domain.client_credentials import AccessToken, ClientCredentials
 from server.domain.errors import InvalidClient, TooManyFailures, Unavailable
 from server.limits import MAX_REQUEST_BYTES
-from server.transport.asgi import BodyTooLarge, ClientGone, Receive, Send, first, header_lists, read_body
+from server.transport.asgi import (
+    ASGIApp,
+    BodyTooLarge,
+    ClientGone,
+    Receive,
+    Send,
+    first,
+    header_lists,
+    read_body,
+)
 from server.transport.forwarded import ClientAddress
 from server.transport.http import respond_json
+from server.transport.inflight import RETRY_AFTER_S, InflightLimit, overloaded
 from server.transport.metrics import CallCounters
 from server.transport.status import domain_error
 
@@ -159,6 +169,27 @@ def known_failure(error: Exception, where: str) -> OAuthError:
         return TemporarilyUnavailable("try again")
     log.exception("unexpected error in %s", where)
     return ServerError("internal error")
+
+
+class Bounded:
+    """An endpoint of this kind within the process's bound on calls in flight (inflight.py): past
+    it, 429 slow_down with Retry-After at once."""
+
+    def __init__(self, app: ASGIApp, inflight: InflightLimit, counters: CallCounters, path: str) -> None:
+        self._app = app
+        self._inflight = inflight
+        self._counters = counters
+        self._path = path
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if not self._inflight.try_enter():
+            refused = SlowDown(overloaded().message, RETRY_AFTER_S).answer()
+            await refused.send(send, self._counters, self._path, time.perf_counter(), "-")
+            return
+        try:
+            await self._app(scope, receive, send)
+        finally:
+            self._inflight.leave()
 
 
 @dataclass(frozen=True)

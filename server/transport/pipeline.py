@@ -44,6 +44,7 @@ from server.domain.errors import (
 from server.domain.permissions import CallContext, Principal
 from server.limits import MAX_METADATA_BYTES
 from server.transport import status
+from server.transport.inflight import InflightLimit, overloaded
 from server.transport.methods import auth_option
 from server.transport.metrics import CallCounters
 
@@ -105,8 +106,10 @@ class Pipeline:
         handler: Handler,
         access: Access,
         counters: CallCounters,
+        inflight: InflightLimit,
     ) -> None:
         self.method = method
+        self._inflight = inflight
         self.request_type = request_type
         self.response_type = response_type
         self._permission = option.permission
@@ -120,6 +123,16 @@ class Pipeline:
 
     async def run(self, call: Call, read: Callable[[], Awaitable[bytes]]) -> Outcome:
         started = time.perf_counter()
+        if not self._inflight.try_enter():  # refused at once, before anything is read
+            outcome = error_outcome(overloaded())
+            self._log(call, outcome.code, started, "-")
+            return outcome
+        try:
+            return await self._run(call, read, started)
+        finally:
+            self._inflight.leave()
+
+    async def _run(self, call: Call, read: Callable[[], Awaitable[bytes]], started: float) -> Outcome:
         caller = "-"
         # A deadline of the pipeline's own only where the transport keeps none (grpc-web's
         # grpc-timeout); grpc.aio cancels the call itself. No timer at all costs least.
@@ -255,7 +268,10 @@ async def single_message(requests: AsyncIterator[bytes], timeout_s: float) -> by
 
 
 def build_pipelines(
-    services: Mapping[ServiceDescriptor, object], access: Access, counters: CallCounters
+    services: Mapping[ServiceDescriptor, object],
+    access: Access,
+    counters: CallCounters,
+    inflight: InflightLimit,
 ) -> list[Pipeline]:
     """A Pipeline for every method of every service, with the servicer's method of that name as
     its handler and the permission its .proto declares. A method without either stops the start:
@@ -275,6 +291,7 @@ def build_pipelines(
                     handler,
                     access,
                     counters,
+                    inflight,
                 )
             )
     return pipelines

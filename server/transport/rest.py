@@ -124,7 +124,8 @@ class RestEndpoint:
             await respond(send, 200, [("content-type", CONTENT_TYPE)], json_body.render(response))
             return
         body = json.dumps(json_body.error_body(outcome), separators=(",", ":")).encode()
-        await respond(send, HTTP_STATUS[outcome.code], [("content-type", CONTENT_TYPE)], body)
+        headers = [("content-type", CONTENT_TYPE), *json_body.retry_after(outcome)]
+        await respond(send, HTTP_STATUS[outcome.code], headers, body)
 
     def _match(self, verb: str, path: str) -> tuple[Route, dict[str, str]] | None:
         for route in self._routes:
