@@ -39,6 +39,7 @@ from server.transport.cors import CorsMiddleware
 from server.transport.forwarded import ClientAddress
 from server.transport.grpc_server import method_handlers
 from server.transport.grpcweb import GrpcWebEndpoint
+from server.transport.health import HEALTH_PATH, READY_PATH, Readiness, healthz
 from server.transport.http import ByContentType, HttpApp, StaticJson
 from server.transport.inflight import InflightLimit
 from server.transport.metrics import METRICS_PATH, CallCounters, MetricsEndpoint
@@ -206,6 +207,8 @@ async def _start(config: Config, store: Store, clock: Clock) -> Service:
                 ),
                 DISCOVERY_PATH: discovery,
                 METRICS_PATH: MetricsEndpoint(counters),
+                HEALTH_PATH: healthz,
+                READY_PATH: Readiness(store),
                 OPENAPI_PATH: StaticJson(OPENAPI_DOCUMENT.read_bytes()),
                 **{pipeline.method: rpc for pipeline in pipelines},
             },

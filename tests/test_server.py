@@ -529,3 +529,20 @@ def test_the_admin_token_replaces_a_stale_file_of_ours(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+async def test_the_liveness_and_readiness_probes(tmp_path: Path) -> None:
+    running = await start_service(config_for(tmp_path))
+    base = f"http://127.0.0.1:{running.service.http_port}"
+    try:
+        async with httpx.AsyncClient(base_url=base) as http:
+            alive, ready = await http.get("/healthz"), await http.get("/readyz")
+            assert (alive.status_code, alive.json()) == (200, {"status": "ok"})
+            assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
+            assert ready.headers["cache-control"] == "no-store"
+            await running.service.store.close()  # the store goes away; the process does not
+            alive, ready = await http.get("/healthz"), await http.get("/readyz")
+            assert alive.status_code == 200
+            assert (ready.status_code, ready.json()["status"]) == (503, "unavailable")
+    finally:
+        await running.service.stop(0)
