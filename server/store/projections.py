@@ -77,7 +77,7 @@ def projection(event: StoredEvent, micros: int) -> list[Statement]:
                 changes.append(_insert_secret(event, micros))
             return [*changes, _moved(event, micros)]
         case ev.USER_MACHINE_SECRET_ADDED:
-            return [_insert_secret(event, micros), _prune_expired(event, micros), _moved(event, micros)]
+            return [_insert_secret(event, micros), *_prune_expired(event, micros), _moved(event, micros)]
         case ev.USER_MACHINE_SECRET_ROTATED:
             # Every other secret that would outlive the grace period now ends with it.
             retire = p["others_expire_at"]
@@ -89,7 +89,7 @@ def projection(event: StoredEvent, micros: int) -> list[Statement]:
             return [
                 shorten,
                 _insert_secret(event, micros),
-                _prune_expired(event, micros),
+                *_prune_expired(event, micros),
                 _moved(event, micros),
             ]
         case ev.USER_MACHINE_SECRET_DELETED | ev.USER_MACHINE_SECRET_REVOKED:
@@ -160,14 +160,23 @@ def _moved(event: StoredEvent, micros: int) -> Statement:
 MAX_EXPIRED_SECRETS = 20
 
 
-def _prune_expired(event: StoredEvent, micros: int) -> Statement:
+def _prune_expired(event: StoredEvent, micros: int) -> list[Statement]:
+    """The user's expired secrets beyond the latest MAX_EXPIRED_SECRETS, and the access tokens of
+    secrets that are gone (refused already; their rows would only pile up)."""
     user_id = event.aggregate_id
-    return (
-        "DELETE FROM secrets WHERE user_id = ? AND expires_at <= ? AND secret_id NOT IN ("
-        " SELECT secret_id FROM secrets WHERE user_id = ? AND expires_at <= ?"
-        " ORDER BY expires_at DESC, secret_id DESC LIMIT ?)",
-        (user_id, micros, user_id, micros, MAX_EXPIRED_SECRETS),
-    )
+    return [
+        (
+            "DELETE FROM secrets WHERE user_id = ? AND expires_at <= ? AND secret_id NOT IN ("
+            " SELECT secret_id FROM secrets WHERE user_id = ? AND expires_at <= ?"
+            " ORDER BY expires_at DESC, secret_id DESC LIMIT ?)",
+            (user_id, micros, user_id, micros, MAX_EXPIRED_SECRETS),
+        ),
+        (
+            "DELETE FROM tokens WHERE user_id = ? AND secret_id IS NOT NULL"
+            " AND secret_id NOT IN (SELECT secret_id FROM secrets WHERE user_id = ?)",
+            (user_id, user_id),
+        ),
+    ]
 
 
 def _insert_secret(event: StoredEvent, micros: int) -> Statement:
