@@ -327,15 +327,9 @@ async def test_a_taken_port_is_one_line_that_names_the_setting(
     running: Running, tmp_path: Path, setting: str
 ) -> None:
     port = running.service.grpc_port if setting == "MS_GRPC_ADDR" else running.service.http_port
-    environment = {
-        **os.environ,
-        "MS_DATABASE_URL": f"sqlite:///{tmp_path}/ms.db",
-        "MS_GRPC_ADDR": "127.0.0.1:0",
-        "MS_HTTP_ADDR": "127.0.0.1:0",
-        "MS_ENVOY_ADDR": "off",
-        "MS_ADMIN_PAT_FILE": str(tmp_path / "admin.pat"),
-        setting: f"127.0.0.1:{port}",
-    }
+    environment = server_env(
+        f"sqlite:///{tmp_path}/ms.db", tmp_path / "admin.pat", **{setting: f"127.0.0.1:{port}"}
+    )
     result = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "server"],
@@ -366,14 +360,7 @@ def test_a_postgres_url_that_cannot_work_says_why_at_once(case: str, tmp_path: P
             probe.bind(("127.0.0.1", 0))
             url = f"postgresql://postgres:not-a-real-password@127.0.0.1:{probe.getsockname()[1]}/x"
         reason = "Connection refused"
-    environment = {
-        **os.environ,
-        "MS_DATABASE_URL": url,
-        "MS_GRPC_ADDR": "127.0.0.1:0",
-        "MS_HTTP_ADDR": "127.0.0.1:0",
-        "MS_ENVOY_ADDR": "off",
-        "MS_ADMIN_PAT_FILE": str(tmp_path / "admin.pat"),
-    }
+    environment = server_env(url, tmp_path / "admin.pat")
     started = time.monotonic()
     result = subprocess.run(
         [sys.executable, "-m", "server"], cwd=ROOT, env=environment, capture_output=True, text=True,
@@ -454,16 +441,23 @@ async def test_metrics_count_calls_by_outcome(world: World, running: Running) ->
     assert after.get("NOT_FOUND", 0) - before.get("NOT_FOUND", 0) == 1
 
 
-def env_with_pat_file(path: Path, database: Path) -> dict[str, str]:
-    """`python -m server`'s environment for a new store with the admin's token at path."""
+def server_env(database_url: str, pat_file: Path, **settings: str) -> dict[str, str]:
+    """`python -m server`'s environment: this store, the admin's token at pat_file, free ports, no
+    Envoy, and settings on top."""
     return {
         **os.environ,
-        "MS_DATABASE_URL": f"sqlite:///{database}",
-        "MS_ADMIN_PAT_FILE": str(path),
+        "MS_DATABASE_URL": database_url,
+        "MS_ADMIN_PAT_FILE": str(pat_file),
         "MS_GRPC_ADDR": "127.0.0.1:0",
         "MS_HTTP_ADDR": "127.0.0.1:0",
         "MS_ENVOY_ADDR": "off",
+        **settings,
     }
+
+
+def env_with_pat_file(path: Path, database: Path) -> dict[str, str]:
+    """`python -m server`'s environment for a new store with the admin's token at path."""
+    return server_env(f"sqlite:///{database}", path)
 
 
 @pytest.mark.parametrize(
