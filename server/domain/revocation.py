@@ -39,10 +39,10 @@ class SecretRevocation:
         Raises TooManyFailures when source has reported too much lately."""
         await self._limiter.note_report(source)
         by_lookup = {key: text for text in dict.fromkeys(reported) if (key := lookup_key(text)) is not None}
-        found = {s.lookup: (s, user) for s, user in await self._store.secrets_by_lookup(list(by_lookup))}
+        found = {s.lookup: s for s in await self._store.secrets_by_lookup(list(by_lookup))}
         now, matched = self._clock.now(), []
         for key, text in by_lookup.items():
-            secret, _user = found.get(key, (None, None))
+            secret = found.get(key)
             hashed = secret.hash if secret is not None and secret.live(now) else None
             if await self._hasher.verify(text, hashed) and secret is not None:
                 matched.append((secret.user_id, secret.secret_id))

@@ -180,8 +180,8 @@ class Store(Protocol):
         """The user's client secrets, live and expired, oldest first."""
         ...
 
-    async def secrets_by_lookup(self, lookups: Sequence[str]) -> list[tuple[SecretRecord, UserRecord]]:
-        """The secrets with these lookup keys (of any user), each with its user."""
+    async def secrets_by_lookup(self, lookups: Sequence[str]) -> list[SecretRecord]:
+        """The secrets with these lookup keys, of any user."""
         ...
 
     async def touch_secret(self, secret_id: str, at_micros: int, unless_since_micros: int) -> None:

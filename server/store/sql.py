@@ -109,12 +109,11 @@ class SqlStore:
         rows = await self._fetch(sql.SELECT_SECRETS, (user_id,))
         return [secret for secret in map(records.secret_record, rows) if secret is not None]
 
-    async def secrets_by_lookup(self, lookups: Sequence[str]) -> list[tuple[SecretRecord, UserRecord]]:
+    async def secrets_by_lookup(self, lookups: Sequence[str]) -> list[SecretRecord]:
         if not lookups:
             return []
         rows = await self._fetch(sql.select_secrets_by_lookup(len(lookups)), tuple(lookups))
-        found = [(records.secret_record(r), records.user_record(r)) for r in rows]
-        return [(secret, user) for secret, user in found if secret is not None]
+        return [secret for secret in map(records.secret_record, rows) if secret is not None]
 
     async def touch_secret(self, secret_id: str, at_micros: int, unless_since_micros: int) -> None:
         await self._run([((sql.TOUCH_SECRET, (at_micros, secret_id, unless_since_micros)), StoreError)])

@@ -47,12 +47,9 @@ SELECT_SECRETS = (
 
 
 def select_secrets_by_lookup(count: int) -> str:
-    """The secrets with any of count lookup keys, each with its user."""
+    """The secrets with any of count lookup keys."""
     marks = ", ".join("?" * count)
-    return (
-        f"SELECT {USER_COLUMNS}, {SECRET_COLUMNS} FROM secrets s"  # noqa: S608 - placeholders only
-        f" JOIN users ON users.id = s.user_id WHERE s.lookup IN ({marks})"
-    )
+    return f"SELECT {SECRET_COLUMNS} FROM secrets s WHERE s.lookup IN ({marks})"  # noqa: S608 - placeholders only
 
 
 # Notes a use, unless one was noted since `?` (at most once a minute, whatever the processes).
