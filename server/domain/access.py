@@ -1,6 +1,6 @@
 """Who is calling (authentication) and in which organisation they may act (authorisation)."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from server.clock import SYSTEM_CLOCK, Clock
 from server.domain import validation as check
@@ -11,8 +11,17 @@ from server.domain.permissions import USER_READ, CallContext, Principal
 from server.store.base import Store
 from server.store.codecs import to_micros
 
-# How precisely a token's last use is known: it is noted when the note is older than this.
+# How precisely a credential's last use is known: it is noted when the note is older than this.
 LAST_USED_GRANULARITY = timedelta(minutes=1)
+
+
+def use_to_note(last_used: datetime | None, now: datetime) -> tuple[int, int] | None:
+    """For a credential used now: (now, the moment a note after which makes this one needless), in
+    microseconds, for the store's conditional touch; None while the last note is recent. Coarse on
+    purpose: a write per credential per minute at most, over every process, not one per call."""
+    if last_used is not None and now - last_used < LAST_USED_GRANULARITY:
+        return None
+    return to_micros(now), to_micros(now - LAST_USED_GRANULARITY)
 
 
 def invalid_token() -> Unauthenticated:
@@ -42,10 +51,8 @@ class Access:
             raise invalid_token()
         if not caller.user_active:
             raise invalid_token()  # nothing of a deactivated user is accepted
-        if token.last_used_at is None or now - token.last_used_at >= LAST_USED_GRANULARITY:
-            # Coarse on purpose: a write per token per minute at most, not one per call.
-            since = to_micros(now - LAST_USED_GRANULARITY)
-            await self._store.touch_token(hashed, to_micros(now), since)
+        if (note := use_to_note(token.last_used_at, now)) is not None:
+            await self._store.touch_token(hashed, *note)
         return Principal(token.user_id, caller.org_id, caller.roles)
 
     async def enter_organisation(self, principal: Principal, org_id: str, permission: str) -> CallContext:

@@ -9,14 +9,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from server.clock import SYSTEM_CLOCK, Clock
-from server.domain.access import LAST_USED_GRANULARITY
+from server.domain.access import use_to_note
 from server.domain.commands import Commands
 from server.domain.credentials import SecretHasher
 from server.domain.errors import InvalidClient
 from server.domain.failure_limits import FailureLimiter
 from server.domain.secret_format import lookup_key
 from server.store.base import USER_TYPE_MACHINE, Store
-from server.store.codecs import to_micros
 
 
 @dataclass(frozen=True)
@@ -77,10 +76,8 @@ class ClientCredentials:
         if self._hasher.needs_rehash(secret.hash):
             new_hash = await self._hasher.hash(client_secret)
             await self._commands.rehash_secret(user.id, secret.secret_id, secret.hash, new_hash)
-        if secret.last_used_at is None or now - secret.last_used_at >= LAST_USED_GRANULARITY:
-            # Coarse on purpose: one write per secret per minute at most, over every process.
-            since = to_micros(now - LAST_USED_GRANULARITY)
-            await self._store.touch_secret(secret.secret_id, to_micros(now), since)
+        if (note := use_to_note(secret.last_used_at, now)) is not None:
+            await self._store.touch_secret(secret.secret_id, *note)
         # A token never outlives its secret's expiry (and dies at once with a rotation, a deletion
         # or a revocation: Access checks the secret on every call).
         expires_at = now + self._token_ttl
