@@ -13,7 +13,7 @@ import signal
 import sys
 from pathlib import Path
 
-from server import app
+from server import app, logs
 from server.config import Config, ConfigError, load
 from server.store.base import StoreUnavailable
 
@@ -30,7 +30,7 @@ async def serve(config: Config) -> None:
         loop.add_signal_handler(signum, stopping.set)
     await stopping.wait()
     log.info("stopping")
-    await service.stop()
+    await service.stop(config.shutdown_grace.total_seconds())
     if config.ready_file:
         remove_ready_file(Path(config.ready_file))
 
@@ -55,7 +55,7 @@ def main() -> int:
     except ConfigError as error:
         print(f"machine-secrets: {error}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(config.log_level, config.log_format)
     try:
         asyncio.run(serve(config))
     except ConfigError as error:  # a setting that proved wrong only at start (e.g. a refused path)

@@ -28,6 +28,7 @@ from server.domain.queries import Queries
 from server.domain.revocation import SecretRevocation
 from server.envoy import EnvoyError, EnvoyProcess, EnvoySettings
 from server.limits import MAX_HEADER_BYTES, MAX_REQUEST_BYTES
+from server.metrics import Metrics, timed_store
 from server.private_files import check_private_location, write_private_file
 from server.store.base import Store
 from server.store.postgres import PostgresStore
@@ -42,9 +43,10 @@ from server.transport.grpcweb import GrpcWebEndpoint
 from server.transport.health import HEALTH_PATH, READY_PATH, Readiness, healthz
 from server.transport.http import ByContentType, HttpApp, StaticJson
 from server.transport.inflight import InflightLimit
-from server.transport.metrics import METRICS_PATH, CallCounters, MetricsEndpoint
+from server.transport.metrics import METRICS_PATH, MetricsEndpoint
 from server.transport.oauth import DISCOVERY_PATH, TOKEN_PATH, Bounded, Discovery, TokenEndpoint
 from server.transport.pipeline import build_pipelines
+from server.transport.request_ids import RequestIds
 from server.transport.rest import RestEndpoint
 from server.transport.revocation import REVOKE_PATH, RevocationEndpoint
 from server.transport.servicers import OrgService, UserService
@@ -84,6 +86,8 @@ class Service:
     grpc_port: int
     http_server: AsgiServer
     envoy: EnvoyProcess | None
+    health: HealthServicer
+    readiness: Readiness
     # Where the HTTP app's socket for its own Envoy lives (0700): removed when the service stops.
     private_dir: tempfile.TemporaryDirectory[str] | None = None
 
@@ -96,9 +100,25 @@ class Service:
         return None if self.envoy is None else self.envoy.port
 
     async def stop(self, grace: float = 5.0) -> None:
+        """Stops gracefully: the probes say so, every port stops accepting connections and new
+        calls, and the calls in flight get their real answers, for at most `grace` seconds in all;
+        then Envoy and the store are closed.
+
+        Calls that arrive on a connection that was already open are refused as the server they
+        reach would refuse them: UNAVAILABLE (503 through Envoy), which a client may retry
+        elsewhere.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        self.readiness.shutting_down = True
+        await self.health.enter_graceful_shutdown()
         if self.envoy is not None:
-            await self.envoy.stop()
+            await self.envoy.stop_accepting()
         await asyncio.gather(self.http_server.stop(grace), self.grpc_server.stop(grace))
+        if self.envoy is not None:
+            # Its last answers, from the servers that just finished, on their way to its clients.
+            await self.envoy.wait_idle(max(0.0, deadline - loop.time()))
+            await self.envoy.stop()
         await self.store.close()
         if self.private_dir is not None:
             self.private_dir.cleanup()
@@ -121,8 +141,10 @@ async def start(config: Config, clock: Clock = SYSTEM_CLOCK) -> Service:
 
 
 async def _start(config: Config, store: Store, clock: Clock) -> Service:
+    metrics = Metrics()
+    store = timed_store(store, metrics)
     access = Access(store, clock)
-    hasher, ids = SecretHasher(config.bcrypt_cost), IdGenerator()
+    hasher, ids = SecretHasher(config.bcrypt_cost, metrics.bcrypt_seconds.labels), IdGenerator()
     commands = Commands(store, hasher, ids, config.write_attempts, clock)
     queries = Queries(store, clock)
     limiter = FailureLimiter(config.failure_limits, store)
@@ -136,7 +158,8 @@ async def _start(config: Config, store: Store, clock: Clock) -> Service:
         write_private_file(Path(config.admin_pat_file), admin_token + "\n")
         log.info("first start: the token of user %r is in %s", ADMIN_USER_NAME, config.admin_pat_file)
 
-    counters, inflight = CallCounters(), InflightLimit(config.max_inflight)
+    inflight = InflightLimit(config.max_inflight)
+    metrics.inflight.set_function(lambda: inflight.current)
     read_timeout_s = config.request_read_timeout.total_seconds()
     # Every call of the API, on every transport, runs one of these.
     pipelines = build_pipelines(
@@ -149,7 +172,7 @@ async def _start(config: Config, store: Store, clock: Clock) -> Service:
             ZITADEL_ADMINISTRATORS: InternalPermissionService(commands),
         },
         access,
-        counters,
+        metrics,
         inflight,
     )
     server = aio.server(
@@ -173,7 +196,7 @@ async def _start(config: Config, store: Store, clock: Clock) -> Service:
     sweep_orphans()  # what a killed service left behind
     private_dir = private_temp_dir() if config.envoy_addr else None
     try:
-        discovery = Discovery(config.issuer)
+        discovery, readiness = Discovery(config.issuer), Readiness(store)
         envoy_socket = None if private_dir is None else str(Path(private_dir.name) / "http.sock")
         server.add_generic_rpc_handlers(method_handlers(pipelines, read_timeout_s))
         # grpc-web and the Connect JSON call serve the very same pipelines, at their gRPC paths.
@@ -191,28 +214,26 @@ async def _start(config: Config, store: Store, clock: Clock) -> Service:
         native = [(m, by_method[f"/{s.full_name}/{m.name}"]) for s in NATIVE_SERVICES for m in s.methods]
         rest = RestEndpoint(native, MAX_REQUEST_BYTES, read_timeout_s)
         client_address = ClientAddress(config.trusted_proxies, envoy_socket)
-        http_app = HttpApp(
-            {
-                TOKEN_PATH: Bounded(
-                    TokenEndpoint(credentials, counters, read_timeout_s, client_address),
-                    inflight,
-                    counters,
-                    TOKEN_PATH,
-                ),
-                REVOKE_PATH: Bounded(
-                    RevocationEndpoint(revocation, counters, read_timeout_s, client_address),
-                    inflight,
-                    counters,
-                    REVOKE_PATH,
-                ),
-                DISCOVERY_PATH: discovery,
-                METRICS_PATH: MetricsEndpoint(counters),
-                HEALTH_PATH: healthz,
-                READY_PATH: Readiness(store),
-                OPENAPI_PATH: StaticJson(OPENAPI_DOCUMENT.read_bytes()),
-                **{pipeline.method: rpc for pipeline in pipelines},
-            },
-            under={prefix: rest for prefix in rest.prefixes()},
+        http_app = RequestIds(
+            HttpApp(
+                {
+                    TOKEN_PATH: Bounded(
+                        TokenEndpoint(credentials, metrics, read_timeout_s, client_address), inflight, metrics
+                    ),
+                    REVOKE_PATH: Bounded(
+                        RevocationEndpoint(revocation, metrics, read_timeout_s, client_address),
+                        inflight,
+                        metrics,
+                    ),
+                    DISCOVERY_PATH: discovery,
+                    METRICS_PATH: MetricsEndpoint(metrics),
+                    HEALTH_PATH: healthz,
+                    READY_PATH: readiness,
+                    OPENAPI_PATH: StaticJson(OPENAPI_DOCUMENT.read_bytes()),
+                    **{pipeline.method: rpc for pipeline in pipelines},
+                },
+                under={prefix: rest for prefix in rest.prefixes()},
+            )
         )
         health_servicer = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)  # type: ignore[no-untyped-call]
@@ -242,7 +263,7 @@ async def _start(config: Config, store: Store, clock: Clock) -> Service:
     if config.envoy_addr is not None and envoy is not None:
         discovery.allow(_with_port(config.envoy_addr, envoy.port))
     discovery.allow(_with_port(config.http_addr, http_server.port))
-    return Service(store, server, port, http_server, envoy, private_dir)
+    return Service(store, server, port, http_server, envoy, health_servicer, readiness, private_dir)
 
 
 async def _start_envoy(config: Config, grpc_port: int, http: str) -> EnvoyProcess | None:

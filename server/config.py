@@ -8,6 +8,7 @@ from typing import Any
 
 from server.domain.credentials import MAX_BCRYPT_COST, MIN_BCRYPT_COST
 from server.domain.failure_limits import FailureLimits
+from server.logs import FORMATS
 from server.transport.forwarded import Network, parse_networks
 
 
@@ -115,6 +116,12 @@ SETTINGS = [
         lambda n, v: _max_inflight(v),
     ),
     Setting(
+        "MS_SHUTDOWN_GRACE",
+        "10s",
+        "on SIGTERM or Ctrl-C: how long calls in flight may take to finish before the service exits",
+        lambda n, v: _duration(n, v),
+    ),
+    Setting(
         "MS_WRITE_ATTEMPTS",
         "8",
         "how often a write is decided again after a concurrent write won, before ABORTED (1-100)",
@@ -134,6 +141,12 @@ SETTINGS = [
         _text,
     ),
     Setting("MS_LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR", lambda n, v: _log_level(v)),
+    Setting(
+        "MS_LOG_FORMAT",
+        "text",
+        "'text' for people; 'json': one object a line (time, level, logger, message, request_id)",
+        lambda n, v: _log_format(v),
+    ),
 ]
 
 
@@ -156,11 +169,13 @@ class Config:
     failure_window: timedelta
     request_read_timeout: timedelta
     max_inflight: int
+    shutdown_grace: timedelta
     write_attempts: int
     trusted_proxies: tuple[Network, ...]
     admin_pat_file: str
     ready_file: str
     log_level: str
+    log_format: str
 
     @property
     def failure_limits(self) -> FailureLimits:
@@ -280,3 +295,10 @@ def _log_level(value: str) -> str:
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise ConfigError("MS_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
     return level
+
+
+def _log_format(value: str) -> str:
+    log_format = value.lower()
+    if log_format not in FORMATS:
+        raise ConfigError("MS_LOG_FORMAT must be text or json")
+    return log_format

@@ -12,10 +12,9 @@ import signal
 import string
 import sys
 import tempfile
-import urllib.request
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from server.limits import MAX_HEADER_BYTES
 from server.temp_dirs import private_temp_dir
@@ -79,10 +78,15 @@ def envoy_binary() -> str:
 
 class EnvoyProcess:
     def __init__(
-        self, process: asyncio.subprocess.Process, port: int, workdir: tempfile.TemporaryDirectory[str]
+        self,
+        process: asyncio.subprocess.Process,
+        port: int,
+        admin: str,
+        workdir: tempfile.TemporaryDirectory[str],
     ):
         self._process = process
         self.port = port
+        self._admin = admin  # host:port of its admin interface, on 127.0.0.1
         self._workdir = workdir
 
     @classmethod
@@ -99,13 +103,39 @@ class EnvoyProcess:
             )  # fmt: skip
         try:
             port = await _listener_port(process, admin_file, log_file)
+            admin = _admin_address(admin_file)
         except BaseException:
             if process.returncode is None:
                 process.kill()
                 await process.wait()
             workdir.cleanup()
             raise
-        return cls(process, port, workdir)
+        return cls(process, port, admin, workdir)
+
+    async def stop_accepting(self) -> None:
+        """Closes the listener: new connections are refused at once, while requests on open
+        connections go on (the admin API's drain_listeners, without its graceful period, which
+        would keep accepting)."""
+        try:
+            await _admin_call(self._admin, "POST", "/drain_listeners")
+        except (OSError, ValueError) as error:
+            log.warning("Envoy did not stop accepting: %s", error)
+
+    async def wait_idle(self, timeout_s: float) -> None:
+        """Waits until no downstream request is active (each has its answer), for at most timeout_s."""
+        active = urllib.parse.quote("^http[.]api[.]downstream_rq_active$")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while loop.time() < deadline and self._process.returncode is None:
+            try:
+                stats = json.loads(
+                    await _admin_call(self._admin, "GET", f"/stats?format=json&filter={active}")
+                )
+                if all(stat.get("value", 0) == 0 for stat in stats.get("stats", [])):
+                    return
+            except (OSError, ValueError):
+                return  # its admin interface is gone: so is whatever it was serving
+            await asyncio.sleep(0.05)
 
     async def stop(self) -> None:
         if self._process.returncode is None:
@@ -127,7 +157,7 @@ async def _listener_port(process: asyncio.subprocess.Process, admin_file: Path, 
             raise EnvoyError(f"Envoy exited with code {process.returncode}: {_tail(log_file)}")
         if admin := _admin_address(admin_file):
             try:
-                listeners = await asyncio.to_thread(_get_json, f"http://{admin}/listeners?format=json")
+                listeners = json.loads(await _admin_call(admin, "GET", "/listeners?format=json"))
                 return int(listeners["listener_statuses"][0]["local_address"]["socket_address"]["port_value"])
             except (OSError, KeyError, IndexError, ValueError):
                 pass  # not ready yet
@@ -143,9 +173,41 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=2) as answer:  # noqa: S310 - our own admin address
-        return json.loads(answer.read())
+async def _admin_call(admin: str, method: str, path: str) -> bytes:
+    """One request to Envoy's admin interface (host:port on 127.0.0.1), and the body of its 200.
+
+    On the event loop, not in a thread: the default executor's threads may all be hashing with
+    bcrypt (a shutdown under load), and the call would wait behind them. Raises OSError when it
+    cannot be reached, ValueError for an answer other than 200."""
+    host, _, port = admin.rpartition(":")
+    async with asyncio.timeout(2):
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            request = (
+                f"{method} {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
+            )
+            writer.write(request.encode())
+            answer = await reader.read()
+        finally:
+            writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    if head.split(b" ", 2)[1:2] != [b"200"]:
+        raise ValueError(f"Envoy's admin interface answered {head[:40]!r}")
+    return _unchunked(body) if b"transfer-encoding: chunked" in head.lower() else body
+
+
+def _unchunked(body: bytes) -> bytes:
+    """An HTTP/1.1 chunked body, whole (RFC 9112 §7.1); ValueError if it is cut short."""
+    whole = bytearray()
+    while True:
+        size_line, _, body = body.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            return bytes(whole)
+        if len(body) < size + 2:
+            raise ValueError("a chunked answer cut short")
+        whole += body[:size]
+        body = body[size + 2 :]
 
 
 def _admin_address(admin_file: Path) -> str:

@@ -95,6 +95,9 @@ async def expect_error(code: grpc.StatusCode, reason: str, call: object) -> ApiE
 
 class Api(Protocol):
     name: str
+    # The x-request-id the service answered the last call with (response header, or gRPC's
+    # initial metadata).
+    request_id: str | None
 
     async def call(self, method: str, request: message.Message, metadata: Metadata) -> message.Message:
         """The response, or raises ApiError."""
@@ -108,23 +111,32 @@ class GrpcApi:
 
     def __init__(self, name: str, target: str) -> None:
         self.name = name
+        self.request_id: str | None = None
         self._channel = grpc.aio.insecure_channel(target)
 
     async def call(self, method: str, request: message.Message, metadata: Metadata) -> message.Message:
-        call = self._channel.unary_unary(
+        stub = self._channel.unary_unary(
             method_path(method),
             request_serializer=lambda m: m.SerializeToString(),
             response_deserializer=response_class(method).FromString,
         )
+        call = stub(request, metadata=tuple(metadata), timeout=30)
         try:
-            return await call(request, metadata=tuple(metadata), timeout=30)  # type: ignore[no-any-return]
+            response = await call
+            self.request_id = _first(await call.initial_metadata(), "x-request-id")
+            return response  # type: ignore[no-any-return]
         except grpc.aio.AioRpcError as error:
+            self.request_id = _first(error.initial_metadata(), "x-request-id")
             trailers = cast(Iterable[tuple[str, Any]], error.trailing_metadata() or ())
             details = next((v for k, v in trailers if k == "grpc-status-details-bin"), None)
             raise ApiError.from_status(error.code(), error.details() or "", details) from None
 
     async def close(self) -> None:
         await self._channel.close(None)
+
+
+def _first(metadata: Any, key: str) -> str | None:
+    return next((str(v) for k, v in metadata or () if k == key), None)
 
 
 def frame(payload: bytes, flags: int = 0, length: int | None = None) -> bytes:
@@ -159,6 +171,18 @@ def _b64decode_pieces(data: bytes) -> bytes:
     return b"".join(base64.b64decode(p) for p in re.findall(rb"[^=]*=*", b"".join(data.split())) if p)
 
 
+HTTP_TO_GRPC = {
+    400: grpc.StatusCode.INTERNAL,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED,
+    404: grpc.StatusCode.UNIMPLEMENTED,
+    429: grpc.StatusCode.UNAVAILABLE,
+    502: grpc.StatusCode.UNAVAILABLE,
+    503: grpc.StatusCode.UNAVAILABLE,
+    504: grpc.StatusCode.UNAVAILABLE,
+}
+
+
 class GrpcWebApi:
     """grpc-web over HTTP/1.1, binary (`application/grpc-web+proto`) or text (base64)."""
 
@@ -166,6 +190,7 @@ class GrpcWebApi:
         self.name = name
         self._base_url = base_url
         self._text = text
+        self.request_id: str | None = None
         self._client = httpx.AsyncClient(timeout=30)
 
     async def call(self, method: str, request: message.Message, metadata: Metadata) -> message.Message:
@@ -177,7 +202,15 @@ class GrpcWebApi:
             content=base64.b64encode(body) if self._text else body,
             headers=[*headers, *metadata],
         )
-        assert answer.status_code == 200, (answer.status_code, answer.text)
+        self.request_id = answer.headers.get("x-request-id")
+        if answer.status_code != 200:
+            # A proxy's own answer (Envoy with no server behind it): its grpc-status, else the
+            # HTTP status read as gRPC's doc/http-grpc-status-mapping.md says.
+            if "grpc-status" in answer.headers:
+                code = grpc_code(int(answer.headers["grpc-status"]))
+            else:
+                code = HTTP_TO_GRPC.get(answer.status_code, grpc.StatusCode.UNKNOWN)
+            raise ApiError(code, unquote(answer.headers.get("grpc-message", answer.text)))
         assert answer.headers["content-type"].startswith(content_type), answer.headers["content-type"]
         data = _b64decode_pieces(answer.content) if self._text else answer.content
         # A trailers-only answer keeps its status in the headers and has no frames.
@@ -209,6 +242,7 @@ class JsonApi:
     def __init__(self, name: str, base_url: str) -> None:
         self.name = name
         self._base_url = base_url
+        self.request_id: str | None = None
         self._client = httpx.AsyncClient(timeout=30)
 
     async def call(self, method: str, request: message.Message, metadata: Metadata) -> message.Message:
@@ -229,6 +263,7 @@ class JsonApi:
             content=body,
             headers=[("content-type", "application/json"), *metadata],
         )
+        self.request_id = answer.headers.get("x-request-id")
         payload = answer.json()
         if answer.status_code == 200:
             return json_format.ParseDict(payload, response_class(method)())
@@ -256,6 +291,7 @@ class ConnectApi:
     def __init__(self, name: str, base_url: str) -> None:
         self.name = name
         self._base_url = base_url
+        self.request_id: str | None = None
         self._client = httpx.AsyncClient(timeout=30)
 
     async def call(self, method: str, request: message.Message, metadata: Metadata) -> message.Message:
@@ -270,6 +306,7 @@ class ConnectApi:
             content=body,
             headers=[("content-type", "application/json"), *metadata],
         )
+        self.request_id = answer.headers.get("x-request-id")
         assert answer.headers["content-type"] == "application/json", answer.headers
         payload = answer.json()
         if answer.status_code == 200:

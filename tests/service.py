@@ -72,11 +72,13 @@ def config_for(
         failure_window=timedelta(seconds=failure_limits.window_s),
         request_read_timeout=request_read_timeout,
         max_inflight=max_inflight,
+        shutdown_grace=timedelta(seconds=10),
         write_attempts=8,
         trusted_proxies=trusted_proxies,
         admin_pat_file=str(folder / "admin.pat"),
         ready_file="",
         log_level="DEBUG",
+        log_format="text",
     )
 
 

@@ -25,6 +25,7 @@ from server.domain.commands import Commands
 from server.domain.credentials import SecretHasher
 from server.domain.ids import IdGenerator
 from server.domain.permissions import USER_READ, CallContext
+from server.metrics import Metrics
 from server.store.sqlite import SqliteStore
 from server.transport.asgi_server import AsgiServer
 from server.transport.cors import CorsMiddleware
@@ -32,7 +33,6 @@ from server.transport.grpc_server import method_handlers
 from server.transport.grpcweb import GrpcWebEndpoint
 from server.transport.http import HttpApp
 from server.transport.inflight import InflightLimit
-from server.transport.metrics import CallCounters
 from server.transport.pipeline import Call, Outcome, Pipeline
 from tests.api import frame, grpc_web_frames, trailer_map
 from tests.codes import code_name
@@ -87,7 +87,7 @@ async def served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Serv
     store = await SqliteStore.open(f"sqlite:///{tmp_path_factory.mktemp('web') / 'ms.db'}")
     token = await Commands(store, SecretHasher(4), IdGenerator(), 3).set_up_instance("org", "admin")
     assert token is not None
-    access, counters = Access(store), CallCounters()
+    access, metrics = Access(store), Metrics()
     runners: list[Any] = [EchoMetadata()]
     runners += [
         Pipeline(
@@ -97,7 +97,7 @@ async def served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Serv
             AuthOption(permission=USER_READ),
             handler,
             access,
-            counters,
+            metrics,
             InflightLimit(100),
         )
         for method, handler in HANDLERS.items()
@@ -265,7 +265,7 @@ async def test_cors_from_the_allow_list_only(web: str) -> None:
     answer = await post(f"{web}/test.Test/EchoMetadata", frame(b""), origin=ORIGIN)
     assert answer.headers["access-control-allow-origin"] == ORIGIN
     exposed = {h.strip() for h in answer.headers["access-control-expose-headers"].split(",")}
-    assert exposed == {"grpc-status", "grpc-message", "grpc-status-details-bin"}
+    assert exposed == {"grpc-status", "grpc-message", "grpc-status-details-bin", "x-request-id"}
     answer = await post(f"{web}/test.Test/EchoMetadata", frame(b""), origin="http://evil.example")
     assert not [h for h in answer.headers if h.startswith("access-control-")]
 

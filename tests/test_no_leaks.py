@@ -9,6 +9,8 @@ import httpx
 import pytest
 from machinesecrets.v1 import user_service_pb2 as user_pb
 
+from server.domain.credentials import token_hash
+from server.logs import TEXT_FORMAT, JsonFormatter
 from tests.api import ApiError
 from tests.service import Running
 from tests.world import World
@@ -65,15 +67,23 @@ async def test_no_secret_or_token_leaves_its_place(
         with pytest.raises(ApiError) as caught:
             await world.call("AddSecret", user_pb.AddSecretRequest(user_id=bad_id))
         errors.append(f"{caught.value.message} {caught.value.violations}")
+    # Nor their hashes: the bcrypt hashes the store keeps, and the SHA-256 of each token.
+    hashes = [stored.hash for stored in await running.service.store.secrets(user_id)]
+    hashes += [token_hash(token) for token in (world.admin_token, pat, access)]
     await world.call("RemoveSecret", user_pb.RemoveSecretRequest(user_id=user_id))
 
     # Everything logged in this process but by the test's own HTTP client (which logs the URLs it
     # calls, where this test put a secret on purpose).
+    # Each record as both of the service's formats write it (MS_LOG_FORMAT): every field of it.
     service_records = [r for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))]
-    logs = "\n".join(f"{r.name} {r.getMessage()} {r.exc_text or ''}" for r in service_records)
+    formats = (logging.Formatter(TEXT_FORMAT, defaults={"request_id": "-"}), JsonFormatter())
+    logs = "\n".join(f.format(r) for r in service_records for f in formats)
     assert "AddSecret" in logs  # the log was captured at all
     store = running.raw_store()
     for value in issued:
         assert value not in logs
         assert value not in "\n".join(errors)
         assert value.encode() not in store
+    for hashed in hashes:
+        assert hashed not in logs
+        assert hashed not in "\n".join(errors)

@@ -19,6 +19,8 @@ from pathlib import Path
 import httpx
 from machinesecrets.v1 import user_service_pb2 as user_pb
 
+from server.metrics import calls_by_code
+from server.transport.oauth import TOKEN_PATH
 from tests.api import GrpcApi
 from tests.processes import ServerProcess, start_with_envoy
 from tests.world import World
@@ -49,8 +51,7 @@ async def token_answers(process: ServerProcess) -> dict[str, int]:
     """How often the token endpoint answered each HTTP status, from the service's metrics."""
     async with httpx.AsyncClient() as http:
         text = (await http.get(f"http://127.0.0.1:{process.http_port}/metrics")).text
-    pattern = r'machinesecrets_calls_total\{method="/oauth/v2/token",outcome="(\d+)"\} (\d+)'
-    return {status: int(count) for status, count in re.findall(pattern, text)}
+    return calls_by_code(text, TOKEN_PATH)
 
 
 async def test_generated_requests_through_envoy(tmp_path: Path) -> None:

@@ -19,6 +19,12 @@ def header_lists(scope: Scope) -> dict[str, list[str]]:
     return headers
 
 
+def peer_of(scope: Scope) -> str:
+    """The connection's peer, as grpc names one; "unknown" over a Unix socket (Envoy's)."""
+    client = scope.get("client")
+    return f"ipv4:{client[0]}:{client[1]}" if client else "unknown"
+
+
 def first(headers: dict[str, list[str]], name: str) -> str:
     """The first value of a header, or "" when it is absent."""
     values = headers.get(name)

@@ -76,8 +76,11 @@ class AsgiServer:
         return [c.transport.get_extra_info("socket") for c in self._server.server_state.connections]
 
     async def stop(self, grace: float) -> None:
+        """Closes the listening sockets and idle connections at once; requests in progress get
+        grace seconds to finish (uvicorn waits for none at all when given 0: a hundredth it is)."""
         self._server.should_exit = True
-        self._server.config.timeout_graceful_shutdown = int(grace) or None
+        # uvicorn types it int, and passes it to asyncio.wait_for, which takes any number.
+        self._server.config.timeout_graceful_shutdown = max(grace, 0.01)  # type: ignore[assignment]
         await self._task
         await self._server.shutdown(sockets=self._sockets)
         for sock in self._sockets:

@@ -25,9 +25,10 @@ from server.transport.asgi import (
     Send,
     first,
     header_lists,
+    peer_of,
     respond,
 )
-from server.transport.grpcweb import bad_request, grpc_metadata, peer_of, read_call_body
+from server.transport.grpcweb import bad_request, grpc_metadata, read_call_body
 from server.transport.pipeline import Call, Outcome, Runner
 from server.transport.status import HTTP_STATUS
 

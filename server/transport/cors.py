@@ -11,8 +11,10 @@ from typing import Any
 
 from server.transport.asgi import ASGIApp, Receive, Send, first, header_lists, respond
 
-ALLOW_HEADERS = "content-type, x-grpc-web, x-user-agent, grpc-timeout, authorization, x-zitadel-orgid"
-EXPOSE_HEADERS = "grpc-status, grpc-message, grpc-status-details-bin"
+ALLOW_HEADERS = (
+    "content-type, x-grpc-web, x-user-agent, grpc-timeout, authorization, x-zitadel-orgid, x-request-id"
+)
+EXPOSE_HEADERS = "grpc-status, grpc-message, grpc-status-details-bin, x-request-id"
 MAX_AGE = "86400"
 
 

@@ -17,7 +17,9 @@ from typing import Any
 
 import grpc
 
-from server.transport.pipeline import Call, Runner, single_message
+from server.logs import REQUEST_ID
+from server.transport import request_ids
+from server.transport.pipeline import Call, Runner, metadata_values, single_message
 from server.transport.status import STATUS_DETAILS_KEY
 
 
@@ -36,8 +38,15 @@ def method_handlers(
 
 def _serve(runner: Runner, read_timeout_s: float) -> Any:
     async def behaviour(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
-        call = Call(runner.method, "grpc", tuple(context.invocation_metadata() or ()), context.peer())
+        metadata = tuple(context.invocation_metadata() or ())
+        sent = metadata_values(metadata, request_ids.HEADER)
+        request_id = request_ids.choose(sent[0] if sent else None)
+        REQUEST_ID.set(request_id)  # grpc.aio serves each call in a task of its own
+        call = Call(runner.method, "grpc", metadata, context.peer())
         outcome = await runner.run(call, lambda: single_message(requests, read_timeout_s))
+        # Then, not first: the headers go out with the answer (an error is then no longer
+        # trailers-only, which every gRPC client reads alike).
+        await context.send_initial_metadata(((request_ids.HEADER, request_id),))
         if outcome.response is not None:
             return outcome.response
         details = b"" if outcome.status is None else outcome.status.SerializeToString()

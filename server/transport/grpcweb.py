@@ -36,6 +36,7 @@ from server.transport.asgi import (
     Send,
     first,
     header_lists,
+    peer_of,
     read_body,
     respond,
 )
@@ -166,11 +167,6 @@ def grpc_metadata(scope: dict[str, Any]) -> Metadata:
         except UnicodeDecodeError:
             raise bad_request(f"header {key} is not ASCII") from None
     return metadata
-
-
-def peer_of(scope: dict[str, Any]) -> str:
-    client = scope.get("client")
-    return f"ipv4:{client[0]}:{client[1]}" if client else "unknown"
 
 
 _BASE64_PIECE = re.compile(rb"[^=]*=*")

@@ -4,6 +4,7 @@
 - /healthz: the process is alive and its event loop answers; 200 always.
 - /readyz: the store answers a read within its timeout (the ports are bound: the HTTP one answers
   this, and the gRPC one was bound before the HTTP one started); 200, else 503 with the reason.
+  503 too once the service is shutting down, so that a load balancer stops sending it calls.
 """
 
 from typing import Any
@@ -24,8 +25,12 @@ async def healthz(scope: dict[str, Any], receive: Receive, send: Send) -> None:
 class Readiness:
     def __init__(self, store: Store) -> None:
         self._store = store
+        self.shutting_down = False
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if self.shutting_down:
+            await respond_json(send, 503, {"status": "unavailable", "reason": "shutting down"}, NO_CACHE)
+            return
         try:
             await self._store.any_org()
         except StoreError:

@@ -17,6 +17,8 @@ from urllib.parse import parse_qsl, unquote_plus
 from server.domain.client_credentials import AccessToken, ClientCredentials
 from server.domain.errors import InvalidClient, TooManyFailures, Unavailable
 from server.limits import MAX_REQUEST_BYTES
+from server.metrics import Metrics
+from server.transport.access_log import record_call
 from server.transport.asgi import (
     ASGIApp,
     BodyTooLarge,
@@ -25,15 +27,15 @@ from server.transport.asgi import (
     Send,
     first,
     header_lists,
+    peer_of,
     read_body,
 )
 from server.transport.forwarded import ClientAddress
 from server.transport.http import respond_json
 from server.transport.inflight import RETRY_AFTER_S, InflightLimit, overloaded
-from server.transport.metrics import CallCounters
 from server.transport.status import domain_error
 
-log = logging.getLogger("machinesecrets.access")
+log = logging.getLogger("machinesecrets")
 
 TOKEN_PATH = "/oauth/v2/token"
 DISCOVERY_PATH = "/.well-known/openid-configuration"
@@ -85,11 +87,11 @@ class Answer:
     body: dict[str, Any]
     headers: list[tuple[str, str]] = field(default_factory=list)
 
-    async def send(self, send: Send, counters: CallCounters, path: str, started: float, caller: str) -> None:
+    async def send(
+        self, send: Send, scope: dict[str, Any], metrics: Metrics, started: float, caller: str = "-"
+    ) -> None:
         await respond_json(send, self.status, self.body, [*NO_STORE, *self.headers])
-        millis = (time.perf_counter() - started) * 1000
-        counters.count(path, str(self.status))
-        log.info("POST %s %d %.1fms caller=%s transport=http", path, self.status, millis, caller)
+        record_call(metrics, scope["path"], "http", str(self.status), started, caller, peer_of(scope))
 
 
 class InvalidRequest(OAuthError):
@@ -175,16 +177,15 @@ class Bounded:
     """An endpoint of this kind within the process's bound on calls in flight (inflight.py): past
     it, 429 slow_down with Retry-After at once."""
 
-    def __init__(self, app: ASGIApp, inflight: InflightLimit, counters: CallCounters, path: str) -> None:
+    def __init__(self, app: ASGIApp, inflight: InflightLimit, metrics: Metrics) -> None:
         self._app = app
         self._inflight = inflight
-        self._counters = counters
-        self._path = path
+        self._metrics = metrics
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if not self._inflight.try_enter():
             refused = SlowDown(overloaded().message, RETRY_AFTER_S).answer()
-            await refused.send(send, self._counters, self._path, time.perf_counter(), "-")
+            await refused.send(send, scope, self._metrics, time.perf_counter())
             return
         try:
             await self._app(scope, receive, send)
@@ -209,12 +210,12 @@ class TokenEndpoint:
     def __init__(
         self,
         credentials: ClientCredentials,
-        counters: CallCounters,
+        metrics: Metrics,
         read_timeout_s: float,
         client_address: ClientAddress,
     ) -> None:
         self._credentials = credentials
-        self._counters = counters
+        self._metrics = metrics
         self._read_timeout_s = read_timeout_s
         self._client_address = client_address
 
@@ -225,9 +226,12 @@ class TokenEndpoint:
             token = await self._exchange(request)
             answer = Answer(200, _render(token))
             caller = token.user_id
+            self._metrics.tokens_issued.inc()
         except OAuthError as error:
             answer = error.answer()
-        await answer.send(send, self._counters, TOKEN_PATH, started, caller)
+            if isinstance(error, InvalidClientError | SlowDown):
+                self._metrics.authentication_failures.labels(error.error).inc()
+        await answer.send(send, scope, self._metrics, started, caller)
 
     async def _parse(self, scope: dict[str, Any], receive: Receive) -> TokenRequest:
         if scope["method"] != "POST":

@@ -43,12 +43,13 @@ from server.domain.errors import (
 )
 from server.domain.permissions import CallContext, Principal
 from server.limits import MAX_METADATA_BYTES
+from server.metrics import Metrics
 from server.transport import status
+from server.transport.access_log import record_call
 from server.transport.inflight import InflightLimit, overloaded
 from server.transport.methods import auth_option
-from server.transport.metrics import CallCounters
 
-log = logging.getLogger("machinesecrets.access")
+log = logging.getLogger("machinesecrets")
 
 ORG_HEADER = "x-zitadel-orgid"
 
@@ -105,7 +106,7 @@ class Pipeline:
         option: AuthOption,
         handler: Handler,
         access: Access,
-        counters: CallCounters,
+        metrics: Metrics,
         inflight: InflightLimit,
     ) -> None:
         self.method = method
@@ -119,7 +120,7 @@ class Pipeline:
         self._user_field = option.user_field.split(".") if option.user_field else None
         self._handler = handler
         self._access = access
-        self._counters = counters
+        self._metrics = metrics
 
     async def run(self, call: Call, read: Callable[[], Awaitable[bytes]]) -> Outcome:
         started = time.perf_counter()
@@ -180,17 +181,15 @@ class Pipeline:
     def _failed(self, call: Call, error: Exception) -> Outcome:
         known = status.domain_error(error)
         if known is not None:
+            if isinstance(known, Unauthenticated):
+                self._metrics.authentication_failures.labels(known.reason).inc()
             return error_outcome(known)
         # Logged here with its traceback; the caller learns only that it was internal.
         log.error("unexpected error in %s", call.method, exc_info=error)
         return Outcome(grpc.StatusCode.INTERNAL, status=status.internal_status())
 
     def _log(self, call: Call, code: grpc.StatusCode, started: float, caller: str) -> None:
-        millis = (time.perf_counter() - started) * 1000
-        self._counters.count(call.method, code.name)
-        log.info(
-            "%s %s %.1fms caller=%s transport=%s", call.method, code.name, millis, caller, call.transport
-        )
+        record_call(self._metrics, call.method, call.transport, code.name, started, caller, call.peer)
 
 
 def error_outcome(error: DomainError) -> Outcome:
@@ -270,7 +269,7 @@ async def single_message(requests: AsyncIterator[bytes], timeout_s: float) -> by
 def build_pipelines(
     services: Mapping[ServiceDescriptor, object],
     access: Access,
-    counters: CallCounters,
+    metrics: Metrics,
     inflight: InflightLimit,
 ) -> list[Pipeline]:
     """A Pipeline for every method of every service, with the servicer's method of that name as
@@ -290,7 +289,7 @@ def build_pipelines(
                     auth_option(method),
                     handler,
                     access,
-                    counters,
+                    metrics,
                     inflight,
                 )
             )

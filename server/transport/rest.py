@@ -25,8 +25,8 @@ from google.protobuf.message_factory import GetMessageClass
 
 from server.domain.errors import DomainError, FieldViolation, InvalidArgument
 from server.transport import json_body
-from server.transport.asgi import Receive, Send, respond
-from server.transport.grpcweb import grpc_metadata, peer_of, read_call_body
+from server.transport.asgi import Receive, Send, peer_of, respond
+from server.transport.grpcweb import grpc_metadata, read_call_body
 from server.transport.pipeline import Call, Runner
 from server.transport.status import HTTP_STATUS
 

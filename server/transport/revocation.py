@@ -12,9 +12,9 @@ import time
 from typing import Any
 
 from server.domain.revocation import MAX_SECRETS_PER_REPORT, SecretRevocation
+from server.metrics import Metrics
 from server.transport.asgi import Receive, Send, first, header_lists
 from server.transport.forwarded import ClientAddress
-from server.transport.metrics import CallCounters
 from server.transport.oauth import Answer, InvalidRequest, OAuthError, known_failure, read_request_body
 
 REVOKE_PATH = "/secrets/revoke"
@@ -27,12 +27,12 @@ class RevocationEndpoint:
     def __init__(
         self,
         revocation: SecretRevocation,
-        counters: CallCounters,
+        metrics: Metrics,
         read_timeout_s: float,
         client_address: ClientAddress,
     ) -> None:
         self._revocation = revocation
-        self._counters = counters
+        self._metrics = metrics
         self._read_timeout_s = read_timeout_s
         self._client_address = client_address
 
@@ -49,7 +49,7 @@ class RevocationEndpoint:
             answer = Answer(200, {"received": len(reported)})
         except OAuthError as error:
             answer = error.answer()
-        await answer.send(send, self._counters, REVOKE_PATH, started, "-")
+        await answer.send(send, scope, self._metrics, started)
 
     async def _parse(
         self, scope: dict[str, Any], headers: dict[str, list[str]], receive: Receive

@@ -12,7 +12,6 @@ import argparse
 import base64
 import os
 import platform
-import re
 import struct
 import subprocess
 import tempfile
@@ -33,6 +32,7 @@ from machinesecrets.v1 import user_service_pb2 as user_pb
 from server.config import load
 from server.domain.ids import IdGenerator
 from server.domain.secret_format import new_secret
+from server.metrics import calls_by_code
 from server.transport.oauth import TOKEN_PATH
 from tools.bench import seed
 from tools.bench.load import Request, Result, h2load
@@ -150,8 +150,7 @@ def token_request(port: int, client_id: str, secret: str) -> Request:
 def ok_count(http_port: int, method: str, outcome: str) -> int:
     with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=10) as answer:
         text = answer.read().decode()
-    found = re.search(rf'method="{re.escape(method)}",outcome="{outcome}"}} (\d+)', text)
-    return int(found[1]) if found else 0
+    return calls_by_code(text, method).get(outcome, 0)
 
 
 # --- the run ----------------------------------------------------------------------------------

@@ -1,0 +1,184 @@
+"""SIGTERM in the middle of steady load, on every transport, against a real `python -m server`
+with its Envoy: every call the service had accepted completes with its real answer, new
+connections are refused at once, and the process exits 0 within MS_SHUTDOWN_GRACE.
+
+Which calls the service accepted, it says itself: each call carries a request id of its own, and
+the service writes one access line per call it took (JSON log format). bcrypt at cost 12 makes
+each AddSecret and token request take a good part of a second under this load, so that calls are
+surely in flight when the signal comes.
+"""
+
+import asyncio
+import base64
+import functools
+import json
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from machinesecrets.v1 import user_service_pb2 as user_pb
+
+from server.transport.oauth import TOKEN_PATH
+from tests.api import Api, ApiError, ConnectApi, GrpcApi, GrpcWebApi, JsonApi
+from tests.processes import start_with_envoy
+
+GRACE_S = 10
+
+
+@dataclass
+class Sent:
+    request_id: str
+    sent: float
+    answered: float = 0.0
+    outcome: str = ""  # "ok" (the real answer), or how it failed
+
+
+@dataclass
+class Worker:
+    name: str
+    call: Callable[[str], Awaitable[str]]  # one call with this request id: "ok", or how it failed
+    calls: list[Sent] = field(default_factory=list)
+
+    @property
+    def in_flight_since(self) -> float | None:
+        return self.calls[-1].sent if self.calls and not self.calls[-1].outcome else None
+
+
+async def run(worker: Worker, stop_at: list[float]) -> None:
+    while not stop_at or time.monotonic() < stop_at[0]:
+        call = Sent(str(uuid.uuid4()), time.monotonic())
+        worker.calls.append(call)
+        try:
+            outcome = await worker.call(call.request_id)
+        except ApiError as error:
+            outcome = error.code.name
+        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError):
+            outcome = "refused"
+        call.answered, call.outcome = time.monotonic(), outcome
+        if outcome != "ok":
+            await asyncio.sleep(0.05)
+
+
+async def refuses_connections(port: int, within_s: float) -> bool:
+    """Whether a new connection to port is refused, at once or within within_s."""
+    deadline = time.monotonic() + within_s
+    while True:
+        with socket.socket() as probe:
+            probe.settimeout(1)
+            try:
+                probe.connect(("127.0.0.1", port))
+            except ConnectionRefusedError:
+                return True
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+
+
+async def test_sigterm_under_load_finishes_what_was_accepted(tmp_path: Path) -> None:
+    process, admin = await start_with_envoy(
+        tmp_path, MS_BCRYPT_COST="12", MS_SHUTDOWN_GRACE=f"{GRACE_S}s", MS_LOG_FORMAT="json"
+    )
+    grpc_direct, envoy = f"127.0.0.1:{process.grpc_port}", f"127.0.0.1:{process.envoy_port}"
+    web = f"http://127.0.0.1:{process.http_port}"
+    auth = [("authorization", f"Bearer {admin}")]
+    apis: list[Api] = [
+        GrpcApi("grpc", grpc_direct),
+        GrpcWebApi("grpc-web", web, text=False),
+        ConnectApi("connect", web),
+        GrpcApi("envoy-grpc", envoy),
+        GrpcWebApi("envoy-grpc-web", f"http://{envoy}", text=False),
+        JsonApi("envoy-json", f"http://{envoy}"),
+        ConnectApi("envoy-connect", f"http://{envoy}"),
+    ]
+
+    async def add_secret(api: Api, user_id: str, request_id: str) -> str:
+        # Each api has a user of its own: AddSecret replaces its secret, so calls never wait on
+        # each other.
+        metadata = [*auth, ("x-request-id", request_id)]
+        answer: user_pb.AddSecretResponse = await api.call(  # type: ignore[assignment]
+            "AddSecret", user_pb.AddSecretRequest(user_id=user_id), metadata
+        )
+        return "ok" if answer.client_secret.startswith("msk_") and answer.client_id else "wrong"
+
+    async def machine_user(name: str) -> str:
+        request = user_pb.AddMachineUserRequest(user_name=name, name="Service")
+        created: user_pb.AddMachineUserResponse = await apis[0].call("AddMachineUser", request, auth)  # type: ignore[assignment]
+        return created.user_id
+
+    workers = []
+    for api in apis:
+        user_id = await machine_user(f"svc-{api.name}")
+        workers.append(Worker(api.name, functools.partial(add_secret, api, user_id)))
+    token_user = await machine_user("svc-token")
+    secret: user_pb.AddSecretResponse = await apis[0].call(  # type: ignore[assignment]
+        "AddSecret", user_pb.AddSecretRequest(user_id=token_user), auth
+    )
+    basic = base64.b64encode(f"{secret.client_id}:{secret.client_secret}".encode()).decode()
+
+    http = httpx.AsyncClient()  # one kept-alive connection, as the other clients keep theirs
+
+    async def token(request_id: str) -> str:
+        answer = await http.post(
+            f"http://{envoy}{TOKEN_PATH}",
+            data={"grant_type": "client_credentials"},
+            headers={"authorization": f"Basic {basic}", "x-request-id": request_id},
+        )
+        if answer.status_code == 200 and answer.json()["access_token"]:
+            return "ok"
+        return "UNAVAILABLE" if answer.status_code == 503 else f"HTTP {answer.status_code}"
+
+    workers.append(Worker("token", token))
+    stop_at: list[float] = []
+    tasks = [asyncio.create_task(run(w, stop_at)) for w in workers]
+    try:
+        # Steady load: every worker answered at least once, and each has a call well under way.
+        async with asyncio.timeout(60):
+            while not all(  # noqa: ASYNC110 - a condition of many tasks' state, polled
+                any(c.outcome == "ok" for c in w.calls)
+                and (since := w.in_flight_since) is not None
+                and time.monotonic() - since > 0.1
+                for w in workers
+            ):
+                await asyncio.sleep(0.005)
+        signalled = time.monotonic()
+        process.launched.process.send_signal(signal.SIGTERM)
+        stop_at.append(signalled + 3)
+        ports = {"gRPC": process.grpc_port, "HTTP": process.http_port, "Envoy": process.envoy_port}
+        for name, port in ports.items():
+            assert await refuses_connections(port, within_s=0.5), f"the {name} port still accepts connections"
+        refused_at = time.monotonic()
+        exit_code = await asyncio.to_thread(process.launched.process.wait, GRACE_S + 5)
+        exited = time.monotonic()
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        for api in apis:
+            await api.close()
+        await http.aclose()
+
+    assert exit_code == 0
+    assert exited - signalled < GRACE_S + 1, exited - signalled
+    lines = [json.loads(line) for line in process.log if line.strip()]
+    assert not [line for line in lines if "exception" in line], lines
+    taken = {line["request_id"]: line["code"] for line in lines if line["logger"] == "machinesecrets.access"}
+    for worker in workers:
+        for call in worker.calls:
+            if call.request_id in taken:  # the service took it: it was answered, for real
+                assert taken[call.request_id] in ("OK", "200"), (worker.name, call, taken[call.request_id])
+                assert call.outcome == "ok", (worker.name, call)
+            else:  # it never reached the service: refused, and said so
+                assert call.outcome in ("UNAVAILABLE", "refused"), (worker.name, call)
+    # Calls in flight at the signal were drained, not cut: each worker had one under way for a
+    # tenth of a second when it came (a client's "sent" is only when it began to send).
+    drained = [
+        w.name for w in workers if any(c.sent < signalled < c.answered and c.outcome == "ok" for c in w.calls)
+    ]
+    assert len(drained) >= len(workers) // 2, drained
+    # And the service still answered after its ports refused new connections.
+    assert any(c.answered > refused_at and c.outcome == "ok" for w in workers for c in w.calls)
