@@ -6,6 +6,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
@@ -34,6 +35,7 @@ from server.store.base import Store
 from server.store.postgres import PostgresStore
 from server.store.sqlite import SqliteStore
 from server.temp_dirs import private_temp_dir, sweep_orphans
+from server.tls import TlsFiles, load_tls
 from server.transport.asgi_server import AsgiServer
 from server.transport.connect import ConnectEndpoint
 from server.transport.cors import CorsMiddleware
@@ -132,15 +134,16 @@ async def open_store(config: Config, clock: Clock = SYSTEM_CLOCK) -> Store:
 
 async def start(config: Config, clock: Clock = SYSTEM_CLOCK) -> Service:
     """The whole service, started. clock: the time every decision reads (tests move it)."""
+    tls = load_tls(config.tls_cert_file, config.tls_key_file, clock.now())  # before anything starts
     store = await open_store(config, clock)
     try:
-        return await _start(config, store, clock)
+        return await _start(config, store, clock, tls)
     except BaseException:
         await store.close()
         raise
 
 
-async def _start(config: Config, store: Store, clock: Clock) -> Service:
+async def _start(config: Config, store: Store, clock: Clock, tls: TlsFiles | None) -> Service:
     metrics = Metrics()
     store = timed_store(store, metrics)
     access = Access(store, clock)
@@ -196,8 +199,11 @@ async def _start(config: Config, store: Store, clock: Clock) -> Service:
     sweep_orphans()  # what a killed service left behind
     private_dir = private_temp_dir() if config.envoy_addr else None
     try:
-        discovery, readiness = Discovery(config.issuer), Readiness(store)
+        discovery = Discovery(config.issuer, "http" if tls is None else "https")
+        readiness = Readiness(store)
+        # The service's own Envoy reaches both servers over private Unix sockets, in plaintext.
         envoy_socket = None if private_dir is None else str(Path(private_dir.name) / "http.sock")
+        envoy_grpc_socket = None if private_dir is None else str(Path(private_dir.name) / "grpc.sock")
         server.add_generic_rpc_handlers(method_handlers(pipelines, read_timeout_s))
         # grpc-web and the Connect JSON call serve the very same pipelines, at their gRPC paths.
         grpc_web = CorsMiddleware(
@@ -241,12 +247,19 @@ async def _start(config: Config, store: Store, clock: Clock) -> Service:
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
         try:
-            port = server.add_insecure_port(config.grpc_addr)
+            if tls is None:
+                port = server.add_insecure_port(config.grpc_addr)
+            else:
+                server_tls = grpc.ssl_server_credentials([(tls.key_pem, tls.chain_pem)])
+                port = server.add_secure_port(config.grpc_addr, server_tls)
         except RuntimeError as error:  # grpcio's only word for it: "Failed to bind to address"
             raise CannotListen("MS_GRPC_ADDR", config.grpc_addr, "in use, or not this machine's") from error
+        if envoy_grpc_socket is not None:
+            server.add_insecure_port(f"unix:{envoy_grpc_socket}")
         await server.start()
         try:
-            http_server = await AsgiServer.start(http_app, config.http_addr, envoy_socket)
+            ssl_context = None if tls is None else tls.server_context()
+            http_server = await AsgiServer.start(http_app, config.http_addr, envoy_socket, ssl_context)
         except OSError as error:
             raise CannotListen("MS_HTTP_ADDR", config.http_addr, error.strerror or "refused") from error
     except BaseException:  # a taken port, say: nothing is left running, and the socket's folder goes
@@ -258,7 +271,7 @@ async def _start(config: Config, store: Store, clock: Clock) -> Service:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("gRPC listening on %s", _with_port(config.grpc_addr, port))
     log.info("grpc-web and HTTP listening on %s", _with_port(config.http_addr, http_server.port))
-    envoy = await _start_envoy(config, port, f"unix:{envoy_socket}")
+    envoy = await _start_envoy(config, f"unix:{envoy_grpc_socket}", f"unix:{envoy_socket}", tls)
     # Clients find the token endpoint by these addresses, Envoy's first.
     if config.envoy_addr is not None and envoy is not None:
         discovery.allow(_with_port(config.envoy_addr, envoy.port))
@@ -266,17 +279,18 @@ async def _start(config: Config, store: Store, clock: Clock) -> Service:
     return Service(store, server, port, http_server, envoy, health_servicer, readiness, private_dir)
 
 
-async def _start_envoy(config: Config, grpc_port: int, http: str) -> EnvoyProcess | None:
+async def _start_envoy(config: Config, grpc: str, http: str, tls: TlsFiles | None) -> EnvoyProcess | None:
     """Envoy in front, when configured. If it cannot start, the service still serves gRPC and
     grpc-web directly, and the log says why."""
     if config.envoy_addr is None:
         return None
     settings = EnvoySettings(
         listen=config.envoy_addr,
-        grpc=_with_port(config.grpc_addr, grpc_port),
+        grpc=grpc,
         http=http,
         cors_origins=config.cors_origins,
         max_request_bytes=MAX_REQUEST_BYTES,
+        tls=None if tls is None else (tls.cert_file, tls.key_file),
     )
     try:
         envoy = await EnvoyProcess.start(settings)

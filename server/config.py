@@ -133,6 +133,14 @@ SETTINGS = [
         "proxies whose X-Forwarded-For is believed: addresses or CIDR blocks, comma-separated",
         lambda n, v: _networks(v),
     ),
+    Setting(
+        "MS_TLS_CERT_FILE",
+        "",
+        "PEM certificate (a chain is allowed) for TLS on every port: Envoy's, gRPC's and HTTP's;"
+        " empty: plaintext",
+        _text,
+    ),
+    Setting("MS_TLS_KEY_FILE", "", "PEM private key of MS_TLS_CERT_FILE, unencrypted", _text),
     Setting("MS_ADMIN_PAT_FILE", ".data/admin.pat", "where the first admin's token goes", _text),
     Setting(
         "MS_READY_FILE",
@@ -172,6 +180,8 @@ class Config:
     shutdown_grace: timedelta
     write_attempts: int
     trusted_proxies: tuple[Network, ...]
+    tls_cert_file: str
+    tls_key_file: str
     admin_pat_file: str
     ready_file: str
     log_level: str

@@ -34,36 +34,57 @@ class EnvoyError(Exception):
 @dataclass(frozen=True)
 class EnvoySettings:
     listen: str  # host:port, port 0 for any free port
-    grpc: str
+    grpc: str  # host:port, or unix:/path/to/socket
     http: str  # host:port, or unix:/path/to/socket
     cors_origins: tuple[str, ...]
     max_request_bytes: int
     admin_port: int = 0
+    tls: tuple[str, str] | None = None  # the certificate (chain) and key files, PEM
 
 
 def render(settings: EnvoySettings) -> str:
-    def split(addr: str) -> tuple[str, str]:
-        host, _, port = addr.rpartition(":")
-        return host.strip("[]"), port
-
-    (envoy_host, envoy_port), (grpc_host, grpc_port) = map(split, (settings.listen, settings.grpc))
-    if settings.http.startswith("unix:"):
-        http_address = f"pipe: {{ path: {json.dumps(settings.http.removeprefix('unix:'))} }}"
-    else:
-        http_host, http_port = split(settings.http)
-        http_address = f"socket_address: {{ address: {http_host}, port_value: {http_port} }}"
+    envoy_host, envoy_port = _split(settings.listen)
     origins = "[" + ", ".join(f"{{exact: {json.dumps(o)}}}" for o in settings.cors_origins) + "]"
     return string.Template(TEMPLATE.read_text()).substitute(
         ENVOY_HOST=envoy_host,
         ENVOY_PORT=envoy_port,
         ADMIN_PORT=settings.admin_port,
-        GRPC_HOST=grpc_host,
-        GRPC_PORT=grpc_port,
-        HTTP_ADDRESS=http_address,
+        GRPC_ADDRESS=_address(settings.grpc),
+        HTTP_ADDRESS=_address(settings.http),
+        DOWNSTREAM_TLS=_downstream_tls(settings.tls),
         DESCRIPTOR_SET=DESCRIPTOR_SET,
         CORS_ORIGINS=origins,
         MAX_REQUEST_BYTES=settings.max_request_bytes,
         MAX_HEADER_KB=MAX_HEADER_BYTES // 1024,
+    )
+
+
+def _split(addr: str) -> tuple[str, str]:
+    host, _, port = addr.rpartition(":")
+    return host.strip("[]"), port
+
+
+def _address(addr: str) -> str:
+    """An endpoint's address, in flow style: a Unix socket (unix:/path) or host:port."""
+    if addr.startswith("unix:"):
+        return f"pipe: {{ path: {json.dumps(addr.removeprefix('unix:'))} }}"
+    host, port = _split(addr)
+    return f"socket_address: {{ address: {host}, port_value: {port} }}"
+
+
+def _downstream_tls(tls: tuple[str, str] | None) -> str:
+    """The filter chain's transport socket: TLS with ALPN h2 and http/1.1 (gRPC needs h2, the
+    rest speak either), TLS 1.2 and up; nothing for plaintext."""
+    if tls is None:
+        return ""
+    cert, key = (json.dumps(path) for path in tls)
+    return (
+        "transport_socket: { name: envoy.transport_sockets.tls, typed_config: {"
+        ' "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext,'
+        " common_tls_context: { alpn_protocols: [h2, http/1.1],"
+        " tls_params: { tls_minimum_protocol_version: TLSv1_2 },"
+        f" tls_certificates: [{{ certificate_chain: {{ filename: {cert} }},"
+        f" private_key: {{ filename: {key} }} }}] }} }} }}"
     )
 
 
@@ -228,5 +249,6 @@ if __name__ == "__main__":
     import os
 
     config = load([], os.environ)
+    tls = (config.tls_cert_file, config.tls_key_file) if config.tls_cert_file else None
     print(render(EnvoySettings(config.envoy_addr or "127.0.0.1:8080", config.grpc_addr, config.http_addr,
-                               config.cors_origins, MAX_REQUEST_BYTES)))  # fmt: skip
+                               config.cors_origins, MAX_REQUEST_BYTES, tls=tls)))  # fmt: skip

@@ -75,6 +75,8 @@ def config_for(
         shutdown_grace=timedelta(seconds=10),
         write_attempts=8,
         trusted_proxies=trusted_proxies,
+        tls_cert_file="",
+        tls_key_file="",
         admin_pat_file=str(folder / "admin.pat"),
         ready_file="",
         log_level="DEBUG",

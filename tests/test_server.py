@@ -245,6 +245,12 @@ SETTING_EXAMPLES: dict[str, tuple[Callable[[Config], object], tuple[str, object]
         ("10.0.0.0/8, 192.0.2.7", ["10.0.0.0/8", "192.0.2.7/32"]),
         ("::1", ["::1/128"]),
     ),
+    "MS_TLS_CERT_FILE": (
+        lambda c: c.tls_cert_file,
+        ("/etc/ms/tls.crt", "/etc/ms/tls.crt"),
+        ("c.pem", "c.pem"),
+    ),
+    "MS_TLS_KEY_FILE": (lambda c: c.tls_key_file, ("/etc/ms/tls.key", "/etc/ms/tls.key"), ("k.pem", "k.pem")),
     "MS_ADMIN_PAT_FILE": (lambda c: c.admin_pat_file, ("/srv/ms/a.pat", "/srv/ms/a.pat"), ("b.pat", "b.pat")),
     "MS_READY_FILE": (
         lambda c: c.ready_file,

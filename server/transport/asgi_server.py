@@ -9,6 +9,7 @@ import asyncio
 import logging
 import os
 import socket
+import ssl
 
 import uvicorn
 
@@ -17,16 +18,22 @@ from server.transport.asgi import ASGIApp
 
 
 class AsgiServer:
-    def __init__(
-        self, server: uvicorn.Server, sockets: list[socket.socket], task: asyncio.Task[None]
-    ) -> None:
-        self._server = server
-        self._sockets = sockets
-        self._task = task
-        self.port: int = sockets[0].getsockname()[1]
+    """The HTTP app on a TCP address (with TLS when given a context) and, if asked, on a private
+    Unix socket in plaintext for the service's own Envoy: one uvicorn server per socket, since
+    uvicorn applies its TLS to every socket it serves."""
+
+    def __init__(self, servers: list[tuple[uvicorn.Server, socket.socket, asyncio.Task[None]]]) -> None:
+        self._servers = servers
+        self.port: int = servers[0][1].getsockname()[1]
 
     @classmethod
-    async def start(cls, app: ASGIApp, addr: str, unix_path: str | None = None) -> "AsgiServer":
+    async def start(
+        cls,
+        app: ASGIApp,
+        addr: str,
+        unix_path: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> "AsgiServer":
         """Serves app on addr (host:port) and, if given, on a Unix socket at unix_path (made 0600)."""
         host, _, port = addr.rpartition(":")
         family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
@@ -41,47 +48,72 @@ class AsgiServer:
         except OSError:
             sock.close()
             raise
-        sockets = [sock]
+        listeners = [(sock, ssl_context)]
         if unix_path is not None:
             private = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             private.bind(unix_path)
             os.chmod(unix_path, 0o600)
-            sockets.append(private)
+            listeners.append((private, None))
         # uvicorn logs access whenever "uvicorn.access" has handlers, root's included (pytest's
         # too). Its lines carry the request path, and on the JSON API's paths a caller may put
         # anything there, a secret where an id belongs: off for good. The service's own access
         # log writes one line per call, without the path's values.
         logging.getLogger("uvicorn.access").disabled = True
-        # proxy_headers=False: uvicorn by default rewrites the ASGI client address from
-        # X-Forwarded-For for any peer on 127.0.0.1 (forwarded_allow_ips), so that every local
-        # process could name its own source. Whom to believe is decided in one place, with the
-        # service's own settings: server/transport/forwarded.py.
-        config = uvicorn.Config(
-            app,
-            lifespan="off",
-            access_log=False,
-            log_config=None,
-            server_header=False,
-            proxy_headers=False,
-            h11_max_incomplete_event_size=MAX_HEADER_BYTES,
-        )
-        config.load()
-        server = uvicorn.Server(config)
-        server.lifespan = config.lifespan_class(config)
-        await server.startup(sockets=sockets)
-        return cls(server, sockets, asyncio.create_task(server.main_loop()))
+        servers = []
+        try:
+            for listener, context in listeners:
+                server = _uvicorn(app)
+                server.config.ssl = context
+                await server.startup(sockets=[listener])
+                servers.append((server, listener, asyncio.create_task(server.main_loop())))
+        except BaseException:
+            for listener, _ in listeners:
+                listener.close()
+            raise
+        return cls(servers)
 
     def connection_sockets(self) -> list[socket.socket]:
         """The sockets of the open connections, for inspection."""
-        return [c.transport.get_extra_info("socket") for c in self._server.server_state.connections]
+        return [
+            c.transport.get_extra_info("socket")
+            for server, _, _ in self._servers
+            for c in server.server_state.connections
+        ]
 
     async def stop(self, grace: float) -> None:
         """Closes the listening sockets and idle connections at once; requests in progress get
         grace seconds to finish (uvicorn waits for none at all when given 0: a hundredth it is)."""
-        self._server.should_exit = True
-        # uvicorn types it int, and passes it to asyncio.wait_for, which takes any number.
-        self._server.config.timeout_graceful_shutdown = max(grace, 0.01)  # type: ignore[assignment]
-        await self._task
-        await self._server.shutdown(sockets=self._sockets)
-        for sock in self._sockets:
-            sock.close()
+        await asyncio.gather(
+            *(_stop(server, listener, task, grace) for server, listener, task in self._servers)
+        )
+
+
+def _uvicorn(app: ASGIApp) -> uvicorn.Server:
+    # proxy_headers=False: uvicorn by default rewrites the ASGI client address from
+    # X-Forwarded-For for any peer on 127.0.0.1 (forwarded_allow_ips), so that every local
+    # process could name its own source. Whom to believe is decided in one place, with the
+    # service's own settings: server/transport/forwarded.py.
+    config = uvicorn.Config(
+        app,
+        lifespan="off",
+        access_log=False,
+        log_config=None,
+        server_header=False,
+        proxy_headers=False,
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+    )
+    config.load()
+    server = uvicorn.Server(config)
+    server.lifespan = config.lifespan_class(config)
+    return server
+
+
+async def _stop(
+    server: uvicorn.Server, listener: socket.socket, task: asyncio.Task[None], grace: float
+) -> None:
+    server.should_exit = True
+    # uvicorn types it int, and passes it to asyncio.wait_for, which takes any number.
+    server.config.timeout_graceful_shutdown = max(grace, 0.01)  # type: ignore[assignment]
+    await task
+    await server.shutdown(sockets=[listener])
+    listener.close()

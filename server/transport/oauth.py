@@ -326,11 +326,13 @@ class Discovery:
     Clients send their secrets to the token endpoint this names, so it is never taken from the
     request unchecked: it is MS_ISSUER when set, else the address the request reached if that is
     one of the addresses the service listens on (`allow`), else the first of those. The scheme is
-    http (a proxy that terminates TLS in front needs MS_ISSUER).
+    https when the service serves TLS, else http (a proxy that terminates TLS in front needs
+    MS_ISSUER).
     """
 
-    def __init__(self, issuer: str | None) -> None:
+    def __init__(self, issuer: str | None, scheme: str = "http") -> None:
         self._issuer = issuer
+        self._scheme = scheme
         self._hosts: list[str] = []
 
     def allow(self, address: str) -> None:
@@ -361,4 +363,4 @@ class Discovery:
 
     def _origin(self, host: str) -> str:
         host = host.strip().lower()
-        return f"http://{host if host in self._hosts else self._hosts[0]}"
+        return f"{self._scheme}://{host if host in self._hosts else self._hosts[0]}"
