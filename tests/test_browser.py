@@ -6,20 +6,26 @@ npm the test is skipped with the reason, unless MS_REQUIRE_BROWSER=1 (as CI sets
 """
 
 import asyncio
+import base64
 import functools
+import hashlib
 import json
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import threading
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from tests.service import Running, config_for, start_service
+from tests.tls_files import make_ca, server_files
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "browser"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -77,13 +83,13 @@ async def browser_service(
     await running.service.stop(0)
 
 
-async def drive(page_origin: str, token: str, *apis: str) -> list[dict[str, object]]:
+async def drive(page_origin: str, token: str, *apis: str, chromium_args: str = "") -> list[dict[str, object]]:
     # In a thread: the service under test runs in this very event loop.
     result = await asyncio.to_thread(
         subprocess.run,
         ["node", "drive.mjs", f"{page_origin}/index.html", token, *apis],
         cwd=EXAMPLE, capture_output=True, text=True, timeout=120, check=False,
-        env={**os.environ, "CHROMIUM": CHROMIUM},
+        env={**os.environ, "CHROMIUM": CHROMIUM, "CHROMIUM_ARGS": chromium_args},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(result.stdout)  # type: ignore[no-any-return]
@@ -123,3 +129,42 @@ async def test_a_page_from_an_origin_not_allowed_gets_nothing(
         error = str(created["error"])
         assert error.startswith("2 Unknown: no answer reached this page. Probably refused by CORS"), result
         assert f"({stranger}) in MS_CORS_ORIGINS" in error
+
+
+async def test_the_page_works_over_https(bundle: None, tmp_path: Path) -> None:
+    """The page and the API over https:// (MS_TLS_CERT_FILE): Chromium trusts the throwaway
+    certificate by its key's hash, and nothing else it would not trust anyway."""
+    ca = make_ca(tmp_path)
+    files = server_files(ca, tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(files.cert_file, files.key_file)
+    page = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(EXAMPLE)))
+    page.socket = context.wrap_socket(page.socket, server_side=True)
+    threading.Thread(target=page.serve_forever, daemon=True).start()
+    origin = f"https://127.0.0.1:{page.server_port}"
+    config = replace(
+        config_for(tmp_path, envoy=True, cors_origins=(origin,)),
+        tls_cert_file=str(files.cert_file),
+        tls_key_file=str(files.key_file),
+    )
+    running = await start_service(config)
+    try:
+        service = running.service
+        apis = (f"https://127.0.0.1:{service.http_port}", f"https://127.0.0.1:{service.envoy_port}")
+        spki = files.cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        pin = base64.b64encode(hashlib.sha256(spki).digest()).decode()
+        results = await drive(
+            origin, running.admin_token, *apis, chromium_args=f"--ignore-certificate-errors-spki-list={pin}"
+        )
+    finally:
+        await running.service.stop(0)
+        page.shutdown()
+        page.server_close()
+    assert [r["api"] for r in results] == list(apis)
+    for result in results:
+        created = result["created"]
+        assert isinstance(created, dict)
+        assert created["error"] == "", result
+        assert re.fullmatch(r"msk_[0-9A-Za-z]{61}", str(created["clientSecret"]))
+        assert result["unknown"] == "5 NotFound USER_NOT_FOUND"
+        assert result["problems"] == []

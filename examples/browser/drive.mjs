@@ -7,7 +7,9 @@ const [pageUrl, token, ...apis] = process.argv.slice(2);
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
   args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-         "--no-first-run", "--disable-quic", "--disable-sync"],
+         "--no-first-run", "--disable-quic", "--disable-sync",
+         // A test's own trust, e.g. --ignore-certificate-errors-spki-list=<its throwaway key's hash>.
+         ...(process.env.CHROMIUM_ARGS ?? "").split(" ").filter(Boolean)],
 });
 const results = [];
 try {
