@@ -31,6 +31,7 @@ from server.envoy import EnvoyError, EnvoyProcess, EnvoySettings
 from server.limits import MAX_HEADER_BYTES, MAX_REQUEST_BYTES
 from server.metrics import Metrics, timed_store
 from server.private_files import check_private_location, write_private_file
+from server.resources import resource
 from server.store.base import Store
 from server.store.postgres import PostgresStore
 from server.store.sqlite import SqliteStore
@@ -59,7 +60,7 @@ log = logging.getLogger("machinesecrets")
 
 OPENAPI_PATH = "/openapi.json"
 # Made by `make openapi` from the descriptor set, committed beside it.
-OPENAPI_DOCUMENT = Path(__file__).resolve().parent.parent / "generated" / "openapi.json"
+OPENAPI_DOCUMENT = resource("generated/openapi.json")
 FIRST_ORG_NAME = "default"
 ADMIN_USER_NAME = "admin"
 USER_SERVICE = user_service_pb2.DESCRIPTOR.services_by_name["UserService"]

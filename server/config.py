@@ -195,7 +195,11 @@ class Config:
 
 
 def load(argv: Sequence[str], environ: Mapping[str, str]) -> Config:
-    parser = argparse.ArgumentParser(prog="python -m server", description="machine-secrets server")
+    parser = argparse.ArgumentParser(
+        prog="machine-secrets",
+        description="Client secrets for machine users, over gRPC, grpc-web and JSON. Every setting is a"
+        " flag or an MS_* environment variable; a flag wins.",
+    )
     for s in SETTINGS:
         parser.add_argument(
             s.flag, dest=s.field, default=None, help=f"{s.help} (env {s.env}, default {s.default})"

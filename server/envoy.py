@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from server.limits import MAX_HEADER_BYTES
+from server.resources import resource
 from server.temp_dirs import private_temp_dir
 
 log = logging.getLogger("machinesecrets.envoy")
 
-ROOT = Path(__file__).resolve().parent.parent
-TEMPLATE = ROOT / "envoy.yaml"
-DESCRIPTOR_SET = ROOT / "generated" / "machinesecrets.binpb"
+TEMPLATE = resource("envoy.yaml")
+DESCRIPTOR_SET = resource("generated/machinesecrets.binpb")
 START_TIMEOUT_S = 20.0
 
 
