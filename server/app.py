@@ -43,7 +43,7 @@ from server.transport.cors import CorsMiddleware
 from server.transport.forwarded import ClientAddress
 from server.transport.grpc_server import method_handlers
 from server.transport.grpcweb import GrpcWebEndpoint
-from server.transport.health import HEALTH_PATH, READY_PATH, Readiness, healthz
+from server.transport.health import HEALTH_PATH, READY_PATH, Readiness, StoreWatch, healthz
 from server.transport.http import ByContentType, HttpApp, StaticJson
 from server.transport.inflight import InflightLimit
 from server.transport.metrics import METRICS_PATH, MetricsEndpoint
@@ -91,6 +91,7 @@ class Service:
     envoy: EnvoyProcess | None
     health: HealthServicer
     readiness: Readiness
+    store_watch: StoreWatch
     # Where the HTTP app's socket for its own Envoy lives (0700): removed when the service stops.
     private_dir: tempfile.TemporaryDirectory[str] | None = None
 
@@ -114,6 +115,7 @@ class Service:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
         self.readiness.shutting_down = True
+        await self.store_watch.stop()
         await self.health.enter_graceful_shutdown()
         if self.envoy is not None:
             await self.envoy.stop_accepting()
@@ -270,6 +272,8 @@ async def _start(config: Config, store: Store, clock: Clock, tls: TlsFiles | Non
         raise
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    store_watch = StoreWatch(store, health_servicer, ("", *SERVICE_NAMES))
+    store_watch.start()
     log.info("gRPC listening on %s", _with_port(config.grpc_addr, port))
     log.info("grpc-web and HTTP listening on %s", _with_port(config.http_addr, http_server.port))
     envoy = await _start_envoy(config, f"unix:{envoy_grpc_socket}", f"unix:{envoy_socket}", tls)
@@ -277,7 +281,9 @@ async def _start(config: Config, store: Store, clock: Clock, tls: TlsFiles | Non
     if config.envoy_addr is not None and envoy is not None:
         discovery.allow(_with_port(config.envoy_addr, envoy.port))
     discovery.allow(_with_port(config.http_addr, http_server.port))
-    return Service(store, server, port, http_server, envoy, health_servicer, readiness, private_dir)
+    return Service(
+        store, server, port, http_server, envoy, health_servicer, readiness, store_watch, private_dir
+    )
 
 
 async def _start_envoy(config: Config, grpc: str, http: str, tls: TlsFiles | None) -> EnvoyProcess | None:

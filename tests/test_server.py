@@ -159,6 +159,31 @@ async def test_unexpected_errors_are_internal_without_details(
     assert "boom" in caplog.text  # the operator sees it in the log; the caller does not
 
 
+async def test_grpc_health_says_not_serving_while_the_store_is_down(
+    running: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def check() -> object:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.service.grpc_port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)  # type: ignore[no-untyped-call]
+            answer = await health.Check(
+                health_pb2.HealthCheckRequest(service="machinesecrets.v1.UserService")
+            )
+            return answer.status
+
+    async def becomes(status: object) -> None:
+        async with asyncio.timeout(5):  # the watch asks every second
+            while await check() != status:  # noqa: ASYNC110 - another process's state, polled
+                await asyncio.sleep(0.1)
+
+    async def down() -> bool:
+        raise StoreUnavailable("connection refused")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(running.service.store, "any_org", down)
+        await becomes(health_pb2.HealthCheckResponse.NOT_SERVING)
+    await becomes(health_pb2.HealthCheckResponse.SERVING)
+
+
 async def test_a_store_that_is_down_is_unavailable(
     world: World, running: Running, monkeypatch: pytest.MonkeyPatch
 ) -> None:

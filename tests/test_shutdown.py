@@ -25,7 +25,7 @@ from machinesecrets.v1 import user_service_pb2 as user_pb
 
 from server.transport.oauth import TOKEN_PATH
 from tests.api import Api, ApiError, ConnectApi, GrpcApi, GrpcWebApi, JsonApi
-from tests.processes import start_with_envoy
+from tests.processes import ServerProcess, start_with_envoy
 
 GRACE_S = 10
 
@@ -83,6 +83,14 @@ async def test_sigterm_under_load_finishes_what_was_accepted(tmp_path: Path) -> 
     process, admin = await start_with_envoy(
         tmp_path, MS_BCRYPT_COST="12", MS_SHUTDOWN_GRACE=f"{GRACE_S}s", MS_LOG_FORMAT="json"
     )
+    try:
+        await load_then_sigterm(process, admin)
+    finally:
+        if process.alive:  # the test failed before the signal: nothing is left running
+            await process.kill()
+
+
+async def load_then_sigterm(process: ServerProcess, admin: str) -> None:
     grpc_direct, envoy = f"127.0.0.1:{process.grpc_port}", f"127.0.0.1:{process.envoy_port}"
     web = f"http://127.0.0.1:{process.http_port}"
     auth = [("authorization", f"Bearer {admin}")]
