@@ -168,7 +168,10 @@ async def test_json_log_lines_carry_the_call_and_its_request_id(tmp_path: Path) 
     assert (token_line["method"], token_line["transport"], token_line["code"]) == (TOKEN_PATH, "http", "401")
     for line in (grpc_line, json_line, token_line):
         assert isinstance(line["duration_ms"], float)
-        assert line["peer"]
+    assert grpc_line["peer"].startswith("ipv4:127.0.0.1:")
+    # Through Envoy: the address Envoy saw (loopback, or the sandbox's stand-in for it).
+    assert re.fullmatch(r"envoy:(127\.0\.0\.1|192\.0\.2\.\d+)", json_line["peer"]), json_line
+    assert re.fullmatch(r"envoy:(127\.0\.0\.1|192\.0\.2\.\d+)", token_line["peer"]), token_line
     assert grpc_line["caller"] == json_line["caller"] != "-"
     assert token_line["caller"] == "-"
     assert any(line["message"].startswith("stopping") for line in lines)

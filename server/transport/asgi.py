@@ -20,9 +20,19 @@ def header_lists(scope: Scope) -> dict[str, list[str]]:
 
 
 def peer_of(scope: Scope) -> str:
-    """The connection's peer, as grpc names one; "unknown" over a Unix socket (Envoy's)."""
+    """The connection's peer, as grpc names one, for the access log. Over the private Unix socket
+    only the service's own Envoy can open: "envoy:" and the address Envoy saw."""
     client = scope.get("client")
-    return f"ipv4:{client[0]}:{client[1]}" if client else "unknown"
+    if client:
+        return f"ipv4:{client[0]}:{client[1]}"
+    forwarded = [v.decode("latin-1") for k, v in scope["headers"] if k.lower() == b"x-forwarded-for"]
+    return via_envoy(forwarded)
+
+
+def via_envoy(forwarded: list[str]) -> str:
+    """The peer of a call that the service's own Envoy forwarded: the address it appended last."""
+    addresses = [a.strip() for value in forwarded for a in value.split(",")]
+    return f"envoy:{addresses[-1]}" if addresses else "envoy"
 
 
 def first(headers: dict[str, list[str]], name: str) -> str:

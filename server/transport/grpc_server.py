@@ -19,6 +19,7 @@ import grpc
 
 from server.logs import REQUEST_ID
 from server.transport import request_ids
+from server.transport.asgi import via_envoy
 from server.transport.pipeline import Call, Runner, metadata_values, single_message
 from server.transport.status import STATUS_DETAILS_KEY
 
@@ -42,7 +43,10 @@ def _serve(runner: Runner, read_timeout_s: float) -> Any:
         sent = metadata_values(metadata, request_ids.HEADER)
         request_id = request_ids.choose(sent[0] if sent else None)
         REQUEST_ID.set(request_id)  # grpc.aio serves each call in a task of its own
-        call = Call(runner.method, "grpc", metadata, context.peer())
+        peer = context.peer()
+        if peer.startswith("unix:"):  # the private socket only the service's own Envoy can open
+            peer = via_envoy(metadata_values(metadata, "x-forwarded-for"))
+        call = Call(runner.method, "grpc", metadata, peer)
         outcome = await runner.run(call, lambda: single_message(requests, read_timeout_s))
         # Then, not first: the headers go out with the answer (an error is then no longer
         # trailers-only, which every gRPC client reads alike).
