@@ -1,5 +1,5 @@
-"""SIGTERM in the middle of steady load, on every transport, against a real `python -m server`
-with its Envoy: every call the service had accepted completes with its real answer, new
+"""SIGTERM (or Ctrl-C's SIGINT) in the middle of steady load, on every transport, against a real
+`python -m server` with its Envoy: every call the service had accepted completes with its real answer, new
 connections are refused at once, and the process exits 0 within MS_SHUTDOWN_GRACE.
 
 Which calls the service accepted, it says itself: each call carries a request id of its own, and
@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import pytest
 from machinesecrets.v1 import user_service_pb2 as user_pb
 
 from server.transport.oauth import TOKEN_PATH
@@ -79,18 +80,19 @@ async def refuses_connections(port: int, within_s: float) -> bool:
         await asyncio.sleep(0.02)
 
 
-async def test_sigterm_under_load_finishes_what_was_accepted(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+async def test_a_stop_under_load_finishes_what_was_accepted(tmp_path: Path, signum: signal.Signals) -> None:
     process, admin = await start_with_envoy(
         tmp_path, MS_BCRYPT_COST="12", MS_SHUTDOWN_GRACE=f"{GRACE_S}s", MS_LOG_FORMAT="json"
     )
     try:
-        await load_then_sigterm(process, admin)
+        await load_then_stop(process, admin, signum)
     finally:
         if process.alive:  # the test failed before the signal: nothing is left running
             await process.kill()
 
 
-async def load_then_sigterm(process: ServerProcess, admin: str) -> None:
+async def load_then_stop(process: ServerProcess, admin: str, signum: signal.Signals) -> None:
     grpc_direct, envoy = f"127.0.0.1:{process.grpc_port}", f"127.0.0.1:{process.envoy_port}"
     web = f"http://127.0.0.1:{process.http_port}"
     auth = [("authorization", f"Bearer {admin}")]
@@ -154,7 +156,7 @@ async def load_then_sigterm(process: ServerProcess, admin: str) -> None:
             ):
                 await asyncio.sleep(0.005)
         signalled = time.monotonic()
-        process.launched.process.send_signal(signal.SIGTERM)
+        process.launched.process.send_signal(signum)
         stop_at.append(signalled + 3)
         ports = {"gRPC": process.grpc_port, "HTTP": process.http_port, "Envoy": process.envoy_port}
         for name, port in ports.items():
