@@ -20,6 +20,7 @@ from zitadel.user.v2 import user_service_pb2 as user_v2
 from server.clock import SYSTEM_CLOCK, Clock
 from server.config import CannotListen, Config
 from server.domain.access import Access
+from server.domain.caller_cache import CallerCache, forget_callers_on_write
 from server.domain.client_credentials import ClientCredentials
 from server.domain.commands import Commands
 from server.domain.credentials import SecretHasher
@@ -147,9 +148,9 @@ async def start(config: Config, clock: Clock = SYSTEM_CLOCK) -> Service:
 
 
 async def _start(config: Config, store: Store, clock: Clock, tls: TlsFiles | None) -> Service:
-    metrics = Metrics()
-    store = timed_store(store, metrics)
-    access = Access(store, clock)
+    metrics, callers = Metrics(), CallerCache()
+    store = forget_callers_on_write(timed_store(store, metrics), callers)
+    access = Access(store, clock, callers)
     hasher, ids = SecretHasher(config.bcrypt_cost, metrics.bcrypt_seconds.labels), IdGenerator()
     commands = Commands(store, hasher, ids, config.write_attempts, clock)
     queries = Queries(store, clock)

@@ -20,6 +20,7 @@ import httpx
 import pytest
 from machinesecrets.v1 import user_service_pb2 as user_pb
 
+from server.domain.caller_cache import CALLER_CACHE_TTL_S
 from server.store import events as ev
 from server.store.base import Store
 from server.store.postgres import PostgresStore
@@ -478,3 +479,69 @@ async def test_a_process_killed_during_writes_loses_nothing_it_acknowledged(
         finally:
             await store.close()
             await restarted.stop()
+
+
+async def test_a_credential_that_dies_in_one_process_is_refused_by_the_other_within_the_bound(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """Each process keeps the callers it authenticated for at most CALLER_CACHE_TTL_S (1 s): a
+    PAT removed, an access token whose secret is deleted, and a user deactivated through one
+    process are refused by the other within that bound, and by the writing process at once."""
+    processes = [await ServerProcess.start(pg_url, tmp_path, **NO_LIMITS) for _ in range(2)]
+    try:
+        async with worlds(processes, tmp_path) as (first, second):
+            name = unique_name("cached")
+            user_id = await first.machine_user(user_name=name)
+            await first.grant(user_id, ["ORG_USER_MANAGER"])
+            pat: user_pb.AddPersonalAccessTokenResponse = await first.call(
+                "AddPersonalAccessToken", user_pb.AddPersonalAccessTokenRequest(user_id=user_id)
+            )
+            secret: user_pb.CreateSecretResponse = await first.call(
+                "CreateSecret", user_pb.CreateSecretRequest(user_id=user_id)
+            )
+            access = await access_token(processes[0].http_port, name, secret.client_secret)
+            other_user = await first.machine_user()
+            await first.grant(other_user, ["ORG_USER_MANAGER"])
+            other_pat = await first.token_for(other_user)
+            remove_pat = user_pb.RemovePersonalAccessTokenRequest(user_id=user_id, token_id=pat.token_id)
+            delete = user_pb.DeleteSecretRequest(user_id=user_id, secret_id=secret.secret_id)
+            kills = [
+                (pat.token, "RemovePersonalAccessToken", remove_pat),
+                (access, "DeleteSecret", delete),
+                (other_pat, "DeactivateUser", user_pb.DeactivateUserRequest(user_id=other_user)),
+            ]
+            for token, method, request in kills:
+                assert await serves(second, token, user_id)  # now in the second process's cache
+                assert await serves(first, token, user_id)
+                await first.call(method, request)
+                killed = time.monotonic()
+                assert not await serves(first, token, user_id), method  # the writer: at once
+                while await serves(second, token, user_id):
+                    assert time.monotonic() - killed < CALLER_CACHE_TTL_S + 1.0, f"{method}: still served"
+                    await asyncio.sleep(0.05)
+    finally:
+        for process in processes:
+            await process.stop()
+
+
+async def serves(world: World, token: str, user_id: str) -> bool:
+    """Whether a call with the token is served; False when it is refused as UNAUTHENTICATED."""
+    code = grpc.StatusCode.OK
+    try:
+        await world.call("GetUserByID", user_pb.GetUserByIDRequest(user_id=user_id), token=token)
+    except ApiError as error:
+        code = error.code
+    assert code in (grpc.StatusCode.OK, grpc.StatusCode.UNAUTHENTICATED), code
+    return code == grpc.StatusCode.OK
+
+
+async def access_token(http_port: int, client_id: str, secret: str) -> str:
+    basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+    async with httpx.AsyncClient() as http:
+        answer = await http.post(
+            f"http://127.0.0.1:{http_port}/oauth/v2/token",
+            data={"grant_type": "client_credentials"},
+            headers={"authorization": f"Basic {basic}"},
+        )
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["access_token"])

@@ -1,9 +1,11 @@
 """Who is calling (authentication) and in which organisation they may act (authorisation)."""
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from server.clock import SYSTEM_CLOCK, Clock
 from server.domain import validation as check
+from server.domain.caller_cache import CallerCache
 from server.domain.credentials import token_hash
 from server.domain.errors import PermissionDenied, Unauthenticated, user_not_found
 from server.domain.ids import is_id
@@ -31,15 +33,22 @@ def invalid_token() -> Unauthenticated:
 
 
 class Access:
-    def __init__(self, store: Store, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(self, store: Store, clock: Clock = SYSTEM_CLOCK, cache: CallerCache | None = None) -> None:
         self._store = store
         self._clock = clock
+        # None: every call reads its caller from the store (caller_cache.py says when a cached
+        # one may be used).
+        self._cache = cache
 
     async def authenticate(self, bearer_token: str) -> Principal:
         hashed = token_hash(bearer_token)
-        caller = await self._store.caller(hashed)
+        caller = None if self._cache is None else self._cache.get(hashed)
         if caller is None:
-            raise invalid_token()
+            caller = await self._store.caller(hashed)
+            if caller is None:
+                raise invalid_token()
+            if self._cache is not None:
+                self._cache.put(hashed, caller)
         token, now = caller.token, self._clock.now()
         if token.expires_at is not None and token.expires_at <= now:
             raise invalid_token()
@@ -53,6 +62,9 @@ class Access:
             raise invalid_token()  # nothing of a deactivated user is accepted
         if (note := use_to_note(token.last_used_at, now)) is not None:
             await self._store.touch_token(hashed, *note)
+            if self._cache is not None and (read_at := self._cache.read_at(hashed)) is not None:
+                # Noted: the cached copy says so, and is no fresher than it was.
+                self._cache.put(hashed, replace(caller, token=replace(token, last_used_at=now)), read_at)
         return Principal(token.user_id, caller.org_id, caller.roles)
 
     async def enter_organisation(self, principal: Principal, org_id: str, permission: str) -> CallContext:

@@ -1,0 +1,82 @@
+"""The per-process cache of authenticated callers (server/domain/caller_cache.py), on a real
+store: bounded in size, never holding an unknown token, emptied by a write that may take power
+away and kept by one that cannot. Its bound across processes is tested with two processes in
+tests/test_scale_out.py."""
+
+from pathlib import Path
+
+import pytest
+
+from server.domain.access import Access
+from server.domain.caller_cache import HARMLESS, CallerCache, forget_callers_on_write
+from server.domain.commands import Commands
+from server.domain.credentials import SecretHasher
+from server.domain.errors import Unauthenticated
+from server.domain.ids import IdGenerator
+from server.domain.permissions import CallContext
+from server.store import events as ev
+from server.store.sqlite import SqliteStore
+
+
+async def test_the_cache_is_bounded_and_holds_only_callers_that_authenticated(tmp_path: Path) -> None:
+    raw = await SqliteStore.open(f"sqlite:///{tmp_path / 'ms.db'}")
+    cache = CallerCache(max_entries=3)
+    store = forget_callers_on_write(raw, cache)
+    try:
+        commands = Commands(store, SecretHasher(4), IdGenerator(), 3)
+        admin = await commands.set_up_instance("org", "admin")
+        assert admin is not None
+        access = Access(store, cache=cache)
+        for _ in range(20):  # made-up tokens: refused, and not kept
+            with pytest.raises(Unauthenticated):
+                await access.authenticate("made-up")
+        assert len(cache) == 0
+        principal = await access.authenticate(admin)
+        assert len(cache) == 1
+        admin_id = principal.user_id
+        tokens = [
+            (
+                await commands.add_personal_access_token(
+                    CallContext(principal, principal.org_id), admin_id, None
+                )
+            ).token
+            for _ in range(5)
+        ]
+        for token in tokens:
+            await access.authenticate(token)
+        assert len(cache) == 3  # the oldest went
+    finally:
+        await raw.close()
+
+
+def test_every_event_that_may_take_power_away_empties_the_cache() -> None:
+    """The list of events that keep it, reviewed by hand: each gives no one less power."""
+    assert (
+        frozenset(
+            {
+                ev.TOKEN_ACCESS_ADDED,  # a new token
+                ev.USER_PAT_ADDED,  # a new PAT
+                ev.USER_MACHINE_ADDED,  # a new user: no caller's power changes
+                ev.USER_HUMAN_ADDED,
+                ev.ORG_ADDED,
+                ev.ORG_SECRET_POLICY_SET,  # holds for new secrets only
+                ev.USER_MACHINE_SECRET_ADDED,  # a secret beside the others, which keep working
+                ev.REVOCATION_RECEIVED,  # the report; what it revokes is an event of its own
+            }
+        )
+        == HARMLESS
+    )
+    for taking in (
+        ev.USER_PAT_REMOVED,
+        ev.USER_MACHINE_SECRET_SET,
+        ev.USER_MACHINE_SECRET_ROTATED,
+        ev.USER_MACHINE_SECRET_DELETED,
+        ev.USER_MACHINE_SECRET_REVOKED,
+        ev.USER_MACHINE_SECRET_REMOVED,
+        ev.USER_DEACTIVATED,
+        ev.USER_REMOVED,
+        ev.ORG_MEMBER_REMOVED,
+        ev.ORG_MEMBER_ADDED,
+        ev.INSTANCE_IAM_OWNER_LEFT,
+    ):
+        assert taking not in HARMLESS
