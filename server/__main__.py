@@ -7,23 +7,23 @@ import os
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 import asyncio
-import json
 import logging
 import signal
 import sys
 from pathlib import Path
 
-from server import app, logs
+from server import app, logs, workers
 from server.config import Config, ConfigError, load
+from server.ready_file import remove_ready_file, write_ready_file
 from server.store.base import StoreUnavailable
 
 log = logging.getLogger("machinesecrets")
 
 
-async def serve(config: Config) -> None:
-    service = await app.start(config)
+async def serve(config: Config, placement: app.Placement | None = None) -> None:
+    service = await app.start(config, placement=placement)
     if config.ready_file:
-        write_ready_file(Path(config.ready_file), service)
+        write_ready_file(Path(config.ready_file), service.grpc_port, service.http_port, service.envoy_port)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -35,20 +35,6 @@ async def serve(config: Config) -> None:
         remove_ready_file(Path(config.ready_file))
 
 
-def write_ready_file(path: Path, service: app.Service) -> None:
-    """Every bound port as JSON, for tools and tests (tools/launcher.py): written whole, then
-    renamed into place, so that a reader never sees half of it."""
-    ready = {
-        "grpc": service.grpc_port,
-        "http": service.http_port,
-        "envoy": service.envoy_port,
-        "pid": os.getpid(),
-    }
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(ready) + "\n")
-    partial.replace(path)
-
-
 def main() -> int:
     try:
         config = load(sys.argv[1:], os.environ)
@@ -57,7 +43,10 @@ def main() -> int:
         return 2
     logs.configure(config.log_level, config.log_format)
     try:
-        asyncio.run(serve(config))
+        if config.workers > 1:
+            asyncio.run(workers.supervise(config, sys.argv[1:]))
+        else:
+            asyncio.run(serve(config))
     except ConfigError as error:  # a setting that proved wrong only at start (e.g. a refused path)
         print(f"machine-secrets: {error}", file=sys.stderr)
         return 2
@@ -65,10 +54,6 @@ def main() -> int:
         print(f"machine-secrets: MS_DATABASE_URL: {error}", file=sys.stderr)
         return 2
     return 0
-
-
-def remove_ready_file(path: Path) -> None:
-    path.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

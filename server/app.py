@@ -136,18 +136,31 @@ async def open_store(config: Config, clock: Clock = SYSTEM_CLOCK) -> Store:
     return await SqliteStore.open(config.database_url, clock, config.sqlite_sync)
 
 
-async def start(config: Config, clock: Clock = SYSTEM_CLOCK) -> Service:
-    """The whole service, started. clock: the time every decision reads (tests move it)."""
+@dataclass(frozen=True)
+class Placement:
+    """Where one worker of several (server/workers.py) is reached by the supervisor's Envoy: its
+    own private Unix sockets. Its TCP ports are shared with the other workers (SO_REUSEPORT)."""
+
+    grpc_socket: str
+    http_socket: str
+    envoy_addr: str | None  # the supervisor's Envoy (host:port), by which clients find the token endpoint
+
+
+async def start(config: Config, clock: Clock = SYSTEM_CLOCK, placement: Placement | None = None) -> Service:
+    """The whole service, started. clock: the time every decision reads (tests move it);
+    placement: for a worker of several, its sockets (it starts no Envoy of its own)."""
     tls = load_tls(config.tls_cert_file, config.tls_key_file, clock.now())  # before anything starts
     store = await open_store(config, clock)
     try:
-        return await _start(config, store, clock, tls)
+        return await _start(config, store, clock, tls, placement)
     except BaseException:
         await store.close()
         raise
 
 
-async def _start(config: Config, store: Store, clock: Clock, tls: TlsFiles | None) -> Service:
+async def _start(
+    config: Config, store: Store, clock: Clock, tls: TlsFiles | None, placement: Placement | None
+) -> Service:
     metrics, callers = Metrics(), CallerCache()
     store = forget_callers_on_write(timed_store(store, metrics), callers)
     access = Access(store, clock, callers)
@@ -185,7 +198,8 @@ async def _start(config: Config, store: Store, clock: Clock, tls: TlsFiles | Non
     server = aio.server(
         options=[
             # grpcio turns SO_REUSEPORT on: a second server on a taken port would start silently.
-            ("grpc.so_reuseport", 0),
+            # Workers share their ports on purpose.
+            ("grpc.so_reuseport", 0 if placement is None else 1),
             ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
             # No HPACK dynamic table: grpc core leaves its decoding table out of step with the
             # client's encoder after metadata it cannot parse, and the calls that follow on the
@@ -201,13 +215,17 @@ async def _start(config: Config, store: Store, clock: Clock, tls: TlsFiles | Non
     # The service's own Envoy reaches the HTTP app over a Unix socket that only this user can
     # open, so that its X-Forwarded-For can be believed without believing every local process.
     sweep_orphans()  # what a killed service left behind
-    private_dir = private_temp_dir() if config.envoy_addr else None
+    private_dir = private_temp_dir() if config.envoy_addr and placement is None else None
     try:
         discovery = Discovery(config.issuer, "http" if tls is None else "https")
         readiness = Readiness(store)
         # The service's own Envoy reaches both servers over private Unix sockets, in plaintext.
-        envoy_socket = None if private_dir is None else str(Path(private_dir.name) / "http.sock")
-        envoy_grpc_socket = None if private_dir is None else str(Path(private_dir.name) / "grpc.sock")
+        envoy_socket = envoy_grpc_socket = None
+        if private_dir is not None:
+            envoy_socket = str(Path(private_dir.name) / "http.sock")
+            envoy_grpc_socket = str(Path(private_dir.name) / "grpc.sock")
+        elif placement is not None:
+            envoy_socket, envoy_grpc_socket = placement.http_socket, placement.grpc_socket
         server.add_generic_rpc_handlers(method_handlers(pipelines, read_timeout_s))
         # grpc-web and the Connect JSON call serve the very same pipelines, at their gRPC paths.
         grpc_web = CorsMiddleware(
@@ -263,7 +281,9 @@ async def _start(config: Config, store: Store, clock: Clock, tls: TlsFiles | Non
         await server.start()
         try:
             ssl_context = None if tls is None else tls.server_context()
-            http_server = await AsgiServer.start(http_app, config.http_addr, envoy_socket, ssl_context)
+            http_server = await AsgiServer.start(
+                http_app, config.http_addr, envoy_socket, ssl_context, reuse_port=placement is not None
+            )
         except OSError as error:
             raise CannotListen("MS_HTTP_ADDR", config.http_addr, error.strerror or "refused") from error
     except BaseException:  # a taken port, say: nothing is left running, and the socket's folder goes
@@ -275,21 +295,27 @@ async def _start(config: Config, store: Store, clock: Clock, tls: TlsFiles | Non
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     store_watch = StoreWatch(store, health_servicer, ("", *SERVICE_NAMES))
     store_watch.start()
-    log.info("gRPC listening on %s", _with_port(config.grpc_addr, port))
-    log.info("grpc-web and HTTP listening on %s", _with_port(config.http_addr, http_server.port))
-    envoy = await _start_envoy(config, f"unix:{envoy_grpc_socket}", f"unix:{envoy_socket}", tls)
+    log.info("gRPC listening on %s", with_port(config.grpc_addr, port))
+    log.info("grpc-web and HTTP listening on %s", with_port(config.http_addr, http_server.port))
+    envoy = None
+    if private_dir is not None:
+        envoy = await start_envoy(config, (f"unix:{envoy_grpc_socket}",), (f"unix:{envoy_socket}",), tls)
     # Clients find the token endpoint by these addresses, Envoy's first.
     if config.envoy_addr is not None and envoy is not None:
-        discovery.allow(_with_port(config.envoy_addr, envoy.port))
-    discovery.allow(_with_port(config.http_addr, http_server.port))
+        discovery.allow(with_port(config.envoy_addr, envoy.port))
+    if placement is not None and placement.envoy_addr is not None:
+        discovery.allow(placement.envoy_addr)
+    discovery.allow(with_port(config.http_addr, http_server.port))
     return Service(
         store, server, port, http_server, envoy, health_servicer, readiness, store_watch, private_dir
     )
 
 
-async def _start_envoy(config: Config, grpc: str, http: str, tls: TlsFiles | None) -> EnvoyProcess | None:
-    """Envoy in front, when configured. If it cannot start, the service still serves gRPC and
-    grpc-web directly, and the log says why."""
+async def start_envoy(
+    config: Config, grpc: tuple[str, ...], http: tuple[str, ...], tls: TlsFiles | None
+) -> EnvoyProcess | None:
+    """Envoy in front of these servers (their private sockets), when configured. If it cannot
+    start, the servers still serve gRPC and grpc-web directly, and the log says why."""
     if config.envoy_addr is None:
         return None
     settings = EnvoySettings(
@@ -305,9 +331,9 @@ async def _start_envoy(config: Config, grpc: str, http: str, tls: TlsFiles | Non
     except EnvoyError as error:
         log.error("Envoy did not start, so JSON is not served; gRPC and grpc-web still are: %s", error)
         return None
-    log.info("Envoy (JSON, gRPC, grpc-web) listening on %s", _with_port(config.envoy_addr, envoy.port))
+    log.info("Envoy (JSON, gRPC, grpc-web) listening on %s", with_port(config.envoy_addr, envoy.port))
     return envoy
 
 
-def _with_port(addr: str, port: int) -> str:
+def with_port(addr: str, port: int) -> str:
     return f"{addr.rpartition(':')[0]}:{port}"

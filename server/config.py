@@ -116,6 +116,13 @@ SETTINGS = [
         lambda n, v: _max_inflight(v),
     ),
     Setting(
+        "MS_WORKERS",
+        "1",
+        "server processes sharing the gRPC and HTTP ports behind the one Envoy (PostgreSQL only); a"
+        " worker that dies is started again",
+        lambda n, v: _workers(v),
+    ),
+    Setting(
         "MS_SHUTDOWN_GRACE",
         "10s",
         "on SIGTERM or Ctrl-C: how long calls in flight may take to finish before the service exits",
@@ -177,6 +184,7 @@ class Config:
     failure_window: timedelta
     request_read_timeout: timedelta
     max_inflight: int
+    workers: int
     shutdown_grace: timedelta
     write_attempts: int
     trusted_proxies: tuple[Network, ...]
@@ -205,9 +213,15 @@ def load(argv: Sequence[str], environ: Mapping[str, str]) -> Config:
             s.flag, dest=s.field, default=None, help=f"{s.help} (env {s.env}, default {s.default})"
         )
     args = vars(parser.parse_args(list(argv)))
-    return Config(
+    config = Config(
         **{s.field: s.parse(s.env, _pick(args[s.field], environ.get(s.env), s.default)) for s in SETTINGS}
     )
+    if config.workers > 1 and config.database_url.startswith("sqlite"):
+        raise ConfigError(
+            f"MS_WORKERS={config.workers} needs PostgreSQL (MS_DATABASE_URL=postgresql://...): SQLite"
+            " has one writer, in one process. Use MS_WORKERS=1 with SQLite"
+        )
+    return config
 
 
 def _pick(flag: str | None, env: str | None, default: str) -> str:
@@ -316,3 +330,12 @@ def _log_format(value: str) -> str:
     if log_format not in FORMATS:
         raise ConfigError("MS_LOG_FORMAT must be text or json")
     return log_format
+
+
+MAX_WORKERS = 64
+
+
+def _workers(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= MAX_WORKERS:
+        raise ConfigError(f"MS_WORKERS must be a whole number from 1 to {MAX_WORKERS}")
+    return int(value)

@@ -34,8 +34,8 @@ class EnvoyError(Exception):
 @dataclass(frozen=True)
 class EnvoySettings:
     listen: str  # host:port, port 0 for any free port
-    grpc: str  # host:port, or unix:/path/to/socket
-    http: str  # host:port, or unix:/path/to/socket
+    grpc: tuple[str, ...]  # each server's gRPC port: host:port, or unix:/path/to/socket
+    http: tuple[str, ...]  # each server's HTTP app, likewise
     cors_origins: tuple[str, ...]
     max_request_bytes: int
     admin_port: int = 0
@@ -49,8 +49,8 @@ def render(settings: EnvoySettings) -> str:
         ENVOY_HOST=envoy_host,
         ENVOY_PORT=envoy_port,
         ADMIN_PORT=settings.admin_port,
-        GRPC_ADDRESS=_address(settings.grpc),
-        HTTP_ADDRESS=_address(settings.http),
+        GRPC_ENDPOINTS=_endpoints(settings.grpc),
+        HTTP_ENDPOINTS=_endpoints(settings.http),
         DOWNSTREAM_TLS=_downstream_tls(settings.tls),
         DESCRIPTOR_SET=DESCRIPTOR_SET,
         CORS_ORIGINS=origins,
@@ -62,6 +62,11 @@ def render(settings: EnvoySettings) -> str:
 def _split(addr: str) -> tuple[str, str]:
     host, _, port = addr.rpartition(":")
     return host.strip("[]"), port
+
+
+def _endpoints(addresses: tuple[str, ...]) -> str:
+    """A cluster's lb_endpoints, in flow style."""
+    return "[" + ", ".join(f"{{ endpoint: {{ address: {{ {_address(a)} }} }} }}" for a in addresses) + "]"
 
 
 def _address(addr: str) -> str:
@@ -250,5 +255,6 @@ if __name__ == "__main__":
 
     config = load([], os.environ)
     tls = (config.tls_cert_file, config.tls_key_file) if config.tls_cert_file else None
-    print(render(EnvoySettings(config.envoy_addr or "127.0.0.1:8080", config.grpc_addr, config.http_addr,
-                               config.cors_origins, MAX_REQUEST_BYTES, tls=tls)))  # fmt: skip
+    listen = config.envoy_addr or "127.0.0.1:8080"
+    print(render(EnvoySettings(listen, (config.grpc_addr,), (config.http_addr,), config.cors_origins,
+                               MAX_REQUEST_BYTES, tls=tls)))  # fmt: skip

@@ -1,5 +1,6 @@
 """The service's log lines: text for people (the default), or one JSON object a line for a log
-pipeline (MS_LOG_FORMAT=json), and the request id that ties a call's lines together.
+pipeline (MS_LOG_FORMAT=json, with the process id too: MS_WORKERS runs several), and the request
+id that ties a call's lines together.
 
 Every line a call writes carries its request id: the transports set REQUEST_ID when a call
 arrives (transport/request_ids.py), and a filter on the handler copies it into each record. Access
@@ -37,6 +38,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
             "request_id": getattr(record, "request_id", "-"),
+            "pid": record.process,  # which worker, with MS_WORKERS
         }
         for name in ACCESS_FIELDS:
             if name in record.__dict__:

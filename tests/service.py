@@ -72,6 +72,7 @@ def config_for(
         failure_window=timedelta(seconds=failure_limits.window_s),
         request_read_timeout=request_read_timeout,
         max_inflight=max_inflight,
+        workers=1,
         shutdown_grace=timedelta(seconds=10),
         write_attempts=8,
         trusted_proxies=trusted_proxies,

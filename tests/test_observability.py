@@ -75,7 +75,8 @@ async def test_metrics_move_with_the_calls(world: World, running: Running) -> No
     assert moved("machinesecrets_bcrypt_duration_seconds_count", operation="hash") == 2
     assert moved("machinesecrets_bcrypt_duration_seconds_count", operation="verify") == 2
     assert moved("machinesecrets_store_operation_duration_seconds_count", operation="append") >= 2
-    assert moved("machinesecrets_store_operation_duration_seconds_count", operation="caller") >= 3
+    # The made-up token was looked up (an unknown token is never cached; the admin's may be).
+    assert moved("machinesecrets_store_operation_duration_seconds_count", operation="caller") >= 1
     assert value(after, "machinesecrets_calls_in_flight") == 0  # the scrape is not a call
     assert value(after, "process_resident_memory_bytes") > 0
     assert moved("process_cpu_seconds_total") > 0

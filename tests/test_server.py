@@ -209,6 +209,8 @@ def test_configuration_errors_name_the_variable() -> None:
         ({"MS_LOG_LEVEL": "LOUD"}, "MS_LOG_LEVEL"),
         ({"MS_LOG_FORMAT": "xml"}, "MS_LOG_FORMAT"),
         ({"MS_SHUTDOWN_GRACE": "soon"}, "MS_SHUTDOWN_GRACE"),
+        ({"MS_WORKERS": "0"}, "MS_WORKERS"),
+        ({"MS_WORKERS": "2"}, "MS_WORKERS=2 needs PostgreSQL"),
         ({"MS_CLIENT_FAILURE_LIMIT": "0"}, "MS_CLIENT_FAILURE_LIMIT"),
         ({"MS_SOURCE_FAILURE_LIMIT": "many"}, "MS_SOURCE_FAILURE_LIMIT"),
         ({"MS_FAILURE_WINDOW": "1d"}, "MS_FAILURE_WINDOW"),
@@ -285,6 +287,7 @@ SETTING_EXAMPLES: dict[str, tuple[Callable[[Config], object], tuple[str, object]
     "MS_LOG_LEVEL": (lambda c: c.log_level, ("debug", "DEBUG"), ("ERROR", "ERROR")),
     "MS_LOG_FORMAT": (lambda c: c.log_format, ("JSON", "json"), ("text", "text")),
     "MS_SHUTDOWN_GRACE": (lambda c: _seconds(c.shutdown_grace), ("30s", 30), ("2m", 120)),
+    "MS_WORKERS": (lambda c: c.workers, ("1", 1), ("1", 1)),
 }
 
 

@@ -6,6 +6,7 @@ and shutdown are driven directly.
 """
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -33,8 +34,10 @@ class AsgiServer:
         addr: str,
         unix_path: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        reuse_port: bool = False,
     ) -> "AsgiServer":
-        """Serves app on addr (host:port) and, if given, on a Unix socket at unix_path (made 0600)."""
+        """Serves app on addr (host:port) and, if given, on a Unix socket at unix_path (made 0600).
+        reuse_port: the port is shared with other processes (workers), each accepting its share."""
         host, _, port = addr.rpartition(":")
         family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
         # proto must say TCP: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on accepted
@@ -44,6 +47,8 @@ class AsgiServer:
         sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind((host.strip("[]"), int(port)))
         except OSError:
             sock.close()
@@ -51,6 +56,8 @@ class AsgiServer:
         listeners = [(sock, ssl_context)]
         if unix_path is not None:
             private = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            with contextlib.suppress(FileNotFoundError):  # a worker's, left by the one it replaces
+                os.unlink(unix_path)
             private.bind(unix_path)
             os.chmod(unix_path, 0o600)
             listeners.append((private, None))

@@ -23,6 +23,7 @@ from machinesecrets.v1 import object_pb2, user_service_pb2
 from server.config import load
 from server.envoy import EnvoyProcess, EnvoySettings
 from server.limits import MAX_REQUEST_BYTES
+from server.temp_dirs import private_temp_dir
 from server.transport import json_body
 from server.transport.asgi import Receive, Send, respond
 from server.transport.asgi_server import AsgiServer
@@ -88,11 +89,15 @@ async def main() -> None:
         under={"/users": noop_json},
     )
     grpc_port = server.add_insecure_port("127.0.0.1:0")
+    # Envoy reaches it as it reaches the service: over Unix sockets.
+    folder = private_temp_dir("noop")
+    grpc_socket, http_socket = f"{folder.name}/grpc.sock", f"{folder.name}/http.sock"
+    server.add_insecure_port(f"unix:{grpc_socket}")
     await server.start()
-    http = await AsgiServer.start(web, "127.0.0.1:0")
+    http = await AsgiServer.start(web, "127.0.0.1:0", http_socket)
     envoy = await EnvoyProcess.start(
         EnvoySettings(
-            "127.0.0.1:0", f"127.0.0.1:{grpc_port}", f"127.0.0.1:{http.port}", (), MAX_REQUEST_BYTES
+            "127.0.0.1:0", (f"unix:{grpc_socket}",), (f"unix:{http_socket}",), (), MAX_REQUEST_BYTES
         )
     )
     # Where tools/launcher.py looks for the ports, as `python -m server` writes it.

@@ -1,0 +1,90 @@
+"""MS_WORKERS: several server processes on the shared ports behind one Envoy, on a real PostgreSQL.
+Both workers answer calls; a worker killed is started again and the log says so, while calls go
+on; SIGTERM stops them all and exits 0. (SQLite refuses MS_WORKERS > 1: tests/test_server.py.)"""
+
+import asyncio
+import json
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+from machinesecrets.v1 import user_service_pb2 as user_pb
+from machinesecrets.v1 import user_service_pb2_grpc
+
+from tests import postgres
+from tests.processes import ServerProcess
+
+
+def workers_of(supervisor: int) -> set[int]:
+    children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
+    return {int(pid) for pid in children if b"server.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()}
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+async def calls(process: ServerProcess, admin: str, count: int, prefix: str) -> None:
+    """count calls through Envoy (JSON) and as many over direct gRPC, each on a new connection:
+    the kernel spreads connections over the workers."""
+    auth = {"authorization": f"Bearer {admin}"}
+    for i in range(count):
+        async with httpx.AsyncClient() as http:
+            answer = await http.post(
+                f"http://127.0.0.1:{process.envoy_port}/users/machine",
+                json={"userName": f"{prefix}-json-{i}", "name": "W"},
+                headers=auth,
+            )
+            assert answer.status_code == 200, answer.text
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{process.grpc_port}") as channel:
+            request = user_pb.AddMachineUserRequest(user_name=f"{prefix}-grpc-{i}", name="W")
+            await user_service_pb2_grpc.UserServiceStub(channel).AddMachineUser(
+                request, metadata=tuple(auth.items()), timeout=10
+            )
+
+
+def serving_pids(process: ServerProcess) -> set[int]:
+    lines = [json.loads(line) for line in process.log if line.startswith("{")]
+    return {
+        line["pid"] for line in lines if line["logger"] == "machinesecrets.access" and line["code"] == "OK"
+    }
+
+
+async def test_workers_share_the_ports_and_a_killed_one_comes_back(pg_url: str, tmp_path: Path) -> None:
+    process = await ServerProcess.start(
+        pg_url, tmp_path, MS_WORKERS="2", MS_ENVOY_ADDR="127.0.0.1:0", MS_LOG_FORMAT="json"
+    )
+    try:
+        admin = (tmp_path / "admin.pat").read_text().strip()
+        workers = workers_of(process.pid)
+        assert len(workers) == 2
+        await calls(process, admin, 20, "before")
+        assert serving_pids(process) == workers  # both took calls
+
+        killed = min(workers)
+        os.kill(killed, signal.SIGKILL)
+        await process.wait_for_log(f"(pid {killed}) exited with code -9: started it again")
+        await calls(process, admin, 10, "after")  # Envoy sends them to whichever answers
+        now = workers_of(process.pid)
+        assert len(now) == 2
+        assert killed not in now
+
+        assert await process.stop() == 0
+        await asyncio.sleep(0.1)
+        assert not any(alive(pid) for pid in now | workers)
+    finally:
+        if process.alive:
+            await process.kill()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    with postgres.throwaway_database() as url:
+        yield url
