@@ -20,7 +20,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from server.clock import SYSTEM_CLOCK, Clock
 from server.store import migrations
-from server.store.base import StoreUnavailable
+from server.store.base import StoreError, StoreUnavailable, UniqueViolation
 from server.store.codecs import Statement
 from server.store.records import Row
 from server.store.sql import Plan, SqlStore
@@ -108,25 +108,33 @@ class PostgresStore(SqlStore):
 
     async def _read_then_run(self, locks: tuple[str, ...], read: Statement | None, plan: Plan) -> list[Row]:
         try:
-            async with self._pool.connection() as connection, connection.transaction():
-                # Transaction-scoped advisory locks, taken in one order so that two transactions
-                # never wait on each other crosswise.
-                for name in sorted(set(locks)):
-                    await connection.execute(
-                        "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (name,), prepare=True
-                    )
-                rows: list[Row] = []
-                if read is not None:
-                    cursor = await connection.cursor(row_factory=dict_row).execute(
-                        to_pyformat(read[0]), read[1], prepare=True
-                    )
-                    rows = list(await cursor.fetchall())
-                for (sql, params), meaning in plan:
-                    try:
-                        await connection.execute(to_pyformat(sql), params, prepare=True)
-                    except pg_errors.UniqueViolation as error:
-                        raise meaning(error.diag.constraint_name or "unique") from error
-                return rows
+            async with self._pool.connection() as connection:
+                try:
+                    # Pipeline mode: the plan's statements and the commit go out together, and the
+                    # answer comes back once: one round trip for a whole append, not one a
+                    # statement. A read waits for its rows (its own round trip) before the plan.
+                    async with connection.pipeline(), connection.transaction():
+                        # Transaction-scoped advisory locks, taken in one order so that two
+                        # transactions never wait on each other crosswise.
+                        for name in sorted(set(locks)):
+                            await connection.execute(
+                                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (name,), prepare=True
+                            )
+                        rows: list[Row] = []
+                        if read is not None:
+                            cursor = await connection.cursor(row_factory=dict_row).execute(
+                                to_pyformat(read[0]), read[1], prepare=True
+                            )
+                            rows = list(await cursor.fetchall())
+                        for (sql, params), _ in plan:
+                            await connection.execute(to_pyformat(sql), params, prepare=True)
+                    return rows
+                except pg_errors.UniqueViolation as error:
+                    # In a pipeline the error arrives at the sync, not at its statement: the table
+                    # it names says which statement it was, and so what it means.
+                    raise _meaning(plan, error.diag.table_name)(
+                        error.diag.constraint_name or "unique"
+                    ) from error
         except (psycopg.OperationalError, PoolTimeout) as error:
             raise StoreUnavailable("the PostgreSQL store failed") from error
 
@@ -147,3 +155,16 @@ class PostgresStore(SqlStore):
             except PoolTimeout as error:
                 raise StoreUnavailable("the PostgreSQL store failed") from error
         raise AssertionError("unreachable")
+
+
+_TARGET = re.compile(r"^\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+(\w+)", re.IGNORECASE)
+
+
+def _meaning(plan: Plan, table: str | None) -> type[StoreError]:
+    """What a unique violation in table means, by the plan: the meaning of its first statement
+    that writes to that table (the events table's is ConcurrencyConflict)."""
+    for (sql, _), meaning in plan:
+        found = _TARGET.match(sql)
+        if found is not None and found[1] == table:
+            return meaning
+    return UniqueViolation
