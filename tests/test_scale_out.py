@@ -26,7 +26,7 @@ from server.store.base import Store
 from server.store.postgres import PostgresStore
 from server.store.sqlite import SqliteStore
 from tests import postgres
-from tests.api import ApiError, GrpcApi
+from tests.api import ApiError, GrpcApi, exchange
 from tests.processes import ServerProcess
 from tests.world import World, unique_name
 
@@ -536,12 +536,6 @@ async def serves(world: World, token: str, user_id: str) -> bool:
 
 
 async def access_token(http_port: int, client_id: str, secret: str) -> str:
-    basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
-    async with httpx.AsyncClient() as http:
-        answer = await http.post(
-            f"http://127.0.0.1:{http_port}/oauth/v2/token",
-            data={"grant_type": "client_credentials"},
-            headers={"authorization": f"Basic {basic}"},
-        )
+    answer = await exchange(f"http://127.0.0.1:{http_port}", client_id, secret)
     assert answer.status_code == 200, answer.text
     return str(answer.json()["access_token"])
