@@ -28,7 +28,7 @@ from tests.h2wire import Answer, exchange, grpc_headers
 from tests.processes import ServerProcess, start_with_envoy
 from tests.service import Running, config_for, start_service
 
-SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 # OK and the codes bad input may earn.
 CLEAR_WEB_STATUSES = {
     "OK", "INVALID_ARGUMENT", "NOT_FOUND", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 from machinesecrets.v1 import user_service_pb2 as user_pb
 
 from server.metrics import calls_by_code
@@ -26,7 +27,7 @@ from tests.processes import ServerProcess, start_with_envoy
 from tests.world import World
 
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
-EXAMPLES_PER_OPERATION = 200
+EXAMPLES_PER_OPERATION = 100  # with three passes, about two minutes of the suite
 OAUTH_PATHS = "^/(oauth/|\\.well-known/)"
 
 
@@ -54,6 +55,7 @@ async def token_answers(process: ServerProcess) -> dict[str, int]:
     return calls_by_code(text, TOKEN_PATH)
 
 
+@pytest.mark.timeout(600)  # three schemathesis runs; a slow machine took over 300 s at 200 examples
 async def test_generated_requests_through_envoy(tmp_path: Path) -> None:
     # Low failure limits, so that the guessing pass reaches the 429 within its cases.
     process, token = await start_with_envoy(
@@ -73,7 +75,7 @@ async def test_generated_requests_through_envoy(tmp_path: Path) -> None:
         rpcs = await schemathesis(
             port, "--header", f"Authorization: Bearer {token}", "--exclude-path-regex", OAUTH_PATHS
         )
-        assert rpcs >= 2000, f"only {rpcs} cases"
+        assert rpcs >= 1000, f"only {rpcs} cases"
         signed = await schemathesis(
             port, "--auth", f"{issued.client_id}:{issued.client_secret}", "--include-path-regex", OAUTH_PATHS
         )

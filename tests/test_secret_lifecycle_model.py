@@ -52,7 +52,7 @@ from tests.world import World
 DEFAULT_MAX_SECRETS = 5
 MAX_EXPIRED_KEPT = 20  # README: older expired secrets go when a new one is made
 FUZZ = timedelta(seconds=1)
-EXAMPLES = 150
+EXAMPLES = 80  # per store; each is STEPS calls against the model (about a minute in all)
 STEPS = 30
 _names = itertools.count()
 
