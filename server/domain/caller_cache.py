@@ -81,9 +81,9 @@ class _ForgetCallersOnWrite:
         self._store = store
         self._cache = cache
 
-    async def append(self, events: Sequence[NewEvent]) -> list[StoredEvent]:
+    async def append(self, events: Sequence[NewEvent], *, durable: bool = True) -> list[StoredEvent]:
         try:
-            return await self._store.append(events)
+            return await self._store.append(events, durable=durable)
         finally:  # a failed append may still have been committed (a lost answer): forget anyway
             if any(event.type not in HARMLESS for event in events):
                 self._cache.forget_all()

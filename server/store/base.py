@@ -150,11 +150,18 @@ class CallerRecord:
 
 
 class Store(Protocol):
-    async def append(self, events: Sequence[NewEvent]) -> list[StoredEvent]:
-        """Appends events atomically with one commit time, and updates the read models.
+    async def append(self, events: Sequence[NewEvent], *, durable: bool = True) -> list[StoredEvent]:
+        """Appends events atomically with one commit time, and updates the read models; returns
+        once the commit is on disk. durable=False returns once it is committed, and the caller
+        awaits durable() before it acknowledges anything (so that a writer's turn on an aggregate
+        need not last until the disk has answered).
 
         Raises ConcurrencyConflict, UniqueViolation or StoreUnavailable; then nothing is written.
         """
+        ...
+
+    async def durable(self) -> None:
+        """Returns once every append this process committed so far is on disk."""
         ...
 
     async def events(self, aggregate_type: str, aggregate_id: str) -> list[StoredEvent]:

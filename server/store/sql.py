@@ -61,7 +61,7 @@ class SqlStore:
         process on the store."""
         raise NotImplementedError
 
-    async def append(self, events: Sequence[NewEvent]) -> list[StoredEvent]:
+    async def append(self, events: Sequence[NewEvent], *, durable: bool = True) -> list[StoredEvent]:
         created_at = self.clock.now()
         stored = [
             StoredEvent(
@@ -70,7 +70,14 @@ class SqlStore:
             for e in events
         ]
         await self._run(append_plan(stored, to_micros(created_at)))
+        if durable:
+            await self.durable()
         return stored
+
+    async def durable(self) -> None:
+        """PostgreSQL's commit returns once it is on disk (synchronous_commit, on by default). The
+        other writes (last use, failed authentications) need not be: a power loss that took them
+        would take nothing a client holds."""
 
     async def events(self, aggregate_type: str, aggregate_id: str) -> list[StoredEvent]:
         return [
