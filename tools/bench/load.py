@@ -3,6 +3,7 @@
 import statistics
 import subprocess
 import tempfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,9 @@ class Result:
     seconds: float
     p50_ms: float
     p99_ms: float
+    max_ms: float
+    statuses: dict[str, int]  # HTTP status: requests
+    p99_ok_ms: float  # of the 2xx answers only (0 if none)
 
     @property
     def rps(self) -> float:
@@ -34,18 +38,29 @@ def h2load(request: Request, requests: int, concurrency: int) -> Result:
     with tempfile.TemporaryDirectory(prefix="bench-") as folder:
         body, log = Path(folder) / "body", Path(folder) / "log"
         body.write_bytes(request.body)
-        command = ["h2load", "-n", str(requests), "-c", str(concurrency), "-m", "1", "-d", str(body)]
+        command = ["h2load", "-n", str(requests), "-c", str(concurrency), "-m", "1"]
+        command += ["-d", str(body)] if request.body else []  # h2load cannot map an empty file
         command += ["--log-file", str(log), *(["--h1"] if request.http1 else [])]
         for name, value in request.headers:
             command += ["-H", f"{name}: {value}"]
         output = subprocess.run(
             [*command, request.url], capture_output=True, text=True, check=True, timeout=900
         )
-        durations = [int(line.split("\t")[2]) / 1000 for line in log.read_text().splitlines() if line]
-        statuses = [line.split("\t")[1] for line in log.read_text().splitlines() if line]
-    seconds = _finished_in(output.stdout)
+        fields = [line.split("\t") for line in log.read_text().splitlines() if line]
+    durations = [int(field[2]) / 1000 for field in fields]
+    statuses = [field[1] for field in fields]
+    ok = [duration for duration, status in zip(durations, statuses, strict=True) if status.startswith("2")]
     cut = statistics.quantiles(durations, n=100, method="inclusive")
-    return Result(len(durations), sum(s.startswith("2") for s in statuses), seconds, cut[49], cut[98])
+    return Result(
+        requests=len(durations),
+        succeeded=len(ok),
+        seconds=_finished_in(output.stdout),
+        p50_ms=cut[49],
+        p99_ms=cut[98],
+        max_ms=max(durations),
+        statuses=dict(Counter(statuses)),
+        p99_ok_ms=statistics.quantiles(ok, n=100, method="inclusive")[98] if len(ok) > 1 else 0.0,
+    )
 
 
 def _finished_in(report: str) -> float:

@@ -1,0 +1,85 @@
+"""A/B of two settings in one run: two services side by side, AddSecret over native gRPC sent to
+each in turn, round after round, so that both see the same noise of the machine.
+
+    python -m tools.bench.compare MS_SQLITE_SYNC=normal MS_SQLITE_SYNC=full [--rounds 6]
+
+Prints each round and the median ratio B/A of req/s and of server CPU per call, with the spread.
+Separate full runs of `make bench` drift by more than the changes being measured (the no-op alone
+has moved by 2.5x in an afternoon); alternating runs 10 seconds apart do not.
+"""
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import grpc
+from machinesecrets.v1 import user_service_pb2 as user_pb
+from machinesecrets.v1 import user_service_pb2_grpc
+
+from tools.bench.__main__ import ADD_SECRET, cpu_seconds, grpc_request, median, spread, start_service
+from tools.bench.load import h2load
+
+
+def setting(text: str) -> dict[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name.startswith("MS_"):
+        raise argparse.ArgumentTypeError(f"a setting looks like MS_NAME=value, not {text!r}")
+    return {name: value}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m tools.bench.compare")
+    parser.add_argument("a", type=setting, help="MS_NAME=value of service A")
+    parser.add_argument("b", type=setting, help="MS_NAME=value of service B")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="machinesecrets-compare-") as tmp:
+        services = []
+        for label, settings in (("a", args.a), ("b", args.b)):
+            folder = Path(tmp) / label
+            process, ports = start_service(f"sqlite:///{folder / 'bench.db'}", folder, settings)
+            token = (folder / "admin.pat").read_text().strip()
+            with grpc.insecure_channel(f"127.0.0.1:{ports.grpc}") as channel:
+                users = user_service_pb2_grpc.UserServiceStub(channel)
+                created = users.AddMachineUser(
+                    user_pb.AddMachineUserRequest(user_name="compare", name="compare"),
+                    metadata=(("authorization", f"Bearer {token}"),),
+                )
+            add = user_pb.AddSecretRequest(user_id=created.user_id).SerializeToString()
+            services.append((process, grpc_request(ports.grpc, ADD_SECRET, add, token)))
+        try:
+            rps: list[list[float]] = [[], []]
+            cpu: list[list[float]] = [[], []]
+            for round_number in range(1, args.rounds + 1):
+                for side, (process, request) in enumerate(services):
+                    h2load(request, args.requests // 10, args.concurrency)
+                    before = cpu_seconds(process.pid)
+                    result = h2load(request, args.requests, args.concurrency)
+                    if result.succeeded != result.requests:
+                        raise SystemExit(f"round {round_number}: {result.requests - result.succeeded} failed")
+                    rps[side].append(result.rps)
+                    cpu[side].append((cpu_seconds(process.pid) - before) * 1000 / result.requests)
+                print(
+                    f"round {round_number}: A {rps[0][-1]:,.0f} req/s {cpu[0][-1]:.2f} ms CPU; "
+                    f"B {rps[1][-1]:,.0f} req/s {cpu[1][-1]:.2f} ms CPU",
+                    flush=True,
+                )
+        finally:
+            for process, _ in services:
+                process.terminate()
+                process.wait(timeout=30)
+    throughput = [b / a for a, b in zip(rps[0], rps[1], strict=True)]
+    cpu_ratio = [b / a for a, b in zip(cpu[0], cpu[1], strict=True)]
+    print(f"A: {args.a}; B: {args.b}; AddSecret over native gRPC, {args.rounds} rounds")
+    print(
+        f"req/s A {median(rps[0]):,.0f} ({spread(rps[0], 0)}), B {median(rps[1]):,.0f} ({spread(rps[1], 0)})"
+    )
+    print(
+        f"B/A req/s {median(throughput):.2f} ({spread(throughput)}); CPU per call {median(cpu_ratio):.2f} ({spread(cpu_ratio)})"
+    )
+
+
+if __name__ == "__main__":
+    main()
