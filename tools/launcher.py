@@ -46,17 +46,20 @@ class Launched:
             raise LaunchFailed(f"exited with {self.process.returncode}: {tail(self.log_file)}")
 
 
-def launch(folder: Path, env: Mapping[str, str], module: str = "server") -> Launched:
-    """`python -m module` in the repository, logging to a new file in folder."""
+def launch(folder: Path, env: Mapping[str, str], module: str = "server", root: Path = ROOT) -> Launched:
+    """`python -m module` in the repository (or another checkout of it, with its own generated
+    code: an A/B of two commits), logging to a new file in folder."""
     folder.mkdir(parents=True, exist_ok=True)
     number = len(list(folder.glob("server-*.log")))
     log_file, ready_file = folder / f"server-{number}.log", folder / f"ready-{number}.json"
     ready_file.unlink(missing_ok=True)
     environment = {**os.environ, **env, "MS_READY_FILE": str(ready_file)}
+    if root != ROOT:
+        environment["PYTHONPATH"] = str(root / "generated")
     # A file, not a pipe: a pipe must be drained, and a reader that blocks would stall the server.
     with log_file.open("wb") as sink:
         process = subprocess.Popen(  # noqa: S603 - this interpreter, a module of this repository
-            [sys.executable, "-m", module], cwd=ROOT, env=environment, stderr=sink
+            [sys.executable, "-m", module], cwd=root, env=environment, stderr=sink
         )
     return Launched(process, log_file, ready_file)
 

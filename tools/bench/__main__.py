@@ -109,7 +109,7 @@ def spread(values: list[float], digits: int = 2) -> str:
 
 
 def start_service(
-    database_url: str, folder: Path, settings: dict[str, str] | None = None
+    database_url: str, folder: Path, settings: dict[str, str] | None = None, root: Path = ROOT
 ) -> tuple[subprocess.Popen[bytes], Ports]:
     launched = launch(
         folder,
@@ -121,6 +121,7 @@ def start_service(
             "MS_ADMIN_PAT_FILE": str(folder / "admin.pat"),
             **(settings or {}),
         },
+        root=root,
     )
     try:
         ports = wait_ready(launched)

@@ -1,7 +1,9 @@
-"""A/B of two settings in one run: two services side by side, AddSecret over native gRPC sent to
-each in turn, round after round, so that both see the same noise of the machine.
+"""A/B in one run: two services side by side, one call over native gRPC sent to each in turn,
+round after round, so that both see the same noise of the machine. The two differ by a setting,
+or B runs from another checkout (a commit before a change: `git worktree add`).
 
     python -m tools.bench.compare MS_SQLITE_SYNC=normal MS_SQLITE_SYNC=full [--rounds 6]
+    python -m tools.bench.compare --b-root /tmp/before --call GetUserByID
 
 Prints each round and the median ratio B/A of req/s and of server CPU per call, with the spread.
 Separate full runs of `make bench` drift by more than the changes being measured (the no-op alone
@@ -16,7 +18,16 @@ import grpc
 from machinesecrets.v1 import user_service_pb2 as user_pb
 from machinesecrets.v1 import user_service_pb2_grpc
 
-from tools.bench.__main__ import ADD_SECRET, cpu_seconds, grpc_request, median, spread, start_service
+from tools.bench.__main__ import (
+    ADD_SECRET,
+    GET_USER,
+    ROOT,
+    cpu_seconds,
+    grpc_request,
+    median,
+    spread,
+    start_service,
+)
 from tools.bench.load import h2load
 
 
@@ -29,17 +40,19 @@ def setting(text: str) -> dict[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m tools.bench.compare")
-    parser.add_argument("a", type=setting, help="MS_NAME=value of service A")
-    parser.add_argument("b", type=setting, help="MS_NAME=value of service B")
+    parser.add_argument("a", type=setting, nargs="?", default={}, help="MS_NAME=value of service A")
+    parser.add_argument("b", type=setting, nargs="?", default={}, help="MS_NAME=value of service B")
+    parser.add_argument("--b-root", type=Path, default=ROOT, help="the checkout service B runs from")
+    parser.add_argument("--call", choices=["AddSecret", "GetUserByID"], default="AddSecret")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="machinesecrets-compare-") as tmp:
         services = []
-        for label, settings in (("a", args.a), ("b", args.b)):
+        for label, settings, root in (("a", args.a, ROOT), ("b", args.b, args.b_root)):
             folder = Path(tmp) / label
-            process, ports = start_service(f"sqlite:///{folder / 'bench.db'}", folder, settings)
+            process, ports = start_service(f"sqlite:///{folder / 'bench.db'}", folder, settings, root)
             token = (folder / "admin.pat").read_text().strip()
             with grpc.insecure_channel(f"127.0.0.1:{ports.grpc}") as channel:
                 users = user_service_pb2_grpc.UserServiceStub(channel)
@@ -47,8 +60,11 @@ def main() -> None:
                     user_pb.AddMachineUserRequest(user_name="compare", name="compare"),
                     metadata=(("authorization", f"Bearer {token}"),),
                 )
-            add = user_pb.AddSecretRequest(user_id=created.user_id).SerializeToString()
-            services.append((process, grpc_request(ports.grpc, ADD_SECRET, add, token)))
+            if args.call == "AddSecret":
+                call = ADD_SECRET, user_pb.AddSecretRequest(user_id=created.user_id).SerializeToString()
+            else:
+                call = GET_USER, user_pb.GetUserByIDRequest(user_id=created.user_id).SerializeToString()
+            services.append((process, grpc_request(ports.grpc, *call, token)))
         try:
             rps: list[list[float]] = [[], []]
             cpu: list[list[float]] = [[], []]
@@ -72,7 +88,8 @@ def main() -> None:
                 process.wait(timeout=30)
     throughput = [b / a for a, b in zip(rps[0], rps[1], strict=True)]
     cpu_ratio = [b / a for a, b in zip(cpu[0], cpu[1], strict=True)]
-    print(f"A: {args.a}; B: {args.b}; AddSecret over native gRPC, {args.rounds} rounds")
+    b_root = "" if args.b_root == ROOT else f" from {args.b_root}"
+    print(f"A: {args.a}; B: {args.b}{b_root}; {args.call} over native gRPC, {args.rounds} rounds")
     print(
         f"req/s A {median(rps[0]):,.0f} ({spread(rps[0], 0)}), B {median(rps[1]):,.0f} ({spread(rps[1], 0)})"
     )
