@@ -252,14 +252,18 @@ class JsonApi:
         path = template
         for name in path_fields:
             path = path.replace(f"{{{name}}}", quote(str(fields.pop(name, "")), safe=""))
-        body = None
+        body, query = None, None
+        rest = {
+            k: v for k, v in json_format.MessageToDict(request).items() if k not in map(_camel, path_fields)
+        }
         if body_rule == "*":
-            body = json_format.MessageToJson(request)
-            for name in path_fields:
-                body = json.dumps({k: v for k, v in json.loads(body).items() if k != _camel(name)})
+            body = json.dumps(rest)
+        elif rest:  # a call without a body takes its other fields as query parameters
+            query = {k: str(v) for k, v in rest.items()}
         answer = await self._client.request(
             verb,
             self._base_url + path,
+            params=query,
             content=body,
             headers=[("content-type", "application/json"), *metadata],
         )

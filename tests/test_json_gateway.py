@@ -198,7 +198,8 @@ def openapi_operations() -> list[tuple[str, str]]:
 @pytest.mark.parametrize(("verb", "template"), openapi_operations())
 async def test_a_query_parameter_never_redirects_a_call(running: Running, verb: str, template: str) -> None:
     """Through the transcoder a query parameter overrode a path field: PUT /users/X/secret?userId=Y
-    acted on Y. Any query parameter of an RPC's route is refused (400), before the call is made."""
+    acted on Y. A query parameter that is not a filter of a list (GET /users) is refused (400),
+    before the call is made."""
     api = client("grpc", running.service)
     try:
         target = await (await World.create(api, running.admin_token)).machine_user()

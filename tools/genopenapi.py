@@ -16,6 +16,7 @@ from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor_pb2 import FieldDescriptorProto as Field
 
+from server.domain.paging import MAX_PAGE_SIZE
 from server.domain.permissions import ROLES
 from server.domain.validation import MAX_DESCRIPTION_LENGTH, MAX_ID_LENGTH, MAX_NAME_LENGTH
 from server.transport.methods import permission_of
@@ -81,6 +82,7 @@ METHOD_ERRORS: dict[str, dict[str, str]] = {
     "GetSecretPolicy": {},
     "SetSecretPolicy": {**ABORTED, "400": "Invalid argument: a limit out of its range"},
     "GetUserByID": USER_NOT_FOUND,
+    "ListUsers": {"400": "Invalid argument: a page size out of 0 to 100, a page token of another query"},
     "AddMachineUser": NAME_TAKEN,
     "AddHumanUser": NAME_TAKEN,
     "ListPersonalAccessTokens": {**USER_NOT_FOUND, "400": "Invalid argument; the user is not a machine user"},
@@ -139,6 +141,7 @@ REQUEST_RULES: dict[str, dict[str, Any]] = {
     "description": {"type": "string", "maxLength": MAX_DESCRIPTION_LENGTH},
     "email": {"type": "string", "format": "email", "maxLength": MAX_NAME_LENGTH},
     "roles": {"type": "array", "minItems": 1, "items": {"type": "string", "enum": sorted(ROLES)}},
+    "pageSize": {"type": "integer", "format": "int32", "minimum": 0, "maximum": MAX_PAGE_SIZE},
 }
 
 
@@ -257,6 +260,12 @@ class Generator:
             }
             for name in in_path
         ]
+        if not body:  # the request's other fields, as query parameters
+            fields = self.object(request, exclude=in_path, request=True)["properties"]
+            parameters += [
+                {"name": name, "in": "query", "required": False, "schema": schema}
+                for name, schema in fields.items()
+            ]
         own = METHOD_ERRORS.get(f"{service}.{method.name}", METHOD_ERRORS.get(method.name))
         assert own is not None, f"METHOD_ERRORS names no answers of {service}.{method.name}"
         errors = {**COMMON_ERRORS, **(BODY_ERRORS if body else {}), **own}

@@ -3,13 +3,15 @@
 from dataclasses import replace
 
 from server.clock import SYSTEM_CLOCK, Clock
+from server.domain import paging
 from server.domain import validation as check
-from server.domain.errors import user_not_found, user_not_machine
+from server.domain.errors import FieldViolation, user_not_found, user_not_machine
 from server.domain.model import Details, PersonalAccessTokenView, SecretView, UserProfile, UserView
 from server.domain.permissions import CallContext
 from server.domain.secret_format import hint
 from server.domain.secret_policy import max_secrets
 from server.store.base import USER_TYPE_MACHINE, SecretPolicy, Store, UserRecord
+from server.store.user_names import NotAUserName, user_name_key
 
 
 class Queries:
@@ -30,9 +32,32 @@ class Queries:
 
     async def user_with_profile(self, ctx: CallContext, user_id: str) -> tuple[UserView, UserProfile]:
         """The user, and what it was created with."""
-        user = await self._user_of(ctx, user_id)
-        profile = UserProfile(user.name, user.description, user.display_name, user.email)
-        return self._view(user), profile
+        return self._with_profile(await self._user_of(ctx, user_id))
+
+    def _with_profile(self, user: UserRecord) -> tuple[UserView, UserProfile]:
+        return self._view(user), UserProfile(user.name, user.description, user.display_name, user.email)
+
+    async def users(
+        self, ctx: CallContext, user_name_prefix: str, user_type: str, size: int, token: str
+    ) -> tuple[list[tuple[UserView, UserProfile]], str]:
+        """A page of the context organisation's users in the order of their user names (user_type
+        "" for every type), and the token of the next page ("" after the last)."""
+        violations = paging.check_page_size("page_size", size)
+        violations += check.check_text("user_name_prefix", user_name_prefix, required=False)
+        prefix_key = ""
+        if user_name_prefix and not violations:
+            try:
+                prefix_key = user_name_key(user_name_prefix)
+            except NotAUserName as refused:
+                violations.append(FieldViolation("user_name_prefix", str(refused)))
+        query = (ctx.org_id, prefix_key, user_type)
+        after, bad_token = paging.resume_after("page_token", token, query)
+        check.raise_if_any(violations + bad_token)
+        limit = paging.page_size(size)
+        users = await self._store.users_page(ctx.org_id, prefix_key, user_type, after, limit + 1)
+        page, more = users[:limit], len(users) > limit
+        next_token = paging.page_token(query, page[-1].user_name_key) if more else ""
+        return [self._with_profile(user) for user in page], next_token
 
     async def personal_access_tokens(self, ctx: CallContext, user_id: str) -> list[PersonalAccessTokenView]:
         """A machine user's personal access tokens: their ids and dates, never a token or a hash."""

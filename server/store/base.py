@@ -71,6 +71,7 @@ class UserRecord:
     description: str = ""
     display_name: str = ""
     email: str = ""
+    user_name_key: str = ""  # the user name as it is compared (user_names.user_name_key)
 
     @property
     def active(self) -> bool:
@@ -173,6 +174,14 @@ class Store(Protocol):
         ...
 
     async def user(self, user_id: str) -> UserRecord | None: ...
+
+    async def users_page(
+        self, org_id: str, prefix_key: str, user_type: str, after_key: str, limit: int
+    ) -> list[UserRecord]:
+        """At most limit users of the organisation, in the order of their user name keys, after
+        after_key ("" for the first page): those whose key starts with prefix_key, of user_type
+        or ("") any type."""
+        ...
 
     async def user_by_name(self, user_name: str) -> UserRecord | None:
         """The user with this name, compared without case."""

@@ -144,6 +144,8 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "ALTER TABLE users ADD COLUMN email TEXT NOT NULL DEFAULT ''",
         ],
     ),
+    # ListUsers: an organisation's users in the order of their user names, a page at a time.
+    (8, ["CREATE INDEX users_by_org_and_name ON users (org_id, user_name_key)"]),
 ]
 REKEY_USER_NAMES = 5
 MOVE_SECRETS = 6

@@ -56,6 +56,7 @@ def user_record(r: Row) -> UserRecord:
         description=r["description"],
         display_name=r["display_name"],
         email=r["email"],
+        user_name_key=r["user_name_key"],
     )
 
 

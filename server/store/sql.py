@@ -93,6 +93,12 @@ class SqlStore:
         rows = await self._fetch(sql.SELECT_USER, (user_id,))
         return records.user_record(rows[0]) if rows else None
 
+    async def users_page(
+        self, org_id: str, prefix_key: str, user_type: str, after_key: str, limit: int
+    ) -> list[UserRecord]:
+        params = (org_id, len(prefix_key), prefix_key, user_type, user_type, after_key, limit)
+        return [records.user_record(row) for row in await self._fetch(sql.SELECT_USERS_PAGE, params)]
+
     async def user_by_name(self, user_name: str) -> UserRecord | None:
         try:
             key = user_name_key(user_name)

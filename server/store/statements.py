@@ -20,11 +20,19 @@ SELECT_EVENTS = (
 USER_COLUMNS = (
     "users.id, users.org_id, users.user_name, users.type, users.sequence, users.created_at,"  # noqa: S608
     " users.changed_at, users.state, users.name, users.description, users.display_name, users.email,"
+    " users.user_name_key,"
     f" (SELECT MAX(COALESCE(x.expires_at, {NEVER}))"
     " FROM secrets x WHERE x.user_id = users.id) AS secrets_live_until"
 )
 SELECT_USER = f"SELECT {USER_COLUMNS} FROM users WHERE id = ?"  # noqa: S608 - constant
 SELECT_USER_BY_NAME = f"SELECT {USER_COLUMNS} FROM users WHERE user_name_key = ?"  # noqa: S608 - constant
+# A page of an organisation's users in the order of their user name keys, after a key; those whose
+# key starts with a prefix (by characters: the same in both backends), of a type or ('') any.
+SELECT_USERS_PAGE = (
+    f"SELECT {USER_COLUMNS} FROM users WHERE users.org_id = ?"  # noqa: S608 - constant
+    " AND substr(users.user_name_key, 1, ?) = ? AND (? = '' OR users.type = ?)"
+    " AND users.user_name_key > ? ORDER BY users.user_name_key LIMIT ?"
+)
 SECRET_COLUMNS = (
     "s.secret_id AS secret_id, s.user_id AS secret_user_id, s.lookup AS secret_lookup,"
     " s.hash AS secret_hash, s.description AS secret_description, s.created_at AS secret_created_at,"

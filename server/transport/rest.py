@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote
 
 from google.api import annotations_pb2, http_pb2
 from google.protobuf.descriptor import MethodDescriptor
@@ -102,7 +102,10 @@ class RestEndpoint:
             await _respond_error(send, 404, 5, "no method of the API answers this verb at this path")
             return
         route, variables = found
-        if scope.get("query_string"):
+        query = scope.get("query_string") or b""
+        if query and route.body:
+            # A query parameter could only name a field of the path or the body again, and
+            # redirect the call past whatever judged its path: PUT /users/X/secret?userId=Y.
             message = "query parameters are not accepted: the path and the body name every field"
             await _respond_error(send, 400, 3, message)
             return
@@ -115,7 +118,7 @@ class RestEndpoint:
         async def read() -> bytes:
             if unreadable is not None:
                 raise unreadable
-            return await self._read(receive, route, variables)
+            return await self._read(receive, route, variables, query)
 
         call = Call(route.runner.method, "json", metadata, peer_of(scope))
         outcome = await route.runner.run(call, read)
@@ -134,11 +137,13 @@ class RestEndpoint:
                 return route, {name.replace("__", "."): unquote(value) for name, value in variables}
         return None
 
-    async def _read(self, receive: Receive, route: Route, variables: dict[str, str]) -> bytes:
+    async def _read(self, receive: Receive, route: Route, variables: dict[str, str], query: bytes) -> bytes:
         request = route.request_type()
         if route.body == "*":
             body = await read_call_body(receive, self._max_message_bytes, self._read_timeout_s)
             json_body.parse(body, request, strict=json_body.is_strict(route.request_type))
+        elif query:
+            json_body.parse(_query_fields(query, variables), request, strict=True)
         for path, value in variables.items():
             owner, name = _field_owner(request, path)
             given = getattr(owner, name)
@@ -148,6 +153,35 @@ class RestEndpoint:
                 )
             setattr(owner, name, value)
         return request.SerializeToString()
+
+
+def _query_fields(query: bytes, variables: dict[str, str]) -> bytes:
+    """A call without a body takes its other fields as query parameters (`?pageSize=10&type=
+    USER_TYPE_MACHINE`), as Envoy's transcoder does: each by its JSON or proto name, once, never
+    one the path names. Returned as a proto3 JSON object of strings, which json_format reads
+    into numbers and enums as it reads them in a body."""
+    try:
+        pairs = parse_qsl(
+            query.decode("ascii"), keep_blank_values=True, strict_parsing=True, max_num_fields=16
+        )
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidArgument(
+            [FieldViolation("query", "is not a query string of name=value pairs")]
+        ) from None
+    names = [name for name, _ in pairs]
+    named_by_path = {camel for variable in variables for camel in (variable, _json_name(variable))}
+    violations = [FieldViolation(name, "is named by the path") for name in names if name in named_by_path]
+    violations += [
+        FieldViolation(name, "may be given once") for name in sorted(set(names)) if names.count(name) > 1
+    ]
+    if violations:
+        raise InvalidArgument(violations)
+    return json.dumps(dict(pairs)).encode()
+
+
+def _json_name(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
 
 
 def _field_owner(request: Message, path: str) -> tuple[Message, str]:

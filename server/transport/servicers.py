@@ -17,10 +17,11 @@ from zitadel.v1 import object_pb2 as zitadel_object_pb2
 
 from server.domain.commands import Commands
 from server.domain.errors import FieldViolation, InvalidArgument
-from server.domain.model import Details, IssuedSecret
+from server.domain.model import Details, IssuedSecret, UserProfile, UserView
 from server.domain.permissions import CallContext
 from server.domain.queries import Queries
 from server.domain.secret_policy import SecretPolicy
+from server.store.base import USER_TYPE_HUMAN, USER_TYPE_MACHINE
 
 SECRET_STATES = {True: user_service_pb2.SECRET_STATE_ACTIVE, False: user_service_pb2.SECRET_STATE_EXPIRED}
 MAX_DURATION_SECONDS = 315_576_000_000  # google.protobuf.Duration's range: 10,000 years
@@ -35,6 +36,29 @@ def timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
 
 def optional_timestamp(moment: datetime | None) -> timestamp_pb2.Timestamp | None:
     return None if moment is None else timestamp(moment)
+
+
+# ListUsers' filter: the store's user type, "" for every type.
+USER_TYPES = {
+    user_service_pb2.USER_TYPE_UNSPECIFIED: "",
+    user_service_pb2.USER_TYPE_MACHINE: USER_TYPE_MACHINE,
+    user_service_pb2.USER_TYPE_HUMAN: USER_TYPE_HUMAN,
+}
+
+
+def user_proto(user: UserView, profile: UserProfile) -> user_service_pb2.User:
+    return user_service_pb2.User(
+        id=user.id,
+        user_name=user.user_name,
+        type=user_service_pb2.USER_TYPE_MACHINE if user.machine else user_service_pb2.USER_TYPE_HUMAN,
+        state=user_service_pb2.USER_STATE_ACTIVE if user.active else user_service_pb2.USER_STATE_INACTIVE,
+        has_secret=user.has_secret,
+        details=details_proto(user.details),
+        name=profile.name,
+        description=profile.description,
+        display_name=profile.display_name,
+        email=profile.email,
+    )
 
 
 def details_proto(details: Details, kind: type[D] = object_pb2.ObjectDetails) -> D:  # type: ignore[assignment]
@@ -179,21 +203,19 @@ class UserService:
         self, request: user_service_pb2.GetUserByIDRequest, ctx: CallContext
     ) -> user_service_pb2.GetUserByIDResponse:
         user, profile = await self._queries.user_with_profile(ctx, request.user_id)
-        return user_service_pb2.GetUserByIDResponse(
-            user=user_service_pb2.User(
-                id=user.id,
-                user_name=user.user_name,
-                type=user_service_pb2.USER_TYPE_MACHINE if user.machine else user_service_pb2.USER_TYPE_HUMAN,
-                state=user_service_pb2.USER_STATE_ACTIVE
-                if user.active
-                else user_service_pb2.USER_STATE_INACTIVE,
-                has_secret=user.has_secret,
-                details=details_proto(user.details),
-                name=profile.name,
-                description=profile.description,
-                display_name=profile.display_name,
-                email=profile.email,
-            )
+        return user_service_pb2.GetUserByIDResponse(user=user_proto(user, profile))
+
+    async def ListUsers(
+        self, request: user_service_pb2.ListUsersRequest, ctx: CallContext
+    ) -> user_service_pb2.ListUsersResponse:
+        user_type = USER_TYPES.get(request.type)
+        if user_type is None:
+            raise InvalidArgument([FieldViolation("type", "must be a type of user, or unspecified")])
+        users, next_token = await self._queries.users(
+            ctx, request.user_name_prefix, user_type, request.page_size, request.page_token
+        )
+        return user_service_pb2.ListUsersResponse(
+            users=[user_proto(user, profile) for user, profile in users], next_page_token=next_token
         )
 
     async def AddPersonalAccessToken(

@@ -81,6 +81,11 @@ class UserServiceStub:
                 request_serializer=machinesecrets_dot_v1_dot_user__service__pb2.GetUserByIDRequest.SerializeToString,
                 response_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.GetUserByIDResponse.FromString,
                 _registered_method=True)
+        self.ListUsers = channel.unary_unary(
+                '/machinesecrets.v1.UserService/ListUsers',
+                request_serializer=machinesecrets_dot_v1_dot_user__service__pb2.ListUsersRequest.SerializeToString,
+                response_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.ListUsersResponse.FromString,
+                _registered_method=True)
         self.AddPersonalAccessToken = channel.unary_unary(
                 '/machinesecrets.v1.UserService/AddPersonalAccessToken',
                 request_serializer=machinesecrets_dot_v1_dot_user__service__pb2.AddPersonalAccessTokenRequest.SerializeToString,
@@ -185,6 +190,14 @@ class UserServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListUsers(self, request, context):
+        """Lists the users of the context organisation in the order of their user names, a page at a
+        time: those whose user name starts with a prefix, of one type, or all.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def AddPersonalAccessToken(self, request, context):
         """Creates a personal access token for a machine user. The token is returned once; only its
         hash is stored.
@@ -277,6 +290,11 @@ def add_UserServiceServicer_to_server(servicer, server):
                     servicer.GetUserByID,
                     request_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.GetUserByIDRequest.FromString,
                     response_serializer=machinesecrets_dot_v1_dot_user__service__pb2.GetUserByIDResponse.SerializeToString,
+            ),
+            'ListUsers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUsers,
+                    request_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.ListUsersRequest.FromString,
+                    response_serializer=machinesecrets_dot_v1_dot_user__service__pb2.ListUsersResponse.SerializeToString,
             ),
             'AddPersonalAccessToken': grpc.unary_unary_rpc_method_handler(
                     servicer.AddPersonalAccessToken,
@@ -554,6 +572,33 @@ class UserService:
             '/machinesecrets.v1.UserService/GetUserByID',
             machinesecrets_dot_v1_dot_user__service__pb2.GetUserByIDRequest.SerializeToString,
             machinesecrets_dot_v1_dot_user__service__pb2.GetUserByIDResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUsers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/machinesecrets.v1.UserService/ListUsers',
+            machinesecrets_dot_v1_dot_user__service__pb2.ListUsersRequest.SerializeToString,
+            machinesecrets_dot_v1_dot_user__service__pb2.ListUsersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -60,6 +60,10 @@ class UserServiceStub:
     """Creates a human user. Human users get no client secrets."""
     GetUserByID: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.GetUserByIDRequest, _user_service_pb2.GetUserByIDResponse]
     """Reads a user of the context organisation."""
+    ListUsers: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.ListUsersRequest, _user_service_pb2.ListUsersResponse]
+    """Lists the users of the context organisation in the order of their user names, a page at a
+    time: those whose user name starts with a prefix, of one type, or all.
+    """
     AddPersonalAccessToken: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.AddPersonalAccessTokenRequest, _user_service_pb2.AddPersonalAccessTokenResponse]
     """Creates a personal access token for a machine user. The token is returned once; only its
     hash is stored.
@@ -111,6 +115,10 @@ class UserServiceAsyncStub(UserServiceStub):
     """Creates a human user. Human users get no client secrets."""
     GetUserByID: _aio.UnaryUnaryMultiCallable[_user_service_pb2.GetUserByIDRequest, _user_service_pb2.GetUserByIDResponse]  # type: ignore[assignment]
     """Reads a user of the context organisation."""
+    ListUsers: _aio.UnaryUnaryMultiCallable[_user_service_pb2.ListUsersRequest, _user_service_pb2.ListUsersResponse]  # type: ignore[assignment]
+    """Lists the users of the context organisation in the order of their user names, a page at a
+    time: those whose user name starts with a prefix, of one type, or all.
+    """
     AddPersonalAccessToken: _aio.UnaryUnaryMultiCallable[_user_service_pb2.AddPersonalAccessTokenRequest, _user_service_pb2.AddPersonalAccessTokenResponse]  # type: ignore[assignment]
     """Creates a personal access token for a machine user. The token is returned once; only its
     hash is stored.
@@ -213,6 +221,16 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_user_service_pb2.GetUserByIDResponse, _abc.Awaitable[_user_service_pb2.GetUserByIDResponse]]:
         """Reads a user of the context organisation."""
+
+    @_abc_1.abstractmethod
+    def ListUsers(
+        self,
+        request: _user_service_pb2.ListUsersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_service_pb2.ListUsersResponse, _abc.Awaitable[_user_service_pb2.ListUsersResponse]]:
+        """Lists the users of the context organisation in the order of their user names, a page at a
+        time: those whose user name starts with a prefix, of one type, or all.
+        """
 
     @_abc_1.abstractmethod
     def AddPersonalAccessToken(
