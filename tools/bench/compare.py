@@ -11,7 +11,9 @@ has moved by 2.5x in an afternoon); alternating runs 10 seconds apart do not.
 """
 
 import argparse
+import os
 import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 
 import grpc
@@ -23,6 +25,7 @@ from tools.bench.__main__ import (
     GET_USER,
     ROOT,
     cpu_seconds,
+    database,
     grpc_request,
     median,
     spread,
@@ -44,15 +47,23 @@ def main() -> None:
     parser.add_argument("b", type=setting, nargs="?", default={}, help="MS_NAME=value of service B")
     parser.add_argument("--b-root", type=Path, default=ROOT, help="the checkout service B runs from")
     parser.add_argument("--call", choices=["AddSecret", "GetUserByID"], default="AddSecret")
+    parser.add_argument(
+        "--postgres",
+        nargs="?",
+        const=os.environ.get("MS_TEST_POSTGRES_URL") or "postgresql://postgres@127.0.0.1:5432/test",
+        default=None,
+        help="each service on a throwaway database on this PostgreSQL server (default: SQLite)",
+    )
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="machinesecrets-compare-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="machinesecrets-compare-") as tmp, ExitStack() as databases:
         services = []
         for label, settings, root in (("a", args.a, ROOT), ("b", args.b, args.b_root)):
             folder = Path(tmp) / label
-            process, ports = start_service(f"sqlite:///{folder / 'bench.db'}", folder, settings, root)
+            url = databases.enter_context(database(args.postgres, folder))
+            process, ports = start_service(url, folder, settings, root)
             token = (folder / "admin.pat").read_text().strip()
             with grpc.insecure_channel(f"127.0.0.1:{ports.grpc}") as channel:
                 users = user_service_pb2_grpc.UserServiceStub(channel)
