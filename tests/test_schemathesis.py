@@ -29,6 +29,11 @@ from tests.world import World
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 EXAMPLES_PER_OPERATION = 100  # about 5,000 cases in three passes, under three minutes
 OAUTH_PATHS = "^/(oauth/|\\.well-known/)"
+# The endpoints whose failures count against the caller's address (MS_SOURCE_FAILURE_LIMIT): the
+# token endpoint, and the revocation reports, each of which counts as a failure. Left out of the
+# first pass, so that the signed pass starts from an address that has not failed: with the first
+# pass's reports still in the window, every token request was refused 429 (seen on a fast machine).
+COUNTED_PATHS = "^/(oauth/|\\.well-known/|secrets/revoke)"
 
 
 async def schemathesis(port: int, *options: str) -> int:
@@ -69,18 +74,24 @@ async def test_generated_requests_through_envoy(tmp_path: Path) -> None:
             issued = await world.call(
                 "AddSecret", user_pb.AddSecretRequest(user_id=await world.machine_user())
             )
+            playground = await world.org()
         finally:
             await api.close()
-
+        # The first pass acts in an organisation of its own: it lists the users (GET /users) and
+        # calls the other operations on what it found, so in the admin's organisation it revoked
+        # the admin's own token, and the signed pass's secret, half-way through.
         rpcs = await schemathesis(
-            port, "--header", f"Authorization: Bearer {token}", "--exclude-path-regex", OAUTH_PATHS
-        )
+            port,
+            "--header", f"Authorization: Bearer {token}",
+            "--header", f"x-zitadel-orgid: {playground}",
+            "--exclude-path-regex", COUNTED_PATHS,
+        )  # fmt: skip
         assert rpcs >= 1000, f"only {rpcs} cases"
         signed = await schemathesis(
             port, "--auth", f"{issued.client_id}:{issued.client_secret}", "--include-path-regex", OAUTH_PATHS
         )
         assert (await token_answers(process)).get("200", 0) > 0, "no request got past the credential check"
-        guessed = await schemathesis(port, "--auth", "guesser:wrong", "--include-path-regex", OAUTH_PATHS)
+        guessed = await schemathesis(port, "--auth", "guesser:wrong", "--include-path-regex", COUNTED_PATHS)
         answers = await token_answers(process)
         assert answers.get("401", 0) > 0, answers
         assert answers.get("429", 0) > 0, answers

@@ -318,7 +318,9 @@ def oauth_paths() -> dict[str, Any]:
                                "scope": {"type": "string", "pattern": SCOPE_PATTERN,
                                          "description": "api, and the scopes ZITADEL clients send"},
                                "client_id": {"type": "string"},
-                               "client_secret": {"type": "string"}}}}}},
+                               "client_secret": {"type": "string"}}},
+                # A request that works with HTTP Basic; schemathesis sends it first.
+                "example": {"grant_type": "client_credentials", "scope": "api"}}}},
             "responses": {
                 "200": {"description": "A token", "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/OAuthToken"}}}},
