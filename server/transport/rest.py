@@ -143,7 +143,7 @@ class RestEndpoint:
             body = await read_call_body(receive, self._max_message_bytes, self._read_timeout_s)
             json_body.parse(body, request, strict=json_body.is_strict(route.request_type))
         elif query:
-            json_body.parse(_query_fields(query, variables), request, strict=True)
+            json_body.parse(_query_fields(query, request, variables), request, strict=True)
         for path, value in variables.items():
             owner, name = _field_owner(request, path)
             given = getattr(owner, name)
@@ -155,7 +155,7 @@ class RestEndpoint:
         return request.SerializeToString()
 
 
-def _query_fields(query: bytes, variables: dict[str, str]) -> bytes:
+def _query_fields(query: bytes, request: Message, variables: dict[str, str]) -> bytes:
     """A call without a body takes its other fields as query parameters (`?pageSize=10&type=
     USER_TYPE_MACHINE`), as Envoy's transcoder does: each by its JSON or proto name, once, never
     one the path names. Returned as a proto3 JSON object of strings, which json_format reads
@@ -169,7 +169,8 @@ def _query_fields(query: bytes, variables: dict[str, str]) -> bytes:
             [FieldViolation("query", "is not a query string of name=value pairs")]
         ) from None
     names = [name for name, _ in pairs]
-    named_by_path = {camel for variable in variables for camel in (variable, _json_name(variable))}
+    fields = request.DESCRIPTOR.fields_by_name
+    named_by_path = {*variables, *(fields[name].json_name for name in variables if name in fields)}
     violations = [FieldViolation(name, "is named by the path") for name in names if name in named_by_path]
     violations += [
         FieldViolation(name, "may be given once") for name in sorted(set(names)) if names.count(name) > 1
@@ -177,11 +178,6 @@ def _query_fields(query: bytes, variables: dict[str, str]) -> bytes:
     if violations:
         raise InvalidArgument(violations)
     return json.dumps(dict(pairs)).encode()
-
-
-def _json_name(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
 
 
 def _field_owner(request: Message, path: str) -> tuple[Message, str]:
