@@ -8,7 +8,7 @@ from grpc_health.v1 import health_pb2
 from machinesecrets.v1 import org_service_pb2, user_service_pb2
 
 from server.domain.access import Access
-from server.domain.permissions import PERMISSIONS
+from server.domain.permissions import ANY_CALLER, PERMISSIONS
 from server.metrics import Metrics
 from server.store.sqlite import SqliteStore
 from server.transport.inflight import InflightLimit
@@ -24,7 +24,15 @@ SERVICES = [
 def test_every_method_of_the_api_declares_a_known_permission() -> None:
     for service in SERVICES:
         for method in service.methods:
-            assert required_permission(method) in PERMISSIONS, method.full_name
+            assert required_permission(method) in PERMISSIONS | {ANY_CALLER}, method.full_name
+    # Only the lists of a caller's own reach are open to any caller.
+    open_to_all = [
+        method.name
+        for service in SERVICES
+        for method in service.methods
+        if required_permission(method) == ANY_CALLER
+    ]
+    assert open_to_all == ["ListOrganizations"]
 
 
 async def test_a_method_without_a_permission_is_not_served(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor_pb2 import FieldDescriptorProto as Field
 
 from server.domain.paging import MAX_PAGE_SIZE
-from server.domain.permissions import ROLES
+from server.domain.permissions import ANY_CALLER, ROLES
 from server.domain.validation import MAX_DESCRIPTION_LENGTH, MAX_ID_LENGTH, MAX_NAME_LENGTH
 from server.transport.methods import permission_of
 from server.transport.oauth import ORGANISATION_SCOPE, SUPPORTED_SCOPES
@@ -83,6 +83,9 @@ METHOD_ERRORS: dict[str, dict[str, str]] = {
     "SetSecretPolicy": {**ABORTED, "400": "Invalid argument: a limit out of its range"},
     "GetUserByID": USER_NOT_FOUND,
     "ListUsers": {"400": "Invalid argument: a page size out of 0 to 100, a page token of another query"},
+    "ListOrganizations": {
+        "400": "Invalid argument: a page size out of 0 to 100, a page token of another list"
+    },
     "AddMachineUser": NAME_TAKEN,
     "AddHumanUser": NAME_TAKEN,
     "ListPersonalAccessTokens": {**USER_NOT_FOUND, "400": "Invalid argument; the user is not a machine user"},
@@ -273,7 +276,9 @@ class Generator:
         operation: dict[str, Any] = {
             "operationId": f"{service}_{method.name}",
             "tags": [service],
-            "description": f"Needs `{permission}` in the context organisation.",
+            "description": "Any authenticated caller; `x-zitadel-orgid` is not read."
+            if permission == ANY_CALLER
+            else f"Needs `{permission}` in the context organisation.",
             "x-permission": permission,
             "security": [{"bearer": []}],
             "parameters": parameters,

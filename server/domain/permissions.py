@@ -19,8 +19,13 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     ORG_OWNER: frozenset({USER_READ, USER_WRITE, ORG_MEMBER_WRITE, POLICY_WRITE}),
     ORG_USER_MANAGER: frozenset({USER_READ, USER_WRITE}),
 }
-# Every permission a method may ask for.
+# Every permission a role grants.
 PERMISSIONS = frozenset().union(*ROLE_PERMISSIONS.values())
+# What a method may declare instead of a permission: any authenticated caller, with no context
+# organisation (x-zitadel-orgid is not read). For methods whose answer is the caller's own reach,
+# such as the organisations it may act in.
+ANY_CALLER = "authenticated"
+DECLARABLE = PERMISSIONS | {ANY_CALLER}
 
 
 @dataclass(frozen=True)

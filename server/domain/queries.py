@@ -10,7 +10,7 @@ from server.domain.model import Details, PersonalAccessTokenView, SecretView, Us
 from server.domain.permissions import CallContext
 from server.domain.secret_format import hint
 from server.domain.secret_policy import max_secrets
-from server.store.base import USER_TYPE_MACHINE, SecretPolicy, Store, UserRecord
+from server.store.base import USER_TYPE_MACHINE, OrgRecord, SecretPolicy, Store, UserRecord
 from server.store.user_names import NotAUserName, user_name_key
 
 
@@ -58,6 +58,23 @@ class Queries:
         page, more = users[:limit], len(users) > limit
         next_token = paging.page_token(query, page[-1].user_name_key) if more else ""
         return [self._with_profile(user) for user in page], next_token
+
+    async def organizations(
+        self, ctx: CallContext, size: int, token: str
+    ) -> tuple[list[tuple[OrgRecord, frozenset[str]]], str]:
+        """A page of the organisations the caller may act in (every one for an IAM_OWNER; else its
+        own and those it is a member of), each with the caller's roles there, and the token of the
+        next page ("" after the last)."""
+        principal = ctx.principal
+        query = ("organizations", principal.user_id)
+        after, bad_token = paging.resume_after("page_token", token, query)
+        check.raise_if_any(paging.check_page_size("page_size", size) + bad_token)
+        limit = paging.page_size(size)
+        reach = None if principal.is_iam_owner else sorted({principal.org_id, *principal.roles})
+        orgs = await self._store.orgs_page(reach, after, limit + 1)
+        page, more = orgs[:limit], len(orgs) > limit
+        next_token = paging.page_token(query, page[-1].id) if more else ""
+        return [(org, principal.roles.get(org.id, frozenset())) for org in page], next_token
 
     async def personal_access_tokens(self, ctx: CallContext, user_id: str) -> list[PersonalAccessTokenView]:
         """A machine user's personal access tokens: their ids and dates, never a token or a hash."""

@@ -175,6 +175,11 @@ class Store(Protocol):
 
     async def user(self, user_id: str) -> UserRecord | None: ...
 
+    async def orgs_page(self, org_ids: Sequence[str] | None, after_id: str, limit: int) -> list[OrgRecord]:
+        """At most limit organisations in the order of their ids, after after_id ("" for the first
+        page): all of them (org_ids None), or those among org_ids."""
+        ...
+
     async def users_page(
         self, org_id: str, prefix_key: str, user_type: str, after_key: str, limit: int
     ) -> list[UserRecord]:

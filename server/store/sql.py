@@ -139,6 +139,13 @@ class SqlStore:
         rows = await self._fetch(sql.SELECT_ORG, (org_id,))
         return records.org_record(rows[0]) if rows else None
 
+    async def orgs_page(self, org_ids: Sequence[str] | None, after_id: str, limit: int) -> list[OrgRecord]:
+        if org_ids is not None and not org_ids:
+            return []
+        among = () if org_ids is None else tuple(org_ids)
+        statement = sql.select_orgs_page(None if org_ids is None else len(among))
+        return [records.org_record(row) for row in await self._fetch(statement, (*among, after_id, limit))]
+
     async def any_org(self) -> bool:
         return bool(await self._fetch(sql.SELECT_ANY_ORG, ()))
 

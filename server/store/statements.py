@@ -68,7 +68,17 @@ SELECT_SECRET_POLICY = (
     "SELECT max_lifetime, default_lifetime, max_secrets_per_user, max_grace_period FROM secret_policies"
     " WHERE org_id = ?"
 )
-SELECT_ORG = "SELECT id, name, sequence, created_at, changed_at FROM orgs WHERE id = ?"
+ORG_COLUMNS = "id, name, sequence, created_at, changed_at"
+SELECT_ORG = f"SELECT {ORG_COLUMNS} FROM orgs WHERE id = ?"  # noqa: S608 - constant
+
+
+def select_orgs_page(count: int | None) -> str:
+    """A page of organisations in the order of their ids, after an id: all of them (count None),
+    or those among count ids."""
+    among = "" if count is None else f"id IN ({', '.join('?' * count)}) AND "
+    return f"SELECT {ORG_COLUMNS} FROM orgs WHERE {among}id > ? ORDER BY id LIMIT ?"  # noqa: S608 - placeholders only
+
+
 SELECT_ANY_ORG = "SELECT 1 AS found FROM orgs LIMIT 1"
 SELECT_SEQUENCE = (
     "SELECT COALESCE(MAX(sequence), 0) AS sequence FROM events WHERE aggregate_type = ? AND aggregate_id = ?"

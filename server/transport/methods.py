@@ -7,7 +7,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescri
 from google.protobuf.descriptor_pb2 import MethodOptions
 from machinesecrets.v1 import options_pb2
 
-from server.domain.permissions import PERMISSIONS
+from server.domain.permissions import DECLARABLE
 
 
 class UndeclaredMethod(Exception):
@@ -23,7 +23,7 @@ def permission_of(options: MethodOptions) -> str:
 
 def required_permission(method: MethodDescriptor) -> str:
     permission = permission_of(method.GetOptions())
-    if permission not in PERMISSIONS:
+    if permission not in DECLARABLE:
         raise UndeclaredMethod(
             f"{method.full_name} must declare a known permission in"
             f" `option (machinesecrets.v1.auth_option).permission`, not {permission!r}"

@@ -41,7 +41,7 @@ from server.domain.errors import (
     ResourceExhausted,
     Unauthenticated,
 )
-from server.domain.permissions import CallContext, Principal
+from server.domain.permissions import ANY_CALLER, CallContext, Principal
 from server.limits import MAX_METADATA_BYTES
 from server.metrics import Metrics
 from server.transport import status
@@ -164,6 +164,8 @@ class Pipeline:
 
     async def _enter(self, principal: Principal, request: Message, metadata: Metadata) -> CallContext:
         """The organisation step: the context organisation, checked for the method's permission."""
+        if self._permission == ANY_CALLER:  # the caller's own reach: no organisation to enter
+            return CallContext(principal, principal.org_id)
         if self._user_field is not None:
             user_id = field_value(request, self._user_field)
             return await self._access.enter_organisation_of_user(principal, user_id, self._permission)

@@ -281,6 +281,23 @@ class OrgService:
             org_id=created.id, details=details_proto(created.details)
         )
 
+    async def ListOrganizations(
+        self, request: org_service_pb2.ListOrganizationsRequest, ctx: CallContext
+    ) -> org_service_pb2.ListOrganizationsResponse:
+        orgs, next_token = await self._queries.organizations(ctx, request.page_size, request.page_token)
+        return org_service_pb2.ListOrganizationsResponse(
+            organizations=[
+                org_service_pb2.Organization(
+                    org_id=org.id,
+                    name=org.name,
+                    roles=sorted(roles),
+                    details=details_proto(Details(org.sequence, org.created_at, org.changed_at, org.id)),
+                )
+                for org, roles in orgs
+            ],
+            next_page_token=next_token,
+        )
+
     async def AddOrgMember(
         self, request: org_service_pb2.AddOrgMemberRequest, ctx: CallContext
     ) -> org_service_pb2.AddOrgMemberResponse:

@@ -28,7 +28,7 @@ from machinesecrets.v1 import object_pb2 as machinesecrets_dot_v1_dot_object__pb
 from machinesecrets.v1 import options_pb2 as machinesecrets_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#machinesecrets/v1/org_service.proto\x12\x11machinesecrets.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1emachinesecrets/v1/object.proto\x1a\x1fmachinesecrets/v1/options.proto\"&\n\x16\x41\x64\x64OrganizationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\\\n\x17\x41\x64\x64OrganizationResponse\x12\x0e\n\x06org_id\x18\x01 \x01(\t\x12\x31\n\x07\x64\x65tails\x18\x02 \x01(\x0b\x32 .machinesecrets.v1.ObjectDetails\"5\n\x13\x41\x64\x64OrgMemberRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05roles\x18\x02 \x03(\t\"I\n\x14\x41\x64\x64OrgMemberResponse\x12\x31\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32 .machinesecrets.v1.ObjectDetails\")\n\x16RemoveOrgMemberRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"L\n\x17RemoveOrgMemberResponse\x12\x31\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32 .machinesecrets.v1.ObjectDetails\"\xe5\x01\n\x0cSecretPolicy\x12/\n\x0cmax_lifetime\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x33\n\x10\x64\x65\x66\x61ult_lifetime\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12!\n\x14max_secrets_per_user\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x33\n\x10max_grace_period\x18\x04 \x01(\x0b\x32\x19.google.protobuf.DurationB\x17\n\x15_max_secrets_per_user\"\x18\n\x16GetSecretPolicyRequest\"J\n\x17GetSecretPolicyResponse\x12/\n\x06policy\x18\x01 \x01(\x0b\x32\x1f.machinesecrets.v1.SecretPolicy\"I\n\x16SetSecretPolicyRequest\x12/\n\x06policy\x18\x01 \x01(\x0b\x32\x1f.machinesecrets.v1.SecretPolicy\"L\n\x17SetSecretPolicyResponse\x12\x31\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32 .machinesecrets.v1.ObjectDetails2\x93\x06\n\nOrgService\x12\x8a\x01\n\x0f\x41\x64\x64Organization\x12).machinesecrets.v1.AddOrganizationRequest\x1a*.machinesecrets.v1.AddOrganizationResponse\" \x82\xb5\x18\x0c\n\norg.create\x82\xd3\xe4\x93\x02\n\"\x05/orgs:\x01*\x12\x92\x01\n\x0c\x41\x64\x64OrgMember\x12&.machinesecrets.v1.AddOrgMemberRequest\x1a\'.machinesecrets.v1.AddOrgMemberResponse\"1\x82\xb5\x18\x12\n\x10org.member.write\x82\xd3\xe4\x93\x02\x15\"\x10/orgs/me/members:\x01*\x12\xa2\x01\n\x0fRemoveOrgMember\x12).machinesecrets.v1.RemoveOrgMemberRequest\x1a*.machinesecrets.v1.RemoveOrgMemberResponse\"8\x82\xb5\x18\x12\n\x10org.member.write\x82\xd3\xe4\x93\x02\x1c*\x1a/orgs/me/members/{user_id}\x12\x9a\x01\n\x0fGetSecretPolicy\x12).machinesecrets.v1.GetSecretPolicyRequest\x1a*.machinesecrets.v1.GetSecretPolicyResponse\"0\x82\xb5\x18\x0b\n\tuser.read\x82\xd3\xe4\x93\x02\x1b\x12\x19/orgs/me/policies/secrets\x12\xa0\x01\n\x0fSetSecretPolicy\x12).machinesecrets.v1.SetSecretPolicyRequest\x1a*.machinesecrets.v1.SetSecretPolicyResponse\"6\x82\xb5\x18\x0e\n\x0cpolicy.write\x82\xd3\xe4\x93\x02\x1e\x1a\x19/orgs/me/policies/secrets:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#machinesecrets/v1/org_service.proto\x12\x11machinesecrets.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1emachinesecrets/v1/object.proto\x1a\x1fmachinesecrets/v1/options.proto\"&\n\x16\x41\x64\x64OrganizationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\\\n\x17\x41\x64\x64OrganizationResponse\x12\x0e\n\x06org_id\x18\x01 \x01(\t\x12\x31\n\x07\x64\x65tails\x18\x02 \x01(\x0b\x32 .machinesecrets.v1.ObjectDetails\"A\n\x18ListOrganizationsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"l\n\x19ListOrganizationsResponse\x12\x36\n\rorganizations\x18\x01 \x03(\x0b\x32\x1f.machinesecrets.v1.Organization\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"n\n\x0cOrganization\x12\x0e\n\x06org_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05roles\x18\x03 \x03(\t\x12\x31\n\x07\x64\x65tails\x18\x04 \x01(\x0b\x32 .machinesecrets.v1.ObjectDetails\"5\n\x13\x41\x64\x64OrgMemberRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05roles\x18\x02 \x03(\t\"I\n\x14\x41\x64\x64OrgMemberResponse\x12\x31\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32 .machinesecrets.v1.ObjectDetails\")\n\x16RemoveOrgMemberRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"L\n\x17RemoveOrgMemberResponse\x12\x31\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32 .machinesecrets.v1.ObjectDetails\"\xe5\x01\n\x0cSecretPolicy\x12/\n\x0cmax_lifetime\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x33\n\x10\x64\x65\x66\x61ult_lifetime\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12!\n\x14max_secrets_per_user\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x33\n\x10max_grace_period\x18\x04 \x01(\x0b\x32\x19.google.protobuf.DurationB\x17\n\x15_max_secrets_per_user\"\x18\n\x16GetSecretPolicyRequest\"J\n\x17GetSecretPolicyResponse\x12/\n\x06policy\x18\x01 \x01(\x0b\x32\x1f.machinesecrets.v1.SecretPolicy\"I\n\x16SetSecretPolicyRequest\x12/\n\x06policy\x18\x01 \x01(\x0b\x32\x1f.machinesecrets.v1.SecretPolicy\"L\n\x17SetSecretPolicyResponse\x12\x31\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32 .machinesecrets.v1.ObjectDetails2\xa6\x07\n\nOrgService\x12\x8a\x01\n\x0f\x41\x64\x64Organization\x12).machinesecrets.v1.AddOrganizationRequest\x1a*.machinesecrets.v1.AddOrganizationResponse\" \x82\xb5\x18\x0c\n\norg.create\x82\xd3\xe4\x93\x02\n\"\x05/orgs:\x01*\x12\x90\x01\n\x11ListOrganizations\x12+.machinesecrets.v1.ListOrganizationsRequest\x1a,.machinesecrets.v1.ListOrganizationsResponse\" \x82\xb5\x18\x0f\n\rauthenticated\x82\xd3\xe4\x93\x02\x07\x12\x05/orgs\x12\x92\x01\n\x0c\x41\x64\x64OrgMember\x12&.machinesecrets.v1.AddOrgMemberRequest\x1a\'.machinesecrets.v1.AddOrgMemberResponse\"1\x82\xb5\x18\x12\n\x10org.member.write\x82\xd3\xe4\x93\x02\x15\"\x10/orgs/me/members:\x01*\x12\xa2\x01\n\x0fRemoveOrgMember\x12).machinesecrets.v1.RemoveOrgMemberRequest\x1a*.machinesecrets.v1.RemoveOrgMemberResponse\"8\x82\xb5\x18\x12\n\x10org.member.write\x82\xd3\xe4\x93\x02\x1c*\x1a/orgs/me/members/{user_id}\x12\x9a\x01\n\x0fGetSecretPolicy\x12).machinesecrets.v1.GetSecretPolicyRequest\x1a*.machinesecrets.v1.GetSecretPolicyResponse\"0\x82\xb5\x18\x0b\n\tuser.read\x82\xd3\xe4\x93\x02\x1b\x12\x19/orgs/me/policies/secrets\x12\xa0\x01\n\x0fSetSecretPolicy\x12).machinesecrets.v1.SetSecretPolicyRequest\x1a*.machinesecrets.v1.SetSecretPolicyResponse\"6\x82\xb5\x18\x0e\n\x0cpolicy.write\x82\xd3\xe4\x93\x02\x1e\x1a\x19/orgs/me/policies/secrets:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,6 +37,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ORGSERVICE'].methods_by_name['AddOrganization']._loaded_options = None
   _globals['_ORGSERVICE'].methods_by_name['AddOrganization']._serialized_options = b'\202\265\030\014\n\norg.create\202\323\344\223\002\n\"\005/orgs:\001*'
+  _globals['_ORGSERVICE'].methods_by_name['ListOrganizations']._loaded_options = None
+  _globals['_ORGSERVICE'].methods_by_name['ListOrganizations']._serialized_options = b'\202\265\030\017\n\rauthenticated\202\323\344\223\002\007\022\005/orgs'
   _globals['_ORGSERVICE'].methods_by_name['AddOrgMember']._loaded_options = None
   _globals['_ORGSERVICE'].methods_by_name['AddOrgMember']._serialized_options = b'\202\265\030\022\n\020org.member.write\202\323\344\223\002\025\"\020/orgs/me/members:\001*'
   _globals['_ORGSERVICE'].methods_by_name['RemoveOrgMember']._loaded_options = None
@@ -49,24 +51,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ADDORGANIZATIONREQUEST']._serialized_end=223
   _globals['_ADDORGANIZATIONRESPONSE']._serialized_start=225
   _globals['_ADDORGANIZATIONRESPONSE']._serialized_end=317
-  _globals['_ADDORGMEMBERREQUEST']._serialized_start=319
-  _globals['_ADDORGMEMBERREQUEST']._serialized_end=372
-  _globals['_ADDORGMEMBERRESPONSE']._serialized_start=374
-  _globals['_ADDORGMEMBERRESPONSE']._serialized_end=447
-  _globals['_REMOVEORGMEMBERREQUEST']._serialized_start=449
-  _globals['_REMOVEORGMEMBERREQUEST']._serialized_end=490
-  _globals['_REMOVEORGMEMBERRESPONSE']._serialized_start=492
-  _globals['_REMOVEORGMEMBERRESPONSE']._serialized_end=568
-  _globals['_SECRETPOLICY']._serialized_start=571
-  _globals['_SECRETPOLICY']._serialized_end=800
-  _globals['_GETSECRETPOLICYREQUEST']._serialized_start=802
-  _globals['_GETSECRETPOLICYREQUEST']._serialized_end=826
-  _globals['_GETSECRETPOLICYRESPONSE']._serialized_start=828
-  _globals['_GETSECRETPOLICYRESPONSE']._serialized_end=902
-  _globals['_SETSECRETPOLICYREQUEST']._serialized_start=904
-  _globals['_SETSECRETPOLICYREQUEST']._serialized_end=977
-  _globals['_SETSECRETPOLICYRESPONSE']._serialized_start=979
-  _globals['_SETSECRETPOLICYRESPONSE']._serialized_end=1055
-  _globals['_ORGSERVICE']._serialized_start=1058
-  _globals['_ORGSERVICE']._serialized_end=1845
+  _globals['_LISTORGANIZATIONSREQUEST']._serialized_start=319
+  _globals['_LISTORGANIZATIONSREQUEST']._serialized_end=384
+  _globals['_LISTORGANIZATIONSRESPONSE']._serialized_start=386
+  _globals['_LISTORGANIZATIONSRESPONSE']._serialized_end=494
+  _globals['_ORGANIZATION']._serialized_start=496
+  _globals['_ORGANIZATION']._serialized_end=606
+  _globals['_ADDORGMEMBERREQUEST']._serialized_start=608
+  _globals['_ADDORGMEMBERREQUEST']._serialized_end=661
+  _globals['_ADDORGMEMBERRESPONSE']._serialized_start=663
+  _globals['_ADDORGMEMBERRESPONSE']._serialized_end=736
+  _globals['_REMOVEORGMEMBERREQUEST']._serialized_start=738
+  _globals['_REMOVEORGMEMBERREQUEST']._serialized_end=779
+  _globals['_REMOVEORGMEMBERRESPONSE']._serialized_start=781
+  _globals['_REMOVEORGMEMBERRESPONSE']._serialized_end=857
+  _globals['_SECRETPOLICY']._serialized_start=860
+  _globals['_SECRETPOLICY']._serialized_end=1089
+  _globals['_GETSECRETPOLICYREQUEST']._serialized_start=1091
+  _globals['_GETSECRETPOLICYREQUEST']._serialized_end=1115
+  _globals['_GETSECRETPOLICYRESPONSE']._serialized_start=1117
+  _globals['_GETSECRETPOLICYRESPONSE']._serialized_end=1191
+  _globals['_SETSECRETPOLICYREQUEST']._serialized_start=1193
+  _globals['_SETSECRETPOLICYREQUEST']._serialized_end=1266
+  _globals['_SETSECRETPOLICYRESPONSE']._serialized_start=1268
+  _globals['_SETSECRETPOLICYRESPONSE']._serialized_end=1344
+  _globals['_ORGSERVICE']._serialized_start=1347
+  _globals['_ORGSERVICE']._serialized_end=2281
 # @@protoc_insertion_point(module_scope)

@@ -40,6 +40,11 @@ class OrgServiceStub:
                 request_serializer=machinesecrets_dot_v1_dot_org__service__pb2.AddOrganizationRequest.SerializeToString,
                 response_deserializer=machinesecrets_dot_v1_dot_org__service__pb2.AddOrganizationResponse.FromString,
                 _registered_method=True)
+        self.ListOrganizations = channel.unary_unary(
+                '/machinesecrets.v1.OrgService/ListOrganizations',
+                request_serializer=machinesecrets_dot_v1_dot_org__service__pb2.ListOrganizationsRequest.SerializeToString,
+                response_deserializer=machinesecrets_dot_v1_dot_org__service__pb2.ListOrganizationsResponse.FromString,
+                _registered_method=True)
         self.AddOrgMember = channel.unary_unary(
                 '/machinesecrets.v1.OrgService/AddOrgMember',
                 request_serializer=machinesecrets_dot_v1_dot_org__service__pb2.AddOrgMemberRequest.SerializeToString,
@@ -68,6 +73,15 @@ class OrgServiceServicer:
 
     def AddOrganization(self, request, context):
         """Creates an organisation. Only an IAM_OWNER holds `org.create`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListOrganizations(self, request, context):
+        """Lists the organisations the caller may act in, in the order of their ids, a page at a time:
+        every one for an IAM_OWNER; otherwise its own and those it is a member of. Any authenticated
+        caller may ask; `x-zitadel-orgid` is not read.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -111,6 +125,11 @@ def add_OrgServiceServicer_to_server(servicer, server):
                     servicer.AddOrganization,
                     request_deserializer=machinesecrets_dot_v1_dot_org__service__pb2.AddOrganizationRequest.FromString,
                     response_serializer=machinesecrets_dot_v1_dot_org__service__pb2.AddOrganizationResponse.SerializeToString,
+            ),
+            'ListOrganizations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListOrganizations,
+                    request_deserializer=machinesecrets_dot_v1_dot_org__service__pb2.ListOrganizationsRequest.FromString,
+                    response_serializer=machinesecrets_dot_v1_dot_org__service__pb2.ListOrganizationsResponse.SerializeToString,
             ),
             'AddOrgMember': grpc.unary_unary_rpc_method_handler(
                     servicer.AddOrgMember,
@@ -161,6 +180,33 @@ class OrgService:
             '/machinesecrets.v1.OrgService/AddOrganization',
             machinesecrets_dot_v1_dot_org__service__pb2.AddOrganizationRequest.SerializeToString,
             machinesecrets_dot_v1_dot_org__service__pb2.AddOrganizationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListOrganizations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/machinesecrets.v1.OrgService/ListOrganizations',
+            machinesecrets_dot_v1_dot_org__service__pb2.ListOrganizationsRequest.SerializeToString,
+            machinesecrets_dot_v1_dot_org__service__pb2.ListOrganizationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -35,6 +35,11 @@ class OrgServiceStub:
     def __new__(cls, channel: _aio.Channel) -> OrgServiceAsyncStub: ...
     AddOrganization: _grpc.UnaryUnaryMultiCallable[_org_service_pb2.AddOrganizationRequest, _org_service_pb2.AddOrganizationResponse]
     """Creates an organisation. Only an IAM_OWNER holds `org.create`."""
+    ListOrganizations: _grpc.UnaryUnaryMultiCallable[_org_service_pb2.ListOrganizationsRequest, _org_service_pb2.ListOrganizationsResponse]
+    """Lists the organisations the caller may act in, in the order of their ids, a page at a time:
+    every one for an IAM_OWNER; otherwise its own and those it is a member of. Any authenticated
+    caller may ask; `x-zitadel-orgid` is not read.
+    """
     AddOrgMember: _grpc.UnaryUnaryMultiCallable[_org_service_pb2.AddOrgMemberRequest, _org_service_pb2.AddOrgMemberResponse]
     """Grants roles in the context organisation to a user. A caller grants only roles it holds;
     IAM_OWNER only an IAM_OWNER.
@@ -57,6 +62,11 @@ class OrgServiceAsyncStub(OrgServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     AddOrganization: _aio.UnaryUnaryMultiCallable[_org_service_pb2.AddOrganizationRequest, _org_service_pb2.AddOrganizationResponse]  # type: ignore[assignment]
     """Creates an organisation. Only an IAM_OWNER holds `org.create`."""
+    ListOrganizations: _aio.UnaryUnaryMultiCallable[_org_service_pb2.ListOrganizationsRequest, _org_service_pb2.ListOrganizationsResponse]  # type: ignore[assignment]
+    """Lists the organisations the caller may act in, in the order of their ids, a page at a time:
+    every one for an IAM_OWNER; otherwise its own and those it is a member of. Any authenticated
+    caller may ask; `x-zitadel-orgid` is not read.
+    """
     AddOrgMember: _aio.UnaryUnaryMultiCallable[_org_service_pb2.AddOrgMemberRequest, _org_service_pb2.AddOrgMemberResponse]  # type: ignore[assignment]
     """Grants roles in the context organisation to a user. A caller grants only roles it holds;
     IAM_OWNER only an IAM_OWNER.
@@ -82,6 +92,17 @@ class OrgServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_org_service_pb2.AddOrganizationResponse, _abc.Awaitable[_org_service_pb2.AddOrganizationResponse]]:
         """Creates an organisation. Only an IAM_OWNER holds `org.create`."""
+
+    @_abc_1.abstractmethod
+    def ListOrganizations(
+        self,
+        request: _org_service_pb2.ListOrganizationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_org_service_pb2.ListOrganizationsResponse, _abc.Awaitable[_org_service_pb2.ListOrganizationsResponse]]:
+        """Lists the organisations the caller may act in, in the order of their ids, a page at a time:
+        every one for an IAM_OWNER; otherwise its own and those it is a member of. Any authenticated
+        caller may ask; `x-zitadel-orgid` is not read.
+        """
 
     @_abc_1.abstractmethod
     def AddOrgMember(
