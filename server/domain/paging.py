@@ -10,8 +10,12 @@ import base64
 import binascii
 import hashlib
 import json
+from collections.abc import Callable
+from typing import TypeVar
 
 from server.domain.errors import FieldViolation
+
+T = TypeVar("T")
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 50
@@ -35,6 +39,14 @@ def page_token(query: tuple[str, ...], after: str) -> str:
     """The token that resumes the list of query after the item whose key is after."""
     text = json.dumps([_fingerprint(query), after], separators=(",", ":"))
     return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def cut(rows: list[T], size: int, query: tuple[str, ...], key: Callable[[T], str]) -> tuple[list[T], str]:
+    """The page of rows read with limit page_size(size) + 1, and the token of the next page ("" if
+    the extra row did not come: this was the last)."""
+    limit = page_size(size)
+    page = rows[:limit]
+    return page, page_token(query, key(page[-1])) if len(rows) > limit else ""
 
 
 def resume_after(field: str, token: str, query: tuple[str, ...]) -> tuple[str, list[FieldViolation]]:

@@ -53,10 +53,10 @@ class Queries:
         query = (ctx.org_id, prefix_key, user_type)
         after, bad_token = paging.resume_after("page_token", token, query)
         check.raise_if_any(violations + bad_token)
-        limit = paging.page_size(size)
-        users = await self._store.users_page(ctx.org_id, prefix_key, user_type, after, limit + 1)
-        page, more = users[:limit], len(users) > limit
-        next_token = paging.page_token(query, page[-1].user_name_key) if more else ""
+        users = await self._store.users_page(
+            ctx.org_id, prefix_key, user_type, after, paging.page_size(size) + 1
+        )
+        page, next_token = paging.cut(users, size, query, lambda user: user.user_name_key)
         return [self._with_profile(user) for user in page], next_token
 
     async def organizations(
@@ -69,11 +69,9 @@ class Queries:
         query = ("organizations", principal.user_id)
         after, bad_token = paging.resume_after("page_token", token, query)
         check.raise_if_any(paging.check_page_size("page_size", size) + bad_token)
-        limit = paging.page_size(size)
         reach = None if principal.is_iam_owner else sorted({principal.org_id, *principal.roles})
-        orgs = await self._store.orgs_page(reach, after, limit + 1)
-        page, more = orgs[:limit], len(orgs) > limit
-        next_token = paging.page_token(query, page[-1].id) if more else ""
+        orgs = await self._store.orgs_page(reach, after, paging.page_size(size) + 1)
+        page, next_token = paging.cut(orgs, size, query, lambda org: org.id)
         return [(org, principal.roles.get(org.id, frozenset())) for org in page], next_token
 
     async def personal_access_tokens(self, ctx: CallContext, user_id: str) -> list[PersonalAccessTokenView]:

@@ -217,6 +217,17 @@ def cpu_seconds(pid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def timed_run(
+    request: Request, warmup: int, requests: int, connections: int, pid: int
+) -> tuple[Result, float]:
+    """A warm-up, then the measured run, and the CPU milliseconds the server's processes (pid and
+    its children) spent per request of it."""
+    h2load(request, warmup, connections)
+    cpu = cpu_seconds(pid)
+    result = h2load(request, requests, connections)
+    return result, (cpu_seconds(pid) - cpu) * 1000 / result.requests
+
+
 class Bench:
     def __init__(
         self, args: argparse.Namespace, service: Ports, noop: Ports, token: str, pids: tuple[int, int]
@@ -226,16 +237,13 @@ class Bench:
         self.rows: list[Row] = []
 
     def measure(
-        self, request: Request, counted: tuple[str, str] | None, pid: int, connections: int | None = None
+        self, request: Request, counted: tuple[str, str] | None, pid: int
     ) -> tuple[Result, bool, float]:
-        """Warm-up, then the measured run; succeeded only if every request did. Also the CPU
-        milliseconds the server's processes spent per request of the measured run."""
-        connections = connections or self.args.concurrency
+        """timed_run at the run's settings; succeeded only if every request did (by the service's
+        own count too, when counted names the method and outcome)."""
         before = ok_count(self.service.http, *counted) if counted else 0
-        h2load(request, self.args.warmup, connections)
-        cpu = cpu_seconds(pid)
-        result = h2load(request, self.args.requests, connections)
-        cpu_ms = (cpu_seconds(pid) - cpu) * 1000 / result.requests
+        args = self.args
+        result, cpu_ms = timed_run(request, args.warmup, args.requests, args.concurrency, pid)
         ok = result.succeeded == result.requests == self.args.requests
         if counted:
             ok = (

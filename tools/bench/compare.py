@@ -24,14 +24,13 @@ from tools.bench.__main__ import (
     ADD_SECRET,
     GET_USER,
     ROOT,
-    cpu_seconds,
     database,
     grpc_request,
     median,
     spread,
     start_service,
+    timed_run,
 )
-from tools.bench.load import h2load
 
 
 def setting(text: str) -> dict[str, str]:
@@ -81,13 +80,13 @@ def main() -> None:
             cpu: list[list[float]] = [[], []]
             for round_number in range(1, args.rounds + 1):
                 for side, (process, request) in enumerate(services):
-                    h2load(request, args.requests // 10, args.concurrency)
-                    before = cpu_seconds(process.pid)
-                    result = h2load(request, args.requests, args.concurrency)
+                    result, cpu_ms = timed_run(
+                        request, args.requests // 10, args.requests, args.concurrency, process.pid
+                    )
                     if result.succeeded != result.requests:
                         raise SystemExit(f"round {round_number}: {result.requests - result.succeeded} failed")
                     rps[side].append(result.rps)
-                    cpu[side].append((cpu_seconds(process.pid) - before) * 1000 / result.requests)
+                    cpu[side].append(cpu_ms)
                 print(
                     f"round {round_number}: A {rps[0][-1]:,.0f} req/s {cpu[0][-1]:.2f} ms CPU; "
                     f"B {rps[1][-1]:,.0f} req/s {cpu[1][-1]:.2f} ms CPU",
