@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv system-deps bench-deps proto openapi run test bench lint clean
+.PHONY: all venv system-deps bench-deps proto openapi console run test bench lint clean
 
 all: test
 
@@ -55,6 +55,11 @@ proto: $(STAMP)
 # The OpenAPI document of the JSON API, from the descriptor set (make proto runs it too).
 openapi: $(STAMP)
 	$(BIN)/python -m tools.genopenapi
+
+# The web console: server/console/ (committed, so that `make run` needs no npm) built from console/
+# with connect-es, the toolchain of examples/browser; tests/test_console.py checks they are in step.
+console: system-deps
+	cd console && npm ci --no-audit --no-fund && npm run build
 
 run: $(STAMP)
 	$(BIN)/python -m server

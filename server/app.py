@@ -40,6 +40,7 @@ from server.temp_dirs import private_temp_dir, sweep_orphans
 from server.tls import TlsFiles, load_tls
 from server.transport.asgi_server import AsgiServer
 from server.transport.connect import ConnectEndpoint
+from server.transport.console import CONSOLE_PREFIX, ConsoleFiles, read_build
 from server.transport.cors import CorsMiddleware
 from server.transport.forwarded import ClientAddress
 from server.transport.grpc_server import method_handlers
@@ -260,7 +261,10 @@ async def _start(
                     OPENAPI_PATH: StaticJson(OPENAPI_DOCUMENT.read_bytes()),
                     **{pipeline.method: rpc for pipeline in pipelines},
                 },
-                under={prefix: rest for prefix in rest.prefixes()},
+                under={
+                    **{prefix: rest for prefix in rest.prefixes()},
+                    CONSOLE_PREFIX: ConsoleFiles(read_build()),
+                },
             )
         )
         health_servicer = HealthServicer()

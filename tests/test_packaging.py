@@ -38,6 +38,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = "machine_secrets-0.1.0.data/data/share/machine-secrets/"
     for expected in (
         "server/__main__.py",
+        "server/console/index.html",
+        "server/console/console.js",
         "machinesecrets/v1/user_service_pb2.py",
         "zitadel/management/v1/management_pb2.py",
         data + "envoy.yaml",
@@ -102,6 +104,10 @@ def test_the_installed_command_serves_with_its_envoy(installed: Path, tmp_path: 
             assert json.loads(answer.read())["openapi"].startswith("3.")
         with urllib.request.urlopen(f"http://127.0.0.1:{ports['http']}/readyz", timeout=10) as answer:
             assert answer.status == 200
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{ports['envoy']}/console/console.js", timeout=10
+        ) as answer:
+            assert answer.read() == (ROOT / "server" / "console" / "console.js").read_bytes()
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0

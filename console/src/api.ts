@@ -1,0 +1,147 @@
+// The console's side of the API: the session (a bearer token in sessionStorage, nowhere else), the
+// grpc-web clients that send it with the chosen organisation, and errors put into words.
+import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
+import { createGrpcWebTransport } from "@connectrpc/connect-web";
+import { BadRequestSchema, ErrorInfoSchema } from "./gen/google/rpc/error_details_pb";
+import { OrgService } from "./gen/machinesecrets/v1/org_service_pb";
+import { UserService } from "./gen/machinesecrets/v1/user_service_pb";
+
+export const TOKEN_PATH = "/oauth/v2/token";
+
+// sessionStorage lives as long as the tab and is never sent anywhere by the browser; the token is
+// not put in localStorage, a cookie or an address. Sign-out clears all of it.
+const TOKEN = "machine-secrets.token";
+const WHO = "machine-secrets.who";
+const ORG = "machine-secrets.org";
+
+export const session = {
+  token: (): string | null => sessionStorage.getItem(TOKEN),
+  who: (): string => sessionStorage.getItem(WHO) ?? "",
+  org: (): string => sessionStorage.getItem(ORG) ?? "",
+  setOrg: (orgId: string): void => sessionStorage.setItem(ORG, orgId),
+  begin(token: string, who: string): void {
+    sessionStorage.clear();
+    sessionStorage.setItem(TOKEN, token);
+    sessionStorage.setItem(WHO, who);
+  },
+  end: (): void => sessionStorage.clear(),
+};
+
+// Every call carries the session's token and, as ZITADEL's clients do, the organisation it acts in.
+const credentials: Interceptor = (next) => (request) => {
+  const token = session.token();
+  if (token) request.header.set("authorization", `Bearer ${token}`);
+  const org = session.org();
+  if (org) request.header.set("x-zitadel-orgid", org);
+  return next(request);
+};
+
+// The console is served by the API it calls: same origin, so no CORS.
+const transport = createGrpcWebTransport({ baseUrl: location.origin, interceptors: [credentials] });
+export const users = createClient(UserService, transport);
+export const orgs = createClient(OrgService, transport);
+
+export class SignInRefused extends Error {}
+
+// Client credentials for an access token at the token endpoint (client_secret_post). Only the
+// access token is kept; the secret is not stored.
+export async function exchange(clientId: string, clientSecret: string): Promise<string> {
+  let answer: Response;
+  try {
+    answer = await fetch(TOKEN_PATH, {
+      method: "POST",
+      body: new URLSearchParams({ grant_type: "client_credentials", client_id: clientId, client_secret: clientSecret }),
+    });
+  } catch {
+    throw new SignInRefused("The service could not be reached. Check that it is running, then try again.");
+  }
+  const body = (await answer.json().catch(() => ({}))) as Record<string, unknown>;
+  if (answer.ok && typeof body.access_token === "string") return body.access_token;
+  if (body.error === "invalid_client") {
+    throw new SignInRefused("The client id or secret is wrong, or the secret has expired or been deleted.");
+  }
+  if (answer.status === 429) throw new SignInRefused("Too many attempts. Wait a little, then try again.");
+  throw new SignInRefused(`The token endpoint refused: ${String(body.error_description ?? body.error ?? answer.status)}.`);
+}
+
+// What each permission lets a person do, for PERMISSION_DENIED.
+const PERMISSIONS: Record<string, string> = {
+  "user.read": "see users and their secrets",
+  "user.write": "create and change users and their secrets",
+  "org.member.write": "manage the organisation's members",
+  "org.create": "create organisations",
+  "policy.write": "change the organisation's secret policy",
+};
+
+export interface Problem {
+  // What happened, in words.
+  words: string;
+  // The service's own message and its stable reason, for whoever debugs it.
+  message: string;
+  reason: string;
+  // Per-field problems of an INVALID_ARGUMENT.
+  fields: { field: string; description: string }[];
+  // The session is over: back to sign-in.
+  signIn: boolean;
+}
+
+export function problemOf(error: unknown): Problem {
+  const failure = ConnectError.from(error);
+  const [info] = failure.findDetails(ErrorInfoSchema);
+  const [request] = failure.findDetails(BadRequestSchema);
+  const reason = info?.reason ?? Code[failure.code] ?? "";
+  const metadata = info?.metadata ?? {};
+  const fields = (request?.fieldViolations ?? []).map((v) => ({ field: v.field, description: v.description }));
+  const problem = (words: string): Problem => ({
+    words,
+    message: failure.rawMessage,
+    reason,
+    fields,
+    signIn: failure.code === Code.Unauthenticated,
+  });
+  if (failure.code === Code.Unknown && failure.cause instanceof TypeError) {
+    return problem("The service could not be reached. Check that it is running, then try again.");
+  }
+  if (failure.code === Code.Unauthenticated) {
+    return problem("Your session has ended: the token expired, was revoked, or is not valid. Sign in again.");
+  }
+  switch (reason) {
+    case "PERMISSION_DENIED": {
+      const permission = metadata.permission;
+      if (permission) {
+        const can = PERMISSIONS[permission] ?? "do this";
+        return problem(
+          `You are not allowed to ${can} in this organisation: your account lacks the permission ` +
+            `“${permission}”. An owner of the organisation can grant it with a role.`,
+        );
+      }
+      return problem("You are not allowed to do this: it would need permissions your account does not hold.");
+    }
+    case "ORGANIZATION_NOT_FOUND":
+      return problem("This organisation does not exist, or you may not act in it. Pick another one.");
+    case "USER_NOT_FOUND":
+      return problem("This user does not exist in this organisation. It may have been removed.");
+    case "USER_NOT_MACHINE":
+      return problem("Only machine users have client secrets; this is a human user.");
+    case "SECRET_NOT_FOUND":
+      return problem("This secret no longer exists. It may have been deleted or retired already.");
+    case "USER_NAME_TAKEN":
+      return problem("This user name is taken. User names are unique in the whole service, whatever their case.");
+    case "SECRET_LIMIT_REACHED":
+      return problem(
+        `This user has as many live secrets as the organisation allows (${metadata.limit ?? "its limit"}). ` +
+          "Delete one first, or rotate with no grace period.",
+      );
+    case "INVALID_ARGUMENT":
+      return problem("Some of what was entered cannot be used:");
+    case "CONCURRENT_MODIFICATION":
+      return problem("Someone changed this at the same moment. Try again.");
+    case "OVERLOADED":
+      return problem("The service is busy. Try again in a few seconds.");
+    case "TOO_MANY_FAILURES":
+      return problem("Too many failed attempts. Wait a little, then try again.");
+    case "STORE_UNAVAILABLE":
+      return problem("The service cannot reach its database right now. Try again shortly.");
+  }
+  return problem("The service refused the request.");
+}

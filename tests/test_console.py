@@ -1,0 +1,254 @@
+"""The web console (console/, built into server/console/): its build is the committed one, its
+answers carry the headers that keep it to its own code, and a person can do the whole job with it
+in a real browser.
+
+The flow is console/drive.mjs: playwright-core driving Debian's Chromium against a real service,
+through Envoy at 1280 and 390 px wide and through the service's own HTTP port at 1280. Screenshots of
+every step go to SCREENSHOTS (build/console-screenshots/, not committed); the README shows two of
+them, copied into console/screenshots/. Without Chromium or npm the tests are skipped with the
+reason, unless MS_REQUIRE_BROWSER=1 (as CI sets it).
+"""
+
+import asyncio
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from machinesecrets.v1 import user_service_pb2 as user_pb
+
+from server.transport.console import BUILD, CONTENT_SECURITY_POLICY
+from tests.service import Running, client, config_for, start_service
+from tests.test_browser import CHROMIUM, missing_tools
+
+SOURCES = Path(__file__).resolve().parent.parent / "console"
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "build" / "console-screenshots"
+SECURITY_HEADERS = {
+    "content-security-policy": CONTENT_SECURITY_POLICY,
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+}
+
+
+@pytest.fixture(scope="module")
+def tools(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The console's npm packages installed, and a fresh build of its sources (in a folder of its own)."""
+    reason = missing_tools()
+    if reason is not None:
+        if os.environ.get("MS_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"the console tests are required here: {reason}")
+        pytest.skip(reason)
+    fresh = tmp_path_factory.mktemp("console-build")
+    for command in (["npm", "ci", "--no-audit", "--no-fund"], ["npm", "run", "build", "--", str(fresh)]):
+        done = subprocess.run(command, cwd=SOURCES, check=True, capture_output=True, text=True, timeout=300)
+        assert "npm warn" not in done.stdout + done.stderr, done.stdout + done.stderr
+    return fresh
+
+
+def test_the_committed_build_is_in_step_with_its_sources(tools: Path) -> None:
+    def files(folder: Path) -> dict[str, bytes]:
+        return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+    committed, fresh = files(BUILD), files(tools)
+    assert sorted(committed) == sorted(fresh), "run `make console` and commit server/console/"
+    stale = [name for name in fresh if committed[name] != fresh[name]]
+    assert stale == [], (
+        f"{stale} differ from a build of console/: run `make console` and commit server/console/"
+    )
+
+
+@pytest.fixture(scope="module")
+async def console_service(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Running]:
+    running = await start_service(config_for(tmp_path_factory.mktemp("console"), envoy=True))
+    yield running
+    await running.service.stop(0)
+
+
+def doors(running: Running) -> list[str]:
+    service = running.service
+    return [f"http://127.0.0.1:{service.envoy_port}", f"http://127.0.0.1:{service.http_port}"]
+
+
+async def test_every_console_answer_carries_the_security_headers(console_service: Running) -> None:
+    for door in doors(console_service):
+        async with httpx.AsyncClient(base_url=door) as http:
+            pages = {
+                "/console/": "text/html; charset=utf-8",
+                "/console/index.html": "text/html; charset=utf-8",
+                "/console/console.js": "text/javascript; charset=utf-8",
+                "/console/console.css": "text/css; charset=utf-8",
+                "/console/icon.svg": "image/svg+xml",
+            }
+            for path, content_type in pages.items():
+                answer = await http.get(path)
+                assert answer.status_code == 200, (door, path)
+                assert answer.headers["content-type"] == content_type
+                assert (
+                    answer.content == (BUILD / (path.removeprefix("/console/") or "index.html")).read_bytes()
+                )
+                assert {k: answer.headers.get(k) for k in SECURITY_HEADERS} == SECURITY_HEADERS, (door, path)
+                # Unchanged: a 304 without the body, still with the headers.
+                again = await http.get(path, headers={"if-none-match": answer.headers["etag"]})
+                assert (again.status_code, again.content) == (304, b"")
+                assert again.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+            for path, code in (
+                ("/console/nothing.js", 404),
+                ("/console/src/main.ts", 404),
+                ("/console", 308),
+            ):
+                answer = await http.get(path, follow_redirects=False)
+                assert answer.status_code == code, (door, path)
+                assert {k: answer.headers.get(k) for k in SECURITY_HEADERS} == SECURITY_HEADERS
+            assert (await http.get("/console", follow_redirects=False)).headers["location"] == "/console/"
+            refused = await http.post("/console/", content=b"x")
+            assert (refused.status_code, refused.headers["allow"]) == (405, "GET, HEAD")
+            head = await http.head("/console/console.js")
+            assert (head.status_code, head.content) == (200, b"")
+            assert head.headers["content-length"] == str(len((BUILD / "console.js").read_bytes()))
+    policy = dict(rule.split(" ", 1) for rule in CONTENT_SECURITY_POLICY.split("; "))
+    assert (policy["default-src"], policy["frame-ancestors"]) == ("'self'", "'none'")
+    assert "unsafe" not in CONTENT_SECURITY_POLICY  # no inline script or style, no eval
+    # The page loads its code from files: no inline script the policy would have to allow.
+    index = (BUILD / "index.html").read_text()
+    assert re.findall(r"<script[^>]*>", index) == ['<script type="module" src="console.js">']
+    assert "style=" not in index
+    assert "<style" not in index
+
+
+async def machine_user_without_permissions(running: Running) -> tuple[str, str]:
+    """A machine user with a secret and no role: it may sign in, and may do nothing."""
+    api = client("grpc", running.service)
+    try:
+        admin = [("authorization", f"Bearer {running.admin_token}")]
+        made = await api.call(
+            "AddMachineUser", user_pb.AddMachineUserRequest(user_name="reader-nobody", name="Nobody"), admin
+        )
+        assert isinstance(made, user_pb.AddMachineUserResponse)
+        secret = await api.call("AddSecret", user_pb.AddSecretRequest(user_id=made.user_id), admin)
+        assert isinstance(secret, user_pb.AddSecretResponse)
+        return secret.client_id, secret.client_secret
+    finally:
+        await api.close()
+
+
+async def drive(config: dict[str, Any]) -> list[dict[str, Any]]:
+    # In a thread: the service under test runs in this very event loop.
+    result = await asyncio.to_thread(
+        subprocess.run,
+        ["node", "drive.mjs", json.dumps(config)],
+        cwd=SOURCES, capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "CHROMIUM": CHROMIUM},
+    )  # fmt: skip
+    assert result.returncode == 0, f"{result.stderr[-3000:]}\nsee {config['screenshots']}/failure.png"
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+async def run_curl(line: str) -> dict[str, Any]:
+    """The dialog's curl line, run as a person would paste it (in a thread, as drive)."""
+    assert shutil.which("curl") is not None
+    command = ["bash", "-c", line + " -w '\\n%{http_code}'"]
+    done = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, timeout=30)
+    body, _, code = done.stdout.rpartition("\n")
+    return {"status": int(code), **json.loads(body)}
+
+
+async def test_a_person_manages_machine_users_and_secrets_in_chromium(
+    tools: Path, console_service: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    refused_id, refused_secret = await machine_user_without_permissions(console_service)
+    envoy, http_port = doors(console_service)
+    shutil.rmtree(SCREENSHOTS, ignore_errors=True)
+    results: list[dict[str, Any]] = []
+    for door, widths, folder in (
+        (envoy, [1280, 390], SCREENSHOTS),
+        (http_port, [1280], SCREENSHOTS / "http-port"),
+    ):
+        folder.mkdir(parents=True, exist_ok=True)
+        config = {
+            "console": f"{door}/console/",
+            "adminToken": console_service.admin_token,
+            "refused": {"clientId": refused_id, "clientSecret": refused_secret},
+            "screenshots": str(folder),
+            "widths": widths,
+        }
+        for result in await drive(config):
+            results.append({**result, "door": door})
+    issued = [console_service.admin_token, refused_secret]
+    for result in results:
+        where = f"{result['door']} at {result['width']} px"
+        assert result["problems"] == [], where  # no console error, no nameless control, no sideways scroll
+        assert result["steps"] == [
+            "1-sign-in", "1-users", "2-new-user", "2-search", "2-user", "3-new-secret", "3-secret-dialog",
+            "3-secrets", "4-rotate", "4-secret-dialog", "4-rotated", "5-confirm", "5-deleted", "6-refused",
+            "7-signed-out", "8-session-ended",
+        ]  # fmt: skip
+        # 1. Signed in by keyboard, with a visible focus ring; the token in sessionStorage only.
+        assert result["focusOutline"]["style"] == "solid"
+        assert float(result["focusOutline"]["width"].removesuffix("px")) >= 2
+        assert result["storage"] == {
+            "session": ["machine-secrets.token", "machine-secrets.org", "machine-secrets.who"],
+            "local": 0,
+        }
+        # 2. The new user is found by its name's beginning.
+        assert result["found"] >= 1
+        # 3. The dialog gave the secret, the copy button copied it, and it said it is shown once.
+        first, second = result["secrets"]["first"], result["secrets"]["second"]
+        for secret in (first, second):
+            assert secret["clientId"] == result["userName"]
+            assert re.fullmatch(r"msk_[0-9A-Za-z]{61}", secret["clientSecret"]), where
+            assert secret["copied"] is True
+            assert "will not be shown again" in secret["warning"]
+            # Closing the dialog let the secret go: not in the page, its storage, its address or
+            # (after a garbage collection) its memory.
+            assert secret["afterClose"] == {
+                "document": False,
+                "storage": False,
+                "address": False,
+                "memory": False,
+            }
+            issued.append(secret["clientSecret"])
+        # The check finds a secret where there is one: while the dialog was open.
+        assert first["whileOpen"] == {"document": True, "storage": False, "address": False, "memory": True}
+        assert first["exchange"] == {"status": 200, "tokenType": "Bearer"}
+        # 4. Rotated with a day's grace: two secrets; the old one expires now, the new one never.
+        rows = {row["Description"]: row for row in result["afterRotation"]}
+        assert sorted(rows) == ["first: the nightly job", "second: after rotation"]
+        assert rows["first: the nightly job"]["Expires"] != "Never"
+        assert rows["second: after rotation"]["Expires"] == "Never"
+        assert {row["State"] for row in rows.values()} == {"Active"}
+        assert rows["first: the nightly job"]["Last used"] != "Never"  # the exchange above
+        # 5. The confirmation starts on Cancel; one secret is left.
+        assert result["confirmFocus"] == "Cancel"
+        assert result["afterDelete"] == 1
+        # 6. The refusal names what is missing, in words and by its reason.
+        assert "your account lacks the permission “user.read”" in result["refusal"]
+        assert "PERMISSION_DENIED" in result["refusal"]
+        assert result["whoRefused"] == f"Signed in with {refused_id}"
+        # 7. Signed out: nothing is kept. 8. A token that stopped working returns to sign-in.
+        assert result["signedOut"] == {"notice": "You have signed out.", "session": 0, "local": 0}
+        assert "Sign in again" in result["ended"]
+        # The page only ever called its own origin.
+        assert {re.match(r"https?://[^/]+", url).group(0) for url in result["requests"]} == {result["door"]}  # type: ignore[union-attr]
+        # The curl lines work as written: the new secret earns a token, the deleted one is refused.
+        assert second["curl"].startswith(f"curl -sS '{result['door']}/oauth/v2/token'")
+        current = await run_curl(second["curl"])
+        assert (current["status"], current["token_type"]) == (200, "Bearer")
+        deleted = await run_curl(first["curl"])
+        assert (deleted["status"], deleted["error"]) == (401, "invalid_client")
+        issued.append(current["access_token"])
+    # No secret or token in an address the page asked for, a log line, or the store.
+    requested = "\n".join(url for result in results for url in result["requests"])
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    store = console_service.raw_store()
+    for secret in issued:
+        assert secret not in requested
+        assert secret not in logged
+        assert secret.encode() not in store
