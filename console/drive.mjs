@@ -2,7 +2,7 @@
 // width: sign in with a PAT, create a machine user, find it, create a secret and read it from the
 // dialog, rotate, delete, sign in as a user without permission, sign out, and a session that ends.
 //   node drive.mjs '{"console": URL, "adminToken": ..., "refused": {"clientId", "clientSecret"},
-//                    "screenshots": DIR, "widths": [1280, 390]}'
+//                    "markupName": ..., "screenshots": DIR, "widths": [1280, 390]}'
 // Prints one JSON object per width: what the page showed, the secrets it gave, and every problem
 // seen (a console error, a control without a name, a page wider than the screen, a secret that
 // outlived its dialog). tests/test_console.py judges it.
@@ -86,6 +86,10 @@ async function run(width) {
   await page.keyboard.press("Enter");
   await heading("Machine users").waitFor();
   result.storage = await page.evaluate(() => ({ session: Object.keys(sessionStorage), local: localStorage.length }));
+  // A name that is markup is shown as text (and the policy would refuse its script with an error).
+  await page.locator("tbody").waitFor();
+  result.markupShownAsText = await page.getByText(config.markupName, { exact: true }).count();
+  result.images = await page.locator("main img").count();
   await step("1-users");
 
   // 2. Create a machine user, then find it by searching.
@@ -164,6 +168,7 @@ async function run(width) {
   result.secrets.second = second;
   result.afterRotation = await page.locator("tbody tr").evaluateAll((rows) =>
     rows.map((row) => Object.fromEntries([...row.cells].map((c) => [c.dataset.label, c.textContent.trim()]))));
+  result.timeTitle = await page.locator("tbody time").first().getAttribute("title");
   await step("4-rotated");
 
   // 5. Delete the old one, after a confirmation.

@@ -122,13 +122,20 @@ async def test_every_console_answer_carries_the_security_headers(console_service
     assert "<style" not in index
 
 
+# A user's name is the user's to choose: the console must show it as text, never as markup.
+MARKUP_NAME = '<img src=x onerror="alert(1)">'
+
+
 async def machine_user_without_permissions(running: Running) -> tuple[str, str]:
-    """A machine user with a secret and no role: it may sign in, and may do nothing."""
+    """A machine user with a secret and no role (it may sign in, and may do nothing), whose name is
+    markup."""
     api = client("grpc", running.service)
     try:
         admin = [("authorization", f"Bearer {running.admin_token}")]
         made = await api.call(
-            "AddMachineUser", user_pb.AddMachineUserRequest(user_name="reader-nobody", name="Nobody"), admin
+            "AddMachineUser",
+            user_pb.AddMachineUserRequest(user_name="reader-nobody", name=MARKUP_NAME),
+            admin,
         )
         assert isinstance(made, user_pb.AddMachineUserResponse)
         secret = await api.call("AddSecret", user_pb.AddSecretRequest(user_id=made.user_id), admin)
@@ -176,6 +183,7 @@ async def test_a_person_manages_machine_users_and_secrets_in_chromium(
             "console": f"{door}/console/",
             "adminToken": console_service.admin_token,
             "refused": {"clientId": refused_id, "clientSecret": refused_secret},
+            "markupName": MARKUP_NAME,
             "screenshots": str(folder),
             "widths": widths,
         }
@@ -197,6 +205,7 @@ async def test_a_person_manages_machine_users_and_secrets_in_chromium(
             "session": ["machine-secrets.token", "machine-secrets.org", "machine-secrets.who"],
             "local": 0,
         }
+        assert (result["markupShownAsText"], result["images"]) == (1, 0)
         # 2. The new user is found by its name's beginning.
         assert result["found"] >= 1
         # 3. The dialog gave the secret, the copy button copied it, and it said it is shown once.
@@ -225,6 +234,7 @@ async def test_a_person_manages_machine_users_and_secrets_in_chromium(
         assert rows["second: after rotation"]["Expires"] == "Never"
         assert {row["State"] for row in rows.values()} == {"Active"}
         assert rows["first: the nightly job"]["Last used"] != "Never"  # the exchange above
+        assert result["timeTitle"].endswith(" UTC")  # local time shown, UTC on hover
         # 5. The confirmation starts on Cancel; one secret is left.
         assert result["confirmFocus"] == "Cancel"
         assert result["afterDelete"] == 1
