@@ -2,7 +2,7 @@
 // width: sign in with a PAT, create a machine user, find it, create a secret and read it from the
 // dialog, rotate, delete, sign in as a user without permission, sign out, and a session that ends.
 //   node drive.mjs '{"console": URL, "adminToken": ..., "refused": {"clientId", "clientSecret"},
-//                    "markupName": ..., "screenshots": DIR, "widths": [1280, 390]}'
+//                    "markupName": ..., "otherOrg": NAME, "screenshots": DIR, "widths": [1280, 390]}'
 // Prints one JSON object per width: what the page showed, the secrets it gave, and every problem
 // seen (a console error, a control without a name, a page wider than the screen, a secret that
 // outlived its dialog). tests/test_console.py judges it.
@@ -91,6 +91,26 @@ async function run(width) {
   result.markupShownAsText = await page.getByText(config.markupName, { exact: true }).count();
   result.images = await page.locator("main img").count();
   await step("1-users");
+
+  // Another organisation: its users, a page at a time; then back.
+  const pageShown = async () => [
+    await page.locator(".pager span").textContent(),
+    await page.locator("tbody tr").count(),
+    await page.getByRole("button", { name: "Next" }).isEnabled(),
+  ];
+  await page.getByLabel("Organisation", { exact: true }).selectOption({ label: config.otherOrg });
+  await page.getByRole("link", { name: "fleet-00" }).waitFor();
+  result.otherOrgPages = [await pageShown()];
+  await step("1-other-org");
+  await page.getByRole("button", { name: "Next" }).click();
+  await page.getByRole("link", { name: "fleet-24" }).waitFor();
+  result.otherOrgPages.push(await pageShown());
+  await step("1-page-2");
+  await page.getByRole("button", { name: "Previous" }).click();
+  await page.getByRole("link", { name: "fleet-00" }).waitFor();
+  result.otherOrgPages.push(await pageShown());
+  await page.getByLabel("Organisation", { exact: true }).selectOption({ label: "default" });
+  await page.getByRole("link", { name: "admin", exact: true }).waitFor();
 
   // 2. Create a machine user, then find it by searching.
   const userName = `console-${width}-${Date.now().toString(36)}`;

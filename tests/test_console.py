@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
+from machinesecrets.v1 import org_service_pb2 as org_pb
 from machinesecrets.v1 import user_service_pb2 as user_pb
 
 from server.transport.console import BUILD, CONTENT_SECURITY_POLICY
@@ -126,20 +127,28 @@ async def test_every_console_answer_carries_the_security_headers(console_service
 MARKUP_NAME = '<img src=x onerror="alert(1)">'
 
 
-async def machine_user_without_permissions(running: Running) -> tuple[str, str]:
+FLEET = "Fleet"  # a second organisation, with more machine users than one page holds
+FLEET_SIZE = 25
+
+
+async def scene(running: Running) -> tuple[str, str]:
     """A machine user with a secret and no role (it may sign in, and may do nothing), whose name is
-    markup."""
+    markup; and the organisation FLEET with FLEET_SIZE machine users. Gives the user's client id
+    and secret."""
     api = client("grpc", running.service)
     try:
         admin = [("authorization", f"Bearer {running.admin_token}")]
-        made = await api.call(
-            "AddMachineUser",
-            user_pb.AddMachineUserRequest(user_name="reader-nobody", name=MARKUP_NAME),
-            admin,
-        )
+        request = user_pb.AddMachineUserRequest(user_name="reader-nobody", name=MARKUP_NAME)
+        made = await api.call("AddMachineUser", request, admin)
         assert isinstance(made, user_pb.AddMachineUserResponse)
         secret = await api.call("AddSecret", user_pb.AddSecretRequest(user_id=made.user_id), admin)
         assert isinstance(secret, user_pb.AddSecretResponse)
+        fleet = await api.call("AddOrganization", org_pb.AddOrganizationRequest(name=FLEET), admin)
+        assert isinstance(fleet, org_pb.AddOrganizationResponse)
+        in_fleet = [*admin, ("x-zitadel-orgid", fleet.org_id)]
+        for n in range(FLEET_SIZE):
+            request = user_pb.AddMachineUserRequest(user_name=f"fleet-{n:02}", name=f"Fleet worker {n}")
+            await api.call("AddMachineUser", request, in_fleet)
         return secret.client_id, secret.client_secret
     finally:
         await api.close()
@@ -170,7 +179,7 @@ async def test_a_person_manages_machine_users_and_secrets_in_chromium(
     tools: Path, console_service: Running, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    refused_id, refused_secret = await machine_user_without_permissions(console_service)
+    refused_id, refused_secret = await scene(console_service)
     envoy, http_port = doors(console_service)
     shutil.rmtree(SCREENSHOTS, ignore_errors=True)
     results: list[dict[str, Any]] = []
@@ -184,6 +193,7 @@ async def test_a_person_manages_machine_users_and_secrets_in_chromium(
             "adminToken": console_service.admin_token,
             "refused": {"clientId": refused_id, "clientSecret": refused_secret},
             "markupName": MARKUP_NAME,
+            "otherOrg": FLEET,
             "screenshots": str(folder),
             "widths": widths,
         }
@@ -194,7 +204,7 @@ async def test_a_person_manages_machine_users_and_secrets_in_chromium(
         where = f"{result['door']} at {result['width']} px"
         assert result["problems"] == [], where  # no console error, no nameless control, no sideways scroll
         assert result["steps"] == [
-            "1-sign-in", "1-users", "2-new-user", "2-search", "2-user", "3-new-secret", "3-secret-dialog",
+            "1-sign-in", "1-users", "1-other-org", "1-page-2", "2-new-user", "2-search", "2-user", "3-new-secret", "3-secret-dialog",
             "3-secrets", "4-rotate", "4-secret-dialog", "4-rotated", "5-confirm", "5-deleted", "6-refused",
             "7-signed-out", "8-session-ended",
         ]  # fmt: skip
@@ -206,6 +216,12 @@ async def test_a_person_manages_machine_users_and_secrets_in_chromium(
             "local": 0,
         }
         assert (result["markupShownAsText"], result["images"]) == (1, 0)
+        # The organisation picked is the one acted in; its users come a page at a time.
+        assert result["otherOrgPages"] == [
+            ["Page 1", 20, True],
+            ["Page 2", FLEET_SIZE - 20, False],
+            ["Page 1", 20, True],
+        ]
         # 2. The new user is found by its name's beginning.
         assert result["found"] >= 1
         # 3. The dialog gave the secret, the copy button copied it, and it said it is shown once.
