@@ -205,8 +205,8 @@ async def test_a_person_manages_machine_users_and_secrets_in_chromium(
         assert result["problems"] == [], where  # no console error, no nameless control, no sideways scroll
         assert result["steps"] == [
             "1-sign-in", "1-users", "1-other-org", "1-page-2", "2-new-user", "2-search", "2-user",
-            "3-new-secret", "3-secret-dialog", "3-secrets", "4-rotate", "4-secret-dialog", "4-rotated", "5-confirm", "5-deleted", "6-refused",
-            "7-signed-out", "8-session-ended",
+            "3-new-secret", "3-secret-dialog", "3-secrets", "4-rotate", "4-secret-dialog", "4-rotated",
+            "5-confirm", "5-deleted", "6-refused", "7-signed-out", "8-session-ended",
         ]  # fmt: skip
         # 1. Signed in by keyboard, with a visible focus ring; the token in sessionStorage only.
         assert result["focusOutline"]["style"] == "solid"
