@@ -85,7 +85,7 @@ function signInPage(notice = ""): void {
   const submit = h("button", { type: "submit" }, "Sign in");
   const form = h(
     "form",
-    { class: "card sign-in", novalidate: false },
+    { class: "card sign-in" },
     h(
       "fieldset",
       { class: "choice" },
