@@ -355,6 +355,7 @@ def can_control_cluster() -> str | None:
     return None
 
 
+@pytest.mark.serial  # the other tests' PostgreSQL too
 async def test_postgres_stopped_while_serving(pg_url: str, tmp_path: Path) -> None:
     reason = can_control_cluster()
     if reason is not None:
