@@ -71,6 +71,9 @@ async function run(width) {
   };
   const heading = (text) => page.getByRole("heading", { level: 1, name: text });
   const dialog = () => page.getByRole("dialog");
+  // Gone from the page, not only hidden: a closed <dialog> stays in the DOM until its "close"
+  // event (a task later) removes it, and role locators stop seeing it as soon as it is hidden.
+  const dialogGone = () => page.waitForFunction(() => document.querySelector("dialog") === null);
 
   // 1. Sign in with the admin's PAT, by keyboard.
   await page.goto(config.console);
@@ -168,7 +171,7 @@ async function run(width) {
   });
   first.exchange = { status: exchanged.status, tokenType: (await exchanged.json()).token_type };
   await dialog().getByRole("button", { name: "Done: I have stored it" }).click();
-  await dialog().waitFor({ state: "detached" });
+  await dialogGone();
   first.afterClose = await holds(page, cdp, first.clientSecret);
   await page.getByRole("cell", { name: "first: the nightly job" }).waitFor();
   await step("3-secrets");
@@ -182,7 +185,7 @@ async function run(width) {
   await dialog().getByRole("button", { name: "Rotate" }).click();
   const second = await readDialog("4-secret-dialog");
   await page.keyboard.press("Escape");
-  await dialog().waitFor({ state: "detached" });
+  await dialogGone();
   second.afterClose = await holds(page, cdp, second.clientSecret);
   await page.getByRole("cell", { name: "second: after rotation" }).waitFor();
   result.secrets.second = second;
@@ -197,7 +200,7 @@ async function run(width) {
   result.confirmFocus = await page.evaluate(() => document.activeElement.textContent);
   await step("5-confirm");
   await dialog().getByRole("button", { name: "Delete secret" }).click();
-  await dialog().waitFor({ state: "detached" });
+  await dialogGone();
   await page.getByRole("cell", { name: "first: the nightly job" }).waitFor({ state: "detached" });
   await page.getByRole("cell", { name: "second: after rotation" }).waitFor();
   result.afterDelete = await page.locator("tbody tr").count();

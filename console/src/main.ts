@@ -526,10 +526,19 @@ function showOnce(clientId: string, clientSecret: string, expires: Timestamp | u
     h("div", { class: "actions" }, h("button", { type: "button", class: "done" }, "Done: I have stored it")),
   );
   dialog.classList.add("once");
-  dialog.querySelector<HTMLButtonElement>("button.done")?.addEventListener("click", () => dialog.close());
-  dialog.addEventListener("close", () => {
+  // Let the secret go the moment the person closes the dialog (Done, or Escape's "cancel"), not a
+  // task later when "close" fires and the dialog is removed.
+  const forget = (): void => {
     for (const field of dialog.querySelectorAll<HTMLInputElement | HTMLTextAreaElement>("input, textarea")) field.value = "";
     dialog.replaceChildren();
+  };
+  dialog.querySelector<HTMLButtonElement>("button.done")?.addEventListener("click", () => {
+    forget();
+    dialog.close();
+  });
+  dialog.addEventListener("cancel", forget);
+  dialog.addEventListener("close", () => {
+    forget();
     document.getElementById("secrets-title")?.focus();
   });
 }
