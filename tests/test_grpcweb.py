@@ -262,6 +262,8 @@ async def test_cors_from_the_allow_list_only(web: str) -> None:
             f"{web}/test.Test/EchoMetadata", headers={"origin": "http://evil.example"}
         )
         assert not [h for h in stranger.headers if h.startswith("access-control-")]
+        # A 204 has no content, so no Content-Length either (RFC 9110, 8.6).
+        assert (stranger.status_code, stranger.headers.get("content-length")) == (204, None)
     answer = await post(f"{web}/test.Test/EchoMetadata", frame(b""), origin=ORIGIN)
     assert answer.headers["access-control-allow-origin"] == ORIGIN
     exposed = {h.strip() for h in answer.headers["access-control-expose-headers"].split(",")}

@@ -65,9 +65,14 @@ async def read_body(receive: Receive, limit: int, timeout_s: float) -> bytes:
                 return bytes(body)
 
 
-async def respond(send: Send, status: int, headers: Sequence[tuple[str, str]], body: bytes) -> None:
-    """A whole response in one body message, with its content-length."""
+async def respond(
+    send: Send, status: int, headers: Sequence[tuple[str, str]], body: bytes, *, head: bool = False
+) -> None:
+    """A whole response in one body message, with its content-length: the body's length, also in
+    answer to HEAD (which gets no body), and none on 204 and 304, which have no content
+    (RFC 9110, 8.6)."""
     raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
-    raw.append((b"content-length", str(len(body)).encode()))
+    if status not in (204, 304):
+        raw.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
+    await send({"type": "http.response.body", "body": b"" if head else body, "more_body": False})
