@@ -10,6 +10,7 @@ reason, unless MS_REQUIRE_BROWSER=1 (as CI sets it).
 """
 
 import asyncio
+import gzip
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +112,7 @@ async def test_every_console_answer_carries_the_security_headers(console_service
             assert (await http.get("/console", follow_redirects=False)).headers["location"] == "/console/"
             refused = await http.post("/console/", content=b"x")
             assert (refused.status_code, refused.headers["allow"]) == (405, "GET, HEAD")
-            head = await http.head("/console/console.js")
+            head = await http.head("/console/console.js", headers={"accept-encoding": "identity"})
             assert (head.status_code, head.content) == (200, b"")
             assert head.headers["content-length"] == str(len((BUILD / "console.js").read_bytes()))
     policy = dict(rule.split(" ", 1) for rule in CONTENT_SECURITY_POLICY.split("; "))
@@ -121,6 +123,78 @@ async def test_every_console_answer_carries_the_security_headers(console_service
     assert re.findall(r"<script[^>]*>", index) == ['<script type="module" src="console.js">']
     assert "style=" not in index
     assert "<style" not in index
+
+
+@dataclass(frozen=True)
+class Sent:
+    """An answer with its body as sent: httpx's own `content` would undo a content-encoding."""
+
+    status: int
+    headers: httpx.Headers
+    body: bytes
+
+
+async def raw_get(http: httpx.AsyncClient, path: str, headers: dict[str, str]) -> Sent:
+    async with http.stream("GET", path, headers=headers) as answer:
+        body = b"".join([chunk async for chunk in answer.aiter_raw()])
+    return Sent(answer.status_code, answer.headers, body)
+
+
+# What the console's script is sent as, by the request's Accept-Encoding (RFC 9110, 12.5.3).
+ENCODING_FOR = {
+    "gzip, deflate, br, zstd": "gzip",  # a browser's
+    "*": "gzip",
+    "br;q=1, GZIP;q=0.5": "gzip",  # case-blind, any weight above 0
+    "identity": None,
+    "gzip;q=0": None,  # refused by name
+    "br": None,
+    "gzip;q=x": None,  # a weight that is not a number is taken as a refusal
+}
+
+
+async def test_the_console_is_sent_gzipped_to_clients_that_take_gzip(console_service: Running) -> None:
+    script = (BUILD / "console.js").read_bytes()
+    for door in doors(console_service):
+        async with httpx.AsyncClient(base_url=door) as http:
+            answers = {
+                accept: await raw_get(http, "/console/console.js", {"accept-encoding": accept})
+                for accept in ENCODING_FOR
+            }
+            for accept, answer in answers.items():
+                assert answer.status == 200, (door, accept)
+                assert answer.headers["vary"] == "accept-encoding"
+                assert answer.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+                assert answer.headers["content-length"] == str(len(answer.body))
+                if answer.headers.get("content-encoding") == "gzip":
+                    assert gzip.decompress(answer.body) == script
+                else:
+                    assert answer.body == script
+            sent = {accept: answer.headers.get("content-encoding") for accept, answer in answers.items()}
+            assert sent == ENCODING_FOR, door
+            packed, plain = answers["gzip, deflate, br, zstd"], answers["identity"]
+            assert len(packed.body) < len(plain.body) / 2  # the build is mostly text
+            # Each encoding is its own representation, with its own ETag; If-None-Match is matched
+            # against the one the request would get.
+            assert packed.headers["etag"] != plain.headers["etag"]
+            for accept, etag, code in (
+                ("gzip", packed.headers["etag"], 304),
+                ("gzip", f'"other", W/{packed.headers["etag"]}', 304),
+                ("identity", packed.headers["etag"], 200),
+                ("gzip", plain.headers["etag"], 200),
+                ("identity", plain.headers["etag"], 304),
+            ):
+                again = await raw_get(
+                    http, "/console/console.js", {"accept-encoding": accept, "if-none-match": etag}
+                )
+                assert again.status == code, (door, accept, etag)
+                assert again.headers["etag"] == (packed if accept == "gzip" else plain).headers["etag"]
+                if code == 304:  # no body, and of the representation only what a cache updates
+                    assert (again.body, again.headers.get("content-length")) == (b"", None)
+                    assert "content-encoding" not in again.headers
+                    assert again.headers["vary"] == "accept-encoding"
+            head = await http.head("/console/console.js", headers={"accept-encoding": "gzip"})
+            assert (head.status_code, head.content) == (200, b"")
+            assert head.headers["content-length"] == str(len(packed.body))
 
 
 # A user's name is the user's to choose: the console must show it as text, never as markup.

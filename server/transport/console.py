@@ -5,15 +5,18 @@ The files are the committed build in server/console/ (`make console` makes them 
 once at start. Every answer carries the headers that keep the page to its own code: a
 Content-Security-Policy that allows scripts, styles, images and calls from this origin only (no
 inline script, no framing), nosniff, no Referer (the console's addresses name users), and no-cache
-with an ETag, so a new build is picked up at once and an unchanged one costs a 304.
+with an ETag, so a new build is picked up at once and an unchanged one costs a 304. Files that
+compress are also kept gzipped (the script goes from about 140 KB to 40 KB), and sent so to clients
+whose Accept-Encoding allows it.
 """
 
+import gzip
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from server.transport.asgi import Receive, Send, first, header_lists
+from server.transport.asgi import Receive, Send, header_lists, respond
 
 CONSOLE_PREFIX = "/console"
 BUILD = Path(__file__).resolve().parent.parent / "console"
@@ -49,10 +52,22 @@ CONTENT_TYPES = {
 
 
 @dataclass(frozen=True)
-class File:
+class Encoded:
+    """One file's bytes as sent, and the strong ETag that names exactly them."""
+
     body: bytes
-    content_type: str
     etag: str
+
+    @classmethod
+    def of(cls, body: bytes) -> "Encoded":
+        return cls(body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
+
+
+@dataclass(frozen=True)
+class File:
+    content_type: str
+    identity: Encoded
+    gzipped: Encoded | None  # None where gzip would not make it smaller (a PNG, say)
 
 
 def read_build(directory: Path = BUILD) -> dict[str, File]:
@@ -62,11 +77,37 @@ def read_build(directory: Path = BUILD) -> dict[str, File]:
         content_type = CONTENT_TYPES.get(path.suffix)
         if path.is_file() and content_type is not None:
             body = path.read_bytes()
-            etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-            files[path.relative_to(directory).as_posix()] = File(body, content_type, etag)
+            packed = gzip.compress(body, compresslevel=9, mtime=0)  # mtime 0: the same bytes each start
+            gzipped = Encoded.of(packed) if len(packed) < len(body) else None
+            files[path.relative_to(directory).as_posix()] = File(content_type, Encoded.of(body), gzipped)
     if "index.html" in files:
         files[""] = files["index.html"]
     return files
+
+
+def accepts_gzip(accept_encoding: list[str]) -> bool:
+    """Whether the Accept-Encoding values allow gzip (RFC 9110, 12.5.3): by name or by "*", with a
+    weight above 0 ("gzip;q=0" refuses it)."""
+    weights: dict[str, float] = {}
+    for item in ",".join(accept_encoding).split(","):
+        coding, *parameters = (part.strip() for part in item.split(";"))
+        weight = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+        if coding:
+            weights[coding.lower()] = weight
+    return weights.get("gzip", weights.get("x-gzip", weights.get("*", 0.0))) > 0
+
+
+def matches(if_none_match: list[str], etag: str) -> bool:
+    """Whether If-None-Match names this ETag, by the weak comparison it calls for (RFC 9110, 13.1.2)."""
+    tags = [tag.strip().removeprefix("W/") for value in if_none_match for tag in value.split(",")]
+    return "*" in tags or etag in tags
 
 
 class ConsoleFiles:
@@ -83,18 +124,25 @@ class ConsoleFiles:
             await _send(send, 308, [("location", CONSOLE_PREFIX + "/")], b"")
         elif (file := self._files.get(path.removeprefix(CONSOLE_PREFIX + "/"))) is None:
             await _send(send, 404, [("content-type", "text/plain; charset=utf-8")], b"no such file\n")
-        elif first(header_lists(scope), "if-none-match") == file.etag:
-            await _send(send, 304, [("etag", file.etag)], b"")
         else:
-            headers = [("content-type", file.content_type), ("etag", file.etag)]
-            await _send(send, 200, headers, file.body, head=method == "HEAD")
+            headers = header_lists(scope)
+            chosen, encoding = file.identity, ""
+            if file.gzipped is not None and accepts_gzip(headers.get("accept-encoding", [])):
+                chosen, encoding = file.gzipped, "gzip"
+            # A 304 carries only what a cache updates its copy with (RFC 9110, 15.4.5).
+            validators = [("etag", chosen.etag)]
+            if file.gzipped is not None:
+                validators.append(("vary", "accept-encoding"))
+            if matches(headers.get("if-none-match", []), chosen.etag):
+                await _send(send, 304, validators, b"")
+            else:
+                content = [("content-type", file.content_type), *validators]
+                if encoding:
+                    content.append(("content-encoding", encoding))
+                await _send(send, 200, content, chosen.body, head=method == "HEAD")
 
 
 async def _send(
     send: Send, status: int, headers: list[tuple[str, str]], body: bytes, head: bool = False
 ) -> None:
-    raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in (*headers, *SECURITY_HEADERS)]
-    if status != 304:
-        raw.append((b"content-length", str(len(body)).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": b"" if head else body, "more_body": False})
+    await respond(send, status, [*headers, *SECURITY_HEADERS], body, head=head)
