@@ -5,16 +5,11 @@ built here from npm packages, and playwright-core drives Debian's Chromium. With
 npm the test is skipped with the reason, unless MS_REQUIRE_BROWSER=1 (as CI sets it).
 """
 
-import asyncio
 import base64
 import functools
 import hashlib
-import json
-import os
 import re
-import shutil
 import ssl
-import subprocess
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
@@ -24,33 +19,17 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from tests import chromium
 from tests.service import Running, config_for, start_service
 from tests.tls_files import make_ca, server_files
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "browser"
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-
-
-def missing_tools() -> str | None:
-    if not Path(CHROMIUM).exists():
-        return f"no Chromium at {CHROMIUM} (make test installs Debian's chromium)"
-    if shutil.which("npm") is None or shutil.which("node") is None:
-        return "no node/npm to build the page"
-    return None
 
 
 @pytest.fixture(scope="module")
 def bundle() -> None:
-    reason = missing_tools()
-    if reason is not None:
-        if os.environ.get("MS_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"the browser test is required here: {reason}")
-        pytest.skip(reason)
-    for command in (["npm", "ci", "--no-audit", "--no-fund"], ["npm", "run", "build"]):
-        done = subprocess.run(command, cwd=EXAMPLE, check=True, capture_output=True, text=True, timeout=300)
-        # A clean run says nothing to worry about: no engine the packages refuse, no unapproved
-        # install script (the versions are pinned to ones that support the Node that is installed).
-        assert "npm warn" not in done.stdout + done.stderr, done.stdout + done.stderr
+    chromium.require_tools("the browser test is")
+    chromium.npm_build(EXAMPLE)
 
 
 class QuietHandler(SimpleHTTPRequestHandler):
@@ -84,15 +63,8 @@ async def browser_service(
 
 
 async def drive(page_origin: str, token: str, *apis: str, chromium_args: str = "") -> list[dict[str, object]]:
-    # In a thread: the service under test runs in this very event loop.
-    result = await asyncio.to_thread(
-        subprocess.run,
-        ["node", "drive.mjs", f"{page_origin}/index.html", token, *apis],
-        cwd=EXAMPLE, capture_output=True, text=True, timeout=120, check=False,
-        env={**os.environ, "CHROMIUM": CHROMIUM, "CHROMIUM_ARGS": chromium_args},
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
-    return json.loads(result.stdout)  # type: ignore[no-any-return]
+    args = [f"{page_origin}/index.html", token, *apis]
+    return await chromium.drive(EXAMPLE, args, timeout_s=120, env={"CHROMIUM_ARGS": chromium_args})  # type: ignore[no-any-return]
 
 
 async def test_the_page_creates_a_secret_over_sonora_and_envoy(

@@ -13,7 +13,6 @@ import asyncio
 import gzip
 import json
 import logging
-import os
 import re
 import shutil
 import subprocess
@@ -28,8 +27,8 @@ from machinesecrets.v1 import org_service_pb2 as org_pb
 from machinesecrets.v1 import user_service_pb2 as user_pb
 
 from server.transport.console import BUILD, CONTENT_SECURITY_POLICY
+from tests import chromium
 from tests.service import Running, client, config_for, start_service
-from tests.test_browser import CHROMIUM, missing_tools
 
 SOURCES = Path(__file__).resolve().parent.parent / "console"
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "build" / "console-screenshots"
@@ -43,15 +42,9 @@ SECURITY_HEADERS = {
 @pytest.fixture(scope="module")
 def tools(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The console's npm packages installed, and a fresh build of its sources (in a folder of its own)."""
-    reason = missing_tools()
-    if reason is not None:
-        if os.environ.get("MS_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"the console tests are required here: {reason}")
-        pytest.skip(reason)
+    chromium.require_tools("the console tests are")
     fresh = tmp_path_factory.mktemp("console-build")
-    for command in (["npm", "ci", "--no-audit", "--no-fund"], ["npm", "run", "build", "--", str(fresh)]):
-        done = subprocess.run(command, cwd=SOURCES, check=True, capture_output=True, text=True, timeout=300)
-        assert "npm warn" not in done.stdout + done.stderr, done.stdout + done.stderr
+    chromium.npm_build(SOURCES, str(fresh))
     return fresh
 
 
@@ -229,15 +222,10 @@ async def scene(running: Running) -> tuple[str, str]:
 
 
 async def drive(config: dict[str, Any]) -> list[dict[str, Any]]:
-    # In a thread: the service under test runs in this very event loop.
-    result = await asyncio.to_thread(
-        subprocess.run,
-        ["node", "drive.mjs", json.dumps(config)],
-        cwd=SOURCES, capture_output=True, text=True, timeout=300, check=False,
-        env={**os.environ, "CHROMIUM": CHROMIUM},
-    )  # fmt: skip
-    assert result.returncode == 0, f"{result.stderr[-3000:]}\nsee {config['screenshots']}/failure.png"
-    return json.loads(result.stdout)  # type: ignore[no-any-return]
+    try:
+        return await chromium.drive(SOURCES, [json.dumps(config)], timeout_s=300)  # type: ignore[no-any-return]
+    except AssertionError as failed:
+        raise AssertionError(f"{failed}\nsee {config['screenshots']}/failure.png") from None
 
 
 async def run_curl(line: str) -> dict[str, Any]:
