@@ -48,9 +48,10 @@ def admin_url() -> str:
 
 
 @contextmanager
-def throwaway_database() -> Iterator[str]:
-    """A new, empty database on the test server; dropped afterwards."""
-    with tools.throwaway_database.throwaway_database(admin_url(), "ms_test") as url:
+def throwaway_database(options: str = "") -> Iterator[str]:
+    """A new, empty database on the test server (made with CREATE DATABASE's options); dropped
+    afterwards."""
+    with tools.throwaway_database.throwaway_database(admin_url(), "ms_test", options) as url:
         yield url
 
 

@@ -18,6 +18,7 @@ from server.store.events import NewEvent
 from server.store.migrations import MIGRATIONS, legacy_secret_id
 from server.store.postgres import PostgresStore
 from server.store.sqlite import SqliteStore
+from server.store.user_names import user_name_key
 from tests import postgres
 from tests.service import BACKENDS
 
@@ -181,6 +182,44 @@ async def test_roles_of_a_user_in_every_organisation(store: Store) -> None:
         "1": frozenset({"ORG_USER_MANAGER"}),
         "2": frozenset({"ORG_OWNER", "IAM_OWNER"}),
     }
+
+
+# A database whose own collation is not code-point order: ICU's English puts "é" beside "e" and
+# weighs "-" lightly.
+ICU_DATABASE = "TEMPLATE template0 ENCODING 'UTF8' LOCALE_PROVIDER icu ICU_LOCALE 'en' LOCALE 'C.UTF-8'"
+
+
+@pytest.mark.parametrize("backend", [*BACKENDS, "postgres with an ICU collation"])
+async def test_a_name_prefix_is_the_keys_that_start_with_it_in_code_point_order(
+    backend: str, tmp_path: Path
+) -> None:
+    names = ["e", "e-b", "ea", "eb", "e\U00020000", "eé", "e中", "éa", "fa", "d\U00020000", "E-C"]
+    async with contextlib.AsyncExitStack() as stack:
+        if backend == "sqlite":
+            opened: Store = await SqliteStore.open(f"sqlite:///{tmp_path / 'prefix.db'}")
+        else:
+            options = ICU_DATABASE if "ICU" in backend else ""
+            url = stack.enter_context(postgres.throwaway_database(options))
+            opened = await PostgresStore.open(url, pool_size=2)
+        stack.push_async_callback(opened.close)
+        await opened.append([org_added("1")])
+        for n, name in enumerate(names):
+            await opened.append([machine_added(str(10 + n), "1", name)])
+
+        async def listed(prefix: str, page: int) -> list[str]:
+            keys: list[str] = []
+            while True:
+                after = keys[-1] if keys else ""
+                found = [u.user_name_key for u in await opened.users_page("1", prefix, "", after, page)]
+                keys += found
+                if len(found) < page:
+                    return keys
+
+        every = sorted(user_name_key(name) for name in names)  # Python's str order is code points'
+        for prefix in ("", "e", "e-", "é", "d", "e\U00020000", "ez", "g"):
+            expected = [key for key in every if key.startswith(prefix)]
+            for page in (1, 2, 100):
+                assert await listed(prefix, page) == expected, (backend, prefix, page)
 
 
 async def test_concurrent_appends_of_one_sequence_let_exactly_one_win(store: Store) -> None:

@@ -9,12 +9,13 @@ import psycopg
 
 
 @contextmanager
-def throwaway_database(server_url: str, prefix: str) -> Iterator[str]:
-    """The URL of a new database on the server server_url names; dropped on exit, whatever is
-    still connected to it."""
+def throwaway_database(server_url: str, prefix: str, options: str = "") -> Iterator[str]:
+    """The URL of a new database on the server server_url names, made with CREATE DATABASE's
+    options (a constant of the caller's: a collation, say); dropped on exit, whatever is still
+    connected to it."""
     name = f"{prefix}_{secrets.token_hex(6)}"
     with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}" {options}'.strip())
     try:
         yield urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
     finally:

@@ -146,7 +146,17 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     ),
     # ListUsers: an organisation's users in the order of their user names, a page at a time.
     (8, ["CREATE INDEX users_by_org_and_name ON users (org_id, user_name_key)"]),
+    # User name keys compared in code-point order on PostgreSQL too: POSTGRES_ONLY.
+    (9, []),
 ]
+# What PostgreSQL alone needs, run with the migration of the same version after its SQL. Its text
+# compares by the database's collation, which need not be code-point order, as SQLite's (on UTF-8)
+# is: with "C", the keys of a name prefix are one range of users_by_org_and_name on both backends
+# (statements.SELECT_USERS_PAGE), and pages come in the same order on both. (Indexes on the column
+# are rebuilt.)
+POSTGRES_ONLY: dict[int, list[str]] = {
+    9: ['ALTER TABLE users ALTER COLUMN user_name_key TYPE TEXT COLLATE "C"'],
+}
 REKEY_USER_NAMES = 5
 MOVE_SECRETS = 6
 COPY_PROFILES = 7

@@ -93,7 +93,7 @@ class PostgresStore(SqlStore):
             for version, statements in migrations.MIGRATIONS:
                 if version in applied:
                     continue
-                for statement in statements:
+                for statement in [*statements, *migrations.POSTGRES_ONLY.get(version, [])]:
                     await connection.execute(to_pyformat(statement))
                 python_step = migrations.python_step(version)
                 if python_step is not None:

@@ -96,7 +96,8 @@ class SqlStore:
     async def users_page(
         self, org_id: str, prefix_key: str, user_type: str, after_key: str, limit: int
     ) -> list[UserRecord]:
-        params = (org_id, len(prefix_key), prefix_key, user_type, user_type, after_key, limit)
+        end = prefix_key + sql.PREFIX_END
+        params = (org_id, prefix_key, end, user_type, user_type, after_key, limit)
         return [records.user_record(row) for row in await self._fetch(sql.SELECT_USERS_PAGE, params)]
 
     async def user_by_name(self, user_name: str) -> UserRecord | None:

@@ -27,12 +27,17 @@ USER_COLUMNS = (
 SELECT_USER = f"SELECT {USER_COLUMNS} FROM users WHERE id = ?"  # noqa: S608 - constant
 SELECT_USER_BY_NAME = f"SELECT {USER_COLUMNS} FROM users WHERE user_name_key = ?"  # noqa: S608 - constant
 # A page of an organisation's users in the order of their user name keys, after a key; those whose
-# key starts with a prefix (by characters: the same in both backends), of a type or ('') any.
+# key starts with a prefix, of a type or ('') any. The keys that start with a prefix are those from
+# the prefix up to (not including) the prefix followed by U+10FFFF: keys compare in code-point order
+# on both backends (migrations.POSTGRES_ONLY), and no key holds U+10FFFF (PRECIS refuses
+# noncharacters). So the prefix is a range of the (org, key) index, read from its start to its end,
+# rather than a filter over every key of the organisation after the page's start.
 SELECT_USERS_PAGE = (
     f"SELECT {USER_COLUMNS} FROM users WHERE users.org_id = ?"  # noqa: S608 - constant
-    " AND substr(users.user_name_key, 1, ?) = ? AND (? = '' OR users.type = ?)"
+    " AND users.user_name_key >= ? AND users.user_name_key < ? AND (? = '' OR users.type = ?)"
     " AND users.user_name_key > ? ORDER BY users.user_name_key LIMIT ?"
 )
+PREFIX_END = "\U0010ffff"
 SECRET_COLUMNS = (
     "s.secret_id AS secret_id, s.user_id AS secret_user_id, s.lookup AS secret_lookup,"
     " s.hash AS secret_hash, s.description AS secret_description, s.created_at AS secret_created_at,"
