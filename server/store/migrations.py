@@ -1,4 +1,5 @@
-"""Versioned schema migrations, in SQL both backends speak.
+"""Versioned schema migrations, in SQL both backends speak (and POSTGRES_ONLY, where PostgreSQL
+needs more).
 
 Each backend applies them at start, in order, each in one transaction with its record in
 schema_migrations (PostgreSQL under an advisory lock, so that processes starting together apply
