@@ -149,6 +149,9 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     (8, ["CREATE INDEX users_by_org_and_name ON users (org_id, user_name_key)"]),
     # User name keys compared in code-point order on PostgreSQL too: POSTGRES_ONLY.
     (9, []),
+    # ListUsers of one type: the type's users of an organisation in name order, without reading
+    # the other type's.
+    (10, ["CREATE INDEX users_by_org_type_and_name ON users (org_id, type, user_name_key)"]),
 ]
 # What PostgreSQL alone needs, run with the migration of the same version after its SQL. Its text
 # compares by the database's collation, which need not be code-point order, as SQLite's (on UTF-8)

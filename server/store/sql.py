@@ -96,9 +96,13 @@ class SqlStore:
     async def users_page(
         self, org_id: str, prefix_key: str, user_type: str, after_key: str, limit: int
     ) -> list[UserRecord]:
-        end = prefix_key + sql.PREFIX_END
-        params = (org_id, prefix_key, end, user_type, user_type, after_key, limit)
-        return [records.user_record(row) for row in await self._fetch(sql.SELECT_USERS_PAGE, params)]
+        # Python compares str by code points, as both backends compare the keys.
+        keys = (max(prefix_key, after_key), prefix_key + sql.PREFIX_END, after_key, limit)
+        if user_type:
+            rows = await self._fetch(sql.SELECT_USERS_OF_TYPE_PAGE, (org_id, user_type, *keys))
+        else:
+            rows = await self._fetch(sql.SELECT_USERS_PAGE, (org_id, *keys))
+        return [records.user_record(row) for row in rows]
 
     async def user_by_name(self, user_name: str) -> UserRecord | None:
         try:

@@ -503,12 +503,18 @@ def run(
         )
     present = 10  # the admin and the users made above
     list_bench = user_pb.ListUsersRequest(user_name_prefix="bench-", page_size=20).SerializeToString()
+    users.AddHumanUser(
+        user_pb.AddHumanUserRequest(user_name="bench-human", display_name="Bench", email="bench@example.com"),
+        metadata=auth,
+    )
+    present += 1
+    list_humans = user_pb.ListUsersRequest(type=user_pb.USER_TYPE_HUMAN, page_size=20).SerializeToString()
     for total in dict.fromkeys((1_000, args.users)):
         started = time.perf_counter()
         seed.bulk_insert(url, seed.machine_users(org_id, total - present, ids))
         print(f"seeded {total - present:,} users in {time.perf_counter() - started:.1f} s", flush=True)
         present = total
-        rows[f"users{total}"], rows[f"list{total}"] = bench.rounds(
+        rows[f"users{total}"], rows[f"list{total}"], rows[f"humans{total}"] = bench.rounds(
             [
                 Spec(
                     f"AddSecret, {total:,} users in the store",
@@ -523,6 +529,13 @@ def run(
                     f'ListUsers, names starting "bench-" (a few), {total:,} users in the org',
                     "native gRPC",
                     grpc_request(service.grpc, LIST_USERS, list_bench, token),
+                    (LIST_USERS, "OK"),
+                ),
+                # One type of few: the organisation's human users (one) among its machine users.
+                Spec(
+                    f"ListUsers, human users (one), {total:,} users in the org",
+                    "native gRPC",
+                    grpc_request(service.grpc, LIST_USERS, list_humans, token),
                     (LIST_USERS, "OK"),
                 ),
             ]
@@ -727,6 +740,11 @@ def report(
         (
             f"ListUsers by a prefix few have, {args.users:,} users in the org, of 1,000 (within 20 %)",
             paired(rows[f"list{args.users}"], rows["list1000"]),
+            0.80,
+        ),
+        (
+            f"ListUsers of a type few have, {args.users:,} users in the org, of 1,000 (within 20 %)",
+            paired(rows[f"humans{args.users}"], rows["humans1000"]),
             0.80,
         ),
     ]
