@@ -732,20 +732,18 @@ def report(
             paired(rows[f"rot{args.rotations}"], rows["rot10"]),
             0.80,
         ),
-        (
-            f"AddSecret, {args.users:,} users, of 1,000 (within 20 %)",
-            paired(rows[f"users{args.users}"], rows["users1000"]),
-            0.80,
-        ),
-        (
-            f"ListUsers by a prefix few have, {args.users:,} users in the org, of 1,000 (within 20 %)",
-            paired(rows[f"list{args.users}"], rows["list1000"]),
-            0.80,
-        ),
-        (
-            f"ListUsers of a type few have, {args.users:,} users in the org, of 1,000 (within 20 %)",
-            paired(rows[f"humans{args.users}"], rows["humans1000"]),
-            0.80,
+        # Data growth: each call with args.users users against 1,000.
+        *(
+            (
+                f"{call}, {args.users:,} users{where}, of 1,000 (within 20 %)",
+                paired(rows[f"{row}{args.users}"], rows[f"{row}1000"]),
+                0.80,
+            )
+            for row, call, where in (
+                ("users", "AddSecret", ""),
+                ("list", "ListUsers by a prefix few have", " in the org"),
+                ("humans", "ListUsers of a type few have", " in the org"),
+            )
         ),
     ]
     load = measured.overload
