@@ -38,6 +38,25 @@ async function attempt<T>(call: () => Promise<T>, where: HTMLElement): Promise<T
   }
 }
 
+// A dialog's action: its button is disabled while the call runs, a refusal is shown in `problems`,
+// and on success the dialog closes before `then` has the answer.
+function act<T>(
+  dialog: HTMLDialogElement,
+  button: HTMLButtonElement,
+  problems: HTMLElement,
+  call: () => Promise<T>,
+  then: (answer: T) => void | Promise<void>,
+): void {
+  button.disabled = true;
+  void (async () => {
+    const answer = await attempt(call, problems);
+    button.disabled = false;
+    if (answer === undefined) return;
+    dialog.close();
+    await then(answer);
+  })();
+}
+
 async function route(): Promise<void> {
   const mine = ++rendering;
   if (!session.token()) {
@@ -294,18 +313,16 @@ function newUserDialog(): void {
       {
         onsubmit: (event: Event) => {
           event.preventDefault();
-          submit.disabled = true;
-          void (async () => {
-            const made = await attempt(
-              () => users.addMachineUser({ userName: userName.value.trim(), name: name.value.trim(), description: description.value.trim() }),
-              problems,
-            );
-            submit.disabled = false;
-            if (made === undefined) return;
-            dialog.close();
-            announce("Machine user created.");
-            location.hash = `#/users/${made.userId}`;
-          })();
+          act(
+            dialog,
+            submit,
+            problems,
+            () => users.addMachineUser({ userName: userName.value.trim(), name: name.value.trim(), description: description.value.trim() }),
+            (made) => {
+              announce("Machine user created.");
+              location.hash = `#/users/${made.userId}`;
+            },
+          );
         },
       },
       field("User name", userName, "The client id. Unique in the whole service, no spaces."),
@@ -472,24 +489,22 @@ function secretDialog(user: User, rotate: boolean): void {
       {
         onsubmit: (event: Event) => {
           event.preventDefault();
-          submit.disabled = true;
-          void (async () => {
-            const fields = { userId: user.id, description: description.value.trim(), expirationDate: expiry.value() };
-            type Made = { clientId: string; clientSecret: string; expirationDate?: Timestamp };
-            const made = await attempt<Made>(
-              () =>
-                rotate
-                  ? users.rotateSecret({ ...fields, gracePeriod: durationFromMs(Number(grace.value)) })
-                  : users.createSecret(fields),
-              problems,
-            );
-            submit.disabled = false;
-            if (made === undefined) return;
-            dialog.close();
-            await route();
-            // The answer is handed over and not kept: the dialog is the secret's only holder.
-            showOnce(made.clientId, made.clientSecret, made.expirationDate);
-          })();
+          const fields = { userId: user.id, description: description.value.trim(), expirationDate: expiry.value() };
+          type Made = { clientId: string; clientSecret: string; expirationDate?: Timestamp };
+          act<Made>(
+            dialog,
+            submit,
+            problems,
+            () =>
+              rotate
+                ? users.rotateSecret({ ...fields, gracePeriod: durationFromMs(Number(grace.value)) })
+                : users.createSecret(fields),
+            async (made) => {
+              await route();
+              // The answer is handed over and not kept: the dialog is the secret's only holder.
+              showOnce(made.clientId, made.clientSecret, made.expirationDate);
+            },
+          );
         },
       },
       rotate && field("Grace period for the other secrets", grace),
@@ -562,15 +577,16 @@ function deleteDialog(user: User, secret: Secret): void {
   );
   cancel.addEventListener("click", () => dialog.close());
   confirm.addEventListener("click", () => {
-    confirm.disabled = true;
-    void (async () => {
-      const done = await attempt(() => users.deleteSecret({ userId: user.id, secretId: secret.secretId }), problems);
-      confirm.disabled = false;
-      if (done === undefined) return;
-      dialog.close();
-      await route();
-      announce(`Secret ${secretLabel(secret)} deleted.`);
-    })();
+    act(
+      dialog,
+      confirm,
+      problems,
+      () => users.deleteSecret({ userId: user.id, secretId: secret.secretId }),
+      async () => {
+        await route();
+        announce(`Secret ${secretLabel(secret)} deleted.`);
+      },
+    );
   });
 }
 
