@@ -38,6 +38,7 @@ from server.store.postgres import PostgresStore
 from server.store.sqlite import SqliteStore
 from server.temp_dirs import private_temp_dir, sweep_orphans
 from server.tls import TlsFiles, load_tls
+from server.transport.admission import Admission
 from server.transport.asgi_server import AsgiServer
 from server.transport.connect import ConnectEndpoint
 from server.transport.console import CONSOLE_PREFIX, ConsoleFiles, read_build
@@ -47,9 +48,8 @@ from server.transport.grpc_server import method_handlers
 from server.transport.grpcweb import GrpcWebEndpoint
 from server.transport.health import HEALTH_PATH, READY_PATH, Readiness, StoreWatch, healthz
 from server.transport.http import ByContentType, HttpApp, StaticJson
-from server.transport.inflight import InflightLimit
 from server.transport.metrics import METRICS_PATH, MetricsEndpoint
-from server.transport.oauth import DISCOVERY_PATH, TOKEN_PATH, Bounded, Discovery, TokenEndpoint
+from server.transport.oauth import DISCOVERY_PATH, TOKEN_PATH, AdmittedBody, Discovery, TokenEndpoint
 from server.transport.pipeline import build_pipelines
 from server.transport.request_ids import RequestIds
 from server.transport.rest import RestEndpoint
@@ -94,6 +94,7 @@ class Service:
     health: HealthServicer
     readiness: Readiness
     store_watch: StoreWatch
+    admission: Admission
     # Where the HTTP app's socket for its own Envoy lives (0700): removed when the service stops.
     private_dir: tempfile.TemporaryDirectory[str] | None = None
 
@@ -179,8 +180,9 @@ async def _start(
         write_private_file(Path(config.admin_pat_file), admin_token + "\n")
         log.info("first start: the token of user %r is in %s", ADMIN_USER_NAME, config.admin_pat_file)
 
-    inflight = InflightLimit(config.max_inflight)
-    metrics.inflight.set_function(lambda: inflight.current)
+    admission = Admission(config.max_inflight, config.max_unfinished, config.max_unfinished_per_source)
+    metrics.inflight.set_function(lambda: admission.inflight)
+    metrics.unfinished.set_function(lambda: admission.unfinished)
     read_timeout_s = config.request_read_timeout.total_seconds()
     # Every call of the API, on every transport, runs one of these.
     pipelines = build_pipelines(
@@ -194,7 +196,7 @@ async def _start(
         },
         access,
         metrics,
-        inflight,
+        admission,
     )
     server = aio.server(
         options=[
@@ -243,17 +245,12 @@ async def _start(
         native = [(m, by_method[f"/{s.full_name}/{m.name}"]) for s in NATIVE_SERVICES for m in s.methods]
         rest = RestEndpoint(native, MAX_REQUEST_BYTES, read_timeout_s)
         client_address = ClientAddress(config.trusted_proxies, envoy_socket)
+        body = AdmittedBody(admission, read_timeout_s)
         http_app = RequestIds(
             HttpApp(
                 {
-                    TOKEN_PATH: Bounded(
-                        TokenEndpoint(credentials, metrics, read_timeout_s, client_address), inflight, metrics
-                    ),
-                    REVOKE_PATH: Bounded(
-                        RevocationEndpoint(revocation, metrics, read_timeout_s, client_address),
-                        inflight,
-                        metrics,
-                    ),
+                    TOKEN_PATH: TokenEndpoint(credentials, metrics, body, client_address),
+                    REVOKE_PATH: RevocationEndpoint(revocation, metrics, body, client_address),
                     DISCOVERY_PATH: discovery,
                     METRICS_PATH: MetricsEndpoint(metrics),
                     HEALTH_PATH: healthz,
@@ -286,7 +283,12 @@ async def _start(
         try:
             ssl_context = None if tls is None else tls.server_context()
             http_server = await AsgiServer.start(
-                http_app, config.http_addr, envoy_socket, ssl_context, reuse_port=placement is not None
+                http_app,
+                config.http_addr,
+                envoy_socket,
+                ssl_context,
+                reuse_port=placement is not None,
+                head_timeout_s=read_timeout_s,
             )
         except OSError as error:
             raise CannotListen("MS_HTTP_ADDR", config.http_addr, error.strerror or "refused") from error
@@ -311,7 +313,16 @@ async def _start(
         discovery.allow(placement.envoy_addr)
     discovery.allow(with_port(config.http_addr, http_server.port))
     return Service(
-        store, server, port, http_server, envoy, health_servicer, readiness, store_watch, private_dir
+        store,
+        server,
+        port,
+        http_server,
+        envoy,
+        health_servicer,
+        readiness,
+        store_watch,
+        admission,
+        private_dir,
     )
 
 
@@ -328,6 +339,7 @@ async def start_envoy(
         http=http,
         cors_origins=config.cors_origins,
         max_request_bytes=MAX_REQUEST_BYTES,
+        request_read_timeout_s=config.request_read_timeout.total_seconds(),
         tls=None if tls is None else (tls.cert_file, tls.key_file),
     )
     try:

@@ -113,7 +113,20 @@ SETTINGS = [
         "MS_MAX_INFLIGHT",
         "256",
         "calls a process works on at once; past it, RESOURCE_EXHAUSTED (429 with Retry-After) at once",
-        lambda n, v: _max_inflight(v),
+        lambda n, v: _bound(n, v),
+    ),
+    Setting(
+        "MS_MAX_UNFINISHED",
+        "1024",
+        "requests a process lets arrive at once (their body still on its way); past it,"
+        " RESOURCE_EXHAUSTED (429) at once",
+        lambda n, v: _bound(n, v),
+    ),
+    Setting(
+        "MS_MAX_UNFINISHED_PER_SOURCE",
+        "64",
+        "requests one client address may have arriving at once; past it, RESOURCE_EXHAUSTED (429)",
+        lambda n, v: _bound(n, v),
     ),
     Setting(
         "MS_WORKERS",
@@ -184,6 +197,8 @@ class Config:
     failure_window: timedelta
     request_read_timeout: timedelta
     max_inflight: int
+    max_unfinished: int
+    max_unfinished_per_source: int
     workers: int
     shutdown_grace: timedelta
     write_attempts: int
@@ -305,9 +320,10 @@ def _bcrypt_cost(value: str) -> int:
     return int(value)
 
 
-def _max_inflight(value: str) -> int:
+def _bound(name: str, value: str) -> int:
+    """A bound on requests at once."""
     if not value.isdigit() or not 1 <= int(value) <= 100_000:
-        raise ConfigError("MS_MAX_INFLIGHT must be a whole number from 1 to 100000")
+        raise ConfigError(f"{name} must be a whole number from 1 to 100000")
     return int(value)
 
 

@@ -38,6 +38,7 @@ class EnvoySettings:
     http: tuple[str, ...]  # each server's HTTP app, likewise
     cors_origins: tuple[str, ...]
     max_request_bytes: int
+    request_read_timeout_s: float = 10.0
     admin_port: int = 0
     tls: tuple[str, str] | None = None  # the certificate (chain) and key files, PEM
 
@@ -56,6 +57,11 @@ def render(settings: EnvoySettings) -> str:
         CORS_ORIGINS=origins,
         MAX_REQUEST_BYTES=settings.max_request_bytes,
         MAX_HEADER_KB=MAX_HEADER_BYTES // 1024,
+        # Twice the largest message: room for grpc-web-text's base64 (4/3) and framing; a larger
+        # body is refused by Envoy itself, a smaller one that is still too large by the server,
+        # with its own reason.
+        MAX_BUFFERED_BYTES=2 * settings.max_request_bytes,
+        REQUEST_READ_TIMEOUT=f"{settings.request_read_timeout_s:g}s",
     )
 
 
@@ -257,4 +263,5 @@ if __name__ == "__main__":
     tls = (config.tls_cert_file, config.tls_key_file) if config.tls_cert_file else None
     listen = config.envoy_addr or "127.0.0.1:8080"
     print(render(EnvoySettings(listen, (config.grpc_addr,), (config.http_addr,), config.cors_origins,
-                               MAX_REQUEST_BYTES, tls=tls)))  # fmt: skip
+                               MAX_REQUEST_BYTES, config.request_read_timeout.total_seconds(),
+                               tls=tls)))  # fmt: skip

@@ -59,6 +59,11 @@ class Metrics:
             "Calls being worked on now (MS_MAX_INFLIGHT bounds it)",
             registry=registry,
         )
+        self.unfinished = Gauge(
+            f"{PREFIX}_requests_arriving",
+            "Requests whose body is still arriving (MS_MAX_UNFINISHED bounds it)",
+            registry=registry,
+        )
         self.bcrypt_seconds = Histogram(
             f"{PREFIX}_bcrypt_duration_seconds",
             "Time of one bcrypt operation: hash (a new secret) or verify (a token request, a report)",

@@ -55,6 +55,8 @@ def config_for(
     request_read_timeout: timedelta = timedelta(seconds=10),
     trusted_proxies: tuple[Network, ...] = (),
     max_inflight: int = 256,
+    max_unfinished: int = 1024,
+    max_unfinished_per_source: int = 64,
 ) -> Config:
     return Config(
         database_url=database_url or f"sqlite:///{folder / 'ms.db'}",
@@ -72,6 +74,8 @@ def config_for(
         failure_window=timedelta(seconds=failure_limits.window_s),
         request_read_timeout=request_read_timeout,
         max_inflight=max_inflight,
+        max_unfinished=max_unfinished,
+        max_unfinished_per_source=max_unfinished_per_source,
         workers=1,
         shutdown_grace=timedelta(seconds=10),
         write_attempts=8,

@@ -27,12 +27,12 @@ from server.domain.ids import IdGenerator
 from server.domain.permissions import USER_READ, CallContext
 from server.metrics import Metrics
 from server.store.sqlite import SqliteStore
+from server.transport.admission import Admission
 from server.transport.asgi_server import AsgiServer
 from server.transport.cors import CorsMiddleware
 from server.transport.grpc_server import method_handlers
 from server.transport.grpcweb import GrpcWebEndpoint
 from server.transport.http import HttpApp
-from server.transport.inflight import InflightLimit
 from server.transport.pipeline import Call, Outcome, Pipeline
 from tests.api import frame, grpc_web_frames, trailer_map
 from tests.codes import code_name
@@ -98,7 +98,7 @@ async def served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Serv
             handler,
             access,
             metrics,
-            InflightLimit(100),
+            Admission(100),
         )
         for method, handler in HANDLERS.items()
     ]

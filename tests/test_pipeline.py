@@ -11,7 +11,7 @@ from server.domain.access import Access
 from server.domain.permissions import ANY_CALLER, PERMISSIONS
 from server.metrics import Metrics
 from server.store.sqlite import SqliteStore
-from server.transport.inflight import InflightLimit
+from server.transport.admission import Admission
 from server.transport.methods import UndeclaredMethod, required_permission
 from server.transport.pipeline import build_pipelines
 
@@ -45,10 +45,10 @@ async def test_a_method_without_a_permission_is_not_served(tmp_path: Path) -> No
             async def Watch(self, request: object, ctx: object) -> object: ...
 
         with pytest.raises(UndeclaredMethod, match=r"grpc\.health\.v1\.Health\.Check"):
-            build_pipelines({health: Servicer()}, Access(store), Metrics(), InflightLimit(1))
+            build_pipelines({health: Servicer()}, Access(store), Metrics(), Admission(1))
         with pytest.raises(
             TypeError, match=r"no handler for machinesecrets\.v1\.OrgService\.AddOrganization"
         ):
-            build_pipelines({SERVICES[1]: object()}, Access(store), Metrics(), InflightLimit(1))
+            build_pipelines({SERVICES[1]: object()}, Access(store), Metrics(), Admission(1))
     finally:
         await store.close()

@@ -9,18 +9,19 @@ import binascii
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote_plus
 
 from server.domain.client_credentials import AccessToken, ClientCredentials
-from server.domain.errors import InvalidClient, TooManyFailures, Unavailable
+from server.domain.errors import InvalidClient, ResourceExhausted, TooManyFailures, Unavailable
 from server.limits import MAX_REQUEST_BYTES
 from server.metrics import Metrics
 from server.transport.access_log import record_call
+from server.transport.admission import RETRY_AFTER_S, Admission, overloaded
 from server.transport.asgi import (
-    ASGIApp,
     BodyTooLarge,
     ClientGone,
     Receive,
@@ -32,7 +33,6 @@ from server.transport.asgi import (
 )
 from server.transport.forwarded import ClientAddress
 from server.transport.http import respond_json
-from server.transport.inflight import RETRY_AFTER_S, InflightLimit, overloaded
 from server.transport.status import domain_error
 
 log = logging.getLogger("machinesecrets")
@@ -148,7 +148,32 @@ class ServerError(OAuthError):
     status = 500
 
 
-async def read_request_body(receive: Receive, read_timeout_s: float) -> bytes:
+class AdmittedBody:
+    """How an endpoint of this kind reads its request, within the process's two bounds
+    (admission.py): the body arrives holding an unfinished place for the client's address (429
+    slow_down past the limit), then the request is worked on holding a place in flight (429
+    slow_down past MS_MAX_INFLIGHT), which it gives back when the work is done."""
+
+    def __init__(self, admission: Admission, read_timeout_s: float) -> None:
+        self._admission = admission
+        self._read_timeout_s = read_timeout_s
+
+    @asynccontextmanager
+    async def read(self, receive: Receive, source: str) -> AsyncIterator[bytes]:
+        try:
+            with self._admission.arriving(source):
+                body = await _read_request_body(receive, self._read_timeout_s)
+        except ResourceExhausted as error:
+            raise SlowDown(error.message, RETRY_AFTER_S) from None
+        if not self._admission.try_enter():
+            raise SlowDown(overloaded().message, RETRY_AFTER_S)
+        try:
+            yield body
+        finally:
+            self._admission.leave()
+
+
+async def _read_request_body(receive: Receive, read_timeout_s: float) -> bytes:
     """The body of a request to an HTTP endpoint of this module's kind; InvalidRequest if it
     cannot be read whole."""
     try:
@@ -173,26 +198,6 @@ def known_failure(error: Exception, where: str) -> OAuthError:
     return ServerError("internal error")
 
 
-class Bounded:
-    """An endpoint of this kind within the process's bound on calls in flight (inflight.py): past
-    it, 429 slow_down with Retry-After at once."""
-
-    def __init__(self, app: ASGIApp, inflight: InflightLimit, metrics: Metrics) -> None:
-        self._app = app
-        self._inflight = inflight
-        self._metrics = metrics
-
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        if not self._inflight.try_enter():
-            refused = SlowDown(overloaded().message, RETRY_AFTER_S).answer()
-            await refused.send(send, scope, self._metrics, time.perf_counter())
-            return
-        try:
-            await self._app(scope, receive, send)
-        finally:
-            self._inflight.leave()
-
-
 @dataclass(frozen=True)
 class TokenRequest:
     """A token request as read from HTTP: who claims to be the client, and what it asks for."""
@@ -211,19 +216,22 @@ class TokenEndpoint:
         self,
         credentials: ClientCredentials,
         metrics: Metrics,
-        read_timeout_s: float,
+        body: AdmittedBody,
         client_address: ClientAddress,
     ) -> None:
         self._credentials = credentials
         self._metrics = metrics
-        self._read_timeout_s = read_timeout_s
+        self._body = body
         self._client_address = client_address
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         started, caller = time.perf_counter(), "-"
         try:
-            request = await self._parse(scope, receive)
-            token = await self._exchange(request)
+            headers = header_lists(scope)
+            _check_form_post(scope, headers)
+            source = self._client_address.of(scope, headers)
+            async with self._body.read(receive, source) as body:
+                token = await self._exchange(_parse(body, headers, source))
             answer = Answer(200, _render(token))
             caller = token.user_id
             self._metrics.tokens_issued.inc()
@@ -232,36 +240,6 @@ class TokenEndpoint:
             if isinstance(error, InvalidClientError | SlowDown):
                 self._metrics.authentication_failures.labels(error.error).inc()
         await answer.send(send, scope, self._metrics, started, caller)
-
-    async def _parse(self, scope: dict[str, Any], receive: Receive) -> TokenRequest:
-        if scope["method"] != "POST":
-            raise InvalidRequest("the token endpoint takes POST", 405)
-        headers = header_lists(scope)
-        content_type = first(headers, "content-type").split(";")[0].strip().lower()
-        if content_type != "application/x-www-form-urlencoded":
-            raise InvalidRequest("the body must be application/x-www-form-urlencoded")
-        body = await read_request_body(receive, self._read_timeout_s)
-        try:
-            pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
-        except (UnicodeDecodeError, ValueError):
-            raise InvalidRequest("the body is not a valid form") from None
-        form = dict(pairs)
-        if len(form) != len(pairs):  # §3.2: no parameter more than once
-            raise InvalidRequest("a parameter is repeated")
-        grant_type = form.get("grant_type")
-        if not grant_type:
-            raise InvalidRequest("grant_type is required")
-        if grant_type != "client_credentials":
-            raise UnsupportedGrantType("only client_credentials is supported")
-        authorization = headers.get("authorization", [])
-        client_id, client_secret = _client(form, _basic(authorization) if authorization else None)
-        return TokenRequest(
-            client_id,
-            client_secret,
-            _scope(form.get("scope")),
-            self._client_address.of(scope, headers),
-            challenge=bool(authorization),
-        )
 
     async def _exchange(self, request: TokenRequest) -> AccessToken:
         try:
@@ -272,6 +250,35 @@ class TokenEndpoint:
             if isinstance(domain_error(error), InvalidClient):
                 raise InvalidClientError(request.challenge) from None
             raise known_failure(error, TOKEN_PATH) from None
+
+
+def _check_form_post(scope: dict[str, Any], headers: dict[str, list[str]]) -> None:
+    """What the request's head must be, checked before its body is read (§3.2)."""
+    if scope["method"] != "POST":
+        raise InvalidRequest("the token endpoint takes POST", 405)
+    content_type = first(headers, "content-type").split(";")[0].strip().lower()
+    if content_type != "application/x-www-form-urlencoded":
+        raise InvalidRequest("the body must be application/x-www-form-urlencoded")
+
+
+def _parse(body: bytes, headers: dict[str, list[str]], source: str) -> TokenRequest:
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidRequest("the body is not a valid form") from None
+    form = dict(pairs)
+    if len(form) != len(pairs):  # §3.2: no parameter more than once
+        raise InvalidRequest("a parameter is repeated")
+    grant_type = form.get("grant_type")
+    if not grant_type:
+        raise InvalidRequest("grant_type is required")
+    if grant_type != "client_credentials":
+        raise UnsupportedGrantType("only client_credentials is supported")
+    authorization = headers.get("authorization", [])
+    client_id, client_secret = _client(form, _basic(authorization) if authorization else None)
+    return TokenRequest(
+        client_id, client_secret, _scope(form.get("scope")), source, challenge=bool(authorization)
+    )
 
 
 def _render(token: AccessToken) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """The one way a unary call is served, on every transport: a Pipeline of plain steps, built once
 per method.
 
-    read            the request message, as the transport reads it, then parsed
+    read            the request message, as the transport reads it, holding an unfinished
+                    place for its address meanwhile (admission.py), then parsed
+    in flight       a place among MS_MAX_INFLIGHT, taken only once the request is whole
     metadata limit  more than MAX_METADATA_BYTES of metadata is RESOURCE_EXHAUSTED
     authenticate    `authorization: Bearer <token>` to a Principal
     organisation    `x-zitadel-orgid` (or the caller's own organisation), or what the request
@@ -46,7 +48,7 @@ from server.limits import MAX_METADATA_BYTES
 from server.metrics import Metrics
 from server.transport import status
 from server.transport.access_log import record_call
-from server.transport.inflight import InflightLimit, overloaded
+from server.transport.admission import Admission, overloaded, source_of
 from server.transport.methods import auth_option
 
 log = logging.getLogger("machinesecrets")
@@ -107,10 +109,10 @@ class Pipeline:
         handler: Handler,
         access: Access,
         metrics: Metrics,
-        inflight: InflightLimit,
+        admission: Admission,
     ) -> None:
         self.method = method
-        self._inflight = inflight
+        self._admission = admission
         self.request_type = request_type
         self.response_type = response_type
         self._permission = option.permission
@@ -124,23 +126,21 @@ class Pipeline:
 
     async def run(self, call: Call, read: Callable[[], Awaitable[bytes]]) -> Outcome:
         started = time.perf_counter()
-        if not self._inflight.try_enter():  # refused at once, before anything is read
-            outcome = error_outcome(overloaded())
-            self._log(call, outcome.code, started, "-")
-            return outcome
-        try:
-            return await self._run(call, read, started)
-        finally:
-            self._inflight.leave()
-
-    async def _run(self, call: Call, read: Callable[[], Awaitable[bytes]], started: float) -> Outcome:
         caller = "-"
+        entered = False  # a place in flight is held
         # A deadline of the pipeline's own only where the transport keeps none (grpc-web's
         # grpc-timeout); grpc.aio cancels the call itself. No timer at all costs least.
         deadline = None if call.timeout_s is None else asyncio.timeout(call.timeout_s)
         try:
             async with deadline or contextlib.nullcontext():
-                request = self._parse(await read())
+                with self._admission.arriving(source_of(call.peer)):
+                    raw = await read()
+                # Only now, with the whole request here: a caller that sends half a body holds
+                # no place that a whole request could have used (admission.py).
+                if not self._admission.try_enter():
+                    raise overloaded()
+                entered = True
+                request = self._parse(raw)
                 check_metadata_size(call.metadata)
                 principal = await self._access.authenticate(
                     bearer_token(metadata_values(call.metadata, "authorization"))
@@ -159,6 +159,9 @@ class Pipeline:
             raise
         except Exception as error:
             outcome = self._failed(call, error)
+        finally:
+            if entered:
+                self._admission.leave()
         self._log(call, outcome.code, started, caller)
         return outcome
 
@@ -272,7 +275,7 @@ def build_pipelines(
     services: Mapping[ServiceDescriptor, object],
     access: Access,
     metrics: Metrics,
-    inflight: InflightLimit,
+    admission: Admission,
 ) -> list[Pipeline]:
     """A Pipeline for every method of every service, with the servicer's method of that name as
     its handler and the permission its .proto declares. A method without either stops the start:
@@ -292,7 +295,7 @@ def build_pipelines(
                     handler,
                     access,
                     metrics,
-                    inflight,
+                    admission,
                 )
             )
     return pipelines

@@ -15,7 +15,7 @@ from server.domain.revocation import MAX_SECRETS_PER_REPORT, SecretRevocation
 from server.metrics import Metrics
 from server.transport.asgi import Receive, Send, first, header_lists
 from server.transport.forwarded import ClientAddress
-from server.transport.oauth import Answer, InvalidRequest, OAuthError, known_failure, read_request_body
+from server.transport.oauth import AdmittedBody, Answer, InvalidRequest, OAuthError, known_failure
 
 REVOKE_PATH = "/secrets/revoke"
 MAX_REPORTED_LENGTH = 200  # longer than any secret of any format this service has issued
@@ -28,48 +28,52 @@ class RevocationEndpoint:
         self,
         revocation: SecretRevocation,
         metrics: Metrics,
-        read_timeout_s: float,
+        body: AdmittedBody,
         client_address: ClientAddress,
     ) -> None:
         self._revocation = revocation
         self._metrics = metrics
-        self._read_timeout_s = read_timeout_s
+        self._body = body
         self._client_address = client_address
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         headers = header_lists(scope)
         try:
-            reported = await self._parse(scope, headers, receive)
+            _check_json_post(scope, headers)
             source = self._client_address.of(scope, headers)
-            try:
-                await self._revocation.revoke(reported, source)
-            except Exception as error:
-                raise known_failure(error, REVOKE_PATH) from None
+            async with self._body.read(receive, source) as body:
+                reported = _parse(body)
+                try:
+                    await self._revocation.revoke(reported, source)
+                except Exception as error:
+                    raise known_failure(error, REVOKE_PATH) from None
             answer = Answer(200, {"received": len(reported)})
         except OAuthError as error:
             answer = error.answer()
         await answer.send(send, scope, self._metrics, started)
 
-    async def _parse(
-        self, scope: dict[str, Any], headers: dict[str, list[str]], receive: Receive
-    ) -> list[str]:
-        if scope["method"] != "POST":
-            raise InvalidRequest("revocation takes POST", 405)
-        if first(headers, "content-type").split(";")[0].strip().lower() != "application/json":
-            raise InvalidRequest("the body must be application/json", 415)
-        body = await read_request_body(receive, self._read_timeout_s)
-        try:
-            document = json.loads(body)
-        except (UnicodeDecodeError, ValueError):
-            raise InvalidRequest("the body is not valid JSON") from None
-        if not isinstance(document, dict) or set(document) != {"secrets"}:
-            raise InvalidRequest('the body must be {"secrets": ["msk_...", ...]}')
-        reported = document["secrets"]
-        if not isinstance(reported, list) or not all(isinstance(text, str) for text in reported):
-            raise InvalidRequest('"secrets" must be a list of strings')
-        if not 1 <= len(reported) <= MAX_SECRETS_PER_REPORT:
-            raise InvalidRequest(f'"secrets" must hold 1 to {MAX_SECRETS_PER_REPORT} strings')
-        if any(len(text) > MAX_REPORTED_LENGTH for text in reported):
-            raise InvalidRequest(f"a string is longer than {MAX_REPORTED_LENGTH} characters: no secret is")
-        return reported
+
+def _check_json_post(scope: dict[str, Any], headers: dict[str, list[str]]) -> None:
+    """What the request's head must be, checked before its body is read."""
+    if scope["method"] != "POST":
+        raise InvalidRequest("revocation takes POST", 405)
+    if first(headers, "content-type").split(";")[0].strip().lower() != "application/json":
+        raise InvalidRequest("the body must be application/json", 415)
+
+
+def _parse(body: bytes) -> list[str]:
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidRequest("the body is not valid JSON") from None
+    if not isinstance(document, dict) or set(document) != {"secrets"}:
+        raise InvalidRequest('the body must be {"secrets": ["msk_...", ...]}')
+    reported = document["secrets"]
+    if not isinstance(reported, list) or not all(isinstance(text, str) for text in reported):
+        raise InvalidRequest('"secrets" must be a list of strings')
+    if not 1 <= len(reported) <= MAX_SECRETS_PER_REPORT:
+        raise InvalidRequest(f'"secrets" must hold 1 to {MAX_SECRETS_PER_REPORT} strings')
+    if any(len(text) > MAX_REPORTED_LENGTH for text in reported):
+        raise InvalidRequest(f"a string is longer than {MAX_REPORTED_LENGTH} characters: no secret is")
+    return reported

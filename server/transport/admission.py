@@ -1,0 +1,99 @@
+"""The two bounds a request meets on its way in, on every transport and the HTTP endpoints alike.
+
+    arriving    a request whose head came and whose body is still on its way is *unfinished*:
+                at most MS_MAX_UNFINISHED of them in the process, and MS_MAX_UNFINISHED_PER_SOURCE
+                from one client address. Past either, the request is refused at once,
+                RESOURCE_EXHAUSTED with reason UNFINISHED_REQUESTS (429 over JSON). Each waits at
+                most MS_REQUEST_READ_TIMEOUT for the rest of its body.
+    in flight   a request that has arrived whole is then worked on: at most MS_MAX_INFLIGHT at
+                once. Past it a call is refused at once, RESOURCE_EXHAUSTED with reason OVERLOADED
+                (429 with Retry-After over JSON), instead of waiting in a queue until its caller
+                times out.
+
+Why two bounds, and in this order: a request counted in flight while it was still arriving let a
+caller with no credential hold every slot by sending half a body and waiting (260 connections,
+each with `Content-Length: 100` and 10 bytes, refused everyone for the read timeout). Now a slot
+is taken only by a request that is whole, so only work the service can start at once holds one;
+what a slow sender holds is an unfinished place, bounded per address so that one address cannot
+take them all, and in total so that many cannot exhaust memory (each holds at most one request of
+MAX_REQUEST_BYTES). A caller that shares its address with such a sender (a NAT) is refused with
+it: the limit cannot tell them apart.
+
+Counters, not locks: the event loop runs one thing at a time, so taking a place is atomic.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from server.domain.errors import ResourceExhausted
+
+RETRY_AFTER_S = 1
+
+
+def overloaded() -> ResourceExhausted:
+    return ResourceExhausted(
+        "OVERLOADED",
+        "the service is at its limit of calls in flight; try again",
+        {"retry_after": str(RETRY_AFTER_S)},
+    )
+
+
+def too_many_unfinished() -> ResourceExhausted:
+    return ResourceExhausted(
+        "UNFINISHED_REQUESTS",
+        "too many requests are still arriving; send each request whole",
+        {"retry_after": str(RETRY_AFTER_S)},
+    )
+
+
+def source_of(peer: str) -> str:
+    """The address part of a peer as the access log names it ("ipv4:127.0.0.1:5555",
+    "ipv6:[::1]:5555", "envoy:192.0.2.1", "unix:..."): requests are counted per address, not per
+    connection, since a connection is free to open."""
+    kind, _, rest = peer.partition(":")
+    if kind == "envoy":
+        return rest
+    if kind in ("ipv4", "ipv6"):
+        return rest.rpartition(":")[0].strip("[]")
+    return peer
+
+
+class Admission:
+    def __init__(
+        self, max_inflight: int, max_unfinished: int = 1024, max_unfinished_per_source: int = 64
+    ) -> None:
+        self.max_inflight = max_inflight
+        self.max_unfinished = max_unfinished
+        self.max_unfinished_per_source = max_unfinished_per_source
+        self.inflight = 0
+        self.unfinished = 0
+        self._unfinished_by_source: dict[str, int] = {}
+
+    @contextmanager
+    def arriving(self, source: str) -> Iterator[None]:
+        """Holds an unfinished place for source while the body is read; ResourceExhausted
+        (UNFINISHED_REQUESTS) at once when there is none."""
+        held = self._unfinished_by_source.get(source, 0)
+        if self.unfinished >= self.max_unfinished or held >= self.max_unfinished_per_source:
+            raise too_many_unfinished()
+        self.unfinished += 1
+        self._unfinished_by_source[source] = held + 1
+        try:
+            yield
+        finally:
+            self.unfinished -= 1
+            left = self._unfinished_by_source[source] - 1
+            if left:
+                self._unfinished_by_source[source] = left
+            else:  # the table holds only addresses with a request arriving: it cannot grow without bound
+                del self._unfinished_by_source[source]
+
+    def try_enter(self) -> bool:
+        """Takes a place in flight for a request that has arrived whole; False when none is free."""
+        if self.inflight >= self.max_inflight:
+            return False
+        self.inflight += 1
+        return True
+
+    def leave(self) -> None:
+        self.inflight -= 1
