@@ -5,6 +5,7 @@ elsewhere.
 """
 
 import asyncio
+import base64
 import ctypes
 import json
 import logging
@@ -19,6 +20,8 @@ from pathlib import Path
 from server.limits import MAX_HEADER_BYTES
 from server.resources import resource
 from server.temp_dirs import private_temp_dir
+from server.transport.pipeline import request_too_slow
+from server.transport.status import error_status
 
 log = logging.getLogger("machinesecrets.envoy")
 
@@ -45,6 +48,7 @@ class EnvoySettings:
 
 def render(settings: EnvoySettings) -> str:
     envoy_host, envoy_port = _split(settings.listen)
+    too_slow = error_status(request_too_slow(settings.request_read_timeout_s))
     origins = "[" + ", ".join(f"{{exact: {json.dumps(o)}}}" for o in settings.cors_origins) + "]"
     return string.Template(TEMPLATE.read_text()).substitute(
         ENVOY_HOST=envoy_host,
@@ -62,6 +66,8 @@ def render(settings: EnvoySettings) -> str:
         # with its own reason.
         MAX_BUFFERED_BYTES=2 * settings.max_request_bytes,
         REQUEST_READ_TIMEOUT=f"{settings.request_read_timeout_s:g}s",
+        REQUEST_TOO_SLOW_MESSAGE=too_slow.message,
+        REQUEST_TOO_SLOW_DETAILS=base64.b64encode(too_slow.SerializeToString()).decode("ascii").rstrip("="),
     )
 
 

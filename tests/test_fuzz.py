@@ -583,7 +583,7 @@ async def test_a_grpc_web_request_that_does_not_arrive_is_deadline_exceeded(
 
 
 async def test_a_json_request_that_does_not_arrive_is_deadline_exceeded(impatient: Impatient) -> None:
-    # The transcoder passes the call on before the body is whole: the service answers, as above.
+    # Envoy holds the body until it is whole; a slow one gets the answer the service gives, as above.
     found = await without_the_whole_body(
         impatient.port("envoy-json"), "POST", "/users/machine", "application/json", b'{"userName": "x"',
         impatient.token, rb"HTTP/1.1 (\d+).*\r\n\r\n(\{.*\})",

@@ -199,8 +199,7 @@ class Pipeline:
 
 def error_outcome(error: DomainError) -> Outcome:
     """The outcome of a call ended by a domain error, wherever in the call it was raised."""
-    code = status.code_of(error)
-    return Outcome(code, status=status.rich_status(code, error))
+    return Outcome(status.code_of(error), status=status.error_status(error))
 
 
 def field_value(message: Message, path: list[str]) -> str:

@@ -64,6 +64,11 @@ def rich_status(code: grpc.StatusCode, error: errors.DomainError) -> status_pb2.
     return status_pb2.Status(code=code.value[0], message=error.message, details=details)
 
 
+def error_status(error: errors.DomainError) -> status_pb2.Status:
+    """The google.rpc.Status every transport sends for this error."""
+    return rich_status(code_of(error), error)
+
+
 def internal_status() -> status_pb2.Status:
     info = error_details_pb2.ErrorInfo(reason="INTERNAL", domain=ERROR_DOMAIN)
     return status_pb2.Status(code=code_pb2.INTERNAL, message=INTERNAL_MESSAGE, details=[_pack(info)])
