@@ -151,7 +151,8 @@ async def test_one_address_has_at_most_its_share_of_unfinished_requests(bounded:
     for _ in range(PER_SOURCE):
         await held.http(port, "127.0.0.20", TOKEN_HEAD)
     await arriving(bounded, PER_SOURCE)
-    # One more from that address is refused at once, at the token endpoint and on the JSON API...
+    # One more from that address is refused (after a second or two: admission.py), at the token
+    # endpoint and on the JSON API...
     status, headers, body = await http_answer(await held.http(port, "127.0.0.20", TOKEN_HEAD))
     assert (status, json.loads(body)["error"], headers["retry-after"]) == (429, "slow_down", "1")
     status, headers, body = await http_answer(

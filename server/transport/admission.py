@@ -22,8 +22,10 @@ it: the limit cannot tell them apart.
 Counters, not locks: the event loop runs one thing at a time, so taking a place is atomic.
 """
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from server.domain.errors import ResourceExhausted
 
@@ -60,21 +62,45 @@ def source_of(peer: str) -> str:
 
 class Admission:
     def __init__(
-        self, max_inflight: int, max_unfinished: int = 1024, max_unfinished_per_source: int = 64
+        self,
+        max_inflight: int,
+        max_unfinished: int = 1024,
+        max_unfinished_per_source: int = 64,
+        hold_back_s: float = RETRY_AFTER_S,
     ) -> None:
         self.max_inflight = max_inflight
         self.max_unfinished = max_unfinished
         self.max_unfinished_per_source = max_unfinished_per_source
+        self._hold_back_s = hold_back_s
         self.inflight = 0
         self.unfinished = 0
+        self.held_back = 0
         self._unfinished_by_source: dict[str, int] = {}
 
-    @contextmanager
-    def arriving(self, source: str) -> Iterator[None]:
+    @asynccontextmanager
+    async def arriving(self, source: str) -> AsyncIterator[None]:
         """Holds an unfinished place for source while the body is read; ResourceExhausted
-        (UNFINISHED_REQUESTS) at once when there is none."""
+        (UNFINISHED_REQUESTS) when there is none.
+
+        A request past its address's share is refused only after one to two hold_back_s (the
+        Retry-After it is told), not at once: a sender that opens a new connection for each
+        refusal would otherwise turn its surplus into a flood of requests, each parsed and
+        answered on the event loop (measured: 300 connections from one address reopened 700
+        times a second and put a third of a second on other callers' p99). The spread keeps the
+        refusals from coming back all in one burst. Those held back are bounded too, by
+        MS_MAX_UNFINISHED again; past that, and past the total, the refusal is at once.
+        """
         held = self._unfinished_by_source.get(source, 0)
-        if self.unfinished >= self.max_unfinished or held >= self.max_unfinished_per_source:
+        if self.unfinished >= self.max_unfinished:
+            raise too_many_unfinished()
+        if held >= self.max_unfinished_per_source:
+            if self.held_back >= self.max_unfinished:
+                raise too_many_unfinished()
+            self.held_back += 1
+            try:
+                await asyncio.sleep(self._hold_back_s * (1 + random.random()))  # noqa: S311 (no secret)
+            finally:
+                self.held_back -= 1
             raise too_many_unfinished()
         self.unfinished += 1
         self._unfinished_by_source[source] = held + 1

@@ -161,7 +161,7 @@ class AdmittedBody:
     @asynccontextmanager
     async def read(self, receive: Receive, source: str) -> AsyncIterator[bytes]:
         try:
-            with self._admission.arriving(source):
+            async with self._admission.arriving(source):
                 body = await _read_request_body(receive, self._read_timeout_s)
         except ResourceExhausted as error:
             raise SlowDown(error.message, RETRY_AFTER_S) from None
