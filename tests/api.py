@@ -245,6 +245,10 @@ class JsonApi:
         self.request_id: str | None = None
         self._client = httpx.AsyncClient(timeout=30)
 
+    @property
+    def base_url(self) -> str:
+        return self._base_url
+
     async def call(self, method: str, request: message.Message, metadata: Metadata) -> message.Message:
         verb, template, body_rule = http_rule(method)
         fields = json_format.MessageToDict(request, preserving_proto_field_name=True)

@@ -1,7 +1,10 @@
 """ZITADEL's v2 APIs (users, organisations, administrators) on every transport and store: each
 method acts in the organisation of what it addresses, with the native calls' rules and errors."""
 
+from collections.abc import AsyncIterator
+
 import grpc
+import pytest
 from zitadel.internal_permission.v2 import internal_permission_service_pb2 as perm_v2
 from zitadel.org.v2 import org_service_pb2 as org_v2
 from zitadel.user.v2 import user_pb2
@@ -9,7 +12,7 @@ from zitadel.user.v2 import user_service_pb2 as user_v2
 
 from server.domain.secret_format import is_well_formed
 from tests.api import exchange, expect_error
-from tests.service import Running
+from tests.service import TRANSPORTS, Running, client
 from tests.world import World, unique_name
 
 USERS, ORGS, ADMINS = "UserServiceV2.", "OrganizationServiceV2.", "InternalPermissionService."
@@ -153,8 +156,27 @@ async def test_organisations_with_administrators(world: World) -> None:
         world.call(ORGS + "AddOrganization", org_v2.AddOrganizationRequest(name="mine"), token=member),
     )
 
-    if world.api.name == "envoy-json":
-        return  # CreateAdministrator has no REST path, in ZITADEL either: gRPC and Connect only
+
+# CreateAdministrator has no REST path, in ZITADEL either: gRPC and Connect only, so not over
+# Envoy's JSON.
+@pytest.fixture(params=[t for t in TRANSPORTS if t != "envoy-json"])
+async def admin_world(request: pytest.FixtureRequest, running: Running) -> AsyncIterator[World]:
+    api = client(request.param, running.service)
+    yield await World.create(api, running.admin_token)
+    await api.close()
+
+
+async def test_administrators_are_granted_within_the_callers_power(admin_world: World) -> None:
+    world = admin_world
+    user_id, member = await world.caller([])
+    created = await world.call(
+        ORGS + "AddOrganization",
+        org_v2.AddOrganizationRequest(
+            name=unique_name("v2admins"),
+            admins=[org_v2.AddOrganizationRequest.Admin(user_id=user_id, roles=["ORG_USER_MANAGER"])],
+        ),
+    )
+    org = created.organization_id
     other_id, other = await world.caller([])
     granted = await world.call(
         ADMINS + "CreateAdministrator",
