@@ -483,14 +483,23 @@ def env_with_pat_file(path: Path, database: Path) -> dict[str, str]:
     return server_env(f"sqlite:///{database}", path)
 
 
-@pytest.mark.parametrize(
-    "prepare",
-    ["a link to a file of someone else's", "a link to a file of ours", "a file another user owns",
-     "a directory others may write to", "a directory that is a link"],
-)  # fmt: skip
+# Each trap, and the reason the refusal must name: a trap refused for another reason would pass
+# with its own check removed (a directory that is a link is also "writable by others", its mode
+# being the link's 0777).
+PAT_FILE_TRAPS = {
+    "a link to a file of someone else's": "is a symbolic link",
+    "a link to a file of ours": "is a symbolic link",
+    "a file another user owns": "belongs to another user (uid 65534)",
+    "a directory others may write to": "is writable by other users",
+    "a directory that is a link": "linked is a symbolic link",
+}
+
+
+@pytest.mark.parametrize("prepare", PAT_FILE_TRAPS)
 def test_the_admin_token_is_never_written_where_someone_else_prepared(tmp_path: Path, prepare: str) -> None:
-    """Each trap of the report is refused with one line naming the setting, before the store is
-    set up (so no admin token is lost), and the trap's target is untouched."""
+    """Each trap of the report is refused with one line naming the setting and the reason, before
+    the store is set up (so no admin token is lost), and the trap's target is untouched. A server
+    that starts serving instead fails the test as soon as it is ready, not after a timeout."""
     outside = tmp_path / "outside"
     outside.mkdir()
     victim = outside / "victim"
@@ -511,19 +520,27 @@ def test_the_admin_token_is_never_written_where_someone_else_prepared(tmp_path: 
     else:
         path = tmp_path / "linked" / "admin.pat"
         (tmp_path / "linked").symlink_to(outside)
-    result = subprocess.run(
-        [sys.executable, "-m", "server"],
-        cwd=ROOT,
-        env=env_with_pat_file(path, tmp_path / "ms.db"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 2, result.stderr[-2000:]
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("machine-secrets: MS_ADMIN_PAT_FILE"), result.stderr[-2000:]
-    assert "Traceback" not in result.stderr
+    ready = tmp_path / "ready.json"
+    env = {**env_with_pat_file(path, tmp_path / "ms.db"), "MS_READY_FILE": str(ready)}
+    log = tmp_path / "server.log"
+    with log.open("w") as sink:  # a file, not a pipe: a server that does start would fill a pipe
+        process = subprocess.Popen(
+            [sys.executable, "-m", "server"], cwd=ROOT, env=env, stdout=sink, stderr=sink
+        )
+    try:
+        while process.poll() is None and not ready.exists():
+            time.sleep(0.02)
+        assert not ready.exists(), "the server started, with its token written where the trap was"
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=60)
+    stderr = log.read_text()
+    assert process.returncode == 2, stderr[-2000:]
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("machine-secrets: MS_ADMIN_PAT_FILE"), stderr[-2000:]
+    assert PAT_FILE_TRAPS[prepare] in last, last
+    assert "Traceback" not in stderr
     assert victim.read_text() == "untouched\n"
     assert not (tmp_path / "ms.db").exists() or b"user.pat.added" not in (tmp_path / "ms.db").read_bytes()
 
