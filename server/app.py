@@ -97,6 +97,8 @@ class Service:
     admission: Admission
     # Where the HTTP app's socket for its own Envoy lives (0700): removed when the service stops.
     private_dir: tempfile.TemporaryDirectory[str] | None = None
+    # The revocation endpoint's bcrypt thread (SecretHasher.aside): ended when the service stops.
+    revocation_hasher: SecretHasher | None = None
 
     @property
     def http_port(self) -> int:
@@ -128,6 +130,8 @@ class Service:
             await self.envoy.wait_idle(max(0.0, deadline - loop.time()))
             await self.envoy.stop()
         await self.store.close()
+        if self.revocation_hasher is not None:
+            self.revocation_hasher.close()
         if self.private_dir is not None:
             self.private_dir.cleanup()
 
@@ -171,7 +175,9 @@ async def _start(
     queries = Queries(store, clock)
     limiter = FailureLimiter(config.failure_limits, store)
     credentials = ClientCredentials(store, commands, hasher, config.access_token_ttl, limiter, clock)
-    revocation = SecretRevocation(store, commands, hasher, limiter, clock)
+    # Reports need no credential: their bcrypt work runs apart from the token endpoint's.
+    revocation_hasher = hasher.aside()
+    revocation = SecretRevocation(store, commands, revocation_hasher, limiter, clock)
 
     # Before the instance is set up: a location that is refused must not cost the admin's token.
     check_private_location(Path(config.admin_pat_file))
@@ -323,6 +329,7 @@ async def _start(
         store_watch,
         admission,
         private_dir,
+        revocation_hasher,
     )
 
 

@@ -13,7 +13,14 @@ import pytest
 
 from server.store import events as ev
 from server.store import statements as sql
-from server.store.base import ConcurrencyConflict, PatRecord, Store, UniqueViolation
+from server.store.base import (
+    SOURCE_OVERFLOW,
+    ConcurrencyConflict,
+    PatRecord,
+    RevocationReportCount,
+    Store,
+    UniqueViolation,
+)
 from server.store.codecs import FOREVER, from_micros
 from server.store.events import NewEvent
 from server.store.migrations import MIGRATIONS, legacy_secret_id
@@ -166,6 +173,48 @@ async def test_concurrent_failures_each_see_all_noted_before_them(store: Store) 
         *(store.record_failure(keys, 1000 + n, after_micros=0, forget_micros=0) for n in range(20))
     )
     assert sorted(s.get("client-burst", (0, 0))[0] for s in seen) == list(range(20))
+
+
+async def test_failures_noted_together_count_each(store: Store) -> None:
+    """A revocation report notes one failure per candidate, in one step: a burst of them sees
+    every candidate noted before it."""
+    keys = ("source-report", "revocation")
+    assert await store.record_failure(keys, 100, after_micros=0, forget_micros=0, count=3) == {}
+    seen = await asyncio.gather(
+        *(store.record_failure(keys, 200 + n, after_micros=0, forget_micros=0, count=4) for n in range(5))
+    )
+    assert sorted(s["source-report"][0] for s in seen) == [3, 7, 11, 15, 19]
+    assert await store.recent_failures(keys, after_micros=0) == {
+        "source-report": (23, 100),
+        "revocation": (23, 100),
+    }
+
+
+HOUR_MICROS = 3_600_000_000
+
+
+async def test_revocation_reports_are_counted_per_hour_and_source_within_a_cap(store: Store) -> None:
+    def one(hour: int, source: str, candidates: int, revoked: int = 0) -> RevocationReportCount:
+        return RevocationReportCount(hour * HOUR_MICROS, source, 1, candidates, revoked)
+
+    for report in [one(10, "a", 3), one(10, "b", 1), one(10, "a", 2, 1), one(10, "c", 0), one(10, "d", 5)]:
+        await store.count_revocation_report(report, max_sources=2, forget_before_micros=0)
+    await store.count_revocation_report(one(10, "a", 1), max_sources=2, forget_before_micros=0)
+    await store.count_revocation_report(one(11, "c", 7), max_sources=2, forget_before_micros=0)
+    assert await store.revocation_report_counts() == [
+        RevocationReportCount(10 * HOUR_MICROS, SOURCE_OVERFLOW, 2, 5, 0),
+        RevocationReportCount(10 * HOUR_MICROS, "a", 3, 6, 1),
+        RevocationReportCount(10 * HOUR_MICROS, "b", 1, 1, 0),
+        RevocationReportCount(11 * HOUR_MICROS, "c", 1, 7, 0),
+    ]
+    # A report forgets the hours that start before the retention's start.
+    await store.count_revocation_report(one(12, "a", 1), max_sources=2, forget_before_micros=11 * HOUR_MICROS)
+    assert [
+        (c.hour_start_micros // HOUR_MICROS, c.source) for c in await store.revocation_report_counts()
+    ] == [
+        (11, "c"),
+        (12, "a"),
+    ]
 
 
 async def test_roles_of_a_user_in_every_organisation(store: Store) -> None:
@@ -490,3 +539,69 @@ async def test_sqlite_normal_mode_skips_the_fsync(tmp_path: Path) -> None:
         assert store._connection.execute("PRAGMA synchronous").fetchone()[0] == 1
     finally:
         await store.close()
+
+
+# Version 10 kept one event per revocation report (revocation.received), whatever it matched.
+REPORTS_OF_VERSION_10 = [  # (aggregate type, id, sequence, type, payload, created_at)
+    (
+        "revocation",
+        "r1",
+        1,
+        "revocation.received",
+        '{"candidates":3,"source":"10.0.0.1"}',
+        5 * HOUR_MICROS + 1,
+    ),
+    (
+        "user",
+        "u1",
+        2,
+        "user.machine.secret.revoked",
+        '{"secret_id":"s1","source":"10.0.0.1"}',
+        5 * HOUR_MICROS + 1,
+    ),
+    (
+        "revocation",
+        "r2",
+        1,
+        "revocation.received",
+        '{"candidates":0,"source":"10.0.0.1"}',
+        6 * HOUR_MICROS - 1,
+    ),
+    ("revocation", "r3", 1, "revocation.received", '{"candidates":100,"source":"::1"}', 6 * HOUR_MICROS),
+    ("user", "u1", 1, "user.machine.added", '{"name":"n","user_name":"leaky"}', 1),
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_revocation_reports_of_version_10_become_counts(backend: str, tmp_path: Path) -> None:
+    statements = ["CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY)"]
+    for number, steps in MIGRATIONS[:10]:
+        statements += [*steps, f"INSERT INTO schema_migrations VALUES ({number})"]
+    insert = "INSERT INTO events VALUES (?, ?, ?, ?, '', ?, ?)"
+    with contextlib.ExitStack() as stack:
+        if backend == "sqlite":
+            path = tmp_path / "v10.db"
+            with contextlib.closing(sqlite3.connect(path)) as db, db:
+                for statement in statements:
+                    db.execute(statement)
+                db.executemany(insert, REPORTS_OF_VERSION_10)
+            store: Store = await SqliteStore.open(f"sqlite:///{path}")
+        else:
+            url = stack.enter_context(postgres.throwaway_database())
+            with psycopg.connect(url) as pg:
+                for statement in statements:
+                    query: Any = statement.replace("%", "%%")
+                    pg.execute(query)
+                pg.cursor().executemany(insert.replace("?", "%s"), REPORTS_OF_VERSION_10)
+            store = await PostgresStore.open(url, pool_size=2)
+        try:
+            assert await store.revocation_report_counts() == [
+                RevocationReportCount(5 * HOUR_MICROS, "10.0.0.1", 2, 3, 1),
+                RevocationReportCount(6 * HOUR_MICROS, "::1", 1, 100, 0),
+            ]
+            for report in ("r1", "r2", "r3"):
+                assert await store.events("revocation", report) == []
+            revoked = [e.type for e in await store.events(ev.AGGREGATE_USER, "u1")]
+            assert revoked == [ev.USER_MACHINE_ADDED, ev.USER_MACHINE_SECRET_REVOKED]
+        finally:
+            await store.close()

@@ -89,8 +89,10 @@ class ResourceExhausted(DomainError):
 
 
 class TooManyFailures(ResourceExhausted):
-    def __init__(self, retry_after: int) -> None:
-        super().__init__("TOO_MANY_FAILURES", "too many failed authentications; try again later")
+    def __init__(
+        self, retry_after: int, message: str = "too many failed authentications; try again later"
+    ) -> None:
+        super().__init__("TOO_MANY_FAILURES", message)
         self.retry_after = retry_after
 
 

@@ -7,6 +7,9 @@ Two counters of failures in a sliding window: per source address and per client 
   themselves. A legitimate client calling from its own clean source is never locked out by
   someone else's guessing; an attacker gains at most one guess per fresh source per window, which
   against a secret of 381 bits is nothing.
+A report to the revocation endpoint counts against its source as one failure per candidate it
+asks the service to check (note_report): the source's allowance is of bcrypt work, however the
+work is split into requests.
 The failures live in the store, so that every process on it counts the same ones (a guesser
 spreading attempts over several processes gets the limit once, not once per process). They are
 kept under a hash of their key, and forgotten once they leave the window.
@@ -69,17 +72,39 @@ class FailureLimiter:
         before = await self._store.record_failure(keys, int(now * MICROS), window_start, window_start)
         self._judge(keys, before, now)
 
-    async def note_report(self, source: str) -> None:
-        """Counts a report to the revocation endpoint against its source, as if it were a failed
-        attempt (a report needs no credential, and each costs bcrypt work); raises
-        TooManyFailures when the source is over its limit, before any work is done."""
+    @property
+    def per_source(self) -> int:
+        return self._limits.per_source
+
+    async def note_report(self, source: str, candidates: int) -> None:
+        """Counts a report to the revocation endpoint against its source's allowance: each of its
+        candidates (each costs one bcrypt check; a report counts one at least) as if it were a
+        failed attempt, for a report needs no credential. Raises TooManyFailures, before any
+        work is done, when they do not all fit in what the window leaves the source.
+
+        As for failed attempts: a look first, so that a report refused already writes nothing,
+        then the decision, made in one atomic step with the note, against the failures noted
+        before it on any process: a burst of reports from one source gets its candidates checked
+        up to the allowance, exactly, and no further."""
+        if candidates > self._limits.per_source:  # never fits: refused without a look
+            raise TooManyFailures(max(1, math.ceil(self._limits.window_s)))
         now = time.time()
         keys = (_key("source", source), _key("revocation", ""))
         window_start = self._window_start(now)
-        before = await self._store.record_failure(keys, int(now * MICROS), window_start, window_start)
-        source_failures, source_oldest = before.get(keys[0], (0, 0))
-        if source_failures >= self._limits.per_source:
-            raise TooManyFailures(self._retry_after(source_oldest, now))
+        self._judge_report(keys[0], await self._store.recent_failures(keys, window_start), candidates, now)
+        noted = await self._store.record_failure(
+            keys, int(now * MICROS), window_start, window_start, count=candidates
+        )
+        self._judge_report(keys[0], noted, candidates, now)
+
+    def _judge_report(
+        self, source_key: str, recent: dict[str, tuple[int, int]], candidates: int, now: float
+    ) -> None:
+        source_failures, source_oldest = recent.get(source_key, (0, 0))
+        if source_failures + candidates > self._limits.per_source:
+            # Whole seconds until the oldest leaves the window: enough for one candidate more, at
+            # least (more may have to wait longer, and are told so again).
+            raise TooManyFailures(self._retry_after(source_oldest or int(now * MICROS), now))
 
     def _judge(self, keys: tuple[str, str], recent: dict[str, tuple[int, int]], now: float) -> None:
         source_key, client_key = keys

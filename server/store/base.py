@@ -150,6 +150,22 @@ class CallerRecord:
     user_active: bool
 
 
+@dataclass(frozen=True)
+class RevocationReportCount:
+    """The reports to the revocation endpoint from one source in one hour (SOURCE_OVERFLOW for
+    the sources past the hour's cap): how many, their candidates, and the secrets they ended."""
+
+    hour_start_micros: int
+    source: str
+    reports: int
+    candidates: int
+    revoked: int
+
+
+# The source under which an hour's reports are counted once it has counted its cap of sources.
+SOURCE_OVERFLOW = "*"
+
+
 class Store(Protocol):
     async def append(self, events: Sequence[NewEvent], *, durable: bool = True) -> list[StoredEvent]:
         """Appends events atomically with one commit time, and updates the read models; returns
@@ -240,9 +256,10 @@ class Store(Protocol):
         ...
 
     async def record_failure(
-        self, keys: tuple[str, str], at_micros: int, after_micros: int, forget_micros: int
+        self, keys: tuple[str, str], at_micros: int, after_micros: int, forget_micros: int, count: int = 1
     ) -> dict[str, tuple[int, int]]:
-        """Notes a failed authentication under both keys, and forgets failures up to forget_micros.
+        """Notes count failed authentications under both keys, and forgets failures up to
+        forget_micros.
 
         Answers what recent_failures(keys, after_micros) answered just before, in one step with
         the note: of concurrent failures under one key (on any process), each sees all those
@@ -252,6 +269,19 @@ class Store(Protocol):
 
     async def recent_failures(self, keys: tuple[str, str], after_micros: int) -> dict[str, tuple[int, int]]:
         """Per key with failures after after_micros: how many, and when the oldest of them was."""
+        ...
+
+    async def count_revocation_report(
+        self, report: RevocationReportCount, max_sources: int, forget_before_micros: int
+    ) -> None:
+        """Adds report to the count of its hour and source: under
+        SOURCE_OVERFLOW once the hour counts max_sources sources already (on PostgreSQL, writers
+        racing for the last places may take a few more). Forgets hours that start before
+        forget_before_micros."""
+        ...
+
+    async def revocation_report_counts(self) -> list[RevocationReportCount]:
+        """Every count kept, by hour and source."""
         ...
 
     async def close(self) -> None: ...

@@ -53,8 +53,9 @@ USER_REMOVED = "user.removed"
 # An OAuth2 access token: {user_id, token_hash, expires_at, scope, secret_id}. It is valid while
 # the secret that earned it is live. (Before migration 6: {secret_sequence} instead of secret_id.)
 TOKEN_ACCESS_ADDED = "token.access.added"
-# A request to the revocation endpoint, whatever it matched: {source, candidates}. One per request,
-# so that a request that revoked something costs what one that did not costs.
+# A request to the revocation endpoint, whatever it matched: {source, candidates}. No longer
+# written: reports are counted per hour and source (revocation_reports), and migration 11 moved the
+# ones written before into those counts.
 AGGREGATE_REVOCATION = "revocation"
 REVOCATION_RECEIVED = "revocation.received"
 

@@ -152,6 +152,23 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     # ListUsers of one type: the type's users of an organisation in name order, without reading
     # the other type's.
     (10, ["CREATE INDEX users_by_org_type_and_name ON users (org_id, type, user_name_key)"]),
+    (
+        11,
+        [
+            # Reports to the revocation endpoint, counted per hour and source, and forgotten after
+            # a retention (server/domain/revocation.py), instead of one event each, kept forever
+            # whatever they matched. What a report revoked stays an event of its user.
+            # (fold_revocation_reports moves the events written before into the counts.)
+            """CREATE TABLE revocation_reports (
+                hour_start BIGINT NOT NULL,
+                source TEXT NOT NULL,
+                reports BIGINT NOT NULL,
+                candidates BIGINT NOT NULL,
+                revoked BIGINT NOT NULL,
+                PRIMARY KEY (hour_start, source)
+            )""",
+        ],
+    ),
 ]
 # What PostgreSQL alone needs, run with the migration of the same version after its SQL. Its text
 # compares by the database's collation, which need not be code-point order, as SQLite's (on UTF-8)
@@ -164,6 +181,8 @@ POSTGRES_ONLY: dict[int, list[str]] = {
 REKEY_USER_NAMES = 5
 MOVE_SECRETS = 6
 COPY_PROFILES = 7
+FOLD_REVOCATION_REPORTS = 11
+HOUR_MICROS = 3_600_000_000
 
 # Migrations that SQL alone cannot write: the rows they read, and what they make of them. A
 # backend runs the query inside the migration's transaction, after its SQL.
@@ -178,6 +197,11 @@ FIRST_USER_EVENTS = (
     " ON e.aggregate_type = 'user' AND e.aggregate_id = u.id AND e.sequence = 1"
 )
 PROFILE_FIELDS = ("name", "description", "display_name", "email")
+# A report's record, and the secrets it revoked: the two were written in one append, at one time.
+REVOCATION_EVENTS = (
+    "SELECT event_type, payload, created_at FROM events WHERE aggregate_type = 'revocation'"
+    " OR event_type = 'user.machine.secret.revoked'"
+)
 
 CREATE_MIGRATIONS_TABLE = "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)"
 
@@ -191,6 +215,7 @@ def python_step(version: int) -> PythonStep | None:
         REKEY_USER_NAMES: (USER_NAMES, rekey_user_names),
         MOVE_SECRETS: (LEGACY_SECRETS, move_secrets),
         COPY_PROFILES: (FIRST_USER_EVENTS, copy_profiles),
+        FOLD_REVOCATION_REPORTS: (REVOCATION_EVENTS, fold_revocation_reports),
     }
     return steps.get(version)
 
@@ -244,6 +269,33 @@ def copy_profiles(rows: list[Mapping[str, Any]]) -> list[Statement]:
             )
         )
     return steps
+
+
+def fold_revocation_reports(rows: list[Mapping[str, Any]]) -> list[Statement]:
+    """Migration 11: the record of each report to the revocation endpoint (one event each, a
+    `revocation` aggregate of its own that nothing reads and that changed nothing) becomes a count
+    of its hour and source, with the secrets revoked at that time from that source; the records
+    go. The revocations themselves stay (user.machine.secret.revoked, on their users)."""
+    counts: dict[tuple[int, str], list[int]] = {}
+    for row in rows:
+        payload = json.loads(row["payload"])
+        hour = int(row["created_at"]) // HOUR_MICROS * HOUR_MICROS
+        count = counts.setdefault((hour, str(payload["source"])), [0, 0, 0])
+        if row["event_type"] == "revocation.received":
+            count[0] += 1
+            count[1] += int(payload["candidates"])
+        else:
+            count[2] += 1
+    steps: list[Statement] = [
+        (
+            "INSERT INTO revocation_reports (hour_start, source, reports, candidates, revoked)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (hour, source, *count),
+        )
+        for (hour, source), count in counts.items()
+        if count[0]  # a revocation by a report; other revocations (none so far) are not reports
+    ]
+    return [*steps, ("DELETE FROM events WHERE aggregate_type = 'revocation'", ())]
 
 
 def rekey_user_names(rows: list[Mapping[str, Any]]) -> list[Statement]:

@@ -10,6 +10,7 @@ from server.store.base import (
     CallerRecord,
     OrgRecord,
     PatRecord,
+    RevocationReportCount,
     SecretPolicy,
     SecretRecord,
     TokenRecord,
@@ -111,3 +112,9 @@ def caller_record(rows: Sequence[Row]) -> CallerRecord:
 def failure_counts(rows: Sequence[Row]) -> dict[str, tuple[int, int]]:
     """Per failure key: how many failures, and the oldest of them."""
     return {r["failure_key"]: (int(r["failures"]), int(r["oldest"])) for r in rows}
+
+
+def revocation_report_count(r: Row) -> RevocationReportCount:
+    return RevocationReportCount(
+        int(r["hour_start"]), r["source"], int(r["reports"]), int(r["candidates"]), int(r["revoked"])
+    )

@@ -15,6 +15,7 @@ from server.store.base import (
     ConcurrencyConflict,
     OrgRecord,
     PatRecord,
+    RevocationReportCount,
     SecretPolicy,
     SecretRecord,
     StoreError,
@@ -173,15 +174,36 @@ class SqlStore:
         await self._run([((sql.TOUCH_TOKEN, (at_micros, token_hash, unless_since_micros)), StoreError)])
 
     async def record_failure(
-        self, keys: tuple[str, str], at_micros: int, after_micros: int, forget_micros: int
+        self, keys: tuple[str, str], at_micros: int, after_micros: int, forget_micros: int, count: int = 1
     ) -> dict[str, tuple[int, int]]:
-        plan: Plan = [((sql.INSERT_FAILURE, (key, at_micros)), StoreError) for key in keys]
+        plan: Plan = [
+            ((sql.INSERT_FAILURE, (key, at_micros)), StoreError) for key in keys for _ in range(count)
+        ]
         plan.append(((sql.DELETE_FAILURES_BEFORE, (forget_micros,)), StoreError))
         rows = await self._read_then_run(keys, (sql.SELECT_FAILURES, (*keys, after_micros)), plan)
         return records.failure_counts(rows)
 
     async def recent_failures(self, keys: tuple[str, str], after_micros: int) -> dict[str, tuple[int, int]]:
         return records.failure_counts(await self._fetch(sql.SELECT_FAILURES, (*keys, after_micros)))
+
+    async def count_revocation_report(
+        self, report: RevocationReportCount, max_sources: int, forget_before_micros: int
+    ) -> None:
+        hour, source = report.hour_start_micros, report.source
+        counts = (report.reports, report.candidates, report.revoked)
+        plan: Plan = [
+            (
+                (sql.COUNT_REVOCATION_REPORT, (hour, hour, source, hour, max_sources, source, *counts)),
+                StoreError,
+            ),
+            ((sql.FORGET_REVOCATION_REPORTS, (forget_before_micros,)), StoreError),
+        ]
+        await self._run(plan)
+
+    async def revocation_report_counts(self) -> list[RevocationReportCount]:
+        return [
+            records.revocation_report_count(r) for r in await self._fetch(sql.SELECT_REVOCATION_REPORTS, ())
+        ]
 
     async def caller(self, token_hash: str) -> CallerRecord | None:
         rows = await self._fetch(sql.SELECT_CALLER, (token_hash,))

@@ -134,3 +134,25 @@ SELECT_FAILURES = (
     "SELECT failure_key, COUNT(*) AS failures, MIN(failed_at) AS oldest FROM auth_failures"
     " WHERE failure_key IN (?, ?) AND failed_at > ? GROUP BY failure_key"
 )
+
+# Reports added to the count of their hour and source (reports, candidates, revoked): under
+# their own source while the hour counts fewer named sources than the cap, or if it has a row
+# already; under '*' (base.SOURCE_OVERFLOW) past it. (SQLite needs a WHERE before ON CONFLICT in
+# an INSERT ... SELECT.)
+COUNT_REVOCATION_REPORT = (
+    "INSERT INTO revocation_reports (hour_start, source, reports, candidates, revoked)"
+    " SELECT CAST(? AS BIGINT),"
+    " CASE WHEN EXISTS (SELECT 1 FROM revocation_reports WHERE hour_start = ? AND source = ?)"
+    " OR (SELECT COUNT(*) FROM revocation_reports WHERE hour_start = ? AND source <> '*') < ?"
+    " THEN CAST(? AS TEXT) ELSE '*' END,"
+    " CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT) WHERE 1 = 1"
+    " ON CONFLICT (hour_start, source) DO UPDATE"
+    " SET reports = revocation_reports.reports + excluded.reports,"
+    " candidates = revocation_reports.candidates + excluded.candidates,"
+    " revoked = revocation_reports.revoked + excluded.revoked"
+)
+FORGET_REVOCATION_REPORTS = "DELETE FROM revocation_reports WHERE hour_start < ?"
+SELECT_REVOCATION_REPORTS = (
+    "SELECT hour_start, source, reports, candidates, revoked"
+    " FROM revocation_reports ORDER BY hour_start, source"
+)

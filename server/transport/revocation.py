@@ -1,17 +1,19 @@
 """`POST /secrets/revoke`: whoever holds a leaked secret reports it, and it stops working at once.
 
-The body is JSON, `{"secrets": ["msk_…", …]}`, at most 100 strings; no credential is needed. The
-answer, `{"received": n}`, says nothing about what matched (server/domain/revocation.py). Errors
-are the token endpoint's shape, `{"error", "error_description"}`, with the same codes: 400 for a
-body that is not such a list, 429 with Retry-After past the limit per source, 503 when the store
-is away.
+The body is JSON, `{"secrets": ["msk_…", …]}`, at most 100 strings, of which at most
+MS_SOURCE_FAILURE_LIMIT well-formed ones (each costs a bcrypt check, and counts against the
+source's allowance); no credential is needed. The answer, `{"received": n}`, says nothing about
+what matched (server/domain/revocation.py). Errors are the token endpoint's shape,
+`{"error", "error_description"}`, with the same codes: 400 for a body that is not such a list,
+429 slow_down with Retry-After past the limit per source or while this process has too many
+reports to check, 503 when the store is away.
 """
 
 import json
 import time
 from typing import Any
 
-from server.domain.revocation import MAX_SECRETS_PER_REPORT, SecretRevocation
+from server.domain.revocation import MAX_SECRETS_PER_REPORT, SecretRevocation, candidates
 from server.metrics import Metrics
 from server.transport.asgi import Receive, Send, first, header_lists
 from server.transport.forwarded import ClientAddress
@@ -44,6 +46,10 @@ class RevocationEndpoint:
             source = self._client_address.of(scope, headers)
             async with self._body.read(receive, source) as body:
                 reported = _parse(body)
+                # More than a source may report in a window could never be checked: refused for
+                # good, not "later" (checksums are public: this tells the sender nothing new).
+                if len(candidates(reported)) > (most := self._revocation.max_candidates):
+                    raise InvalidRequest(f"at most {most} well-formed secrets in one report")
                 try:
                     await self._revocation.revoke(reported, source)
                 except Exception as error:
