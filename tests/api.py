@@ -26,8 +26,7 @@ from zitadel.org.v2 import org_service_pb2 as org_service_v2_pb2
 from zitadel.user.v2 import user_service_pb2 as user_service_v2_pb2
 
 from server.transport.oauth import TOKEN_PATH
-from server.transport.status import HTTP_STATUS
-from tests.codes import grpc_code
+from tests.codes import HTTP_STATUS_OF, grpc_code
 
 SERVICES = {
     "UserService": user_service_pb2.DESCRIPTOR.services_by_name["UserService"],
@@ -277,7 +276,7 @@ class JsonApi:
             return json_format.ParseDict(payload, response_class(method)())
         code = grpc_code(payload["code"])
         # Envoy answers a body or headers over its limits itself, with the more precise 413 or 431.
-        allowed = {HTTP_STATUS[code], *([413, 431] if code == grpc.StatusCode.RESOURCE_EXHAUSTED else [])}
+        allowed = {HTTP_STATUS_OF[code], *([413, 431] if code == grpc.StatusCode.RESOURCE_EXHAUSTED else [])}
         assert answer.status_code in allowed, (answer.status_code, payload)
         assert answer.headers["content-type"] == "application/json"
         error = ApiError(code, payload["message"])
@@ -320,7 +319,7 @@ class ConnectApi:
         if answer.status_code == 200:
             return json_format.ParseDict(payload, response_class(method)())
         code = grpc.StatusCode[payload["code"].upper()]
-        assert answer.status_code == HTTP_STATUS[code], (answer.status_code, payload)
+        assert answer.status_code == HTTP_STATUS_OF[code], (answer.status_code, payload)
         error = ApiError(code, payload["message"])
         for detail in payload.get("details", []):
             value = base64.b64decode(detail["value"] + "=" * (-len(detail["value"]) % 4))

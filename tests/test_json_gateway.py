@@ -13,7 +13,8 @@ import pytest
 
 from server import app
 from server.config import Config
-from tests.codes import code_name
+from server.transport.status import HTTP_STATUS
+from tests.codes import HTTP_STATUS_OF, code_name
 from tests.service import Running, client, config_for, start_service
 from tests.world import World, unique_name
 
@@ -299,3 +300,9 @@ async def test_zitadels_json_paths_accept_unknown_fields(http: httpx.AsyncClient
         json={"userName": unique_name("zitadel-connect"), "name": "Z", "someNewerField": 1},
     )
     assert connect.status_code == 200, connect.text
+
+
+def test_the_servers_http_statuses_are_google_apis() -> None:
+    """The server's one table of HTTP statuses (the JSON API, Connect, Envoy's transcoder) says
+    what google/rpc/code.proto says, code by code."""
+    assert HTTP_STATUS == HTTP_STATUS_OF
