@@ -127,6 +127,11 @@ class EnvoyProcess:
         self._admin = admin  # host:port of its admin interface, on 127.0.0.1
         self._workdir = workdir
 
+    @property
+    def folder(self) -> Path:
+        """Where its configuration and log are (private to the service's user)."""
+        return Path(self._workdir.name)
+
     @classmethod
     async def start(cls, settings: EnvoySettings) -> "EnvoyProcess":
         workdir = private_temp_dir("envoy")

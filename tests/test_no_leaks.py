@@ -4,6 +4,7 @@ service issued."""
 
 import base64
 import logging
+from pathlib import Path
 
 import httpx
 import pytest
@@ -80,10 +81,29 @@ async def test_no_secret_or_token_leaves_its_place(
     logs = "\n".join(f.format(r) for r in service_records for f in formats)
     assert "AddSecret" in logs  # the log was captured at all
     store = running.raw_store()
+    written = files_written(running)
+    assert any(path.name == "envoy.log" for path in written)  # Envoy's log is searched too
     for value in issued:
         assert value not in logs
         assert value not in "\n".join(errors)
         assert value.encode() not in store
+        for path, content in written.items():
+            # The admin's token file holds the admin's token: that is what it is for.
+            if not (path == Path(running.config.admin_pat_file) and value == world.admin_token):
+                assert value.encode() not in content, path
+    # The store keeps the hashes (searched above for what it must not keep); no other file may.
+    besides_the_store = {p: c for p, c in written.items() if not p.name.startswith("ms.db")}
     for hashed in hashes:
         assert hashed not in logs
         assert hashed not in "\n".join(errors)
+        for path, content in besides_the_store.items():
+            assert hashed.encode() not in content, path
+
+
+def files_written(running: Running) -> dict[Path, bytes]:
+    """Every file the service writes: in its folder (the store, the admin's token file) and in
+    Envoy's (its configuration and its log)."""
+    folders = [Path(running.config.admin_pat_file).parent]
+    if running.service.envoy is not None:
+        folders.append(running.service.envoy.folder)
+    return {path: path.read_bytes() for folder in folders for path in folder.rglob("*") if path.is_file()}
