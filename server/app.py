@@ -173,7 +173,7 @@ async def _start(
     hasher, ids = SecretHasher(config.bcrypt_cost, metrics.bcrypt_seconds.labels), IdGenerator()
     commands = Commands(store, hasher, ids, config.write_attempts, clock)
     queries = Queries(store, clock)
-    limiter = FailureLimiter(config.failure_limits, store)
+    limiter = FailureLimiter(config.failure_limits, store, clock)
     credentials = ClientCredentials(store, commands, hasher, config.access_token_ttl, limiter, clock)
     # Reports need no credential: their bcrypt work runs apart from the token endpoint's.
     revocation_hasher = hasher.aside()

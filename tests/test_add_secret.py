@@ -1,7 +1,8 @@
 """AddSecret, RemoveSecret and the rules around them, through a real client of each transport."""
 
-import asyncio
+import contextlib
 import re
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
@@ -12,8 +13,10 @@ import pytest
 from google.protobuf.message import Message
 from machinesecrets.v1 import user_service_pb2 as user_pb
 
+from server.clock import ShiftedClock
+from tests import postgres
 from tests.api import ApiError, JsonApi, expect_error
-from tests.service import Running
+from tests.service import BACKENDS, TRANSPORTS, Running, client, config_for, start_service
 from tests.world import World, unique_name
 
 SECRET = re.compile(r"msk_[0-9A-Za-z]{61}")
@@ -158,18 +161,39 @@ async def test_missing_and_malformed_tokens(world: World, authorization: str | N
     assert (caught.value.code, caught.value.reason) == (grpc.StatusCode.UNAUTHENTICATED, reason)
 
 
-async def test_expired_token(world: World) -> None:
-    user_id = await world.machine_user()
-    await world.grant(user_id, ["ORG_USER_MANAGER"])
-    expires = datetime.now(UTC) + timedelta(seconds=1)
-    request = user_pb.AddPersonalAccessTokenRequest(user_id=user_id)
-    request.expiration_date.FromDatetime(expires)
-    issued = await world.call("AddPersonalAccessToken", request)
-    assert (await add_secret(world, user_id, token=issued.token)).client_id
-    await asyncio.sleep((expires - datetime.now(UTC)).total_seconds() + 0.05)
-    await expect_error(
-        grpc.StatusCode.UNAUTHENTICATED, "TOKEN_INVALID", add_secret(world, user_id, token=issued.token)
-    )
+@pytest.fixture(scope="module", params=BACKENDS)
+async def clocked(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[tuple[Running, ShiftedClock]]:
+    """A service of its own, whose clock the test moves: expiry without waiting for it."""
+    clock = ShiftedClock()
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(postgres.throwaway_database()) if request.param == "postgres" else None
+        folder = tmp_path_factory.mktemp(f"clocked-{request.param}")
+        running = await start_service(config_for(folder, database_url=url, envoy=True), clock)
+        yield running, clock
+        await running.service.stop(0)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_expired_token(clocked: tuple[Running, ShiftedClock], transport: str) -> None:
+    running, clock = clocked
+    api = client(transport, running.service)
+    try:
+        world = await World.create(api, running.admin_token)
+        user_id = await world.machine_user()
+        await world.grant(user_id, ["ORG_USER_MANAGER"])
+        expires = clock.now() + timedelta(hours=1)
+        request = user_pb.AddPersonalAccessTokenRequest(user_id=user_id)
+        request.expiration_date.FromDatetime(expires)
+        issued = await world.call("AddPersonalAccessToken", request)
+        assert (await add_secret(world, user_id, token=issued.token)).client_id
+        clock.advance(expires - clock.now())  # to the very instant: expired then, not a second later
+        await expect_error(
+            grpc.StatusCode.UNAUTHENTICATED, "TOKEN_INVALID", add_secret(world, user_id, token=issued.token)
+        )
+    finally:
+        await api.close()
 
 
 async def test_remove_secret(world: World, running: Running) -> None:

@@ -164,19 +164,22 @@ async def test_rotation_and_removal(world: World, running: Running) -> None:
 
 
 async def test_an_expired_access_token_is_unauthenticated(tmp_path: Path) -> None:
-    running = await start_service(config_for(tmp_path, envoy=True, access_token_ttl=timedelta(seconds=1)))
+    clock = ShiftedClock()  # the token's hour passes when the test says so, however slow the machine
+    running = await start_service(
+        config_for(tmp_path, envoy=True, access_token_ttl=timedelta(hours=1)), clock
+    )
     apis = [client(t, running.service) for t in TRANSPORTS]
     try:
         world = await World.create(apis[0], running.admin_token)
         c = await machine_client(world, ["ORG_USER_MANAGER"])
         answer = await exchange(endpoints(running)["direct"], c.client_id, c.secret)
-        assert answer.json()["expires_in"] == 1
+        assert answer.json()["expires_in"] == 3600
         token = answer.json()["access_token"]
         request = user_pb.GetUserByIDRequest(user_id=c.user_id)
         metadata = [("authorization", f"Bearer {token}")]
         for api in apis:
             assert await api.call("GetUserByID", request, metadata)
-        await asyncio.sleep(1.1)
+        clock.advance(timedelta(seconds=3600))
         for api in apis:
             with pytest.raises(ApiError) as caught:
                 await api.call("GetUserByID", request, metadata)
@@ -429,11 +432,12 @@ async def test_every_failure_pays_one_bcrypt_check(tmp_path: Path, monkeypatch: 
 
 
 async def test_failed_authentications_are_limited_per_client_and_per_source(tmp_path: Path) -> None:
-    limits = FailureLimits(per_client=3, per_source=5, window_s=2)
+    limits = FailureLimits(per_client=3, per_source=5, window_s=60)
     # The test plays a proxy on 127.0.0.1 that names each request's source.
     proxy = parse_networks("127.0.0.1")
+    clock = ShiftedClock()  # the window passes when the test says so
     running = await start_service(
-        config_for(tmp_path, envoy=True, failure_limits=limits, trusted_proxies=proxy)
+        config_for(tmp_path, envoy=True, failure_limits=limits, trusted_proxies=proxy), clock
     )
     api = GrpcApi("grpc", f"127.0.0.1:{running.service.grpc_port}")
     try:
@@ -456,7 +460,7 @@ async def test_failed_authentications_are_limited_per_client_and_per_source(tmp_
         limited = await attempt(victim, victim.secret, "203.0.113.9")  # even the right secret
         assert limited.status_code == 429
         assert limited.json()["error"] == "slow_down"
-        assert 1 <= int(limited.headers["retry-after"]) <= 2
+        assert 59 <= int(limited.headers["retry-after"]) <= 60
         # The victim, from its own clean address, is not locked out.
         assert (await attempt(victim, victim.secret, "198.51.100.20")).status_code == 200
         # Per source: the attacker's address is refused for any client once it failed 5 times
@@ -466,7 +470,7 @@ async def test_failed_authentications_are_limited_per_client_and_per_source(tmp_
         assert (await attempt(other, other.secret, "203.0.113.9")).status_code == 429
         assert (await attempt(other, other.secret, "198.51.100.21")).status_code == 200
         # The window passes.
-        await asyncio.sleep(2.1)
+        clock.advance(timedelta(seconds=60.1))
         assert (await attempt(victim, victim.secret, "203.0.113.9")).status_code == 200
         # Through Envoy the source is the address Envoy saw: a forged X-Forwarded-For does not give
         # the attacker a fresh, clean source.

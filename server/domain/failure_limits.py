@@ -25,9 +25,9 @@ own clean source is not slowed: its successes note nothing and take no lock.
 
 import hashlib
 import math
-import time
 from dataclasses import dataclass
 
+from server.clock import SYSTEM_CLOCK, Clock
 from server.domain.errors import TooManyFailures
 from server.store.base import Store
 
@@ -52,21 +52,25 @@ def _keys(client_id: str, source: str) -> tuple[str, str]:
 
 
 class FailureLimiter:
-    def __init__(self, limits: FailureLimits, store: Store) -> None:
+    def __init__(self, limits: FailureLimits, store: Store, clock: Clock = SYSTEM_CLOCK) -> None:
         self._limits = limits
         self._store = store
+        self._clock = clock  # the window moves with it, so tests move time instead of waiting
+
+    def _now(self) -> float:
+        return self._clock.now().timestamp()
 
     async def check(self, client_id: str, source: str) -> None:
         """Raises TooManyFailures if an attempt from source for client_id is over a limit now:
         before the hash (to spare the work), and again after a success (the decision)."""
-        now = time.time()
+        now = self._now()
         keys = _keys(client_id, source)
         self._judge(keys, await self._store.recent_failures(keys, self._window_start(now)), now)
 
     async def failed(self, client_id: str, source: str) -> None:
         """Notes a failed attempt; raises TooManyFailures if the failures noted before it had
         reached a limit already (then the caller must not learn that this attempt failed)."""
-        now = time.time()
+        now = self._now()
         keys = _keys(client_id, source)
         window_start = self._window_start(now)
         before = await self._store.record_failure(keys, int(now * MICROS), window_start, window_start)
@@ -88,7 +92,7 @@ class FailureLimiter:
         up to the allowance, exactly, and no further."""
         if candidates > self._limits.per_source:  # never fits: refused without a look
             raise TooManyFailures(max(1, math.ceil(self._limits.window_s)))
-        now = time.time()
+        now = self._now()
         keys = (_key("source", source), _key("revocation", ""))
         window_start = self._window_start(now)
         self._judge_report(keys[0], await self._store.recent_failures(keys, window_start), candidates, now)
