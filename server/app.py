@@ -26,6 +26,7 @@ from server.domain.commands import Commands
 from server.domain.credentials import SecretHasher
 from server.domain.failure_limits import FailureLimiter
 from server.domain.ids import IdGenerator
+from server.domain.paging import PageTokens
 from server.domain.queries import Queries
 from server.domain.revocation import SecretRevocation
 from server.envoy import EnvoyError, EnvoyProcess, EnvoySettings
@@ -167,7 +168,9 @@ async def _start(
     access = Access(store, clock, callers)
     hasher, ids = SecretHasher(config.bcrypt_cost, metrics.bcrypt_seconds.labels), IdGenerator()
     commands = Commands(store, hasher, ids, config.write_attempts, clock)
-    queries = Queries(store, clock)
+    # Page tokens are signed with a key kept in the store, so that every worker and every process
+    # on one database reads the tokens any of them gave (a key per process would refuse them).
+    queries = Queries(store, PageTokens(await store.server_key("page_tokens")), clock)
     limiter = FailureLimiter(config.failure_limits, store)
     credentials = ClientCredentials(store, commands, hasher, config.access_token_ttl, limiter, clock)
     revocation = SecretRevocation(store, commands, hasher, limiter, clock)

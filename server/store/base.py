@@ -254,4 +254,9 @@ class Store(Protocol):
         """Per key with failures after after_micros: how many, and when the oldest of them was."""
         ...
 
+    async def server_key(self, name: str) -> bytes:
+        """The service's key of this name: 32 random bytes, made by the first process that asks,
+        and the same for every process on the store from then on."""
+        ...
+
     async def close(self) -> None: ...

@@ -152,6 +152,9 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     # ListUsers of one type: the type's users of an organisation in name order, without reading
     # the other type's.
     (10, ["CREATE INDEX users_by_org_type_and_name ON users (org_id, type, user_name_key)"]),
+    # Keys of the service's own, the same for every process on the store (page tokens are signed
+    # with one), each made at random by the first process that asks for it (SqlStore.server_key).
+    (11, ["CREATE TABLE server_keys (name TEXT PRIMARY KEY, key_hex TEXT NOT NULL)"]),
 ]
 # What PostgreSQL alone needs, run with the migration of the same version after its SQL. Its text
 # compares by the database's collation, which need not be code-point order, as SQLite's (on UTF-8)

@@ -3,6 +3,7 @@
 A backend runs the plan in one transaction, and answers reads.
 """
 
+import secrets
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,6 +27,8 @@ from server.store.events import NewEvent, StoredEvent
 from server.store.projections import event_row, projection
 from server.store.records import Row
 from server.store.user_names import NotAUserName, user_name_key
+
+SERVER_KEY_BYTES = 32
 
 # Each statement of an append, with the error a unique violation of it means.
 Plan = list[tuple[Statement, type[StoreError]]]
@@ -122,6 +125,13 @@ class SqlStore:
         else:
             rows = await self._fetch(sql.SELECT_CLIENT, (lookup, key))
         return ClientRecord(records.user_record(rows[0]), records.secret_record(rows[0])) if rows else None
+
+    async def server_key(self, name: str) -> bytes:
+        # Every process that starts offers a key; the first one written stays, and all read it.
+        offer = secrets.token_hex(SERVER_KEY_BYTES)
+        await self._run([((sql.INSERT_SERVER_KEY, (name, offer)), StoreError)])
+        rows = await self._fetch(sql.SELECT_SERVER_KEY, (name,))
+        return bytes.fromhex(rows[0]["key_hex"])
 
     async def secrets(self, user_id: str) -> list[SecretRecord]:
         rows = await self._fetch(sql.SELECT_SECRETS, (user_id,))

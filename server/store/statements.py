@@ -134,3 +134,6 @@ SELECT_FAILURES = (
     "SELECT failure_key, COUNT(*) AS failures, MIN(failed_at) AS oldest FROM auth_failures"
     " WHERE failure_key IN (?, ?) AND failed_at > ? GROUP BY failure_key"
 )
+
+INSERT_SERVER_KEY = "INSERT INTO server_keys (name, key_hex) VALUES (?, ?) ON CONFLICT (name) DO NOTHING"
+SELECT_SERVER_KEY = "SELECT key_hex FROM server_keys WHERE name = ?"
