@@ -101,9 +101,10 @@ class SecretRecord:
 @dataclass(frozen=True)
 class ClientRecord:
     """What the token endpoint needs about a client, read in one query: the user named by the
-    client id, and its secret with the presented lookup key (or its legacy secret), if any."""
+    client id, if there is one, and its secret with the presented lookup key (or its legacy
+    secret), if any."""
 
-    user: UserRecord
+    user: UserRecord | None
     secret: SecretRecord | None
 
 
@@ -192,9 +193,10 @@ class Store(Protocol):
         """The user with this name, compared without case."""
         ...
 
-    async def client(self, user_name: str, lookup: str | None) -> ClientRecord | None:
+    async def client(self, user_name: str, lookup: str | None) -> ClientRecord:
         """The user with this name, and its secret with this lookup key (None: its secret issued
-        before the msk_ format), if it has one."""
+        before the msk_ format), if it has one. It reads as much whether the user exists or not,
+        and whether it has that secret or not: the time it takes tells neither."""
         ...
 
     async def secrets(self, user_id: str) -> list[SecretRecord]:
