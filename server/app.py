@@ -26,6 +26,7 @@ from server.domain.commands import Commands
 from server.domain.credentials import SecretHasher
 from server.domain.failure_limits import FailureLimiter
 from server.domain.ids import IdGenerator
+from server.domain.paging import PageTokens
 from server.domain.queries import Queries
 from server.domain.revocation import SecretRevocation
 from server.envoy import EnvoyError, EnvoyProcess, EnvoySettings
@@ -172,7 +173,9 @@ async def _start(
     access = Access(store, clock, callers)
     hasher, ids = SecretHasher(config.bcrypt_cost, metrics.bcrypt_seconds.labels), IdGenerator()
     commands = Commands(store, hasher, ids, config.write_attempts, clock)
-    queries = Queries(store, clock)
+    # Page tokens are signed with a key kept in the store, so that every worker and every process
+    # on one database reads the tokens any of them gave (a key per process would refuse them).
+    queries = Queries(store, PageTokens(await store.server_key("page_tokens")), clock)
     limiter = FailureLimiter(config.failure_limits, store, clock)
     credentials = ClientCredentials(store, commands, hasher, config.access_token_ttl, limiter, clock)
     # Reports need no credential: their bcrypt work runs apart from the token endpoint's.

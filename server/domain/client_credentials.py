@@ -15,7 +15,9 @@ from server.domain.credentials import SecretHasher
 from server.domain.errors import InvalidClient
 from server.domain.failure_limits import FailureLimiter
 from server.domain.secret_format import lookup_key
-from server.store.base import USER_TYPE_MACHINE, Store
+from server.store.base import USER_TYPE_MACHINE, ClientRecord, Store
+
+NO_CLIENT = ClientRecord(None, None)
 
 
 @dataclass(frozen=True)
@@ -58,10 +60,11 @@ class ClientCredentials:
         source is where the request came from, for the limits on failed attempts."""
         await self._limiter.check(client_id, source)
         # A client id that no user name can be (control characters such as NUL, which PostgreSQL
-        # refuses in text) names no one: the store answers None, and it is the same failure.
-        client = await self._store.client(client_id, lookup_key(client_secret)) if client_id else None
+        # refuses in text) names no one: the store finds no user, and it is the same failure. For
+        # a client id that may be a name, the store reads as much whether its user exists or not.
+        client = await self._store.client(client_id, lookup_key(client_secret)) if client_id else NO_CLIENT
         now = self._clock.now()
-        user, secret = (client.user, client.secret) if client is not None else (None, None)
+        user, secret = client.user, client.secret
         # A human user, or a deactivated one, has no secret that counts; nor an expired secret.
         usable = user is not None and user.type == USER_TYPE_MACHINE and user.active
         if not usable or secret is None or not secret.live(now):

@@ -23,13 +23,16 @@ any process), and a success looks again. Whatever attempt that look finds over a
 own clean source is not slowed: its successes note nothing and take no lock.
 """
 
+import functools
 import hashlib
 import math
 from dataclasses import dataclass
 
 from server.clock import SYSTEM_CLOCK, Clock
 from server.domain.errors import TooManyFailures
+from server.domain.validation import MAX_NAME_LENGTH
 from server.store.base import Store
+from server.store.user_names import NotAUserName, user_name_key
 
 MICROS = 1_000_000
 
@@ -46,9 +49,24 @@ def _key(kind: str, value: str) -> str:
     return hashlib.sha256(f"{kind}:{value}".encode("utf-8", "surrogatepass")).hexdigest()
 
 
+@functools.lru_cache(maxsize=256)  # an attempt asks up to three times (check, failed, check)
+def _client(client_id: str) -> str:
+    """What a client id is counted as: the user name it names, in the form the store finds users
+    by (user_name_key), so that `victim`, `VICTIM` and `victim` in fullwidth letters, one user to
+    the store, are one client to the limits too. A client id that no user name can be (too long
+    for one, or refused by the profile) is counted as it was sent: it names no one, and it is not
+    normalised, whose cost grows with the square of its length."""
+    if len(client_id) > MAX_NAME_LENGTH:
+        return "raw:" + client_id
+    try:
+        return "name:" + user_name_key(client_id)
+    except NotAUserName:
+        return "raw:" + client_id
+
+
 def _keys(client_id: str, source: str) -> tuple[str, str]:
-    """The store keys of an attempt: its source's, and its client's (compared without case)."""
-    return _key("source", source), _key("client", client_id.casefold())
+    """The store keys of an attempt: its source's, and its client's."""
+    return _key("source", source), _key("client", _client(client_id))
 
 
 class FailureLimiter:

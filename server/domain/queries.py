@@ -15,8 +15,9 @@ from server.store.user_names import NotAUserName, user_name_key
 
 
 class Queries:
-    def __init__(self, store: Store, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(self, store: Store, page_tokens: paging.PageTokens, clock: Clock = SYSTEM_CLOCK) -> None:
         self._store = store
+        self._pages = page_tokens
         self._clock = clock
 
     def _view(self, user: UserRecord) -> UserView:
@@ -51,12 +52,12 @@ class Queries:
             except NotAUserName as refused:
                 violations.append(FieldViolation("user_name_prefix", str(refused)))
         query = (ctx.org_id, prefix_key, user_type)
-        after, bad_token = paging.resume_after("page_token", token, query)
+        after, bad_token = self._pages.resume_after("page_token", token, query)
         check.raise_if_any(violations + bad_token)
         users = await self._store.users_page(
             ctx.org_id, prefix_key, user_type, after, paging.page_size(size) + 1
         )
-        page, next_token = paging.cut(users, size, query, lambda user: user.user_name_key)
+        page, next_token = self._pages.cut(users, size, query, lambda user: user.user_name_key)
         return [self._with_profile(user) for user in page], next_token
 
     async def organizations(
@@ -67,11 +68,11 @@ class Queries:
         next page ("" after the last)."""
         principal = ctx.principal
         query = ("organizations", principal.user_id)
-        after, bad_token = paging.resume_after("page_token", token, query)
+        after, bad_token = self._pages.resume_after("page_token", token, query)
         check.raise_if_any(paging.check_page_size("page_size", size) + bad_token)
         reach = None if principal.is_iam_owner else sorted({principal.org_id, *principal.roles})
         orgs = await self._store.orgs_page(reach, after, paging.page_size(size) + 1)
-        page, next_token = paging.cut(orgs, size, query, lambda org: org.id)
+        page, next_token = self._pages.cut(orgs, size, query, lambda org: org.id)
         return [(org, principal.roles.get(org.id, frozenset())) for org in page], next_token
 
     async def personal_access_tokens(self, ctx: CallContext, user_id: str) -> list[PersonalAccessTokenView]:

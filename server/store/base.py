@@ -101,9 +101,10 @@ class SecretRecord:
 @dataclass(frozen=True)
 class ClientRecord:
     """What the token endpoint needs about a client, read in one query: the user named by the
-    client id, and its secret with the presented lookup key (or its legacy secret), if any."""
+    client id, if there is one, and its secret with the presented lookup key (or its legacy
+    secret), if any."""
 
-    user: UserRecord
+    user: UserRecord | None
     secret: SecretRecord | None
 
 
@@ -208,9 +209,10 @@ class Store(Protocol):
         """The user with this name, compared without case."""
         ...
 
-    async def client(self, user_name: str, lookup: str | None) -> ClientRecord | None:
+    async def client(self, user_name: str, lookup: str | None) -> ClientRecord:
         """The user with this name, and its secret with this lookup key (None: its secret issued
-        before the msk_ format), if it has one."""
+        before the msk_ format), if it has one. It reads as much whether the user exists or not,
+        and whether it has that secret or not: the time it takes tells neither."""
         ...
 
     async def secrets(self, user_id: str) -> list[SecretRecord]:
@@ -282,6 +284,11 @@ class Store(Protocol):
 
     async def revocation_report_counts(self) -> list[RevocationReportCount]:
         """Every count kept, by hour and source."""
+        ...
+
+    async def server_key(self, name: str) -> bytes:
+        """The service's key of this name: 32 random bytes, made by the first process that asks,
+        and the same for every process on the store from then on."""
         ...
 
     async def close(self) -> None: ...

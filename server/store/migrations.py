@@ -169,6 +169,20 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             )""",
         ],
     ),
+    # Keys of the service's own, the same for every process on the store (page tokens are signed
+    # with one), each made at random by the first process that asks for it (SqlStore.server_key).
+    (12, ["CREATE TABLE server_keys (name TEXT PRIMARY KEY, key_hex TEXT NOT NULL)"]),
+    # The token endpoint probes a user's secret from before the msk_ format (lookup NULL) by
+    # (user, lookup), one seek that reads as much for a user with many secrets as for a user that
+    # does not exist (statements.SELECT_LEGACY_CLIENT); by user alone, it read all of the user's
+    # secrets. The new index serves every read by user too, so the old one goes.
+    (
+        13,
+        [
+            "CREATE INDEX secrets_by_user_and_lookup ON secrets (user_id, lookup)",
+            "DROP INDEX secrets_by_user",
+        ],
+    ),
 ]
 # What PostgreSQL alone needs, run with the migration of the same version after its SQL. Its text
 # compares by the database's collation, which need not be code-point order, as SQLite's (on UTF-8)

@@ -3,6 +3,7 @@
 A backend runs the plan in one transaction, and answers reads.
 """
 
+import secrets
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,6 +28,8 @@ from server.store.events import NewEvent, StoredEvent
 from server.store.projections import event_row, projection
 from server.store.records import Row
 from server.store.user_names import NotAUserName, user_name_key
+
+SERVER_KEY_BYTES = 32
 
 # Each statement of an append, with the error a unique violation of it means.
 Plan = list[tuple[Statement, type[StoreError]]]
@@ -113,16 +116,26 @@ class SqlStore:
         rows = await self._fetch(sql.SELECT_USER_BY_NAME, (key,))
         return records.user_record(rows[0]) if rows else None
 
-    async def client(self, user_name: str, lookup: str | None) -> ClientRecord | None:
+    async def client(self, user_name: str, lookup: str | None) -> ClientRecord:
         try:
             key = user_name_key(user_name)
         except NotAUserName:
-            return None
-        if lookup is None:
-            rows = await self._fetch(sql.SELECT_LEGACY_CLIENT, (key,))
-        else:
-            rows = await self._fetch(sql.SELECT_CLIENT, (lookup, key))
-        return ClientRecord(records.user_record(rows[0]), records.secret_record(rows[0])) if rows else None
+            return ClientRecord(None, None)  # no user can have it
+        statement = sql.SELECT_LEGACY_CLIENT if lookup is None else sql.SELECT_CLIENT
+        (row,) = await self._fetch(statement, (key, lookup))  # one row, whether the user exists or not
+        user, secret = records.user_record(row), records.secret_record(row)
+        # The row's user is the one asked for only if its key is the key asked for (else it is the
+        # next one), and its secret was found by lookup key alone: it is only the user's if so.
+        found = user.user_name_key == key
+        theirs = found and secret is not None and secret.user_id == user.id
+        return ClientRecord(user if found else None, secret if theirs else None)
+
+    async def server_key(self, name: str) -> bytes:
+        # Every process that starts offers a key; the first one written stays, and all read it.
+        offer = secrets.token_hex(SERVER_KEY_BYTES)
+        await self._run([((sql.INSERT_SERVER_KEY, (name, offer)), StoreError)])
+        rows = await self._fetch(sql.SELECT_SERVER_KEY, (name,))
+        return bytes.fromhex(rows[0]["key_hex"])
 
     async def secrets(self, user_id: str) -> list[SecretRecord]:
         rows = await self._fetch(sql.SELECT_SECRETS, (user_id,))

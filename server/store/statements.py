@@ -56,15 +56,46 @@ SECRET_COLUMNS = (
     " s.expires_at AS secret_expires_at, s.last_used_at AS secret_last_used_at"
 )
 # The client of a token request: its user, and the secret it presented by lookup key (or its
-# secret from before the msk_ format), in one query.
-SELECT_CLIENT = (
-    f"SELECT {USER_COLUMNS}, {SECRET_COLUMNS} FROM users"  # noqa: S608 - constant
-    " LEFT JOIN secrets s ON s.user_id = users.id AND s.lookup = ? WHERE users.user_name_key = ?"
+# secret from before the msk_ format), in one statement that does the same work whether the user
+# exists or not, so that the time of an answer does not tell which (a failure costs the same in
+# bcrypt too: SecretHasher's dummy hash). It reads one user row either way: the user whose name
+# key is the first at or after the one asked for (or, past the last, the first of all), which is
+# the user asked for if there is one; the store keeps it only then. Its secret is read by one seek
+# of an index either way: a msk_ secret by its lookup key alone (the store keeps it only if it is
+# the user's), a legacy one by (user, lookup NULL) in secrets_by_user_and_lookup. Exactly one row
+# comes back (its user columns hold the defaults below only while there is no user at all), and
+# it is decoded the same way. The user's secrets_live_until, which the token endpoint does not
+# read, is left out (NULL): it was a subquery over every secret of an existing user.
+_CLIENT_USER_DEFAULTS = (
+    ("id", "''"),
+    ("org_id", "''"),
+    ("user_name", "''"),
+    ("type", "''"),
+    ("sequence", "0"),
+    ("created_at", "0"),
+    ("changed_at", "0"),
+    ("state", "''"),
+    ("name", "''"),
+    ("description", "''"),
+    ("display_name", "''"),
+    ("email", "''"),
+    ("user_name_key", "''"),
 )
-SELECT_LEGACY_CLIENT = (
-    f"SELECT {USER_COLUMNS}, {SECRET_COLUMNS} FROM users"  # noqa: S608 - constant
-    " LEFT JOIN secrets s ON s.user_id = users.id AND s.lookup IS NULL WHERE users.user_name_key = ?"
+CLIENT_USER_COLUMNS = ", ".join(
+    f"COALESCE(users.{column}, {default}) AS {column}" for column, default in _CLIENT_USER_DEFAULTS
 )
+_CLIENT_FROM = (
+    f"SELECT {CLIENT_USER_COLUMNS}, NULL AS secrets_live_until, {SECRET_COLUMNS}"  # noqa: S608 - constants
+    " FROM (SELECT CAST(? AS TEXT) AS name_key, CAST(? AS TEXT) AS lookup) q"
+    " LEFT JOIN users ON users.user_name_key = COALESCE("
+    "(SELECT n.user_name_key FROM users n WHERE n.user_name_key >= q.name_key"
+    " ORDER BY n.user_name_key LIMIT 1),"
+    " (SELECT n.user_name_key FROM users n ORDER BY n.user_name_key LIMIT 1))"
+)
+# Parameters: the user name key, the lookup key.
+SELECT_CLIENT = _CLIENT_FROM + " LEFT JOIN secrets s ON s.lookup = q.lookup"
+# Parameters: the user name key, None.
+SELECT_LEGACY_CLIENT = _CLIENT_FROM + " LEFT JOIN secrets s ON s.user_id = users.id AND s.lookup IS NULL"
 SELECT_SECRETS = (
     f"SELECT {SECRET_COLUMNS} FROM secrets s WHERE s.user_id = ?"  # noqa: S608 - constant
     " ORDER BY s.created_at, s.secret_id"
@@ -156,3 +187,6 @@ SELECT_REVOCATION_REPORTS = (
     "SELECT hour_start, source, reports, candidates, revoked"
     " FROM revocation_reports ORDER BY hour_start, source"
 )
+
+INSERT_SERVER_KEY = "INSERT INTO server_keys (name, key_hex) VALUES (?, ?) ON CONFLICT (name) DO NOTHING"
+SELECT_SERVER_KEY = "SELECT key_hex FROM server_keys WHERE name = ?"

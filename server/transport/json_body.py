@@ -30,13 +30,56 @@ def is_strict(request_type: type[Message]) -> bool:
 
 def parse(body: bytes, request: Message, *, strict: bool) -> None:
     """Fills request from a proto3 JSON body (empty: an empty message); InvalidArgument naming the
-    field that is unknown (when strict) or malformed."""
+    field that is unknown (when strict), malformed, or given twice.
+
+    What json_format.Parse does, in its two steps, with a check between them: proto3 JSON lets a
+    field be named by its JSON name or its proto name, and json_format takes both in one object
+    (`{"userNamePrefix": "a", "user_name_prefix": "b"}`), the last one winning. Which one that is
+    depends on who reads the object (a gateway, a log, a WAF may each take another), so it is
+    refused, as a key given twice is, and as Go's protojson refuses it."""
     try:
-        json_format.Parse(body or b"{}", request, ignore_unknown_fields=not strict)
+        document = json.loads((body or b"{}").decode("utf-8"), object_pairs_hook=_unique_keys)
+    except (UnicodeDecodeError, RecursionError, ValueError):  # JSONDecodeError is a ValueError
+        raise InvalidArgument([not_json(request.DESCRIPTOR)]) from None
+    twice = _spelt_twice(document, request.DESCRIPTOR, "")
+    if twice:
+        raise InvalidArgument(twice)
+    try:
+        json_format.ParseDict(document, request, ignore_unknown_fields=not strict)
     except json_format.ParseError as error:
         raise InvalidArgument([_violation(str(error), request.DESCRIPTOR)]) from None
-    except (UnicodeDecodeError, RecursionError):
-        raise InvalidArgument([not_json(request.DESCRIPTOR)]) from None
+    except Exception as error:  # as json_format.Parse does: any other failure is a parse error
+        raise InvalidArgument([_violation(f"Failed to parse JSON: {error}", request.DESCRIPTOR)]) from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are each given once (json_format's own check, in its Parse)."""
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        raise ValueError("a key is given twice")
+    return document
+
+
+def _spelt_twice(document: Any, descriptor: Any, path: str) -> list[FieldViolation]:
+    """A violation for each field that the JSON object document (of the message descriptor) names
+    twice, by its JSON name and by its proto name, in it or in the messages it holds; by the
+    field's JSON name (dotted, below the top)."""
+    if not isinstance(document, dict) or descriptor.full_name.startswith("google.protobuf."):
+        return []  # not an object, or a well-known type with a JSON form of its own
+    violations: list[FieldViolation] = []
+    for field in descriptor.fields:
+        where = f"{path}.{field.json_name}" if path else field.json_name
+        given = [name for name in dict.fromkeys((field.json_name, field.name)) if name in document]
+        if len(given) > 1:
+            spellings = " and ".join(given)
+            violations.append(FieldViolation(where, f"is given twice, as {spellings}: give it once"))
+            continue
+        if not given or field.message_type is None or field.message_type.GetOptions().map_entry:
+            continue
+        value = document[given[0]]
+        for item in value if isinstance(value, list) else [value]:
+            violations += _spelt_twice(item, field.message_type, where)
+    return violations
 
 
 def not_json(descriptor: Any) -> FieldViolation:

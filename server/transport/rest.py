@@ -157,9 +157,9 @@ class RestEndpoint:
 
 def _query_fields(query: bytes, request: Message, variables: dict[str, str]) -> bytes:
     """A call without a body takes its other fields as query parameters (`?pageSize=10&type=
-    USER_TYPE_MACHINE`), as Envoy's transcoder does: each by its JSON or proto name, once, never
-    one the path names. Returned as a proto3 JSON object of strings, which json_format reads
-    into numbers and enums as it reads them in a body."""
+    USER_TYPE_MACHINE`), as Envoy's transcoder does: each by its JSON or proto name (one of the
+    two: json_body.parse refuses both), once, never one the path names. Returned as a proto3 JSON
+    object of strings, which json_format reads into numbers and enums as it reads them in a body."""
     try:
         pairs = parse_qsl(
             query.decode("ascii"), keep_blank_values=True, strict_parsing=True, max_num_fields=16
