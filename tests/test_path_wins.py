@@ -148,6 +148,16 @@ def attempts(verb: str, field: str, value: str) -> list[tuple[str, bytes | None]
     return [*in_body, *((f"{name}={value}", None) for name in sorted({field, json_name(field)}))]
 
 
+def named_fields(answer: httpx.Response) -> set[str]:
+    """The fields an error answer's BadRequest details name."""
+    return {
+        violation["field"]
+        for detail in answer.json()["details"]
+        if detail["@type"] == "type.googleapis.com/google.rpc.BadRequest"
+        for violation in detail["fieldViolations"]
+    }
+
+
 def conclusive(answer: httpx.Response) -> bool:
     """Whether the answer (Y seen untouched, and absent from it) shows that the call was not on Y
     whatever Y's state: it went through, on X, or it was refused as invalid, which no state of a
@@ -166,7 +176,7 @@ async def test_the_path_wins_over_the_body_and_the_query(
         world = await World.create(api, running.admin_token)
 
         async def attempt(
-            http: httpx.AsyncClient, query: str, body: bytes | None, y: Machine
+            http: httpx.AsyncClient, field: str, query: str, body: bytes | None, y: Machine
         ) -> httpx.Response:
             x = await new_machine(world)  # a new one each time: a call that went through changed X
             path = filled(template, x)
@@ -176,6 +186,9 @@ async def test_the_path_wins_over_the_body_and_the_query(
             assert await everything_about(running, y.user_id) == before, case
             assert not any(other in answer.text for other in y.ids), case
             assert answer.status_code < 500, case
+            if not answer.is_success and code_name(answer.json()["code"]) == "INVALID_ARGUMENT":
+                # Refused: in the service's error shape, naming the field as sent.
+                assert named_fields(answer) & {field, json_name(field)}, case
             return answer
 
         async with json_http(running, door) as http:
@@ -184,12 +197,12 @@ async def test_the_path_wins_over_the_body_and_the_query(
                     y = await new_machine(world)
                     query = query.replace("{other}", y.value(field))
                     body = body.replace(b"{other}", y.value(field).encode()) if body else body
-                    if not conclusive(await attempt(http, query, body, y)):
+                    if not conclusive(await attempt(http, field, query, body, y)):
                         # Another error (a precondition) may be Y's state answering:
                         # reactivating an active user fails and changes nothing. Once more,
                         # with Y in the other state.
                         await world.call("DeactivateUser", user_pb.DeactivateUserRequest(user_id=y.user_id))
-                        await attempt(http, query, body, y)
+                        await attempt(http, field, query, body, y)
     finally:
         await api.close()
 
