@@ -4,6 +4,8 @@ per method.
     read            the request message, as the transport reads it, holding an unfinished
                     place for its address meanwhile (admission.py), then parsed
     in flight       a place among MS_MAX_INFLIGHT, taken only once the request is whole
+    path fields     a call Envoy transcoded from JSON acts on what its path names, whatever its
+                    body says (path_fields.py)
     metadata limit  more than MAX_METADATA_BYTES of metadata is RESOURCE_EXHAUSTED
     authenticate    `authorization: Bearer <token>` to a Principal
     organisation    `x-zitadel-orgid` (or the caller's own organisation), or what the request
@@ -50,6 +52,7 @@ from server.transport import status
 from server.transport.access_log import record_call
 from server.transport.admission import Admission, overloaded, source_of
 from server.transport.methods import auth_option
+from server.transport.path_fields import HttpBinding, check_transcoded, http_bindings
 
 log = logging.getLogger("machinesecrets")
 
@@ -110,8 +113,10 @@ class Pipeline:
         access: Access,
         metrics: Metrics,
         admission: Admission,
+        bindings: Sequence[HttpBinding] = (),
     ) -> None:
         self.method = method
+        self._bindings = bindings  # its google.api.http rules, which name fields in the path
         self._admission = admission
         self.request_type = request_type
         self.response_type = response_type
@@ -141,6 +146,7 @@ class Pipeline:
                     raise overloaded()
                 entered = True
                 request = self._parse(raw)
+                check_transcoded(self._bindings, request, call.metadata)
                 check_metadata_size(call.metadata)
                 principal = await self._access.authenticate(
                     bearer_token(metadata_values(call.metadata, "authorization"))
@@ -295,6 +301,7 @@ def build_pipelines(
                     access,
                     metrics,
                     admission,
+                    http_bindings(method),
                 )
             )
     return pipelines

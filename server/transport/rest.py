@@ -5,20 +5,19 @@ turns the HTTP request into a Call, runs the method's Pipeline, and writes the O
 
 It reads the JSON itself so that a field the call does not know is refused and named
 (json_body.py), which Envoy's transcoder cannot do: it drops such fields. Everything else is
-what the transcoder did: path variables fill their fields, `body: "*"` is the rest of the request,
-a body of any content type is read as JSON (curl's `-d` sends no JSON type), answers are proto3 JSON
-with default values printed, and errors are google.rpc.Status as JSON with the HTTP status of the
-code. ZITADEL's REST paths stay with Envoy's transcoder: ZITADEL accepts unknown fields.
+what the transcoder did: path variables fill their fields (a body may not name them otherwise:
+path_fields.py), `body: "*"` is the rest of the request, a body of any content type is read as
+JSON (curl's `-d` sends no JSON type), answers are proto3 JSON with default values printed, and
+errors are google.rpc.Status as JSON with the HTTP status of the code. ZITADEL's REST paths stay
+with Envoy's transcoder: ZITADEL accepts unknown fields.
 """
 
 import json
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from google.api import annotations_pb2, http_pb2
 from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
@@ -27,44 +26,19 @@ from server.domain.errors import DomainError, FieldViolation, InvalidArgument
 from server.transport import json_body
 from server.transport.asgi import Receive, Send, peer_of, respond
 from server.transport.grpcweb import grpc_metadata, read_call_body
+from server.transport.path_fields import NAMED_BY_PATH, HttpBinding, field_owner, http_bindings
 from server.transport.pipeline import Call, Runner
 from server.transport.status import HTTP_STATUS
 
 CONTENT_TYPE = "application/json"
-_VARIABLE = re.compile(r"\{([a-z_][a-z0-9_.]*)\}")
 
 
 @dataclass(frozen=True)
 class Route:
-    verb: str
-    template: str
-    pattern: re.Pattern[str]
-    body: str  # "*": the request's other fields are the body; "": no body
+    binding: HttpBinding
     runner: Runner
     request_type: type[Message]
     response_type: type[Message]
-
-
-def http_rule(method: MethodDescriptor) -> tuple[str, str, str]:
-    """(verb, path template, body) of a method's google.api.http option."""
-    rule = http_pb2.HttpRule()
-    rule.MergeFrom(method.GetOptions().Extensions[annotations_pb2.http])
-    verb = rule.WhichOneof("pattern")
-    if verb is None:
-        raise ValueError(f"{method.full_name} has no HTTP binding")
-    return verb.upper(), str(getattr(rule, verb)), rule.body
-
-
-def _pattern(template: str) -> re.Pattern[str]:
-    """A path template as a regular expression; each {field} matches one segment, empty too (the
-    service then says the field must not be empty, as it did behind the transcoder)."""
-    parts, position = [], 0
-    for variable in _VARIABLE.finditer(template):
-        parts.append(re.escape(template[position : variable.start()]))
-        parts.append(f"(?P<{variable[1].replace('.', '__')}>[^/]*)")
-        position = variable.end()
-    parts.append(re.escape(template[position:]))
-    return re.compile("".join(parts) + r"\Z")
 
 
 class RestEndpoint:
@@ -78,19 +52,20 @@ class RestEndpoint:
     ) -> None:
         self._routes: list[Route] = []
         for method, runner in methods:
-            verb, template, body = http_rule(method)
+            bindings = http_bindings(method)
+            if not bindings:
+                raise ValueError(f"{method.full_name} has no HTTP binding")
             request_type, response_type = (
                 GetMessageClass(method.input_type),
                 GetMessageClass(method.output_type),
             )
-            route = Route(verb, template, _pattern(template), body, runner, request_type, response_type)
-            self._routes.append(route)
+            self._routes.append(Route(bindings[0], runner, request_type, response_type))
         self._max_message_bytes = max_message_bytes
         self._read_timeout_s = read_timeout_s
 
     def prefixes(self) -> set[str]:
         """The first path segments this endpoint answers under, e.g. "/users"."""
-        return {"/" + route.template.split("/")[1].split(":")[0] for route in self._routes}
+        return {"/" + route.binding.template.split("/")[1].split(":")[0] for route in self._routes}
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         # Matched on the path as sent, each variable decoded on its own: an id with an escaped
@@ -103,7 +78,7 @@ class RestEndpoint:
             return
         route, variables = found
         query = scope.get("query_string") or b""
-        if query and route.body:
+        if query and route.binding.body:
             # A query parameter could only name a field of the path or the body again, and
             # redirect the call past whatever judged its path: PUT /users/X/secret?userId=Y.
             message = "query parameters are not accepted: the path and the body name every field"
@@ -132,25 +107,22 @@ class RestEndpoint:
 
     def _match(self, verb: str, path: str) -> tuple[Route, dict[str, str]] | None:
         for route in self._routes:
-            if route.verb == verb and (matched := route.pattern.match(path)) is not None:
-                variables = matched.groupdict().items()
-                return route, {name.replace("__", "."): unquote(value) for name, value in variables}
+            if route.binding.verb == verb and (variables := route.binding.variables(path)) is not None:
+                return route, {name: unquote(value) for name, value in variables.items()}
         return None
 
     async def _read(self, receive: Receive, route: Route, variables: dict[str, str], query: bytes) -> bytes:
         request = route.request_type()
-        if route.body == "*":
+        if route.binding.body == "*":
             body = await read_call_body(receive, self._max_message_bytes, self._read_timeout_s)
             json_body.parse(body, request, strict=json_body.is_strict(route.request_type))
         elif query:
             json_body.parse(_query_fields(query, request, variables), request, strict=True)
         for path, value in variables.items():
-            owner, name = _field_owner(request, path)
+            owner, name = field_owner(request, path)
             given = getattr(owner, name)
             if given and given != value:
-                raise InvalidArgument(
-                    [FieldViolation(path, "is named by the path; leave it out of the body")]
-                )
+                raise InvalidArgument([FieldViolation(path, NAMED_BY_PATH)])
             setattr(owner, name, value)
         return request.SerializeToString()
 
@@ -178,14 +150,6 @@ def _query_fields(query: bytes, request: Message, variables: dict[str, str]) -> 
     if violations:
         raise InvalidArgument(violations)
     return json.dumps(dict(pairs)).encode()
-
-
-def _field_owner(request: Message, path: str) -> tuple[Message, str]:
-    *parents, name = path.split(".")
-    owner = request
-    for parent in parents:
-        owner = getattr(owner, parent)
-    return owner, name
 
 
 async def _respond_error(send: Send, status: int, code: int, message: str) -> None:
