@@ -46,6 +46,7 @@ from server.transport.forwarded import ClientAddress
 from server.transport.grpc_server import method_handlers
 from server.transport.grpcweb import GrpcWebEndpoint
 from server.transport.health import HEALTH_PATH, READY_PATH, Readiness, StoreWatch, healthz
+from server.transport.hsts import StrictTransportSecurity
 from server.transport.http import ByContentType, HttpApp, StaticJson
 from server.transport.inflight import InflightLimit
 from server.transport.metrics import METRICS_PATH, MetricsEndpoint
@@ -243,28 +244,33 @@ async def _start(
         native = [(m, by_method[f"/{s.full_name}/{m.name}"]) for s in NATIVE_SERVICES for m in s.methods]
         rest = RestEndpoint(native, MAX_REQUEST_BYTES, read_timeout_s)
         client_address = ClientAddress(config.trusted_proxies, envoy_socket)
-        http_app = RequestIds(
-            HttpApp(
-                {
-                    TOKEN_PATH: Bounded(
-                        TokenEndpoint(credentials, metrics, read_timeout_s, client_address), inflight, metrics
-                    ),
-                    REVOKE_PATH: Bounded(
-                        RevocationEndpoint(revocation, metrics, read_timeout_s, client_address),
-                        inflight,
-                        metrics,
-                    ),
-                    DISCOVERY_PATH: discovery,
-                    METRICS_PATH: MetricsEndpoint(metrics),
-                    HEALTH_PATH: healthz,
-                    READY_PATH: readiness,
-                    OPENAPI_PATH: StaticJson(OPENAPI_DOCUMENT.read_bytes()),
-                    **{pipeline.method: rpc for pipeline in pipelines},
-                },
-                under={
-                    **{prefix: rest for prefix in rest.prefixes()},
-                    CONSOLE_PREFIX: ConsoleFiles(read_build()),
-                },
+        # HSTS on what it answers over TLS (its plaintext socket for Envoy carries none).
+        http_app = StrictTransportSecurity(
+            RequestIds(
+                HttpApp(
+                    {
+                        TOKEN_PATH: Bounded(
+                            TokenEndpoint(credentials, metrics, read_timeout_s, client_address),
+                            inflight,
+                            metrics,
+                        ),
+                        REVOKE_PATH: Bounded(
+                            RevocationEndpoint(revocation, metrics, read_timeout_s, client_address),
+                            inflight,
+                            metrics,
+                        ),
+                        DISCOVERY_PATH: discovery,
+                        METRICS_PATH: MetricsEndpoint(metrics),
+                        HEALTH_PATH: healthz,
+                        READY_PATH: readiness,
+                        OPENAPI_PATH: StaticJson(OPENAPI_DOCUMENT.read_bytes()),
+                        **{pipeline.method: rpc for pipeline in pipelines},
+                    },
+                    under={
+                        **{prefix: rest for prefix in rest.prefixes()},
+                        CONSOLE_PREFIX: ConsoleFiles(read_build()),
+                    },
+                )
             )
         )
         health_servicer = HealthServicer()
