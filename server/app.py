@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import ssl
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,12 +96,17 @@ class Service:
     health: HealthServicer
     readiness: Readiness
     store_watch: StoreWatch
+    metrics_server: AsgiServer | None  # None: MS_METRICS_ADDR=off
     # Where the HTTP app's socket for its own Envoy lives (0700): removed when the service stops.
     private_dir: tempfile.TemporaryDirectory[str] | None = None
 
     @property
     def http_port(self) -> int:
         return self.http_server.port
+
+    @property
+    def metrics_port(self) -> int | None:
+        return None if self.metrics_server is None else self.metrics_server.port
 
     @property
     def envoy_port(self) -> int | None:
@@ -123,6 +129,8 @@ class Service:
         if self.envoy is not None:
             await self.envoy.stop_accepting()
         await asyncio.gather(self.http_server.stop(grace), self.grpc_server.stop(grace))
+        if self.metrics_server is not None:  # scraped until the calls it counts are done
+            await self.metrics_server.stop(0)
         if self.envoy is not None:
             # Its last answers, from the servers that just finished, on their way to its clients.
             await self.envoy.wait_idle(max(0.0, deadline - loop.time()))
@@ -260,7 +268,6 @@ async def _start(
                             metrics,
                         ),
                         DISCOVERY_PATH: discovery,
-                        METRICS_PATH: MetricsEndpoint(metrics),
                         HEALTH_PATH: healthz,
                         READY_PATH: readiness,
                         OPENAPI_PATH: StaticJson(OPENAPI_DOCUMENT.read_bytes()),
@@ -296,6 +303,11 @@ async def _start(
             )
         except OSError as error:
             raise CannotListen("MS_HTTP_ADDR", config.http_addr, error.strerror or "refused") from error
+        try:
+            metrics_server = await start_metrics(config.metrics_addr, metrics, ssl_context, placement)
+        except BaseException:
+            await http_server.stop(0)
+            raise
     except BaseException:  # a taken port, say: nothing is left running, and the socket's folder goes
         await server.stop(None)
         if private_dir is not None:
@@ -307,6 +319,8 @@ async def _start(
     store_watch.start()
     log.info("gRPC listening on %s", with_port(config.grpc_addr, port))
     log.info("grpc-web and HTTP listening on %s", with_port(config.http_addr, http_server.port))
+    if config.metrics_addr is not None and metrics_server is not None:
+        log.info("metrics listening on %s", with_port(config.metrics_addr, metrics_server.port))
     envoy = None
     if private_dir is not None:
         envoy = await start_envoy(config, (f"unix:{envoy_grpc_socket}",), (f"unix:{envoy_socket}",), tls)
@@ -317,8 +331,35 @@ async def _start(
         discovery.allow(placement.envoy_addr)
     discovery.allow(with_port(config.http_addr, http_server.port))
     return Service(
-        store, server, port, http_server, envoy, health_servicer, readiness, store_watch, private_dir
+        store,
+        server,
+        port,
+        http_server,
+        envoy,
+        health_servicer,
+        readiness,
+        store_watch,
+        metrics_server,
+        private_dir,
     )
+
+
+async def start_metrics(
+    addr: str | None, metrics: Metrics, ssl_context: ssl.SSLContext | None, placement: Placement | None
+) -> AsgiServer | None:
+    """/metrics on an address of its own (MS_METRICS_ADDR), never on the API's ports: its counts
+    (calls by method and code, failed authentications, tokens issued) are for operators, so it
+    listens on loopback unless told otherwise, and Envoy does not route it. With TLS, over TLS.
+
+    Workers (server/workers.py): only the first serves it, on the port its supervisor holds for
+    it (SO_REUSEPORT, as the others); the others are given "off"."""
+    if addr is None:
+        return None
+    app = StrictTransportSecurity(HttpApp({METRICS_PATH: MetricsEndpoint(metrics)}))
+    try:
+        return await AsgiServer.start(app, addr, None, ssl_context, reuse_port=placement is not None)
+    except OSError as error:
+        raise CannotListen("MS_METRICS_ADDR", addr, error.strerror or "refused") from error
 
 
 async def start_envoy(

@@ -78,6 +78,12 @@ SETTINGS = [
         lambda n, v: None if v == "off" else _address(n, v),
     ),
     Setting(
+        "MS_METRICS_ADDR",
+        "127.0.0.1:9464",
+        "host:port of /metrics (Prometheus), apart from the API's ports; 'off' serves none",
+        lambda n, v: None if v == "off" else _address(n, v),
+    ),
+    Setting(
         "MS_CORS_ORIGINS", "", "browser origins allowed to call, comma-separated", lambda n, v: _origins(v)
     ),
     Setting("MS_BCRYPT_COST", "4", "bcrypt cost of new client secrets (4-31)", lambda n, v: _bcrypt_cost(v)),
@@ -175,6 +181,7 @@ class Config:
     grpc_addr: str
     http_addr: str
     envoy_addr: str | None
+    metrics_addr: str | None
     cors_origins: tuple[str, ...]
     bcrypt_cost: int
     access_token_ttl: timedelta

@@ -63,6 +63,7 @@ def config_for(
         grpc_addr="127.0.0.1:0",
         http_addr="127.0.0.1:0",
         envoy_addr="127.0.0.1:0" if envoy else None,
+        metrics_addr="127.0.0.1:0",
         cors_origins=cors_origins,
         bcrypt_cost=bcrypt_cost,
         access_token_ttl=access_token_ttl,

@@ -103,14 +103,22 @@ async def test_clients_that_trust_the_ca_get_through_on_every_port(tls_service: 
             discovery = (await http.get(base + DISCOVERY_PATH)).json()
             assert discovery["issuer"] == base
             assert discovery["token_endpoint"] == base + TOKEN_PATH
-        # The operator's endpoints on the HTTP port.
-        for path in ("/healthz", "/readyz", "/metrics"):
+        # The operator's endpoints: the probes on the HTTP port, the metrics on their own.
+        for path in ("/healthz", "/readyz"):
             assert (await http.get(web + path)).status_code == 200, path
+        metrics = await http.get(f"https://127.0.0.1:{process.metrics_port}/metrics")
+        assert metrics.status_code == 200
+        assert metrics.headers["strict-transport-security"] == "max-age=63072000"
 
 
 async def test_plaintext_and_untrusting_clients_fail_cleanly(tls_service: TlsService) -> None:
     process, admin = tls_service.process, tls_service.admin
-    ports = {"gRPC": process.grpc_port, "HTTP": process.http_port, "Envoy": process.envoy_port}
+    ports = {
+        "gRPC": process.grpc_port,
+        "HTTP": process.http_port,
+        "Envoy": process.envoy_port,
+        "metrics": process.metrics_port,
+    }
     for name, port in ports.items():
         # Plaintext: gRPC without TLS, and HTTP/1.1 without TLS.
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
