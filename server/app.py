@@ -37,6 +37,7 @@ from server.resources import resource
 from server.store.base import Store
 from server.store.postgres import PostgresStore
 from server.store.sqlite import SqliteStore
+from server.sweep import Sweeper
 from server.temp_dirs import private_temp_dir, sweep_orphans
 from server.tls import TlsFiles, load_tls
 from server.transport.asgi_server import AsgiServer
@@ -96,6 +97,7 @@ class Service:
     health: HealthServicer
     readiness: Readiness
     store_watch: StoreWatch
+    sweeper: Sweeper
     metrics_server: AsgiServer | None  # None: MS_METRICS_ADDR=off
     # Where the HTTP app's socket for its own Envoy lives (0700): removed when the service stops.
     private_dir: tempfile.TemporaryDirectory[str] | None = None
@@ -125,6 +127,7 @@ class Service:
         deadline = loop.time() + grace
         self.readiness.shutting_down = True
         await self.store_watch.stop()
+        await self.sweeper.stop()
         await self.health.enter_graceful_shutdown()
         if self.envoy is not None:
             await self.envoy.stop_accepting()
@@ -317,6 +320,8 @@ async def _start(
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     store_watch = StoreWatch(store, health_servicer, ("", *SERVICE_NAMES))
     store_watch.start()
+    sweeper = Sweeper(store, clock, config.sweep_interval.total_seconds(), config.sweep_batch)
+    sweeper.start()
     log.info("gRPC listening on %s", with_port(config.grpc_addr, port))
     log.info("grpc-web and HTTP listening on %s", with_port(config.http_addr, http_server.port))
     if config.metrics_addr is not None and metrics_server is not None:
@@ -339,6 +344,7 @@ async def _start(
         health_servicer,
         readiness,
         store_watch,
+        sweeper,
         metrics_server,
         private_dir,
     )

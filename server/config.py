@@ -135,6 +135,18 @@ SETTINGS = [
         lambda n, v: _duration(n, v),
     ),
     Setting(
+        "MS_SWEEP_INTERVAL",
+        "10m",
+        "how often each process forgets expired access tokens and personal access tokens",
+        lambda n, v: _duration(n, v),
+    ),
+    Setting(
+        "MS_SWEEP_BATCH",
+        "1000",
+        "expired credentials forgotten per transaction of a sweep (1-100000)",
+        lambda n, v: _sweep_batch(v),
+    ),
+    Setting(
         "MS_WRITE_ATTEMPTS",
         "8",
         "how often a write is decided again after a concurrent write won, before ABORTED (1-100)",
@@ -193,6 +205,8 @@ class Config:
     max_inflight: int
     workers: int
     shutdown_grace: timedelta
+    sweep_interval: timedelta
+    sweep_batch: int
     write_attempts: int
     trusted_proxies: tuple[Network, ...]
     tls_cert_file: str
@@ -261,6 +275,12 @@ def _networks(value: str) -> tuple[Network, ...]:
 def _write_attempts(value: str) -> int:
     if not value.isdigit() or not 1 <= int(value) <= 100:
         raise ConfigError("MS_WRITE_ATTEMPTS must be a whole number from 1 to 100")
+    return int(value)
+
+
+def _sweep_batch(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 100_000:
+        raise ConfigError("MS_SWEEP_BATCH must be a whole number from 1 to 100000")
     return int(value)
 
 

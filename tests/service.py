@@ -55,6 +55,8 @@ def config_for(
     request_read_timeout: timedelta = timedelta(seconds=10),
     trusted_proxies: tuple[Network, ...] = (),
     max_inflight: int = 256,
+    sweep_interval: timedelta = timedelta(minutes=10),
+    sweep_batch: int = 1000,
 ) -> Config:
     return Config(
         database_url=database_url or f"sqlite:///{folder / 'ms.db'}",
@@ -75,6 +77,8 @@ def config_for(
         max_inflight=max_inflight,
         workers=1,
         shutdown_grace=timedelta(seconds=10),
+        sweep_interval=sweep_interval,
+        sweep_batch=sweep_batch,
         write_attempts=8,
         trusted_proxies=trusted_proxies,
         tls_cert_file="",

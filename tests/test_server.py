@@ -249,6 +249,8 @@ SETTING_EXAMPLES: dict[str, tuple[Callable[[Config], object], tuple[str, object]
         ("localhost:0", "localhost:0"),
     ),
     "MS_ENVOY_ADDR": (lambda c: c.envoy_addr, ("127.0.0.1:7000", "127.0.0.1:7000"), ("off", None)),
+    "MS_SWEEP_INTERVAL": (lambda c: _seconds(c.sweep_interval), ("30s", 30), ("2h", 7200)),
+    "MS_SWEEP_BATCH": (lambda c: c.sweep_batch, ("1", 1), ("100000", 100_000)),
     "MS_METRICS_ADDR": (lambda c: c.metrics_addr, ("127.0.0.1:9100", "127.0.0.1:9100"), ("off", None)),
     "MS_CORS_ORIGINS": (
         lambda c: c.cors_origins,

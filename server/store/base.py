@@ -227,6 +227,12 @@ class Store(Protocol):
         """The token with this hash, its user's organisation and secret, and the user's roles."""
         ...
 
+    async def sweep_expired_tokens(self, now_micros: int, limit: int) -> int:
+        """Forgets at most limit access tokens and PATs that expired at or before now_micros, the
+        oldest first; how many it found. They are refused already; their rows only pile up. The
+        events that made them stay (each says when it expires). Safe on several processes at once."""
+        ...
+
     async def active_iam_owners(self) -> set[str]:
         """The ids of the active users who hold IAM_OWNER in some organisation."""
         ...

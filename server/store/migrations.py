@@ -152,6 +152,10 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     # ListUsers of one type: the type's users of an organisation in name order, without reading
     # the other type's.
     (10, ["CREATE INDEX users_by_org_type_and_name ON users (org_id, type, user_name_key)"]),
+    # The sweep of expired access tokens and PATs (server/sweep.py): the oldest expiries first,
+    # a batch at a time, without reading the live ones (NULL, never expires, is not indexed
+    # apart: it is never swept).
+    (11, ["CREATE INDEX tokens_by_expiry ON tokens (expires_at)"]),
 ]
 # What PostgreSQL alone needs, run with the migration of the same version after its SQL. Its text
 # compares by the database's collation, which need not be code-point order, as SQLite's (on UTF-8)

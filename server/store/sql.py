@@ -183,6 +183,16 @@ class SqlStore:
     async def recent_failures(self, keys: tuple[str, str], after_micros: int) -> dict[str, tuple[int, int]]:
         return records.failure_counts(await self._fetch(sql.SELECT_FAILURES, (*keys, after_micros)))
 
+    async def sweep_expired_tokens(self, now_micros: int, limit: int) -> int:
+        rows = await self._fetch(sql.SELECT_EXPIRED_TOKENS, (now_micros, limit))
+        hashes = tuple(str(row["token_hash"]) for row in rows)
+        if hashes:
+            # Another process may sweep the same rows at once: its delete and this one each
+            # remove what is still there, and neither fails.
+            delete = sql.delete_expired_tokens(len(hashes))
+            await self._run([((delete, (*hashes, now_micros)), StoreError)])
+        return len(hashes)
+
     async def caller(self, token_hash: str) -> CallerRecord | None:
         rows = await self._fetch(sql.SELECT_CALLER, (token_hash,))
         return records.caller_record(rows) if rows else None

@@ -127,6 +127,19 @@ SELECT_CALLER = (
     " LEFT JOIN members m ON m.user_id = u.id WHERE t.token_hash = ?"
 )
 
+# Expired credentials (access tokens and PATs), the oldest first: a batch for the sweep.
+SELECT_EXPIRED_TOKENS = (
+    "SELECT token_hash FROM tokens WHERE expires_at <= ? ORDER BY expires_at, token_hash LIMIT ?"
+)
+
+
+def delete_expired_tokens(count: int) -> str:
+    """Those of count token hashes that are expired (an expiry never moves: the condition only
+    guards the rows against a mistaken hash)."""
+    marks = ", ".join("?" * count)
+    return f"DELETE FROM tokens WHERE token_hash IN ({marks}) AND expires_at <= ?"  # noqa: S608 - placeholders only
+
+
 INSERT_FAILURE = "INSERT INTO auth_failures (failure_key, failed_at) VALUES (?, ?)"
 DELETE_FAILURES_BEFORE = "DELETE FROM auth_failures WHERE failed_at <= ?"
 # Per key: the failures after a moment, and the oldest of them. Two keys at a time.
