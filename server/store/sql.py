@@ -19,6 +19,7 @@ from server.store.base import (
     SecretRecord,
     StoreError,
     UniqueViolation,
+    UserName,
     UserRecord,
 )
 from server.store.codecs import Statement, decode_roles, to_micros
@@ -192,6 +193,16 @@ class SqlStore:
             delete = sql.delete_expired_tokens(len(hashes))
             await self._run([((delete, (*hashes, now_micros)), StoreError)])
         return len(hashes)
+
+    async def look_alike_users(self) -> list[tuple[UserName, UserName]]:
+        rows = await self._fetch(sql.SELECT_LOOK_ALIKES, ())
+        return [
+            (
+                UserName(r["holder_id"], r["holder_org_id"], r["holder_user_name"]),
+                UserName(r["kept_id"], r["kept_org_id"], r["kept_user_name"]),
+            )
+            for r in rows
+        ]
 
     async def caller(self, token_hash: str) -> CallerRecord | None:
         rows = await self._fetch(sql.SELECT_CALLER, (token_hash,))

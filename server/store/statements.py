@@ -140,6 +140,15 @@ def delete_expired_tokens(count: int) -> str:
     return f"DELETE FROM tokens WHERE token_hash IN ({marks}) AND expires_at <= ?"  # noqa: S608 - placeholders only
 
 
+# Pairs of users whose names look alike (one confusable skeleton): a user made before migration 12
+# that it kept, and the one that holds the skeleton.
+SELECT_LOOK_ALIKES = (
+    "SELECT k.id AS kept_id, k.org_id AS kept_org_id, k.user_name AS kept_user_name,"
+    " h.id AS holder_id, h.org_id AS holder_org_id, h.user_name AS holder_user_name"
+    " FROM users k JOIN users h ON h.user_name_skeleton = k.user_name_skeleton AND h.look_alike_kept = 0"
+    " WHERE k.look_alike_kept = 1 ORDER BY k.id"
+)
+
 INSERT_FAILURE = "INSERT INTO auth_failures (failure_key, failed_at) VALUES (?, ?)"
 DELETE_FAILURES_BEFORE = "DELETE FROM auth_failures WHERE failed_at <= ?"
 # Per key: the failures after a moment, and the oldest of them. Two keys at a time.
