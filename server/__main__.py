@@ -23,7 +23,13 @@ log = logging.getLogger("machinesecrets")
 async def serve(config: Config, placement: app.Placement | None = None) -> None:
     service = await app.start(config, placement=placement)
     if config.ready_file:
-        write_ready_file(Path(config.ready_file), service.grpc_port, service.http_port, service.envoy_port)
+        write_ready_file(
+            Path(config.ready_file),
+            service.grpc_port,
+            service.http_port,
+            service.envoy_port,
+            service.metrics_port,
+        )
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import ssl
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ from server.resources import resource
 from server.store.base import Store
 from server.store.postgres import PostgresStore
 from server.store.sqlite import SqliteStore
+from server.sweep import Sweeper
 from server.temp_dirs import private_temp_dir, sweep_orphans
 from server.tls import TlsFiles, load_tls
 from server.transport.admission import Admission
@@ -48,6 +50,7 @@ from server.transport.forwarded import ClientAddress
 from server.transport.grpc_server import method_handlers
 from server.transport.grpcweb import GrpcWebEndpoint
 from server.transport.health import HEALTH_PATH, READY_PATH, Readiness, StoreWatch, healthz
+from server.transport.hsts import StrictTransportSecurity
 from server.transport.http import ByContentType, HttpApp, StaticJson
 from server.transport.metrics import METRICS_PATH, MetricsEndpoint
 from server.transport.oauth import DISCOVERY_PATH, TOKEN_PATH, AdmittedBody, Discovery, TokenEndpoint
@@ -96,6 +99,8 @@ class Service:
     readiness: Readiness
     store_watch: StoreWatch
     admission: Admission
+    sweeper: Sweeper
+    metrics_server: AsgiServer | None  # None: MS_METRICS_ADDR=off
     # Where the HTTP app's socket for its own Envoy lives (0700): removed when the service stops.
     private_dir: tempfile.TemporaryDirectory[str] | None = None
     # The revocation endpoint's bcrypt thread (SecretHasher.aside): ended when the service stops.
@@ -104,6 +109,10 @@ class Service:
     @property
     def http_port(self) -> int:
         return self.http_server.port
+
+    @property
+    def metrics_port(self) -> int | None:
+        return None if self.metrics_server is None else self.metrics_server.port
 
     @property
     def envoy_port(self) -> int | None:
@@ -122,10 +131,13 @@ class Service:
         deadline = loop.time() + grace
         self.readiness.shutting_down = True
         await self.store_watch.stop()
+        await self.sweeper.stop()
         await self.health.enter_graceful_shutdown()
         if self.envoy is not None:
             await self.envoy.stop_accepting()
         await asyncio.gather(self.http_server.stop(grace), self.grpc_server.stop(grace))
+        if self.metrics_server is not None:  # scraped until the calls it counts are done
+            await self.metrics_server.stop(0)
         if self.envoy is not None:
             # Its last answers, from the servers that just finished, on their way to its clients.
             await self.envoy.wait_idle(max(0.0, deadline - loop.time()))
@@ -182,6 +194,7 @@ async def _start(
     revocation_hasher = hasher.aside()
     revocation = SecretRevocation(store, commands, revocation_hasher, limiter, clock)
 
+    await log_look_alikes(store)
     # Before the instance is set up: a location that is refused must not cost the admin's token.
     check_private_location(Path(config.admin_pat_file))
     admin_token = await commands.set_up_instance(FIRST_ORG_NAME, ADMIN_USER_NAME)
@@ -255,22 +268,24 @@ async def _start(
         rest = RestEndpoint(native, MAX_REQUEST_BYTES, read_timeout_s)
         client_address = ClientAddress(config.trusted_proxies, envoy_socket)
         body = AdmittedBody(admission, read_timeout_s)
-        http_app = RequestIds(
-            HttpApp(
-                {
-                    TOKEN_PATH: TokenEndpoint(credentials, metrics, body, client_address),
-                    REVOKE_PATH: RevocationEndpoint(revocation, metrics, body, client_address),
-                    DISCOVERY_PATH: discovery,
-                    METRICS_PATH: MetricsEndpoint(metrics),
-                    HEALTH_PATH: healthz,
-                    READY_PATH: readiness,
-                    OPENAPI_PATH: StaticJson(OPENAPI_DOCUMENT.read_bytes()),
-                    **{pipeline.method: rpc for pipeline in pipelines},
-                },
-                under={
-                    **{prefix: rest for prefix in rest.prefixes()},
-                    CONSOLE_PREFIX: ConsoleFiles(read_build()),
-                },
+        # HSTS on what it answers over TLS (its plaintext socket for Envoy carries none).
+        http_app = StrictTransportSecurity(
+            RequestIds(
+                HttpApp(
+                    {
+                        TOKEN_PATH: TokenEndpoint(credentials, metrics, body, client_address),
+                        REVOKE_PATH: RevocationEndpoint(revocation, metrics, body, client_address),
+                        DISCOVERY_PATH: discovery,
+                        HEALTH_PATH: healthz,
+                        READY_PATH: readiness,
+                        OPENAPI_PATH: StaticJson(OPENAPI_DOCUMENT.read_bytes()),
+                        **{pipeline.method: rpc for pipeline in pipelines},
+                    },
+                    under={
+                        **{prefix: rest for prefix in rest.prefixes()},
+                        CONSOLE_PREFIX: ConsoleFiles(read_build()),
+                    },
+                )
             )
         )
         health_servicer = HealthServicer()
@@ -301,6 +316,11 @@ async def _start(
             )
         except OSError as error:
             raise CannotListen("MS_HTTP_ADDR", config.http_addr, error.strerror or "refused") from error
+        try:
+            metrics_server = await start_metrics(config.metrics_addr, metrics, ssl_context, placement)
+        except BaseException:
+            await http_server.stop(0)
+            raise
     except BaseException:  # a taken port, say: nothing is left running, and the socket's folder goes
         await server.stop(None)
         if private_dir is not None:
@@ -310,8 +330,12 @@ async def _start(
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     store_watch = StoreWatch(store, health_servicer, ("", *SERVICE_NAMES))
     store_watch.start()
+    sweeper = Sweeper(store, clock, config.sweep_interval.total_seconds(), config.sweep_batch)
+    sweeper.start()
     log.info("gRPC listening on %s", with_port(config.grpc_addr, port))
     log.info("grpc-web and HTTP listening on %s", with_port(config.http_addr, http_server.port))
+    if config.metrics_addr is not None and metrics_server is not None:
+        log.info("metrics listening on %s", with_port(config.metrics_addr, metrics_server.port))
     envoy = None
     if private_dir is not None:
         envoy = await start_envoy(config, (f"unix:{envoy_grpc_socket}",), (f"unix:{envoy_socket}",), tls)
@@ -331,9 +355,41 @@ async def _start(
         readiness,
         store_watch,
         admission,
+        sweeper,
+        metrics_server,
         private_dir,
         revocation_hasher,
     )
+
+
+async def log_look_alikes(store: Store) -> None:
+    """Users made before look-alike names were one name (migration 15), whose names look alike:
+    one line each, at every start, until one of each pair is removed. Both are still served (each
+    is found by its own name), so nothing is refused at start; no new look-alike can be made."""
+    for holder, kept in await store.look_alike_users():
+        log.warning(
+            "users %s (%s, organisation %s) and %s (%s, organisation %s) have names that look alike"
+            " (Unicode TS #39 skeleton); both are served: remove one",
+            holder.id, ascii(holder.user_name), holder.org_id, kept.id, ascii(kept.user_name), kept.org_id,
+        )  # fmt: skip
+
+
+async def start_metrics(
+    addr: str | None, metrics: Metrics, ssl_context: ssl.SSLContext | None, placement: Placement | None
+) -> AsgiServer | None:
+    """/metrics on an address of its own (MS_METRICS_ADDR), never on the API's ports: its counts
+    (calls by method and code, failed authentications, tokens issued) are for operators, so it
+    listens on loopback unless told otherwise, and Envoy does not route it. With TLS, over TLS.
+
+    Workers (server/workers.py): only the first serves it, on the port its supervisor holds for
+    it (SO_REUSEPORT, as the others); the others are given "off"."""
+    if addr is None:
+        return None
+    app = StrictTransportSecurity(HttpApp({METRICS_PATH: MetricsEndpoint(metrics)}))
+    try:
+        return await AsgiServer.start(app, addr, None, ssl_context, reuse_port=placement is not None)
+    except OSError as error:
+        raise CannotListen("MS_METRICS_ADDR", addr, error.strerror or "refused") from error
 
 
 async def start_envoy(

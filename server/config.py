@@ -78,6 +78,12 @@ SETTINGS = [
         lambda n, v: None if v == "off" else _address(n, v),
     ),
     Setting(
+        "MS_METRICS_ADDR",
+        "127.0.0.1:9464",
+        "host:port of /metrics (Prometheus), apart from the API's ports; 'off' serves none",
+        lambda n, v: None if v == "off" else _address(n, v),
+    ),
+    Setting(
         "MS_CORS_ORIGINS", "", "browser origins allowed to call, comma-separated", lambda n, v: _origins(v)
     ),
     Setting("MS_BCRYPT_COST", "4", "bcrypt cost of new client secrets (4-31)", lambda n, v: _bcrypt_cost(v)),
@@ -142,6 +148,18 @@ SETTINGS = [
         lambda n, v: _duration(n, v),
     ),
     Setting(
+        "MS_SWEEP_INTERVAL",
+        "10m",
+        "how often each process forgets expired access tokens and personal access tokens",
+        lambda n, v: _duration(n, v),
+    ),
+    Setting(
+        "MS_SWEEP_BATCH",
+        "1000",
+        "expired credentials forgotten per transaction of a sweep (1-100000)",
+        lambda n, v: _sweep_batch(v),
+    ),
+    Setting(
         "MS_WRITE_ATTEMPTS",
         "8",
         "how often a write is decided again after a concurrent write won, before ABORTED (1-100)",
@@ -188,6 +206,7 @@ class Config:
     grpc_addr: str
     http_addr: str
     envoy_addr: str | None
+    metrics_addr: str | None
     cors_origins: tuple[str, ...]
     bcrypt_cost: int
     access_token_ttl: timedelta
@@ -201,6 +220,8 @@ class Config:
     max_unfinished_per_source: int
     workers: int
     shutdown_grace: timedelta
+    sweep_interval: timedelta
+    sweep_batch: int
     write_attempts: int
     trusted_proxies: tuple[Network, ...]
     tls_cert_file: str
@@ -269,6 +290,12 @@ def _networks(value: str) -> tuple[Network, ...]:
 def _write_attempts(value: str) -> int:
     if not value.isdigit() or not 1 <= int(value) <= 100:
         raise ConfigError("MS_WRITE_ATTEMPTS must be a whole number from 1 to 100")
+    return int(value)
+
+
+def _sweep_batch(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 100_000:
+        raise ConfigError("MS_SWEEP_BATCH must be a whole number from 1 to 100000")
     return int(value)
 
 

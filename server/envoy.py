@@ -20,6 +20,7 @@ from pathlib import Path
 from server.limits import MAX_HEADER_BYTES
 from server.resources import resource
 from server.temp_dirs import private_temp_dir
+from server.transport import hsts
 from server.transport.pipeline import request_too_slow
 from server.transport.status import error_status
 
@@ -57,6 +58,7 @@ def render(settings: EnvoySettings) -> str:
         GRPC_ENDPOINTS=_endpoints(settings.grpc),
         HTTP_ENDPOINTS=_endpoints(settings.http),
         DOWNSTREAM_TLS=_downstream_tls(settings.tls),
+        RESPONSE_HEADERS=_response_headers(settings.tls),
         DESCRIPTOR_SET=DESCRIPTOR_SET,
         CORS_ORIGINS=origins,
         MAX_REQUEST_BYTES=settings.max_request_bytes,
@@ -102,6 +104,18 @@ def _downstream_tls(tls: tuple[str, str] | None) -> str:
         " tls_params: { tls_minimum_protocol_version: TLSv1_2 },"
         f" tls_certificates: [{{ certificate_chain: {{ filename: {cert} }},"
         f" private_key: {{ filename: {key} }} }}] }} }} }}"
+    )
+
+
+def _response_headers(tls: tuple[str, str] | None) -> str:
+    """Headers on every answer of the listener, in flow style: with TLS, HSTS (RFC 6797), as the
+    HTTP port sends it; in plaintext none (§7.2: never over a non-secure transport). Overwritten,
+    not appended: the HTTP app's answers reach Envoy without it (its private socket is plaintext)."""
+    if tls is None:
+        return "[]"
+    return (
+        f"[{{ header: {{ key: {hsts.HEADER}, value: {json.dumps(hsts.VALUE)} }},"
+        " append_action: OVERWRITE_IF_EXISTS_OR_ADD }]"
     )
 
 

@@ -10,8 +10,10 @@ The first process is the supervisor. It serves no call itself:
   for MS_SHUTDOWN_GRACE), lets Envoy hand over the last answers, stops it, and exits 0.
 
 PostgreSQL only: config.load refuses N > 1 on SQLite, whose one writer lives in one process.
-Each worker keeps its own caches and metrics: /metrics on the shared HTTP port answers for
-whichever worker the connection reached.
+Each worker keeps its own caches and metrics. /metrics (MS_METRICS_ADDR) is served by the first
+worker alone, on a port the supervisor holds for it like the others (so a worker started again
+binds the same one): a scrape is one worker's counts, never a different worker's each time, as a
+shared port would give. Summing every worker's is left for later (issue 36).
 """
 
 import asyncio
@@ -46,6 +48,7 @@ class Worker:
     grpc_socket: str
     http_socket: str
     ready_file: Path
+    own: list[str]  # settings of this worker's own, after the shared ones
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -56,7 +59,7 @@ class Worker:
         command = [
             sys.executable, "-m", "server.worker",
             "--grpc-socket", self.grpc_socket, "--http-socket", self.http_socket,
-            *settings, "--ready-file", str(self.ready_file),
+            *settings, *self.own, "--ready-file", str(self.ready_file),
         ]  # fmt: skip
         # Our own interpreter and module, with the settings the supervisor was given: its log lines
         # go where the supervisor's go.
@@ -66,23 +69,30 @@ class Worker:
 async def supervise(config: Config, argv: list[str]) -> None:
     tls = load_tls(config.tls_cert_file, config.tls_key_file)  # Envoy needs them; fail before starting
     folder = private_temp_dir("workers")
-    workers = [
-        Worker(
-            i,
-            f"{folder.name}/grpc-{i}.sock",
-            f"{folder.name}/http-{i}.sock",
-            Path(folder.name) / f"ready-{i}.json",
-        )
-        for i in range(config.workers)
-    ]
     envoy = None
+    workers: list[Worker] = []
     try:
-        # The shared ports, held (SO_REUSEPORT, not listening) until every worker listens on them.
+        # The shared ports, held (SO_REUSEPORT, not listening) until every worker listens on them;
+        # the metrics port likewise, for the first worker.
         held = [_hold(config.grpc_addr), _hold(config.http_addr)]
         grpc_addr, http_addr = (
             app.with_port(a, s.getsockname()[1])
             for a, s in zip((config.grpc_addr, config.http_addr), held, strict=True)
         )
+        metrics_addr = "off"
+        if config.metrics_addr is not None:
+            held.append(_hold(config.metrics_addr))
+            metrics_addr = app.with_port(config.metrics_addr, held[-1].getsockname()[1])
+        workers = [
+            Worker(
+                i,
+                f"{folder.name}/grpc-{i}.sock",
+                f"{folder.name}/http-{i}.sock",
+                Path(folder.name) / f"ready-{i}.json",
+                ["--metrics-addr", metrics_addr if i == 0 else "off"],
+            )
+            for i in range(config.workers)
+        ]
         envoy_addr = (
             None
             if config.envoy_addr is None
@@ -117,8 +127,13 @@ async def supervise(config: Config, argv: list[str]) -> None:
         log.info("%d workers serving gRPC on %s and HTTP on %s", len(workers), grpc_addr, http_addr)
         if config.ready_file:
             grpc_port, http_port = (int(a.rpartition(":")[2]) for a in (grpc_addr, http_addr))
+            metrics_port = None if metrics_addr == "off" else int(metrics_addr.rpartition(":")[2])
             write_ready_file(
-                Path(config.ready_file), grpc_port, http_port, None if envoy is None else envoy.port
+                Path(config.ready_file),
+                grpc_port,
+                http_port,
+                None if envoy is None else envoy.port,
+                metrics_port,
             )
         await _watch(workers, settings)
         log.info("stopping")

@@ -30,6 +30,11 @@ class ServerProcess:
         return self.ports.envoy
 
     @property
+    def metrics_port(self) -> int:
+        assert self.ports.metrics is not None, "this process serves no /metrics"
+        return self.ports.metrics
+
+    @property
     def pid(self) -> int:
         return self.launched.process.pid
 
@@ -52,6 +57,7 @@ class ServerProcess:
             "MS_GRPC_ADDR": "127.0.0.1:0",
             "MS_HTTP_ADDR": "127.0.0.1:0",
             "MS_ENVOY_ADDR": "off",
+            "MS_METRICS_ADDR": "127.0.0.1:0",
             "MS_ADMIN_PAT_FILE": str(folder / "admin.pat"),
             **env,
         }

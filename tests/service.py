@@ -57,6 +57,8 @@ def config_for(
     max_inflight: int = 256,
     max_unfinished: int = 1024,
     max_unfinished_per_source: int = 64,
+    sweep_interval: timedelta = timedelta(minutes=10),
+    sweep_batch: int = 1000,
 ) -> Config:
     return Config(
         database_url=database_url or f"sqlite:///{folder / 'ms.db'}",
@@ -65,6 +67,7 @@ def config_for(
         grpc_addr="127.0.0.1:0",
         http_addr="127.0.0.1:0",
         envoy_addr="127.0.0.1:0" if envoy else None,
+        metrics_addr="127.0.0.1:0",
         cors_origins=cors_origins,
         bcrypt_cost=bcrypt_cost,
         access_token_ttl=access_token_ttl,
@@ -78,6 +81,8 @@ def config_for(
         max_unfinished_per_source=max_unfinished_per_source,
         workers=1,
         shutdown_grace=timedelta(seconds=10),
+        sweep_interval=sweep_interval,
+        sweep_batch=sweep_batch,
         write_attempts=8,
         trusted_proxies=trusted_proxies,
         tls_cert_file="",

@@ -29,6 +29,8 @@ def test_the_probes_are_on_the_http_port_and_the_service_paths() -> None:
     assert ports["grpc"] == int(config.grpc_addr.rpartition(":")[2])
     assert config.envoy_addr is not None
     assert ports["envoy"] == int(config.envoy_addr.rpartition(":")[2])
+    assert config.metrics_addr is not None
+    assert ports["metrics"] == int(config.metrics_addr.rpartition(":")[2])
     liveness, readiness = container()["livenessProbe"]["httpGet"], container()["readinessProbe"]["httpGet"]
     assert (liveness["path"], liveness["port"]) == (HEALTH_PATH, "http")
     assert (readiness["path"], readiness["port"]) == (READY_PATH, "http")

@@ -1,10 +1,12 @@
 """What an operator watches: /metrics scraped with prometheus_client's parser, moving as calls are
-made on every transport; the request id of every call, echoed on every transport and written on
+made on every transport, on an address of its own (MS_METRICS_ADDR) and on none of the API's
+ports; the request id of every call, echoed on every transport and written on
 every log line; and the JSON log format of a real `python -m server` process."""
 
 import json
 import re
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -13,6 +15,7 @@ import pytest
 from machinesecrets.v1 import user_service_pb2 as user_pb
 from prometheus_client.parser import text_string_to_metric_families
 
+from server.config import ConfigError, load
 from server.metrics import Metrics, timed_store
 from server.store.base import ConcurrencyConflict
 from server.store.events import NewEvent
@@ -20,7 +23,7 @@ from server.store.sqlite import SqliteStore
 from server.transport.oauth import TOKEN_PATH
 from tests.api import ApiError, exchange
 from tests.processes import start_with_envoy
-from tests.service import Running
+from tests.service import Running, config_for, start_service
 from tests.world import World
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
@@ -38,7 +41,7 @@ def value(scrape: str, name: str, **labels: str) -> float:
 
 async def scrape(running: Running) -> str:
     async with httpx.AsyncClient() as http:
-        answer = await http.get(f"http://127.0.0.1:{running.service.http_port}/metrics")
+        answer = await http.get(f"http://127.0.0.1:{running.service.metrics_port}/metrics")
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
     return answer.text
@@ -80,6 +83,41 @@ async def test_metrics_move_with_the_calls(world: World, running: Running) -> No
     assert value(after, "machinesecrets_calls_in_flight") == 0  # the scrape is not a call
     assert value(after, "process_resident_memory_bytes") > 0
     assert moved("process_cpu_seconds_total") > 0
+
+
+async def test_metrics_are_on_their_own_address_and_on_no_api_port(running: Running) -> None:
+    """The counts (methods, codes, failed authentications, tokens issued) tell an attacker what
+    works: not on the HTTP port, not through Envoy, whoever asks."""
+    service = running.service
+    assert service.metrics_port not in (service.http_port, service.envoy_port, service.grpc_port)
+    async with httpx.AsyncClient() as http:
+        for port in (service.http_port, service.envoy_port):
+            for method in ("GET", "POST"):
+                answer = await http.request(method, f"http://127.0.0.1:{port}/metrics")
+                assert answer.status_code == 404, (port, method, answer.text)
+                assert "machinesecrets_calls_total" not in answer.text
+        # The metrics port serves /metrics and nothing else.
+        assert (await http.get(f"http://127.0.0.1:{service.metrics_port}/healthz")).status_code == 404
+        assert (await http.get(f"http://127.0.0.1:{service.metrics_port}/metrics")).status_code == 200
+
+
+def test_metrics_listen_on_loopback_unless_told_otherwise() -> None:
+    assert load([], {}).metrics_addr == "127.0.0.1:9464"
+    assert load([], {"MS_METRICS_ADDR": "off"}).metrics_addr is None
+    assert load(["--metrics-addr", "0.0.0.0:9100"], {}).metrics_addr == "0.0.0.0:9100"
+    with pytest.raises(ConfigError, match="MS_METRICS_ADDR must be host:port"):
+        load([], {"MS_METRICS_ADDR": "9464"})
+
+
+async def test_metrics_off_serves_none(tmp_path: Path) -> None:
+    started = await start_service(replace(config_for(tmp_path), metrics_addr=None))
+    try:
+        assert started.service.metrics_port is None
+        async with httpx.AsyncClient() as http:
+            answer = await http.get(f"http://127.0.0.1:{started.service.http_port}/metrics")
+        assert answer.status_code == 404
+    finally:
+        await started.service.stop(0)
 
 
 async def test_store_errors_are_counted_by_operation_and_kind(tmp_path: Path) -> None:

@@ -86,6 +86,7 @@ def test_the_installed_command_serves_with_its_envoy(installed: Path, tmp_path: 
         "MS_GRPC_ADDR": "127.0.0.1:0",
         "MS_HTTP_ADDR": "127.0.0.1:0",
         "MS_ENVOY_ADDR": "127.0.0.1:0",
+        "MS_METRICS_ADDR": "127.0.0.1:0",
         "MS_READY_FILE": str(ready),
     }
     with (tmp_path / "log").open("wb") as log:

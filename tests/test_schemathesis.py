@@ -56,7 +56,7 @@ async def schemathesis(port: int, *options: str) -> int:
 async def token_answers(process: ServerProcess) -> dict[str, int]:
     """How often the token endpoint answered each HTTP status, from the service's metrics."""
     async with httpx.AsyncClient() as http:
-        text = (await http.get(f"http://127.0.0.1:{process.http_port}/metrics")).text
+        text = (await http.get(f"http://127.0.0.1:{process.metrics_port}/metrics")).text
     return calls_by_code(text, TOKEN_PATH)
 
 

@@ -249,6 +249,9 @@ SETTING_EXAMPLES: dict[str, tuple[Callable[[Config], object], tuple[str, object]
         ("localhost:0", "localhost:0"),
     ),
     "MS_ENVOY_ADDR": (lambda c: c.envoy_addr, ("127.0.0.1:7000", "127.0.0.1:7000"), ("off", None)),
+    "MS_SWEEP_INTERVAL": (lambda c: _seconds(c.sweep_interval), ("30s", 30), ("2h", 7200)),
+    "MS_SWEEP_BATCH": (lambda c: c.sweep_batch, ("1", 1), ("100000", 100_000)),
+    "MS_METRICS_ADDR": (lambda c: c.metrics_addr, ("127.0.0.1:9100", "127.0.0.1:9100"), ("off", None)),
     "MS_CORS_ORIGINS": (
         lambda c: c.cors_origins,
         ("https://a.example.com, http://localhost:3000/", ("https://a.example.com", "http://localhost:3000")),
@@ -342,12 +345,14 @@ async def test_the_ready_file_names_every_bound_port_while_serving(tmp_path: Pat
         "grpc": process.grpc_port,
         "http": process.http_port,
         "envoy": process.envoy_port,
+        "metrics": process.metrics_port,
         "pid": process.pid,
     }
     log = "".join(process.log)  # the log says the same
     assert f"gRPC listening on 127.0.0.1:{ready['grpc']}" in log
     assert f"grpc-web and HTTP listening on 127.0.0.1:{ready['http']}" in log
     assert f"listening on 127.0.0.1:{ready['envoy']}" in log
+    assert f"metrics listening on 127.0.0.1:{ready['metrics']}" in log
     assert await process.stop() == 0
     assert not process.launched.ready_file.exists()  # a stopped service names no ports
 
@@ -360,13 +365,20 @@ async def test_a_taken_port_fails_the_start(running: Running, tmp_path: Path) ->
     http_taken = f"127.0.0.1:{running.service.http_port}"
     with pytest.raises(ConfigError, match=f"cannot listen on {http_taken} \\(MS_HTTP_ADDR\\)"):
         await app.start(replace(config, http_addr=http_taken))
+    metrics_taken = f"127.0.0.1:{running.service.metrics_port}"
+    with pytest.raises(ConfigError, match=f"cannot listen on {metrics_taken} \\(MS_METRICS_ADDR\\)"):
+        await app.start(replace(config, metrics_addr=metrics_taken))
 
 
-@pytest.mark.parametrize("setting", ["MS_GRPC_ADDR", "MS_HTTP_ADDR"])
+@pytest.mark.parametrize("setting", ["MS_GRPC_ADDR", "MS_HTTP_ADDR", "MS_METRICS_ADDR"])
 async def test_a_taken_port_is_one_line_that_names_the_setting(
     running: Running, tmp_path: Path, setting: str
 ) -> None:
-    port = running.service.grpc_port if setting == "MS_GRPC_ADDR" else running.service.http_port
+    port = {
+        "MS_GRPC_ADDR": running.service.grpc_port,
+        "MS_HTTP_ADDR": running.service.http_port,
+        "MS_METRICS_ADDR": running.service.metrics_port,
+    }[setting]
     environment = server_env(
         f"sqlite:///{tmp_path}/ms.db", tmp_path / "admin.pat", **{setting: f"127.0.0.1:{port}"}
     )
@@ -474,6 +486,7 @@ def server_env(database_url: str, pat_file: Path, **settings: str) -> dict[str, 
         "MS_GRPC_ADDR": "127.0.0.1:0",
         "MS_HTTP_ADDR": "127.0.0.1:0",
         "MS_ENVOY_ADDR": "off",
+        "MS_METRICS_ADDR": "127.0.0.1:0",
         **settings,
     }
 

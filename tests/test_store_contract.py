@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import logging
 import os
 import sqlite3
 from collections.abc import AsyncIterator
@@ -11,6 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from server.app import log_look_alikes
 from server.store import events as ev
 from server.store import statements as sql
 from server.store.base import (
@@ -477,6 +479,70 @@ async def test_user_names_are_keyed_anew_by_precis(backend: str, tmp_path: Path)
             strasse = await store.user_by_name("STRASSE")
             assert strasse is not None
             assert strasse.id == "24"
+        finally:
+            await store.close()
+
+
+NAMES_BEFORE_SKELETONS = {  # id: (organisation, user name), oldest first
+    "31": ("1", "cope770157"),
+    "32": ("1", "\u0441\u043e\u0440\u0435770157"),  # all Cyrillic: looks like 31
+    "33": ("2", "\u0391\u0392\u0395770157"),  # Greek capitals, in another organisation
+    "34": ("1", "abe770157"),  # made after 33: looks like it
+    "35": ("1", "unlike770157"),
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_look_alikes_made_before_skeletons_are_kept_listed_and_no_more_can_be_made(
+    backend: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    statements = ["CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY)"]
+    for number, steps in MIGRATIONS[:14]:
+        statements += [*steps, f"INSERT INTO schema_migrations VALUES ({number})"]
+    rows = [
+        (user_id, org, name, user_name_key(name), n)
+        for n, (user_id, (org, name)) in enumerate(NAMES_BEFORE_SKELETONS.items())
+    ]
+    insert = (
+        "INSERT INTO users (id, org_id, user_name, user_name_key, type, sequence, created_at, changed_at)"
+        " VALUES (?, ?, ?, ?, 'machine', 1, ?, 0)"
+    )
+    with contextlib.ExitStack() as stack:
+        if backend == "sqlite":
+            path = tmp_path / "v11.db"
+            with contextlib.closing(sqlite3.connect(path)) as db, db:
+                for statement in statements:
+                    db.execute(statement)
+                db.executemany(insert, rows)
+            store: Store = await SqliteStore.open(f"sqlite:///{path}")
+        else:
+            url = stack.enter_context(postgres.throwaway_database())
+            with psycopg.connect(url) as pg:
+                for statement in statements:
+                    query: Any = statement.replace("%", "%%")
+                    pg.execute(query)
+                pg.cursor().executemany(insert.replace("?", "%s"), rows)
+            store = await PostgresStore.open(url, pool_size=2)
+        try:
+            pairs = await store.look_alike_users()
+            assert [(holder.id, kept.id) for holder, kept in pairs] == [("31", "32"), ("33", "34")]
+            assert (pairs[1][0].org_id, pairs[1][1].org_id) == ("2", "1")
+            # Both of each pair are served, each by its own name.
+            for user_id, (_, name) in NAMES_BEFORE_SKELETONS.items():
+                found = await store.user_by_name(name)
+                assert found is not None
+                assert found.id == user_id
+            # And no third can be made, whichever it looks like.
+            for n, name in enumerate(("c\u043epe770157", "COPE770157", "\u0430be770157", "ABE770157")):
+                with pytest.raises(UniqueViolation):
+                    await store.append([machine_added(f"4{n}", "1", name.replace("\u043e", "o"))])
+            # The start-up log names each pair, one line each, the names escaped.
+            with caplog.at_level(logging.WARNING, logger="machinesecrets"):
+                await log_look_alikes(store)
+            lines = [r.getMessage() for r in caplog.records if "look alike" in r.getMessage()]
+            assert len(lines) == 2, lines
+            assert "31 ('cope770157', organisation 1)" in lines[0]
+            assert "32 ('\\u0441\\u043e\\u0440\\u0435770157', organisation 1)" in lines[0]
         finally:
             await store.close()
 

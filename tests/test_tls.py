@@ -8,7 +8,7 @@ import ssl
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from machinesecrets.v1 import user_service_pb2 as user_pb
 from machinesecrets.v1 import user_service_pb2_grpc
 
 from server.config import ConfigError
+from server.envoy import EnvoySettings, render
 from server.tls import load_tls
 from server.transport.oauth import DISCOVERY_PATH, TOKEN_PATH
 from tests.api import frame, grpc_web_frames, trailer_map
@@ -102,14 +103,22 @@ async def test_clients_that_trust_the_ca_get_through_on_every_port(tls_service: 
             discovery = (await http.get(base + DISCOVERY_PATH)).json()
             assert discovery["issuer"] == base
             assert discovery["token_endpoint"] == base + TOKEN_PATH
-        # The operator's endpoints on the HTTP port.
-        for path in ("/healthz", "/readyz", "/metrics"):
+        # The operator's endpoints: the probes on the HTTP port, the metrics on their own.
+        for path in ("/healthz", "/readyz"):
             assert (await http.get(web + path)).status_code == 200, path
+        metrics = await http.get(f"https://127.0.0.1:{process.metrics_port}/metrics")
+        assert metrics.status_code == 200
+        assert metrics.headers["strict-transport-security"] == "max-age=63072000"
 
 
 async def test_plaintext_and_untrusting_clients_fail_cleanly(tls_service: TlsService) -> None:
     process, admin = tls_service.process, tls_service.admin
-    ports = {"gRPC": process.grpc_port, "HTTP": process.http_port, "Envoy": process.envoy_port}
+    ports = {
+        "gRPC": process.grpc_port,
+        "HTTP": process.http_port,
+        "Envoy": process.envoy_port,
+        "metrics": process.metrics_port,
+    }
     for name, port in ports.items():
         # Plaintext: gRPC without TLS, and HTTP/1.1 without TLS.
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -132,6 +141,54 @@ async def test_plaintext_and_untrusting_clients_fail_cleanly(tls_service: TlsSer
         for name in ("svc-plain", "svc-untrusted"):
             assert (await add_machine_user(channel, admin, name)).user_id
     assert process.alive
+
+
+async def test_every_https_answer_carries_strict_transport_security(tls_service: TlsService) -> None:
+    """RFC 6797: on the HTTP port and on Envoy's listener, whatever answers (the service, or Envoy
+    itself: an unknown path, a refused query, a stream it resets), and whatever the status."""
+    process, admin = tls_service.process, tls_service.admin
+    auth = {"authorization": f"Bearer {admin}"}
+    grpc_web = {**auth, "content-type": "application/grpc-web+proto", "x-grpc-web": "1"}
+    envoy, web = f"https://127.0.0.1:{process.envoy_port}", f"https://127.0.0.1:{process.http_port}"
+    get_user = frame(user_pb.GetUserByIDRequest(user_id="1").SerializeToString())
+    requests = [
+        ("GET", "/healthz", {}, b""),
+        ("GET", "/readyz", {}, b""),
+        ("GET", "/.well-known/openid-configuration", {}, b""),
+        ("GET", "/no/such/path", {}, b""),
+        ("GET", "/users/1", auth, b""),  # 404 from the service
+        ("GET", "/users/1", {}, b""),  # 401
+        ("PUT", "/users/1/secret?userId=2", auth, b"{}"),  # Envoy's 400; the HTTP app's 404
+        ("POST", TOKEN_PATH, {"authorization": "Basic eDp5"}, b"grant_type=client_credentials"),
+        ("POST", "/machinesecrets.v1.UserService/GetUserByID", grpc_web, get_user),
+        ("GET", "/console/", {}, b""),
+    ]
+    seen = []
+    async with httpx.AsyncClient(verify=tls_service.trusting(), http2=True) as http:
+        for base in (web, envoy):
+            for method, path, headers, body in requests:
+                answer = await http.request(method, base + path, headers=headers, content=body)
+                seen.append((base, path, answer.status_code))
+                hsts = answer.headers.get_list("strict-transport-security")
+                assert hsts == ["max-age=63072000"], (base, method, path, answer.status_code, hsts)
+    assert {status for _, _, status in seen} >= {200, 400, 401, 404}, seen
+    # gRPC through Envoy carries it in the answer's headers (a browser never reads them; a gRPC
+    # client ignores them).
+    async with tls_service.channel(process.envoy_port) as channel:
+        call = user_service_pb2_grpc.UserServiceStub(channel).GetUserByID(
+            user_pb.GetUserByIDRequest(user_id="1"), metadata=tuple(auth.items()), timeout=10
+        )
+        with pytest.raises(grpc.aio.AioRpcError):
+            await call
+        assert ("strict-transport-security", "max-age=63072000") in tuple(await call.initial_metadata())
+
+
+def test_plaintext_answers_never_carry_strict_transport_security() -> None:
+    """RFC 6797 §7.2: not over a non-secure transport. Envoy's plaintext listener adds no header."""
+    settings = EnvoySettings("127.0.0.1:0", ("127.0.0.1:1",), ("127.0.0.1:2",), (), 1024)
+    assert "strict-transport-security" not in render(settings)
+    with_tls = render(replace(settings, tls=("cert.pem", "key.pem")))
+    assert with_tls.count("strict-transport-security") == 1
 
 
 @pytest.fixture(scope="module")

@@ -1,14 +1,18 @@
 """Users, organisations, members and tokens: the calls that set up who may add secrets."""
 
+import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import grpc
 import pytest
 from machinesecrets.v1 import org_service_pb2 as org_pb
 from machinesecrets.v1 import user_service_pb2 as user_pb
+from zitadel.management.v1 import management_pb2 as mgmt
+from zitadel.user.v2 import user_service_pb2 as user_v2
 
-from tests.api import expect_error
-from tests.service import JSON_TRANSPORTS
+from tests.api import exchange, expect_error
+from tests.service import JSON_TRANSPORTS, Running
 from tests.world import World, unique_name
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -273,3 +277,56 @@ async def test_user_names_that_only_look_like_another_are_refused(
 async def test_names_of_one_script_or_an_allowed_mix_are_fine(world: World) -> None:
     for name in ("бот", "ボット", "bot東京", "müller"):  # Cyrillic, Katakana, Latin with Han, Latin
         await world.machine_user(user_name=unique_name(name))
+
+
+# Names of one script that look like names of another: the first of each pair is made, the second
+# is the same name (Unicode TS #39 skeleton). Escapes, so that a reader sees which is which.
+WHOLE_SCRIPT_LOOK_ALIKES = {
+    "cyrillic": ("cope{}", "\u0441\u043e\u0440\u0435{}"),  # all Cyrillic
+    "greek": ("abe{}", "\u0391\u0392\u0395{}"),  # Greek capitals alpha, beta, epsilon
+    "dotless-i": ("ivan{}", "\u0131van{}"),  # Latin small dotless i
+    "capital-i": ("lvan{}", "Ivan{}"),  # a capital I looks like a small l
+}
+
+
+def look_alike_pair(kind: str, reverse: bool) -> tuple[str, str]:
+    digits = str(uuid.uuid4().int)[:12]  # digits: of every script, and unlike letters
+    first, second = (pattern.format(digits) for pattern in WHOLE_SCRIPT_LOOK_ALIKES[kind])
+    return (second, first) if reverse else (first, second)
+
+
+async def add_machine_user_every_way(world: World, user_name: str) -> list[Any]:
+    """The three calls that make a machine user, each with this user name, in the world's org:
+    the native AddMachineUser, ZITADEL's v1 AddMachineUser and v2 CreateUser."""
+    org = await world.org()
+    return [
+        world.call("AddMachineUser", user_pb.AddMachineUserRequest(user_name=user_name, name="x"), org=org),
+        world.call(
+            "ManagementService.AddMachineUser",
+            mgmt.AddMachineUserRequest(user_name=user_name, name="x"),
+            org=org,
+        ),
+        world.call(
+            "UserServiceV2.CreateUser",
+            user_v2.CreateUserRequest(
+                organization_id=org, username=user_name, machine=user_v2.CreateUserRequest.Machine(name="x")
+            ),
+        ),
+    ]
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["latin-first", "latin-second"])
+@pytest.mark.parametrize("kind", WHOLE_SCRIPT_LOOK_ALIKES)
+async def test_whole_script_look_alikes_are_one_name(
+    world: World, running: Running, kind: str, reverse: bool
+) -> None:
+    first, second = look_alike_pair(kind, reverse)
+    user_id = await world.machine_user(user_name=first)
+    for call in await add_machine_user_every_way(world, second):
+        await expect_error(grpc.StatusCode.ALREADY_EXISTS, "USER_NAME_TAKEN", call)
+    # The client is found by its own name, and only by it: the look-alike names no one.
+    secret = await world.call("AddSecret", user_pb.AddSecretRequest(user_id=user_id))
+    assert secret.client_id == first
+    base = f"http://127.0.0.1:{running.service.http_port}"
+    assert (await exchange(base, first, secret.client_secret)).status_code == 200
+    assert (await exchange(base, second, secret.client_secret)).status_code == 401

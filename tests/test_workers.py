@@ -1,11 +1,14 @@
 """MS_WORKERS: several server processes on the shared ports behind one Envoy, on a real PostgreSQL.
 Both workers answer calls; a worker killed is started again and the log says so, while calls go
-on; SIGTERM stops them all and exits 0. (SQLite refuses MS_WORKERS > 1: tests/test_server.py.)"""
+on; /metrics is one worker's, the same one's at every scrape, on a port that stays when that worker
+is started again; SIGTERM stops them all and exits 0. (SQLite refuses MS_WORKERS > 1:
+tests/test_server.py.)"""
 
 import asyncio
 import json
 import os
 import signal
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +20,9 @@ from machinesecrets.v1 import user_service_pb2_grpc
 
 from tests import postgres
 from tests.processes import ServerProcess
+from tests.test_observability import value
+
+ADD = "/machinesecrets.v1.UserService/AddMachineUser"
 
 
 def workers_of(supervisor: int) -> set[int]:
@@ -51,10 +57,38 @@ async def calls(process: ServerProcess, admin: str, count: int, prefix: str) -> 
 
 
 def serving_pids(process: ServerProcess) -> set[int]:
+    return set(added_by(process))
+
+
+def added_by(process: ServerProcess) -> Counter[int]:
+    """How many users each process added, by its access lines."""
     lines = [json.loads(line) for line in process.log if line.startswith("{")]
-    return {
-        line["pid"] for line in lines if line["logger"] == "machinesecrets.access" and line["code"] == "OK"
-    }
+    return Counter(
+        line["pid"]
+        for line in lines
+        if line["logger"] == "machinesecrets.access" and line["code"] == "OK" and line["method"] == ADD
+    )
+
+
+async def metrics_worker(process: ServerProcess, workers: set[int]) -> int:
+    """The one worker told to serve the metrics (the others are told "off"), once every one of 10
+    scrapes shows its count of added users. (A worker writes its access line and counts a call
+    just after it answered: until then the two may differ.)"""
+    serving = [
+        pid for pid in workers if b"--metrics-addr\x00off" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+    assert len(serving) == 1, serving
+    async with asyncio.timeout(10):
+        while {await scraped_adds(process) for _ in range(10)} != {added_by(process)[serving[0]]}:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+    return serving[0]
+
+
+async def scraped_adds(process: ServerProcess) -> float:
+    async with httpx.AsyncClient() as http:
+        answer = await http.get(f"http://127.0.0.1:{process.metrics_port}/metrics")
+    assert answer.status_code == 200
+    return value(answer.text, "machinesecrets_calls_total", method=ADD, code="OK")
 
 
 async def test_workers_share_the_ports_and_a_killed_one_comes_back(pg_url: str, tmp_path: Path) -> None:
@@ -67,14 +101,16 @@ async def test_workers_share_the_ports_and_a_killed_one_comes_back(pg_url: str, 
         assert len(workers) == 2
         await calls(process, admin, 20, "before")
         assert serving_pids(process) == workers  # both took calls
-
-        killed = min(workers)
+        # Every scrape is the same worker's: the first's, whose own count it is.
+        killed = await metrics_worker(process, workers)  # the one that serves the metrics
         os.kill(killed, signal.SIGKILL)
         await process.wait_for_log(f"(pid {killed}) exited with code -9: started it again")
         await calls(process, admin, 10, "after")  # Envoy sends them to whichever answers
         now = workers_of(process.pid)
         assert len(now) == 2
         assert killed not in now
+        # Started again, it serves them on the same port, counting from naught.
+        assert await metrics_worker(process, now) not in workers
 
         assert await process.stop() == 0
         await asyncio.sleep(0.1)

@@ -25,6 +25,7 @@ class Ports:
     grpc: int
     http: int
     envoy: int | None  # None: no Envoy (MS_ENVOY_ADDR=off, or it could not start)
+    metrics: int | None = None  # None: no /metrics (MS_METRICS_ADDR=off; the benchmark's no-op)
 
 
 @dataclass
@@ -39,7 +40,7 @@ class Launched:
             ready = json.loads(self.ready_file.read_text())
         except (FileNotFoundError, json.JSONDecodeError):  # not yet, or not yet whole
             return None
-        return Ports(ready["grpc"], ready["http"], ready["envoy"])
+        return Ports(ready["grpc"], ready["http"], ready["envoy"], ready.get("metrics"))
 
     def check_alive(self) -> None:
         if self.process.poll() is not None:

@@ -82,6 +82,15 @@ class UserRecord:
 
 
 @dataclass(frozen=True)
+class UserName:
+    """A user, by the name people see."""
+
+    id: str
+    org_id: str
+    user_name: str
+
+
+@dataclass(frozen=True)
 class SecretRecord:
     """A client secret of a machine user. Its hash is for verification only: no answer carries it."""
 
@@ -243,6 +252,17 @@ class Store(Protocol):
 
     async def caller(self, token_hash: str) -> CallerRecord | None:
         """The token with this hash, its user's organisation and secret, and the user's roles."""
+        ...
+
+    async def sweep_expired_tokens(self, now_micros: int, limit: int) -> int:
+        """Forgets at most limit access tokens and PATs that expired at or before now_micros, the
+        oldest first; how many it found. They are refused already; their rows only pile up. The
+        events that made them stay (each says when it expires). Safe on several processes at once."""
+        ...
+
+    async def look_alike_users(self) -> list[tuple[UserName, UserName]]:
+        """Pairs of users whose names look alike (one TS #39 skeleton): the one that holds the
+        skeleton, and one made before it was unique, that migration 15 kept."""
         ...
 
     async def active_iam_owners(self) -> set[str]:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from server.store.codecs import Statement
-from server.store.user_names import NotAUserName, user_name_key
+from server.store.user_names import NotAUserName, user_name_key, user_name_skeleton
 
 IDS_EPOCH_MS = 1_577_836_800_000  # server/domain/ids.py's epoch: 2020-01-01T00:00:00Z
 
@@ -183,6 +183,20 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "DROP INDEX secrets_by_user",
         ],
     ),
+    # The sweep of expired access tokens and PATs (server/sweep.py): the oldest expiries first,
+    # a batch at a time, without reading the live ones (NULL, never expires, is not indexed
+    # apart: it is never swept).
+    (14, ["CREATE INDEX tokens_by_expiry ON tokens (expires_at)"]),
+    # Whole-script look-alikes are one name: each user's confusable skeleton (user_names.py),
+    # unique but for users made before, whose skeleton another already had (look_alike_kept = 1:
+    # listed at every start, SELECT_LOOK_ALIKES). add_skeletons fills them in and makes the index.
+    (
+        15,
+        [
+            "ALTER TABLE users ADD COLUMN user_name_skeleton TEXT",
+            "ALTER TABLE users ADD COLUMN look_alike_kept INTEGER NOT NULL DEFAULT 0",
+        ],
+    ),
 ]
 # What PostgreSQL alone needs, run with the migration of the same version after its SQL. Its text
 # compares by the database's collation, which need not be code-point order, as SQLite's (on UTF-8)
@@ -197,6 +211,7 @@ MOVE_SECRETS = 6
 COPY_PROFILES = 7
 FOLD_REVOCATION_REPORTS = 11
 HOUR_MICROS = 3_600_000_000
+ADD_SKELETONS = 15
 
 # Migrations that SQL alone cannot write: the rows they read, and what they make of them. A
 # backend runs the query inside the migration's transaction, after its SQL.
@@ -216,6 +231,7 @@ REVOCATION_EVENTS = (
     "SELECT event_type, payload, created_at FROM events WHERE aggregate_type = 'revocation'"
     " OR event_type = 'user.machine.secret.revoked'"
 )
+USERS_OLDEST_FIRST = "SELECT id, user_name FROM users ORDER BY created_at, id"
 
 CREATE_MIGRATIONS_TABLE = "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)"
 
@@ -230,6 +246,7 @@ def python_step(version: int) -> PythonStep | None:
         MOVE_SECRETS: (LEGACY_SECRETS, move_secrets),
         COPY_PROFILES: (FIRST_USER_EVENTS, copy_profiles),
         FOLD_REVOCATION_REPORTS: (REVOCATION_EVENTS, fold_revocation_reports),
+        ADD_SKELETONS: (USERS_OLDEST_FIRST, add_skeletons),
     }
     return steps.get(version)
 
@@ -310,6 +327,34 @@ def fold_revocation_reports(rows: list[Mapping[str, Any]]) -> list[Statement]:
         if count[0]  # a revocation by a report; other revocations (none so far) are not reports
     ]
     return [*steps, ("DELETE FROM events WHERE aggregate_type = 'revocation'", ())]
+
+
+def add_skeletons(rows: list[Mapping[str, Any]]) -> list[Statement]:
+    """Migration 12: every user's confusable skeleton, for rows with id and user_name, oldest
+    first. Of users whose names look alike, the oldest holds the skeleton and the others are
+    kept (look_alike_kept): two users that exist stay two, and the start-up log names them
+    (SELECT_LOOK_ALIKES); no new user can take the skeleton. Then the unique index, and one of
+    the few kept users for that listing."""
+    held: set[str] = set()
+    steps: list[Statement] = []
+    for row in rows:
+        skeleton = user_name_skeleton(row["user_name"])
+        kept = 1 if skeleton in held else 0
+        held.add(skeleton)
+        steps.append(
+            (
+                "UPDATE users SET user_name_skeleton = ?, look_alike_kept = ? WHERE id = ?",
+                (skeleton, kept, row["id"]),
+            )
+        )
+    return [
+        *steps,
+        (
+            "CREATE UNIQUE INDEX users_by_skeleton ON users (user_name_skeleton) WHERE look_alike_kept = 0",
+            (),
+        ),
+        ("CREATE INDEX users_kept_look_alikes ON users (user_name_skeleton) WHERE look_alike_kept = 1", ()),
+    ]
 
 
 def rekey_user_names(rows: list[Mapping[str, Any]]) -> list[Statement]:

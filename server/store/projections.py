@@ -7,7 +7,7 @@ from server.store import events as ev
 from server.store.base import USER_STATE_ACTIVE, USER_STATE_INACTIVE, USER_TYPE_HUMAN, USER_TYPE_MACHINE
 from server.store.codecs import Statement, encode_payload, encode_roles
 from server.store.events import StoredEvent
-from server.store.user_names import user_name_key
+from server.store.user_names import user_name_key, user_name_skeleton
 
 
 def projection(event: StoredEvent, micros: int) -> list[Statement]:
@@ -25,14 +25,16 @@ def projection(event: StoredEvent, micros: int) -> list[Statement]:
             user_type = USER_TYPE_MACHINE if event.type == ev.USER_MACHINE_ADDED else USER_TYPE_HUMAN
             return [
                 (
-                    "INSERT INTO users (id, org_id, user_name, user_name_key, type, sequence,"
-                    " created_at, changed_at, name, description, display_name, email)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO users (id, org_id, user_name, user_name_key, user_name_skeleton, type,"
+                    " sequence, created_at, changed_at, name, description, display_name, email)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         event.aggregate_id,
                         event.resource_owner,
                         p["user_name"],
                         user_name_key(p["user_name"]),
+                        # Unique among users (migration 15): a look-alike is the name taken.
+                        user_name_skeleton(p["user_name"]),
                         user_type,
                         event.sequence,
                         micros,

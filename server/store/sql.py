@@ -21,6 +21,7 @@ from server.store.base import (
     SecretRecord,
     StoreError,
     UniqueViolation,
+    UserName,
     UserRecord,
 )
 from server.store.codecs import Statement, decode_roles, to_micros
@@ -216,6 +217,26 @@ class SqlStore:
     async def revocation_report_counts(self) -> list[RevocationReportCount]:
         return [
             records.revocation_report_count(r) for r in await self._fetch(sql.SELECT_REVOCATION_REPORTS, ())
+        ]
+
+    async def sweep_expired_tokens(self, now_micros: int, limit: int) -> int:
+        rows = await self._fetch(sql.SELECT_EXPIRED_TOKENS, (now_micros, limit))
+        hashes = tuple(str(row["token_hash"]) for row in rows)
+        if hashes:
+            # Another process may sweep the same rows at once: its delete and this one each
+            # remove what is still there, and neither fails.
+            delete = sql.delete_expired_tokens(len(hashes))
+            await self._run([((delete, (*hashes, now_micros)), StoreError)])
+        return len(hashes)
+
+    async def look_alike_users(self) -> list[tuple[UserName, UserName]]:
+        rows = await self._fetch(sql.SELECT_LOOK_ALIKES, ())
+        return [
+            (
+                UserName(r["holder_id"], r["holder_org_id"], r["holder_user_name"]),
+                UserName(r["kept_id"], r["kept_org_id"], r["kept_user_name"]),
+            )
+            for r in rows
         ]
 
     async def caller(self, token_hash: str) -> CallerRecord | None:

@@ -158,6 +158,28 @@ SELECT_CALLER = (
     " LEFT JOIN members m ON m.user_id = u.id WHERE t.token_hash = ?"
 )
 
+# Expired credentials (access tokens and PATs), the oldest first: a batch for the sweep.
+SELECT_EXPIRED_TOKENS = (
+    "SELECT token_hash FROM tokens WHERE expires_at <= ? ORDER BY expires_at, token_hash LIMIT ?"
+)
+
+
+def delete_expired_tokens(count: int) -> str:
+    """Those of count token hashes that are expired (an expiry never moves: the condition only
+    guards the rows against a mistaken hash)."""
+    marks = ", ".join("?" * count)
+    return f"DELETE FROM tokens WHERE token_hash IN ({marks}) AND expires_at <= ?"  # noqa: S608 - placeholders only
+
+
+# Pairs of users whose names look alike (one confusable skeleton): a user made before migration 15
+# that it kept, and the one that holds the skeleton.
+SELECT_LOOK_ALIKES = (
+    "SELECT k.id AS kept_id, k.org_id AS kept_org_id, k.user_name AS kept_user_name,"
+    " h.id AS holder_id, h.org_id AS holder_org_id, h.user_name AS holder_user_name"
+    " FROM users k JOIN users h ON h.user_name_skeleton = k.user_name_skeleton AND h.look_alike_kept = 0"
+    " WHERE k.look_alike_kept = 1 ORDER BY k.id"
+)
+
 INSERT_FAILURE = "INSERT INTO auth_failures (failure_key, failed_at) VALUES (?, ?)"
 DELETE_FAILURES_BEFORE = "DELETE FROM auth_failures WHERE failed_at <= ?"
 # Per key: the failures after a moment, and the oldest of them. Two keys at a time.

@@ -11,12 +11,22 @@ Names that mix scripts (`botB` spelt with a Cyrillic o) cannot be mapped onto th
 they are refused instead, at Unicode TS #39's "highly restrictive" level: every letter from one script,
 or from one of the combinations that writing Japanese, Chinese or Korean together with Latin
 needs. Characters common to all scripts (digits, `-`, `.`, `_`, `@`) go with any.
+
+Names of one script that look like a name of another (`cope` spelt in Cyrillic, U+0441 U+043E
+U+0440 U+0435, and in Latin; Greek capitals alpha, beta, epsilon and `abe`; a dotless i, U+0131,
+and an i) have one confusable skeleton (TS #39 §4, ICU's SpoofChecker and the
+confusables data of its Unicode version, through PyICU): no two users share one (the store's
+unique index). The skeleton decides uniqueness only: a client is still found by its PRECIS key, so
+the Latin `cope` never authenticates as the Cyrillic user, and a name names at most one user, even where two
+users that were made before the skeleton share one.
 """
 
+from icu import SpoofChecker
 from precis_i18n import get_profile
 from unicodedataplus import script_extensions
 
 _PROFILE = get_profile("UsernameCaseMapped:CaseFold")
+_SPOOF = SpoofChecker()  # only getSkeleton is used: a pure function of its data
 _ANY_SCRIPT = {"Zyyy", "Zinh"}  # Common, Inherited
 # TS #39 §5.2, highly restrictive: the sets of scripts one name may combine.
 _COMBINATIONS = [
@@ -36,6 +46,14 @@ def user_name_key(name: str) -> str:
         return str(_PROFILE.enforce(name))
     except UnicodeEncodeError as error:
         raise NotAUserName(f"must not contain {error.object[error.start]!r} ({error.reason})") from None
+
+
+def user_name_skeleton(name: str) -> str:
+    """The confusable skeleton (TS #39 §4) of the name as written, case folded: two names that
+    have one look alike. Of the name as written, not its key: the confusables data maps capitals
+    by their own shapes (a Greek capital alpha to a Latin `A`, a capital `I` to `l`), which case folding first
+    would lose. The type argument of getSkeleton is ignored since ICU 58 (one table for all)."""
+    return str(_SPOOF.getSkeleton(0, name)).casefold()
 
 
 def check_scripts(name: str) -> None:

@@ -1,6 +1,8 @@
-"""GET /metrics on the HTTP port: the service's Metrics (server/metrics.py) in Prometheus's text
-format, for operators, and for the benchmark's proof that every call of a run succeeded. Envoy
-does not route it."""
+"""GET /metrics on an address of its own (MS_METRICS_ADDR, loopback by default; server/app.py's
+start_metrics): the service's Metrics (server/metrics.py) in Prometheus's text format, for
+operators, and for the benchmark's proof that every call of a run succeeded. Never on the API's
+ports: the counts by method and code, of failed authentications and of tokens issued would tell
+any caller what works."""
 
 from typing import Any
 

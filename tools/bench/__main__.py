@@ -60,6 +60,7 @@ class Ports:
     grpc: int
     http: int
     envoy: int
+    metrics: int = 0  # the service's /metrics (MS_METRICS_ADDR); 0: none (the no-op)
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,7 @@ def start_service(
             "MS_GRPC_ADDR": "127.0.0.1:0",
             "MS_HTTP_ADDR": "127.0.0.1:0",
             "MS_ENVOY_ADDR": "127.0.0.1:0",
+            "MS_METRICS_ADDR": "127.0.0.1:0",
             "MS_ADMIN_PAT_FILE": str(folder / "admin.pat"),
             **(settings or {}),
         },
@@ -130,7 +132,9 @@ def start_service(
         raise SystemExit(f"the service did not start: {error}") from None
     if ports.envoy is None:
         raise SystemExit(f"Envoy did not start: {tail(launched.log_file)}")
-    return launched.process, Ports(ports.grpc, ports.http, ports.envoy)
+    if ports.metrics is None:
+        raise SystemExit("the service serves no /metrics: the runs' answers cannot be counted")
+    return launched.process, Ports(ports.grpc, ports.http, ports.envoy, ports.metrics)
 
 
 def start_noop(folder: Path) -> tuple[subprocess.Popen[bytes], Ports]:
@@ -188,8 +192,8 @@ def token_request(port: int, client_id: str, secret: str) -> Request:
     )
 
 
-def ok_count(http_port: int, method: str, outcome: str) -> int:
-    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=10) as answer:
+def ok_count(metrics_port: int, method: str, outcome: str) -> int:
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as answer:
         text = answer.read().decode()
     return calls_by_code(text, method).get(outcome, 0)
 
@@ -242,13 +246,14 @@ class Bench:
     ) -> tuple[Result, bool, float]:
         """timed_run at the run's settings; succeeded only if every request did (by the service's
         own count too, when counted names the method and outcome)."""
-        before = ok_count(self.service.http, *counted) if counted else 0
+        before = ok_count(self.service.metrics, *counted) if counted else 0
         args = self.args
         result, cpu_ms = timed_run(request, args.warmup, args.requests, args.concurrency, pid)
         ok = result.succeeded == result.requests == self.args.requests
         if counted:
             ok = (
-                ok and ok_count(self.service.http, *counted) - before == self.args.warmup + self.args.requests
+                ok
+                and ok_count(self.service.metrics, *counted) - before == self.args.warmup + self.args.requests
             )
         return result, ok, cpu_ms
 
