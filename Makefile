@@ -4,15 +4,31 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv system-deps bench-deps proto openapi console run test bench lint clean
+.PHONY: all venv build-deps system-deps bench-deps proto openapi console run test bench lint clean
 
 all: test
 
 # The virtual environment, with the project installed in editable mode and its pinned dependencies.
 $(STAMP): pyproject.toml
+	$(MAKE) --no-print-directory build-deps
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
+
+# What pip needs to build PyICU (ICU's confusable skeletons for user names; PyPI has no wheel of
+# it): ICU's headers, pkg-config and a C++ compiler, from Debian when missing (as root).
+build-deps:
+	@missing=""; \
+	pkg-config --exists icu-uc 2>/dev/null || missing="$$missing libicu-dev"; \
+	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
+	command -v g++ >/dev/null || missing="$$missing g++"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	  else \
+	    echo "not root: install$$missing yourself (PyICU is built from source)"; exit 1; \
+	  fi; \
+	fi
 
 venv: $(STAMP)
 
