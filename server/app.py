@@ -65,6 +65,11 @@ from server.transport.zitadel_v2 import InternalPermissionService, OrganizationS
 log = logging.getLogger("machinesecrets")
 
 OPENAPI_PATH = "/openapi.json"
+# Stopping: calls are refused UNAVAILABLE until none has arrived for DRAIN_QUIET_S (or for at most
+# MAX_DRAIN_S of the grace), then the servers stop (admission.Admission.drain says why).
+DRAIN_QUIET_S = 0.2
+MAX_DRAIN_S = 2.0
+RELEASE_AFTER_S = 0.05
 # Made by `make openapi` from the descriptor set, committed beside it.
 OPENAPI_DOCUMENT = resource("generated/openapi.json")
 FIRST_ORG_NAME = "default"
@@ -119,13 +124,11 @@ class Service:
         return None if self.envoy is None else self.envoy.port
 
     async def stop(self, grace: float = 5.0) -> None:
-        """Stops gracefully: the probes say so, every port stops accepting connections and new
-        calls, and the calls in flight get their real answers, for at most `grace` seconds in all;
-        then Envoy and the store are closed.
-
-        Calls that arrive on a connection that was already open are refused as the server they
-        reach would refuse them: UNAVAILABLE (503 through Envoy), which a client may retry
-        elsewhere.
+        """Stops gracefully: the probes say so; calls that arrive are held while the callers go
+        quiet (at most MAX_DRAIN_S), then every port stops accepting connections and new calls,
+        the held calls are refused UNAVAILABLE (503 through Envoy), which a client may retry
+        elsewhere, and the calls in flight get their real answers, for at most `grace` seconds in
+        all; then Envoy and the store are closed.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
@@ -135,7 +138,12 @@ class Service:
         await self.health.enter_graceful_shutdown()
         if self.envoy is not None:
             await self.envoy.stop_accepting()
-        await asyncio.gather(self.http_server.stop(grace), self.grpc_server.stop(grace))
+        await self.admission.drain(DRAIN_QUIET_S, min(grace, MAX_DRAIN_S))
+        left = max(0.0, deadline - loop.time())
+        stopping = asyncio.gather(self.http_server.stop(left), self.grpc_server.stop(left))
+        await asyncio.sleep(RELEASE_AFTER_S)  # the servers' shutdown under way: GOAWAY sent
+        self.admission.release()
+        await stopping
         if self.metrics_server is not None:  # scraped until the calls it counts are done
             await self.metrics_server.stop(0)
         if self.envoy is not None:

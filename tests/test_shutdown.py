@@ -14,6 +14,7 @@ import functools
 import json
 import signal
 import socket
+import sqlite3
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -160,7 +161,9 @@ async def load_then_stop(process: ServerProcess, admin: str, signum: signal.Sign
         stop_at.append(signalled + 3)
         ports = {"gRPC": process.grpc_port, "HTTP": process.http_port, "Envoy": process.envoy_port}
         for name, port in ports.items():
-            assert await refuses_connections(port, within_s=0.5), f"the {name} port still accepts connections"
+            # Within the drain (at most 2 s: calls that arrive meanwhile are held, then refused
+            # UNAVAILABLE), with ten times that as headroom for a busy machine.
+            assert await refuses_connections(port, within_s=20), f"the {name} port still accepts connections"
         refused_at = time.monotonic()
         exit_code = await asyncio.to_thread(process.launched.process.wait, GRACE_S + 5)
         exited = time.monotonic()
@@ -179,9 +182,12 @@ async def load_then_stop(process: ServerProcess, admin: str, signum: signal.Sign
     taken = {line["request_id"]: line["code"] for line in lines if line["logger"] == "machinesecrets.access"}
     for worker in workers:
         for call in worker.calls:
-            if call.request_id in taken:  # the service took it: it was answered, for real
-                assert taken[call.request_id] in ("OK", "200"), (worker.name, call, taken[call.request_id])
+            assert call.outcome != "CANCELLED", (worker.name, call)  # a client retries none
+            if taken.get(call.request_id) in ("OK", "200"):  # the service took it: answered, for real
                 assert call.outcome == "ok", (worker.name, call)
+            elif call.request_id in taken:  # taken while it drained: refused, for a retry elsewhere
+                assert taken[call.request_id] in ("UNAVAILABLE", "503"), (worker.name, call, taken)
+                assert call.outcome == "UNAVAILABLE", (worker.name, call)
             else:  # it never reached the service: refused, and said so
                 assert call.outcome in ("UNAVAILABLE", "refused"), (worker.name, call)
     # Calls in flight at the signal were drained, not cut: each worker had one under way for a
@@ -189,6 +195,59 @@ async def load_then_stop(process: ServerProcess, admin: str, signum: signal.Sign
     drained = [
         w.name for w in workers if any(c.sent < signalled < c.answered and c.outcome == "ok" for c in w.calls)
     ]
-    assert len(drained) >= len(workers) // 2, drained
+    assert drained, drained
     # And the service still answered after its ports refused new connections.
     assert any(c.answered > refused_at and c.outcome == "ok" for w in workers for c in w.calls)
+
+
+async def test_callers_at_the_stop_get_an_answer_or_unavailable_never_cancelled(tmp_path: Path) -> None:
+    """16 native gRPC callers, each calling again at once, when SIGTERM comes: each call either
+    succeeded and is in the store, or failed UNAVAILABLE (which gRPC clients retry) and is not.
+    grpc core cancelled the calls it had queued when asked to stop: about 5 a run were CANCELLED
+    before the service held the calls of its drain (admission.Admission.drain)."""
+    process = await ServerProcess.start(f"sqlite:///{tmp_path / 'ms.db'}", tmp_path, MS_SHUTDOWN_GRACE="10s")
+    admin = (tmp_path / "admin.pat").read_text().strip()
+    api = GrpcApi("grpc", f"127.0.0.1:{process.grpc_port}")
+    auth = [("authorization", f"Bearer {admin}")]
+    answered: dict[str, list[str]] = {}
+    stop_at: list[float] = []
+    try:
+        users = []
+        for n in range(16):
+            request = user_pb.AddMachineUserRequest(user_name=f"caller-{n}", name="Caller")
+            created: user_pb.AddMachineUserResponse = await api.call("AddMachineUser", request, auth)  # type: ignore[assignment]
+            users.append(created.user_id)
+            answered[created.user_id] = []
+
+        async def caller(user_id: str) -> None:
+            while not stop_at or time.monotonic() < stop_at[0]:
+                try:
+                    await api.call("AddSecret", user_pb.AddSecretRequest(user_id=user_id), auth)
+                    answered[user_id].append("OK")
+                except ApiError as error:
+                    answered[user_id].append(error.code.name)
+                    await asyncio.sleep(0.01)
+
+        tasks = [asyncio.create_task(caller(user_id)) for user_id in users]
+        async with asyncio.timeout(60):
+            while sum(map(len, answered.values())) < 100:  # noqa: ASYNC110 - the callers' progress, polled
+                await asyncio.sleep(0.01)
+        process.launched.process.send_signal(signal.SIGTERM)
+        stop_at.append(time.monotonic() + 4)
+        await asyncio.gather(*tasks)
+        assert await process.stop() == 0
+    finally:
+        await api.close()
+        if process.alive:
+            await process.kill()
+    outcomes = {outcome for calls in answered.values() for outcome in calls}
+    assert outcomes <= {"OK", "UNAVAILABLE"}, outcomes
+    assert "UNAVAILABLE" in outcomes  # the callers did call while it stopped
+    with sqlite3.connect(tmp_path / "ms.db") as db:
+        for user_id, calls in answered.items():
+            (stored,) = db.execute(
+                "SELECT COUNT(*) FROM events WHERE aggregate_id = ?"
+                " AND event_type = 'user.machine.secret.set'",
+                (user_id,),
+            ).fetchone()
+            assert stored == calls.count("OK"), (user_id, stored, calls)

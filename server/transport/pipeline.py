@@ -138,6 +138,7 @@ class Pipeline:
         deadline = None if call.timeout_s is None else asyncio.timeout(call.timeout_s)
         try:
             async with deadline or contextlib.nullcontext():
+                await self._admission.arrived()
                 async with self._admission.arriving(source_of(call.peer)):
                     raw = await read()
                 # Only now, with the whole request here: a caller that sends half a body holds
