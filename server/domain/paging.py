@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from server.domain.errors import FieldViolation
+from server.limits import MAX_PAGE_TOKEN_LENGTH
 
 T = TypeVar("T")
 
@@ -54,6 +55,8 @@ def resume_after(field: str, token: str, query: tuple[str, ...]) -> tuple[str, l
     if not token:
         return "", []
     refused = [FieldViolation(field, "is not a page token of this list; start again without one")]
+    if len(token) > MAX_PAGE_TOKEN_LENGTH:  # longer than any this service writes: not decoded
+        return "", refused
     try:
         decoded = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
     except (binascii.Error, ValueError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors

@@ -12,8 +12,10 @@ needs no credential, so it must give nothing back to someone guessing.
 from server.clock import SYSTEM_CLOCK, Clock
 from server.domain.commands import Commands
 from server.domain.credentials import SecretHasher
+from server.domain.errors import FieldViolation, InvalidArgument
 from server.domain.failure_limits import FailureLimiter
 from server.domain.secret_format import lookup_key
+from server.limits import MAX_SECRET_LENGTH
 from server.store.base import Store
 
 MAX_SECRETS_PER_REPORT = 100
@@ -36,7 +38,10 @@ class SecretRevocation:
 
     async def revoke(self, reported: list[str], source: str) -> None:
         """Revokes every live secret among reported (at most MAX_SECRETS_PER_REPORT strings).
-        Raises TooManyFailures when source has reported too much lately."""
+        Raises InvalidArgument for more strings, or a longer one, than a report may hold (before
+        any work), and TooManyFailures when source has reported too much lately."""
+        if len(reported) > MAX_SECRETS_PER_REPORT or any(len(text) > MAX_SECRET_LENGTH for text in reported):
+            raise InvalidArgument([FieldViolation("secrets", "too many, or one longer than any secret")])
         await self._limiter.note_report(source)
         by_lookup = {key: text for text in dict.fromkeys(reported) if (key := lookup_key(text)) is not None}
         found = {s.lookup: s for s in await self._store.secrets_by_lookup(list(by_lookup))}

@@ -25,7 +25,7 @@ from server.store.codecs import Statement, decode_roles, to_micros
 from server.store.events import NewEvent, StoredEvent
 from server.store.projections import event_row, projection
 from server.store.records import Row
-from server.store.user_names import NotAUserName, user_name_key
+from server.store.user_names import find_key
 
 # Each statement of an append, with the error a unique violation of it means.
 Plan = list[tuple[Statement, type[StoreError]]]
@@ -105,17 +105,14 @@ class SqlStore:
         return [records.user_record(row) for row in rows]
 
     async def user_by_name(self, user_name: str) -> UserRecord | None:
-        try:
-            key = user_name_key(user_name)
-        except NotAUserName:
+        if (key := find_key(user_name)) is None:
             return None  # no user can have it
         rows = await self._fetch(sql.SELECT_USER_BY_NAME, (key,))
         return records.user_record(rows[0]) if rows else None
 
     async def client(self, user_name: str, lookup: str | None) -> ClientRecord | None:
-        try:
-            key = user_name_key(user_name)
-        except NotAUserName:
+        # The caller chose the name: looked up by the mapping alone (user_names.find_key).
+        if (key := find_key(user_name)) is None:
             return None
         if lookup is None:
             rows = await self._fetch(sql.SELECT_LEGACY_CLIENT, (key,))

@@ -15,8 +15,14 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote_plus
 
 from server.domain.client_credentials import AccessToken, ClientCredentials
-from server.domain.errors import InvalidClient, TooManyFailures, Unavailable
-from server.limits import MAX_REQUEST_BYTES
+from server.domain.errors import InvalidArgument, InvalidClient, TooManyFailures, Unavailable
+from server.limits import (
+    MAX_REQUEST_BYTES,
+    MAX_SCOPE_LENGTH,
+    MAX_SECRET_LENGTH,
+    MAX_TOKEN_FORM_BYTES,
+    MAX_USER_NAME_LENGTH,
+)
 from server.metrics import Metrics
 from server.transport.access_log import record_call
 from server.transport.asgi import (
@@ -55,8 +61,13 @@ SUPPORTED_SCOPES = (
 )
 ORGANISATION_SCOPE = re.compile(r"urn:zitadel:iam:org:id:[1-9][0-9]{0,18}")
 AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+MAX_FORM_FIELDS = 16
 # §5.1 and §5.2: token answers must not be cached.
 NO_STORE = [("cache-control", "no-store"), ("pragma", "no-cache")]
+# The longest Basic credentials a client can have: its id and secret form-encoded (§2.3.1), each
+# character at most 4 bytes of UTF-8 and each byte at most 3 characters (%XX), then base64. Longer
+# ones are refused before they are decoded.
+MAX_BASIC_LENGTH = 4 * -(-((MAX_USER_NAME_LENGTH + MAX_SECRET_LENGTH) * 12 + 1) // 3)
 
 
 class OAuthError(Exception):
@@ -148,11 +159,11 @@ class ServerError(OAuthError):
     status = 500
 
 
-async def read_request_body(receive: Receive, read_timeout_s: float) -> bytes:
+async def read_request_body(receive: Receive, read_timeout_s: float, limit: int = MAX_REQUEST_BYTES) -> bytes:
     """The body of a request to an HTTP endpoint of this module's kind; InvalidRequest if it
-    cannot be read whole."""
+    cannot be read whole, or is longer than limit bytes."""
     try:
-        return await read_body(receive, MAX_REQUEST_BYTES, read_timeout_s)
+        return await read_body(receive, limit, read_timeout_s)
     except BodyTooLarge:
         raise InvalidRequest("the body is too large", 413) from None
     except ClientGone:  # answered all the same, for the log and the counters
@@ -165,6 +176,8 @@ def known_failure(error: Exception, where: str) -> OAuthError:
     """The answer to a domain error that any endpoint of this kind may meet (too many attempts,
     the store away); ServerError, logged, for anything else."""
     known = domain_error(error)
+    if isinstance(known, InvalidArgument):  # what the transport checked already, checked again
+        return InvalidRequest(known.message)
     if isinstance(known, TooManyFailures):
         return SlowDown(known.message, known.retry_after)
     if isinstance(known, Unavailable):
@@ -240,9 +253,10 @@ class TokenEndpoint:
         content_type = first(headers, "content-type").split(";")[0].strip().lower()
         if content_type != "application/x-www-form-urlencoded":
             raise InvalidRequest("the body must be application/x-www-form-urlencoded")
-        body = await read_request_body(receive, self._read_timeout_s)
+        body = await read_request_body(receive, self._read_timeout_s, MAX_TOKEN_FORM_BYTES)
         try:
-            pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+            # A token request has four parameters; thousands would cost milliseconds to split.
+            pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS)
         except (UnicodeDecodeError, ValueError):
             raise InvalidRequest("the body is not a valid form") from None
         form = dict(pairs)
@@ -255,6 +269,10 @@ class TokenEndpoint:
             raise UnsupportedGrantType("only client_credentials is supported")
         authorization = headers.get("authorization", [])
         client_id, client_secret = _client(form, _basic(authorization) if authorization else None)
+        # No client has a longer id or secret: refused as any unknown client is, before the
+        # domain normalises the id (ClientCredentials checks the same limits).
+        if len(client_id) > MAX_USER_NAME_LENGTH or len(client_secret) > MAX_SECRET_LENGTH:
+            raise InvalidClientError(challenge=bool(authorization))
         return TokenRequest(
             client_id,
             client_secret,
@@ -299,7 +317,7 @@ def _client(form: dict[str, str], basic: tuple[str, str] | None) -> tuple[str, s
 def _basic(values: Sequence[str]) -> tuple[str, str]:
     """RFC 7617 Basic credentials, each part form-encoded as RFC 6749 §2.3.1 says."""
     scheme, _, encoded = values[0].strip().partition(" ")
-    if len(values) != 1 or scheme.lower() != "basic":
+    if len(values) != 1 or scheme.lower() != "basic" or len(encoded) > MAX_BASIC_LENGTH:
         raise InvalidClientError(challenge=True)
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
@@ -312,6 +330,8 @@ def _basic(values: Sequence[str]) -> tuple[str, str]:
 
 
 def _scope(requested: str | None) -> str:
+    if requested is not None and len(requested) > MAX_SCOPE_LENGTH:
+        raise InvalidScope(f"the scope must be at most {MAX_SCOPE_LENGTH} characters")
     if requested is None or not requested.strip():
         return DEFAULT_SCOPE
     scopes = requested.split()
