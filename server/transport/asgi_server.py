@@ -16,6 +16,7 @@ import uvicorn
 
 from server.limits import MAX_HEADER_BYTES
 from server.transport.asgi import ASGIApp
+from server.transport.h11_limits import BoundedH11Protocol
 
 
 class AsgiServer:
@@ -108,6 +109,7 @@ def _uvicorn(app: ASGIApp) -> uvicorn.Server:
         server_header=False,
         proxy_headers=False,
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+        http=BoundedH11Protocol,
     )
     config.load()
     server = uvicorn.Server(config)

@@ -16,6 +16,7 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 
 from server.domain.errors import FieldViolation, InvalidArgument
+from server.limits import MAX_JSON_VALUES
 from server.transport.pipeline import Outcome
 
 NATIVE_PACKAGE = "machinesecrets.v1"
@@ -30,13 +31,47 @@ def is_strict(request_type: type[Message]) -> bool:
 
 def parse(body: bytes, request: Message, *, strict: bool) -> None:
     """Fills request from a proto3 JSON body (empty: an empty message); InvalidArgument naming the
-    field that is unknown (when strict) or malformed."""
+    field that is unknown (when strict) or malformed, or when the body holds more than
+    MAX_JSON_VALUES values.
+
+    What json_format.Parse does, in two steps, so that the size of the document is known before
+    its conversion: that is pure Python, and runs before the call is authenticated."""
     try:
-        json_format.Parse(body or b"{}", request, ignore_unknown_fields=not strict)
+        document = json.loads(body.decode("utf-8") if body else "{}", object_pairs_hook=_unique)
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise InvalidArgument([not_json(request.DESCRIPTOR)]) from None
+    if not at_most(MAX_JSON_VALUES, document):
+        raise InvalidArgument([FieldViolation("request", f"holds more than {MAX_JSON_VALUES} JSON values")])
+    try:
+        json_format.ParseDict(document, request, ignore_unknown_fields=not strict)
     except json_format.ParseError as error:
         raise InvalidArgument([_violation(str(error), request.DESCRIPTOR)]) from None
-    except (UnicodeDecodeError, RecursionError):
+    except Exception:  # as json_format.Parse: a value of a type the converter did not expect
         raise InvalidArgument([not_json(request.DESCRIPTOR)]) from None
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refused when it names a member twice (as json_format.Parse refuses it)."""
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        raise ValueError("a member is named twice")
+    return document
+
+
+def at_most(limit: int, document: Any) -> bool:
+    """Whether a parsed JSON document holds at most limit values, counting every member, element
+    and scalar; it stops counting past the limit, so its cost is bounded by it."""
+    count, pending = 0, [document]
+    while pending:
+        count += 1
+        if count > limit:
+            return False
+        value = pending.pop()
+        if isinstance(value, dict):
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return True
 
 
 def not_json(descriptor: Any) -> FieldViolation:
