@@ -399,6 +399,9 @@ class Costs:
         """The cost of the request that send() sends, noted, and checked against MAX_MS."""
         ms, answer = target.cost(send, self.median_budget_ms)
         self.costs.append((ms, what, answer))
+        # Hostile input gets a clear refusal, never a server error (a report nested 60,000 deep got 500).
+        server_error = answer in ("INTERNAL", "UNKNOWN") or (isinstance(answer, int) and answer >= 500)
+        assert not server_error, f"{self.entry.name} via {self.door}: {what} answered {answer}"
         assert ms <= MAX_MS, f"{self.entry.name} via {self.door}: {what} ({answer}) cost {ms:.1f} ms of CPU"
         return ms
 
