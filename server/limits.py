@@ -1,7 +1,15 @@
 """The service's fixed limits, each written once. The configurable ones are in config.py."""
 
-# The largest request: a protobuf message (gRPC, grpc-web), a JSON body (Envoy), a token form.
+# The largest request: a protobuf message (gRPC, grpc-web), a JSON body (Envoy), a revocation report.
 MAX_REQUEST_BYTES = 64 * 1024
+# The longest request target (path and query) on the HTTP port: a path with two ids and a query
+# with a page token and a user-name prefix, each percent-encoded at its longest, come to about
+# 16,000 bytes. Longer ones are refused before uvicorn decodes them (transport/h11_limits.py).
+MAX_TARGET_BYTES = 20 * 1024
+# The largest token request (a form): the longest client id and secret, each character of them
+# percent-encoded UTF-8 (12 bytes at most), and the longest scope (3 bytes a character) come to
+# 7,850 bytes. Decoding a form is slow Python: 64 KiB of percent-escapes cost 8 ms.
+MAX_TOKEN_FORM_BYTES = 8 * 1024
 # The most metadata a call may carry, counted as HTTP/2 counts a header list.
 MAX_METADATA_BYTES = 16 * 1024
 # What the front doors themselves let through (Envoy, grpc core and uvicorn each have a limit of
@@ -9,3 +17,25 @@ MAX_METADATA_BYTES = 16 * 1024
 # the service's own RESOURCE_EXHAUSTED with its reason, on every transport. Past it the front door
 # refuses the call itself (HTTP 431, or grpc core's RESOURCE_EXHAUSTED).
 MAX_HEADER_BYTES = 128 * 1024
+
+# What a caller may send as one identifier. Each is refused by its length before any other work is
+# done on it (decoding, normalising, parsing, a store lookup), on every path that takes it: the
+# work on a string grows with its length, and PRECIS's (server/store/user_names.py) with the square
+# of a run of combining marks (20,000 of them in a client id cost 260 ms of the event loop, issue
+# 28). Each limit is well above what the service issues or accepts, and checked where the value
+# enters the domain as well as in the transport that reads it (SECURITY.md, "Denial of service
+# without a credential").
+MAX_USER_NAME_LENGTH = 200  # a user name, and so a client id and a user-name prefix
+MAX_ID_LENGTH = 200  # an id of a user, an organisation, a secret, a token (at most 19 digits)
+MAX_SECRET_LENGTH = 200  # a client secret: the service's are 65 characters, older ones 64
+MAX_BEARER_TOKEN_LENGTH = 200  # an access token or a PAT: the service's are 43 characters
+# The longest page token this service gives (domain/paging.py): a 16-byte MAC and a position, the
+# key of a user name of at most MAX_USER_NAME_LENGTH characters (case folding makes at most 3 of
+# one, each at most 4 bytes of UTF-8), in base64.
+MAX_PAGE_TOKEN_LENGTH = (16 + 3 * 4 * MAX_USER_NAME_LENGTH) * 4 // 3 + 4
+# The token endpoint's `scope`: the supported scopes, each once, and organisation scopes.
+MAX_SCOPE_LENGTH = 1000
+# The values (members, elements, scalars) a JSON request body may hold. The conversion to protobuf
+# is pure Python and runs before authentication: 12,000 strings in 60 KiB cost 23 ms. No request
+# of the API has a tenth of this many.
+MAX_JSON_VALUES = 1000

@@ -17,6 +17,7 @@ from machinesecrets.v1 import org_service_pb2 as org_pb
 from machinesecrets.v1 import user_service_pb2 as user_pb
 
 from server.domain.ids import is_id
+from server.limits import MAX_ID_LENGTH
 from tests.api import Api, ApiError
 from tests.service import JSON_TRANSPORTS, Running
 
@@ -142,7 +143,10 @@ async def test_the_organisation_header(api: Api, running: Running, data: st.Data
     elif len(value) > 16 * 1024:
         assert (error.code, error.reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "METADATA_TOO_LARGE"), error
     elif len(value) > 15 * 1024:  # the metadata limit, with the transport's own headers
-        assert error.code in TOO_LARGE | {grpc.StatusCode.PERMISSION_DENIED}, (error, len(value))
+        assert error.code in TOO_LARGE | {grpc.StatusCode.INVALID_ARGUMENT}, (error, len(value))
+    elif len(value) > MAX_ID_LENGTH:  # longer than any id: refused before anything reads it
+        assert error.code == grpc.StatusCode.INVALID_ARGUMENT, (error, len(value))
+        assert "x-zitadel-orgid" in error.violations, error
     elif not value.strip():  # the caller's own organisation: the call goes on, to the user
         assert error.reason == "USER_NOT_FOUND", error
     else:

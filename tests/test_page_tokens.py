@@ -17,7 +17,7 @@ from google.protobuf import message
 from machinesecrets.v1 import org_service_pb2 as org_pb
 from machinesecrets.v1 import user_service_pb2 as user_pb
 
-from server.domain.paging import MAX_PAGE_TOKEN_LENGTH
+from server.limits import MAX_PAGE_TOKEN_LENGTH
 from tests import postgres
 from tests.api import GrpcApi, expect_error
 from tests.service import Running, config_for, start_service

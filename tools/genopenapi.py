@@ -18,7 +18,8 @@ from google.protobuf.descriptor_pb2 import FieldDescriptorProto as Field
 
 from server.domain.paging import MAX_PAGE_SIZE
 from server.domain.permissions import ANY_CALLER, ROLES
-from server.domain.validation import MAX_DESCRIPTION_LENGTH, MAX_ID_LENGTH, MAX_NAME_LENGTH
+from server.domain.validation import MAX_DESCRIPTION_LENGTH, MAX_NAME_LENGTH
+from server.limits import MAX_ID_LENGTH, MAX_PAGE_TOKEN_LENGTH, MAX_USER_NAME_LENGTH
 from server.transport.methods import permission_of
 from server.transport.oauth import ORGANISATION_SCOPE, SUPPORTED_SCOPES
 
@@ -138,7 +139,9 @@ REQUEST_RULES: dict[str, dict[str, Any]] = {
     "user_id": ID,
     "userId": ID,
     "id": ID,
-    "userName": {**NAME, "pattern": "^[^\\s]+$"},
+    "userName": {"type": "string", "minLength": 1, "maxLength": MAX_USER_NAME_LENGTH, "pattern": "^[^\\s]+$"},
+    "userNamePrefix": {"type": "string", "maxLength": MAX_USER_NAME_LENGTH},
+    "pageToken": {"type": "string", "maxLength": MAX_PAGE_TOKEN_LENGTH},
     "name": NAME,
     "displayName": NAME,
     "description": {"type": "string", "maxLength": MAX_DESCRIPTION_LENGTH},

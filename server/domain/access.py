@@ -10,6 +10,7 @@ from server.domain.credentials import token_hash
 from server.domain.errors import PermissionDenied, Unauthenticated, user_not_found
 from server.domain.ids import is_id
 from server.domain.permissions import USER_READ, CallContext, Principal
+from server.limits import MAX_BEARER_TOKEN_LENGTH
 from server.store.base import Store
 from server.store.codecs import to_micros
 
@@ -41,6 +42,8 @@ class Access:
         self._cache = cache
 
     async def authenticate(self, bearer_token: str) -> Principal:
+        if len(bearer_token) > MAX_BEARER_TOKEN_LENGTH:  # no token is this long: not even hashed
+            raise invalid_token()
         hashed = token_hash(bearer_token)
         caller = None if self._cache is None else self._cache.get(hashed)
         if caller is None:
@@ -78,7 +81,8 @@ class Access:
             raise PermissionDenied(
                 "PERMISSION_DENIED", "missing permission in the organisation", {"permission": permission}
             )
-        # The caller's own organisation exists: the caller is in it. Any other is looked up.
+        # The caller's own organisation exists: the caller is in it. Any other is looked up, if it
+        # is an id at all (is_id looks at the length first: a header of any length costs nothing).
         if org_id != principal.org_id and (not is_id(org_id) or await self._store.org(org_id) is None):
             raise PermissionDenied("ORGANIZATION_NOT_FOUND", "the organisation does not exist")
         return CallContext(principal, org_id)

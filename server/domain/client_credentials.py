@@ -15,6 +15,7 @@ from server.domain.credentials import SecretHasher
 from server.domain.errors import InvalidClient
 from server.domain.failure_limits import FailureLimiter
 from server.domain.secret_format import lookup_key
+from server.limits import MAX_SECRET_LENGTH, MAX_USER_NAME_LENGTH
 from server.store.base import USER_TYPE_MACHINE, ClientRecord, Store
 
 NO_CLIENT = ClientRecord(None, None)
@@ -57,7 +58,13 @@ class ClientCredentials:
         client's secret from before that format, if it has one). Unknown, expired, deleted and
         wrong secrets all cost that one verification and get the same InvalidClient.
 
-        source is where the request came from, for the limits on failed attempts."""
+        source is where the request came from, for the limits on failed attempts.
+
+        An id or a secret longer than any client can have is refused first, with the same
+        InvalidClient but none of the work: the length that decides it is the caller's own, so the
+        quicker answer tells nothing about any client, and the id is never normalised."""
+        if len(client_id) > MAX_USER_NAME_LENGTH or len(client_secret) > MAX_SECRET_LENGTH:
+            raise InvalidClient()
         await self._limiter.check(client_id, source)
         # A client id that no user name can be (control characters such as NUL, which PostgreSQL
         # refuses in text) names no one: the store finds no user, and it is the same failure. For

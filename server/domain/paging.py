@@ -22,17 +22,13 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from server.domain.errors import FieldViolation
-from server.domain.validation import MAX_NAME_LENGTH
+from server.limits import MAX_PAGE_TOKEN_LENGTH
 
 T = TypeVar("T")
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 50
-# The longest token this service gives: a MAC and a position, the key of a user name of at most
-# MAX_NAME_LENGTH characters (case folding makes at most 3 of one, each at most 4 bytes of
-# UTF-8), in base64. Anything longer is refused before it is decoded.
 MAC_BYTES = 16  # HMAC-SHA256 cut to 128 bits (RFC 2104 §5)
-MAX_PAGE_TOKEN_LENGTH = (MAC_BYTES + 3 * 4 * MAX_NAME_LENGTH) * 4 // 3 + 4
 _PURPOSE = b"machinesecrets page token v1\0"
 
 

@@ -10,6 +10,7 @@ from server.domain.model import Details, PersonalAccessTokenView, SecretView, Us
 from server.domain.permissions import CallContext
 from server.domain.secret_format import hint
 from server.domain.secret_policy import max_secrets
+from server.limits import MAX_USER_NAME_LENGTH
 from server.store.base import USER_TYPE_MACHINE, OrgRecord, SecretPolicy, Store, UserRecord
 from server.store.user_names import NotAUserName, user_name_key
 
@@ -44,7 +45,9 @@ class Queries:
         """A page of the context organisation's users in the order of their user names (user_type
         "" for every type), and the token of the next page ("" after the last)."""
         violations = paging.check_page_size("page_size", size)
-        violations += check.check_text("user_name_prefix", user_name_prefix, required=False)
+        violations += check.check_text(
+            "user_name_prefix", user_name_prefix, required=False, limit=MAX_USER_NAME_LENGTH
+        )
         prefix_key = ""
         if user_name_prefix and not violations:
             try:

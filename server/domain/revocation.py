@@ -33,9 +33,10 @@ from datetime import timedelta
 from server.clock import SYSTEM_CLOCK, Clock
 from server.domain.commands import Commands
 from server.domain.credentials import SecretHasher
-from server.domain.errors import TooManyFailures
+from server.domain.errors import FieldViolation, InvalidArgument, TooManyFailures
 from server.domain.failure_limits import FailureLimiter
 from server.domain.secret_format import lookup_key
+from server.limits import MAX_SECRET_LENGTH
 from server.store.base import RevocationReportCount, Store
 from server.store.codecs import to_micros
 
@@ -82,8 +83,11 @@ class SecretRevocation:
 
     async def revoke(self, reported: list[str], source: str) -> None:
         """Revokes every live secret among reported (at most MAX_SECRETS_PER_REPORT strings).
-        Raises TooManyFailures, before any bcrypt work, when source has reported too much lately
-        or when this process has too much such work waiting."""
+        Raises InvalidArgument for more strings, or a longer one, than a report may hold (before
+        any work), and TooManyFailures, before any bcrypt work, when source has reported too much
+        lately or when this process has too much such work waiting."""
+        if len(reported) > MAX_SECRETS_PER_REPORT or any(len(text) > MAX_SECRET_LENGTH for text in reported):
+            raise InvalidArgument([FieldViolation("secrets", "too many, or one longer than any secret")])
         by_lookup = candidates(reported)
         if self._pending + len(by_lookup) > self._max_pending:
             raise TooManyFailures(BUSY_RETRY_AFTER_S, "too many reports at once; try again later")

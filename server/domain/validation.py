@@ -3,10 +3,10 @@
 from server.domain.errors import FieldViolation, InvalidArgument
 from server.domain.ids import is_id
 from server.domain.permissions import ROLES
+from server.limits import MAX_ID_LENGTH, MAX_USER_NAME_LENGTH
 from server.store.user_names import NotAUserName, check_scripts, user_name_key
 
-MAX_ID_LENGTH = 200
-MAX_NAME_LENGTH = 200
+MAX_NAME_LENGTH = 200  # names people read: a display name, an organisation's name, an e-mail address
 MAX_DESCRIPTION_LENGTH = 500
 
 
@@ -42,8 +42,8 @@ def check_user_name(field: str, value: str) -> list[FieldViolation]:
     # encoding a client may use (HTTP Basic, form fields).
     if not value:
         return [FieldViolation(field, "must not be empty")]
-    if len(value) > MAX_NAME_LENGTH:
-        return [FieldViolation(field, f"must be at most {MAX_NAME_LENGTH} characters")]
+    if len(value) > MAX_USER_NAME_LENGTH:
+        return [FieldViolation(field, f"must be at most {MAX_USER_NAME_LENGTH} characters")]
     if any(ch.isspace() or not ch.isprintable() for ch in value):
         return [FieldViolation(field, "must not contain white space or control characters")]
     try:

@@ -28,7 +28,7 @@ from server.store.codecs import Statement, decode_roles, to_micros
 from server.store.events import NewEvent, StoredEvent
 from server.store.projections import event_row, projection
 from server.store.records import Row
-from server.store.user_names import NotAUserName, user_name_key
+from server.store.user_names import find_key
 
 SERVER_KEY_BYTES = 32
 
@@ -110,17 +110,14 @@ class SqlStore:
         return [records.user_record(row) for row in rows]
 
     async def user_by_name(self, user_name: str) -> UserRecord | None:
-        try:
-            key = user_name_key(user_name)
-        except NotAUserName:
+        if (key := find_key(user_name)) is None:
             return None  # no user can have it
         rows = await self._fetch(sql.SELECT_USER_BY_NAME, (key,))
         return records.user_record(rows[0]) if rows else None
 
     async def client(self, user_name: str, lookup: str | None) -> ClientRecord:
-        try:
-            key = user_name_key(user_name)
-        except NotAUserName:
+        # The caller chose the name: looked up by the mapping alone (user_names.find_key).
+        if (key := find_key(user_name)) is None:
             return ClientRecord(None, None)  # no user can have it
         statement = sql.SELECT_LEGACY_CLIENT if lookup is None else sql.SELECT_CLIENT
         (row,) = await self._fetch(statement, (key, lookup))  # one row, whether the user exists or not

@@ -25,6 +25,8 @@ from icu import SpoofChecker
 from precis_i18n import get_profile
 from unicodedataplus import script_extensions
 
+from server.limits import MAX_USER_NAME_LENGTH
+
 _PROFILE = get_profile("UsernameCaseMapped:CaseFold")
 _SPOOF = SpoofChecker()  # only getSkeleton is used: a pure function of its data
 _ANY_SCRIPT = {"Zyyy", "Zinh"}  # Common, Inherited
@@ -41,10 +43,16 @@ class NotAUserName(ValueError):
 
 
 def user_name_key(name: str) -> str:
-    """The form two user names share when they are the same name; raises NotAUserName."""
+    """The form two user names share when they are the same name; raises NotAUserName.
+
+    A name longer than any user name may be is refused first, unread: PRECIS's work grows with the
+    square of a run of combining marks, and a caller with no credential chooses the client id."""
+    _check_length(name)
     try:
         return str(_PROFILE.enforce(name))
     except UnicodeEncodeError as error:
+        if not 0 <= error.start < len(error.object):  # the whole name: empty, the Bidi rule
+            raise NotAUserName(f"is not a user name ({error.reason})") from None
         raise NotAUserName(f"must not contain {error.object[error.start]!r} ({error.reason})") from None
 
 
@@ -56,8 +64,30 @@ def user_name_skeleton(name: str) -> str:
     return str(_SPOOF.getSkeleton(0, name)).casefold()
 
 
+def find_key(name: str) -> str | None:
+    """The key to find the user named name by: user_name_key's, for any name a user has; None for
+    a name no user can have. For lookups of names a caller chose (the token endpoint's client id).
+
+    It maps (RFC 8264's five rules: width, case, NFC, the Bidi rule) without enforcing the profile
+    character by character, which is most of user_name_key's work and, with the context rules'
+    scans of the whole name (a run of U+06F0), grows with the square of the name's length. It
+    finds the same user: a stored key K passed every check, and the checks look only at the
+    mapped form, so a name that maps to K would have passed them too, and has the key K; a name
+    that maps to anything else has no stored key, valid or not."""
+    if len(name) > MAX_USER_NAME_LENGTH:
+        return None
+    try:
+        key = _PROFILE.apply_five_rules(name)
+        key.encode()  # a lone surrogate: in no stored key, and no store takes it
+    except UnicodeEncodeError:  # the Bidi rule refused it, or it cannot be encoded
+        return None
+    # NUL is in no stored key (the profile refuses controls), and PostgreSQL takes no NUL in text.
+    return key if key and "\x00" not in key else None
+
+
 def check_scripts(name: str) -> None:
     """Raises NotAUserName for a name that mixes scripts beyond TS #39's highly restrictive level."""
+    _check_length(name)
     letters = [set(script_extensions(ch)) - _ANY_SCRIPT for ch in name]
     letters = [scripts for scripts in letters if scripts]
     if not letters or set.intersection(*letters):
@@ -65,3 +95,8 @@ def check_scripts(name: str) -> None:
     if any(all(scripts & allowed for scripts in letters) for allowed in _COMBINATIONS):
         return
     raise NotAUserName("must not mix scripts (e.g. Latin with Cyrillic letters that look alike)")
+
+
+def _check_length(name: str) -> None:
+    if len(name) > MAX_USER_NAME_LENGTH:
+        raise NotAUserName(f"must be at most {MAX_USER_NAME_LENGTH} characters")

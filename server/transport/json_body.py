@@ -16,6 +16,7 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 
 from server.domain.errors import FieldViolation, InvalidArgument
+from server.limits import MAX_JSON_VALUES
 from server.transport.pipeline import Outcome
 
 NATIVE_PACKAGE = "machinesecrets.v1"
@@ -30,17 +31,22 @@ def is_strict(request_type: type[Message]) -> bool:
 
 def parse(body: bytes, request: Message, *, strict: bool) -> None:
     """Fills request from a proto3 JSON body (empty: an empty message); InvalidArgument naming the
-    field that is unknown (when strict), malformed, or given twice.
+    field that is unknown (when strict), malformed, or given twice, or when the body holds more
+    than MAX_JSON_VALUES values.
 
-    What json_format.Parse does, in its two steps, with a check between them: proto3 JSON lets a
-    field be named by its JSON name or its proto name, and json_format takes both in one object
-    (`{"userNamePrefix": "a", "user_name_prefix": "b"}`), the last one winning. Which one that is
-    depends on who reads the object (a gateway, a log, a WAF may each take another), so it is
-    refused, as a key given twice is, and as Go's protojson refuses it."""
+    What json_format.Parse does, in its two steps, with checks between them:
+    - the size of the document, known before its conversion: that is pure Python, and runs before
+      the call is authenticated;
+    - proto3 JSON lets a field be named by its JSON name or its proto name, and json_format takes
+      both in one object (`{"userNamePrefix": "a", "user_name_prefix": "b"}`), the last one
+      winning. Which one that is depends on who reads the object (a gateway, a log, a WAF may each
+      take another), so it is refused, as a key given twice is, and as Go's protojson refuses it."""
     try:
-        document = json.loads((body or b"{}").decode("utf-8"), object_pairs_hook=_unique_keys)
-    except (UnicodeDecodeError, RecursionError, ValueError):  # JSONDecodeError is a ValueError
+        document = json.loads(body.decode("utf-8") if body else "{}", object_pairs_hook=_unique)
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise InvalidArgument([not_json(request.DESCRIPTOR)]) from None
+    if not at_most(MAX_JSON_VALUES, document):
+        raise InvalidArgument([FieldViolation("request", f"holds more than {MAX_JSON_VALUES} JSON values")])
     twice = _spelt_twice(document, request.DESCRIPTOR, "")
     if twice:
         raise InvalidArgument(twice)
@@ -48,16 +54,8 @@ def parse(body: bytes, request: Message, *, strict: bool) -> None:
         json_format.ParseDict(document, request, ignore_unknown_fields=not strict)
     except json_format.ParseError as error:
         raise InvalidArgument([_violation(str(error), request.DESCRIPTOR)]) from None
-    except Exception as error:  # as json_format.Parse does: any other failure is a parse error
-        raise InvalidArgument([_violation(f"Failed to parse JSON: {error}", request.DESCRIPTOR)]) from None
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """A JSON object whose keys are each given once (json_format's own check, in its Parse)."""
-    document = dict(pairs)
-    if len(document) != len(pairs):
-        raise ValueError("a key is given twice")
-    return document
+    except Exception:  # as json_format.Parse: a value of a type the converter did not expect
+        raise InvalidArgument([not_json(request.DESCRIPTOR)]) from None
 
 
 def _spelt_twice(document: Any, descriptor: Any, path: str) -> list[FieldViolation]:
@@ -80,6 +78,30 @@ def _spelt_twice(document: Any, descriptor: Any, path: str) -> list[FieldViolati
         for item in value if isinstance(value, list) else [value]:
             violations += _spelt_twice(item, field.message_type, where)
     return violations
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refused when it names a member twice (as json_format.Parse refuses it)."""
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        raise ValueError("a member is named twice")
+    return document
+
+
+def at_most(limit: int, document: Any) -> bool:
+    """Whether a parsed JSON document holds at most limit values, counting every member, element
+    and scalar; it stops counting past the limit, so its cost is bounded by it."""
+    count, pending = 0, [document]
+    while pending:
+        count += 1
+        if count > limit:
+            return False
+        value = pending.pop()
+        if isinstance(value, dict):
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return True
 
 
 def not_json(descriptor: Any) -> FieldViolation:

@@ -16,8 +16,20 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote_plus
 
 from server.domain.client_credentials import AccessToken, ClientCredentials
-from server.domain.errors import InvalidClient, ResourceExhausted, TooManyFailures, Unavailable
-from server.limits import MAX_REQUEST_BYTES
+from server.domain.errors import (
+    InvalidArgument,
+    InvalidClient,
+    ResourceExhausted,
+    TooManyFailures,
+    Unavailable,
+)
+from server.limits import (
+    MAX_REQUEST_BYTES,
+    MAX_SCOPE_LENGTH,
+    MAX_SECRET_LENGTH,
+    MAX_TOKEN_FORM_BYTES,
+    MAX_USER_NAME_LENGTH,
+)
 from server.metrics import Metrics
 from server.transport.access_log import record_call
 from server.transport.admission import RETRY_AFTER_S, Admission, overloaded
@@ -55,8 +67,13 @@ SUPPORTED_SCOPES = (
 )
 ORGANISATION_SCOPE = re.compile(r"urn:zitadel:iam:org:id:[1-9][0-9]{0,18}")
 AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+MAX_FORM_FIELDS = 16
 # §5.1 and §5.2: token answers must not be cached.
 NO_STORE = [("cache-control", "no-store"), ("pragma", "no-cache")]
+# The longest Basic credentials a client can have: its id and secret form-encoded (§2.3.1), each
+# character at most 4 bytes of UTF-8 and each byte at most 3 characters (%XX), then base64. Longer
+# ones are refused before they are decoded.
+MAX_BASIC_LENGTH = 4 * -(-((MAX_USER_NAME_LENGTH + MAX_SECRET_LENGTH) * 12 + 1) // 3)
 
 
 class OAuthError(Exception):
@@ -159,10 +176,12 @@ class AdmittedBody:
         self._read_timeout_s = read_timeout_s
 
     @asynccontextmanager
-    async def read(self, receive: Receive, source: str) -> AsyncIterator[bytes]:
+    async def read(
+        self, receive: Receive, source: str, limit: int = MAX_REQUEST_BYTES
+    ) -> AsyncIterator[bytes]:
         try:
             async with self._admission.arriving(source):
-                body = await _read_request_body(receive, self._read_timeout_s)
+                body = await _read_request_body(receive, self._read_timeout_s, limit)
         except ResourceExhausted as error:
             raise SlowDown(error.message, RETRY_AFTER_S) from None
         if not self._admission.try_enter():
@@ -173,11 +192,11 @@ class AdmittedBody:
             self._admission.leave()
 
 
-async def _read_request_body(receive: Receive, read_timeout_s: float) -> bytes:
+async def _read_request_body(receive: Receive, read_timeout_s: float, limit: int) -> bytes:
     """The body of a request to an HTTP endpoint of this module's kind; InvalidRequest if it
-    cannot be read whole."""
+    cannot be read whole, or is longer than limit bytes."""
     try:
-        return await read_body(receive, MAX_REQUEST_BYTES, read_timeout_s)
+        return await read_body(receive, limit, read_timeout_s)
     except BodyTooLarge:
         raise InvalidRequest("the body is too large", 413) from None
     except ClientGone:  # answered all the same, for the log and the counters
@@ -190,6 +209,8 @@ def known_failure(error: Exception, where: str) -> OAuthError:
     """The answer to a domain error that any endpoint of this kind may meet (too many attempts,
     the store away); ServerError, logged, for anything else."""
     known = domain_error(error)
+    if isinstance(known, InvalidArgument):  # what the transport checked already, checked again
+        return InvalidRequest(known.message)
     if isinstance(known, TooManyFailures):
         return SlowDown(known.message, known.retry_after)
     if isinstance(known, Unavailable):
@@ -230,7 +251,7 @@ class TokenEndpoint:
             headers = header_lists(scope)
             _check_form_post(scope, headers)
             source = self._client_address.of(scope, headers)
-            async with self._body.read(receive, source) as body:
+            async with self._body.read(receive, source, MAX_TOKEN_FORM_BYTES) as body:
                 token = await self._exchange(_parse(body, headers, source))
             answer = Answer(200, _render(token))
             caller = token.user_id
@@ -263,7 +284,8 @@ def _check_form_post(scope: dict[str, Any], headers: dict[str, list[str]]) -> No
 
 def _parse(body: bytes, headers: dict[str, list[str]], source: str) -> TokenRequest:
     try:
-        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+        # A token request has four parameters; thousands would cost milliseconds to split.
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS)
     except (UnicodeDecodeError, ValueError):
         raise InvalidRequest("the body is not a valid form") from None
     form = dict(pairs)
@@ -276,6 +298,10 @@ def _parse(body: bytes, headers: dict[str, list[str]], source: str) -> TokenRequ
         raise UnsupportedGrantType("only client_credentials is supported")
     authorization = headers.get("authorization", [])
     client_id, client_secret = _client(form, _basic(authorization) if authorization else None)
+    # No client has a longer id or secret: refused as any unknown client is, before the domain
+    # normalises the id (ClientCredentials checks the same limits).
+    if len(client_id) > MAX_USER_NAME_LENGTH or len(client_secret) > MAX_SECRET_LENGTH:
+        raise InvalidClientError(challenge=bool(authorization))
     return TokenRequest(
         client_id, client_secret, _scope(form.get("scope")), source, challenge=bool(authorization)
     )
@@ -306,7 +332,7 @@ def _client(form: dict[str, str], basic: tuple[str, str] | None) -> tuple[str, s
 def _basic(values: Sequence[str]) -> tuple[str, str]:
     """RFC 7617 Basic credentials, each part form-encoded as RFC 6749 §2.3.1 says."""
     scheme, _, encoded = values[0].strip().partition(" ")
-    if len(values) != 1 or scheme.lower() != "basic":
+    if len(values) != 1 or scheme.lower() != "basic" or len(encoded) > MAX_BASIC_LENGTH:
         raise InvalidClientError(challenge=True)
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
@@ -319,6 +345,8 @@ def _basic(values: Sequence[str]) -> tuple[str, str]:
 
 
 def _scope(requested: str | None) -> str:
+    if requested is not None and len(requested) > MAX_SCOPE_LENGTH:
+        raise InvalidScope(f"the scope must be at most {MAX_SCOPE_LENGTH} characters")
     if requested is None or not requested.strip():
         return DEFAULT_SCOPE
     scopes = requested.split()

@@ -36,7 +36,7 @@ from google.protobuf.message_factory import GetMessageClass
 from google.rpc import status_pb2
 from machinesecrets.v1.options_pb2 import AuthOption
 
-from server.domain.access import Access
+from server.domain.access import Access, invalid_token
 from server.domain.errors import (
     DeadlineExceeded,
     DomainError,
@@ -46,7 +46,7 @@ from server.domain.errors import (
     Unauthenticated,
 )
 from server.domain.permissions import ANY_CALLER, CallContext, Principal
-from server.limits import MAX_METADATA_BYTES
+from server.limits import MAX_BEARER_TOKEN_LENGTH, MAX_ID_LENGTH, MAX_METADATA_BYTES
 from server.metrics import Metrics
 from server.transport import status
 from server.transport.access_log import record_call
@@ -246,6 +246,8 @@ def bearer_token(values: Iterable[str]) -> str:
     token = token.strip()
     if len(values) > 1 or scheme.lower() != "bearer" or not token or " " in token:
         raise Unauthenticated("TOKEN_MALFORMED", "the authorization header must be `Bearer` and one token")
+    if len(token) > MAX_BEARER_TOKEN_LENGTH:  # no token is this long: the answer to an unknown one
+        raise invalid_token()
     return token
 
 
@@ -254,6 +256,8 @@ def org_header(metadata: Metadata) -> str:
     orgs = metadata_values(metadata, ORG_HEADER)
     if len(orgs) > 1:
         raise InvalidArgument([FieldViolation(ORG_HEADER, "must be sent at most once")])
+    if orgs and len(orgs[0]) > MAX_ID_LENGTH:
+        raise InvalidArgument([FieldViolation(ORG_HEADER, f"must be at most {MAX_ID_LENGTH} characters")])
     return orgs[0].strip() if orgs else ""
 
 

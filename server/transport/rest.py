@@ -23,6 +23,7 @@ from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 
 from server.domain.errors import DomainError, FieldViolation, InvalidArgument
+from server.limits import MAX_ID_LENGTH, MAX_PAGE_TOKEN_LENGTH, MAX_USER_NAME_LENGTH
 from server.transport import json_body
 from server.transport.asgi import Receive, Send, peer_of, respond
 from server.transport.grpcweb import grpc_metadata, read_call_body
@@ -31,6 +32,11 @@ from server.transport.pipeline import Call, Runner
 from server.transport.status import HTTP_STATUS
 
 CONTENT_TYPE = "application/json"
+# The longest id, percent-encoded: 4 bytes of UTF-8 a character, 3 characters a byte.
+MAX_VARIABLE_BYTES = MAX_ID_LENGTH * 12
+# The longest query of a call without a body: a page token, a user-name prefix percent-encoded,
+# and the short fields (page size, type). A longer one is refused before it is decoded.
+MAX_QUERY_BYTES = MAX_PAGE_TOKEN_LENGTH + MAX_USER_NAME_LENGTH * 12 + 256
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,12 @@ class Route:
     runner: Runner
     request_type: type[Message]
     response_type: type[Message]
+
+    @property
+    def slashes(self) -> int:
+        """The path's segments: a variable matches none of its own, so only paths with as many
+        slashes can be this route's."""
+        return self.binding.template.count("/")
 
 
 class RestEndpoint:
@@ -89,6 +101,14 @@ class RestEndpoint:
             metadata = grpc_metadata(scope)
         except DomainError as error:
             unreadable, metadata = error, ()
+        # Every path variable is an id: one longer than any id can be, percent-encoded, is
+        # refused as the domain refuses a long id, before it is decoded.
+        too_long = [name for name, value in variables.items() if len(value) > MAX_VARIABLE_BYTES]
+        if too_long:
+            unreadable = InvalidArgument(
+                [FieldViolation(name, f"must be at most {MAX_ID_LENGTH} characters") for name in too_long]
+            )
+        variables = {name: unquote(value) for name, value in variables.items() if name not in too_long}
 
         async def read() -> bytes:
             if unreadable is not None:
@@ -106,9 +126,17 @@ class RestEndpoint:
         await respond(send, HTTP_STATUS[outcome.code], headers, body)
 
     def _match(self, verb: str, path: str) -> tuple[Route, dict[str, str]] | None:
+        """The route of verb and path, and its variables as sent (percent-encoded). Only the
+        routes with as many segments are matched: a path of 64 KiB costs one scan or two, not
+        one per route."""
+        slashes = path.count("/")
         for route in self._routes:
-            if route.binding.verb == verb and (variables := route.binding.variables(path)) is not None:
-                return route, {name: unquote(value) for name, value in variables.items()}
+            if (
+                route.binding.verb == verb
+                and route.slashes == slashes
+                and (variables := route.binding.variables(path)) is not None
+            ):
+                return route, variables
         return None
 
     async def _read(self, receive: Receive, route: Route, variables: dict[str, str], query: bytes) -> bytes:
@@ -132,6 +160,8 @@ def _query_fields(query: bytes, request: Message, variables: dict[str, str]) -> 
     USER_TYPE_MACHINE`), as Envoy's transcoder does: each by its JSON or proto name (one of the
     two: json_body.parse refuses both), once, never one the path names. Returned as a proto3 JSON
     object of strings, which json_format reads into numbers and enums as it reads them in a body."""
+    if len(query) > MAX_QUERY_BYTES:
+        raise InvalidArgument([FieldViolation("query", f"must be at most {MAX_QUERY_BYTES} bytes")])
     try:
         pairs = parse_qsl(
             query.decode("ascii"), keep_blank_values=True, strict_parsing=True, max_num_fields=16

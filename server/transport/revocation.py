@@ -14,13 +14,13 @@ import time
 from typing import Any
 
 from server.domain.revocation import MAX_SECRETS_PER_REPORT, SecretRevocation, candidates
+from server.limits import MAX_SECRET_LENGTH
 from server.metrics import Metrics
 from server.transport.asgi import Receive, Send, first, header_lists
 from server.transport.forwarded import ClientAddress
 from server.transport.oauth import AdmittedBody, Answer, InvalidRequest, OAuthError, known_failure
 
 REVOKE_PATH = "/secrets/revoke"
-MAX_REPORTED_LENGTH = 200  # longer than any secret of any format this service has issued
 
 
 class RevocationEndpoint:
@@ -71,7 +71,7 @@ def _check_json_post(scope: dict[str, Any], headers: dict[str, list[str]]) -> No
 def _parse(body: bytes) -> list[str]:
     try:
         document = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack
         raise InvalidRequest("the body is not valid JSON") from None
     if not isinstance(document, dict) or set(document) != {"secrets"}:
         raise InvalidRequest('the body must be {"secrets": ["msk_...", ...]}')
@@ -80,6 +80,6 @@ def _parse(body: bytes) -> list[str]:
         raise InvalidRequest('"secrets" must be a list of strings')
     if not 1 <= len(reported) <= MAX_SECRETS_PER_REPORT:
         raise InvalidRequest(f'"secrets" must hold 1 to {MAX_SECRETS_PER_REPORT} strings')
-    if any(len(text) > MAX_REPORTED_LENGTH for text in reported):
-        raise InvalidRequest(f"a string is longer than {MAX_REPORTED_LENGTH} characters: no secret is")
+    if any(len(text) > MAX_SECRET_LENGTH for text in reported):
+        raise InvalidRequest(f"a string is longer than {MAX_SECRET_LENGTH} characters: no secret is")
     return reported
