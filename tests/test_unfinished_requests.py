@@ -239,3 +239,27 @@ async def test_a_slow_head_ends_its_connection(
     async with asyncio.timeout(HEADROOM):
         rest = await reader.read()
     assert rest == b"" if door == "http" else rest.startswith(b"HTTP/1.1 504"), rest
+
+
+async def test_a_burst_of_requests_from_one_address_is_served(bounded: Running) -> None:
+    """More requests at once from one address than its share of unfinished places, each body a
+    moment behind its head (as a client writes them, two packets): each waits its turn in the
+    address's line and none is refused."""
+
+    async def one() -> int:
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", bounded.service.http_port, local_addr=("127.0.0.60", 0)
+        )
+        body = b"grant_type=client_credentials"
+        writer.write(TOKEN_HEAD.replace(b"content-length: 100", b"content-length: %d" % len(body))[:-11])
+        await writer.drain()
+        await asyncio.sleep(0.1)  # every head is in before any body
+        writer.write(body)
+        status, _, _ = await http_answer(reader)
+        writer.close()
+        return status
+
+    # Its share, and as many waiting in line as the service lets wait (MS_MAX_UNFINISHED).
+    statuses = await asyncio.gather(*(one() for _ in range(PER_SOURCE + TOTAL)))
+    assert set(statuses) == {401}, statuses  # no client named: refused, but never 429
+    assert bounded.service.admission.unfinished == 0

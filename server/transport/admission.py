@@ -25,6 +25,7 @@ Counters, not locks: the event loop runs one thing at a time, so taking a place 
 import asyncio
 import random
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -81,6 +82,8 @@ class Admission:
         self.unfinished = 0
         self.held_back = 0
         self._unfinished_by_source: dict[str, int] = {}
+        # Per address, the requests waiting for one of its places, first come first served.
+        self._lines: dict[str, deque[asyncio.Future[None]]] = {}
         self.draining = False
         self._released = asyncio.Event()
         self._last_arrival = 0.0
@@ -122,37 +125,76 @@ class Admission:
         """Holds an unfinished place for source while the body is read; ResourceExhausted
         (UNFINISHED_REQUESTS) when there is none.
 
-        A request past its address's share is refused only after one to two hold_back_s (the
-        Retry-After it is told), not at once: a sender that opens a new connection for each
-        refusal would otherwise turn its surplus into a flood of requests, each parsed and
-        answered on the event loop (measured: 300 connections from one address reopened 700
-        times a second and put a third of a second on other callers' p99). The spread keeps the
-        refusals from coming back all in one burst. Those held back are bounded too, by
-        MS_MAX_UNFINISHED again; past that, and past the total, the refusal is at once.
+        A request past its address's share waits in that address's line for one of its places,
+        for one to two hold_back_s (the Retry-After it would be told), then is refused:
+        - a burst of whole requests from one address (more than its share read at the same
+          moment, their bodies a packet behind their heads) each gets a place a moment later, as
+          the ones before it finish arriving;
+        - a sender whose places are held by its own slow requests is refused, but not at once: a
+          sender that opens a new connection for each refusal would otherwise turn its surplus
+          into a flood of requests, each parsed and answered on the event loop (measured: 300
+          connections from one address reopened 700 times a second and put a third of a second
+          on other callers' p99). The spread keeps the refusals from coming back in one burst.
+        Those waiting are bounded too, by MS_MAX_UNFINISHED again; past that, and past the total,
+        the refusal is at once.
         """
-        held = self._unfinished_by_source.get(source, 0)
         if self.unfinished >= self.max_unfinished:
             raise too_many_unfinished()
-        if held >= self.max_unfinished_per_source:
-            if self.held_back >= self.max_unfinished:
-                raise too_many_unfinished()
-            self.held_back += 1
-            try:
-                await asyncio.sleep(self._hold_back_s * (1 + random.random()))  # noqa: S311 (no secret)
-            finally:
-                self.held_back -= 1
-            raise too_many_unfinished()
-        self.unfinished += 1
-        self._unfinished_by_source[source] = held + 1
+        if self._unfinished_by_source.get(source, 0) >= self.max_unfinished_per_source:
+            await self._wait_in_line(source)  # a place of source's, handed over: counted already
+        else:
+            self.unfinished += 1
+            self._unfinished_by_source[source] = self._unfinished_by_source.get(source, 0) + 1
         try:
             yield
         finally:
-            self.unfinished -= 1
-            left = self._unfinished_by_source[source] - 1
-            if left:
-                self._unfinished_by_source[source] = left
-            else:  # the table holds only addresses with a request arriving: it cannot grow without bound
-                del self._unfinished_by_source[source]
+            self._leave_place(source)
+
+    async def _wait_in_line(self, source: str) -> None:
+        """Waits for a place of source's to be handed over; ResourceExhausted when none is."""
+        if self.held_back >= self.max_unfinished:
+            raise too_many_unfinished()
+        handed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._lines.setdefault(source, deque()).append(handed)
+        self.held_back += 1
+        try:
+            await asyncio.wait({handed}, timeout=self._hold_back_s * (1 + random.random()))  # noqa: S311 (no secret)
+        except BaseException:  # the call ended meanwhile (its client went away)
+            self._give_up(source, handed)
+            raise
+        finally:
+            self.held_back -= 1
+        if not handed.done():
+            self._give_up(source, handed)
+            raise too_many_unfinished()
+
+    def _give_up(self, source: str, handed: asyncio.Future[None]) -> None:
+        """Leaves source's line; a place handed over meanwhile goes on to the next."""
+        if handed.done():
+            self._leave_place(source)
+            return
+        handed.cancel()
+        line = self._lines[source]
+        line.remove(handed)
+        if not line:
+            del self._lines[source]
+
+    def _leave_place(self, source: str) -> None:
+        """Gives the place back, or hands it to the first of source's line."""
+        line = self._lines.get(source)
+        while line:
+            waiting = line.popleft()
+            if not line:
+                del self._lines[source]
+            if not waiting.done():
+                waiting.set_result(None)  # the place goes on: the counts stay
+                return
+        self.unfinished -= 1
+        left = self._unfinished_by_source[source] - 1
+        if left:
+            self._unfinished_by_source[source] = left
+        else:  # the table holds only addresses with a request arriving: it cannot grow without bound
+            del self._unfinished_by_source[source]
 
     def try_enter(self) -> bool:
         """Takes a place in flight for a request that has arrived whole; False when none is free."""
