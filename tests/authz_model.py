@@ -1,92 +1,167 @@
-"""A reference model of who may do what, written from the README's tables alone.
+"""A reference model of who may do what, written by hand from what an identity service's operator
+expects, not from the server's tables.
 
-It imports nothing from `server/`: a model that restates the code can only agree with it. Its
-tables are the README's ("The API": the permission each RPC needs, the roles and what they give,
-the error codes and reasons) and SECURITY.md's escalation rule. Each call gives one expected
-answer, a gRPC code name and an ErrorInfo reason, and the change it makes to the model's state.
+It imports nothing from `server/`, and it names no permission: `MAY` says, method by method, which
+roles should be able to call it in the organisation the call acts in. A role's power is then the
+set of calls it allows there, so the escalation rule ("no call hands out more power than its
+caller holds") is read off the same table. `tests/test_authorization_model.py` compares this
+table with what the `.proto` files declare and the roles the server gives: a wrong declaration, or
+a role given a permission it should not have, makes the two disagree.
+
+Each call gives one expected answer, a gRPC code name and an ErrorInfo reason, and the change it
+makes to the model's state is applied by the property test from the server's answer.
 """
 
 from dataclasses import dataclass, field
 
 IAM_OWNER, ORG_OWNER, ORG_USER_MANAGER = "IAM_OWNER", "ORG_OWNER", "ORG_USER_MANAGER"
 ROLES = (IAM_OWNER, ORG_OWNER, ORG_USER_MANAGER)
-# README, "Roles": IAM_OWNER holds everything, in every organisation.
-GIVES = {
-    ORG_OWNER: frozenset({"user.read", "user.write", "org.member.write", "policy.write"}),
-    ORG_USER_MANAGER: frozenset({"user.read", "user.write"}),
+
+# Who should be able to do what, in an organisation. IAM_OWNER runs the instance: it may do
+# everything, in every organisation, so it is in no row.
+ANYONE = frozenset({"anyone"})  # any caller with a working credential: the answer is its own reach
+INSTANCE = frozenset[str]()  # only an IAM_OWNER: organisations are the instance's to create
+# Who belongs to the organisation and what it may do is its owner's business. Its rules for
+# secrets too: a user manager issues secrets within them, and must not be able to loosen them.
+OWNERS = frozenset({ORG_OWNER})
+# Users and their credentials are the daily work of a user manager, and of the owner above it.
+USER_ADMINS = frozenset({ORG_OWNER, ORG_USER_MANAGER})
+
+MAY: dict[str, frozenset[str]] = {
+    # machinesecrets.v1.OrgService
+    "AddOrganization": INSTANCE,
+    "ListOrganizations": ANYONE,
+    "AddOrgMember": OWNERS,
+    "RemoveOrgMember": OWNERS,
+    "GetSecretPolicy": USER_ADMINS,  # a user manager needs the rules it issues secrets under
+    "SetSecretPolicy": OWNERS,
+    # machinesecrets.v1.UserService
+    "AddMachineUser": USER_ADMINS,
+    "AddHumanUser": USER_ADMINS,
+    "GetUserByID": USER_ADMINS,
+    "ListUsers": USER_ADMINS,
+    "AddSecret": USER_ADMINS,
+    "RemoveSecret": USER_ADMINS,
+    "CreateSecret": USER_ADMINS,
+    "RotateSecret": USER_ADMINS,
+    "DeleteSecret": USER_ADMINS,
+    "ListSecrets": USER_ADMINS,
+    "AddPersonalAccessToken": USER_ADMINS,
+    "ListPersonalAccessTokens": USER_ADMINS,
+    "RemovePersonalAccessToken": USER_ADMINS,
+    "DeactivateUser": USER_ADMINS,
+    "ReactivateUser": USER_ADMINS,
+    "RemoveUser": USER_ADMINS,
+    # ZITADEL's management v1: the organisation of x-zitadel-orgid, as the native calls.
+    "ManagementService.AddMachineUser": USER_ADMINS,
+    "ManagementService.GenerateMachineSecret": USER_ADMINS,
+    "ManagementService.RemoveMachineSecret": USER_ADMINS,
+    "ManagementService.GetUserByID": USER_ADMINS,
+    "ManagementService.AddOrgMember": OWNERS,
+    "ManagementService.DeactivateUser": USER_ADMINS,
+    "ManagementService.ReactivateUser": USER_ADMINS,
+    "ManagementService.RemoveUser": USER_ADMINS,
+    "ManagementService.AddPersonalAccessToken": USER_ADMINS,
+    # ZITADEL's v2: the organisation of the user (or the one the request names).
+    "UserServiceV2.CreateUser": USER_ADMINS,
+    "UserServiceV2.GetUserByID": USER_ADMINS,
+    "UserServiceV2.AddSecret": USER_ADMINS,
+    "UserServiceV2.RemoveSecret": USER_ADMINS,
+    "UserServiceV2.DeactivateUser": USER_ADMINS,
+    "UserServiceV2.ReactivateUser": USER_ADMINS,
+    "UserServiceV2.DeleteUser": USER_ADMINS,
+    "UserServiceV2.AddPersonalAccessToken": USER_ADMINS,
+    "OrganizationServiceV2.AddOrganization": INSTANCE,
+    "InternalPermissionService.CreateAdministrator": OWNERS,
 }
-# README, the RPC table's "needs" column. AddOrganization needs IAM_OWNER itself.
-NEEDS = {
-    "AddSecret": "user.write",
-    "RemoveSecret": "user.write",
-    "AddMachineUser": "user.write",
-    "AddHumanUser": "user.write",
-    "GetUserByID": "user.read",
-    "AddPersonalAccessToken": "user.write",
-    "AddOrganization": IAM_OWNER,
-    "AddOrgMember": "org.member.write",
-    "DeactivateUser": "user.write",
-    "ReactivateUser": "user.write",
-    "RemoveUser": "user.write",
-    "RemoveOrgMember": "org.member.write",
-    "CreateSecret": "user.write",
-    "RotateSecret": "user.write",
-    "DeleteSecret": "user.write",
-    "ListSecrets": "user.read",
-    "GetSecretPolicy": "user.read",
-    "SetSecretPolicy": "policy.write",
-}
-# Calls that address no user: past the organisation's checks, they succeed.
-ORG_METHODS = ("AddOrganization", "AddMachineUser", "AddHumanUser", "GetSecretPolicy", "SetSecretPolicy")
-# README, "Secret lifecycle": at most this many live secrets per machine user, by default.
-MAX_SECRETS = 5
-# README, "Coming from ZITADEL": ZITADEL's names for the same calls. v1 methods act as the native
-# ones do (x-zitadel-orgid, or the caller's own organisation); v2 methods act in the user's
-# organisation, whatever the header, and a user the caller may not read is NOT_FOUND.
-ZITADEL_V1 = {
+
+# The native call each of ZITADEL's names acts as: the same rules, the same answers.
+SAME_AS = {
+    "ManagementService.AddMachineUser": "AddMachineUser",
     "ManagementService.GenerateMachineSecret": "AddSecret",
     "ManagementService.RemoveMachineSecret": "RemoveSecret",
-    "ManagementService.AddPersonalAccessToken": "AddPersonalAccessToken",
     "ManagementService.GetUserByID": "GetUserByID",
+    "ManagementService.AddOrgMember": "AddOrgMember",
     "ManagementService.DeactivateUser": "DeactivateUser",
     "ManagementService.ReactivateUser": "ReactivateUser",
     "ManagementService.RemoveUser": "RemoveUser",
-}
-ZITADEL_V2 = {
+    "ManagementService.AddPersonalAccessToken": "AddPersonalAccessToken",
+    "UserServiceV2.CreateUser": "AddMachineUser",
+    "UserServiceV2.GetUserByID": "GetUserByID",
     "UserServiceV2.AddSecret": "AddSecret",
     "UserServiceV2.RemoveSecret": "RemoveSecret",
-    "UserServiceV2.AddPersonalAccessToken": "AddPersonalAccessToken",
-    "UserServiceV2.GetUserByID": "GetUserByID",
     "UserServiceV2.DeactivateUser": "DeactivateUser",
     "UserServiceV2.ReactivateUser": "ReactivateUser",
     "UserServiceV2.DeleteUser": "RemoveUser",
+    "UserServiceV2.AddPersonalAccessToken": "AddPersonalAccessToken",
+    "OrganizationServiceV2.AddOrganization": "AddOrganization",
+    "InternalPermissionService.CreateAdministrator": "AddOrgMember",
 }
-NEEDS.update({name: NEEDS[native] for name, native in {**ZITADEL_V1, **ZITADEL_V2}.items()})
+# ZITADEL's v2 finds the organisation from the user it names: a user the caller may not read is
+# NOT_FOUND, as one that does not exist, and no header is read.
+BY_USER = tuple(m for m in SAME_AS if m.startswith("UserServiceV2.") and m != "UserServiceV2.CreateUser")
+# These name the organisation in the request instead of the header.
+BY_REQUEST_ORG = ("UserServiceV2.CreateUser", "InternalPermissionService.CreateAdministrator")
 
 
 def native(method: str) -> str:
-    """The native method a ZITADEL name stands for (a native name stands for itself)."""
-    return ZITADEL_V1.get(method) or ZITADEL_V2.get(method) or method
+    """The native method a ZITADEL name acts as (a native name stands for itself)."""
+    return SAME_AS.get(method, method)
 
 
 # Calls that make, replace or remove a credential of their target: each needs the target's power.
-# (DeleteSecret names a secret id the scenes never hold: its answer, past the gate, is NOT_FOUND.)
 CREDENTIAL_METHODS = (
     "AddSecret",
     "RemoveSecret",
     "AddPersonalAccessToken",
+    "RemovePersonalAccessToken",
     "CreateSecret",
     "RotateSecret",
     "DeleteSecret",
 )
-# The ones of them that answer a new secret.
 NEW_SECRET_METHODS = ("AddSecret", "CreateSecret", "RotateSecret")
-# SECURITY.md: switching a user off, or taking its roles, needs the user's power too.
+# Switching a user off, or removing it, locks out whoever it is: it needs the user's power too.
 USER_METHODS = ("DeactivateUser", "ReactivateUser", "RemoveUser")
-EVERYTHING = ("*", "*")  # the power of an IAM_OWNER: every permission in every organisation
+# Reads of one user of the context organisation, by id.
+READ_METHODS = ("GetUserByID", "ListSecrets", "ListPersonalAccessTokens")
+GRANT_METHODS = ("AddOrgMember",)
+# README, "Secret lifecycle": at most this many live secrets per machine user, by default; expired
+# ones stay listed, the latest this many.
+MAX_SECRETS = 5
+MAX_EXPIRED = 20
 
-OK = ("OK", "")
 Answer = tuple[str, str]  # (gRPC code name, ErrorInfo reason)
+OK: Answer = ("OK", "")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The expected answer, and the rule of the model that gave it (counted by the property test,
+    so a run that never reached a rule shows it)."""
+
+    code: str
+    reason: str
+    rule: str
+
+    @property
+    def answer(self) -> Answer:
+        return (self.code, self.reason)
+
+
+def allowed(roles: frozenset[str], method: str) -> bool:
+    """Whether holding `roles` in an organisation lets a caller call `method` there."""
+    return IAM_OWNER in roles or MAY[method] is ANYONE or bool(roles & MAY[method])
+
+
+# What a role lets its holder do in an organisation: its power there.
+def calls_of(roles: frozenset[str]) -> frozenset[str]:
+    return frozenset(m for m in MAY if MAY[m] is not ANYONE and allowed(roles, m))
+
+
+@dataclass
+class Secret:
+    id: str | None  # None where the call that made it does not say (AddSecret)
+    live: bool = True
 
 
 @dataclass
@@ -94,118 +169,158 @@ class User:
     id: str
     org: str
     machine: bool
-    roles: dict[str, frozenset[str]] = field(default_factory=dict)
-    secrets: set[int] = field(default_factory=set)  # the live ones, by the scene's numbering
+    roles: dict[str, frozenset[str]] = field(default_factory=dict)  # by organisation
+    secrets: dict[int, Secret] = field(default_factory=dict)  # by the scene's numbering
+    pats: set[str] = field(default_factory=set)  # token ids
     active: bool = True
     removed: bool = False
 
-    def power(self) -> frozenset[tuple[str, str]]:
-        """(organisation, permission) pairs this user's credentials reach."""
-        if any(IAM_OWNER in roles for roles in self.roles.values()):
-            return frozenset({EVERYTHING})
-        return frozenset((org, p) for org, roles in self.roles.items() for role in roles for p in GIVES[role])
-
     @property
-    def has_secret(self) -> bool:
-        return bool(self.secrets)
+    def iam_owner(self) -> bool:
+        return any(IAM_OWNER in roles for roles in self.roles.values())
 
-    def holds(self, permission: str, org: str) -> bool:
-        return EVERYTHING in self.power() or (org, permission) in self.power()
+    def may(self, method: str, org: str) -> bool:
+        return self.iam_owner or allowed(self.roles.get(org, frozenset()), method)
+
+    def live_secrets(self) -> int:
+        return sum(s.live for s in self.secrets.values())
 
 
-def covers(power: frozenset[tuple[str, str]], other: frozenset[tuple[str, str]]) -> bool:
-    return EVERYTHING in power or other <= power
+def covers(caller: User, roles_by_org: dict[str, frozenset[str]]) -> bool:
+    """Whether `caller` may already do everything that `roles_by_org` let their holder do: only
+    then may it hand out (or take away) that power. An IAM_OWNER's power is every call in every
+    organisation, so only an IAM_OWNER covers one."""
+    if caller.iam_owner:
+        return True
+    for org, roles in roles_by_org.items():
+        if IAM_OWNER in roles or not all(caller.may(m, org) for m in calls_of(roles)):
+            return False
+    return True
 
 
 @dataclass(frozen=True)
 class Token:
     value: str
     user_id: str
-    secret: int | None  # an access token: the secret it was exchanged for; a PAT: None
+    secret: int | None = None  # an access token: the secret it was exchanged for
+    pat: str | None = None  # a personal access token: its id
+
+    def __repr__(self) -> str:  # never the value: failures are printed
+        kind = f"PAT {self.pat}" if self.pat is not None else f"access token of secret {self.secret}"
+        return f"Token({kind} of user {self.user_id})"
 
 
 @dataclass
 class Model:
-    orgs: set[str]
-    users: dict[str, User]
+    orgs: list[str] = field(default_factory=list)
+    users: dict[str, User] = field(default_factory=dict)
 
     def valid(self, token: Token) -> bool:
         user = self.users[token.user_id]
         if user.removed or not user.active:
             return False  # nothing of a deactivated or removed user is accepted
-        return token.secret is None or token.secret in user.secrets
+        if token.pat is not None:
+            return token.pat in user.pats
+        secret = user.secrets.get(token.secret) if token.secret is not None else None
+        return secret is not None and secret.live  # an access token dies with its secret
 
-    def expect(self, token: Token, method: str, header: str | None, target: str, roles: list[str]) -> Answer:
-        """The answer to `method` called with `token`, `x-zitadel-orgid: header`, on user `target`
-        (or granting `roles` to it)."""
+    def present(self, user_id: str) -> User | None:
+        user = self.users.get(user_id)
+        return None if user is None or user.removed else user
+
+    def members(self, org: str) -> list[User]:
+        return [u for u in self.users.values() if not u.removed and org in u.roles]
+
+    def listed_users(self, org: str) -> set[str]:
+        """What ListUsers answers in `org`: its users, removed ones gone."""
+        return {u.id for u in self.users.values() if u.org == org and not u.removed}
+
+    def listed_orgs(self, caller: User) -> set[str] | None:
+        """What ListOrganizations answers (None: every organisation of the instance)."""
+        return None if caller.iam_owner else {caller.org, *caller.roles}
+
+    def expect(
+        self,
+        token: Token,
+        method: str,
+        org: str | None,
+        target: str,
+        roles: list[str],
+        secret_id: str = "",
+        pat_id: str = "",
+    ) -> Decision:
+        """The answer to `method` called with `token`, in organisation `org` (x-zitadel-orgid, or
+        the organisation the request names; None: the caller's own), on user `target` (or granting
+        it `roles`, or naming its secret `secret_id` or its token `pat_id`)."""
         if not self.valid(token):
-            return ("UNAUTHENTICATED", "TOKEN_INVALID")
+            return Decision("UNAUTHENTICATED", "TOKEN_INVALID", "token")
         caller = self.users[token.user_id]
-        if method in ZITADEL_V2:  # the user's organisation, found before any permission is checked
-            addressed = self.users.get(target)
-            if addressed is None or addressed.removed or not caller.holds("user.read", addressed.org):
-                return ("NOT_FOUND", "USER_NOT_FOUND")
-            header = addressed.org
-        method = native(method)
-        org = header or caller.org
-        need = NEEDS[method]
-        allowed = EVERYTHING in caller.power() if need == IAM_OWNER else caller.holds(need, org)
-        if not allowed:
-            return ("PERMISSION_DENIED", "PERMISSION_DENIED")
+        if MAY[method] is ANYONE:
+            return Decision("OK", "", "anyone")
+        if method in BY_USER:
+            addressed = self.present(target)
+            if addressed is None or not caller.may("GetUserByID", addressed.org):
+                return Decision("NOT_FOUND", "USER_NOT_FOUND", "v2 user unseen")
+            org = addressed.org
+        org = org or caller.org
+        if not caller.may(method, org):
+            return Decision("PERMISSION_DENIED", "PERMISSION_DENIED", "not allowed here")
         if org not in self.orgs:
-            return ("PERMISSION_DENIED", "ORGANIZATION_NOT_FOUND")
-        user = self.users.get(target)
-        if user is not None and user.removed:
-            user = None
+            return Decision("PERMISSION_DENIED", "ORGANIZATION_NOT_FOUND", "no such organisation")
+        method = native(method)
+        user = self.present(target)
         if method == "RemoveOrgMember":
             if user is None or org not in user.roles:
-                return ("NOT_FOUND", "MEMBER_NOT_FOUND")
-            if not covers(caller.power(), User("", org, True, {org: user.roles[org]}).power()):
-                return ("PERMISSION_DENIED", "PERMISSION_DENIED")
-            return OK  # the admin, outside every scene, stays an IAM_OWNER: never the last one
+                return Decision("NOT_FOUND", "MEMBER_NOT_FOUND", "not a member")
+            if not covers(caller, {org: user.roles[org]}):
+                return Decision("PERMISSION_DENIED", "PERMISSION_DENIED", "escalation refused")
+            return Decision("OK", "", "membership ended")
         if method == "AddOrgMember":
             if not roles or not set(roles) <= set(ROLES):
-                return ("INVALID_ARGUMENT", "INVALID_ARGUMENT")
-            granted = User("", org, True, {org: frozenset(roles)})
-            if not covers(caller.power(), granted.power()):
-                return ("PERMISSION_DENIED", "PERMISSION_DENIED")
+                return Decision("INVALID_ARGUMENT", "INVALID_ARGUMENT", "bad roles")
+            if not covers(caller, {org: frozenset(roles)}):
+                return Decision("PERMISSION_DENIED", "PERMISSION_DENIED", "escalation refused")
             # A user of another organisation is named only by a caller who may read its users.
-            if user is None or not caller.holds("user.read", user.org):
-                return ("NOT_FOUND", "USER_NOT_FOUND")
+            if user is None or not caller.may("GetUserByID", user.org):
+                return Decision("NOT_FOUND", "USER_NOT_FOUND", "member unseen")
             if org in user.roles:
-                return ("ALREADY_EXISTS", "MEMBER_ALREADY_EXISTS")
-            return OK
-        if method in (
-            "AddOrganization",
-            "AddMachineUser",
-            "AddHumanUser",
-            "GetSecretPolicy",
-            "SetSecretPolicy",
-        ):
-            return OK
+                return Decision("ALREADY_EXISTS", "MEMBER_ALREADY_EXISTS", "member already")
+            return Decision("OK", "", "role granted")
+        if method == "AddOrganization":
+            # ZITADEL's v2 names its first members: each must be a user the caller can see.
+            if not set(roles) <= set(ROLES):
+                return Decision("INVALID_ARGUMENT", "INVALID_ARGUMENT", "bad roles")
+            if roles and user is None:
+                return Decision("NOT_FOUND", "USER_NOT_FOUND", "member unseen")
+            return Decision("OK", "", "organisation added")
+        if method in ("AddMachineUser", "AddHumanUser", "GetSecretPolicy", "SetSecretPolicy", "ListUsers"):
+            return Decision("OK", "", "in the organisation")
         if user is None or user.org != org:
-            return ("NOT_FOUND", "USER_NOT_FOUND")
+            # A user of another organisation is as absent as one that does not exist.
+            return Decision("NOT_FOUND", "USER_NOT_FOUND", "user not here")
         if method == "GetUserByID":
-            return OK
+            return Decision("OK", "", "user read")
         if method in USER_METHODS:
-            if not covers(caller.power(), user.power()):
-                return ("PERMISSION_DENIED", "PERMISSION_DENIED")
+            if not covers(caller, user.roles):
+                return Decision("PERMISSION_DENIED", "PERMISSION_DENIED", "escalation refused")
             if method == "DeactivateUser" and not user.active:
-                return ("FAILED_PRECONDITION", "USER_NOT_ACTIVE")
+                return Decision("FAILED_PRECONDITION", "USER_NOT_ACTIVE", "inactive already")
             if method == "ReactivateUser" and user.active:
-                return ("FAILED_PRECONDITION", "USER_NOT_INACTIVE")
-            return OK
+                return Decision("FAILED_PRECONDITION", "USER_NOT_INACTIVE", "active already")
+            return Decision("OK", "", "user switched")
         if not user.machine:
-            return ("FAILED_PRECONDITION", "USER_NOT_MACHINE")
-        if method == "ListSecrets":
-            return OK
+            return Decision("FAILED_PRECONDITION", "USER_NOT_MACHINE", "not a machine")
+        if method in ("ListSecrets", "ListPersonalAccessTokens"):
+            return Decision("OK", "", "credentials listed")
         # The escalation rule: a credential of a user is the user's power.
-        if not covers(caller.power(), user.power()):
-            return ("PERMISSION_DENIED", "PERMISSION_DENIED")
-        if method == "RemoveSecret" and not user.has_secret:
-            return ("FAILED_PRECONDITION", "SECRET_NOT_FOUND")
-        if method == "DeleteSecret":
-            return ("NOT_FOUND", "SECRET_NOT_FOUND")
-        if method == "CreateSecret" and len(user.secrets) >= MAX_SECRETS:
-            return ("FAILED_PRECONDITION", "SECRET_LIMIT_REACHED")
-        return OK
+        if not covers(caller, user.roles):
+            return Decision("PERMISSION_DENIED", "PERMISSION_DENIED", "escalation refused")
+        if method == "RemoveSecret" and not user.secrets:
+            return Decision("FAILED_PRECONDITION", "SECRET_NOT_FOUND", "no secret")
+        if method == "DeleteSecret" and all(s.id != secret_id for s in user.secrets.values()):
+            return Decision("NOT_FOUND", "SECRET_NOT_FOUND", "no such secret")
+        if method == "RemovePersonalAccessToken" and pat_id not in user.pats:
+            return Decision("NOT_FOUND", "TOKEN_NOT_FOUND", "no such token")
+        if method == "CreateSecret" and user.live_secrets() >= MAX_SECRETS:
+            return Decision("FAILED_PRECONDITION", "SECRET_LIMIT_REACHED", "secret limit")
+        return Decision("OK", "", "credential changed")
