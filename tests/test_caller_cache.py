@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from server.domain.access import Access
-from server.domain.caller_cache import HARMLESS, CallerCache, forget_callers_on_write
+from server.domain.caller_cache import CALLER_CACHE_TTL_S, HARMLESS, CallerCache, forget_callers_on_write
 from server.domain.commands import Commands
-from server.domain.credentials import SecretHasher
+from server.domain.credentials import SecretHasher, token_hash
 from server.domain.errors import Unauthenticated
 from server.domain.ids import IdGenerator
 from server.domain.permissions import CallContext
@@ -80,3 +80,25 @@ def test_every_event_that_may_take_power_away_empties_the_cache() -> None:
         ev.INSTANCE_IAM_OWNER_LEFT,
     ):
         assert taking not in HARMLESS
+
+
+async def test_a_cached_caller_is_read_again_once_it_is_older_than_the_bound(tmp_path: Path) -> None:
+    """The bound on other processes (README: 1 s): an entry is used until it is CALLER_CACHE_TTL_S
+    old on the cache's clock, then read from the store again. The clock is moved, not waited for
+    (test_scale_out.py shows the same across two processes, with ten times the bound)."""
+    raw = await SqliteStore.open(f"sqlite:///{tmp_path / 'ms.db'}")
+    now = [1000.0]
+    cache = CallerCache(monotonic=lambda: now[0])
+    try:
+        admin = await Commands(raw, SecretHasher(4), IdGenerator(), 3).set_up_instance("org", "admin")
+        assert admin is not None
+        await Access(raw, cache=cache).authenticate(admin)
+        cached = token_hash(admin)
+        assert cache.get(cached) is not None
+        now[0] += CALLER_CACHE_TTL_S  # exactly the bound: still used
+        assert cache.get(cached) is not None
+        now[0] += 0.001  # past it: gone, to be read again
+        assert cache.get(cached) is None
+        assert len(cache) == 0
+    finally:
+        await raw.close()

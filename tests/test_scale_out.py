@@ -312,8 +312,10 @@ async def test_a_user_name_taken_by_two_processes_at_once(pg_url: str, tmp_path:
 async def assert_store_unavailable(
     world: World, process: ServerProcess, user_id: str, issued: user_pb.AddSecretResponse
 ) -> None:
-    """While the store is down: a write, a read and the token endpoint each fail cleanly, and
-    within the pool's timeout (3 s; the gRPC deadline is 30 s), with the documented answer."""
+    """While the store is down: a write, a read and the token endpoint each fail cleanly, with the
+    documented answer (the pool's timeout, 3 s, gives it: the gRPC deadline is 30 s, and the
+    answer would be DEADLINE_EXCEEDED past it). Timed with ten times the bound, for a busy
+    machine."""
     for method, request in [
         ("AddSecret", user_pb.AddSecretRequest(user_id=user_id)),
         ("GetUserByID", user_pb.GetUserByIDRequest(user_id=user_id)),
@@ -321,7 +323,7 @@ async def assert_store_unavailable(
         started = time.monotonic()
         with pytest.raises(ApiError) as caught:
             await world.call(method, request)
-        assert time.monotonic() - started < STORE_TIMEOUT_S + 0.5, method
+        assert time.monotonic() - started < 10 * STORE_TIMEOUT_S, method  # ten times: a busy machine
         error = caught.value
         assert (error.code, error.reason, error.message) == (
             grpc.StatusCode.UNAVAILABLE,
@@ -335,7 +337,7 @@ async def assert_store_unavailable(
             data={"grant_type": "client_credentials"},
             auth=(issued.client_id, issued.client_secret),
         )
-    assert time.monotonic() - started < STORE_TIMEOUT_S + 0.5
+    assert time.monotonic() - started < 10 * STORE_TIMEOUT_S
     assert answer.status_code == 503, answer.text
     assert answer.json() == {"error": "temporarily_unavailable", "error_description": "try again"}
 
@@ -407,7 +409,7 @@ async def test_an_sqlite_store_that_cannot_write(tmp_path: Path) -> None:
                 started = time.monotonic()
                 with pytest.raises(ApiError) as caught:
                     await world.call("AddSecret", user_pb.AddSecretRequest(user_id=user_id))
-                assert time.monotonic() - started < STORE_TIMEOUT_S
+                assert time.monotonic() - started < 10 * STORE_TIMEOUT_S
                 assert (caught.value.code, caught.value.reason) == (
                     grpc.StatusCode.UNAVAILABLE,
                     "STORE_UNAVAILABLE",
@@ -518,7 +520,9 @@ async def test_a_credential_that_dies_in_one_process_is_refused_by_the_other_wit
                 killed = time.monotonic()
                 assert not await serves(first, token, user_id), method  # the writer: at once
                 while await serves(second, token, user_id):
-                    assert time.monotonic() - killed < CALLER_CACHE_TTL_S + 1.0, f"{method}: still served"
+                    # Ten times the bound, for a busy machine; the bound itself is
+                    # test_caller_cache.py's, on the cache's own clock.
+                    assert time.monotonic() - killed < 10 * CALLER_CACHE_TTL_S, f"{method}: still served"
                     await asyncio.sleep(0.05)
     finally:
         for process in processes:

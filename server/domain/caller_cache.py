@@ -14,7 +14,7 @@ cannot fill it), at most MAX_CACHED_CALLERS at a time.
 """
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from server.store import events as ev
@@ -40,9 +40,15 @@ HARMLESS = frozenset(
 
 
 class CallerCache:
-    def __init__(self, ttl_s: float = CALLER_CACHE_TTL_S, max_entries: int = MAX_CACHED_CALLERS) -> None:
+    def __init__(
+        self,
+        ttl_s: float = CALLER_CACHE_TTL_S,
+        max_entries: int = MAX_CACHED_CALLERS,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._ttl_s = ttl_s
         self._max_entries = max_entries
+        self._monotonic = monotonic  # tests move it instead of waiting
         self._entries: dict[str, tuple[float, CallerRecord]] = {}
 
     def __len__(self) -> int:
@@ -52,16 +58,16 @@ class CallerCache:
         entry = self._entries.get(token_hash)
         if entry is None:
             return None
-        if time.monotonic() - entry[0] > self._ttl_s:
+        if self._monotonic() - entry[0] > self._ttl_s:
             del self._entries[token_hash]
             return None
         return entry[1]
 
     def put(self, token_hash: str, caller: CallerRecord, read_at: float | None = None) -> None:
-        """read_at: when the record was read from the store (time.monotonic()); now by default."""
+        """read_at: when the record was read from the store (on the cache's clock); now by default."""
         if len(self._entries) >= self._max_entries and token_hash not in self._entries:
             self._entries.pop(next(iter(self._entries)))  # the oldest
-        self._entries[token_hash] = (time.monotonic() if read_at is None else read_at, caller)
+        self._entries[token_hash] = (self._monotonic() if read_at is None else read_at, caller)
 
     def read_at(self, token_hash: str) -> float | None:
         entry = self._entries.get(token_hash)
