@@ -449,9 +449,12 @@ async def test_reports_are_counted_by_hour_and_source_not_kept(
         assert sum(c.candidates for c in counts) == sum(1 + n % 3 for n in range(12)) * 2
         assert len([c for c in counts if c.source != SOURCE_OVERFLOW]) <= 3 * len(hours)
         assert by_source[SOURCE_OVERFLOW] > 0 or len(hours) > 1  # 5 addresses, 3 places an hour
+        # Each counted under its sender's address, through Envoy too (not Envoy's own).
+        assert set(by_source) - {SOURCE_OVERFLOW} <= set(addresses), by_source
 
-        # A report that revoked a secret: its event on the user, and its count.
-        answer = await report_from(addresses[0], base_url(running, "http"), [secret])
+        # A report that revoked a secret: its event on the user, with the address Envoy saw, and
+        # its count.
+        answer = await report_from(addresses[0], base_url(running, "envoy"), [secret])
         assert answer.status_code == 200
         assert event_rows(running) == events + 1
         [*_, revoked] = await running.service.store.events(ev.AGGREGATE_USER, user_id)
