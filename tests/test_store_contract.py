@@ -5,7 +5,7 @@ import contextlib
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -366,12 +366,38 @@ ROWS_OF_VERSION = {
 }
 
 
-def schema_at(version: int) -> list[str]:
-    """The statements that made a store of that version, then its rows."""
-    statements = ["CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY)"]
+async def store_at(
+    stack: contextlib.ExitStack,
+    backend: str,
+    folder: Path,
+    version: int,
+    statements: Sequence[str] = (),
+    insert: str = "",
+    rows: Sequence[tuple[Any, ...]] = (),
+) -> Store:
+    """A store as version `version` of the schema made it, holding what statements and the rows
+    of insert put there, then opened (and so upgraded): on SQLite a file in folder, on PostgreSQL
+    a throwaway database that stack drops."""
+    schema = ["CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY)"]
     for number, steps in MIGRATIONS[:version]:
-        statements += [*steps, f"INSERT INTO schema_migrations VALUES ({number})"]
-    return statements + ROWS_OF_VERSION[version]
+        schema += [*steps, f"INSERT INTO schema_migrations VALUES ({number})"]
+    schema += list(statements)
+    if backend == "sqlite":
+        path = folder / f"v{version}.db"
+        with contextlib.closing(sqlite3.connect(path)) as db, db:
+            for statement in schema:
+                db.execute(statement)
+            if rows:
+                db.executemany(insert, rows)
+        return await SqliteStore.open(f"sqlite:///{path}")
+    url = stack.enter_context(postgres.throwaway_database())
+    with psycopg.connect(url) as pg:
+        for statement in schema:
+            query: Any = statement.replace("%", "%%")  # fixed text, no parameters
+            pg.execute(query)
+        if rows:
+            pg.cursor().executemany(insert.replace("?", "%s"), rows)
+    return await PostgresStore.open(url, pool_size=2)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -381,19 +407,7 @@ async def test_a_store_of_each_earlier_version_upgrades_with_its_data(
 ) -> None:
     assert version < MIGRATIONS[-1][0]
     with contextlib.ExitStack() as stack:
-        if backend == "sqlite":
-            path = tmp_path / "old.db"
-            with contextlib.closing(sqlite3.connect(path)) as db, db:
-                for statement in schema_at(version):
-                    db.execute(statement)
-            store: Store = await SqliteStore.open(f"sqlite:///{path}")
-        else:
-            url = stack.enter_context(postgres.throwaway_database())
-            with psycopg.connect(url) as pg:
-                for statement in schema_at(version):
-                    query: Any = statement.replace("%", "%%")  # fixed text, no parameters
-                    pg.execute(query)
-            store = await PostgresStore.open(url, pool_size=2)
+        store = await store_at(stack, backend, tmp_path, version, ROWS_OF_VERSION[version])
         try:
             user = await store.user("10")
             assert user is not None
@@ -445,30 +459,13 @@ NAMES_BEFORE_PRECIS = {  # id: user name, as version 4 keyed them (casefold)
 
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_user_names_are_keyed_anew_by_precis(backend: str, tmp_path: Path) -> None:
-    statements = ["CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY)"]
-    for number, steps in MIGRATIONS[:4]:
-        statements += [*steps, f"INSERT INTO schema_migrations VALUES ({number})"]
     rows = [(user_id, name, name.casefold()) for user_id, name in NAMES_BEFORE_PRECIS.items()]
     insert = (
         "INSERT INTO users (id, org_id, user_name, user_name_key, type, sequence, created_at, changed_at)"
         " VALUES (?, '1', ?, ?, 'machine', 1, 0, 0)"
     )
     with contextlib.ExitStack() as stack:
-        if backend == "sqlite":
-            path = tmp_path / "v4.db"
-            with contextlib.closing(sqlite3.connect(path)) as db, db:
-                for statement in statements:
-                    db.execute(statement)
-                db.executemany(insert, rows)
-            store: Store = await SqliteStore.open(f"sqlite:///{path}")
-        else:
-            url = stack.enter_context(postgres.throwaway_database())
-            with psycopg.connect(url) as pg:
-                for statement in statements:
-                    query: Any = statement.replace("%", "%%")
-                    pg.execute(query)
-                pg.cursor().executemany(insert.replace("?", "%s"), rows)
-            store = await PostgresStore.open(url, pool_size=2)
+        store = await store_at(stack, backend, tmp_path, 4, insert=insert, rows=rows)
         try:
             found = await store.user_by_name("caf\u00e9")  # composed
             assert found is not None
@@ -496,9 +493,6 @@ NAMES_BEFORE_SKELETONS = {  # id: (organisation, user name), oldest first
 async def test_look_alikes_made_before_skeletons_are_kept_listed_and_no_more_can_be_made(
     backend: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    statements = ["CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY)"]
-    for number, steps in MIGRATIONS[:14]:
-        statements += [*steps, f"INSERT INTO schema_migrations VALUES ({number})"]
     rows = [
         (user_id, org, name, user_name_key(name), n)
         for n, (user_id, (org, name)) in enumerate(NAMES_BEFORE_SKELETONS.items())
@@ -508,21 +502,7 @@ async def test_look_alikes_made_before_skeletons_are_kept_listed_and_no_more_can
         " VALUES (?, ?, ?, ?, 'machine', 1, ?, 0)"
     )
     with contextlib.ExitStack() as stack:
-        if backend == "sqlite":
-            path = tmp_path / "v11.db"
-            with contextlib.closing(sqlite3.connect(path)) as db, db:
-                for statement in statements:
-                    db.execute(statement)
-                db.executemany(insert, rows)
-            store: Store = await SqliteStore.open(f"sqlite:///{path}")
-        else:
-            url = stack.enter_context(postgres.throwaway_database())
-            with psycopg.connect(url) as pg:
-                for statement in statements:
-                    query: Any = statement.replace("%", "%%")
-                    pg.execute(query)
-                pg.cursor().executemany(insert.replace("?", "%s"), rows)
-            store = await PostgresStore.open(url, pool_size=2)
+        store = await store_at(stack, backend, tmp_path, 14, insert=insert, rows=rows)
         try:
             pairs = await store.look_alike_users()
             assert [(holder.id, kept.id) for holder, kept in pairs] == [("31", "32"), ("33", "34")]
@@ -640,26 +620,9 @@ REPORTS_OF_VERSION_10 = [  # (aggregate type, id, sequence, type, payload, creat
 
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_revocation_reports_of_version_10_become_counts(backend: str, tmp_path: Path) -> None:
-    statements = ["CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY)"]
-    for number, steps in MIGRATIONS[:10]:
-        statements += [*steps, f"INSERT INTO schema_migrations VALUES ({number})"]
     insert = "INSERT INTO events VALUES (?, ?, ?, ?, '', ?, ?)"
     with contextlib.ExitStack() as stack:
-        if backend == "sqlite":
-            path = tmp_path / "v10.db"
-            with contextlib.closing(sqlite3.connect(path)) as db, db:
-                for statement in statements:
-                    db.execute(statement)
-                db.executemany(insert, REPORTS_OF_VERSION_10)
-            store: Store = await SqliteStore.open(f"sqlite:///{path}")
-        else:
-            url = stack.enter_context(postgres.throwaway_database())
-            with psycopg.connect(url) as pg:
-                for statement in statements:
-                    query: Any = statement.replace("%", "%%")
-                    pg.execute(query)
-                pg.cursor().executemany(insert.replace("?", "%s"), REPORTS_OF_VERSION_10)
-            store = await PostgresStore.open(url, pool_size=2)
+        store = await store_at(stack, backend, tmp_path, 10, insert=insert, rows=REPORTS_OF_VERSION_10)
         try:
             assert await store.revocation_report_counts() == [
                 RevocationReportCount(5 * HOUR_MICROS, "10.0.0.1", 2, 3, 1),
