@@ -39,7 +39,6 @@ from server.limits import (
 from server.transport.oauth import TOKEN_PATH
 from server.transport.revocation import REVOKE_PATH
 from tests.api import method_path
-from tests.processes import start_with_envoy
 from tests.unauthenticated import (
     ADDED_MEDIAN_MS,
     BASIC_ROOM,
@@ -56,6 +55,7 @@ from tests.unauthenticated import (
     fit,
     raw_headers,
     revocation_report,
+    running_target,
     token_form,
 )
 
@@ -71,16 +71,8 @@ Attack = Callable[[Target, str], object]
 
 @pytest.fixture(scope="module")
 async def target(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Target]:
-    process, _ = await start_with_envoy(
-        tmp_path_factory.mktemp("attacker"),
-        MS_CLIENT_FAILURE_LIMIT="1000000",
-        MS_SOURCE_FAILURE_LIMIT="1000000",
-    )
-    target = Target.of(process)
-    yield target
-    target.close()
-    assert process.alive, "the service died"
-    await process.stop()
+    async with running_target(tmp_path_factory.mktemp("attacker")) as target:
+        yield target
 
 
 def _status(answer: object) -> object:

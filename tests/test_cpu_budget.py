@@ -21,8 +21,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
-from tests.processes import start_with_envoy
-from tests.unauthenticated import CASES, HOSTILE, Costs, Entry, Target, case_id, fit
+from tests.unauthenticated import CASES, HOSTILE, Costs, Entry, Target, case_id, fit, running_target
 
 # No shrinking: every request that the search sends is a request the service pays for, and a case
 # over the budget says which input it was as drawn.
@@ -38,18 +37,8 @@ EDGES = [199, 200, 201, 1_000, 22_500]  # about the identifier limits, and the i
 
 @pytest.fixture(scope="module")
 async def target(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Target]:
-    # Failure limits out of the way: a refusal for too many failures would spare the work whose
-    # cost is measured.
-    process, _ = await start_with_envoy(
-        tmp_path_factory.mktemp("cpu-budget"),
-        MS_CLIENT_FAILURE_LIMIT="1000000",
-        MS_SOURCE_FAILURE_LIMIT="1000000",
-    )
-    target = Target.of(process)
-    yield target
-    target.close()
-    assert process.alive, "the service died"
-    await process.stop()
+    async with running_target(tmp_path_factory.mktemp("cpu-budget")) as target:
+        yield target
 
 
 def hostile_text(room: int) -> st.SearchStrategy[str]:

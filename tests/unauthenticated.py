@@ -23,12 +23,14 @@ garbage collection, another process on the core) is not, and only ever adds.
 """
 
 import base64
+import contextlib
 import json
 import statistics
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import quote
 
 import grpc
@@ -40,7 +42,7 @@ from server.limits import MAX_HEADER_BYTES, MAX_METADATA_BYTES, MAX_REQUEST_BYTE
 from server.transport.oauth import DISCOVERY_PATH, TOKEN_PATH
 from server.transport.revocation import REVOKE_PATH
 from tests.api import method_path
-from tests.processes import ServerProcess
+from tests.processes import ServerProcess, start_with_envoy
 
 ADDED_MEDIAN_MS = 5.0
 MAX_MS = 20.0
@@ -417,3 +419,19 @@ class Costs:
         assert median <= self.median_budget_ms, (
             f"{self.entry.name} via {self.door}: median {median:.2f} ms against {self.plain_ms:.2f} ms plain"
         )
+
+
+@contextlib.asynccontextmanager
+async def running_target(folder: Path) -> AsyncIterator[Target]:
+    """The service as a process of its own, with its Envoy, the failure limits out of the way (a
+    refusal for too many failures would spare the very work whose cost is measured)."""
+    process, _ = await start_with_envoy(
+        folder, MS_CLIENT_FAILURE_LIMIT="1000000", MS_SOURCE_FAILURE_LIMIT="1000000"
+    )
+    target = Target.of(process)
+    try:
+        yield target
+    finally:
+        target.close()
+        assert process.alive, "the service died"
+        await process.stop()
