@@ -1,9 +1,12 @@
 """The real service, started in the test process: its configuration for tests, and a client for
 each transport it serves. The fixtures that use these are in conftest.py."""
 
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from server import app
 from server.clock import SYSTEM_CLOCK, Clock
@@ -100,6 +103,21 @@ async def start_service(config: Config, clock: Clock = SYSTEM_CLOCK) -> Running:
         await service.stop(0)  # nothing left running, or cleaned up later by a finaliser
         raise AssertionError("Envoy did not start: see the log")
     return Running(config, service)
+
+
+@contextlib.asynccontextmanager
+async def own_service(
+    backend: str, folder: Path, clock: Clock = SYSTEM_CLOCK, **settings: Any
+) -> AsyncIterator[Running]:
+    """A service of the test's own on backend ("sqlite": its file in folder; "postgres": a
+    throwaway database), with config_for's settings changed by settings; stopped afterwards."""
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(postgres.throwaway_database()) if backend == "postgres" else None
+        running = await start_service(config_for(folder, database_url=url, **settings), clock)
+        try:
+            yield running
+        finally:
+            await running.service.stop(0)
 
 
 BACKENDS = ["sqlite", "postgres"]

@@ -1,6 +1,5 @@
 """AddSecret, RemoveSecret and the rules around them, through a real client of each transport."""
 
-import contextlib
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -14,9 +13,8 @@ from google.protobuf.message import Message
 from machinesecrets.v1 import user_service_pb2 as user_pb
 
 from server.clock import ShiftedClock
-from tests import postgres
 from tests.api import ApiError, JsonApi, expect_error
-from tests.service import BACKENDS, TRANSPORTS, Running, client, config_for, start_service
+from tests.service import BACKENDS, TRANSPORTS, Running, client, own_service
 from tests.world import World, unique_name
 
 SECRET = re.compile(r"msk_[0-9A-Za-z]{61}")
@@ -167,12 +165,9 @@ async def clocked(
 ) -> AsyncIterator[tuple[Running, ShiftedClock]]:
     """A service of its own, whose clock the test moves: expiry without waiting for it."""
     clock = ShiftedClock()
-    with contextlib.ExitStack() as stack:
-        url = stack.enter_context(postgres.throwaway_database()) if request.param == "postgres" else None
-        folder = tmp_path_factory.mktemp(f"clocked-{request.param}")
-        running = await start_service(config_for(folder, database_url=url, envoy=True), clock)
+    folder = tmp_path_factory.mktemp(f"clocked-{request.param}")
+    async with own_service(request.param, folder, clock, envoy=True) as running:
         yield running, clock
-        await running.service.stop(0)
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

@@ -27,9 +27,8 @@ from server.domain.failure_limits import FailureLimits
 from server.domain.secret_format import lookup_key, new_secret
 from server.store.base import ClientRecord
 from server.transport.oauth import TOKEN_PATH
-from tests import postgres
 from tests.api import GrpcApi
-from tests.service import Running, config_for, start_service
+from tests.service import Running, own_service
 from tests.world import World, unique_name
 
 PAIRS = 1000
@@ -75,9 +74,8 @@ def test_sign_test_reads_as_it_should() -> None:
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 async def test_an_unknown_client_takes_as_long_as_a_wrong_secret(tmp_path: Path, backend: str) -> None:
-    with contextlib.ExitStack() as stack:
-        url = stack.enter_context(postgres.throwaway_database()) if backend == "postgres" else None
-        running = await start_service(config_for(tmp_path, database_url=url, failure_limits=UNLIMITED))
+    async with contextlib.AsyncExitStack() as stack:
+        running = await stack.enter_async_context(own_service(backend, tmp_path, failure_limits=UNLIMITED))
         api = GrpcApi("grpc", f"127.0.0.1:{running.service.grpc_port}")
         try:
             world = await World.create(api, running.admin_token)
@@ -110,7 +108,6 @@ async def test_an_unknown_client_takes_as_long_as_a_wrong_secret(tmp_path: Path,
                             times[client_id].append(took)
         finally:
             await api.close()
-            await running.service.stop(0)
     longer, differ, p = sign_test(times[existing], times[unknown])
     medians = statistics.median(times[existing]), statistics.median(times[unknown])
     summary = (

@@ -6,7 +6,6 @@ counted casefold(): `victimb1176`, the same in fullwidth letters and a half-widt
 clients, and a guesser got 30 guesses at one account whose limit is 10.
 """
 
-import contextlib
 from pathlib import Path
 
 import httpx
@@ -15,9 +14,8 @@ from machinesecrets.v1 import user_service_pb2 as user_pb
 
 from server.domain.failure_limits import FailureLimits
 from server.transport.oauth import TOKEN_PATH
-from tests import postgres
 from tests.api import GrpcApi
-from tests.service import config_for, start_service
+from tests.service import own_service
 from tests.world import World
 
 LIMITS = FailureLimits(per_client=10, per_source=1000, window_s=60)
@@ -30,9 +28,7 @@ def fullwidth(text: str) -> str:
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 async def test_spellings_of_one_name_are_one_client(tmp_path: Path, backend: str) -> None:
-    with contextlib.ExitStack() as stack:
-        url = stack.enter_context(postgres.throwaway_database()) if backend == "postgres" else None
-        running = await start_service(config_for(tmp_path, database_url=url, failure_limits=LIMITS))
+    async with own_service(backend, tmp_path, failure_limits=LIMITS) as running:
         api = GrpcApi("grpc", f"127.0.0.1:{running.service.grpc_port}")
         try:
             world = await World.create(api, running.admin_token)
@@ -61,4 +57,3 @@ async def test_spellings_of_one_name_are_one_client(tmp_path: Path, backend: str
                 assert await attempt("v" * 5000, "guess") == 401
         finally:
             await api.close()
-            await running.service.stop(0)

@@ -35,7 +35,7 @@ from server.transport.oauth import TOKEN_PATH
 from server.transport.revocation import REVOKE_PATH
 from tests import postgres
 from tests.api import GrpcApi, exchange, expect_error
-from tests.service import BACKENDS, Running, config_for, start_service
+from tests.service import BACKENDS, Running, config_for, own_service, start_service
 from tests.world import World, unique_name
 
 DOORS = ["http", "envoy"]
@@ -217,16 +217,10 @@ async def service(
     clock: Clock = SYSTEM_CLOCK,
 ) -> AsyncIterator[Running]:
     """A service of its own (with Envoy) on backend: these tests spend its limits."""
-    with contextlib.ExitStack() as stack:
-        url = stack.enter_context(postgres.throwaway_database()) if backend == "postgres" else None
-        config = config_for(
-            folder, database_url=url, envoy=True, failure_limits=limits, bcrypt_cost=bcrypt_cost
-        )
-        running = await start_service(config, clock)
-        try:
-            yield running
-        finally:
-            await running.service.stop(0)
+    async with own_service(
+        backend, folder, clock, envoy=True, failure_limits=limits, bcrypt_cost=bcrypt_cost
+    ) as running:
+        yield running
 
 
 async def report_from(address: str, base: str, secrets: list[str]) -> httpx.Response:

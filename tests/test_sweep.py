@@ -23,7 +23,7 @@ from server.domain.credentials import token_hash
 from server.sweep import Sweeper
 from tests import postgres
 from tests.api import ApiError, GrpcApi, exchange
-from tests.service import BACKENDS, Running, config_for, start_service
+from tests.service import BACKENDS, Running, own_service
 from tests.world import World
 
 TTL = timedelta(hours=1)
@@ -46,16 +46,10 @@ def stored_hashes(running: Running) -> set[str]:
 async def service_on(
     backend: str, folder: Path, clock: ShiftedClock, interval: timedelta = timedelta(minutes=10)
 ) -> AsyncIterator[Running]:
-    with contextlib.ExitStack() as stack:
-        url = stack.enter_context(postgres.throwaway_database()) if backend == "postgres" else None
-        config = config_for(
-            folder, database_url=url, access_token_ttl=TTL, sweep_interval=interval, sweep_batch=BATCH
-        )
-        running = await start_service(config, clock)
-        try:
-            yield running
-        finally:
-            await running.service.stop(0)
+    async with own_service(
+        backend, folder, clock, access_token_ttl=TTL, sweep_interval=interval, sweep_batch=BATCH
+    ) as running:
+        yield running
 
 
 def stamp(moment: datetime) -> timestamp_pb2.Timestamp:
