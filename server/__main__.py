@@ -12,7 +12,7 @@ import signal
 import sys
 from pathlib import Path
 
-from server import app, logs, workers
+from server import app, logs, supervisor
 from server.config import Config, ConfigError, load
 from server.ready_file import remove_ready_file, write_ready_file
 from server.store.base import StoreUnavailable
@@ -50,7 +50,7 @@ def main() -> int:
     logs.configure(config.log_level, config.log_format)
     try:
         if config.workers > 1:
-            asyncio.run(workers.supervise(config, sys.argv[1:]))
+            asyncio.run(supervisor.supervise(config, sys.argv[1:]))
         else:
             asyncio.run(serve(config))
     except ConfigError as error:  # a setting that proved wrong only at start (e.g. a refused path)

@@ -165,7 +165,7 @@ async def open_store(config: Config, clock: Clock = SYSTEM_CLOCK) -> Store:
 
 @dataclass(frozen=True)
 class Placement:
-    """Where one worker of several (server/workers.py) is reached by the supervisor's Envoy: its
+    """Where one worker of several (server/supervisor.py) is reached by the supervisor's Envoy: its
     own private Unix sockets. Its TCP ports are shared with the other workers (SO_REUSEPORT)."""
 
     grpc_socket: str
@@ -389,7 +389,7 @@ async def start_metrics(
     (calls by method and code, failed authentications, tokens issued) are for operators, so it
     listens on loopback unless told otherwise, and Envoy does not route it. With TLS, over TLS.
 
-    Workers (server/workers.py): only the first serves it, on the port its supervisor holds for
+    Workers (server/supervisor.py): only the first serves it, on the port its supervisor holds for
     it (SO_REUSEPORT, as the others); the others are given "off"."""
     if addr is None:
         return None

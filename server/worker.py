@@ -1,4 +1,4 @@
-"""One worker of several (MS_WORKERS): started by server/workers.py, never by hand, as
+"""One worker of several (MS_WORKERS): started by server/supervisor.py, never by hand, as
 
     python -m server.worker --grpc-socket PATH --http-socket PATH [--envoy-addr-public HOST:PORT]
                             [settings...]

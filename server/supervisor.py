@@ -1,4 +1,5 @@
-"""MS_WORKERS=N: N server processes behind one Envoy, for every core of a machine.
+"""The supervisor of MS_WORKERS=N: N server processes behind one Envoy, for every core of a machine.
+Each worker is `server/worker.py`.
 
 The first process is the supervisor. It serves no call itself:
 - it reserves the gRPC and HTTP ports and starts N workers (`python -m server.worker`), which
