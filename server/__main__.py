@@ -14,7 +14,7 @@ from pathlib import Path
 
 from server import app, logs, supervisor
 from server.config import Config, ConfigError, load
-from server.ready_file import remove_ready_file, write_ready_file
+from server.runtime.ready_file import remove_ready_file, write_ready_file
 from server.store.base import StoreUnavailable
 
 log = logging.getLogger("machinesecrets")

@@ -30,17 +30,17 @@ from server.domain.ids import IdGenerator
 from server.domain.paging import PageTokens
 from server.domain.queries import Queries
 from server.domain.revocation import SecretRevocation
-from server.envoy import EnvoyError, EnvoyProcess, EnvoySettings
 from server.limits import MAX_HEADER_BYTES, MAX_REQUEST_BYTES
 from server.metrics import Metrics, timed_store
-from server.private_files import check_private_location, write_private_file
-from server.resources import resource
+from server.runtime.envoy import EnvoyError, EnvoyProcess, EnvoySettings
+from server.runtime.private_files import check_private_location, write_private_file
+from server.runtime.resources import resource
+from server.runtime.temp_dirs import private_temp_dir, sweep_orphans
+from server.runtime.tls import TlsFiles, load_tls
 from server.store.base import Store
 from server.store.postgres import PostgresStore
 from server.store.sqlite import SqliteStore
 from server.sweep import Sweeper
-from server.temp_dirs import private_temp_dir, sweep_orphans
-from server.tls import TlsFiles, load_tls
 from server.transport.admission import Admission
 from server.transport.asgi_server import AsgiServer
 from server.transport.connect import ConnectEndpoint

@@ -29,9 +29,9 @@ from pathlib import Path
 
 from server import app
 from server.config import Config, ConfigError
-from server.ready_file import remove_ready_file, write_ready_file
-from server.temp_dirs import private_temp_dir
-from server.tls import load_tls
+from server.runtime.ready_file import remove_ready_file, write_ready_file
+from server.runtime.temp_dirs import private_temp_dir
+from server.runtime.tls import load_tls
 
 log = logging.getLogger("machinesecrets")
 

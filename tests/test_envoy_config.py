@@ -1,18 +1,18 @@
-"""envoy.yaml as a user runs it elsewhere: `python -m server.envoy --print-config` gives a file
-that Envoy itself accepts."""
+"""envoy.yaml as a user runs it elsewhere: `python -m server.runtime.envoy --print-config` gives a
+file that Envoy itself accepts."""
 
 import subprocess
 import sys
 from pathlib import Path
 
-from server.envoy import envoy_binary
+from server.runtime.envoy import envoy_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_the_printed_configuration_validates(tmp_path: Path) -> None:
     printed = subprocess.run(
-        [sys.executable, "-m", "server.envoy", "--print-config"],
+        [sys.executable, "-m", "server.runtime.envoy", "--print-config"],
         cwd=ROOT, capture_output=True, text=True, check=True, timeout=60,
         env={"MS_GRPC_ADDR": "10.0.0.5:50051", "MS_HTTP_ADDR": "10.0.0.5:8081", "MS_CORS_ORIGINS": "https://a.example",
              "PATH": "/usr/bin:/bin"},

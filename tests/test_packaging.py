@@ -143,3 +143,12 @@ def test_the_documented_secret_checker_runs_from_the_wheel(installed: Path, tmp_
     checksum_wrong = "not a secret: the checksum (the last 6 characters) does not match"
     assert done.stdout.splitlines() == ["1: ok", f"2: {checksum_wrong}"]
     assert good not in done.stdout + done.stderr
+
+
+def test_a_checkout_reads_its_own_files() -> None:
+    """server/runtime/resources.py finds envoy.yaml and generated/ in the checkout it runs from (a
+    wrong depth would fall back to an installed copy, or to none)."""
+    from server.runtime.resources import resource
+
+    for name in ("envoy.yaml", "generated/machinesecrets.binpb", "generated/openapi.json"):
+        assert resource(name) == ROOT / name

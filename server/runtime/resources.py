@@ -9,7 +9,7 @@ wheel carries them as data files under <prefix>/share/machine-secrets/ (pyprojec
 import sys
 from pathlib import Path
 
-CHECKOUT = Path(__file__).resolve().parent.parent
+CHECKOUT = Path(__file__).resolve().parents[2]  # this file is server/runtime/resources.py
 INSTALLED = Path(sys.prefix) / "share" / "machine-secrets"
 
 
