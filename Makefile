@@ -64,13 +64,13 @@ system-deps:
 # set (with every import) that Envoy's gRPC-JSON transcoder reads. generated/ is committed. Then
 # what is made from the descriptor set: the OpenAPI document and the README's API table.
 proto: $(STAMP)
-	$(BIN)/python -m tools.genproto generated
-	$(BIN)/python -m tools.genopenapi
-	$(BIN)/python -m tools.apitable
+	$(BIN)/python -m devtools.genproto generated
+	$(BIN)/python -m devtools.genopenapi
+	$(BIN)/python -m devtools.apitable
 
 # The OpenAPI document of the JSON API, from the descriptor set (make proto runs it too).
 openapi: $(STAMP)
-	$(BIN)/python -m tools.genopenapi
+	$(BIN)/python -m devtools.genopenapi
 
 # The web console: server/console/ (committed, so that `make run` needs no npm) built from console/
 # with connect-es, the toolchain of examples/browser; tests/test_console.py checks they are in step.
@@ -94,14 +94,14 @@ test: $(STAMP) $(SDK_STAMP) system-deps
 bench-deps:
 	@command -v h2load >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nghttp2-client; }
 
-# Benchmarks, written to BENCHMARKS.md. BENCH_ARGS=--postgres for PostgreSQL; see python -m tools.bench -h.
+# Benchmarks, written to BENCHMARKS.md. BENCH_ARGS=--postgres for PostgreSQL; see python -m devtools.bench -h.
 bench: $(STAMP) bench-deps
-	$(BIN)/python -m tools.bench $(BENCH_ARGS)
+	$(BIN)/python -m devtools.bench $(BENCH_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check server tests tools
-	$(BIN)/ruff format --check server tests tools
-	$(BIN)/mypy server tests tools
+	$(BIN)/ruff check server tests devtools
+	$(BIN)/ruff format --check server tests devtools
+	$(BIN)/mypy server tests devtools
 
 clean:
 	rm -rf $(VENV) $(SDK_VENV) .data .pytest_cache .mypy_cache .ruff_cache

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-import tools.throwaway_database
+import devtools.throwaway_database
 
 # Where `make test` finds PostgreSQL when MS_TEST_POSTGRES_URL is not set: the server this kind of
 # machine runs (and .ci/run starts), if it answers.
@@ -51,7 +51,7 @@ def admin_url() -> str:
 def throwaway_database(options: str = "") -> Iterator[str]:
     """A new, empty database on the test server (made with CREATE DATABASE's options); dropped
     afterwards."""
-    with tools.throwaway_database.throwaway_database(admin_url(), "ms_test", options) as url:
+    with devtools.throwaway_database.throwaway_database(admin_url(), "ms_test", options) as url:
         yield url
 
 

@@ -1,12 +1,12 @@
 """Real `python -m server` processes, for tests about processes: several on one database,
-killed, restarted. Started by tools/launcher.py, which learns their ports from the ready file."""
+killed, restarted. Started by devtools/launcher.py, which learns their ports from the ready file."""
 
 import asyncio
 import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.launcher import Launched, Ports, launch, wait_ready_async
+from devtools.launcher import Launched, Ports, launch, wait_ready_async
 
 READY_TIMEOUT_S = 60
 

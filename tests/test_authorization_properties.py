@@ -94,7 +94,7 @@ TRANSPORTS = ("grpc", "envoy-json")
 # scenarios at the end of this file, readable.
 # In CI, one fixed search for each version of this file: the floors below are met, or missed, the
 # same way on every run and on a developer's machine (CI=true), never by chance; a fixed search
-# needs no database. Elsewhere (and in tools/mutations.py, which names its seeds) the search is new
+# needs no database. Elsewhere (and in devtools/mutations.py, which names its seeds) the search is new
 # each run, and starts from the failures it kept.
 IN_CI = os.environ.get("CI") == "true"
 DATABASE = (

@@ -3,8 +3,8 @@
 import filecmp
 from pathlib import Path
 
-from tools import apitable, genopenapi
-from tools.genproto import generate
+from devtools import apitable, genopenapi
+from devtools.genproto import generate
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,5 +1,5 @@
 """MS_READY_FILE: once serving, every bound port as JSON, for tools and tests
-(tools/launcher.py): `{"grpc", "http", "envoy", "metrics", "pid"}` (envoy and metrics: null when
+(devtools/launcher.py): `{"grpc", "http", "envoy", "metrics", "pid"}` (envoy and metrics: null when
 not served)."""
 
 import json

@@ -1,6 +1,6 @@
 """Starts the service (or the benchmark's no-op baseline) as a process, and learns its ports from
 the ready file it writes once it serves (MS_READY_FILE: JSON with every bound port), not from its
-log lines. The tests and `tools/bench` both start processes with this."""
+log lines. The tests and `devtools/bench` both start processes with this."""
 
 import asyncio
 import json

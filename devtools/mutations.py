@@ -1,8 +1,8 @@
 """The mutation table: each known break of the production code, applied to a copy of this working
 tree, and the tests that must catch it, run there.
 
-    python -m tools.mutations                      # every break, seeds 1-5, SQLite
-    python -m tools.mutations --seeds 7,8 --only policy-write --store postgres
+    python -m devtools.mutations                      # every break, seeds 1-5, SQLite
+    python -m devtools.mutations --seeds 7,8 --only policy-write --store postgres
 
 For each break: the fixed tests named for it run once, and the property test
 (tests/test_authorization_properties.py) runs once per seed, each with an empty example database,

@@ -100,7 +100,7 @@ async def main() -> None:
             "127.0.0.1:0", (f"unix:{grpc_socket}",), (f"unix:{http_socket}",), (), MAX_REQUEST_BYTES
         )
     )
-    # Where tools/launcher.py looks for the ports, as `python -m server` writes it.
+    # Where devtools/launcher.py looks for the ports, as `python -m server` writes it.
     ready = Path(os.environ["MS_READY_FILE"])
     ready.with_name(ready.name + ".partial").write_text(
         json.dumps({"grpc": grpc_port, "http": http.port, "envoy": envoy.port})

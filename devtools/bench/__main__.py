@@ -1,7 +1,7 @@
 """`make bench`: throughput and latency of the service, side by side with a no-op baseline on the
 same stack, measured in one run and written to BENCHMARKS.md.
 
-    python -m tools.bench [--postgres [URL]] [--requests N] [--concurrency C] [--users N]
+    python -m devtools.bench [--postgres [URL]] [--requests N] [--concurrency C] [--users N]
 
 Every row is a fixed number of requests at a fixed concurrency after a warm-up, driven by h2load
 from a separate process. A row whose requests did not all succeed (by the service's own count of
@@ -30,15 +30,15 @@ from machinesecrets.v1 import org_service_pb2 as org_pb
 from machinesecrets.v1 import org_service_pb2_grpc, user_service_pb2_grpc
 from machinesecrets.v1 import user_service_pb2 as user_pb
 
+from devtools.bench import seed
+from devtools.bench.load import Request, Result, h2load
+from devtools.launcher import LaunchFailed, launch, tail, wait_ready
+from devtools.throwaway_database import throwaway_database
 from server.config import load
 from server.domain.ids import IdGenerator
 from server.domain.secret_format import new_secret
 from server.metrics import calls_by_code
 from server.transport.oauth import TOKEN_PATH
-from tools.bench import seed
-from tools.bench.load import Request, Result, h2load
-from tools.launcher import LaunchFailed, launch, tail, wait_ready
-from tools.throwaway_database import throwaway_database
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 REPORT = ROOT / "BENCHMARKS.md"
@@ -138,7 +138,7 @@ def start_service(
 
 
 def start_noop(folder: Path) -> tuple[subprocess.Popen[bytes], Ports]:
-    launched = launch(folder, {}, module="tools.bench.noop")
+    launched = launch(folder, {}, module="devtools.bench.noop")
     ports = wait_ready(launched)
     assert ports.envoy is not None, "the baseline always runs its Envoy"
     return launched.process, Ports(ports.grpc, ports.http, ports.envoy)
@@ -331,7 +331,7 @@ def format_row(row: Row) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m tools.bench")
+    parser = argparse.ArgumentParser(prog="python -m devtools.bench")
     parser.add_argument(
         "--postgres",
         nargs="?",

@@ -2,8 +2,8 @@
 round after round, so that both see the same noise of the machine. The two differ by a setting,
 or B runs from another checkout (a commit before a change: `git worktree add`).
 
-    python -m tools.bench.compare MS_SQLITE_SYNC=normal MS_SQLITE_SYNC=full [--rounds 6]
-    python -m tools.bench.compare --b-root /tmp/before --call GetUserByID
+    python -m devtools.bench.compare MS_SQLITE_SYNC=normal MS_SQLITE_SYNC=full [--rounds 6]
+    python -m devtools.bench.compare --b-root /tmp/before --call GetUserByID
 
 Prints each round and the median ratio B/A of req/s and of server CPU per call, with the spread.
 Separate full runs of `make bench` drift by more than the changes being measured (the no-op alone
@@ -20,7 +20,7 @@ import grpc
 from machinesecrets.v1 import user_service_pb2 as user_pb
 from machinesecrets.v1 import user_service_pb2_grpc
 
-from tools.bench.__main__ import (
+from devtools.bench.__main__ import (
     ADD_SECRET,
     GET_USER,
     ROOT,
@@ -41,7 +41,7 @@ def setting(text: str) -> dict[str, str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m tools.bench.compare")
+    parser = argparse.ArgumentParser(prog="python -m devtools.bench.compare")
     parser.add_argument("a", type=setting, nargs="?", default={}, help="MS_NAME=value of service A")
     parser.add_argument("b", type=setting, nargs="?", default={}, help="MS_NAME=value of service B")
     parser.add_argument("--b-root", type=Path, default=ROOT, help="the checkout service B runs from")
