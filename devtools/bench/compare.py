@@ -20,17 +20,9 @@ import grpc
 from machinesecrets.v1 import user_service_pb2 as user_pb
 from machinesecrets.v1 import user_service_pb2_grpc
 
-from devtools.bench.__main__ import (
-    ADD_SECRET,
-    GET_USER,
-    ROOT,
-    database,
-    grpc_request,
-    median,
-    spread,
-    start_service,
-    timed_run,
-)
+from devtools.bench.calls import ADD_SECRET, GET_USER, grpc_request
+from devtools.bench.measure import median, spread, timed_run
+from devtools.bench.targets import ROOT, database, start_service
 
 
 def setting(text: str) -> dict[str, str]:
