@@ -177,10 +177,10 @@ class Pipeline:
         if self._permission == ANY_CALLER:  # the caller's own reach: no organisation to enter
             return CallContext(principal, principal.org_id)
         if self._user_field is not None:
-            user_id = field_value(request, self._user_field)
+            user_id = string_field(request, self._user_field)
             return await self._access.enter_organisation_of_user(principal, user_id, self._permission)
         if self._organisation_field is not None:
-            org_id = field_value(request, self._organisation_field)
+            org_id = string_field(request, self._organisation_field)
             return await self._access.enter_organisation(principal, org_id, self._permission)
         return await self._access.enter_organisation(principal, org_header(metadata), self._permission)
 
@@ -209,7 +209,7 @@ def error_outcome(error: DomainError) -> Outcome:
     return Outcome(status.code_of(error), status=status.error_status(error))
 
 
-def field_value(message: Message, path: list[str]) -> str:
+def string_field(message: Message, path: list[str]) -> str:
     """A string field of the request, by its path (checked to exist at start); "" where unset."""
     for name in path[:-1]:
         message = getattr(message, name)
