@@ -37,7 +37,7 @@ from server.limits import (
     MAX_USER_NAME_LENGTH,
 )
 from server.transport.oauth import TOKEN_PATH
-from server.transport.revocation import REVOKE_PATH
+from server.transport.revocation_endpoint import REVOKE_PATH
 from tests.api import method_path
 from tests.unauthenticated import (
     ADDED_MEDIAN_MS,

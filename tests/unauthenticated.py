@@ -40,7 +40,7 @@ from machinesecrets.v1 import user_service_pb2 as user_pb
 
 from server.limits import MAX_HEADER_BYTES, MAX_METADATA_BYTES, MAX_REQUEST_BYTES
 from server.transport.oauth import DISCOVERY_PATH, TOKEN_PATH
-from server.transport.revocation import REVOKE_PATH
+from server.transport.revocation_endpoint import REVOKE_PATH
 from tests.api import method_path
 from tests.processes import ServerProcess, start_with_envoy
 
