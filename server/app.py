@@ -11,7 +11,6 @@ import grpc
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
-from grpc_reflection.v1alpha import reflection
 from machinesecrets.v1 import org_service_pb2, user_service_pb2
 from zitadel.internal_permission.v2 import internal_permission_service_pb2 as perm_v2
 from zitadel.management.v1 import management_pb2
@@ -56,6 +55,7 @@ from server.transport.http_endpoint import AdmittedBody
 from server.transport.metrics import METRICS_PATH, MetricsEndpoint
 from server.transport.oauth import DISCOVERY_PATH, TOKEN_PATH, Discovery, TokenEndpoint
 from server.transport.pipeline import build_pipelines
+from server.transport.reflection import enable_reflection
 from server.transport.request_ids import RequestIds
 from server.transport.rest import RestEndpoint
 from server.transport.revocation_endpoint import REVOKE_PATH, RevocationEndpoint
@@ -295,9 +295,7 @@ async def _start(
         )
         health_servicer = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)  # type: ignore[no-untyped-call]
-        reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-        )
+        enable_reflection((*SERVICE_NAMES, health.SERVICE_NAME), server)
         try:
             if tls is None:
                 port = server.add_insecure_port(config.grpc_addr)
