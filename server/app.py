@@ -52,7 +52,7 @@ from server.transport.health import HEALTH_PATH, READY_PATH, Readiness, StoreWat
 from server.transport.hsts import StrictTransportSecurity
 from server.transport.http import ByContentType, HttpApp, StaticJson
 from server.transport.http_endpoint import AdmittedBody
-from server.transport.metrics import METRICS_PATH, MetricsEndpoint
+from server.transport.metrics_endpoint import METRICS_PATH, MetricsEndpoint
 from server.transport.oauth import DISCOVERY_PATH, TOKEN_PATH, Discovery, TokenEndpoint
 from server.transport.pipeline import build_pipelines
 from server.transport.reflection import enable_reflection
