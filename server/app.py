@@ -11,7 +11,6 @@ import grpc
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
-from grpc_reflection.v1alpha import reflection
 from machinesecrets.v1 import org_service_pb2, user_service_pb2
 from zitadel.internal_permission.v2 import internal_permission_service_pb2 as perm_v2
 from zitadel.management.v1 import management_pb2
@@ -52,12 +51,14 @@ from server.transport.grpcweb import GrpcWebEndpoint
 from server.transport.health import HEALTH_PATH, READY_PATH, Readiness, StoreWatch, healthz
 from server.transport.hsts import StrictTransportSecurity
 from server.transport.http import ByContentType, HttpApp, StaticJson
-from server.transport.metrics import METRICS_PATH, MetricsEndpoint
-from server.transport.oauth import DISCOVERY_PATH, TOKEN_PATH, AdmittedBody, Discovery, TokenEndpoint
+from server.transport.http_endpoint import AdmittedBody
+from server.transport.metrics_endpoint import METRICS_PATH, MetricsEndpoint
+from server.transport.oauth import DISCOVERY_PATH, TOKEN_PATH, Discovery, TokenEndpoint
 from server.transport.pipeline import build_pipelines
+from server.transport.reflection import enable_reflection
 from server.transport.request_ids import RequestIds
 from server.transport.rest import RestEndpoint
-from server.transport.revocation import REVOKE_PATH, RevocationEndpoint
+from server.transport.revocation_endpoint import REVOKE_PATH, RevocationEndpoint
 from server.transport.servicers import OrgService, UserService
 from server.transport.zitadel_management import ManagementService
 from server.transport.zitadel_v2 import InternalPermissionService, OrganizationServiceV2, UserServiceV2
@@ -260,16 +261,12 @@ async def _start(
         elif placement is not None:
             envoy_socket, envoy_grpc_socket = placement.http_socket, placement.grpc_socket
         server.add_generic_rpc_handlers(method_handlers(pipelines, read_timeout_s))
-        # grpc-web and the Connect JSON call serve the very same pipelines, at their gRPC paths.
+        # grpc-web and the Connect call serve the very same pipelines, at their gRPC paths.
         grpc_web = CorsMiddleware(
             GrpcWebEndpoint(pipelines, MAX_REQUEST_BYTES, read_timeout_s), config.cors_origins
         )
-        connect = ConnectEndpoint(
-            [(p, p.request_type, p.response_type) for p in pipelines],
-            MAX_REQUEST_BYTES,
-            read_timeout_s,
-        )
-        rpc = ByContentType(json=connect, other=grpc_web)
+        connect = ConnectEndpoint([(p, p.request_type) for p in pipelines], MAX_REQUEST_BYTES, read_timeout_s)
+        rpc = ByContentType(connect=connect, other=grpc_web)
         # The native API's JSON on its own paths; ZITADEL's REST paths are Envoy's transcoder's.
         by_method = {p.method: p for p in pipelines}
         native = [(m, by_method[f"/{s.full_name}/{m.name}"]) for s in NATIVE_SERVICES for m in s.methods]
@@ -298,9 +295,7 @@ async def _start(
         )
         health_servicer = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)  # type: ignore[no-untyped-call]
-        reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-        )
+        enable_reflection((*SERVICE_NAMES, health.SERVICE_NAME), server)
         try:
             if tls is None:
                 port = server.add_insecure_port(config.grpc_addr)

@@ -292,32 +292,39 @@ class JsonApi:
 
 
 class ConnectApi:
-    """The Connect protocol's unary call in JSON, as ZITADEL's SDKs make it: POST to the method's
-    gRPC path, a proto3-JSON body; errors are {"code", "message", "details"}."""
+    """The Connect protocol's unary call: POST to the method's gRPC path, the message in proto3
+    JSON (as ZITADEL's SDKs make it) or, binary, in protobuf (`application/proto`, as `buf curl`
+    and connect-es with useBinaryFormat make it). Errors are {"code", "message", "details"} in JSON
+    either way."""
 
-    def __init__(self, name: str, base_url: str) -> None:
+    def __init__(self, name: str, base_url: str, *, binary: bool = False) -> None:
         self.name = name
         self._base_url = base_url
+        self._binary = binary
         self.request_id: str | None = None
         self._client = httpx.AsyncClient(timeout=30)
 
     async def call(self, method: str, request: message.Message, metadata: Metadata) -> message.Message:
+        content_type = "application/proto" if self._binary else "application/json"
         # A message stand-in without a descriptor (a test's raw bytes) goes as it is.
         body = (
             json_format.MessageToJson(request)
-            if hasattr(request, "DESCRIPTOR")
+            if hasattr(request, "DESCRIPTOR") and not self._binary
             else request.SerializeToString()
         )
         answer = await self._client.post(
             self._base_url + method_path(method),
             content=body,
-            headers=[("content-type", "application/json"), *metadata],
+            headers=[("content-type", content_type), *metadata],
         )
         self.request_id = answer.headers.get("x-request-id")
+        if answer.status_code == 200:
+            assert answer.headers["content-type"] == content_type, answer.headers
+            if self._binary:
+                return response_class(method).FromString(answer.content)
+            return json_format.ParseDict(answer.json(), response_class(method)())
         assert answer.headers["content-type"] == "application/json", answer.headers
         payload = answer.json()
-        if answer.status_code == 200:
-            return json_format.ParseDict(payload, response_class(method)())
         code = grpc.StatusCode[payload["code"].upper()]
         assert answer.status_code == HTTP_STATUS_OF[code], (answer.status_code, payload)
         error = ApiError(code, payload["message"])

@@ -128,10 +128,12 @@ TRANSPORTS = [
     "grpc-web",
     "grpc-web-text",
     "connect",
+    "connect-binary",
     "envoy-grpc",
     "envoy-grpc-web",
     "envoy-json",
     "envoy-connect",
+    "envoy-connect-binary",
 ]
 # The transports whose bodies are JSON: they cannot carry what proto3 JSON cannot say (a Timestamp
 # past year 9999, bytes that are not a message).
@@ -158,4 +160,8 @@ def client(transport: str, service: app.Service) -> Api:
             return ConnectApi(transport, web)
         case "envoy-connect":
             return ConnectApi(transport, f"http://{envoy}")
+        case "connect-binary":
+            return ConnectApi(transport, web, binary=True)
+        case "envoy-connect-binary":
+            return ConnectApi(transport, f"http://{envoy}", binary=True)
     raise ValueError(transport)

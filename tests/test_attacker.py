@@ -24,8 +24,11 @@ from urllib.parse import quote
 import bcrypt
 import grpc
 import pytest
+from google.protobuf.message import Message
 from machinesecrets.v1 import org_service_pb2 as org_pb
 from machinesecrets.v1 import user_service_pb2 as user_pb
+from zitadel.internal_permission.v2 import internal_permission_service_pb2 as perm_v2
+from zitadel.user.v2 import user_service_pb2 as user_v2_pb
 
 from server.domain.secret_format import new_secret
 from server.limits import (
@@ -37,7 +40,7 @@ from server.limits import (
     MAX_USER_NAME_LENGTH,
 )
 from server.transport.oauth import TOKEN_PATH
-from server.transport.revocation import REVOKE_PATH
+from server.transport.revocation_endpoint import REVOKE_PATH
 from tests.api import method_path
 from tests.unauthenticated import (
     ADDED_MEDIAN_MS,
@@ -94,6 +97,11 @@ def form(body: bytes) -> Attack:
 def post_json(path: str, body: bytes, **headers: str | bytes) -> Attack:
     sent = raw_headers({"content-type": "application/json", "authorization": BOGUS_BEARER, **headers})
     return lambda t, door: _status(t.web(door).post(path, content=body, headers=sent))
+
+
+def post_proto(path: str, message: Message) -> Attack:
+    sent = raw_headers({"content-type": "application/proto", "authorization": BOGUS_BEARER})
+    return lambda t, door: _status(t.web(door).post(path, content=message.SerializeToString(), headers=sent))
 
 
 def get(path: str, **headers: str | bytes) -> Attack:
@@ -217,6 +225,23 @@ ATTACKS: dict[str, dict[str, Attack]] = {
         "a user id of marks": post_json(
             "/zitadel.user.v2.UserService/GetUserByID",
             json.dumps({"userId": "a" + MARKS * 20_000}, ensure_ascii=False).encode(),
+        ),
+    },
+    "Connect call, binary": {
+        "a message of 16,000 roles": post_proto(
+            "/zitadel.internal_permission.v2.InternalPermissionService/CreateAdministrator",
+            perm_v2.CreateAdministratorRequest(user_id="1", roles=["a"] * ((BODY_ROOM - 64) // 3)),
+        ),
+        "a user id of 64 KiB of marks": post_proto(
+            "/zitadel.user.v2.UserService/GetUserByID",
+            user_v2_pb.GetUserByIDRequest(user_id=fit("a" + MARKS * BODY_ROOM, BODY_ROOM - 64)),
+        ),
+        "a bearer token of 120 KiB": lambda t, door: _status(
+            t.web(door).post(
+                "/zitadel.user.v2.UserService/GetUserByID",
+                content=b"",
+                headers={"content-type": "application/proto", "authorization": f"Bearer {'A' * HEADER_ROOM}"},
+            )
         ),
     },
     "ZITADEL REST call": {

@@ -22,6 +22,7 @@ from machinesecrets.v1 import user_service_pb2 as user_pb
 
 from server import app
 from server.limits import MAX_ID_LENGTH
+from server.transport.pipeline import request_too_slow
 from server.transport.status import INTERNAL_MESSAGE
 from tests.api import GrpcApi, frame, grpc_web_frames, method_path, response_class, trailer_map
 from tests.codes import HTTP_STATUS_OF, code_name, grpc_code
@@ -615,6 +616,21 @@ async def test_a_json_request_that_does_not_arrive_is_deadline_exceeded(impatien
     error = json.loads(found.group(2))
     assert (found.group(1), code_name(error["code"])) == (b"504", "DEADLINE_EXCEEDED"), found.group(0)
     assert error["details"][0]["reason"] == "REQUEST_TOO_SLOW"
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/proto"])
+@pytest.mark.parametrize("via", ["direct", "envoy"])
+async def test_a_connect_request_that_does_not_arrive_is_deadline_exceeded(
+    impatient: Impatient, via: str, content_type: str
+) -> None:
+    """The service's own answer on the HTTP port, Envoy's through it: the same words, Connect's."""
+    found = await without_the_whole_body(
+        impatient.port("grpc-web" if via == "direct" else "envoy-json"), "POST", method_path("AddSecret"),
+        content_type, b"\x0a", impatient.token, rb"HTTP/1.1 (\d+).*\r\n\r\n(\{.*\})",
+    )  # fmt: skip
+    error = json.loads(found.group(2))
+    assert (found.group(1), error["code"]) == (b"504", "deadline_exceeded"), found.group(0)
+    assert error["message"] == request_too_slow(1).message
 
 
 @pytest.mark.parametrize("via", ["direct", "envoy"])

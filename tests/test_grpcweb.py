@@ -33,7 +33,7 @@ from server.transport.cors import CorsMiddleware
 from server.transport.grpc_server import method_handlers
 from server.transport.grpcweb import GrpcWebEndpoint
 from server.transport.http import HttpApp
-from server.transport.pipeline import Call, Outcome, Pipeline
+from server.transport.pipeline import Call, Outcome, Pipeline, Read
 from tests.api import frame, grpc_web_frames, trailer_map
 from tests.codes import code_name
 from tests.service import Running
@@ -47,10 +47,10 @@ class EchoMetadata:
 
     method = "/test.Test/EchoMetadata"
 
-    async def run(self, call: Call, read: Callable[[], Awaitable[bytes]]) -> Outcome:
+    async def run(self, call: Call, read: Read) -> Outcome:
         await read()
         names = ",".join(sorted(k for k, _ in call.metadata))
-        return Outcome(grpc.StatusCode.OK, response=StringValue(value=names).SerializeToString())
+        return Outcome(grpc.StatusCode.OK, response=StringValue(value=names))
 
 
 async def echo(request: StringValue, ctx: CallContext) -> StringValue:

@@ -32,7 +32,7 @@ from server.domain.secret_format import checksum, random_characters
 from server.store import events as ev
 from server.store.base import SOURCE_OVERFLOW
 from server.transport.oauth import TOKEN_PATH
-from server.transport.revocation import REVOKE_PATH
+from server.transport.revocation_endpoint import REVOKE_PATH
 from tests import postgres
 from tests.api import GrpcApi, exchange, expect_error
 from tests.service import BACKENDS, Running, config_for, own_service, start_service

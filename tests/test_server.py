@@ -19,8 +19,12 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
+from google.protobuf import descriptor_pb2, descriptor_pool
+from google.protobuf.message import Message
+from google.protobuf.message_factory import GetMessageClass
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_tools import protoc
 from machinesecrets.v1 import user_service_pb2 as user_pb
 
 from server import app
@@ -112,6 +116,73 @@ async def test_health_and_reflection_need_no_token(running: Running) -> None:
             for s in answer.list_services_response.service
         ]
         assert {"machinesecrets.v1.UserService", "machinesecrets.v1.OrgService"} <= set(names)
+
+
+def reflection_v1(folder: Path) -> tuple[type[Message], type[Message], descriptor_pb2.FileDescriptorProto]:
+    """The request and answer of reflection v1, and its file, as grpc-proto defines them
+    (tests/protos/, compiled here): a v1 client built apart from the service's code."""
+    compiled = folder / "reflection_v1.binpb"
+    assert protoc.main(["protoc", f"-I{ROOT / 'tests' / 'protos'}", f"--descriptor_set_out={compiled}",
+                        "grpc/reflection/v1/reflection.proto"]) == 0  # fmt: skip
+    [file] = descriptor_pb2.FileDescriptorSet.FromString(compiled.read_bytes()).file
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    request, response = (
+        GetMessageClass(pool.FindMessageTypeByName(f"grpc.reflection.v1.{name}"))
+        for name in ("ServerReflectionRequest", "ServerReflectionResponse")
+    )
+    return request, response, file
+
+
+def shape(file: descriptor_pb2.FileDescriptorProto) -> object:
+    """What a file's messages and services are on the wire: names, numbers, types."""
+    return (
+        file.package,
+        [
+            (m.name, [(f.name, f.number, f.type, f.label, f.type_name) for f in m.field])
+            for m in file.message_type
+        ],
+        [(s.name, [(r.name, r.input_type, r.output_type) for r in s.method]) for s in file.service],
+    )
+
+
+@pytest.mark.parametrize("door", ["grpc", "envoy"])
+async def test_reflection_v1_lists_and_describes_the_services(
+    running: Running, tmp_path: Path, door: str
+) -> None:
+    request, response, v1_file = reflection_v1(tmp_path)
+    port = running.service.grpc_port if door == "grpc" else running.service.envoy_port
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        reflect = channel.stream_stream(
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            request_serializer=lambda m: m.SerializeToString(),
+            response_deserializer=response.FromString,
+        )
+        asked = [
+            request(list_services=""),
+            request(file_containing_symbol="machinesecrets.v1.UserService"),
+            request(file_containing_symbol="grpc.reflection.v1.ServerReflection"),
+        ]
+        listed, user_service, itself = [answer async for answer in reflect(iter(asked))]
+    names = {service.name for service in listed.list_services_response.service}
+    assert {
+        "machinesecrets.v1.UserService",
+        "machinesecrets.v1.OrgService",
+        "zitadel.user.v2.UserService",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    } <= names, names
+    files = [
+        descriptor_pb2.FileDescriptorProto.FromString(raw)
+        for raw in user_service.file_descriptor_response.file_descriptor_proto
+    ]
+    assert "UserService" in [s.name for f in files if f.package == "machinesecrets.v1" for s in f.service]
+    [served] = [
+        descriptor_pb2.FileDescriptorProto.FromString(raw)
+        for raw in itself.file_descriptor_response.file_descriptor_proto
+    ]
+    assert shape(served) == shape(v1_file)
 
 
 async def test_requests_over_64_kib_are_refused(world: World) -> None:

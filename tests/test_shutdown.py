@@ -101,10 +101,12 @@ async def load_then_stop(process: ServerProcess, admin: str, signum: signal.Sign
         GrpcApi("grpc", grpc_direct),
         GrpcWebApi("grpc-web", web, text=False),
         ConnectApi("connect", web),
+        ConnectApi("connect-binary", web, binary=True),
         GrpcApi("envoy-grpc", envoy),
         GrpcWebApi("envoy-grpc-web", f"http://{envoy}", text=False),
         JsonApi("envoy-json", f"http://{envoy}"),
         ConnectApi("envoy-connect", f"http://{envoy}"),
+        ConnectApi("envoy-connect-binary", f"http://{envoy}", binary=True),
     ]
 
     async def add_secret(api: Api, user_id: str, request_id: str) -> str:

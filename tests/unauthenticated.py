@@ -37,10 +37,11 @@ import grpc
 import httpx
 from google.protobuf.message import Message
 from machinesecrets.v1 import user_service_pb2 as user_pb
+from zitadel.user.v2 import user_service_pb2 as user_v2_pb
 
 from server.limits import MAX_HEADER_BYTES, MAX_METADATA_BYTES, MAX_REQUEST_BYTES
 from server.transport.oauth import DISCOVERY_PATH, TOKEN_PATH
-from server.transport.revocation import REVOKE_PATH
+from server.transport.revocation_endpoint import REVOKE_PATH
 from tests.api import method_path
 from tests.processes import ServerProcess, start_with_envoy
 
@@ -210,8 +211,8 @@ def raw_headers(headers: Mapping[str, str | bytes]) -> dict[bytes, bytes]:
     return {k.encode(): v if isinstance(v, bytes) else v.encode() for k, v in headers.items()}
 
 
-def _json_headers(place: str, text: str) -> dict[bytes, bytes]:
-    headers: dict[str, str | bytes] = {"authorization": BOGUS_BEARER, "content-type": "application/json"}
+def _json_headers(place: str, text: str, content_type: str = "application/json") -> dict[bytes, bytes]:
+    headers: dict[str, str | bytes] = {"authorization": BOGUS_BEARER, "content-type": content_type}
     if place == "bearer":
         headers["authorization"] = f"Bearer {header_text(text)}"
     if place == "x-zitadel-orgid":
@@ -239,6 +240,15 @@ def connect_call(target: Target, door: str, place: str, text: str) -> object:
     body = json.dumps({"userId": user_id, "unknownToUs": text if place == "unknown field" else ""})
     path = "/zitadel.user.v2.UserService/GetUserByID"
     return _status(target.web(door).post(path, content=body.encode(), headers=_json_headers(place, text)))
+
+
+def connect_binary_call(target: Target, door: str, place: str, text: str) -> object:
+    """ZITADEL's v2 API as `buf curl` and connect-es in binary call it (Connect, protobuf), with a
+    bogus bearer token."""
+    request = user_v2_pb.GetUserByIDRequest(user_id=text if place == "userId" else "1")
+    headers = _json_headers(place, text, "application/proto")
+    path = "/zitadel.user.v2.UserService/GetUserByID"
+    return _status(target.web(door).post(path, content=request.SerializeToString(), headers=headers))
 
 
 def zitadel_rest(target: Target, door: str, place: str, text: str) -> object:
@@ -330,6 +340,12 @@ ENTRIES = [
         ("http", "envoy"),
         {"userId": BODY_ROOM - 60, "unknown field": BODY_ROOM - 60, "bearer": HEADER_ROOM},
         connect_call,
+    ),
+    Entry(
+        "Connect call, binary",
+        ("http", "envoy"),
+        {"userId": BODY_ROOM - 16, "bearer": HEADER_ROOM},
+        connect_binary_call,
     ),
     Entry(
         "ZITADEL REST call",

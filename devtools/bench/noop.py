@@ -12,11 +12,11 @@ import asyncio
 import json
 import os
 import signal
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import grpc
+from google.protobuf.message import Message
 from grpc import aio
 from machinesecrets.v1 import object_pb2, user_service_pb2
 
@@ -31,7 +31,7 @@ from server.transport.grpc_server import method_handlers
 from server.transport.grpcweb import GrpcWebEndpoint
 from server.transport.http import HttpApp, respond_json
 from server.transport.oauth import TOKEN_PATH
-from server.transport.pipeline import Call, Outcome
+from server.transport.pipeline import Call, Outcome, Read
 
 DETAILS = object_pb2.ObjectDetails(sequence=2, resource_owner="69629023906488334")
 SECRET = user_service_pb2.AddSecretResponse(client_id="noop", client_secret="x" * 64, details=DETAILS)
@@ -48,18 +48,18 @@ READ_TIMEOUT_S = load([], {}).request_read_timeout.total_seconds()
 class FixedAnswer:
     """Reads the request, answers a fixed response: the cost of the transport alone."""
 
-    def __init__(self, method: str, response: bytes) -> None:
+    def __init__(self, method: str, response: Message) -> None:
         self.method = method
         self._response = response
 
-    async def run(self, call: Call, read: Callable[[], Awaitable[bytes]]) -> Outcome:
+    async def run(self, call: Call, read: Read) -> Outcome:
         await read()
         return Outcome(grpc.StatusCode.OK, response=self._response)
 
 
 RUNNERS = [
-    FixedAnswer("/machinesecrets.v1.UserService/AddSecret", SECRET.SerializeToString()),
-    FixedAnswer("/machinesecrets.v1.UserService/GetUserByID", USER.SerializeToString()),
+    FixedAnswer("/machinesecrets.v1.UserService/AddSecret", SECRET),
+    FixedAnswer("/machinesecrets.v1.UserService/GetUserByID", USER),
 ]
 
 

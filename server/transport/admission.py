@@ -26,12 +26,14 @@ import asyncio
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 from server.domain.errors import ResourceExhausted, Unavailable
 
 RETRY_AFTER_S = 1
+T = TypeVar("T")
 
 
 def overloaded() -> ResourceExhausted:
@@ -121,7 +123,24 @@ class Admission:
         self._released.set()
 
     @asynccontextmanager
-    async def arriving(self, source: str) -> AsyncIterator[None]:
+    async def admitted(self, source: str, read: Callable[[], Awaitable[T]]) -> AsyncIterator[T]:
+        """A request within both bounds, the one way every request is let in (the pipeline's
+        calls and the HTTP endpoints alike): read() while it holds an unfinished place for source,
+        then, once it is whole, worked on holding a place in flight, given back when the work is
+        done. ResourceExhausted (UNFINISHED_REQUESTS or OVERLOADED) when either bound is reached."""
+        async with self._arriving(source):
+            request = await read()
+        # Only now, with the whole request here: a caller that sends half a body holds no place
+        # that a whole request could have used.
+        if not self._try_enter():
+            raise overloaded()
+        try:
+            yield request
+        finally:
+            self.inflight -= 1
+
+    @asynccontextmanager
+    async def _arriving(self, source: str) -> AsyncIterator[None]:
         """Holds an unfinished place for source while the body is read; ResourceExhausted
         (UNFINISHED_REQUESTS) when there is none.
 
@@ -196,12 +215,9 @@ class Admission:
         else:  # the table holds only addresses with a request arriving: it cannot grow without bound
             del self._unfinished_by_source[source]
 
-    def try_enter(self) -> bool:
+    def _try_enter(self) -> bool:
         """Takes a place in flight for a request that has arrived whole; False when none is free."""
         if self.inflight >= self.max_inflight:
             return False
         self.inflight += 1
         return True
-
-    def leave(self) -> None:
-        self.inflight -= 1

@@ -41,6 +41,11 @@ def first(headers: dict[str, list[str]], name: str) -> str:
     return values[0] if values else ""
 
 
+def media_type(headers: dict[str, list[str]]) -> str:
+    """The request's Content-Type without its parameters, lower-case ("" when absent)."""
+    return first(headers, "content-type").split(";")[0].strip().lower()
+
+
 class BodyTooLarge(Exception):
     """The request body passed the limit."""
 

@@ -1,110 +1,75 @@
-"""The Connect protocol's unary call in JSON (connectrpc.com/docs/protocol), the call ZITADEL's SDKs
-make: `POST /<package>.<Service>/<Method>`, `Content-Type: application/json`, a proto3-JSON body.
-The answer is proto3 JSON, or a Connect error `{"code", "message", "details"}` with the HTTP status
-of its code. Like grpcweb.py, an adapter: it turns the HTTP request into a Call, runs the method's
-Pipeline, and writes the Outcome back.
+"""The Connect protocol's unary call (connectrpc.com/docs/protocol), in both its encodings:
+`POST /<package>.<Service>/<Method>` with `Content-Type: application/proto` and the message's
+protobuf bytes (`buf curl`'s default, connect-es with useBinaryFormat), or `application/json` and
+the message in proto3 JSON (the call ZITADEL's SDKs make). The answer is the response in the
+request's encoding, or a Connect error `{"code", "message", "details"}` with the HTTP status of its
+code: JSON in both encodings, as the protocol has it. Like grpcweb.py, an adapter: it turns the
+HTTP request into a Call, runs the method's Pipeline, and writes the Outcome back.
 
-Unknown JSON fields are ignored on ZITADEL's services, as ZITADEL's own server does (a client built
-from newer protos sends fields this service does not know), and refused on the native API
-(json_body.py).
+The protobuf bytes go to the pipeline as they are, and it parses them as it parses gRPC's; the JSON
+is read into the message here (json_body.py), and goes to the pipeline as that message. Unknown
+JSON fields are ignored on ZITADEL's services, as ZITADEL's own server does (a client built from
+newer protos sends fields this service does not know), and refused on the native API.
 """
 
-import base64
 import json
 from collections.abc import Iterable
 from typing import Any
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
-from google.rpc import error_details_pb2
 
-from server.domain.errors import DomainError
 from server.transport import json_body
-from server.transport.asgi import (
-    Receive,
-    Send,
-    first,
-    header_lists,
-    peer_of,
-    respond,
-)
-from server.transport.grpcweb import bad_request, grpc_metadata, read_call_body
-from server.transport.pipeline import Call, Outcome, Runner
-from server.transport.status import HTTP_STATUS
+from server.transport.asgi import Receive, Send, first, header_lists, media_type, respond
+from server.transport.http_call import HttpCall, bad_request, read_call_body
+from server.transport.http_errors import SPACED, connect_error, respond_error
+from server.transport.pipeline import Request, Runner
 
-CONTENT_TYPE = "application/json"
+JSON_TYPE = "application/json"
+PROTO_TYPE = "application/proto"
+CONTENT_TYPES = (JSON_TYPE, PROTO_TYPE)
 
 
 class ConnectEndpoint:
-    """Serves the runners at their method paths as Connect unary JSON calls."""
+    """Serves the runners at their method paths as Connect unary calls, binary and JSON; each
+    runner with the type of its request, which a JSON call is read into."""
 
     def __init__(
         self,
-        methods: Iterable[tuple[Runner, type[Message], type[Message]]],
+        methods: Iterable[tuple[Runner, type[Message]]],
         max_message_bytes: int,
         read_timeout_s: float,
     ) -> None:
-        self._methods = {runner.method: (runner, request, response) for runner, request, response in methods}
+        self._methods = {runner.method: (runner, request_type) for runner, request_type in methods}
         self._max_message_bytes = max_message_bytes
         self._read_timeout_s = read_timeout_s
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        runner, request_type, response_type = self._methods[scope["path"]]
+        runner, request_type = self._methods[scope["path"]]
         if scope["method"] != "POST":
             await respond(send, 405, [("allow", "POST")], b"")
             return
         headers = header_lists(scope)
-        unreadable: DomainError | None = None
-        try:
-            metadata, timeout_s = grpc_metadata(scope), _timeout(first(headers, "connect-timeout-ms"))
-        except DomainError as error:
-            unreadable, metadata, timeout_s = error, (), None
-
-        async def read() -> bytes:
-            if unreadable is not None:
-                raise unreadable
-            return await self._read(receive, request_type)
-
-        call = Call(runner.method, "connect", metadata, peer_of(scope), timeout_s)
-        outcome = await runner.run(call, read)
-        if outcome.response is not None:
-            answer = json_format.MessageToDict(
-                response_type.FromString(outcome.response), always_print_fields_with_no_presence=True
-            )
-            await respond(send, 200, [("content-type", CONTENT_TYPE)], json.dumps(answer).encode())
-            return
-        await respond(
-            send,
-            HTTP_STATUS[outcome.code],
-            [("content-type", CONTENT_TYPE), *json_body.retry_after(outcome)],
-            json.dumps(connect_error(outcome)).encode(),
+        binary = media_type(headers) == PROTO_TYPE
+        head = HttpCall.of(
+            scope, runner.method, "connect", lambda: _timeout(first(headers, "connect-timeout-ms"))
         )
+        outcome = await runner.run(head.call, head.read(lambda: self._read(receive, request_type, binary)))
+        if outcome.response is None:
+            await respond_error(send, outcome, connect_error(outcome), SPACED)
+        elif binary:
+            await respond(send, 200, [("content-type", PROTO_TYPE)], outcome.response.SerializeToString())
+        else:
+            answer = json_format.MessageToDict(outcome.response, always_print_fields_with_no_presence=True)
+            await respond(send, 200, [("content-type", JSON_TYPE)], json.dumps(answer).encode())
 
-    async def _read(self, receive: Receive, request_type: type[Message]) -> bytes:
+    async def _read(self, receive: Receive, request_type: type[Message], binary: bool) -> Request:
         body = await read_call_body(receive, self._max_message_bytes, self._read_timeout_s)
+        if binary:
+            return body
         request = request_type()
         json_body.parse(body, request, strict=json_body.is_strict(request_type))
-        return request.SerializeToString()
-
-
-def connect_error(outcome: Outcome) -> dict[str, Any]:
-    """The Connect error body: the code's name in lower snake case, the message, and each detail
-    as {"type", "value"} (the packed message, base64 without padding) with a readable "debug"."""
-    error: dict[str, Any] = {"code": outcome.code.name.lower(), "message": outcome.message}
-    details = []
-    for packed in outcome.status.details if outcome.status is not None else ():
-        detail: dict[str, Any] = {
-            "type": packed.TypeName(),
-            "value": base64.b64encode(packed.value).decode("ascii").rstrip("="),
-        }
-        for kind in (error_details_pb2.ErrorInfo, error_details_pb2.BadRequest):
-            message = kind()
-            if packed.Unpack(message):
-                detail["debug"] = json_format.MessageToDict(message)
-        details.append(detail)
-    if details:
-        error["details"] = details
-    return error
+        return request
 
 
 def _timeout(value: str) -> float | None:

@@ -52,7 +52,7 @@ def _serve(runner: Runner, read_timeout_s: float) -> Any:
         # trailers-only, which every gRPC client reads alike).
         await context.send_initial_metadata(((request_ids.HEADER, request_id),))
         if outcome.response is not None:
-            return outcome.response
+            return outcome.response.SerializeToString()
         details = b"" if outcome.status is None else outcome.status.SerializeToString()
         await context.abort(outcome.code, outcome.message, trailing_metadata=((STATUS_DETAILS_KEY, details),))
         raise AssertionError("abort returns only by raising")

@@ -20,51 +20,16 @@ from urllib.parse import quote
 
 from sonora.protocol import parse_timeout
 
-from server.domain.errors import (
-    Cancelled,
-    DomainError,
-    FieldViolation,
-    Internal,
-    InvalidArgument,
-    ResourceExhausted,
-    Unimplemented,
-)
-from server.transport.asgi import (
-    BodyTooLarge,
-    ClientGone,
-    Receive,
-    Send,
-    first,
-    header_lists,
-    peer_of,
-    read_body,
-    respond,
-)
-from server.transport.pipeline import Call, Metadata, Outcome, Runner, not_one_message, request_too_slow
+from server.domain.errors import Internal, Unimplemented
+from server.transport.asgi import Receive, Send, first, header_lists, media_type, respond
+from server.transport.http_call import HttpCall, bad_request, message_too_large, read_call_body
+from server.transport.pipeline import Outcome, Runner, not_one_message
 from server.transport.status import STATUS_DETAILS_KEY
 
 BINARY_TYPES = {"application/grpc-web", "application/grpc-web+proto"}
 TEXT_TYPES = {"application/grpc-web-text", "application/grpc-web-text+proto"}
 FRAME_HEADER = struct.Struct(">BI")
 DATA_FLAG, TRAILER_FLAG, COMPRESSED_FLAG = 0x00, 0x80, 0x01
-
-# Headers that belong to HTTP or to the grpc-web protocol, not to the call's metadata.
-NOT_METADATA = frozenset(
-    {
-        "host", "content-type", "content-length", "accept", "accept-encoding", "accept-language",
-        "connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade", "user-agent",
-        "origin", "referer", "cookie", "pragma", "cache-control", "x-grpc-web", "x-user-agent",
-        "grpc-timeout", "grpc-encoding", "grpc-accept-encoding", "priority", "dnt",
-    }
-)  # fmt: skip
-
-
-def bad_request(description: str) -> InvalidArgument:
-    return InvalidArgument([FieldViolation("request", description)])
-
-
-def message_too_large() -> ResourceExhausted:
-    return ResourceExhausted("MESSAGE_TOO_LARGE", "the request is larger than the limit")
 
 
 class GrpcWebEndpoint:
@@ -88,27 +53,16 @@ class GrpcWebEndpoint:
             await respond(send, 405, [("allow", "POST, OPTIONS")], b"")
             return
         headers = header_lists(scope)
-        content_type = first(headers, "content-type").split(";")[0].strip().lower()
+        content_type = media_type(headers)
         if content_type not in BINARY_TYPES | TEXT_TYPES:
             await respond(send, 415, [("content-type", "text/plain")], b"unsupported content type\n")
             return
         text = content_type in TEXT_TYPES
-        # Headers that cannot be read end the call in its read step, so that it is answered,
-        # logged and counted like every other failed call.
-        unreadable: DomainError | None = None
-        try:
-            metadata, timeout_s = grpc_metadata(scope), _timeout(first(headers, "grpc-timeout"))
-        except DomainError as error:
-            unreadable, metadata, timeout_s = error, (), None
-
-        async def read() -> bytes:
-            if unreadable is not None:
-                raise unreadable
-            return await self._read(receive, text, first(headers, "grpc-encoding"))
-
-        call = Call(runner.method, "grpc-web", metadata, peer_of(scope), timeout_s)
-        outcome = await runner.run(call, read)
-        body = b"" if outcome.response is None else _frame(DATA_FLAG, outcome.response)
+        head = HttpCall.of(scope, runner.method, "grpc-web", lambda: _timeout(first(headers, "grpc-timeout")))
+        outcome = await runner.run(
+            head.call, head.read(lambda: self._read(receive, text, first(headers, "grpc-encoding")))
+        )
+        body = b"" if outcome.response is None else _frame(DATA_FLAG, outcome.response.SerializeToString())
         body += _frame(TRAILER_FLAG, "".join(f"{k}: {v}\r\n" for k, v in _trailers(outcome)).encode("ascii"))
         if text:
             body = base64.b64encode(body)
@@ -124,19 +78,6 @@ class GrpcWebEndpoint:
         return _single_message(body, self._max_message_bytes, encoding)
 
 
-async def read_call_body(receive: Receive, limit: int, timeout_s: float) -> bytes:
-    """An HTTP request body read as a call's read step: what goes wrong is the call's error
-    (grpc-web here, and the Connect call)."""
-    try:
-        return await read_body(receive, limit, timeout_s)
-    except BodyTooLarge:
-        raise message_too_large() from None
-    except ClientGone:
-        raise Cancelled("CLIENT_GONE", "the client went away") from None
-    except TimeoutError:
-        raise request_too_slow(timeout_s) from None
-
-
 def _trailers(outcome: Outcome) -> list[tuple[str, str]]:
     trailers = [("grpc-status", str(outcome.code.value[0]))]
     if outcome.message:
@@ -145,28 +86,6 @@ def _trailers(outcome: Outcome) -> list[tuple[str, str]]:
         details = base64.b64encode(outcome.status.SerializeToString()).decode("ascii").rstrip("=")
         trailers.append((STATUS_DETAILS_KEY, details))
     return trailers
-
-
-def grpc_metadata(scope: dict[str, Any]) -> Metadata:
-    """The headers that are gRPC metadata: not HTTP's or grpc-web's own."""
-    metadata: list[tuple[str, str | bytes]] = []
-    for raw_key, raw_value in scope["headers"]:
-        key = raw_key.decode("latin-1").lower()
-        if key in NOT_METADATA or key.startswith(("sec-", "access-control-", ":", "grpc-")):
-            continue
-        if key.endswith("-bin"):
-            try:  # gRPC: accept padded and unpadded base64
-                metadata.append(
-                    (key, base64.b64decode(raw_value + b"=" * (-len(raw_value) % 4), validate=True))
-                )
-            except (binascii.Error, ValueError):
-                raise bad_request(f"header {key} is not base64") from None
-            continue
-        try:
-            metadata.append((key, raw_value.decode("ascii")))
-        except UnicodeDecodeError:
-            raise bad_request(f"header {key} is not ASCII") from None
-    return metadata
 
 
 _BASE64_PIECE = re.compile(rb"[^=]*=*")

@@ -4,7 +4,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from server.transport.asgi import ASGIApp, Receive, Send, first, header_lists, respond
+from server.transport.asgi import ASGIApp, Receive, Send, header_lists, media_type, respond
+from server.transport.connect import CONTENT_TYPES as CONNECT_TYPES
 
 
 async def respond_json(
@@ -45,14 +46,13 @@ class StaticJson:
 
 
 class ByContentType:
-    """One path, two protocols: a JSON request to one application (the Connect call), anything
-    else to the other (grpc-web, which answers a type it does not serve with 415)."""
+    """One path, two protocols: a Connect call (binary or JSON) to one application, anything else
+    to the other (grpc-web, which answers a type it does not serve with 415)."""
 
-    def __init__(self, json: ASGIApp, other: ASGIApp) -> None:
-        self._json = json
+    def __init__(self, connect: ASGIApp, other: ASGIApp) -> None:
+        self._connect = connect
         self._other = other
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        content_type = first(header_lists(scope), "content-type").split(";")[0].strip().lower()
-        target = self._json if content_type == "application/json" else self._other
+        target = self._connect if media_type(header_lists(scope)) in CONNECT_TYPES else self._other
         await target(scope, receive, send)

@@ -13,11 +13,9 @@ from typing import Any
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
-from google.rpc import error_details_pb2
 
 from server.domain.errors import FieldViolation, InvalidArgument
 from server.limits import MAX_JSON_VALUES
-from server.transport.pipeline import Outcome
 
 NATIVE_PACKAGE = "machinesecrets.v1"
 _UNKNOWN = re.compile(r'has no field named "([^"]+)" at "([^"]+)"')
@@ -137,23 +135,3 @@ def render(response: Message) -> bytes:
     transcoder prints them: always_print_primitive_fields)."""
     document = json_format.MessageToDict(response, always_print_fields_with_no_presence=True)
     return json.dumps(document, separators=(",", ":")).encode()
-
-
-def retry_after(outcome: Outcome) -> list[tuple[str, str]]:
-    """A Retry-After header for an error that says when to try again (ErrorInfo's retry_after)."""
-    info = error_details_pb2.ErrorInfo()
-    for detail in () if outcome.status is None else outcome.status.details:
-        if detail.Unpack(info) and "retry_after" in info.metadata:
-            return [("retry-after", info.metadata["retry_after"])]
-    return []
-
-
-def error_body(outcome: Outcome) -> dict[str, Any]:
-    """google.rpc.Status as JSON, {"code", "message", "details"}, each detail with its "@type":
-    the shape Envoy's transcoder gives gRPC errors (convert_grpc_status)."""
-    details = [] if outcome.status is None else list(outcome.status.details)
-    return {
-        "code": outcome.code.value[0],
-        "message": outcome.message,
-        "details": [json_format.MessageToDict(d, always_print_fields_with_no_presence=True) for d in details],
-    }

@@ -1,53 +1,35 @@
 """The OAuth2 token endpoint (RFC 6749 §4.4, client credentials) and its discovery document.
 
-Errors are RFC 6749 §5.2 JSON: {"error", "error_description"}. Client authentication is HTTP Basic
-(`client_secret_basic`, §2.3.1) or form fields (`client_secret_post`), never both.
+Errors are RFC 6749 §5.2 JSON: {"error", "error_description"} (http_endpoint.py, which the
+revocation endpoint shares). Client authentication is HTTP Basic (`client_secret_basic`, §2.3.1)
+or form fields (`client_secret_post`), never both.
 """
 
 import base64
 import binascii
-import logging
 import re
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote_plus
 
 from server.domain.client_credentials import AccessToken, ClientCredentials
-from server.domain.errors import (
-    InvalidArgument,
-    InvalidClient,
-    ResourceExhausted,
-    TooManyFailures,
-    Unavailable,
-)
-from server.limits import (
-    MAX_REQUEST_BYTES,
-    MAX_SCOPE_LENGTH,
-    MAX_SECRET_LENGTH,
-    MAX_TOKEN_FORM_BYTES,
-    MAX_USER_NAME_LENGTH,
-)
+from server.domain.errors import InvalidClient
+from server.limits import MAX_SCOPE_LENGTH, MAX_SECRET_LENGTH, MAX_TOKEN_FORM_BYTES, MAX_USER_NAME_LENGTH
 from server.metrics import Metrics
-from server.transport.access_log import record_call
-from server.transport.admission import RETRY_AFTER_S, Admission, overloaded
-from server.transport.asgi import (
-    BodyTooLarge,
-    ClientGone,
-    Receive,
-    Send,
-    first,
-    header_lists,
-    peer_of,
-    read_body,
-)
+from server.transport.asgi import Receive, Send, first, header_lists, media_type
 from server.transport.forwarded import ClientAddress
 from server.transport.http import respond_json
+from server.transport.http_endpoint import (
+    AdmittedBody,
+    EndpointAnswer,
+    InvalidRequest,
+    OAuthError,
+    SlowDown,
+    known_failure,
+)
 from server.transport.status import domain_error
-
-log = logging.getLogger("machinesecrets")
 
 TOKEN_PATH = "/oauth/v2/token"
 DISCOVERY_PATH = "/.well-known/openid-configuration"
@@ -68,53 +50,10 @@ SUPPORTED_SCOPES = (
 ORGANISATION_SCOPE = re.compile(r"urn:zitadel:iam:org:id:[1-9][0-9]{0,18}")
 AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 MAX_FORM_FIELDS = 16
-# §5.1 and §5.2: token answers must not be cached.
-NO_STORE = [("cache-control", "no-store"), ("pragma", "no-cache")]
 # The longest Basic credentials a client can have: its id and secret form-encoded (§2.3.1), each
 # character at most 4 bytes of UTF-8 and each byte at most 3 characters (%XX), then base64. Longer
 # ones are refused before they are decoded.
 MAX_BASIC_LENGTH = 4 * -(-((MAX_USER_NAME_LENGTH + MAX_SECRET_LENGTH) * 12 + 1) // 3)
-
-
-class OAuthError(Exception):
-    """An RFC 6749 §5.2 error answer. Each kind owns its `error` code, HTTP status and headers
-    (Authlib's shape)."""
-
-    error = "invalid_request"
-    status = 400
-
-    def __init__(self, description: str) -> None:
-        super().__init__(description)
-        self.description = description
-
-    def headers(self) -> list[tuple[str, str]]:
-        return []
-
-    def answer(self) -> "Answer":
-        return Answer(
-            self.status, {"error": self.error, "error_description": self.description}, self.headers()
-        )
-
-
-@dataclass(frozen=True)
-class Answer:
-    """What an endpoint of this kind answers: JSON, never cached (§5.1), counted and logged."""
-
-    status: int
-    body: dict[str, Any]
-    headers: list[tuple[str, str]] = field(default_factory=list)
-
-    async def send(
-        self, send: Send, scope: dict[str, Any], metrics: Metrics, started: float, caller: str = "-"
-    ) -> None:
-        await respond_json(send, self.status, self.body, [*NO_STORE, *self.headers])
-        record_call(metrics, scope["path"], "http", str(self.status), started, caller, peer_of(scope))
-
-
-class InvalidRequest(OAuthError):
-    def __init__(self, description: str, status: int = 400) -> None:
-        super().__init__(description)
-        self.status = status
 
 
 class InvalidClientError(OAuthError):
@@ -138,85 +77,6 @@ class UnsupportedGrantType(OAuthError):
 
 class InvalidScope(OAuthError):
     error = "invalid_scope"
-
-
-class SlowDown(OAuthError):
-    """RFC 6749 has no code for too many failures; slow_down is RFC 8628's (§3.5) for the same
-    advice."""
-
-    error = "slow_down"
-    status = 429
-
-    def __init__(self, description: str, retry_after: int) -> None:
-        super().__init__(description)
-        self.retry_after = retry_after
-
-    def headers(self) -> list[tuple[str, str]]:
-        return [("retry-after", str(self.retry_after))]
-
-
-class TemporarilyUnavailable(OAuthError):
-    error = "temporarily_unavailable"
-    status = 503
-
-
-class ServerError(OAuthError):
-    error = "server_error"
-    status = 500
-
-
-class AdmittedBody:
-    """How an endpoint of this kind reads its request, within the process's two bounds
-    (admission.py): the body arrives holding an unfinished place for the client's address (429
-    slow_down past the limit), then the request is worked on holding a place in flight (429
-    slow_down past MS_MAX_INFLIGHT), which it gives back when the work is done."""
-
-    def __init__(self, admission: Admission, read_timeout_s: float) -> None:
-        self._admission = admission
-        self._read_timeout_s = read_timeout_s
-
-    @asynccontextmanager
-    async def read(
-        self, receive: Receive, source: str, limit: int = MAX_REQUEST_BYTES
-    ) -> AsyncIterator[bytes]:
-        try:
-            async with self._admission.arriving(source):
-                body = await _read_request_body(receive, self._read_timeout_s, limit)
-        except ResourceExhausted as error:
-            raise SlowDown(error.message, RETRY_AFTER_S) from None
-        if not self._admission.try_enter():
-            raise SlowDown(overloaded().message, RETRY_AFTER_S)
-        try:
-            yield body
-        finally:
-            self._admission.leave()
-
-
-async def _read_request_body(receive: Receive, read_timeout_s: float, limit: int) -> bytes:
-    """The body of a request to an HTTP endpoint of this module's kind; InvalidRequest if it
-    cannot be read whole, or is longer than limit bytes."""
-    try:
-        return await read_body(receive, limit, read_timeout_s)
-    except BodyTooLarge:
-        raise InvalidRequest("the body is too large", 413) from None
-    except ClientGone:  # answered all the same, for the log and the counters
-        raise InvalidRequest("the client went away") from None
-    except TimeoutError:
-        raise InvalidRequest("the request did not arrive in time", 408) from None
-
-
-def known_failure(error: Exception, where: str) -> OAuthError:
-    """The answer to a domain error that any endpoint of this kind may meet (too many attempts,
-    the store away); ServerError, logged, for anything else."""
-    known = domain_error(error)
-    if isinstance(known, InvalidArgument):  # what the transport checked already, checked again
-        return InvalidRequest(known.message)
-    if isinstance(known, TooManyFailures):
-        return SlowDown(known.message, known.retry_after)
-    if isinstance(known, Unavailable):
-        return TemporarilyUnavailable("try again")
-    log.exception("unexpected error in %s", where)
-    return ServerError("internal error")
 
 
 @dataclass(frozen=True)
@@ -253,7 +113,7 @@ class TokenEndpoint:
             source = self._client_address.of(scope, headers)
             async with self._body.read(receive, source, MAX_TOKEN_FORM_BYTES) as body:
                 token = await self._exchange(_parse(body, headers, source))
-            answer = Answer(200, _render(token))
+            answer = EndpointAnswer(200, _render(token))
             caller = token.user_id
             self._metrics.tokens_issued.inc()
         except OAuthError as error:
@@ -277,8 +137,7 @@ def _check_form_post(scope: dict[str, Any], headers: dict[str, list[str]]) -> No
     """What the request's head must be, checked before its body is read (§3.2)."""
     if scope["method"] != "POST":
         raise InvalidRequest("the token endpoint takes POST", 405)
-    content_type = first(headers, "content-type").split(";")[0].strip().lower()
-    if content_type != "application/x-www-form-urlencoded":
+    if media_type(headers) != "application/x-www-form-urlencoded":
         raise InvalidRequest("the body must be application/x-www-form-urlencoded")
 
 

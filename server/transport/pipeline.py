@@ -1,9 +1,11 @@
 """The one way a unary call is served, on every transport: a Pipeline of plain steps, built once
 per method.
 
-    read            the request message, as the transport reads it, holding an unfinished
-                    place for its address meanwhile (admission.py), then parsed
+    read            the request, as the transport reads it, holding an unfinished place for
+                    its address meanwhile (admission.py): the message's bytes, or the message
+                    itself where the transport read JSON
     in flight       a place among MS_MAX_INFLIGHT, taken only once the request is whole
+    parse           the bytes to the message
     path fields     a call Envoy transcoded from JSON acts on what its path names, whatever its
                     body says (path_fields.py)
     metadata limit  more than MAX_METADATA_BYTES of metadata is RESOURCE_EXHAUSTED
@@ -17,8 +19,8 @@ per method.
 
 A transport adapter turns what it received into a Call and a `read` function, runs the pipeline,
 and writes the Outcome back in its own framing: `grpc_server.py` for grpc.aio, `grpcweb.py` for
-grpc-web, `connect.py` for the Connect JSON call. None knows another's calling convention, and
-none has a step of its own.
+grpc-web, `connect.py` for the Connect call (binary and JSON), `rest.py` for JSON on the native
+API's own paths. None knows another's calling convention, and none has a step of its own.
 """
 
 import asyncio
@@ -50,7 +52,7 @@ from server.limits import MAX_BEARER_TOKEN_LENGTH, MAX_ID_LENGTH, MAX_METADATA_B
 from server.metrics import Metrics
 from server.transport import status
 from server.transport.access_log import record_call
-from server.transport.admission import Admission, overloaded, source_of
+from server.transport.admission import Admission, source_of
 from server.transport.methods import auth_option
 from server.transport.path_fields import HttpBinding, check_transcoded, http_bindings
 
@@ -75,10 +77,11 @@ class Call:
 
 @dataclass(slots=True)
 class Outcome:
-    """How a call ended: the serialized response, or the status of the error."""
+    """How a call ended: the response, or the status of the error. Each transport writes the
+    response in its own encoding: protobuf, or JSON straight from the message."""
 
     code: grpc.StatusCode
-    response: bytes | None = None
+    response: Message | None = None
     status: status_pb2.Status | None = None
 
     @property
@@ -86,12 +89,20 @@ class Outcome:
         return "" if self.status is None else self.status.message
 
 
+# What a transport's read step hands the pipeline: the request message's bytes (gRPC, grpc-web,
+# binary Connect), which the pipeline parses once the call holds a place in flight, or the message
+# itself, which a JSON transport fills from the JSON it read (rest.py, connect.py): JSON to the
+# message, with no protobuf encoding and decoding between them that would do nothing.
+Request = bytes | Message
+Read = Callable[[], Awaitable[Request]]
+
+
 class Runner(Protocol):
     """What a transport adapter serves: a Pipeline, or anything that answers like one."""
 
     method: str
 
-    async def run(self, call: Call, read: Callable[[], Awaitable[bytes]]) -> Outcome: ...
+    async def run(self, call: Call, read: Read) -> Outcome: ...
 
 
 def not_one_message() -> InvalidArgument:
@@ -129,33 +140,26 @@ class Pipeline:
         self._access = access
         self._metrics = metrics
 
-    async def run(self, call: Call, read: Callable[[], Awaitable[bytes]]) -> Outcome:
+    async def run(self, call: Call, read: Read) -> Outcome:
         started = time.perf_counter()
         caller = "-"
-        entered = False  # a place in flight is held
         # A deadline of the pipeline's own only where the transport keeps none (grpc-web's
         # grpc-timeout); grpc.aio cancels the call itself. No timer at all costs least.
         deadline = None if call.timeout_s is None else asyncio.timeout(call.timeout_s)
         try:
             async with deadline or contextlib.nullcontext():
                 await self._admission.arrived()
-                async with self._admission.arriving(source_of(call.peer)):
-                    raw = await read()
-                # Only now, with the whole request here: a caller that sends half a body holds
-                # no place that a whole request could have used (admission.py).
-                if not self._admission.try_enter():
-                    raise overloaded()
-                entered = True
-                request = self._parse(raw)
-                check_transcoded(self._bindings, request, call.metadata)
-                check_metadata_size(call.metadata)
-                principal = await self._access.authenticate(
-                    bearer_token(metadata_values(call.metadata, "authorization"))
-                )
-                caller = principal.user_id
-                context = await self._enter(principal, request, call.metadata)
-                response = await self._handler(request, context)
-            outcome = Outcome(grpc.StatusCode.OK, response=response.SerializeToString())
+                async with self._admission.admitted(source_of(call.peer), read) as raw:
+                    request = raw if isinstance(raw, Message) else self._parse(raw)
+                    check_transcoded(self._bindings, request, call.metadata)
+                    check_metadata_size(call.metadata)
+                    principal = await self._access.authenticate(
+                        bearer_token(metadata_values(call.metadata, "authorization"))
+                    )
+                    caller = principal.user_id
+                    context = await self._enter(principal, request, call.metadata)
+                    response = await self._handler(request, context)
+            outcome = Outcome(grpc.StatusCode.OK, response=response)
         except TimeoutError as error:
             if deadline is not None and deadline.expired():
                 outcome = error_outcome(DeadlineExceeded("DEADLINE_EXCEEDED", "the call's deadline passed"))
@@ -166,9 +170,6 @@ class Pipeline:
             raise
         except Exception as error:
             outcome = self._failed(call, error)
-        finally:
-            if entered:
-                self._admission.leave()
         self._log(call, outcome.code, started, caller)
         return outcome
 
@@ -177,10 +178,10 @@ class Pipeline:
         if self._permission == ANY_CALLER:  # the caller's own reach: no organisation to enter
             return CallContext(principal, principal.org_id)
         if self._user_field is not None:
-            user_id = field_value(request, self._user_field)
+            user_id = string_field(request, self._user_field)
             return await self._access.enter_organisation_of_user(principal, user_id, self._permission)
         if self._organisation_field is not None:
-            org_id = field_value(request, self._organisation_field)
+            org_id = string_field(request, self._organisation_field)
             return await self._access.enter_organisation(principal, org_id, self._permission)
         return await self._access.enter_organisation(principal, org_header(metadata), self._permission)
 
@@ -209,7 +210,7 @@ def error_outcome(error: DomainError) -> Outcome:
     return Outcome(status.code_of(error), status=status.error_status(error))
 
 
-def field_value(message: Message, path: list[str]) -> str:
+def string_field(message: Message, path: list[str]) -> str:
     """A string field of the request, by its path (checked to exist at start); "" where unset."""
     for name in path[:-1]:
         message = getattr(message, name)

@@ -22,16 +22,15 @@ from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 
-from server.domain.errors import DomainError, FieldViolation, InvalidArgument
+from server.domain.errors import FieldViolation, InvalidArgument
 from server.limits import MAX_ID_LENGTH, MAX_PAGE_TOKEN_LENGTH, MAX_USER_NAME_LENGTH
 from server.transport import json_body
-from server.transport.asgi import Receive, Send, peer_of, respond
-from server.transport.grpcweb import grpc_metadata, read_call_body
+from server.transport.asgi import Receive, Send, respond
+from server.transport.http_call import HttpCall, read_call_body
+from server.transport.http_errors import COMPACT, CONTENT_TYPE, respond_error, status_json
 from server.transport.path_fields import NAMED_BY_PATH, HttpBinding, field_owner, http_bindings
-from server.transport.pipeline import Call, Runner
-from server.transport.status import HTTP_STATUS
+from server.transport.pipeline import Runner
 
-CONTENT_TYPE = "application/json"
 # The longest id, percent-encoded: 4 bytes of UTF-8 a character, 3 characters a byte.
 MAX_VARIABLE_BYTES = MAX_ID_LENGTH * 12
 # The longest query of a call without a body: a page token, a user-name prefix percent-encoded,
@@ -44,7 +43,6 @@ class Route:
     binding: HttpBinding
     runner: Runner
     request_type: type[Message]
-    response_type: type[Message]
 
     @property
     def slashes(self) -> int:
@@ -67,11 +65,7 @@ class RestEndpoint:
             bindings = http_bindings(method)
             if not bindings:
                 raise ValueError(f"{method.full_name} has no HTTP binding")
-            request_type, response_type = (
-                GetMessageClass(method.input_type),
-                GetMessageClass(method.output_type),
-            )
-            self._routes.append(Route(bindings[0], runner, request_type, response_type))
+            self._routes.append(Route(bindings[0], runner, GetMessageClass(method.input_type)))
         self._max_message_bytes = max_message_bytes
         self._read_timeout_s = read_timeout_s
 
@@ -96,34 +90,22 @@ class RestEndpoint:
             message = "query parameters are not accepted: the path and the body name every field"
             await _respond_error(send, 400, 3, message)
             return
-        unreadable: DomainError | None = None
-        try:
-            metadata = grpc_metadata(scope)
-        except DomainError as error:
-            unreadable, metadata = error, ()
+        head = HttpCall.of(scope, route.runner.method, "json")
         # Every path variable is an id: one longer than any id can be, percent-encoded, is
         # refused as the domain refuses a long id, before it is decoded.
         too_long = [name for name, value in variables.items() if len(value) > MAX_VARIABLE_BYTES]
         if too_long:
-            unreadable = InvalidArgument(
+            head.refused = InvalidArgument(
                 [FieldViolation(name, f"must be at most {MAX_ID_LENGTH} characters") for name in too_long]
             )
         variables = {name: unquote(value) for name, value in variables.items() if name not in too_long}
-
-        async def read() -> bytes:
-            if unreadable is not None:
-                raise unreadable
-            return await self._read(receive, route, variables, query)
-
-        call = Call(route.runner.method, "json", metadata, peer_of(scope))
-        outcome = await route.runner.run(call, read)
-        if outcome.response is not None:
-            response = route.response_type.FromString(outcome.response)
-            await respond(send, 200, [("content-type", CONTENT_TYPE)], json_body.render(response))
-            return
-        body = json.dumps(json_body.error_body(outcome), separators=(",", ":")).encode()
-        headers = [("content-type", CONTENT_TYPE), *json_body.retry_after(outcome)]
-        await respond(send, HTTP_STATUS[outcome.code], headers, body)
+        outcome = await route.runner.run(
+            head.call, head.read(lambda: self._read(receive, route, variables, query))
+        )
+        if outcome.response is None:
+            await respond_error(send, outcome, status_json(outcome), COMPACT)
+        else:
+            await respond(send, 200, [("content-type", CONTENT_TYPE)], json_body.render(outcome.response))
 
     def _match(self, verb: str, path: str) -> tuple[Route, dict[str, str]] | None:
         """The route of verb and path, and its variables as sent (percent-encoded). Only the
@@ -139,7 +121,7 @@ class RestEndpoint:
                 return route, variables
         return None
 
-    async def _read(self, receive: Receive, route: Route, variables: dict[str, str], query: bytes) -> bytes:
+    async def _read(self, receive: Receive, route: Route, variables: dict[str, str], query: bytes) -> Message:
         request = route.request_type()
         if route.binding.body == "*":
             body = await read_call_body(receive, self._max_message_bytes, self._read_timeout_s)
@@ -152,7 +134,7 @@ class RestEndpoint:
             if given and given != value:
                 raise InvalidArgument([FieldViolation(path, NAMED_BY_PATH)])
             setattr(owner, name, value)
-        return request.SerializeToString()
+        return request
 
 
 def _query_fields(query: bytes, request: Message, variables: dict[str, str]) -> bytes:

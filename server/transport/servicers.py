@@ -3,17 +3,12 @@ proto out. Nothing else happens here: reading, authentication, the organisation 
 permission, error mapping and the access log are the pipeline's work (pipeline.py). Each method
 is named after its RPC; the pipeline finds it by that name."""
 
-from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
-from google.protobuf import duration_pb2, timestamp_pb2
-from google.protobuf.message import Message
 from machinesecrets.v1 import (
-    object_pb2,
     org_service_pb2,
     user_service_pb2,
 )
-from zitadel.v1 import object_pb2 as zitadel_object_pb2
 
 from server.domain.commands import Commands
 from server.domain.errors import FieldViolation, InvalidArgument
@@ -22,21 +17,17 @@ from server.domain.permissions import CallContext
 from server.domain.queries import Queries
 from server.domain.secret_policy import SecretPolicy
 from server.store.base import USER_TYPE_HUMAN, USER_TYPE_MACHINE
+from server.transport.conversions import (
+    details_proto,
+    duration,
+    expiration_of,
+    field_if_set,
+    optional_duration,
+    optional_timestamp,
+    timestamp,
+)
 
 SECRET_STATES = {True: user_service_pb2.SECRET_STATE_ACTIVE, False: user_service_pb2.SECRET_STATE_EXPIRED}
-MAX_DURATION_SECONDS = 315_576_000_000  # google.protobuf.Duration's range: 10,000 years
-D = TypeVar("D", object_pb2.ObjectDetails, zitadel_object_pb2.ObjectDetails)
-
-
-def timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
-
-
-def optional_timestamp(moment: datetime | None) -> timestamp_pb2.Timestamp | None:
-    return None if moment is None else timestamp(moment)
-
 
 # ListUsers' filter: the store's user type, "" for every type.
 USER_TYPES = {
@@ -61,26 +52,6 @@ def user_proto(user: UserView, profile: UserProfile) -> user_service_pb2.User:
     )
 
 
-def details_proto(details: Details, kind: type[D] = object_pb2.ObjectDetails) -> D:  # type: ignore[assignment]
-    """Details as machinesecrets.v1's ObjectDetails, or as ZITADEL's v1 one (same numbers)."""
-    return kind(
-        sequence=details.sequence,
-        creation_date=timestamp(details.creation_date),
-        change_date=timestamp(details.change_date),
-        resource_owner=details.resource_owner,
-    )
-
-
-def expiration(stamp: timestamp_pb2.Timestamp | None) -> datetime | None:
-    """An expiration_date field (None: unset) as a time."""
-    if stamp is None:
-        return None
-    try:
-        return stamp.ToDatetime(tzinfo=UTC)
-    except (ValueError, OverflowError) as error:  # seconds or nanos outside the Timestamp range
-        raise InvalidArgument([FieldViolation("expiration_date", "must be a valid timestamp")]) from error
-
-
 def issued_secret(issued: IssuedSecret) -> dict[str, Any]:
     """The fields of CreateSecret's and RotateSecret's answers (their names are shared)."""
     return {
@@ -90,28 +61,6 @@ def issued_secret(issued: IssuedSecret) -> dict[str, Any]:
         "expiration_date": optional_timestamp(issued.expiration_date),
         "details": details_proto(issued.details),
     }
-
-
-def duration(span: duration_pb2.Duration | None, field: str) -> timedelta | None:
-    """A Duration field (None: unset) as a span."""
-    if span is None:
-        return None
-    if not -MAX_DURATION_SECONDS <= span.seconds <= MAX_DURATION_SECONDS or not -(10**9) < span.nanos < 10**9:
-        raise InvalidArgument([FieldViolation(field, "must be a valid duration")])
-    return span.ToTimedelta()
-
-
-def optional_duration(span: timedelta | None) -> duration_pb2.Duration | None:
-    if span is None:
-        return None
-    message = duration_pb2.Duration()
-    message.FromTimedelta(span)
-    return message
-
-
-def field_of(message: Message, name: str) -> Any:
-    """A message field's value, or None when it is unset (fields with presence only)."""
-    return getattr(message, name) if message.HasField(name) else None
 
 
 class UserService:
@@ -138,15 +87,15 @@ class UserService:
     async def CreateSecret(
         self, request: user_service_pb2.CreateSecretRequest, ctx: CallContext
     ) -> user_service_pb2.CreateSecretResponse:
-        expires_at = expiration(field_of(request, "expiration_date"))
+        expires_at = expiration_of(request)
         issued = await self._commands.create_secret(ctx, request.user_id, expires_at, request.description)
         return user_service_pb2.CreateSecretResponse(**issued_secret(issued))
 
     async def RotateSecret(
         self, request: user_service_pb2.RotateSecretRequest, ctx: CallContext
     ) -> user_service_pb2.RotateSecretResponse:
-        grace = duration(field_of(request, "grace_period"), "grace_period")
-        expires_at = expiration(field_of(request, "expiration_date"))
+        grace = duration(field_if_set(request, "grace_period"), "grace_period")
+        expires_at = expiration_of(request)
         issued = await self._commands.rotate_secret(
             ctx, request.user_id, grace, expires_at, request.description
         )
@@ -165,9 +114,7 @@ class UserService:
                     creation_date=timestamp(s.creation_date),
                     expiration_date=optional_timestamp(s.expiration_date),
                     last_used=optional_timestamp(s.last_used),
-                    state=user_service_pb2.SECRET_STATE_ACTIVE
-                    if s.active
-                    else user_service_pb2.SECRET_STATE_EXPIRED,
+                    state=SECRET_STATES[s.active],
                 )
                 for s in secrets
             ]
@@ -221,7 +168,7 @@ class UserService:
     async def AddPersonalAccessToken(
         self, request: user_service_pb2.AddPersonalAccessTokenRequest, ctx: CallContext
     ) -> user_service_pb2.AddPersonalAccessTokenResponse:
-        expires_at = expiration(request.expiration_date if request.HasField("expiration_date") else None)
+        expires_at = expiration_of(request)
         issued = await self._commands.add_personal_access_token(ctx, request.user_id, expires_at)
         return user_service_pb2.AddPersonalAccessTokenResponse(
             token_id=issued.token_id, token=issued.token, details=details_proto(issued.details)
@@ -328,10 +275,10 @@ class OrgService:
     ) -> org_service_pb2.SetSecretPolicyResponse:
         p = request.policy
         policy = SecretPolicy(
-            max_lifetime=duration(field_of(p, "max_lifetime"), "policy.max_lifetime"),
-            default_lifetime=duration(field_of(p, "default_lifetime"), "policy.default_lifetime"),
-            max_secrets_per_user=field_of(p, "max_secrets_per_user"),
-            max_grace_period=duration(field_of(p, "max_grace_period"), "policy.max_grace_period"),
+            max_lifetime=duration(field_if_set(p, "max_lifetime"), "policy.max_lifetime"),
+            default_lifetime=duration(field_if_set(p, "default_lifetime"), "policy.default_lifetime"),
+            max_secrets_per_user=field_if_set(p, "max_secrets_per_user"),
+            max_grace_period=duration(field_if_set(p, "max_grace_period"), "policy.max_grace_period"),
         )
         details = await self._commands.set_secret_policy(ctx, policy)
         return org_service_pb2.SetSecretPolicyResponse(details=details_proto(details))

@@ -12,7 +12,12 @@ from server.domain.errors import FieldViolation, InvalidArgument
 from server.domain.model import UserProfile, UserView
 from server.domain.permissions import CallContext
 from server.domain.queries import Queries
-from server.transport.servicers import details_proto, expiration
+from server.transport.conversions import (
+    details_proto,
+    expiration_of,
+    fill_zitadel_machine,
+    zitadel_login_names,
+)
 
 
 def zitadel_user(view: UserView, profile: UserProfile) -> user_pb2.User:
@@ -23,18 +28,11 @@ def zitadel_user(view: UserView, profile: UserProfile) -> user_pb2.User:
         details=details_proto(view.details, object_pb2.ObjectDetails),
         state=user_pb2.USER_STATE_ACTIVE if view.active else user_pb2.USER_STATE_INACTIVE,
         user_name=view.user_name,
-        login_names=[view.user_name],
-        preferred_login_name=view.user_name,
+        **zitadel_login_names(view.user_name),
     )
     if view.machine:
-        user.machine.CopyFrom(
-            user_pb2.Machine(
-                name=profile.name,
-                description=profile.description,
-                has_secret=view.has_secret,
-                access_token_type=user_pb2.ACCESS_TOKEN_TYPE_BEARER,
-            )
-        )
+        fill_zitadel_machine(user.machine, view, profile)
+        user.machine.access_token_type = user_pb2.ACCESS_TOKEN_TYPE_BEARER
     else:
         user.human.CopyFrom(
             user_pb2.Human(
@@ -116,7 +114,7 @@ class ManagementService:
     async def AddPersonalAccessToken(
         self, request: mgmt.AddPersonalAccessTokenRequest, ctx: CallContext
     ) -> mgmt.AddPersonalAccessTokenResponse:
-        expires_at = expiration(request.expiration_date if request.HasField("expiration_date") else None)
+        expires_at = expiration_of(request)
         issued = await self._commands.add_personal_access_token(ctx, request.user_id, expires_at)
         return mgmt.AddPersonalAccessTokenResponse(
             token_id=issued.token_id,

@@ -18,7 +18,7 @@ from server.domain.errors import FieldViolation, InvalidArgument
 from server.domain.model import Details, UserProfile, UserView
 from server.domain.permissions import ORG_OWNER, CallContext
 from server.domain.queries import Queries
-from server.transport.servicers import expiration, timestamp
+from server.transport.conversions import expiration_of, fill_zitadel_machine, timestamp, zitadel_login_names
 
 
 def details_v2(details: Details) -> object_pb2.Details:
@@ -37,26 +37,18 @@ def user_v2_of(view: UserView, profile: UserProfile) -> user_pb2.User:
         details=details_v2(view.details),
         state=state,
         username=view.user_name,
-        login_names=[view.user_name],
-        preferred_login_name=view.user_name,
+        **zitadel_login_names(view.user_name),
     )
     if view.machine:
-        user.machine.CopyFrom(
-            user_pb2.MachineUser(
-                name=profile.name,
-                description=profile.description,
-                has_secret=view.has_secret,
-                access_token_type=user_pb2.ACCESS_TOKEN_TYPE_BEARER,
-            )
-        )
+        fill_zitadel_machine(user.machine, view, profile)
+        user.machine.access_token_type = user_pb2.ACCESS_TOKEN_TYPE_BEARER
     else:
         user.human.CopyFrom(
             user_pb2.HumanUser(
                 user_id=view.id,
                 state=state,
                 username=view.user_name,
-                login_names=[view.user_name],
-                preferred_login_name=view.user_name,
+                **zitadel_login_names(view.user_name),
                 profile=user_pb2.HumanProfile(display_name=profile.display_name),
                 email=user_pb2.HumanEmail(email=profile.email),
             )
@@ -134,7 +126,7 @@ class UserServiceV2:
     async def AddPersonalAccessToken(
         self, request: user_v2.AddPersonalAccessTokenRequest, ctx: CallContext
     ) -> user_v2.AddPersonalAccessTokenResponse:
-        expires_at = expiration(request.expiration_date if request.HasField("expiration_date") else None)
+        expires_at = expiration_of(request)
         issued = await self._commands.add_personal_access_token(ctx, request.user_id, expires_at)
         return user_v2.AddPersonalAccessTokenResponse(
             creation_date=timestamp(issued.details.change_date), token_id=issued.token_id, token=issued.token

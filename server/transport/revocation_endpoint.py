@@ -16,9 +16,15 @@ from typing import Any
 from server.domain.revocation import MAX_SECRETS_PER_REPORT, SecretRevocation, candidates
 from server.limits import MAX_SECRET_LENGTH
 from server.metrics import Metrics
-from server.transport.asgi import Receive, Send, first, header_lists
+from server.transport.asgi import Receive, Send, header_lists, media_type
 from server.transport.forwarded import ClientAddress
-from server.transport.oauth import AdmittedBody, Answer, InvalidRequest, OAuthError, known_failure
+from server.transport.http_endpoint import (
+    AdmittedBody,
+    EndpointAnswer,
+    InvalidRequest,
+    OAuthError,
+    known_failure,
+)
 
 REVOKE_PATH = "/secrets/revoke"
 
@@ -54,7 +60,7 @@ class RevocationEndpoint:
                     await self._revocation.revoke(reported, source)
                 except Exception as error:
                     raise known_failure(error, REVOKE_PATH) from None
-            answer = Answer(200, {"received": len(reported)})
+            answer = EndpointAnswer(200, {"received": len(reported)})
         except OAuthError as error:
             answer = error.answer()
         await answer.send(send, scope, self._metrics, started)
@@ -64,7 +70,7 @@ def _check_json_post(scope: dict[str, Any], headers: dict[str, list[str]]) -> No
     """What the request's head must be, checked before its body is read."""
     if scope["method"] != "POST":
         raise InvalidRequest("revocation takes POST", 405)
-    if first(headers, "content-type").split(";")[0].strip().lower() != "application/json":
+    if media_type(headers) != "application/json":
         raise InvalidRequest("the body must be application/json", 415)
 
 

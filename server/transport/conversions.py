@@ -1,0 +1,91 @@
+"""Values between the domain and the proto messages, for every API that serves them: the native
+one (servicers.py) and ZITADEL's (zitadel_management.py, zitadel_v2.py). Each API's own message
+shapes stay with its handlers; what they share is here."""
+
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf.message import Message
+from machinesecrets.v1 import object_pb2
+from zitadel.user.v1 import user_pb2 as zitadel_user_v1_pb2
+from zitadel.user.v2 import user_pb2 as zitadel_user_v2_pb2
+from zitadel.v1 import object_pb2 as zitadel_object_pb2
+
+from server.domain.errors import FieldViolation, InvalidArgument
+from server.domain.model import Details, UserProfile, UserView
+
+MAX_DURATION_SECONDS = 315_576_000_000  # google.protobuf.Duration's range: 10,000 years
+D = TypeVar("D", object_pb2.ObjectDetails, zitadel_object_pb2.ObjectDetails)
+
+
+def timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+def optional_timestamp(moment: datetime | None) -> timestamp_pb2.Timestamp | None:
+    return None if moment is None else timestamp(moment)
+
+
+def details_proto(details: Details, kind: type[D] = object_pb2.ObjectDetails) -> D:  # type: ignore[assignment]
+    """Details as machinesecrets.v1's ObjectDetails, or as ZITADEL's v1 one (same numbers)."""
+    return kind(
+        sequence=details.sequence,
+        creation_date=timestamp(details.creation_date),
+        change_date=timestamp(details.change_date),
+        resource_owner=details.resource_owner,
+    )
+
+
+def field_if_set(message: Message, name: str) -> Any:
+    """A message field's value, or None when it is unset (fields with presence only)."""
+    return getattr(message, name) if message.HasField(name) else None
+
+
+def expiration_of(request: Message) -> datetime | None:
+    """The request's expiration_date (a Timestamp, the same field in every API that takes one) as
+    a time; None when it is unset."""
+    stamp: timestamp_pb2.Timestamp | None = field_if_set(request, "expiration_date")
+    if stamp is None:
+        return None
+    try:
+        return stamp.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError) as error:  # seconds or nanos outside the Timestamp range
+        raise InvalidArgument([FieldViolation("expiration_date", "must be a valid timestamp")]) from error
+
+
+def duration(span: duration_pb2.Duration | None, field: str) -> timedelta | None:
+    """A Duration field (None: unset) as a span."""
+    if span is None:
+        return None
+    if not -MAX_DURATION_SECONDS <= span.seconds <= MAX_DURATION_SECONDS or not -(10**9) < span.nanos < 10**9:
+        raise InvalidArgument([FieldViolation(field, "must be a valid duration")])
+    return span.ToTimedelta()
+
+
+def optional_duration(span: timedelta | None) -> duration_pb2.Duration | None:
+    if span is None:
+        return None
+    message = duration_pb2.Duration()
+    message.FromTimedelta(span)
+    return message
+
+
+def fill_zitadel_machine(
+    machine: zitadel_user_v1_pb2.Machine | zitadel_user_v2_pb2.MachineUser,
+    view: UserView,
+    profile: UserProfile,
+) -> None:
+    """A machine user's fields in ZITADEL's v1 Machine or v2 MachineUser, which name them alike
+    (each API sets its own access_token_type)."""
+    machine.name = profile.name
+    machine.description = profile.description
+    machine.has_secret = view.has_secret
+
+
+def zitadel_login_names(user_name: str) -> dict[str, Any]:
+    """A user's login names as ZITADEL's APIs show them: its user name alone, the service having
+    no organisation domains to append."""
+    return {"login_names": [user_name], "preferred_login_name": user_name}
