@@ -7,7 +7,7 @@ aggregates' snapshots: a command loads one row (with its sequence) instead of re
 event, so its cost stays flat however many events an aggregate has.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -174,6 +174,8 @@ class RevocationReportCount:
 
 # The source under which an hour's reports are counted once it has counted its cap of sources.
 SOURCE_OVERFLOW = "*"
+# Told of every append's events once it has ended, whether it succeeded or failed.
+AppendObserver = Callable[[Sequence[NewEvent]], None]
 
 
 class Store(Protocol):
@@ -184,7 +186,14 @@ class Store(Protocol):
         need not last until the disk has answered).
 
         Raises ConcurrencyConflict, UniqueViolation or StoreUnavailable; then nothing is written.
+        Either way, each observer (observe_appends) is told of the events once it has ended.
         """
+        ...
+
+    def observe_appends(self, observer: AppendObserver) -> None:
+        """Tells observer of every later append's events as it ends, also when it failed: a failed
+        append may still have been committed (the database's answer was lost), so an observer that
+        must not miss a write (the caller cache) treats a failure as a write."""
         ...
 
     async def durable(self) -> None:

@@ -11,6 +11,7 @@ from server.clock import SYSTEM_CLOCK, Clock
 from server.store import records
 from server.store import statements as sql
 from server.store.base import (
+    AppendObserver,
     CallerRecord,
     ClientRecord,
     ConcurrencyConflict,
@@ -50,6 +51,9 @@ class SqlStore:
     # The time events are written at: the service's clock (server/clock.py), set by the backend.
     clock: Clock = SYSTEM_CLOCK
 
+    def __init__(self) -> None:
+        self._append_observers: list[AppendObserver] = []
+
     async def _run(self, plan: Plan) -> None:
         """Runs every statement of plan in one transaction, or none: a unique violation raises the
         error the plan names for its statement; a database failure raises StoreUnavailable."""
@@ -74,10 +78,17 @@ class SqlStore:
             )
             for e in events
         ]
-        await self._run(append_plan(stored, to_micros(created_at)))
-        if durable:
-            await self.durable()
+        try:
+            await self._run(append_plan(stored, to_micros(created_at)))
+            if durable:
+                await self.durable()
+        finally:  # a failed append may still have been committed (a lost answer): observers hear of it
+            for observer in self._append_observers:
+                observer(events)
         return stored
+
+    def observe_appends(self, observer: AppendObserver) -> None:
+        self._append_observers.append(observer)
 
     async def durable(self) -> None:
         """PostgreSQL's commit returns once it is on disk (synchronous_commit, on by default). The
