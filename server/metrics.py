@@ -25,6 +25,8 @@ from prometheus_client import (
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.parser import text_string_to_metric_families
 
+from server.events.base import NewEvent, StoredEvent
+from server.events.org import SecretPolicySet
 from server.store.base import (
     AppendObserver,
     CallerRecord,
@@ -32,14 +34,12 @@ from server.store.base import (
     OrgRecord,
     PatRecord,
     RevocationReportCount,
-    SecretPolicy,
     SecretRecord,
     Store,
     StoreError,
     UserName,
     UserRecord,
 )
-from server.store.events import NewEvent, StoredEvent
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 PREFIX = "machinesecrets"
@@ -204,7 +204,7 @@ class TimedStore:
             "touch_secret", self._store.touch_secret(secret_id, at_micros, unless_since_micros)
         )
 
-    def secret_policy(self, org_id: str) -> Timed[SecretPolicy]:
+    def secret_policy(self, org_id: str) -> Timed[SecretPolicySet]:
         return self._timed("secret_policy", self._store.secret_policy(org_id))
 
     def org(self, org_id: str) -> Timed[OrgRecord | None]:

@@ -17,9 +17,10 @@ from machinesecrets.v1 import user_service_pb2 as user_pb
 from prometheus_client.parser import text_string_to_metric_families
 
 from server.config import ConfigError, load
+from server.events.base import NewEvent
+from server.events.org import OrgAdded
 from server.metrics import Metrics, TimedStore
 from server.store.base import ConcurrencyConflict, Store
-from server.store.events import NewEvent
 from server.store.sqlite import SqliteStore
 from server.transport.oauth import TOKEN_PATH
 from tests.api import ApiError, exchange
@@ -125,7 +126,7 @@ async def test_store_errors_are_counted_by_operation_and_kind(tmp_path: Path) ->
     metrics = Metrics()
     store = TimedStore(await SqliteStore.open(f"sqlite:///{tmp_path / 'ms.db'}"), metrics)
     try:
-        event = NewEvent("org", "1", 1, "org.added", "1", {"name": "o"})
+        event = NewEvent("1", 1, "1", OrgAdded("o"))
         await store.append([event])
         with pytest.raises(ConcurrencyConflict):
             await store.append([event])  # the same sequence again

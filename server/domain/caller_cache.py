@@ -2,10 +2,10 @@
 authentication query (Access.authenticate).
 
 Revocation stays revocation, within a bound:
-- in this process, at once: any write here that may take power away from a caller (a token or
-  secret removed, replaced, revoked or rotated, a member's roles changed, a user deactivated...)
-  empties the cache as it is appended (the store tells CallerCache.forget_if_power_changed of
-  every append);
+- in this process, at once: any write here that may change a caller's power (a token or secret
+  removed, replaced, revoked or rotated, a member's roles changed, a user deactivated...: each
+  event class says, server/events/base.py) empties the cache as it is appended (the store tells
+  CallerCache.forget_if_power_changed of every append);
 - on every other process on the same store, within CALLER_CACHE_TTL_S (1 s): an entry is used for
   that long after it was read, then read again;
 - expiry needs no bound: every use checks the cached token's and secret's expiry against the clock.
@@ -17,26 +17,11 @@ cannot fill it), at most MAX_CACHED_CALLERS at a time.
 import time
 from collections.abc import Callable, Sequence
 
-from server.store import events as ev
+from server.events.base import NewEvent
 from server.store.base import CallerRecord
-from server.store.events import NewEvent
 
 CALLER_CACHE_TTL_S = 1.0
 MAX_CACHED_CALLERS = 10_000
-# The events that give no one less power than before: appending them keeps the cache. Any other
-# event, and any event type added later, empties it.
-HARMLESS = frozenset(
-    {
-        ev.TOKEN_ACCESS_ADDED,
-        ev.USER_PAT_ADDED,
-        ev.USER_MACHINE_ADDED,
-        ev.USER_HUMAN_ADDED,
-        ev.ORG_ADDED,
-        ev.ORG_SECRET_POLICY_SET,
-        ev.USER_MACHINE_SECRET_ADDED,
-        ev.REVOCATION_RECEIVED,
-    }
-)
 
 
 class CallerCache:
@@ -78,7 +63,7 @@ class CallerCache:
 
     def forget_if_power_changed(self, events: Sequence[NewEvent]) -> None:
         """An observer of the store's appends (Store.observe_appends): empties the cache when an
-        appended event may take power away. Told of failed appends too: one may have been
+        appended event may change a caller's power. Told of failed appends too: one may have been
         committed all the same (a lost answer), so it forgets anyway."""
-        if any(event.type not in HARMLESS for event in events):
+        if any(event.event.CHANGES_POWER for event in events):
             self.forget_all()
