@@ -20,7 +20,7 @@ from zitadel.user.v2 import user_service_pb2 as user_v2
 from server.clock import SYSTEM_CLOCK, Clock
 from server.config import CannotListen, Config
 from server.domain.access import Access
-from server.domain.caller_cache import CallerCache, forget_callers_on_write
+from server.domain.caller_cache import CallerCache
 from server.domain.client_credentials import ClientCredentials
 from server.domain.commands import Commands
 from server.domain.credentials import SecretHasher
@@ -30,7 +30,7 @@ from server.domain.paging import PageTokens
 from server.domain.queries import Queries
 from server.domain.revocation import SecretRevocation
 from server.limits import MAX_HEADER_BYTES, MAX_REQUEST_BYTES
-from server.metrics import Metrics, timed_store
+from server.metrics import Metrics, TimedStore
 from server.runtime.envoy import EnvoyError, EnvoyProcess, EnvoySettings
 from server.runtime.private_files import check_private_location, write_private_file
 from server.runtime.resources import resource
@@ -190,7 +190,8 @@ async def _start(
     config: Config, store: Store, clock: Clock, tls: TlsFiles | None, placement: Placement | None
 ) -> Service:
     metrics, callers = Metrics(), CallerCache()
-    store = forget_callers_on_write(timed_store(store, metrics), callers)
+    store = TimedStore(store, metrics)
+    store.observe_appends(callers.forget_if_power_changed)
     access = Access(store, clock, callers)
     hasher, ids = SecretHasher(config.bcrypt_cost, metrics.bcrypt_seconds.labels), IdGenerator()
     commands = Commands(store, hasher, ids, config.write_attempts, clock)

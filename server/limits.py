@@ -20,7 +20,7 @@ MAX_HEADER_BYTES = 128 * 1024
 
 # What a caller may send as one identifier. Each is refused by its length before any other work is
 # done on it (decoding, normalising, parsing, a store lookup), on every path that takes it: the
-# work on a string grows with its length, and PRECIS's (server/store/user_names.py) with the square
+# work on a string grows with its length, and PRECIS's (server/user_names.py) with the square
 # of a run of combining marks (20,000 of them in a client id cost 260 ms of the event loop, issue
 # 28). Each limit is well above what the service issues or accepts, and checked where the value
 # enters the domain as well as in the transport that reads it (SECURITY.md, "Denial of service

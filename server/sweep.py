@@ -19,9 +19,8 @@ would look like a change of the user, and race its writers for the next sequence
 import asyncio
 import logging
 
-from server.clock import Clock
+from server.clock import Clock, to_micros
 from server.store.base import Store, StoreError
-from server.store.codecs import to_micros
 
 log = logging.getLogger("machinesecrets")
 

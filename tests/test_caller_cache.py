@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from server.domain.access import Access
-from server.domain.caller_cache import CALLER_CACHE_TTL_S, CallerCache, forget_callers_on_write
+from server.domain.caller_cache import CALLER_CACHE_TTL_S, CallerCache
 from server.domain.commands import Commands
 from server.domain.credentials import SecretHasher, token_hash
 from server.domain.errors import Unauthenticated
@@ -18,9 +18,9 @@ from server.store.sqlite import SqliteStore
 
 
 async def test_the_cache_is_bounded_and_holds_only_callers_that_authenticated(tmp_path: Path) -> None:
-    raw = await SqliteStore.open(f"sqlite:///{tmp_path / 'ms.db'}")
+    store = await SqliteStore.open(f"sqlite:///{tmp_path / 'ms.db'}")
     cache = CallerCache(max_entries=3)
-    store = forget_callers_on_write(raw, cache)
+    store.observe_appends(cache.forget_if_power_changed)
     try:
         commands = Commands(store, SecretHasher(4), IdGenerator(), 3)
         admin = await commands.set_up_instance("org", "admin")
@@ -45,7 +45,7 @@ async def test_the_cache_is_bounded_and_holds_only_callers_that_authenticated(tm
             await access.authenticate(token)
         assert len(cache) == 3  # the oldest went
     finally:
-        await raw.close()
+        await store.close()
 
 
 async def test_a_cached_caller_is_read_again_once_it_is_older_than_the_bound(tmp_path: Path) -> None:

@@ -6,7 +6,8 @@ import bcrypt
 import grpc
 from machinesecrets.v1 import user_service_pb2 as user_pb
 
-from server.store import events as ev
+from server.events.base import AGGREGATE_USER
+from server.events.secret import SecretSet
 from tests.api import ApiError
 from tests.service import Running
 from tests.world import World
@@ -31,9 +32,9 @@ async def test_concurrent_add_secret_on_one_user(world: World, running: Running)
     failures = [o for o in outcomes if isinstance(o, ApiError)]
     assert all(f.code == grpc.StatusCode.ABORTED for f in failures), failures[:3]
 
-    events = await running.service.store.events(ev.AGGREGATE_USER, user_id)
+    events = await running.service.store.events(AGGREGATE_USER, user_id)
     assert [e.sequence for e in events] == list(range(1, len(events) + 1))
-    assert sum(e.type == ev.USER_MACHINE_SECRET_SET for e in events) == len(successes)
+    assert sum(e.type == SecretSet.TYPE for e in events) == len(successes)
     assert sorted(s.details.sequence for s in successes) == list(range(2, len(events) + 1))
     last = max(successes, key=lambda s: s.details.sequence)
     [secret] = await running.service.store.secrets(user_id)

@@ -2,7 +2,11 @@
 
 - the domain imports no gRPC, protobuf, generated code or transport: it is the service's rules
   alone, callable from any transport and from tests without one;
+- of the store, the domain imports only its contract (server/store/base.py: the Store protocol, its
+  records and errors), never how a backend keeps things;
 - the store imports no domain and no transport;
+- the events (server/events/), which the domain and the store both speak, import neither, nor the
+  transports;
 - no module of server/ imports, at its top, a module that imports it back (no circles).
 
 Read from the sources' import statements: imports inside functions (made when called) count for
@@ -18,6 +22,8 @@ SERVER = Path(__file__).resolve().parent.parent / "server"
 NOT_FOR_THE_DOMAIN = ("grpc", "grpc_status", "google", "machinesecrets", "zitadel", "server.transport",
                       "uvicorn", "h11", "sonora")  # fmt: skip
 NOT_FOR_THE_STORE = ("server.domain", "server.transport")
+NOT_FOR_THE_EVENTS = ("server.domain", "server.store", "server.transport")
+STORE_CONTRACT = "server.store.base"
 
 
 def modules() -> dict[str, Path]:
@@ -64,6 +70,14 @@ def test_the_domain_imports_nothing_of_the_wire() -> None:
     assert breaches("server.domain", NOT_FOR_THE_DOMAIN) == []
 
 
+def test_the_domain_imports_only_the_stores_contract() -> None:
+    assert [(m, i) for m, i in breaches("server.domain", ("server.store",)) if i != STORE_CONTRACT] == []
+
+
+def test_the_events_import_neither_the_domain_nor_the_store_nor_the_transports() -> None:
+    assert breaches("server.events", NOT_FOR_THE_EVENTS) == []
+
+
 def test_the_store_imports_neither_the_domain_nor_the_transports() -> None:
     assert breaches("server.store", NOT_FOR_THE_STORE) == []
 
@@ -95,5 +109,6 @@ def test_the_rules_see_a_breach() -> None:
     """The checks read real imports: the transports do import gRPC, and a package's __init__
     counts as the package."""
     assert breaches("server.transport", ("grpc",))
+    assert ("server.store.sql", "server.store.records") in breaches("server.store", ("server.store.records",))
     assert "server.domain" in MODULES
     assert "server.transport.pipeline" in MODULES

@@ -20,7 +20,8 @@ from machinesecrets.v1 import user_service_pb2 as user_pb
 
 from server.clock import ShiftedClock
 from server.domain.failure_limits import FailureLimits
-from server.store import events as ev
+from server.events.base import AGGREGATE_USER
+from server.events.secret import SecretRehashed
 from server.transport.forwarded import parse_networks
 from tests import postgres
 from tests.api import ApiError, GrpcApi, exchange, expect_error
@@ -339,8 +340,8 @@ async def test_a_changed_bcrypt_cost_rehashes_on_the_next_success(tmp_path: Path
         await token_of(endpoints(running)["direct"], c)
         hashed, sequence = stored()
         assert hashed.startswith("$2b$05$")
-        events = await running.service.store.events(ev.AGGREGATE_USER, c.user_id)
-        assert events[-1].type == ev.USER_MACHINE_SECRET_UPDATED
+        events = await running.service.store.events(AGGREGATE_USER, c.user_id)
+        assert events[-1].type == SecretRehashed.TYPE
         await token_of(endpoints(running)["direct"], c)
         assert stored() == (hashed, sequence)  # once is enough
         # Same secret, same generation: the token issued before the re-hash still works.

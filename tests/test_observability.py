@@ -3,6 +3,7 @@ made on every transport, on an address of its own (MS_METRICS_ADDR) and on none 
 ports; the request id of every call, echoed on every transport and written on
 every log line; and the JSON log format of a real `python -m server` process."""
 
+import inspect
 import json
 import re
 import uuid
@@ -16,9 +17,10 @@ from machinesecrets.v1 import user_service_pb2 as user_pb
 from prometheus_client.parser import text_string_to_metric_families
 
 from server.config import ConfigError, load
-from server.metrics import Metrics, timed_store
-from server.store.base import ConcurrencyConflict
-from server.store.events import NewEvent
+from server.events.base import NewEvent
+from server.events.org import OrgAdded
+from server.metrics import Metrics, TimedStore
+from server.store.base import ConcurrencyConflict, Store
 from server.store.sqlite import SqliteStore
 from server.transport.oauth import TOKEN_PATH
 from tests.api import ApiError, exchange
@@ -122,9 +124,9 @@ async def test_metrics_off_serves_none(tmp_path: Path) -> None:
 
 async def test_store_errors_are_counted_by_operation_and_kind(tmp_path: Path) -> None:
     metrics = Metrics()
-    store = timed_store(await SqliteStore.open(f"sqlite:///{tmp_path / 'ms.db'}"), metrics)
+    store = TimedStore(await SqliteStore.open(f"sqlite:///{tmp_path / 'ms.db'}"), metrics)
     try:
-        event = NewEvent("org", "1", 1, "org.added", "1", {"name": "o"})
+        event = NewEvent("1", 1, "1", OrgAdded("o"))
         await store.append([event])
         with pytest.raises(ConcurrencyConflict):
             await store.append([event])  # the same sequence again
@@ -134,6 +136,14 @@ async def test_store_errors_are_counted_by_operation_and_kind(tmp_path: Path) ->
     name = "machinesecrets_store_errors_total"
     assert value(scraped, name, operation="append", error="ConcurrencyConflict") == 1
     assert value(scraped, "machinesecrets_store_operation_duration_seconds_count", operation="append") == 2
+
+
+def test_every_store_operation_is_timed_under_its_own_name() -> None:
+    """TimedStore wraps the store's contract method by method (mypy checks their signatures): none
+    is left out, and each is timed under its own name."""
+    methods = {name for name, _ in inspect.getmembers(Store, inspect.isfunction) if not name.startswith("_")}
+    for name in methods - {"observe_appends"}:  # not an operation: it only registers an observer
+        assert re.findall(r'_timed\(\s*"(\w+)"', inspect.getsource(getattr(TimedStore, name))) == [name]
 
 
 @pytest.mark.parametrize(

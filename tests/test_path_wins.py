@@ -20,7 +20,7 @@ import pytest
 from machinesecrets.v1 import user_service_pb2 as user_pb
 
 from server.app import NATIVE_SERVICES
-from server.store.events import AGGREGATE_USER
+from server.events.base import AGGREGATE_USER
 from server.transport.path_fields import NAMED_BY_PATH, http_bindings
 from tests.codes import code_name
 from tests.service import Running, client

@@ -2,8 +2,9 @@
 whatever that process's cache of callers holds (server/domain/caller_cache.py): each scenario
 warms the cache with the caller's call, writes the event, and the very next call is refused.
 
-This is the behaviour behind caller_cache.HARMLESS (the events that keep the cache): an event
-that takes power and is wrongly listed there fails its scenario here. The endings of a secret
+This is the behaviour behind each event class's changes_power (server/events/base.py; the events
+that say False keep the cache): an event that takes power and wrongly says False fails its
+scenario here. The endings of a secret
 (set, rotated, deleted, revoked, removed) are test_credential_liveness.py's scenarios.
 """
 
@@ -15,8 +16,10 @@ import pytest
 from machinesecrets.v1 import org_service_pb2 as org_pb
 from machinesecrets.v1 import user_service_pb2 as user_pb
 
-from server.domain.caller_cache import HARMLESS
-from server.store import events as ev
+from server.events.base import event_class
+from server.events.instance import IamOwnerLeft
+from server.events.org import OrgMemberRemoved
+from server.events.user import PatRemoved, UserDeactivated, UserRemoved
 from tests.api import expect_error
 from tests.world import World, unique_name
 
@@ -59,7 +62,7 @@ class Scenario:
 UNAUTHENTICATED = (grpc.StatusCode.UNAUTHENTICATED, "TOKEN_INVALID")
 DENIED = (grpc.StatusCode.PERMISSION_DENIED, "PERMISSION_DENIED")
 SCENARIOS = {
-    ev.USER_PAT_REMOVED: Scenario(
+    PatRemoved.TYPE: Scenario(
         ["ORG_USER_MANAGER"],
         read,
         lambda w, c: w.call(
@@ -68,26 +71,26 @@ SCENARIOS = {
         ),
         UNAUTHENTICATED,
     ),
-    ev.USER_DEACTIVATED: Scenario(
+    UserDeactivated.TYPE: Scenario(
         ["ORG_USER_MANAGER"],
         read,
         lambda w, c: w.call("DeactivateUser", user_pb.DeactivateUserRequest(user_id=c.user_id)),
         UNAUTHENTICATED,
     ),
-    ev.USER_REMOVED: Scenario(
+    UserRemoved.TYPE: Scenario(
         ["ORG_USER_MANAGER"],
         read,
         lambda w, c: w.call("RemoveUser", user_pb.RemoveUserRequest(user_id=c.user_id)),
         UNAUTHENTICATED,
     ),
-    ev.ORG_MEMBER_REMOVED: Scenario(
+    OrgMemberRemoved.TYPE: Scenario(
         ["ORG_USER_MANAGER"],
         read,
         lambda w, c: w.call("RemoveOrgMember", org_pb.RemoveOrgMemberRequest(user_id=c.user_id)),
         DENIED,
     ),
     # Written with the membership's end when the member was an IAM_OWNER.
-    ev.INSTANCE_IAM_OWNER_LEFT: Scenario(
+    IamOwnerLeft.TYPE: Scenario(
         ["IAM_OWNER"],
         create_org,
         lambda w, c: w.call("RemoveOrgMember", org_pb.RemoveOrgMemberRequest(user_id=c.user_id)),
@@ -97,7 +100,7 @@ SCENARIOS = {
 
 
 def test_no_event_that_takes_power_keeps_the_cache() -> None:
-    assert not set(SCENARIOS) & HARMLESS
+    assert all(event_class(name).CHANGES_POWER for name in SCENARIOS)
 
 
 @pytest.mark.parametrize("event", SCENARIOS)

@@ -29,7 +29,9 @@ from server.domain import revocation
 from server.domain.credentials import ASIDE_THREAD_NAME, LOWEST_PRIORITY
 from server.domain.failure_limits import FailureLimits
 from server.domain.secret_format import checksum, random_characters
-from server.store import events as ev
+from server.events.base import AGGREGATE_USER
+from server.events.legacy import RevocationReceived
+from server.events.secret import SecretRevoked
 from server.store.base import SOURCE_OVERFLOW
 from server.transport.oauth import TOKEN_PATH
 from server.transport.revocation_endpoint import REVOKE_PATH
@@ -116,18 +118,18 @@ async def test_a_reported_secret_stops_working_at_once(world: World, running: Ru
         "ListSecrets", user_pb.ListSecretsRequest(user_id=user_id)
     )
     assert list(listed.secrets) == []
-    [*_, revoked] = await running.service.store.events(ev.AGGREGATE_USER, user_id)
-    assert revoked.type == ev.USER_MACHINE_SECRET_REVOKED
-    assert set(revoked.payload) == {"secret_id", "source"}
+    [*_, revoked] = await running.service.store.events(AGGREGATE_USER, user_id)
+    assert revoked.type == SecretRevoked.TYPE
+    assert isinstance(revoked.event, SecretRevoked)
     # The caller's address: through Envoy, the one it appended to X-Forwarded-For (what Envoy saw;
     # on some sandboxes' loopback that is not 127.0.0.1).
-    source = ipaddress.ip_address(revoked.payload["source"])
+    source = ipaddress.ip_address(revoked.event.source)
     assert door == "envoy" or str(source) == "127.0.0.1"
     # Someone else's secret is untouched; reporting a revoked secret again changes nothing more.
     assert (await exchange(token_base, bystander_name, bystander)).status_code == 200
     again = await report(base_url(running, door), {"secrets": [secret]})
     assert (again.status_code, again.json()) == (200, {"received": 1})
-    assert (await running.service.store.events(ev.AGGREGATE_USER, user_id))[-1] == revoked
+    assert (await running.service.store.events(AGGREGATE_USER, user_id))[-1] == revoked
     assert secret.encode() not in running.raw_store()
 
 
@@ -156,7 +158,7 @@ async def test_the_answer_is_the_same_whatever_matched(
     assert work == {"live": 1, "well-formed, unknown": 1, "bad checksum": 0, "legacy-looking": 0}
     after = sum(count.reports for count in await running.service.store.revocation_report_counts())
     assert after == before + len(cases)
-    assert ev.REVOCATION_RECEIVED.encode() not in running.raw_store()
+    assert RevocationReceived.TYPE.encode() not in running.raw_store()
 
 
 @pytest.mark.parametrize("door", DOORS)
@@ -432,7 +434,7 @@ async def test_reports_are_counted_by_hour_and_source_not_kept(
                 sent[address] += 1
         # 24 reports that matched nothing: not one event more.
         assert event_rows(running) == events
-        assert ev.REVOCATION_RECEIVED.encode() not in running.raw_store()
+        assert RevocationReceived.TYPE.encode() not in running.raw_store()
         counts = await running.service.store.revocation_report_counts()
         hours = {c.hour_start_micros for c in counts}
         assert len(hours) <= 2  # the hour may turn during the test
@@ -451,8 +453,9 @@ async def test_reports_are_counted_by_hour_and_source_not_kept(
         answer = await report_from(addresses[0], base_url(running, "envoy"), [secret])
         assert answer.status_code == 200
         assert event_rows(running) == events + 1
-        [*_, revoked] = await running.service.store.events(ev.AGGREGATE_USER, user_id)
-        assert (revoked.type, revoked.payload["source"]) == (ev.USER_MACHINE_SECRET_REVOKED, addresses[0])
+        [*_, revoked] = await running.service.store.events(AGGREGATE_USER, user_id)
+        assert isinstance(revoked.event, SecretRevoked)
+        assert revoked.event.source == addresses[0]
         assert sum(c.revoked for c in await running.service.store.revocation_report_counts()) == 1
 
         # Past the retention, the counts of those hours are forgotten at the next report.

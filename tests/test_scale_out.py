@@ -21,7 +21,8 @@ import pytest
 from machinesecrets.v1 import user_service_pb2 as user_pb
 
 from server.domain.caller_cache import CALLER_CACHE_TTL_S
-from server.store import events as ev
+from server.events.base import AGGREGATE_USER, StoredEvent
+from server.events.secret import SecretSet
 from server.store.base import Store
 from server.store.postgres import PostgresStore
 from server.store.sqlite import SqliteStore
@@ -86,8 +87,8 @@ async def authenticates(http_port: int, client_id: str, secret: str) -> bool:
     return status == 200
 
 
-async def assert_no_gaps(store: Store, user_id: str) -> list[ev.StoredEvent]:
-    events = await store.events(ev.AGGREGATE_USER, user_id)
+async def assert_no_gaps(store: Store, user_id: str) -> list[StoredEvent]:
+    events = await store.events(AGGREGATE_USER, user_id)
     assert [e.sequence for e in events] == list(range(1, len(events) + 1))
     user = await store.user(user_id)
     assert user is not None
@@ -124,7 +125,7 @@ async def test_concurrent_add_secret_across_two_processes(pg_url: str, tmp_path:
             failures = [o for o in outcomes if isinstance(o, ApiError)]
             assert all(f.code == grpc.StatusCode.ABORTED for f in failures), failures[:3]
             events = await assert_no_gaps(store, user_id)
-            assert sum(e.type == ev.USER_MACHINE_SECRET_SET for e in events) == len(successes)
+            assert sum(e.type == SecretSet.TYPE for e in events) == len(successes)
             assert sorted(s.details.sequence for s in successes) == list(range(2, len(events) + 1))
             last = max(successes, key=lambda s: s.details.sequence)
             port = processes[1].http_port
@@ -196,7 +197,7 @@ async def test_a_conflict_storm_is_answered_aborted_cleanly(pg_url: str, tmp_pat
                     "the object was changed concurrently; try again",
                 )
             events = await assert_no_gaps(store, user_id)
-            assert sum(e.type == ev.USER_MACHINE_SECRET_SET for e in events) == len(successes)
+            assert sum(e.type == SecretSet.TYPE for e in events) == len(successes)
     finally:
         await store.close()
         for process in processes:

@@ -19,8 +19,9 @@ from machinesecrets.v1 import user_service_pb2 as user_pb
 
 from server.domain.ids import IdGenerator
 from server.domain.secret_format import random_characters
-from server.store import events as ev
-from server.store.events import NewEvent
+from server.events.base import AGGREGATE_USER, NewEvent
+from server.events.secret import SecretAdded, SecretDeleted, SecretRotated, SecretSet
+from server.events.user import MachineUserAdded, PatAdded
 from tests.api import ApiError, exchange, expect_error
 from tests.service import Running
 from tests.world import World, unique_name
@@ -85,7 +86,7 @@ class Machine:
         return refused.value.code == grpc.StatusCode.PERMISSION_DENIED
 
     async def event_types(self) -> list[str]:
-        return [e.type for e in await self.running.service.store.events(ev.AGGREGATE_USER, self.id)]
+        return [e.type for e in await self.running.service.store.events(AGGREGATE_USER, self.id)]
 
 
 def stamp(moment: datetime) -> timestamp_pb2.Timestamp:
@@ -147,7 +148,7 @@ async def test_secrets_live_side_by_side_and_are_listed_without_their_values(
     shown = json_format.MessageToJson(user_pb.ListSecretsResponse(secrets=listed))
     assert first.client_secret[8:] not in shown
     assert "$2b$" not in shown
-    assert await bot.event_types() == [ev.USER_MACHINE_ADDED, *[ev.USER_MACHINE_SECRET_ADDED] * 2]
+    assert await bot.event_types() == [MachineUserAdded.TYPE, *[SecretAdded.TYPE] * 2]
     user: user_pb.GetUserByIDResponse = await world.call(
         "GetUserByID", user_pb.GetUserByIDRequest(user_id=bot.id)
     )
@@ -191,7 +192,7 @@ async def test_deleting_one_secret_ends_it_and_its_tokens_only(world: World, run
     request = user_pb.DeleteSecretRequest(user_id=bot.id, secret_id=theirs.secret_id)
     await expect_error(NOT_FOUND, "SECRET_NOT_FOUND", world.call("DeleteSecret", request))
     assert await other.works(theirs.client_secret)
-    assert (await bot.event_types())[-1] == ev.USER_MACHINE_SECRET_DELETED
+    assert (await bot.event_types())[-1] == SecretDeleted.TYPE
 
 
 async def test_rotation_with_a_grace_period_keeps_the_old_secret_until_it_ends(
@@ -213,7 +214,7 @@ async def test_rotation_with_a_grace_period_keeps_the_old_secret_until_it_ends(
     assert when(by_id[due_sooner.secret_id].expiration_date) == soon
     assert not by_id[rotated.secret_id].HasField("expiration_date")
     assert by_id[rotated.secret_id].description == "next"
-    assert (await bot.event_types())[-1] == ev.USER_MACHINE_SECRET_ROTATED
+    assert (await bot.event_types())[-1] == SecretRotated.TYPE
     # An access token never outlives its secret: one of the secret due in 30 minutes says so.
     answer = (await bot.token(due_sooner.client_secret)).json()
     assert 0 < answer["expires_in"] <= 30 * 60
@@ -316,7 +317,7 @@ async def test_bad_secret_requests_are_refused_with_the_field_named(world: World
         "USER_NOT_FOUND",
         world.call("ListSecrets", user_pb.ListSecretsRequest(user_id="123456789")),
     )
-    assert await bot.event_types() == [ev.USER_MACHINE_ADDED]  # nothing half-written
+    assert await bot.event_types() == [MachineUserAdded.TYPE]  # nothing half-written
 
 
 async def test_the_policy_governs_new_secrets_only(world: World, running: Running) -> None:
@@ -427,8 +428,8 @@ async def test_a_user_manager_cannot_mint_secrets_of_an_owner(world: World, runn
             "PERMISSION_DENIED",
             world.call(method, request, token=manager, org=org),
         )
-    events = await running.service.store.events(ev.AGGREGATE_USER, owner_id)
-    assert [e.type for e in events] == [ev.USER_MACHINE_ADDED, ev.USER_PAT_ADDED]
+    events = await running.service.store.events(AGGREGATE_USER, owner_id)
+    assert [e.type for e in events] == [MachineUserAdded.TYPE, PatAdded.TYPE]
 
 
 async def test_secrets_from_before_the_format_keep_working(world: World, running: Running) -> None:
@@ -438,15 +439,9 @@ async def test_secrets_from_before_the_format_keep_working(world: World, running
     store = running.service.store
     user = await store.user(bot.id)
     assert user is not None
-    payload = {
-        "secret_id": IdGenerator().new_id(),
-        "hash": bcrypt.hashpw(old.encode(), bcrypt.gensalt(4)).decode(),
-        "lookup": None,
-        "description": "",
-        "expires_at": None,
-    }
+    hashed = bcrypt.hashpw(old.encode(), bcrypt.gensalt(4)).decode()
     await store.append(
-        [NewEvent(ev.AGGREGATE_USER, bot.id, 2, ev.USER_MACHINE_SECRET_SET, user.org_id, payload)]
+        [NewEvent(bot.id, 2, user.org_id, SecretSet(IdGenerator().new_id(), hashed, None, "", None))]
     )
     new = await bot.create_secret()
     assert await bot.works(old)

@@ -43,7 +43,9 @@ from machinesecrets.v1 import user_service_pb2 as user_pb
 
 from server import app
 from server.clock import ShiftedClock
-from server.store import events as ev
+from server.events.base import AGGREGATE_USER
+from server.events.secret import SecretAdded, SecretDeleted, SecretRotated, SecretSet, SecretsRemoved
+from server.events.user import MachineUserAdded
 from tests import postgres
 from tests.api import ApiError, GrpcApi
 from tests.service import BACKENDS, Running, config_for
@@ -115,7 +117,7 @@ class SecretLifecycle(RuleBasedStateMachine):
         self.secrets: dict[str, Secret] = {}  # by secret id: the ones that exist
         self.gone: list[Secret] = []  # deleted, replaced, removed: they must never work again
         self.policy = Policy()
-        self.events = [ev.USER_MACHINE_ADDED]
+        self.events = [MachineUserAdded.TYPE]
 
     # The model's rules ----------------------------------------------------------------------
 
@@ -204,7 +206,7 @@ class SecretLifecycle(RuleBasedStateMachine):
             return
         self.issue("CreateSecret", request, expires_at, description)
         self.prune()
-        self.events.append(ev.USER_MACHINE_SECRET_ADDED)
+        self.events.append(SecretAdded.TYPE)
 
     @rule(grace=st.sampled_from(GRACES))
     def rotate(self, grace: timedelta) -> None:
@@ -228,7 +230,7 @@ class SecretLifecycle(RuleBasedStateMachine):
             if secret.secret_id != newest and (secret.expires_at is None or secret.expires_at > retire):
                 secret.expires_at = retire
         self.prune()
-        self.events.append(ev.USER_MACHINE_SECRET_ROTATED)
+        self.events.append(SecretRotated.TYPE)
 
     @precondition(lambda self: bool(self.secrets))
     @rule(data=st.data())
@@ -236,7 +238,7 @@ class SecretLifecycle(RuleBasedStateMachine):
         secret_id = data.draw(st.sampled_from(sorted(self.secrets)))
         self.call("DeleteSecret", user_pb.DeleteSecretRequest(user_id=self.user_id, secret_id=secret_id))
         self.gone.append(self.secrets.pop(secret_id))
-        self.events.append(ev.USER_MACHINE_SECRET_DELETED)
+        self.events.append(SecretDeleted.TYPE)
 
     @rule()
     def replace(self) -> None:
@@ -244,7 +246,7 @@ class SecretLifecycle(RuleBasedStateMachine):
         self.gone += self.secrets.values()
         self.secrets = {}
         self.issue("AddSecret", user_pb.AddSecretRequest(user_id=self.user_id), expires_at, "")
-        self.events.append(ev.USER_MACHINE_SECRET_SET)
+        self.events.append(SecretSet.TYPE)
 
     @rule()
     def remove_all(self) -> None:
@@ -255,7 +257,7 @@ class SecretLifecycle(RuleBasedStateMachine):
         self.call("RemoveSecret", request)
         self.gone += self.secrets.values()
         self.secrets = {}
-        self.events.append(ev.USER_MACHINE_SECRET_REMOVED)
+        self.events.append(SecretsRemoved.TYPE)
 
     @rule(by=st.sampled_from(ADVANCES))
     def time_passes(self, by: timedelta) -> None:
@@ -334,7 +336,7 @@ class SecretLifecycle(RuleBasedStateMachine):
     def events_as_modelled(self) -> None:
         if not hasattr(self, "user_id"):
             return
-        stored = self.run(self.harness.running.service.store.events(ev.AGGREGATE_USER, self.user_id))
+        stored = self.run(self.harness.running.service.store.events(AGGREGATE_USER, self.user_id))
         assert [e.type for e in stored] == self.events
 
 

@@ -13,7 +13,10 @@ import psycopg
 import pytest
 
 from server.app import log_look_alikes
-from server.store import events as ev
+from server.events.base import AGGREGATE_USER, NewEvent
+from server.events.org import OrgAdded, OrgMemberAdded
+from server.events.secret import SecretRevoked, SecretSet
+from server.events.user import HumanUserAdded, MachineUserAdded, PatAdded
 from server.store import statements as sql
 from server.store.base import (
     SOURCE_OVERFLOW,
@@ -24,11 +27,10 @@ from server.store.base import (
     UniqueViolation,
 )
 from server.store.codecs import FOREVER, from_micros
-from server.store.events import NewEvent
 from server.store.migrations import MIGRATIONS, legacy_secret_id
 from server.store.postgres import PostgresStore
 from server.store.sqlite import SqliteStore
-from server.store.user_names import user_name_key
+from server.user_names import user_name_key
 from tests import postgres
 from tests.service import BACKENDS
 
@@ -48,28 +50,20 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 
 
 def org_added(org_id: str) -> NewEvent:
-    return NewEvent(ev.AGGREGATE_ORG, org_id, 1, ev.ORG_ADDED, org_id, {"name": f"org {org_id}"})
+    return NewEvent(org_id, 1, org_id, OrgAdded(f"org {org_id}"))
 
 
 def machine_added(user_id: str, org_id: str, user_name: str) -> NewEvent:
-    payload = {"user_name": user_name, "name": "n", "description": ""}
-    return NewEvent(ev.AGGREGATE_USER, user_id, 1, ev.USER_MACHINE_ADDED, org_id, payload)
+    return NewEvent(user_id, 1, org_id, MachineUserAdded(user_name, "n", ""))
 
 
 def human_added(user_id: str, org_id: str, user_name: str) -> NewEvent:
-    payload = {"user_name": user_name, "display_name": "d", "email": f"{user_id}@example.com"}
-    return NewEvent(ev.AGGREGATE_USER, user_id, 1, ev.USER_HUMAN_ADDED, org_id, payload)
+    return NewEvent(user_id, 1, org_id, HumanUserAdded(user_name, "d", f"{user_id}@example.com"))
 
 
 def secret_set(user_id: str, org_id: str, sequence: int, hashed: str) -> NewEvent:
-    payload = {
-        "secret_id": f"{user_id}{sequence}",
-        "hash": hashed,
-        "lookup": f"lookup-{user_id}-{sequence}",
-        "description": "",
-        "expires_at": None,
-    }
-    return NewEvent(ev.AGGREGATE_USER, user_id, sequence, ev.USER_MACHINE_SECRET_SET, org_id, payload)
+    secret = SecretSet(f"{user_id}{sequence}", hashed, f"lookup-{user_id}-{sequence}", "", None)
+    return NewEvent(user_id, sequence, org_id, secret)
 
 
 async def hashes(store: Store, user_id: str) -> list[str]:
@@ -97,10 +91,10 @@ async def test_events_come_back_in_order_with_their_payloads(store: Store) -> No
     await store.append([org_added("1"), machine_added("10", "1", "bot")])
     for sequence in range(2, 6):
         await store.append([secret_set("10", "1", sequence, f"h{sequence}")])
-    events = await store.events(ev.AGGREGATE_USER, "10")
+    events = await store.events(AGGREGATE_USER, "10")
     assert [e.sequence for e in events] == [1, 2, 3, 4, 5]
-    assert [e.type for e in events] == [ev.USER_MACHINE_ADDED] + [ev.USER_MACHINE_SECRET_SET] * 4
-    assert events[-1].payload["hash"] == "h5"
+    assert [e.type for e in events] == [MachineUserAdded.TYPE] + [SecretSet.TYPE] * 4
+    assert events[-1].event == SecretSet("105", "h5", "lookup-10-5", "", None)
     assert all(e.resource_owner == "1" for e in events)
 
 
@@ -115,7 +109,7 @@ async def test_a_taken_sequence_is_a_conflict_and_writes_nothing(store: Store) -
     assert user is not None
     assert user.sequence == 2
     assert await hashes(store, "10") == ["first"]
-    assert len(await store.events(ev.AGGREGATE_USER, "10")) == 2
+    assert len(await store.events(AGGREGATE_USER, "10")) == 2
 
 
 async def test_a_taken_user_name_is_a_unique_violation_and_writes_nothing(store: Store) -> None:
@@ -123,18 +117,16 @@ async def test_a_taken_user_name_is_a_unique_violation_and_writes_nothing(store:
     with pytest.raises(UniqueViolation):
         await store.append([machine_added("11", "1", "bOT")])
     assert await store.user("11") is None
-    assert await store.events(ev.AGGREGATE_USER, "11") == []
+    assert await store.events(AGGREGATE_USER, "11") == []
 
 
 async def test_roles_and_tokens(store: Store) -> None:
-    member = {"user_id": "10", "roles": ["ORG_OWNER", "IAM_OWNER"]}
-    pat = {"token_id": "5", "token_hash": "abc", "expires_at": None}
     await store.append(
         [
             org_added("1"),
             machine_added("10", "1", "bot"),
-            NewEvent(ev.AGGREGATE_ORG, "1", 2, ev.ORG_MEMBER_ADDED, "1", member),
-            NewEvent(ev.AGGREGATE_USER, "10", 2, ev.USER_PAT_ADDED, "1", pat),
+            NewEvent("1", 2, "1", OrgMemberAdded("10", ("ORG_OWNER", "IAM_OWNER"))),
+            NewEvent("10", 2, "1", PatAdded("5", "abc", None)),
         ]
     )
     assert await store.member_roles("1", "10") == frozenset({"ORG_OWNER", "IAM_OWNER"})
@@ -223,18 +215,7 @@ async def test_roles_of_a_user_in_every_organisation(store: Store) -> None:
     await store.append([org_added("1"), org_added("2"), machine_added("10", "1", "bot")])
     assert await store.roles_of("10") == {}
     for org, sequence, roles in (("1", 2, ["ORG_USER_MANAGER"]), ("2", 2, ["ORG_OWNER", "IAM_OWNER"])):
-        await store.append(
-            [
-                NewEvent(
-                    ev.AGGREGATE_ORG,
-                    org,
-                    sequence,
-                    ev.ORG_MEMBER_ADDED,
-                    org,
-                    {"user_id": "10", "roles": roles},
-                )
-            ]
-        )
+        await store.append([NewEvent(org, sequence, org, OrgMemberAdded("10", tuple(roles)))])
     assert await store.roles_of("10") == {
         "1": frozenset({"ORG_USER_MANAGER"}),
         "2": frozenset({"ORG_OWNER", "IAM_OWNER"}),
@@ -312,7 +293,7 @@ async def test_concurrent_appends_of_one_sequence_let_exactly_one_win(store: Sto
 
     results = await asyncio.gather(*(attempt(n) for n in range(20)))
     assert results.count(True) == 1
-    assert [e.sequence for e in await store.events(ev.AGGREGATE_USER, "10")] == [1, 2]
+    assert [e.sequence for e in await store.events(AGGREGATE_USER, "10")] == [1, 2]
 
 
 async def test_postgres_migrations_run_once_when_processes_start_together() -> None:
@@ -435,7 +416,7 @@ async def test_a_store_of_each_earlier_version_upgrades_with_its_data(
             client = await store.client("bot", None)  # the legacy secret has no lookup key
             assert client is not None
             assert client.secret == secret
-            assert [e.sequence for e in await store.events(ev.AGGREGATE_USER, "10")] == [1, 2, 3, 4]
+            assert [e.sequence for e in await store.events(AGGREGATE_USER, "10")] == [1, 2, 3, 4]
             # Migration 4: users are active, and a PAT's creation is its event's time.
             assert user.active
             assert await store.personal_access_tokens("10") == [PatRecord("5", from_micros(3000), None, None)]
@@ -630,7 +611,7 @@ async def test_revocation_reports_of_version_10_become_counts(backend: str, tmp_
             ]
             for report in ("r1", "r2", "r3"):
                 assert await store.events("revocation", report) == []
-            revoked = [e.type for e in await store.events(ev.AGGREGATE_USER, "u1")]
-            assert revoked == [ev.USER_MACHINE_ADDED, ev.USER_MACHINE_SECRET_REVOKED]
+            revoked = [e.type for e in await store.events(AGGREGATE_USER, "u1")]
+            assert revoked == [MachineUserAdded.TYPE, SecretRevoked.TYPE]
         finally:
             await store.close()

@@ -1,4 +1,4 @@
-"""The token endpoint finds a client by store.user_names.find_key, not by the whole PRECIS profile
+"""The token endpoint finds a client by user_names.find_key, not by the whole PRECIS profile
 (user_name_key): it must find exactly the user user_name_key would, for any text, and a name past
 the limit costs nothing. In process: this is the proof of find_key's docstring, checked."""
 
@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from server.limits import MAX_USER_NAME_LENGTH
-from server.store.user_names import NotAUserName, find_key, user_name_key
+from server.user_names import NotAUserName, find_key, user_name_key
 from tests.unauthenticated import HOSTILE
 
 characters = st.one_of(st.sampled_from(HOSTILE), st.characters(), st.sampled_from("aBcß.-_@0\u0661"))

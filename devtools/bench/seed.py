@@ -13,10 +13,12 @@ from datetime import UTC, datetime
 import bcrypt
 import psycopg
 
+from server.clock import to_micros
 from server.domain.ids import IdGenerator
 from server.domain.secret_format import new_secret
-from server.store import events as ev
-from server.store.codecs import to_micros
+from server.events.base import StoredEvent
+from server.events.secret import SecretRehashed, SecretSet
+from server.events.user import MachineUserAdded
 from server.store.postgres import to_pyformat
 from server.store.sql import append_plan
 from server.store.sqlite import sqlite_path
@@ -24,18 +26,17 @@ from server.store.sqlite import sqlite_path
 BATCH = 20_000
 
 
-def machine_users(org_id: str, count: int, ids: IdGenerator) -> list[ev.StoredEvent]:
+def machine_users(org_id: str, count: int, ids: IdGenerator) -> list[StoredEvent]:
     now = datetime.now(UTC)
     return [
-        ev.StoredEvent(
-            ev.AGGREGATE_USER, ids.new_id(), 1, ev.USER_MACHINE_ADDED, org_id,
-            {"user_name": f"seed-{secrets.token_hex(8)}", "name": "seeded", "description": ""}, now,
+        StoredEvent(
+            ids.new_id(), 1, org_id, MachineUserAdded(f"seed-{secrets.token_hex(8)}", "seeded", ""), now
         )
         for _ in range(count)
-    ]  # fmt: skip
+    ]
 
 
-def rotations(user_id: str, org_id: str, first_sequence: int, count: int) -> list[ev.StoredEvent]:
+def rotations(user_id: str, org_id: str, first_sequence: int, count: int) -> list[StoredEvent]:
     """count secret events on one user, for the cost of an aggregate with a long history: one
     secret.set, then re-hashes of it (each a valid bcrypt hash at cost 4, the same one: hashing
     10,000 secrets would only slow seeding). Their projections do not depend on their order, which
@@ -43,29 +44,14 @@ def rotations(user_id: str, org_id: str, first_sequence: int, count: int) -> lis
     secret = new_secret()
     hashed = bcrypt.hashpw(secret.text.encode(), bcrypt.gensalt(4)).decode()
     now, secret_id = datetime.now(UTC), IdGenerator().new_id()
-    first = {
-        "secret_id": secret_id,
-        "hash": hashed,
-        "lookup": secret.lookup,
-        "description": "",
-        "expires_at": None,
-    }
-    again = {"secret_id": secret_id, "hash": hashed}
+    first = SecretSet(secret_id, hashed, secret.lookup, "", None)
+    again = SecretRehashed(secret_id, hashed)
     return [
-        ev.StoredEvent(
-            ev.AGGREGATE_USER,
-            user_id,
-            first_sequence + i,
-            ev.USER_MACHINE_SECRET_UPDATED if i else ev.USER_MACHINE_SECRET_SET,
-            org_id,
-            again if i else first,
-            now,
-        )
-        for i in range(count)
+        StoredEvent(user_id, first_sequence + i, org_id, again if i else first, now) for i in range(count)
     ]
 
 
-def bulk_insert(database_url: str, events: list[ev.StoredEvent]) -> None:
+def bulk_insert(database_url: str, events: list[StoredEvent]) -> None:
     for start in range(0, len(events), BATCH):
         batch = events[start : start + BATCH]
         # Statements of one SQL text keep their order; every batch is one transaction.

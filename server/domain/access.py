@@ -3,7 +3,7 @@
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from server.clock import SYSTEM_CLOCK, Clock
+from server.clock import SYSTEM_CLOCK, Clock, to_micros
 from server.domain import validation as check
 from server.domain.caller_cache import CallerCache
 from server.domain.credentials import token_hash
@@ -12,7 +12,6 @@ from server.domain.ids import is_id
 from server.domain.permissions import USER_READ, CallContext, Principal
 from server.limits import MAX_BEARER_TOKEN_LENGTH
 from server.store.base import Store
-from server.store.codecs import to_micros
 
 # How precisely a credential's last use is known: it is noted when the note is older than this.
 LAST_USED_GRANULARITY = timedelta(minutes=1)

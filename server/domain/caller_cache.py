@@ -2,9 +2,10 @@
 authentication query (Access.authenticate).
 
 Revocation stays revocation, within a bound:
-- in this process, at once: any write here that may take power away from a caller (a token or
-  secret removed, replaced, revoked or rotated, a member's roles changed, a user deactivated...)
-  empties the cache as it is appended (ForgetCallersOnWrite);
+- in this process, at once: any write here that may change a caller's power (a token or secret
+  removed, replaced, revoked or rotated, a member's roles changed, a user deactivated...: each
+  event class says, server/events/base.py) empties the cache as it is appended (the store tells
+  CallerCache.forget_if_power_changed of every append);
 - on every other process on the same store, within CALLER_CACHE_TTL_S (1 s): an entry is used for
   that long after it was read, then read again;
 - expiry needs no bound: every use checks the cached token's and secret's expiry against the clock.
@@ -15,28 +16,12 @@ cannot fill it), at most MAX_CACHED_CALLERS at a time.
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, cast
 
-from server.store import events as ev
-from server.store.base import CallerRecord, Store
-from server.store.events import NewEvent, StoredEvent
+from server.events.base import NewEvent
+from server.store.base import CallerRecord
 
 CALLER_CACHE_TTL_S = 1.0
 MAX_CACHED_CALLERS = 10_000
-# The events that give no one less power than before: appending them keeps the cache. Any other
-# event, and any event type added later, empties it.
-HARMLESS = frozenset(
-    {
-        ev.TOKEN_ACCESS_ADDED,
-        ev.USER_PAT_ADDED,
-        ev.USER_MACHINE_ADDED,
-        ev.USER_HUMAN_ADDED,
-        ev.ORG_ADDED,
-        ev.ORG_SECRET_POLICY_SET,
-        ev.USER_MACHINE_SECRET_ADDED,
-        ev.REVOCATION_RECEIVED,
-    }
-)
 
 
 class CallerCache:
@@ -76,23 +61,9 @@ class CallerCache:
     def forget_all(self) -> None:
         self._entries.clear()
 
-
-def forget_callers_on_write(store: Store, cache: CallerCache) -> Store:
-    """The store, emptying the cache whenever it appends an event that may take power away."""
-    return cast(Store, _ForgetCallersOnWrite(store, cache))
-
-
-class _ForgetCallersOnWrite:
-    def __init__(self, store: Store, cache: CallerCache) -> None:
-        self._store = store
-        self._cache = cache
-
-    async def append(self, events: Sequence[NewEvent], *, durable: bool = True) -> list[StoredEvent]:
-        try:
-            return await self._store.append(events, durable=durable)
-        finally:  # a failed append may still have been committed (a lost answer): forget anyway
-            if any(event.type not in HARMLESS for event in events):
-                self._cache.forget_all()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
+    def forget_if_power_changed(self, events: Sequence[NewEvent]) -> None:
+        """An observer of the store's appends (Store.observe_appends): empties the cache when an
+        appended event may change a caller's power. Told of failed appends too: one may have been
+        committed all the same (a lost answer), so it forgets anyway."""
+        if any(event.event.CHANGES_POWER for event in events):
+            self.forget_all()

@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from datetime import datetime
 
-from server.store.events import StoredEvent
+from server.events.base import StoredEvent
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,10 @@ from server.domain.errors import FieldViolation, user_not_found, user_not_machin
 from server.domain.model import Details, PersonalAccessTokenView, SecretView, UserProfile, UserView
 from server.domain.permissions import CallContext
 from server.domain.secret_format import hint
-from server.domain.secret_policy import max_secrets
+from server.domain.secret_policy import SecretPolicy, max_secrets
 from server.limits import MAX_USER_NAME_LENGTH
-from server.store.base import USER_TYPE_MACHINE, OrgRecord, SecretPolicy, Store, UserRecord
-from server.store.user_names import NotAUserName, user_name_key
+from server.store.base import USER_TYPE_MACHINE, OrgRecord, Store, UserRecord
+from server.user_names import NotAUserName, user_name_key
 
 
 class Queries:
@@ -110,7 +110,7 @@ class Queries:
 
     async def secret_policy(self, ctx: CallContext) -> SecretPolicy:
         """The context organisation's rules for new secrets, with the default limit filled in."""
-        policy = await self._store.secret_policy(ctx.org_id)
+        policy = SecretPolicy.of(await self._store.secret_policy(ctx.org_id))
         return replace(policy, max_secrets_per_user=max_secrets(policy))
 
     async def _user_of(self, ctx: CallContext, user_id: str) -> UserRecord:

@@ -30,7 +30,7 @@ little more than the request itself.
 
 from datetime import timedelta
 
-from server.clock import SYSTEM_CLOCK, Clock
+from server.clock import SYSTEM_CLOCK, Clock, to_micros
 from server.domain.commands import Commands
 from server.domain.credentials import SecretHasher
 from server.domain.errors import FieldViolation, InvalidArgument, TooManyFailures
@@ -38,7 +38,6 @@ from server.domain.failure_limits import FailureLimiter
 from server.domain.secret_format import lookup_key
 from server.limits import MAX_SECRET_LENGTH
 from server.store.base import RevocationReportCount, Store
-from server.store.codecs import to_micros
 
 MAX_SECRETS_PER_REPORT = 100
 # Candidates of this process admitted at once (checked, or waiting for the check): one full

@@ -9,12 +9,47 @@ RotateSecret, ZITADEL's names for them) applies the same ones.
 A changed policy applies to new secrets only: a secret's expiry is fixed when it is made.
 """
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from server.clock import optional_micros
 from server.domain.errors import FailedPrecondition, FieldViolation
-from server.store.base import SecretPolicy
+from server.events.org import SecretPolicySet
 
-__all__ = ["SecretPolicy"]  # the transports read the policy from here, not from the store
+
+@dataclass(frozen=True)
+class SecretPolicy:
+    """An organisation's rules for new client secrets. None: no limit (max_secrets_per_user: the
+    service's default)."""
+
+    max_lifetime: timedelta | None = None
+    default_lifetime: timedelta | None = None
+    max_secrets_per_user: int | None = None
+    max_grace_period: timedelta | None = None
+
+    @classmethod
+    def of(cls, stored: SecretPolicySet) -> "SecretPolicy":
+        """The policy an organisation set last (its event, or the store's NO_SECRET_POLICY)."""
+        return cls(
+            max_lifetime=_span(stored.max_lifetime),
+            default_lifetime=_span(stored.default_lifetime),
+            max_secrets_per_user=stored.max_secrets_per_user,
+            max_grace_period=_span(stored.max_grace_period),
+        )
+
+    def event(self) -> SecretPolicySet:
+        """The event that sets this policy."""
+        return SecretPolicySet(
+            max_lifetime=optional_micros(self.max_lifetime),
+            default_lifetime=optional_micros(self.default_lifetime),
+            max_secrets_per_user=self.max_secrets_per_user,
+            max_grace_period=optional_micros(self.max_grace_period),
+        )
+
+
+def _span(micros: int | None) -> timedelta | None:
+    return None if micros is None else timedelta(microseconds=micros)
+
 
 DEFAULT_MAX_SECRETS = 5
 MAX_SECRETS_LIMIT = 100  # the largest max_secrets_per_user an organisation may set

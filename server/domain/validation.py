@@ -4,7 +4,7 @@ from server.domain.errors import FieldViolation, InvalidArgument
 from server.domain.ids import is_id
 from server.domain.permissions import ROLES
 from server.limits import MAX_ID_LENGTH, MAX_USER_NAME_LENGTH
-from server.store.user_names import NotAUserName, check_scripts, user_name_key
+from server.user_names import NotAUserName, check_scripts, user_name_key
 
 MAX_NAME_LENGTH = 200  # names people read: a display name, an organisation's name, an e-mail address
 MAX_DESCRIPTION_LENGTH = 500

@@ -7,12 +7,13 @@ aggregates' snapshots: a command loads one row (with its sequence) instead of re
 event, so its cost stays flat however many events an aggregate has.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Protocol
 
-from server.store.events import NewEvent, StoredEvent
+from server.events.base import NewEvent, StoredEvent
+from server.events.org import SecretPolicySet
 
 USER_TYPE_MACHINE = "machine"
 USER_TYPE_HUMAN = "human"
@@ -118,17 +119,6 @@ class ClientRecord:
 
 
 @dataclass(frozen=True)
-class SecretPolicy:
-    """An organisation's rules for new client secrets. None: no limit (max_secrets_per_user: the
-    service's default)."""
-
-    max_lifetime: timedelta | None = None
-    default_lifetime: timedelta | None = None
-    max_secrets_per_user: int | None = None
-    max_grace_period: timedelta | None = None
-
-
-@dataclass(frozen=True)
 class TokenRecord:
     token_id: str
     user_id: str
@@ -174,6 +164,10 @@ class RevocationReportCount:
 
 # The source under which an hour's reports are counted once it has counted its cap of sources.
 SOURCE_OVERFLOW = "*"
+# No policy set: no limits, and the service's default number of secrets.
+NO_SECRET_POLICY = SecretPolicySet(None, None, None, None)
+# Told of every append's events once it has ended, whether it succeeded or failed.
+AppendObserver = Callable[[Sequence[NewEvent]], None]
 
 
 class Store(Protocol):
@@ -184,7 +178,14 @@ class Store(Protocol):
         need not last until the disk has answered).
 
         Raises ConcurrencyConflict, UniqueViolation or StoreUnavailable; then nothing is written.
+        Either way, each observer (observe_appends) is told of the events once it has ended.
         """
+        ...
+
+    def observe_appends(self, observer: AppendObserver) -> None:
+        """Tells observer of every later append's events as it ends, also when it failed: a failed
+        append may still have been committed (the database's answer was lost), so an observer that
+        must not miss a write (the caller cache) treats a failure as a write."""
         ...
 
     async def durable(self) -> None:
@@ -236,8 +237,9 @@ class Store(Protocol):
         """Notes that the secret was used at at_micros, unless a use was noted after unless_since_micros."""
         ...
 
-    async def secret_policy(self, org_id: str) -> SecretPolicy:
-        """The organisation's secret policy; all unset if it has none."""
+    async def secret_policy(self, org_id: str) -> SecretPolicySet:
+        """The organisation's secret policy as it was last set; NO_SECRET_POLICY if it never was.
+        (Its read model holds exactly that event's fields: the domain reads them as SecretPolicy.)"""
         ...
 
     async def org(self, org_id: str) -> OrgRecord | None: ...

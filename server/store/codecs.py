@@ -1,11 +1,12 @@
-"""How values are written in the store: times as integers (microseconds since the Unix epoch,
-UTC), payloads as compact JSON with sorted keys, roles as one space-separated text."""
+"""How values are read and written in the store: times as integers (microseconds since the Unix
+epoch, UTC: server/clock.py writes them, from_micros reads them back), roles as one
+space-separated text. Payloads are the events' own (server/events/base.py)."""
 
-import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+from server.clock import EPOCH
+
 # "Does not expire", where SQL compares expiry times: the largest BIGINT, read back as FOREVER.
 NEVER = (1 << 63) - 1
 FOREVER = datetime.max.replace(tzinfo=UTC)
@@ -14,20 +15,8 @@ FOREVER = datetime.max.replace(tzinfo=UTC)
 Statement = tuple[str, tuple[Any, ...]]
 
 
-def to_micros(moment: datetime) -> int:
-    return (moment - EPOCH) // timedelta(microseconds=1)
-
-
 def from_micros(micros: int) -> datetime:
     return FOREVER if micros == NEVER else EPOCH + timedelta(microseconds=micros)
-
-
-def optional_micros(span: timedelta | None) -> int | None:
-    return None if span is None else span // timedelta(microseconds=1)
-
-
-def encode_payload(payload: Any) -> str:
-    return json.dumps(payload, separators=(",", ":"), sort_keys=True)
 
 
 def encode_roles(roles: frozenset[str]) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from server.store.codecs import Statement
-from server.store.user_names import NotAUserName, user_name_key, user_name_skeleton
+from server.user_names import NotAUserName, user_name_key, user_name_skeleton
 
 IDS_EPOCH_MS = 1_577_836_800_000  # server/domain/ids.py's epoch: 2020-01-01T00:00:00Z
 
@@ -359,7 +359,7 @@ def add_skeletons(rows: list[Mapping[str, Any]]) -> list[Statement]:
 
 def rekey_user_names(rows: list[Mapping[str, Any]]) -> list[Statement]:
     """Migration 5, which SQL cannot write: the uniqueness key of every user name, from casefold()
-    to PRECIS (server/store/user_names.py), for rows with id, user_name and user_name_key. A name the
+    to PRECIS (server/user_names.py), for rows with id, user_name and user_name_key. A name the
     profile refuses, names that now share a key, and a name whose new key another name keeps, keep
     their old keys (SECURITY.md)."""
     wanted: dict[str, list[tuple[str, str]]] = {}

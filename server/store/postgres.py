@@ -56,6 +56,7 @@ def _reason(error: psycopg.Error) -> str:
 
 class PostgresStore(SqlStore):
     def __init__(self, pool: AsyncConnectionPool) -> None:
+        super().__init__()
         self._pool = pool
 
     @classmethod

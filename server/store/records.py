@@ -1,23 +1,22 @@
 """Rows of the read models decoded into records, every column by its name."""
 
-import json
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
+from server.events.base import StoredEvent, decode_payload
+from server.events.org import SecretPolicySet
 from server.store.base import (
     USER_STATE_ACTIVE,
     CallerRecord,
     OrgRecord,
     PatRecord,
     RevocationReportCount,
-    SecretPolicy,
     SecretRecord,
     TokenRecord,
     UserRecord,
 )
 from server.store.codecs import decode_roles, from_micros
-from server.store.events import StoredEvent
 
 Row = Mapping[str, Any]
 
@@ -26,19 +25,13 @@ def moment(micros: int | None) -> datetime | None:
     return None if micros is None else from_micros(micros)
 
 
-def span(micros: int | None) -> timedelta | None:
-    return None if micros is None else timedelta(microseconds=micros)
-
-
 def stored_event(r: Row) -> StoredEvent:
     return StoredEvent(
-        r["aggregate_type"],
-        r["aggregate_id"],
-        r["sequence"],
-        r["event_type"],
-        r["resource_owner"],
-        json.loads(r["payload"]),
-        from_micros(r["created_at"]),
+        aggregate_id=r["aggregate_id"],
+        sequence=r["sequence"],
+        resource_owner=r["resource_owner"],
+        event=decode_payload(r["event_type"], r["payload"]),
+        created_at=from_micros(r["created_at"]),
     )
 
 
@@ -77,12 +70,12 @@ def secret_record(r: Row) -> SecretRecord | None:
     )
 
 
-def secret_policy(r: Row) -> SecretPolicy:
-    return SecretPolicy(
-        max_lifetime=span(r["max_lifetime"]),
-        default_lifetime=span(r["default_lifetime"]),
+def secret_policy(r: Row) -> SecretPolicySet:
+    return SecretPolicySet(
+        max_lifetime=r["max_lifetime"],
+        default_lifetime=r["default_lifetime"],
         max_secrets_per_user=r["max_secrets_per_user"],
-        max_grace_period=span(r["max_grace_period"]),
+        max_grace_period=r["max_grace_period"],
     )
 
 

@@ -7,28 +7,30 @@ import secrets
 from collections.abc import Sequence
 from typing import Any
 
-from server.clock import SYSTEM_CLOCK, Clock
+from server.clock import SYSTEM_CLOCK, Clock, to_micros
+from server.events.base import NewEvent, StoredEvent
+from server.events.org import SecretPolicySet
 from server.store import records
 from server.store import statements as sql
 from server.store.base import (
+    NO_SECRET_POLICY,
+    AppendObserver,
     CallerRecord,
     ClientRecord,
     ConcurrencyConflict,
     OrgRecord,
     PatRecord,
     RevocationReportCount,
-    SecretPolicy,
     SecretRecord,
     StoreError,
     UniqueViolation,
     UserName,
     UserRecord,
 )
-from server.store.codecs import Statement, decode_roles, to_micros
-from server.store.events import NewEvent, StoredEvent
+from server.store.codecs import Statement, decode_roles
 from server.store.projections import event_row, projection
 from server.store.records import Row
-from server.store.user_names import find_key
+from server.user_names import find_key
 
 SERVER_KEY_BYTES = 32
 
@@ -50,6 +52,9 @@ class SqlStore:
     # The time events are written at: the service's clock (server/clock.py), set by the backend.
     clock: Clock = SYSTEM_CLOCK
 
+    def __init__(self) -> None:
+        self._append_observers: list[AppendObserver] = []
+
     async def _run(self, plan: Plan) -> None:
         """Runs every statement of plan in one transaction, or none: a unique violation raises the
         error the plan names for its statement; a database failure raises StoreUnavailable."""
@@ -69,15 +74,19 @@ class SqlStore:
     async def append(self, events: Sequence[NewEvent], *, durable: bool = True) -> list[StoredEvent]:
         created_at = self.clock.now()
         stored = [
-            StoredEvent(
-                e.aggregate_type, e.aggregate_id, e.sequence, e.type, e.resource_owner, e.payload, created_at
-            )
-            for e in events
+            StoredEvent(e.aggregate_id, e.sequence, e.resource_owner, e.event, created_at) for e in events
         ]
-        await self._run(append_plan(stored, to_micros(created_at)))
-        if durable:
-            await self.durable()
+        try:
+            await self._run(append_plan(stored, to_micros(created_at)))
+            if durable:
+                await self.durable()
+        finally:  # a failed append may still have been committed (a lost answer): observers hear of it
+            for observer in self._append_observers:
+                observer(events)
         return stored
+
+    def observe_appends(self, observer: AppendObserver) -> None:
+        self._append_observers.append(observer)
 
     async def durable(self) -> None:
         """PostgreSQL's commit returns once it is on disk (synchronous_commit, on by default). The
@@ -148,9 +157,9 @@ class SqlStore:
     async def touch_secret(self, secret_id: str, at_micros: int, unless_since_micros: int) -> None:
         await self._run([((sql.TOUCH_SECRET, (at_micros, secret_id, unless_since_micros)), StoreError)])
 
-    async def secret_policy(self, org_id: str) -> SecretPolicy:
+    async def secret_policy(self, org_id: str) -> SecretPolicySet:
         rows = await self._fetch(sql.SELECT_SECRET_POLICY, (org_id,))
-        return records.secret_policy(rows[0]) if rows else SecretPolicy()
+        return records.secret_policy(rows[0]) if rows else NO_SECRET_POLICY
 
     async def org(self, org_id: str) -> OrgRecord | None:
         rows = await self._fetch(sql.SELECT_ORG, (org_id,))

@@ -115,6 +115,7 @@ class GroupCommit:
 
 class SqliteStore(SqlStore):
     def __init__(self, connection: sqlite3.Connection, group: GroupCommit | None) -> None:
+        super().__init__()
         self._connection = connection
         self._group = group  # None: commits are not waited onto the disk (MS_SQLITE_SYNC=normal)
 

@@ -19,6 +19,13 @@ confusables data of its Unicode version, through PyICU): no two users share one 
 unique index). The skeleton decides uniqueness only: a client is still found by its PRECIS key, so
 the Latin `cope` never authenticates as the Cyrillic user, and a name names at most one user, even where two
 users that were made before the skeleton share one.
+
+Neither the domain's nor the store's alone, so it sits beside both, like clock.py and limits.py:
+the domain refuses names by it and finds clients by find_key, and the store keys its unique indexes
+by it (the projection of a new user computes its name's key and skeleton inside the append's
+transaction, and migrations 5 and 15 computed them for the users before). The layering allows the
+domain nothing of the store but its contract (tests/test_layers.py), and the store nothing of the
+domain.
 """
 
 from icu import SpoofChecker

@@ -1,0 +1,32 @@
+"""server/domain/commands/tokens.py: the event an access token is issued with."""
+
+from datetime import timedelta
+from pathlib import Path
+
+from server.domain.credentials import token_hash
+from server.events.base import NewEvent
+from server.events.token import AccessTokenAdded
+from server.store.base import UserRecord
+from tests.commands.table import GENERATED, NOW, NOW_MICROS, ORG, Case, machine_added, org_added, run, table
+
+USER = UserRecord("10", ORG, "bot10", "machine", 1, NOW, NOW, "active")
+HOUR = timedelta(hours=1)
+
+
+@table(
+    Case(
+        "a token of its own aggregate, for the user's secret",
+        [org_added(), machine_added("10")],
+        lambda c: c.issue_access_token(USER, "71", "openid", NOW + HOUR),
+        [
+            NewEvent(
+                "101", 1, ORG, AccessTokenAdded("10", GENERATED, NOW_MICROS + 3_600_000_000, "openid", "71")
+            )
+        ],
+    ),
+)
+async def test_token_commands(case: Case, tmp_path: Path) -> None:
+    answer, [pushed] = await run(case, tmp_path)
+    assert isinstance(answer, str)
+    assert isinstance(pushed.event, AccessTokenAdded)
+    assert pushed.event.token_hash == token_hash(answer)
