@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from server.store.audit import AuditStore
 from server.store.events import NewEvent, StoredEvent
 
 USER_TYPE_MACHINE = "machine"
@@ -176,7 +177,7 @@ class RevocationReportCount:
 SOURCE_OVERFLOW = "*"
 
 
-class Store(Protocol):
+class Store(AuditStore, Protocol):
     async def append(self, events: Sequence[NewEvent], *, durable: bool = True) -> list[StoredEvent]:
         """Appends events atomically with one commit time, and updates the read models; returns
         once the commit is on disk. durable=False returns once it is committed, and the caller

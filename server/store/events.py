@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from server.actor import UNKNOWN, Actor
+
 AGGREGATE_ORG = "org"
 AGGREGATE_USER = "user"
 AGGREGATE_TOKEN = "token"  # one per access token: issuing tokens never contends on the user
@@ -74,6 +76,8 @@ class NewEvent:
     type: str
     resource_owner: str
     payload: Mapping[str, Any] = field(default_factory=dict)
+    # Who made the change (server/actor.py), recorded with the event and chained with it.
+    actor: Actor = UNKNOWN
 
 
 @dataclass(frozen=True)
@@ -85,3 +89,4 @@ class StoredEvent:
     resource_owner: str
     payload: Mapping[str, Any]
     created_at: datetime
+    actor: Actor = UNKNOWN

@@ -1,11 +1,9 @@
 """The read models, kept by projecting each event as it is appended, inside the append's
-transaction: the statements that apply one event, and the row that records it."""
-
-from typing import Any
+transaction: the statements that apply one event (the row that records it is audit.py's)."""
 
 from server.store import events as ev
 from server.store.base import USER_STATE_ACTIVE, USER_STATE_INACTIVE, USER_TYPE_HUMAN, USER_TYPE_MACHINE
-from server.store.codecs import Statement, encode_payload, encode_roles
+from server.store.codecs import Statement, encode_roles
 from server.store.events import StoredEvent
 from server.store.user_names import user_name_key, user_name_skeleton
 
@@ -195,16 +193,4 @@ def _insert_secret(event: StoredEvent, micros: int) -> Statement:
             micros,
             p["expires_at"],
         ),
-    )
-
-
-def event_row(event: StoredEvent, micros: int) -> tuple[Any, ...]:
-    return (
-        event.aggregate_type,
-        event.aggregate_id,
-        event.sequence,
-        event.type,
-        event.resource_owner,
-        encode_payload(event.payload),
-        micros,
     )

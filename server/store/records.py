@@ -5,6 +5,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from server.actor import Actor
+from server.store.audit import AuditedEvent
 from server.store.base import (
     USER_STATE_ACTIVE,
     CallerRecord,
@@ -39,6 +41,24 @@ def stored_event(r: Row) -> StoredEvent:
         r["resource_owner"],
         json.loads(r["payload"]),
         from_micros(r["created_at"]),
+        actor(r),
+    )
+
+
+def audited_event(r: Row) -> AuditedEvent:
+    return AuditedEvent(int(r["position"]), stored_event(r), r["chain_hash"], r["head_hash"])
+
+
+def actor(r: Row) -> Actor:
+    """The actor columns of an event's row (migration 16)."""
+    return Actor(
+        r["actor_user_id"],
+        r["actor_org_id"],
+        r["credential_kind"],
+        r["credential_id"],
+        r["request_id"],
+        r["peer"],
+        r["transport"],
     )
 
 
