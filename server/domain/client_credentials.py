@@ -8,6 +8,7 @@ the same InvalidClient, reached after the same bcrypt work, so that a caller can
 from dataclasses import dataclass
 from datetime import timedelta
 
+from server.actor import UNKNOWN, Actor
 from server.clock import SYSTEM_CLOCK, Clock
 from server.domain.access import use_to_note
 from server.domain.commands import Commands
@@ -49,7 +50,9 @@ class ClientCredentials:
         self._token_ttl = token_ttl
         self._limiter = limiter
 
-    async def exchange(self, client_id: str, client_secret: str, scope: str, source: str) -> AccessToken:
+    async def exchange(
+        self, client_id: str, client_secret: str, scope: str, source: str, origin: Actor = UNKNOWN
+    ) -> AccessToken:
         """An access token for the machine user named client_id, if client_secret is one of its
         live secrets.
 
@@ -58,7 +61,9 @@ class ClientCredentials:
         client's secret from before that format, if it has one). Unknown, expired, deleted and
         wrong secrets all cost that one verification and get the same InvalidClient.
 
-        source is where the request came from, for the limits on failed attempts.
+        source is where the request came from, for the limits on failed attempts. origin is the
+        request as an actor (its id, address and transport); the events an exchange writes record
+        the client as their actor, by the secret it proved (actor.by_client_secret).
 
         An id or a secret longer than any client can have is refused first, with the same
         InvalidClient but none of the work: the length that decides it is the caller's own, so the
