@@ -71,14 +71,14 @@ def details_proto(details: Details, kind: type[D] = object_pb2.ObjectDetails) ->
     )
 
 
-def expiration(stamp: timestamp_pb2.Timestamp | None) -> datetime | None:
-    """An expiration_date field (None: unset) as a time."""
+def expiration(stamp: timestamp_pb2.Timestamp | None, field: str = "expiration_date") -> datetime | None:
+    """A Timestamp field (None: unset) as a time: an expiration_date, or the field named."""
     if stamp is None:
         return None
     try:
         return stamp.ToDatetime(tzinfo=UTC)
     except (ValueError, OverflowError) as error:  # seconds or nanos outside the Timestamp range
-        raise InvalidArgument([FieldViolation("expiration_date", "must be a valid timestamp")]) from error
+        raise InvalidArgument([FieldViolation(field, "must be a valid timestamp")]) from error
 
 
 def issued_secret(issued: IssuedSecret) -> dict[str, Any]:
