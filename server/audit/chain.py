@@ -105,8 +105,8 @@ class Verifier:
         position = int(row["position"])
         aggregate = (str(row["aggregate_type"]), str(row["aggregate_id"]))
         where = "/".join(aggregate)
-        if position != self._position + 1:
-            self.broken = Break(position, where, "position", str(self._position + 1), str(position))
+        if position != self._position + 1:  # an event removed (or moved) here
+            self.broken = Break(self._position + 1, where, "position", str(self._position + 1), str(position))
             return
         sequence, before = self._chains.get(aggregate, (0, ""))
         if int(row["sequence"]) <= sequence:
