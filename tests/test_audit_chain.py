@@ -83,9 +83,9 @@ def change(backend: str, url: str, *statements: str) -> None:
             for statement in statements:
                 db.execute(statement)
         return
-    with psycopg.connect(url) as db:
+    with psycopg.connect(url) as pg:
         for statement in statements:
-            db.execute(statement.encode())
+            pg.execute(statement.encode())
 
 
 async def verified(store: Store) -> tuple[Break | None, str]:
