@@ -45,6 +45,19 @@ class Actor:
     peer: str = ""
     transport: str = ""
 
+    def fields(self) -> tuple[str, str, str, str, str, str, str]:
+        """The fields in their order, as the events table's actor columns are written
+        (server/audit/chain.py's ACTOR_FIELDS)."""
+        return (
+            self.user_id,
+            self.org_id,
+            self.credential_kind,
+            self.credential_id,
+            self.request_id,
+            self.peer,
+            self.transport,
+        )
+
 
 # Events written before migration 16, and any a caller writes without saying who acted.
 UNKNOWN = Actor()

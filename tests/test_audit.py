@@ -5,7 +5,6 @@ who did each step of SECURITY.md's incident runbook."""
 import asyncio
 import ipaddress
 import json
-import os
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -26,7 +25,7 @@ from server.transport.event_stream import EVENTS_STREAM_PATH
 from server.transport.revocation import REVOKE_PATH
 from tests.api import GrpcApi, exchange, expect_error
 from tests.service import Running, client, own_service
-from tests.test_incident_response import runbook
+from tests.test_incident_response import a_leak, run_runbook
 from tests.world import World
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -403,31 +402,8 @@ async def test_every_step_of_the_runbook_shows_who_did_it(backend: str, tmp_path
                     "ListPersonalAccessTokens", user_pb.ListPersonalAccessTokensRequest(user_id=admin.id)
                 )
             ).tokens
-            deployer, _ = await world.caller(["ORG_USER_MANAGER"])
-            issued = await world.call("AddSecret", user_pb.AddSecretRequest(user_id=deployer))
-            # The attacker: an access token from the leaked secret, and with it a PAT of its own.
-            access = (
-                await exchange(
-                    f"http://127.0.0.1:{running.service.http_port}", issued.client_id, issued.client_secret
-                )
-            ).json()["access_token"]
-            await world.call(
-                "AddPersonalAccessToken",
-                user_pb.AddPersonalAccessTokenRequest(user_id=deployer),
-                token=access,
-            )
-            env = {
-                **os.environ,
-                "API": f"http://127.0.0.1:{running.service.envoy_port}",
-                "TOKEN": running.admin_token,
-                "USER_ID": deployer,
-            }
-            done = await asyncio.create_subprocess_exec(
-                "bash", "-euo", "pipefail", "-c", runbook(), env=env,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            )  # fmt: skip
-            output = (await asyncio.wait_for(done.communicate(), 60))[0].decode()
-            assert done.returncode == 0, output
+            deployer, *_ = await a_leak(world, running)
+            await run_runbook(running, deployer)
             history = (
                 await world.call(
                     "ListUserEvents", audit_pb.ListUserEventsRequest(user_id=deployer, page_size=100)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from server.actor import Actor
 from server.clock import SYSTEM_CLOCK, Clock
 from server.domain import paging
 from server.domain import validation as check
@@ -131,17 +132,11 @@ class EventView:
     resource_owner: str
     created_at: datetime
     payload: dict[str, ShownValue]
-    actor_user_id: str
-    actor_org_id: str
-    credential_kind: str
-    credential_id: str
-    request_id: str
-    peer: str
-    transport: str
+    actor: Actor
 
 
 def view(audited: AuditedEvent) -> EventView:
-    event, actor = audited.event, audited.event.actor
+    event = audited.event
     return EventView(
         audited.position,
         event.aggregate_type,
@@ -151,13 +146,7 @@ def view(audited: AuditedEvent) -> EventView:
         event.resource_owner,
         event.created_at,
         shown_payload(event.type, event.payload),
-        actor.user_id,
-        actor.org_id,
-        actor.credential_kind,
-        actor.credential_id,
-        actor.request_id,
-        actor.peer,
-        actor.transport,
+        event.actor,
     )
 
 

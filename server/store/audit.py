@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from server.actor import UNKNOWN, Actor
+from server.actor import UNKNOWN
 from server.audit import chain
 from server.store import events as ev
 from server.store.codecs import Statement, encode_payload
@@ -122,23 +122,11 @@ def subject_user(aggregate_type: str, aggregate_id: str, payload: Mapping[str, A
     return ""
 
 
-def actor_columns(actor: Actor) -> tuple[str, ...]:
-    return (
-        actor.user_id,
-        actor.org_id,
-        actor.credential_kind,
-        actor.credential_id,
-        actor.request_id,
-        actor.peer,
-        actor.transport,
-    )
-
-
 def chained_insert(event: StoredEvent, micros: int) -> list[Statement]:
     """The statements that give an event its position and hashes and write it (ADVANCE_HEAD, then
     INSERT_EVENT): the last of an append, so that the audit_head row is locked briefly."""
     payload = encode_payload(event.payload)
-    actor = actor_columns(event.actor)
+    actor = event.actor.fields()
     row = (
         event.aggregate_type,
         event.aggregate_id,
@@ -160,7 +148,7 @@ def chain_existing(rows: list[Mapping[str, Any]]) -> list[Statement]:
     (EVENTS_TO_CHAIN), with their positions from 1; then audit_head, and the indexes."""
     chains: dict[tuple[str, str], str] = {}
     head, steps = "", []
-    unknown = dict(zip(chain.ACTOR_FIELDS, actor_columns(UNKNOWN), strict=True))
+    unknown = dict(zip(chain.ACTOR_FIELDS, UNKNOWN.fields(), strict=True))
     for position, row in enumerate(rows, start=1):
         aggregate = (row["aggregate_type"], row["aggregate_id"])
         link = chain.chain_link(chains.get(aggregate, ""), chain.canonical({**row, **unknown}))

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from server.actor import Actor
+from server.audit.chain import ACTOR_FIELDS
 from server.store.audit import AuditedEvent
 from server.store.base import (
     USER_STATE_ACTIVE,
@@ -51,15 +52,7 @@ def audited_event(r: Row) -> AuditedEvent:
 
 def actor(r: Row) -> Actor:
     """The actor columns of an event's row (migration 16)."""
-    return Actor(
-        r["actor_user_id"],
-        r["actor_org_id"],
-        r["credential_kind"],
-        r["credential_id"],
-        r["request_id"],
-        r["peer"],
-        r["transport"],
-    )
+    return Actor(*(r[column] for column in ACTOR_FIELDS))
 
 
 def user_record(r: Row) -> UserRecord:

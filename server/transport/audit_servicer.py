@@ -2,6 +2,8 @@
 domain's audit queries (server/domain/audit.py), proto out. As servicers.py: the pipeline does
 the rest."""
 
+from dataclasses import asdict
+
 from google.protobuf import struct_pb2
 from machinesecrets.v1 import audit_service_pb2 as audit_pb
 
@@ -22,15 +24,7 @@ def event_proto(event: EventView) -> audit_pb.Event:
         resource_owner=event.resource_owner,
         creation_date=timestamp(event.created_at),
         payload=payload,
-        actor=audit_pb.Actor(
-            user_id=event.actor_user_id,
-            org_id=event.actor_org_id,
-            credential_kind=event.credential_kind,
-            credential_id=event.credential_id,
-            request_id=event.request_id,
-            peer=event.peer,
-            transport=event.transport,
-        ),
+        actor=audit_pb.Actor(**asdict(event.actor)),  # the proto's fields are the Actor's
     )
 
 
