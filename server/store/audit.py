@@ -17,7 +17,7 @@ import hashlib
 import json
 import logging
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -62,6 +62,13 @@ INSERT_EVENT = (
     f" (SELECT position FROM audit_head WHERE id = 1), {_CHAIN_HASH},"
     " (SELECT head_hash FROM audit_head WHERE id = 1))"
 )
+# Events whose position and hashes were computed beforehand (chained_rows): bulk writers that
+# hold the store alone (tools/bench/seed.py). Then SET_HEAD, once.
+INSERT_CHAINED_EVENT = (
+    f"INSERT INTO events ({EVENT_COLUMNS}, subject_user_id, position, chain_hash, head_hash)"  # noqa: S608
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+SET_HEAD = "UPDATE audit_head SET position = ?, head_hash = ? WHERE id = 1"
 AUDIT_COLUMNS = f"position, {EVENT_COLUMNS}, chain_hash, head_hash"
 # What an event was chained after: its aggregate's event before it (parameters: type, id, sequence).
 SELECT_CHAIN_BEFORE = (
@@ -122,49 +129,69 @@ def subject_user(aggregate_type: str, aggregate_id: str, payload: Mapping[str, A
     return ""
 
 
-def chained_insert(event: StoredEvent, micros: int) -> list[Statement]:
-    """The statements that give an event its position and hashes and write it (ADVANCE_HEAD, then
-    INSERT_EVENT): the last of an append, so that the audit_head row is locked briefly."""
-    payload = encode_payload(event.payload)
-    actor = event.actor.fields()
-    row = (
+def event_row(event: StoredEvent, micros: int) -> tuple[Any, ...]:
+    """An event's columns (EVENT_COLUMNS), its payload as the stored JSON text."""
+    return (
         event.aggregate_type,
         event.aggregate_id,
         event.sequence,
         event.type,
         event.resource_owner,
-        payload,
+        encode_payload(event.payload),
         micros,
-        *actor,
+        *event.actor.fields(),
     )
+
+
+def chained_insert(event: StoredEvent, micros: int) -> list[Statement]:
+    """The statements that give an event its position and hashes and write it (ADVANCE_HEAD, then
+    INSERT_EVENT): the last of an append, so that the audit_head row is locked briefly."""
+    row = event_row(event, micros)
     form = chain.canonical(dict(zip(chain.CANONICAL_FIELDS, row, strict=True)))
     previous = (event.aggregate_type, event.aggregate_id, event.sequence, "\n" + form)
     subject = subject_user(event.aggregate_type, event.aggregate_id, event.payload)
     return [(ADVANCE_HEAD, ("\n", *previous)), (INSERT_EVENT, (*row, subject, *previous))]
 
 
+def chained_rows(
+    rows: Sequence[Mapping[str, Any]], position: int, head: str, chains: dict[tuple[str, str], str]
+) -> list[tuple[int, str, str]]:
+    """The position, chain_hash and head_hash of each of rows (the canonical form's fields), in
+    order, after position and head, each aggregate after its last chain_hash in chains (updated:
+    an aggregate not there starts the chain)."""
+    links = []
+    for row in rows:
+        aggregate = (str(row["aggregate_type"]), str(row["aggregate_id"]))
+        link = chain.chain_link(chains.get(aggregate, ""), chain.canonical(row))
+        position, head, chains[aggregate] = position + 1, chain.head_link(head, link), link
+        links.append((position, link, head))
+    return links
+
+
 def chain_existing(rows: list[Mapping[str, Any]]) -> list[Statement]:
     """Migration 16: the events written before it, chained once, in the order they were written
     (EVENTS_TO_CHAIN), with their positions from 1; then audit_head, and the indexes."""
-    chains: dict[tuple[str, str], str] = {}
-    head, steps = "", []
     unknown = dict(zip(chain.ACTOR_FIELDS, UNKNOWN.fields(), strict=True))
-    for position, row in enumerate(rows, start=1):
-        aggregate = (row["aggregate_type"], row["aggregate_id"])
-        link = chain.chain_link(chains.get(aggregate, ""), chain.canonical({**row, **unknown}))
-        chains[aggregate], head = link, chain.head_link(head, link)
-        subject = subject_user(*aggregate, json.loads(row["payload"]))
-        steps.append(
+    links = chained_rows([{**row, **unknown} for row in rows], 0, "", {})
+    steps: list[Statement] = [
+        (
+            "UPDATE events SET position = ?, chain_hash = ?, head_hash = ?, subject_user_id = ?"
+            " WHERE aggregate_type = ? AND aggregate_id = ? AND sequence = ?",
             (
-                "UPDATE events SET position = ?, chain_hash = ?, head_hash = ?, subject_user_id = ?"
-                " WHERE aggregate_type = ? AND aggregate_id = ? AND sequence = ?",
-                (position, link, head, subject, *aggregate, row["sequence"]),
-            )
+                *link,
+                subject_user(row["aggregate_type"], row["aggregate_id"], json.loads(row["payload"])),
+                row["aggregate_type"],
+                row["aggregate_id"],
+                row["sequence"],
+            ),
         )
+        for row, link in zip(rows, links, strict=True)
+    ]
     log.info("audit: migration %d chained the %d events written before it", AUDIT_MIGRATION, len(rows))
+    position, _, head = links[-1] if links else (0, "", "")
     return [
         *steps,
-        ("INSERT INTO audit_head (id, position, head_hash) VALUES (1, ?, ?)", (len(rows), head)),
+        ("INSERT INTO audit_head (id, position, head_hash) VALUES (1, ?, ?)", (position, head)),
         *((index, ()) for index in AUDIT_INDEXES),
     ]
 
