@@ -150,6 +150,10 @@ TAMPERING: dict[str, tuple[list[str], tuple[int, str, str]]] = {
         (2, "user/10", "chain_hash"),
     ),
     "a removed event": (["DELETE FROM events WHERE position = 3"], (3, "user/11", "position")),
+    "an event taken out of its user's history": (
+        ["UPDATE events SET subject_user_id = '' WHERE position = 5"],
+        (5, "user/10", "subject_user_id"),
+    ),
     "two events reordered": (
         [
             "UPDATE events SET position = -1 WHERE position = 3",

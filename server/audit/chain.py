@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from server.store.events import AGGREGATE_TOKEN, AGGREGATE_USER
+
 # The fields of an event's canonical form, by their column names in the events table.
 ACTOR_FIELDS = (
     "actor_user_id",
@@ -41,6 +43,17 @@ CANONICAL_FIELDS = (
     "created_at",
     *ACTOR_FIELDS,
 )
+
+
+def subject_user(aggregate_type: str, aggregate_id: str, payload: Mapping[str, Any]) -> str:
+    """The user an event is about, for a user's history (the events table's subject_user_id, read
+    from the event itself, so not hashed but checked): a user's own events, and its access
+    tokens' (whose payload names it); "" for any other."""
+    if aggregate_type == AGGREGATE_USER:
+        return aggregate_id
+    if aggregate_type == AGGREGATE_TOKEN:
+        return str(payload.get("user_id", ""))
+    return ""
 
 
 def sha256_hex(text: str) -> str:
@@ -116,6 +129,11 @@ class Verifier:
         expected = chain_link(before, canonical(row))
         if row["chain_hash"] != expected:
             self.broken = Break(position, where, "chain_hash", expected, str(row["chain_hash"]))
+            return
+        payload = json.loads(row["payload"]) if isinstance(row["payload"], str) else row["payload"]
+        subject = subject_user(aggregate[0], aggregate[1], payload)
+        if row["subject_user_id"] != subject:
+            self.broken = Break(position, where, "subject_user_id", subject, str(row["subject_user_id"]))
             return
         head = head_link(self._head, expected)
         if row["head_hash"] != head:

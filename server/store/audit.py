@@ -23,7 +23,6 @@ from typing import Any, Protocol
 
 from server.actor import UNKNOWN
 from server.audit import chain
-from server.store import events as ev
 from server.store.codecs import Statement, encode_payload
 from server.store.events import StoredEvent
 
@@ -69,7 +68,7 @@ INSERT_CHAINED_EVENT = (
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 SET_HEAD = "UPDATE audit_head SET position = ?, head_hash = ? WHERE id = 1"
-AUDIT_COLUMNS = f"position, {EVENT_COLUMNS}, chain_hash, head_hash"
+AUDIT_COLUMNS = f"position, {EVENT_COLUMNS}, subject_user_id, chain_hash, head_hash"
 # What an event was chained after: its aggregate's event before it (parameters: type, id, sequence).
 SELECT_CHAIN_BEFORE = (
     "SELECT chain_hash FROM events WHERE aggregate_type = ? AND aggregate_id = ? AND sequence < ?"
@@ -119,16 +118,6 @@ AUDIT_INDEXES = [
 ]
 
 
-def subject_user(aggregate_type: str, aggregate_id: str, payload: Mapping[str, Any]) -> str:
-    """The user an event is about, for a user's history: a user's own events, and its access
-    tokens' (whose payload names it); "" for any other."""
-    if aggregate_type == ev.AGGREGATE_USER:
-        return aggregate_id
-    if aggregate_type == ev.AGGREGATE_TOKEN:
-        return str(payload.get("user_id", ""))
-    return ""
-
-
 def event_row(event: StoredEvent, micros: int) -> tuple[Any, ...]:
     """An event's columns (EVENT_COLUMNS), its payload as the stored JSON text."""
     return (
@@ -149,7 +138,7 @@ def chained_insert(event: StoredEvent, micros: int) -> list[Statement]:
     row = event_row(event, micros)
     form = chain.canonical(dict(zip(chain.CANONICAL_FIELDS, row, strict=True)))
     previous = (event.aggregate_type, event.aggregate_id, event.sequence, "\n" + form)
-    subject = subject_user(event.aggregate_type, event.aggregate_id, event.payload)
+    subject = chain.subject_user(event.aggregate_type, event.aggregate_id, event.payload)
     return [(ADVANCE_HEAD, ("\n", *previous)), (INSERT_EVENT, (*row, subject, *previous))]
 
 
@@ -179,7 +168,7 @@ def chain_existing(rows: list[Mapping[str, Any]]) -> list[Statement]:
             " WHERE aggregate_type = ? AND aggregate_id = ? AND sequence = ?",
             (
                 *link,
-                subject_user(row["aggregate_type"], row["aggregate_id"], json.loads(row["payload"])),
+                chain.subject_user(row["aggregate_type"], row["aggregate_id"], json.loads(row["payload"])),
                 row["aggregate_type"],
                 row["aggregate_id"],
                 row["sequence"],

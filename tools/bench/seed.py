@@ -97,7 +97,7 @@ def _chained(rows: list[tuple[Any, ...]], fetch: Callable[[str, tuple[Any, ...]]
             chains[aggregate] = str(found[0][0]) if found else ""
     links = audit.chained_rows(fields, int(position), str(head), chains)
     inserts = [
-        (*row, audit.subject_user(str(row[0]), str(row[1]), json.loads(row[5])), *link)
+        (*row, chain.subject_user(str(row[0]), str(row[1]), json.loads(row[5])), *link)
         for row, link in zip(rows, links, strict=True)
     ]
     return [(audit.INSERT_CHAINED_EVENT, inserts), (audit.SET_HEAD, [links[-1][::2]])]
