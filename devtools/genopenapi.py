@@ -16,6 +16,7 @@ from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor_pb2 import FieldDescriptorProto as Field
 
+from server.domain.audit import MAX_TYPE_LENGTH
 from server.domain.paging import MAX_PAGE_SIZE
 from server.domain.permissions import ANY_CALLER, ROLES
 from server.domain.validation import MAX_DESCRIPTION_LENGTH, MAX_NAME_LENGTH
@@ -29,6 +30,7 @@ OUTPUT = ROOT / "generated" / "openapi.json"
 SERVICES = (
     "machinesecrets.v1.UserService",
     "machinesecrets.v1.OrgService",
+    "machinesecrets.v1.AuditService",
     "zitadel.management.v1.ManagementService",
     "zitadel.user.v2.UserService",
     "zitadel.org.v2.OrganizationService",
@@ -109,6 +111,15 @@ METHOD_ERRORS: dict[str, dict[str, str]] = {
         " member holds permissions there the caller does not hold",
         "404": "The user is not a member of the organisation",
     },
+    "ListEvents": {
+        "400": "Invalid argument: a page size out of 0 to 100, a page token of other filters, an"
+        " aggregate id without its type, an actor that is no id, until not after since",
+    },
+    "ListUserEvents": {
+        **USER_NOT_FOUND,
+        "400": "Invalid argument: a user id that is no id, a page size out of 0 to 100, a page token"
+        " of another list",
+    },
     "AddOrgMember": {
         **USER_NOT_FOUND,
         "403": "The permission is missing in the organisation, the organisation does not exist, or a role"
@@ -130,6 +141,8 @@ SCALARS: dict[int, dict[str, Any]] = {
 WELL_KNOWN = {
     ".google.protobuf.Timestamp": {"type": "string", "format": "date-time"},
     ".google.protobuf.Duration": {"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]{1,9})?s$"},
+    # An event's payload, as ListEvents shows it: text, lists of text, or null.
+    ".google.protobuf.Struct": {"type": "object"},
 }
 ID = {"type": "string", "pattern": "^[1-9][0-9]{0,18}$", "maxLength": MAX_ID_LENGTH}
 NAME = {"type": "string", "minLength": 1, "maxLength": MAX_NAME_LENGTH}
@@ -148,6 +161,12 @@ REQUEST_RULES: dict[str, dict[str, Any]] = {
     "email": {"type": "string", "format": "email", "maxLength": MAX_NAME_LENGTH},
     "roles": {"type": "array", "minItems": 1, "items": {"type": "string", "enum": sorted(ROLES)}},
     "pageSize": {"type": "integer", "format": "int32", "minimum": 0, "maximum": MAX_PAGE_SIZE},
+    # ListEvents' filters (server/domain/audit.py).
+    "aggregateType": {"type": "string", "maxLength": MAX_TYPE_LENGTH},
+    "aggregateId": {"type": "string", "maxLength": MAX_ID_LENGTH},
+    "actorUserId": ID,
+    "eventType": {"type": "string", "maxLength": MAX_TYPE_LENGTH},
+    "afterPosition": {"type": "string", "format": "int64", "pattern": "^[0-9]{1,18}$"},
 }
 
 

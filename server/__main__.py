@@ -1,4 +1,5 @@
-"""`python -m server`: runs the service until SIGTERM or Ctrl-C, then stops gracefully."""
+"""`python -m server`: runs the service until SIGTERM or Ctrl-C, then stops gracefully.
+`python -m server audit ...`: checks or exports the audit chain instead (server/audit/cli.py)."""
 
 import os
 
@@ -13,6 +14,7 @@ import sys
 from pathlib import Path
 
 from server import app, logs, supervisor
+from server.audit import cli as audit_cli
 from server.config import Config, ConfigError, load
 from server.runtime.ready_file import remove_ready_file, write_ready_file
 from server.store.base import StoreUnavailable
@@ -42,6 +44,8 @@ async def serve(config: Config, placement: app.Placement | None = None) -> None:
 
 
 def main() -> int:
+    if sys.argv[1:2] == ["audit"]:  # `machine-secrets audit verify|export`: no service started
+        return audit_cli.main(sys.argv[2:])
     try:
         config = load(sys.argv[1:], os.environ)
     except ConfigError as error:

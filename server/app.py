@@ -11,7 +11,7 @@ import grpc
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
-from machinesecrets.v1 import org_service_pb2, user_service_pb2
+from machinesecrets.v1 import audit_service_pb2, org_service_pb2, user_service_pb2
 from zitadel.internal_permission.v2 import internal_permission_service_pb2 as perm_v2
 from zitadel.management.v1 import management_pb2
 from zitadel.org.v2 import org_service_pb2 as org_v2
@@ -20,6 +20,7 @@ from zitadel.user.v2 import user_service_pb2 as user_v2
 from server.clock import SYSTEM_CLOCK, Clock
 from server.config import CannotListen, Config
 from server.domain.access import Access
+from server.domain.audit import AuditQueries
 from server.domain.caller_cache import CallerCache
 from server.domain.client_credentials import ClientCredentials
 from server.domain.commands import Commands
@@ -42,9 +43,11 @@ from server.store.sqlite import SqliteStore
 from server.sweep import Sweeper
 from server.transport.admission import Admission
 from server.transport.asgi_server import AsgiServer
+from server.transport.audit_servicer import AuditService
 from server.transport.connect import ConnectEndpoint
 from server.transport.console import CONSOLE_PREFIX, ConsoleFiles, read_build
 from server.transport.cors import CorsMiddleware
+from server.transport.event_stream import EVENTS_STREAM_PATH, EventStream
 from server.transport.forwarded import ClientAddress
 from server.transport.grpc_server import method_handlers
 from server.transport.grpcweb import GrpcWebEndpoint
@@ -77,15 +80,17 @@ FIRST_ORG_NAME = "default"
 ADMIN_USER_NAME = "admin"
 USER_SERVICE = user_service_pb2.DESCRIPTOR.services_by_name["UserService"]
 ORG_SERVICE = org_service_pb2.DESCRIPTOR.services_by_name["OrgService"]
+AUDIT_SERVICE = audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"]
 # ZITADEL's own names, for clients written for ZITADEL (README, "Coming from ZITADEL").
 ZITADEL_MANAGEMENT = management_pb2.DESCRIPTOR.services_by_name["ManagementService"]
 ZITADEL_USERS = user_v2.DESCRIPTOR.services_by_name["UserService"]
 ZITADEL_ORGS = org_v2.DESCRIPTOR.services_by_name["OrganizationService"]
 ZITADEL_ADMINISTRATORS = perm_v2.DESCRIPTOR.services_by_name["InternalPermissionService"]
-NATIVE_SERVICES = (USER_SERVICE, ORG_SERVICE)
+NATIVE_SERVICES = (USER_SERVICE, ORG_SERVICE, AUDIT_SERVICE)
 SERVICES = (
     USER_SERVICE,
     ORG_SERVICE,
+    AUDIT_SERVICE,
     ZITADEL_MANAGEMENT,
     ZITADEL_USERS,
     ZITADEL_ORGS,
@@ -197,7 +202,8 @@ async def _start(
     commands = Commands(store, hasher, ids, config.write_attempts, clock)
     # Page tokens are signed with a key kept in the store, so that every worker and every process
     # on one database reads the tokens any of them gave (a key per process would refuse them).
-    queries = Queries(store, PageTokens(await store.server_key("page_tokens")), clock)
+    page_tokens = PageTokens(await store.server_key("page_tokens"))
+    queries = Queries(store, page_tokens, clock)
     limiter = FailureLimiter(config.failure_limits, store, clock)
     credentials = ClientCredentials(store, commands, hasher, config.access_token_ttl, limiter, clock)
     # Reports need no credential: their bcrypt work runs apart from the token endpoint's.
@@ -221,6 +227,7 @@ async def _start(
         {
             USER_SERVICE: UserService(commands, queries),
             ORG_SERVICE: OrgService(commands, queries),
+            AUDIT_SERVICE: AuditService(AuditQueries(store, page_tokens, clock)),
             ZITADEL_MANAGEMENT: ManagementService(commands, queries),
             ZITADEL_USERS: UserServiceV2(commands, queries),
             ZITADEL_ORGS: OrganizationServiceV2(commands),
@@ -281,6 +288,9 @@ async def _start(
                     {
                         TOKEN_PATH: TokenEndpoint(credentials, metrics, body, client_address),
                         REVOKE_PATH: RevocationEndpoint(revocation, metrics, body, client_address),
+                        EVENTS_STREAM_PATH: EventStream(
+                            by_method["/machinesecrets.v1.AuditService/ListEvents"]
+                        ),
                         DISCOVERY_PATH: discovery,
                         HEALTH_PATH: healthz,
                         READY_PATH: readiness,

@@ -10,7 +10,7 @@ reasons are the service's ErrorInfo reasons. Nothing a caller sends becomes a la
 """
 
 import time
-from collections.abc import Awaitable, Coroutine, Sequence
+from collections.abc import Awaitable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 from prometheus_client import (
@@ -29,8 +29,10 @@ from server.events.base import NewEvent, StoredEvent
 from server.events.org import SecretPolicySet
 from server.store.base import (
     AppendObserver,
+    AuditedEvent,
     CallerRecord,
     ClientRecord,
+    EventFilter,
     OrgRecord,
     PatRecord,
     RevocationReportCount,
@@ -260,3 +262,26 @@ class TimedStore:
 
     def close(self) -> Timed[None]:
         return self._timed("close", self._store.close())
+
+    def audit_events(self, where: EventFilter, after_position: int, limit: int) -> Timed[list[AuditedEvent]]:
+        return self._timed("audit_events", self._store.audit_events(where, after_position, limit))
+
+    def user_audit_events(
+        self, user_id: str, org_id: str, before_position: int, limit: int
+    ) -> Timed[list[AuditedEvent]]:
+        events = self._store.user_audit_events(user_id, org_id, before_position, limit)
+        return self._timed("user_audit_events", events)
+
+    def chain_rows(self, after_position: int, limit: int) -> Timed[list[Mapping[str, Any]]]:
+        return self._timed("chain_rows", self._store.chain_rows(after_position, limit))
+
+    def chain_hash_before(self, aggregate_type: str, aggregate_id: str, sequence: int) -> Timed[str]:
+        return self._timed(
+            "chain_hash_before", self._store.chain_hash_before(aggregate_type, aggregate_id, sequence)
+        )
+
+    def audit_head(self) -> Timed[tuple[int, str]]:
+        return self._timed("audit_head", self._store.audit_head())
+
+    def event_count(self) -> Timed[int]:
+        return self._timed("event_count", self._store.event_count())

@@ -52,6 +52,10 @@ MAY: dict[str, frozenset[str]] = {
     "DeactivateUser": USER_ADMINS,
     "ReactivateUser": USER_ADMINS,
     "RemoveUser": USER_ADMINS,
+    # machinesecrets.v1.AuditService: who did what in the organisation is its owner's to read
+    # (an IAM_OWNER reads the instance's); a user's own history is part of managing it.
+    "ListEvents": OWNERS,
+    "ListUserEvents": USER_ADMINS,
     # ZITADEL's management v1: the organisation of x-zitadel-orgid, as the native calls.
     "ManagementService.AddMachineUser": USER_ADMINS,
     "ManagementService.GenerateMachineSecret": USER_ADMINS,
@@ -123,7 +127,7 @@ NEW_SECRET_METHODS = ("AddSecret", "CreateSecret", "RotateSecret")
 # Switching a user off, or removing it, locks out whoever it is: it needs the user's power too.
 USER_METHODS = ("DeactivateUser", "ReactivateUser", "RemoveUser")
 # Reads of one user of the context organisation, by id.
-READ_METHODS = ("GetUserByID", "ListSecrets", "ListPersonalAccessTokens")
+READ_METHODS = ("GetUserByID", "ListSecrets", "ListPersonalAccessTokens", "ListUserEvents")
 GRANT_METHODS = ("AddOrgMember",)
 # README, "Secret lifecycle": at most this many live secrets per machine user, by default; expired
 # ones stay listed, the latest this many.
@@ -239,6 +243,12 @@ class Model:
         """What ListOrganizations answers (None: every organisation of the instance)."""
         return None if caller.iam_owner else {caller.org, *caller.roles}
 
+    def event_owners(self, caller: User, org: str) -> set[str] | None:
+        """Whose events ListEvents answers in `org`, whatever its filters name (another
+        organisation's user, as the aggregate or the actor): that organisation's only; an
+        IAM_OWNER's, every event of the instance (None)."""
+        return None if caller.iam_owner else {org}
+
     def expect(
         self,
         token: Token,
@@ -268,6 +278,12 @@ class Model:
         if org not in self.orgs:
             return Decision("PERMISSION_DENIED", "ORGANIZATION_NOT_FOUND", "no such organisation")
         method = native(method)
+        if method == "ListUserEvents":
+            # A user's history outlives the user: a removed one of the organisation has one too.
+            known = self.users.get(target)
+            if known is None or known.org != org:
+                return Decision("NOT_FOUND", "USER_NOT_FOUND", "user not here")
+            return Decision("OK", "", "user read")
         user = self.present(target)
         if method == "RemoveOrgMember":
             if user is None or org not in user.roles:
@@ -293,7 +309,14 @@ class Model:
             if roles and user is None:
                 return Decision("NOT_FOUND", "USER_NOT_FOUND", "member unseen")
             return Decision("OK", "", "organisation added")
-        if method in ("AddMachineUser", "AddHumanUser", "GetSecretPolicy", "SetSecretPolicy", "ListUsers"):
+        if method in (
+            "AddMachineUser",
+            "AddHumanUser",
+            "GetSecretPolicy",
+            "SetSecretPolicy",
+            "ListUsers",
+            "ListEvents",
+        ):
             return Decision("OK", "", "in the organisation")
         if user is None or user.org != org:
             # A user of another organisation is as absent as one that does not exist.

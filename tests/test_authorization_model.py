@@ -32,7 +32,7 @@ from tests.authz_model import (
     native,
 )
 
-NATIVE = ("machinesecrets.v1.UserService", "machinesecrets.v1.OrgService")
+NATIVE = ("machinesecrets.v1.UserService", "machinesecrets.v1.OrgService", "machinesecrets.v1.AuditService")
 
 
 def model_name(method: MethodDescriptor) -> str:

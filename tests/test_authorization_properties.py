@@ -49,6 +49,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+from machinesecrets.v1 import audit_service_pb2 as audit_pb
 from machinesecrets.v1 import org_service_pb2 as org_pb
 from machinesecrets.v1 import user_service_pb2 as user_pb
 from zitadel.internal_permission.v2 import internal_permission_service_pb2 as perm_v2
@@ -380,6 +381,13 @@ class Scene:
                 user_name=(n := self.name()), display_name="h", email=f"{n}@example.com"
             ),
             "ListUsers": lambda: user_pb.ListUsersRequest(page_size=100),
+            # Filters that name a user of any organisation, as the aggregate or as the actor: the
+            # answer stays within what the caller may read whatever they name.
+            "ListEvents": lambda: (
+                audit_pb.ListEventsRequest(page_size=100, aggregate_type="user", aggregate_id=target)
+                if int(target) % 2
+                else audit_pb.ListEventsRequest(page_size=100, actor_user_id=target)
+            ),
             "CreateSecret": lambda: user_pb.CreateSecretRequest(user_id=target),
             # No grace: the other secrets are retired at once (graces: test_secret_lifecycle_model).
             "RotateSecret": lambda: user_pb.RotateSecretRequest(user_id=target, grace_period=zero),
@@ -416,6 +424,7 @@ class Scene:
             "ListSecrets": user_pb.ListSecretsRequest,
             "AddPersonalAccessToken": user_pb.AddPersonalAccessTokenRequest,
             "ListPersonalAccessTokens": user_pb.ListPersonalAccessTokensRequest,
+            "ListUserEvents": audit_pb.ListUserEventsRequest,
             "DeactivateUser": user_pb.DeactivateUserRequest,
             "ReactivateUser": user_pb.ReactivateUserRequest,
             "RemoveUser": user_pb.RemoveUserRequest,
@@ -487,6 +496,11 @@ class Scene:
             listed = {u.id for u in answer.users}
             assert listed == self.model.listed_users(where), f"ListUsers in {where}"
             assert not answer.next_page_token
+        elif name == "ListEvents":
+            owners = self.model.event_owners(caller, where)
+            if owners is not None:
+                answered = {e.resource_owner for e in answer.events}
+                assert answered <= owners, f"ListEvents in {where} answered the events of {answered - owners}"
         elif name == "ListOrganizations":
             orgs = self.model.listed_orgs(caller)
             if orgs is not None:  # an IAM_OWNER's answer is every organisation of the instance
@@ -517,6 +531,11 @@ class Scene:
             return
         if name == "ListPersonalAccessTokens":
             assert {t.token_id for t in answer.tokens} == user.pats, "ListPersonalAccessTokens"
+            return
+        if name == "ListUserEvents":
+            assert answer.events, "a user's history begins with the user"
+            assert {e.resource_owner for e in answer.events} == {user.org}, "ListUserEvents: its organisation"
+            assert all(e.aggregate_id == user.id or e.aggregate_type == "token" for e in answer.events)
             return
         # The escalation property: a credential of a user, or its switch, is the user's power.
         assert covers(holder.reach, user.roles), f"{name} on a user beyond the caller's reach"

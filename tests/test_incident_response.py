@@ -8,6 +8,7 @@ import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -250,40 +251,49 @@ def runbook() -> str:
     return found[1]
 
 
+async def a_leak(world: World, running: Running) -> tuple[str, Any, str, str]:
+    """A user manager whose secret leaked (its id, and the secret as AddSecret answered it), and
+    the attacker's access token from that secret, and the PAT it made with that token."""
+    deployer, _ = await world.caller(["ORG_USER_MANAGER"])
+    issued = await world.call("AddSecret", user_pb.AddSecretRequest(user_id=deployer))
+    access = (
+        await exchange(
+            f"http://127.0.0.1:{running.service.http_port}", issued.client_id, issued.client_secret
+        )
+    ).json()["access_token"]
+    pat = (
+        await world.call(
+            "AddPersonalAccessToken", user_pb.AddPersonalAccessTokenRequest(user_id=deployer), token=access
+        )
+    ).token
+    return deployer, issued, str(access), str(pat)
+
+
+async def run_runbook(running: Running, user_id: str) -> None:
+    """The runbook, run as it is written, through the service's Envoy, with the admin's token."""
+    env = {
+        **os.environ,
+        "API": f"http://127.0.0.1:{running.service.envoy_port}",
+        "TOKEN": running.admin_token,
+        "USER_ID": user_id,
+    }
+    done = await asyncio.create_subprocess_exec(
+        "bash", "-euo", "pipefail", "-c", runbook(), env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    output = (await asyncio.wait_for(done.communicate(), 60))[0].decode()
+    assert done.returncode == 0, output
+
+
 async def test_the_leaked_secret_runbook_leaves_the_attacker_nothing(tmp_path: Path) -> None:
     running = await start_service(config_for(tmp_path, envoy=True))
     api = client("envoy-json", running.service)
     try:
         world = await World.create(api, running.admin_token)
-        deployer, _ = await world.caller(["ORG_USER_MANAGER"])
-        issued = await world.call("AddSecret", user_pb.AddSecretRequest(user_id=deployer))
-        # The attacker: an access token from the leaked secret, and with it a PAT of its own.
-        access = (
-            await exchange(
-                f"http://127.0.0.1:{running.service.http_port}", issued.client_id, issued.client_secret
-            )
-        ).json()["access_token"]
-        pat = (
-            await world.call(
-                "AddPersonalAccessToken",
-                user_pb.AddPersonalAccessTokenRequest(user_id=deployer),
-                token=access,
-            )
-        ).token
+        deployer, issued, access, pat = await a_leak(world, running)
         assert await works(world, pat, deployer)
 
-        env = {
-            **os.environ,
-            "API": f"http://127.0.0.1:{running.service.envoy_port}",
-            "TOKEN": running.admin_token,
-            "USER_ID": deployer,
-        }
-        done = await asyncio.create_subprocess_exec(
-            "bash", "-euo", "pipefail", "-c", runbook(), env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        )  # fmt: skip
-        output = (await asyncio.wait_for(done.communicate(), 60))[0].decode()
-        assert done.returncode == 0, output
+        await run_runbook(running, deployer)
 
         assert not await works(world, pat, deployer)
         assert not await works(world, access, deployer)

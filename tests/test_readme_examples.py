@@ -5,11 +5,13 @@ blocks run through bash, the Python one with the project's interpreter, from a f
 the test's service has."""
 
 import asyncio
+import json
 import os
 import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,7 +46,7 @@ def examples() -> list[Example]:
 
 def test_the_readme_marks_its_examples() -> None:
     names = [e.name for e in examples()]
-    assert names == ["json-curl", "client-credentials+rotation", "revocation", "python"]
+    assert names == ["json-curl", "client-credentials+rotation", "revocation", "audit", "python"]
 
 
 async def run(example: Example, running: Running, folder: Path) -> str:
@@ -79,4 +81,21 @@ async def test_every_example_runs_in_any_order_on_one_store(order: str, tmp_path
     assert '"userName":"deployer"' in outputs["client-credentials+rotation"]
     assert '"description":"deploy 2026-12"' in outputs["client-credentials+rotation"]
     assert outputs["revocation"].strip() == '{"received": 1}'
+    events, history, *stream = json_values(outputs["audit"])
+    assert {e["eventType"] for e in events["events"]} == {"user.machine.added"}
+    # The admin's history, newest first: its first token, and itself, made at the first start.
+    assert [e["eventType"] for e in history["events"]] == ["user.pat.added", "user.machine.added"]
+    assert [line["position"] for line in stream] == ["1", "2"]
     assert re.fullmatch(r"grpc-bot msk_[0-9A-Za-z]{61} 2\n", outputs["python"])
+
+
+def json_values(text: str) -> list[Any]:
+    """The JSON values one after the other in text (curl prints its answers back to back)."""
+    decoder, values, at = json.JSONDecoder(), [], 0
+    while at < len(text):
+        if text[at].isspace():
+            at += 1
+            continue
+        value, at = decoder.raw_decode(text, at)
+        values.append(value)
+    return values

@@ -3,6 +3,7 @@
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+from server.actor import KIND_ACCESS_TOKEN, KIND_PAT
 from server.clock import SYSTEM_CLOCK, Clock, to_micros
 from server.domain import validation as check
 from server.domain.caller_cache import CallerCache
@@ -67,7 +68,13 @@ class Access:
             if self._cache is not None and (read_at := self._cache.read_at(hashed)) is not None:
                 # Noted: the cached copy says so, and is no fresher than it was.
                 self._cache.put(hashed, replace(caller, token=replace(token, last_used_at=now)), read_at)
-        return Principal(token.user_id, caller.org_id, caller.roles)
+        # A PAT is named by its id; an access token by the secret that earned it (its own id is
+        # in no answer, and the secret is what an incident ends).
+        if token.secret_id is None:
+            credential = (KIND_PAT, token.token_id)
+        else:
+            credential = (KIND_ACCESS_TOKEN, token.secret_id)
+        return Principal(token.user_id, caller.org_id, caller.roles, *credential)
 
     async def enter_organisation(self, principal: Principal, org_id: str, permission: str) -> CallContext:
         """The context for a call that needs `permission` in `org_id` (empty: the caller's own).

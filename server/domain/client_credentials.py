@@ -8,6 +8,7 @@ the same InvalidClient, reached after the same bcrypt work, so that a caller can
 from dataclasses import dataclass
 from datetime import timedelta
 
+from server.actor import UNKNOWN, Actor, by_client_secret
 from server.clock import SYSTEM_CLOCK, Clock
 from server.domain.access import use_to_note
 from server.domain.commands import Commands
@@ -49,7 +50,9 @@ class ClientCredentials:
         self._token_ttl = token_ttl
         self._limiter = limiter
 
-    async def exchange(self, client_id: str, client_secret: str, scope: str, source: str) -> AccessToken:
+    async def exchange(
+        self, client_id: str, client_secret: str, scope: str, source: str, origin: Actor = UNKNOWN
+    ) -> AccessToken:
         """An access token for the machine user named client_id, if client_secret is one of its
         live secrets.
 
@@ -58,7 +61,9 @@ class ClientCredentials:
         client's secret from before that format, if it has one). Unknown, expired, deleted and
         wrong secrets all cost that one verification and get the same InvalidClient.
 
-        source is where the request came from, for the limits on failed attempts.
+        source is where the request came from, for the limits on failed attempts. origin is the
+        request as an actor (its id, address and transport); the events an exchange writes record
+        the client as their actor, by the secret it proved (actor.by_client_secret).
 
         An id or a secret longer than any client can have is refused first, with the same
         InvalidClient but none of the work: the length that decides it is the caller's own, so the
@@ -85,7 +90,7 @@ class ClientCredentials:
         await self._limiter.check(client_id, source)
         if self._hasher.needs_rehash(secret.hash):
             new_hash = await self._hasher.hash(client_secret)
-            await self._commands.rehash_secret(user.id, secret.secret_id, secret.hash, new_hash)
+            await self._commands.rehash_secret(user.id, secret.secret_id, secret.hash, new_hash, origin)
         if (note := use_to_note(secret.last_used_at, now)) is not None:
             await self._store.touch_secret(secret.secret_id, *note)
         # A token never outlives its secret's expiry (and dies at once with a rotation, a deletion
@@ -93,5 +98,6 @@ class ClientCredentials:
         expires_at = now + self._token_ttl
         if secret.expires_at is not None:
             expires_at = min(expires_at, secret.expires_at)
-        token = await self._commands.issue_access_token(user, secret.secret_id, scope, expires_at)
+        actor = by_client_secret(origin, user.id, user.org_id, secret.secret_id)
+        token = await self._commands.issue_access_token(user, secret.secret_id, scope, expires_at, actor)
         return AccessToken(token, int((expires_at - now).total_seconds()), scope, user.id)

@@ -3,6 +3,8 @@
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from server.actor import KIND_UNKNOWN, UNKNOWN, Actor
+
 IAM_OWNER = "IAM_OWNER"
 ORG_OWNER = "ORG_OWNER"
 ORG_USER_MANAGER = "ORG_USER_MANAGER"
@@ -13,10 +15,12 @@ USER_WRITE = "user.write"
 ORG_MEMBER_WRITE = "org.member.write"
 ORG_CREATE = "org.create"
 POLICY_WRITE = "policy.write"  # the organisation's secret policy
+# The organisation's events, with who made each (ListEvents): an IAM_OWNER reads the instance's.
+AUDIT_READ = "audit.read"
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
-    IAM_OWNER: frozenset({USER_READ, USER_WRITE, ORG_MEMBER_WRITE, ORG_CREATE, POLICY_WRITE}),
-    ORG_OWNER: frozenset({USER_READ, USER_WRITE, ORG_MEMBER_WRITE, POLICY_WRITE}),
+    IAM_OWNER: frozenset({USER_READ, USER_WRITE, ORG_MEMBER_WRITE, ORG_CREATE, POLICY_WRITE, AUDIT_READ}),
+    ORG_OWNER: frozenset({USER_READ, USER_WRITE, ORG_MEMBER_WRITE, POLICY_WRITE, AUDIT_READ}),
     ORG_USER_MANAGER: frozenset({USER_READ, USER_WRITE}),
 }
 # Every permission a role grants.
@@ -30,11 +34,14 @@ DECLARABLE = PERMISSIONS | {ANY_CALLER}
 
 @dataclass(frozen=True)
 class Principal:
-    """An authenticated caller: a user, its own organisation, and its roles by organisation."""
+    """An authenticated caller: a user, its own organisation, and its roles by organisation; and
+    the credential it authenticated with (server/actor.py's kinds), for the events it writes."""
 
     user_id: str
     org_id: str
     roles: dict[str, frozenset[str]]
+    credential_kind: str = KIND_UNKNOWN
+    credential_id: str = ""
 
     @property
     def is_iam_owner(self) -> bool:
@@ -66,7 +73,10 @@ class Principal:
 
 @dataclass(frozen=True)
 class CallContext:
-    """Who calls, and the organisation the call acts in (already checked for the permission)."""
+    """Who calls, and the organisation the call acts in (already checked for the permission);
+    and the call's actor, which every event the call writes records (its request, address and
+    transport, set by the pipeline)."""
 
     principal: Principal
     org_id: str
+    actor: Actor = UNKNOWN

@@ -30,6 +30,7 @@ little more than the request itself.
 
 from datetime import timedelta
 
+from server.actor import UNKNOWN, Actor
 from server.clock import SYSTEM_CLOCK, Clock, to_micros
 from server.domain.commands import Commands
 from server.domain.credentials import SecretHasher
@@ -80,8 +81,9 @@ class SecretRevocation:
         """The most candidates one report may hold: more could never fit in a source's allowance."""
         return min(MAX_SECRETS_PER_REPORT, self._limiter.per_source)
 
-    async def revoke(self, reported: list[str], source: str) -> None:
-        """Revokes every live secret among reported (at most MAX_SECRETS_PER_REPORT strings).
+    async def revoke(self, reported: list[str], source: str, reporter: Actor = UNKNOWN) -> None:
+        """Revokes every live secret among reported (at most MAX_SECRETS_PER_REPORT strings), as
+        reporter (anonymous, by its address: the actor of the revocations it makes).
         Raises InvalidArgument for more strings, or a longer one, than a report may hold (before
         any work), and TooManyFailures, before any bcrypt work, when source has reported too much
         lately or when this process has too much such work waiting."""
@@ -102,7 +104,7 @@ class SecretRevocation:
                     matched.append((secret.user_id, secret.secret_id))
         finally:
             self._pending -= len(by_lookup)
-        revoked = await self._commands.revoke_secrets(matched, source)
+        revoked = await self._commands.revoke_secrets(matched, source, reporter)
         await self._count(source, len(by_lookup), revoked)
 
     async def _count(self, source: str, candidates: int, revoked: int) -> None:

@@ -16,9 +16,11 @@ projects them), so this package imports neither: only the standard library.
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, ClassVar
+
+from server.actor import UNKNOWN, Actor
 
 AGGREGATE_ORG = "org"
 AGGREGATE_USER = "user"
@@ -124,6 +126,9 @@ class NewEvent:
     sequence: int
     resource_owner: str
     event: Event
+    # Who made the change (server/actor.py), recorded with the event and chained with it. Keyword
+    # only, so that StoredEvent's fields may follow it.
+    actor: Actor = field(default=UNKNOWN, kw_only=True)
 
     @property
     def aggregate_type(self) -> str:

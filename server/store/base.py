@@ -7,10 +7,10 @@ aggregates' snapshots: a command loads one row (with its sequence) instead of re
 event, so its cost stays flat however many events an aggregate has.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from server.events.base import NewEvent, StoredEvent
 from server.events.org import SecretPolicySet
@@ -170,7 +170,63 @@ NO_SECRET_POLICY = SecretPolicySet(None, None, None, None)
 AppendObserver = Callable[[Sequence[NewEvent]], None]
 
 
-class Store(Protocol):
+@dataclass(frozen=True)
+class EventFilter:
+    """Which events a list reads: of one organisation (resource_owner; None: every event of the
+    instance), and "" or None for any value of each other filter."""
+
+    resource_owner: str | None = None
+    aggregate_type: str = ""
+    aggregate_id: str = ""
+    actor_user_id: str = ""
+    event_type: str = ""
+    since_micros: int | None = None  # created at or after
+    until_micros: int | None = None  # created before
+
+
+@dataclass(frozen=True)
+class AuditedEvent:
+    """An event as the audit reads it: with its position and hashes."""
+
+    position: int
+    event: StoredEvent
+    chain_hash: str
+    head_hash: str
+
+
+class AuditStore(Protocol):
+    """The audit's reads, which every store answers (the Store protocol includes them)."""
+
+    async def audit_events(self, where: EventFilter, after_position: int, limit: int) -> list[AuditedEvent]:
+        """At most limit events that match where, after after_position, in position order."""
+        ...
+
+    async def user_audit_events(
+        self, user_id: str, org_id: str, before_position: int, limit: int
+    ) -> list[AuditedEvent]:
+        """At most limit events of the user (its aggregate and its access tokens') in its
+        organisation org_id, before before_position, newest first."""
+        ...
+
+    async def chain_rows(self, after_position: int, limit: int) -> list[Mapping[str, Any]]:
+        """At most limit events after after_position in position order, as rows of every column
+        the chain covers (server/audit/chain.py reads them)."""
+        ...
+
+    async def chain_hash_before(self, aggregate_type: str, aggregate_id: str, sequence: int) -> str:
+        """The chain_hash of the aggregate's event before sequence; "" for none."""
+        ...
+
+    async def audit_head(self) -> tuple[int, str]:
+        """The last position given, and the instance-wide head hash there."""
+        ...
+
+    async def event_count(self) -> int:
+        """How many events the store holds: those in the chain, and any that were put beside it."""
+        ...
+
+
+class Store(AuditStore, Protocol):
     async def append(self, events: Sequence[NewEvent], *, durable: bool = True) -> list[StoredEvent]:
         """Appends events atomically with one commit time, and updates the read models; returns
         once the commit is on disk. durable=False returns once it is committed, and the caller

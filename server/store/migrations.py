@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from server.store import audit
 from server.store.codecs import Statement
 from server.user_names import NotAUserName, user_name_key, user_name_skeleton
 
@@ -197,6 +198,10 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "ALTER TABLE users ADD COLUMN look_alike_kept INTEGER NOT NULL DEFAULT 0",
         ],
     ),
+    # The audit trail (#31): who made each change, a global order of events, and the hash chains
+    # that show a change made to them in the database (server/store/audit.py). chain_existing
+    # chains the events written before, once, and makes the indexes.
+    (audit.AUDIT_MIGRATION, audit.MIGRATION_16),
 ]
 # What PostgreSQL alone needs, run with the migration of the same version after its SQL. Its text
 # compares by the database's collation, which need not be code-point order, as SQLite's (on UTF-8)
@@ -247,6 +252,7 @@ def python_step(version: int) -> PythonStep | None:
         COPY_PROFILES: (FIRST_USER_EVENTS, copy_profiles),
         FOLD_REVOCATION_REPORTS: (REVOCATION_EVENTS, fold_revocation_reports),
         ADD_SKELETONS: (USERS_OLDEST_FIRST, add_skeletons),
+        audit.AUDIT_MIGRATION: (audit.EVENTS_TO_CHAIN, audit.chain_existing),
     }
     return steps.get(version)
 

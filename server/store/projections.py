@@ -1,10 +1,8 @@
 """The read models, kept by projecting each event as it is appended, inside the append's
-transaction: the statements that apply one event, and the row that records it."""
-
-from typing import Any
+transaction: the statements that apply one event (the row that records it is audit.py's)."""
 
 from server.events import instance, legacy, org, secret, token, user
-from server.events.base import AGGREGATE_ORG, StoredEvent, encode_payload
+from server.events.base import AGGREGATE_ORG, StoredEvent
 from server.store.base import USER_STATE_ACTIVE, USER_STATE_INACTIVE, USER_TYPE_HUMAN, USER_TYPE_MACHINE
 from server.store.codecs import Statement, encode_roles
 from server.user_names import user_name_key, user_name_skeleton
@@ -198,16 +196,4 @@ def _insert_secret(event: StoredEvent, secret: secret.IssuedSecret, micros: int)
             micros,
             secret.expires_at,
         ),
-    )
-
-
-def event_row(event: StoredEvent, micros: int) -> tuple[Any, ...]:
-    return (
-        event.aggregate_type,
-        event.aggregate_id,
-        event.sequence,
-        event.type,
-        event.resource_owner,
-        encode_payload(event.event),
-        micros,
     )

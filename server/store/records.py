@@ -4,10 +4,13 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from server.actor import Actor
+from server.audit.chain import ACTOR_FIELDS
 from server.events.base import StoredEvent, decode_payload
 from server.events.org import SecretPolicySet
 from server.store.base import (
     USER_STATE_ACTIVE,
+    AuditedEvent,
     CallerRecord,
     OrgRecord,
     PatRecord,
@@ -32,7 +35,17 @@ def stored_event(r: Row) -> StoredEvent:
         resource_owner=r["resource_owner"],
         event=decode_payload(r["event_type"], r["payload"]),
         created_at=from_micros(r["created_at"]),
+        actor=actor(r),
     )
+
+
+def audited_event(r: Row) -> AuditedEvent:
+    return AuditedEvent(int(r["position"]), stored_event(r), r["chain_hash"], r["head_hash"])
+
+
+def actor(r: Row) -> Actor:
+    """The actor columns of an event's row (migration 16)."""
+    return Actor(*(r[column] for column in ACTOR_FIELDS))
 
 
 def user_record(r: Row) -> UserRecord:

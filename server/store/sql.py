@@ -10,14 +10,17 @@ from typing import Any
 from server.clock import SYSTEM_CLOCK, Clock, to_micros
 from server.events.base import NewEvent, StoredEvent
 from server.events.org import SecretPolicySet
-from server.store import records
+from server.store import audit, records
 from server.store import statements as sql
+from server.store.audit import chained_insert
 from server.store.base import (
     NO_SECRET_POLICY,
     AppendObserver,
+    AuditedEvent,
     CallerRecord,
     ClientRecord,
     ConcurrencyConflict,
+    EventFilter,
     OrgRecord,
     PatRecord,
     RevocationReportCount,
@@ -28,7 +31,7 @@ from server.store.base import (
     UserRecord,
 )
 from server.store.codecs import Statement, decode_roles
-from server.store.projections import event_row, projection
+from server.store.projections import projection
 from server.store.records import Row
 from server.user_names import find_key
 
@@ -41,10 +44,12 @@ Plan = list[tuple[Statement, type[StoreError]]]
 def append_plan(stored: Sequence[StoredEvent], micros: int) -> Plan:
     plan: Plan = []
     for event in stored:
-        # The primary key (aggregate, sequence) is the concurrency guard: a taken sequence means
-        # another writer appended first.
-        plan.append(((sql.INSERT_EVENT, event_row(event, micros)), ConcurrencyConflict))
         plan.extend((statement, UniqueViolation) for statement in projection(event, micros))
+    # The events last, each with its position and hashes: the audit_head row they lock is then
+    # held from there to the commit only (server/store/audit.py). The primary key (aggregate,
+    # sequence) is the concurrency guard: a taken sequence means another writer appended first.
+    for event in stored:
+        plan.extend((statement, ConcurrencyConflict) for statement in chained_insert(event, micros))
     return plan
 
 
@@ -74,7 +79,8 @@ class SqlStore:
     async def append(self, events: Sequence[NewEvent], *, durable: bool = True) -> list[StoredEvent]:
         created_at = self.clock.now()
         stored = [
-            StoredEvent(e.aggregate_id, e.sequence, e.resource_owner, e.event, created_at) for e in events
+            StoredEvent(e.aggregate_id, e.sequence, e.resource_owner, e.event, created_at, actor=e.actor)
+            for e in events
         ]
         try:
             await self._run(append_plan(stored, to_micros(created_at)))
@@ -248,3 +254,28 @@ class SqlStore:
     async def caller(self, token_hash: str) -> CallerRecord | None:
         rows = await self._fetch(sql.SELECT_CALLER, (token_hash,))
         return records.caller_record(rows) if rows else None
+
+    async def audit_events(self, where: EventFilter, after_position: int, limit: int) -> list[AuditedEvent]:
+        statement, params = audit.select_events(where)
+        rows = await self._fetch(statement, (*params, after_position, limit))
+        return [records.audited_event(r) for r in rows]
+
+    async def user_audit_events(
+        self, user_id: str, org_id: str, before_position: int, limit: int
+    ) -> list[AuditedEvent]:
+        rows = await self._fetch(audit.SELECT_USER_EVENTS, (user_id, org_id, before_position, limit))
+        return [records.audited_event(r) for r in rows]
+
+    async def chain_rows(self, after_position: int, limit: int) -> list[Row]:
+        return await self._fetch(audit.SELECT_CHAIN, (after_position, limit))
+
+    async def chain_hash_before(self, aggregate_type: str, aggregate_id: str, sequence: int) -> str:
+        rows = await self._fetch(audit.SELECT_CHAIN_BEFORE, (aggregate_type, aggregate_id, sequence))
+        return str(rows[0]["chain_hash"]) if rows else ""
+
+    async def audit_head(self) -> tuple[int, str]:
+        rows = await self._fetch(audit.SELECT_HEAD, ())
+        return (int(rows[0]["position"]), str(rows[0]["head_hash"])) if rows else (0, "")
+
+    async def event_count(self) -> int:
+        return int((await self._fetch(audit.COUNT_EVENTS, ()))[0]["events"])

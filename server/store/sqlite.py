@@ -25,6 +25,7 @@ from typing import Any
 
 from server.clock import SYSTEM_CLOCK, Clock
 from server.store import migrations
+from server.store.audit import register_functions
 from server.store.base import StoreUnavailable
 from server.store.codecs import Statement
 from server.store.records import Row
@@ -133,6 +134,7 @@ class SqliteStore(SqlStore):
             # isolation_level=None: no implicit transactions; appends open their own.
             connection = sqlite3.connect(path, isolation_level=None)
             connection.row_factory = sqlite3.Row  # rows by column name
+            register_functions(connection)  # the audit chain's SQL: PostgreSQL's sha256() and kin
             connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             connection.execute("PRAGMA journal_mode = WAL")
             # NORMAL either way: in "full" mode GroupCommit does the fsync, off the event loop.

@@ -7,12 +7,10 @@ added to a query cannot shift another.
 
 from server.store.codecs import NEVER
 
-INSERT_EVENT = (
-    "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, resource_owner, payload,"
-    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
+# Events are written by server/store/audit.py's INSERT_EVENT, with their positions and hashes.
 SELECT_EVENTS = (
-    "SELECT aggregate_type, aggregate_id, sequence, event_type, resource_owner, payload, created_at"
+    "SELECT aggregate_type, aggregate_id, sequence, event_type, resource_owner, payload, created_at,"
+    " actor_user_id, actor_org_id, credential_kind, credential_id, request_id, peer, transport"
     " FROM events WHERE aggregate_type = ? AND aggregate_id = ? ORDER BY sequence"
 )
 # With the user: until when it has a live secret, the latest expiry of its secrets (NEVER for

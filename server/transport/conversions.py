@@ -47,13 +47,18 @@ def field_if_set(message: Message, name: str) -> Any:
 def expiration_of(request: Message) -> datetime | None:
     """The request's expiration_date (a Timestamp, the same field in every API that takes one) as
     a time; None when it is unset."""
-    stamp: timestamp_pb2.Timestamp | None = field_if_set(request, "expiration_date")
+    return time_of(request, "expiration_date")
+
+
+def time_of(request: Message, field: str) -> datetime | None:
+    """A Timestamp field of the request as a time; None when it is unset."""
+    stamp: timestamp_pb2.Timestamp | None = field_if_set(request, field)
     if stamp is None:
         return None
     try:
         return stamp.ToDatetime(tzinfo=UTC)
     except (ValueError, OverflowError) as error:  # seconds or nanos outside the Timestamp range
-        raise InvalidArgument([FieldViolation("expiration_date", "must be a valid timestamp")]) from error
+        raise InvalidArgument([FieldViolation(field, "must be a valid timestamp")]) from error
 
 
 def duration(span: duration_pb2.Duration | None, field: str) -> timedelta | None:

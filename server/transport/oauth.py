@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote_plus
 
+from server.actor import TRANSPORT_OAUTH, Actor
 from server.domain.client_credentials import AccessToken, ClientCredentials
 from server.domain.errors import InvalidClient
 from server.limits import MAX_SCOPE_LENGTH, MAX_SECRET_LENGTH, MAX_TOKEN_FORM_BYTES, MAX_USER_NAME_LENGTH
+from server.logs import REQUEST_ID
 from server.metrics import Metrics
 from server.transport.asgi import Receive, Send, first, header_lists, media_type
 from server.transport.forwarded import ClientAddress
@@ -124,8 +126,9 @@ class TokenEndpoint:
 
     async def _exchange(self, request: TokenRequest) -> AccessToken:
         try:
+            origin = Actor(request_id=REQUEST_ID.get(), peer=request.source, transport=TRANSPORT_OAUTH)
             return await self._credentials.exchange(
-                request.client_id, request.client_secret, request.scope, request.source
+                request.client_id, request.client_secret, request.scope, request.source, origin
             )
         except Exception as error:
             if isinstance(domain_error(error), InvalidClient):

@@ -28,7 +28,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import grpc
@@ -38,6 +38,7 @@ from google.protobuf.message_factory import GetMessageClass
 from google.rpc import status_pb2
 from machinesecrets.v1.options_pb2 import AuthOption
 
+from server.actor import Actor
 from server.domain.access import Access, invalid_token
 from server.domain.errors import (
     DeadlineExceeded,
@@ -49,6 +50,7 @@ from server.domain.errors import (
 )
 from server.domain.permissions import ANY_CALLER, CallContext, Principal
 from server.limits import MAX_BEARER_TOKEN_LENGTH, MAX_ID_LENGTH, MAX_METADATA_BYTES
+from server.logs import REQUEST_ID
 from server.metrics import Metrics
 from server.transport import status
 from server.transport.access_log import record_call
@@ -158,6 +160,7 @@ class Pipeline:
                     )
                     caller = principal.user_id
                     context = await self._enter(principal, request, call.metadata)
+                    context = replace(context, actor=actor_of(principal, call))
                     response = await self._handler(request, context)
             outcome = Outcome(grpc.StatusCode.OK, response=response)
         except TimeoutError as error:
@@ -203,6 +206,21 @@ class Pipeline:
 
     def _log(self, call: Call, code: grpc.StatusCode, started: float, caller: str) -> None:
         record_call(self._metrics, call.method, call.transport, code.name, started, caller, call.peer)
+
+
+def actor_of(principal: Principal, call: Call) -> Actor:
+    """Who makes the call, for the events it writes: the caller by its credential, the call's
+    request id, its client's address (as admission and the access log take it from the peer) and
+    its transport."""
+    return Actor(
+        principal.user_id,
+        principal.org_id,
+        principal.credential_kind,
+        principal.credential_id,
+        REQUEST_ID.get(),
+        source_of(call.peer),
+        call.transport,
+    )
 
 
 def error_outcome(error: DomainError) -> Outcome:

@@ -13,8 +13,10 @@ import json
 import time
 from typing import Any
 
+from server.actor import anonymous
 from server.domain.revocation import MAX_SECRETS_PER_REPORT, SecretRevocation, candidates
 from server.limits import MAX_SECRET_LENGTH
+from server.logs import REQUEST_ID
 from server.metrics import Metrics
 from server.transport.asgi import Receive, Send, header_lists, media_type
 from server.transport.forwarded import ClientAddress
@@ -57,7 +59,7 @@ class RevocationEndpoint:
                 if len(candidates(reported)) > (most := self._revocation.max_candidates):
                     raise InvalidRequest(f"at most {most} well-formed secrets in one report")
                 try:
-                    await self._revocation.revoke(reported, source)
+                    await self._revocation.revoke(reported, source, anonymous(source, REQUEST_ID.get()))
                 except Exception as error:
                     raise known_failure(error, REVOKE_PATH) from None
             answer = EndpointAnswer(200, {"received": len(reported)})

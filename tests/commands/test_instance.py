@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from server.actor import SYSTEM
 from server.domain.credentials import token_hash
 from server.domain.permissions import IAM_OWNER, ORG_OWNER
 from server.events.base import NewEvent
@@ -9,11 +10,14 @@ from server.events.org import OrgAdded, OrgMemberAdded
 from server.events.user import MachineUserAdded, PatAdded
 from tests.commands.table import GENERATED, Case, org_added, run, table
 
+# The service itself acts at the first start.
 SET_UP = [
-    NewEvent("101", 1, "101", OrgAdded("first")),
-    NewEvent("102", 1, "101", MachineUserAdded("admin", "Administrator", "created at first start")),
-    NewEvent("102", 2, "101", PatAdded("103", GENERATED, None)),
-    NewEvent("101", 2, "101", OrgMemberAdded("102", (IAM_OWNER, ORG_OWNER))),
+    NewEvent("101", 1, "101", OrgAdded("first"), actor=SYSTEM),
+    NewEvent(
+        "102", 1, "101", MachineUserAdded("admin", "Administrator", "created at first start"), actor=SYSTEM
+    ),
+    NewEvent("102", 2, "101", PatAdded("103", GENERATED, None), actor=SYSTEM),
+    NewEvent("101", 2, "101", OrgMemberAdded("102", (IAM_OWNER, ORG_OWNER)), actor=SYSTEM),
 ]
 
 

@@ -1,8 +1,10 @@
 """server/domain/commands/secrets.py: the events each command on client secrets decides on."""
 
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
+from server.actor import SYSTEM, Actor, anonymous
 from server.domain.credentials import SecretHasher
 from server.domain.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from server.domain.model import IssuedSecret
@@ -28,6 +30,10 @@ from tests.commands.table import (
     run,
     table,
 )
+
+# Who reported a leak (anonymous, by address), and the exchange a re-hash happens in.
+REPORTER = anonymous("10.0.0.1", "r1")
+EXCHANGE = Actor("10", "1", "secret", "71", "r2", "10.0.0.9", "oauth")
 
 OWNER = caller({ORG: frozenset({ORG_OWNER})})
 MANAGER = caller({ORG: frozenset({ORG_USER_MANAGER})})
@@ -167,19 +173,25 @@ def policy_set(default_lifetime: int | None = None, max_secrets_per_user: int | 
     Case(
         "a report revokes the secrets it names, and skips those gone",
         WITH_SECRETS,
-        lambda c: c.revoke_secrets([("10", "71"), ("10", "72"), ("11", "80")], "10.0.0.1"),
-        [on_user("10", 4, secret.SecretRevoked("71", "10.0.0.1"))],
+        lambda c: c.revoke_secrets([("10", "71"), ("10", "72"), ("11", "80")], "10.0.0.1", REPORTER),
+        [replace(on_user("10", 4, secret.SecretRevoked("71", "10.0.0.1")), actor=REPORTER)],
     ),
     Case(
         "a re-hash of the current hash",
         WITH_SECRETS,
-        lambda c: c.rehash_secret("10", "71", "$2b$04$y", "$2b$10$z"),
-        [on_user("10", 4, secret.SecretRehashed("71", "$2b$10$z"))],
+        lambda c: c.rehash_secret("10", "71", "$2b$04$y", "$2b$10$z", EXCHANGE),
+        # The service decides a re-hash: the system acts, in the exchange's request.
+        [
+            replace(
+                on_user("10", 4, secret.SecretRehashed("71", "$2b$10$z")),
+                actor=replace(SYSTEM, request_id="r2", transport="oauth"),
+            )
+        ],
     ),
     Case(
         "a stale re-hash writes nothing",
         WITH_SECRETS,
-        lambda c: c.rehash_secret("10", "71", "$2b$04$other", "$2b$10$z"),
+        lambda c: c.rehash_secret("10", "71", "$2b$04$other", "$2b$10$z", EXCHANGE),
         [],
     ),
 )

@@ -3,6 +3,7 @@
 from datetime import timedelta
 from pathlib import Path
 
+from server.actor import Actor, by_client_secret
 from server.domain.credentials import token_hash
 from server.events.base import NewEvent
 from server.events.token import AccessTokenAdded
@@ -10,6 +11,8 @@ from server.store.base import UserRecord
 from tests.commands.table import GENERATED, NOW, NOW_MICROS, ORG, Case, machine_added, org_added, run, table
 
 USER = UserRecord("10", ORG, "bot10", "machine", 1, NOW, NOW, "active")
+# The client at the token endpoint: the actor of the token it earns.
+CLIENT = by_client_secret(Actor(request_id="r1", peer="10.0.0.9", transport="oauth"), "10", ORG, "71")
 HOUR = timedelta(hours=1)
 
 
@@ -17,10 +20,14 @@ HOUR = timedelta(hours=1)
     Case(
         "a token of its own aggregate, for the user's secret",
         [org_added(), machine_added("10")],
-        lambda c: c.issue_access_token(USER, "71", "openid", NOW + HOUR),
+        lambda c: c.issue_access_token(USER, "71", "openid", NOW + HOUR, CLIENT),
         [
             NewEvent(
-                "101", 1, ORG, AccessTokenAdded("10", GENERATED, NOW_MICROS + 3_600_000_000, "openid", "71")
+                "101",
+                1,
+                ORG,
+                AccessTokenAdded("10", GENERATED, NOW_MICROS + 3_600_000_000, "openid", "71"),
+                actor=CLIENT,
             )
         ],
     ),

@@ -1,5 +1,6 @@
 """The instance's set-up: the first organisation and its administrator, on an empty store."""
 
+from server.actor import SYSTEM
 from server.domain.commands.writes import Writer
 from server.domain.credentials import new_token, token_hash
 from server.domain.permissions import IAM_OWNER, ORG_OWNER
@@ -21,7 +22,7 @@ class InstanceCommands(Writer):
         pat = PatAdded(self._ids.new_id(), token_hash(token), None)
         try:
             await self._append(
-                None,
+                SYSTEM,
                 [
                     NewEvent(org_id, 1, org_id, OrgAdded(org_name)),
                     NewEvent(user_id, 1, org_id, admin),

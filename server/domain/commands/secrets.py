@@ -6,8 +6,10 @@ hashed outside the user's turn, then the decision in it.
 """
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 
+from server.actor import SYSTEM, Actor
 from server.clock import to_micros
 from server.domain import secret_policy as rules
 from server.domain import validation as check
@@ -138,10 +140,13 @@ class SecretCommands(Writer):
         [added] = await self._write(ctx, ctx.org_id, decide)
         return Details.of_change(added)
 
-    async def revoke_secrets(self, secret_ids: Sequence[tuple[str, str]], source: str) -> int:
+    async def revoke_secrets(
+        self, secret_ids: Sequence[tuple[str, str]], source: str, reporter: Actor
+    ) -> int:
         """Revokes leaked secrets (user id, secret id) that their holder reported from source, in
         one append; answers how many it revoked (a secret deleted meanwhile is not). The report
-        itself is counted, not kept as an event (server/domain/revocation.py)."""
+        itself is counted, not kept as an event (server/domain/revocation.py). reporter: who
+        reported (anonymous, by its address), the actor of the revocations."""
 
         async def decide() -> list[NewEvent]:
             events: list[NewEvent] = []
@@ -156,12 +161,15 @@ class SecretCommands(Writer):
         if not secret_ids:
             return 0
         # One turn, on the first user: the others' sequences are still guarded by the store.
-        return len(await self._write(None, secret_ids[0][0], decide))
+        return len(await self._write(reporter, secret_ids[0][0], decide))
 
-    async def rehash_secret(self, user_id: str, secret_id: str, old_hash: str, new_hash: str) -> None:
+    async def rehash_secret(
+        self, user_id: str, secret_id: str, old_hash: str, new_hash: str, during: Actor
+    ) -> None:
         """Records a secret hashed anew (at the configured cost), so that an operator can change
         the cost. Nothing is written if the secret changed or went meanwhile: that hash is stale,
-        and the next exchange tries again."""
+        and the next exchange tries again. The service decides it, not the client: its actor is
+        the system, in the request (during) that presented the secret."""
 
         async def decide() -> list[NewEvent]:
             user = await self._store.user(user_id)
@@ -170,4 +178,6 @@ class SecretCommands(Writer):
                 return []
             return [next_of_user(user, SecretRehashed(secret_id, new_hash))]
 
-        await self._write(None, user_id, decide)
+        await self._write(
+            replace(SYSTEM, request_id=during.request_id, transport=during.transport), user_id, decide
+        )

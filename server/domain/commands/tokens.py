@@ -3,6 +3,7 @@ holds a secret (domain/client_credentials.py decides that)."""
 
 from datetime import datetime
 
+from server.actor import Actor
 from server.clock import to_micros
 from server.domain.commands.writes import Writer
 from server.domain.credentials import new_token, token_hash
@@ -13,15 +14,16 @@ from server.store.base import UserRecord
 
 class TokenCommands(Writer):
     async def issue_access_token(
-        self, user: UserRecord, secret_id: str, scope: str, expires_at: datetime
+        self, user: UserRecord, secret_id: str, scope: str, expires_at: datetime, client: Actor
     ) -> str:
         """A new access token for a machine user that proved it holds the secret secret_id (the
-        token endpoint's decision, in ClientCredentials). It dies with that secret."""
+        token endpoint's decision, in ClientCredentials). It dies with that secret. client: the
+        client as the actor, by the secret it proved."""
         token, token_id = new_token(), self._ids.new_id()
         added = AccessTokenAdded(user.id, token_hash(token), to_micros(expires_at), scope, secret_id)
 
         async def decide() -> list[NewEvent]:  # a new aggregate of its own: nothing to contend with
             return [NewEvent(token_id, 1, user.org_id, added)]
 
-        await self._write(None, token_id, decide)
+        await self._write(client, token_id, decide)
         return token

@@ -15,7 +15,9 @@ call that decided on it: what the store records about who acted is added there, 
 import asyncio
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 
+from server.actor import Actor
 from server.clock import SYSTEM_CLOCK, Clock
 from server.domain.credentials import SecretHasher
 from server.domain.errors import (
@@ -34,6 +36,10 @@ from server.store.base import USER_TYPE_MACHINE, ConcurrencyConflict, OrgRecord,
 
 # What a command decides, in its aggregate's turn: the events to append (none: nothing to do).
 Decide = Callable[[], Awaitable[list[NewEvent]]]
+# Who a write is for: the call that decided on it (its actor: the caller's credential, request,
+# address and transport), or, where no authenticated call decided, the actor itself (the system
+# at the first start, a client at the token endpoint, an anonymous reporter).
+Who = CallContext | Actor
 
 
 def next_of_user(user: UserRecord, event: Event) -> NewEvent:
@@ -65,7 +71,7 @@ class Writer:
         self._write_attempts = write_attempts
         self._turns = KeyedLocks()
 
-    async def _write(self, ctx: CallContext | None, aggregate_id: str, decide: Decide) -> list[StoredEvent]:
+    async def _write(self, who: Who, aggregate_id: str, decide: Decide) -> list[StoredEvent]:
         """Decides and appends in the aggregate's turn, again on fresh state when another writer
         appended first; Aborted after write_attempts conflicts."""
         for attempt in range(self._write_attempts):
@@ -74,7 +80,7 @@ class Writer:
                     events = await decide()
                     if not events:
                         return []
-                    added = await self._append(ctx, events, durable=False)
+                    added = await self._append(who, events, durable=False)
                 # Acknowledged only once on disk, but waited for after the turn: the next writer
                 # to this aggregate need not wait for the disk, and the commits of many calls
                 # share one fsync (SQLite's group commit).
@@ -86,13 +92,12 @@ class Writer:
         raise Aborted("CONCURRENT_MODIFICATION", "the object was changed concurrently; try again")
 
     async def _append(
-        self, ctx: CallContext | None, events: Sequence[NewEvent], *, durable: bool = True
+        self, who: Who, events: Sequence[NewEvent], *, durable: bool = True
     ) -> list[StoredEvent]:
-        """The one door from the commands to the store. ctx: the call that decided on the events;
-        None where no authenticated caller decided (the instance's set-up at start, the token
-        and revocation endpoints, a re-hash). The events' record of who acted will be taken from
-        it here, and nowhere else."""
-        return await self._store.append(events, durable=durable)
+        """The one door from the commands to the store: every event records who acted here, and
+        nowhere else (so no command can write an event without its actor)."""
+        actor = who.actor if isinstance(who, CallContext) else who
+        return await self._store.append([replace(event, actor=actor) for event in events], durable=durable)
 
     async def _member_in_reach(self, ctx: CallContext, user_id: str) -> UserRecord:
         """The user about to become a member. A member may belong to another organisation:
