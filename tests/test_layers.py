@@ -78,6 +78,12 @@ def test_the_events_import_neither_the_domain_nor_the_store_nor_the_transports()
     assert breaches("server.events", NOT_FOR_THE_EVENTS) == []
 
 
+def test_what_sits_beside_the_layers_imports_none_of_them() -> None:
+    """The modules both the domain and the store import (the clock, the limits, user names)."""
+    for beside in ("server.clock", "server.limits", "server.user_names"):
+        assert breaches(beside, (*NOT_FOR_THE_EVENTS, "server.events")) == []
+
+
 def test_the_store_imports_neither_the_domain_nor_the_transports() -> None:
     assert breaches("server.store", NOT_FOR_THE_STORE) == []
 
