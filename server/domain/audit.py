@@ -17,7 +17,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from server.actor import Actor
-from server.clock import SYSTEM_CLOCK, Clock
 from server.domain import paging
 from server.domain import validation as check
 from server.domain.errors import FieldViolation, user_not_found
@@ -164,12 +163,9 @@ class EventQuery:
 
 
 class AuditQueries:
-    def __init__(
-        self, store: AuditStore, page_tokens: paging.PageTokens, clock: Clock = SYSTEM_CLOCK
-    ) -> None:
+    def __init__(self, store: AuditStore, page_tokens: paging.PageTokens) -> None:
         self._store = store
         self._pages = page_tokens
-        self._clock = clock
 
     async def events(
         self, ctx: CallContext, query: EventQuery, size: int, token: str
