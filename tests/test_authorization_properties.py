@@ -383,13 +383,10 @@ class Scene:
             "ListUsers": lambda: user_pb.ListUsersRequest(page_size=100),
             # Filters that name a user of any organisation, as the aggregate or as the actor: the
             # answer stays within what the caller may read whatever they name.
-            "ListEvents": lambda: audit_pb.ListEventsRequest(
-                page_size=100,
-                **(
-                    {"aggregate_type": "user", "aggregate_id": target}
-                    if int(target) % 2
-                    else {"actor_user_id": target}
-                ),
+            "ListEvents": lambda: (
+                audit_pb.ListEventsRequest(page_size=100, aggregate_type="user", aggregate_id=target)
+                if int(target) % 2
+                else audit_pb.ListEventsRequest(page_size=100, actor_user_id=target)
             ),
             "CreateSecret": lambda: user_pb.CreateSecretRequest(user_id=target),
             # No grace: the other secrets are retired at once (graces: test_secret_lifecycle_model).
