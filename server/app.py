@@ -227,7 +227,7 @@ async def _start(
         {
             USER_SERVICE: UserService(commands, queries),
             ORG_SERVICE: OrgService(commands, queries),
-            AUDIT_SERVICE: AuditService(AuditQueries(store, page_tokens, clock)),
+            AUDIT_SERVICE: AuditService(AuditQueries(store, page_tokens)),
             ZITADEL_MANAGEMENT: ManagementService(commands, queries),
             ZITADEL_USERS: UserServiceV2(commands, queries),
             ZITADEL_ORGS: OrganizationServiceV2(commands),

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from server.actor import Actor
-from server.clock import EPOCH, SYSTEM_CLOCK, Clock, to_micros
+from server.clock import EPOCH, to_micros
 from server.domain import paging
 from server.domain import validation as check
 from server.domain.errors import FieldViolation, user_not_found
@@ -184,12 +184,9 @@ class EventQuery:
 
 
 class AuditQueries:
-    def __init__(
-        self, store: AuditStore, page_tokens: paging.PageTokens, clock: Clock = SYSTEM_CLOCK
-    ) -> None:
+    def __init__(self, store: AuditStore, page_tokens: paging.PageTokens) -> None:
         self._store = store
         self._pages = page_tokens
-        self._clock = clock
 
     async def events(
         self, ctx: CallContext, query: EventQuery, size: int, token: str

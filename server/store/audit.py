@@ -1,9 +1,10 @@
 """The audit trail in the store: each event's actor, position and hashes (migration 16), written
 by every append, and the reads that answer who did what.
 
-An append runs, after the statements of its read models, two statements per event: ADVANCE_HEAD
-moves `audit_head` (the one row that holds the last position and the instance-wide head hash) on
-by one, then INSERT_EVENT writes the event with that position and its hashes. The hashes are
+An append writes its events first (INSERT_EVENT: the primary key is the concurrency guard), then
+the statements of its read models, then two statements per event: ADVANCE_HEAD moves `audit_head`
+(the one row that holds the last position and the instance-wide head hash) on by one, and
+CHAIN_EVENT gives the event that position and its hashes. The hashes are
 computed in SQL, from the event's canonical form computed in Python (server/audit/chain.py), so
 the append makes no round trip of its own: PostgreSQL has sha256(), and SQLite is given the same
 functions (register_functions). Every append takes the lock on the audit_head row, last, and holds
@@ -52,13 +53,20 @@ EVENT_COLUMNS = (
     "aggregate_type, aggregate_id, sequence, event_type, resource_owner, payload, created_at,"
     " actor_user_id, actor_org_id, credential_kind, credential_id, request_id, peer, transport"
 )
-# Parameters: the event's columns (EVENT_COLUMNS), its subject user, then _CHAIN_HASH's. The
-# position and head are those ADVANCE_HEAD just set, in this transaction.
+# The event, first in its append: its primary key (aggregate, sequence) is the concurrency guard,
+# met before any read model's unique key (a second writer of one sequence is a conflict, never a
+# read model's violation). Its position and hashes are CHAIN_EVENT's, last. Parameters: the
+# event's columns (EVENT_COLUMNS), its subject user.
 INSERT_EVENT = (
-    f"INSERT INTO events ({EVENT_COLUMNS}, subject_user_id, position, chain_hash, head_hash)"  # noqa: S608
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-    f" (SELECT position FROM audit_head WHERE id = 1), {_CHAIN_HASH},"
-    " (SELECT head_hash FROM audit_head WHERE id = 1))"
+    f"INSERT INTO events ({EVENT_COLUMNS}, subject_user_id)"  # noqa: S608 - constants
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+# The position and head ADVANCE_HEAD just set, in this transaction, and the chain_hash.
+# Parameters: _CHAIN_HASH's, then the event's aggregate type, id and sequence.
+CHAIN_EVENT = (
+    "UPDATE events SET position = (SELECT position FROM audit_head WHERE id = 1),"  # noqa: S608
+    f" chain_hash = {_CHAIN_HASH}, head_hash = (SELECT head_hash FROM audit_head WHERE id = 1)"
+    " WHERE aggregate_type = ? AND aggregate_id = ? AND sequence = ?"
 )
 # Events whose position and hashes were computed beforehand (chained_rows): bulk writers that
 # hold the store alone (tools/bench/seed.py). Then SET_HEAD, once.
@@ -131,14 +139,20 @@ def event_row(event: StoredEvent, micros: int) -> tuple[Any, ...]:
     )
 
 
-def chained_insert(event: StoredEvent, micros: int) -> list[Statement]:
-    """The statements that give an event its position and hashes and write it (ADVANCE_HEAD, then
-    INSERT_EVENT): the last of an append, so that the audit_head row is locked briefly."""
+def event_insert(event: StoredEvent, micros: int) -> Statement:
+    """The event's row, without its position and hashes: the first statement of its append."""
+    subject = chain.subject_user(event.aggregate_type, event.aggregate_id, event.event.payload())
+    return INSERT_EVENT, (*event_row(event, micros), subject)
+
+
+def event_chaining(event: StoredEvent, micros: int) -> list[Statement]:
+    """The statements that give a written event its position and hashes (ADVANCE_HEAD, then
+    CHAIN_EVENT): the last of an append, so that the audit_head row is locked briefly."""
     row = event_row(event, micros)
     form = chain.canonical(dict(zip(chain.CANONICAL_FIELDS, row, strict=True)))
-    previous = (event.aggregate_type, event.aggregate_id, event.sequence, "\n" + form)
-    subject = chain.subject_user(event.aggregate_type, event.aggregate_id, event.event.payload())
-    return [(ADVANCE_HEAD, ("\n", *previous)), (INSERT_EVENT, (*row, subject, *previous))]
+    key = (event.aggregate_type, event.aggregate_id, event.sequence)
+    previous = (*key, "\n" + form)
+    return [(ADVANCE_HEAD, ("\n", *previous)), (CHAIN_EVENT, (*previous, *key))]
 
 
 def chained_rows(

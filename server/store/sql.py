@@ -12,7 +12,7 @@ from server.events.base import NewEvent, StoredEvent
 from server.events.org import SecretPolicySet
 from server.store import audit, records
 from server.store import statements as sql
-from server.store.audit import chained_insert
+from server.store.audit import event_chaining, event_insert
 from server.store.base import (
     NO_SECRET_POLICY,
     AppendObserver,
@@ -42,14 +42,15 @@ Plan = list[tuple[Statement, type[StoreError]]]
 
 
 def append_plan(stored: Sequence[StoredEvent], micros: int) -> Plan:
-    plan: Plan = []
+    # The primary key (aggregate, sequence) is the concurrency guard: a taken sequence means
+    # another writer appended first. Met first, before any read model's unique key.
+    plan: Plan = [(event_insert(event, micros), ConcurrencyConflict) for event in stored]
     for event in stored:
         plan.extend((statement, UniqueViolation) for statement in projection(event, micros))
-    # The events last, each with its position and hashes: the audit_head row they lock is then
-    # held from there to the commit only (server/store/audit.py). The primary key (aggregate,
-    # sequence) is the concurrency guard: a taken sequence means another writer appended first.
+    # The positions and hashes last: the audit_head row they lock is then held from there to the
+    # commit only (server/store/audit.py).
     for event in stored:
-        plan.extend((statement, ConcurrencyConflict) for statement in chained_insert(event, micros))
+        plan.extend((statement, ConcurrencyConflict) for statement in event_chaining(event, micros))
     return plan
 
 
