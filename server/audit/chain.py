@@ -11,8 +11,9 @@ Two chains, both of SHA-256 in lower-case hex:
   + "\\n" + its chain_hash). The last position and head are kept in `audit_head`, so removing the
   last events of the whole store, or an aggregate's whole tail, shows too.
 
-The store computes the canonical form here, in Python, and the hashes in SQL inside the append's
-transaction (server/store/statements.py); a verifier computes all of them here again.
+The store computes the canonical form here, in Python, and the hashes inside the append's
+transaction (server/store/audit.py: in SQL on PostgreSQL, with these very functions on SQLite); a
+verifier computes all of them here again.
 """
 
 import hashlib

@@ -1,20 +1,20 @@
 """The audit trail in the store: each event's actor, position and hashes (migration 16), written
 by every append, and the reads that answer who did what.
 
-An append writes its events first (INSERT_EVENT: the primary key is the concurrency guard), then
-the statements of its read models, then two statements per event: ADVANCE_HEAD moves `audit_head`
-(the one row that holds the last position and the instance-wide head hash) on by one, and
-CHAIN_EVENT gives the event that position and its hashes. The hashes are
-computed in SQL, from the event's canonical form computed in Python (server/audit/chain.py), so
-the append makes no round trip of its own: PostgreSQL has sha256(), and SQLite is given the same
-functions (register_functions). Every append takes the lock on the audit_head row, last, and holds
-it to its commit: appends serialise there, for as short a time as the store allows, and positions
-are given in commit order. So a reader that saw position p never sees a new event below p later
-(no gap ever fills in behind it), which is what lets a consumer of the event stream resume after
-the last position it read without losing an event.
+An append writes its events first, each with its position and hashes in one statement (the
+backend's chained insert, below), then the statements of its read models. The hashes are computed
+inside the append's transaction, from the event's canonical form computed in Python
+(server/audit/chain.py), so the append makes no round trip of its own. The last position and the
+instance-wide head hash are the one row of `audit_head`: every append takes that row's lock with
+its first event and holds it to its commit, so appends serialise there and positions are given in
+commit order. So a reader that saw position p never sees a new event below p later (no gap ever
+fills in behind it), which is what lets a consumer of the event stream resume after the last
+position it read without losing an event.
+
+Before, an append inserted its events without positions and gave them their positions and hashes
+in two more statements per event, last: twice the statements, and every audit index written twice.
 """
 
-import hashlib
 import json
 import logging
 import sqlite3
@@ -34,39 +34,53 @@ AUDIT_MIGRATION = 16
 
 
 def _sha256_hex(text: str) -> str:
-    """SQL for the SHA-256 of a text's UTF-8, in lower-case hex, on both backends."""
+    """PostgreSQL's SQL for the SHA-256 of a text's UTF-8, in lower-case hex."""
     return f"encode(sha256(convert_to({text}, 'UTF8')), 'hex')"
 
 
-# The chain_hash of an event: its aggregate's event before it (by sequence), or "" for its first.
-# Parameters: aggregate type, aggregate id, sequence, then "\n" + the event's canonical form.
-_CHAIN_HASH = _sha256_hex(
-    "COALESCE((SELECT p.chain_hash FROM events p WHERE p.aggregate_type = ? AND p.aggregate_id = ?"
-    " AND p.sequence < ? ORDER BY p.sequence DESC LIMIT 1), '') || ?"
-)
-# Parameters: "\n", then _CHAIN_HASH's.
-ADVANCE_HEAD = (
-    "UPDATE audit_head SET position = position + 1,"  # noqa: S608 - constants
-    f" head_hash = {_sha256_hex(f'head_hash || ? || {_CHAIN_HASH}')} WHERE id = 1"
-)
 EVENT_COLUMNS = (
     "aggregate_type, aggregate_id, sequence, event_type, resource_owner, payload, created_at,"
     " actor_user_id, actor_org_id, credential_kind, credential_id, request_id, peer, transport"
 )
-# The event, first in its append: its primary key (aggregate, sequence) is the concurrency guard,
-# met before any read model's unique key (a second writer of one sequence is a conflict, never a
-# read model's violation). Its position and hashes are CHAIN_EVENT's, last. Parameters: the
-# event's columns (EVENT_COLUMNS), its subject user.
-INSERT_EVENT = (
-    f"INSERT INTO events ({EVENT_COLUMNS}, subject_user_id)"  # noqa: S608 - constants
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_CHAINED_COLUMNS = f"{EVENT_COLUMNS}, subject_user_id, position, chain_hash, head_hash"
+_EVENT_VALUES = ", ".join("?" * 15)  # EVENT_COLUMNS, then subject_user_id
+# The chain_hash of the aggregate's event before this one (by sequence), "" for its first.
+# Parameters: aggregate type, aggregate id, sequence.
+_CHAIN_BEFORE = (
+    "COALESCE((SELECT p.chain_hash FROM events p WHERE p.aggregate_type = ? AND p.aggregate_id = ?"
+    " AND p.sequence < ? ORDER BY p.sequence DESC LIMIT 1), '')"
 )
-# The position and head ADVANCE_HEAD just set, in this transaction, and the chain_hash.
-# Parameters: _CHAIN_HASH's, then the event's aggregate type, id and sequence.
-CHAIN_EVENT = (
-    "UPDATE events SET position = (SELECT position FROM audit_head WHERE id = 1),"  # noqa: S608
-    f" chain_hash = {_CHAIN_HASH}, head_hash = (SELECT head_hash FROM audit_head WHERE id = 1)"
-    " WHERE aggregate_type = ? AND aggregate_id = ? AND sequence = ?"
+
+# An event, with its position and hashes, in one statement: the first of its append (its primary
+# key, (aggregate, sequence), is the concurrency guard, met before any read model's unique key).
+# Each backend has its own, the cheapest it can run:
+#
+# PostgreSQL: the update of the audit_head row, in the same statement (a data-modifying WITH),
+# gives the position and the head; it takes the row's lock and holds it to the commit, so appends
+# serialise there and positions follow the commit order. The statement reads the head as its
+# update left it, not as its snapshot saw it (PostgreSQL re-reads a row it waited to lock).
+# Parameters: _CHAIN_BEFORE's, "\n" + the canonical form, "\n", the columns (postgres_chaining).
+POSTGRES_INSERT_EVENT = (
+    f"WITH link AS (SELECT {_sha256_hex(f'{_CHAIN_BEFORE} || ?')} AS chain_hash),"  # noqa: S608 - constants
+    " head AS (UPDATE audit_head SET position = position + 1,"
+    f" head_hash = {_sha256_hex('head_hash || ? || (SELECT chain_hash FROM link)')}"
+    " WHERE id = 1 RETURNING position, head_hash)"
+    f" INSERT INTO events ({_CHAINED_COLUMNS}) VALUES ({_EVENT_VALUES},"
+    " (SELECT position FROM head), (SELECT chain_hash FROM link), (SELECT head_hash FROM head))"
+)
+# SQLite: one writer at a time (BEGIN IMMEDIATE), so the head is read plainly, and the hashes are
+# server/audit/chain.py's own functions (register_functions), not a copy of them in SQL. Then
+# SQLITE_ADVANCE_HEAD. Parameters: _CHAIN_BEFORE's, the canonical form, the columns.
+SQLITE_INSERT_EVENT = (
+    f"WITH link AS MATERIALIZED (SELECT chain_link({_CHAIN_BEFORE}, ?) AS chain_hash)"  # noqa: S608 - constants
+    f" INSERT INTO events ({_CHAINED_COLUMNS}) VALUES ({_EVENT_VALUES},"
+    " (SELECT position + 1 FROM audit_head WHERE id = 1), (SELECT chain_hash FROM link),"
+    " head_link((SELECT head_hash FROM audit_head WHERE id = 1), (SELECT chain_hash FROM link)))"
+)
+# Parameters: the event's aggregate type, id and sequence.
+SQLITE_ADVANCE_HEAD = (
+    "UPDATE audit_head SET position = position + 1, head_hash = (SELECT head_hash FROM events"
+    " WHERE aggregate_type = ? AND aggregate_id = ? AND sequence = ?) WHERE id = 1"
 )
 # Events whose position and hashes were computed beforehand (chained_rows): bulk writers that
 # hold the store alone (tools/bench/seed.py). Then SET_HEAD, once.
@@ -139,20 +153,28 @@ def event_row(event: StoredEvent, micros: int) -> tuple[Any, ...]:
     )
 
 
-def event_insert(event: StoredEvent, micros: int) -> Statement:
-    """The event's row, without its position and hashes: the first statement of its append."""
-    subject = chain.subject_user(event.aggregate_type, event.aggregate_id, event.event.payload())
-    return INSERT_EVENT, (*event_row(event, micros), subject)
-
-
-def event_chaining(event: StoredEvent, micros: int) -> list[Statement]:
-    """The statements that give a written event its position and hashes (ADVANCE_HEAD, then
-    CHAIN_EVENT): the last of an append, so that the audit_head row is locked briefly."""
+def _columns_and_form(event: StoredEvent, micros: int) -> tuple[tuple[Any, ...], str]:
+    """The event's columns (EVENT_COLUMNS, then subject_user_id), and its canonical form: made
+    from the payload itself, which is what a verifier gets back from the stored JSON text."""
+    payload = event.event.payload()
     row = event_row(event, micros)
-    form = chain.canonical(dict(zip(chain.CANONICAL_FIELDS, row, strict=True)))
+    form = chain.canonical({**dict(zip(chain.CANONICAL_FIELDS, row, strict=True)), "payload": payload})
+    subject = chain.subject_user(event.aggregate_type, event.aggregate_id, payload)
+    return (*row, subject), form
+
+
+def postgres_chained_insert(event: StoredEvent, micros: int) -> list[Statement]:
+    """The event, with its position and hashes (POSTGRES_INSERT_EVENT)."""
+    columns, form = _columns_and_form(event, micros)
     key = (event.aggregate_type, event.aggregate_id, event.sequence)
-    previous = (*key, "\n" + form)
-    return [(ADVANCE_HEAD, ("\n", *previous)), (CHAIN_EVENT, (*previous, *key))]
+    return [(POSTGRES_INSERT_EVENT, (*key, "\n" + form, "\n", *columns))]
+
+
+def sqlite_chained_insert(event: StoredEvent, micros: int) -> list[Statement]:
+    """The event, with its position and hashes (SQLITE_INSERT_EVENT), then the head moved on."""
+    columns, form = _columns_and_form(event, micros)
+    key = (event.aggregate_type, event.aggregate_id, event.sequence)
+    return [(SQLITE_INSERT_EVENT, (*key, form, *columns)), (SQLITE_ADVANCE_HEAD, key)]
 
 
 def chained_rows(
@@ -199,27 +221,10 @@ def chain_existing(rows: list[Mapping[str, Any]]) -> list[Statement]:
 
 
 def register_functions(connection: sqlite3.Connection) -> None:
-    """PostgreSQL's functions that the chain's SQL uses, on a SQLite connection, so that both
-    backends run the same statements: sha256(bytea), convert_to(text, 'UTF8'), encode(bytea, 'hex')."""
-    connection.create_function("sha256", 1, _sqlite_sha256, deterministic=True)
-    connection.create_function("convert_to", 2, _sqlite_convert_to, deterministic=True)
-    connection.create_function("encode", 2, _sqlite_encode, deterministic=True)
-
-
-def _sqlite_sha256(data: bytes) -> bytes:
-    return hashlib.sha256(data).digest()
-
-
-def _sqlite_convert_to(text: str, encoding: str) -> bytes:
-    if encoding != "UTF8":
-        raise ValueError(f"convert_to: only UTF8, not {encoding}")
-    return text.encode("utf-8")
-
-
-def _sqlite_encode(data: bytes, form: str) -> str:
-    if form != "hex":
-        raise ValueError(f"encode: only hex, not {form}")
-    return data.hex()
+    """The chain's links (server/audit/chain.py), as SQL functions on a SQLite connection, for
+    SQLITE_INSERT_EVENT."""
+    connection.create_function("chain_link", 2, chain.chain_link, deterministic=True)
+    connection.create_function("head_link", 2, chain.head_link, deterministic=True)
 
 
 def select_events(where: EventFilter) -> tuple[str, tuple[Any, ...]]:

@@ -19,7 +19,8 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from server.clock import SYSTEM_CLOCK, Clock
-from server.store import migrations
+from server.events.base import StoredEvent
+from server.store import audit, migrations
 from server.store.base import StoreError, StoreUnavailable, UniqueViolation
 from server.store.codecs import Statement
 from server.store.records import Row
@@ -104,6 +105,9 @@ class PostgresStore(SqlStore):
                         await connection.execute(to_pyformat(sql), params)
                 await connection.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
 
+    def _chained_insert(self, event: StoredEvent, micros: int) -> list[Statement]:
+        return audit.postgres_chained_insert(event, micros)
+
     async def _run(self, plan: Plan) -> None:
         await self._read_then_run((), None, plan)
 
@@ -158,14 +162,14 @@ class PostgresStore(SqlStore):
         raise AssertionError("unreachable")
 
 
-_TARGET = re.compile(r"^\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+(\w+)", re.IGNORECASE)
+# The tables a statement writes (a data-modifying WITH writes more than one).
+_TARGETS = re.compile(r"\b(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+(\w+)", re.IGNORECASE)
 
 
 def _meaning(plan: Plan, table: str | None) -> type[StoreError]:
     """What a unique violation in table means, by the plan: the meaning of its first statement
     that writes to that table (the events table's is ConcurrencyConflict)."""
     for (sql, _), meaning in plan:
-        found = _TARGET.match(sql)
-        if found is not None and found[1] == table:
+        if table in _TARGETS.findall(sql):
             return meaning
     return UniqueViolation

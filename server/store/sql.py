@@ -4,7 +4,7 @@ A backend runs the plan in one transaction, and answers reads.
 """
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from server.clock import SYSTEM_CLOCK, Clock, to_micros
@@ -12,7 +12,6 @@ from server.events.base import NewEvent, StoredEvent
 from server.events.org import SecretPolicySet
 from server.store import audit, records
 from server.store import statements as sql
-from server.store.audit import event_chaining, event_insert
 from server.store.base import (
     NO_SECRET_POLICY,
     AppendObserver,
@@ -41,16 +40,18 @@ SERVER_KEY_BYTES = 32
 Plan = list[tuple[Statement, type[StoreError]]]
 
 
-def append_plan(stored: Sequence[StoredEvent], micros: int) -> Plan:
+# A backend's statements that write one event with its position and hashes (server/store/audit.py).
+ChainedInsert = Callable[[StoredEvent, int], list[Statement]]
+
+
+def append_plan(stored: Sequence[StoredEvent], micros: int, chained_insert: ChainedInsert) -> Plan:
     # The primary key (aggregate, sequence) is the concurrency guard: a taken sequence means
     # another writer appended first. Met first, before any read model's unique key.
-    plan: Plan = [(event_insert(event, micros), ConcurrencyConflict) for event in stored]
+    plan: Plan = [
+        (statement, ConcurrencyConflict) for event in stored for statement in chained_insert(event, micros)
+    ]
     for event in stored:
         plan.extend((statement, UniqueViolation) for statement in projection(event, micros))
-    # The positions and hashes last: the audit_head row they lock is then held from there to the
-    # commit only (server/store/audit.py).
-    for event in stored:
-        plan.extend((statement, ConcurrencyConflict) for statement in event_chaining(event, micros))
     return plan
 
 
@@ -60,6 +61,10 @@ class SqlStore:
 
     def __init__(self) -> None:
         self._append_observers: list[AppendObserver] = []
+
+    def _chained_insert(self, event: StoredEvent, micros: int) -> list[Statement]:
+        """The statements that write event with its position and hashes (server/store/audit.py)."""
+        raise NotImplementedError
 
     async def _run(self, plan: Plan) -> None:
         """Runs every statement of plan in one transaction, or none: a unique violation raises the
@@ -84,7 +89,7 @@ class SqlStore:
             for e in events
         ]
         try:
-            await self._run(append_plan(stored, to_micros(created_at)))
+            await self._run(append_plan(stored, to_micros(created_at), self._chained_insert))
             if durable:
                 await self.durable()
         finally:  # a failed append may still have been committed (a lost answer): observers hear of it

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from server.clock import SYSTEM_CLOCK, Clock
-from server.store import migrations
-from server.store.audit import register_functions
+from server.events.base import StoredEvent
+from server.store import audit, migrations
 from server.store.base import StoreUnavailable
 from server.store.codecs import Statement
 from server.store.records import Row
@@ -134,7 +134,7 @@ class SqliteStore(SqlStore):
             # isolation_level=None: no implicit transactions; appends open their own.
             connection = sqlite3.connect(path, isolation_level=None)
             connection.row_factory = sqlite3.Row  # rows by column name
-            register_functions(connection)  # the audit chain's SQL: PostgreSQL's sha256() and kin
+            audit.register_functions(connection)  # the chain's links, for audit.SQLITE_INSERT_EVENT
             connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             connection.execute("PRAGMA journal_mode = WAL")
             # NORMAL either way: in "full" mode GroupCommit does the fsync, off the event loop.
@@ -151,6 +151,9 @@ class SqliteStore(SqlStore):
         if self._group is not None:
             self._group.close()
         self._connection.close()
+
+    def _chained_insert(self, event: StoredEvent, micros: int) -> list[Statement]:
+        return audit.sqlite_chained_insert(event, micros)
 
     async def _run(self, plan: Plan) -> None:
         try:

@@ -7,7 +7,8 @@ added to a query cannot shift another.
 
 from server.store.codecs import NEVER
 
-# Events are written by server/store/audit.py's INSERT_EVENT, with their positions and hashes.
+# Events are written by server/store/audit.py (each backend its chained insert), with their
+# positions and hashes.
 SELECT_EVENTS = (
     "SELECT aggregate_type, aggregate_id, sequence, event_type, resource_owner, payload, created_at,"
     " actor_user_id, actor_org_id, credential_kind, credential_id, request_id, peer, transport"
