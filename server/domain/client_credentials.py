@@ -8,7 +8,7 @@ the same InvalidClient, reached after the same bcrypt work, so that a caller can
 from dataclasses import dataclass
 from datetime import timedelta
 
-from server.actor import UNKNOWN, Actor, by_client_secret
+from server.actor import Actor, by_client_secret
 from server.clock import SYSTEM_CLOCK, Clock
 from server.domain.access import use_to_note
 from server.domain.commands import Commands
@@ -51,7 +51,7 @@ class ClientCredentials:
         self._limiter = limiter
 
     async def exchange(
-        self, client_id: str, client_secret: str, scope: str, source: str, origin: Actor = UNKNOWN
+        self, client_id: str, client_secret: str, scope: str, source: str, origin: Actor
     ) -> AccessToken:
         """An access token for the machine user named client_id, if client_secret is one of its
         live secrets.

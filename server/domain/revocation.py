@@ -30,7 +30,7 @@ little more than the request itself.
 
 from datetime import timedelta
 
-from server.actor import UNKNOWN, Actor
+from server.actor import Actor
 from server.clock import SYSTEM_CLOCK, Clock, to_micros
 from server.domain.commands import Commands
 from server.domain.credentials import SecretHasher
@@ -81,7 +81,7 @@ class SecretRevocation:
         """The most candidates one report may hold: more could never fit in a source's allowance."""
         return min(MAX_SECRETS_PER_REPORT, self._limiter.per_source)
 
-    async def revoke(self, reported: list[str], source: str, reporter: Actor = UNKNOWN) -> None:
+    async def revoke(self, reported: list[str], source: str, reporter: Actor) -> None:
         """Revokes every live secret among reported (at most MAX_SECRETS_PER_REPORT strings), as
         reporter (anonymous, by its address: the actor of the revocations it makes).
         Raises InvalidArgument for more strings, or a longer one, than a report may hold (before
