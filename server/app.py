@@ -42,6 +42,7 @@ from server.store.postgres import PostgresStore
 from server.store.sqlite import SqliteStore
 from server.sweep import Sweeper
 from server.transport.admission import Admission
+from server.transport.asgi import ASGIApp
 from server.transport.asgi_server import AsgiServer
 from server.transport.audit_servicer import AuditService
 from server.transport.connect import ConnectEndpoint
@@ -57,7 +58,7 @@ from server.transport.http import ByContentType, HttpApp, StaticJson
 from server.transport.http_endpoint import AdmittedBody
 from server.transport.metrics_endpoint import METRICS_PATH, MetricsEndpoint
 from server.transport.oauth import DISCOVERY_PATH, TOKEN_PATH, Discovery, TokenEndpoint
-from server.transport.pipeline import build_pipelines
+from server.transport.pipeline import Pipeline, build_pipelines
 from server.transport.reflection import enable_reflection
 from server.transport.request_ids import RequestIds
 from server.transport.rest import RestEndpoint
@@ -191,53 +192,68 @@ async def start(config: Config, clock: Clock = SYSTEM_CLOCK, placement: Placemen
         raise
 
 
-async def _start(
-    config: Config, store: Store, clock: Clock, tls: TlsFiles | None, placement: Placement | None
-) -> Service:
+@dataclass(frozen=True)
+class Domain:
+    """What the transports serve, on the store: built first, with no port open."""
+
+    store: Store  # timed (metrics.TimedStore); the caller cache observes its appends
+    metrics: Metrics
+    access: Access
+    commands: Commands
+    queries: Queries
+    audit: AuditQueries
+    credentials: ClientCredentials
+    revocation: SecretRevocation
+    # The revocation endpoint's bcrypt thread (SecretHasher.aside), ended when the service stops.
+    revocation_hasher: SecretHasher
+
+
+async def build_domain(config: Config, raw_store: Store, clock: Clock) -> Domain:
     metrics, callers = Metrics(), CallerCache()
-    store = TimedStore(store, metrics)
+    store = TimedStore(raw_store, metrics)
     store.observe_appends(callers.forget_if_power_changed)
-    access = Access(store, clock, callers)
     hasher, ids = SecretHasher(config.bcrypt_cost, metrics.bcrypt_seconds.labels), IdGenerator()
     commands = Commands(store, hasher, ids, config.write_attempts, clock)
     # Page tokens are signed with a key kept in the store, so that every worker and every process
     # on one database reads the tokens any of them gave (a key per process would refuse them).
     page_tokens = PageTokens(await store.server_key("page_tokens"))
-    queries = Queries(store, page_tokens, clock)
     limiter = FailureLimiter(config.failure_limits, store, clock)
-    credentials = ClientCredentials(store, commands, hasher, config.access_token_ttl, limiter, clock)
     # Reports need no credential: their bcrypt work runs apart from the token endpoint's.
     revocation_hasher = hasher.aside()
-    revocation = SecretRevocation(store, commands, revocation_hasher, limiter, clock)
+    return Domain(
+        store,
+        metrics,
+        Access(store, clock, callers),
+        commands,
+        Queries(store, page_tokens, clock),
+        AuditQueries(store, page_tokens),
+        ClientCredentials(store, commands, hasher, config.access_token_ttl, limiter, clock),
+        SecretRevocation(store, commands, revocation_hasher, limiter, clock),
+        revocation_hasher,
+    )
 
-    await log_look_alikes(store)
+
+async def set_up_instance(config: Config, domain: Domain) -> None:
+    """What every start checks, and the first start makes: the organisation, its IAM_OWNER and
+    the owner's token, written to MS_ADMIN_PAT_FILE."""
+    await log_look_alikes(domain.store)
     # Before the instance is set up: a location that is refused must not cost the admin's token.
     check_private_location(Path(config.admin_pat_file))
-    admin_token = await commands.set_up_instance(FIRST_ORG_NAME, ADMIN_USER_NAME)
+    admin_token = await domain.commands.set_up_instance(FIRST_ORG_NAME, ADMIN_USER_NAME)
     if admin_token is not None:
         write_private_file(Path(config.admin_pat_file), admin_token + "\n")
         log.info("first start: the token of user %r is in %s", ADMIN_USER_NAME, config.admin_pat_file)
 
+
+def build_admission(config: Config, metrics: Metrics) -> Admission:
     admission = Admission(config.max_inflight, config.max_unfinished, config.max_unfinished_per_source)
     metrics.inflight.set_function(lambda: admission.inflight)
     metrics.unfinished.set_function(lambda: admission.unfinished)
-    read_timeout_s = config.request_read_timeout.total_seconds()
-    # Every call of the API, on every transport, runs one of these.
-    pipelines = build_pipelines(
-        {
-            USER_SERVICE: UserService(commands, queries),
-            ORG_SERVICE: OrgService(commands, queries),
-            AUDIT_SERVICE: AuditService(AuditQueries(store, page_tokens)),
-            ZITADEL_MANAGEMENT: ManagementService(commands, queries),
-            ZITADEL_USERS: UserServiceV2(commands, queries),
-            ZITADEL_ORGS: OrganizationServiceV2(commands),
-            ZITADEL_ADMINISTRATORS: InternalPermissionService(commands),
-        },
-        access,
-        metrics,
-        admission,
-    )
-    server = aio.server(
+    return admission
+
+
+def build_grpc_server(placement: Placement | None) -> aio.Server:
+    return aio.server(
         options=[
             # grpcio turns SO_REUSEPORT on: a second server on a taken port would start silently.
             # Workers share their ports on purpose.
@@ -254,79 +270,135 @@ async def _start(
             ("grpc.absolute_max_metadata_size", MAX_HEADER_BYTES),
         ],
     )
-    # The service's own Envoy reaches the HTTP app over a Unix socket that only this user can
-    # open, so that its X-Forwarded-For can be believed without believing every local process.
+
+
+@dataclass(frozen=True)
+class EnvoySockets:
+    """The private Unix sockets by which an Envoy reaches this process's servers: its own Envoy's
+    (in private_dir, 0700, so that its X-Forwarded-For can be believed without believing every
+    local process), or a worker's supervisor's (Placement); None without either."""
+
+    http: str | None
+    grpc: str | None
+    private_dir: tempfile.TemporaryDirectory[str] | None
+
+
+def envoy_sockets(config: Config, placement: Placement | None) -> EnvoySockets:
+    if placement is not None:
+        return EnvoySockets(placement.http_socket, placement.grpc_socket, None)
+    if not config.envoy_addr:
+        return EnvoySockets(None, None, None)
+    private_dir = private_temp_dir()
+    folder = Path(private_dir.name)
+    return EnvoySockets(str(folder / "http.sock"), str(folder / "grpc.sock"), private_dir)
+
+
+def build_http_app(
+    config: Config,
+    domain: Domain,
+    pipelines: list[Pipeline],
+    admission: Admission,
+    sockets: EnvoySockets,
+    discovery: Discovery,
+    readiness: Readiness,
+) -> ASGIApp:
+    """Everything the HTTP port serves: grpc-web and Connect at the gRPC paths, the native API's
+    JSON, the OAuth endpoints, discovery, probes, the OpenAPI document and the console."""
+    read_timeout_s = config.request_read_timeout.total_seconds()
+    # grpc-web and the Connect call serve the very same pipelines, at their gRPC paths.
+    grpc_web = CorsMiddleware(
+        GrpcWebEndpoint(pipelines, MAX_REQUEST_BYTES, read_timeout_s), config.cors_origins
+    )
+    connect = ConnectEndpoint([(p, p.request_type) for p in pipelines], MAX_REQUEST_BYTES, read_timeout_s)
+    rpc = ByContentType(connect=connect, other=grpc_web)
+    # The native API's JSON on its own paths; ZITADEL's REST paths are Envoy's transcoder's.
+    by_method = {p.method: p for p in pipelines}
+    native = [(m, by_method[f"/{s.full_name}/{m.name}"]) for s in NATIVE_SERVICES for m in s.methods]
+    rest = RestEndpoint(native, MAX_REQUEST_BYTES, read_timeout_s)
+    client_address = ClientAddress(config.trusted_proxies, sockets.http)
+    body = AdmittedBody(admission, read_timeout_s)
+    metrics = domain.metrics
+    # HSTS on what it answers over TLS (its plaintext socket for Envoy carries none).
+    return StrictTransportSecurity(
+        RequestIds(
+            HttpApp(
+                {
+                    TOKEN_PATH: TokenEndpoint(domain.credentials, metrics, body, client_address),
+                    REVOKE_PATH: RevocationEndpoint(domain.revocation, metrics, body, client_address),
+                    EVENTS_STREAM_PATH: EventStream(by_method["/machinesecrets.v1.AuditService/ListEvents"]),
+                    DISCOVERY_PATH: discovery,
+                    HEALTH_PATH: healthz,
+                    READY_PATH: readiness,
+                    OPENAPI_PATH: StaticJson(OPENAPI_DOCUMENT.read_bytes()),
+                    **{pipeline.method: rpc for pipeline in pipelines},
+                },
+                under={
+                    **{prefix: rest for prefix in rest.prefixes()},
+                    CONSOLE_PREFIX: ConsoleFiles(read_build()),
+                },
+            )
+        )
+    )
+
+
+def add_grpc_port(server: aio.Server, config: Config, tls: TlsFiles | None) -> int:
+    try:
+        if tls is None:
+            return server.add_insecure_port(config.grpc_addr)
+        server_tls = grpc.ssl_server_credentials([(tls.key_pem, tls.chain_pem)])
+        return server.add_secure_port(config.grpc_addr, server_tls)
+    except RuntimeError as error:  # grpcio's only word for it: "Failed to bind to address"
+        raise CannotListen("MS_GRPC_ADDR", config.grpc_addr, "in use, or not this machine's") from error
+
+
+async def _start(
+    config: Config, raw_store: Store, clock: Clock, tls: TlsFiles | None, placement: Placement | None
+) -> Service:
+    domain = await build_domain(config, raw_store, clock)
+    store, metrics = domain.store, domain.metrics
+    await set_up_instance(config, domain)
+    admission = build_admission(config, metrics)
+    # Every call of the API, on every transport, runs one of these.
+    pipelines = build_pipelines(
+        {
+            USER_SERVICE: UserService(domain.commands, domain.queries),
+            ORG_SERVICE: OrgService(domain.commands, domain.queries),
+            AUDIT_SERVICE: AuditService(domain.audit),
+            ZITADEL_MANAGEMENT: ManagementService(domain.commands, domain.queries),
+            ZITADEL_USERS: UserServiceV2(domain.commands, domain.queries),
+            ZITADEL_ORGS: OrganizationServiceV2(domain.commands),
+            ZITADEL_ADMINISTRATORS: InternalPermissionService(domain.commands),
+        },
+        domain.access,
+        metrics,
+        admission,
+    )
+    server = build_grpc_server(placement)
     sweep_orphans()  # what a killed service left behind
-    private_dir = private_temp_dir() if config.envoy_addr and placement is None else None
+    sockets = envoy_sockets(config, placement)
     try:
         discovery = Discovery(config.issuer, "http" if tls is None else "https")
         readiness = Readiness(store)
-        # The service's own Envoy reaches both servers over private Unix sockets, in plaintext.
-        envoy_socket = envoy_grpc_socket = None
-        if private_dir is not None:
-            envoy_socket = str(Path(private_dir.name) / "http.sock")
-            envoy_grpc_socket = str(Path(private_dir.name) / "grpc.sock")
-        elif placement is not None:
-            envoy_socket, envoy_grpc_socket = placement.http_socket, placement.grpc_socket
-        server.add_generic_rpc_handlers(method_handlers(pipelines, read_timeout_s))
-        # grpc-web and the Connect call serve the very same pipelines, at their gRPC paths.
-        grpc_web = CorsMiddleware(
-            GrpcWebEndpoint(pipelines, MAX_REQUEST_BYTES, read_timeout_s), config.cors_origins
+        server.add_generic_rpc_handlers(
+            method_handlers(pipelines, config.request_read_timeout.total_seconds())
         )
-        connect = ConnectEndpoint([(p, p.request_type) for p in pipelines], MAX_REQUEST_BYTES, read_timeout_s)
-        rpc = ByContentType(connect=connect, other=grpc_web)
-        # The native API's JSON on its own paths; ZITADEL's REST paths are Envoy's transcoder's.
-        by_method = {p.method: p for p in pipelines}
-        native = [(m, by_method[f"/{s.full_name}/{m.name}"]) for s in NATIVE_SERVICES for m in s.methods]
-        rest = RestEndpoint(native, MAX_REQUEST_BYTES, read_timeout_s)
-        client_address = ClientAddress(config.trusted_proxies, envoy_socket)
-        body = AdmittedBody(admission, read_timeout_s)
-        # HSTS on what it answers over TLS (its plaintext socket for Envoy carries none).
-        http_app = StrictTransportSecurity(
-            RequestIds(
-                HttpApp(
-                    {
-                        TOKEN_PATH: TokenEndpoint(credentials, metrics, body, client_address),
-                        REVOKE_PATH: RevocationEndpoint(revocation, metrics, body, client_address),
-                        EVENTS_STREAM_PATH: EventStream(
-                            by_method["/machinesecrets.v1.AuditService/ListEvents"]
-                        ),
-                        DISCOVERY_PATH: discovery,
-                        HEALTH_PATH: healthz,
-                        READY_PATH: readiness,
-                        OPENAPI_PATH: StaticJson(OPENAPI_DOCUMENT.read_bytes()),
-                        **{pipeline.method: rpc for pipeline in pipelines},
-                    },
-                    under={
-                        **{prefix: rest for prefix in rest.prefixes()},
-                        CONSOLE_PREFIX: ConsoleFiles(read_build()),
-                    },
-                )
-            )
-        )
+        http_app = build_http_app(config, domain, pipelines, admission, sockets, discovery, readiness)
         health_servicer = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)  # type: ignore[no-untyped-call]
         enable_reflection((*SERVICE_NAMES, health.SERVICE_NAME), server)
-        try:
-            if tls is None:
-                port = server.add_insecure_port(config.grpc_addr)
-            else:
-                server_tls = grpc.ssl_server_credentials([(tls.key_pem, tls.chain_pem)])
-                port = server.add_secure_port(config.grpc_addr, server_tls)
-        except RuntimeError as error:  # grpcio's only word for it: "Failed to bind to address"
-            raise CannotListen("MS_GRPC_ADDR", config.grpc_addr, "in use, or not this machine's") from error
-        if envoy_grpc_socket is not None:
-            server.add_insecure_port(f"unix:{envoy_grpc_socket}")
+        port = add_grpc_port(server, config, tls)
+        if sockets.grpc is not None:
+            server.add_insecure_port(f"unix:{sockets.grpc}")
         await server.start()
         try:
             ssl_context = None if tls is None else tls.server_context()
             http_server = await AsgiServer.start(
                 http_app,
                 config.http_addr,
-                envoy_socket,
+                sockets.http,
                 ssl_context,
                 reuse_port=placement is not None,
-                head_timeout_s=read_timeout_s,
+                head_timeout_s=config.request_read_timeout.total_seconds(),
             )
         except OSError as error:
             raise CannotListen("MS_HTTP_ADDR", config.http_addr, error.strerror or "refused") from error
@@ -337,8 +409,8 @@ async def _start(
             raise
     except BaseException:  # a taken port, say: nothing is left running, and the socket's folder goes
         await server.stop(None)
-        if private_dir is not None:
-            private_dir.cleanup()
+        if sockets.private_dir is not None:
+            sockets.private_dir.cleanup()
         raise
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -351,8 +423,8 @@ async def _start(
     if config.metrics_addr is not None and metrics_server is not None:
         log.info("metrics listening on %s", with_port(config.metrics_addr, metrics_server.port))
     envoy = None
-    if private_dir is not None:
-        envoy = await start_envoy(config, (f"unix:{envoy_grpc_socket}",), (f"unix:{envoy_socket}",), tls)
+    if sockets.private_dir is not None:
+        envoy = await start_envoy(config, (f"unix:{sockets.grpc}",), (f"unix:{sockets.http}",), tls)
     # Clients find the token endpoint by these addresses, Envoy's first.
     if config.envoy_addr is not None and envoy is not None:
         discovery.allow(with_port(config.envoy_addr, envoy.port))
@@ -371,8 +443,8 @@ async def _start(
         admission,
         sweeper,
         metrics_server,
-        private_dir,
-        revocation_hasher,
+        sockets.private_dir,
+        domain.revocation_hasher,
     )
 
 
