@@ -58,7 +58,7 @@ LONGEST = timedelta(days=36525)
 MAX_SECRET_DESCRIPTION_LENGTH = 200
 
 
-def spoken(span: timedelta) -> str:
+def span_in_words(span: timedelta) -> str:
     """A span as a person reads it, e.g. "90 days", "1 day 2:00:00", "3600 seconds"."""
     if span % timedelta(days=1) == timedelta(0):
         days = span.days
@@ -79,7 +79,7 @@ def expiry(
         return None, [
             FieldViolation(
                 "expiration_date",
-                f"must be at most {spoken(policy.max_lifetime)} from now: the organisation's maxLifetime",
+                f"must be at most {span_in_words(policy.max_lifetime)} from now: the organisation's maxLifetime",
             )
         ]
     return requested, []
@@ -94,11 +94,11 @@ def check_grace(policy: SecretPolicy, grace: timedelta | None) -> list[FieldViol
         return [
             FieldViolation(
                 "grace_period",
-                f"must be at most {spoken(policy.max_grace_period)}: the organisation's maxGracePeriod",
+                f"must be at most {span_in_words(policy.max_grace_period)}: the organisation's maxGracePeriod",
             )
         ]
     if grace > LONGEST:
-        return [FieldViolation("grace_period", f"must be at most {spoken(LONGEST)}")]
+        return [FieldViolation("grace_period", f"must be at most {span_in_words(LONGEST)}")]
     return []
 
 
@@ -126,10 +126,10 @@ def check_policy(policy: SecretPolicy) -> list[FieldViolation]:
     )
     for field, span in lifetimes:
         if span is not None and not timedelta(0) < span <= LONGEST:
-            found.append(FieldViolation(field, f"must be more than 0s and at most {spoken(LONGEST)}"))
+            found.append(FieldViolation(field, f"must be more than 0s and at most {span_in_words(LONGEST)}"))
     grace = policy.max_grace_period
     if grace is not None and not timedelta(0) <= grace <= LONGEST:
-        found.append(FieldViolation("policy.max_grace_period", f"must be 0s to {spoken(LONGEST)}"))
+        found.append(FieldViolation("policy.max_grace_period", f"must be 0s to {span_in_words(LONGEST)}"))
     limit = policy.max_secrets_per_user
     if limit is not None and not 1 <= limit <= MAX_SECRETS_LIMIT:
         found.append(FieldViolation("policy.max_secrets_per_user", f"must be 1 to {MAX_SECRETS_LIMIT}"))
