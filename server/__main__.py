@@ -17,7 +17,7 @@ from server import app, logs, supervisor
 from server.audit import cli as audit_cli
 from server.config import Config, ConfigError, load
 from server.runtime.ready_file import remove_ready_file, write_ready_file
-from server.store.base import StoreUnavailable
+from server.store.contract import StoreUnavailable
 
 log = logging.getLogger("machinesecrets")
 

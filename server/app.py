@@ -37,7 +37,7 @@ from server.runtime.private_files import check_private_location, write_private_f
 from server.runtime.resources import resource
 from server.runtime.temp_dirs import private_temp_dir, sweep_orphans
 from server.runtime.tls import TlsFiles, load_tls
-from server.store.base import Store
+from server.store.contract import Store
 from server.store.postgres import PostgresStore
 from server.store.sqlite import SqliteStore
 from server.sweep import Sweeper

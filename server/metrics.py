@@ -27,7 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from server.events.base import NewEvent, StoredEvent
 from server.events.org import SecretPolicySet
-from server.store.base import (
+from server.store.contract import (
     AppendObserver,
     AuditedEvent,
     CallerRecord,

@@ -20,7 +20,7 @@ import asyncio
 import logging
 
 from server.clock import Clock, to_micros
-from server.store.base import Store, StoreError
+from server.store.contract import Store, StoreError
 
 log = logging.getLogger("machinesecrets")
 

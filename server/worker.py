@@ -15,7 +15,7 @@ import sys
 from server import app, logs
 from server.__main__ import serve
 from server.config import ConfigError, load
-from server.store.base import StoreUnavailable
+from server.store.contract import StoreUnavailable
 
 
 def main() -> int:

@@ -32,7 +32,7 @@ from server.events.user import (
     UserReactivated,
     UserRemoved,
 )
-from server.store.base import EventFilter
+from server.store.contract import EventFilter
 from server.transport.event_stream import EVENTS_STREAM_PATH
 from server.transport.revocation_endpoint import REVOKE_PATH
 from tests.api import GrpcApi, exchange, expect_error

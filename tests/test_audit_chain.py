@@ -27,7 +27,7 @@ from server.audit.cli import export, verify
 from server.events.base import AGGREGATE_ORG, Event, NewEvent
 from server.events.org import OrgAdded
 from server.events.user import MachineUserAdded, PatAdded, PatRemoved, UserDeactivated, UserReactivated
-from server.store.base import Store
+from server.store.contract import Store
 from server.store.postgres import PostgresStore
 from server.store.sqlite import SqliteStore
 from tests import postgres

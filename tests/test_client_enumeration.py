@@ -25,7 +25,7 @@ from machinesecrets.v1 import user_service_pb2 as user_pb
 
 from server.domain.failure_limits import FailureLimits
 from server.domain.secret_format import lookup_key, new_secret
-from server.store.base import ClientRecord
+from server.store.contract import ClientRecord
 from server.transport.oauth import TOKEN_PATH
 from tests.api import GrpcApi
 from tests.service import Running, own_service

@@ -2,7 +2,7 @@
 
 - the domain imports no gRPC, protobuf, generated code or transport: it is the service's rules
   alone, callable from any transport and from tests without one;
-- of the store, the domain imports only its contract (server/store/base.py: the Store protocol, its
+- of the store, the domain imports only its contract (server/store/contract.py: the Store protocol, its
   records and errors), never how a backend keeps things;
 - the store imports no domain and no transport;
 - the events (server/events/), which the domain and the store both speak, import neither, nor the
@@ -23,7 +23,7 @@ NOT_FOR_THE_DOMAIN = ("grpc", "grpc_status", "google", "machinesecrets", "zitade
                       "uvicorn", "h11", "sonora")  # fmt: skip
 NOT_FOR_THE_STORE = ("server.domain", "server.transport")
 NOT_FOR_THE_EVENTS = ("server.domain", "server.store", "server.transport")
-STORE_CONTRACT = "server.store.base"
+STORE_CONTRACT = "server.store.contract"
 
 
 def modules() -> dict[str, Path]:

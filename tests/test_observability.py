@@ -20,7 +20,7 @@ from server.config import ConfigError, load
 from server.events.base import NewEvent
 from server.events.org import OrgAdded
 from server.metrics import Metrics, TimedStore
-from server.store.base import ConcurrencyConflict, Store
+from server.store.contract import ConcurrencyConflict, Store
 from server.store.sqlite import SqliteStore
 from server.transport.oauth import TOKEN_PATH
 from tests.api import ApiError, exchange

@@ -32,7 +32,7 @@ from server.domain.secret_format import checksum, random_characters
 from server.events.base import AGGREGATE_USER
 from server.events.legacy import RevocationReceived
 from server.events.secret import SecretRevoked
-from server.store.base import SOURCE_OVERFLOW
+from server.store.contract import SOURCE_OVERFLOW
 from server.transport.oauth import TOKEN_PATH
 from server.transport.revocation_endpoint import REVOKE_PATH
 from tests import postgres

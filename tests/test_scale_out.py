@@ -23,7 +23,7 @@ from machinesecrets.v1 import user_service_pb2 as user_pb
 from server.domain.caller_cache import CALLER_CACHE_TTL_S
 from server.events.base import AGGREGATE_USER, StoredEvent
 from server.events.secret import SecretSet
-from server.store.base import Store
+from server.store.contract import Store
 from server.store.postgres import PostgresStore
 from server.store.sqlite import SqliteStore
 from tests import postgres

@@ -29,7 +29,7 @@ from machinesecrets.v1 import user_service_pb2 as user_pb
 
 from server import app
 from server.config import SETTINGS, Config, ConfigError, Setting, load
-from server.store.base import StoreUnavailable
+from server.store.contract import StoreUnavailable
 from tests import postgres
 from tests.api import ApiError, GrpcApi
 from tests.processes import ServerProcess

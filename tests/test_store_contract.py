@@ -18,7 +18,8 @@ from server.events.org import OrgAdded, OrgMemberAdded
 from server.events.secret import SecretRevoked, SecretSet
 from server.events.user import HumanUserAdded, MachineUserAdded, PatAdded
 from server.store import statements as sql
-from server.store.base import (
+from server.store.codecs import FOREVER, from_micros
+from server.store.contract import (
     SOURCE_OVERFLOW,
     ConcurrencyConflict,
     PatRecord,
@@ -26,7 +27,6 @@ from server.store.base import (
     Store,
     UniqueViolation,
 )
-from server.store.codecs import FOREVER, from_micros
 from server.store.migrations import MIGRATIONS, legacy_secret_id
 from server.store.postgres import PostgresStore
 from server.store.sqlite import SqliteStore

@@ -24,7 +24,7 @@ from typing import Any, TextIO, TypeVar
 from server.app import open_store
 from server.audit.chain import CANONICAL_FIELDS, Break, Verifier
 from server.config import Config, ConfigError, load
-from server.store.base import Store, StoreUnavailable
+from server.store.contract import Store, StoreUnavailable
 
 BATCH = 1000
 T = TypeVar("T")

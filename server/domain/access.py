@@ -12,7 +12,7 @@ from server.domain.errors import PermissionDenied, Unauthenticated, user_not_fou
 from server.domain.ids import is_id
 from server.domain.permissions import USER_READ, CallContext, Principal
 from server.limits import MAX_BEARER_TOKEN_LENGTH
-from server.store.base import Store
+from server.store.contract import Store
 
 # How precisely a credential's last use is known: it is noted when the note is older than this.
 LAST_USED_GRANULARITY = timedelta(minutes=1)

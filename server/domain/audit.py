@@ -45,7 +45,7 @@ from server.events.user import (
     UserRemoved,
 )
 from server.limits import MAX_ID_LENGTH
-from server.store.base import AuditedEvent, AuditStore, EventFilter
+from server.store.contract import AuditedEvent, AuditStore, EventFilter
 
 MAX_TYPE_LENGTH = 100  # an aggregate or event type: "user.machine.secret.rotated" is 27
 # The newest first: ListUserEvents reads before a position, from past the last one.

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from server.events.base import NewEvent
-from server.store.base import CallerRecord
+from server.store.contract import CallerRecord
 
 CALLER_CACHE_TTL_S = 1.0
 MAX_CACHED_CALLERS = 10_000

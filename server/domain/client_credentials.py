@@ -17,7 +17,7 @@ from server.domain.errors import InvalidClient
 from server.domain.failure_limits import FailureLimiter
 from server.domain.secret_format import lookup_key
 from server.limits import MAX_SECRET_LENGTH, MAX_USER_NAME_LENGTH
-from server.store.base import USER_TYPE_MACHINE, ClientRecord, Store
+from server.store.contract import USER_TYPE_MACHINE, ClientRecord, Store
 
 NO_CLIENT = ClientRecord(None, None)
 

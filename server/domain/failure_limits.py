@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from server.clock import SYSTEM_CLOCK, Clock
 from server.domain.errors import TooManyFailures
-from server.store.base import Store
+from server.store.contract import Store
 from server.user_names import find_key
 
 MICROS = 1_000_000

@@ -11,7 +11,7 @@ from server.domain.permissions import CallContext
 from server.domain.secret_format import hint
 from server.domain.secret_policy import SecretPolicy, max_secrets
 from server.limits import MAX_USER_NAME_LENGTH
-from server.store.base import USER_TYPE_MACHINE, OrgRecord, Store, UserRecord
+from server.store.contract import USER_TYPE_MACHINE, OrgRecord, Store, UserRecord
 from server.user_names import NotAUserName, user_name_key
 
 

@@ -38,7 +38,7 @@ from server.domain.errors import FieldViolation, InvalidArgument, TooManyFailure
 from server.domain.failure_limits import FailureLimiter
 from server.domain.secret_format import lookup_key
 from server.limits import MAX_SECRET_LENGTH
-from server.store.base import RevocationReportCount, Store
+from server.store.contract import RevocationReportCount, Store
 
 MAX_SECRETS_PER_REPORT = 100
 # Candidates of this process admitted at once (checked, or waiting for the check): one full

@@ -79,7 +79,8 @@ def expiry(
         return None, [
             FieldViolation(
                 "expiration_date",
-                f"must be at most {span_in_words(policy.max_lifetime)} from now: the organisation's maxLifetime",
+                f"must be at most {span_in_words(policy.max_lifetime)} from now:"
+                " the organisation's maxLifetime",
             )
         ]
     return requested, []
@@ -94,7 +95,8 @@ def check_grace(policy: SecretPolicy, grace: timedelta | None) -> list[FieldViol
         return [
             FieldViolation(
                 "grace_period",
-                f"must be at most {span_in_words(policy.max_grace_period)}: the organisation's maxGracePeriod",
+                f"must be at most {span_in_words(policy.max_grace_period)}:"
+                " the organisation's maxGracePeriod",
             )
         ]
     if grace > LONGEST:

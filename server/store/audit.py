@@ -24,8 +24,8 @@ from typing import Any
 from server.actor import UNKNOWN
 from server.audit import chain
 from server.events.base import StoredEvent, encode_payload
-from server.store.base import EventFilter
 from server.store.codecs import Statement
+from server.store.contract import EventFilter
 
 log = logging.getLogger("machinesecrets")
 

@@ -21,8 +21,8 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from server.clock import SYSTEM_CLOCK, Clock
 from server.events.base import StoredEvent
 from server.store import audit, migrations
-from server.store.base import StoreError, StoreUnavailable, UniqueViolation
 from server.store.codecs import Statement
+from server.store.contract import StoreError, StoreUnavailable, UniqueViolation
 from server.store.records import Row
 from server.store.sql import Plan, SqlStore
 

@@ -3,8 +3,8 @@ transaction: the statements that apply one event (the row that records it is aud
 
 from server.events import instance, legacy, org, secret, token, user
 from server.events.base import AGGREGATE_ORG, StoredEvent
-from server.store.base import USER_STATE_ACTIVE, USER_STATE_INACTIVE, USER_TYPE_HUMAN, USER_TYPE_MACHINE
 from server.store.codecs import Statement, encode_roles
+from server.store.contract import USER_STATE_ACTIVE, USER_STATE_INACTIVE, USER_TYPE_HUMAN, USER_TYPE_MACHINE
 from server.user_names import user_name_key, user_name_skeleton
 
 

@@ -8,7 +8,8 @@ from server.actor import Actor
 from server.audit.chain import ACTOR_FIELDS
 from server.events.base import StoredEvent, decode_payload
 from server.events.org import SecretPolicySet
-from server.store.base import (
+from server.store.codecs import decode_roles, from_micros
+from server.store.contract import (
     USER_STATE_ACTIVE,
     AuditedEvent,
     CallerRecord,
@@ -19,7 +20,6 @@ from server.store.base import (
     TokenRecord,
     UserRecord,
 )
-from server.store.codecs import decode_roles, from_micros
 
 Row = Mapping[str, Any]
 

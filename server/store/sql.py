@@ -12,7 +12,8 @@ from server.events.base import NewEvent, StoredEvent
 from server.events.org import SecretPolicySet
 from server.store import audit, records
 from server.store import statements as sql
-from server.store.base import (
+from server.store.codecs import Statement, decode_roles
+from server.store.contract import (
     NO_SECRET_POLICY,
     AppendObserver,
     AuditedEvent,
@@ -29,7 +30,6 @@ from server.store.base import (
     UserName,
     UserRecord,
 )
-from server.store.codecs import Statement, decode_roles
 from server.store.projections import projection
 from server.store.records import Row
 from server.user_names import find_key

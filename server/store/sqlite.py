@@ -26,8 +26,8 @@ from typing import Any
 from server.clock import SYSTEM_CLOCK, Clock
 from server.events.base import StoredEvent
 from server.store import audit, migrations
-from server.store.base import StoreUnavailable
 from server.store.codecs import Statement
+from server.store.contract import StoreUnavailable
 from server.store.records import Row
 from server.store.sql import Plan, SqlStore
 

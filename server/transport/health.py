@@ -16,7 +16,7 @@ from typing import Any
 from grpc_health.v1 import health_pb2
 from grpc_health.v1._async import HealthServicer
 
-from server.store.base import Store, StoreError
+from server.store.contract import Store, StoreError
 from server.transport.asgi import Receive, Send
 from server.transport.http import respond_json
 

@@ -16,7 +16,7 @@ from server.domain.model import Details, IssuedSecret, UserProfile, UserView
 from server.domain.permissions import CallContext
 from server.domain.queries import Queries
 from server.domain.secret_policy import SecretPolicy
-from server.store.base import USER_TYPE_HUMAN, USER_TYPE_MACHINE
+from server.store.contract import USER_TYPE_HUMAN, USER_TYPE_MACHINE
 from server.transport.conversions import (
     details_proto,
     duration,

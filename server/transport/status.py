@@ -6,7 +6,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from server.domain import errors
-from server.store.base import StoreUnavailable
+from server.store.contract import StoreUnavailable
 
 ERROR_DOMAIN = "machinesecrets"
 STATUS_DETAILS_KEY = "grpc-status-details-bin"

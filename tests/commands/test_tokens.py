@@ -7,7 +7,7 @@ from server.actor import Actor, by_client_secret
 from server.domain.credentials import token_hash
 from server.events.base import NewEvent
 from server.events.token import AccessTokenAdded
-from server.store.base import UserRecord
+from server.store.contract import UserRecord
 from tests.commands.table import GENERATED, NOW, NOW_MICROS, ORG, Case, machine_added, org_added, run, table
 
 USER = UserRecord("10", ORG, "bot10", "machine", 1, NOW, NOW, "active")

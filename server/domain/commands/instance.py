@@ -7,7 +7,7 @@ from server.domain.permissions import IAM_OWNER, ORG_OWNER
 from server.events.base import NewEvent
 from server.events.org import OrgAdded, OrgMemberAdded
 from server.events.user import MachineUserAdded, PatAdded
-from server.store.base import UniqueViolation
+from server.store.contract import UniqueViolation
 
 
 class InstanceCommands(Writer):

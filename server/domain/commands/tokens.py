@@ -9,7 +9,7 @@ from server.domain.commands.writes import Writer
 from server.domain.credentials import new_token, token_hash
 from server.events.base import NewEvent
 from server.events.token import AccessTokenAdded
-from server.store.base import UserRecord
+from server.store.contract import UserRecord
 
 
 class TokenCommands(Writer):

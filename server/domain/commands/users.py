@@ -7,7 +7,7 @@ from server.domain.model import Created, Details
 from server.domain.permissions import CallContext
 from server.events.base import NewEvent
 from server.events.user import HumanUserAdded, MachineUserAdded, UserDeactivated, UserReactivated, UserRemoved
-from server.store.base import UniqueViolation
+from server.store.contract import UniqueViolation
 
 
 def user_name_taken() -> AlreadyExists:

@@ -32,7 +32,7 @@ from server.domain.keyed_locks import KeyedLocks
 from server.domain.permissions import IAM_OWNER, USER_READ, CallContext
 from server.events.base import INSTANCE_ID, Event, NewEvent, StoredEvent
 from server.events.instance import IamOwnerLeft
-from server.store.base import USER_TYPE_MACHINE, ConcurrencyConflict, OrgRecord, Store, UserRecord
+from server.store.contract import USER_TYPE_MACHINE, ConcurrencyConflict, OrgRecord, Store, UserRecord
 
 # What a command decides, in its aggregate's turn: the events to append (none: nothing to do).
 Decide = Callable[[], Awaitable[list[NewEvent]]]
