@@ -211,10 +211,11 @@ async function core(width) {
   result.otherOrgPages = [await pageShown()];
   await step("1-other-org");
   await page.keyboard.press("Enter");
-  await page.getByRole("link", { name: "fleet-20" }).waitFor();
+  await page.getByRole("link", { name: width > 600 ? "fleet-20" : "fleet-10" }).waitFor();
   result.otherOrgPages.push(await pageShown());
   result.focusAfterNext = await focused(page);
   await step("1-page-2");
+  await page.getByRole("button", { name: "Previous" }).focus();
   await page.keyboard.press("Enter");
   await page.getByRole("link", { name: "fleet-00" }).waitFor();
   result.otherOrgPages.push(await pageShown());
@@ -412,7 +413,11 @@ async function limits(width) {
     why: await page.locator(".why").first().textContent(),
     title: await create.getAttribute("title"),
   };
-  await create.click();
+  // It does nothing, by mouse or keyboard, and stays reachable to say why.
+  await create.click({ force: true });
+  await create.focus();
+  await page.keyboard.press("Enter");
+  result.noRoles.focus = await focused(page);
   result.noRoles.dialogs = await page.locator("dialog").count();
   await step("1-no-roles");
   await s.signOut();

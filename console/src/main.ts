@@ -33,7 +33,8 @@ const HOUR_MS = 3_600_000;
 // Each render gets a number; an answer that arrives after the person moved on is dropped.
 let rendering = 0;
 // The users list's search, page size and the page tokens that led to the page shown (the first is "").
-let listing = { prefix: "", tokens: [""], size: 20 };
+// A page of 20 is about 4,000 px tall on a phone, where each row is a card: 10 there.
+let listing = { prefix: "", tokens: [""], size: matchMedia("(max-width: 640px)").matches ? 10 : 20 };
 // The session the bar was drawn for, and the names of the organisations it may act in.
 let barFor: string | null = null;
 const orgNames = new Map<string, string>();
@@ -448,7 +449,7 @@ async function loadUsers(results: HTMLElement, mine: number, keep = ""): Promise
       { class: "pager", "aria-label": "Pages of machine users" },
       h("div", { class: "field size" }, h("label", { class: "label", for: "page-size" }, "Per page"), size),
       // The API gives no total: the page's place, and whether more follow.
-      h("span", { class: "page", role: "status" }, `Page ${page + 1}: ${first}–${last}${answer.nextPageToken ? ", more follow" : ""}`),
+      h("span", { class: "page", role: "status" }, `Page ${page + 1}: ${first} to ${last}${answer.nextPageToken ? ", more follow" : ""}`),
       previous,
       next,
     ),
@@ -852,7 +853,7 @@ function showSecretOnce(clientId: string, clientSecret: string, expires: Timesta
     copyable("Client id", clientId),
     copyable("Client secret", clientSecret, 2),
     copyable("Get an access token with curl", curl, 5),
-    copyable("As environment variables", environment, 3),
+    copyable("As environment variables", environment, 4),
     h("p", {}, "Expires: ", time(expires, "never")),
   );
 }
