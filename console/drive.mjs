@@ -468,7 +468,7 @@ async function limits(width) {
   result.atLimit = {
     count: await page.locator(".count-of").textContent(),
     disabled: await newSecret.getAttribute("aria-disabled"),
-    why: await page.locator("#limit-why").textContent(),
+    why: await page.locator(".why").textContent(),
   };
   result.atLimitStates = await s.rows();
   await step("3-at-limit");

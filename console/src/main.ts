@@ -105,22 +105,31 @@ function gated<E extends HTMLElement>(control: E, permission: string): E {
 let whyIds = 0;
 function applyGates(): void {
   for (const control of document.querySelectorAll<HTMLElement>("[data-permission]")) {
-    const why = permissions.why(session.org(), control.dataset.permission ?? "");
-    const next = control.nextElementSibling;
-    const shown = next?.classList.contains("why") ? (next as HTMLElement) : null;
-    if (!why) {
-      control.removeAttribute("aria-disabled");
-      control.removeAttribute("title");
-      shown?.remove();
-      continue;
-    }
-    control.setAttribute("aria-disabled", "true");
-    control.title = why;
-    const note = shown ?? h("span", { class: "why", id: `why-${++whyIds}` });
-    note.textContent = why;
-    if (!shown) control.after(note);
-    control.setAttribute("aria-describedby", note.id);
+    explain(control, permissions.why(session.org(), control.dataset.permission ?? ""));
   }
+}
+
+// Says why a control does nothing (or, with no reason, lets it work again). The words go under
+// its group of buttons, not between them.
+function explain(control: HTMLElement, why: string): void {
+  const shown = control.dataset.why ? document.getElementById(control.dataset.why) : null;
+  if (!why) {
+    control.removeAttribute("aria-disabled");
+    control.removeAttribute("title");
+    control.removeAttribute("aria-describedby");
+    shown?.remove();
+    return;
+  }
+  control.setAttribute("aria-disabled", "true");
+  control.title = why;
+  const note = shown ?? h("p", { class: "why", id: `why-${++whyIds}` });
+  note.textContent = why;
+  if (!shown) {
+    const group = control.parentElement?.classList.contains("buttons") ? control.parentElement : control;
+    group.after(note);
+  }
+  control.dataset.why = note.id;
+  control.setAttribute("aria-describedby", note.id);
 }
 
 // A control the caller may not use does nothing, whatever the way it is pressed.
@@ -371,7 +380,7 @@ async function usersPage(mine: number): Promise<void> {
           void loadUsers(results, mine);
         },
       },
-      field("Search by user name", search, "The beginning of the user name."),
+      field("Search by user name", search),
       h("button", { type: "submit", class: "secondary" }, "Search"),
     ),
     results,
@@ -685,15 +694,7 @@ async function secretsTab(user: User, content: HTMLElement, mine: number): Promi
   count.textContent = `${live.length} of ${limit} live secrets`;
   if (live.length >= limit) {
     newSecret.removeAttribute("data-permission");
-    newSecret.setAttribute("aria-disabled", "true");
-    const why = h(
-      "span",
-      { class: "why", id: "limit-why" },
-      `At the organisation's limit of ${limit} live secrets: delete one, or rotate, to make another.`,
-    );
-    newSecret.title = why.textContent ?? "";
-    newSecret.after(why);
-    newSecret.setAttribute("aria-describedby", why.id);
+    explain(newSecret, `At the organisation's limit of ${limit} live secrets: delete one, or rotate, to make another.`);
   }
   if (listed.secrets.length === 0) {
     secrets.replaceChildren(h("p", { class: "empty" }, "No secrets. Create one to let this user sign in with client credentials."));
