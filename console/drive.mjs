@@ -553,6 +553,7 @@ async function sections(width) {
   await page.getByRole("heading", { name: "History", level: 2 }).waitFor();
   await page.locator("tbody tr").first().waitFor();
   result.history = await s.rows();
+  await page.locator("#status:empty").waitFor({ state: "attached" }); // the toast, gone
   await step("4-history");
 
   // 5. Remove the user: it is gone from the list.
