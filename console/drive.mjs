@@ -437,7 +437,17 @@ async function limits(width) {
   await page.goto(`${config.console}#/users/${manager.userId}/roles`);
   await page.getByRole("heading", { name: "Roles in this organisation" }).waitFor();
   result.managerRoles = await page.getByRole("button", { name: "Grant roles" }).getAttribute("aria-disabled");
-  await page.getByRole("link", { name: "Client secrets" }).click();
+  // The admin holds more power than a user manager: deactivating it is refused, and says why.
+  await page.goto(`${config.console}#/users/${config.adminUserId}`);
+  await page.getByRole("heading", { level: 1, name: /^admin/ }).waitFor();
+  await page.getByRole("button", { name: "Deactivate" }).click();
+  await dialog().getByRole("button", { name: "Deactivate" }).click();
+  await dialog().getByRole("alert").waitFor();
+  result.morePower = await dialog().getByRole("alert").textContent();
+  await step("2-more-power");
+  await page.keyboard.press("Escape");
+  await s.dialogGone();
+  await page.goto(`${config.console}#/users/${manager.userId}`);
   await page.getByRole("cell", { name: "manager's own" }).waitFor();
   await page.getByRole("row").filter({ hasText: "manager's own" }).getByRole("button", { name: /^Delete secret/ }).click();
   await dialog().getByRole("heading", { name: "Delete this secret?" }).waitFor();

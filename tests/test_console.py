@@ -282,8 +282,11 @@ async def make_scene(running: Running) -> Scene:
         for n in range(2):
             request = user_pb.CreateSecretRequest(user_id=fleet_ids[0], description=f"fleet secret {n}")
             issued.append((await call("CreateSecret", request, in_fleet)).client_secret)
+        found = await call("ListUsers", user_pb.ListUsersRequest(user_name_prefix="admin"))
+        admin_id = next(user.id for user in found.users if user.user_name == "admin")
         config = {
             "adminToken": running.admin_token,
+            "adminUserId": admin_id,
             "refused": {
                 "clientId": refused.client_id,
                 "clientSecret": refused.client_secret,
@@ -503,7 +506,9 @@ async def test_the_console_shows_what_a_caller_may_not_do_in_chromium(
     results = await drive_part("limits", envoy, WIDTHS, scene, SCREENSHOTS / "limits")
     for result in results:
         width = result["width"]
-        assert result["steps"] == ["1-no-roles", "2-manager-policy", "2-own-secret", "3-policy", "3-at-limit"]
+        assert result["steps"] == [
+            "1-no-roles", "2-manager-policy", "2-more-power", "2-own-secret", "3-policy", "3-at-limit"
+        ]  # fmt: skip
         # Without roles: the refusal names what is missing, and creating says why it cannot.
         assert "your account lacks the permission “user.read”" in result["refusal"]
         assert "PERMISSION_DENIED" in result["refusal"]
@@ -518,6 +523,8 @@ async def test_the_console_shows_what_a_caller_may_not_do_in_chromium(
         assert result["managerPolicy"]["disabled"] == "true"
         assert "“policy.write”" in result["managerPolicy"]["why"]
         assert result["managerRoles"] == "true"
+        # Changing a user with more power than the caller: the refusal says so.
+        assert "This user holds more power than you do" in result["morePower"]
         # The secret it signed in with: warned of, and deleting it ended the session.
         assert result["ownSecret"].startswith("This is the secret you signed in with.")
         assert result["afterOwnSecret"]["dialogs"] == 0
