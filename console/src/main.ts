@@ -706,7 +706,7 @@ async function secretsTab(user: User, content: HTMLElement, mine: number): Promi
     table(
       `Client secrets of ${user.userName}`,
       ["Secret", "Description", "Created", "Expires", "Last used", "State", "Actions"],
-      listed.secrets.map((secret) => secretRow(user, secret, secret === newest && rotating, secret !== newest)),
+      listed.secrets.map((secret) => secretRow(user, secret, secret === newest && rotating, rotating && secret !== newest)),
     ),
   );
 }
