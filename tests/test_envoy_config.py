@@ -29,3 +29,26 @@ def test_the_printed_configuration_validates(tmp_path: Path) -> None:
         check=False,
     )
     assert validated.returncode == 0, validated.stderr[-2000:]
+
+
+def test_envoy_lets_an_idle_connection_to_the_http_app_go_before_uvicorn_does() -> None:
+    """uvicorn closes a keep-alive connection after timeout_keep_alive idle seconds; Envoy reusing
+    one it is closing answered the request with a 503 (seen from the console). Envoy must let it
+    go first."""
+    import uvicorn
+    import yaml
+
+    printed = subprocess.run(
+        [sys.executable, "-m", "server.runtime.envoy", "--print-config"],
+        cwd=ROOT, capture_output=True, text=True, check=True, timeout=60,
+        env={"MS_GRPC_ADDR": "10.0.0.5:50051", "MS_HTTP_ADDR": "10.0.0.5:8081", "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    config = yaml.safe_load(printed.stdout)
+    [cluster] = [c for c in config["static_resources"]["clusters"] if c["name"] == "http_app"]
+    options = cluster["typed_extension_protocol_options"][
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+    ]
+    idle_s = float(options["common_http_protocol_options"]["idle_timeout"].removesuffix("s"))
+    assert (
+        0 < idle_s < uvicorn.Config(app="server.app:unused").timeout_keep_alive
+    )  # the service keeps uvicorn's default

@@ -3,6 +3,7 @@
 import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import { BadRequestSchema, ErrorInfoSchema } from "./gen/google/rpc/error_details_pb";
+import { AuditService } from "./gen/machinesecrets/v1/audit_service_pb";
 import { OrgService } from "./gen/machinesecrets/v1/org_service_pb";
 import { UserService } from "./gen/machinesecrets/v1/user_service_pb";
 
@@ -13,16 +14,23 @@ export const TOKEN_PATH = "/oauth/v2/token";
 const TOKEN = "machine-secrets.token";
 const WHO = "machine-secrets.who";
 const ORG = "machine-secrets.org";
+// The hint (the 4 characters after msk_, which the secrets list shows too) of the secret signed in
+// with, to warn before it is deleted.
+const HINT = "machine-secrets.hint";
 
 export const session = {
   token: (): string | null => sessionStorage.getItem(TOKEN),
   who: (): string => sessionStorage.getItem(WHO) ?? "",
+  // Signed in with a client secret (who is then its client id), not a personal access token.
+  byClient: (): boolean => sessionStorage.getItem(HINT) !== null,
+  hint: (): string => sessionStorage.getItem(HINT) ?? "",
   org: (): string => sessionStorage.getItem(ORG) ?? "",
   setOrg: (orgId: string): void => sessionStorage.setItem(ORG, orgId),
-  begin(token: string, who: string): void {
+  begin(token: string, who: string, hint?: string): void {
     sessionStorage.clear();
     sessionStorage.setItem(TOKEN, token);
     sessionStorage.setItem(WHO, who);
+    if (hint !== undefined) sessionStorage.setItem(HINT, hint);
   },
   end: (): void => sessionStorage.clear(),
 };
@@ -40,6 +48,45 @@ const credentials: Interceptor = (next) => (request) => {
 const transport = createGrpcWebTransport({ baseUrl: location.origin, interceptors: [credentials] });
 export const users = createClient(UserService, transport);
 export const orgs = createClient(OrgService, transport);
+export const audit = createClient(AuditService, transport);
+
+// What the caller may do in each organisation. The API says it in two ways: the caller's roles in
+// an organisation (ListOrganizations; empty for an IAM_OWNER, who may do everything, and for a
+// caller without a membership, who may do nothing: the two cannot be told apart), and the
+// permission a refusal names. Unknown is taken as allowed: the service decides, and says why.
+// The roles' permissions are server/domain/permissions.py's ROLE_PERMISSIONS.
+const ROLE_PERMISSIONS: Record<string, string[]> = {
+  IAM_OWNER: ["user.read", "user.write", "org.member.write", "org.create", "policy.write", "audit.read"],
+  ORG_OWNER: ["user.read", "user.write", "org.member.write", "policy.write", "audit.read"],
+  ORG_USER_MANAGER: ["user.read", "user.write"],
+};
+export const ROLES = Object.keys(ROLE_PERMISSIONS);
+const known = new Map<string, Map<string, boolean>>();
+
+export const permissions = {
+  reset: (): void => known.clear(),
+  // The caller's roles in an organisation, as ListOrganizations gave them.
+  fromRoles(orgId: string, roles: string[]): void {
+    if (roles.length === 0) return;
+    const held = new Set(roles.flatMap((role) => ROLE_PERMISSIONS[role] ?? []));
+    const map = new Map<string, boolean>();
+    for (const permission of Object.keys(PERMISSIONS)) map.set(permission, held.has(permission));
+    known.set(orgId, map);
+  },
+  // A refusal for want of a permission. Every role that grants user.write grants user.read, so
+  // without user.read there is no user.write either.
+  refused(orgId: string, permission: string): void {
+    const map = known.get(orgId) ?? new Map<string, boolean>();
+    map.set(permission, false);
+    if (permission === "user.read") map.set("user.write", false);
+    known.set(orgId, map);
+  },
+  // Why the caller may not do what `permission` allows here, or "" where it may (or may not be known).
+  why(orgId: string, permission: string): string {
+    if (known.get(orgId)?.get(permission) !== false) return "";
+    return `Your account lacks the permission “${permission}” in this organisation, needed to ${PERMISSIONS[permission] ?? "do this"}.`;
+  },
+};
 
 export class SignInRefused extends Error {}
 
@@ -71,6 +118,7 @@ const PERMISSIONS: Record<string, string> = {
   "org.member.write": "manage the organisation's members",
   "org.create": "create organisations",
   "policy.write": "change the organisation's secret policy",
+  "audit.read": "read the organisation's history",
 };
 
 export interface Problem {
@@ -83,6 +131,8 @@ export interface Problem {
   fields: { field: string; description: string }[];
   // The session is over: back to sign-in.
   signIn: boolean;
+  // The permission a refusal named.
+  permission: string;
 }
 
 export function problemOf(error: unknown): Problem {
@@ -98,6 +148,7 @@ export function problemOf(error: unknown): Problem {
     reason,
     fields,
     signIn: failure.code === Code.Unauthenticated,
+    permission: metadata.permission ?? "",
   });
   if (failure.code === Code.Unknown && failure.cause instanceof TypeError) {
     return problem("The service could not be reached. Check that it is running, then try again.");
@@ -115,6 +166,11 @@ export function problemOf(error: unknown): Problem {
             `“${permission}”. An owner of the organisation can grant it with a role.`,
         );
       }
+      if (failure.rawMessage.includes("holds permissions the caller does not hold")) {
+        return problem(
+          "This user holds more power than you do: it has permissions your account does not hold, so only someone who holds them may change it.",
+        );
+      }
       return problem("You are not allowed to do this: it would need permissions your account does not hold.");
     }
     case "ORGANIZATION_NOT_FOUND":
@@ -123,6 +179,18 @@ export function problemOf(error: unknown): Problem {
       return problem("This user does not exist in this organisation. It may have been removed.");
     case "USER_NOT_MACHINE":
       return problem("Only machine users have client secrets; this is a human user.");
+    case "TOKEN_NOT_FOUND":
+      return problem("This personal access token no longer exists. It may have been revoked already.");
+    case "USER_NOT_ACTIVE":
+      return problem("This user is deactivated already.");
+    case "USER_NOT_INACTIVE":
+      return problem("This user is active already.");
+    case "MEMBER_NOT_FOUND":
+      return problem("This user is not a member of this organisation.");
+    case "MEMBER_ALREADY_EXISTS":
+      return problem("This user is a member of this organisation already: remove it first to change its roles.");
+    case "LAST_IAM_OWNER":
+      return problem("This is the last IAM_OWNER of the service: someone must keep the power to manage it.");
     case "SECRET_NOT_FOUND":
       return problem("This secret no longer exists. It may have been deleted or retired already.");
     case "USER_NAME_TAKEN":

@@ -1,29 +1,62 @@
 // The machine-secrets console: sign in, pick an organisation, list and create machine users, and
-// manage their client secrets. Pages are chosen by the address's fragment (#/, #/users/ID), which
-// holds ids only: no secret or token is ever put in an address.
-import { durationFromMs, type Timestamp, timestampFromDate } from "@bufbuild/protobuf/wkt";
+// manage their client secrets, personal access tokens, roles and state, read their history and the
+// organisation's secret policy. Pages are chosen by the address's fragment (#/, #/users/ID,
+// #/users/ID/tokens, #/policy...), which holds ids only: no secret or token is ever put in an address.
+import { durationFromMs, type Duration, type Timestamp, timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { exchange, orgs, type Problem, problemOf, SignInRefused, session, TOKEN_PATH, users } from "./api";
-import { announce, copyable, field, h, modal, problemBox, time } from "./dom";
-import type { Organization } from "./gen/machinesecrets/v1/org_service_pb";
+import { audit, exchange, orgs, permissions, type Problem, problemOf, ROLES, SignInRefused, session, TOKEN_PATH, users } from "./api";
+import {
+  announce,
+  closeAllDialogs,
+  copyable,
+  field,
+  h,
+  limitedField,
+  modal,
+  overLimit,
+  problemBox,
+  problemText,
+  showProblem,
+  time,
+} from "./dom";
+import { LIMITS } from "./limits";
+import type { Event as HistoryEvent } from "./gen/machinesecrets/v1/audit_service_pb";
+import type { Organization, SecretPolicy } from "./gen/machinesecrets/v1/org_service_pb";
 import { type Secret, SecretState, type User, UserState, UserType } from "./gen/machinesecrets/v1/user_service_pb";
 
 const main = document.getElementById("main") as HTMLElement;
 const bar = document.getElementById("bar") as HTMLElement;
-const PAGE_SIZE = 20;
+const PAGE_SIZES = [10, 20, 50];
 const DAY_MS = 86_400_000;
+const HOUR_MS = 3_600_000;
 
 // Each render gets a number; an answer that arrives after the person moved on is dropped.
 let rendering = 0;
-// The users list's search and the page tokens that led to the page shown (the first is "").
-let listing = { prefix: "", tokens: [""] };
-// The session the bar was drawn for.
+// The users list's search, page size and the page tokens that led to the page shown (the first is "").
+// A page of 20 is about 4,000 px tall on a phone, where each row is a card: 10 there.
+let listing = { prefix: "", tokens: [""], size: matchMedia("(max-width: 640px)").matches ? 10 : 20 };
+// The session the bar was drawn for, and the names of the organisations it may act in.
 let barFor: string | null = null;
+const orgNames = new Map<string, string>();
+// A sign-in is under way: a refusal now is the answer to it (focus goes to the problem), not a
+// session that ended by itself (focus goes to the sign-in form).
+let signingIn = false;
+
+const orgName = (): string => orgNames.get(session.org()) ?? "this organisation";
 
 function show(...nodes: (Node | false)[]): void {
   main.replaceChildren(...nodes.filter((n): n is Node => n !== false));
+  applyGates();
   // Keyboard and screen-reader users start at the new page's heading.
   main.querySelector<HTMLElement>("h1")?.focus();
+}
+
+// Learns from a refusal what the caller may not do here, and says so on every control it concerns.
+function learn(problem: Problem): void {
+  if (problem.reason === "PERMISSION_DENIED" && problem.permission) {
+    permissions.refused(session.org(), problem.permission);
+    applyGates();
+  }
 }
 
 // Runs a call; on failure shows the problem in `where` (or returns to sign-in) and gives undefined.
@@ -32,8 +65,11 @@ async function attempt<T>(call: () => Promise<T>, where: HTMLElement): Promise<T
     return await call();
   } catch (error) {
     const problem = problemOf(error);
-    if (problem.signIn) signOut(problem.words);
-    else where.replaceChildren(problemBox(problem));
+    if (problem.signIn) signOut(problem.words, true);
+    else {
+      learn(problem);
+      showProblem(where, problemBox(problem));
+    }
     return undefined;
   }
 }
@@ -57,6 +93,60 @@ function act<T>(
   })();
 }
 
+// ---- What the caller may do -------------------------------------------------------------------
+
+// A control that needs a permission: where the caller is known to lack it, it stays focusable but
+// does nothing, and says why beside it (and on hover).
+function gated<E extends HTMLElement>(control: E, permission: string): E {
+  control.dataset.permission = permission;
+  return control;
+}
+
+let whyIds = 0;
+function applyGates(): void {
+  for (const control of document.querySelectorAll<HTMLElement>("[data-permission]")) {
+    explain(control, permissions.why(session.org(), control.dataset.permission ?? ""));
+  }
+}
+
+// Says why a control does nothing (or, with no reason, lets it work again). The words go under
+// its group of buttons, not between them.
+function explain(control: HTMLElement, why: string): void {
+  const shown = control.dataset.why ? document.getElementById(control.dataset.why) : null;
+  if (!why) {
+    control.removeAttribute("aria-disabled");
+    control.removeAttribute("title");
+    control.removeAttribute("aria-describedby");
+    shown?.remove();
+    return;
+  }
+  control.setAttribute("aria-disabled", "true");
+  control.title = why;
+  const note = shown ?? h("p", { class: "why", id: `why-${++whyIds}` });
+  note.textContent = why;
+  if (!shown) {
+    const group = control.parentElement?.classList.contains("buttons") ? control.parentElement : control;
+    group.after(note);
+  }
+  control.dataset.why = note.id;
+  control.setAttribute("aria-describedby", note.id);
+}
+
+// A control the caller may not use does nothing, whatever the way it is pressed.
+document.addEventListener(
+  "click",
+  (event) => {
+    const target = event.target instanceof Element ? event.target.closest("[aria-disabled='true']") : null;
+    if (target) {
+      event.preventDefault();
+      event.stopImmediatePropagation();
+    }
+  },
+  true,
+);
+
+// ---- Routes -----------------------------------------------------------------------------------
+
 async function route(): Promise<void> {
   const mine = ++rendering;
   if (!session.token()) {
@@ -65,24 +155,30 @@ async function route(): Promise<void> {
   }
   if (barFor !== session.token() && !(await drawBar())) return;
   if (mine !== rendering) return;
-  const user = /^#\/users\/(\d{1,64})$/.exec(location.hash);
-  if (user) await userPage(user[1], mine);
+  const user = /^#\/users\/(\d{1,64})(?:\/(tokens|roles|history))?$/.exec(location.hash);
+  if (user) await userPage(user[1], (user[2] ?? "secrets") as Tab, mine);
+  else if (location.hash === "#/policy") await policyPage(mine);
   else await usersPage(mine);
 }
 
-function signOut(notice: string): void {
+// Ends the session: every dialog closes with it, and the sign-in page takes focus. A session that
+// ended by itself (`keepPlace`) keeps the address, so that signing in again returns there.
+function signOut(notice: string, ended = false): void {
+  closeAllDialogs();
   session.end();
+  permissions.reset();
   barFor = null;
-  listing = { prefix: "", tokens: [""] };
+  listing = { prefix: "", tokens: [""], size: listing.size };
   announce("");
-  history.replaceState(null, "", location.pathname);
-  signInPage(notice);
+  if (!ended) history.replaceState(null, "", location.pathname);
+  signInPage(notice, ended);
 }
 
 // ---- Sign-in -------------------------------------------------------------------------------
 
-function signInPage(notice = ""): void {
+function signInPage(notice = "", isProblem = false): void {
   rendering++;
+  closeAllDialogs();
   bar.hidden = true;
   bar.replaceChildren();
   const pat = h("input", { type: "password", autocomplete: "off", required: true });
@@ -122,32 +218,45 @@ function signInPage(notice = ""): void {
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     submit.disabled = true;
+    // One problem at a time: the one this attempt gives.
+    main.querySelector(".sign-in-page > .problem, .sign-in-page > .notice")?.remove();
     void (async () => {
       try {
-        if (!pat.disabled) session.begin(pat.value.trim(), "a personal access token");
-        else session.begin(await exchange(clientId.value.trim(), clientSecret.value), clientId.value.trim());
+        if (!pat.disabled) session.begin(pat.value.trim(), "");
+        else {
+          const secret = clientSecret.value;
+          const token = await exchange(clientId.value.trim(), secret);
+          session.begin(token, clientId.value.trim(), secret.startsWith("msk_") ? secret.slice(4, 8) : "");
+        }
       } catch (error) {
         const words = error instanceof SignInRefused ? error.message : String(error);
-        problems.replaceChildren(h("div", { class: "problem", role: "alert" }, h("p", { class: "problem-words" }, words)));
+        signingIn = false;
+        showProblem(problems, problemText(words));
         submit.disabled = false;
         return;
       }
-      if (location.hash !== "#/") history.replaceState(null, "", "#/");
-      await route();
+      // Back to the page asked for (a link, or where the session ended), else the list.
+      if (!location.hash) history.replaceState(null, "", "#/");
+      signingIn = true;
+      await route().finally(() => {
+        signingIn = false;
+      });
       if (!session.token()) submit.disabled = false;
     })();
   });
+  const box = notice ? (isProblem ? problemText(notice) : h("p", { class: "notice", role: "status" }, notice)) : null;
   show(
     h(
       "div",
       { class: "sign-in-page" },
       h("p", { class: "brand-large" }, "machine-secrets"),
       h("h1", { tabindex: -1 }, "Sign in to the console"),
-      notice && h("p", { class: "notice", role: "status" }, notice),
+      box ?? false,
       form,
     ),
   );
-  pat.focus();
+  if (box && isProblem && signingIn) box.focus();
+  else pat.focus();
 }
 
 // ---- The bar: organisation, who is signed in, sign-out -----------------------------------------
@@ -169,33 +278,60 @@ async function drawBar(): Promise<boolean> {
     found = await allOrganizations();
   } catch (error) {
     const problem = problemOf(error);
-    if (problem.signIn) signOut("That token is not valid, or it has expired or been revoked. Sign in again.");
+    if (problem.signIn) signOut("That token is not valid, or it has expired or been revoked. Sign in again.", true);
     else show(h("h1", { tabindex: -1 }, "The console could not start"), problemBox(problem));
     return false;
   }
   if (!found.some((o) => o.orgId === session.org())) session.setOrg(found[0]?.orgId ?? "");
+  orgNames.clear();
+  permissions.reset();
+  for (const org of found) {
+    orgNames.set(org.orgId, org.name);
+    permissions.fromRoles(org.orgId, org.roles);
+  }
+  // The organisation changes only when the person says so (Switch), not as the arrow keys pass
+  // over the choices.
   const select = h("select", {});
   for (const org of found) {
     const option = h("option", { value: org.orgId }, org.name);
     option.selected = org.orgId === session.org();
     select.append(option);
   }
-  select.addEventListener("change", () => {
-    session.setOrg(select.value);
-    listing = { prefix: "", tokens: [""] };
-    if (location.hash === "#/") void route();
-    else location.hash = "#/";
-    announce(`Now acting in ${select.selectedOptions[0]?.textContent ?? "the organisation"}.`);
-  });
+  const switcher = h(
+    "form",
+    {
+      class: "org",
+      onsubmit: (event: Event) => {
+        event.preventDefault();
+        if (select.value === session.org()) return;
+        session.setOrg(select.value);
+        listing = { prefix: "", tokens: [""], size: listing.size };
+        announce(`Now acting in ${orgName()}.`);
+        if (location.hash === "#/" || location.hash === "#/policy") void route();
+        else location.hash = "#/";
+      },
+    },
+    field("Organisation", select),
+    h("button", { type: "submit", class: "secondary" }, "Switch"),
+  );
+  const who = session.byClient()
+    ? h("span", { class: "who" }, "Signed in as ", h("strong", {}, session.who()), " (client secret)")
+    : h("span", { class: "who" }, "Signed in with ", h("strong", {}, "a personal access token"));
   bar.replaceChildren(
     h("a", { class: "brand", href: "#/" }, "machine-secrets", h("span", {}, " console")),
-    h("div", { class: "org" }, field("Organisation", select)),
-    h("span", { class: "who" }, "Signed in with ", h("strong", {}, session.who())),
+    switcher,
+    h("nav", { "aria-label": "Console", class: "links" }, h("a", { href: "#/" }, "Machine users"), h("a", { href: "#/policy" }, "Secret policy")),
+    who,
     h("button", { type: "button", class: "secondary", onclick: () => signOut("You have signed out.") }, "Sign out"),
   );
   bar.hidden = false;
   barFor = session.token();
   return true;
+}
+
+// The organisation a dialog acts in, said in the dialog.
+function inOrg(): HTMLElement {
+  return h("p", { class: "in-org" }, "In organisation ", h("strong", {}, orgName()));
 }
 
 // ---- Machine users -------------------------------------------------------------------------
@@ -212,17 +348,27 @@ function userState(state: UserState): HTMLElement {
   return state === UserState.INACTIVE ? badge("Deactivated", "off") : badge("Active", "on");
 }
 
+function table(caption: string, columns: string[], rows: HTMLTableRowElement[]): HTMLTableElement {
+  return h(
+    "table",
+    {},
+    h("caption", { class: "visually-hidden" }, caption),
+    h("thead", {}, h("tr", {}, ...columns.map((t) => h("th", { scope: "col" }, t)))),
+    h("tbody", {}, ...rows),
+  );
+}
+
 async function usersPage(mine: number): Promise<void> {
   const search = h("input", { type: "search", autocomplete: "off", spellcheck: "false", value: listing.prefix });
-  const results = h("div", { class: "results", "aria-live": "polite" }, h("p", { class: "muted" }, "Loading…"));
+  const results = h("div", { class: "results" }, h("p", { class: "muted" }, "Loading…"));
   show(
     h(
       "div",
       { class: "heading" },
       h("h1", { tabindex: -1 }, "Machine users"),
-      h("button", { type: "button", onclick: () => newUserDialog() }, "New machine user"),
+      h("div", { class: "buttons" }, gated(h("button", { type: "button", onclick: () => newUserDialog() }, "New machine user"), "user.write")),
     ),
-    h("p", { class: "lead" }, "Service accounts of this organisation. Each signs in with its user name as client id and one of its client secrets."),
+    h("p", { class: "lead" }, `Service accounts of ${orgName()}. Each signs in with its user name as client id and one of its client secrets.`),
     h(
       "form",
       {
@@ -230,8 +376,8 @@ async function usersPage(mine: number): Promise<void> {
         class: "search",
         onsubmit: (event: Event) => {
           event.preventDefault();
-          listing = { prefix: search.value.trim(), tokens: [""] };
-          void route();
+          listing = { prefix: search.value.trim(), tokens: [""], size: listing.size };
+          void loadUsers(results, mine);
         },
       },
       field("Search by user name", search),
@@ -239,13 +385,19 @@ async function usersPage(mine: number): Promise<void> {
     ),
     results,
   );
+  await loadUsers(results, mine);
+}
+
+// One page of users. The pager comes before the table, so it is a few Tabs from the search, and
+// focus stays on the control that moved the page.
+async function loadUsers(results: HTMLElement, mine: number, keep = ""): Promise<void> {
   const page = listing.tokens.length - 1;
   const answer = await attempt(
     () =>
       users.listUsers({
         userNamePrefix: listing.prefix,
         type: UserType.MACHINE,
-        pageSize: PAGE_SIZE,
+        pageSize: listing.size,
         pageToken: listing.tokens[page],
       }),
     results,
@@ -255,7 +407,7 @@ async function usersPage(mine: number): Promise<void> {
     results.replaceChildren(
       h(
         "p",
-        { class: "empty" },
+        { class: "empty", role: "status" },
         listing.prefix
           ? `No machine user's name starts with “${listing.prefix}”.`
           : "No machine users yet. Create one to give a service its own credentials.",
@@ -268,56 +420,88 @@ async function usersPage(mine: number): Promise<void> {
       "tr",
       {},
       cell("User name", h("a", { href: `#/users/${user.id}` }, user.userName)),
-      cell("Name", user.name),
+      cell("Name", user.name || "—"),
       cell("State", userState(user.state)),
       cell("Client secret", user.hasSecret ? "Yes" : "None"),
       cell("Created", time(user.details?.creationDate)),
     ),
   );
-  const move = (tokens: string[]) => () => {
-    listing = { prefix: listing.prefix, tokens };
-    void route();
+  const move = (tokens: string[], focus: string) => () => {
+    listing = { ...listing, tokens };
+    void loadUsers(results, mine, focus);
   };
+  const size = h("select", {});
+  for (const n of PAGE_SIZES) {
+    const option = h("option", { value: String(n) }, String(n));
+    option.selected = n === listing.size;
+    size.append(option);
+  }
+  size.addEventListener("change", () => {
+    listing = { ...listing, tokens: [""], size: Number(size.value) };
+    void loadUsers(results, mine, "size");
+  });
+  const first = (page * listing.size) + 1;
+  const last = first + answer.users.length - 1;
+  const previous = h(
+    "button",
+    { type: "button", class: "secondary", disabled: page === 0, onclick: move(listing.tokens.slice(0, -1), "Previous") },
+    "Previous",
+  );
+  const next = h(
+    "button",
+    { type: "button", class: "secondary", disabled: !answer.nextPageToken, onclick: move([...listing.tokens, answer.nextPageToken], "Next") },
+    "Next",
+  );
   results.replaceChildren(
     h(
-      "table",
-      {},
-      h("caption", { class: "visually-hidden" }, "Machine users"),
-      h("thead", {}, h("tr", {}, ...["User name", "Name", "State", "Client secret", "Created"].map((t) => h("th", { scope: "col" }, t)))),
-      h("tbody", {}, ...rows),
-    ),
-    h(
       "nav",
-      { class: "pager", "aria-label": "Pages" },
-      h("button", { type: "button", class: "secondary", disabled: page === 0, onclick: move(listing.tokens.slice(0, -1)) }, "Previous"),
-      h("span", {}, `Page ${page + 1}`),
-      h(
-        "button",
-        { type: "button", class: "secondary", disabled: !answer.nextPageToken, onclick: move([...listing.tokens, answer.nextPageToken]) },
-        "Next",
-      ),
+      { class: "pager", "aria-label": "Pages of machine users" },
+      h("div", { class: "field size" }, h("label", { class: "label", for: "page-size" }, "Per page"), size),
+      // The API gives no total: the page's place, and whether more follow.
+      h("span", { class: "page", role: "status" }, `Page ${page + 1}: ${first} to ${last}${answer.nextPageToken ? ", more follow" : ""}`),
+      previous,
+      next,
     ),
+    table("Machine users", ["User name", "Name", "State", "Client secret", "Created"], rows),
   );
+  size.id = "page-size";
+  if (keep === "size") size.focus();
+  else if (keep) {
+    const wanted = keep === "Next" ? next : previous;
+    (wanted.disabled ? (keep === "Next" ? previous : next) : wanted).focus();
+  }
 }
 
 function newUserDialog(): void {
-  const userName = h("input", { required: true, maxlength: 200, autocomplete: "off", spellcheck: "false" });
-  const name = h("input", { required: true, maxlength: 200, autocomplete: "off" });
-  const description = h("input", { maxlength: 500, autocomplete: "off" });
+  const userName = limitedField(
+    "User name",
+    h("input", { required: true, autocomplete: "off", spellcheck: "false" }),
+    LIMITS.userName,
+    "The client id. Unique in the whole service, no spaces.",
+  );
+  const name = limitedField("Name", h("input", { required: true, autocomplete: "off" }), LIMITS.name);
+  const description = limitedField(
+    "Description (optional)",
+    h("textarea", { rows: 2, autocomplete: "off" }),
+    LIMITS.userDescription,
+  );
   const problems = h("div", {});
   const submit = h("button", { type: "submit" }, "Create");
+  const value = (f: { control: HTMLElement }): string => (f.control as HTMLInputElement).value.trim();
   const dialog = modal(
     "New machine user",
+    inOrg(),
     h(
       "form",
       {
         onsubmit: (event: Event) => {
           event.preventDefault();
+          if (overLimit(problems, [userName, name, description])) return;
           act(
             dialog,
             submit,
             problems,
-            () => users.addMachineUser({ userName: userName.value.trim(), name: name.value.trim(), description: description.value.trim() }),
+            () => users.addMachineUser({ userName: value(userName), name: value(name), description: value(description) }),
             (made) => {
               announce("Machine user created.");
               location.hash = `#/users/${made.userId}`;
@@ -325,18 +509,29 @@ function newUserDialog(): void {
           );
         },
       },
-      field("User name", userName, "The client id. Unique in the whole service, no spaces."),
-      field("Name", name),
-      field("Description (optional)", description),
+      userName.element,
+      name.element,
+      description.element,
       problems,
       h("div", { class: "actions" }, h("button", { type: "button", class: "secondary", onclick: () => dialog.close() }, "Cancel"), submit),
     ),
   );
 }
 
-// ---- One machine user and its secrets ---------------------------------------------------------
+// ---- One machine user -------------------------------------------------------------------------
 
-async function userPage(userId: string, mine: number): Promise<void> {
+type Tab = "secrets" | "tokens" | "roles" | "history";
+const TABS: [Tab, string][] = [
+  ["secrets", "Client secrets"],
+  ["tokens", "Personal access tokens"],
+  ["roles", "Roles"],
+  ["history", "History"],
+];
+
+// Whether the user is the one signed in (known where the session began with its client secret).
+const isMe = (user: User): boolean => session.byClient() && user.userName === session.who();
+
+async function userPage(userId: string, tab: Tab, mine: number): Promise<void> {
   const body = h("div", {}, h("p", { class: "muted" }, "Loading…"));
   show(h("p", { class: "crumbs" }, h("a", { href: "#/" }, "← Machine users")), h("h1", { tabindex: -1 }, "Machine user"), body);
   const found = await attempt(() => users.getUserByID({ userId }), body);
@@ -356,16 +551,112 @@ async function userPage(userId: string, mine: number): Promise<void> {
     h("dd", {}, user.description || "—"),
     h("dt", {}, "User id"),
     h("dd", {}, h("code", {}, user.id)),
+    h("dt", {}, "Organisation"),
+    h("dd", {}, orgName()),
     h("dt", {}, "Created"),
     h("dd", {}, time(user.details?.creationDate)),
+  );
+  const active = user.state !== UserState.INACTIVE;
+  const actions = h(
+    "div",
+    { class: "buttons user-actions" },
+    gated(
+      h("button", { type: "button", class: "secondary", onclick: () => stateDialog(user, active ? "deactivate" : "reactivate") }, active ? "Deactivate" : "Reactivate"),
+      "user.write",
+    ),
+    gated(h("button", { type: "button", class: "danger", onclick: () => stateDialog(user, "remove") }, "Remove user"), "user.write"),
   );
   if (user.type !== UserType.MACHINE) {
     body.replaceChildren(about, h("p", { class: "empty" }, "This is a human user: only machine users have client secrets."));
     return;
   }
-  const secrets = h("div", { "aria-live": "polite" }, h("p", { class: "muted" }, "Loading…"));
-  body.replaceChildren(
-    about,
+  const nav = h(
+    "nav",
+    { class: "tabs", "aria-label": "About this user" },
+    ...TABS.map(([name, label]) =>
+      h("a", { href: `#/users/${user.id}${name === "secrets" ? "" : `/${name}`}`, "aria-current": name === tab ? "page" : undefined }, label),
+    ),
+  );
+  const content = h("div", { class: "tab" });
+  body.replaceChildren(about, actions, nav, content);
+  applyGates();
+  if (tab === "secrets") await secretsTab(user, content, mine);
+  else if (tab === "tokens") await tokensTab(user, content, mine);
+  else if (tab === "roles") rolesTab(user, content);
+  else await historyTab(user, content, mine, [""]);
+}
+
+// Deactivate, reactivate or remove, after a confirmation that says what stops working.
+function stateDialog(user: User, what: "deactivate" | "reactivate" | "remove"): void {
+  const problems = h("div", {});
+  const texts = {
+    deactivate: {
+      title: `Deactivate ${user.userName}?`,
+      says: `Its client secrets, its personal access tokens and every access token they earned are refused at once: services that sign in as ${user.userName} stop working. Nothing is deleted; reactivate it to let them in again.`,
+      button: "Deactivate",
+    },
+    reactivate: {
+      title: `Reactivate ${user.userName}?`,
+      says: "Its live client secrets and personal access tokens are accepted again.",
+      button: "Reactivate",
+    },
+    remove: {
+      title: `Remove ${user.userName}?`,
+      says: `Every client secret, personal access token, access token and membership of ${user.userName} ends at once, and its user name becomes free for another user. Its history stays. This cannot be undone.`,
+      button: "Remove user",
+    },
+  }[what];
+  const confirm = h("button", { type: "button", class: what === "reactivate" ? "" : "danger" }, texts.button);
+  const cancel = h("button", { type: "button", class: "secondary", autofocus: true }, "Cancel");
+  const dialog = modal(
+    texts.title,
+    inOrg(),
+    h("p", {}, texts.says),
+    isMe(user) && what !== "reactivate" && h("p", { class: "warning" }, h("strong", {}, "You are signed in as this user: "), "your session ends with it."),
+    problems,
+    h("div", { class: "actions" }, cancel, confirm),
+  );
+  cancel.addEventListener("click", () => dialog.close());
+  confirm.addEventListener("click", () => {
+    act<unknown>(
+      dialog,
+      confirm,
+      problems,
+      () =>
+        what === "deactivate"
+          ? users.deactivateUser({ userId: user.id })
+          : what === "reactivate"
+            ? users.reactivateUser({ userId: user.id })
+            : users.removeUser({ userId: user.id }),
+      async () => {
+        announce(`${user.userName} ${what === "remove" ? "removed" : `${what}d`}.`);
+        if (what === "remove") location.hash = "#/";
+        else await route();
+      },
+    );
+  });
+}
+
+// ---- Client secrets ---------------------------------------------------------------------------
+
+function secretLabel(secret: Secret): string {
+  return secret.hint ? `msk_${secret.hint}…` : "(issued before the msk_ format)";
+}
+
+// A time left, in hours under a day, else in whole days (a day's grace, read a moment later, is
+// still "1 day").
+function inWords(ms: number): string {
+  const hours = Math.max(1, Math.ceil(ms / HOUR_MS));
+  if (hours < 24) return `${hours} hour${hours === 1 ? "" : "s"}`;
+  const days = Math.round(ms / DAY_MS);
+  return `${days} day${days === 1 ? "" : "s"}`;
+}
+
+async function secretsTab(user: User, content: HTMLElement, mine: number): Promise<void> {
+  const secrets = h("div", {}, h("p", { class: "muted" }, "Loading…"));
+  const count = h("p", { class: "count-of", role: "status" });
+  const newSecret = gated(h("button", { type: "button", onclick: () => secretDialog(user, false) }, "New secret"), "user.write");
+  content.replaceChildren(
     h(
       "section",
       { "aria-labelledby": "secrets-title" },
@@ -376,10 +667,11 @@ async function userPage(userId: string, mine: number): Promise<void> {
         h(
           "div",
           { class: "buttons" },
-          h("button", { type: "button", onclick: () => secretDialog(user, false) }, "New secret"),
-          h("button", { type: "button", class: "secondary", onclick: () => secretDialog(user, true) }, "Rotate"),
+          newSecret,
+          gated(h("button", { type: "button", class: "secondary", onclick: () => secretDialog(user, true) }, "Rotate"), "user.write"),
         ),
       ),
+      count,
       h(
         "p",
         { class: "lead" },
@@ -389,59 +681,80 @@ async function userPage(userId: string, mine: number): Promise<void> {
       secrets,
     ),
   );
-  const listed = await attempt(() => users.listSecrets({ userId }), secrets);
+  applyGates();
+  const [listed, policy] = await Promise.all([
+    attempt(() => users.listSecrets({ userId: user.id }), secrets),
+    orgs.getSecretPolicy({}).then((p) => p.policy, () => undefined),
+  ]);
   if (listed === undefined || mine !== rendering) return;
+  const live = listed.secrets.filter((s) => s.state === SecretState.ACTIVE);
+  // The live-secret limit, against the organisation's policy.
+  // Unreadable (a caller without user.read has no list either) or unset: the service's default.
+  const limit = policy?.maxSecretsPerUser ?? LIMITS.defaultMaxSecrets;
+  count.textContent = `${live.length} of ${limit} live secrets`;
+  if (live.length >= limit) {
+    newSecret.removeAttribute("data-permission");
+    explain(newSecret, `At the organisation's limit of ${limit} live secrets: delete one, or rotate, to make another.`);
+  }
   if (listed.secrets.length === 0) {
     secrets.replaceChildren(h("p", { class: "empty" }, "No secrets. Create one to let this user sign in with client credentials."));
     return;
   }
+  const newest = live.at(-1);
+  const rotating = live.length > 1 && live.some((s) => s !== newest && s.expirationDate !== undefined);
   secrets.replaceChildren(
-    h(
-      "table",
-      {},
-      h("caption", { class: "visually-hidden" }, `Client secrets of ${user.userName}`),
-      h(
-        "thead",
-        {},
-        h("tr", {}, ...["Secret", "Description", "Created", "Expires", "Last used", "State", ""].map((t) => h("th", { scope: "col" }, t))),
-      ),
-      h("tbody", {}, ...listed.secrets.map((secret) => secretRow(user, secret))),
+    table(
+      `Client secrets of ${user.userName}`,
+      ["Secret", "Description", "Created", "Expires", "Last used", "State", "Actions"],
+      listed.secrets.map((secret) => secretRow(user, secret, secret === newest && rotating, rotating && secret !== newest)),
     ),
   );
 }
 
-function secretLabel(secret: Secret): string {
-  return secret.hint ? `msk_${secret.hint}…` : "(issued before the msk_ format)";
+// A secret's state in words: new after a rotation, retiring (an older one in its grace period),
+// expiring soon, never expiring, or expired.
+function secretState(secret: Secret, isNew: boolean, older: boolean): HTMLElement {
+  if (secret.state === SecretState.EXPIRED) return h("span", { class: "states" }, badge("Expired", "off"));
+  const badges: HTMLElement[] = [badge("Active", "on")];
+  if (isNew) badges.push(badge("New", "new"));
+  if (secret.expirationDate) {
+    const left = timestampDate(secret.expirationDate).getTime() - Date.now();
+    if (older && left <= 30 * DAY_MS) badges.push(badge(`Retiring in ${inWords(left)}`, "soon"));
+    else if (left <= 14 * DAY_MS) badges.push(badge(`Expires in ${inWords(left)}`, "soon"));
+  } else badges.push(badge("Never expires", "never"));
+  return h("span", { class: "states" }, ...badges);
 }
 
-function secretRow(user: User, secret: Secret): HTMLTableRowElement {
-  const expired = secret.state === SecretState.EXPIRED;
+function secretRow(user: User, secret: Secret, isNew: boolean, older: boolean): HTMLTableRowElement {
   return h(
     "tr",
-    {},
+    { class: isNew ? "new" : "" },
     cell("Secret", h("code", {}, secretLabel(secret))),
     cell("Description", secret.description || "—"),
     cell("Created", time(secret.creationDate)),
     cell("Expires", time(secret.expirationDate, "Never")),
     cell("Last used", time(secret.lastUsed, "Never")),
-    cell("State", expired ? badge("Expired", "off") : badge("Active", "on")),
+    cell("State", secretState(secret, isNew, older)),
     cell(
-      "",
-      h(
-        "button",
-        { type: "button", class: "danger", "aria-label": `Delete secret ${secretLabel(secret)}`, onclick: () => deleteDialog(user, secret) },
-        "Delete",
+      "Actions",
+      gated(
+        h(
+          "button",
+          { type: "button", class: "danger", "aria-label": `Delete secret ${secretLabel(secret)}`, onclick: () => deleteDialog(user, secret) },
+          "Delete",
+        ),
+        "user.write",
       ),
     ),
   );
 }
 
 // The expiry a person picked: none, some days from now, or the end of a day they chose.
-function expiryField(): { element: HTMLElement; value: () => Timestamp | undefined } {
+function expiryField(none = "No expiry (or the organisation's default)"): { element: HTMLElement; value: () => Timestamp | undefined } {
   const choice = h(
     "select",
     {},
-    h("option", { value: "" }, "No expiry (or the organisation's default)"),
+    h("option", { value: "" }, none),
     h("option", { value: "30" }, "In 30 days"),
     h("option", { value: "90" }, "In 90 days"),
     h("option", { value: "365" }, "In 1 year"),
@@ -464,12 +777,16 @@ function expiryField(): { element: HTMLElement; value: () => Timestamp | undefin
 }
 
 function secretDialog(user: User, rotate: boolean): void {
-  const description = h("input", { maxlength: 200, autocomplete: "off", placeholder: "e.g. where it is deployed" });
+  const description = limitedField(
+    "Description (optional)",
+    h("input", { autocomplete: "off", placeholder: "e.g. where it is deployed" }),
+    LIMITS.secretDescription,
+  );
   const expiry = expiryField();
   const grace = h(
     "select",
     {},
-    h("option", { value: String(3_600_000) }, "1 hour"),
+    h("option", { value: String(HOUR_MS) }, "1 hour"),
     h("option", { value: String(DAY_MS), selected: true }, "1 day"),
     h("option", { value: String(7 * DAY_MS) }, "7 days"),
     h("option", { value: "0" }, "None: they stop working now"),
@@ -478,6 +795,7 @@ function secretDialog(user: User, rotate: boolean): void {
   const submit = h("button", { type: "submit" }, rotate ? "Rotate" : "Create secret");
   const dialog = modal(
     rotate ? "Rotate the client secrets" : "New client secret",
+    inOrg(),
     rotate &&
       h(
         "p",
@@ -489,7 +807,12 @@ function secretDialog(user: User, rotate: boolean): void {
       {
         onsubmit: (event: Event) => {
           event.preventDefault();
-          const fields = { userId: user.id, description: description.value.trim(), expirationDate: expiry.value() };
+          if (overLimit(problems, [description])) return;
+          const fields = {
+            userId: user.id,
+            description: (description.control as HTMLInputElement).value.trim(),
+            expirationDate: expiry.value(),
+          };
           type Made = { clientId: string; clientSecret: string; expirationDate?: Timestamp };
           act<Made>(
             dialog,
@@ -502,13 +825,13 @@ function secretDialog(user: User, rotate: boolean): void {
             async (made) => {
               await route();
               // The answer is handed over and not kept: the dialog is the secret's only holder.
-              showOnce(made.clientId, made.clientSecret, made.expirationDate);
+              showSecretOnce(made.clientId, made.clientSecret, made.expirationDate);
             },
           );
         },
       },
       rotate && field("Grace period for the other secrets", grace),
-      field("Description (optional)", description),
+      description.element,
       expiry.element,
       problems,
       h("div", { class: "actions" }, h("button", { type: "button", class: "secondary", onclick: () => dialog.close() }, "Cancel"), submit),
@@ -520,41 +843,76 @@ function quoted(text: string): string {
   return `'${text.replaceAll("'", `'\\''`)}'`;
 }
 
-// The new secret, once. Closing the dialog empties its fields and removes it from the page, and
-// nothing else holds the secret, so the browser lets it go.
-function showOnce(clientId: string, clientSecret: string, expires: Timestamp | undefined): void {
+function showSecretOnce(clientId: string, clientSecret: string, expires: Timestamp | undefined): void {
   const curl =
     `curl -sS ${quoted(location.origin + TOKEN_PATH)} -d grant_type=client_credentials ` +
     `--data-urlencode ${quoted(`client_id=${clientId}`)} --data-urlencode ${quoted(`client_secret=${clientSecret}`)}`;
-  const dialog = modal(
+  const environment = `export CLIENT_ID=${quoted(clientId)} CLIENT_SECRET=${quoted(clientSecret)}`;
+  showOnce(
     "Copy the new client secret now",
-    h(
-      "p",
-      { class: "warning" },
-      h("strong", {}, "This secret will not be shown again."),
-      " It is stored only as a hash. Put it in your secret store now; if it is lost, make a new one.",
-    ),
+    "secrets-title",
     copyable("Client id", clientId),
     copyable("Client secret", clientSecret, 2),
     copyable("Get an access token with curl", curl, 5),
+    copyable("As environment variables", environment, 4),
     h("p", {}, "Expires: ", time(expires, "never")),
-    h("div", { class: "actions" }, h("button", { type: "button", class: "done" }, "Done: I have stored it")),
+  );
+}
+
+// Something shown once (a secret, a token). Every way out (Done, Escape) asks first, since what
+// is not stored is lost; closing empties the dialog's fields and removes it from the page, and
+// nothing else holds what it showed, so the browser lets it go.
+function showOnce(title: string, returnTo: string, ...body: HTMLElement[]): void {
+  const done = h("button", { type: "button", class: "done" }, "Done: I have stored it");
+  const back = h("button", { type: "button", class: "secondary" }, "Back to it");
+  const close = h("button", { type: "button", class: "danger" }, "Close it");
+  const ask = h(
+    "div",
+    { class: "confirm-close warning", role: "group", "aria-labelledby": "confirm-close-words", hidden: true },
+    h("p", { id: "confirm-close-words" }, h("strong", {}, "Close it for good?"), " It cannot be shown again: if it was not stored, you will have to make a new one."),
+    h("div", { class: "actions" }, back, close),
+  );
+  const dialog = modal(
+    title,
+    h(
+      "p",
+      { class: "warning" },
+      h("strong", {}, "This will not be shown again."),
+      " It is stored only as a hash. Put it in your secret store now; if it is lost, make a new one.",
+    ),
+    ...body,
+    h("div", { class: "actions" }, done),
+    ask,
   );
   dialog.classList.add("once");
-  // Let the secret go the moment the person closes the dialog (Done, or Escape's "cancel"), not a
-  // task later when "close" fires and the dialog is removed.
+  const asking = (yes: boolean): void => {
+    ask.hidden = !yes;
+    done.hidden = yes;
+    (yes ? back : done).focus();
+  };
   const forget = (): void => {
-    for (const field of dialog.querySelectorAll<HTMLInputElement | HTMLTextAreaElement>("input, textarea")) field.value = "";
+    for (const f of dialog.querySelectorAll<HTMLInputElement | HTMLTextAreaElement>("input, textarea")) f.value = "";
     dialog.replaceChildren();
   };
-  dialog.querySelector<HTMLButtonElement>("button.done")?.addEventListener("click", () => {
+  done.addEventListener("click", () => asking(true));
+  back.addEventListener("click", () => asking(false));
+  close.addEventListener("click", () => {
     forget();
     dialog.close();
   });
-  dialog.addEventListener("cancel", forget);
+  // Escape asks (and, asked, goes back); the browser's own close requests are held the same way.
+  dialog.addEventListener("keydown", (event) => {
+    if (event.key !== "Escape") return;
+    event.preventDefault();
+    asking(ask.hidden);
+  });
+  dialog.addEventListener("cancel", (event) => {
+    event.preventDefault();
+    asking(true);
+  });
   dialog.addEventListener("close", () => {
     forget();
-    document.getElementById("secrets-title")?.focus();
+    document.getElementById(returnTo)?.focus();
   });
 }
 
@@ -562,6 +920,7 @@ function deleteDialog(user: User, secret: Secret): void {
   const problems = h("div", {});
   const confirm = h("button", { type: "button", class: "danger" }, "Delete secret");
   const cancel = h("button", { type: "button", class: "secondary", autofocus: true }, "Cancel");
+  const mineToo = isMe(user) && secret.hint === session.hint();
   const dialog = modal(
     "Delete this secret?",
     h(
@@ -572,6 +931,13 @@ function deleteDialog(user: User, secret: Secret): void {
       secret.description ? ` (${secret.description})` : "",
       ` of ${user.userName} stops working at once, and so do the access tokens it earned. This cannot be undone.`,
     ),
+    mineToo &&
+      h(
+        "p",
+        { class: "warning", id: "signed-in-with" },
+        h("strong", {}, "This is the secret you signed in with. "),
+        "Deleting it ends your session here at once; sign in again with another secret or a personal access token.",
+      ),
     problems,
     h("div", { class: "actions" }, cancel, confirm),
   );
@@ -588,6 +954,347 @@ function deleteDialog(user: User, secret: Secret): void {
       },
     );
   });
+}
+
+// ---- Personal access tokens -------------------------------------------------------------------
+
+async function tokensTab(user: User, content: HTMLElement, mine: number): Promise<void> {
+  const list = h("div", {}, h("p", { class: "muted" }, "Loading…"));
+  content.replaceChildren(
+    h(
+      "section",
+      { "aria-labelledby": "tokens-title" },
+      h(
+        "div",
+        { class: "heading" },
+        h("h2", { id: "tokens-title", tabindex: -1 }, "Personal access tokens"),
+        h("div", { class: "buttons" }, gated(h("button", { type: "button", onclick: () => tokenDialog(user) }, "New token"), "user.write")),
+      ),
+      h("p", { class: "lead" }, "A personal access token is sent as “authorization: Bearer …” on every call, with no token endpoint. Each is shown once."),
+      list,
+    ),
+  );
+  applyGates();
+  const listed = await attempt(() => users.listPersonalAccessTokens({ userId: user.id }), list);
+  if (listed === undefined || mine !== rendering) return;
+  if (listed.tokens.length === 0) {
+    list.replaceChildren(h("p", { class: "empty" }, "No personal access tokens."));
+    return;
+  }
+  list.replaceChildren(
+    table(
+      `Personal access tokens of ${user.userName}`,
+      ["Token id", "Created", "Expires", "Last used", "Actions"],
+      listed.tokens.map((token) =>
+        h(
+          "tr",
+          {},
+          cell("Token id", h("code", {}, token.tokenId)),
+          cell("Created", time(token.creationDate)),
+          cell("Expires", time(token.expirationDate, "Never")),
+          cell("Last used", time(token.lastUsed, "Never")),
+          cell(
+            "Actions",
+            gated(
+              h(
+                "button",
+                { type: "button", class: "danger", "aria-label": `Revoke token ${token.tokenId}`, onclick: () => revokeDialog(user, token.tokenId) },
+                "Revoke",
+              ),
+              "user.write",
+            ),
+          ),
+        ),
+      ),
+    ),
+  );
+}
+
+function tokenDialog(user: User): void {
+  const expiry = expiryField("No expiry");
+  const problems = h("div", {});
+  const submit = h("button", { type: "submit" }, "Create token");
+  const dialog = modal(
+    "New personal access token",
+    inOrg(),
+    h("p", {}, `It acts as ${user.userName}, with its roles, until it expires or is revoked.`),
+    h(
+      "form",
+      {
+        onsubmit: (event: Event) => {
+          event.preventDefault();
+          const expirationDate = expiry.value();
+          act(
+            dialog,
+            submit,
+            problems,
+            () => users.addPersonalAccessToken({ userId: user.id, expirationDate }),
+            async (made) => {
+              await route();
+              showOnce(
+                "Copy the new personal access token now",
+                "tokens-title",
+                copyable("Personal access token", made.token, 2),
+                h("p", {}, "Expires: ", time(expirationDate, "never")),
+              );
+            },
+          );
+        },
+      },
+      expiry.element,
+      problems,
+      h("div", { class: "actions" }, h("button", { type: "button", class: "secondary", onclick: () => dialog.close() }, "Cancel"), submit),
+    ),
+  );
+}
+
+function revokeDialog(user: User, tokenId: string): void {
+  const problems = h("div", {});
+  const confirm = h("button", { type: "button", class: "danger" }, "Revoke token");
+  const cancel = h("button", { type: "button", class: "secondary", autofocus: true }, "Cancel");
+  const dialog = modal(
+    "Revoke this token?",
+    h("p", {}, "Token ", h("code", {}, tokenId), ` of ${user.userName} is refused from now on, by every call that sends it. This cannot be undone.`),
+    !session.byClient() &&
+      h("p", { class: "muted" }, "If you signed in with this very token, your session ends with it."),
+    problems,
+    h("div", { class: "actions" }, cancel, confirm),
+  );
+  cancel.addEventListener("click", () => dialog.close());
+  confirm.addEventListener("click", () => {
+    act(
+      dialog,
+      confirm,
+      problems,
+      () => users.removePersonalAccessToken({ userId: user.id, tokenId }),
+      async () => {
+        await route();
+        announce(`Token ${tokenId} revoked.`);
+      },
+    );
+  });
+}
+
+// ---- Roles ------------------------------------------------------------------------------------
+
+function rolesTab(user: User, content: HTMLElement): void {
+  const problems = h("div", {});
+  const boxes = ROLES.map((role) => h("input", { type: "checkbox", name: "role", value: role }));
+  const grant = gated(h("button", { type: "submit" }, "Grant roles"), "org.member.write");
+  const remove = gated(
+    h("button", { type: "button", class: "danger", onclick: () => removeMemberDialog(user) }, "Remove from organisation"),
+    "org.member.write",
+  );
+  content.replaceChildren(
+    h(
+      "section",
+      { "aria-labelledby": "roles-title" },
+      h("div", { class: "heading" }, h("h2", { id: "roles-title", tabindex: -1 }, "Roles in this organisation")),
+      h(
+        "p",
+        { class: "lead" },
+        `Roles make ${user.userName} a member of ${orgName()}, with their permissions there. ` +
+          "A member's roles are changed by removing it and granting them again; you may grant only roles you hold. Its history shows its grants.",
+      ),
+      h(
+        "form",
+        {
+          class: "card",
+          onsubmit: (event: Event) => {
+            event.preventDefault();
+            const roles = boxes.filter((b) => b.checked).map((b) => b.value);
+            if (roles.length === 0) {
+              showProblem(problems, problemText("Choose at least one role to grant."));
+              return;
+            }
+            grant.disabled = true;
+            void (async () => {
+              const done = await attempt(() => orgs.addOrgMember({ userId: user.id, roles }), problems);
+              grant.disabled = false;
+              if (done === undefined) return;
+              problems.replaceChildren();
+              for (const b of boxes) b.checked = false;
+              announce(`${roles.join(", ")} granted to ${user.userName}.`);
+            })();
+          },
+        },
+        h(
+          "fieldset",
+          { class: "choice" },
+          h("legend", {}, "Roles to grant"),
+          ...boxes.map((box) => h("label", {}, box, box.value)),
+        ),
+        problems,
+        h("div", { class: "buttons" }, grant, remove),
+      ),
+    ),
+  );
+  applyGates();
+}
+
+function removeMemberDialog(user: User): void {
+  const problems = h("div", {});
+  const confirm = h("button", { type: "button", class: "danger" }, "Remove membership");
+  const cancel = h("button", { type: "button", class: "secondary", autofocus: true }, "Cancel");
+  const dialog = modal(
+    `Remove ${user.userName} from ${orgName()}?`,
+    h("p", {}, `Its roles here end at once: it can no longer do what they allowed in ${orgName()}. The user and its credentials stay.`),
+    problems,
+    h("div", { class: "actions" }, cancel, confirm),
+  );
+  cancel.addEventListener("click", () => dialog.close());
+  confirm.addEventListener("click", () => {
+    act(
+      dialog,
+      confirm,
+      problems,
+      () => orgs.removeOrgMember({ userId: user.id }),
+      () => {
+        announce(`${user.userName} is no longer a member of ${orgName()}.`);
+        document.getElementById("roles-title")?.focus();
+      },
+    );
+  });
+}
+
+// ---- History ----------------------------------------------------------------------------------
+
+const CREDENTIALS: Record<string, string> = {
+  pat: "personal access token",
+  access_token: "access token",
+  secret: "client secret",
+  system: "the service",
+  anonymous: "anonymous report",
+  unknown: "not recorded",
+};
+
+async function historyTab(user: User, content: HTMLElement, mine: number, tokens: string[], keep = ""): Promise<void> {
+  const list = h("div", {}, h("p", { class: "muted" }, "Loading…"));
+  content.replaceChildren(
+    h(
+      "section",
+      { "aria-labelledby": "history-title" },
+      h("div", { class: "heading" }, h("h2", { id: "history-title", tabindex: -1 }, "History")),
+      h("p", { class: "lead" }, "What happened to this user and its credentials, newest first: who did it, when, and from where."),
+      list,
+    ),
+  );
+  const page = await attempt(() => audit.listUserEvents({ userId: user.id, pageSize: 20, pageToken: tokens.at(-1) }), list);
+  if (page === undefined || mine !== rendering) return;
+  if (page.events.length === 0) {
+    list.replaceChildren(h("p", { class: "empty" }, "No events."));
+    return;
+  }
+  // The actors by name, where the caller may see them.
+  const names = new Map<string, string>([[user.id, user.userName]]);
+  const ids = [...new Set(page.events.map((e) => e.actor?.userId ?? ""))].filter((id) => id && !names.has(id));
+  await Promise.all(
+    ids.map((userId) =>
+      users.getUserByID({ userId }).then(
+        (found) => found.user && names.set(userId, found.user.userName),
+        () => undefined,
+      ),
+    ),
+  );
+  if (mine !== rendering) return;
+  const who = (event: HistoryEvent): Node => {
+    const actor = event.actor;
+    if (!actor?.userId) return document.createTextNode(CREDENTIALS[actor?.credentialKind ?? "unknown"] ?? "—");
+    const name = names.get(actor.userId) ?? `user ${actor.userId}`;
+    const by = CREDENTIALS[actor.credentialKind] ?? actor.credentialKind;
+    return h("span", {}, h("strong", {}, name), by ? ` with a ${by}` : "");
+  };
+  const previous = h("button", { type: "button", class: "secondary", disabled: tokens.length === 1 }, "Previous");
+  const next = h("button", { type: "button", class: "secondary", disabled: !page.nextPageToken }, "Next");
+  previous.addEventListener("click", () => void historyTab(user, content, mine, tokens.slice(0, -1), "Previous"));
+  next.addEventListener("click", () => void historyTab(user, content, mine, [...tokens, page.nextPageToken], "Next"));
+  list.replaceChildren(
+    table(
+      `History of ${user.userName}`,
+      ["When", "What", "Who", "From"],
+      page.events.map((event) =>
+        h(
+          "tr",
+          {},
+          cell("When", time(event.creationDate)),
+          cell("What", h("code", {}, event.eventType)),
+          cell("Who", who(event)),
+          cell("From", event.actor?.peer ? `${event.actor.peer} (${event.actor.transport})` : event.actor?.transport || "—"),
+        ),
+      ),
+    ),
+    h("nav", { class: "pager", "aria-label": "Pages of history" }, h("span", { class: "page" }, `Page ${tokens.length}`), previous, next),
+  );
+  if (keep) (keep === "Next" && !next.disabled ? next : previous.disabled ? next : previous).focus();
+}
+
+// ---- The organisation's secret policy ---------------------------------------------------------
+
+const days = (d: Duration | undefined): string => (d ? String(Number(d.seconds) / 86_400) : "");
+
+async function policyPage(mine: number): Promise<void> {
+  const body = h("div", {}, h("p", { class: "muted" }, "Loading…"));
+  show(
+    h("div", { class: "heading" }, h("h1", { tabindex: -1 }, "Secret policy")),
+    h("p", { class: "lead" }, `What the client secrets of ${orgName()}'s machine users may be. Empty: no rule.`),
+    body,
+  );
+  const read = await attempt(() => orgs.getSecretPolicy({}), body);
+  if (read === undefined || mine !== rendering) return;
+  const policy: SecretPolicy | undefined = read.policy;
+  const number = (value: string) => h("input", { type: "number", min: 0, step: "any", inputmode: "decimal", value });
+  const maxLifetime = number(days(policy?.maxLifetime));
+  const defaultLifetime = number(days(policy?.defaultLifetime));
+  const maxGrace = number(days(policy?.maxGracePeriod));
+  const maxSecrets = h("input", {
+    type: "number",
+    min: 1,
+    step: 1,
+    value: policy?.maxSecretsPerUser?.toString() ?? "",
+    placeholder: `${LIMITS.defaultMaxSecrets} (the default)`,
+  });
+  const problems = h("div", {});
+  const save = gated(h("button", { type: "submit" }, "Save policy"), "policy.write");
+  const duration = (input: HTMLInputElement): Duration | undefined =>
+    input.value === "" ? undefined : durationFromMs(Math.round(Number(input.value) * DAY_MS));
+  body.replaceChildren(
+    h(
+      "form",
+      {
+        class: "card policy",
+        onsubmit: (event: Event) => {
+          event.preventDefault();
+          save.disabled = true;
+          void (async () => {
+            const saved = await attempt(
+              () =>
+                orgs.setSecretPolicy({
+                  policy: {
+                    maxLifetime: duration(maxLifetime),
+                    defaultLifetime: duration(defaultLifetime),
+                    maxGracePeriod: duration(maxGrace),
+                    maxSecretsPerUser: maxSecrets.value === "" ? undefined : Number(maxSecrets.value),
+                  },
+                }),
+              problems,
+            );
+            save.disabled = false;
+            if (saved === undefined) return;
+            problems.replaceChildren();
+            announce("Secret policy saved.");
+          })();
+        },
+      },
+      inOrg(),
+      field("Longest lifetime of a secret, in days", maxLifetime, "A secret may not be made to live longer."),
+      field("Default lifetime, in days", defaultLifetime, "For a secret made without an expiry."),
+      field("Longest grace period of a rotation, in days", maxGrace),
+      field("Most live secrets a user may have", maxSecrets, `Empty: ${LIMITS.defaultMaxSecrets}, the service's default.`),
+      problems,
+      h("div", { class: "buttons" }, save),
+    ),
+  );
+  applyGates();
 }
 
 // A problem that is not the API's (a bug here): shown, never swallowed.
