@@ -5,8 +5,15 @@ from dataclasses import replace
 from server.clock import SYSTEM_CLOCK, Clock
 from server.domain import paging
 from server.domain import validation as check
-from server.domain.errors import FieldViolation, user_not_found, user_not_machine
-from server.domain.model import Details, PersonalAccessTokenView, SecretView, UserProfile, UserView
+from server.domain.errors import FieldViolation, NotFound, user_not_found, user_not_machine
+from server.domain.model import (
+    Details,
+    MachineKeyView,
+    PersonalAccessTokenView,
+    SecretView,
+    UserProfile,
+    UserView,
+)
 from server.domain.permissions import CallContext
 from server.domain.secret_format import hint
 from server.domain.secret_policy import SecretPolicy, max_secrets
@@ -107,6 +114,34 @@ class Queries:
             )
             for s in await self._store.secrets(user_id)
         ]
+
+    async def machine_keys(self, ctx: CallContext, user_id: str) -> list[MachineKeyView]:
+        """A machine user's keys, live and expired: their ids, types and dates, never key material."""
+        user = await self._user_of(ctx, user_id)
+        if user.type != USER_TYPE_MACHINE:
+            raise user_not_machine()
+        now = self._clock.now()
+        return [
+            MachineKeyView(
+                k.key_id,
+                k.user_id,
+                user.org_id,
+                k.key_type,
+                k.created_at,
+                k.expires_at,
+                k.last_used_at,
+                k.live(now),
+            )
+            for k in await self._store.machine_keys(user_id)
+        ]
+
+    async def machine_key(self, ctx: CallContext, user_id: str, key_id: str) -> MachineKeyView:
+        """One key of a machine user (NOT_FOUND for a key it does not have)."""
+        check.raise_if_any(check.check_id("key_id", key_id))
+        for key in await self.machine_keys(ctx, user_id):
+            if key.key_id == key_id:
+                return key
+        raise NotFound("KEY_NOT_FOUND", "the machine user has no key with this id")
 
     async def secret_policy(self, ctx: CallContext) -> SecretPolicy:
         """The context organisation's rules for new secrets, with the default limit filled in."""
