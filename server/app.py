@@ -27,6 +27,7 @@ from server.domain.commands import Commands
 from server.domain.credentials import SecretHasher
 from server.domain.failure_limits import FailureLimiter
 from server.domain.ids import IdGenerator
+from server.domain.jwt_profile import JwtProfile, audiences_of
 from server.domain.paging import PageTokens
 from server.domain.queries import Queries
 from server.domain.revocation import SecretRevocation
@@ -286,7 +287,20 @@ async def _start(
             RequestIds(
                 HttpApp(
                     {
-                        TOKEN_PATH: TokenEndpoint(credentials, metrics, body, client_address),
+                        TOKEN_PATH: TokenEndpoint(
+                            credentials,
+                            JwtProfile(
+                                store,
+                                commands,
+                                config.access_token_ttl,
+                                limiter,
+                                lambda: audiences_of(discovery.issuers(), TOKEN_PATH),
+                                clock,
+                            ),
+                            metrics,
+                            body,
+                            client_address,
+                        ),
                         REVOKE_PATH: RevocationEndpoint(revocation, metrics, body, client_address),
                         EVENTS_STREAM_PATH: EventStream(
                             by_method["/machinesecrets.v1.AuditService/ListEvents"]

@@ -52,9 +52,11 @@ from hypothesis.stateful import (
 from machinesecrets.v1 import audit_service_pb2 as audit_pb
 from machinesecrets.v1 import org_service_pb2 as org_pb
 from machinesecrets.v1 import user_service_pb2 as user_pb
+from zitadel.filter.v2 import filter_pb2 as filter_v2
 from zitadel.internal_permission.v2 import internal_permission_service_pb2 as perm_v2
 from zitadel.management.v1 import management_pb2 as mgmt
 from zitadel.org.v2 import org_service_pb2 as org_v2
+from zitadel.user.v2 import key_pb2 as user_v2_key
 from zitadel.user.v2 import user_service_pb2 as user_v2
 
 from tests import postgres
@@ -118,7 +120,10 @@ _names = itertools.count()
 
 ALL_METHODS = sorted(MAY)
 GRANTS = ("AddOrgMember", "ManagementService.AddOrgMember", "InternalPermissionService.CreateAdministrator")
-CREDENTIALS = [m for m in ALL_METHODS if native(m) in CREDENTIAL_METHODS]
+# Machine keys are credentials too, but drawn among the plain calls: the credential turns stay
+# with secrets and tokens, whose retirements the rules below must reach.
+KEY_METHODS = ("AddKey", "RemoveKey")
+CREDENTIALS = [m for m in ALL_METHODS if native(m) in CREDENTIAL_METHODS and native(m) not in KEY_METHODS]
 SWITCH_ON = [m for m in ALL_METHODS if native(m) == "ReactivateUser"]
 # Users are switched off twice as often as removed: a removed user is gone for the scene.
 SWITCH_OFF = [m for m in ALL_METHODS if native(m) in ("DeactivateUser", "RemoveUser")] + [
@@ -395,6 +400,18 @@ class Scene:
             "RemovePersonalAccessToken": lambda: user_pb.RemovePersonalAccessTokenRequest(
                 user_id=target, token_id=pat_id
             ),
+            # Machine keys are named by pat_id too: a credential of the user, by its id.
+            "RemoveKey": lambda: user_pb.RemoveKeyRequest(user_id=target, key_id=pat_id),
+            "ManagementService.RemoveMachineKey": lambda: mgmt.RemoveMachineKeyRequest(
+                user_id=target, key_id=pat_id
+            ),
+            "ManagementService.GetMachineKeyByIDs": lambda: mgmt.GetMachineKeyByIDsRequest(
+                user_id=target, key_id=pat_id
+            ),
+            "UserServiceV2.RemoveKey": lambda: user_v2.RemoveKeyRequest(user_id=target, key_id=pat_id),
+            "UserServiceV2.ListKeys": lambda: user_v2.ListKeysRequest(
+                filters=[user_v2_key.KeysSearchFilter(user_id_filter=filter_v2.IDFilter(id=target))]
+            ),
             "ManagementService.AddMachineUser": lambda: mgmt.AddMachineUserRequest(
                 user_name=self.name(), name="m"
             ),
@@ -424,6 +441,11 @@ class Scene:
             "ListSecrets": user_pb.ListSecretsRequest,
             "AddPersonalAccessToken": user_pb.AddPersonalAccessTokenRequest,
             "ListPersonalAccessTokens": user_pb.ListPersonalAccessTokensRequest,
+            "AddKey": user_pb.AddKeyRequest,
+            "ListKeys": user_pb.ListKeysRequest,
+            "ManagementService.AddMachineKey": mgmt.AddMachineKeyRequest,
+            "ManagementService.ListMachineKeys": mgmt.ListMachineKeysRequest,
+            "UserServiceV2.AddKey": user_v2.AddKeyRequest,
             "ListUserEvents": audit_pb.ListUserEventsRequest,
             "DeactivateUser": user_pb.DeactivateUserRequest,
             "ReactivateUser": user_pb.ReactivateUserRequest,
@@ -532,6 +554,14 @@ class Scene:
         if name == "ListPersonalAccessTokens":
             assert {t.token_id for t in answer.tokens} == user.pats, "ListPersonalAccessTokens"
             return
+        if name == "ListKeys":
+            listed = answer.keys if hasattr(answer, "keys") else answer.result
+            assert {getattr(k, "key_id", "") or k.id for k in listed} == user.keys, "ListKeys"
+            return
+        if name == "ManagementService.GetMachineKeyByIDs":
+            assert answer.key.id == pat_id, "GetMachineKeyByIDs"
+            assert pat_id in user.keys, "GetMachineKeyByIDs"
+            return
         if name == "ListUserEvents":
             assert answer.events, "a user's history begins with the user"
             assert {e.resource_owner for e in answer.events} == {user.org}, "ListUserEvents: its organisation"
@@ -552,6 +582,10 @@ class Scene:
             user.secrets = {n: s for n, s in user.secrets.items() if s.id != secret_id}
         elif name == "RemovePersonalAccessToken":
             user.pats.discard(pat_id)
+        elif name == "RemoveKey":
+            user.keys.discard(pat_id)
+        elif name == "AddKey":
+            user.keys.add(answer.key_id)
         elif name == "AddPersonalAccessToken":
             user.pats.add(answer.token_id)
             holder.tokens.append(Token(answer.token, user.id, pat=answer.token_id))
@@ -658,6 +692,8 @@ class Authorization(RuleBasedStateMachine):
             users = [u for u in users if u.secrets] or users
         elif name == "RemovePersonalAccessToken":
             users = [u for u in users if u.pats] or users
+        elif name in ("RemoveKey", "ManagementService.GetMachineKeyByIDs"):
+            users = [u for u in users if u.keys] or users
         elif name == "ReactivateUser":
             users = [
                 u for u in self.model.users.values() if u.org == org and not u.removed and not u.active
@@ -716,7 +752,7 @@ class Authorization(RuleBasedStateMachine):
         user = self.model.users.get(target)
         secrets = [s.id for u in self.model.users.values() for s in u.secrets.values() if s.id]
         own_secrets = [s.id for s in user.secrets.values() if s.id] if user else []
-        pats = sorted(user.pats) if user else []
+        pats = [*sorted(user.pats), *sorted(user.keys)] if user else []
         secret_id = data.draw(st.sampled_from([*own_secrets, *own_secrets, *secrets, UNKNOWN_ID]))
         pat_id = data.draw(st.sampled_from([*pats, UNKNOWN_ID]))
         transport = data.draw(st.sampled_from(TRANSPORTS))
@@ -747,7 +783,13 @@ class Authorization(RuleBasedStateMachine):
             self.anything(data)
             return
         holder, token, org = data.draw(st.sampled_from(able))
-        machine = native(method) in (*CREDENTIAL_METHODS, "ListSecrets", "ListPersonalAccessTokens")
+        machine = native(method) in (
+            *CREDENTIAL_METHODS,
+            "ListSecrets",
+            "ListPersonalAccessTokens",
+            "ListKeys",
+            "ManagementService.GetMachineKeyByIDs",
+        )
         if method in BY_USER:
             readable = [o for o in self.model.orgs if self.model.users[token.user_id].may("GetUserByID", o)]
             targets = [u for o in readable for u in self.targets_for(method, o)]

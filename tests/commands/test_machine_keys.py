@@ -45,7 +45,7 @@ def spki(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519Pr
 
 RSA_PUBLIC = spki(rsa.generate_private_key(public_exponent=65537, key_size=2048))
 EC_PUBLIC = spki(ec.generate_private_key(ec.SECP256R1()))
-SMALL_RSA = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+SMALL_RSA = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505 - refused on purpose
 PRIVATE_PEM = SMALL_RSA.private_bytes(
     serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
 )
@@ -154,13 +154,16 @@ async def test_a_generated_pair_answers_zitadels_key_file_once_and_keeps_its_pub
         [on_user("10", 2, MachineKeyAdded("101", GENERATED, "RSA", None))],
     )
     answer, [pushed] = await run(case, tmp_path)
-    assert isinstance(answer, IssuedKey) and answer.key_file is not None
-    assert "***" in repr(answer) and "PRIVATE" not in repr(answer)
+    assert isinstance(answer, IssuedKey)
+    assert answer.key_file is not None
+    assert "***" in repr(answer)
+    assert "PRIVATE" not in repr(answer)
     content = json.loads(answer.key_file)
     assert set(content) == {"type", "keyId", "key", "userId"}
     assert (content["type"], content["keyId"], content["userId"]) == ("serviceaccount", "101", "10")
     private = serialization.load_pem_private_key(content["key"].encode(), None)
-    assert isinstance(private, rsa.RSAPrivateKey) and private.key_size == 2048
+    assert isinstance(private, rsa.RSAPrivateKey)
+    assert private.key_size == 2048
     assert isinstance(pushed.event, MachineKeyAdded)
     assert pushed.event.public_key == spki(private).decode()
     assert "PRIVATE" not in pushed.event.public_key
