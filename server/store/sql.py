@@ -212,12 +212,14 @@ class SqlStore:
         await self._run([((sql.TOUCH_MACHINE_KEY, (at_micros, key_id, unless_since_micros)), StoreError)])
 
     async def remember_assertion(self, jti_key: str, expires_micros: int, now_micros: int) -> bool:
-        # The primary key decides, on every process: of two inserts of one jti, one fails.
+        # The primary key decides, on every process: of two inserts of one jti, one fails. The
+        # insert comes first: PostgreSQL names the table of a violation, and the plan's first
+        # statement on that table says what it means.
         try:
             await self._run(
                 [
-                    ((sql.DELETE_EXPIRED_ASSERTION_JTIS, (now_micros,)), StoreError),
                     ((sql.INSERT_ASSERTION_JTI, (jti_key, expires_micros)), UniqueViolation),
+                    ((sql.DELETE_EXPIRED_ASSERTION_JTIS, (now_micros,)), StoreError),
                 ]
             )
         except UniqueViolation:
