@@ -309,6 +309,14 @@ class Model:
             return Decision("PERMISSION_DENIED", "PERMISSION_DENIED", "not allowed here")
         if org not in self.orgs:
             return Decision("PERMISSION_DENIED", "ORGANIZATION_NOT_FOUND", "no such organisation")
+        if method == "UserServiceV2.ListKeys":
+            # ZITADEL searches the instance: the user may be of any organisation the caller reads.
+            listed = self.present(target)
+            if listed is None or not caller.may("GetUserByID", listed.org):
+                return Decision("NOT_FOUND", "USER_NOT_FOUND", "v2 user unseen")
+            if not listed.machine:
+                return Decision("FAILED_PRECONDITION", "USER_NOT_MACHINE", "not a machine")
+            return Decision("OK", "", "credentials listed")
         method = native(method)
         if method == "ListUserEvents":
             # A user's history outlives the user: a removed one of the organisation has one too.

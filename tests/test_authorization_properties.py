@@ -124,6 +124,11 @@ GRANTS = ("AddOrgMember", "ManagementService.AddOrgMember", "InternalPermissionS
 # with secrets and tokens, whose retirements the rules below must reach.
 KEY_METHODS = ("AddKey", "RemoveKey")
 CREDENTIALS = [m for m in ALL_METHODS if native(m) in CREDENTIAL_METHODS and native(m) not in KEY_METHODS]
+# The machine key calls, taken in turns by a rule of their own (a removal or a read by id needs a
+# key made before it).
+KEYS = [
+    m for m in ALL_METHODS if native(m) in (*KEY_METHODS, "ListKeys", "ManagementService.GetMachineKeyByIDs")
+]
 SWITCH_ON = [m for m in ALL_METHODS if native(m) == "ReactivateUser"]
 # Users are switched off twice as often as removed: a removed user is gone for the scene.
 SWITCH_OFF = [m for m in ALL_METHODS if native(m) in ("DeactivateUser", "RemoveUser")] + [
@@ -651,6 +656,7 @@ class Authorization(RuleBasedStateMachine):
         plain=st.permutations(PLAIN),
         # The two that answer a secret's id twice: DeleteSecret needs one.
         credentials=st.permutations([*CREDENTIALS, "CreateSecret", "RotateSecret"]),
+        keys=st.permutations(KEYS),
         grants=st.permutations(GRANTS),
         off=st.permutations(SWITCH_OFF),
         on=st.permutations(SWITCH_ON),
@@ -661,6 +667,7 @@ class Authorization(RuleBasedStateMachine):
         holders: list[tuple[int, dict[int, list[str]]]],
         plain: list[str],
         credentials: list[str],
+        keys: list[str],
         grants: list[str],
         off: list[str],
         on: list[str],
@@ -671,6 +678,7 @@ class Authorization(RuleBasedStateMachine):
         self.turns = {
             "plain": plain,
             "credentials": credentials,
+            "keys": keys,
             "grants": grants,
             "off": off,
             "on": on,
@@ -753,6 +761,8 @@ class Authorization(RuleBasedStateMachine):
         secrets = [s.id for u in self.model.users.values() for s in u.secrets.values() if s.id]
         own_secrets = [s.id for s in user.secrets.values() if s.id] if user else []
         pats = [*sorted(user.pats), *sorted(user.keys)] if user else []
+        if native(method) in ("RemoveKey", "ManagementService.GetMachineKeyByIDs") and user is not None:
+            pats = sorted(user.keys) * 2 + pats
         secret_id = data.draw(st.sampled_from([*own_secrets, *own_secrets, *secrets, UNKNOWN_ID]))
         pat_id = data.draw(st.sampled_from([*pats, UNKNOWN_ID]))
         transport = data.draw(st.sampled_from(TRANSPORTS))
@@ -870,6 +880,15 @@ class Authorization(RuleBasedStateMachine):
         caller may do so."""
         holder, token, org = data.draw(st.sampled_from(self.able("AddSecret")))
         method = self.next_of("credentials")
+        target = data.draw(st.sampled_from(self.targets_for(method, org) or [UNKNOWN_ID]))
+        self.send(data, holder, token, method, self.header(data, token, org), target)
+
+    @precondition(lambda self: bool(self.able("AddKey")))
+    @rule(data=st.data())
+    def machine_key(self, data: st.DataObject) -> None:
+        """A machine key of a machine user made, read or removed, where the caller may do so."""
+        holder, token, org = data.draw(st.sampled_from(self.able("AddKey")))
+        method = self.next_of("keys")
         target = data.draw(st.sampled_from(self.targets_for(method, org) or [UNKNOWN_ID]))
         self.send(data, holder, token, method, self.header(data, token, org), target)
 

@@ -14,7 +14,7 @@ from server.domain.model import (
     UserProfile,
     UserView,
 )
-from server.domain.permissions import CallContext
+from server.domain.permissions import USER_READ, CallContext
 from server.domain.secret_format import hint
 from server.domain.secret_policy import SecretPolicy, max_secrets
 from server.limits import MAX_USER_NAME_LENGTH
@@ -134,6 +134,16 @@ class Queries:
             )
             for k in await self._store.machine_keys(user_id)
         ]
+
+    async def readable_machine_keys(self, ctx: CallContext, user_id: str) -> list[MachineKeyView]:
+        """The keys of a machine user of any organisation where the caller may read users
+        (ZITADEL's v2 ListKeys searches the instance); a user it may not read there is as absent
+        as one that does not exist."""
+        check.raise_if_any(check.check_id("user_id", user_id))
+        user = await self._store.user(user_id)
+        if user is None or not ctx.principal.has(USER_READ, user.org_id):
+            raise user_not_found()
+        return await self.machine_keys(CallContext(ctx.principal, user.org_id), user_id)
 
     async def machine_key(self, ctx: CallContext, user_id: str, key_id: str) -> MachineKeyView:
         """One key of a machine user (NOT_FOUND for a key it does not have)."""

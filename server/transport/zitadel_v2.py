@@ -149,8 +149,9 @@ class UserServiceV2:
         )
 
     async def ListKeys(self, request: user_v2.ListKeysRequest, ctx: CallContext) -> user_v2.ListKeysResponse:
-        """The keys of the one user its user_id_filter names, in the context organisation; a
-        key_id_filter narrows them to one. Other filters are not served."""
+        """The keys of the one user its user_id_filter names, in any organisation where the caller
+        may read users (as ZITADEL searches the instance); a key_id_filter narrows them to one.
+        Other filters are not served."""
         user_ids, key_ids, violations = [], [], []
         for i, found in enumerate(request.filters):
             kind = found.WhichOneof("filter")
@@ -166,7 +167,7 @@ class UserServiceV2:
             violations.append(FieldViolation("filters", "exactly one userIdFilter is required"))
         if violations:
             raise InvalidArgument(violations)
-        keys = await self._queries.machine_keys(ctx, user_ids[0])
+        keys = await self._queries.readable_machine_keys(ctx, user_ids[0])
         keys = [k for k in keys if all(k.key_id == key_id for key_id in key_ids)]
         if request.HasField("pagination") and not request.pagination.asc:
             keys.reverse()

@@ -160,8 +160,9 @@ class UserServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListKeys(self, request, context):
-        """Lists the keys of one machine user of the context organisation (x-zitadel-orgid, or the
-        caller's own): a user_id_filter is required.
+        """Lists the keys of one machine user (a user_id_filter is required), of any organisation where
+        the caller may read users. The caller needs user.read in the context organisation too
+        (x-zitadel-orgid, or its own).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -58,8 +58,9 @@ class UserServiceStub:
     (JSON) is answered once in key_content.
     """
     ListKeys: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.ListKeysRequest, _user_service_pb2.ListKeysResponse]
-    """Lists the keys of one machine user of the context organisation (x-zitadel-orgid, or the
-    caller's own): a user_id_filter is required.
+    """Lists the keys of one machine user (a user_id_filter is required), of any organisation where
+    the caller may read users. The caller needs user.read in the context organisation too
+    (x-zitadel-orgid, or its own).
     """
     RemoveKey: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.RemoveKeyRequest, _user_service_pb2.RemoveKeyResponse]
     """Removes one key of a machine user, and the access tokens it earned."""
@@ -90,8 +91,9 @@ class UserServiceAsyncStub(UserServiceStub):
     (JSON) is answered once in key_content.
     """
     ListKeys: _aio.UnaryUnaryMultiCallable[_user_service_pb2.ListKeysRequest, _user_service_pb2.ListKeysResponse]  # type: ignore[assignment]
-    """Lists the keys of one machine user of the context organisation (x-zitadel-orgid, or the
-    caller's own): a user_id_filter is required.
+    """Lists the keys of one machine user (a user_id_filter is required), of any organisation where
+    the caller may read users. The caller needs user.read in the context organisation too
+    (x-zitadel-orgid, or its own).
     """
     RemoveKey: _aio.UnaryUnaryMultiCallable[_user_service_pb2.RemoveKeyRequest, _user_service_pb2.RemoveKeyResponse]  # type: ignore[assignment]
     """Removes one key of a machine user, and the access tokens it earned."""
@@ -179,8 +181,9 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _user_service_pb2.ListKeysRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_user_service_pb2.ListKeysResponse, _abc.Awaitable[_user_service_pb2.ListKeysResponse]]:
-        """Lists the keys of one machine user of the context organisation (x-zitadel-orgid, or the
-        caller's own): a user_id_filter is required.
+        """Lists the keys of one machine user (a user_id_filter is required), of any organisation where
+        the caller may read users. The caller needs user.read in the context organisation too
+        (x-zitadel-orgid, or its own).
         """
 
     @_abc_1.abstractmethod
