@@ -165,15 +165,15 @@ class JwtProfile:
     ) -> _Proven | None:
         """The key among keys that signed assertion, if the assertion holds by every rule and the
         key and its user are live; None otherwise, after one verification at least."""
-        alg = header.get("alg") if header is not None else None
-        kind = ALGORITHMS.get(alg) if isinstance(alg, str) else None
-        candidates = [k for k in keys if k.key_type == kind]
+        named = header.get("alg") if header is not None else None
+        alg = named if isinstance(named, str) and named in ALGORITHMS else ""
+        candidates: list[MachineKeyRecord | None] = [k for k in keys if k.key_type == ALGORITHMS.get(alg)]
         claims: dict[str, Any] | None = None
         signer: MachineKeyRecord | None = None
         for key in candidates or [None]:
             try:
                 verifier = self._stand_in if key is None else _public_key(key)
-                token = jwt.decode(assertion, verifier, algorithms=[alg] if kind else ["RS256"])
+                token = jwt.decode(assertion, verifier, algorithms=[alg or "RS256"])
             except Exception:  # noqa: S112 - a bad signature, or a text joserfc cannot read
                 continue
             if key is not None:

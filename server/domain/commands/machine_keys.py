@@ -76,7 +76,8 @@ class MachineKeyCommands(Writer):
             violations += refused
         check.raise_if_any(violations)
         pair = None if uploaded is not None else material.generate()
-        public = uploaded if pair is None else pair.public
+        public = pair.public if pair is not None else uploaded
+        assert public is not None  # uploaded, or else generated
         key_id = self._ids.new_id()
         added = MachineKeyAdded(
             key_id, public.pem, public.key_type, None if expires_at is None else to_micros(expires_at)
