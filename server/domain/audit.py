@@ -105,6 +105,8 @@ PAYLOAD_FIELDS: dict[str, dict[str, Shown | None]] = {
         "default_lifetime": DURATION,
         "max_grace_period": DURATION,
         "max_secrets_per_user": COUNT,
+        "max_key_lifetime": DURATION,  # not in a policy set before machine keys
+        "max_keys_per_user": COUNT,
     },
     MachineUserAdded.TYPE: {"user_name": TEXT, "name": TEXT, "description": TEXT},
     HumanUserAdded.TYPE: {"user_name": TEXT, "display_name": TEXT, "email": TEXT},

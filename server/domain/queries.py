@@ -16,7 +16,7 @@ from server.domain.model import (
 )
 from server.domain.permissions import USER_READ, CallContext
 from server.domain.secret_format import hint
-from server.domain.secret_policy import SecretPolicy, max_secrets
+from server.domain.secret_policy import SecretPolicy, max_keys, max_secrets
 from server.limits import MAX_USER_NAME_LENGTH
 from server.store.base import USER_TYPE_MACHINE, OrgRecord, Store, UserRecord
 from server.user_names import NotAUserName, user_name_key
@@ -156,7 +156,7 @@ class Queries:
     async def secret_policy(self, ctx: CallContext) -> SecretPolicy:
         """The context organisation's rules for new secrets, with the default limit filled in."""
         policy = SecretPolicy.of(await self._store.secret_policy(ctx.org_id))
-        return replace(policy, max_secrets_per_user=max_secrets(policy))
+        return replace(policy, max_secrets_per_user=max_secrets(policy), max_keys_per_user=max_keys(policy))
 
     async def _user_of(self, ctx: CallContext, user_id: str) -> UserRecord:
         """The user of the context organisation; a user of another is as absent as a missing one."""

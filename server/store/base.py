@@ -183,7 +183,7 @@ class RevocationReportCount:
 # The source under which an hour's reports are counted once it has counted its cap of sources.
 SOURCE_OVERFLOW = "*"
 # No policy set: no limits, and the service's default number of secrets.
-NO_SECRET_POLICY = SecretPolicySet(None, None, None, None)
+NO_SECRET_POLICY = SecretPolicySet(None, None, None, None, None, None)
 # Told of every append's events once it has ended, whether it succeeded or failed.
 AppendObserver = Callable[[Sequence[NewEvent]], None]
 

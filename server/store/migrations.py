@@ -227,6 +227,10 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 expires_at BIGINT NOT NULL
             )""",
             "CREATE INDEX assertion_jtis_by_expiry ON assertion_jtis (expires_at)",
+            # The organisation's rules for machine keys, beside those for secrets (NULL: no
+            # limit on their lifetime, the default count).
+            "ALTER TABLE secret_policies ADD COLUMN max_key_lifetime BIGINT",
+            "ALTER TABLE secret_policies ADD COLUMN max_keys_per_user INTEGER",
         ],
     ),
 ]

@@ -117,13 +117,16 @@ def projection(event: StoredEvent, micros: int) -> list[Statement]:
                 ("DELETE FROM secret_policies WHERE org_id = ?", (aggregate_id,)),
                 (
                     "INSERT INTO secret_policies (org_id, max_lifetime, default_lifetime,"
-                    " max_secrets_per_user, max_grace_period) VALUES (?, ?, ?, ?, ?)",
+                    " max_secrets_per_user, max_grace_period, max_key_lifetime, max_keys_per_user)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (
                         aggregate_id,
                         policy.max_lifetime,
                         policy.default_lifetime,
                         policy.max_secrets_per_user,
                         policy.max_grace_period,
+                        policy.max_key_lifetime,
+                        policy.max_keys_per_user,
                     ),
                 ),
                 _moved(event, micros),

@@ -90,6 +90,8 @@ def secret_policy(r: Row) -> SecretPolicySet:
         default_lifetime=r["default_lifetime"],
         max_secrets_per_user=r["max_secrets_per_user"],
         max_grace_period=r["max_grace_period"],
+        max_key_lifetime=r["max_key_lifetime"],
+        max_keys_per_user=r["max_keys_per_user"],
     )
 
 

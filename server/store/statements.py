@@ -111,8 +111,8 @@ TOUCH_SECRET = (
     "UPDATE secrets SET last_used_at = ? WHERE secret_id = ? AND (last_used_at IS NULL OR last_used_at < ?)"
 )
 SELECT_SECRET_POLICY = (
-    "SELECT max_lifetime, default_lifetime, max_secrets_per_user, max_grace_period FROM secret_policies"
-    " WHERE org_id = ?"
+    "SELECT max_lifetime, default_lifetime, max_secrets_per_user, max_grace_period, max_key_lifetime,"
+    " max_keys_per_user FROM secret_policies WHERE org_id = ?"
 )
 ORG_COLUMNS = "id, name, sequence, created_at, changed_at"
 SELECT_ORG = f"SELECT {ORG_COLUMNS} FROM orgs WHERE id = ?"  # noqa: S608 - constant

@@ -304,6 +304,8 @@ class OrgService:
                 default_lifetime=optional_duration(policy.default_lifetime),
                 max_secrets_per_user=policy.max_secrets_per_user,
                 max_grace_period=optional_duration(policy.max_grace_period),
+                max_key_lifetime=optional_duration(policy.max_key_lifetime),
+                max_keys_per_user=policy.max_keys_per_user,
             )
         )
 
@@ -316,6 +318,8 @@ class OrgService:
             default_lifetime=duration(field_if_set(p, "default_lifetime"), "policy.default_lifetime"),
             max_secrets_per_user=field_if_set(p, "max_secrets_per_user"),
             max_grace_period=duration(field_if_set(p, "max_grace_period"), "policy.max_grace_period"),
+            max_key_lifetime=duration(field_if_set(p, "max_key_lifetime"), "policy.max_key_lifetime"),
+            max_keys_per_user=field_if_set(p, "max_keys_per_user"),
         )
         details = await self._commands.set_secret_policy(ctx, policy)
         return org_service_pb2.SetSecretPolicyResponse(details=details_proto(details))

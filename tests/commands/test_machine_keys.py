@@ -7,9 +7,10 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from server.domain.commands.machine_keys import MAX_KEYS_PER_USER, IssuedKey
+from server.domain.commands.machine_keys import IssuedKey
 from server.domain.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from server.domain.permissions import ORG_OWNER, ORG_USER_MANAGER
+from server.domain.secret_policy import DEFAULT_MAX_KEYS
 from server.events.base import NewEvent
 from server.events.machine_key import MachineKeyAdded, MachineKeyRemoved
 from server.events.org import SecretPolicySet
@@ -92,14 +93,14 @@ def refused_key(public_key: bytes) -> Case:
         Refused(InvalidArgument, "INVALID_ARGUMENT"),
     ),
     Case(
-        "not beyond the organisation's max lifetime",
-        [*BOT, NewEvent(ORG, 2, ORG, SecretPolicySet(DAY_MICROS, None, None, None))],
+        "not beyond the organisation's max key lifetime",
+        [*BOT, NewEvent(ORG, 2, ORG, SecretPolicySet(None, None, None, None, DAY_MICROS, None))],
         lambda c: c.add_machine_key(OWNER, "10", NOW + 2 * DAY, RSA_PUBLIC),
         Refused(InvalidArgument, "INVALID_ARGUMENT"),
     ),
     Case(
-        "with no expiry asked, the organisation's max lifetime",
-        [*BOT, NewEvent(ORG, 2, ORG, SecretPolicySet(DAY_MICROS, None, None, None))],
+        "with no expiry asked, the organisation's max key lifetime",
+        [*BOT, NewEvent(ORG, 2, ORG, SecretPolicySet(None, None, None, None, DAY_MICROS, None))],
         lambda c: c.add_machine_key(OWNER, "10", None, RSA_PUBLIC),
         [on_user("10", 2, MachineKeyAdded("101", RSA_PUBLIC.decode(), "RSA", NOW_MICROS + DAY_MICROS))],
     ),
@@ -121,8 +122,24 @@ def refused_key(public_key: bytes) -> Case:
             *BOT,
             *(
                 on_user("10", 2 + i, MachineKeyAdded(str(50 + i), RSA_PUBLIC.decode(), "RSA", None))
-                for i in range(MAX_KEYS_PER_USER)
+                for i in range(DEFAULT_MAX_KEYS)
             ),
+        ],
+        lambda c: c.add_machine_key(OWNER, "10", None, RSA_PUBLIC),
+        Refused(FailedPrecondition, "KEY_LIMIT_REACHED"),
+    ),
+    Case(
+        "the secrets' lifetime does not bound keys",
+        [*BOT, NewEvent(ORG, 2, ORG, SecretPolicySet(DAY_MICROS, None, None, None, None, None))],
+        lambda c: c.add_machine_key(OWNER, "10", NOW + 2 * DAY, RSA_PUBLIC),
+        [on_user("10", 2, MachineKeyAdded("101", RSA_PUBLIC.decode(), "RSA", NOW_MICROS + 2 * DAY_MICROS))],
+    ),
+    Case(
+        "not beyond the organisation's limit of keys",
+        [
+            *BOT,
+            NewEvent(ORG, 2, ORG, SecretPolicySet(None, None, None, None, None, 1)),
+            on_user("10", 2, MachineKeyAdded("5", RSA_PUBLIC.decode(), "RSA", None)),
         ],
         lambda c: c.add_machine_key(OWNER, "10", None, RSA_PUBLIC),
         Refused(FailedPrecondition, "KEY_LIMIT_REACHED"),

@@ -1,7 +1,7 @@
 """Commands on machine keys: the key pairs whose private half signs a machine user's assertions
 (the JWT profile grant, private_key_jwt). A key is a credential like a secret: made and ended by
 a caller who may act on the user (the gate _credential_holder), bounded by the organisation's
-policy (its max_lifetime), and ended with its user.
+policy (its maxKeyLifetime and maxKeysPerUser), and ended with its user.
 
 A generated key pair is made outside the user's turn (RSA generation is the slow part), and only
 its public half is written: the private half is answered once, in ZITADEL's key file.
@@ -15,16 +15,12 @@ from server.domain import machine_key_material as material
 from server.domain import secret_policy as rules
 from server.domain import validation as check
 from server.domain.commands.writes import Writer, next_of_user
-from server.domain.errors import FailedPrecondition, FieldViolation, NotFound
+from server.domain.errors import NotFound
 from server.domain.model import Details
 from server.domain.permissions import CallContext
 from server.domain.secret_policy import SecretPolicy
 from server.events.base import NewEvent
 from server.events.machine_key import MachineKeyAdded, MachineKeyRemoved
-
-# The most live keys a machine user may have (ZITADEL sets none; a bound on the store and on
-# what one user's keys cost a listing).
-MAX_KEYS_PER_USER = 10
 
 
 @dataclass(frozen=True)
@@ -53,23 +49,10 @@ class MachineKeyCommands(Writer):
     ) -> IssuedKey:
         """A new key of the machine user: the uploaded public key (PEM), or, if none is given, a
         new RSA key pair whose private half is answered once. Expires when asked (None: never),
-        at most the organisation's max_lifetime from now."""
+        at most the organisation's maxKeyLifetime from now."""
         policy = SecretPolicy.of(await self._store.secret_policy(ctx.org_id))
-        violations = check.check_id("user_id", user_id)
-        now = self._clock.now()
-        if expires_at is not None:
-            if expires_at <= now:
-                violations.append(FieldViolation("expiration_date", "must be in the future"))
-            elif policy.max_lifetime is not None and expires_at > now + policy.max_lifetime:
-                violations.append(
-                    FieldViolation(
-                        "expiration_date",
-                        f"must be at most {rules.spoken(policy.max_lifetime)} from now:"
-                        " the organisation's maxLifetime",
-                    )
-                )
-        elif policy.max_lifetime is not None:
-            expires_at = now + (policy.default_lifetime or policy.max_lifetime)
+        expires_at, violations = rules.key_expiry(policy, expires_at, self._clock.now())
+        violations = check.check_id("user_id", user_id) + violations
         uploaded: material.PublicKey | None = None
         if public_key:
             uploaded, refused = material.read_public_key(public_key)
@@ -87,12 +70,7 @@ class MachineKeyCommands(Writer):
             user = await self._credential_holder(ctx, user_id)
             now = self._clock.now()
             live = sum(key.live(now) for key in await self._store.machine_keys(user.id))
-            if live + 1 > MAX_KEYS_PER_USER:
-                raise FailedPrecondition(
-                    "KEY_LIMIT_REACHED",
-                    f"the machine user would have more than {MAX_KEYS_PER_USER} live keys: remove one",
-                    {"limit": str(MAX_KEYS_PER_USER)},
-                )
+            rules.check_key_count(policy, live + 1)
             return [next_of_user(user, added)]
 
         [stored] = await self._write(ctx, user_id, decide)
