@@ -139,10 +139,11 @@ async def test_an_assertion_buys_a_token_that_calls_the_api(
     assert "public_key" not in added.payload.fields  # key material is not shown by the audit
 
 
-async def test_every_refusal_is_the_same_invalid_grant(admin: World, running: Running) -> None:
+@pytest.mark.parametrize("endpoint", ["direct", "envoy"])
+async def test_every_refusal_is_the_same_invalid_grant(admin: World, running: Running, endpoint: str) -> None:
     holder = await key_holder(admin)
     other = await key_holder(admin)
-    base = endpoints(running)["direct"]
+    base = endpoints(running)[endpoint]
     now = int(time.time())
     public_pem = holder.key.as_pem(private=False)
     removed = await key_holder(admin)
@@ -166,6 +167,11 @@ async def test_every_refusal_is_the_same_invalid_grant(admin: World, running: Ru
         "a replay": replayed,
         "alg none": unsigned_header.decode().rstrip("=") + "." + payload + ".",
         # joserfc refuses to make an HMAC key of a public key: the attacker's JWS is made by hand.
+        "ES256 named for an RSA key": hs256_with(
+            public_pem,
+            {"alg": "ES256", "kid": holder.key_id},
+            {"iss": holder.user_id, "sub": holder.user_id, "aud": base, "iat": now, "exp": now + 60},
+        ),
         "HS256 with the public key": hs256_with(
             public_pem,
             {"alg": "HS256", "kid": holder.key_id},
