@@ -138,8 +138,9 @@ class JwtProfile:
         user = await self._store.user_by_name(client_id) if client_id else None
         keys = await self._store.machine_keys(user.id) if user is not None else []
         kid = header.get("kid") if header is not None else None
-        if kid is not None:
-            keys = [k for k in keys if k.key_id == kid]
+        # Without a kid, each live key of the client is tried: at most the policy's keys per user.
+        now = self._clock.now()
+        keys = [k for k in keys if k.live(now) and (kid is None or k.key_id == kid)]
         proven = await self._verify(assertion, header, keys, user, client_id)
         if proven is None:
             await self._limiter.failed(client_id, source)
