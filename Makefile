@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv build-deps system-deps bench-deps proto openapi console run test bench lint clean
+.PHONY: all venv build-deps system-deps bench-deps proto openapi console docs docs-config docs-serve run test bench lint clean
 
 all: test
 
@@ -62,7 +62,7 @@ system-deps:
 
 # Regenerates generated/ from proto/: Python messages, .pyi stubs, gRPC stubs, and the descriptor
 # set (with every import) that Envoy's gRPC-JSON transcoder reads. generated/ is committed. Then
-# what is made from the descriptor set: the OpenAPI document and the README's API table.
+# what is made from the descriptor set: the OpenAPI document and the API reference's table (docs/api.md).
 proto: $(STAMP)
 	$(BIN)/python -m devtools.genproto generated
 	$(BIN)/python -m devtools.genopenapi
@@ -76,6 +76,20 @@ openapi: $(STAMP)
 # with connect-es, the toolchain of examples/browser; tests/test_console.py checks they are in step.
 console: system-deps
 	cd console && npm ci --no-audit --no-fund && npm run build
+
+# The documentation site (mkdocs.yml, docs/), with MkDocs and Material, into build/site/. Strict: a
+# broken link, a missing anchor or a page left out of the navigation fails (tests/test_docs.py
+# builds it too, so `make test` does). docs-config rewrites the configuration page's table from
+# server/config.py; docs-serve serves the site on loopback, rebuilt as pages change.
+DOCS_ENV := NO_MKDOCS_2_WARNING=1
+docs: $(STAMP)
+	$(DOCS_ENV) $(BIN)/python -m mkdocs build --strict
+
+docs-config: $(STAMP)
+	$(BIN)/python -m devtools.configtable
+
+docs-serve: $(STAMP)
+	$(DOCS_ENV) $(BIN)/python -m mkdocs serve --strict --dev-addr 127.0.0.1:8000
 
 run: $(STAMP)
 	$(BIN)/python -m server

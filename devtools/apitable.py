@@ -1,6 +1,6 @@
-"""Writes the README's API table from the descriptor set: each RPC, its HTTP bindings, the
+"""Writes the API reference's table from the descriptor set: each RPC, its HTTP bindings, the
 permission its `machinesecrets.v1.auth_option` declares, and the first sentence of its comment in
-the .proto. The table sits between two markers in the README; `make proto` rewrites it."""
+the .proto. The table sits between two markers in docs/api.md; `make proto` rewrites it."""
 
 import sys
 from pathlib import Path
@@ -12,7 +12,7 @@ from server.transport.methods import permission_of
 
 ROOT = Path(__file__).resolve().parent.parent
 DESCRIPTOR_SET = ROOT / "generated" / "machinesecrets.binpb"
-README = ROOT / "README.md"
+PAGE = ROOT / "docs" / "api.md"
 BEGIN = "<!-- api-table: made by `make proto` from the .proto files; do not edit -->"
 END = "<!-- /api-table -->"
 PACKAGES = (
@@ -63,19 +63,19 @@ def table(files: descriptor_pb2.FileDescriptorSet) -> str:
     return "\n".join(rows)
 
 
-def readme_with_table(readme: str, files: descriptor_pb2.FileDescriptorSet) -> str:
-    head, begin, rest = readme.partition(BEGIN)
+def page_with_table(page: str, files: descriptor_pb2.FileDescriptorSet) -> str:
+    head, begin, rest = page.partition(BEGIN)
     _, end, tail = rest.partition(END)
     if not begin or not end:
-        raise SystemExit(f"README.md lacks the markers {BEGIN} ... {END}")
+        raise SystemExit(f"{PAGE.relative_to(ROOT)} lacks the markers {BEGIN} ... {END}")
     return f"{head}{BEGIN}\n{table(files)}\n{END}{tail}"
 
 
 def generate() -> str:
     files = descriptor_pb2.FileDescriptorSet.FromString(DESCRIPTOR_SET.read_bytes())
-    return readme_with_table(README.read_text(), files)
+    return page_with_table(PAGE.read_text(), files)
 
 
 if __name__ == "__main__":
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else README
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else PAGE
     target.write_text(generate())

@@ -30,12 +30,20 @@ class CannotListen(ConfigError):
 @dataclass(frozen=True)
 class Setting:
     """One setting, written once: its variable, default, help and parser. Its flag and its field
-    of Config follow from the variable's name (MS_GRPC_ADDR: --grpc-addr, grpc_addr)."""
+    of Config follow from the variable's name (MS_GRPC_ADDR: --grpc-addr, grpc_addr). Its row of
+    docs/configuration.md is made from it (`make docs-config`, devtools/configtable.py): doc, in
+    Markdown, when the page says more than --help does."""
 
     env: str
     default: str
     help: str
     parse: Callable[[str, str], Any]  # (variable name, text) -> value; raises ConfigError
+    doc: str = ""
+
+    @property
+    def meaning(self) -> str:
+        """What docs/configuration.md says the setting does."""
+        return self.doc or self.help
 
     @property
     def field(self) -> str:
@@ -52,7 +60,14 @@ def _text(name: str, value: str) -> str:
 
 SETTINGS = [
     Setting(
-        "MS_DATABASE_URL", "sqlite:///.data/machine-secrets.db", "the store", lambda n, v: _database_url(v)
+        "MS_DATABASE_URL",
+        "sqlite:///.data/machine-secrets.db",
+        "the store",
+        lambda n, v: _database_url(v),
+        doc=(
+            "the store: `sqlite:///relative/path`, `sqlite:////absolute/path`, or "
+            "`postgresql://user:password@host:5432/db`"
+        ),
     ),
     Setting(
         "MS_DB_POOL_SIZE", "10", "PostgreSQL connections per process at the most", lambda n, v: _pool_size(v)
@@ -63,6 +78,11 @@ SETTINGS = [
         "SQLite: 'full' makes every acknowledged write survive a power loss; 'normal' is faster, and"
         " a power loss may roll back the last acknowledged writes",
         lambda n, v: _sqlite_sync(v),
+        doc=(
+            "SQLite: `full` makes every acknowledged change survive a power loss (group commit: one fsync for"
+            " the commits that wait together); `normal` is faster, and a power loss may roll back the last "
+            "acknowledged writes (a client would hold a secret the service forgot)"
+        ),
     ),
     Setting("MS_GRPC_ADDR", "127.0.0.1:50051", "host:port of the gRPC server", lambda n, v: _address(n, v)),
     Setting(
@@ -76,50 +96,95 @@ SETTINGS = [
         "127.0.0.1:8080",
         "host:port of Envoy; 'off' starts no Envoy",
         lambda n, v: None if v == "off" else _address(n, v),
+        doc="host:port of the Envoy the service starts; `off` starts none",
     ),
     Setting(
         "MS_METRICS_ADDR",
         "127.0.0.1:9464",
         "host:port of /metrics (Prometheus), apart from the API's ports; 'off' serves none",
         lambda n, v: None if v == "off" else _address(n, v),
+        doc=(
+            "host:port of `/metrics` (Prometheus), apart from the API's ports and not routed through Envoy; "
+            "over TLS when TLS is on; `off` serves none. With `MS_WORKERS`, the first worker serves it (see "
+            '"Metrics")'
+        ),
     ),
     Setting(
-        "MS_CORS_ORIGINS", "", "browser origins allowed to call, comma-separated", lambda n, v: _origins(v)
+        "MS_CORS_ORIGINS",
+        "",
+        "browser origins allowed to call, comma-separated",
+        lambda n, v: _origins(v),
+        doc="browser origins allowed to call, comma-separated, e.g. `https://console.example.com`",
     ),
-    Setting("MS_BCRYPT_COST", "4", "bcrypt cost of new client secrets (4-31)", lambda n, v: _bcrypt_cost(v)),
+    Setting(
+        "MS_BCRYPT_COST",
+        "4",
+        "bcrypt cost of new client secrets (4-31)",
+        lambda n, v: _bcrypt_cost(v),
+        doc=(
+            "bcrypt cost of client secrets (4 to 31); a changed cost re-hashes a secret at its next "
+            "successful use"
+        ),
+    ),
     Setting(
         "MS_ACCESS_TOKEN_TTL",
         "12h",
         "lifetime of access tokens: 3600, 90s, 30m, 12h",
         lambda n, v: _duration(n, v),
+        doc="lifetime of access tokens: seconds, or a number with `s`, `m` or `h`",
     ),
     Setting(
-        "MS_ISSUER", "", "the OAuth issuer URL; empty: the URL the request came to", lambda n, v: _issuer(v)
+        "MS_ISSUER",
+        "",
+        "the OAuth issuer URL; empty: the URL the request came to",
+        lambda n, v: _issuer(v),
+        doc="the OAuth issuer URL the discovery document names; unset, the URL called",
     ),
     Setting(
         "MS_CLIENT_FAILURE_LIMIT",
         "10",
         "failed token requests per client and window",
         lambda n, v: _count(n, v),
+        doc=(
+            "failed token requests per client in the window, before addresses that failed too are refused "
+            "(429)"
+        ),
     ),
     Setting(
         "MS_SOURCE_FAILURE_LIMIT",
         "30",
         "failed token requests per address and window",
         lambda n, v: _count(n, v),
+        doc="failed token requests per address in the window, before that address is refused (429)",
     ),
-    Setting("MS_FAILURE_WINDOW", "60s", "the window of those limits", lambda n, v: _duration(n, v)),
+    Setting(
+        "MS_FAILURE_WINDOW",
+        "60s",
+        "the window of those limits",
+        lambda n, v: _duration(n, v),
+        doc="the sliding window of both limits",
+    ),
     Setting(
         "MS_REQUEST_READ_TIMEOUT",
         "10s",
         "how long a request may take to arrive, before DEADLINE_EXCEEDED (token endpoint: 408)",
         lambda n, v: _duration(n, v),
+        doc=(
+            "how long a request may take to arrive: then a call is answered `DEADLINE_EXCEEDED` (504 over "
+            "JSON), the token endpoint 408"
+        ),
     ),
     Setting(
         "MS_MAX_INFLIGHT",
         "256",
         "calls a process works on at once; past it, RESOURCE_EXHAUSTED (429 with Retry-After) at once",
         lambda n, v: _bound(n, v),
+        doc=(
+            "calls a process works on at once (a call counts from when its request has arrived whole), on "
+            "every transport and the HTTP endpoints together; past it a call is refused at once with "
+            "`RESOURCE_EXHAUSTED` (reason `OVERLOADED`; 429 with `Retry-After` over JSON and at the token "
+            "endpoint) instead of waiting in a queue"
+        ),
     ),
     Setting(
         "MS_MAX_UNFINISHED",
@@ -127,12 +192,25 @@ SETTINGS = [
         "requests a process lets arrive at once (their body still on its way); past it,"
         " RESOURCE_EXHAUSTED (429) at once",
         lambda n, v: _bound(n, v),
+        doc=(
+            "requests a process lets arrive at once (their head is here, their body still on its way), from "
+            "all addresses together; past it a request is refused at once with `RESOURCE_EXHAUSTED` (reason "
+            "`UNFINISHED_REQUESTS`; 429 with `Retry-After` over JSON, `slow_down` at the token endpoint). "
+            "Each may take `MS_REQUEST_READ_TIMEOUT` to arrive. Envoy holds a request until it is whole, so "
+            "what comes through it never waits here"
+        ),
     ),
     Setting(
         "MS_MAX_UNFINISHED_PER_SOURCE",
         "64",
         "requests one client address may have arriving at once; past it, RESOURCE_EXHAUSTED (429)",
         lambda n, v: _bound(n, v),
+        doc=(
+            "the same, from one client address: one address cannot take every place (a client that shares its"
+            " address with a slow sender, behind one NAT, is refused with it). A request past it is refused "
+            "after one to two seconds, not at once, so that a sender that reconnects after each refusal "
+            "cannot turn them into a flood"
+        ),
     ),
     Setting(
         "MS_WORKERS",
@@ -140,36 +218,68 @@ SETTINGS = [
         "server processes sharing the gRPC and HTTP ports behind the one Envoy (PostgreSQL only); a"
         " worker that dies is started again",
         lambda n, v: _workers(v),
+        doc=(
+            "server processes (1 to 64) that share the gRPC and HTTP ports (SO_REUSEPORT) behind the one "
+            "Envoy, which the first process runs and supervises: a worker that dies is started again, and the"
+            " log says so. PostgreSQL only: with SQLite (one writer, one process) anything but 1 stops the "
+            "start"
+        ),
     ),
     Setting(
         "MS_SHUTDOWN_GRACE",
         "10s",
         "on SIGTERM or Ctrl-C: how long calls in flight may take to finish before the service exits",
         lambda n, v: _duration(n, v),
+        doc=(
+            "on SIGTERM or Ctrl-C the service stops taking new calls: for up to 2 s of this (until the "
+            "callers go quiet) a call that arrives is held, then answered `UNAVAILABLE` (reason "
+            "`SHUTTING_DOWN`; 503 over JSON), which gRPC clients retry, never `CANCELLED`; then it stops "
+            "taking connections, gives the calls in flight the rest of this to finish with their real "
+            "answers, stops Envoy and exits 0"
+        ),
     ),
     Setting(
         "MS_SWEEP_INTERVAL",
         "10m",
         "how often each process forgets expired access tokens and personal access tokens",
         lambda n, v: _duration(n, v),
+        doc=(
+            "how often each process forgets expired access tokens and personal access tokens (refused "
+            "already; their rows would pile up until their user is removed). No event is written: each "
+            "credential's expiry is in the event that made it"
+        ),
     ),
     Setting(
         "MS_SWEEP_BATCH",
         "1000",
         "expired credentials forgotten per transaction of a sweep (1-100000)",
         lambda n, v: _sweep_batch(v),
+        doc=(
+            "expired credentials forgotten per transaction of a sweep (1 to 100000); a run does at most 100 "
+            "batches, the oldest expiries first. Several processes may sweep one PostgreSQL at once: a row "
+            "goes once, and neither fails"
+        ),
     ),
     Setting(
         "MS_WRITE_ATTEMPTS",
         "8",
         "how often a write is decided again after a concurrent write won, before ABORTED (1-100)",
         lambda n, v: _write_attempts(v),
+        doc=(
+            "how often a write is decided again on fresh state after a concurrent write to the same object "
+            "won, before the call is `ABORTED` (1 to 100)"
+        ),
     ),
     Setting(
         "MS_TRUSTED_PROXIES",
         "",
         "proxies whose X-Forwarded-For is believed: addresses or CIDR blocks, comma-separated",
         lambda n, v: _networks(v),
+        doc=(
+            "proxies in front of the HTTP port whose `X-Forwarded-For` is believed (addresses or CIDR blocks,"
+            " comma-separated); the service's own Envoy is always believed, through a private socket. From "
+            "anyone else the header is ignored, and the failure limits count the peer's address"
+        ),
     ),
     Setting(
         "MS_TLS_CERT_FILE",
@@ -177,21 +287,53 @@ SETTINGS = [
         "PEM certificate (a chain is allowed) for TLS on every port: Envoy's, gRPC's and HTTP's;"
         " empty: plaintext",
         _text,
+        doc=(
+            "a PEM certificate (a chain is allowed): TLS on every port, Envoy's (ALPN `h2` and `http/1.1`), "
+            "gRPC's and HTTP's, and plaintext is refused; the discovery document says `https://`. A "
+            "certificate that is missing, unreadable, expired or not yet valid stops the start with the "
+            "reason"
+        ),
     ),
-    Setting("MS_TLS_KEY_FILE", "", "PEM private key of MS_TLS_CERT_FILE, unencrypted", _text),
-    Setting("MS_ADMIN_PAT_FILE", ".data/admin.pat", "where the first admin's token goes", _text),
+    Setting(
+        "MS_TLS_KEY_FILE",
+        "",
+        "PEM private key of MS_TLS_CERT_FILE, unencrypted",
+        _text,
+        doc="its PEM private key, unencrypted; one that does not match the certificate stops the start",
+    ),
+    Setting(
+        "MS_ADMIN_PAT_FILE",
+        ".data/admin.pat",
+        "where the first admin's token goes",
+        _text,
+        doc="where the first start writes the admin's token",
+    ),
     Setting(
         "MS_READY_FILE",
         "",
         "once serving, write every bound port here as JSON (for tools and tests); empty: none",
         _text,
+        doc=(
+            'once serving, the service writes `{"grpc", "http", "envoy", "metrics", "pid"}` here as JSON: how'
+            " scripts, the tests and `make bench` learn the bound ports"
+        ),
     ),
-    Setting("MS_LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR", lambda n, v: _log_level(v)),
+    Setting(
+        "MS_LOG_LEVEL",
+        "INFO",
+        "DEBUG, INFO, WARNING or ERROR",
+        lambda n, v: _log_level(v),
+        doc="`DEBUG`, `INFO`, `WARNING` or `ERROR`",
+    ),
     Setting(
         "MS_LOG_FORMAT",
         "text",
         "'text' for people; 'json': one object a line (time, level, logger, message, request_id)",
         lambda n, v: _log_format(v),
+        doc=(
+            "`text` for people, or `json`: one object a line with `time`, `level`, `logger`, `message` and "
+            "`request_id`; access lines add `method`, `transport`, `code`, `duration_ms`, `caller` and `peer`"
+        ),
     ),
 ]
 

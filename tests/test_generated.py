@@ -3,7 +3,7 @@
 import filecmp
 from pathlib import Path
 
-from devtools import apitable, genopenapi
+from devtools import apitable, configtable, genopenapi
 from devtools.genproto import generate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,5 +26,11 @@ def test_the_openapi_document_is_in_step_with_the_descriptor_set() -> None:
     assert (ROOT / "generated" / "openapi.json").read_text() == genopenapi.generate(), "run `make openapi`"
 
 
-def test_the_readmes_api_table_is_in_step_with_the_protos() -> None:
-    assert (ROOT / "README.md").read_text() == apitable.generate(), "run `make proto`"
+def test_the_api_references_table_is_in_step_with_the_protos() -> None:
+    assert (ROOT / "docs" / "api.md").read_text() == apitable.generate(), "run `make proto`"
+
+
+def test_the_configuration_pages_table_is_in_step_with_the_settings() -> None:
+    assert (ROOT / "docs" / "configuration.md").read_text() == configtable.generate(), (
+        "run `make docs-config`"
+    )

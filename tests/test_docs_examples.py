@@ -1,8 +1,9 @@
-"""The README's examples, run as they are written, in any order, against one service: each block
-marked `<!-- example: NAME -->` (`, after OTHER` runs it in the same shell after OTHER). The curl
-blocks run through bash, the Python one with the project's interpreter, from a folder whose
-`.data/admin.pat` is the service's admin token; only the default ports are changed to the ones
-the test's service has."""
+"""The documentation's examples, run as they are written, in any order, against one service: each
+block marked `<!-- example: NAME -->` in README.md and the pages of docs/ (`, after OTHER` runs it
+in the same shell after OTHER, on any page). The curl blocks run through bash, the Python one with
+the project's interpreter, from a folder whose `.data/admin.pat` is the service's admin token; only
+the default ports are changed to the ones the test's service has. "As written" is README.md, then
+the pages in the site's navigation order (mkdocs.yml)."""
 
 import asyncio
 import json
@@ -17,7 +18,7 @@ import pytest
 
 from tests.service import Running, config_for, start_service
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
 MARKED = re.compile(r"<!-- example: ([a-z-]+)(?:, after ([a-z-]+))?[^>]*-->\n```(sh|python)\n(.*?)```", re.S)
 
 
@@ -28,9 +29,15 @@ class Example:
     code: str
 
 
+def pages() -> list[Path]:
+    """README.md, then every page of the site in the order of its navigation."""
+    nav = re.findall(r"^ +- (?:[^:]+: )?([\w/-]+\.md)$", (ROOT / "mkdocs.yml").read_text(), re.M)
+    return [ROOT / "README.md", *(ROOT / "docs" / page for page in nav)]
+
+
 def examples() -> list[Example]:
-    """The README's marked examples, each with what it runs after folded in."""
-    found = MARKED.findall(README.read_text())
+    """The marked examples of every page, each with what it runs after folded in."""
+    found = [example for page in pages() for example in MARKED.findall(page.read_text())]
     runs = []
     for name, after, language, code in found:
         if after:
@@ -44,9 +51,13 @@ def examples() -> list[Example]:
     return runs
 
 
-def test_the_readme_marks_its_examples() -> None:
+def test_every_page_of_the_site_is_searched_for_examples() -> None:
+    assert {p.name for p in pages()} == {"README.md"} | {p.name for p in (ROOT / "docs").glob("*.md")}
+
+
+def test_the_pages_mark_their_examples() -> None:
     names = [e.name for e in examples()]
-    assert names == ["json-curl", "client-credentials+rotation", "revocation", "audit", "python"]
+    assert names == ["json-curl", "client-credentials+rotation", "python", "revocation", "audit"]
 
 
 async def run(example: Example, running: Running, folder: Path) -> str:
@@ -76,7 +87,7 @@ async def test_every_example_runs_in_any_order_on_one_store(order: str, tmp_path
         outputs = {example.name: await run(example, running, folder) for example in ordered}
     finally:
         await running.service.stop(0)
-    # What each shows a reader, as the README says it will.
+    # What each shows a reader, as its page says it will.
     assert '"clientId":"build-bot"' in outputs["json-curl"]
     assert '"userName":"deployer"' in outputs["client-credentials+rotation"]
     assert '"description":"deploy 2026-12"' in outputs["client-credentials+rotation"]
