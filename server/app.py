@@ -83,7 +83,7 @@ ADMIN_USER_NAME = "admin"
 USER_SERVICE = user_service_pb2.DESCRIPTOR.services_by_name["UserService"]
 ORG_SERVICE = org_service_pb2.DESCRIPTOR.services_by_name["OrgService"]
 AUDIT_SERVICE = audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"]
-# ZITADEL's own names, for clients written for ZITADEL (README, "Coming from ZITADEL").
+# ZITADEL's own names, for clients written for ZITADEL (docs/zitadel.md).
 ZITADEL_MANAGEMENT = management_pb2.DESCRIPTOR.services_by_name["ManagementService"]
 ZITADEL_USERS = user_v2.DESCRIPTOR.services_by_name["UserService"]
 ZITADEL_ORGS = org_v2.DESCRIPTOR.services_by_name["OrganizationService"]

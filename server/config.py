@@ -106,7 +106,7 @@ SETTINGS = [
         doc=(
             "host:port of `/metrics` (Prometheus), apart from the API's ports and not routed through Envoy; "
             "over TLS when TLS is on; `off` serves none. With `MS_WORKERS`, the first worker serves it (see "
-            '"Metrics")'
+            "[Metrics](production.md#metrics))"
         ),
     ),
     Setting(

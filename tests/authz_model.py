@@ -159,7 +159,7 @@ READ_METHODS = (
     "ListUserEvents",
 )
 GRANT_METHODS = ("AddOrgMember",)
-# README, "Secret lifecycle": at most this many live secrets per machine user, by default; expired
+# docs/rotation.md: at most this many live secrets per machine user, by default; expired
 # ones stay listed, the latest this many.
 MAX_SECRETS = 5
 MAX_EXPIRED = 20

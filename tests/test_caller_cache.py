@@ -49,7 +49,7 @@ async def test_the_cache_is_bounded_and_holds_only_callers_that_authenticated(tm
 
 
 async def test_a_cached_caller_is_read_again_once_it_is_older_than_the_bound(tmp_path: Path) -> None:
-    """The bound on other processes (README: 1 s): an entry is used until it is CALLER_CACHE_TTL_S
+    """The bound on other processes (docs/rotation.md: 1 s): an entry is used until it is CALLER_CACHE_TTL_S
     old on the cache's clock, then read from the store again. The clock is moved, not waited for
     (test_scale_out.py shows the same across two processes, with ten times the bound)."""
     raw = await SqliteStore.open(f"sqlite:///{tmp_path / 'ms.db'}")

@@ -4,8 +4,8 @@ in a real browser.
 
 The flow is console/drive.mjs: playwright-core driving Debian's Chromium against a real service,
 through Envoy at 1280 and 390 px wide and through the service's own HTTP port at 1280. Screenshots of
-every step go to SCREENSHOTS (build/console-screenshots/, not committed); the README shows two of
-them, copied into console/screenshots/. Without Chromium or npm the tests are skipped with the
+every step go to SCREENSHOTS (build/console-screenshots/, not committed); docs/console.md shows
+four of them, copied into docs/images/console/. Without Chromium or npm the tests are skipped with the
 reason, unless MS_REQUIRE_BROWSER=1 (as CI sets it).
 """
 

@@ -1,4 +1,4 @@
-"""The layering holds (README, "How the code reads"): transport -> domain -> store, one direction.
+"""The layering holds (docs/development.md): transport -> domain -> store, one direction.
 
 - the domain imports no gRPC, protobuf, generated code or transport: it is the service's rules
   alone, callable from any transport and from tests without one;

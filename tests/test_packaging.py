@@ -131,7 +131,7 @@ def test_the_wheel_holds_every_package_of_the_checkout(installed: Path) -> None:
 
 
 def test_the_documented_secret_checker_runs_from_the_wheel(installed: Path, tmp_path: Path) -> None:
-    """README, "Secret format, for scanners": `python -m server.tools.check_secret STRING...`."""
+    """docs/leaks.md, "Secret format, for scanners": `python -m server.tools.check_secret STRING...`."""
     from server.domain.secret_format import new_secret
 
     good, bad = new_secret().text, "msk_" + "0" * 61

@@ -32,7 +32,7 @@ from tests.processes import ServerProcess
 from tests.world import World, unique_name
 
 CLIENTS, CALLS = 8, 25
-STORE_TIMEOUT_S = 3.0  # the bound the README promises for a store that is down
+STORE_TIMEOUT_S = 3.0  # the bound docs/production.md promises for a store that is down
 # For tests that fail authentication on purpose from one address: the limits are not their subject.
 NO_LIMITS = {"MS_SOURCE_FAILURE_LIMIT": "100000", "MS_CLIENT_FAILURE_LIMIT": "100000"}
 

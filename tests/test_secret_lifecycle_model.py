@@ -3,7 +3,7 @@
 changes and token requests. After every step the model says which secrets authenticate, what
 ListSecrets shows, and which events the user's aggregate holds.
 
-The model is written from the issue's rules (README, "Secret lifecycle"), not from server/:
+The model is written from the issue's rules (docs/rotation.md), not from server/:
 - a secret is live until its expiry; rotation moves every other secret's expiry to now + grace
   if that is sooner; AddSecret leaves only its own secret; RemoveSecret leaves none;
 - a new secret without an expiry gets the policy's default lifetime, else its maximum, else none;
@@ -52,7 +52,7 @@ from tests.service import BACKENDS, Running, config_for
 from tests.world import World
 
 DEFAULT_MAX_SECRETS = 5
-MAX_EXPIRED_KEPT = 20  # README: older expired secrets go when a new one is made
+MAX_EXPIRED_KEPT = 20  # docs/rotation.md: older expired secrets go when a new one is made
 FUZZ = timedelta(seconds=1)
 EXAMPLES = 80  # per store; each is STEPS calls against the model (about a minute in all)
 STEPS = 30

@@ -50,7 +50,7 @@ DISCOVERY_PATH = "/.well-known/openid-configuration"
 # ZITADEL's clients send are accepted and change nothing, so that those clients work unmodified:
 # OpenID Connect's (no ID token or refresh token is issued), ZITADEL's audience scope (the audience
 # is this API), and ZITADEL's organisation scope (an organisation is chosen per call, by
-# x-zitadel-orgid). README, "Coming from ZITADEL".
+# x-zitadel-orgid). docs/zitadel.md.
 DEFAULT_SCOPE = "api"
 SUPPORTED_SCOPES = (
     DEFAULT_SCOPE,
