@@ -24,3 +24,10 @@ def test_security_and_benchmarks_are_shown_whole() -> None:
     # They stay at the top of the repository, where people look for them; the site includes them.
     for name in ("SECURITY.md", "BENCHMARKS.md"):
         assert f'--8<-- "{name}"' in (ROOT / "docs" / name.lower()).read_text()
+
+
+def test_images_are_markdown_so_that_the_build_checks_them() -> None:
+    # MkDocs resolves and checks a Markdown image's path; a raw <img src> it passes through
+    # unchecked, and a path relative to the page's file breaks on the site's page URL.
+    for page in (ROOT / "docs").glob("*.md"):
+        assert "<img" not in page.read_text(), page.name
