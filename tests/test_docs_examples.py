@@ -31,7 +31,8 @@ class Example:
 
 def pages() -> list[Path]:
     """README.md, then every page of the site in the order of its navigation."""
-    nav = re.findall(r"^ +- (?:[^:]+: )?([\w/-]+\.md)$", (ROOT / "mkdocs.yml").read_text(), re.M)
+    _, _, navigation = (ROOT / "mkdocs.yml").read_text().partition("\nnav:\n")
+    nav = re.findall(r"^ +- (?:[^:]+: )?([\w/-]+\.md)$", navigation, re.M)
     return [ROOT / "README.md", *(ROOT / "docs" / page for page in nav)]
 
 
