@@ -10,7 +10,8 @@
   scanner tell a secret of ours from a random string without asking anyone, and lets the
   revocation endpoint skip strings that are not secrets at all.
 
-A scanner matches `msk_[0-9A-Za-z]{49,}` and checks the last six characters (docs/leaks.md, "Secret format, for scanners"; SECURITY.md).
+A scanner matches `msk_[0-9A-Za-z]{49,}` and checks the last six characters (docs/leaks.md,
+"Secret format, for scanners"; SECURITY.md).
 Secrets issued before this format are 64 characters of [A-Za-z0-9] with no prefix; they keep
 working, and have no lookup key.
 """

@@ -1,7 +1,7 @@
 """What the .proto files declare about each method beyond its types, as the
 `machinesecrets.v1.auth_option` method option: the permission it needs, and where its
-organisation comes from. The pipeline, the API reference's table (docs/api.md) and the OpenAPI document read it
-from the descriptors here, so it is written once, in the .proto."""
+organisation comes from. The pipeline, the API reference's table (docs/api.md) and the OpenAPI
+document read it from the descriptors here, so it is written once, in the .proto."""
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 from google.protobuf.descriptor_pb2 import MethodOptions
