@@ -2,6 +2,7 @@
 v1, user v2): a key made or uploaded, listed without key material, removed; the key file it
 answers earns a token by the JWT profile grant, which ends with the key and with its user."""
 
+import asyncio
 import json
 import time
 import uuid
@@ -19,7 +20,8 @@ from zitadel.management.v1 import management_pb2 as mgmt
 from zitadel.user.v2 import key_pb2
 from zitadel.user.v2 import user_service_pb2 as user_v2
 
-from tests.api import expect_error
+from server.domain.key_generation import KEY_GENERATIONS_AT_ONCE, KEY_GENERATIONS_WAITING
+from tests.api import ApiError, expect_error
 from tests.service import Running
 from tests.world import World
 
@@ -201,3 +203,35 @@ async def test_keys_end_with_their_user(world: World, running: Running) -> None:
     assert (await world.call("GetUserByID", read, token=token)).user.id == user_id
     await world.call("RemoveUser", user_pb.RemoveUserRequest(user_id=user_id))
     assert (await grant(base, assertion(private, added.key_id, user_id, base))).status_code == 400
+
+
+async def test_key_pairs_are_made_a_bounded_few_at_a_time(world: World) -> None:
+    """More generated keys asked for at once than the service makes and queues: the rest are
+    refused at once, RESOURCE_EXHAUSTED with a retry hint (429 over HTTP), and nothing else goes
+    wrong; every key answered is whole. Three users, so that no one reaches maxKeysPerUser."""
+    users = [await world.machine_user() for _ in range(3)]
+    asked = 3 * (KEY_GENERATIONS_AT_ONCE + KEY_GENERATIONS_WAITING)
+
+    async def add(user_id: str) -> user_pb.AddKeyResponse | ApiError:
+        try:
+            request = user_pb.AddKeyRequest(user_id=user_id)
+            answer: user_pb.AddKeyResponse = await world.call("AddKey", request)
+        except ApiError as error:
+            return error
+        return answer
+
+    answers = await asyncio.gather(*(add(users[n % 3]) for n in range(asked)))
+    added = [answer for answer in answers if isinstance(answer, user_pb.AddKeyResponse)]
+    refused = [answer for answer in answers if isinstance(answer, ApiError)]
+    assert added, len(refused)
+    assert refused, len(added)
+    for error in refused:
+        assert (error.code, error.reason, error.metadata) == (
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "KEY_GENERATION_BUSY",
+            {"retry_after": "1"},
+        ), error
+    for answer in added:
+        assert json.loads(answer.key_content)["keyId"] == answer.key_id
+    listed = [await world.call("ListKeys", user_pb.ListKeysRequest(user_id=user_id)) for user_id in users]
+    assert sum(len(keys.keys) for keys in listed) == len(added)  # a refused call wrote nothing
