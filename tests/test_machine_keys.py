@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
@@ -26,6 +27,7 @@ from tests.service import Running
 from tests.world import World
 
 TOKEN_PATH = "/oauth/v2/token"
+NO_EXPIRY = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)  # ZITADEL's, for a key without expiry
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
 
@@ -134,8 +136,9 @@ async def test_keys_under_zitadels_management_names(world: World, running: Runni
     added = await world.call("ManagementService.AddMachineKey", mgmt.AddMachineKeyRequest(user_id=user_id))
     assert added.details.resource_owner == world.home_org
     content = json.loads(added.key_details)
-    assert set(content) == {"type", "keyId", "key", "userId"}
-    assert content["keyId"] == added.key_id
+    # ZITADEL's key file, a key without expiry showing ZITADEL's stand-in date, as Go writes it.
+    assert list(content) == ["type", "keyId", "key", "expirationDate", "userId"]
+    assert (content["keyId"], content["expirationDate"]) == (added.key_id, "9999-12-31T23:59:59Z")
     base = base_of(running)
     signed = assertion(RSAKey.import_key(content["key"]), added.key_id, user_id, base, jti=str(uuid.uuid4()))
     assert (await grant(base, signed)).status_code == 200
@@ -145,6 +148,8 @@ async def test_keys_under_zitadels_management_names(world: World, running: Runni
     assert listed.details.total_result == 1
     [key] = listed.result
     assert (key.id, key.type, key.details.resource_owner) == (added.key_id, 1, world.home_org)
+    # No expiry reads as ZITADEL answers it (the Terraform provider sets expiration_date from it).
+    assert key.expiration_date.ToDatetime(UTC) == NO_EXPIRY
     got = await world.call(
         "ManagementService.GetMachineKeyByIDs", mgmt.GetMachineKeyByIDsRequest(user_id=user_id, key_id=key.id)
     )
@@ -172,6 +177,7 @@ async def test_keys_under_zitadels_v2_names(world: World, running: Running) -> N
     listed = await world.call("UserServiceV2.ListKeys", user_v2.ListKeysRequest(filters=[by_user]))
     [key] = listed.result
     assert (key.id, key.user_id, key.organization_id) == (added.key_id, user_id, world.home_org)
+    assert key.expiration_date.ToDatetime(UTC) == NO_EXPIRY
     assert listed.pagination.total_result == 1
     await expect_error(
         grpc.StatusCode.INVALID_ARGUMENT,
@@ -235,3 +241,27 @@ async def test_key_pairs_are_made_a_bounded_few_at_a_time(world: World) -> None:
         assert json.loads(answer.key_content)["keyId"] == answer.key_id
     listed = [await world.call("ListKeys", user_pb.ListKeysRequest(user_id=user_id)) for user_id in users]
     assert sum(len(keys.keys) for keys in listed) == len(added)  # a refused call wrote nothing
+
+
+async def test_an_expiration_date_under_zitadels_names(world: World) -> None:
+    """A key with an expiration date shows it everywhere, the key file as Go writes it; only the
+    native API shows a key without one as having none."""
+    user_id = await world.machine_user()
+    expires = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=250_000)
+    request = mgmt.AddMachineKeyRequest(user_id=user_id)
+    request.expiration_date.FromDatetime(expires)
+    added = await world.call("ManagementService.AddMachineKey", request)
+    content = json.loads(added.key_details)
+    assert content["expirationDate"] == expires.strftime("%Y-%m-%dT%H:%M:%S") + ".25Z"
+    got = await world.call(
+        "ManagementService.GetMachineKeyByIDs",
+        mgmt.GetMachineKeyByIDsRequest(user_id=user_id, key_id=added.key_id),
+    )
+    assert got.key.expiration_date.ToDatetime(UTC) == expires
+    other = await world.call("AddKey", user_pb.AddKeyRequest(user_id=user_id))
+    assert not other.HasField("expiration_date")
+    native = (await world.call("ListKeys", user_pb.ListKeysRequest(user_id=user_id))).keys
+    assert {key.key_id: key.HasField("expiration_date") for key in native} == {
+        added.key_id: True,
+        other.key_id: False,
+    }

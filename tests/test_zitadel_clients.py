@@ -62,7 +62,7 @@ async def test_zitadels_python_sdk_authenticates_with_machine_keys(running: Runn
     )
     assert done.returncode == 0, done.stderr[-3000:]
     seen = json.loads(done.stdout.strip().splitlines()[-1])
-    assert seen["key_file_fields"] == ["key", "keyId", "type", "userId"]
+    assert seen["key_file_fields"] == ["expirationDate", "key", "keyId", "type", "userId"]
     assert seen["generated_key_works"] is True
     assert seen["uploaded_key_content"] == ""
     assert seen["uploaded_key_works"] is True

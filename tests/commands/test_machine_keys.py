@@ -176,8 +176,9 @@ async def test_a_generated_pair_answers_zitadels_key_file_once_and_keeps_its_pub
     assert "***" in repr(answer)
     assert "PRIVATE" not in repr(answer)
     content = json.loads(answer.key_file)
-    assert set(content) == {"type", "keyId", "key", "userId"}
+    assert list(content) == ["type", "keyId", "key", "expirationDate", "userId"]  # ZITADEL's order
     assert (content["type"], content["keyId"], content["userId"]) == ("serviceaccount", "101", "10")
+    assert content["expirationDate"] == "9999-12-31T23:59:59Z"  # ZITADEL's, for a key without expiry
     private = serialization.load_pem_private_key(content["key"].encode(), None)
     assert isinstance(private, rsa.RSAPrivateKey)
     assert private.key_size == 2048

@@ -77,7 +77,7 @@ class MachineKeyCommands(Writer):
             return [next_of_user(await self._room_for_a_key(ctx, user_id, policy), added)]
 
         [stored] = await self._write(ctx, user_id, decide)
-        content = None if pair is None else material.key_file(key_id, user_id, pair.private_pem)
+        content = None if pair is None else material.key_file(key_id, user_id, pair.private_pem, expires_at)
         return IssuedKey(key_id, user_id, expires_at, content, Details.of_change(stored))
 
     async def _room_for_a_key(self, ctx: CallContext, user_id: str, policy: SecretPolicy) -> UserRecord:
