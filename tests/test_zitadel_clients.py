@@ -75,12 +75,23 @@ async def test_zitadels_python_sdk_authenticates_with_machine_keys(running: Runn
 NODE_CLIENT = ROOT / "tests" / "clients" / "node"
 
 
+def node_clients_installed() -> bool:
+    """Whether node_modules holds every package of package.json at its pinned version (a checkout
+    that installed an older package.json has not)."""
+    pinned = json.loads((NODE_CLIENT / "package.json").read_text())["dependencies"]
+    for name, version in pinned.items():
+        installed = NODE_CLIENT / "node_modules" / name / "package.json"
+        if not installed.exists() or json.loads(installed.read_text())["version"] != version:
+            return False
+    return True
+
+
 async def install_node_clients() -> None:
-    """The Node clients, as package-lock.json pins them (once: npm ci when node_modules is not
-    there)."""
+    """The Node clients, as package-lock.json pins them (npm ci, when node_modules does not hold
+    them)."""
     if shutil.which("npm") is None or shutil.which("node") is None:
         pytest.fail("no node and npm: `make test` installs them")
-    if not (NODE_CLIENT / "node_modules").exists():
+    if not node_clients_installed():
         installed = await asyncio.to_thread(
             subprocess.run,
             ["npm", "ci", "--no-audit", "--no-fund"],
