@@ -23,7 +23,7 @@ from zitadel.user.v2 import user_service_pb2 as user_v2
 
 from server.domain.key_generation import KEY_GENERATIONS_AT_ONCE, KEY_GENERATIONS_WAITING
 from tests.api import ApiError, expect_error
-from tests.service import Running
+from tests.service import Running, client
 from tests.world import World
 
 TOKEN_PATH = "/oauth/v2/token"
@@ -265,3 +265,29 @@ async def test_an_expiration_date_under_zitadels_names(world: World) -> None:
         added.key_id: True,
         other.key_id: False,
     }
+
+
+async def test_a_key_generation_refused_over_http_says_when_to_retry(running: Running) -> None:
+    """The refusal over JSON through Envoy: HTTP 429, a Retry-After header, google.rpc.Status."""
+    api = client("grpc", running.service)
+    try:
+        world = await World.create(api, running.admin_token)
+        users = [await world.machine_user() for _ in range(3)]
+    finally:
+        await api.close()
+    envoy = f"http://127.0.0.1:{running.service.envoy_port}"
+    headers = {"authorization": f"Bearer {running.admin_token}"}
+    async with httpx.AsyncClient(timeout=60) as http:
+        answers = await asyncio.gather(
+            *(
+                http.post(f"{envoy}/users/{users[n % 3]}/keys", json={}, headers=headers)
+                for n in range(3 * (KEY_GENERATIONS_AT_ONCE + KEY_GENERATIONS_WAITING))
+            )
+        )
+    refused = [answer for answer in answers if answer.status_code == 429]
+    assert refused, [answer.status_code for answer in answers]
+    assert {answer.status_code for answer in answers} <= {200, 429}
+    for answer in refused:
+        assert answer.headers["retry-after"] == "1"
+        body = answer.json()
+        assert (body["code"], body["details"][0]["reason"]) == (8, "KEY_GENERATION_BUSY")
