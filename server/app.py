@@ -28,6 +28,7 @@ from server.domain.credentials import SecretHasher
 from server.domain.failure_limits import FailureLimiter
 from server.domain.ids import IdGenerator
 from server.domain.jwt_profile import JwtProfile, audiences_of
+from server.domain.key_generation import KeyPairs
 from server.domain.paging import PageTokens
 from server.domain.queries import Queries
 from server.domain.revocation import SecretRevocation
@@ -118,6 +119,8 @@ class Service:
     private_dir: tempfile.TemporaryDirectory[str] | None = None
     # The revocation endpoint's bcrypt thread (SecretHasher.aside): ended when the service stops.
     revocation_hasher: SecretHasher | None = None
+    # The threads that make key pairs (domain/key_generation.py): ended when the service stops.
+    key_pairs: KeyPairs | None = None
 
     @property
     def http_port(self) -> int:
@@ -161,6 +164,8 @@ class Service:
         await self.store.close()
         if self.revocation_hasher is not None:
             self.revocation_hasher.close()
+        if self.key_pairs is not None:
+            self.key_pairs.close()
         if self.private_dir is not None:
             self.private_dir.cleanup()
 
@@ -209,6 +214,7 @@ class Domain:
     clock: Clock
     # The revocation endpoint's bcrypt thread (SecretHasher.aside), ended when the service stops.
     revocation_hasher: SecretHasher
+    key_pairs: KeyPairs  # the threads that make key pairs, ended when the service stops
 
 
 async def build_domain(config: Config, raw_store: Store, clock: Clock) -> Domain:
@@ -216,7 +222,8 @@ async def build_domain(config: Config, raw_store: Store, clock: Clock) -> Domain
     store = TimedStore(raw_store, metrics)
     store.observe_appends(callers.forget_if_power_changed)
     hasher, ids = SecretHasher(config.bcrypt_cost, metrics.bcrypt_seconds.labels), IdGenerator()
-    commands = Commands(store, hasher, ids, config.write_attempts, clock)
+    key_pairs = KeyPairs()
+    commands = Commands(store, hasher, ids, config.write_attempts, clock, key_pairs)
     # Page tokens are signed with a key kept in the store, so that every worker and every process
     # on one database reads the tokens any of them gave (a key per process would refuse them).
     page_tokens = PageTokens(await store.server_key("page_tokens"))
@@ -235,6 +242,7 @@ async def build_domain(config: Config, raw_store: Store, clock: Clock) -> Domain
         limiter,
         clock,
         revocation_hasher,
+        key_pairs,
     )
 
 
@@ -459,6 +467,7 @@ async def _start(
         metrics_server,
         sockets.private_dir,
         domain.revocation_hasher,
+        domain.key_pairs,
     )
 
 

@@ -2,9 +2,11 @@
 v1, user v2): a key made or uploaded, listed without key material, removed; the key file it
 answers earns a token by the JWT profile grant, which ends with the key and with its user."""
 
+import asyncio
 import json
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
@@ -19,11 +21,13 @@ from zitadel.management.v1 import management_pb2 as mgmt
 from zitadel.user.v2 import key_pb2
 from zitadel.user.v2 import user_service_pb2 as user_v2
 
-from tests.api import expect_error
-from tests.service import Running
+from server.domain.key_generation import KEY_GENERATIONS_AT_ONCE, KEY_GENERATIONS_WAITING
+from tests.api import ApiError, expect_error
+from tests.service import Running, client
 from tests.world import World
 
 TOKEN_PATH = "/oauth/v2/token"
+NO_EXPIRY = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)  # ZITADEL's, for a key without expiry
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
 
@@ -132,8 +136,9 @@ async def test_keys_under_zitadels_management_names(world: World, running: Runni
     added = await world.call("ManagementService.AddMachineKey", mgmt.AddMachineKeyRequest(user_id=user_id))
     assert added.details.resource_owner == world.home_org
     content = json.loads(added.key_details)
-    assert set(content) == {"type", "keyId", "key", "userId"}
-    assert content["keyId"] == added.key_id
+    # ZITADEL's key file, a key without expiry showing ZITADEL's stand-in date, as Go writes it.
+    assert list(content) == ["type", "keyId", "key", "expirationDate", "userId"]
+    assert (content["keyId"], content["expirationDate"]) == (added.key_id, "9999-12-31T23:59:59Z")
     base = base_of(running)
     signed = assertion(RSAKey.import_key(content["key"]), added.key_id, user_id, base, jti=str(uuid.uuid4()))
     assert (await grant(base, signed)).status_code == 200
@@ -143,6 +148,8 @@ async def test_keys_under_zitadels_management_names(world: World, running: Runni
     assert listed.details.total_result == 1
     [key] = listed.result
     assert (key.id, key.type, key.details.resource_owner) == (added.key_id, 1, world.home_org)
+    # No expiry reads as ZITADEL answers it (the Terraform provider sets expiration_date from it).
+    assert key.expiration_date.ToDatetime(UTC) == NO_EXPIRY
     got = await world.call(
         "ManagementService.GetMachineKeyByIDs", mgmt.GetMachineKeyByIDsRequest(user_id=user_id, key_id=key.id)
     )
@@ -170,6 +177,7 @@ async def test_keys_under_zitadels_v2_names(world: World, running: Running) -> N
     listed = await world.call("UserServiceV2.ListKeys", user_v2.ListKeysRequest(filters=[by_user]))
     [key] = listed.result
     assert (key.id, key.user_id, key.organization_id) == (added.key_id, user_id, world.home_org)
+    assert key.expiration_date.ToDatetime(UTC) == NO_EXPIRY
     assert listed.pagination.total_result == 1
     await expect_error(
         grpc.StatusCode.INVALID_ARGUMENT,
@@ -201,3 +209,85 @@ async def test_keys_end_with_their_user(world: World, running: Running) -> None:
     assert (await world.call("GetUserByID", read, token=token)).user.id == user_id
     await world.call("RemoveUser", user_pb.RemoveUserRequest(user_id=user_id))
     assert (await grant(base, assertion(private, added.key_id, user_id, base))).status_code == 400
+
+
+async def test_key_pairs_are_made_a_bounded_few_at_a_time(world: World) -> None:
+    """More generated keys asked for at once than the service makes and queues: the rest are
+    refused at once, RESOURCE_EXHAUSTED with a retry hint (429 over HTTP), and nothing else goes
+    wrong; every key answered is whole. Three users, so that no one reaches maxKeysPerUser."""
+    users = [await world.machine_user() for _ in range(3)]
+    asked = 3 * (KEY_GENERATIONS_AT_ONCE + KEY_GENERATIONS_WAITING)
+
+    async def add(user_id: str) -> user_pb.AddKeyResponse | ApiError:
+        try:
+            request = user_pb.AddKeyRequest(user_id=user_id)
+            answer: user_pb.AddKeyResponse = await world.call("AddKey", request)
+        except ApiError as error:
+            return error
+        return answer
+
+    answers = await asyncio.gather(*(add(users[n % 3]) for n in range(asked)))
+    added = [answer for answer in answers if isinstance(answer, user_pb.AddKeyResponse)]
+    refused = [answer for answer in answers if isinstance(answer, ApiError)]
+    assert added, len(refused)
+    assert refused, len(added)
+    for error in refused:
+        assert (error.code, error.reason, error.metadata) == (
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "KEY_GENERATION_BUSY",
+            {"retry_after": "1"},
+        ), error
+    for answer in added:
+        assert json.loads(answer.key_content)["keyId"] == answer.key_id
+    listed = [await world.call("ListKeys", user_pb.ListKeysRequest(user_id=user_id)) for user_id in users]
+    assert sum(len(keys.keys) for keys in listed) == len(added)  # a refused call wrote nothing
+
+
+async def test_an_expiration_date_under_zitadels_names(world: World) -> None:
+    """A key with an expiration date shows it everywhere, the key file as Go writes it; only the
+    native API shows a key without one as having none."""
+    user_id = await world.machine_user()
+    expires = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=250_000)
+    request = mgmt.AddMachineKeyRequest(user_id=user_id)
+    request.expiration_date.FromDatetime(expires)
+    added = await world.call("ManagementService.AddMachineKey", request)
+    content = json.loads(added.key_details)
+    assert content["expirationDate"] == expires.strftime("%Y-%m-%dT%H:%M:%S") + ".25Z"
+    got = await world.call(
+        "ManagementService.GetMachineKeyByIDs",
+        mgmt.GetMachineKeyByIDsRequest(user_id=user_id, key_id=added.key_id),
+    )
+    assert got.key.expiration_date.ToDatetime(UTC) == expires
+    other = await world.call("AddKey", user_pb.AddKeyRequest(user_id=user_id))
+    assert not other.HasField("expiration_date")
+    native = (await world.call("ListKeys", user_pb.ListKeysRequest(user_id=user_id))).keys
+    assert {key.key_id: key.HasField("expiration_date") for key in native} == {
+        added.key_id: True,
+        other.key_id: False,
+    }
+
+
+async def test_a_key_generation_refused_over_http_says_when_to_retry(running: Running) -> None:
+    """The refusal over JSON through Envoy: HTTP 429, a Retry-After header, google.rpc.Status."""
+    api = client("grpc", running.service)
+    try:
+        world = await World.create(api, running.admin_token)
+        users = [await world.machine_user() for _ in range(3)]
+    finally:
+        await api.close()
+    envoy = f"http://127.0.0.1:{running.service.envoy_port}"
+    headers = {"authorization": f"Bearer {running.admin_token}"}
+    async with httpx.AsyncClient(timeout=60) as http:
+        answers = await asyncio.gather(
+            *(
+                http.post(f"{envoy}/users/{users[n % 3]}/keys", json={}, headers=headers)
+                for n in range(3 * (KEY_GENERATIONS_AT_ONCE + KEY_GENERATIONS_WAITING))
+            )
+        )
+    refused = [answer for answer in answers if answer.status_code == 429]
+    assert refused, [answer.status_code for answer in answers]
+    assert {answer.status_code for answer in answers} <= {200, 429}
+    for answer in refused:
+        assert answer.headers["retry-after"] == "1"
+        body = answer.json()
+        assert (body["code"], body["details"][0]["reason"]) == (8, "KEY_GENERATION_BUSY")

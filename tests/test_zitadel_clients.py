@@ -1,6 +1,8 @@
 """Clients written for ZITADEL, unmodified, against the service (tests/clients/): ZITADEL's official
 Python SDK (PyPI zitadel-client) through Envoy, in its own virtual environment, and ZITADEL's Node
-client (@zitadel/client, connect-es generated from ZITADEL's protos) over native gRPC and grpc-web."""
+client (@zitadel/client, connect-es generated from ZITADEL's protos) over native gRPC and grpc-web;
+and key-based clients: the Python SDK's with_private_key, @zitadel/node's ServiceAccount and
+openid-client 6 (tests/clients/node/machine_keys.mjs). Versions: tests/clients/node/package.json."""
 
 import asyncio
 import json
@@ -62,7 +64,7 @@ async def test_zitadels_python_sdk_authenticates_with_machine_keys(running: Runn
     )
     assert done.returncode == 0, done.stderr[-3000:]
     seen = json.loads(done.stdout.strip().splitlines()[-1])
-    assert seen["key_file_fields"] == ["key", "keyId", "type", "userId"]
+    assert seen["key_file_fields"] == ["expirationDate", "key", "keyId", "type", "userId"]
     assert seen["generated_key_works"] is True
     assert seen["uploaded_key_content"] == ""
     assert seen["uploaded_key_works"] is True
@@ -73,10 +75,23 @@ async def test_zitadels_python_sdk_authenticates_with_machine_keys(running: Runn
 NODE_CLIENT = ROOT / "tests" / "clients" / "node"
 
 
-async def test_zitadels_node_client_over_grpc_and_grpc_web(running: Running) -> None:
+def node_clients_installed() -> bool:
+    """Whether node_modules holds every package of package.json at its pinned version (a checkout
+    that installed an older package.json has not)."""
+    pinned = json.loads((NODE_CLIENT / "package.json").read_text())["dependencies"]
+    for name, version in pinned.items():
+        installed = NODE_CLIENT / "node_modules" / name / "package.json"
+        if not installed.exists() or json.loads(installed.read_text())["version"] != version:
+            return False
+    return True
+
+
+async def install_node_clients() -> None:
+    """The Node clients, as package-lock.json pins them (npm ci, when node_modules does not hold
+    them)."""
     if shutil.which("npm") is None or shutil.which("node") is None:
         pytest.fail("no node and npm: `make test` installs them")
-    if not (NODE_CLIENT / "node_modules").exists():
+    if not node_clients_installed():
         installed = await asyncio.to_thread(
             subprocess.run,
             ["npm", "ci", "--no-audit", "--no-fund"],
@@ -87,6 +102,10 @@ async def test_zitadels_node_client_over_grpc_and_grpc_web(running: Running) -> 
             check=False,
         )
         assert installed.returncode == 0, installed.stderr[-3000:]
+
+
+async def test_zitadels_node_client_over_grpc_and_grpc_web(running: Running) -> None:
+    await install_node_clients()
     service = running.service
     done = await asyncio.to_thread(
         subprocess.run,
@@ -114,3 +133,34 @@ async def test_zitadels_node_client_over_grpc_and_grpc_web(running: Running) -> 
         assert answer["hasSecret"] is True
         assert answer["username"] == answer["clientId"]
         assert answer["missing"] == 5  # NOT_FOUND, as connect-es reports it
+
+
+async def test_node_key_clients_authenticate_with_machine_keys(running: Running) -> None:
+    """@zitadel/node's ServiceAccount (a key file from AddMachineKey, its authenticate() and
+    createServiceAccountInterceptor), and openid-client 6's PrivateKeyJwt client authentication
+    and JWT profile grant (RS256 with the generated key, ES256 with an uploaded one), unmodified,
+    through Envoy: one port for gRPC, discovery and the token endpoint, as ZITADEL serves them."""
+    await install_node_clients()
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [
+            "node",
+            "machine_keys.mjs",
+            f"http://127.0.0.1:{running.service.envoy_port}",
+            running.admin_token,
+            unique_name("k"),
+        ],
+        cwd=NODE_CLIENT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["keyFileFields"] == ["expirationDate", "key", "keyId", "type", "userId"]
+    assert seen["serviceAccountToken"] is True, seen
+    assert seen["interceptor"] is True, seen
+    assert seen["privateKeyJwt"] == {"tokenType": "bearer", "works": True}, seen
+    assert seen["jwtBearerRS256"] is True, seen
+    assert seen["jwtBearerES256"] is True, seen

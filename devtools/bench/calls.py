@@ -3,9 +3,10 @@ measured. Built once before the rounds, so that every round sends the same bytes
 
 import base64
 import struct
+from urllib.parse import urlencode
 
 from devtools.bench.load import Request
-from server.transport.oauth import TOKEN_PATH
+from server.transport.oauth import JWT_BEARER, TOKEN_PATH
 
 ADD_SECRET = "/machinesecrets.v1.UserService/AddSecret"
 GET_USER = "/machinesecrets.v1.UserService/GetUserByID"
@@ -49,3 +50,11 @@ def token_request(port: int, client_id: str, secret: str) -> Request:
     return Request(
         f"http://127.0.0.1:{port}{TOKEN_PATH}", b"grant_type=client_credentials", headers, http1=True
     )
+
+
+def jwt_bearer_request(port: int, assertion: str) -> Request:
+    """The JWT profile grant (RFC 7523 §2.1). The same assertion every time: one without a jti is
+    not replay-checked (as ZITADEL's SDKs send them), so it buys a token until it expires."""
+    body = urlencode({"grant_type": JWT_BEARER, "assertion": assertion}).encode()
+    headers = (("content-type", "application/x-www-form-urlencoded"),)
+    return Request(f"http://127.0.0.1:{port}{TOKEN_PATH}", body, headers, http1=True)

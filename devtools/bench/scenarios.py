@@ -4,12 +4,18 @@ organisation, seeded by bulk insert), overload at many connections, and MS_WORKE
 PostgreSQL."""
 
 import argparse
+import json
 import os
 import time
+import urllib.request
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import grpc
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from joserfc import jwt
+from joserfc.jwk import ECKey, RSAKey
 from machinesecrets.v1 import org_service_pb2 as org_pb
 from machinesecrets.v1 import org_service_pb2_grpc, user_service_pb2_grpc
 from machinesecrets.v1 import user_service_pb2 as user_pb
@@ -25,13 +31,14 @@ from devtools.bench.calls import (
     grpc_web_request,
     json_add_secret,
     json_get_user,
+    jwt_bearer_request,
     token_request,
 )
 from devtools.bench.load import Request, Result, h2load
 from devtools.bench.measure import Bench, Row, Sample, Spec, bcrypt_rate, memory_kb
 from devtools.bench.targets import Ports, start_service
 from server.domain.ids import IdGenerator
-from server.transport.oauth import TOKEN_PATH
+from server.transport.oauth import DISCOVERY_PATH, TOKEN_PATH
 
 # Overload: this many connections against the usual 16; every call must be answered within 2 s.
 OVERLOAD_CONNECTIONS = 256
@@ -69,6 +76,7 @@ def run(
         org_pb.AddOrgMemberRequest(user_id=client_user, roles=["ORG_USER_MANAGER"]), metadata=auth
     )
     secret = users.AddSecret(user_pb.AddSecretRequest(user_id=client_user), metadata=auth).client_secret
+    assertions = signed_assertions(users, auth, client_user, service.http)
 
     threads = min(32, (os.cpu_count() or 1) + 4)  # asyncio.to_thread's default executor: the server's
     hashes = bcrypt_rate(cost, threads, 2000)
@@ -144,6 +152,22 @@ def run(
             token_request(service.envoy, client_id, secret),
             (TOKEN_PATH, "200"),
             token_request(noop.envoy, client_id, secret),
+        ),
+        # The JWT profile grant beside the client secret: a signature verification (RSA 2048,
+        # or EC P-256) instead of a bcrypt check, and the key's lookup by its id.
+        "jwt_rs256": Spec(
+            "token endpoint, JWT profile grant (RS256, generated key)",
+            "HTTP direct",
+            jwt_bearer_request(service.http, assertions["RS256"]),
+            (TOKEN_PATH, "200"),
+            jwt_bearer_request(noop.http, assertions["RS256"]),
+        ),
+        "jwt_es256": Spec(
+            "token endpoint, JWT profile grant (ES256, uploaded key)",
+            "HTTP direct",
+            jwt_bearer_request(service.http, assertions["ES256"]),
+            (TOKEN_PATH, "200"),
+            jwt_bearer_request(noop.http, assertions["ES256"]),
         ),
         # Several secrets: the token endpoint runs one bcrypt check whatever their number (the
         # lookup key finds the hash), so a client with 10 costs what one with 1 costs.
@@ -225,6 +249,38 @@ def run(
         else None
     )
     return Measured(bench.rows, rows, heavy, hashes, threads, two_workers)
+
+
+def signed_assertions(
+    users: user_service_pb2_grpc.UserServiceStub,
+    auth: tuple[tuple[str, str], ...],
+    user_id: str,
+    http_port: int,
+) -> dict[str, str]:
+    """An assertion for the JWT profile grant by algorithm: RS256 signed by a key the service made
+    (its key file), ES256 by an uploaded public key's private half. Without a jti (as ZITADEL's
+    SDKs send them), so that h2load may send each again and again; valid for 59 minutes (the most
+    the service takes is an hour), which the rows measured first, these among them, finish within."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}{DISCOVERY_PATH}") as answer:
+        issuer = json.load(answer)["issuer"]
+    made = users.AddKey(user_pb.AddKeyRequest(user_id=user_id), metadata=auth)
+    generated = RSAKey.import_key(json.loads(made.key_content)["key"])
+    private = ec.generate_private_key(ec.SECP256R1())
+    public = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    uploaded = users.AddKey(user_pb.AddKeyRequest(user_id=user_id, public_key=public), metadata=auth)
+    signing = ECKey.import_key(
+        private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    now = int(time.time())
+    claims = {"iss": user_id, "sub": user_id, "aud": issuer, "iat": now, "exp": now + 59 * 60}
+    return {
+        "RS256": jwt.encode({"alg": "RS256", "kid": made.key_id}, claims, generated),
+        "ES256": jwt.encode({"alg": "ES256", "kid": uploaded.key_id}, claims, signing),
+    }
 
 
 @dataclass(frozen=True)

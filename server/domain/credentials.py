@@ -83,7 +83,7 @@ class SecretHasher:
         interpreter). Its callers queue on it: they bound their own queue
         (server/domain/revocation.py). close() ends the thread."""
         twin = copy.copy(self)
-        twin._executor = ThreadPoolExecutor(1, ASIDE_THREAD_NAME, initializer=_lowest_priority)
+        twin._executor = ThreadPoolExecutor(1, ASIDE_THREAD_NAME, initializer=lowest_priority)
         return twin
 
     def close(self) -> None:
@@ -127,16 +127,18 @@ class SecretHasher:
         return cost_of(hashed) != self.cost
 
 
-def _lowest_priority() -> None:
-    """Lowers the calling thread's CPU priority to the lowest. Linux keeps a nice value per
-    thread, and setpriority(PRIO_PROCESS, tid) sets that one thread's (setpriority(2), "BUGS");
-    elsewhere the same call would name a process, so there the thread keeps its priority."""
+def lowest_priority() -> None:
+    """Lowers the calling thread's CPU priority to the lowest (a thread pool's initializer). Linux
+    keeps a nice value per thread, and setpriority(PRIO_PROCESS, tid) sets that one thread's
+    (setpriority(2), "BUGS"); elsewhere the same call would name a process, so there the thread
+    keeps its priority."""
     if sys.platform != "linux":
         return
     try:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOWEST_PRIORITY)
     except OSError as error:  # a sandbox that forbids it: the one thread is still the bound
-        log.warning("cannot lower the priority of the %s thread: %s", ASIDE_THREAD_NAME, error.strerror)
+        name = threading.current_thread().name
+        log.warning("cannot lower the priority of the %s thread: %s", name, error.strerror)
 
 
 def cost_of(hashed: str) -> int:

@@ -1,14 +1,16 @@
 """The key material of machine keys: a key pair made for a caller, or a public key it uploads.
 
 Only public keys are kept. A generated pair's private half goes to the caller once, in ZITADEL's
-key file (`{"type":"serviceaccount","keyId","key","userId"}`, `key` the PEM of the private key),
-and is forgotten. An upload must be the PEM of a public key (SubjectPublicKeyInfo): RSA of at
-least 2048 bits, or EC on P-256 (the curve of ES256). A private key, a certificate, another
-curve or anything unreadable is refused, with one message that repeats none of it.
+key file (`{"type":"serviceaccount","keyId","key","expirationDate","userId"}`, `key` the PEM of
+the private key), and is forgotten. An upload must be the PEM of a public key
+(SubjectPublicKeyInfo): RSA of at least 2048 bits, or EC on P-256 (the curve of ES256). A private
+key, a certificate, another curve or anything unreadable is refused, with one message that
+repeats none of it.
 """
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -23,6 +25,10 @@ MAX_RSA_BITS = 8192  # verifying costs grow with the size: a bound on what a cal
 # The most an uploaded PEM may hold: an 8192-bit RSA public key is about 1.4 kB.
 MAX_PUBLIC_KEY_BYTES = 4096
 _PEM_PUBLIC_HEADER = b"-----BEGIN PUBLIC KEY-----"
+# What ZITADEL writes as the expiration date of a key made without one, and so what its clients
+# read back (internal/domain/expiration.go, defaultExpDate): in its key file and in every answer
+# that shows a key's expiration date under its names. The service keeps no date for such a key.
+NO_EXPIRY_SHOWN = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -83,7 +89,21 @@ def read_public_key(data: bytes) -> tuple[PublicKey | None, list[FieldViolation]
     return None, _refused()
 
 
-def key_file(key_id: str, user_id: str, private_pem: str) -> bytes:
-    """ZITADEL's key file of a machine user, as its SDKs read it."""
-    content = {"type": "serviceaccount", "keyId": key_id, "key": private_pem, "userId": user_id}
+def key_file(key_id: str, user_id: str, private_pem: str, expires_at: datetime | None) -> bytes:
+    """ZITADEL's key file of a machine user, as its SDKs read it, in its order of fields."""
+    content = {
+        "type": "serviceaccount",
+        "keyId": key_id,
+        "key": private_pem,
+        "expirationDate": go_time(NO_EXPIRY_SHOWN if expires_at is None else expires_at),
+        "userId": user_id,
+    }
     return json.dumps(content).encode("utf-8")
+
+
+def go_time(moment: datetime) -> str:
+    """A moment as Go writes a time.Time in JSON, as ZITADEL's key file has it: RFC 3339 in UTC,
+    with a fraction of a second only if there is one, without its trailing zeros."""
+    moment = moment.astimezone(UTC)
+    fraction = f".{moment.microsecond:06d}".rstrip("0") if moment.microsecond else ""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z"

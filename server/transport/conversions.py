@@ -13,6 +13,7 @@ from zitadel.user.v2 import user_pb2 as zitadel_user_v2_pb2
 from zitadel.v1 import object_pb2 as zitadel_object_pb2
 
 from server.domain.errors import FieldViolation, InvalidArgument
+from server.domain.machine_key_material import NO_EXPIRY_SHOWN
 from server.domain.model import Details, UserProfile, UserView
 
 MAX_DURATION_SECONDS = 315_576_000_000  # google.protobuf.Duration's range: 10,000 years
@@ -27,6 +28,13 @@ def timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
 
 def optional_timestamp(moment: datetime | None) -> timestamp_pb2.Timestamp | None:
     return None if moment is None else timestamp(moment)
+
+
+def zitadel_key_expiration(moment: datetime | None) -> timestamp_pb2.Timestamp:
+    """A key's expiration date under ZITADEL's names: a key without one shows ZITADEL's own
+    stand-in, 9999-12-31T23:59:59Z, which its clients read (the Terraform provider's
+    zitadel_machine_key sets expiration_date from it; an absent one would read as 1970)."""
+    return timestamp(NO_EXPIRY_SHOWN if moment is None else moment)
 
 
 def details_proto(details: Details, kind: type[D] = object_pb2.ObjectDetails) -> D:  # type: ignore[assignment]

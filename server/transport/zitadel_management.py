@@ -17,8 +17,8 @@ from server.transport.conversions import (
     details_proto,
     expiration_of,
     fill_zitadel_machine,
-    optional_timestamp,
     timestamp,
+    zitadel_key_expiration,
     zitadel_login_names,
 )
 
@@ -37,7 +37,7 @@ def zitadel_key(view: MachineKeyView) -> authn.Key:
             creation_date=created, change_date=created, resource_owner=view.org_id
         ),
         type=authn.KEY_TYPE_JSON,
-        expiration_date=optional_timestamp(view.expiration_date),
+        expiration_date=zitadel_key_expiration(view.expiration_date),
     )
 
 

@@ -22,8 +22,8 @@ from server.domain.queries import Queries
 from server.transport.conversions import (
     expiration_of,
     fill_zitadel_machine,
-    optional_timestamp,
     timestamp,
+    zitadel_key_expiration,
     zitadel_login_names,
 )
 
@@ -183,7 +183,7 @@ class UserServiceV2:
                     id=k.key_id,
                     user_id=k.user_id,
                     organization_id=k.org_id,
-                    expiration_date=optional_timestamp(k.expiration_date),
+                    expiration_date=zitadel_key_expiration(k.expiration_date),
                 )
                 for k in page
             ],

@@ -22,6 +22,7 @@ from server.domain.commands import Commands
 from server.domain.credentials import SecretHasher
 from server.domain.errors import DomainError
 from server.domain.ids import IdGenerator
+from server.domain.key_generation import KeyPairs
 from server.domain.permissions import CallContext, Principal
 from server.events.base import Event, NewEvent
 from server.events.org import OrgAdded, OrgMemberAdded
@@ -113,16 +114,19 @@ def table(*cases: Case) -> pytest.MarkDecorator:
     return pytest.mark.parametrize("case", cases, ids=[case.name for case in cases])
 
 
-async def run(case: Case, folder: Path) -> tuple[object, list[NewEvent]]:
+async def run(case: Case, folder: Path, key_pairs: KeyPairs | None = None) -> tuple[object, list[NewEvent]]:
     """Runs one case on a new store in folder; answers what the command answered (None when it
-    was refused), and the events it appended."""
+    was refused), and the events it appended. key_pairs: where key pairs are made (the default's
+    threads otherwise)."""
     store = await SqliteStore.open(f"sqlite:///{folder / 'commands.db'}")
     try:
         if case.given:
             await store.append(case.given)
         pushed: list[NewEvent] = []
         store.observe_appends(pushed.extend)
-        commands = Commands(store, SecretHasher(4), CountingIds(), write_attempts=3, clock=FixedClock())
+        commands = Commands(
+            store, SecretHasher(4), CountingIds(), write_attempts=3, clock=FixedClock(), key_pairs=key_pairs
+        )
         if isinstance(case.then, Refused):
             with pytest.raises(case.then.kind) as raised:
                 await case.when(commands)

@@ -7,8 +7,10 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from server.domain import machine_key_material as material
 from server.domain.commands.machine_keys import IssuedKey
 from server.domain.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from server.domain.key_generation import KeyPairs
 from server.domain.permissions import ORG_OWNER, ORG_USER_MANAGER
 from server.domain.secret_policy import DEFAULT_MAX_KEYS
 from server.events.base import NewEvent
@@ -176,11 +178,59 @@ async def test_a_generated_pair_answers_zitadels_key_file_once_and_keeps_its_pub
     assert "***" in repr(answer)
     assert "PRIVATE" not in repr(answer)
     content = json.loads(answer.key_file)
-    assert set(content) == {"type", "keyId", "key", "userId"}
+    assert list(content) == ["type", "keyId", "key", "expirationDate", "userId"]  # ZITADEL's order
     assert (content["type"], content["keyId"], content["userId"]) == ("serviceaccount", "101", "10")
+    assert content["expirationDate"] == "9999-12-31T23:59:59Z"  # ZITADEL's, for a key without expiry
     private = serialization.load_pem_private_key(content["key"].encode(), None)
     assert isinstance(private, rsa.RSAPrivateKey)
     assert private.key_size == 2048
     assert isinstance(pushed.event, MachineKeyAdded)
     assert pushed.event.public_key == spki(private).decode()
     assert "PRIVATE" not in pushed.event.public_key
+
+
+class CountingPairs:
+    """A key pair maker that counts the pairs it makes."""
+
+    def __init__(self) -> None:
+        self.made = 0
+
+    def __call__(self) -> material.KeyPair:
+        self.made += 1
+        return material.generate()
+
+
+@table(
+    Case(
+        "not for a user who holds more than the caller",
+        [*BOT, member_added(2, "10", ORG_OWNER)],
+        lambda c: c.add_machine_key(MANAGER, "10", None, b""),
+        Refused(PermissionDenied, "PERMISSION_DENIED"),
+    ),
+    Case(
+        "not for a user of another organisation",
+        [*BOT, org_added("2"), machine_added("20", org_id="2")],
+        lambda c: c.add_machine_key(OWNER, "20", None, b""),
+        Refused(NotFound, "USER_NOT_FOUND"),
+    ),
+    Case(
+        "not beyond the organisation's limit of keys",
+        [
+            *BOT,
+            NewEvent(ORG, 2, ORG, SecretPolicySet(None, None, None, None, None, 1)),
+            on_user("10", 2, MachineKeyAdded("5", RSA_PUBLIC.decode(), "RSA", None)),
+        ],
+        lambda c: c.add_machine_key(OWNER, "10", None, b""),
+        Refused(FailedPrecondition, "KEY_LIMIT_REACHED"),
+    ),
+)
+async def test_a_refused_caller_costs_no_key_pair(case: Case, tmp_path: Path) -> None:
+    """The gates of AddKey run before a pair is made (a pair costs 50-130 ms of CPU): a caller who
+    may not add a key to this user, or who is at its limit, makes the service make none."""
+    maker = CountingPairs()
+    pairs = KeyPairs(make=maker)
+    try:
+        await run(case, tmp_path, pairs)
+    finally:
+        pairs.close()
+    assert maker.made == 0

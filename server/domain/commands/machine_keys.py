@@ -3,8 +3,9 @@
 a caller who may act on the user (the gate _credential_holder), bounded by the organisation's
 policy (its maxKeyLifetime and maxKeysPerUser), and ended with its user.
 
-A generated key pair is made outside the user's turn (RSA generation is the slow part), and only
-its public half is written: the private half is answered once, in ZITADEL's key file.
+A generated key pair is made outside the user's turn (RSA generation is the slow part), off the
+event loop and a bounded few at a time (key_generation.py), and only its public half is written:
+the private half is answered once, in ZITADEL's key file.
 """
 
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from server.domain.permissions import CallContext
 from server.domain.secret_policy import SecretPolicy
 from server.events.base import NewEvent
 from server.events.machine_key import MachineKeyAdded, MachineKeyRemoved
+from server.store.contract import UserRecord
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,12 @@ class MachineKeyCommands(Writer):
             uploaded, refused = material.read_public_key(public_key)
             violations += refused
         check.raise_if_any(violations)
-        pair = None if uploaded is not None else material.generate()
+        pair = None
+        if uploaded is None:
+            # The gates before the work, so that a caller who may not add a key to this user, or
+            # who is at its limit, costs no key pair; decide() checks them again in the turn.
+            await self._room_for_a_key(ctx, user_id, policy)
+            pair = await self._key_pairs.new_pair()
         public = pair.public if pair is not None else uploaded
         assert public is not None  # uploaded, or else generated
         key_id = self._ids.new_id()
@@ -67,15 +74,20 @@ class MachineKeyCommands(Writer):
         )
 
         async def decide() -> list[NewEvent]:
-            user = await self._credential_holder(ctx, user_id)
-            now = self._clock.now()
-            live = sum(key.live(now) for key in await self._store.machine_keys(user.id))
-            rules.check_key_count(policy, live + 1)
-            return [next_of_user(user, added)]
+            return [next_of_user(await self._room_for_a_key(ctx, user_id, policy), added)]
 
         [stored] = await self._write(ctx, user_id, decide)
-        content = None if pair is None else material.key_file(key_id, user_id, pair.private_pem)
+        content = None if pair is None else material.key_file(key_id, user_id, pair.private_pem, expires_at)
         return IssuedKey(key_id, user_id, expires_at, content, Details.of_change(stored))
+
+    async def _room_for_a_key(self, ctx: CallContext, user_id: str, policy: SecretPolicy) -> UserRecord:
+        """The machine user the caller may add a key to, if it has fewer live keys than policy's
+        maxKeysPerUser."""
+        user = await self._credential_holder(ctx, user_id)
+        now = self._clock.now()
+        live = sum(key.live(now) for key in await self._store.machine_keys(user.id))
+        rules.check_key_count(policy, live + 1)
+        return user
 
     async def remove_machine_key(self, ctx: CallContext, user_id: str, key_id: str) -> Details:
         """One key of the user, and the access tokens it earned, at once."""

@@ -28,6 +28,7 @@ from server.domain.errors import (
     user_not_machine,
 )
 from server.domain.ids import IdGenerator
+from server.domain.key_generation import KeyPairs
 from server.domain.keyed_locks import KeyedLocks
 from server.domain.permissions import IAM_OWNER, USER_READ, CallContext
 from server.events.base import INSTANCE_ID, Event, NewEvent, StoredEvent
@@ -63,8 +64,12 @@ class Writer:
         ids: IdGenerator,
         write_attempts: int,
         clock: Clock = SYSTEM_CLOCK,
+        key_pairs: KeyPairs | None = None,
     ) -> None:
         self._store = store
+        # Where generated key pairs are made (key_generation.py); the service passes its own and
+        # ends its threads when it stops.
+        self._key_pairs = key_pairs if key_pairs is not None else KeyPairs()
         self._clock = clock
         self._hasher = hasher
         self._ids = ids
