@@ -70,6 +70,8 @@ NEW_SECRET_ERRORS = {
     "400": "Invalid argument (an expiration date or grace period beyond the organisation's secret"
     " policy names the limit); the user is not a machine user; SECRET_LIMIT_REACHED",
 }
+PROJECT_NOT_FOUND = {"404": "No such project in the context organisation"}
+PROJECT_WRITE_ERRORS = {**PROJECT_NOT_FOUND, **ABORTED, "400": "Invalid argument"}
 # Each RPC's own answers, beside the common ones: only what it can answer, so that a test of
 # status conformance means something.
 METHOD_ERRORS: dict[str, dict[str, str]] = {
@@ -99,6 +101,28 @@ METHOD_ERRORS: dict[str, dict[str, str]] = {
     "DeleteUser": USER_ERRORS,
     "AddOrganization": {},
     "CreateUser": NAME_TAKEN,
+    "GetProjectByID": {**PROJECT_NOT_FOUND, "400": "Invalid argument"},
+    "ListProjects": {},
+    "AddProject": {"400": "Invalid argument"},
+    "RemoveProject": PROJECT_WRITE_ERRORS,
+    "ListProjectRoles": {**PROJECT_NOT_FOUND, "400": "Invalid argument"},
+    "AddProjectRole": {**PROJECT_WRITE_ERRORS, "409": "The project has a role with this key"},
+    "RemoveProjectRole": {**PROJECT_WRITE_ERRORS, "404": "No such project, or no such role of it"},
+    "ListApps": {**PROJECT_NOT_FOUND, "400": "Invalid argument"},
+    "AddAPIApp": PROJECT_WRITE_ERRORS,
+    "RemoveApp": {**PROJECT_WRITE_ERRORS, "404": "No such project, or no such application of it"},
+    "RegenerateAPIClientSecret": {
+        **PROJECT_WRITE_ERRORS,
+        "404": "No such project, or no such application of it",
+    },
+    "ListUserGrants": {},
+    "AddUserGrant": {
+        **ABORTED,
+        "400": "Invalid argument; a role key the project does not have",
+        "404": "No such user or project in the context organisation",
+        "409": "The user has a grant of this project",
+    },
+    "RemoveUserGrant": {**ABORTED, "400": "Invalid argument", "404": "No such grant of the user"},
     # With admins: each is an existing user the caller may read, granted only roles it holds.
     "OrganizationService.AddOrganization": {
         **USER_NOT_FOUND,

@@ -27,6 +27,7 @@ from server.domain.commands import Commands
 from server.domain.credentials import SecretHasher
 from server.domain.failure_limits import FailureLimiter
 from server.domain.ids import IdGenerator
+from server.domain.introspection import Introspection
 from server.domain.paging import PageTokens
 from server.domain.queries import Queries
 from server.domain.revocation import SecretRevocation
@@ -56,6 +57,7 @@ from server.transport.health import HEALTH_PATH, READY_PATH, Readiness, StoreWat
 from server.transport.hsts import StrictTransportSecurity
 from server.transport.http import ByContentType, HttpApp, StaticJson
 from server.transport.http_endpoint import AdmittedBody
+from server.transport.introspection_endpoint import INTROSPECT_PATH, IntrospectionEndpoint
 from server.transport.metrics_endpoint import METRICS_PATH, MetricsEndpoint
 from server.transport.oauth import DISCOVERY_PATH, TOKEN_PATH, Discovery, TokenEndpoint
 from server.transport.pipeline import Pipeline, build_pipelines
@@ -204,6 +206,7 @@ class Domain:
     audit: AuditQueries
     credentials: ClientCredentials
     revocation: SecretRevocation
+    introspection: Introspection
     # The revocation endpoint's bcrypt thread (SecretHasher.aside), ended when the service stops.
     revocation_hasher: SecretHasher
 
@@ -229,6 +232,7 @@ async def build_domain(config: Config, raw_store: Store, clock: Clock) -> Domain
         AuditQueries(store, page_tokens),
         ClientCredentials(store, commands, hasher, config.access_token_ttl, limiter, clock),
         SecretRevocation(store, commands, revocation_hasher, limiter, clock),
+        Introspection(store, hasher, limiter, clock),
         revocation_hasher,
     )
 
@@ -325,6 +329,9 @@ def build_http_app(
                 {
                     TOKEN_PATH: TokenEndpoint(domain.credentials, metrics, body, client_address),
                     REVOKE_PATH: RevocationEndpoint(domain.revocation, metrics, body, client_address),
+                    INTROSPECT_PATH: IntrospectionEndpoint(
+                        domain.introspection, discovery, metrics, body, client_address
+                    ),
                     EVENTS_STREAM_PATH: EventStream(by_method["/machinesecrets.v1.AuditService/ListEvents"]),
                     DISCOVERY_PATH: discovery,
                     HEALTH_PATH: healthz,

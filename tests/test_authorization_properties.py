@@ -70,10 +70,16 @@ from tests.authz_model import (
     NEW_SECRET_METHODS,
     ORG_OWNER,
     ORG_USER_MANAGER,
+    PROJECT_METHODS,
+    PROJECT_OWNER,
     READ_METHODS,
+    ROLE_KEY,
     USER_METHODS,
     Decision,
+    Grant,
     Model,
+    Project,
+    ProjectRefs,
     Secret,
     Token,
     User,
@@ -83,6 +89,7 @@ from tests.authz_model import (
 from tests.processes import ServerProcess
 from tests.service import BACKENDS
 
+NO_REFS = ProjectRefs("", "", "")
 UNKNOWN_ORG = "123456789012345"
 UNKNOWN_ID = "987654321098765"  # a user, secret or token id that names nothing
 # Per store: about a minute on a busy 2-core machine (measured in the report of #29).
@@ -153,10 +160,11 @@ RULE_FLOORS = {
     "membership ended": 5,
 }
 # The weakest first: hypothesis draws the first more often than the others.
-ROLE_SETS = [[ORG_USER_MANAGER], [ORG_OWNER], [ORG_OWNER, ORG_USER_MANAGER], [IAM_OWNER]]
+ROLE_SETS = [[ORG_USER_MANAGER], [PROJECT_OWNER], [ORG_OWNER], [ORG_OWNER, ORG_USER_MANAGER], [IAM_OWNER]]
 HOLDER_ROLES = [
     [ORG_USER_MANAGER],
     [ORG_OWNER],
+    [PROJECT_OWNER],
     [ORG_USER_MANAGER],
     [ORG_OWNER, ORG_USER_MANAGER],
     [IAM_OWNER],
@@ -271,6 +279,11 @@ class Scene:
         for i, org in enumerate(self.model.orgs):
             self.labels[f"human{i}"] = self.add_user(admin, "AddHumanUser", org).id
             self.labels[f"machine{i}"] = self.add_user(admin, "AddMachineUser", org).id
+            # A project with the role the calls grant, so that project calls can succeed at once.
+            project = self.raw(admin, "ManagementService.AddProject", mgmt.AddProjectRequest(name="p"), org)
+            role = mgmt.AddProjectRoleRequest(project_id=project.id, role_key=ROLE_KEY)
+            self.raw(admin, "ManagementService.AddProjectRole", role, org)
+            self.model.projects[project.id] = Project(org, {ROLE_KEY})
         for n, (home, roles) in enumerate(holders):
             user = self.add_user(admin, "AddMachineUser", self.model.orgs[home])
             self.labels[f"holder{n}"] = user.id
@@ -341,7 +354,8 @@ class Scene:
     ) -> tuple[str, str]:
         """Calls, checks the answer against the model and the escalation property, and applies
         a success to the model. Answers (code, reason)."""
-        expected = self.model.expect(token, method, org, target, roles, secret_id, pat_id)
+        refs = self.refs(method, org or self.model.users[token.user_id].org, target)
+        expected = self.model.expect(token, method, org, target, roles, secret_id, pat_id, refs)
         if not self.model.valid(token):
             user = self.model.users[token.user_id]
             secret = user.secrets.get(token.secret) if token.secret is not None else None
@@ -349,7 +363,7 @@ class Scene:
                 self.h.counts["rule:access token of a retired secret"] += 1
         try:
             answer = self.act(
-                holder, token, method, org, target, roles, secret_id, pat_id, transport, expected
+                holder, token, method, org, target, roles, secret_id, pat_id, transport, expected, refs
             )
         except ApiError as error:
             answer = (error.code.name, error.reason)
@@ -362,11 +376,65 @@ class Scene:
                 self.h.counts[f"ok:{native(method)} (any name)"] += 1
         return answer
 
+    def refs(self, method: str, where: str, target: str) -> ProjectRefs:
+        """The project a project call names: one of the organisation it acts in (else of another,
+        else none), where the call can succeed if it can anywhere (a project with an application
+        to remove, without the role to add...); its first application; the target's first grant."""
+        name = method.removeprefix("ManagementService.")
+        projects = self.model.projects
+        ids = [p for p, project in projects.items() if project.org == where] or list(projects)
+        fits: dict[str, Callable[[Project], bool]] = {
+            "AddProjectRole": lambda p: ROLE_KEY not in p.roles,
+            "RemoveProjectRole": lambda p: ROLE_KEY in p.roles,
+            "AddUserGrant": lambda p: ROLE_KEY in p.roles,
+            "RemoveApp": lambda p: bool(p.apps),
+            "RegenerateAPIClientSecret": lambda p: bool(p.apps),
+        }
+        if name in fits:
+            ids = [p for p in ids if fits[name](projects[p])] or ids
+        project = ids[0] if ids else UNKNOWN_ID
+        apps = sorted(projects[project].apps) if project in projects else []
+        grants = [g for g, grant in self.model.live_grants().items() if grant.user == target]
+        return ProjectRefs(project, apps[0] if apps else UNKNOWN_ID, grants[0] if grants else UNKNOWN_ID)
+
+    def project_request(self, method: str, target: str, refs: ProjectRefs) -> Message:
+        project, app = refs.project, refs.app
+        requests: dict[str, Callable[[], Message]] = {
+            "AddProject": lambda: mgmt.AddProjectRequest(name=self.name()),
+            "GetProjectByID": lambda: mgmt.GetProjectByIDRequest(id=project),
+            "ListProjects": lambda: mgmt.ListProjectsRequest(),
+            "RemoveProject": lambda: mgmt.RemoveProjectRequest(id=project),
+            "AddProjectRole": lambda: mgmt.AddProjectRoleRequest(project_id=project, role_key=ROLE_KEY),
+            "ListProjectRoles": lambda: mgmt.ListProjectRolesRequest(project_id=project),
+            "RemoveProjectRole": lambda: mgmt.RemoveProjectRoleRequest(project_id=project, role_key=ROLE_KEY),
+            "AddAPIApp": lambda: mgmt.AddAPIAppRequest(project_id=project, name="api"),
+            "ListApps": lambda: mgmt.ListAppsRequest(project_id=project),
+            "RegenerateAPIClientSecret": lambda: mgmt.RegenerateAPIClientSecretRequest(
+                project_id=project, app_id=app
+            ),
+            "RemoveApp": lambda: mgmt.RemoveAppRequest(project_id=project, app_id=app),
+            "AddUserGrant": lambda: mgmt.AddUserGrantRequest(
+                user_id=target, project_id=project, role_keys=[ROLE_KEY]
+            ),
+            "ListUserGrants": lambda: mgmt.ListUserGrantRequest(),
+            "RemoveUserGrant": lambda: mgmt.RemoveUserGrantRequest(user_id=target, grant_id=refs.grant),
+        }
+        return requests[method.removeprefix("ManagementService.")]()
+
     def request(
-        self, method: str, org: str | None, target: str, roles: list[str], secret_id: str, pat_id: str
+        self,
+        method: str,
+        org: str | None,
+        target: str,
+        roles: list[str],
+        secret_id: str,
+        pat_id: str,
+        refs: ProjectRefs = NO_REFS,
     ) -> tuple[Message, str | None]:
         """The request for the call, and the x-zitadel-orgid header to send (None: none)."""
         header = org
+        if method in PROJECT_METHODS:
+            return self.project_request(method, target, refs), header
         zero = duration_pb2.Duration(seconds=0)
         simple: dict[str, Callable[[], Message]] = {
             "AddOrganization": lambda: org_pb.AddOrganizationRequest(name=self.name()),
@@ -458,9 +526,10 @@ class Scene:
         pat_id: str,
         transport: str,
         expected: Decision,
+        refs: ProjectRefs = NO_REFS,
     ) -> tuple[str, str]:
         """Makes the call; on success, checks what it did and applies it to the model."""
-        request, header = self.request(method, org, target, roles, secret_id, pat_id)
+        request, header = self.request(method, org, target, roles, secret_id, pat_id, refs)
         answer = self.raw(token.value, method, request, header, transport)
         if expected.code != "OK":
             return ("OK", "")  # the comparison fails; nothing to apply
@@ -470,7 +539,9 @@ class Scene:
         if method in BY_USER:
             where = self.model.users[target].org
         user = self.model.users.get(target)
-        if name in ("AddMachineUser", "AddHumanUser"):
+        if method in PROJECT_METHODS:
+            self.on_project(method.removeprefix("ManagementService."), where, target, refs, answer)
+        elif name in ("AddMachineUser", "AddHumanUser"):
             created = getattr(answer, "user_id", "") or answer.id
             new = User(created, where, name == "AddMachineUser")
             self.model.users[created] = new
@@ -509,6 +580,43 @@ class Scene:
             self.acted_on(holder, name, user, answer, secret_id, pat_id)
         self.reach_again()
         return ("OK", "")
+
+    def on_project(self, method: str, where: str, target: str, refs: ProjectRefs, answer: Any) -> None:
+        """A project call succeeded: what it showed, or what it changed."""
+        projects = self.model.projects
+        if method == "AddProject":
+            assert answer.details.resource_owner == where
+            projects[answer.id] = Project(where)
+        elif method == "ListProjects":
+            listed = {p.id for p in answer.result}
+            assert listed == {p for p, project in projects.items() if project.org == where}, "ListProjects"
+        elif method == "ListUserGrants":
+            expected = {
+                g for g, grant in self.model.live_grants().items() if projects[grant.project].org == where
+            }
+            assert {g.id for g in answer.result} == expected, "ListUserGrants"
+        elif method == "RemoveProject":
+            del projects[refs.project]
+        elif method == "AddProjectRole":
+            projects[refs.project].roles.add(ROLE_KEY)
+        elif method == "RemoveProjectRole":
+            projects[refs.project].roles.discard(ROLE_KEY)
+        elif method == "AddAPIApp":
+            assert answer.client_secret
+            assert answer.client_id
+            projects[refs.project].apps.add(answer.app_id)
+        elif method == "RemoveApp":
+            projects[refs.project].apps.discard(refs.app)
+        elif method == "AddUserGrant":
+            self.model.grants[answer.user_grant_id] = Grant(target, refs.project)
+        elif method == "RemoveUserGrant":
+            del self.model.grants[refs.grant]
+        elif method == "ListApps":
+            assert {a.id for a in answer.result} == projects[refs.project].apps, "ListApps"
+        elif method == "ListProjectRoles":
+            assert {r.key for r in answer.result} == projects[refs.project].roles, "ListProjectRoles"
+        elif method == "GetProjectByID":
+            assert answer.project.id == refs.project
 
     def granted(self, holder: Holder, org: str, target: str, roles: list[str]) -> None:
         assert covers(holder.reach, {org: frozenset(roles)}), (
@@ -753,6 +861,9 @@ class Authorization(RuleBasedStateMachine):
             targets = [u for o in readable for u in self.targets_for(method, o)]
         else:
             targets = self.targets_for(method, org) if machine else self.present(org)
+            if method == "ManagementService.RemoveUserGrant":  # a user with a grant, if any
+                granted = {grant.user for grant in self.model.live_grants().values()}
+                targets = [u for u in targets if u in granted] or targets
         target = data.draw(st.sampled_from(targets or [UNKNOWN_ID]))
         roles: list[str] = []
         if method == "OrganizationServiceV2.AddOrganization":

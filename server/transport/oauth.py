@@ -15,8 +15,10 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote_plus
 
 from server.actor import TRANSPORT_OAUTH, Actor
+from server.domain import scopes as project_scopes
 from server.domain.client_credentials import AccessToken, ClientCredentials
 from server.domain.errors import InvalidClient
+from server.domain.errors import InvalidScope as ScopeRefused
 from server.limits import MAX_SCOPE_LENGTH, MAX_SECRET_LENGTH, MAX_TOKEN_FORM_BYTES, MAX_USER_NAME_LENGTH
 from server.logs import REQUEST_ID
 from server.metrics import Metrics
@@ -34,6 +36,7 @@ from server.transport.http_endpoint import (
 from server.transport.status import domain_error
 
 TOKEN_PATH = "/oauth/v2/token"
+INTROSPECT_PATH = "/oauth/v2/introspect"
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 # Every access token is for this API: `api`, the native scope, is what it grants. The scopes that
 # ZITADEL's clients send are accepted and change nothing, so that those clients work unmodified:
@@ -48,6 +51,13 @@ SUPPORTED_SCOPES = (
     "email",
     "offline_access",
     "urn:zitadel:iam:org:project:id:zitadel:aud",
+    project_scopes.ALL_ROLES,
+    project_scopes.RESOURCE_OWNER,
+)
+# Patterns of scopes that name a project or a role (server/domain/scopes.py), for discovery.
+PROJECT_SCOPE_PATTERNS = (
+    "urn:zitadel:iam:org:project:id:{projectId}:aud",
+    "urn:zitadel:iam:org:project:role:{roleKey}",
 )
 ORGANISATION_SCOPE = re.compile(r"urn:zitadel:iam:org:id:[1-9][0-9]{0,18}")
 AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
@@ -131,8 +141,11 @@ class TokenEndpoint:
                 request.client_id, request.client_secret, request.scope, request.source, origin
             )
         except Exception as error:
-            if isinstance(domain_error(error), InvalidClient):
+            known = domain_error(error)
+            if isinstance(known, InvalidClient):
                 raise InvalidClientError(request.challenge) from None
+            if isinstance(known, ScopeRefused):
+                raise InvalidScope(known.message) from None
             raise known_failure(error, TOKEN_PATH) from None
 
 
@@ -159,7 +172,7 @@ def _parse(body: bytes, headers: dict[str, list[str]], source: str) -> TokenRequ
     if grant_type != "client_credentials":
         raise UnsupportedGrantType("only client_credentials is supported")
     authorization = headers.get("authorization", [])
-    client_id, client_secret = _client(form, _basic(authorization) if authorization else None)
+    client_id, client_secret = client_credentials(form, authorization)
     # No client has a longer id or secret: refused as any unknown client is, before the domain
     # normalises the id (ClientCredentials checks the same limits).
     if len(client_id) > MAX_USER_NAME_LENGTH or len(client_secret) > MAX_SECRET_LENGTH:
@@ -177,6 +190,12 @@ def _render(token: AccessToken) -> dict[str, Any]:
         "expires_in": token.expires_in,
         "scope": token.scope,
     }
+
+
+def client_credentials(form: dict[str, str], authorization: Sequence[str]) -> tuple[str, str]:
+    """(client_id, client_secret) of a form request: by HTTP Basic or form fields, never both
+    (the token and introspection endpoints)."""
+    return _client(form, _basic(authorization) if authorization else None)
 
 
 def _client(form: dict[str, str], basic: tuple[str, str] | None) -> tuple[str, str]:
@@ -212,9 +231,17 @@ def _scope(requested: str | None) -> str:
     if requested is None or not requested.strip():
         return DEFAULT_SCOPE
     scopes = requested.split()
-    if any(s not in SUPPORTED_SCOPES and not ORGANISATION_SCOPE.fullmatch(s) for s in scopes):
-        raise InvalidScope(f"supported scopes: {' '.join(SUPPORTED_SCOPES)}")
+    if not all(_supported(s) for s in scopes):
+        raise InvalidScope(f"supported scopes: {' '.join((*SUPPORTED_SCOPES, *PROJECT_SCOPE_PATTERNS))}")
     return " ".join(dict.fromkeys(scopes))
+
+
+def _supported(scope: str) -> bool:
+    return (
+        scope in SUPPORTED_SCOPES
+        or bool(ORGANISATION_SCOPE.fullmatch(scope))
+        or project_scopes.is_project_scope(scope)
+    )
 
 
 class Discovery:
@@ -243,7 +270,7 @@ class Discovery:
         if scope["method"] != "GET":
             await respond_json(send, 405, {"error": "invalid_request", "error_description": "use GET"})
             return
-        issuer = self._issuer or self._origin(first(header_lists(scope), "host"))
+        issuer = self.issuer_of(scope)
         await respond_json(
             send,
             200,
@@ -251,12 +278,19 @@ class Discovery:
                 "issuer": issuer,
                 "token_endpoint": issuer + TOKEN_PATH,
                 "token_endpoint_auth_methods_supported": AUTH_METHODS,
+                # RFC 7662: API applications introspect tokens (introspection_endpoint.py).
+                "introspection_endpoint": issuer + INTROSPECT_PATH,
+                "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
                 "grant_types_supported": ["client_credentials"],
                 "scopes_supported": list(SUPPORTED_SCOPES),
                 "response_types_supported": ["token"],
             },
             [("cache-control", "public, max-age=3600")],
         )
+
+    def issuer_of(self, scope: dict[str, Any]) -> str:
+        """The issuer as a request to scope's address names it (the class's docstring says how)."""
+        return self._issuer or self._origin(first(header_lists(scope), "host"))
 
     def _origin(self, host: str) -> str:
         host = host.strip().lower()

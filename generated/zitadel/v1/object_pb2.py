@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17zitadel/v1/object.proto\x12\nzitadel.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9d\x01\n\rObjectDetails\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x31\n\rcreation_date\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63hange_date\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0eresource_owner\x18\x04 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17zitadel/v1/object.proto\x12\nzitadel.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9d\x01\n\rObjectDetails\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x31\n\rcreation_date\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63hange_date\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0eresource_owner\x18\x04 \x01(\t\"7\n\tListQuery\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x0b\n\x03\x61sc\x18\x03 \x01(\x08\"s\n\x0bListDetails\x12\x14\n\x0ctotal_result\x18\x01 \x01(\x04\x12\x1a\n\x12processed_sequence\x18\x02 \x01(\x04\x12\x32\n\x0eview_timestamp\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,4 +34,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_OBJECTDETAILS']._serialized_start=73
   _globals['_OBJECTDETAILS']._serialized_end=230
+  _globals['_LISTQUERY']._serialized_start=232
+  _globals['_LISTQUERY']._serialized_end=287
+  _globals['_LISTDETAILS']._serialized_start=289
+  _globals['_LISTDETAILS']._serialized_end=404
 # @@protoc_insertion_point(module_scope)

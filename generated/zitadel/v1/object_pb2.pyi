@@ -52,3 +52,54 @@ class ObjectDetails(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ObjectDetails: _TypeAlias = ObjectDetails  # noqa: Y015
+
+@_typing.final
+class ListQuery(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OFFSET_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    ASC_FIELD_NUMBER: _builtins.int
+    offset: _builtins.int
+    limit: _builtins.int
+    asc: _builtins.bool
+    def __init__(
+        self,
+        *,
+        offset: _builtins.int = ...,
+        limit: _builtins.int = ...,
+        asc: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["asc", b"asc", "limit", b"limit", "offset", b"offset"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListQuery: _TypeAlias = ListQuery  # noqa: Y015
+
+@_typing.final
+class ListDetails(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOTAL_RESULT_FIELD_NUMBER: _builtins.int
+    PROCESSED_SEQUENCE_FIELD_NUMBER: _builtins.int
+    VIEW_TIMESTAMP_FIELD_NUMBER: _builtins.int
+    total_result: _builtins.int
+    processed_sequence: _builtins.int
+    @_builtins.property
+    def view_timestamp(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        total_result: _builtins.int = ...,
+        processed_sequence: _builtins.int = ...,
+        view_timestamp: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["view_timestamp", b"view_timestamp"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["processed_sequence", b"processed_sequence", "total_result", b"total_result", "view_timestamp", b"view_timestamp"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDetails: _TypeAlias = ListDetails  # noqa: Y015
