@@ -279,11 +279,14 @@ class Scene:
         for i, org in enumerate(self.model.orgs):
             self.labels[f"human{i}"] = self.add_user(admin, "AddHumanUser", org).id
             self.labels[f"machine{i}"] = self.add_user(admin, "AddMachineUser", org).id
-            # A project with the role the calls grant, so that project calls can succeed at once.
+            # A project with the role the calls grant and an application, so that project calls
+            # can succeed at once.
             project = self.raw(admin, "ManagementService.AddProject", mgmt.AddProjectRequest(name="p"), org)
             role = mgmt.AddProjectRoleRequest(project_id=project.id, role_key=ROLE_KEY)
             self.raw(admin, "ManagementService.AddProjectRole", role, org)
-            self.model.projects[project.id] = Project(org, {ROLE_KEY})
+            app = mgmt.AddAPIAppRequest(project_id=project.id, name="api")
+            app_id = self.raw(admin, "ManagementService.AddAPIApp", app, org).app_id
+            self.model.projects[project.id] = Project(org, {ROLE_KEY}, {app_id})
         for n, (home, roles) in enumerate(holders):
             user = self.add_user(admin, "AddMachineUser", self.model.orgs[home])
             self.labels[f"holder{n}"] = user.id
