@@ -279,14 +279,19 @@ class Scene:
         for i, org in enumerate(self.model.orgs):
             self.labels[f"human{i}"] = self.add_user(admin, "AddHumanUser", org).id
             self.labels[f"machine{i}"] = self.add_user(admin, "AddMachineUser", org).id
-            # A project with the role the calls grant and an application, so that project calls
-            # can succeed at once.
+            # A project with the role the calls grant, an application and a grant to the machine
+            # user, so that project calls can succeed at once.
             project = self.raw(admin, "ManagementService.AddProject", mgmt.AddProjectRequest(name="p"), org)
             role = mgmt.AddProjectRoleRequest(project_id=project.id, role_key=ROLE_KEY)
             self.raw(admin, "ManagementService.AddProjectRole", role, org)
             app = mgmt.AddAPIAppRequest(project_id=project.id, name="api")
             app_id = self.raw(admin, "ManagementService.AddAPIApp", app, org).app_id
             self.model.projects[project.id] = Project(org, {ROLE_KEY}, {app_id})
+            grant = mgmt.AddUserGrantRequest(
+                user_id=self.labels[f"machine{i}"], project_id=project.id, role_keys=[ROLE_KEY]
+            )
+            granted = self.raw(admin, "ManagementService.AddUserGrant", grant, org)
+            self.model.grants[granted.user_grant_id] = Grant(self.labels[f"machine{i}"], project.id)
         for n, (home, roles) in enumerate(holders):
             user = self.add_user(admin, "AddMachineUser", self.model.orgs[home])
             self.labels[f"holder{n}"] = user.id
@@ -865,7 +870,10 @@ class Authorization(RuleBasedStateMachine):
         else:
             targets = self.targets_for(method, org) if machine else self.present(org)
             if method == "ManagementService.RemoveUserGrant":  # a user with a grant, if any
-                granted = {grant.user for grant in self.model.live_grants().values()}
+                projects = self.model.projects
+                granted = {
+                    g.user for g in self.model.live_grants().values() if projects[g.project].org == org
+                }
                 targets = [u for u in targets if u in granted] or targets
         target = data.draw(st.sampled_from(targets or [UNKNOWN_ID]))
         roles: list[str] = []
