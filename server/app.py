@@ -11,7 +11,7 @@ import grpc
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
-from machinesecrets.v1 import audit_service_pb2, org_service_pb2, user_service_pb2
+from machinesecrets.v1 import audit_service_pb2, org_service_pb2, project_service_pb2, user_service_pb2
 from zitadel.internal_permission.v2 import internal_permission_service_pb2 as perm_v2
 from zitadel.management.v1 import management_pb2
 from zitadel.org.v2 import org_service_pb2 as org_v2
@@ -57,10 +57,11 @@ from server.transport.health import HEALTH_PATH, READY_PATH, Readiness, StoreWat
 from server.transport.hsts import StrictTransportSecurity
 from server.transport.http import ByContentType, HttpApp, StaticJson
 from server.transport.http_endpoint import AdmittedBody
-from server.transport.introspection_endpoint import INTROSPECT_PATH, IntrospectionEndpoint
+from server.transport.introspection_endpoint import IntrospectionEndpoint
 from server.transport.metrics_endpoint import METRICS_PATH, MetricsEndpoint
-from server.transport.oauth import DISCOVERY_PATH, TOKEN_PATH, Discovery, TokenEndpoint
+from server.transport.oauth import DISCOVERY_PATH, INTROSPECT_PATH, TOKEN_PATH, Discovery, TokenEndpoint
 from server.transport.pipeline import Pipeline, build_pipelines
+from server.transport.project_servicer import ProjectService
 from server.transport.reflection import enable_reflection
 from server.transport.request_ids import RequestIds
 from server.transport.rest import RestEndpoint
@@ -84,16 +85,18 @@ ADMIN_USER_NAME = "admin"
 USER_SERVICE = user_service_pb2.DESCRIPTOR.services_by_name["UserService"]
 ORG_SERVICE = org_service_pb2.DESCRIPTOR.services_by_name["OrgService"]
 AUDIT_SERVICE = audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"]
+PROJECT_SERVICE = project_service_pb2.DESCRIPTOR.services_by_name["ProjectService"]
 # ZITADEL's own names, for clients written for ZITADEL (README, "Coming from ZITADEL").
 ZITADEL_MANAGEMENT = management_pb2.DESCRIPTOR.services_by_name["ManagementService"]
 ZITADEL_USERS = user_v2.DESCRIPTOR.services_by_name["UserService"]
 ZITADEL_ORGS = org_v2.DESCRIPTOR.services_by_name["OrganizationService"]
 ZITADEL_ADMINISTRATORS = perm_v2.DESCRIPTOR.services_by_name["InternalPermissionService"]
-NATIVE_SERVICES = (USER_SERVICE, ORG_SERVICE, AUDIT_SERVICE)
+NATIVE_SERVICES = (USER_SERVICE, ORG_SERVICE, AUDIT_SERVICE, PROJECT_SERVICE)
 SERVICES = (
     USER_SERVICE,
     ORG_SERVICE,
     AUDIT_SERVICE,
+    PROJECT_SERVICE,
     ZITADEL_MANAGEMENT,
     ZITADEL_USERS,
     ZITADEL_ORGS,
@@ -371,6 +374,7 @@ async def _start(
             USER_SERVICE: UserService(domain.commands, domain.queries),
             ORG_SERVICE: OrgService(domain.commands, domain.queries),
             AUDIT_SERVICE: AuditService(domain.audit),
+            PROJECT_SERVICE: ProjectService(domain.commands, domain.queries),
             ZITADEL_MANAGEMENT: ManagementService(domain.commands, domain.queries),
             ZITADEL_USERS: UserServiceV2(domain.commands, domain.queries),
             ZITADEL_ORGS: OrganizationServiceV2(domain.commands),

@@ -70,6 +70,21 @@ MAY: dict[str, frozenset[str]] = {
     "ManagementService.ReactivateUser": USER_ADMINS,
     "ManagementService.RemoveUser": USER_ADMINS,
     "ManagementService.AddPersonalAccessToken": USER_ADMINS,
+    # machinesecrets.v1.ProjectService
+    "AddProject": PROJECT_ADMINS,
+    "GetProject": PROJECT_ADMINS,
+    "ListProjects": PROJECT_ADMINS,
+    "RemoveProject": PROJECT_ADMINS,
+    "AddProjectRole": PROJECT_ADMINS,
+    "ListProjectRoles": PROJECT_ADMINS,
+    "RemoveProjectRole": PROJECT_ADMINS,
+    "AddApiApp": PROJECT_ADMINS,
+    "ListApps": PROJECT_ADMINS,
+    "RegenerateApiAppSecret": PROJECT_ADMINS,
+    "RemoveApp": PROJECT_ADMINS,
+    "AddUserGrant": PROJECT_ADMINS,
+    "ListUserGrants": PROJECT_ADMINS,
+    "RemoveUserGrant": PROJECT_ADMINS,
     "ManagementService.AddProject": PROJECT_ADMINS,
     "ManagementService.GetProjectByID": PROJECT_ADMINS,
     "ManagementService.ListProjects": PROJECT_ADMINS,
@@ -108,6 +123,25 @@ SAME_AS = {
     "ManagementService.ReactivateUser": "ReactivateUser",
     "ManagementService.RemoveUser": "RemoveUser",
     "ManagementService.AddPersonalAccessToken": "AddPersonalAccessToken",
+    **{
+        f"ManagementService.{name}": name
+        for name in (
+            "AddProject",
+            "ListProjects",
+            "RemoveProject",
+            "AddProjectRole",
+            "ListProjectRoles",
+            "RemoveProjectRole",
+            "ListApps",
+            "RemoveApp",
+            "AddUserGrant",
+            "ListUserGrants",
+            "RemoveUserGrant",
+        )
+    },
+    "ManagementService.GetProjectByID": "GetProject",
+    "ManagementService.AddAPIApp": "AddApiApp",
+    "ManagementService.RegenerateAPIClientSecret": "RegenerateApiAppSecret",
     "UserServiceV2.CreateUser": "AddMachineUser",
     "UserServiceV2.GetUserByID": "GetUserByID",
     "UserServiceV2.AddSecret": "AddSecret",
@@ -149,7 +183,7 @@ READ_METHODS = ("GetUserByID", "ListSecrets", "ListPersonalAccessTokens", "ListU
 GRANT_METHODS = ("AddOrgMember",)
 # Calls on a project of the context organisation (one of another is as absent as a missing one).
 PROJECT_METHODS = tuple(m for m in MAY if MAY[m] is PROJECT_ADMINS)
-# The role key the property test adds, removes and grants.
+# The role key the property test grants (it adds and removes others too).
 ROLE_KEY = "reader"
 # README, "Secret lifecycle": at most this many live secrets per machine user, by default; expired
 # ones stay listed, the latest this many.
@@ -256,6 +290,7 @@ class ProjectRefs:
     project: str
     app: str
     grant: str
+    role: str = ROLE_KEY  # the role key a role call names
 
 
 @dataclass
@@ -334,7 +369,7 @@ class Model:
             return Decision("PERMISSION_DENIED", "ORGANIZATION_NOT_FOUND", "no such organisation")
         if method in PROJECT_METHODS:
             assert refs is not None, "a project call names its project"
-            return self.expect_on_project(method.removeprefix("ManagementService."), org, target, refs)
+            return self.expect_on_project(native(method), org, target, refs)
         method = native(method)
         if method == "ListUserEvents":
             # A user's history outlives the user: a removed one of the organisation has one too.
@@ -422,11 +457,11 @@ class Model:
         project = self.projects.get(refs.project)
         if project is None or project.org != org:
             return Decision("NOT_FOUND", "PROJECT_NOT_FOUND", "project not here")
-        if method == "AddProjectRole" and ROLE_KEY in project.roles:
+        if method == "AddProjectRole" and refs.role in project.roles:
             return Decision("ALREADY_EXISTS", "ROLE_ALREADY_EXISTS", "role there already")
-        if method == "RemoveProjectRole" and ROLE_KEY not in project.roles:
+        if method == "RemoveProjectRole" and refs.role not in project.roles:
             return Decision("NOT_FOUND", "ROLE_NOT_FOUND", "no such role")
-        if method in ("RemoveApp", "RegenerateAPIClientSecret") and refs.app not in project.apps:
+        if method in ("RemoveApp", "RegenerateApiAppSecret") and refs.app not in project.apps:
             return Decision("NOT_FOUND", "APP_NOT_FOUND", "no such application")
         if method == "AddUserGrant":
             if ROLE_KEY not in project.roles:

@@ -51,6 +51,7 @@ from hypothesis.stateful import (
 )
 from machinesecrets.v1 import audit_service_pb2 as audit_pb
 from machinesecrets.v1 import org_service_pb2 as org_pb
+from machinesecrets.v1 import project_service_pb2 as project_pb
 from machinesecrets.v1 import user_service_pb2 as user_pb
 from zitadel.internal_permission.v2 import internal_permission_service_pb2 as perm_v2
 from zitadel.management.v1 import management_pb2 as mgmt
@@ -135,7 +136,13 @@ READS = [m for m in ALL_METHODS if native(m) in READ_METHODS]
 # The methods a user manager may not call: an owner's, or the instance's.
 BEYOND = [m for m in ALL_METHODS if MAY[m] is not ANYONE and ORG_USER_MANAGER not in MAY[m]]
 # The calls that neither grant, end a membership nor switch a user: those have rules of their own.
-PLAIN = [m for m in ALL_METHODS if native(m) not in ("AddOrgMember", "RemoveOrgMember", *USER_METHODS)]
+# Projects, their roles, applications and grants are a family of their own (on_a_project), so
+# that they take no turns from the others.
+PLAIN = [
+    m
+    for m in ALL_METHODS
+    if native(m) not in ("AddOrgMember", "RemoveOrgMember", *USER_METHODS) and m not in PROJECT_METHODS
+]
 
 # How often each method must have succeeded in one run (both transports, all examples), counted
 # over the names it is served under (native, ZITADEL's v1 and v2), and each rule of the model must
@@ -244,6 +251,11 @@ def harness(served: Served) -> Iterator[Harness]:
             loop.run_until_complete(api.close())
         loop.run_until_complete(http.aclose())
         loop.close()
+
+
+def listing(answer: Any, native_field: str) -> Any:
+    """A list answer's items: ZITADEL's `result`, or the native API's own field."""
+    return answer.result if hasattr(answer, "result") else getattr(answer, native_field)
 
 
 def has_rest_mapping(method: str) -> bool:
@@ -362,7 +374,7 @@ class Scene:
     ) -> tuple[str, str]:
         """Calls, checks the answer against the model and the escalation property, and applies
         a success to the model. Answers (code, reason)."""
-        refs = self.refs(method, org or self.model.users[token.user_id].org, target)
+        refs = self.refs(native(method), org or self.model.users[token.user_id].org, target)
         expected = self.model.expect(token, method, org, target, roles, secret_id, pat_id, refs)
         if not self.model.valid(token):
             user = self.model.users[token.user_id]
@@ -387,37 +399,44 @@ class Scene:
     def refs(self, method: str, where: str, target: str) -> ProjectRefs:
         """The project a project call names: one of the organisation it acts in (else of another,
         else none), where the call can succeed if it can anywhere (a project with an application
-        to remove, without the role to add...); its first application; the target's first grant."""
-        name = method.removeprefix("ManagementService.")
+        to remove, with the role to grant...); its first application; the target's first grant."""
+        name = method
         projects = self.model.projects
         ids = [p for p, project in projects.items() if project.org == where] or list(projects)
         fits: dict[str, Callable[[Project], bool]] = {
-            "AddProjectRole": lambda p: ROLE_KEY not in p.roles,
-            "RemoveProjectRole": lambda p: ROLE_KEY in p.roles,
+            "RemoveProjectRole": lambda p: bool(p.roles),
             "AddUserGrant": lambda p: ROLE_KEY in p.roles,
             "RemoveApp": lambda p: bool(p.apps),
-            "RegenerateAPIClientSecret": lambda p: bool(p.apps),
+            "RegenerateApiAppSecret": lambda p: bool(p.apps),
         }
         if name in fits:
             ids = [p for p in ids if fits[name](projects[p])] or ids
         project = ids[0] if ids else UNKNOWN_ID
         apps = sorted(projects[project].apps) if project in projects else []
         grants = [g for g, grant in self.model.live_grants().items() if grant.user == target]
-        return ProjectRefs(project, apps[0] if apps else UNKNOWN_ID, grants[0] if grants else UNKNOWN_ID)
+        # A new role to add; one to remove other than the one granted, while there is one.
+        others = sorted(projects[project].roles - {ROLE_KEY}) if project in projects else []
+        role = self.name() if name == "AddProjectRole" else (others or [ROLE_KEY])[0]
+        return ProjectRefs(
+            project, apps[0] if apps else UNKNOWN_ID, grants[0] if grants else UNKNOWN_ID, role
+        )
 
     def project_request(self, method: str, target: str, refs: ProjectRefs) -> Message:
-        project, app = refs.project, refs.app
-        requests: dict[str, Callable[[], Message]] = {
+        """A project call's request, under ZITADEL's name or the native one."""
+        project, app, grant = refs.project, refs.app, refs.grant
+        zitadel: dict[str, Callable[[], Message]] = {
             "AddProject": lambda: mgmt.AddProjectRequest(name=self.name()),
-            "GetProjectByID": lambda: mgmt.GetProjectByIDRequest(id=project),
+            "GetProject": lambda: mgmt.GetProjectByIDRequest(id=project),
             "ListProjects": lambda: mgmt.ListProjectsRequest(),
             "RemoveProject": lambda: mgmt.RemoveProjectRequest(id=project),
-            "AddProjectRole": lambda: mgmt.AddProjectRoleRequest(project_id=project, role_key=ROLE_KEY),
+            "AddProjectRole": lambda: mgmt.AddProjectRoleRequest(project_id=project, role_key=refs.role),
             "ListProjectRoles": lambda: mgmt.ListProjectRolesRequest(project_id=project),
-            "RemoveProjectRole": lambda: mgmt.RemoveProjectRoleRequest(project_id=project, role_key=ROLE_KEY),
-            "AddAPIApp": lambda: mgmt.AddAPIAppRequest(project_id=project, name="api"),
+            "RemoveProjectRole": lambda: mgmt.RemoveProjectRoleRequest(
+                project_id=project, role_key=refs.role
+            ),
+            "AddApiApp": lambda: mgmt.AddAPIAppRequest(project_id=project, name="api"),
             "ListApps": lambda: mgmt.ListAppsRequest(project_id=project),
-            "RegenerateAPIClientSecret": lambda: mgmt.RegenerateAPIClientSecretRequest(
+            "RegenerateApiAppSecret": lambda: mgmt.RegenerateAPIClientSecretRequest(
                 project_id=project, app_id=app
             ),
             "RemoveApp": lambda: mgmt.RemoveAppRequest(project_id=project, app_id=app),
@@ -425,9 +444,33 @@ class Scene:
                 user_id=target, project_id=project, role_keys=[ROLE_KEY]
             ),
             "ListUserGrants": lambda: mgmt.ListUserGrantRequest(),
-            "RemoveUserGrant": lambda: mgmt.RemoveUserGrantRequest(user_id=target, grant_id=refs.grant),
+            "RemoveUserGrant": lambda: mgmt.RemoveUserGrantRequest(user_id=target, grant_id=grant),
         }
-        return requests[method.removeprefix("ManagementService.")]()
+        own: dict[str, Callable[[], Message]] = {
+            "AddProject": lambda: project_pb.AddProjectRequest(name=self.name()),
+            "GetProject": lambda: project_pb.GetProjectRequest(project_id=project),
+            "ListProjects": lambda: project_pb.ListProjectsRequest(),
+            "RemoveProject": lambda: project_pb.RemoveProjectRequest(project_id=project),
+            "AddProjectRole": lambda: project_pb.AddProjectRoleRequest(
+                project_id=project, role_key=refs.role
+            ),
+            "ListProjectRoles": lambda: project_pb.ListProjectRolesRequest(project_id=project),
+            "RemoveProjectRole": lambda: project_pb.RemoveProjectRoleRequest(
+                project_id=project, role_key=refs.role
+            ),
+            "AddApiApp": lambda: project_pb.AddApiAppRequest(project_id=project, name="api"),
+            "ListApps": lambda: project_pb.ListAppsRequest(project_id=project),
+            "RegenerateApiAppSecret": lambda: project_pb.RegenerateApiAppSecretRequest(
+                project_id=project, app_id=app
+            ),
+            "RemoveApp": lambda: project_pb.RemoveAppRequest(project_id=project, app_id=app),
+            "AddUserGrant": lambda: project_pb.AddUserGrantRequest(
+                user_id=target, project_id=project, role_keys=[ROLE_KEY]
+            ),
+            "ListUserGrants": lambda: project_pb.ListUserGrantsRequest(),
+            "RemoveUserGrant": lambda: project_pb.RemoveUserGrantRequest(user_id=target, grant_id=grant),
+        }
+        return (zitadel if method.startswith("ManagementService.") else own)[native(method)]()
 
     def request(
         self,
@@ -548,7 +591,7 @@ class Scene:
             where = self.model.users[target].org
         user = self.model.users.get(target)
         if method in PROJECT_METHODS:
-            self.on_project(method.removeprefix("ManagementService."), where, target, refs, answer)
+            self.on_project(name, where, target, refs, answer)
         elif name in ("AddMachineUser", "AddHumanUser"):
             created = getattr(answer, "user_id", "") or answer.id
             new = User(created, where, name == "AddMachineUser")
@@ -594,36 +637,39 @@ class Scene:
         projects = self.model.projects
         if method == "AddProject":
             assert answer.details.resource_owner == where
-            projects[answer.id] = Project(where)
+            projects[getattr(answer, "id", "") or answer.project_id] = Project(where)
         elif method == "ListProjects":
-            listed = {p.id for p in answer.result}
+            listed = {p.id for p in listing(answer, "projects")}
             assert listed == {p for p, project in projects.items() if project.org == where}, "ListProjects"
         elif method == "ListUserGrants":
             expected = {
                 g for g, grant in self.model.live_grants().items() if projects[grant.project].org == where
             }
-            assert {g.id for g in answer.result} == expected, "ListUserGrants"
+            assert {g.id for g in listing(answer, "grants")} == expected, "ListUserGrants"
         elif method == "RemoveProject":
             del projects[refs.project]
         elif method == "AddProjectRole":
-            projects[refs.project].roles.add(ROLE_KEY)
+            projects[refs.project].roles.add(refs.role)
         elif method == "RemoveProjectRole":
-            projects[refs.project].roles.discard(ROLE_KEY)
-        elif method == "AddAPIApp":
+            projects[refs.project].roles.discard(refs.role)
+        elif method == "AddApiApp":
             assert answer.client_secret
             assert answer.client_id
             projects[refs.project].apps.add(answer.app_id)
         elif method == "RemoveApp":
             projects[refs.project].apps.discard(refs.app)
         elif method == "AddUserGrant":
-            self.model.grants[answer.user_grant_id] = Grant(target, refs.project)
+            granted = getattr(answer, "user_grant_id", "") or answer.grant_id
+            self.model.grants[granted] = Grant(target, refs.project)
         elif method == "RemoveUserGrant":
             del self.model.grants[refs.grant]
         elif method == "ListApps":
-            assert {a.id for a in answer.result} == projects[refs.project].apps, "ListApps"
+            assert {a.id for a in listing(answer, "apps")} == projects[refs.project].apps, "ListApps"
         elif method == "ListProjectRoles":
-            assert {r.key for r in answer.result} == projects[refs.project].roles, "ListProjectRoles"
-        elif method == "GetProjectByID":
+            assert {r.key for r in listing(answer, "roles")} == projects[refs.project].roles, (
+                "ListProjectRoles"
+            )
+        elif method == "GetProject":
             assert answer.project.id == refs.project
 
     def granted(self, holder: Holder, org: str, target: str, roles: list[str]) -> None:
@@ -731,6 +777,8 @@ class Authorization(RuleBasedStateMachine):
     @initialize(
         holders=st.lists(holder_grants, min_size=1, max_size=2),
         plain=st.permutations(PLAIN),
+        # By native name: each turn then draws one of the names it is served under.
+        projects=st.permutations(sorted({native(m) for m in PROJECT_METHODS})),
         # The two that answer a secret's id twice: DeleteSecret needs one.
         credentials=st.permutations([*CREDENTIALS, "CreateSecret", "RotateSecret"]),
         grants=st.permutations(GRANTS),
@@ -742,6 +790,7 @@ class Authorization(RuleBasedStateMachine):
         self,
         holders: list[tuple[int, dict[int, list[str]]]],
         plain: list[str],
+        projects: list[str],
         credentials: list[str],
         grants: list[str],
         off: list[str],
@@ -752,6 +801,7 @@ class Authorization(RuleBasedStateMachine):
         # reaches as many different methods as it has steps for, and a run reaches every one.
         self.turns = {
             "plain": plain,
+            "projects": projects,
             "credentials": credentials,
             "grants": grants,
             "off": off,
@@ -853,11 +903,13 @@ class Authorization(RuleBasedStateMachine):
             roles = data.draw(st.sampled_from([*ROLE_SETS, [], ["ROOT"]]))
         self.send(data, holder, token, method, org, target, roles)
 
-    def allowed_call(self, data: st.DataObject) -> None:
+    def allowed_call(self, data: st.DataObject, family: str = "plain") -> None:
         """A method its caller's roles allow somewhere, there, on a user of that organisation (a
         machine user where it needs one), or for ZITADEL's v2, on a user it may read. Grants,
         membership ends and switches have rules of their own."""
-        method = self.next_of("plain")
+        method = self.next_of(family)
+        if family == "projects":
+            method = data.draw(st.sampled_from([m for m in ALL_METHODS if native(m) == method]))
         able = self.able(method) or self.able("GetUserByID")
         if not able:
             self.anything(data)
@@ -875,6 +927,9 @@ class Authorization(RuleBasedStateMachine):
                     g.user for g in self.model.live_grants().values() if projects[g.project].org == org
                 }
                 targets = [u for u in targets if u in granted] or targets
+            elif method == "ManagementService.AddUserGrant":  # a user with none, if any
+                granted = {g.user for g in self.model.live_grants().values()}
+                targets = [u for u in targets if u not in granted] or targets
         target = data.draw(st.sampled_from(targets or [UNKNOWN_ID]))
         roles: list[str] = []
         if method == "OrganizationServiceV2.AddOrganization":
@@ -886,6 +941,12 @@ class Authorization(RuleBasedStateMachine):
     @rule(data=st.data())
     def as_allowed(self, data: st.DataObject) -> None:
         self.allowed_call(data)
+
+    @precondition(lambda self: bool(self.working()))
+    @rule(data=st.data())
+    def on_a_project(self, data: st.DataObject) -> None:
+        """A project call its caller's roles allow (else a user reader's, refused)."""
+        self.allowed_call(data, "projects")
 
     @precondition(lambda self: bool(self.working()))
     @rule(data=st.data())

@@ -2,6 +2,7 @@
 on every transport and store: the same answers, permissions and errors everywhere."""
 
 import grpc
+from machinesecrets.v1 import project_service_pb2 as project_pb
 from zitadel.app.v1 import app_pb2
 from zitadel.management.v1 import management_pb2 as mgmt
 from zitadel.project.v1 import project_pb2
@@ -197,3 +198,56 @@ async def test_who_may_manage_projects(world: World) -> None:
             token=manager,
         ),
     )
+
+
+async def test_the_native_project_service(world: World) -> None:
+    """machinesecrets.v1.ProjectService: the same commands under the native API's names and paths."""
+    added = await world.call("AddProject", project_pb.AddProjectRequest(name=unique_name("native")))
+    project_id = added.project_id
+    assert (added.details.sequence, added.details.resource_owner) == (1, world.home_org)
+    got = await world.call("GetProject", project_pb.GetProjectRequest(project_id=project_id))
+    assert got.project.id == project_id
+    assert project_id in [
+        p.id for p in (await world.call("ListProjects", project_pb.ListProjectsRequest())).projects
+    ]
+    await world.call(
+        "AddProjectRole", project_pb.AddProjectRoleRequest(project_id=project_id, role_key="r.1")
+    )
+    roles = await world.call("ListProjectRoles", project_pb.ListProjectRolesRequest(project_id=project_id))
+    assert [r.key for r in roles.roles] == ["r.1"]
+    app = await world.call("AddApiApp", project_pb.AddApiAppRequest(project_id=project_id, name="api"))
+    assert is_well_formed(app.client_secret)
+    assert app.client_id == f"{app.app_id}@{project_id}"
+    again = await world.call(
+        "RegenerateApiAppSecret",
+        project_pb.RegenerateApiAppSecretRequest(project_id=project_id, app_id=app.app_id),
+    )
+    assert (again.client_id, is_well_formed(again.client_secret)) == (app.client_id, True)
+    listed = await world.call("ListApps", project_pb.ListAppsRequest(project_id=project_id))
+    assert [(a.id, a.client_id) for a in listed.apps] == [(app.app_id, app.client_id)]
+    user_id = await world.machine_user()
+    grant = await world.call(
+        "AddUserGrant",
+        project_pb.AddUserGrantRequest(user_id=user_id, project_id=project_id, role_keys=["r.1"]),
+    )
+    grants = (await world.call("ListUserGrants", project_pb.ListUserGrantsRequest())).grants
+    assert [(g.user_id, list(g.role_keys)) for g in grants if g.id == grant.grant_id] == [(user_id, ["r.1"])]
+    await world.call(
+        "RemoveUserGrant", project_pb.RemoveUserGrantRequest(user_id=user_id, grant_id=grant.grant_id)
+    )
+    await world.call("RemoveApp", project_pb.RemoveAppRequest(project_id=project_id, app_id=app.app_id))
+    await world.call(
+        "RemoveProjectRole", project_pb.RemoveProjectRoleRequest(project_id=project_id, role_key="r.1")
+    )
+    await world.call("RemoveProject", project_pb.RemoveProjectRequest(project_id=project_id))
+    await expect_error(
+        grpc.StatusCode.NOT_FOUND,
+        "PROJECT_NOT_FOUND",
+        world.call("GetProject", project_pb.GetProjectRequest(project_id=project_id)),
+    )
+    refused = await expect_error(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "INVALID_ARGUMENT",
+        world.call("AddProject", project_pb.AddProjectRequest(name="")),
+    )
+    assert "name" in refused.violations
