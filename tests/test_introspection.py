@@ -8,6 +8,7 @@ import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import authlib.deprecate  # noqa: F401 - installs an "always" filter of its own when first imported
 import httpx
@@ -16,10 +17,11 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from machinesecrets.v1 import user_service_pb2 as user_pb
 from zitadel.management.v1 import management_pb2 as mgmt
 
+from server.domain.failure_limits import FailureLimits
 from server.transport.oauth import INTROSPECT_PATH
 from server.transport.revocation_endpoint import REVOKE_PATH
 from tests.api import GrpcApi, exchange
-from tests.service import Running
+from tests.service import Running, config_for, start_service
 from tests.world import World, unique_name
 
 with warnings.catch_warnings():
@@ -260,3 +262,30 @@ async def test_discovery_and_authlib(admin: World, base: str) -> None:
         assert answer.json()["sub"] == m.user_id
         dead = await resource_server.introspect_token(discovery["introspection_endpoint"], token="nothing")
         assert dead.json() == INACTIVE
+
+
+async def test_the_applications_failures_are_limited(tmp_path: Path) -> None:
+    """Guessing an application's secret meets the token endpoint's limits: past the client's
+    limit, even the right secret is refused 429, with Retry-After."""
+    limits = FailureLimits(per_client=3, per_source=50, window_s=60)
+    running = await start_service(config_for(tmp_path, failure_limits=limits))
+    api = GrpcApi("grpc", f"127.0.0.1:{running.service.grpc_port}")
+    try:
+        world = await World.create(api, running.admin_token)
+        app = await api_project(world)
+        base = f"http://127.0.0.1:{running.service.http_port}"
+        value = await token(base, await machine(world), audience(app))
+        async with httpx.AsyncClient() as http:
+
+            async def attempt(secret: str) -> httpx.Response:
+                return await http.post(
+                    base + INTROSPECT_PATH, data={"token": value}, auth=(app.client_id, secret)
+                )
+
+            assert [(await attempt(f"guess-{i}")).status_code for i in range(3)] == [401] * 3
+            refused = await attempt(app.secret)
+            assert refused.status_code == 429
+            assert (refused.json()["error"], "retry-after" in refused.headers) == ("slow_down", True)
+    finally:
+        await api.close()
+        await running.service.stop(0)
