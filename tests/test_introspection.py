@@ -201,8 +201,9 @@ async def test_the_application_authenticates(admin: World, base: str) -> None:
         assert wrong.json()["error"] == "invalid_client"
         assert wrong.headers["www-authenticate"].startswith("Basic")
         assert value not in wrong.text
-        unknown = await http.post(url, data={"token": value}, auth=("1@2", app.secret))
-        assert (unknown.status_code, unknown.json()["error"]) == (401, "invalid_client")
+        for client_id in ("1@2", "1\x00@2", "x" * 300, ""):
+            unknown = await http.post(url, data={"token": value}, auth=(client_id, app.secret))
+            assert (unknown.status_code, unknown.json()["error"]) == (401, "invalid_client"), client_id
         posted = await http.post(
             url, data={"token": value, "client_id": app.client_id, "client_secret": app.secret}
         )

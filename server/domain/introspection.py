@@ -14,6 +14,7 @@ with {"active": false} and nothing else (§2.2), whatever made it so: an unknown
 or revoked token, a secret deleted or rotated out, a user deactivated or removed, another audience.
 """
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -29,6 +30,7 @@ from server.limits import MAX_BEARER_TOKEN_LENGTH, MAX_SECRET_LENGTH, MAX_USER_N
 from server.store.contract import AppRecord, CallerRecord, Store
 
 INACTIVE: dict[str, Any] = {"active": False}
+CLIENT_ID = re.compile(r"[0-9]{1,19}@[0-9]{1,19}")  # commands/projects.py's client_id_of
 TOKEN_TYPE = "Bearer"
 # The failure limits count an application's client id apart from the user names they count.
 LIMIT_PREFIX = "app:"
@@ -64,7 +66,9 @@ class Introspection:
             raise InvalidClient()
         limited = LIMIT_PREFIX + client_id
         await self._limiter.check(limited, source)
-        app = await self._store.app_by_client_id(client_id) if client_id else None
+        # Only what a client id can be is looked up: anything else (a NUL, which PostgreSQL
+        # refuses in text) names no one, at the same cost.
+        app = await self._store.app_by_client_id(client_id) if CLIENT_ID.fullmatch(client_id) else None
         # The stored hash only for the secret that carries its lookup key: any other string is
         # checked against the dummy hash, at the same cost.
         hashed = (
