@@ -95,7 +95,9 @@ UNKNOWN_ORG = "123456789012345"
 UNKNOWN_ID = "987654321098765"  # a user, secret or token id that names nothing
 # Per store: about a minute on a busy 2-core machine (measured in the report of #29).
 EXAMPLES = 80
-STEPS = 50
+# 58, not 50, since the two project rules joined the thirteen others: each other rule keeps its
+# share of steps.
+STEPS = 58
 TRANSPORTS = ("grpc", "envoy-json")
 # The example database: failures found here are replayed first by the next run in this working
 # tree. Not committed (.gitignore): its keys are a digest of the machine's source, so any edit
@@ -184,14 +186,14 @@ RULE_FLOORS = {
     "membership ended": 5,
 }
 # The weakest first: hypothesis draws the first more often than the others.
-ROLE_SETS = [[ORG_USER_MANAGER], [PROJECT_OWNER], [ORG_OWNER], [ORG_OWNER, ORG_USER_MANAGER], [IAM_OWNER]]
+ROLE_SETS = [[ORG_USER_MANAGER], [ORG_OWNER], [ORG_OWNER, ORG_USER_MANAGER], [IAM_OWNER], [PROJECT_OWNER]]
 HOLDER_ROLES = [
     [ORG_USER_MANAGER],
     [ORG_OWNER],
-    [PROJECT_OWNER],
     [ORG_USER_MANAGER],
     [ORG_OWNER, ORG_USER_MANAGER],
     [IAM_OWNER],
+    [PROJECT_OWNER],
 ]
 
 
