@@ -428,8 +428,8 @@ class Scene:
         projects = self.model.projects
         if method == "RemoveUserGrant":
             return any(projects[g.project].org == org for g in self.model.live_grants().values())
-        fits = self.FITS.get(method, lambda p: True)
-        return any(project.org == org and fits(project) for project in projects.values())
+        fits = self.FITS.get(method)
+        return any(project.org == org and (fits is None or fits(project)) for project in projects.values())
 
     def refs(self, method: str, where: str, target: str) -> ProjectRefs:
         """The project a project call names: one of the organisation it acts in (else of another,
