@@ -95,7 +95,9 @@ UNKNOWN_ORG = "123456789012345"
 UNKNOWN_ID = "987654321098765"  # a user, secret or token id that names nothing
 # Per store: about a minute on a busy 2-core machine (measured in the report of #29).
 EXAMPLES = 80
-STEPS = 50
+# 54, not 50: the project rule (on_a_project) joined the thirteen others, and each of those keeps
+# its share of about 50/13 steps.
+STEPS = 54
 TRANSPORTS = ("grpc", "envoy-json")
 # The example database: failures found here are replayed first by the next run in this working
 # tree. Not committed (.gitignore): its keys are a digest of the machine's source, so any edit
@@ -171,6 +173,11 @@ METHOD_FLOORS = {
     **{native(m): FLOOR for m in ALL_METHODS},
     **dict.fromkeys(("AddOrgMember", "RemoveOrgMember", "CreateSecret", "RotateSecret"), 5),
     **dict.fromkeys(("AddSecret", "AddPersonalAccessToken", "RemovePersonalAccessToken"), 3),
+    # A project kind is one rule's in fourteen, and most need an earlier call of another (an
+    # application to regenerate): a run does not reach every one's success. Their successes are
+    # tests/test_projects.py's; here every project call's answer is the model's, and the rule
+    # that decided it is counted below.
+    **dict.fromkeys(PROJECT_KINDS, 0),
 }
 RULE_FLOORS = {
     "escalation refused": 20,  # a credential, role or switch beyond the caller's reach
@@ -182,6 +189,7 @@ RULE_FLOORS = {
     "access token of a retired secret": 3,
     "role granted": 5,
     "membership ended": 5,
+    "project changed": 5,  # some project call succeeded
 }
 # The weakest first: hypothesis draws the first more often than the others.
 ROLE_SETS = [[ORG_USER_MANAGER], [ORG_OWNER], [ORG_OWNER, ORG_USER_MANAGER], [IAM_OWNER], [PROJECT_OWNER]]
@@ -977,13 +985,8 @@ class Authorization(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.working()))
     @rule(data=st.data())
     def on_a_project(self, data: st.DataObject) -> None:
-        """A project call its caller's roles allow (else a user reader's, refused)."""
-        self.allowed_call(data, "projects")
-
-    # Twice: fourteen kinds, many of which need an earlier call of another (a role to remove).
-    @precondition(lambda self: bool(self.working()))
-    @rule(data=st.data())
-    def on_a_project_too(self, data: st.DataObject) -> None:
+        """A project call its caller's roles allow (else a user reader's, refused), the kinds in
+        turn from where its example starts."""
         self.allowed_call(data, "projects")
 
     @precondition(lambda self: bool(self.working()))
