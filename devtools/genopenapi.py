@@ -19,6 +19,7 @@ from google.protobuf.descriptor_pb2 import FieldDescriptorProto as Field
 from server.domain.audit import MAX_TYPE_LENGTH
 from server.domain.paging import MAX_PAGE_SIZE
 from server.domain.permissions import ANY_CALLER, ROLES
+from server.domain.scopes import PROJECT_AUDIENCE, ROLE
 from server.domain.validation import MAX_DESCRIPTION_LENGTH, MAX_NAME_LENGTH
 from server.limits import MAX_ID_LENGTH, MAX_PAGE_TOKEN_LENGTH, MAX_USER_NAME_LENGTH
 from server.transport.methods import permission_of
@@ -78,6 +79,8 @@ NEW_KEY_ERRORS = {
 }
 KEY_READ_ERRORS = {**USER_NOT_FOUND, "400": "Invalid argument; the user is not a machine user"}
 KEY_GONE_ERRORS = {**CREDENTIAL_ERRORS, "404": "No such user, or no such key of the user"}
+PROJECT_NOT_FOUND = {"404": "No such project in the context organisation"}
+PROJECT_WRITE_ERRORS = {**PROJECT_NOT_FOUND, **ABORTED, "400": "Invalid argument"}
 # Each RPC's own answers, beside the common ones: only what it can answer, so that a test of
 # status conformance means something.
 METHOD_ERRORS: dict[str, dict[str, str]] = {
@@ -114,6 +117,34 @@ METHOD_ERRORS: dict[str, dict[str, str]] = {
     "DeleteUser": USER_ERRORS,
     "AddOrganization": {},
     "CreateUser": NAME_TAKEN,
+    "GetProjectByID": {**PROJECT_NOT_FOUND, "400": "Invalid argument"},
+    "GetProject": {**PROJECT_NOT_FOUND, "400": "Invalid argument"},
+    "ListProjects": {},
+    "AddProject": {"400": "Invalid argument"},
+    "RemoveProject": PROJECT_WRITE_ERRORS,
+    "ListProjectRoles": {**PROJECT_NOT_FOUND, "400": "Invalid argument"},
+    "AddProjectRole": {**PROJECT_WRITE_ERRORS, "409": "The project has a role with this key"},
+    "RemoveProjectRole": {**PROJECT_WRITE_ERRORS, "404": "No such project, or no such role of it"},
+    "ListApps": {**PROJECT_NOT_FOUND, "400": "Invalid argument"},
+    "AddAPIApp": PROJECT_WRITE_ERRORS,
+    "AddApiApp": PROJECT_WRITE_ERRORS,
+    "RemoveApp": {**PROJECT_WRITE_ERRORS, "404": "No such project, or no such application of it"},
+    "RegenerateAPIClientSecret": {
+        **PROJECT_WRITE_ERRORS,
+        "404": "No such project, or no such application of it",
+    },
+    "RegenerateApiAppSecret": {
+        **PROJECT_WRITE_ERRORS,
+        "404": "No such project, or no such application of it",
+    },
+    "ListUserGrants": {},
+    "AddUserGrant": {
+        **ABORTED,
+        "400": "Invalid argument; a role key the project does not have",
+        "404": "No such user or project in the context organisation",
+        "409": "The user has a grant of this project",
+    },
+    "RemoveUserGrant": {**ABORTED, "400": "Invalid argument", "404": "No such grant of the user"},
     # With admins: each is an existing user the caller may read, granted only roles it holds.
     "OrganizationService.AddOrganization": {
         **USER_NOT_FOUND,
@@ -342,6 +373,10 @@ SCOPE_PATTERN = (
     + "|".join(re.escape(scope) for scope in SUPPORTED_SCOPES)
     + "|"
     + ORGANISATION_SCOPE.pattern
+    + "|"
+    + PROJECT_AUDIENCE.pattern
+    + "|"
+    + ROLE.pattern
     + ") *)*$"
 )
 
@@ -368,6 +403,31 @@ def oauth_paths() -> dict[str, Any]:
                     "schema": {"$ref": "#/components/schemas/OAuthToken"}}}},
                 "400": {"description": "invalid_request, unsupported_grant_type or invalid_scope",
                         "content": error},
+                "401": {"description": "invalid_client", "content": error},
+                "405": {"description": "not POST", "content": error},
+                "408": {"description": "invalid_request: no whole body within MS_REQUEST_READ_TIMEOUT",
+                        "content": error},
+                "413": {"description": "the body is too large", "content": error},
+                "429": {"description": "slow_down: too many failed authentications", "content": error},
+                "500": {"description": "server_error", "content": error},
+                "503": {"description": "temporarily_unavailable", "content": error},
+            },
+        }},
+        "/oauth/v2/introspect": {"post": {
+            "operationId": "OAuth_Introspect",
+            "tags": ["OAuth"],
+            "description": "RFC 7662 token introspection, by an API application (Basic or form fields).",
+            "security": [{"basic": []}, {}],
+            "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
+                "type": "object", "required": ["token"],
+                "properties": {"token": {"type": "string"}, "token_type_hint": {"type": "string"},
+                               "client_id": {"type": "string"}, "client_secret": {"type": "string"}}},
+                "example": {"token": "a-token"}}}},
+            "responses": {
+                "200": {"description": "{active: false}, or the claims", "content": {"application/json": {
+                    "schema": {"type": "object", "required": ["active"],
+                               "properties": {"active": {"type": "boolean"}}}}}},
+                "400": {"description": "invalid_request", "content": error},
                 "401": {"description": "invalid_client", "content": error},
                 "405": {"description": "not POST", "content": error},
                 "408": {"description": "invalid_request: no whole body within MS_REQUEST_READ_TIMEOUT",

@@ -11,7 +11,7 @@ import grpc
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
-from machinesecrets.v1 import audit_service_pb2, org_service_pb2, user_service_pb2
+from machinesecrets.v1 import audit_service_pb2, org_service_pb2, project_service_pb2, user_service_pb2
 from zitadel.internal_permission.v2 import internal_permission_service_pb2 as perm_v2
 from zitadel.management.v1 import management_pb2
 from zitadel.org.v2 import org_service_pb2 as org_v2
@@ -27,6 +27,7 @@ from server.domain.commands import Commands
 from server.domain.credentials import SecretHasher
 from server.domain.failure_limits import FailureLimiter
 from server.domain.ids import IdGenerator
+from server.domain.introspection import Introspection
 from server.domain.jwt_profile import JwtProfile, audiences_of
 from server.domain.key_generation import KeyPairs
 from server.domain.paging import PageTokens
@@ -58,9 +59,11 @@ from server.transport.health import HEALTH_PATH, READY_PATH, Readiness, StoreWat
 from server.transport.hsts import StrictTransportSecurity
 from server.transport.http import ByContentType, HttpApp, StaticJson
 from server.transport.http_endpoint import AdmittedBody
+from server.transport.introspection_endpoint import IntrospectionEndpoint
 from server.transport.metrics_endpoint import METRICS_PATH, MetricsEndpoint
-from server.transport.oauth import DISCOVERY_PATH, TOKEN_PATH, Discovery, TokenEndpoint
+from server.transport.oauth import DISCOVERY_PATH, INTROSPECT_PATH, TOKEN_PATH, Discovery, TokenEndpoint
 from server.transport.pipeline import Pipeline, build_pipelines
+from server.transport.project_servicer import ProjectService
 from server.transport.reflection import enable_reflection
 from server.transport.request_ids import RequestIds
 from server.transport.rest import RestEndpoint
@@ -84,16 +87,18 @@ ADMIN_USER_NAME = "admin"
 USER_SERVICE = user_service_pb2.DESCRIPTOR.services_by_name["UserService"]
 ORG_SERVICE = org_service_pb2.DESCRIPTOR.services_by_name["OrgService"]
 AUDIT_SERVICE = audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"]
+PROJECT_SERVICE = project_service_pb2.DESCRIPTOR.services_by_name["ProjectService"]
 # ZITADEL's own names, for clients written for ZITADEL (docs/zitadel.md).
 ZITADEL_MANAGEMENT = management_pb2.DESCRIPTOR.services_by_name["ManagementService"]
 ZITADEL_USERS = user_v2.DESCRIPTOR.services_by_name["UserService"]
 ZITADEL_ORGS = org_v2.DESCRIPTOR.services_by_name["OrganizationService"]
 ZITADEL_ADMINISTRATORS = perm_v2.DESCRIPTOR.services_by_name["InternalPermissionService"]
-NATIVE_SERVICES = (USER_SERVICE, ORG_SERVICE, AUDIT_SERVICE)
+NATIVE_SERVICES = (USER_SERVICE, ORG_SERVICE, AUDIT_SERVICE, PROJECT_SERVICE)
 SERVICES = (
     USER_SERVICE,
     ORG_SERVICE,
     AUDIT_SERVICE,
+    PROJECT_SERVICE,
     ZITADEL_MANAGEMENT,
     ZITADEL_USERS,
     ZITADEL_ORGS,
@@ -212,6 +217,7 @@ class Domain:
     revocation: SecretRevocation
     limiter: FailureLimiter  # the failure limits, shared by every way a client authenticates
     clock: Clock
+    introspection: Introspection
     # The revocation endpoint's bcrypt thread (SecretHasher.aside), ended when the service stops.
     revocation_hasher: SecretHasher
     key_pairs: KeyPairs  # the threads that make key pairs, ended when the service stops
@@ -241,6 +247,7 @@ async def build_domain(config: Config, raw_store: Store, clock: Clock) -> Domain
         SecretRevocation(store, commands, revocation_hasher, limiter, clock),
         limiter,
         clock,
+        Introspection(store, hasher, limiter, clock),
         revocation_hasher,
         key_pairs,
     )
@@ -347,6 +354,9 @@ def build_http_app(
                 {
                     TOKEN_PATH: TokenEndpoint(domain.credentials, jwt_profile, metrics, body, client_address),
                     REVOKE_PATH: RevocationEndpoint(domain.revocation, metrics, body, client_address),
+                    INTROSPECT_PATH: IntrospectionEndpoint(
+                        domain.introspection, discovery, metrics, body, client_address
+                    ),
                     EVENTS_STREAM_PATH: EventStream(by_method["/machinesecrets.v1.AuditService/ListEvents"]),
                     DISCOVERY_PATH: discovery,
                     HEALTH_PATH: healthz,
@@ -386,6 +396,7 @@ async def _start(
             USER_SERVICE: UserService(domain.commands, domain.queries),
             ORG_SERVICE: OrgService(domain.commands, domain.queries),
             AUDIT_SERVICE: AuditService(domain.audit),
+            PROJECT_SERVICE: ProjectService(domain.commands, domain.queries),
             ZITADEL_MANAGEMENT: ManagementService(domain.commands, domain.queries),
             ZITADEL_USERS: UserServiceV2(domain.commands, domain.queries),
             ZITADEL_ORGS: OrganizationServiceV2(domain.commands),

@@ -29,13 +29,17 @@ from server.events.base import NewEvent, StoredEvent
 from server.events.org import SecretPolicySet
 from server.store.contract import (
     AppendObserver,
+    AppRecord,
     AuditedEvent,
     CallerRecord,
     ClientRecord,
     EventFilter,
+    GrantRecord,
     MachineKeyRecord,
     OrgRecord,
     PatRecord,
+    ProjectRecord,
+    ProjectRoleRecord,
     RevocationReportCount,
     SecretRecord,
     Store,
@@ -273,6 +277,30 @@ class TimedStore:
 
     def revocation_report_counts(self) -> Timed[list[RevocationReportCount]]:
         return self._timed("revocation_report_counts", self._store.revocation_report_counts())
+
+    def project(self, project_id: str) -> Timed[ProjectRecord | None]:
+        return self._timed("project", self._store.project(project_id))
+
+    def projects(self, org_id: str) -> Timed[list[ProjectRecord]]:
+        return self._timed("projects", self._store.projects(org_id))
+
+    def project_roles(self, project_id: str) -> Timed[list[ProjectRoleRecord]]:
+        return self._timed("project_roles", self._store.project_roles(project_id))
+
+    def apps(self, project_id: str) -> Timed[list[AppRecord]]:
+        return self._timed("apps", self._store.apps(project_id))
+
+    def app_by_client_id(self, client_id: str) -> Timed[AppRecord | None]:
+        return self._timed("app_by_client_id", self._store.app_by_client_id(client_id))
+
+    def user_grant(self, grant_id: str) -> Timed[GrantRecord | None]:
+        return self._timed("user_grant", self._store.user_grant(grant_id))
+
+    def user_grants(self, org_id: str) -> Timed[list[GrantRecord]]:
+        return self._timed("user_grants", self._store.user_grants(org_id))
+
+    def grants_of_user(self, user_id: str) -> Timed[list[GrantRecord]]:
+        return self._timed("grants_of_user", self._store.grants_of_user(user_id))
 
     def server_key(self, name: str) -> Timed[bytes]:
         return self._timed("server_key", self._store.server_key(name))

@@ -19,7 +19,7 @@ import pytest
 from google.api import annotations_pb2
 from google.protobuf import json_format, message, message_factory
 from google.rpc import error_details_pb2, status_pb2
-from machinesecrets.v1 import audit_service_pb2, org_service_pb2, user_service_pb2
+from machinesecrets.v1 import audit_service_pb2, org_service_pb2, project_service_pb2, user_service_pb2
 from zitadel.internal_permission.v2 import internal_permission_service_pb2
 from zitadel.management.v1 import management_pb2
 from zitadel.org.v2 import org_service_pb2 as org_service_v2_pb2
@@ -32,6 +32,7 @@ SERVICES = {
     "UserService": user_service_pb2.DESCRIPTOR.services_by_name["UserService"],
     "OrgService": org_service_pb2.DESCRIPTOR.services_by_name["OrgService"],
     "AuditService": audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"],
+    "ProjectService": project_service_pb2.DESCRIPTOR.services_by_name["ProjectService"],
     "ManagementService": management_pb2.DESCRIPTOR.services_by_name["ManagementService"],
     "UserServiceV2": user_service_v2_pb2.DESCRIPTOR.services_by_name["UserService"],
     "OrganizationServiceV2": org_service_v2_pb2.DESCRIPTOR.services_by_name["OrganizationService"],

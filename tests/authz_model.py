@@ -15,7 +15,8 @@ makes to the model's state is applied by the property test from the server's ans
 from dataclasses import dataclass, field
 
 IAM_OWNER, ORG_OWNER, ORG_USER_MANAGER = "IAM_OWNER", "ORG_OWNER", "ORG_USER_MANAGER"
-ROLES = (IAM_OWNER, ORG_OWNER, ORG_USER_MANAGER)
+PROJECT_OWNER = "PROJECT_OWNER"
+ROLES = (IAM_OWNER, ORG_OWNER, ORG_USER_MANAGER, PROJECT_OWNER)
 
 # Who should be able to do what, in an organisation. IAM_OWNER runs the instance: it may do
 # everything, in every organisation, so it is in no row.
@@ -26,6 +27,9 @@ INSTANCE = frozenset[str]()  # only an IAM_OWNER: organisations are the instance
 OWNERS = frozenset({ORG_OWNER})
 # Users and their credentials are the daily work of a user manager, and of the owner above it.
 USER_ADMINS = frozenset({ORG_OWNER, ORG_USER_MANAGER})
+# Projects, their roles and API applications (whose secrets read the project's tokens), and the
+# grants of their roles: the owner's, and a project owner's, who need not manage users at all.
+PROJECT_ADMINS = frozenset({ORG_OWNER, PROJECT_OWNER})
 
 MAY: dict[str, frozenset[str]] = {
     # machinesecrets.v1.OrgService
@@ -73,6 +77,35 @@ MAY: dict[str, frozenset[str]] = {
     "ManagementService.ListMachineKeys": USER_ADMINS,
     "ManagementService.GetMachineKeyByIDs": USER_ADMINS,
     "ManagementService.RemoveMachineKey": USER_ADMINS,
+    # machinesecrets.v1.ProjectService
+    "AddProject": PROJECT_ADMINS,
+    "GetProject": PROJECT_ADMINS,
+    "ListProjects": PROJECT_ADMINS,
+    "RemoveProject": PROJECT_ADMINS,
+    "AddProjectRole": PROJECT_ADMINS,
+    "ListProjectRoles": PROJECT_ADMINS,
+    "RemoveProjectRole": PROJECT_ADMINS,
+    "AddApiApp": PROJECT_ADMINS,
+    "ListApps": PROJECT_ADMINS,
+    "RegenerateApiAppSecret": PROJECT_ADMINS,
+    "RemoveApp": PROJECT_ADMINS,
+    "AddUserGrant": PROJECT_ADMINS,
+    "ListUserGrants": PROJECT_ADMINS,
+    "RemoveUserGrant": PROJECT_ADMINS,
+    "ManagementService.AddProject": PROJECT_ADMINS,
+    "ManagementService.GetProjectByID": PROJECT_ADMINS,
+    "ManagementService.ListProjects": PROJECT_ADMINS,
+    "ManagementService.RemoveProject": PROJECT_ADMINS,
+    "ManagementService.AddProjectRole": PROJECT_ADMINS,
+    "ManagementService.ListProjectRoles": PROJECT_ADMINS,
+    "ManagementService.RemoveProjectRole": PROJECT_ADMINS,
+    "ManagementService.AddAPIApp": PROJECT_ADMINS,
+    "ManagementService.ListApps": PROJECT_ADMINS,
+    "ManagementService.RegenerateAPIClientSecret": PROJECT_ADMINS,
+    "ManagementService.RemoveApp": PROJECT_ADMINS,
+    "ManagementService.AddUserGrant": PROJECT_ADMINS,
+    "ManagementService.ListUserGrants": PROJECT_ADMINS,
+    "ManagementService.RemoveUserGrant": PROJECT_ADMINS,
     # ZITADEL's v2: the organisation of the user (or the one the request names).
     "UserServiceV2.CreateUser": USER_ADMINS,
     "UserServiceV2.GetUserByID": USER_ADMINS,
@@ -104,6 +137,25 @@ SAME_AS = {
     "ManagementService.AddMachineKey": "AddKey",
     "ManagementService.ListMachineKeys": "ListKeys",
     "ManagementService.RemoveMachineKey": "RemoveKey",
+    **{
+        f"ManagementService.{name}": name
+        for name in (
+            "AddProject",
+            "ListProjects",
+            "RemoveProject",
+            "AddProjectRole",
+            "ListProjectRoles",
+            "RemoveProjectRole",
+            "ListApps",
+            "RemoveApp",
+            "AddUserGrant",
+            "ListUserGrants",
+            "RemoveUserGrant",
+        )
+    },
+    "ManagementService.GetProjectByID": "GetProject",
+    "ManagementService.AddAPIApp": "AddApiApp",
+    "ManagementService.RegenerateAPIClientSecret": "RegenerateApiAppSecret",
     "UserServiceV2.CreateUser": "AddMachineUser",
     "UserServiceV2.GetUserByID": "GetUserByID",
     "UserServiceV2.AddSecret": "AddSecret",
@@ -159,6 +211,10 @@ READ_METHODS = (
     "ListUserEvents",
 )
 GRANT_METHODS = ("AddOrgMember",)
+# Calls on a project of the context organisation (one of another is as absent as a missing one).
+PROJECT_METHODS = tuple(m for m in MAY if MAY[m] is PROJECT_ADMINS)
+# The role key the property test grants (it adds and removes others too).
+ROLE_KEY = "reader"
 # docs/rotation.md: at most this many live secrets per machine user, by default; expired
 # ones stay listed, the latest this many.
 MAX_SECRETS = 5
@@ -247,9 +303,42 @@ class Token:
 
 
 @dataclass
+class Project:
+    org: str
+    roles: set[str] = field(default_factory=set)
+    apps: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class Grant:
+    user: str
+    project: str
+
+
+@dataclass(frozen=True)
+class ProjectRefs:
+    """What a project call names besides its user: a project, an application, a user grant."""
+
+    project: str
+    app: str
+    grant: str
+    role: str = ROLE_KEY  # the role key a role call names
+
+
+@dataclass
 class Model:
     orgs: list[str] = field(default_factory=list)
     users: dict[str, User] = field(default_factory=dict)
+    projects: dict[str, Project] = field(default_factory=dict)
+    grants: dict[str, Grant] = field(default_factory=dict)
+
+    def live_grants(self) -> dict[str, Grant]:
+        """The grants whose user and project are still there."""
+        return {
+            g: grant
+            for g, grant in self.grants.items()
+            if grant.project in self.projects and self.present(grant.user) is not None
+        }
 
     def valid(self, token: Token) -> bool:
         user = self.users[token.user_id]
@@ -290,6 +379,7 @@ class Model:
         roles: list[str],
         secret_id: str = "",
         pat_id: str = "",
+        refs: ProjectRefs | None = None,
     ) -> Decision:
         """The answer to `method` called with `token`, in organisation `org` (x-zitadel-orgid, or
         the organisation the request names; None: the caller's own), on user `target` (or granting
@@ -317,6 +407,9 @@ class Model:
             if not listed.machine:
                 return Decision("FAILED_PRECONDITION", "USER_NOT_MACHINE", "not a machine")
             return Decision("OK", "", "credentials listed")
+        if method in PROJECT_METHODS:
+            assert refs is not None, "a project call names its project"
+            return self.expect_on_project(native(method), org, target, refs)
         method = native(method)
         if method == "ListUserEvents":
             # A user's history outlives the user: a removed one of the organisation has one too.
@@ -395,3 +488,33 @@ class Model:
         if method == "CreateSecret" and user.live_secrets() >= MAX_SECRETS:
             return Decision("FAILED_PRECONDITION", "SECRET_LIMIT_REACHED", "secret limit")
         return Decision("OK", "", "credential changed")
+
+    def expect_on_project(self, method: str, org: str, target: str, refs: ProjectRefs) -> Decision:
+        """A project call the caller may make in org (its permission and org checked)."""
+        if method in ("AddProject", "ListProjects", "ListUserGrants"):
+            return Decision("OK", "", "in the organisation")
+        if method == "RemoveUserGrant":
+            grant = self.live_grants().get(refs.grant)
+            if grant is None or grant.user != target or self.projects[grant.project].org != org:
+                return Decision("NOT_FOUND", "GRANT_NOT_FOUND", "no such grant")
+            return Decision("OK", "", "grant ended")
+        if method == "AddUserGrant":
+            user = self.present(target)
+            if user is None or user.org != org:
+                return Decision("NOT_FOUND", "USER_NOT_FOUND", "user not here")
+        project = self.projects.get(refs.project)
+        if project is None or project.org != org:
+            return Decision("NOT_FOUND", "PROJECT_NOT_FOUND", "project not here")
+        if method == "AddProjectRole" and refs.role in project.roles:
+            return Decision("ALREADY_EXISTS", "ROLE_ALREADY_EXISTS", "role there already")
+        if method == "RemoveProjectRole" and refs.role not in project.roles:
+            return Decision("NOT_FOUND", "ROLE_NOT_FOUND", "no such role")
+        if method in ("RemoveApp", "RegenerateApiAppSecret") and refs.app not in project.apps:
+            return Decision("NOT_FOUND", "APP_NOT_FOUND", "no such application")
+        if method == "AddUserGrant":
+            if ROLE_KEY not in project.roles:
+                return Decision("FAILED_PRECONDITION", "ROLE_NOT_FOUND", "no such role")
+            if Grant(target, refs.project) in self.live_grants().values():
+                return Decision("ALREADY_EXISTS", "GRANT_ALREADY_EXISTS", "granted already")
+            return Decision("OK", "", "project role granted")
+        return Decision("OK", "", "project changed")

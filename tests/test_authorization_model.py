@@ -32,7 +32,12 @@ from tests.authz_model import (
     native,
 )
 
-NATIVE = ("machinesecrets.v1.UserService", "machinesecrets.v1.OrgService", "machinesecrets.v1.AuditService")
+NATIVE = (
+    "machinesecrets.v1.UserService",
+    "machinesecrets.v1.OrgService",
+    "machinesecrets.v1.AuditService",
+    "machinesecrets.v1.ProjectService",
+)
 
 
 def model_name(method: MethodDescriptor) -> str:

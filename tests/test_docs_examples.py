@@ -58,7 +58,14 @@ def test_every_page_of_the_site_is_searched_for_examples() -> None:
 
 def test_the_pages_mark_their_examples() -> None:
     names = [e.name for e in examples()]
-    assert names == ["json-curl", "client-credentials+rotation", "python", "revocation", "audit"]
+    assert names == [
+        "json-curl",
+        "client-credentials+rotation",
+        "python",
+        "introspection",
+        "revocation",
+        "audit",
+    ]
 
 
 async def run(example: Example, running: Running, folder: Path) -> str:
@@ -93,6 +100,10 @@ async def test_every_example_runs_in_any_order_on_one_store(order: str, tmp_path
     assert '"userName":"deployer"' in outputs["client-credentials+rotation"]
     assert '"description":"deploy 2026-12"' in outputs["client-credentials+rotation"]
     assert outputs["revocation"].strip() == '{"received": 1}'
+    [introspected] = json_values(outputs["introspection"])
+    assert introspected["active"] is True
+    assert introspected["username"] == "orders-client"
+    assert list(introspected["urn:zitadel:iam:org:project:roles"]) == ["orders.read"]
     events, history, *stream = json_values(outputs["audit"])
     assert {e["eventType"] for e in events["events"]} == {"user.machine.added"}
     # The admin's history, newest first: its first token, and itself, made at the first start.

@@ -19,10 +19,11 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from machinesecrets.v1 import project_service_pb2 as project_pb
 from machinesecrets.v1 import user_service_pb2 as user_pb
 
 from server.app import NATIVE_SERVICES
-from server.events.base import AGGREGATE_USER
+from server.events.base import AGGREGATE_PROJECT, AGGREGATE_USER
 from server.transport.path_fields import NAMED_BY_PATH, http_bindings
 from tests.codes import code_name
 from tests.service import Running, client
@@ -86,24 +87,34 @@ def escaped(field: str) -> str:
 
 @dataclass
 class Machine:
-    """A machine user with a secret, a personal access token and a machine key: something for
+    """A machine user with a secret, a personal access token and a machine key, and a project of
+    its own with a role, an API application and a grant of the role to the user: something for
     every path field."""
 
     user_id: str
     secret_id: str
     token_id: str
     key_id: str
+    project_id: str
+    role_key: str
+    app_id: str
+    grant_id: str
 
-    def value(self, field: str) -> str:
+    def value(self, field: str, template: str = "") -> str:
         values = {"user_id": self.user_id, "id": self.user_id, "secret_id": self.secret_id,
-                  "token_id": self.token_id, "key_id": self.key_id}  # fmt: skip
+                  "token_id": self.token_id, "key_id": self.key_id, "project_id": self.project_id,
+                  "role_key": self.role_key,
+                  "app_id": self.app_id, "grant_id": self.grant_id}  # fmt: skip
+        if field == "id" and "/projects/" in template:
+            return self.project_id  # ZITADEL's v1 names a project `id`
         if field not in values:
             pytest.fail(f"a new path field {field!r}: say here which value of a user it names")
         return values[field]
 
     @property
-    def ids(self) -> tuple[str, str, str, str]:
-        return self.user_id, self.secret_id, self.token_id, self.key_id
+    def ids(self) -> tuple[str, ...]:
+        return (self.user_id, self.secret_id, self.token_id, self.key_id,
+                self.project_id, self.app_id, self.grant_id)  # fmt: skip
 
 
 def json_http(running: Running, door: str, **headers: str) -> httpx.AsyncClient:
@@ -128,7 +139,7 @@ async def machine_users(running: Running, count: int) -> list[str]:
 
 def filled(template: str, machine: Machine) -> str:
     """The template's path with each field the machine's value for it."""
-    return re.sub(r"{([a-z_]+)}", lambda variable: machine.value(variable[1]), template)
+    return re.sub(r"{([a-z_]+)}", lambda variable: machine.value(variable[1], template), template)
 
 
 async def new_machine(world: World) -> Machine:
@@ -136,26 +147,66 @@ async def new_machine(world: World) -> Machine:
     secret = await world.call("CreateSecret", user_pb.CreateSecretRequest(user_id=user_id))
     token = await world.call("AddPersonalAccessToken", user_pb.AddPersonalAccessTokenRequest(user_id=user_id))
     key = await world.call("AddKey", user_pb.AddKeyRequest(user_id=user_id, public_key=PUBLIC_KEY))
-    return Machine(user_id, str(secret.secret_id), str(token.token_id), str(key.key_id))
+    project = await world.call("AddProject", project_pb.AddProjectRequest(name=f"of {user_id}"))
+    role_key = f"role-{user_id}"
+    await world.call(
+        "AddProjectRole", project_pb.AddProjectRoleRequest(project_id=project.project_id, role_key=role_key)
+    )
+    app = await world.call(
+        "AddApiApp", project_pb.AddApiAppRequest(project_id=project.project_id, name="api")
+    )
+    grant = await world.call(
+        "AddUserGrant",
+        project_pb.AddUserGrantRequest(user_id=user_id, project_id=project.project_id, role_keys=[role_key]),
+    )
+    return Machine(
+        user_id,
+        str(secret.secret_id),
+        str(token.token_id),
+        str(key.key_id),
+        str(project.project_id),
+        role_key,
+        str(app.app_id),
+        str(grant.grant_id),
+    )
 
 
 async def everything_about(running: Running, user_id: str) -> Any:
+    """The user's state, and that of its grants and of their projects."""
     store = running.service.store
+    grants = await store.grants_of_user(user_id)
     return (
         await store.events(AGGREGATE_USER, user_id),
         await store.user(user_id),
         await store.secrets(user_id),
         await store.personal_access_tokens(user_id),
         await store.machine_keys(user_id),
+        grants,
+        [await store.events(AGGREGATE_PROJECT, grant.project_id) for grant in grants],
     )
 
 
-def attempts(verb: str, field: str, value: str) -> list[tuple[str, bytes | None]]:
+# What a body must hold besides the path's field for the call to be valid at all, so that a
+# refusal names the path's field or nothing ({x.…}: the value of the machine in the path).
+GRANT = {"projectId": "{x.project_id}", "roleKeys": ["{x.role_key}"]}
+REQUIRED_BODY: dict[str, dict[str, Any]] = {
+    "/management/v1/projects/{project_id}/apps/api": {"name": "n"},
+    "/projects/{project_id}/apps": {"name": "n"},
+    "/management/v1/projects/{project_id}/roles": {"roleKey": "k-new"},
+    "/projects/{project_id}/roles": {"roleKey": "k-new"},
+    "/management/v1/users/{user_id}/grants": GRANT,
+    "/users/{user_id}/grants": GRANT,
+}
+
+
+def attempts(verb: str, field: str, value: str, template: str = "") -> list[tuple[str, bytes | None]]:
     """(query, body) of each way to name the path's field again, with another value."""
+    extra = REQUIRED_BODY.get(template, {}) if verb not in VERBS_WITHOUT_BODY else {}
+    head = json.dumps(extra)[1:-1] + ", " if extra else ""
     in_body: list[tuple[str, bytes | None]] = [
-        ("", json.dumps({field: value}).encode()),
-        ("", json.dumps({json_name(field): value}).encode()),
-        ("", f'{{"{escaped(field)}": "{value}"}}'.encode()),
+        ("", json.dumps({**extra, field: value}).encode()),
+        ("", json.dumps({**extra, json_name(field): value}).encode()),
+        ("", f'{{{head}"{escaped(field)}": "{value}"}}'.encode()),
     ]
     if verb not in VERBS_WITHOUT_BODY:
         return in_body
@@ -194,6 +245,9 @@ async def test_the_path_wins_over_the_body_and_the_query(
         ) -> httpx.Response:
             x = await new_machine(world)  # a new one each time: a call that went through changed X
             path = filled(template, x)
+            if body is not None:
+                body = body.replace(b"{x.project_id}", x.project_id.encode())
+                body = body.replace(b"{x.role_key}", x.role_key.encode())
             before = await everything_about(running, y.user_id)
             answer = await http.request(verb, f"{path}?{query}" if query else path, content=body)
             case = (door, verb, path, query, body, answer.status_code, answer.text)
@@ -207,10 +261,10 @@ async def test_the_path_wins_over_the_body_and_the_query(
 
         async with json_http(running, door) as http:
             for field in fields:
-                for query, body in attempts(verb, field, "{other}"):
+                for query, body in attempts(verb, field, "{other}", template):
                     y = await new_machine(world)
-                    query = query.replace("{other}", y.value(field))
-                    body = body.replace(b"{other}", y.value(field).encode()) if body else body
+                    query = query.replace("{other}", y.value(field, template))
+                    body = body.replace(b"{other}", y.value(field, template).encode()) if body else body
                     if not conclusive(await attempt(http, field, query, body, y)):
                         # Another error (a precondition) may be Y's state answering:
                         # reactivating an active user fails and changes nothing. Once more,

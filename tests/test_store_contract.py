@@ -14,9 +14,17 @@ import pytest
 
 from server.app import log_look_alikes
 from server.events.base import AGGREGATE_USER, NewEvent
+from server.events.grant import UserGrantAdded
 from server.events.org import OrgAdded, OrgMemberAdded
+from server.events.project import (
+    ApiAppAdded,
+    ApiAppSecretChanged,
+    ProjectAdded,
+    ProjectRemoved,
+    ProjectRoleAdded,
+)
 from server.events.secret import SecretRevoked, SecretSet
-from server.events.user import HumanUserAdded, MachineUserAdded, PatAdded
+from server.events.user import HumanUserAdded, MachineUserAdded, PatAdded, UserRemoved
 from server.store import statements as sql
 from server.store.codecs import FOREVER, from_micros
 from server.store.contract import (
@@ -615,3 +623,59 @@ async def test_revocation_reports_of_version_10_become_counts(backend: str, tmp_
             assert revoked == [MachineUserAdded.TYPE, SecretRevoked.TYPE]
         finally:
             await store.close()
+
+
+async def test_projects_roles_apps_and_grants_are_read_back_and_end_with_their_project(store: Store) -> None:
+    """Migration 18's read models on each backend: a project is a snapshot with its sequence; its
+    roles, applications (found by client id) and grants go with it, and a user's grants with the
+    user."""
+    project = "20"
+    await store.append([org_added("1"), machine_added("10", "1", "Bot"), machine_added("11", "1", "Other")])
+    await store.append([NewEvent(project, 1, "1", ProjectAdded("shop"))])
+    await store.append(
+        [
+            NewEvent(project, 2, "1", ProjectRoleAdded("reader", "Reader", "g")),
+            NewEvent(project, 3, "1", ApiAppAdded("30", "api", "30@20", "basic", "lookup", "$2b$04$hash")),
+            NewEvent(project, 4, "1", ApiAppSecretChanged("30", "lookup2", "$2b$04$hash2")),
+        ]
+    )
+    await store.append(
+        [
+            NewEvent("40", 1, "1", UserGrantAdded("10", project, ("reader",))),
+            NewEvent("41", 1, "1", UserGrantAdded("11", project, ("reader",))),
+        ]
+    )
+    found = await store.project(project)
+    assert found is not None
+    assert (found.org_id, found.name, found.sequence) == ("1", "shop", 4)
+    assert [p.id for p in await store.projects("1")] == [project]
+    assert [(r.key, r.display_name, r.group, r.sequence) for r in await store.project_roles(project)] == [
+        ("reader", "Reader", "g", 2)
+    ]
+    app = await store.app_by_client_id("30@20")
+    assert app is not None
+    assert (app.app_id, app.secret_lookup, app.secret_hash, app.sequence) == (
+        "30",
+        "lookup2",
+        "$2b$04$hash2",
+        4,
+    )
+    assert [a.app_id for a in await store.apps(project)] == ["30"]
+    assert [g.grant_id for g in await store.user_grants("1")] == ["40", "41"]
+    grant = await store.user_grant("40")
+    assert grant is not None
+    assert (grant.user_id, grant.role_keys, grant.sequence) == ("10", frozenset({"reader"}), 1)
+    await store.append([NewEvent("11", 2, "1", UserRemoved())])
+    assert [g.grant_id for g in await store.user_grants("1")] == ["40"]
+    await store.append([NewEvent(project, 5, "1", ProjectRemoved())])
+    assert await store.project(project) is None
+    assert (
+        await store.apps(project),
+        await store.project_roles(project),
+        await store.grants_of_user("10"),
+    ) == (
+        [],
+        [],
+        [],
+    )
+    assert await store.app_by_client_id("30@20") is None

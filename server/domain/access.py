@@ -12,7 +12,7 @@ from server.domain.errors import PermissionDenied, Unauthenticated, user_not_fou
 from server.domain.ids import is_id
 from server.domain.permissions import USER_READ, CallContext, Principal
 from server.limits import MAX_BEARER_TOKEN_LENGTH
-from server.store.contract import Store
+from server.store.contract import CallerRecord, Store
 
 # How precisely a credential's last use is known: it is noted when the note is older than this.
 LAST_USED_GRANULARITY = timedelta(minutes=1)
@@ -31,6 +31,20 @@ def invalid_token() -> Unauthenticated:
     # One answer for unknown, expired and revoked tokens: a caller learns nothing about a token
     # it does not hold.
     return Unauthenticated("TOKEN_INVALID", "the token is invalid or expired")
+
+
+def accepted(caller: CallerRecord, now: datetime) -> bool:
+    """Whether a caller's token is accepted now: not expired; an access token only while the
+    secret or machine key that earned it is live (deleted, replaced, revoked or expired ends it,
+    checked on every call, so a token never outlives it); nothing of a deactivated user. The one
+    rule of this service's API and of the introspection endpoint."""
+    token = caller.token
+    if token.expires_at is not None and token.expires_at <= now:
+        return False
+    earned_by = token.secret_id or token.key_id
+    if earned_by is not None and (caller.secret_live_until is None or caller.secret_live_until <= now):
+        return False
+    return caller.user_active
 
 
 class Access:
@@ -53,15 +67,9 @@ class Access:
             if self._cache is not None:
                 self._cache.put(hashed, caller)
         token, now = caller.token, self._clock.now()
-        if token.expires_at is not None and token.expires_at <= now:
+        if not accepted(caller, now):
             raise invalid_token()
-        # An access token dies with the secret (or machine key) that earned it: deleted,
-        # replaced, revoked or expired. Checked on every call, so a token never outlives it.
         earned_by = token.secret_id or token.key_id
-        if earned_by is not None and (caller.secret_live_until is None or caller.secret_live_until <= now):
-            raise invalid_token()
-        if not caller.user_active:
-            raise invalid_token()  # nothing of a deactivated user is accepted
         if (note := use_to_note(token.last_used_at, now)) is not None:
             await self._store.touch_token(hashed, *note)
             if self._cache is not None and (read_at := self._cache.read_at(hashed)) is not None:

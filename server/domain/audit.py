@@ -22,10 +22,20 @@ from server.domain import paging
 from server.domain import validation as check
 from server.domain.errors import FieldViolation, user_not_found
 from server.domain.permissions import CallContext
+from server.events.grant import UserGrantAdded, UserGrantRemoved
 from server.events.instance import IamOwnerLeft
 from server.events.legacy import RevocationReceived
 from server.events.machine_key import MachineKeyAdded, MachineKeyRemoved
 from server.events.org import OrgAdded, OrgMemberAdded, OrgMemberRemoved, SecretPolicySet
+from server.events.project import (
+    ApiAppAdded,
+    ApiAppSecretChanged,
+    AppRemoved,
+    ProjectAdded,
+    ProjectRemoved,
+    ProjectRoleAdded,
+    ProjectRoleRemoved,
+)
 from server.events.secret import (
     SecretAdded,
     SecretDeleted,
@@ -122,6 +132,23 @@ PAYLOAD_FIELDS: dict[str, dict[str, Shown | None]] = {
     UserDeactivated.TYPE: {},
     UserReactivated.TYPE: {},
     UserRemoved.TYPE: {},
+    ProjectAdded.TYPE: {"name": TEXT},
+    ProjectRemoved.TYPE: {},
+    ProjectRoleAdded.TYPE: {"role_key": TEXT, "display_name": TEXT, "group": TEXT},
+    ProjectRoleRemoved.TYPE: {"role_key": TEXT},
+    # An application's secret is a credential of the project: its hash and lookup key are hidden.
+    ApiAppAdded.TYPE: {
+        "app_id": TEXT,
+        "name": TEXT,
+        "client_id": TEXT,
+        "auth_method": TEXT,
+        "secret_lookup": HIDDEN,
+        "secret_hash": HIDDEN,
+    },
+    ApiAppSecretChanged.TYPE: {"app_id": TEXT, "secret_lookup": HIDDEN, "secret_hash": HIDDEN},
+    AppRemoved.TYPE: {"app_id": TEXT},
+    UserGrantAdded.TYPE: {"user_id": TEXT, "project_id": TEXT, "role_keys": TEXTS},
+    UserGrantRemoved.TYPE: {},
     AccessTokenAdded.TYPE: {
         "user_id": TEXT,
         "token_hash": HIDDEN,  # SHA-256 of the token: it authenticates whoever holds the token

@@ -13,8 +13,9 @@ from server.clock import SYSTEM_CLOCK, Clock
 from server.domain.access import use_to_note
 from server.domain.commands import Commands
 from server.domain.credentials import SecretHasher
-from server.domain.errors import InvalidClient
+from server.domain.errors import InvalidClient, InvalidScope
 from server.domain.failure_limits import FailureLimiter
+from server.domain.scopes import RequestedClaims
 from server.domain.secret_format import lookup_key
 from server.limits import MAX_SECRET_LENGTH, MAX_USER_NAME_LENGTH
 from server.store.contract import USER_TYPE_MACHINE, ClientRecord, Store
@@ -88,6 +89,7 @@ class ClientCredentials:
         # Concurrent failures may have reached a limit while this one hashed: then a right secret
         # must look like any other refused attempt, or a burst would learn which guess was right.
         await self._limiter.check(client_id, source)
+        await check_audience(self._store, scope, user.org_id)
         if self._hasher.needs_rehash(secret.hash):
             new_hash = await self._hasher.hash(client_secret)
             await self._commands.rehash_secret(user.id, secret.secret_id, secret.hash, new_hash, origin)
@@ -101,3 +103,14 @@ class ClientCredentials:
         actor = by_client_secret(origin, user.id, user.org_id, secret.secret_id)
         token = await self._commands.issue_access_token(user, secret.secret_id, scope, expires_at, actor)
         return AccessToken(token, int((expires_at - now).total_seconds()), scope, user.id)
+
+
+async def check_audience(store: Store, scope: str, org_id: str) -> None:
+    """Every project the scope names as audience exists and is the client's organisation's
+    (checked once the client is known: who may not authenticate learns nothing of projects).
+    Every grant that issues a token checks it (a secret, a machine key): a token whose audience
+    named another organisation's project would be active at that project's introspection."""
+    for project_id in RequestedClaims.of(scope).audience:
+        project = await store.project(project_id)
+        if project is None or project.org_id != org_id:
+            raise InvalidScope(f"no project {project_id} of the client's organisation")

@@ -3,6 +3,7 @@ kind cannot miss its mapping and no second table has to stay in step (google-api
 
     DomainError                      reason: a stable upper-case id, e.g. USER_NOT_FOUND
     ├── InvalidArgument              INVALID_ARGUMENT, with field violations
+    ├── InvalidScope                 INVALID_ARGUMENT: a scope names a project the client may not have
     ├── Unauthenticated              UNAUTHENTICATED
     │   └── InvalidClient            the token endpoint's one answer to every failed client
     ├── PermissionDenied             PERMISSION_DENIED
@@ -49,6 +50,16 @@ class InvalidArgument(DomainError):
         fields = ", ".join(sorted({v.field for v in violations}))
         super().__init__("INVALID_ARGUMENT", f"invalid argument: {fields}")
         self.violations = violations
+
+
+class InvalidScope(DomainError):
+    """RFC 6749 §5.2's invalid_scope: a scope the client may not have (a project that does not
+    exist, or is another organisation's)."""
+
+    code = "INVALID_ARGUMENT"
+
+    def __init__(self, message: str) -> None:
+        super().__init__("INVALID_SCOPE", message)
 
 
 class Unauthenticated(DomainError):

@@ -34,7 +34,7 @@ from joserfc.jwk import ECKey, RSAKey
 from server.actor import UNKNOWN, Actor, by_machine_key
 from server.clock import SYSTEM_CLOCK, Clock, to_micros
 from server.domain.access import use_to_note
-from server.domain.client_credentials import AccessToken
+from server.domain.client_credentials import AccessToken, check_audience
 from server.domain.commands import Commands
 from server.domain.errors import InvalidClient, InvalidGrant
 from server.domain.failure_limits import FailureLimiter
@@ -224,6 +224,7 @@ class JwtProfile:
 
     async def _issue(self, proven: _Proven, scope: str, origin: Actor) -> AccessToken:
         user, key = proven.user, proven.key
+        await check_audience(self._store, scope, user.org_id)
         now = self._clock.now()
         if (note := use_to_note(key.last_used_at, now)) is not None:
             await self._store.touch_machine_key(key.key_id, *note)

@@ -106,3 +106,34 @@ class MachineKeyView:
     expiration_date: datetime | None
     last_used: datetime | None  # to the minute
     active: bool  # else expired
+
+
+@dataclass(frozen=True)
+class IssuedAppSecret:
+    """An API application's client secret, shown once: at AddAPIApp and at its regeneration."""
+
+    app_id: str
+    client_id: str
+    client_secret: str
+    details: Details
+
+    def __repr__(self) -> str:
+        return (
+            f"IssuedAppSecret(app_id={self.app_id!r}, client_id={self.client_id!r}, client_secret='***',"
+            f" details={self.details!r})"
+        )
+
+
+@dataclass(frozen=True)
+class GrantView:
+    """A user grant as it is listed, with the names of its user, project and organisation."""
+
+    grant_id: str
+    user_id: str
+    user_name: str
+    project_id: str
+    project_name: str
+    org_id: str
+    org_name: str
+    role_keys: list[str]
+    details: Details

@@ -8,7 +8,10 @@ from server.actor import KIND_UNKNOWN, UNKNOWN, Actor
 IAM_OWNER = "IAM_OWNER"
 ORG_OWNER = "ORG_OWNER"
 ORG_USER_MANAGER = "ORG_USER_MANAGER"
-ROLES = frozenset({IAM_OWNER, ORG_OWNER, ORG_USER_MANAGER})
+# Manages the organisation's projects: their roles, API applications (and so their secrets) and
+# user grants; nothing of its users or members.
+PROJECT_OWNER = "PROJECT_OWNER"
+ROLES = frozenset({IAM_OWNER, ORG_OWNER, ORG_USER_MANAGER, PROJECT_OWNER})
 
 USER_READ = "user.read"
 USER_WRITE = "user.write"
@@ -17,11 +20,21 @@ ORG_CREATE = "org.create"
 POLICY_WRITE = "policy.write"  # the organisation's secret policy
 # The organisation's events, with who made each (ListEvents): an IAM_OWNER reads the instance's.
 AUDIT_READ = "audit.read"
+# The organisation's projects, their roles and applications: to read them, and to change them
+# (an API application's secret is a credential of its project: project.write makes one).
+PROJECT_READ = "project.read"
+PROJECT_WRITE = "project.write"
+# To give users roles of the organisation's projects (user grants), and to read the grants.
+PROJECT_GRANT_WRITE = "project.grant.write"
+_PROJECTS = frozenset({PROJECT_READ, PROJECT_WRITE, PROJECT_GRANT_WRITE})
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
-    IAM_OWNER: frozenset({USER_READ, USER_WRITE, ORG_MEMBER_WRITE, ORG_CREATE, POLICY_WRITE, AUDIT_READ}),
-    ORG_OWNER: frozenset({USER_READ, USER_WRITE, ORG_MEMBER_WRITE, POLICY_WRITE, AUDIT_READ}),
+    IAM_OWNER: frozenset(
+        {USER_READ, USER_WRITE, ORG_MEMBER_WRITE, ORG_CREATE, POLICY_WRITE, AUDIT_READ, *_PROJECTS}
+    ),
+    ORG_OWNER: frozenset({USER_READ, USER_WRITE, ORG_MEMBER_WRITE, POLICY_WRITE, AUDIT_READ, *_PROJECTS}),
     ORG_USER_MANAGER: frozenset({USER_READ, USER_WRITE}),
+    PROJECT_OWNER: _PROJECTS,
 }
 # Every permission a role grants.
 PERMISSIONS = frozenset().union(*ROLE_PERMISSIONS.values())

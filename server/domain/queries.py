@@ -8,6 +8,7 @@ from server.domain import validation as check
 from server.domain.errors import FieldViolation, NotFound, user_not_found, user_not_machine
 from server.domain.model import (
     Details,
+    GrantView,
     MachineKeyView,
     PersonalAccessTokenView,
     SecretView,
@@ -18,7 +19,15 @@ from server.domain.permissions import USER_READ, CallContext
 from server.domain.secret_format import hint
 from server.domain.secret_policy import SecretPolicy, max_keys, max_secrets
 from server.limits import MAX_USER_NAME_LENGTH
-from server.store.contract import USER_TYPE_MACHINE, OrgRecord, Store, UserRecord
+from server.store.contract import (
+    USER_TYPE_MACHINE,
+    AppRecord,
+    OrgRecord,
+    ProjectRecord,
+    ProjectRoleRecord,
+    Store,
+    UserRecord,
+)
 from server.user_names import NotAUserName, user_name_key
 
 
@@ -157,6 +166,51 @@ class Queries:
         """The context organisation's rules for new secrets, with the default limit filled in."""
         policy = SecretPolicy.of(await self._store.secret_policy(ctx.org_id))
         return replace(policy, max_secrets_per_user=max_secrets(policy), max_keys_per_user=max_keys(policy))
+
+    async def project(self, ctx: CallContext, project_id: str, field: str = "id") -> ProjectRecord:
+        """A project of the context organisation; one of another is as absent as a missing one."""
+        check.raise_if_any(check.check_id(field, project_id))
+        project = await self._store.project(project_id)
+        if project is None or project.org_id != ctx.org_id:
+            raise NotFound("PROJECT_NOT_FOUND", "project not found")
+        return project
+
+    async def projects(self, ctx: CallContext) -> list[ProjectRecord]:
+        """The context organisation's projects, in the order of their ids."""
+        return await self._store.projects(ctx.org_id)
+
+    async def project_roles(self, ctx: CallContext, project_id: str) -> list[ProjectRoleRecord]:
+        await self.project(ctx, project_id, "project_id")
+        return await self._store.project_roles(project_id)
+
+    async def apps(self, ctx: CallContext, project_id: str) -> list[AppRecord]:
+        """The project's applications: their client ids, never a secret or its hash."""
+        await self.project(ctx, project_id, "project_id")
+        return await self._store.apps(project_id)
+
+    async def user_grants(self, ctx: CallContext) -> list[GrantView]:
+        """The grants of the context organisation's projects, with their names."""
+        org = await self._store.org(ctx.org_id)
+        org_name = "" if org is None else org.name
+        projects = {p.id: p.name for p in await self._store.projects(ctx.org_id)}
+        views = []
+        for grant in await self._store.user_grants(ctx.org_id):
+            user = await self._store.user(grant.user_id)
+            details = Details(grant.sequence, grant.created_at, grant.changed_at, grant.org_id)
+            views.append(
+                GrantView(
+                    grant.grant_id,
+                    grant.user_id,
+                    "" if user is None else user.user_name,
+                    grant.project_id,
+                    projects.get(grant.project_id, ""),
+                    grant.org_id,
+                    org_name,
+                    sorted(grant.role_keys),
+                    details,
+                )
+            )
+        return views
 
     async def _user_of(self, ctx: CallContext, user_id: str) -> UserRecord:
         """The user of the context organisation; a user of another is as absent as a missing one."""

@@ -1,5 +1,7 @@
 """Input checks. Each returns the violations it finds, so one error can name every bad field."""
 
+import re
+
 from server.domain.errors import FieldViolation, InvalidArgument
 from server.domain.ids import is_id
 from server.domain.permissions import ROLES
@@ -71,3 +73,25 @@ def check_roles(field: str, roles: list[str]) -> list[FieldViolation]:
     if unknown:
         return [FieldViolation(field, f"unknown roles; known roles are {', '.join(sorted(ROLES))}")]
     return []
+
+
+# A project role's key: it travels in scopes (space-separated) and claims, so no white space;
+# the characters ZITADEL's consoles and SDKs use in keys.
+ROLE_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,200}")
+MAX_ROLE_KEYS = 100  # in one grant
+
+
+def check_role_key(field: str, value: str) -> list[FieldViolation]:
+    if not value:
+        return [FieldViolation(field, "must not be empty")]
+    if not ROLE_KEY.fullmatch(value):
+        return [FieldViolation(field, "must be 1 to 200 of A-Z, a-z, 0-9, _ . : -")]
+    return []
+
+
+def check_role_keys(field: str, values: list[str]) -> list[FieldViolation]:
+    if not values:
+        return [FieldViolation(field, "must name at least one role")]
+    if len(values) > MAX_ROLE_KEYS:
+        return [FieldViolation(field, f"must name at most {MAX_ROLE_KEYS} roles")]
+    return [violation for value in values for violation in check_role_key(field, value)][:1]

@@ -25,6 +25,8 @@ from server.actor import UNKNOWN, Actor
 AGGREGATE_ORG = "org"
 AGGREGATE_USER = "user"
 AGGREGATE_TOKEN = "token"  # one per access token: issuing tokens never contends on the user
+AGGREGATE_PROJECT = "project"  # a project, its roles and its applications
+AGGREGATE_USER_GRANT = "usergrant"  # one per grant of a project's roles to a user
 # One aggregate for the whole instance, whose sequence orders the changes that take an IAM_OWNER
 # away, so that two of them cannot both pass the last-owner check.
 AGGREGATE_INSTANCE = "instance"

@@ -169,6 +169,60 @@ class CallerRecord:
 
 
 @dataclass(frozen=True)
+class ProjectRecord:
+    """A project: also its aggregate's snapshot (sequence)."""
+
+    id: str
+    org_id: str
+    name: str
+    sequence: int
+    created_at: datetime
+    changed_at: datetime
+
+
+@dataclass(frozen=True)
+class ProjectRoleRecord:
+    project_id: str
+    key: str
+    display_name: str
+    group: str
+    sequence: int  # the project's sequence when the role was added
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class AppRecord:
+    """An API application of a project. Its secret's hash is for verification only: no answer
+    carries it."""
+
+    app_id: str
+    project_id: str
+    org_id: str
+    name: str
+    client_id: str
+    auth_method: str
+    secret_lookup: str
+    secret_hash: str = field(repr=False)
+    sequence: int  # the project's sequence when the application last changed
+    created_at: datetime
+    changed_at: datetime
+
+
+@dataclass(frozen=True)
+class GrantRecord:
+    """A user grant: role keys of one project given to one user. Also its aggregate's snapshot."""
+
+    grant_id: str
+    org_id: str
+    user_id: str
+    project_id: str
+    role_keys: frozenset[str]
+    sequence: int
+    created_at: datetime
+    changed_at: datetime
+
+
+@dataclass(frozen=True)
 class RevocationReportCount:
     """The reports to the revocation endpoint from one source in one hour (SOURCE_OVERFLOW for
     the sources past the hour's cap): how many, their candidates, and the secrets they ended."""
@@ -397,6 +451,34 @@ class Store(AuditStore, Protocol):
 
     async def revocation_report_counts(self) -> list[RevocationReportCount]:
         """Every count kept, by hour and source."""
+        ...
+
+    async def project(self, project_id: str) -> ProjectRecord | None: ...
+
+    async def projects(self, org_id: str) -> list[ProjectRecord]:
+        """The organisation's projects, in the order of their ids."""
+        ...
+
+    async def project_roles(self, project_id: str) -> list[ProjectRoleRecord]:
+        """The project's roles, in the order of their keys."""
+        ...
+
+    async def apps(self, project_id: str) -> list[AppRecord]:
+        """The project's applications, in the order of their ids."""
+        ...
+
+    async def app_by_client_id(self, client_id: str) -> AppRecord | None:
+        """The application with this client id (compared exactly)."""
+        ...
+
+    async def user_grant(self, grant_id: str) -> GrantRecord | None: ...
+
+    async def user_grants(self, org_id: str) -> list[GrantRecord]:
+        """The grants of the organisation's projects, in the order of their ids."""
+        ...
+
+    async def grants_of_user(self, user_id: str) -> list[GrantRecord]:
+        """The user's grants, of any organisation's projects."""
         ...
 
     async def server_key(self, name: str) -> bytes:

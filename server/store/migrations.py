@@ -233,6 +233,60 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "ALTER TABLE secret_policies ADD COLUMN max_keys_per_user INTEGER",
         ],
     ),
+    # Projects (#32): each project's snapshot, its roles, its API
+    # applications (the client id unique: it names the application at the introspection
+    # endpoint; the bcrypt hash of its secret, found by the secret's lookup key), and the grants
+    # of its roles to users.
+    (
+        18,
+        [
+            """CREATE TABLE projects (
+                id TEXT PRIMARY KEY,
+                org_id TEXT NOT NULL,
+                name TEXT NOT NULL,
+                sequence BIGINT NOT NULL,
+                created_at BIGINT NOT NULL,
+                changed_at BIGINT NOT NULL
+            )""",
+            "CREATE INDEX projects_by_org ON projects (org_id, id)",
+            """CREATE TABLE project_roles (
+                project_id TEXT NOT NULL,
+                role_key TEXT NOT NULL,
+                display_name TEXT NOT NULL,
+                role_group TEXT NOT NULL,
+                sequence BIGINT NOT NULL,
+                created_at BIGINT NOT NULL,
+                PRIMARY KEY (project_id, role_key)
+            )""",
+            """CREATE TABLE apps (
+                app_id TEXT PRIMARY KEY,
+                project_id TEXT NOT NULL,
+                org_id TEXT NOT NULL,
+                name TEXT NOT NULL,
+                client_id TEXT NOT NULL UNIQUE,
+                auth_method TEXT NOT NULL,
+                secret_lookup TEXT NOT NULL,
+                secret_hash TEXT NOT NULL,
+                sequence BIGINT NOT NULL,
+                created_at BIGINT NOT NULL,
+                changed_at BIGINT NOT NULL
+            )""",
+            "CREATE INDEX apps_by_project ON apps (project_id, app_id)",
+            """CREATE TABLE user_grants (
+                grant_id TEXT PRIMARY KEY,
+                org_id TEXT NOT NULL,
+                user_id TEXT NOT NULL,
+                project_id TEXT NOT NULL,
+                role_keys TEXT NOT NULL,
+                sequence BIGINT NOT NULL,
+                created_at BIGINT NOT NULL,
+                changed_at BIGINT NOT NULL
+            )""",
+            "CREATE INDEX user_grants_by_org ON user_grants (org_id, grant_id)",
+            "CREATE INDEX user_grants_by_user ON user_grants (user_id)",
+            "CREATE INDEX user_grants_by_project ON user_grants (project_id)",
+        ],
+    ),
 ]
 # What PostgreSQL alone needs, run with the migration of the same version after its SQL. Its text
 # compares by the database's collation, which need not be code-point order, as SQLite's (on UTF-8)

@@ -1,8 +1,8 @@
 """The read models, kept by projecting each event as it is appended, inside the append's
 transaction: the statements that apply one event (the row that records it is audit.py's)."""
 
-from server.events import instance, legacy, machine_key, org, secret, token, user
-from server.events.base import AGGREGATE_ORG, StoredEvent
+from server.events import grant, instance, legacy, machine_key, org, project, secret, token, user
+from server.events.base import AGGREGATE_ORG, AGGREGATE_PROJECT, StoredEvent
 from server.store.codecs import Statement, encode_roles
 from server.store.contract import USER_STATE_ACTIVE, USER_STATE_INACTIVE, USER_TYPE_HUMAN, USER_TYPE_MACHINE
 from server.user_names import user_name_key, user_name_skeleton
@@ -76,8 +76,43 @@ def projection(event: StoredEvent, micros: int) -> list[Statement]:
                 ("DELETE FROM secrets WHERE user_id = ?", (aggregate_id,)),
                 ("DELETE FROM machine_keys WHERE user_id = ?", (aggregate_id,)),
                 ("DELETE FROM members WHERE user_id = ?", (aggregate_id,)),
+                ("DELETE FROM user_grants WHERE user_id = ?", (aggregate_id,)),
                 ("DELETE FROM users WHERE id = ?", (aggregate_id,)),
             ]
+        case project.ProjectAdded(name=name):
+            return [
+                (
+                    "INSERT INTO projects (id, org_id, name, sequence, created_at, changed_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (aggregate_id, event.resource_owner, name, event.sequence, micros, micros),
+                )
+            ]
+        case project.ProjectRemoved():  # its roles, applications and grants go with it
+            return [
+                ("DELETE FROM user_grants WHERE project_id = ?", (aggregate_id,)),
+                ("DELETE FROM apps WHERE project_id = ?", (aggregate_id,)),
+                ("DELETE FROM project_roles WHERE project_id = ?", (aggregate_id,)),
+                ("DELETE FROM projects WHERE id = ?", (aggregate_id,)),
+            ]
+        case grant.UserGrantAdded() as granted:
+            return [
+                (
+                    "INSERT INTO user_grants (grant_id, org_id, user_id, project_id, role_keys, sequence,"
+                    " created_at, changed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        aggregate_id,
+                        event.resource_owner,
+                        granted.user_id,
+                        granted.project_id,
+                        encode_roles(frozenset(granted.role_keys)),
+                        event.sequence,
+                        micros,
+                        micros,
+                    ),
+                )
+            ]
+        case grant.UserGrantRemoved():
+            return [("DELETE FROM user_grants WHERE grant_id = ?", (aggregate_id,))]
         case secret.SecretSet() | secret.SecretsRemoved():  # every secret goes
             changes = [
                 ("DELETE FROM tokens WHERE user_id = ? AND secret_id IS NOT NULL", (aggregate_id,)),
@@ -151,6 +186,51 @@ def projection(event: StoredEvent, micros: int) -> list[Statement]:
                 USER_STATE_INACTIVE if isinstance(event.event, user.UserDeactivated) else USER_STATE_ACTIVE
             )
             change = ("UPDATE users SET state = ? WHERE id = ?", (state, aggregate_id))
+        case project.ProjectRoleAdded() as role:
+            change = (
+                "INSERT INTO project_roles (project_id, role_key, display_name, role_group, sequence,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (aggregate_id, role.role_key, role.display_name, role.group, event.sequence, micros),
+            )
+        case project.ProjectRoleRemoved(role_key=role_key):
+            # Grants keep the key in their rows; only a role that exists is asserted.
+            change = (
+                "DELETE FROM project_roles WHERE project_id = ? AND role_key = ?",
+                (aggregate_id, role_key),
+            )
+        case project.ApiAppAdded() as app:
+            change = (
+                "INSERT INTO apps (app_id, project_id, org_id, name, client_id, auth_method, secret_lookup,"
+                " secret_hash, sequence, created_at, changed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    app.app_id,
+                    aggregate_id,
+                    event.resource_owner,
+                    app.name,
+                    app.client_id,
+                    app.auth_method,
+                    app.secret_lookup,
+                    app.secret_hash,
+                    event.sequence,
+                    micros,
+                    micros,
+                ),
+            )
+        case project.ApiAppSecretChanged() as changed:
+            change = (
+                "UPDATE apps SET secret_lookup = ?, secret_hash = ?, sequence = ?, changed_at = ?"
+                " WHERE app_id = ? AND project_id = ?",
+                (
+                    changed.secret_lookup,
+                    changed.secret_hash,
+                    event.sequence,
+                    micros,
+                    changed.app_id,
+                    aggregate_id,
+                ),
+            )
+        case project.AppRemoved(app_id=app_id):
+            change = ("DELETE FROM apps WHERE app_id = ? AND project_id = ?", (app_id, aggregate_id))
         case org.OrgMemberRemoved(user_id=user_id):
             change = ("DELETE FROM members WHERE org_id = ? AND user_id = ?", (aggregate_id, user_id))
         case _:  # the earlier shapes (events/legacy.py) are read, never appended
@@ -183,9 +263,12 @@ def _insert_user(
     )
 
 
+_SNAPSHOTS = {AGGREGATE_ORG: "orgs", AGGREGATE_PROJECT: "projects"}
+
+
 def _moved(event: StoredEvent, micros: int) -> Statement:
     """Every later event of an aggregate moves its snapshot's sequence and change time."""
-    table = "orgs" if event.aggregate_type == AGGREGATE_ORG else "users"
+    table = _SNAPSHOTS.get(event.aggregate_type, "users")
     return (
         f"UPDATE {table} SET sequence = ?, changed_at = ? WHERE id = ?",  # noqa: S608 - fixed names
         (event.sequence, micros, event.aggregate_id),

@@ -11,11 +11,15 @@ from server.events.org import SecretPolicySet
 from server.store.codecs import decode_roles, from_micros
 from server.store.contract import (
     USER_STATE_ACTIVE,
+    AppRecord,
     AuditedEvent,
     CallerRecord,
+    GrantRecord,
     MachineKeyRecord,
     OrgRecord,
     PatRecord,
+    ProjectRecord,
+    ProjectRoleRecord,
     RevocationReportCount,
     SecretRecord,
     TokenRecord,
@@ -146,4 +150,55 @@ def machine_key_record(r: Row) -> MachineKeyRecord:
         from_micros(r["created_at"]),
         moment(r["expires_at"]),
         moment(r["last_used_at"]),
+    )
+
+
+def project_record(r: Row) -> ProjectRecord:
+    return ProjectRecord(
+        r["id"],
+        r["org_id"],
+        r["name"],
+        r["sequence"],
+        from_micros(r["created_at"]),
+        from_micros(r["changed_at"]),
+    )
+
+
+def project_role_record(r: Row) -> ProjectRoleRecord:
+    return ProjectRoleRecord(
+        r["project_id"],
+        r["role_key"],
+        r["display_name"],
+        r["role_group"],
+        r["sequence"],
+        from_micros(r["created_at"]),
+    )
+
+
+def app_record(r: Row) -> AppRecord:
+    return AppRecord(
+        app_id=r["app_id"],
+        project_id=r["project_id"],
+        org_id=r["org_id"],
+        name=r["name"],
+        client_id=r["client_id"],
+        auth_method=r["auth_method"],
+        secret_lookup=r["secret_lookup"],
+        secret_hash=r["secret_hash"],
+        sequence=r["sequence"],
+        created_at=from_micros(r["created_at"]),
+        changed_at=from_micros(r["changed_at"]),
+    )
+
+
+def grant_record(r: Row) -> GrantRecord:
+    return GrantRecord(
+        grant_id=r["grant_id"],
+        org_id=r["org_id"],
+        user_id=r["user_id"],
+        project_id=r["project_id"],
+        role_keys=decode_roles(r["role_keys"]),
+        sequence=r["sequence"],
+        created_at=from_micros(r["created_at"]),
+        changed_at=from_micros(r["changed_at"]),
     )

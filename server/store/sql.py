@@ -16,14 +16,18 @@ from server.store.codecs import Statement, decode_roles
 from server.store.contract import (
     NO_SECRET_POLICY,
     AppendObserver,
+    AppRecord,
     AuditedEvent,
     CallerRecord,
     ClientRecord,
     ConcurrencyConflict,
     EventFilter,
+    GrantRecord,
     MachineKeyRecord,
     OrgRecord,
     PatRecord,
+    ProjectRecord,
+    ProjectRoleRecord,
     RevocationReportCount,
     SecretRecord,
     StoreError,
@@ -149,6 +153,34 @@ class SqlStore:
         found = user.user_name_key == key
         theirs = found and secret is not None and secret.user_id == user.id
         return ClientRecord(user if found else None, secret if theirs else None)
+
+    async def project(self, project_id: str) -> ProjectRecord | None:
+        rows = await self._fetch(sql.SELECT_PROJECT, (project_id,))
+        return records.project_record(rows[0]) if rows else None
+
+    async def projects(self, org_id: str) -> list[ProjectRecord]:
+        return [records.project_record(r) for r in await self._fetch(sql.SELECT_PROJECTS, (org_id,))]
+
+    async def project_roles(self, project_id: str) -> list[ProjectRoleRecord]:
+        rows = await self._fetch(sql.SELECT_PROJECT_ROLES, (project_id,))
+        return [records.project_role_record(r) for r in rows]
+
+    async def apps(self, project_id: str) -> list[AppRecord]:
+        return [records.app_record(r) for r in await self._fetch(sql.SELECT_APPS, (project_id,))]
+
+    async def app_by_client_id(self, client_id: str) -> AppRecord | None:
+        rows = await self._fetch(sql.SELECT_APP_BY_CLIENT_ID, (client_id,))
+        return records.app_record(rows[0]) if rows else None
+
+    async def user_grant(self, grant_id: str) -> GrantRecord | None:
+        rows = await self._fetch(sql.SELECT_GRANT, (grant_id,))
+        return records.grant_record(rows[0]) if rows else None
+
+    async def user_grants(self, org_id: str) -> list[GrantRecord]:
+        return [records.grant_record(r) for r in await self._fetch(sql.SELECT_GRANTS_OF_ORG, (org_id,))]
+
+    async def grants_of_user(self, user_id: str) -> list[GrantRecord]:
+        return [records.grant_record(r) for r in await self._fetch(sql.SELECT_GRANTS_OF_USER, (user_id,))]
 
     async def server_key(self, name: str) -> bytes:
         # Every process that starts offers a key; the first one written stays, and all read it.

@@ -227,3 +227,23 @@ SELECT_REVOCATION_REPORTS = (
 
 INSERT_SERVER_KEY = "INSERT INTO server_keys (name, key_hex) VALUES (?, ?) ON CONFLICT (name) DO NOTHING"
 SELECT_SERVER_KEY = "SELECT key_hex FROM server_keys WHERE name = ?"
+
+# Projects (migration 18): a project, an organisation's projects, a project's roles and API
+# applications, an application by its client id, and user grants.
+PROJECT_COLUMNS = "id, org_id, name, sequence, created_at, changed_at"
+SELECT_PROJECT = f"SELECT {PROJECT_COLUMNS} FROM projects WHERE id = ?"  # noqa: S608 - constant
+SELECT_PROJECTS = f"SELECT {PROJECT_COLUMNS} FROM projects WHERE org_id = ? ORDER BY id"  # noqa: S608 - constant
+SELECT_PROJECT_ROLES = (
+    "SELECT project_id, role_key, display_name, role_group, sequence, created_at FROM project_roles"
+    " WHERE project_id = ? ORDER BY role_key"
+)
+APP_COLUMNS = (
+    "app_id, project_id, org_id, name, client_id, auth_method, secret_lookup, secret_hash, sequence,"
+    " created_at, changed_at"
+)
+SELECT_APPS = f"SELECT {APP_COLUMNS} FROM apps WHERE project_id = ? ORDER BY app_id"  # noqa: S608 - constant
+SELECT_APP_BY_CLIENT_ID = f"SELECT {APP_COLUMNS} FROM apps WHERE client_id = ?"  # noqa: S608 - constant
+GRANT_COLUMNS = "grant_id, org_id, user_id, project_id, role_keys, sequence, created_at, changed_at"
+SELECT_GRANT = f"SELECT {GRANT_COLUMNS} FROM user_grants WHERE grant_id = ?"  # noqa: S608 - constant
+SELECT_GRANTS_OF_ORG = f"SELECT {GRANT_COLUMNS} FROM user_grants WHERE org_id = ? ORDER BY grant_id"  # noqa: S608 - constant
+SELECT_GRANTS_OF_USER = f"SELECT {GRANT_COLUMNS} FROM user_grants WHERE user_id = ? ORDER BY grant_id"  # noqa: S608 - constant

@@ -19,8 +19,10 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote_plus
 
 from server.actor import TRANSPORT_OAUTH, Actor
+from server.domain import scopes as project_scopes
 from server.domain.client_credentials import AccessToken, ClientCredentials
 from server.domain.errors import InvalidClient, InvalidGrant
+from server.domain.errors import InvalidScope as ScopeRefused
 from server.domain.jwt_profile import ALGORITHMS, JwtProfile
 from server.limits import (
     MAX_ASSERTION_LENGTH,
@@ -45,6 +47,7 @@ from server.transport.http_endpoint import (
 from server.transport.status import domain_error
 
 TOKEN_PATH = "/oauth/v2/token"
+INTROSPECT_PATH = "/oauth/v2/introspect"
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 # Every access token is for this API: `api`, the native scope, is what it grants. The scopes that
 # ZITADEL's clients send are accepted and change nothing, so that those clients work unmodified:
@@ -59,9 +62,18 @@ SUPPORTED_SCOPES = (
     "email",
     "offline_access",
     "urn:zitadel:iam:org:project:id:zitadel:aud",
+    project_scopes.ALL_ROLES,
+    project_scopes.RESOURCE_OWNER,
+)
+# Patterns of scopes that name a project or a role (server/domain/scopes.py), for discovery.
+PROJECT_SCOPE_PATTERNS = (
+    "urn:zitadel:iam:org:project:id:{projectId}:aud",
+    "urn:zitadel:iam:org:project:role:{roleKey}",
 )
 ORGANISATION_SCOPE = re.compile(r"urn:zitadel:iam:org:id:[1-9][0-9]{0,18}")
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
+# An API application authenticates with its secret (its keys: not yet served).
+INTROSPECTION_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 CLIENT_CREDENTIALS = "client_credentials"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"  # RFC 7523 §2.1
 GRANT_TYPES = [CLIENT_CREDENTIALS, JWT_BEARER]
@@ -182,6 +194,8 @@ class TokenEndpoint:
             if isinstance(refused, InvalidClient):
                 challenge = isinstance(request, TokenRequest) and request.challenge
                 raise InvalidClientError(challenge) from None
+            if isinstance(refused, ScopeRefused):
+                raise InvalidScope(refused.message) from None
             raise known_failure(error, TOKEN_PATH) from None
 
 
@@ -217,7 +231,7 @@ def _parse(body: bytes, headers: dict[str, list[str]], source: str) -> TokenRequ
     authorization = headers.get("authorization", [])
     if "client_assertion" in form or "client_assertion_type" in form:
         return _private_key_jwt(form, authorization, source)
-    client_id, client_secret = _client(form, _basic(authorization) if authorization else None)
+    client_id, client_secret = client_credentials(form, authorization)
     # No client has a longer id or secret: refused as any unknown client is, before the domain
     # normalises the id (ClientCredentials checks the same limits).
     if len(client_id) > MAX_USER_NAME_LENGTH or len(client_secret) > MAX_SECRET_LENGTH:
@@ -268,6 +282,12 @@ def _render(token: AccessToken) -> dict[str, Any]:
     }
 
 
+def client_credentials(form: dict[str, str], authorization: Sequence[str]) -> tuple[str, str]:
+    """(client_id, client_secret) of a form request: by HTTP Basic or form fields, never both
+    (the token and introspection endpoints)."""
+    return _client(form, _basic(authorization) if authorization else None)
+
+
 def _client(form: dict[str, str], basic: tuple[str, str] | None) -> tuple[str, str]:
     """(client_id, client_secret) from exactly one of the two methods."""
     if basic is not None:
@@ -301,9 +321,17 @@ def _scope(requested: str | None) -> str:
     if requested is None or not requested.strip():
         return DEFAULT_SCOPE
     scopes = requested.split()
-    if any(s not in SUPPORTED_SCOPES and not ORGANISATION_SCOPE.fullmatch(s) for s in scopes):
-        raise InvalidScope(f"supported scopes: {' '.join(SUPPORTED_SCOPES)}")
+    if not all(_supported(s) for s in scopes):
+        raise InvalidScope(f"supported scopes: {' '.join((*SUPPORTED_SCOPES, *PROJECT_SCOPE_PATTERNS))}")
     return " ".join(dict.fromkeys(scopes))
+
+
+def _supported(scope: str) -> bool:
+    return (
+        scope in SUPPORTED_SCOPES
+        or bool(ORGANISATION_SCOPE.fullmatch(scope))
+        or project_scopes.is_project_scope(scope)
+    )
 
 
 class Discovery:
@@ -332,7 +360,7 @@ class Discovery:
         if scope["method"] != "GET":
             await respond_json(send, 405, {"error": "invalid_request", "error_description": "use GET"})
             return
-        issuer = self._issuer or self._origin(first(header_lists(scope), "host"))
+        issuer = self.issuer_of(scope)
         await respond_json(
             send,
             200,
@@ -342,6 +370,9 @@ class Discovery:
                 "token_endpoint_auth_methods_supported": AUTH_METHODS,
                 "token_endpoint_auth_signing_alg_values_supported": sorted(ALGORITHMS),
                 "grant_types_supported": GRANT_TYPES,
+                # RFC 7662: API applications introspect tokens (introspection_endpoint.py).
+                "introspection_endpoint": issuer + INTROSPECT_PATH,
+                "introspection_endpoint_auth_methods_supported": INTROSPECTION_AUTH_METHODS,
                 "scopes_supported": list(SUPPORTED_SCOPES),
                 "response_types_supported": ["token"],
             },
@@ -353,6 +384,10 @@ class Discovery:
         if self._issuer:
             return [self._issuer]
         return [f"{self._scheme}://{host}" for host in self._hosts]
+
+    def issuer_of(self, scope: dict[str, Any]) -> str:
+        """The issuer as a request to scope's address names it (the class's docstring says how)."""
+        return self._issuer or self._origin(first(header_lists(scope), "host"))
 
     def _origin(self, host: str) -> str:
         host = host.strip().lower()

@@ -3,16 +3,23 @@ lifecycle: each method a thin mapping onto the same commands and queries as the 
 that it has the same permissions (declared in its .proto), organisation rules and errors. Only the
 message shapes are ZITADEL's."""
 
+from collections.abc import Sequence
+from typing import TypeVar
+
+from zitadel.app.v1 import app_pb2
 from zitadel.authn.v1 import auth_n_key_pb2 as authn
 from zitadel.management.v1 import management_pb2 as mgmt
+from zitadel.project.v1 import project_pb2
 from zitadel.user.v1 import user_pb2
 from zitadel.v1 import object_pb2
 
 from server.domain.commands import Commands
+from server.domain.commands.projects import AUTH_METHOD_BASIC
 from server.domain.errors import FieldViolation, InvalidArgument
-from server.domain.model import MachineKeyView, UserProfile, UserView
+from server.domain.model import Details, MachineKeyView, UserProfile, UserView
 from server.domain.permissions import CallContext
 from server.domain.queries import Queries
+from server.store.contract import ProjectRecord
 from server.transport.conversions import (
     details_proto,
     expiration_of,
@@ -39,6 +46,25 @@ def zitadel_key(view: MachineKeyView) -> authn.Key:
         type=authn.KEY_TYPE_JSON,
         expiration_date=zitadel_key_expiration(view.expiration_date),
     )
+
+
+T = TypeVar("T")
+# ZITADEL's list limit when a query sets none, and the most it answers at once.
+DEFAULT_LIST_LIMIT = 100
+MAX_LIST_LIMIT = 1000
+AUTH_METHODS = {app_pb2.API_AUTH_METHOD_TYPE_BASIC: AUTH_METHOD_BASIC}
+
+
+def listed(items: Sequence[T], query: object_pb2.ListQuery) -> tuple[object_pb2.ListDetails, Sequence[T]]:
+    """A list as ZITADEL's v1 API answers it: the page that query's offset and limit name (in the
+    order of ids, oldest first), and the details with the total."""
+    limit = min(query.limit or DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)
+    page = items[query.offset : query.offset + limit]
+    return object_pb2.ListDetails(total_result=len(items)), page
+
+
+def v1_details(details: Details) -> object_pb2.ObjectDetails:
+    return details_proto(details, object_pb2.ObjectDetails)
 
 
 def zitadel_user(view: UserView, profile: UserProfile) -> user_pb2.User:
@@ -180,3 +206,148 @@ class ManagementService:
     ) -> mgmt.RemoveMachineKeyResponse:
         details = await self._commands.remove_machine_key(ctx, request.user_id, request.key_id)
         return mgmt.RemoveMachineKeyResponse(details=details_proto(details, object_pb2.ObjectDetails))
+
+    async def GetProjectByID(
+        self, request: mgmt.GetProjectByIDRequest, ctx: CallContext
+    ) -> mgmt.GetProjectByIDResponse:
+        project = await self._queries.project(ctx, request.id)
+        return mgmt.GetProjectByIDResponse(project=_project(project))
+
+    async def ListProjects(
+        self, request: mgmt.ListProjectsRequest, ctx: CallContext
+    ) -> mgmt.ListProjectsResponse:
+        details, page = listed(await self._queries.projects(ctx), request.query)
+        return mgmt.ListProjectsResponse(details=details, result=[_project(p) for p in page])
+
+    async def AddProject(self, request: mgmt.AddProjectRequest, ctx: CallContext) -> mgmt.AddProjectResponse:
+        created = await self._commands.add_project(ctx, request.name)
+        return mgmt.AddProjectResponse(id=created.id, details=v1_details(created.details))
+
+    async def RemoveProject(
+        self, request: mgmt.RemoveProjectRequest, ctx: CallContext
+    ) -> mgmt.RemoveProjectResponse:
+        details = await self._commands.remove_project(ctx, request.id)
+        return mgmt.RemoveProjectResponse(details=v1_details(details))
+
+    async def ListProjectRoles(
+        self, request: mgmt.ListProjectRolesRequest, ctx: CallContext
+    ) -> mgmt.ListProjectRolesResponse:
+        roles = await self._queries.project_roles(ctx, request.project_id)
+        details, page = listed(roles, request.query)
+        return mgmt.ListProjectRolesResponse(
+            details=details,
+            result=[
+                project_pb2.Role(
+                    key=role.key,
+                    details=v1_details(Details(role.sequence, role.created_at, role.created_at, ctx.org_id)),
+                    display_name=role.display_name,
+                    group=role.group,
+                )
+                for role in page
+            ],
+        )
+
+    async def AddProjectRole(
+        self, request: mgmt.AddProjectRoleRequest, ctx: CallContext
+    ) -> mgmt.AddProjectRoleResponse:
+        details = await self._commands.add_project_role(
+            ctx, request.project_id, request.role_key, request.display_name, request.group
+        )
+        return mgmt.AddProjectRoleResponse(details=v1_details(details))
+
+    async def RemoveProjectRole(
+        self, request: mgmt.RemoveProjectRoleRequest, ctx: CallContext
+    ) -> mgmt.RemoveProjectRoleResponse:
+        details = await self._commands.remove_project_role(ctx, request.project_id, request.role_key)
+        return mgmt.RemoveProjectRoleResponse(details=v1_details(details))
+
+    async def ListApps(self, request: mgmt.ListAppsRequest, ctx: CallContext) -> mgmt.ListAppsResponse:
+        details, page = listed(await self._queries.apps(ctx, request.project_id), request.query)
+        return mgmt.ListAppsResponse(
+            details=details,
+            result=[
+                app_pb2.App(
+                    id=app.app_id,
+                    details=v1_details(Details(app.sequence, app.created_at, app.changed_at, app.org_id)),
+                    state=app_pb2.APP_STATE_ACTIVE,
+                    name=app.name,
+                    api_config=app_pb2.APIConfig(
+                        client_id=app.client_id, auth_method_type=app_pb2.API_AUTH_METHOD_TYPE_BASIC
+                    ),
+                )
+                for app in page
+            ],
+        )
+
+    async def AddAPIApp(self, request: mgmt.AddAPIAppRequest, ctx: CallContext) -> mgmt.AddAPIAppResponse:
+        method = AUTH_METHODS.get(request.auth_method_type, str(request.auth_method_type))
+        issued = await self._commands.add_api_app(ctx, request.project_id, request.name, method)
+        return mgmt.AddAPIAppResponse(
+            app_id=issued.app_id,
+            details=v1_details(issued.details),
+            client_id=issued.client_id,
+            client_secret=issued.client_secret,
+        )
+
+    async def RemoveApp(self, request: mgmt.RemoveAppRequest, ctx: CallContext) -> mgmt.RemoveAppResponse:
+        details = await self._commands.remove_app(ctx, request.project_id, request.app_id)
+        return mgmt.RemoveAppResponse(details=v1_details(details))
+
+    async def RegenerateAPIClientSecret(
+        self, request: mgmt.RegenerateAPIClientSecretRequest, ctx: CallContext
+    ) -> mgmt.RegenerateAPIClientSecretResponse:
+        issued = await self._commands.regenerate_api_client_secret(ctx, request.project_id, request.app_id)
+        return mgmt.RegenerateAPIClientSecretResponse(
+            client_secret=issued.client_secret, details=v1_details(issued.details)
+        )
+
+    async def ListUserGrants(
+        self, request: mgmt.ListUserGrantRequest, ctx: CallContext
+    ) -> mgmt.ListUserGrantResponse:
+        details, page = listed(await self._queries.user_grants(ctx), request.query)
+        return mgmt.ListUserGrantResponse(
+            details=details,
+            result=[
+                user_pb2.UserGrant(
+                    id=grant.grant_id,
+                    details=v1_details(grant.details),
+                    role_keys=grant.role_keys,
+                    state=user_pb2.USER_GRANT_STATE_ACTIVE,
+                    user_id=grant.user_id,
+                    user_name=grant.user_name,
+                    org_id=grant.org_id,
+                    org_name=grant.org_name,
+                    org_domain=grant.org_name,
+                    project_id=grant.project_id,
+                    project_name=grant.project_name,
+                )
+                for grant in page
+            ],
+        )
+
+    async def AddUserGrant(
+        self, request: mgmt.AddUserGrantRequest, ctx: CallContext
+    ) -> mgmt.AddUserGrantResponse:
+        if request.project_grant_id:
+            raise InvalidArgument(
+                [FieldViolation("project_grant_id", "project grants are not supported: leave it unset")]
+            )
+        created = await self._commands.add_user_grant(
+            ctx, request.user_id, request.project_id, list(request.role_keys)
+        )
+        return mgmt.AddUserGrantResponse(user_grant_id=created.id, details=v1_details(created.details))
+
+    async def RemoveUserGrant(
+        self, request: mgmt.RemoveUserGrantRequest, ctx: CallContext
+    ) -> mgmt.RemoveUserGrantResponse:
+        details = await self._commands.remove_user_grant(ctx, request.user_id, request.grant_id)
+        return mgmt.RemoveUserGrantResponse(details=v1_details(details))
+
+
+def _project(project: ProjectRecord) -> project_pb2.Project:
+    return project_pb2.Project(
+        id=project.id,
+        details=v1_details(Details(project.sequence, project.created_at, project.changed_at, project.org_id)),
+        name=project.name,
+        state=project_pb2.PROJECT_STATE_ACTIVE,
+    )

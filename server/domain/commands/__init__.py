@@ -1,6 +1,7 @@
 """Commands: every change to the service's state, one module per aggregate or feature, each a
 class on the write loop (writes.py): orgs.py, users.py, secrets.py (client secrets and the policy
-for them), machine_keys.py, pats.py, tokens.py (access tokens) and instance.py (the set-up at first start).
+for them), machine_keys.py, pats.py, projects.py (projects, their roles, API applications and
+user grants), tokens.py (access tokens) and instance.py (the set-up at first start).
 
 Commands is all of them on one object, for the transports and app.py. A new module (machine keys,
 projects) is a new file whose class derives from Writer, and one more base here.
@@ -10,6 +11,7 @@ from server.domain.commands.instance import InstanceCommands
 from server.domain.commands.machine_keys import MachineKeyCommands
 from server.domain.commands.orgs import OrgCommands
 from server.domain.commands.pats import PatCommands
+from server.domain.commands.projects import ProjectCommands
 from server.domain.commands.secrets import SecretCommands
 from server.domain.commands.tokens import TokenCommands
 from server.domain.commands.users import UserCommands
@@ -21,6 +23,7 @@ class Commands(
     SecretCommands,
     MachineKeyCommands,
     PatCommands,
+    ProjectCommands,
     TokenCommands,
     InstanceCommands,
 ):

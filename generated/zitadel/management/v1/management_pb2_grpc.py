@@ -99,6 +99,76 @@ class ManagementServiceStub:
                 request_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.RemoveMachineKeyRequest.SerializeToString,
                 response_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.RemoveMachineKeyResponse.FromString,
                 _registered_method=True)
+        self.GetProjectByID = channel.unary_unary(
+                '/zitadel.management.v1.ManagementService/GetProjectByID',
+                request_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.GetProjectByIDRequest.SerializeToString,
+                response_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.GetProjectByIDResponse.FromString,
+                _registered_method=True)
+        self.ListProjects = channel.unary_unary(
+                '/zitadel.management.v1.ManagementService/ListProjects',
+                request_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.ListProjectsRequest.SerializeToString,
+                response_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.ListProjectsResponse.FromString,
+                _registered_method=True)
+        self.AddProject = channel.unary_unary(
+                '/zitadel.management.v1.ManagementService/AddProject',
+                request_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.AddProjectRequest.SerializeToString,
+                response_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.AddProjectResponse.FromString,
+                _registered_method=True)
+        self.RemoveProject = channel.unary_unary(
+                '/zitadel.management.v1.ManagementService/RemoveProject',
+                request_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.RemoveProjectRequest.SerializeToString,
+                response_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.RemoveProjectResponse.FromString,
+                _registered_method=True)
+        self.ListProjectRoles = channel.unary_unary(
+                '/zitadel.management.v1.ManagementService/ListProjectRoles',
+                request_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.ListProjectRolesRequest.SerializeToString,
+                response_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.ListProjectRolesResponse.FromString,
+                _registered_method=True)
+        self.AddProjectRole = channel.unary_unary(
+                '/zitadel.management.v1.ManagementService/AddProjectRole',
+                request_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.AddProjectRoleRequest.SerializeToString,
+                response_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.AddProjectRoleResponse.FromString,
+                _registered_method=True)
+        self.RemoveProjectRole = channel.unary_unary(
+                '/zitadel.management.v1.ManagementService/RemoveProjectRole',
+                request_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.RemoveProjectRoleRequest.SerializeToString,
+                response_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.RemoveProjectRoleResponse.FromString,
+                _registered_method=True)
+        self.ListApps = channel.unary_unary(
+                '/zitadel.management.v1.ManagementService/ListApps',
+                request_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.ListAppsRequest.SerializeToString,
+                response_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.ListAppsResponse.FromString,
+                _registered_method=True)
+        self.AddAPIApp = channel.unary_unary(
+                '/zitadel.management.v1.ManagementService/AddAPIApp',
+                request_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.AddAPIAppRequest.SerializeToString,
+                response_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.AddAPIAppResponse.FromString,
+                _registered_method=True)
+        self.RemoveApp = channel.unary_unary(
+                '/zitadel.management.v1.ManagementService/RemoveApp',
+                request_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.RemoveAppRequest.SerializeToString,
+                response_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.RemoveAppResponse.FromString,
+                _registered_method=True)
+        self.RegenerateAPIClientSecret = channel.unary_unary(
+                '/zitadel.management.v1.ManagementService/RegenerateAPIClientSecret',
+                request_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.RegenerateAPIClientSecretRequest.SerializeToString,
+                response_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.RegenerateAPIClientSecretResponse.FromString,
+                _registered_method=True)
+        self.ListUserGrants = channel.unary_unary(
+                '/zitadel.management.v1.ManagementService/ListUserGrants',
+                request_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.ListUserGrantRequest.SerializeToString,
+                response_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.ListUserGrantResponse.FromString,
+                _registered_method=True)
+        self.AddUserGrant = channel.unary_unary(
+                '/zitadel.management.v1.ManagementService/AddUserGrant',
+                request_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.AddUserGrantRequest.SerializeToString,
+                response_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.AddUserGrantResponse.FromString,
+                _registered_method=True)
+        self.RemoveUserGrant = channel.unary_unary(
+                '/zitadel.management.v1.ManagementService/RemoveUserGrant',
+                request_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.RemoveUserGrantRequest.SerializeToString,
+                response_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.RemoveUserGrantResponse.FromString,
+                _registered_method=True)
 
 
 class ManagementServiceServicer:
@@ -198,6 +268,106 @@ class ManagementServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetProjectByID(self, request, context):
+        """Reads a project of the organisation.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListProjects(self, request, context):
+        """Lists the organisation's projects (ZITADEL's queries are not served: every project, by id).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddProject(self, request, context):
+        """Creates a project: the audience of the tokens meant for an API, with roles and applications.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveProject(self, request, context):
+        """Removes a project, with its roles, applications (their secrets end at once) and user grants.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListProjectRoles(self, request, context):
+        """Lists a project's roles, by key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddProjectRole(self, request, context):
+        """Adds a role to a project.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveProjectRole(self, request, context):
+        """Removes a role from a project: no grant asserts it from then on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListApps(self, request, context):
+        """Lists a project's applications: client ids, never a secret.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddAPIApp(self, request, context):
+        """Creates an API application (a resource server) with API_AUTH_METHOD_TYPE_BASIC: its client id
+        and secret, shown once, for the introspection endpoint. Its secret is a credential of the
+        project: only a caller who may change the project makes one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveApp(self, request, context):
+        """Removes an application: its secret ends at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RegenerateAPIClientSecret(self, request, context):
+        """Creates a new secret for an API application, shown once; the old one stops working at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListUserGrants(self, request, context):
+        """Lists the grants of the organisation's projects (ZITADEL's queries are not served).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddUserGrant(self, request, context):
+        """Gives a user of the organisation roles of one of its projects (one grant per project).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveUserGrant(self, request, context):
+        """Removes a user grant: its roles are asserted no more.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ManagementServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -265,6 +435,76 @@ def add_ManagementServiceServicer_to_server(servicer, server):
                     servicer.RemoveMachineKey,
                     request_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.RemoveMachineKeyRequest.FromString,
                     response_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.RemoveMachineKeyResponse.SerializeToString,
+            ),
+            'GetProjectByID': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetProjectByID,
+                    request_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.GetProjectByIDRequest.FromString,
+                    response_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.GetProjectByIDResponse.SerializeToString,
+            ),
+            'ListProjects': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProjects,
+                    request_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.ListProjectsRequest.FromString,
+                    response_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.ListProjectsResponse.SerializeToString,
+            ),
+            'AddProject': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddProject,
+                    request_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.AddProjectRequest.FromString,
+                    response_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.AddProjectResponse.SerializeToString,
+            ),
+            'RemoveProject': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveProject,
+                    request_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.RemoveProjectRequest.FromString,
+                    response_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.RemoveProjectResponse.SerializeToString,
+            ),
+            'ListProjectRoles': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProjectRoles,
+                    request_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.ListProjectRolesRequest.FromString,
+                    response_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.ListProjectRolesResponse.SerializeToString,
+            ),
+            'AddProjectRole': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddProjectRole,
+                    request_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.AddProjectRoleRequest.FromString,
+                    response_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.AddProjectRoleResponse.SerializeToString,
+            ),
+            'RemoveProjectRole': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveProjectRole,
+                    request_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.RemoveProjectRoleRequest.FromString,
+                    response_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.RemoveProjectRoleResponse.SerializeToString,
+            ),
+            'ListApps': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListApps,
+                    request_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.ListAppsRequest.FromString,
+                    response_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.ListAppsResponse.SerializeToString,
+            ),
+            'AddAPIApp': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddAPIApp,
+                    request_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.AddAPIAppRequest.FromString,
+                    response_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.AddAPIAppResponse.SerializeToString,
+            ),
+            'RemoveApp': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveApp,
+                    request_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.RemoveAppRequest.FromString,
+                    response_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.RemoveAppResponse.SerializeToString,
+            ),
+            'RegenerateAPIClientSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegenerateAPIClientSecret,
+                    request_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.RegenerateAPIClientSecretRequest.FromString,
+                    response_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.RegenerateAPIClientSecretResponse.SerializeToString,
+            ),
+            'ListUserGrants': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUserGrants,
+                    request_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.ListUserGrantRequest.FromString,
+                    response_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.ListUserGrantResponse.SerializeToString,
+            ),
+            'AddUserGrant': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddUserGrant,
+                    request_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.AddUserGrantRequest.FromString,
+                    response_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.AddUserGrantResponse.SerializeToString,
+            ),
+            'RemoveUserGrant': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveUserGrant,
+                    request_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.RemoveUserGrantRequest.FromString,
+                    response_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.RemoveUserGrantResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -618,6 +858,384 @@ class ManagementService:
             '/zitadel.management.v1.ManagementService/RemoveMachineKey',
             zitadel_dot_management_dot_v1_dot_management__pb2.RemoveMachineKeyRequest.SerializeToString,
             zitadel_dot_management_dot_v1_dot_management__pb2.RemoveMachineKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetProjectByID(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zitadel.management.v1.ManagementService/GetProjectByID',
+            zitadel_dot_management_dot_v1_dot_management__pb2.GetProjectByIDRequest.SerializeToString,
+            zitadel_dot_management_dot_v1_dot_management__pb2.GetProjectByIDResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListProjects(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zitadel.management.v1.ManagementService/ListProjects',
+            zitadel_dot_management_dot_v1_dot_management__pb2.ListProjectsRequest.SerializeToString,
+            zitadel_dot_management_dot_v1_dot_management__pb2.ListProjectsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddProject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zitadel.management.v1.ManagementService/AddProject',
+            zitadel_dot_management_dot_v1_dot_management__pb2.AddProjectRequest.SerializeToString,
+            zitadel_dot_management_dot_v1_dot_management__pb2.AddProjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveProject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zitadel.management.v1.ManagementService/RemoveProject',
+            zitadel_dot_management_dot_v1_dot_management__pb2.RemoveProjectRequest.SerializeToString,
+            zitadel_dot_management_dot_v1_dot_management__pb2.RemoveProjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListProjectRoles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zitadel.management.v1.ManagementService/ListProjectRoles',
+            zitadel_dot_management_dot_v1_dot_management__pb2.ListProjectRolesRequest.SerializeToString,
+            zitadel_dot_management_dot_v1_dot_management__pb2.ListProjectRolesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddProjectRole(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zitadel.management.v1.ManagementService/AddProjectRole',
+            zitadel_dot_management_dot_v1_dot_management__pb2.AddProjectRoleRequest.SerializeToString,
+            zitadel_dot_management_dot_v1_dot_management__pb2.AddProjectRoleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveProjectRole(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zitadel.management.v1.ManagementService/RemoveProjectRole',
+            zitadel_dot_management_dot_v1_dot_management__pb2.RemoveProjectRoleRequest.SerializeToString,
+            zitadel_dot_management_dot_v1_dot_management__pb2.RemoveProjectRoleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListApps(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zitadel.management.v1.ManagementService/ListApps',
+            zitadel_dot_management_dot_v1_dot_management__pb2.ListAppsRequest.SerializeToString,
+            zitadel_dot_management_dot_v1_dot_management__pb2.ListAppsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddAPIApp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zitadel.management.v1.ManagementService/AddAPIApp',
+            zitadel_dot_management_dot_v1_dot_management__pb2.AddAPIAppRequest.SerializeToString,
+            zitadel_dot_management_dot_v1_dot_management__pb2.AddAPIAppResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveApp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zitadel.management.v1.ManagementService/RemoveApp',
+            zitadel_dot_management_dot_v1_dot_management__pb2.RemoveAppRequest.SerializeToString,
+            zitadel_dot_management_dot_v1_dot_management__pb2.RemoveAppResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegenerateAPIClientSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zitadel.management.v1.ManagementService/RegenerateAPIClientSecret',
+            zitadel_dot_management_dot_v1_dot_management__pb2.RegenerateAPIClientSecretRequest.SerializeToString,
+            zitadel_dot_management_dot_v1_dot_management__pb2.RegenerateAPIClientSecretResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUserGrants(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zitadel.management.v1.ManagementService/ListUserGrants',
+            zitadel_dot_management_dot_v1_dot_management__pb2.ListUserGrantRequest.SerializeToString,
+            zitadel_dot_management_dot_v1_dot_management__pb2.ListUserGrantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddUserGrant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zitadel.management.v1.ManagementService/AddUserGrant',
+            zitadel_dot_management_dot_v1_dot_management__pb2.AddUserGrantRequest.SerializeToString,
+            zitadel_dot_management_dot_v1_dot_management__pb2.AddUserGrantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveUserGrant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zitadel.management.v1.ManagementService/RemoveUserGrant',
+            zitadel_dot_management_dot_v1_dot_management__pb2.RemoveUserGrantRequest.SerializeToString,
+            zitadel_dot_management_dot_v1_dot_management__pb2.RemoveUserGrantResponse.FromString,
             options,
             channel_credentials,
             insecure,

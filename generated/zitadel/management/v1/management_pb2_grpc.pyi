@@ -69,6 +69,37 @@ class ManagementServiceStub:
     """Reads one key of a machine user."""
     RemoveMachineKey: _grpc.UnaryUnaryMultiCallable[_management_pb2.RemoveMachineKeyRequest, _management_pb2.RemoveMachineKeyResponse]
     """Removes one key of a machine user, and the access tokens it earned."""
+    GetProjectByID: _grpc.UnaryUnaryMultiCallable[_management_pb2.GetProjectByIDRequest, _management_pb2.GetProjectByIDResponse]
+    """Reads a project of the organisation."""
+    ListProjects: _grpc.UnaryUnaryMultiCallable[_management_pb2.ListProjectsRequest, _management_pb2.ListProjectsResponse]
+    """Lists the organisation's projects (ZITADEL's queries are not served: every project, by id)."""
+    AddProject: _grpc.UnaryUnaryMultiCallable[_management_pb2.AddProjectRequest, _management_pb2.AddProjectResponse]
+    """Creates a project: the audience of the tokens meant for an API, with roles and applications."""
+    RemoveProject: _grpc.UnaryUnaryMultiCallable[_management_pb2.RemoveProjectRequest, _management_pb2.RemoveProjectResponse]
+    """Removes a project, with its roles, applications (their secrets end at once) and user grants."""
+    ListProjectRoles: _grpc.UnaryUnaryMultiCallable[_management_pb2.ListProjectRolesRequest, _management_pb2.ListProjectRolesResponse]
+    """Lists a project's roles, by key."""
+    AddProjectRole: _grpc.UnaryUnaryMultiCallable[_management_pb2.AddProjectRoleRequest, _management_pb2.AddProjectRoleResponse]
+    """Adds a role to a project."""
+    RemoveProjectRole: _grpc.UnaryUnaryMultiCallable[_management_pb2.RemoveProjectRoleRequest, _management_pb2.RemoveProjectRoleResponse]
+    """Removes a role from a project: no grant asserts it from then on."""
+    ListApps: _grpc.UnaryUnaryMultiCallable[_management_pb2.ListAppsRequest, _management_pb2.ListAppsResponse]
+    """Lists a project's applications: client ids, never a secret."""
+    AddAPIApp: _grpc.UnaryUnaryMultiCallable[_management_pb2.AddAPIAppRequest, _management_pb2.AddAPIAppResponse]
+    """Creates an API application (a resource server) with API_AUTH_METHOD_TYPE_BASIC: its client id
+    and secret, shown once, for the introspection endpoint. Its secret is a credential of the
+    project: only a caller who may change the project makes one.
+    """
+    RemoveApp: _grpc.UnaryUnaryMultiCallable[_management_pb2.RemoveAppRequest, _management_pb2.RemoveAppResponse]
+    """Removes an application: its secret ends at once."""
+    RegenerateAPIClientSecret: _grpc.UnaryUnaryMultiCallable[_management_pb2.RegenerateAPIClientSecretRequest, _management_pb2.RegenerateAPIClientSecretResponse]
+    """Creates a new secret for an API application, shown once; the old one stops working at once."""
+    ListUserGrants: _grpc.UnaryUnaryMultiCallable[_management_pb2.ListUserGrantRequest, _management_pb2.ListUserGrantResponse]
+    """Lists the grants of the organisation's projects (ZITADEL's queries are not served)."""
+    AddUserGrant: _grpc.UnaryUnaryMultiCallable[_management_pb2.AddUserGrantRequest, _management_pb2.AddUserGrantResponse]
+    """Gives a user of the organisation roles of one of its projects (one grant per project)."""
+    RemoveUserGrant: _grpc.UnaryUnaryMultiCallable[_management_pb2.RemoveUserGrantRequest, _management_pb2.RemoveUserGrantResponse]
+    """Removes a user grant: its roles are asserted no more."""
 
 @_typing.type_check_only
 class ManagementServiceAsyncStub(ManagementServiceStub):
@@ -105,6 +136,37 @@ class ManagementServiceAsyncStub(ManagementServiceStub):
     """Reads one key of a machine user."""
     RemoveMachineKey: _aio.UnaryUnaryMultiCallable[_management_pb2.RemoveMachineKeyRequest, _management_pb2.RemoveMachineKeyResponse]  # type: ignore[assignment]
     """Removes one key of a machine user, and the access tokens it earned."""
+    GetProjectByID: _aio.UnaryUnaryMultiCallable[_management_pb2.GetProjectByIDRequest, _management_pb2.GetProjectByIDResponse]  # type: ignore[assignment]
+    """Reads a project of the organisation."""
+    ListProjects: _aio.UnaryUnaryMultiCallable[_management_pb2.ListProjectsRequest, _management_pb2.ListProjectsResponse]  # type: ignore[assignment]
+    """Lists the organisation's projects (ZITADEL's queries are not served: every project, by id)."""
+    AddProject: _aio.UnaryUnaryMultiCallable[_management_pb2.AddProjectRequest, _management_pb2.AddProjectResponse]  # type: ignore[assignment]
+    """Creates a project: the audience of the tokens meant for an API, with roles and applications."""
+    RemoveProject: _aio.UnaryUnaryMultiCallable[_management_pb2.RemoveProjectRequest, _management_pb2.RemoveProjectResponse]  # type: ignore[assignment]
+    """Removes a project, with its roles, applications (their secrets end at once) and user grants."""
+    ListProjectRoles: _aio.UnaryUnaryMultiCallable[_management_pb2.ListProjectRolesRequest, _management_pb2.ListProjectRolesResponse]  # type: ignore[assignment]
+    """Lists a project's roles, by key."""
+    AddProjectRole: _aio.UnaryUnaryMultiCallable[_management_pb2.AddProjectRoleRequest, _management_pb2.AddProjectRoleResponse]  # type: ignore[assignment]
+    """Adds a role to a project."""
+    RemoveProjectRole: _aio.UnaryUnaryMultiCallable[_management_pb2.RemoveProjectRoleRequest, _management_pb2.RemoveProjectRoleResponse]  # type: ignore[assignment]
+    """Removes a role from a project: no grant asserts it from then on."""
+    ListApps: _aio.UnaryUnaryMultiCallable[_management_pb2.ListAppsRequest, _management_pb2.ListAppsResponse]  # type: ignore[assignment]
+    """Lists a project's applications: client ids, never a secret."""
+    AddAPIApp: _aio.UnaryUnaryMultiCallable[_management_pb2.AddAPIAppRequest, _management_pb2.AddAPIAppResponse]  # type: ignore[assignment]
+    """Creates an API application (a resource server) with API_AUTH_METHOD_TYPE_BASIC: its client id
+    and secret, shown once, for the introspection endpoint. Its secret is a credential of the
+    project: only a caller who may change the project makes one.
+    """
+    RemoveApp: _aio.UnaryUnaryMultiCallable[_management_pb2.RemoveAppRequest, _management_pb2.RemoveAppResponse]  # type: ignore[assignment]
+    """Removes an application: its secret ends at once."""
+    RegenerateAPIClientSecret: _aio.UnaryUnaryMultiCallable[_management_pb2.RegenerateAPIClientSecretRequest, _management_pb2.RegenerateAPIClientSecretResponse]  # type: ignore[assignment]
+    """Creates a new secret for an API application, shown once; the old one stops working at once."""
+    ListUserGrants: _aio.UnaryUnaryMultiCallable[_management_pb2.ListUserGrantRequest, _management_pb2.ListUserGrantResponse]  # type: ignore[assignment]
+    """Lists the grants of the organisation's projects (ZITADEL's queries are not served)."""
+    AddUserGrant: _aio.UnaryUnaryMultiCallable[_management_pb2.AddUserGrantRequest, _management_pb2.AddUserGrantResponse]  # type: ignore[assignment]
+    """Gives a user of the organisation roles of one of its projects (one grant per project)."""
+    RemoveUserGrant: _aio.UnaryUnaryMultiCallable[_management_pb2.RemoveUserGrantRequest, _management_pb2.RemoveUserGrantResponse]  # type: ignore[assignment]
+    """Removes a user grant: its roles are asserted no more."""
 
 class ManagementServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -216,5 +278,120 @@ class ManagementServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_management_pb2.RemoveMachineKeyResponse, _abc.Awaitable[_management_pb2.RemoveMachineKeyResponse]]:
         """Removes one key of a machine user, and the access tokens it earned."""
+
+    @_abc_1.abstractmethod
+    def GetProjectByID(
+        self,
+        request: _management_pb2.GetProjectByIDRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_management_pb2.GetProjectByIDResponse, _abc.Awaitable[_management_pb2.GetProjectByIDResponse]]:
+        """Reads a project of the organisation."""
+
+    @_abc_1.abstractmethod
+    def ListProjects(
+        self,
+        request: _management_pb2.ListProjectsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_management_pb2.ListProjectsResponse, _abc.Awaitable[_management_pb2.ListProjectsResponse]]:
+        """Lists the organisation's projects (ZITADEL's queries are not served: every project, by id)."""
+
+    @_abc_1.abstractmethod
+    def AddProject(
+        self,
+        request: _management_pb2.AddProjectRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_management_pb2.AddProjectResponse, _abc.Awaitable[_management_pb2.AddProjectResponse]]:
+        """Creates a project: the audience of the tokens meant for an API, with roles and applications."""
+
+    @_abc_1.abstractmethod
+    def RemoveProject(
+        self,
+        request: _management_pb2.RemoveProjectRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_management_pb2.RemoveProjectResponse, _abc.Awaitable[_management_pb2.RemoveProjectResponse]]:
+        """Removes a project, with its roles, applications (their secrets end at once) and user grants."""
+
+    @_abc_1.abstractmethod
+    def ListProjectRoles(
+        self,
+        request: _management_pb2.ListProjectRolesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_management_pb2.ListProjectRolesResponse, _abc.Awaitable[_management_pb2.ListProjectRolesResponse]]:
+        """Lists a project's roles, by key."""
+
+    @_abc_1.abstractmethod
+    def AddProjectRole(
+        self,
+        request: _management_pb2.AddProjectRoleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_management_pb2.AddProjectRoleResponse, _abc.Awaitable[_management_pb2.AddProjectRoleResponse]]:
+        """Adds a role to a project."""
+
+    @_abc_1.abstractmethod
+    def RemoveProjectRole(
+        self,
+        request: _management_pb2.RemoveProjectRoleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_management_pb2.RemoveProjectRoleResponse, _abc.Awaitable[_management_pb2.RemoveProjectRoleResponse]]:
+        """Removes a role from a project: no grant asserts it from then on."""
+
+    @_abc_1.abstractmethod
+    def ListApps(
+        self,
+        request: _management_pb2.ListAppsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_management_pb2.ListAppsResponse, _abc.Awaitable[_management_pb2.ListAppsResponse]]:
+        """Lists a project's applications: client ids, never a secret."""
+
+    @_abc_1.abstractmethod
+    def AddAPIApp(
+        self,
+        request: _management_pb2.AddAPIAppRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_management_pb2.AddAPIAppResponse, _abc.Awaitable[_management_pb2.AddAPIAppResponse]]:
+        """Creates an API application (a resource server) with API_AUTH_METHOD_TYPE_BASIC: its client id
+        and secret, shown once, for the introspection endpoint. Its secret is a credential of the
+        project: only a caller who may change the project makes one.
+        """
+
+    @_abc_1.abstractmethod
+    def RemoveApp(
+        self,
+        request: _management_pb2.RemoveAppRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_management_pb2.RemoveAppResponse, _abc.Awaitable[_management_pb2.RemoveAppResponse]]:
+        """Removes an application: its secret ends at once."""
+
+    @_abc_1.abstractmethod
+    def RegenerateAPIClientSecret(
+        self,
+        request: _management_pb2.RegenerateAPIClientSecretRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_management_pb2.RegenerateAPIClientSecretResponse, _abc.Awaitable[_management_pb2.RegenerateAPIClientSecretResponse]]:
+        """Creates a new secret for an API application, shown once; the old one stops working at once."""
+
+    @_abc_1.abstractmethod
+    def ListUserGrants(
+        self,
+        request: _management_pb2.ListUserGrantRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_management_pb2.ListUserGrantResponse, _abc.Awaitable[_management_pb2.ListUserGrantResponse]]:
+        """Lists the grants of the organisation's projects (ZITADEL's queries are not served)."""
+
+    @_abc_1.abstractmethod
+    def AddUserGrant(
+        self,
+        request: _management_pb2.AddUserGrantRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_management_pb2.AddUserGrantResponse, _abc.Awaitable[_management_pb2.AddUserGrantResponse]]:
+        """Gives a user of the organisation roles of one of its projects (one grant per project)."""
+
+    @_abc_1.abstractmethod
+    def RemoveUserGrant(
+        self,
+        request: _management_pb2.RemoveUserGrantRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_management_pb2.RemoveUserGrantResponse, _abc.Awaitable[_management_pb2.RemoveUserGrantResponse]]:
+        """Removes a user grant: its roles are asserted no more."""
 
 def add_ManagementServiceServicer_to_server(servicer: ManagementServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

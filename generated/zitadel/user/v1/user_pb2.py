@@ -25,17 +25,19 @@ _sym_db = _symbol_database.Default()
 from zitadel.v1 import object_pb2 as zitadel_dot_v1_dot_object__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1azitadel/user/v1/user.proto\x12\x0fzitadel.user.v1\x1a\x17zitadel/v1/object.proto\"\x8d\x02\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12*\n\x07\x64\x65tails\x18\x02 \x01(\x0b\x32\x19.zitadel.v1.ObjectDetails\x12)\n\x05state\x18\x03 \x01(\x0e\x32\x1a.zitadel.user.v1.UserState\x12\x11\n\tuser_name\x18\x04 \x01(\t\x12\x13\n\x0blogin_names\x18\x05 \x03(\t\x12\x1c\n\x14preferred_login_name\x18\x06 \x01(\t\x12\'\n\x05human\x18\x07 \x01(\x0b\x32\x16.zitadel.user.v1.HumanH\x00\x12+\n\x07machine\x18\x08 \x01(\x0b\x32\x18.zitadel.user.v1.MachineH\x00\x42\x06\n\x04type\"Y\n\x05Human\x12)\n\x07profile\x18\x01 \x01(\x0b\x32\x18.zitadel.user.v1.Profile\x12%\n\x05\x65mail\x18\x02 \x01(\x0b\x32\x16.zitadel.user.v1.Email\"Y\n\x07Profile\x12\x12\n\nfirst_name\x18\x01 \x01(\t\x12\x11\n\tlast_name\x18\x02 \x01(\t\x12\x11\n\tnick_name\x18\x03 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x04 \x01(\t\"1\n\x05\x45mail\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x19\n\x11is_email_verified\x18\x02 \x01(\x08\"}\n\x07Machine\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x12\n\nhas_secret\x18\x03 \x01(\x08\x12;\n\x11\x61\x63\x63\x65ss_token_type\x18\x04 \x01(\x0e\x32 .zitadel.user.v1.AccessTokenType*\xb6\x01\n\tUserState\x12\x1a\n\x16USER_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11USER_STATE_ACTIVE\x10\x01\x12\x17\n\x13USER_STATE_INACTIVE\x10\x02\x12\x16\n\x12USER_STATE_DELETED\x10\x03\x12\x15\n\x11USER_STATE_LOCKED\x10\x04\x12\x16\n\x12USER_STATE_SUSPEND\x10\x05\x12\x16\n\x12USER_STATE_INITIAL\x10\x06*J\n\x0f\x41\x63\x63\x65ssTokenType\x12\x1c\n\x18\x41\x43\x43\x45SS_TOKEN_TYPE_BEARER\x10\x00\x12\x19\n\x15\x41\x43\x43\x45SS_TOKEN_TYPE_JWT\x10\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1azitadel/user/v1/user.proto\x12\x0fzitadel.user.v1\x1a\x17zitadel/v1/object.proto\"\x8d\x02\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12*\n\x07\x64\x65tails\x18\x02 \x01(\x0b\x32\x19.zitadel.v1.ObjectDetails\x12)\n\x05state\x18\x03 \x01(\x0e\x32\x1a.zitadel.user.v1.UserState\x12\x11\n\tuser_name\x18\x04 \x01(\t\x12\x13\n\x0blogin_names\x18\x05 \x03(\t\x12\x1c\n\x14preferred_login_name\x18\x06 \x01(\t\x12\'\n\x05human\x18\x07 \x01(\x0b\x32\x16.zitadel.user.v1.HumanH\x00\x12+\n\x07machine\x18\x08 \x01(\x0b\x32\x18.zitadel.user.v1.MachineH\x00\x42\x06\n\x04type\"Y\n\x05Human\x12)\n\x07profile\x18\x01 \x01(\x0b\x32\x18.zitadel.user.v1.Profile\x12%\n\x05\x65mail\x18\x02 \x01(\x0b\x32\x16.zitadel.user.v1.Email\"Y\n\x07Profile\x12\x12\n\nfirst_name\x18\x01 \x01(\t\x12\x11\n\tlast_name\x18\x02 \x01(\t\x12\x11\n\tnick_name\x18\x03 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x04 \x01(\t\"1\n\x05\x45mail\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x19\n\x11is_email_verified\x18\x02 \x01(\x08\"}\n\x07Machine\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x12\n\nhas_secret\x18\x03 \x01(\x08\x12;\n\x11\x61\x63\x63\x65ss_token_type\x18\x04 \x01(\x0e\x32 .zitadel.user.v1.AccessTokenType\"\x8a\x02\n\tUserGrant\x12\n\n\x02id\x18\x01 \x01(\t\x12*\n\x07\x64\x65tails\x18\x02 \x01(\x0b\x32\x19.zitadel.v1.ObjectDetails\x12\x11\n\trole_keys\x18\x03 \x03(\t\x12.\n\x05state\x18\x04 \x01(\x0e\x32\x1f.zitadel.user.v1.UserGrantState\x12\x0f\n\x07user_id\x18\x05 \x01(\t\x12\x11\n\tuser_name\x18\x06 \x01(\t\x12\x0e\n\x06org_id\x18\x0b \x01(\t\x12\x10\n\x08org_name\x18\x0c \x01(\t\x12\x12\n\norg_domain\x18\r \x01(\t\x12\x12\n\nproject_id\x18\x0e \x01(\t\x12\x14\n\x0cproject_name\x18\x0f \x01(\t*\xb6\x01\n\tUserState\x12\x1a\n\x16USER_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11USER_STATE_ACTIVE\x10\x01\x12\x17\n\x13USER_STATE_INACTIVE\x10\x02\x12\x16\n\x12USER_STATE_DELETED\x10\x03\x12\x15\n\x11USER_STATE_LOCKED\x10\x04\x12\x16\n\x12USER_STATE_SUSPEND\x10\x05\x12\x16\n\x12USER_STATE_INITIAL\x10\x06*J\n\x0f\x41\x63\x63\x65ssTokenType\x12\x1c\n\x18\x41\x43\x43\x45SS_TOKEN_TYPE_BEARER\x10\x00\x12\x19\n\x15\x41\x43\x43\x45SS_TOKEN_TYPE_JWT\x10\x01*n\n\x0eUserGrantState\x12 \n\x1cUSER_GRANT_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17USER_GRANT_STATE_ACTIVE\x10\x01\x12\x1d\n\x19USER_GRANT_STATE_INACTIVE\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'zitadel.user.v1.user_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_USERSTATE']._serialized_start=705
-  _globals['_USERSTATE']._serialized_end=887
-  _globals['_ACCESSTOKENTYPE']._serialized_start=889
-  _globals['_ACCESSTOKENTYPE']._serialized_end=963
+  _globals['_USERSTATE']._serialized_start=974
+  _globals['_USERSTATE']._serialized_end=1156
+  _globals['_ACCESSTOKENTYPE']._serialized_start=1158
+  _globals['_ACCESSTOKENTYPE']._serialized_end=1232
+  _globals['_USERGRANTSTATE']._serialized_start=1234
+  _globals['_USERGRANTSTATE']._serialized_end=1344
   _globals['_USER']._serialized_start=73
   _globals['_USER']._serialized_end=342
   _globals['_HUMAN']._serialized_start=344
@@ -46,4 +48,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EMAIL']._serialized_end=575
   _globals['_MACHINE']._serialized_start=577
   _globals['_MACHINE']._serialized_end=702
+  _globals['_USERGRANT']._serialized_start=705
+  _globals['_USERGRANT']._serialized_end=971
 # @@protoc_insertion_point(module_scope)

@@ -62,6 +62,23 @@ ACCESS_TOKEN_TYPE_BEARER: AccessTokenType.ValueType  # 0
 ACCESS_TOKEN_TYPE_JWT: AccessTokenType.ValueType  # 1
 Global___AccessTokenType: _TypeAlias = AccessTokenType  # noqa: Y015
 
+class _UserGrantState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _UserGrantStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_UserGrantState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    USER_GRANT_STATE_UNSPECIFIED: _UserGrantState.ValueType  # 0
+    USER_GRANT_STATE_ACTIVE: _UserGrantState.ValueType  # 1
+    USER_GRANT_STATE_INACTIVE: _UserGrantState.ValueType  # 2
+
+class UserGrantState(_UserGrantState, metaclass=_UserGrantStateEnumTypeWrapper): ...
+
+USER_GRANT_STATE_UNSPECIFIED: UserGrantState.ValueType  # 0
+USER_GRANT_STATE_ACTIVE: UserGrantState.ValueType  # 1
+USER_GRANT_STATE_INACTIVE: UserGrantState.ValueType  # 2
+Global___UserGrantState: _TypeAlias = UserGrantState  # noqa: Y015
+
 @_typing.final
 class User(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -209,3 +226,58 @@ class Machine(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Machine: _TypeAlias = Machine  # noqa: Y015
+
+@_typing.final
+class UserGrant(_message.Message):
+    """A user grant: role keys of a project given to a user. The fields of a human's profile (7 to 10,
+    17, 18), of project grants (16, 20 to 22) and the user's type (19) are not served.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    DETAILS_FIELD_NUMBER: _builtins.int
+    ROLE_KEYS_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    USER_NAME_FIELD_NUMBER: _builtins.int
+    ORG_ID_FIELD_NUMBER: _builtins.int
+    ORG_NAME_FIELD_NUMBER: _builtins.int
+    ORG_DOMAIN_FIELD_NUMBER: _builtins.int
+    PROJECT_ID_FIELD_NUMBER: _builtins.int
+    PROJECT_NAME_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    state: Global___UserGrantState.ValueType
+    user_id: _builtins.str
+    user_name: _builtins.str
+    org_id: _builtins.str
+    org_name: _builtins.str
+    org_domain: _builtins.str
+    project_id: _builtins.str
+    project_name: _builtins.str
+    @_builtins.property
+    def details(self) -> _object_pb2.ObjectDetails: ...
+    @_builtins.property
+    def role_keys(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        details: _object_pb2.ObjectDetails | None = ...,
+        role_keys: _abc.Iterable[_builtins.str] | None = ...,
+        state: Global___UserGrantState.ValueType = ...,
+        user_id: _builtins.str = ...,
+        user_name: _builtins.str = ...,
+        org_id: _builtins.str = ...,
+        org_name: _builtins.str = ...,
+        org_domain: _builtins.str = ...,
+        project_id: _builtins.str = ...,
+        project_name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["details", b"details", "id", b"id", "org_domain", b"org_domain", "org_id", b"org_id", "org_name", b"org_name", "project_id", b"project_id", "project_name", b"project_name", "role_keys", b"role_keys", "state", b"state", "user_id", b"user_id", "user_name", b"user_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UserGrant: _TypeAlias = UserGrant  # noqa: Y015

@@ -1,0 +1,150 @@
+"""Token introspection (RFC 7662), as ZITADEL answers it: an API application (a resource server)
+asks whether an access token is active, and what it says.
+
+The caller authenticates with its application's client id and secret (client_secret_basic). As at
+the token endpoint, every failure (unknown client, wrong secret) is the same InvalidClient after
+the same one bcrypt verification, within the same failure limits (the application's client id is
+counted apart from user names).
+
+A token is active only while it would be accepted on this service's API (not expired; its secret
+live; its user active and present) AND the application's project is in the token's audience (its
+`urn:zitadel:iam:org:project:id:{projectId}:aud` scope): a token meant for another API is
+inactive, so that one API cannot replay or read another's tokens. An inactive token is answered
+with {"active": false} and nothing else (§2.2), whatever made it so: an unknown string, an expired
+or revoked token, a secret deleted or rotated out, a user deactivated or removed, another audience.
+"""
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from server.clock import SYSTEM_CLOCK, Clock
+from server.domain import scopes
+from server.domain.access import accepted
+from server.domain.credentials import SecretHasher, token_hash
+from server.domain.errors import InvalidClient
+from server.domain.failure_limits import FailureLimiter
+from server.domain.secret_format import lookup_key
+from server.events.token import AccessTokenAdded, KeyAccessTokenAdded
+from server.limits import MAX_BEARER_TOKEN_LENGTH, MAX_SECRET_LENGTH, MAX_USER_NAME_LENGTH
+from server.store.contract import AppRecord, Store
+
+INACTIVE: dict[str, Any] = {"active": False}
+CLIENT_ID = re.compile(r"[0-9]{1,19}@[0-9]{1,19}")  # commands/projects.py's client_id_of
+TOKEN_TYPE = "Bearer"
+# The failure limits count an application's client id apart from the user names they count.
+LIMIT_PREFIX = "app:"
+
+
+@dataclass(frozen=True)
+class Introspected:
+    """The answer (§2.2), and the application that asked (for the access line)."""
+
+    claims: dict[str, Any]
+    app_id: str
+
+
+class Introspection:
+    def __init__(
+        self, store: Store, hasher: SecretHasher, limiter: FailureLimiter, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
+        self._store = store
+        self._hasher = hasher
+        self._limiter = limiter
+        self._clock = clock
+
+    async def introspect(
+        self, client_id: str, client_secret: str, token: str, source: str, issuer: str
+    ) -> Introspected:
+        app = await self._authenticate(client_id, client_secret, source)
+        return Introspected(await self._claims(app, token, issuer), app.app_id)
+
+    async def _authenticate(self, client_id: str, client_secret: str, source: str) -> AppRecord:
+        """The application, if client_secret is its secret: one bcrypt verification whatever the
+        failure, and the failure limits of the token endpoint."""
+        if len(client_id) > MAX_USER_NAME_LENGTH or len(client_secret) > MAX_SECRET_LENGTH:
+            raise InvalidClient()
+        limited = LIMIT_PREFIX + client_id
+        await self._limiter.check(limited, source)
+        # Only what a client id can be is looked up: anything else (a NUL, which PostgreSQL
+        # refuses in text) names no one, at the same cost.
+        app = await self._store.app_by_client_id(client_id) if CLIENT_ID.fullmatch(client_id) else None
+        # The stored hash only for the secret that carries its lookup key: any other string is
+        # checked against the dummy hash, at the same cost.
+        hashed = (
+            app.secret_hash if app is not None and app.secret_lookup == lookup_key(client_secret) else None
+        )
+        if not await self._hasher.verify(client_secret, hashed) or app is None:
+            await self._limiter.failed(limited, source)
+            raise InvalidClient()
+        await self._limiter.check(limited, source)
+        return app
+
+    async def _claims(self, app: AppRecord, token: str, issuer: str) -> dict[str, Any]:
+        if not token or len(token) > MAX_BEARER_TOKEN_LENGTH:
+            return INACTIVE
+        caller = await self._store.caller(token_hash(token))
+        now = self._clock.now()
+        if caller is None or not accepted(caller, now):
+            return INACTIVE
+        if caller.token.secret_id is None and caller.token.key_id is None:
+            return INACTIVE  # a PAT has no audience but this service's API
+        added = [
+            e
+            for e in await self._store.events(AccessTokenAdded.AGGREGATE, caller.token.token_id)
+            if isinstance(e.event, AccessTokenAdded | KeyAccessTokenAdded)
+        ]
+        if not added:
+            return INACTIVE
+        issued, event = added[0], added[0].event
+        assert isinstance(event, AccessTokenAdded | KeyAccessTokenAdded)
+        asked = scopes.RequestedClaims.of(event.scope)
+        if app.project_id not in asked.audience:
+            return INACTIVE  # meant for another API
+        user = await self._store.user(caller.token.user_id)
+        org = await self._store.org(caller.org_id)
+        if user is None or org is None:
+            return INACTIVE
+        assert caller.token.expires_at is not None  # an access token always expires
+        issued_at = int(issued.created_at.timestamp())
+        claims: dict[str, Any] = {
+            "active": True,
+            "scope": event.scope,
+            "client_id": user.user_name,
+            "token_type": TOKEN_TYPE,
+            "exp": int(caller.token.expires_at.timestamp()),
+            "iat": issued_at,
+            "nbf": issued_at,
+            "sub": user.id,
+            "aud": list(asked.audience),
+            "iss": issuer,
+            "jti": caller.token.token_id,
+            "username": user.user_name,
+        }
+        if asked.resource_owner:
+            claims[scopes.RESOURCE_OWNER_ID_CLAIM] = org.id
+            claims[scopes.RESOURCE_OWNER_NAME_CLAIM] = org.name
+        if asked.asks_roles:
+            claims |= await self._role_claims(user.id, asked, app.project_id)
+        return claims
+
+    async def _role_claims(
+        self, user_id: str, asked: scopes.RequestedClaims, app_project: str
+    ) -> dict[str, Any]:
+        """ZITADEL's role claims: per project of the audience, `{role: {orgId: orgName}}` of the
+        roles the user is granted there (and that the project still has), those asked for; the
+        introspecting application's project's also under the unnumbered claim."""
+        claims: dict[str, Any] = {}
+        for grant in await self._store.grants_of_user(user_id):
+            if grant.project_id not in asked.audience:
+                continue
+            existing = {role.key for role in await self._store.project_roles(grant.project_id)}
+            org = await self._store.org(grant.org_id)
+            owner = {grant.org_id: "" if org is None else org.name}
+            roles = {key: owner for key in sorted(grant.role_keys & existing) if asked.wants(key)}
+            if not roles:
+                continue
+            claims[scopes.project_roles_claim(grant.project_id)] = roles
+            if grant.project_id == app_project:
+                claims[scopes.ROLES_CLAIM] = roles
+        return claims
