@@ -116,6 +116,11 @@ class UserServiceStub:
                 request_serializer=machinesecrets_dot_v1_dot_user__service__pb2.RemoveUserRequest.SerializeToString,
                 response_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.RemoveUserResponse.FromString,
                 _registered_method=True)
+        self.GetMe = channel.unary_unary(
+                '/machinesecrets.v1.UserService/GetMe',
+                request_serializer=machinesecrets_dot_v1_dot_user__service__pb2.GetMeRequest.SerializeToString,
+                response_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.GetMeResponse.FromString,
+                _registered_method=True)
 
 
 class UserServiceServicer:
@@ -243,6 +248,15 @@ class UserServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetMe(self, request, context):
+        """Who the caller is, whatever its credential (a personal access token or a client secret's
+        access token): its user, its own organisation, and what it may do where. Any authenticated
+        caller may ask, about itself only; `x-zitadel-orgid` is not read.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UserServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -325,6 +339,11 @@ def add_UserServiceServicer_to_server(servicer, server):
                     servicer.RemoveUser,
                     request_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.RemoveUserRequest.FromString,
                     response_serializer=machinesecrets_dot_v1_dot_user__service__pb2.RemoveUserResponse.SerializeToString,
+            ),
+            'GetMe': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMe,
+                    request_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.GetMeRequest.FromString,
+                    response_serializer=machinesecrets_dot_v1_dot_user__service__pb2.GetMeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -761,6 +780,33 @@ class UserService:
             '/machinesecrets.v1.UserService/RemoveUser',
             machinesecrets_dot_v1_dot_user__service__pb2.RemoveUserRequest.SerializeToString,
             machinesecrets_dot_v1_dot_user__service__pb2.RemoveUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/machinesecrets.v1.UserService/GetMe',
+            machinesecrets_dot_v1_dot_user__service__pb2.GetMeRequest.SerializeToString,
+            machinesecrets_dot_v1_dot_user__service__pb2.GetMeResponse.FromString,
             options,
             channel_credentials,
             insecure,

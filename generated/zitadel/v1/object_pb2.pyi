@@ -8,6 +8,7 @@ Names, numbers and JSON names are ZITADEL's: they are the wire contract of its c
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -18,6 +19,33 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _TextQueryMethod:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TextQueryMethodEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TextQueryMethod.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TEXT_QUERY_METHOD_EQUALS: _TextQueryMethod.ValueType  # 0
+    TEXT_QUERY_METHOD_EQUALS_IGNORE_CASE: _TextQueryMethod.ValueType  # 1
+    TEXT_QUERY_METHOD_STARTS_WITH: _TextQueryMethod.ValueType  # 2
+    TEXT_QUERY_METHOD_STARTS_WITH_IGNORE_CASE: _TextQueryMethod.ValueType  # 3
+    TEXT_QUERY_METHOD_CONTAINS: _TextQueryMethod.ValueType  # 4
+    TEXT_QUERY_METHOD_CONTAINS_IGNORE_CASE: _TextQueryMethod.ValueType  # 5
+    TEXT_QUERY_METHOD_ENDS_WITH: _TextQueryMethod.ValueType  # 6
+    TEXT_QUERY_METHOD_ENDS_WITH_IGNORE_CASE: _TextQueryMethod.ValueType  # 7
+
+class TextQueryMethod(_TextQueryMethod, metaclass=_TextQueryMethodEnumTypeWrapper): ...
+
+TEXT_QUERY_METHOD_EQUALS: TextQueryMethod.ValueType  # 0
+TEXT_QUERY_METHOD_EQUALS_IGNORE_CASE: TextQueryMethod.ValueType  # 1
+TEXT_QUERY_METHOD_STARTS_WITH: TextQueryMethod.ValueType  # 2
+TEXT_QUERY_METHOD_STARTS_WITH_IGNORE_CASE: TextQueryMethod.ValueType  # 3
+TEXT_QUERY_METHOD_CONTAINS: TextQueryMethod.ValueType  # 4
+TEXT_QUERY_METHOD_CONTAINS_IGNORE_CASE: TextQueryMethod.ValueType  # 5
+TEXT_QUERY_METHOD_ENDS_WITH: TextQueryMethod.ValueType  # 6
+TEXT_QUERY_METHOD_ENDS_WITH_IGNORE_CASE: TextQueryMethod.ValueType  # 7
+Global___TextQueryMethod: _TypeAlias = TextQueryMethod  # noqa: Y015
 
 @_typing.final
 class ObjectDetails(_message.Message):
@@ -52,3 +80,58 @@ class ObjectDetails(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ObjectDetails: _TypeAlias = ObjectDetails  # noqa: Y015
+
+@_typing.final
+class ListQuery(_message.Message):
+    """ZITADEL's paging of v1 lists: offset 1, limit 2, asc 3."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OFFSET_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    ASC_FIELD_NUMBER: _builtins.int
+    offset: _builtins.int
+    limit: _builtins.int
+    asc: _builtins.bool
+    def __init__(
+        self,
+        *,
+        offset: _builtins.int = ...,
+        limit: _builtins.int = ...,
+        asc: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["asc", b"asc", "limit", b"limit", "offset", b"offset"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListQuery: _TypeAlias = ListQuery  # noqa: Y015
+
+@_typing.final
+class ListDetails(_message.Message):
+    """ZITADEL's details of a v1 list: total_result 1, processed_sequence 2, view_timestamp 3."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOTAL_RESULT_FIELD_NUMBER: _builtins.int
+    PROCESSED_SEQUENCE_FIELD_NUMBER: _builtins.int
+    VIEW_TIMESTAMP_FIELD_NUMBER: _builtins.int
+    total_result: _builtins.int
+    processed_sequence: _builtins.int
+    @_builtins.property
+    def view_timestamp(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        total_result: _builtins.int = ...,
+        processed_sequence: _builtins.int = ...,
+        view_timestamp: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["view_timestamp", b"view_timestamp"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["processed_sequence", b"processed_sequence", "total_result", b"total_result", "view_timestamp", b"view_timestamp"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDetails: _TypeAlias = ListDetails  # noqa: Y015

@@ -59,6 +59,11 @@ class ManagementServiceStub:
     """Removes a user: its credentials and memberships end."""
     AddPersonalAccessToken: _grpc.UnaryUnaryMultiCallable[_management_pb2.AddPersonalAccessTokenRequest, _management_pb2.AddPersonalAccessTokenResponse]
     """Creates a personal access token for a machine user; shown once."""
+    ListOrgMembers: _grpc.UnaryUnaryMultiCallable[_management_pb2.ListOrgMembersRequest, _management_pb2.ListOrgMembersResponse]
+    """Lists the organisation's members, ordered by user id, `query.offset` and `query.limit` (0:
+    50, at most 100) at a time; `query.asc` is not read. Permission: as the native
+    ListOrgMembers, user.read.
+    """
 
 @_typing.type_check_only
 class ManagementServiceAsyncStub(ManagementServiceStub):
@@ -85,6 +90,11 @@ class ManagementServiceAsyncStub(ManagementServiceStub):
     """Removes a user: its credentials and memberships end."""
     AddPersonalAccessToken: _aio.UnaryUnaryMultiCallable[_management_pb2.AddPersonalAccessTokenRequest, _management_pb2.AddPersonalAccessTokenResponse]  # type: ignore[assignment]
     """Creates a personal access token for a machine user; shown once."""
+    ListOrgMembers: _aio.UnaryUnaryMultiCallable[_management_pb2.ListOrgMembersRequest, _management_pb2.ListOrgMembersResponse]  # type: ignore[assignment]
+    """Lists the organisation's members, ordered by user id, `query.offset` and `query.limit` (0:
+    50, at most 100) at a time; `query.asc` is not read. Permission: as the native
+    ListOrgMembers, user.read.
+    """
 
 class ManagementServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -162,5 +172,16 @@ class ManagementServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_management_pb2.AddPersonalAccessTokenResponse, _abc.Awaitable[_management_pb2.AddPersonalAccessTokenResponse]]:
         """Creates a personal access token for a machine user; shown once."""
+
+    @_abc_1.abstractmethod
+    def ListOrgMembers(
+        self,
+        request: _management_pb2.ListOrgMembersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_management_pb2.ListOrgMembersResponse, _abc.Awaitable[_management_pb2.ListOrgMembersResponse]]:
+        """Lists the organisation's members, ordered by user id, `query.offset` and `query.limit` (0:
+        50, at most 100) at a time; `query.asc` is not read. Permission: as the native
+        ListOrgMembers, user.read.
+        """
 
 def add_ManagementServiceServicer_to_server(servicer: ManagementServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
