@@ -517,8 +517,8 @@ class Scene:
             assert not answer.next_page_token
         elif name == "ListOrgMembers":
             members = answer.result if method.startswith("ManagementService.") else answer.members
-            listed = {m.user_id: frozenset(m.roles) for m in members}
-            assert listed == self.model.listed_members(where), f"{method} in {where}"
+            member_roles = {m.user_id: frozenset(m.roles) for m in members}
+            assert member_roles == self.model.listed_members(where), f"{method} in {where}"
         elif method == "GetMe":
             assert (answer.user.id, answer.org_id) == (caller.id, caller.org), "GetMe: not the caller"
             assert {m.org_id: frozenset(m.roles) for m in answer.memberships} == caller.roles, "GetMe roles"
