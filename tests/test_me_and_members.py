@@ -10,7 +10,8 @@ from zitadel.member.v1 import member_pb2
 from zitadel.v1 import object_pb2
 
 from server.domain.permissions import PERMISSIONS, ROLE_PERMISSIONS
-from tests.api import expect_error
+from tests.api import exchange, expect_error
+from tests.service import Running
 from tests.world import World, unique_name
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -36,6 +37,29 @@ async def test_get_me_names_the_caller_and_its_permissions_by_organisation(world
     assert list(me.instance_permissions) == []
     # x-zitadel-orgid is not read: the answer is the caller's, wherever it points.
     assert await world.call("GetMe", user_pb.GetMeRequest(), token=token, org=other) == me
+
+
+async def test_get_me_names_the_user_of_a_client_secrets_access_token(world: World, running: Running) -> None:
+    org = await world.org()
+    name = unique_name("by-secret")
+    user_id = await world.machine_user(org=org, user_name=name)
+    secret = await world.call("CreateSecret", user_pb.CreateSecretRequest(user_id=user_id), org=org)
+    answer = await exchange(
+        f"http://127.0.0.1:{running.service.http_port}", secret.client_id, secret.client_secret
+    )
+    assert answer.status_code == 200, answer.text
+    token = answer.json()["access_token"]
+    me = await world.call("GetMe", user_pb.GetMeRequest(), token=token)
+    assert (me.user.id, me.user.user_name, me.org_id) == (user_id, name, org)
+    zitadel = await world.call("AuthService.GetMyUser", auth_pb2.GetMyUserRequest(), token=token)
+    assert zitadel.user.id == user_id
+    # About itself only: it names no one else, and a dead token is refused as everywhere.
+    await world.call("RemoveUser", user_pb.RemoveUserRequest(user_id=user_id), org=org)
+    await expect_error(
+        grpc.StatusCode.UNAUTHENTICATED,
+        "TOKEN_INVALID",
+        world.call("GetMe", user_pb.GetMeRequest(), token=token),
+    )
 
 
 async def test_a_caller_with_no_roles_and_an_iam_owner_tell_apart(world: World) -> None:
