@@ -5,6 +5,7 @@ from dataclasses import dataclass, replace
 from server.clock import SYSTEM_CLOCK, Clock
 from server.domain import paging
 from server.domain import validation as check
+from server.domain.access import invalid_token
 from server.domain.errors import FieldViolation, user_not_found, user_not_machine
 from server.domain.model import Details, PersonalAccessTokenView, SecretView, UserProfile, UserView
 from server.domain.permissions import PERMISSIONS, CallContext
@@ -108,8 +109,8 @@ class Queries:
         reading, the same the call's permissions were decided on)."""
         principal = ctx.principal
         user = await self._store.user(principal.user_id)
-        if user is None:  # removed since its credential was read: its credential is dead too
-            raise user_not_found()
+        if user is None:  # removed since its credential was read: the credential died with it
+            raise invalid_token()
         view, profile = self._with_profile(user)
         memberships = {
             org_id: (roles, principal.permissions_in(org_id)) for org_id, roles in principal.roles.items()
