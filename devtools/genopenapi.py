@@ -70,6 +70,14 @@ NEW_SECRET_ERRORS = {
     "400": "Invalid argument (an expiration date or grace period beyond the organisation's secret"
     " policy names the limit); the user is not a machine user; SECRET_LIMIT_REACHED",
 }
+NEW_KEY_ERRORS = {
+    **CREDENTIAL_ERRORS,
+    "400": "Invalid argument (a public key that is not an RSA >= 2048 or EC P-256 public key in PEM,"
+    " an expiration date in the past or beyond the organisation's maxLifetime); the user is not a"
+    " machine user; KEY_LIMIT_REACHED",
+}
+KEY_READ_ERRORS = {**USER_NOT_FOUND, "400": "Invalid argument; the user is not a machine user"}
+KEY_GONE_ERRORS = {**CREDENTIAL_ERRORS, "404": "No such user, or no such key of the user"}
 # Each RPC's own answers, beside the common ones: only what it can answer, so that a test of
 # status conformance means something.
 METHOD_ERRORS: dict[str, dict[str, str]] = {
@@ -82,6 +90,13 @@ METHOD_ERRORS: dict[str, dict[str, str]] = {
     "RotateSecret": NEW_SECRET_ERRORS,
     "ListSecrets": {**USER_NOT_FOUND, "400": "Invalid argument; the user is not a machine user"},
     "DeleteSecret": {**CREDENTIAL_ERRORS, "404": "No such user, or no such secret of the user"},
+    "AddKey": NEW_KEY_ERRORS,
+    "AddMachineKey": NEW_KEY_ERRORS,
+    "ListKeys": KEY_READ_ERRORS,
+    "ListMachineKeys": KEY_READ_ERRORS,
+    "GetMachineKeyByIDs": {**KEY_READ_ERRORS, "404": "No such user, or no such key of the user"},
+    "RemoveKey": KEY_GONE_ERRORS,
+    "RemoveMachineKey": KEY_GONE_ERRORS,
     "GetSecretPolicy": {},
     "SetSecretPolicy": {**ABORTED, "400": "Invalid argument: a limit out of its range"},
     "GetUserByID": USER_NOT_FOUND,

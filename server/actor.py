@@ -15,7 +15,7 @@ from dataclasses import dataclass
 KIND_PAT = "pat"  # a personal access token: credential_id is its token id
 KIND_SECRET = "secret"  # a client secret, at the token endpoint: credential_id is its secret id
 KIND_ACCESS_TOKEN = "access_token"  # an OAuth2 access token: credential_id is its secret's id
-KIND_MACHINE_KEY = "machine_key"  # reserved for machine keys (ZITADEL's JWT profile): none yet
+KIND_MACHINE_KEY = "machine_key"  # a machine key, by an assertion it signed: credential_id is its key id
 KIND_SYSTEM = "system"  # the service itself: the first start, sweeps
 KIND_ANONYMOUS = "anonymous"  # no credential: a report to the revocation endpoint
 KIND_UNKNOWN = "unknown"
@@ -74,3 +74,9 @@ def by_client_secret(origin: Actor, user_id: str, org_id: str, secret_id: str) -
     """At the token endpoint: the client that proved it holds its secret `secret_id`, where origin
     is the request (its id, address and transport) before the client was known."""
     return Actor(user_id, org_id, KIND_SECRET, secret_id, origin.request_id, origin.peer, origin.transport)
+
+
+def by_machine_key(origin: Actor, user_id: str, org_id: str, key_id: str) -> Actor:
+    """At the token endpoint: the client that proved it holds the machine key `key_id` (an
+    assertion it signed), where origin is the request."""
+    return Actor(user_id, org_id, KIND_MACHINE_KEY, key_id, origin.request_id, origin.peer, origin.transport)

@@ -28,6 +28,7 @@ from server.domain.commands import Commands
 from server.domain.credentials import SecretHasher
 from server.domain.failure_limits import FailureLimiter
 from server.domain.ids import IdGenerator
+from server.domain.jwt_profile import JwtProfile, audiences_of
 from server.domain.paging import PageTokens
 from server.domain.queries import Queries
 from server.domain.revocation import SecretRevocation
@@ -208,6 +209,8 @@ class Domain:
     audit: AuditQueries
     credentials: ClientCredentials
     revocation: SecretRevocation
+    limiter: FailureLimiter  # the failure limits, shared by every way a client authenticates
+    clock: Clock
     # The revocation endpoint's bcrypt thread (SecretHasher.aside), ended when the service stops.
     revocation_hasher: SecretHasher
 
@@ -233,6 +236,8 @@ async def build_domain(config: Config, raw_store: Store, clock: Clock) -> Domain
         AuditQueries(store, page_tokens),
         ClientCredentials(store, commands, hasher, config.access_token_ttl, limiter, clock),
         SecretRevocation(store, commands, revocation_hasher, limiter, clock),
+        limiter,
+        clock,
         revocation_hasher,
     )
 
@@ -322,12 +327,21 @@ def build_http_app(
     client_address = ClientAddress(config.trusted_proxies, sockets.http)
     body = AdmittedBody(admission, read_timeout_s)
     metrics = domain.metrics
+    # The JWT profile grant and private_key_jwt: an assertion's aud names an issuer discovery gives.
+    jwt_profile = JwtProfile(
+        domain.store,
+        domain.commands,
+        config.access_token_ttl,
+        domain.limiter,
+        lambda: audiences_of(discovery.issuers(), TOKEN_PATH),
+        domain.clock,
+    )
     # HSTS on what it answers over TLS (its plaintext socket for Envoy carries none).
     return StrictTransportSecurity(
         RequestIds(
             HttpApp(
                 {
-                    TOKEN_PATH: TokenEndpoint(domain.credentials, metrics, body, client_address),
+                    TOKEN_PATH: TokenEndpoint(domain.credentials, jwt_profile, metrics, body, client_address),
                     REVOKE_PATH: RevocationEndpoint(domain.revocation, metrics, body, client_address),
                     EVENTS_STREAM_PATH: EventStream(by_method["/machinesecrets.v1.AuditService/ListEvents"]),
                     DISCOVERY_PATH: discovery,

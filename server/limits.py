@@ -39,3 +39,6 @@ MAX_SCOPE_LENGTH = 1000
 # is pure Python and runs before authentication: 12,000 strings in 60 KiB cost 23 ms. No request
 # of the API has a tenth of this many.
 MAX_JSON_VALUES = 1000
+# A JWT assertion (RFC 7523): one signed with an RSA 8192 key, with the claims any client sends,
+# is about 1.6 kB. Longer ones are refused before they are parsed.
+MAX_ASSERTION_LENGTH = 4096

@@ -33,6 +33,7 @@ from server.store.contract import (
     CallerRecord,
     ClientRecord,
     EventFilter,
+    MachineKeyRecord,
     MemberRecord,
     OrgRecord,
     PatRecord,
@@ -241,6 +242,22 @@ class TimedStore:
 
     def active_iam_owners(self) -> Timed[set[str]]:
         return self._timed("active_iam_owners", self._store.active_iam_owners())
+
+    def machine_keys(self, user_id: str) -> Timed[list[MachineKeyRecord]]:
+        return self._timed("machine_keys", self._store.machine_keys(user_id))
+
+    def machine_key(self, key_id: str) -> Timed[MachineKeyRecord | None]:
+        return self._timed("machine_key", self._store.machine_key(key_id))
+
+    def touch_machine_key(self, key_id: str, at_micros: int, unless_since_micros: int) -> Timed[None]:
+        return self._timed(
+            "touch_machine_key", self._store.touch_machine_key(key_id, at_micros, unless_since_micros)
+        )
+
+    def remember_assertion(self, jti_key: str, expires_micros: int, now_micros: int) -> Timed[bool]:
+        return self._timed(
+            "remember_assertion", self._store.remember_assertion(jti_key, expires_micros, now_micros)
+        )
 
     def personal_access_tokens(self, user_id: str) -> Timed[list[PatRecord]]:
         return self._timed("personal_access_tokens", self._store.personal_access_tokens(user_id))

@@ -52,6 +52,9 @@ MAY: dict[str, frozenset[str]] = {
     "AddPersonalAccessToken": USER_ADMINS,
     "ListPersonalAccessTokens": USER_ADMINS,
     "RemovePersonalAccessToken": USER_ADMINS,
+    "AddKey": USER_ADMINS,
+    "ListKeys": USER_ADMINS,
+    "RemoveKey": USER_ADMINS,
     "DeactivateUser": USER_ADMINS,
     "ReactivateUser": USER_ADMINS,
     "RemoveUser": USER_ADMINS,
@@ -74,6 +77,10 @@ MAY: dict[str, frozenset[str]] = {
     # ZITADEL's auth v1: the caller itself.
     "AuthService.GetMyUser": ANYONE,
     "AuthService.ListMyZitadelPermissions": ANYONE,
+    "ManagementService.AddMachineKey": USER_ADMINS,
+    "ManagementService.ListMachineKeys": USER_ADMINS,
+    "ManagementService.GetMachineKeyByIDs": USER_ADMINS,
+    "ManagementService.RemoveMachineKey": USER_ADMINS,
     # ZITADEL's v2: the organisation of the user (or the one the request names).
     "UserServiceV2.CreateUser": USER_ADMINS,
     "UserServiceV2.GetUserByID": USER_ADMINS,
@@ -83,6 +90,10 @@ MAY: dict[str, frozenset[str]] = {
     "UserServiceV2.ReactivateUser": USER_ADMINS,
     "UserServiceV2.DeleteUser": USER_ADMINS,
     "UserServiceV2.AddPersonalAccessToken": USER_ADMINS,
+    "UserServiceV2.AddKey": USER_ADMINS,
+    # The one v2 call that names its user in a filter: it acts in x-zitadel-orgid's organisation.
+    "UserServiceV2.ListKeys": USER_ADMINS,
+    "UserServiceV2.RemoveKey": USER_ADMINS,
     "OrganizationServiceV2.AddOrganization": INSTANCE,
     "InternalPermissionService.CreateAdministrator": OWNERS,
 }
@@ -101,6 +112,9 @@ SAME_AS = {
     "ManagementService.ListOrgMembers": "ListOrgMembers",
     "AuthService.GetMyUser": "GetMe",
     "AuthService.ListMyZitadelPermissions": "GetMe",
+    "ManagementService.AddMachineKey": "AddKey",
+    "ManagementService.ListMachineKeys": "ListKeys",
+    "ManagementService.RemoveMachineKey": "RemoveKey",
     "UserServiceV2.CreateUser": "AddMachineUser",
     "UserServiceV2.GetUserByID": "GetUserByID",
     "UserServiceV2.AddSecret": "AddSecret",
@@ -109,12 +123,19 @@ SAME_AS = {
     "UserServiceV2.ReactivateUser": "ReactivateUser",
     "UserServiceV2.DeleteUser": "RemoveUser",
     "UserServiceV2.AddPersonalAccessToken": "AddPersonalAccessToken",
+    "UserServiceV2.AddKey": "AddKey",
+    "UserServiceV2.ListKeys": "ListKeys",
+    "UserServiceV2.RemoveKey": "RemoveKey",
     "OrganizationServiceV2.AddOrganization": "AddOrganization",
     "InternalPermissionService.CreateAdministrator": "AddOrgMember",
 }
 # ZITADEL's v2 finds the organisation from the user it names: a user the caller may not read is
 # NOT_FOUND, as one that does not exist, and no header is read.
-BY_USER = tuple(m for m in SAME_AS if m.startswith("UserServiceV2.") and m != "UserServiceV2.CreateUser")
+BY_USER = tuple(
+    m
+    for m in SAME_AS
+    if m.startswith("UserServiceV2.") and m not in ("UserServiceV2.CreateUser", "UserServiceV2.ListKeys")
+)
 # These name the organisation in the request instead of the header.
 BY_REQUEST_ORG = ("UserServiceV2.CreateUser", "InternalPermissionService.CreateAdministrator")
 
@@ -130,6 +151,8 @@ CREDENTIAL_METHODS = (
     "RemoveSecret",
     "AddPersonalAccessToken",
     "RemovePersonalAccessToken",
+    "AddKey",
+    "RemoveKey",
     "CreateSecret",
     "RotateSecret",
     "DeleteSecret",
@@ -138,12 +161,20 @@ NEW_SECRET_METHODS = ("AddSecret", "CreateSecret", "RotateSecret")
 # Switching a user off, or removing it, locks out whoever it is: it needs the user's power too.
 USER_METHODS = ("DeactivateUser", "ReactivateUser", "RemoveUser")
 # Reads of one user of the context organisation, by id.
-READ_METHODS = ("GetUserByID", "ListSecrets", "ListPersonalAccessTokens", "ListUserEvents")
+READ_METHODS = (
+    "GetUserByID",
+    "ListSecrets",
+    "ListPersonalAccessTokens",
+    "ListKeys",
+    "ManagementService.GetMachineKeyByIDs",  # one key, by its id: no native name of its own
+    "ListUserEvents",
+)
 GRANT_METHODS = ("AddOrgMember",)
 # README, "Secret lifecycle": at most this many live secrets per machine user, by default; expired
 # ones stay listed, the latest this many.
 MAX_SECRETS = 5
 MAX_EXPIRED = 20
+MAX_KEYS = 10  # live machine keys per machine user
 
 Answer = tuple[str, str]  # (gRPC code name, ErrorInfo reason)
 OK: Answer = ("OK", "")
@@ -187,6 +218,7 @@ class User:
     roles: dict[str, frozenset[str]] = field(default_factory=dict)  # by organisation
     secrets: dict[int, Secret] = field(default_factory=dict)  # by the scene's numbering
     pats: set[str] = field(default_factory=set)  # token ids
+    keys: set[str] = field(default_factory=set)  # machine key ids
     active: bool = True
     removed: bool = False
 
@@ -284,7 +316,7 @@ class Model:
     ) -> Decision:
         """The answer to `method` called with `token`, in organisation `org` (x-zitadel-orgid, or
         the organisation the request names; None: the caller's own), on user `target` (or granting
-        it `roles`, or naming its secret `secret_id` or its token `pat_id`)."""
+        it `roles`, or naming its secret `secret_id`, or its token or machine key `pat_id`)."""
         if not self.valid(token):
             return Decision("UNAUTHENTICATED", "TOKEN_INVALID", "token")
         caller = self.users[token.user_id]
@@ -300,6 +332,14 @@ class Model:
             return Decision("PERMISSION_DENIED", "PERMISSION_DENIED", "not allowed here")
         if org not in self.orgs:
             return Decision("PERMISSION_DENIED", "ORGANIZATION_NOT_FOUND", "no such organisation")
+        if method == "UserServiceV2.ListKeys":
+            # ZITADEL searches the instance: the user may be of any organisation the caller reads.
+            listed = self.present(target)
+            if listed is None or not caller.may("GetUserByID", listed.org):
+                return Decision("NOT_FOUND", "USER_NOT_FOUND", "v2 user unseen")
+            if not listed.machine:
+                return Decision("FAILED_PRECONDITION", "USER_NOT_MACHINE", "not a machine")
+            return Decision("OK", "", "credentials listed")
         method = native(method)
         if method == "ListUserEvents":
             # A user's history outlives the user: a removed one of the organisation has one too.
@@ -357,7 +397,11 @@ class Model:
             return Decision("OK", "", "user switched")
         if not user.machine:
             return Decision("FAILED_PRECONDITION", "USER_NOT_MACHINE", "not a machine")
-        if method in ("ListSecrets", "ListPersonalAccessTokens"):
+        if method in ("ListSecrets", "ListPersonalAccessTokens", "ListKeys"):
+            return Decision("OK", "", "credentials listed")
+        if method == "ManagementService.GetMachineKeyByIDs":
+            if pat_id not in user.keys:
+                return Decision("NOT_FOUND", "KEY_NOT_FOUND", "no such key")
             return Decision("OK", "", "credentials listed")
         # The escalation rule: a credential of a user is the user's power.
         if not covers(caller, user.roles):
@@ -368,6 +412,10 @@ class Model:
             return Decision("NOT_FOUND", "SECRET_NOT_FOUND", "no such secret")
         if method == "RemovePersonalAccessToken" and pat_id not in user.pats:
             return Decision("NOT_FOUND", "TOKEN_NOT_FOUND", "no such token")
+        if method == "RemoveKey" and pat_id not in user.keys:
+            return Decision("NOT_FOUND", "KEY_NOT_FOUND", "no such key")
+        if method == "AddKey" and len(user.keys) >= MAX_KEYS:
+            return Decision("FAILED_PRECONDITION", "KEY_LIMIT_REACHED", "key limit")
         if method == "CreateSecret" and user.live_secrets() >= MAX_SECRETS:
             return Decision("FAILED_PRECONDITION", "SECRET_LIMIT_REACHED", "secret limit")
         return Decision("OK", "", "credential changed")

@@ -32,6 +32,7 @@ from zitadel.user.v2 import user_service_pb2 as user_v2_pb
 
 from server.domain.secret_format import new_secret
 from server.limits import (
+    MAX_ASSERTION_LENGTH,
     MAX_METADATA_BYTES,
     MAX_PAGE_TOKEN_LENGTH,
     MAX_SCOPE_LENGTH,
@@ -156,7 +157,46 @@ def marks_form(room: int) -> bytes:
     return token_form(client_id=fit("a" + MARKS * room, room - fixed, lambda s: percent(s).encode()))
 
 
+def jwt_form(assertion: str, private_key_jwt: bool = False) -> Attack:
+    """A token request by the JWT profile grant (or private_key_jwt) carrying assertion."""
+    if private_key_jwt:
+        fields = {
+            "grant_type": "client_credentials",
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": assertion,
+        }
+    else:
+        fields = {"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": assertion}
+    return form("&".join(f"{k}={percent(v)}" for k, v in fields.items()).encode())
+
+
+def b64url(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+# The longest assertion the token endpoint parses, of parts that cost a parser the most: JSON
+# nested as deep as it fits, escapes, many dots.
+ASSERTION_ROOM = MAX_ASSERTION_LENGTH - 8
+NESTED = b64url("[" * (ASSERTION_ROOM * 3 // 8)) + "." + b64url("[" * (ASSERTION_ROOM * 3 // 8)) + ".c2ln"
+ESCAPES = (
+    b64url('{"alg":"RS256","kid":"1"}')
+    + "."
+    + b64url('{"iss":"' + "\\u0301" * (ASSERTION_ROOM * 3 // 4 // 6 - 20) + '"}')
+    + ".c2ln"
+)
+
+
 ATTACKS: dict[str, dict[str, Attack]] = {
+    "token endpoint, JWT assertion": {
+        "an assertion of nested arrays": jwt_form(NESTED[:ASSERTION_ROOM]),
+        "a claim of escaped marks": jwt_form(ESCAPES[:ASSERTION_ROOM]),
+        "an assertion of dots": jwt_form("." * ASSERTION_ROOM),
+        "a signature of the whole room": jwt_form(
+            b64url('{"alg":"RS256","kid":"1"}') + "." + b64url("{}") + "." + "A" * (ASSERTION_ROOM - 40)
+        ),
+        "private_key_jwt of nested arrays": jwt_form(NESTED[:ASSERTION_ROOM], private_key_jwt=True),
+        "private_key_jwt of escaped marks": jwt_form(ESCAPES[:ASSERTION_ROOM], private_key_jwt=True),
+    },
     "token endpoint, Basic": {
         "the issue's client id (a + 22,500 pairs of marks)": basic("a" + MARKS * 22_500),
         "the longest Basic header of marks": basic(fit("a" + MARKS * BASIC_ROOM, BASIC_ROOM - 2)),

@@ -18,7 +18,12 @@ from server.events.base import (
     event_class,
     event_classes,
 )
-from server.events.legacy import AccessTokenAddedBeforeSecretIds, SecretRehashedBeforeIds, SecretSetBeforeIds
+from server.events.legacy import (
+    AccessTokenAddedBeforeSecretIds,
+    SecretPolicySetBeforeKeys,
+    SecretRehashedBeforeIds,
+    SecretSetBeforeIds,
+)
 from server.events.secret import SecretSet
 from server.store.migrations import MIGRATIONS
 from tests.test_store_contract import REPORTS_OF_VERSION_10, ROWS_OF_VERSION, store_at
@@ -31,8 +36,8 @@ WRITTEN = {
     "org.member.added": '{"roles":["IAM_OWNER","ORG_OWNER"],"user_id":"10"}',
     "org.member.removed": '{"user_id":"10"}',
     "org.secret_policy.set": (
-        '{"default_lifetime":null,"max_grace_period":3600000000,"max_lifetime":7776000000000,'
-        '"max_secrets_per_user":3}'
+        '{"default_lifetime":null,"max_grace_period":3600000000,"max_key_lifetime":null,'
+        '"max_keys_per_user":2,"max_lifetime":7776000000000,"max_secrets_per_user":3}'
     ),
     "revocation.received": '{"candidates":3,"source":"10.0.0.1"}',
     "token.access.added": (
@@ -59,6 +64,13 @@ WRITTEN = {
     "user.pat.removed": '{"token_id":"5"}',
     "user.reactivated": "{}",
     "user.removed": "{}",
+    "user.machine.key.added": (
+        '{"expires_at":null,"key_id":"72","key_type":"EC","public_key":"-----BEGIN PUBLIC KEY-----\\n"}'
+    ),
+    "user.machine.key.removed": '{"key_id":"72"}',
+    "token.access.key.added": (
+        '{"expires_at":1600000000000000,"key_id":"72","scope":"api","token_hash":"ab12","user_id":"10"}'
+    ),
 }
 # Shapes written once and no longer, with the class each decodes to (the current one, where only a
 # value differs).
@@ -69,6 +81,13 @@ EARLIER = [
         "token.access.added",
         '{"expires_at":1600000000000000,"scope":"","secret_sequence":4,"token_hash":"ab12","user_id":"10"}',
         AccessTokenAddedBeforeSecretIds,
+    ),
+    # A secret policy set before machine keys had rules of their own.
+    (
+        "org.secret_policy.set",
+        '{"default_lifetime":null,"max_grace_period":3600000000,"max_lifetime":7776000000000,'
+        '"max_secrets_per_user":3}',
+        SecretPolicySetBeforeKeys,
     ),
     # A secret of the format before msk_ (no lookup key), with an id.
     (

@@ -3,11 +3,15 @@ message the clients saw and every byte of the store are searched for every secre
 service issued."""
 
 import base64
+import json
 import logging
+import time
 from pathlib import Path
 
 import httpx
 import pytest
+from joserfc import jwt
+from joserfc.jwk import RSAKey
 from machinesecrets.v1 import user_service_pb2 as user_pb
 
 from server.domain.credentials import token_hash
@@ -59,6 +63,28 @@ async def test_no_secret_or_token_leaves_its_place(
             base + "/secrets/revoke", json={"secrets": [created.client_secret, "msk_x"]}
         )
         errors.append(reported.text)
+    # A machine key: its private key (a line of its PEM), the assertions it signs, and the token
+    # they buy are kept nowhere; a refused assertion is not logged either.
+    key = await world.call("AddKey", user_pb.AddKeyRequest(user_id=user_id))
+    key_file = json.loads(key.key_content)
+    private = RSAKey.import_key(key_file["key"])
+    now = int(time.time())
+    claims = {"iss": user_id, "sub": user_id, "aud": base, "iat": now, "exp": now + 600}
+    assertion = jwt.encode({"alg": "RS256", "kid": key.key_id}, claims, private)
+    refused = jwt.encode({"alg": "RS256", "kid": key.key_id}, {**claims, "aud": "elsewhere"}, private)
+    async with httpx.AsyncClient() as http:
+        bearer = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+        by_key = await http.post(
+            base + "/oauth/v2/token", data={"grant_type": bearer, "assertion": assertion}
+        )
+        key_access = by_key.json()["access_token"]
+        errors.append(
+            (
+                await http.post(base + "/oauth/v2/token", data={"grant_type": bearer, "assertion": refused})
+            ).text
+        )
+    await world.call("GetUserByID", user_pb.GetUserByIDRequest(user_id=user_id), token=key_access)
+    issued += [key_file["key"].splitlines()[5], assertion, refused, key_access]
     for token in (access, pat, access + "x", "Bearer " + secret):  # used well, and badly
         try:
             await world.call("GetUserByID", user_pb.GetUserByIDRequest(user_id=user_id), token=token)
@@ -70,7 +96,7 @@ async def test_no_secret_or_token_leaves_its_place(
         errors.append(f"{caught.value.message} {caught.value.violations}")
     # Nor their hashes: the bcrypt hashes the store keeps, and the SHA-256 of each token.
     hashes = [stored.hash for stored in await running.service.store.secrets(user_id)]
-    hashes += [token_hash(token) for token in (world.admin_token, pat, access)]
+    hashes += [token_hash(token) for token in (world.admin_token, pat, access, key_access)]
     await world.call("RemoveSecret", user_pb.RemoveSecretRequest(user_id=user_id))
 
     # Everything logged in this process but by the test's own HTTP client (which logs the URLs it

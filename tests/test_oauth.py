@@ -291,8 +291,16 @@ async def test_discovery(running: Running, endpoint: str) -> None:
     document = answer.json()
     assert document["issuer"] == base
     assert document["token_endpoint"] == base + TOKEN_PATH
-    assert document["token_endpoint_auth_methods_supported"] == ["client_secret_basic", "client_secret_post"]
-    assert document["grant_types_supported"] == ["client_credentials"]
+    assert document["token_endpoint_auth_methods_supported"] == [
+        "client_secret_basic",
+        "client_secret_post",
+        "private_key_jwt",
+    ]
+    assert document["token_endpoint_auth_signing_alg_values_supported"] == ["ES256", "RS256"]
+    assert document["grant_types_supported"] == [
+        "client_credentials",
+        "urn:ietf:params:oauth:grant-type:jwt-bearer",
+    ]
     assert answer.headers["cache-control"] == "public, max-age=3600"
 
 

@@ -17,6 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from machinesecrets.v1 import user_service_pb2 as user_pb
 
 from server.app import NATIVE_SERVICES
@@ -62,6 +64,14 @@ DOORS = [
 ]
 
 
+# Every machine's key: one public key uploaded (cheap: no key pair to make for each).
+PUBLIC_KEY = (
+    ec.generate_private_key(ec.SECP256R1())
+    .public_key()
+    .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+)
+
+
 def json_name(field: str) -> str:
     """The proto3 JSON name of a field: lowerCamelCase."""
     head, *rest = field.split("_")
@@ -76,22 +86,24 @@ def escaped(field: str) -> str:
 
 @dataclass
 class Machine:
-    """A machine user with a secret and a personal access token: something for every path field."""
+    """A machine user with a secret, a personal access token and a machine key: something for
+    every path field."""
 
     user_id: str
     secret_id: str
     token_id: str
+    key_id: str
 
     def value(self, field: str) -> str:
         values = {"user_id": self.user_id, "id": self.user_id, "secret_id": self.secret_id,
-                  "token_id": self.token_id}  # fmt: skip
+                  "token_id": self.token_id, "key_id": self.key_id}  # fmt: skip
         if field not in values:
             pytest.fail(f"a new path field {field!r}: say here which value of a user it names")
         return values[field]
 
     @property
-    def ids(self) -> tuple[str, str, str]:
-        return self.user_id, self.secret_id, self.token_id
+    def ids(self) -> tuple[str, str, str, str]:
+        return self.user_id, self.secret_id, self.token_id, self.key_id
 
 
 def json_http(running: Running, door: str, **headers: str) -> httpx.AsyncClient:
@@ -123,7 +135,8 @@ async def new_machine(world: World) -> Machine:
     user_id = await world.machine_user()
     secret = await world.call("CreateSecret", user_pb.CreateSecretRequest(user_id=user_id))
     token = await world.call("AddPersonalAccessToken", user_pb.AddPersonalAccessTokenRequest(user_id=user_id))
-    return Machine(user_id, str(secret.secret_id), str(token.token_id))
+    key = await world.call("AddKey", user_pb.AddKeyRequest(user_id=user_id, public_key=PUBLIC_KEY))
+    return Machine(user_id, str(secret.secret_id), str(token.token_id), str(key.key_id))
 
 
 async def everything_about(running: Running, user_id: str) -> Any:
@@ -133,6 +146,7 @@ async def everything_about(running: Running, user_id: str) -> Any:
         await store.user(user_id),
         await store.secrets(user_id),
         await store.personal_access_tokens(user_id),
+        await store.machine_keys(user_id),
     )
 
 

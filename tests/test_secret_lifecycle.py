@@ -368,11 +368,11 @@ async def test_the_policy_governs_new_secrets_only(world: World, running: Runnin
     home: org_pb.GetSecretPolicyResponse = await world.call(
         "GetSecretPolicy", org_pb.GetSecretPolicyRequest()
     )
-    assert home.policy == org_pb.SecretPolicy(max_secrets_per_user=5)
+    assert home.policy == org_pb.SecretPolicy(max_secrets_per_user=5, max_keys_per_user=10)
     # An empty policy puts the defaults back.
     await local.call("SetSecretPolicy", org_pb.SetSecretPolicyRequest(), org=org)
     read = await local.call("GetSecretPolicy", org_pb.GetSecretPolicyRequest(), org=org)
-    assert read.policy == org_pb.SecretPolicy(max_secrets_per_user=5)
+    assert read.policy == org_pb.SecretPolicy(max_secrets_per_user=5, max_keys_per_user=10)
 
 
 async def test_a_bad_policy_is_refused_with_the_field_named(world: World) -> None:

@@ -45,6 +45,31 @@ async def test_zitadels_python_sdk_runs_the_secret_lifecycle(running: Running) -
     assert (seen["remove_again"], seen["unknown_user"], seen["bad_token"]) == (400, 404, 401)
 
 
+async def test_zitadels_python_sdk_authenticates_with_machine_keys(running: Running, tmp_path: Path) -> None:
+    """`Zitadel.with_private_key` (the JWT profile grant), with a key file from AddKey and with
+    an uploaded public key, through Envoy."""
+    if not SDK_PYTHON.exists():
+        pytest.fail("no .venv-sdk: `make test` makes it (ZITADEL's SDK in its own environment)")
+    base = f"http://127.0.0.1:{running.service.envoy_port}"
+    script = ROOT / "tests" / "clients" / "zitadel_sdk_keys.py"
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [str(SDK_PYTHON), str(script), base, running.admin_token, unique_name("k"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["key_file_fields"] == ["key", "keyId", "type", "userId"]
+    assert seen["generated_key_works"] is True
+    assert seen["uploaded_key_content"] == ""
+    assert seen["uploaded_key_works"] is True
+    assert seen["listed"] == seen["added"]
+    assert seen["removed_key"] != "accepted"
+
+
 NODE_CLIENT = ROOT / "tests" / "clients" / "node"
 
 

@@ -39,7 +39,7 @@ from google.protobuf.message import Message
 from machinesecrets.v1 import user_service_pb2 as user_pb
 from zitadel.user.v2 import user_service_pb2 as user_v2_pb
 
-from server.limits import MAX_HEADER_BYTES, MAX_METADATA_BYTES, MAX_REQUEST_BYTES
+from server.limits import MAX_ASSERTION_LENGTH, MAX_HEADER_BYTES, MAX_METADATA_BYTES, MAX_REQUEST_BYTES
 from server.transport.oauth import DISCOVERY_PATH, TOKEN_PATH
 from server.transport.revocation_endpoint import REVOKE_PATH
 from tests.api import method_path
@@ -188,6 +188,39 @@ def token_by_form(target: Target, door: str, place: str, text: str) -> object:
     return _status(target.web(door).post(TOKEN_PATH, content=body, headers=FORM))
 
 
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def jws_shaped(place: str, text: str) -> str:
+    """A compact JWS of no key: the text as the whole assertion, or in its header's kid, or in its
+    claims (iss and sub), with a signature of the right shape."""
+    if place in ("assertion", "client_assertion"):
+        return text
+    header = {"alg": "RS256", "kid": text if place == "kid" else "1"}
+    claims = {"iss": text, "sub": text, "aud": "http://127.0.0.1", "exp": 2_000_000_000, "iat": 1}
+    if place == "kid":
+        claims = {"iss": "1", "sub": "1", "aud": "x", "exp": 2_000_000_000, "iat": 1}
+    parts = (json.dumps(header, ensure_ascii=False), json.dumps(claims, ensure_ascii=False))
+    return ".".join(_b64url(part.encode()) for part in parts) + "." + _b64url(b"s" * 256)
+
+
+def jwt_bearer(target: Target, door: str, place: str, text: str) -> object:
+    """The JWT profile grant (RFC 7523 §2.1), or private_key_jwt (§2.2), with hostile text in the
+    assertion: parsed no further than its size allows, verified against no key it can name."""
+    assertion = jws_shaped(place, text)
+    if place == "client_assertion":
+        fields = {
+            "grant_type": "client_credentials",
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": assertion,
+        }
+    else:
+        fields = {"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": assertion}
+    body = "&".join(f"{k}={quote(v, safe='')}" for k, v in fields.items()).encode()
+    return _status(target.web(door).post(TOKEN_PATH, content=body, headers=FORM))
+
+
 def revocation_report(text: str, count: int) -> bytes:
     """A report of count strings, each a share of text."""
     share = max(1, len(text) // count)
@@ -320,6 +353,19 @@ ENTRIES = [
         ("http", "envoy"),
         {"client_id": FORM_ROOM, "client_secret": FORM_ROOM, "scope": FORM_ROOM},
         token_by_form,
+    ),
+    # An assertion longer than MAX_ASSERTION_LENGTH is refused before it is parsed; the form's
+    # limit (MAX_TOKEN_FORM_BYTES) bounds the rest.
+    Entry(
+        "token endpoint, JWT assertion",
+        ("http", "envoy"),
+        {
+            "assertion": MAX_ASSERTION_LENGTH + 16,
+            "kid": MAX_ASSERTION_LENGTH * 3 // 4 - 400,
+            "claims": MAX_ASSERTION_LENGTH * 3 // 8 - 200,
+            "client_assertion": MAX_ASSERTION_LENGTH + 16,
+        },
+        jwt_bearer,
     ),
     Entry("revocation", ("http", "envoy"), {"one": BODY_ROOM - 20, "a hundred": BODY_ROOM - 700}, revocation),
     Entry(

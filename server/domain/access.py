@@ -55,11 +55,10 @@ class Access:
         token, now = caller.token, self._clock.now()
         if token.expires_at is not None and token.expires_at <= now:
             raise invalid_token()
-        # An access token dies with the secret that earned it: deleted, replaced, revoked or
-        # expired. Checked on every call, so a token never outlives its secret.
-        if token.secret_id is not None and (
-            caller.secret_live_until is None or caller.secret_live_until <= now
-        ):
+        # An access token dies with the secret (or machine key) that earned it: deleted,
+        # replaced, revoked or expired. Checked on every call, so a token never outlives it.
+        earned_by = token.secret_id or token.key_id
+        if earned_by is not None and (caller.secret_live_until is None or caller.secret_live_until <= now):
             raise invalid_token()
         if not caller.user_active:
             raise invalid_token()  # nothing of a deactivated user is accepted
@@ -70,10 +69,7 @@ class Access:
                 self._cache.put(hashed, replace(caller, token=replace(token, last_used_at=now)), read_at)
         # A PAT is named by its id; an access token by the secret that earned it (its own id is
         # in no answer, and the secret is what an incident ends).
-        if token.secret_id is None:
-            credential = (KIND_PAT, token.token_id)
-        else:
-            credential = (KIND_ACCESS_TOKEN, token.secret_id)
+        credential = (KIND_PAT, token.token_id) if earned_by is None else (KIND_ACCESS_TOKEN, earned_by)
         return Principal(token.user_id, caller.org_id, caller.roles, *credential)
 
     async def enter_organisation(self, principal: Principal, org_id: str, permission: str) -> CallContext:

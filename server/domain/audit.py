@@ -24,6 +24,7 @@ from server.domain.errors import FieldViolation, user_not_found
 from server.domain.permissions import CallContext
 from server.events.instance import IamOwnerLeft
 from server.events.legacy import RevocationReceived
+from server.events.machine_key import MachineKeyAdded, MachineKeyRemoved
 from server.events.org import OrgAdded, OrgMemberAdded, OrgMemberRemoved, SecretPolicySet
 from server.events.secret import (
     SecretAdded,
@@ -34,7 +35,7 @@ from server.events.secret import (
     SecretSet,
     SecretsRemoved,
 )
-from server.events.token import AccessTokenAdded
+from server.events.token import AccessTokenAdded, KeyAccessTokenAdded
 from server.events.user import (
     HumanUserAdded,
     MachineUserAdded,
@@ -104,6 +105,8 @@ PAYLOAD_FIELDS: dict[str, dict[str, Shown | None]] = {
         "default_lifetime": DURATION,
         "max_grace_period": DURATION,
         "max_secrets_per_user": COUNT,
+        "max_key_lifetime": DURATION,  # not in a policy set before machine keys
+        "max_keys_per_user": COUNT,
     },
     MachineUserAdded.TYPE: {"user_name": TEXT, "name": TEXT, "description": TEXT},
     HumanUserAdded.TYPE: {"user_name": TEXT, "display_name": TEXT, "email": TEXT},
@@ -127,6 +130,16 @@ PAYLOAD_FIELDS: dict[str, dict[str, Shown | None]] = {
         "secret_id": TEXT,
         "secret_sequence": COUNT,  # before migration 6, instead of secret_id
     },
+    KeyAccessTokenAdded.TYPE: {
+        "user_id": TEXT,
+        "token_hash": HIDDEN,
+        "expires_at": TIME,
+        "scope": TEXT,
+        "key_id": TEXT,
+    },
+    # A public key is no secret, but it is key material: the audit shows which key, not the key.
+    MachineKeyAdded.TYPE: {"key_id": TEXT, "public_key": HIDDEN, "key_type": TEXT, "expires_at": TIME},
+    MachineKeyRemoved.TYPE: {"key_id": TEXT},
     IamOwnerLeft.TYPE: {"user_id": TEXT},
     RevocationReceived.TYPE: {"source": TEXT, "candidates": COUNT},  # none left (migration 11)
 }

@@ -60,6 +60,13 @@ class InvalidClient(Unauthenticated):
         super().__init__("INVALID_CLIENT", "client authentication failed")
 
 
+class InvalidGrant(Unauthenticated):
+    """An assertion (RFC 7523 §3.1) that is refused, whatever the reason: the one answer."""
+
+    def __init__(self) -> None:
+        super().__init__("INVALID_GRANT", "the assertion is invalid")
+
+
 class PermissionDenied(DomainError):
     code = "PERMISSION_DENIED"
 

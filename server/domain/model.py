@@ -92,3 +92,17 @@ class UserProfile:
     description: str
     display_name: str
     email: str
+
+
+@dataclass(frozen=True)
+class MachineKeyView:
+    """A machine key as it is listed: never key material, public or private."""
+
+    key_id: str
+    user_id: str
+    org_id: str
+    key_type: str  # "RSA" or "EC"
+    creation_date: datetime
+    expiration_date: datetime | None
+    last_used: datetime | None  # to the minute
+    active: bool  # else expired

@@ -6,11 +6,18 @@ from server.clock import SYSTEM_CLOCK, Clock
 from server.domain import paging
 from server.domain import validation as check
 from server.domain.access import invalid_token
-from server.domain.errors import FieldViolation, user_not_found, user_not_machine
-from server.domain.model import Details, PersonalAccessTokenView, SecretView, UserProfile, UserView
-from server.domain.permissions import PERMISSIONS, CallContext
+from server.domain.errors import FieldViolation, NotFound, user_not_found, user_not_machine
+from server.domain.model import (
+    Details,
+    MachineKeyView,
+    PersonalAccessTokenView,
+    SecretView,
+    UserProfile,
+    UserView,
+)
+from server.domain.permissions import PERMISSIONS, USER_READ, CallContext
 from server.domain.secret_format import hint
-from server.domain.secret_policy import SecretPolicy, max_secrets
+from server.domain.secret_policy import SecretPolicy, max_keys, max_secrets
 from server.limits import MAX_USER_NAME_LENGTH
 from server.store.contract import USER_TYPE_MACHINE, MemberRecord, OrgRecord, Store, UserRecord
 from server.user_names import NotAUserName, user_name_key
@@ -181,10 +188,48 @@ class Queries:
             for s in await self._store.secrets(user_id)
         ]
 
+    async def machine_keys(self, ctx: CallContext, user_id: str) -> list[MachineKeyView]:
+        """A machine user's keys, live and expired: their ids, types and dates, never key material."""
+        user = await self._user_of(ctx, user_id)
+        if user.type != USER_TYPE_MACHINE:
+            raise user_not_machine()
+        now = self._clock.now()
+        return [
+            MachineKeyView(
+                k.key_id,
+                k.user_id,
+                user.org_id,
+                k.key_type,
+                k.created_at,
+                k.expires_at,
+                k.last_used_at,
+                k.live(now),
+            )
+            for k in await self._store.machine_keys(user_id)
+        ]
+
+    async def readable_machine_keys(self, ctx: CallContext, user_id: str) -> list[MachineKeyView]:
+        """The keys of a machine user of any organisation where the caller may read users
+        (ZITADEL's v2 ListKeys searches the instance); a user it may not read there is as absent
+        as one that does not exist."""
+        check.raise_if_any(check.check_id("user_id", user_id))
+        user = await self._store.user(user_id)
+        if user is None or not ctx.principal.has(USER_READ, user.org_id):
+            raise user_not_found()
+        return await self.machine_keys(CallContext(ctx.principal, user.org_id), user_id)
+
+    async def machine_key(self, ctx: CallContext, user_id: str, key_id: str) -> MachineKeyView:
+        """One key of a machine user (NOT_FOUND for a key it does not have)."""
+        check.raise_if_any(check.check_id("key_id", key_id))
+        for key in await self.machine_keys(ctx, user_id):
+            if key.key_id == key_id:
+                return key
+        raise NotFound("KEY_NOT_FOUND", "the machine user has no key with this id")
+
     async def secret_policy(self, ctx: CallContext) -> SecretPolicy:
         """The context organisation's rules for new secrets, with the default limit filled in."""
         policy = SecretPolicy.of(await self._store.secret_policy(ctx.org_id))
-        return replace(policy, max_secrets_per_user=max_secrets(policy))
+        return replace(policy, max_secrets_per_user=max_secrets(policy), max_keys_per_user=max_keys(policy))
 
     async def _user_of(self, ctx: CallContext, user_id: str) -> UserRecord:
         """The user of the context organisation; a user of another is as absent as a missing one."""

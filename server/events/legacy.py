@@ -6,7 +6,7 @@ them.
 
 from dataclasses import dataclass, field
 
-from server.events.base import AGGREGATE_REVOCATION, AGGREGATE_TOKEN, AGGREGATE_USER, Event
+from server.events.base import AGGREGATE_ORG, AGGREGATE_REVOCATION, AGGREGATE_TOKEN, AGGREGATE_USER, Event
 
 
 @dataclass(frozen=True)
@@ -60,3 +60,20 @@ class RevocationReceived(
 
     source: str
     candidates: int
+
+
+@dataclass(frozen=True)
+class SecretPolicySetBeforeKeys(
+    Event,
+    type_name="org.secret_policy.set",
+    aggregate=AGGREGATE_ORG,
+    changes_power=False,
+    earlier_shape=True,
+):
+    """A secret policy set before machine keys had rules of their own (migration 17 gave its row
+    the keys' defaults: no limit on their lifetime, the default count)."""
+
+    max_lifetime: int | None
+    default_lifetime: int | None
+    max_secrets_per_user: int | None
+    max_grace_period: int | None

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from server.events.base import AGGREGATE_ORG, Event
+from server.events.legacy import SecretPolicySetBeforeKeys
 
 
 @dataclass(frozen=True)
@@ -31,11 +32,20 @@ class OrgMemberRemoved(Event, type_name="org.member.removed", aggregate=AGGREGAT
 
 @dataclass(frozen=True)
 class SecretPolicySet(Event, type_name="org.secret_policy.set", aggregate=AGGREGATE_ORG, changes_power=False):
-    """The organisation's rules for new client secrets (server/domain/secret_policy.py): spans in
-    microseconds, None for no limit; max_secrets_per_user None for the service's default. They
-    apply to secrets made later, so no caller's power changes."""
+    """The organisation's rules for new client secrets and machine keys
+    (server/domain/secret_policy.py): spans in microseconds, None for no limit; the counts None for
+    the service's default. They apply to credentials made later, so no caller's power changes.
+    Written before machine keys (#33) without their two fields (legacy.SecretPolicySetBeforeKeys)."""
 
     max_lifetime: int | None
     default_lifetime: int | None
     max_secrets_per_user: int | None
     max_grace_period: int | None
+    max_key_lifetime: int | None
+    max_keys_per_user: int | None
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> Event:
+        if "max_keys_per_user" not in payload:
+            return SecretPolicySetBeforeKeys(**payload)
+        return cls(**payload)

@@ -25,3 +25,17 @@ class AccessTokenAdded(Event, type_name="token.access.added", aggregate=AGGREGAT
         if "secret_sequence" in payload:
             return AccessTokenAddedBeforeSecretIds(**payload)
         return cls(**payload)
+
+
+@dataclass(frozen=True)
+class KeyAccessTokenAdded(
+    Event, type_name="token.access.key.added", aggregate=AGGREGATE_TOKEN, changes_power=False
+):
+    """An access token earned by an assertion signed with a machine key (the JWT profile grant,
+    or private_key_jwt): valid while that key (key_id) is live. Its SHA-256, never the token."""
+
+    user_id: str
+    token_hash: str = field(repr=False)
+    expires_at: int  # microseconds since the epoch
+    scope: str
+    key_id: str

@@ -125,6 +125,8 @@ class TokenRecord:
     expires_at: datetime | None
     secret_id: str | None  # access tokens: the secret they were issued for; PATs: None
     last_used_at: datetime | None = None  # noted at most once a minute
+    # Access tokens earned with a machine key: that key (their secret_id is None); else None.
+    key_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -146,13 +148,29 @@ class MemberRecord:
 
 
 @dataclass(frozen=True)
+class MachineKeyRecord:
+    """A machine user's key: its public half only (PEM), which verifies its assertions."""
+
+    key_id: str
+    user_id: str
+    public_key: str = field(repr=False)
+    key_type: str  # "RSA" or "EC"
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None  # noted at most once a minute
+
+    def live(self, now: datetime) -> bool:
+        return self.expires_at is None or self.expires_at > now
+
+
+@dataclass(frozen=True)
 class CallerRecord:
     """What authenticating a bearer token needs, read in one query."""
 
     token: TokenRecord
     org_id: str
-    # An access token's secret, if it still exists: until when it is live (datetime.max: never
-    # expires). None when it was deleted, replaced or revoked, and for a PAT.
+    # An access token's secret (or machine key), if it still exists: until when it is live
+    # (datetime.max: never expires). None when it was deleted, replaced or revoked, and for a PAT.
     secret_live_until: datetime | None
     roles: dict[str, frozenset[str]]
     user_active: bool
@@ -173,7 +191,7 @@ class RevocationReportCount:
 # The source under which an hour's reports are counted once it has counted its cap of sources.
 SOURCE_OVERFLOW = "*"
 # No policy set: no limits, and the service's default number of secrets.
-NO_SECRET_POLICY = SecretPolicySet(None, None, None, None)
+NO_SECRET_POLICY = SecretPolicySet(None, None, None, None, None, None)
 # Told of every append's events once it has ended, whether it succeeded or failed.
 AppendObserver = Callable[[Sequence[NewEvent]], None]
 
@@ -353,6 +371,23 @@ class Store(AuditStore, Protocol):
 
     async def touch_token(self, token_hash: str, at_micros: int, unless_since_micros: int) -> None:
         """Notes that the token was used at at_micros, unless a use was noted after unless_since_micros."""
+        ...
+
+    async def machine_keys(self, user_id: str) -> list[MachineKeyRecord]:
+        """The user's machine keys, live and expired, oldest first."""
+        ...
+
+    async def machine_key(self, key_id: str) -> MachineKeyRecord | None:
+        """The machine key with this id, of any user."""
+        ...
+
+    async def touch_machine_key(self, key_id: str, at_micros: int, unless_since_micros: int) -> None:
+        """Notes that the key was used at at_micros, unless a use was noted after unless_since_micros."""
+        ...
+
+    async def remember_assertion(self, jti_key: str, expires_micros: int, now_micros: int) -> bool:
+        """Keeps an assertion's jti key until expires_micros; False if it is kept already (a
+        replay), on any process. Forgets the keys that expired by now_micros."""
         ...
 
     async def record_failure(

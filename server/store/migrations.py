@@ -202,6 +202,37 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     # that show a change made to them in the database (server/store/audit.py). chain_existing
     # chains the events written before, once, and makes the indexes.
     (audit.AUDIT_MIGRATION, audit.MIGRATION_16),
+    (
+        17,
+        [
+            # Machine keys (#33): the public half of each key pair, never a private one. An
+            # access token earned with a key names it (key_id), and dies with it.
+            """CREATE TABLE machine_keys (
+                key_id TEXT PRIMARY KEY,
+                user_id TEXT NOT NULL,
+                public_key TEXT NOT NULL,
+                key_type TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                expires_at BIGINT,
+                last_used_at BIGINT
+            )""",
+            "CREATE INDEX machine_keys_by_user ON machine_keys (user_id)",
+            "ALTER TABLE tokens ADD COLUMN key_id TEXT",
+            "CREATE INDEX tokens_by_key ON tokens (key_id)",
+            # The jti of every assertion accepted, until it expires: a second use of one is a
+            # replay, refused on every process by the primary key (jti_key: a SHA-256 of the
+            # key id and the jti, so that the table holds nothing a client sent as it sent it).
+            """CREATE TABLE assertion_jtis (
+                jti_key TEXT PRIMARY KEY,
+                expires_at BIGINT NOT NULL
+            )""",
+            "CREATE INDEX assertion_jtis_by_expiry ON assertion_jtis (expires_at)",
+            # The organisation's rules for machine keys, beside those for secrets (NULL: no
+            # limit on their lifetime, the default count).
+            "ALTER TABLE secret_policies ADD COLUMN max_key_lifetime BIGINT",
+            "ALTER TABLE secret_policies ADD COLUMN max_keys_per_user INTEGER",
+        ],
+    ),
 ]
 # What PostgreSQL alone needs, run with the migration of the same version after its SQL. Its text
 # compares by the database's collation, which need not be code-point order, as SQLite's (on UTF-8)

@@ -1,7 +1,7 @@
 """The read models, kept by projecting each event as it is appended, inside the append's
 transaction: the statements that apply one event (the row that records it is audit.py's)."""
 
-from server.events import instance, legacy, org, secret, token, user
+from server.events import instance, legacy, machine_key, org, secret, token, user
 from server.events.base import AGGREGATE_ORG, StoredEvent
 from server.store.codecs import Statement, encode_roles
 from server.store.contract import USER_STATE_ACTIVE, USER_STATE_INACTIVE, USER_TYPE_HUMAN, USER_TYPE_MACHINE
@@ -38,12 +38,43 @@ def projection(event: StoredEvent, micros: int) -> list[Statement]:
                     ),
                 )
             ]
+        case token.KeyAccessTokenAdded() as access:
+            return [
+                (
+                    "INSERT INTO tokens (token_hash, token_id, user_id, expires_at, key_id, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        access.token_hash,
+                        aggregate_id,
+                        access.user_id,
+                        access.expires_at,
+                        access.key_id,
+                        micros,
+                    ),
+                )
+            ]
+        case machine_key.MachineKeyAdded() as key:
+            return [
+                (
+                    "INSERT INTO machine_keys (key_id, user_id, public_key, key_type, created_at, expires_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (key.key_id, aggregate_id, key.public_key, key.key_type, micros, key.expires_at),
+                ),
+                _moved(event, micros),
+            ]
+        case machine_key.MachineKeyRemoved(key_id=key_id):  # the key, and the tokens it earned
+            return [
+                ("DELETE FROM tokens WHERE key_id = ?", (key_id,)),
+                ("DELETE FROM machine_keys WHERE key_id = ?", (key_id,)),
+                _moved(event, micros),
+            ]
         case instance.IamOwnerLeft() | legacy.RevocationReceived():  # the record is the point
             return []
         case user.UserRemoved():  # the snapshot goes too: the aggregate has no state left to decide on
             return [
                 ("DELETE FROM tokens WHERE user_id = ?", (aggregate_id,)),
                 ("DELETE FROM secrets WHERE user_id = ?", (aggregate_id,)),
+                ("DELETE FROM machine_keys WHERE user_id = ?", (aggregate_id,)),
                 ("DELETE FROM members WHERE user_id = ?", (aggregate_id,)),
                 ("DELETE FROM users WHERE id = ?", (aggregate_id,)),
             ]
@@ -86,13 +117,16 @@ def projection(event: StoredEvent, micros: int) -> list[Statement]:
                 ("DELETE FROM secret_policies WHERE org_id = ?", (aggregate_id,)),
                 (
                     "INSERT INTO secret_policies (org_id, max_lifetime, default_lifetime,"
-                    " max_secrets_per_user, max_grace_period) VALUES (?, ?, ?, ?, ?)",
+                    " max_secrets_per_user, max_grace_period, max_key_lifetime, max_keys_per_user)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (
                         aggregate_id,
                         policy.max_lifetime,
                         policy.default_lifetime,
                         policy.max_secrets_per_user,
                         policy.max_grace_period,
+                        policy.max_key_lifetime,
+                        policy.max_keys_per_user,
                     ),
                 ),
                 _moved(event, micros),

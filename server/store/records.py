@@ -13,6 +13,7 @@ from server.store.contract import (
     USER_STATE_ACTIVE,
     AuditedEvent,
     CallerRecord,
+    MachineKeyRecord,
     OrgRecord,
     PatRecord,
     RevocationReportCount,
@@ -89,6 +90,8 @@ def secret_policy(r: Row) -> SecretPolicySet:
         default_lifetime=r["default_lifetime"],
         max_secrets_per_user=r["max_secrets_per_user"],
         max_grace_period=r["max_grace_period"],
+        max_key_lifetime=r["max_key_lifetime"],
+        max_keys_per_user=r["max_keys_per_user"],
     )
 
 
@@ -108,10 +111,18 @@ def caller_record(rows: Sequence[Row]) -> CallerRecord:
     """From one row per membership of the token's user (one row, with no member, for none)."""
     r = rows[0]
     token = TokenRecord(
-        r["token_id"], r["user_id"], moment(r["expires_at"]), r["secret_id"], moment(r["last_used_at"])
+        r["token_id"],
+        r["user_id"],
+        moment(r["expires_at"]),
+        r["secret_id"],
+        moment(r["last_used_at"]),
+        key_id=r["key_id"],
     )
     roles = {row["member_org_id"]: decode_roles(row["member_roles"]) for row in rows if row["member_org_id"]}
-    live_until = from_micros(r["secret_live_until"]) if r["live_secret_id"] is not None else None
+    if r["key_id"] is not None:
+        live_until = from_micros(r["key_live_until"]) if r["live_key_id"] is not None else None
+    else:
+        live_until = from_micros(r["secret_live_until"]) if r["live_secret_id"] is not None else None
     return CallerRecord(token, r["user_org_id"], live_until, roles, r["user_state"] == USER_STATE_ACTIVE)
 
 
@@ -123,4 +134,16 @@ def failure_counts(rows: Sequence[Row]) -> dict[str, tuple[int, int]]:
 def revocation_report_count(r: Row) -> RevocationReportCount:
     return RevocationReportCount(
         int(r["hour_start"]), r["source"], int(r["reports"]), int(r["candidates"]), int(r["revoked"])
+    )
+
+
+def machine_key_record(r: Row) -> MachineKeyRecord:
+    return MachineKeyRecord(
+        r["key_id"],
+        r["user_id"],
+        r["public_key"],
+        r["key_type"],
+        from_micros(r["created_at"]),
+        moment(r["expires_at"]),
+        moment(r["last_used_at"]),
     )

@@ -21,6 +21,7 @@ from server.store.contract import (
     ClientRecord,
     ConcurrencyConflict,
     EventFilter,
+    MachineKeyRecord,
     MemberRecord,
     OrgRecord,
     PatRecord,
@@ -216,6 +217,31 @@ class SqlStore:
 
     async def touch_token(self, token_hash: str, at_micros: int, unless_since_micros: int) -> None:
         await self._run([((sql.TOUCH_TOKEN, (at_micros, token_hash, unless_since_micros)), StoreError)])
+
+    async def machine_keys(self, user_id: str) -> list[MachineKeyRecord]:
+        return [records.machine_key_record(r) for r in await self._fetch(sql.SELECT_MACHINE_KEYS, (user_id,))]
+
+    async def machine_key(self, key_id: str) -> MachineKeyRecord | None:
+        rows = await self._fetch(sql.SELECT_MACHINE_KEY, (key_id,))
+        return records.machine_key_record(rows[0]) if rows else None
+
+    async def touch_machine_key(self, key_id: str, at_micros: int, unless_since_micros: int) -> None:
+        await self._run([((sql.TOUCH_MACHINE_KEY, (at_micros, key_id, unless_since_micros)), StoreError)])
+
+    async def remember_assertion(self, jti_key: str, expires_micros: int, now_micros: int) -> bool:
+        # The primary key decides, on every process: of two inserts of one jti, one fails. The
+        # insert comes first: PostgreSQL names the table of a violation, and the plan's first
+        # statement on that table says what it means.
+        try:
+            await self._run(
+                [
+                    ((sql.INSERT_ASSERTION_JTI, (jti_key, expires_micros)), UniqueViolation),
+                    ((sql.DELETE_EXPIRED_ASSERTION_JTIS, (now_micros,)), StoreError),
+                ]
+            )
+        except UniqueViolation:
+            return False
+        return True
 
     async def record_failure(
         self, keys: tuple[str, str], at_micros: int, after_micros: int, forget_micros: int, count: int = 1

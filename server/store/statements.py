@@ -112,8 +112,8 @@ TOUCH_SECRET = (
     "UPDATE secrets SET last_used_at = ? WHERE secret_id = ? AND (last_used_at IS NULL OR last_used_at < ?)"
 )
 SELECT_SECRET_POLICY = (
-    "SELECT max_lifetime, default_lifetime, max_secrets_per_user, max_grace_period FROM secret_policies"
-    " WHERE org_id = ?"
+    "SELECT max_lifetime, default_lifetime, max_secrets_per_user, max_grace_period, max_key_lifetime,"
+    " max_keys_per_user FROM secret_policies WHERE org_id = ?"
 )
 ORG_COLUMNS = "id, name, sequence, created_at, changed_at"
 SELECT_ORG = f"SELECT {ORG_COLUMNS} FROM orgs WHERE id = ?"  # noqa: S608 - constant
@@ -148,24 +148,40 @@ SELECT_ACTIVE_IAM_OWNERS = (
     " WHERE u.state = 'active' AND (' ' || m.roles || ' ') LIKE ?"
 )
 IAM_OWNER_ROLE_PATTERN = "% IAM_OWNER %"
-# A user's personal access tokens (access tokens carry the secret they were issued for).
+# A user's personal access tokens (access tokens carry the secret or key they were issued for).
 SELECT_PATS = (
     "SELECT token_id, created_at, expires_at, last_used_at FROM tokens"
-    " WHERE user_id = ? AND secret_id IS NULL ORDER BY created_at, token_id"
+    " WHERE user_id = ? AND secret_id IS NULL AND key_id IS NULL ORDER BY created_at, token_id"
 )
 # Notes a use, unless one was noted since `?` (so at most once a minute, whatever the processes).
 TOUCH_TOKEN = (
     "UPDATE tokens SET last_used_at = ? WHERE token_hash = ? AND (last_used_at IS NULL OR last_used_at < ?)"
 )
-# One row per membership of the token's user (one row with NULLs for none).
+# One row per membership of the token's user (one row with NULLs for none). An access token
+# names the secret or the machine key that earned it: whichever it is, if it still exists.
 SELECT_CALLER = (
-    "SELECT t.token_id, t.user_id, t.expires_at, t.secret_id, t.last_used_at,"  # noqa: S608
+    "SELECT t.token_id, t.user_id, t.expires_at, t.secret_id, t.key_id, t.last_used_at,"  # noqa: S608
     " u.org_id AS user_org_id, u.state AS user_state,"
     f" s.secret_id AS live_secret_id, COALESCE(s.expires_at, {NEVER}) AS secret_live_until,"
+    f" k.key_id AS live_key_id, COALESCE(k.expires_at, {NEVER}) AS key_live_until,"
     " m.org_id AS member_org_id, m.roles AS member_roles"
     " FROM tokens t JOIN users u ON u.id = t.user_id LEFT JOIN secrets s ON s.secret_id = t.secret_id"
+    " LEFT JOIN machine_keys k ON k.key_id = t.key_id"
     " LEFT JOIN members m ON m.user_id = u.id WHERE t.token_hash = ?"
 )
+MACHINE_KEY_COLUMNS = "key_id, user_id, public_key, key_type, created_at, expires_at, last_used_at"
+SELECT_MACHINE_KEYS = (
+    f"SELECT {MACHINE_KEY_COLUMNS} FROM machine_keys WHERE user_id = ?"  # noqa: S608 - constant
+    " ORDER BY created_at, key_id"
+)
+SELECT_MACHINE_KEY = f"SELECT {MACHINE_KEY_COLUMNS} FROM machine_keys WHERE key_id = ?"  # noqa: S608 - constant
+# Notes a use, unless one was noted since `?` (at most once a minute, whatever the processes).
+TOUCH_MACHINE_KEY = (
+    "UPDATE machine_keys SET last_used_at = ? WHERE key_id = ? AND (last_used_at IS NULL OR last_used_at < ?)"
+)
+# An assertion's jti, kept until the assertion expires; a second insert of one is a replay.
+INSERT_ASSERTION_JTI = "INSERT INTO assertion_jtis (jti_key, expires_at) VALUES (?, ?)"
+DELETE_EXPIRED_ASSERTION_JTIS = "DELETE FROM assertion_jtis WHERE expires_at <= ?"
 
 # Expired credentials (access tokens and PATs), the oldest first: a batch for the sweep.
 SELECT_EXPIRED_TOKENS = (

@@ -1,12 +1,16 @@
-"""The OAuth2 token endpoint (RFC 6749 §4.4, client credentials) and its discovery document.
+"""The OAuth2 token endpoint (RFC 6749 §4.4, client credentials; RFC 7523 §2.1, the JWT profile
+grant) and its discovery document.
 
 Errors are RFC 6749 §5.2 JSON: {"error", "error_description"} (http_endpoint.py, which the
-revocation endpoint shares). Client authentication is HTTP Basic (`client_secret_basic`, §2.3.1)
-or form fields (`client_secret_post`), never both.
+revocation endpoint shares). Client authentication is HTTP Basic (`client_secret_basic`, §2.3.1),
+form fields (`client_secret_post`), or an assertion signed by a machine key (`private_key_jwt`,
+RFC 7523 §2.2), never two of them. The JWT profile grant needs no client authentication: its
+assertion is the grant (domain/jwt_profile.py).
 """
 
 import base64
 import binascii
+import json
 import re
 import time
 from collections.abc import Sequence
@@ -16,8 +20,15 @@ from urllib.parse import parse_qsl, unquote_plus
 
 from server.actor import TRANSPORT_OAUTH, Actor
 from server.domain.client_credentials import AccessToken, ClientCredentials
-from server.domain.errors import InvalidClient
-from server.limits import MAX_SCOPE_LENGTH, MAX_SECRET_LENGTH, MAX_TOKEN_FORM_BYTES, MAX_USER_NAME_LENGTH
+from server.domain.errors import InvalidClient, InvalidGrant
+from server.domain.jwt_profile import ALGORITHMS, JwtProfile
+from server.limits import (
+    MAX_ASSERTION_LENGTH,
+    MAX_SCOPE_LENGTH,
+    MAX_SECRET_LENGTH,
+    MAX_TOKEN_FORM_BYTES,
+    MAX_USER_NAME_LENGTH,
+)
 from server.logs import REQUEST_ID
 from server.metrics import Metrics
 from server.transport.asgi import Receive, Send, first, header_lists, media_type
@@ -50,7 +61,11 @@ SUPPORTED_SCOPES = (
     "urn:zitadel:iam:org:project:id:zitadel:aud",
 )
 ORGANISATION_SCOPE = re.compile(r"urn:zitadel:iam:org:id:[1-9][0-9]{0,18}")
-AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
+CLIENT_CREDENTIALS = "client_credentials"
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"  # RFC 7523 §2.1
+GRANT_TYPES = [CLIENT_CREDENTIALS, JWT_BEARER]
+CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"  # RFC 7523 §2.2
 MAX_FORM_FIELDS = 16
 # The longest Basic credentials a client can have: its id and secret form-encoded (§2.3.1), each
 # character at most 4 bytes of UTF-8 and each byte at most 3 characters (%XX), then base64. Longer
@@ -73,6 +88,15 @@ class InvalidClientError(OAuthError):
         return [("www-authenticate", 'Basic realm="machine-secrets"')] if self.challenge else []
 
 
+class InvalidGrantError(OAuthError):
+    """§5.2: the one answer to every refused assertion of the JWT profile grant."""
+
+    error = "invalid_grant"
+
+    def __init__(self) -> None:
+        super().__init__("the assertion is invalid")
+
+
 class UnsupportedGrantType(OAuthError):
     error = "unsupported_grant_type"
 
@@ -90,6 +114,17 @@ class TokenRequest:
     scope: str
     source: str  # the client's address, for the limits on failed attempts
     challenge: bool  # it tried the Authorization header: a failure answers with a challenge
+    # private_key_jwt: the client's assertion, instead of a secret ("" for a secret).
+    client_assertion: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class AssertionGrant:
+    """RFC 7523 §2.1: the assertion is the grant; no client authenticates."""
+
+    assertion: str = field(repr=False)
+    scope: str
+    source: str
 
 
 class TokenEndpoint:
@@ -98,11 +133,13 @@ class TokenEndpoint:
     def __init__(
         self,
         credentials: ClientCredentials,
+        jwt_profile: JwtProfile,
         metrics: Metrics,
         body: AdmittedBody,
         client_address: ClientAddress,
     ) -> None:
         self._credentials = credentials
+        self._jwt_profile = jwt_profile
         self._metrics = metrics
         self._body = body
         self._client_address = client_address
@@ -120,19 +157,31 @@ class TokenEndpoint:
             self._metrics.tokens_issued.inc()
         except OAuthError as error:
             answer = error.answer()
-            if isinstance(error, InvalidClientError | SlowDown):
+            if isinstance(error, InvalidClientError | InvalidGrantError | SlowDown):
                 self._metrics.authentication_failures.labels(error.error).inc()
         await answer.send(send, scope, self._metrics, started, caller)
 
-    async def _exchange(self, request: TokenRequest) -> AccessToken:
+    async def _exchange(self, request: TokenRequest | AssertionGrant) -> AccessToken:
         try:
             origin = Actor(request_id=REQUEST_ID.get(), peer=request.source, transport=TRANSPORT_OAUTH)
+            if isinstance(request, AssertionGrant):
+                return await self._jwt_profile.exchange(
+                    request.assertion, request.scope, request.source, origin
+                )
+            if request.client_assertion:
+                return await self._jwt_profile.authenticate_client(
+                    request.client_id, request.client_assertion, request.scope, request.source, origin
+                )
             return await self._credentials.exchange(
                 request.client_id, request.client_secret, request.scope, request.source, origin
             )
         except Exception as error:
-            if isinstance(domain_error(error), InvalidClient):
-                raise InvalidClientError(request.challenge) from None
+            refused = domain_error(error)
+            if isinstance(refused, InvalidGrant):
+                raise InvalidGrantError() from None
+            if isinstance(refused, InvalidClient):
+                challenge = isinstance(request, TokenRequest) and request.challenge
+                raise InvalidClientError(challenge) from None
             raise known_failure(error, TOKEN_PATH) from None
 
 
@@ -144,7 +193,7 @@ def _check_form_post(scope: dict[str, Any], headers: dict[str, list[str]]) -> No
         raise InvalidRequest("the body must be application/x-www-form-urlencoded")
 
 
-def _parse(body: bytes, headers: dict[str, list[str]], source: str) -> TokenRequest:
+def _parse(body: bytes, headers: dict[str, list[str]], source: str) -> TokenRequest | AssertionGrant:
     try:
         # A token request has four parameters; thousands would cost milliseconds to split.
         pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS)
@@ -156,9 +205,18 @@ def _parse(body: bytes, headers: dict[str, list[str]], source: str) -> TokenRequ
     grant_type = form.get("grant_type")
     if not grant_type:
         raise InvalidRequest("grant_type is required")
-    if grant_type != "client_credentials":
-        raise UnsupportedGrantType("only client_credentials is supported")
+    if grant_type == JWT_BEARER:
+        assertion = form.get("assertion")
+        if not assertion:
+            raise InvalidRequest("assertion is required")
+        if len(assertion) > MAX_ASSERTION_LENGTH:  # refused as any bad assertion, before parsing
+            raise InvalidGrantError()
+        return AssertionGrant(assertion, _scope(form.get("scope")), source)
+    if grant_type != CLIENT_CREDENTIALS:
+        raise UnsupportedGrantType(f"supported grant types: {' '.join(GRANT_TYPES)}")
     authorization = headers.get("authorization", [])
+    if "client_assertion" in form or "client_assertion_type" in form:
+        return _private_key_jwt(form, authorization, source)
     client_id, client_secret = _client(form, _basic(authorization) if authorization else None)
     # No client has a longer id or secret: refused as any unknown client is, before the domain
     # normalises the id (ClientCredentials checks the same limits).
@@ -167,6 +225,37 @@ def _parse(body: bytes, headers: dict[str, list[str]], source: str) -> TokenRequ
     return TokenRequest(
         client_id, client_secret, _scope(form.get("scope")), source, challenge=bool(authorization)
     )
+
+
+def _private_key_jwt(form: dict[str, str], authorization: Sequence[str], source: str) -> TokenRequest:
+    """RFC 7523 §2.2: the client authenticated by an assertion its key signed. client_id is
+    optional (RFC 7521 §4.2); the assertion's iss names the client then (it is verified as
+    iss = sub = the client id, whichever way the id came)."""
+    if authorization or "client_secret" in form:
+        raise InvalidRequest("send client credentials by one method only")
+    if form.get("client_assertion_type") != CLIENT_ASSERTION_TYPE:
+        raise InvalidRequest(f"client_assertion_type must be {CLIENT_ASSERTION_TYPE}")
+    assertion = form.get("client_assertion", "")
+    if not assertion or len(assertion) > MAX_ASSERTION_LENGTH:
+        raise InvalidClientError(challenge=False)
+    client_id = form.get("client_id") or _unverified_issuer(assertion)
+    if not client_id or len(client_id) > MAX_USER_NAME_LENGTH:
+        raise InvalidClientError(challenge=False)
+    return TokenRequest(
+        client_id, "", _scope(form.get("scope")), source, challenge=False, client_assertion=assertion
+    )
+
+
+def _unverified_issuer(assertion: str) -> str:
+    """The iss claim of an assertion, read without verifying it: only to name the client whose
+    keys then verify it ("" when there is none)."""
+    try:
+        payload = assertion.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError, binascii.Error, RecursionError):
+        return ""
+    issuer = claims.get("iss") if isinstance(claims, dict) else None
+    return issuer if isinstance(issuer, str) else ""
 
 
 def _render(token: AccessToken) -> dict[str, Any]:
@@ -251,12 +340,19 @@ class Discovery:
                 "issuer": issuer,
                 "token_endpoint": issuer + TOKEN_PATH,
                 "token_endpoint_auth_methods_supported": AUTH_METHODS,
-                "grant_types_supported": ["client_credentials"],
+                "token_endpoint_auth_signing_alg_values_supported": sorted(ALGORITHMS),
+                "grant_types_supported": GRANT_TYPES,
                 "scopes_supported": list(SUPPORTED_SCOPES),
                 "response_types_supported": ["token"],
             },
             [("cache-control", "public, max-age=3600")],
         )
+
+    def issuers(self) -> list[str]:
+        """Every issuer this document may give: what an assertion's aud may name."""
+        if self._issuer:
+            return [self._issuer]
+        return [f"{self._scheme}://{host}" for host in self._hosts]
 
     def _origin(self, host: str) -> str:
         host = host.strip().lower()

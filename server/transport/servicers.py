@@ -28,6 +28,7 @@ from server.transport.conversions import (
 )
 
 SECRET_STATES = {True: user_service_pb2.SECRET_STATE_ACTIVE, False: user_service_pb2.SECRET_STATE_EXPIRED}
+KEY_STATES = {True: user_service_pb2.KEY_STATE_ACTIVE, False: user_service_pb2.KEY_STATE_EXPIRED}
 
 # ListUsers' filter: the store's user type, "" for every type.
 USER_TYPES = {
@@ -212,6 +213,42 @@ class UserService:
         details = await self._commands.remove_personal_access_token(ctx, request.user_id, request.token_id)
         return user_service_pb2.RemovePersonalAccessTokenResponse(details=details_proto(details))
 
+    async def AddKey(
+        self, request: user_service_pb2.AddKeyRequest, ctx: CallContext
+    ) -> user_service_pb2.AddKeyResponse:
+        expires_at = expiration_of(request)
+        issued = await self._commands.add_machine_key(ctx, request.user_id, expires_at, request.public_key)
+        return user_service_pb2.AddKeyResponse(
+            key_id=issued.key_id,
+            key_content=issued.key_file or b"",
+            expiration_date=optional_timestamp(issued.expiration_date),
+            details=details_proto(issued.details),
+        )
+
+    async def ListKeys(
+        self, request: user_service_pb2.ListKeysRequest, ctx: CallContext
+    ) -> user_service_pb2.ListKeysResponse:
+        keys = await self._queries.machine_keys(ctx, request.user_id)
+        return user_service_pb2.ListKeysResponse(
+            keys=[
+                user_service_pb2.MachineKey(
+                    key_id=k.key_id,
+                    key_type=k.key_type,
+                    creation_date=timestamp(k.creation_date),
+                    expiration_date=optional_timestamp(k.expiration_date),
+                    last_used=optional_timestamp(k.last_used),
+                    state=KEY_STATES[k.active],
+                )
+                for k in keys
+            ]
+        )
+
+    async def RemoveKey(
+        self, request: user_service_pb2.RemoveKeyRequest, ctx: CallContext
+    ) -> user_service_pb2.RemoveKeyResponse:
+        details = await self._commands.remove_machine_key(ctx, request.user_id, request.key_id)
+        return user_service_pb2.RemoveKeyResponse(details=details_proto(details))
+
     async def DeactivateUser(
         self, request: user_service_pb2.DeactivateUserRequest, ctx: CallContext
     ) -> user_service_pb2.DeactivateUserResponse:
@@ -303,6 +340,8 @@ class OrgService:
                 default_lifetime=optional_duration(policy.default_lifetime),
                 max_secrets_per_user=policy.max_secrets_per_user,
                 max_grace_period=optional_duration(policy.max_grace_period),
+                max_key_lifetime=optional_duration(policy.max_key_lifetime),
+                max_keys_per_user=policy.max_keys_per_user,
             )
         )
 
@@ -315,6 +354,8 @@ class OrgService:
             default_lifetime=duration(field_if_set(p, "default_lifetime"), "policy.default_lifetime"),
             max_secrets_per_user=field_if_set(p, "max_secrets_per_user"),
             max_grace_period=duration(field_if_set(p, "max_grace_period"), "policy.max_grace_period"),
+            max_key_lifetime=duration(field_if_set(p, "max_key_lifetime"), "policy.max_key_lifetime"),
+            max_keys_per_user=field_if_set(p, "max_keys_per_user"),
         )
         details = await self._commands.set_secret_policy(ctx, policy)
         return org_service_pb2.SetSecretPolicyResponse(details=details_proto(details))

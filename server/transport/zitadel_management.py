@@ -3,6 +3,7 @@ lifecycle: each method a thin mapping onto the same commands and queries as the 
 that it has the same permissions (declared in its .proto), organisation rules and errors. Only the
 message shapes are ZITADEL's."""
 
+from zitadel.authn.v1 import auth_n_key_pb2 as authn
 from zitadel.management.v1 import management_pb2 as mgmt
 from zitadel.member.v1 import member_pb2
 from zitadel.user.v1 import user_pb2
@@ -10,15 +11,35 @@ from zitadel.v1 import object_pb2
 
 from server.domain.commands import Commands
 from server.domain.errors import FieldViolation, InvalidArgument
-from server.domain.model import UserProfile, UserView
+from server.domain.model import MachineKeyView, UserProfile, UserView
 from server.domain.permissions import CallContext
 from server.domain.queries import Queries
 from server.transport.conversions import (
     details_proto,
     expiration_of,
     fill_zitadel_machine,
+    optional_timestamp,
+    timestamp,
     zitadel_login_names,
 )
+
+# ListMachineKeys' page when the query names no limit (ZITADEL's default is larger; a user has
+# at most a few keys).
+DEFAULT_KEY_PAGE = 100
+
+
+def zitadel_key(view: MachineKeyView) -> authn.Key:
+    """A machine key as ZITADEL's v1 API shows it: a JSON key file, its dates, and the user's
+    organisation."""
+    created = timestamp(view.creation_date)
+    return authn.Key(
+        id=view.key_id,
+        details=object_pb2.ObjectDetails(
+            creation_date=created, change_date=created, resource_owner=view.org_id
+        ),
+        type=authn.KEY_TYPE_JSON,
+        expiration_date=optional_timestamp(view.expiration_date),
+    )
 
 
 def zitadel_user(view: UserView, profile: UserProfile) -> user_pb2.User:
@@ -152,3 +173,41 @@ class ManagementService:
                 for m in members
             ],
         )
+
+    async def AddMachineKey(
+        self, request: mgmt.AddMachineKeyRequest, ctx: CallContext
+    ) -> mgmt.AddMachineKeyResponse:
+        if request.type not in (authn.KEY_TYPE_UNSPECIFIED, authn.KEY_TYPE_JSON):
+            raise InvalidArgument([FieldViolation("type", "only KEY_TYPE_JSON is served")])
+        expires_at = expiration_of(request)
+        issued = await self._commands.add_machine_key(ctx, request.user_id, expires_at, request.public_key)
+        return mgmt.AddMachineKeyResponse(
+            key_id=issued.key_id,
+            key_details=issued.key_file or b"",
+            details=details_proto(issued.details, object_pb2.ObjectDetails),
+        )
+
+    async def ListMachineKeys(
+        self, request: mgmt.ListMachineKeysRequest, ctx: CallContext
+    ) -> mgmt.ListMachineKeysResponse:
+        keys = await self._queries.machine_keys(ctx, request.user_id)
+        if not request.query.asc:  # ZITADEL's default order: newest first
+            keys.reverse()
+        limit = request.query.limit or DEFAULT_KEY_PAGE
+        page = keys[request.query.offset : request.query.offset + limit]
+        return mgmt.ListMachineKeysResponse(
+            details=object_pb2.ListDetails(total_result=len(keys)),
+            result=[zitadel_key(k) for k in page],
+        )
+
+    async def GetMachineKeyByIDs(
+        self, request: mgmt.GetMachineKeyByIDsRequest, ctx: CallContext
+    ) -> mgmt.GetMachineKeyByIDsResponse:
+        key = await self._queries.machine_key(ctx, request.user_id, request.key_id)
+        return mgmt.GetMachineKeyByIDsResponse(key=zitadel_key(key))
+
+    async def RemoveMachineKey(
+        self, request: mgmt.RemoveMachineKeyRequest, ctx: CallContext
+    ) -> mgmt.RemoveMachineKeyResponse:
+        details = await self._commands.remove_machine_key(ctx, request.user_id, request.key_id)
+        return mgmt.RemoveMachineKeyResponse(details=details_proto(details, object_pb2.ObjectDetails))

@@ -7,10 +7,11 @@ organisation id). Otherwise each is a thin mapping onto the same commands and qu
 native API, with the same permissions and errors.
 """
 
+from zitadel.filter.v2 import filter_pb2
 from zitadel.internal_permission.v2 import internal_permission_service_pb2 as perm_v2
 from zitadel.object.v2 import object_pb2
 from zitadel.org.v2 import org_service_pb2 as org_v2
-from zitadel.user.v2 import user_pb2
+from zitadel.user.v2 import key_pb2, user_pb2
 from zitadel.user.v2 import user_service_pb2 as user_v2
 
 from server.domain.commands import Commands
@@ -18,7 +19,13 @@ from server.domain.errors import FieldViolation, InvalidArgument
 from server.domain.model import Details, UserProfile, UserView
 from server.domain.permissions import ORG_OWNER, CallContext
 from server.domain.queries import Queries
-from server.transport.conversions import expiration_of, fill_zitadel_machine, timestamp, zitadel_login_names
+from server.transport.conversions import (
+    expiration_of,
+    fill_zitadel_machine,
+    optional_timestamp,
+    timestamp,
+    zitadel_login_names,
+)
 
 
 def details_v2(details: Details) -> object_pb2.Details:
@@ -131,6 +138,62 @@ class UserServiceV2:
         return user_v2.AddPersonalAccessTokenResponse(
             creation_date=timestamp(issued.details.change_date), token_id=issued.token_id, token=issued.token
         )
+
+    async def AddKey(self, request: user_v2.AddKeyRequest, ctx: CallContext) -> user_v2.AddKeyResponse:
+        expires_at = expiration_of(request)
+        issued = await self._commands.add_machine_key(ctx, request.user_id, expires_at, request.public_key)
+        return user_v2.AddKeyResponse(
+            creation_date=timestamp(issued.details.change_date),
+            key_id=issued.key_id,
+            key_content=issued.key_file or b"",
+        )
+
+    async def ListKeys(self, request: user_v2.ListKeysRequest, ctx: CallContext) -> user_v2.ListKeysResponse:
+        """The keys of the one user its user_id_filter names, in any organisation where the caller
+        may read users (as ZITADEL searches the instance); a key_id_filter narrows them to one.
+        Other filters are not served."""
+        user_ids, key_ids, violations = [], [], []
+        for i, found in enumerate(request.filters):
+            kind = found.WhichOneof("filter")
+            if kind == "user_id_filter":
+                user_ids.append(found.user_id_filter.id)
+            elif kind == "key_id_filter":
+                key_ids.append(found.key_id_filter.id)
+            else:
+                violations.append(
+                    FieldViolation(f"filters[{i}]", "only userIdFilter and keyIdFilter are served")
+                )
+        if len(user_ids) != 1:
+            violations.append(FieldViolation("filters", "exactly one userIdFilter is required"))
+        if violations:
+            raise InvalidArgument(violations)
+        keys = await self._queries.readable_machine_keys(ctx, user_ids[0])
+        keys = [k for k in keys if all(k.key_id == key_id for key_id in key_ids)]
+        if request.HasField("pagination") and not request.pagination.asc:
+            keys.reverse()
+        offset = request.pagination.offset
+        limit = request.pagination.limit or len(keys)
+        page = keys[offset : offset + limit]
+        return user_v2.ListKeysResponse(
+            pagination=filter_pb2.PaginationResponse(total_result=len(keys), applied_limit=limit),
+            result=[
+                key_pb2.Key(
+                    creation_date=timestamp(k.creation_date),
+                    change_date=timestamp(k.creation_date),
+                    id=k.key_id,
+                    user_id=k.user_id,
+                    organization_id=k.org_id,
+                    expiration_date=optional_timestamp(k.expiration_date),
+                )
+                for k in page
+            ],
+        )
+
+    async def RemoveKey(
+        self, request: user_v2.RemoveKeyRequest, ctx: CallContext
+    ) -> user_v2.RemoveKeyResponse:
+        details = await self._commands.remove_machine_key(ctx, request.user_id, request.key_id)
+        return user_v2.RemoveKeyResponse(deletion_date=timestamp(details.change_date))
 
 
 class OrganizationServiceV2:

@@ -50,7 +50,9 @@ WITH_SECRETS = [
 
 def policy_set(default_lifetime: int | None = None, max_secrets_per_user: int | None = None) -> NewEvent:
     """The organisation's policy, as its second event."""
-    return NewEvent(ORG, 2, ORG, SecretPolicySet(None, default_lifetime, max_secrets_per_user, None))
+    return NewEvent(
+        ORG, 2, ORG, SecretPolicySet(None, default_lifetime, max_secrets_per_user, None, None, None)
+    )
 
 
 @table(
@@ -162,7 +164,7 @@ def policy_set(default_lifetime: int | None = None, max_secrets_per_user: int | 
         "a policy is set on the organisation, in microseconds",
         BOT,
         lambda c: c.set_secret_policy(OWNER, SecretPolicy(max_lifetime=HOUR, max_secrets_per_user=3)),
-        [NewEvent(ORG, 2, ORG, SecretPolicySet(HOUR_MICROS, None, 3, None))],
+        [NewEvent(ORG, 2, ORG, SecretPolicySet(HOUR_MICROS, None, 3, None, None, None))],
     ),
     Case(
         "a policy within its bounds",

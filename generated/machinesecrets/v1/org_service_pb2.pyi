@@ -241,8 +241,12 @@ class SecretPolicy(_message.Message):
     DEFAULT_LIFETIME_FIELD_NUMBER: _builtins.int
     MAX_SECRETS_PER_USER_FIELD_NUMBER: _builtins.int
     MAX_GRACE_PERIOD_FIELD_NUMBER: _builtins.int
+    MAX_KEY_LIFETIME_FIELD_NUMBER: _builtins.int
+    MAX_KEYS_PER_USER_FIELD_NUMBER: _builtins.int
     max_secrets_per_user: _builtins.int
     """How many live secrets a machine user may have, 1 to 100. Unset: 5."""
+    max_keys_per_user: _builtins.int
+    """How many live machine keys a machine user may have, 1 to 100. Unset: 10."""
     @_builtins.property
     def max_lifetime(self) -> _duration_pb2.Duration:
         """The longest a new secret may live. Unset: no limit."""
@@ -257,6 +261,12 @@ class SecretPolicy(_message.Message):
     def max_grace_period(self) -> _duration_pb2.Duration:
         """The longest grace period of a rotation. Unset: no limit."""
 
+    @_builtins.property
+    def max_key_lifetime(self) -> _duration_pb2.Duration:
+        """The longest a new machine key may live; a key asked for with no expiration date gets it.
+        Unset: no limit, and a key expires only when asked to.
+        """
+
     def __init__(
         self,
         *,
@@ -264,13 +274,20 @@ class SecretPolicy(_message.Message):
         default_lifetime: _duration_pb2.Duration | None = ...,
         max_secrets_per_user: _builtins.int | None = ...,
         max_grace_period: _duration_pb2.Duration | None = ...,
+        max_key_lifetime: _duration_pb2.Duration | None = ...,
+        max_keys_per_user: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_secrets_per_user", b"_max_secrets_per_user", "default_lifetime", b"default_lifetime", "max_grace_period", b"max_grace_period", "max_lifetime", b"max_lifetime", "max_secrets_per_user", b"max_secrets_per_user"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_keys_per_user", b"_max_keys_per_user", "_max_secrets_per_user", b"_max_secrets_per_user", "default_lifetime", b"default_lifetime", "max_grace_period", b"max_grace_period", "max_key_lifetime", b"max_key_lifetime", "max_keys_per_user", b"max_keys_per_user", "max_lifetime", b"max_lifetime", "max_secrets_per_user", b"max_secrets_per_user"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_secrets_per_user", b"_max_secrets_per_user", "default_lifetime", b"default_lifetime", "max_grace_period", b"max_grace_period", "max_lifetime", b"max_lifetime", "max_secrets_per_user", b"max_secrets_per_user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_keys_per_user", b"_max_keys_per_user", "_max_secrets_per_user", b"_max_secrets_per_user", "default_lifetime", b"default_lifetime", "max_grace_period", b"max_grace_period", "max_key_lifetime", b"max_key_lifetime", "max_keys_per_user", b"max_keys_per_user", "max_lifetime", b"max_lifetime", "max_secrets_per_user", b"max_secrets_per_user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__max_keys_per_user: _TypeAlias = _typing.Literal["max_keys_per_user"]  # noqa: Y015
+    _WhichOneofArgType__max_keys_per_user: _TypeAlias = _typing.Literal["_max_keys_per_user", b"_max_keys_per_user"]  # noqa: Y015
     _WhichOneofReturnType__max_secrets_per_user: _TypeAlias = _typing.Literal["max_secrets_per_user"]  # noqa: Y015
     _WhichOneofArgType__max_secrets_per_user: _TypeAlias = _typing.Literal["_max_secrets_per_user", b"_max_secrets_per_user"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_keys_per_user) -> _WhichOneofReturnType__max_keys_per_user | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__max_secrets_per_user) -> _WhichOneofReturnType__max_secrets_per_user | None: ...
 
 Global___SecretPolicy: _TypeAlias = SecretPolicy  # noqa: Y015

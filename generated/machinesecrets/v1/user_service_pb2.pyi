@@ -22,6 +22,25 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _KeyState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _KeyStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_KeyState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    KEY_STATE_UNSPECIFIED: _KeyState.ValueType  # 0
+    KEY_STATE_ACTIVE: _KeyState.ValueType  # 1
+    KEY_STATE_EXPIRED: _KeyState.ValueType  # 2
+    """Past its expiration date: refused, listed until it is removed."""
+
+class KeyState(_KeyState, metaclass=_KeyStateEnumTypeWrapper): ...
+
+KEY_STATE_UNSPECIFIED: KeyState.ValueType  # 0
+KEY_STATE_ACTIVE: KeyState.ValueType  # 1
+KEY_STATE_EXPIRED: KeyState.ValueType  # 2
+"""Past its expiration date: refused, listed until it is removed."""
+Global___KeyState: _TypeAlias = KeyState  # noqa: Y015
+
 class _SecretState:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -76,6 +95,197 @@ USER_STATE_ACTIVE: UserState.ValueType  # 1
 USER_STATE_INACTIVE: UserState.ValueType  # 2
 """Deactivated: no credential of the user is accepted."""
 Global___UserState: _TypeAlias = UserState  # noqa: Y015
+
+@_typing.final
+class AddKeyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    EXPIRATION_DATE_FIELD_NUMBER: _builtins.int
+    PUBLIC_KEY_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    public_key: _builtins.bytes
+    """A public key of your own (PEM, BEGIN PUBLIC KEY). Unset: the service makes a key pair."""
+    @_builtins.property
+    def expiration_date(self) -> _timestamp_pb2.Timestamp:
+        """When the key stops working; must be in the future, and within the organisation's
+        maxLifetime. Unset: the organisation's defaultLifetime (or maxLifetime), else never.
+        """
+
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        expiration_date: _timestamp_pb2.Timestamp | None = ...,
+        public_key: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expiration_date", b"expiration_date"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expiration_date", b"expiration_date", "public_key", b"public_key", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddKeyRequest: _TypeAlias = AddKeyRequest  # noqa: Y015
+
+@_typing.final
+class AddKeyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    KEY_CONTENT_FIELD_NUMBER: _builtins.int
+    EXPIRATION_DATE_FIELD_NUMBER: _builtins.int
+    DETAILS_FIELD_NUMBER: _builtins.int
+    key_id: _builtins.str
+    key_content: _builtins.bytes
+    """ZITADEL's key file, {"type":"serviceaccount","keyId","key","userId"} (JSON, with the
+    private key as PEM), for a key pair the service made; shown once. Empty for an uploaded key.
+    """
+    @_builtins.property
+    def expiration_date(self) -> _timestamp_pb2.Timestamp:
+        """Unset: it never expires."""
+
+    @_builtins.property
+    def details(self) -> _object_pb2.ObjectDetails: ...
+    def __init__(
+        self,
+        *,
+        key_id: _builtins.str = ...,
+        key_content: _builtins.bytes = ...,
+        expiration_date: _timestamp_pb2.Timestamp | None = ...,
+        details: _object_pb2.ObjectDetails | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["details", b"details", "expiration_date", b"expiration_date"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["details", b"details", "expiration_date", b"expiration_date", "key_content", b"key_content", "key_id", b"key_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddKeyResponse: _TypeAlias = AddKeyResponse  # noqa: Y015
+
+@_typing.final
+class ListKeysRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListKeysRequest: _TypeAlias = ListKeysRequest  # noqa: Y015
+
+@_typing.final
+class MachineKey(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    KEY_TYPE_FIELD_NUMBER: _builtins.int
+    CREATION_DATE_FIELD_NUMBER: _builtins.int
+    EXPIRATION_DATE_FIELD_NUMBER: _builtins.int
+    LAST_USED_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    key_id: _builtins.str
+    key_type: _builtins.str
+    """"RSA" (assertions signed RS256) or "EC" (ES256)."""
+    state: Global___KeyState.ValueType
+    @_builtins.property
+    def creation_date(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def expiration_date(self) -> _timestamp_pb2.Timestamp:
+        """Unset: it never expires."""
+
+    @_builtins.property
+    def last_used(self) -> _timestamp_pb2.Timestamp:
+        """When it last earned an access token, to the minute. Unset: never."""
+
+    def __init__(
+        self,
+        *,
+        key_id: _builtins.str = ...,
+        key_type: _builtins.str = ...,
+        creation_date: _timestamp_pb2.Timestamp | None = ...,
+        expiration_date: _timestamp_pb2.Timestamp | None = ...,
+        last_used: _timestamp_pb2.Timestamp | None = ...,
+        state: Global___KeyState.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["creation_date", b"creation_date", "expiration_date", b"expiration_date", "last_used", b"last_used"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["creation_date", b"creation_date", "expiration_date", b"expiration_date", "key_id", b"key_id", "key_type", b"key_type", "last_used", b"last_used", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MachineKey: _TypeAlias = MachineKey  # noqa: Y015
+
+@_typing.final
+class ListKeysResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEYS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___MachineKey]:
+        """Oldest first."""
+
+    def __init__(
+        self,
+        *,
+        keys: _abc.Iterable[Global___MachineKey] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["keys", b"keys"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListKeysResponse: _TypeAlias = ListKeysResponse  # noqa: Y015
+
+@_typing.final
+class RemoveKeyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    key_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        key_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_id", b"key_id", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveKeyRequest: _TypeAlias = RemoveKeyRequest  # noqa: Y015
+
+@_typing.final
+class RemoveKeyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DETAILS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def details(self) -> _object_pb2.ObjectDetails: ...
+    def __init__(
+        self,
+        *,
+        details: _object_pb2.ObjectDetails | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveKeyResponse: _TypeAlias = RemoveKeyResponse  # noqa: Y015
 
 @_typing.final
 class AddSecretRequest(_message.Message):

@@ -121,6 +121,21 @@ class UserServiceStub:
                 request_serializer=machinesecrets_dot_v1_dot_user__service__pb2.GetMeRequest.SerializeToString,
                 response_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.GetMeResponse.FromString,
                 _registered_method=True)
+        self.AddKey = channel.unary_unary(
+                '/machinesecrets.v1.UserService/AddKey',
+                request_serializer=machinesecrets_dot_v1_dot_user__service__pb2.AddKeyRequest.SerializeToString,
+                response_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.AddKeyResponse.FromString,
+                _registered_method=True)
+        self.ListKeys = channel.unary_unary(
+                '/machinesecrets.v1.UserService/ListKeys',
+                request_serializer=machinesecrets_dot_v1_dot_user__service__pb2.ListKeysRequest.SerializeToString,
+                response_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.ListKeysResponse.FromString,
+                _registered_method=True)
+        self.RemoveKey = channel.unary_unary(
+                '/machinesecrets.v1.UserService/RemoveKey',
+                request_serializer=machinesecrets_dot_v1_dot_user__service__pb2.RemoveKeyRequest.SerializeToString,
+                response_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.RemoveKeyResponse.FromString,
+                _registered_method=True)
 
 
 class UserServiceServicer:
@@ -257,6 +272,31 @@ class UserServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddKey(self, request, context):
+        """Adds a key to a machine user, for the JWT profile grant and private_key_jwt (RFC 7523): the
+        public key given (PEM: RSA of at least 2048 bits, or EC P-256), or else a new RSA 2048 key
+        pair, whose private key is answered once in ZITADEL's key file. Only public keys are stored.
+        The caller must also hold the user's permissions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListKeys(self, request, context):
+        """Lists a machine user's keys: their ids, types and dates, never key material.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveKey(self, request, context):
+        """Removes one key of a machine user, and the access tokens it earned, at once. The caller must
+        also hold the user's permissions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UserServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -344,6 +384,21 @@ def add_UserServiceServicer_to_server(servicer, server):
                     servicer.GetMe,
                     request_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.GetMeRequest.FromString,
                     response_serializer=machinesecrets_dot_v1_dot_user__service__pb2.GetMeResponse.SerializeToString,
+            ),
+            'AddKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddKey,
+                    request_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.AddKeyRequest.FromString,
+                    response_serializer=machinesecrets_dot_v1_dot_user__service__pb2.AddKeyResponse.SerializeToString,
+            ),
+            'ListKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListKeys,
+                    request_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.ListKeysRequest.FromString,
+                    response_serializer=machinesecrets_dot_v1_dot_user__service__pb2.ListKeysResponse.SerializeToString,
+            ),
+            'RemoveKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveKey,
+                    request_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.RemoveKeyRequest.FromString,
+                    response_serializer=machinesecrets_dot_v1_dot_user__service__pb2.RemoveKeyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -807,6 +862,87 @@ class UserService:
             '/machinesecrets.v1.UserService/GetMe',
             machinesecrets_dot_v1_dot_user__service__pb2.GetMeRequest.SerializeToString,
             machinesecrets_dot_v1_dot_user__service__pb2.GetMeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/machinesecrets.v1.UserService/AddKey',
+            machinesecrets_dot_v1_dot_user__service__pb2.AddKeyRequest.SerializeToString,
+            machinesecrets_dot_v1_dot_user__service__pb2.AddKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/machinesecrets.v1.UserService/ListKeys',
+            machinesecrets_dot_v1_dot_user__service__pb2.ListKeysRequest.SerializeToString,
+            machinesecrets_dot_v1_dot_user__service__pb2.ListKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/machinesecrets.v1.UserService/RemoveKey',
+            machinesecrets_dot_v1_dot_user__service__pb2.RemoveKeyRequest.SerializeToString,
+            machinesecrets_dot_v1_dot_user__service__pb2.RemoveKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -87,6 +87,18 @@ class UserServiceStub:
     access token): its user, its own organisation, and what it may do where. Any authenticated
     caller may ask, about itself only; `x-zitadel-orgid` is not read.
     """
+    AddKey: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.AddKeyRequest, _user_service_pb2.AddKeyResponse]
+    """Adds a key to a machine user, for the JWT profile grant and private_key_jwt (RFC 7523): the
+    public key given (PEM: RSA of at least 2048 bits, or EC P-256), or else a new RSA 2048 key
+    pair, whose private key is answered once in ZITADEL's key file. Only public keys are stored.
+    The caller must also hold the user's permissions.
+    """
+    ListKeys: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.ListKeysRequest, _user_service_pb2.ListKeysResponse]
+    """Lists a machine user's keys: their ids, types and dates, never key material."""
+    RemoveKey: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.RemoveKeyRequest, _user_service_pb2.RemoveKeyResponse]
+    """Removes one key of a machine user, and the access tokens it earned, at once. The caller must
+    also hold the user's permissions.
+    """
 
 @_typing.type_check_only
 class UserServiceAsyncStub(UserServiceStub):
@@ -146,6 +158,18 @@ class UserServiceAsyncStub(UserServiceStub):
     """Who the caller is, whatever its credential (a personal access token or a client secret's
     access token): its user, its own organisation, and what it may do where. Any authenticated
     caller may ask, about itself only; `x-zitadel-orgid` is not read.
+    """
+    AddKey: _aio.UnaryUnaryMultiCallable[_user_service_pb2.AddKeyRequest, _user_service_pb2.AddKeyResponse]  # type: ignore[assignment]
+    """Adds a key to a machine user, for the JWT profile grant and private_key_jwt (RFC 7523): the
+    public key given (PEM: RSA of at least 2048 bits, or EC P-256), or else a new RSA 2048 key
+    pair, whose private key is answered once in ZITADEL's key file. Only public keys are stored.
+    The caller must also hold the user's permissions.
+    """
+    ListKeys: _aio.UnaryUnaryMultiCallable[_user_service_pb2.ListKeysRequest, _user_service_pb2.ListKeysResponse]  # type: ignore[assignment]
+    """Lists a machine user's keys: their ids, types and dates, never key material."""
+    RemoveKey: _aio.UnaryUnaryMultiCallable[_user_service_pb2.RemoveKeyRequest, _user_service_pb2.RemoveKeyResponse]  # type: ignore[assignment]
+    """Removes one key of a machine user, and the access tokens it earned, at once. The caller must
+    also hold the user's permissions.
     """
 
 class UserServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -305,6 +329,36 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         """Who the caller is, whatever its credential (a personal access token or a client secret's
         access token): its user, its own organisation, and what it may do where. Any authenticated
         caller may ask, about itself only; `x-zitadel-orgid` is not read.
+        """
+
+    @_abc_1.abstractmethod
+    def AddKey(
+        self,
+        request: _user_service_pb2.AddKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_service_pb2.AddKeyResponse, _abc.Awaitable[_user_service_pb2.AddKeyResponse]]:
+        """Adds a key to a machine user, for the JWT profile grant and private_key_jwt (RFC 7523): the
+        public key given (PEM: RSA of at least 2048 bits, or EC P-256), or else a new RSA 2048 key
+        pair, whose private key is answered once in ZITADEL's key file. Only public keys are stored.
+        The caller must also hold the user's permissions.
+        """
+
+    @_abc_1.abstractmethod
+    def ListKeys(
+        self,
+        request: _user_service_pb2.ListKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_service_pb2.ListKeysResponse, _abc.Awaitable[_user_service_pb2.ListKeysResponse]]:
+        """Lists a machine user's keys: their ids, types and dates, never key material."""
+
+    @_abc_1.abstractmethod
+    def RemoveKey(
+        self,
+        request: _user_service_pb2.RemoveKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_service_pb2.RemoveKeyResponse, _abc.Awaitable[_user_service_pb2.RemoveKeyResponse]]:
+        """Removes one key of a machine user, and the access tokens it earned, at once. The caller must
+        also hold the user's permissions.
         """
 
 def add_UserServiceServicer_to_server(servicer: UserServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -83,7 +83,9 @@ Global___ObjectDetails: _TypeAlias = ObjectDetails  # noqa: Y015
 
 @_typing.final
 class ListQuery(_message.Message):
-    """ZITADEL's paging of v1 lists: offset 1, limit 2, asc 3."""
+    """Paging of v1 lists. Lists of machine keys are short (at most 10 live keys a user, and the
+    expired ones): offset and limit are applied, asc orders by creation (default: newest first).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -110,8 +112,6 @@ Global___ListQuery: _TypeAlias = ListQuery  # noqa: Y015
 
 @_typing.final
 class ListDetails(_message.Message):
-    """ZITADEL's details of a v1 list: total_result 1, processed_sequence 2, view_timestamp 3."""
-
     DESCRIPTOR: _descriptor.Descriptor
 
     TOTAL_RESULT_FIELD_NUMBER: _builtins.int

@@ -1,12 +1,13 @@
 """Commands: every change to the service's state, one module per aggregate or feature, each a
 class on the write loop (writes.py): orgs.py, users.py, secrets.py (client secrets and the policy
-for them), pats.py, tokens.py (access tokens) and instance.py (the set-up at first start).
+for them), machine_keys.py, pats.py, tokens.py (access tokens) and instance.py (the set-up at first start).
 
 Commands is all of them on one object, for the transports and app.py. A new module (machine keys,
 projects) is a new file whose class derives from Writer, and one more base here.
 """
 
 from server.domain.commands.instance import InstanceCommands
+from server.domain.commands.machine_keys import MachineKeyCommands
 from server.domain.commands.orgs import OrgCommands
 from server.domain.commands.pats import PatCommands
 from server.domain.commands.secrets import SecretCommands
@@ -14,6 +15,14 @@ from server.domain.commands.tokens import TokenCommands
 from server.domain.commands.users import UserCommands
 
 
-class Commands(OrgCommands, UserCommands, SecretCommands, PatCommands, TokenCommands, InstanceCommands):
+class Commands(
+    OrgCommands,
+    UserCommands,
+    SecretCommands,
+    MachineKeyCommands,
+    PatCommands,
+    TokenCommands,
+    InstanceCommands,
+):
     """Every command. Its constructor is Writer's: the store, the hasher, the id generator, how
     many times a write is tried, and the clock."""

@@ -8,7 +8,7 @@ from server.clock import to_micros
 from server.domain.commands.writes import Writer
 from server.domain.credentials import new_token, token_hash
 from server.events.base import NewEvent
-from server.events.token import AccessTokenAdded
+from server.events.token import AccessTokenAdded, KeyAccessTokenAdded
 from server.store.contract import UserRecord
 
 
@@ -21,6 +21,20 @@ class TokenCommands(Writer):
         client as the actor, by the secret it proved."""
         token, token_id = new_token(), self._ids.new_id()
         added = AccessTokenAdded(user.id, token_hash(token), to_micros(expires_at), scope, secret_id)
+
+        async def decide() -> list[NewEvent]:  # a new aggregate of its own: nothing to contend with
+            return [NewEvent(token_id, 1, user.org_id, added)]
+
+        await self._write(client, token_id, decide)
+        return token
+
+    async def issue_key_access_token(
+        self, user: UserRecord, key_id: str, scope: str, expires_at: datetime, client: Actor
+    ) -> str:
+        """A new access token for a machine user that proved it holds the machine key key_id (an
+        assertion it signed: domain/jwt_profile.py). It dies with that key."""
+        token, token_id = new_token(), self._ids.new_id()
+        added = KeyAccessTokenAdded(user.id, token_hash(token), to_micros(expires_at), scope, key_id)
 
         async def decide() -> list[NewEvent]:  # a new aggregate of its own: nothing to contend with
             return [NewEvent(token_id, 1, user.org_id, added)]

@@ -25,12 +25,13 @@ _sym_db = _symbol_database.Default()
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from machinesecrets.v1 import options_pb2 as machinesecrets_dot_v1_dot_options__pb2
+from zitadel.authn.v1 import auth_n_key_pb2 as zitadel_dot_authn_dot_v1_dot_auth__n__key__pb2
 from zitadel.member.v1 import member_pb2 as zitadel_dot_member_dot_v1_dot_member__pb2
 from zitadel.user.v1 import user_pb2 as zitadel_dot_user_dot_v1_dot_user__pb2
 from zitadel.v1 import object_pb2 as zitadel_dot_v1_dot_object__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&zitadel/management/v1/management.proto\x12\x15zitadel.management.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fmachinesecrets/v1/options.proto\x1a\x1ezitadel/member/v1/member.proto\x1a\x1azitadel/user/v1/user.proto\x1a\x17zitadel/v1/object.proto\"\xac\x01\n\x15\x41\x64\x64MachineUserRequest\x12\x11\n\tuser_name\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12;\n\x11\x61\x63\x63\x65ss_token_type\x18\x04 \x01(\x0e\x32 .zitadel.user.v1.AccessTokenType\x12\x14\n\x07user_id\x18\x05 \x01(\tH\x00\x88\x01\x01\x42\n\n\x08_user_id\"U\n\x16\x41\x64\x64MachineUserResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12*\n\x07\x64\x65tails\x18\x02 \x01(\x0b\x32\x19.zitadel.v1.ObjectDetails\"/\n\x1cGenerateMachineSecretRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"u\n\x1dGenerateMachineSecretResponse\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rclient_secret\x18\x02 \x01(\t\x12*\n\x07\x64\x65tails\x18\x03 \x01(\x0b\x32\x19.zitadel.v1.ObjectDetails\"-\n\x1aRemoveMachineSecretRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"I\n\x1bRemoveMachineSecretResponse\x12*\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32\x19.zitadel.v1.ObjectDetails\" \n\x12GetUserByIDRequest\x12\n\n\x02id\x18\x01 \x01(\t\":\n\x13GetUserByIDResponse\x12#\n\x04user\x18\x01 \x01(\x0b\x32\x15.zitadel.user.v1.User\"5\n\x13\x41\x64\x64OrgMemberRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05roles\x18\x02 \x03(\t\"B\n\x14\x41\x64\x64OrgMemberResponse\x12*\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32\x19.zitadel.v1.ObjectDetails\"e\n\x1d\x41\x64\x64PersonalAccessTokenRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x33\n\x0f\x65xpiration_date\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"m\n\x1e\x41\x64\x64PersonalAccessTokenResponse\x12\x10\n\x08token_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\x12*\n\x07\x64\x65tails\x18\x03 \x01(\x0b\x32\x19.zitadel.v1.ObjectDetails\"#\n\x15\x44\x65\x61\x63tivateUserRequest\x12\n\n\x02id\x18\x01 \x01(\t\"D\n\x16\x44\x65\x61\x63tivateUserResponse\x12*\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32\x19.zitadel.v1.ObjectDetails\"#\n\x15ReactivateUserRequest\x12\n\n\x02id\x18\x01 \x01(\t\"D\n\x16ReactivateUserResponse\x12*\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32\x19.zitadel.v1.ObjectDetails\"\x1f\n\x11RemoveUserRequest\x12\n\n\x02id\x18\x01 \x01(\t\"@\n\x12RemoveUserResponse\x12*\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32\x19.zitadel.v1.ObjectDetails\"n\n\x15ListOrgMembersRequest\x12$\n\x05query\x18\x01 \x01(\x0b\x32\x15.zitadel.v1.ListQuery\x12/\n\x07queries\x18\x02 \x03(\x0b\x32\x1e.zitadel.member.v1.SearchQuery\"m\n\x16ListOrgMembersResponse\x12(\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32\x17.zitadel.v1.ListDetails\x12)\n\x06result\x18\x02 \x03(\x0b\x32\x19.zitadel.member.v1.Member2\xfa\r\n\x11ManagementService\x12\xa6\x01\n\x0e\x41\x64\x64MachineUser\x12,.zitadel.management.v1.AddMachineUserRequest\x1a-.zitadel.management.v1.AddMachineUserResponse\"7\x82\xb5\x18\x0c\n\nuser.write\x82\xd3\xe4\x93\x02!\"\x1c/management/v1/users/machine:\x01*\x12\xc4\x01\n\x15GenerateMachineSecret\x12\x33.zitadel.management.v1.GenerateMachineSecretRequest\x1a\x34.zitadel.management.v1.GenerateMachineSecretResponse\"@\x82\xb5\x18\x0c\n\nuser.write\x82\xd3\xe4\x93\x02*\x1a%/management/v1/users/{user_id}/secret:\x01*\x12\xbb\x01\n\x13RemoveMachineSecret\x12\x31.zitadel.management.v1.RemoveMachineSecretRequest\x1a\x32.zitadel.management.v1.RemoveMachineSecretResponse\"=\x82\xb5\x18\x0c\n\nuser.write\x82\xd3\xe4\x93\x02\'*%/management/v1/users/{user_id}/secret\x12\x96\x01\n\x0bGetUserByID\x12).zitadel.management.v1.GetUserByIDRequest\x1a*.zitadel.management.v1.GetUserByIDResponse\"0\x82\xb5\x18\x0b\n\tuser.read\x82\xd3\xe4\x93\x02\x1b\x12\x19/management/v1/users/{id}\x12\xa8\x01\n\x0c\x41\x64\x64OrgMember\x12*.zitadel.management.v1.AddOrgMemberRequest\x1a+.zitadel.management.v1.AddOrgMemberResponse\"?\x82\xb5\x18\x12\n\x10org.member.write\x82\xd3\xe4\x93\x02#\"\x1e/management/v1/orgs/me/members:\x01*\x12\xaf\x01\n\x0e\x44\x65\x61\x63tivateUser\x12,.zitadel.management.v1.DeactivateUserRequest\x1a-.zitadel.management.v1.DeactivateUserResponse\"@\x82\xb5\x18\x0c\n\nuser.write\x82\xd3\xe4\x93\x02*\"%/management/v1/users/{id}/_deactivate:\x01*\x12\xaf\x01\n\x0eReactivateUser\x12,.zitadel.management.v1.ReactivateUserRequest\x1a-.zitadel.management.v1.ReactivateUserResponse\"@\x82\xb5\x18\x0c\n\nuser.write\x82\xd3\xe4\x93\x02*\"%/management/v1/users/{id}/_reactivate:\x01*\x12\x94\x01\n\nRemoveUser\x12(.zitadel.management.v1.RemoveUserRequest\x1a).zitadel.management.v1.RemoveUserResponse\"1\x82\xb5\x18\x0c\n\nuser.write\x82\xd3\xe4\x93\x02\x1b*\x19/management/v1/users/{id}\x12\xc5\x01\n\x16\x41\x64\x64PersonalAccessToken\x12\x34.zitadel.management.v1.AddPersonalAccessTokenRequest\x1a\x35.zitadel.management.v1.AddPersonalAccessTokenResponse\">\x82\xb5\x18\x0c\n\nuser.write\x82\xd3\xe4\x93\x02(\"#/management/v1/users/{user_id}/pats:\x01*\x12\xaf\x01\n\x0eListOrgMembers\x12,.zitadel.management.v1.ListOrgMembersRequest\x1a-.zitadel.management.v1.ListOrgMembersResponse\"@\x82\xb5\x18\x0b\n\tuser.read\x82\xd3\xe4\x93\x02+\"&/management/v1/orgs/me/members/_search:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&zitadel/management/v1/management.proto\x12\x15zitadel.management.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fmachinesecrets/v1/options.proto\x1a!zitadel/authn/v1/auth_n_key.proto\x1a\x1ezitadel/member/v1/member.proto\x1a\x1azitadel/user/v1/user.proto\x1a\x17zitadel/v1/object.proto\"\xac\x01\n\x15\x41\x64\x64MachineUserRequest\x12\x11\n\tuser_name\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12;\n\x11\x61\x63\x63\x65ss_token_type\x18\x04 \x01(\x0e\x32 .zitadel.user.v1.AccessTokenType\x12\x14\n\x07user_id\x18\x05 \x01(\tH\x00\x88\x01\x01\x42\n\n\x08_user_id\"U\n\x16\x41\x64\x64MachineUserResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12*\n\x07\x64\x65tails\x18\x02 \x01(\x0b\x32\x19.zitadel.v1.ObjectDetails\"/\n\x1cGenerateMachineSecretRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"u\n\x1dGenerateMachineSecretResponse\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rclient_secret\x18\x02 \x01(\t\x12*\n\x07\x64\x65tails\x18\x03 \x01(\x0b\x32\x19.zitadel.v1.ObjectDetails\"-\n\x1aRemoveMachineSecretRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"I\n\x1bRemoveMachineSecretResponse\x12*\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32\x19.zitadel.v1.ObjectDetails\" \n\x12GetUserByIDRequest\x12\n\n\x02id\x18\x01 \x01(\t\":\n\x13GetUserByIDResponse\x12#\n\x04user\x18\x01 \x01(\x0b\x32\x15.zitadel.user.v1.User\"5\n\x13\x41\x64\x64OrgMemberRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05roles\x18\x02 \x03(\t\"B\n\x14\x41\x64\x64OrgMemberResponse\x12*\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32\x19.zitadel.v1.ObjectDetails\"e\n\x1d\x41\x64\x64PersonalAccessTokenRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x33\n\x0f\x65xpiration_date\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"m\n\x1e\x41\x64\x64PersonalAccessTokenResponse\x12\x10\n\x08token_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\x12*\n\x07\x64\x65tails\x18\x03 \x01(\x0b\x32\x19.zitadel.v1.ObjectDetails\"#\n\x15\x44\x65\x61\x63tivateUserRequest\x12\n\n\x02id\x18\x01 \x01(\t\"D\n\x16\x44\x65\x61\x63tivateUserResponse\x12*\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32\x19.zitadel.v1.ObjectDetails\"#\n\x15ReactivateUserRequest\x12\n\n\x02id\x18\x01 \x01(\t\"D\n\x16ReactivateUserResponse\x12*\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32\x19.zitadel.v1.ObjectDetails\"\x1f\n\x11RemoveUserRequest\x12\n\n\x02id\x18\x01 \x01(\t\"@\n\x12RemoveUserResponse\x12*\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32\x19.zitadel.v1.ObjectDetails\"\x99\x01\n\x14\x41\x64\x64MachineKeyRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\'\n\x04type\x18\x02 \x01(\x0e\x32\x19.zitadel.authn.v1.KeyType\x12\x33\n\x0f\x65xpiration_date\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\npublic_key\x18\x04 \x01(\x0c\"h\n\x15\x41\x64\x64MachineKeyResponse\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x13\n\x0bkey_details\x18\x02 \x01(\x0c\x12*\n\x07\x64\x65tails\x18\x03 \x01(\x0b\x32\x19.zitadel.v1.ObjectDetails\"O\n\x16ListMachineKeysRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12$\n\x05query\x18\x02 \x01(\x0b\x32\x15.zitadel.v1.ListQuery\"j\n\x17ListMachineKeysResponse\x12(\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32\x17.zitadel.v1.ListDetails\x12%\n\x06result\x18\x02 \x03(\x0b\x32\x15.zitadel.authn.v1.Key\"<\n\x19GetMachineKeyByIDsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\"@\n\x1aGetMachineKeyByIDsResponse\x12\"\n\x03key\x18\x01 \x01(\x0b\x32\x15.zitadel.authn.v1.Key\":\n\x17RemoveMachineKeyRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\"F\n\x18RemoveMachineKeyResponse\x12*\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32\x19.zitadel.v1.ObjectDetails\"n\n\x15ListOrgMembersRequest\x12$\n\x05query\x18\x01 \x01(\x0b\x32\x15.zitadel.v1.ListQuery\x12/\n\x07queries\x18\x02 \x03(\x0b\x32\x1e.zitadel.member.v1.SearchQuery\"m\n\x16ListOrgMembersResponse\x12(\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32\x17.zitadel.v1.ListDetails\x12)\n\x06result\x18\x02 \x03(\x0b\x32\x19.zitadel.member.v1.Member2\xde\x13\n\x11ManagementService\x12\xa6\x01\n\x0e\x41\x64\x64MachineUser\x12,.zitadel.management.v1.AddMachineUserRequest\x1a-.zitadel.management.v1.AddMachineUserResponse\"7\x82\xb5\x18\x0c\n\nuser.write\x82\xd3\xe4\x93\x02!\"\x1c/management/v1/users/machine:\x01*\x12\xc4\x01\n\x15GenerateMachineSecret\x12\x33.zitadel.management.v1.GenerateMachineSecretRequest\x1a\x34.zitadel.management.v1.GenerateMachineSecretResponse\"@\x82\xb5\x18\x0c\n\nuser.write\x82\xd3\xe4\x93\x02*\x1a%/management/v1/users/{user_id}/secret:\x01*\x12\xbb\x01\n\x13RemoveMachineSecret\x12\x31.zitadel.management.v1.RemoveMachineSecretRequest\x1a\x32.zitadel.management.v1.RemoveMachineSecretResponse\"=\x82\xb5\x18\x0c\n\nuser.write\x82\xd3\xe4\x93\x02\'*%/management/v1/users/{user_id}/secret\x12\x96\x01\n\x0bGetUserByID\x12).zitadel.management.v1.GetUserByIDRequest\x1a*.zitadel.management.v1.GetUserByIDResponse\"0\x82\xb5\x18\x0b\n\tuser.read\x82\xd3\xe4\x93\x02\x1b\x12\x19/management/v1/users/{id}\x12\xa8\x01\n\x0c\x41\x64\x64OrgMember\x12*.zitadel.management.v1.AddOrgMemberRequest\x1a+.zitadel.management.v1.AddOrgMemberResponse\"?\x82\xb5\x18\x12\n\x10org.member.write\x82\xd3\xe4\x93\x02#\"\x1e/management/v1/orgs/me/members:\x01*\x12\xaf\x01\n\x0e\x44\x65\x61\x63tivateUser\x12,.zitadel.management.v1.DeactivateUserRequest\x1a-.zitadel.management.v1.DeactivateUserResponse\"@\x82\xb5\x18\x0c\n\nuser.write\x82\xd3\xe4\x93\x02*\"%/management/v1/users/{id}/_deactivate:\x01*\x12\xaf\x01\n\x0eReactivateUser\x12,.zitadel.management.v1.ReactivateUserRequest\x1a-.zitadel.management.v1.ReactivateUserResponse\"@\x82\xb5\x18\x0c\n\nuser.write\x82\xd3\xe4\x93\x02*\"%/management/v1/users/{id}/_reactivate:\x01*\x12\x94\x01\n\nRemoveUser\x12(.zitadel.management.v1.RemoveUserRequest\x1a).zitadel.management.v1.RemoveUserResponse\"1\x82\xb5\x18\x0c\n\nuser.write\x82\xd3\xe4\x93\x02\x1b*\x19/management/v1/users/{id}\x12\xc5\x01\n\x16\x41\x64\x64PersonalAccessToken\x12\x34.zitadel.management.v1.AddPersonalAccessTokenRequest\x1a\x35.zitadel.management.v1.AddPersonalAccessTokenResponse\">\x82\xb5\x18\x0c\n\nuser.write\x82\xd3\xe4\x93\x02(\"#/management/v1/users/{user_id}/pats:\x01*\x12\xaa\x01\n\rAddMachineKey\x12+.zitadel.management.v1.AddMachineKeyRequest\x1a,.zitadel.management.v1.AddMachineKeyResponse\">\x82\xb5\x18\x0c\n\nuser.write\x82\xd3\xe4\x93\x02(\"#/management/v1/users/{user_id}/keys:\x01*\x12\xb7\x01\n\x0fListMachineKeys\x12-.zitadel.management.v1.ListMachineKeysRequest\x1a..zitadel.management.v1.ListMachineKeysResponse\"E\x82\xb5\x18\x0b\n\tuser.read\x82\xd3\xe4\x93\x02\x30\"+/management/v1/users/{user_id}/keys/_search:\x01*\x12\xbe\x01\n\x12GetMachineKeyByIDs\x12\x30.zitadel.management.v1.GetMachineKeyByIDsRequest\x1a\x31.zitadel.management.v1.GetMachineKeyByIDsResponse\"C\x82\xb5\x18\x0b\n\tuser.read\x82\xd3\xe4\x93\x02.\x12,/management/v1/users/{user_id}/keys/{key_id}\x12\xb9\x01\n\x10RemoveMachineKey\x12..zitadel.management.v1.RemoveMachineKeyRequest\x1a/.zitadel.management.v1.RemoveMachineKeyResponse\"D\x82\xb5\x18\x0c\n\nuser.write\x82\xd3\xe4\x93\x02.*,/management/v1/users/{user_id}/keys/{key_id}\x12\xaf\x01\n\x0eListOrgMembers\x12,.zitadel.management.v1.ListOrgMembersRequest\x1a-.zitadel.management.v1.ListOrgMembersResponse\"@\x82\xb5\x18\x0b\n\tuser.read\x82\xd3\xe4\x93\x02+\"&/management/v1/orgs/me/members/_search:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -55,48 +56,72 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MANAGEMENTSERVICE'].methods_by_name['RemoveUser']._serialized_options = b'\202\265\030\014\n\nuser.write\202\323\344\223\002\033*\031/management/v1/users/{id}'
   _globals['_MANAGEMENTSERVICE'].methods_by_name['AddPersonalAccessToken']._loaded_options = None
   _globals['_MANAGEMENTSERVICE'].methods_by_name['AddPersonalAccessToken']._serialized_options = b'\202\265\030\014\n\nuser.write\202\323\344\223\002(\"#/management/v1/users/{user_id}/pats:\001*'
+  _globals['_MANAGEMENTSERVICE'].methods_by_name['AddMachineKey']._loaded_options = None
+  _globals['_MANAGEMENTSERVICE'].methods_by_name['AddMachineKey']._serialized_options = b'\202\265\030\014\n\nuser.write\202\323\344\223\002(\"#/management/v1/users/{user_id}/keys:\001*'
+  _globals['_MANAGEMENTSERVICE'].methods_by_name['ListMachineKeys']._loaded_options = None
+  _globals['_MANAGEMENTSERVICE'].methods_by_name['ListMachineKeys']._serialized_options = b'\202\265\030\013\n\tuser.read\202\323\344\223\0020\"+/management/v1/users/{user_id}/keys/_search:\001*'
+  _globals['_MANAGEMENTSERVICE'].methods_by_name['GetMachineKeyByIDs']._loaded_options = None
+  _globals['_MANAGEMENTSERVICE'].methods_by_name['GetMachineKeyByIDs']._serialized_options = b'\202\265\030\013\n\tuser.read\202\323\344\223\002.\022,/management/v1/users/{user_id}/keys/{key_id}'
+  _globals['_MANAGEMENTSERVICE'].methods_by_name['RemoveMachineKey']._loaded_options = None
+  _globals['_MANAGEMENTSERVICE'].methods_by_name['RemoveMachineKey']._serialized_options = b'\202\265\030\014\n\nuser.write\202\323\344\223\002.*,/management/v1/users/{user_id}/keys/{key_id}'
   _globals['_MANAGEMENTSERVICE'].methods_by_name['ListOrgMembers']._loaded_options = None
   _globals['_MANAGEMENTSERVICE'].methods_by_name['ListOrgMembers']._serialized_options = b'\202\265\030\013\n\tuser.read\202\323\344\223\002+\"&/management/v1/orgs/me/members/_search:\001*'
-  _globals['_ADDMACHINEUSERREQUEST']._serialized_start=247
-  _globals['_ADDMACHINEUSERREQUEST']._serialized_end=419
-  _globals['_ADDMACHINEUSERRESPONSE']._serialized_start=421
-  _globals['_ADDMACHINEUSERRESPONSE']._serialized_end=506
-  _globals['_GENERATEMACHINESECRETREQUEST']._serialized_start=508
-  _globals['_GENERATEMACHINESECRETREQUEST']._serialized_end=555
-  _globals['_GENERATEMACHINESECRETRESPONSE']._serialized_start=557
-  _globals['_GENERATEMACHINESECRETRESPONSE']._serialized_end=674
-  _globals['_REMOVEMACHINESECRETREQUEST']._serialized_start=676
-  _globals['_REMOVEMACHINESECRETREQUEST']._serialized_end=721
-  _globals['_REMOVEMACHINESECRETRESPONSE']._serialized_start=723
-  _globals['_REMOVEMACHINESECRETRESPONSE']._serialized_end=796
-  _globals['_GETUSERBYIDREQUEST']._serialized_start=798
-  _globals['_GETUSERBYIDREQUEST']._serialized_end=830
-  _globals['_GETUSERBYIDRESPONSE']._serialized_start=832
-  _globals['_GETUSERBYIDRESPONSE']._serialized_end=890
-  _globals['_ADDORGMEMBERREQUEST']._serialized_start=892
-  _globals['_ADDORGMEMBERREQUEST']._serialized_end=945
-  _globals['_ADDORGMEMBERRESPONSE']._serialized_start=947
-  _globals['_ADDORGMEMBERRESPONSE']._serialized_end=1013
-  _globals['_ADDPERSONALACCESSTOKENREQUEST']._serialized_start=1015
-  _globals['_ADDPERSONALACCESSTOKENREQUEST']._serialized_end=1116
-  _globals['_ADDPERSONALACCESSTOKENRESPONSE']._serialized_start=1118
-  _globals['_ADDPERSONALACCESSTOKENRESPONSE']._serialized_end=1227
-  _globals['_DEACTIVATEUSERREQUEST']._serialized_start=1229
-  _globals['_DEACTIVATEUSERREQUEST']._serialized_end=1264
-  _globals['_DEACTIVATEUSERRESPONSE']._serialized_start=1266
-  _globals['_DEACTIVATEUSERRESPONSE']._serialized_end=1334
-  _globals['_REACTIVATEUSERREQUEST']._serialized_start=1336
-  _globals['_REACTIVATEUSERREQUEST']._serialized_end=1371
-  _globals['_REACTIVATEUSERRESPONSE']._serialized_start=1373
-  _globals['_REACTIVATEUSERRESPONSE']._serialized_end=1441
-  _globals['_REMOVEUSERREQUEST']._serialized_start=1443
-  _globals['_REMOVEUSERREQUEST']._serialized_end=1474
-  _globals['_REMOVEUSERRESPONSE']._serialized_start=1476
-  _globals['_REMOVEUSERRESPONSE']._serialized_end=1540
-  _globals['_LISTORGMEMBERSREQUEST']._serialized_start=1542
-  _globals['_LISTORGMEMBERSREQUEST']._serialized_end=1652
-  _globals['_LISTORGMEMBERSRESPONSE']._serialized_start=1654
-  _globals['_LISTORGMEMBERSRESPONSE']._serialized_end=1763
-  _globals['_MANAGEMENTSERVICE']._serialized_start=1766
-  _globals['_MANAGEMENTSERVICE']._serialized_end=3552
+  _globals['_ADDMACHINEUSERREQUEST']._serialized_start=282
+  _globals['_ADDMACHINEUSERREQUEST']._serialized_end=454
+  _globals['_ADDMACHINEUSERRESPONSE']._serialized_start=456
+  _globals['_ADDMACHINEUSERRESPONSE']._serialized_end=541
+  _globals['_GENERATEMACHINESECRETREQUEST']._serialized_start=543
+  _globals['_GENERATEMACHINESECRETREQUEST']._serialized_end=590
+  _globals['_GENERATEMACHINESECRETRESPONSE']._serialized_start=592
+  _globals['_GENERATEMACHINESECRETRESPONSE']._serialized_end=709
+  _globals['_REMOVEMACHINESECRETREQUEST']._serialized_start=711
+  _globals['_REMOVEMACHINESECRETREQUEST']._serialized_end=756
+  _globals['_REMOVEMACHINESECRETRESPONSE']._serialized_start=758
+  _globals['_REMOVEMACHINESECRETRESPONSE']._serialized_end=831
+  _globals['_GETUSERBYIDREQUEST']._serialized_start=833
+  _globals['_GETUSERBYIDREQUEST']._serialized_end=865
+  _globals['_GETUSERBYIDRESPONSE']._serialized_start=867
+  _globals['_GETUSERBYIDRESPONSE']._serialized_end=925
+  _globals['_ADDORGMEMBERREQUEST']._serialized_start=927
+  _globals['_ADDORGMEMBERREQUEST']._serialized_end=980
+  _globals['_ADDORGMEMBERRESPONSE']._serialized_start=982
+  _globals['_ADDORGMEMBERRESPONSE']._serialized_end=1048
+  _globals['_ADDPERSONALACCESSTOKENREQUEST']._serialized_start=1050
+  _globals['_ADDPERSONALACCESSTOKENREQUEST']._serialized_end=1151
+  _globals['_ADDPERSONALACCESSTOKENRESPONSE']._serialized_start=1153
+  _globals['_ADDPERSONALACCESSTOKENRESPONSE']._serialized_end=1262
+  _globals['_DEACTIVATEUSERREQUEST']._serialized_start=1264
+  _globals['_DEACTIVATEUSERREQUEST']._serialized_end=1299
+  _globals['_DEACTIVATEUSERRESPONSE']._serialized_start=1301
+  _globals['_DEACTIVATEUSERRESPONSE']._serialized_end=1369
+  _globals['_REACTIVATEUSERREQUEST']._serialized_start=1371
+  _globals['_REACTIVATEUSERREQUEST']._serialized_end=1406
+  _globals['_REACTIVATEUSERRESPONSE']._serialized_start=1408
+  _globals['_REACTIVATEUSERRESPONSE']._serialized_end=1476
+  _globals['_REMOVEUSERREQUEST']._serialized_start=1478
+  _globals['_REMOVEUSERREQUEST']._serialized_end=1509
+  _globals['_REMOVEUSERRESPONSE']._serialized_start=1511
+  _globals['_REMOVEUSERRESPONSE']._serialized_end=1575
+  _globals['_ADDMACHINEKEYREQUEST']._serialized_start=1578
+  _globals['_ADDMACHINEKEYREQUEST']._serialized_end=1731
+  _globals['_ADDMACHINEKEYRESPONSE']._serialized_start=1733
+  _globals['_ADDMACHINEKEYRESPONSE']._serialized_end=1837
+  _globals['_LISTMACHINEKEYSREQUEST']._serialized_start=1839
+  _globals['_LISTMACHINEKEYSREQUEST']._serialized_end=1918
+  _globals['_LISTMACHINEKEYSRESPONSE']._serialized_start=1920
+  _globals['_LISTMACHINEKEYSRESPONSE']._serialized_end=2026
+  _globals['_GETMACHINEKEYBYIDSREQUEST']._serialized_start=2028
+  _globals['_GETMACHINEKEYBYIDSREQUEST']._serialized_end=2088
+  _globals['_GETMACHINEKEYBYIDSRESPONSE']._serialized_start=2090
+  _globals['_GETMACHINEKEYBYIDSRESPONSE']._serialized_end=2154
+  _globals['_REMOVEMACHINEKEYREQUEST']._serialized_start=2156
+  _globals['_REMOVEMACHINEKEYREQUEST']._serialized_end=2214
+  _globals['_REMOVEMACHINEKEYRESPONSE']._serialized_start=2216
+  _globals['_REMOVEMACHINEKEYRESPONSE']._serialized_end=2286
+  _globals['_LISTORGMEMBERSREQUEST']._serialized_start=2288
+  _globals['_LISTORGMEMBERSREQUEST']._serialized_end=2398
+  _globals['_LISTORGMEMBERSRESPONSE']._serialized_start=2400
+  _globals['_LISTORGMEMBERSRESPONSE']._serialized_end=2509
+  _globals['_MANAGEMENTSERVICE']._serialized_start=2512
+  _globals['_MANAGEMENTSERVICE']._serialized_end=5038
 # @@protoc_insertion_point(module_scope)

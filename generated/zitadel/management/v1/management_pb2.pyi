@@ -14,6 +14,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from zitadel.authn.v1 import auth_n_key_pb2 as _auth_n_key_pb2
 from zitadel.member.v1 import member_pb2 as _member_pb2
 from zitadel.user.v1 import user_pb2 as _user_pb2
 from zitadel.v1 import object_pb2 as _object_pb2
@@ -418,6 +419,195 @@ class RemoveUserResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RemoveUserResponse: _TypeAlias = RemoveUserResponse  # noqa: Y015
+
+@_typing.final
+class AddMachineKeyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    EXPIRATION_DATE_FIELD_NUMBER: _builtins.int
+    PUBLIC_KEY_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    type: _auth_n_key_pb2.KeyType.ValueType
+    """Only KEY_TYPE_JSON (as ZITADEL); unspecified is taken for it."""
+    public_key: _builtins.bytes
+    """A public key of your own (PEM). Unset: the service makes a key pair."""
+    @_builtins.property
+    def expiration_date(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        type: _auth_n_key_pb2.KeyType.ValueType = ...,
+        expiration_date: _timestamp_pb2.Timestamp | None = ...,
+        public_key: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expiration_date", b"expiration_date"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expiration_date", b"expiration_date", "public_key", b"public_key", "type", b"type", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddMachineKeyRequest: _TypeAlias = AddMachineKeyRequest  # noqa: Y015
+
+@_typing.final
+class AddMachineKeyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    KEY_DETAILS_FIELD_NUMBER: _builtins.int
+    DETAILS_FIELD_NUMBER: _builtins.int
+    key_id: _builtins.str
+    key_details: _builtins.bytes
+    """The key file, {"type":"serviceaccount","keyId","key","userId"}; empty for an uploaded key."""
+    @_builtins.property
+    def details(self) -> _object_pb2.ObjectDetails: ...
+    def __init__(
+        self,
+        *,
+        key_id: _builtins.str = ...,
+        key_details: _builtins.bytes = ...,
+        details: _object_pb2.ObjectDetails | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["details", b"details", "key_details", b"key_details", "key_id", b"key_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddMachineKeyResponse: _TypeAlias = AddMachineKeyResponse  # noqa: Y015
+
+@_typing.final
+class ListMachineKeysRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    QUERY_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    @_builtins.property
+    def query(self) -> _object_pb2.ListQuery: ...
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        query: _object_pb2.ListQuery | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["query", b"query"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["query", b"query", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListMachineKeysRequest: _TypeAlias = ListMachineKeysRequest  # noqa: Y015
+
+@_typing.final
+class ListMachineKeysResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DETAILS_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def details(self) -> _object_pb2.ListDetails: ...
+    @_builtins.property
+    def result(self) -> _containers.RepeatedCompositeFieldContainer[_auth_n_key_pb2.Key]: ...
+    def __init__(
+        self,
+        *,
+        details: _object_pb2.ListDetails | None = ...,
+        result: _abc.Iterable[_auth_n_key_pb2.Key] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["details", b"details", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListMachineKeysResponse: _TypeAlias = ListMachineKeysResponse  # noqa: Y015
+
+@_typing.final
+class GetMachineKeyByIDsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    key_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        key_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_id", b"key_id", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetMachineKeyByIDsRequest: _TypeAlias = GetMachineKeyByIDsRequest  # noqa: Y015
+
+@_typing.final
+class GetMachineKeyByIDsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def key(self) -> _auth_n_key_pb2.Key: ...
+    def __init__(
+        self,
+        *,
+        key: _auth_n_key_pb2.Key | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["key", b"key"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetMachineKeyByIDsResponse: _TypeAlias = GetMachineKeyByIDsResponse  # noqa: Y015
+
+@_typing.final
+class RemoveMachineKeyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    key_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        key_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_id", b"key_id", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveMachineKeyRequest: _TypeAlias = RemoveMachineKeyRequest  # noqa: Y015
+
+@_typing.final
+class RemoveMachineKeyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DETAILS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def details(self) -> _object_pb2.ObjectDetails: ...
+    def __init__(
+        self,
+        *,
+        details: _object_pb2.ObjectDetails | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveMachineKeyResponse: _TypeAlias = RemoveMachineKeyResponse  # noqa: Y015
 
 @_typing.final
 class ListOrgMembersRequest(_message.Message):

@@ -79,6 +79,26 @@ class ManagementServiceStub:
                 request_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.AddPersonalAccessTokenRequest.SerializeToString,
                 response_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.AddPersonalAccessTokenResponse.FromString,
                 _registered_method=True)
+        self.AddMachineKey = channel.unary_unary(
+                '/zitadel.management.v1.ManagementService/AddMachineKey',
+                request_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.AddMachineKeyRequest.SerializeToString,
+                response_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.AddMachineKeyResponse.FromString,
+                _registered_method=True)
+        self.ListMachineKeys = channel.unary_unary(
+                '/zitadel.management.v1.ManagementService/ListMachineKeys',
+                request_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.ListMachineKeysRequest.SerializeToString,
+                response_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.ListMachineKeysResponse.FromString,
+                _registered_method=True)
+        self.GetMachineKeyByIDs = channel.unary_unary(
+                '/zitadel.management.v1.ManagementService/GetMachineKeyByIDs',
+                request_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.GetMachineKeyByIDsRequest.SerializeToString,
+                response_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.GetMachineKeyByIDsResponse.FromString,
+                _registered_method=True)
+        self.RemoveMachineKey = channel.unary_unary(
+                '/zitadel.management.v1.ManagementService/RemoveMachineKey',
+                request_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.RemoveMachineKeyRequest.SerializeToString,
+                response_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.RemoveMachineKeyResponse.FromString,
+                _registered_method=True)
         self.ListOrgMembers = channel.unary_unary(
                 '/zitadel.management.v1.ManagementService/ListOrgMembers',
                 request_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.ListOrgMembersRequest.SerializeToString,
@@ -154,6 +174,35 @@ class ManagementServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddMachineKey(self, request, context):
+        """Adds a key to a machine user: the public key given, or a new RSA 2048 key pair whose key
+        file (JSON, base64 in key_details) is answered once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMachineKeys(self, request, context):
+        """Lists a machine user's keys: never key material.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetMachineKeyByIDs(self, request, context):
+        """Reads one key of a machine user.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveMachineKey(self, request, context):
+        """Removes one key of a machine user, and the access tokens it earned.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListOrgMembers(self, request, context):
         """Lists the organisation's members, ordered by user id, `query.offset` and `query.limit` (0:
         50, at most 100) at a time; `query.asc` is not read. Permission: as the native
@@ -210,6 +259,26 @@ def add_ManagementServiceServicer_to_server(servicer, server):
                     servicer.AddPersonalAccessToken,
                     request_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.AddPersonalAccessTokenRequest.FromString,
                     response_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.AddPersonalAccessTokenResponse.SerializeToString,
+            ),
+            'AddMachineKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddMachineKey,
+                    request_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.AddMachineKeyRequest.FromString,
+                    response_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.AddMachineKeyResponse.SerializeToString,
+            ),
+            'ListMachineKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMachineKeys,
+                    request_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.ListMachineKeysRequest.FromString,
+                    response_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.ListMachineKeysResponse.SerializeToString,
+            ),
+            'GetMachineKeyByIDs': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMachineKeyByIDs,
+                    request_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.GetMachineKeyByIDsRequest.FromString,
+                    response_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.GetMachineKeyByIDsResponse.SerializeToString,
+            ),
+            'RemoveMachineKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveMachineKey,
+                    request_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.RemoveMachineKeyRequest.FromString,
+                    response_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.RemoveMachineKeyResponse.SerializeToString,
             ),
             'ListOrgMembers': grpc.unary_unary_rpc_method_handler(
                     servicer.ListOrgMembers,
@@ -460,6 +529,114 @@ class ManagementService:
             '/zitadel.management.v1.ManagementService/AddPersonalAccessToken',
             zitadel_dot_management_dot_v1_dot_management__pb2.AddPersonalAccessTokenRequest.SerializeToString,
             zitadel_dot_management_dot_v1_dot_management__pb2.AddPersonalAccessTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddMachineKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zitadel.management.v1.ManagementService/AddMachineKey',
+            zitadel_dot_management_dot_v1_dot_management__pb2.AddMachineKeyRequest.SerializeToString,
+            zitadel_dot_management_dot_v1_dot_management__pb2.AddMachineKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMachineKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zitadel.management.v1.ManagementService/ListMachineKeys',
+            zitadel_dot_management_dot_v1_dot_management__pb2.ListMachineKeysRequest.SerializeToString,
+            zitadel_dot_management_dot_v1_dot_management__pb2.ListMachineKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMachineKeyByIDs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zitadel.management.v1.ManagementService/GetMachineKeyByIDs',
+            zitadel_dot_management_dot_v1_dot_management__pb2.GetMachineKeyByIDsRequest.SerializeToString,
+            zitadel_dot_management_dot_v1_dot_management__pb2.GetMachineKeyByIDsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveMachineKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zitadel.management.v1.ManagementService/RemoveMachineKey',
+            zitadel_dot_management_dot_v1_dot_management__pb2.RemoveMachineKeyRequest.SerializeToString,
+            zitadel_dot_management_dot_v1_dot_management__pb2.RemoveMachineKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,

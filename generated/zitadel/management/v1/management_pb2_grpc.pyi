@@ -59,6 +59,16 @@ class ManagementServiceStub:
     """Removes a user: its credentials and memberships end."""
     AddPersonalAccessToken: _grpc.UnaryUnaryMultiCallable[_management_pb2.AddPersonalAccessTokenRequest, _management_pb2.AddPersonalAccessTokenResponse]
     """Creates a personal access token for a machine user; shown once."""
+    AddMachineKey: _grpc.UnaryUnaryMultiCallable[_management_pb2.AddMachineKeyRequest, _management_pb2.AddMachineKeyResponse]
+    """Adds a key to a machine user: the public key given, or a new RSA 2048 key pair whose key
+    file (JSON, base64 in key_details) is answered once.
+    """
+    ListMachineKeys: _grpc.UnaryUnaryMultiCallable[_management_pb2.ListMachineKeysRequest, _management_pb2.ListMachineKeysResponse]
+    """Lists a machine user's keys: never key material."""
+    GetMachineKeyByIDs: _grpc.UnaryUnaryMultiCallable[_management_pb2.GetMachineKeyByIDsRequest, _management_pb2.GetMachineKeyByIDsResponse]
+    """Reads one key of a machine user."""
+    RemoveMachineKey: _grpc.UnaryUnaryMultiCallable[_management_pb2.RemoveMachineKeyRequest, _management_pb2.RemoveMachineKeyResponse]
+    """Removes one key of a machine user, and the access tokens it earned."""
     ListOrgMembers: _grpc.UnaryUnaryMultiCallable[_management_pb2.ListOrgMembersRequest, _management_pb2.ListOrgMembersResponse]
     """Lists the organisation's members, ordered by user id, `query.offset` and `query.limit` (0:
     50, at most 100) at a time; `query.asc` is not read. Permission: as the native
@@ -90,6 +100,16 @@ class ManagementServiceAsyncStub(ManagementServiceStub):
     """Removes a user: its credentials and memberships end."""
     AddPersonalAccessToken: _aio.UnaryUnaryMultiCallable[_management_pb2.AddPersonalAccessTokenRequest, _management_pb2.AddPersonalAccessTokenResponse]  # type: ignore[assignment]
     """Creates a personal access token for a machine user; shown once."""
+    AddMachineKey: _aio.UnaryUnaryMultiCallable[_management_pb2.AddMachineKeyRequest, _management_pb2.AddMachineKeyResponse]  # type: ignore[assignment]
+    """Adds a key to a machine user: the public key given, or a new RSA 2048 key pair whose key
+    file (JSON, base64 in key_details) is answered once.
+    """
+    ListMachineKeys: _aio.UnaryUnaryMultiCallable[_management_pb2.ListMachineKeysRequest, _management_pb2.ListMachineKeysResponse]  # type: ignore[assignment]
+    """Lists a machine user's keys: never key material."""
+    GetMachineKeyByIDs: _aio.UnaryUnaryMultiCallable[_management_pb2.GetMachineKeyByIDsRequest, _management_pb2.GetMachineKeyByIDsResponse]  # type: ignore[assignment]
+    """Reads one key of a machine user."""
+    RemoveMachineKey: _aio.UnaryUnaryMultiCallable[_management_pb2.RemoveMachineKeyRequest, _management_pb2.RemoveMachineKeyResponse]  # type: ignore[assignment]
+    """Removes one key of a machine user, and the access tokens it earned."""
     ListOrgMembers: _aio.UnaryUnaryMultiCallable[_management_pb2.ListOrgMembersRequest, _management_pb2.ListOrgMembersResponse]  # type: ignore[assignment]
     """Lists the organisation's members, ordered by user id, `query.offset` and `query.limit` (0:
     50, at most 100) at a time; `query.asc` is not read. Permission: as the native
@@ -172,6 +192,40 @@ class ManagementServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_management_pb2.AddPersonalAccessTokenResponse, _abc.Awaitable[_management_pb2.AddPersonalAccessTokenResponse]]:
         """Creates a personal access token for a machine user; shown once."""
+
+    @_abc_1.abstractmethod
+    def AddMachineKey(
+        self,
+        request: _management_pb2.AddMachineKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_management_pb2.AddMachineKeyResponse, _abc.Awaitable[_management_pb2.AddMachineKeyResponse]]:
+        """Adds a key to a machine user: the public key given, or a new RSA 2048 key pair whose key
+        file (JSON, base64 in key_details) is answered once.
+        """
+
+    @_abc_1.abstractmethod
+    def ListMachineKeys(
+        self,
+        request: _management_pb2.ListMachineKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_management_pb2.ListMachineKeysResponse, _abc.Awaitable[_management_pb2.ListMachineKeysResponse]]:
+        """Lists a machine user's keys: never key material."""
+
+    @_abc_1.abstractmethod
+    def GetMachineKeyByIDs(
+        self,
+        request: _management_pb2.GetMachineKeyByIDsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_management_pb2.GetMachineKeyByIDsResponse, _abc.Awaitable[_management_pb2.GetMachineKeyByIDsResponse]]:
+        """Reads one key of a machine user."""
+
+    @_abc_1.abstractmethod
+    def RemoveMachineKey(
+        self,
+        request: _management_pb2.RemoveMachineKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_management_pb2.RemoveMachineKeyResponse, _abc.Awaitable[_management_pb2.RemoveMachineKeyResponse]]:
+        """Removes one key of a machine user, and the access tokens it earned."""
 
     @_abc_1.abstractmethod
     def ListOrgMembers(

@@ -7,10 +7,14 @@ the organisation of the object it addresses (the user's, or the request's organi
 checks the caller's permission there: no x-zitadel-orgid is needed.
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from zitadel.filter.v2 import filter_pb2 as _filter_pb2
 from zitadel.object.v2 import object_pb2 as _object_pb2
+from zitadel.user.v2 import key_pb2 as _key_pb2
 from zitadel.user.v2 import user_pb2 as _user_pb2
 import builtins as _builtins
 import sys
@@ -419,3 +423,157 @@ class DeleteUserResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeleteUserResponse: _TypeAlias = DeleteUserResponse  # noqa: Y015
+
+@_typing.final
+class AddKeyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    EXPIRATION_DATE_FIELD_NUMBER: _builtins.int
+    PUBLIC_KEY_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    public_key: _builtins.bytes
+    """A public key of your own (PEM). Unset: the service makes a key pair."""
+    @_builtins.property
+    def expiration_date(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        expiration_date: _timestamp_pb2.Timestamp | None = ...,
+        public_key: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expiration_date", b"expiration_date"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expiration_date", b"expiration_date", "public_key", b"public_key", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddKeyRequest: _TypeAlias = AddKeyRequest  # noqa: Y015
+
+@_typing.final
+class AddKeyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CREATION_DATE_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    KEY_CONTENT_FIELD_NUMBER: _builtins.int
+    key_id: _builtins.str
+    key_content: _builtins.bytes
+    """The key file, {"type":"serviceaccount","keyId","key","userId"}; empty for an uploaded key."""
+    @_builtins.property
+    def creation_date(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        creation_date: _timestamp_pb2.Timestamp | None = ...,
+        key_id: _builtins.str = ...,
+        key_content: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["creation_date", b"creation_date"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["creation_date", b"creation_date", "key_content", b"key_content", "key_id", b"key_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddKeyResponse: _TypeAlias = AddKeyResponse  # noqa: Y015
+
+@_typing.final
+class ListKeysRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGINATION_FIELD_NUMBER: _builtins.int
+    SORTING_COLUMN_FIELD_NUMBER: _builtins.int
+    FILTERS_FIELD_NUMBER: _builtins.int
+    sorting_column: _key_pb2.KeyFieldName.ValueType
+    @_builtins.property
+    def pagination(self) -> _filter_pb2.PaginationRequest: ...
+    @_builtins.property
+    def filters(self) -> _containers.RepeatedCompositeFieldContainer[_key_pb2.KeysSearchFilter]: ...
+    def __init__(
+        self,
+        *,
+        pagination: _filter_pb2.PaginationRequest | None = ...,
+        sorting_column: _key_pb2.KeyFieldName.ValueType | None = ...,
+        filters: _abc.Iterable[_key_pb2.KeysSearchFilter] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_pagination", b"_pagination", "_sorting_column", b"_sorting_column", "pagination", b"pagination", "sorting_column", b"sorting_column"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_pagination", b"_pagination", "_sorting_column", b"_sorting_column", "filters", b"filters", "pagination", b"pagination", "sorting_column", b"sorting_column"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__pagination: _TypeAlias = _typing.Literal["pagination"]  # noqa: Y015
+    _WhichOneofArgType__pagination: _TypeAlias = _typing.Literal["_pagination", b"_pagination"]  # noqa: Y015
+    _WhichOneofReturnType__sorting_column: _TypeAlias = _typing.Literal["sorting_column"]  # noqa: Y015
+    _WhichOneofArgType__sorting_column: _TypeAlias = _typing.Literal["_sorting_column", b"_sorting_column"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__pagination) -> _WhichOneofReturnType__pagination | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__sorting_column) -> _WhichOneofReturnType__sorting_column | None: ...
+
+Global___ListKeysRequest: _TypeAlias = ListKeysRequest  # noqa: Y015
+
+@_typing.final
+class ListKeysResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGINATION_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def pagination(self) -> _filter_pb2.PaginationResponse: ...
+    @_builtins.property
+    def result(self) -> _containers.RepeatedCompositeFieldContainer[_key_pb2.Key]: ...
+    def __init__(
+        self,
+        *,
+        pagination: _filter_pb2.PaginationResponse | None = ...,
+        result: _abc.Iterable[_key_pb2.Key] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["pagination", b"pagination"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pagination", b"pagination", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListKeysResponse: _TypeAlias = ListKeysResponse  # noqa: Y015
+
+@_typing.final
+class RemoveKeyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    key_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        key_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_id", b"key_id", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveKeyRequest: _TypeAlias = RemoveKeyRequest  # noqa: Y015
+
+@_typing.final
+class RemoveKeyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELETION_DATE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def deletion_date(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        deletion_date: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["deletion_date", b"deletion_date"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deletion_date", b"deletion_date"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveKeyResponse: _TypeAlias = RemoveKeyResponse  # noqa: Y015

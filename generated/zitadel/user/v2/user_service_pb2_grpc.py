@@ -74,6 +74,21 @@ class UserServiceStub:
                 request_serializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.AddPersonalAccessTokenRequest.SerializeToString,
                 response_deserializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.AddPersonalAccessTokenResponse.FromString,
                 _registered_method=True)
+        self.AddKey = channel.unary_unary(
+                '/zitadel.user.v2.UserService/AddKey',
+                request_serializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.AddKeyRequest.SerializeToString,
+                response_deserializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.AddKeyResponse.FromString,
+                _registered_method=True)
+        self.ListKeys = channel.unary_unary(
+                '/zitadel.user.v2.UserService/ListKeys',
+                request_serializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.ListKeysRequest.SerializeToString,
+                response_deserializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.ListKeysResponse.FromString,
+                _registered_method=True)
+        self.RemoveKey = channel.unary_unary(
+                '/zitadel.user.v2.UserService/RemoveKey',
+                request_serializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.RemoveKeyRequest.SerializeToString,
+                response_deserializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.RemoveKeyResponse.FromString,
+                _registered_method=True)
 
 
 class UserServiceServicer:
@@ -136,6 +151,30 @@ class UserServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddKey(self, request, context):
+        """Adds a key to a machine user: the public key given, or a new RSA 2048 key pair whose key file
+        (JSON) is answered once in key_content.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListKeys(self, request, context):
+        """Lists the keys of one machine user (a user_id_filter is required), of any organisation where
+        the caller may read users. The caller needs user.read in the context organisation too
+        (x-zitadel-orgid, or its own).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveKey(self, request, context):
+        """Removes one key of a machine user, and the access tokens it earned.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UserServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -178,6 +217,21 @@ def add_UserServiceServicer_to_server(servicer, server):
                     servicer.AddPersonalAccessToken,
                     request_deserializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.AddPersonalAccessTokenRequest.FromString,
                     response_serializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.AddPersonalAccessTokenResponse.SerializeToString,
+            ),
+            'AddKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddKey,
+                    request_deserializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.AddKeyRequest.FromString,
+                    response_serializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.AddKeyResponse.SerializeToString,
+            ),
+            'ListKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListKeys,
+                    request_deserializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.ListKeysRequest.FromString,
+                    response_serializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.ListKeysResponse.SerializeToString,
+            ),
+            'RemoveKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveKey,
+                    request_deserializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.RemoveKeyRequest.FromString,
+                    response_serializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.RemoveKeyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -396,6 +450,87 @@ class UserService:
             '/zitadel.user.v2.UserService/AddPersonalAccessToken',
             zitadel_dot_user_dot_v2_dot_user__service__pb2.AddPersonalAccessTokenRequest.SerializeToString,
             zitadel_dot_user_dot_v2_dot_user__service__pb2.AddPersonalAccessTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zitadel.user.v2.UserService/AddKey',
+            zitadel_dot_user_dot_v2_dot_user__service__pb2.AddKeyRequest.SerializeToString,
+            zitadel_dot_user_dot_v2_dot_user__service__pb2.AddKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zitadel.user.v2.UserService/ListKeys',
+            zitadel_dot_user_dot_v2_dot_user__service__pb2.ListKeysRequest.SerializeToString,
+            zitadel_dot_user_dot_v2_dot_user__service__pb2.ListKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zitadel.user.v2.UserService/RemoveKey',
+            zitadel_dot_user_dot_v2_dot_user__service__pb2.RemoveKeyRequest.SerializeToString,
+            zitadel_dot_user_dot_v2_dot_user__service__pb2.RemoveKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,

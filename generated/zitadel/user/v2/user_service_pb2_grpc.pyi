@@ -53,6 +53,17 @@ class UserServiceStub:
     """Deletes a user: its credentials and memberships end."""
     AddPersonalAccessToken: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.AddPersonalAccessTokenRequest, _user_service_pb2.AddPersonalAccessTokenResponse]
     """Creates a personal access token for a machine user; shown once."""
+    AddKey: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.AddKeyRequest, _user_service_pb2.AddKeyResponse]
+    """Adds a key to a machine user: the public key given, or a new RSA 2048 key pair whose key file
+    (JSON) is answered once in key_content.
+    """
+    ListKeys: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.ListKeysRequest, _user_service_pb2.ListKeysResponse]
+    """Lists the keys of one machine user (a user_id_filter is required), of any organisation where
+    the caller may read users. The caller needs user.read in the context organisation too
+    (x-zitadel-orgid, or its own).
+    """
+    RemoveKey: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.RemoveKeyRequest, _user_service_pb2.RemoveKeyResponse]
+    """Removes one key of a machine user, and the access tokens it earned."""
 
 @_typing.type_check_only
 class UserServiceAsyncStub(UserServiceStub):
@@ -75,6 +86,17 @@ class UserServiceAsyncStub(UserServiceStub):
     """Deletes a user: its credentials and memberships end."""
     AddPersonalAccessToken: _aio.UnaryUnaryMultiCallable[_user_service_pb2.AddPersonalAccessTokenRequest, _user_service_pb2.AddPersonalAccessTokenResponse]  # type: ignore[assignment]
     """Creates a personal access token for a machine user; shown once."""
+    AddKey: _aio.UnaryUnaryMultiCallable[_user_service_pb2.AddKeyRequest, _user_service_pb2.AddKeyResponse]  # type: ignore[assignment]
+    """Adds a key to a machine user: the public key given, or a new RSA 2048 key pair whose key file
+    (JSON) is answered once in key_content.
+    """
+    ListKeys: _aio.UnaryUnaryMultiCallable[_user_service_pb2.ListKeysRequest, _user_service_pb2.ListKeysResponse]  # type: ignore[assignment]
+    """Lists the keys of one machine user (a user_id_filter is required), of any organisation where
+    the caller may read users. The caller needs user.read in the context organisation too
+    (x-zitadel-orgid, or its own).
+    """
+    RemoveKey: _aio.UnaryUnaryMultiCallable[_user_service_pb2.RemoveKeyRequest, _user_service_pb2.RemoveKeyResponse]  # type: ignore[assignment]
+    """Removes one key of a machine user, and the access tokens it earned."""
 
 class UserServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -142,5 +164,34 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_user_service_pb2.AddPersonalAccessTokenResponse, _abc.Awaitable[_user_service_pb2.AddPersonalAccessTokenResponse]]:
         """Creates a personal access token for a machine user; shown once."""
+
+    @_abc_1.abstractmethod
+    def AddKey(
+        self,
+        request: _user_service_pb2.AddKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_service_pb2.AddKeyResponse, _abc.Awaitable[_user_service_pb2.AddKeyResponse]]:
+        """Adds a key to a machine user: the public key given, or a new RSA 2048 key pair whose key file
+        (JSON) is answered once in key_content.
+        """
+
+    @_abc_1.abstractmethod
+    def ListKeys(
+        self,
+        request: _user_service_pb2.ListKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_service_pb2.ListKeysResponse, _abc.Awaitable[_user_service_pb2.ListKeysResponse]]:
+        """Lists the keys of one machine user (a user_id_filter is required), of any organisation where
+        the caller may read users. The caller needs user.read in the context organisation too
+        (x-zitadel-orgid, or its own).
+        """
+
+    @_abc_1.abstractmethod
+    def RemoveKey(
+        self,
+        request: _user_service_pb2.RemoveKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_service_pb2.RemoveKeyResponse, _abc.Awaitable[_user_service_pb2.RemoveKeyResponse]]:
+        """Removes one key of a machine user, and the access tokens it earned."""
 
 def add_UserServiceServicer_to_server(servicer: UserServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
