@@ -402,9 +402,25 @@ async function limits(width) {
 
   // 1. A user without roles: the list is refused with what is missing, and "New machine user"
   // says why it does nothing.
+  // What it may not do is known before any call is refused: GetMe said it. The list's answer is
+  // held back until the button has been read.
+  let release;
+  const held = new Promise((resolve) => (release = resolve));
+  const list = "**/machinesecrets.v1.UserService/ListUsers";
+  await page.route(list, async (route) => {
+    await held;
+    await route.continue();
+  });
   await s.signInWithSecret(config.refused.clientId, config.refused.clientSecret);
   await heading("Machine users").waitFor();
+  const createBefore = page.getByRole("button", { name: "New machine user" });
+  result.beforeRefusal = {
+    disabled: await createBefore.getAttribute("aria-disabled"),
+    alerts: await page.getByRole("alert").count(),
+  };
+  release();
   await page.getByRole("alert").waitFor();
+  await page.unroute(list);
   result.refusal = await page.getByRole("alert").textContent();
   result.who = { text: await page.locator(".who").textContent(), visible: await page.locator(".who").isVisible() };
   const create = page.getByRole("button", { name: "New machine user" });
@@ -436,7 +452,12 @@ async function limits(width) {
   await step("2-manager-policy");
   await page.goto(`${config.console}#/users/${manager.userId}/roles`);
   await page.getByRole("heading", { name: "Roles in this organisation" }).waitFor();
-  result.managerRoles = await page.getByRole("button", { name: "Grant roles" }).getAttribute("aria-disabled");
+  await page.locator(".roles-held").waitFor();
+  result.managerRoles = {
+    held: await page.locator(".roles-held").textContent(),
+    remove: await page.getByRole("button", { name: "Remove from organisation" }).getAttribute("aria-disabled"),
+    why: await page.locator(".why").textContent(),
+  };
   // The admin holds more power than a user manager: deactivating it is refused, and says why.
   await page.goto(`${config.console}#/users/${config.adminUserId}`);
   await page.getByRole("heading", { level: 1, name: /^admin/ }).waitFor();
@@ -531,6 +552,8 @@ async function sections(width) {
   // 2. Roles: grant one by keyboard, then end the membership.
   await page.getByRole("link", { name: "Roles" }).click();
   await page.getByRole("heading", { name: "Roles in this organisation" }).waitFor();
+  await page.locator(".held").waitFor();
+  result.heldBefore = await page.locator(".held").textContent();
   await page.getByLabel("ORG_USER_MANAGER", { exact: true }).focus();
   await page.keyboard.press("Space");
   await step("2-roles");
@@ -538,12 +561,17 @@ async function sections(width) {
   await page.keyboard.press("Enter");
   await page.locator("#status").getByText(/ORG_USER_MANAGER granted/).waitFor();
   result.granted = await page.locator("#status").textContent();
+  result.heldAfterGrant = await page.locator(".roles-held").textContent();
+  result.focusAfterGrant = await focused(page);
   await page.getByRole("button", { name: "Remove from organisation" }).click();
   await dialog().getByRole("button", { name: "Remove membership" }).waitFor();
   result.removeMember = await dialog().locator("p").first().textContent();
   await step("2-remove-member");
   await dialog().getByRole("button", { name: "Remove membership" }).click();
   await dialogGone();
+  await page.getByText(/holds no roles in/).waitFor();
+  result.heldAfterRemove = await page.locator(".held").textContent();
+  result.focusAfterRemove = await focused(page);
 
   // 3. Deactivate and reactivate, each after saying what stops working.
   await page.getByRole("button", { name: "Deactivate" }).click();

@@ -21,6 +21,7 @@ PACKAGES = (
     "zitadel.user.v2",
     "zitadel.org.v2",
     "zitadel.internal_permission.v2",
+    "zitadel.auth.v1",
 )
 # FileDescriptorProto field numbers, for the comments in source_code_info.
 SERVICE_FIELD, METHOD_FIELD = 6, 2

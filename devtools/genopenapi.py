@@ -166,6 +166,16 @@ METHOD_ERRORS: dict[str, dict[str, str]] = {
         "400": "Invalid argument: a user id that is no id, a page size out of 0 to 100, a page token"
         " of another list",
     },
+    "GetMe": {},
+    "GetMyUser": {},
+    "ListMyZitadelPermissions": {},
+    "ListOrgMembers": {
+        "400": "Invalid argument: a page size out of 0 to 100, a page token of another list, a user id"
+        " that is no id"
+    },
+    "ManagementService.ListOrgMembers": {
+        "400": "Invalid argument: a limit over 100, a user id that is no id, a query other than user_id_query"
+    },
     "AddOrgMember": {
         **USER_NOT_FOUND,
         "403": "The permission is missing in the organisation, the organisation does not exist, or a role"

@@ -12,6 +12,7 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from machinesecrets.v1 import audit_service_pb2, org_service_pb2, project_service_pb2, user_service_pb2
+from zitadel.auth.v1 import auth_pb2
 from zitadel.internal_permission.v2 import internal_permission_service_pb2 as perm_v2
 from zitadel.management.v1 import management_pb2
 from zitadel.org.v2 import org_service_pb2 as org_v2
@@ -69,6 +70,7 @@ from server.transport.request_ids import RequestIds
 from server.transport.rest import RestEndpoint
 from server.transport.revocation_endpoint import REVOKE_PATH, RevocationEndpoint
 from server.transport.servicers import OrgService, UserService
+from server.transport.zitadel_auth import AuthService
 from server.transport.zitadel_management import ManagementService
 from server.transport.zitadel_v2 import InternalPermissionService, OrganizationServiceV2, UserServiceV2
 
@@ -94,6 +96,7 @@ ZITADEL_USERS = user_v2.DESCRIPTOR.services_by_name["UserService"]
 ZITADEL_ORGS = org_v2.DESCRIPTOR.services_by_name["OrganizationService"]
 ZITADEL_ADMINISTRATORS = perm_v2.DESCRIPTOR.services_by_name["InternalPermissionService"]
 NATIVE_SERVICES = (USER_SERVICE, ORG_SERVICE, AUDIT_SERVICE, PROJECT_SERVICE)
+ZITADEL_AUTH = auth_pb2.DESCRIPTOR.services_by_name["AuthService"]
 SERVICES = (
     USER_SERVICE,
     ORG_SERVICE,
@@ -103,6 +106,7 @@ SERVICES = (
     ZITADEL_USERS,
     ZITADEL_ORGS,
     ZITADEL_ADMINISTRATORS,
+    ZITADEL_AUTH,
 )
 SERVICE_NAMES = tuple(service.full_name for service in SERVICES)
 
@@ -401,6 +405,7 @@ async def _start(
             ZITADEL_USERS: UserServiceV2(domain.commands, domain.queries),
             ZITADEL_ORGS: OrganizationServiceV2(domain.commands),
             ZITADEL_ADMINISTRATORS: InternalPermissionService(domain.commands),
+            ZITADEL_AUTH: AuthService(domain.queries),
         },
         domain.access,
         metrics,

@@ -36,6 +36,7 @@ from server.store.contract import (
     EventFilter,
     GrantRecord,
     MachineKeyRecord,
+    MemberRecord,
     OrgRecord,
     PatRecord,
     ProjectRecord,
@@ -225,6 +226,14 @@ class TimedStore:
 
     def roles_of(self, user_id: str) -> Timed[dict[str, frozenset[str]]]:
         return self._timed("roles_of", self._store.roles_of(user_id))
+
+    def members_page(
+        self, org_id: str, user_id: str, after_id: str, limit: int, offset: int = 0
+    ) -> Timed[list[MemberRecord]]:
+        return self._timed("members_page", self._store.members_page(org_id, user_id, after_id, limit, offset))
+
+    def member_count(self, org_id: str, user_id: str) -> Timed[int]:
+        return self._timed("member_count", self._store.member_count(org_id, user_id))
 
     def caller(self, token_hash: str) -> Timed[CallerRecord | None]:
         return self._timed("caller", self._store.caller(token_hash))

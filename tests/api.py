@@ -20,6 +20,7 @@ from google.api import annotations_pb2
 from google.protobuf import json_format, message, message_factory
 from google.rpc import error_details_pb2, status_pb2
 from machinesecrets.v1 import audit_service_pb2, org_service_pb2, project_service_pb2, user_service_pb2
+from zitadel.auth.v1 import auth_pb2
 from zitadel.internal_permission.v2 import internal_permission_service_pb2
 from zitadel.management.v1 import management_pb2
 from zitadel.org.v2 import org_service_pb2 as org_service_v2_pb2
@@ -39,6 +40,7 @@ SERVICES = {
     "InternalPermissionService": internal_permission_service_pb2.DESCRIPTOR.services_by_name[
         "InternalPermissionService"
     ],
+    "AuthService": auth_pb2.DESCRIPTOR.services_by_name["AuthService"],
 }
 # A native method by its name ("AddSecret"), any method by "Service.Method"
 # ("ManagementService.GenerateMachineSecret").

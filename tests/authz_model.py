@@ -38,6 +38,9 @@ MAY: dict[str, frozenset[str]] = {
     "AddOrgMember": OWNERS,
     "RemoveOrgMember": OWNERS,
     "GetSecretPolicy": USER_ADMINS,  # a user manager needs the rules it issues secrets under
+    # Who holds which roles: a user manager needs it, as a user's roles decide whether it may act
+    # on the user (the escalation rule), and a refusal would tell it anyway.
+    "ListOrgMembers": USER_ADMINS,
     "SetSecretPolicy": OWNERS,
     # machinesecrets.v1.UserService
     "AddMachineUser": USER_ADMINS,
@@ -59,6 +62,7 @@ MAY: dict[str, frozenset[str]] = {
     "DeactivateUser": USER_ADMINS,
     "ReactivateUser": USER_ADMINS,
     "RemoveUser": USER_ADMINS,
+    "GetMe": ANYONE,  # the caller itself
     # machinesecrets.v1.AuditService: who did what in the organisation is its owner's to read
     # (an IAM_OWNER reads the instance's); a user's own history is part of managing it.
     "ListEvents": OWNERS,
@@ -73,6 +77,10 @@ MAY: dict[str, frozenset[str]] = {
     "ManagementService.ReactivateUser": USER_ADMINS,
     "ManagementService.RemoveUser": USER_ADMINS,
     "ManagementService.AddPersonalAccessToken": USER_ADMINS,
+    "ManagementService.ListOrgMembers": USER_ADMINS,
+    # ZITADEL's auth v1: the caller itself.
+    "AuthService.GetMyUser": ANYONE,
+    "AuthService.ListMyZitadelPermissions": ANYONE,
     "ManagementService.AddMachineKey": USER_ADMINS,
     "ManagementService.ListMachineKeys": USER_ADMINS,
     "ManagementService.GetMachineKeyByIDs": USER_ADMINS,
@@ -134,6 +142,9 @@ SAME_AS = {
     "ManagementService.ReactivateUser": "ReactivateUser",
     "ManagementService.RemoveUser": "RemoveUser",
     "ManagementService.AddPersonalAccessToken": "AddPersonalAccessToken",
+    "ManagementService.ListOrgMembers": "ListOrgMembers",
+    "AuthService.GetMyUser": "GetMe",
+    "AuthService.ListMyZitadelPermissions": "GetMe",
     "ManagementService.AddMachineKey": "AddKey",
     "ManagementService.ListMachineKeys": "ListKeys",
     "ManagementService.RemoveMachineKey": "RemoveKey",
@@ -360,6 +371,18 @@ class Model:
         """What ListUsers answers in `org`: its users, removed ones gone."""
         return {u.id for u in self.users.values() if u.org == org and not u.removed}
 
+    def listed_members(self, org: str) -> dict[str, frozenset[str]]:
+        """What ListOrgMembers answers in `org`: each member's roles there, removed users gone."""
+        return {u.id: u.roles[org] for u in self.members(org)}
+
+    def permissions_seen(self, caller: User) -> dict[str, frozenset[str]]:
+        """What GetMe says the caller may do: the calls its roles allow, by organisation (an
+        IAM_OWNER's every call, in each)."""
+        return {
+            org: calls_of(roles | ({IAM_OWNER} if caller.iam_owner else set()))
+            for org, roles in caller.roles.items()
+        }
+
     def listed_orgs(self, caller: User) -> set[str] | None:
         """What ListOrganizations answers (None: every organisation of the instance)."""
         return None if caller.iam_owner else {caller.org, *caller.roles}
@@ -449,6 +472,7 @@ class Model:
             "SetSecretPolicy",
             "ListUsers",
             "ListEvents",
+            "ListOrgMembers",
         ):
             return Decision("OK", "", "in the organisation")
         if user is None or user.org != org:

@@ -393,7 +393,8 @@ async def test_a_person_manages_machine_users_and_secrets_in_chromium(
             "session": ["machine-secrets.org", "machine-secrets.token", "machine-secrets.who"],
             "local": 0,
         }
-        assert result["who"] == {"text": "Signed in with a personal access token", "visible": True}
+        # Whose token it is, from GetMe (defect 8), at every width.
+        assert result["who"] == {"text": "Signed in as admin (personal access token)", "visible": True}
         assert (result["markupShownAsText"], result["images"]) == (1, 0)
         # An arrow key in the picker switches nothing; Switch does. Paging keeps focus on the pager,
         # a few Tabs from the heading, with a choice of page size.
@@ -513,6 +514,9 @@ async def test_the_console_shows_what_a_caller_may_not_do_in_chromium(
         assert "your account lacks the permission “user.read”" in result["refusal"]
         assert "PERMISSION_DENIED" in result["refusal"]
         assert result["who"] == {"text": "Signed in as reader-nobody (client secret)", "visible": True}
+        # Known before any refusal (defect 9): GetMe says it holds nothing here, while the list's
+        # answer was still held back.
+        assert result["beforeRefusal"] == {"disabled": "true", "alerts": 0}
         assert result["noRoles"]["disabled"] == "true"
         assert result["noRoles"]["why"] == result["noRoles"]["title"]
         assert "lacks the permission “user.write”" in result["noRoles"]["why"]
@@ -522,7 +526,10 @@ async def test_the_console_shows_what_a_caller_may_not_do_in_chromium(
         assert result["managerCreate"] is None
         assert result["managerPolicy"]["disabled"] == "true"
         assert "“policy.write”" in result["managerPolicy"]["why"]
-        assert result["managerRoles"] == "true"
+        # Its own roles are shown (ListOrgMembers); it may not end a membership.
+        assert result["managerRoles"]["held"] == "ORG_USER_MANAGER"
+        assert result["managerRoles"]["remove"] == "true"
+        assert "“org.member.write”" in result["managerRoles"]["why"]
         # Changing a user with more power than the caller: the refusal says so.
         assert "This user holds more power than you do" in result["morePower"]
         # The secret it signed in with: warned of, and deleting it ended the session.
@@ -563,6 +570,12 @@ async def test_a_machine_users_whole_life_in_chromium(
         assert [row["Expires"] != "Never" for row in token["listed"]] == [True]
         issued.append(token["token"])
         assert result["granted"] == f"ORG_USER_MANAGER granted to subject-{width}."
+        # The tab shows the roles the user holds, before, after the grant and after the removal.
+        assert result["heldBefore"] == f"subject-{width} holds no roles in default."
+        assert result["heldAfterGrant"] == "ORG_USER_MANAGER"
+        assert result["heldAfterRemove"] == f"subject-{width} holds no roles in default."
+        assert result["focusAfterGrant"].startswith("h2"), result["focusAfterGrant"]
+        assert result["focusAfterRemove"].startswith("h2"), result["focusAfterRemove"]
         assert "Its roles here end at once" in result["removeMember"]
         assert "stop working" in result["deactivateSays"]
         assert "cannot be undone" in result["removeSays"]

@@ -208,6 +208,10 @@ QUERY_DOORS = [
 ]
 
 
+# Lists whose filters these queries name: a filter, not a path field (they have none).
+FILTERED_BY = {("GET", "/orgs/me/members"): ("userId=1", "user_id=1")}
+
+
 @pytest.mark.parametrize(("verb", "template", "door"), QUERY_DOORS)
 async def test_a_query_parameter_never_redirects_a_call(
     running: Running, verb: str, template: str, door: str
@@ -227,6 +231,8 @@ async def test_a_query_parameter_never_redirects_a_call(
     before = await running.service.store.user(target)
     async with httpx.AsyncClient(base_url=base) as http:
         for query in ("userId=1", "user_id=1", "tokenId=1&userName=zz", "x=1"):
+            if query in FILTERED_BY.get((verb, template), ()):
+                continue
             body = "{}" if verb in ("POST", "PUT") else None
             answer = await http.request(verb, f"{path}?{query}", content=body, headers=headers)
             assert answer.status_code == 400, (verb, path, query, answer.text)

@@ -230,6 +230,34 @@ async def test_roles_of_a_user_in_every_organisation(store: Store) -> None:
     }
 
 
+async def test_members_of_an_organisation_by_user_id_with_their_users(store: Store) -> None:
+    await store.append([org_added("1"), org_added("2")])
+    for user_id, org in (("10", "1"), ("11", "2"), ("12", "1"), ("13", "1")):
+        await store.append([machine_added(user_id, org, f"bot-{user_id}")])
+    for sequence, user_id, roles in (
+        (2, "12", ["ORG_OWNER"]),
+        (3, "11", ["ORG_USER_MANAGER"]),
+        (4, "10", ["IAM_OWNER"]),
+    ):
+        await store.append([NewEvent("1", sequence, "1", OrgMemberAdded(user_id, tuple(roles)))])
+
+    def listed(members: Sequence[Any]) -> list[tuple[str, str, frozenset[str]]]:
+        return [(m.user.id, m.user.org_id, m.roles) for m in members]
+
+    every = listed(await store.members_page("1", "", "", 10))
+    assert every == [
+        ("10", "1", frozenset({"IAM_OWNER"})),
+        ("11", "2", frozenset({"ORG_USER_MANAGER"})),  # a member from another organisation
+        ("12", "1", frozenset({"ORG_OWNER"})),
+    ]
+    assert listed(await store.members_page("1", "", "10", 1)) == every[1:2]
+    assert listed(await store.members_page("1", "", "", 10, offset=2)) == every[2:]
+    assert listed(await store.members_page("1", "12", "", 10)) == every[2:]
+    assert await store.members_page("1", "13", "", 10) == []  # a user of it, but no member
+    assert (await store.member_count("1", ""), await store.member_count("1", "11")) == (3, 1)
+    assert (await store.members_page("2", "", "", 10), await store.member_count("2", "")) == ([], 0)
+
+
 # A database whose own collation is not code-point order: ICU's English puts "é" beside "e" and
 # weighs "-" lightly.
 ICU_DATABASE = "TEMPLATE template0 ENCODING 'UTF8' LOCALE_PROVIDER icu ICU_LOCALE 'en' LOCALE 'C.UTF-8'"

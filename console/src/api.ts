@@ -5,7 +5,7 @@ import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import { BadRequestSchema, ErrorInfoSchema } from "./gen/google/rpc/error_details_pb";
 import { AuditService } from "./gen/machinesecrets/v1/audit_service_pb";
 import { OrgService } from "./gen/machinesecrets/v1/org_service_pb";
-import { UserService } from "./gen/machinesecrets/v1/user_service_pb";
+import { type GetMeResponse, UserService } from "./gen/machinesecrets/v1/user_service_pb";
 
 export const TOKEN_PATH = "/oauth/v2/token";
 
@@ -50,40 +50,43 @@ export const users = createClient(UserService, transport);
 export const orgs = createClient(OrgService, transport);
 export const audit = createClient(AuditService, transport);
 
-// What the caller may do in each organisation. The API says it in two ways: the caller's roles in
-// an organisation (ListOrganizations; empty for an IAM_OWNER, who may do everything, and for a
-// caller without a membership, who may do nothing: the two cannot be told apart), and the
-// permission a refusal names. Unknown is taken as allowed: the service decides, and says why.
-// The roles' permissions are server/domain/permissions.py's ROLE_PERMISSIONS.
-const ROLE_PERMISSIONS: Record<string, string[]> = {
-  IAM_OWNER: ["user.read", "user.write", "org.member.write", "org.create", "policy.write", "audit.read"],
-  ORG_OWNER: ["user.read", "user.write", "org.member.write", "policy.write", "audit.read"],
-  ORG_USER_MANAGER: ["user.read", "user.write"],
-};
-export const ROLES = Object.keys(ROLE_PERMISSIONS);
-const known = new Map<string, Map<string, boolean>>();
+// Who is signed in, and what it may do in each organisation, as GetMe says (the service's own
+// reading of the credential: the same one that decides each call). Until it has answered, nothing is
+// known, and a control is taken as allowed: the service decides, and says why.
+let me: GetMeResponse | null = null;
+// Permissions a refusal named since: roles can be taken while the console is open.
+const refusals = new Map<string, Set<string>>();
+
+export const ROLES = ["IAM_OWNER", "ORG_OWNER", "ORG_USER_MANAGER"];
 
 export const permissions = {
-  reset: (): void => known.clear(),
-  // The caller's roles in an organisation, as ListOrganizations gave them.
-  fromRoles(orgId: string, roles: string[]): void {
-    if (roles.length === 0) return;
-    const held = new Set(roles.flatMap((role) => ROLE_PERMISSIONS[role] ?? []));
-    const map = new Map<string, boolean>();
-    for (const permission of Object.keys(PERMISSIONS)) map.set(permission, held.has(permission));
-    known.set(orgId, map);
+  reset: (): void => {
+    me = null;
+    refusals.clear();
   },
-  // A refusal for want of a permission. Every role that grants user.write grants user.read, so
-  // without user.read there is no user.write either.
+  fromMe: (answer: GetMeResponse): void => {
+    me = answer;
+  },
+  // The signed-in user (its id and user name), once GetMe has answered.
+  me: (): GetMeResponse | null => me,
+  // What the caller holds in an organisation: its memberships' permissions there, and those it
+  // holds everywhere (an IAM_OWNER's). null: not known yet.
+  held(orgId: string): Set<string> | null {
+    if (me === null) return null;
+    const there = me.memberships.find((m) => m.orgId === orgId)?.permissions ?? [];
+    return new Set([...me.instancePermissions, ...there]);
+  },
+  // A refusal for want of a permission (the caller lost it since GetMe answered).
   refused(orgId: string, permission: string): void {
-    const map = known.get(orgId) ?? new Map<string, boolean>();
-    map.set(permission, false);
-    if (permission === "user.read") map.set("user.write", false);
-    known.set(orgId, map);
+    const set = refusals.get(orgId) ?? new Set<string>();
+    set.add(permission);
+    refusals.set(orgId, set);
   },
-  // Why the caller may not do what `permission` allows here, or "" where it may (or may not be known).
+  // Why the caller may not do what `permission` allows here, or "" where it may (or it is not known).
   why(orgId: string, permission: string): string {
-    if (known.get(orgId)?.get(permission) !== false) return "";
+    const held = permissions.held(orgId);
+    const lacks = refusals.get(orgId)?.has(permission) === true || (held !== null && !held.has(permission));
+    if (!lacks) return "";
     return `Your account lacks the permission “${permission}” in this organisation, needed to ${PERMISSIONS[permission] ?? "do this"}.`;
   },
 };

@@ -22,7 +22,7 @@ import {
 import { LIMITS } from "./limits";
 import type { Event as HistoryEvent } from "./gen/machinesecrets/v1/audit_service_pb";
 import type { Organization, SecretPolicy } from "./gen/machinesecrets/v1/org_service_pb";
-import { type Secret, SecretState, type User, UserState, UserType } from "./gen/machinesecrets/v1/user_service_pb";
+import { type GetMeResponse, type Secret, SecretState, type User, UserState, UserType } from "./gen/machinesecrets/v1/user_service_pb";
 
 const main = document.getElementById("main") as HTMLElement;
 const bar = document.getElementById("bar") as HTMLElement;
@@ -274,8 +274,9 @@ async function allOrganizations(): Promise<Organization[]> {
 
 async function drawBar(): Promise<boolean> {
   let found: Organization[];
+  let me: GetMeResponse;
   try {
-    found = await allOrganizations();
+    [found, me] = await Promise.all([allOrganizations(), users.getMe({})]);
   } catch (error) {
     const problem = problemOf(error);
     if (problem.signIn) signOut("That token is not valid, or it has expired or been revoked. Sign in again.", true);
@@ -285,10 +286,8 @@ async function drawBar(): Promise<boolean> {
   if (!found.some((o) => o.orgId === session.org())) session.setOrg(found[0]?.orgId ?? "");
   orgNames.clear();
   permissions.reset();
-  for (const org of found) {
-    orgNames.set(org.orgId, org.name);
-    permissions.fromRoles(org.orgId, org.roles);
-  }
+  permissions.fromMe(me);
+  for (const org of found) orgNames.set(org.orgId, org.name);
   // The organisation changes only when the person says so (Switch), not as the arrow keys pass
   // over the choices.
   const select = h("select", {});
@@ -314,9 +313,14 @@ async function drawBar(): Promise<boolean> {
     field("Organisation", select),
     h("button", { type: "submit", class: "secondary" }, "Switch"),
   );
-  const who = session.byClient()
-    ? h("span", { class: "who" }, "Signed in as ", h("strong", {}, session.who()), " (client secret)")
-    : h("span", { class: "who" }, "Signed in with ", h("strong", {}, "a personal access token"));
+  // Whose credential it is, whatever the credential: GetMe's answer.
+  const who = h(
+    "span",
+    { class: "who" },
+    "Signed in as ",
+    h("strong", {}, me.user?.userName ?? "?"),
+    session.byClient() ? " (client secret)" : " (personal access token)",
+  );
   bar.replaceChildren(
     h("a", { class: "brand", href: "#/" }, "machine-secrets", h("span", {}, " console")),
     switcher,
@@ -528,8 +532,8 @@ const TABS: [Tab, string][] = [
   ["history", "History"],
 ];
 
-// Whether the user is the one signed in (known where the session began with its client secret).
-const isMe = (user: User): boolean => session.byClient() && user.userName === session.who();
+// Whether the user is the one signed in, whatever the credential (GetMe names it).
+const isMe = (user: User): boolean => user.id !== "" && user.id === permissions.me()?.user?.id;
 
 async function userPage(userId: string, tab: Tab, mine: number): Promise<void> {
   const body = h("div", {}, h("p", { class: "muted" }, "Loading…"));
@@ -582,7 +586,7 @@ async function userPage(userId: string, tab: Tab, mine: number): Promise<void> {
   applyGates();
   if (tab === "secrets") await secretsTab(user, content, mine);
   else if (tab === "tokens") await tokensTab(user, content, mine);
-  else if (tab === "roles") rolesTab(user, content);
+  else if (tab === "roles") await rolesTab(user, content, mine);
   else await historyTab(user, content, mine, [""]);
 }
 
@@ -1077,14 +1081,62 @@ function revokeDialog(user: User, tokenId: string): void {
 
 // ---- Roles ------------------------------------------------------------------------------------
 
-function rolesTab(user: User, content: HTMLElement): void {
+async function rolesTab(user: User, content: HTMLElement, mine: number, focus = false): Promise<void> {
+  content.replaceChildren(h("p", { class: "muted" }, "Loading…"));
+  const found = await attempt(() => orgs.listOrgMembers({ userId: user.id }), content);
+  if (found === undefined || mine !== rendering) return;
+  const held = found.members[0]?.roles ?? [];
   const problems = h("div", {});
   const boxes = ROLES.map((role) => h("input", { type: "checkbox", name: "role", value: role }));
   const grant = gated(h("button", { type: "submit" }, "Grant roles"), "org.member.write");
   const remove = gated(
-    h("button", { type: "button", class: "danger", onclick: () => removeMemberDialog(user) }, "Remove from organisation"),
+    h("button", { type: "button", class: "danger", onclick: () => removeMemberDialog(user, content, mine) }, "Remove from organisation"),
     "org.member.write",
   );
+  // What it holds now; a member's roles change by removing it and granting them again, so a member
+  // is offered the removal, and a user without roles here the grant.
+  const holds =
+    held.length > 0
+      ? h(
+          "div",
+          { class: "held" },
+          h("p", {}, `${user.userName} holds these roles in ${orgName()}:`),
+          h("ul", { class: "roles-held" }, ...held.map((role) => h("li", {}, badge(role, "role")))),
+        )
+      : h("p", { class: "held empty" }, `${user.userName} holds no roles in ${orgName()}.`);
+  const form =
+    held.length > 0
+      ? h("div", { class: "card" }, problems, h("div", { class: "buttons" }, remove))
+      : h(
+          "form",
+          {
+            class: "card",
+            onsubmit: (event: Event) => {
+              event.preventDefault();
+              const roles = boxes.filter((b) => b.checked).map((b) => b.value);
+              if (roles.length === 0) {
+                showProblem(problems, problemText("Choose at least one role to grant."));
+                return;
+              }
+              grant.disabled = true;
+              void (async () => {
+                const done = await attempt(() => orgs.addOrgMember({ userId: user.id, roles }), problems);
+                grant.disabled = false;
+                if (done === undefined) return;
+                await rolesTab(user, content, mine, true);
+                announce(`${roles.join(", ")} granted to ${user.userName}.`);
+              })();
+            },
+          },
+          h(
+            "fieldset",
+            { class: "choice" },
+            h("legend", {}, "Roles to grant"),
+            ...boxes.map((box) => h("label", {}, box, box.value)),
+          ),
+          problems,
+          h("div", { class: "buttons" }, grant),
+        );
   content.replaceChildren(
     h(
       "section",
@@ -1096,43 +1148,15 @@ function rolesTab(user: User, content: HTMLElement): void {
         `Roles make ${user.userName} a member of ${orgName()}, with their permissions there. ` +
           "A member's roles are changed by removing it and granting them again; you may grant only roles you hold. Its history shows its grants.",
       ),
-      h(
-        "form",
-        {
-          class: "card",
-          onsubmit: (event: Event) => {
-            event.preventDefault();
-            const roles = boxes.filter((b) => b.checked).map((b) => b.value);
-            if (roles.length === 0) {
-              showProblem(problems, problemText("Choose at least one role to grant."));
-              return;
-            }
-            grant.disabled = true;
-            void (async () => {
-              const done = await attempt(() => orgs.addOrgMember({ userId: user.id, roles }), problems);
-              grant.disabled = false;
-              if (done === undefined) return;
-              problems.replaceChildren();
-              for (const b of boxes) b.checked = false;
-              announce(`${roles.join(", ")} granted to ${user.userName}.`);
-            })();
-          },
-        },
-        h(
-          "fieldset",
-          { class: "choice" },
-          h("legend", {}, "Roles to grant"),
-          ...boxes.map((box) => h("label", {}, box, box.value)),
-        ),
-        problems,
-        h("div", { class: "buttons" }, grant, remove),
-      ),
+      holds,
+      form,
     ),
   );
   applyGates();
+  if (focus) document.getElementById("roles-title")?.focus();
 }
 
-function removeMemberDialog(user: User): void {
+function removeMemberDialog(user: User, content: HTMLElement, mine: number): void {
   const problems = h("div", {});
   const confirm = h("button", { type: "button", class: "danger" }, "Remove membership");
   const cancel = h("button", { type: "button", class: "secondary", autofocus: true }, "Cancel");
@@ -1149,9 +1173,9 @@ function removeMemberDialog(user: User): void {
       confirm,
       problems,
       () => orgs.removeOrgMember({ userId: user.id }),
-      () => {
+      async () => {
+        await rolesTab(user, content, mine, true);
         announce(`${user.userName} is no longer a member of ${orgName()}.`);
-        document.getElementById("roles-title")?.focus();
       },
     );
   });

@@ -66,6 +66,12 @@ class Principal:
             return True
         return any(permission in ROLE_PERMISSIONS[role] for role in self.roles.get(org_id, ()))
 
+    def permissions_in(self, org_id: str) -> frozenset[str]:
+        """Every permission this caller holds in the organisation (what `has` says yes to)."""
+        if self.is_iam_owner:
+            return PERMISSIONS
+        return frozenset().union(*(ROLE_PERMISSIONS[role] for role in self.roles.get(org_id, ())))
+
     def covers(self, roles_by_org: Mapping[str, frozenset[str]]) -> bool:
         """Whether this caller holds, in each organisation, every permission of the roles held
         there by someone else: the test for handing out that someone's power.

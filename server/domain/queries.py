@@ -1,10 +1,11 @@
 """Queries: reads of the read models, for a caller acting in an organisation."""
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from server.clock import SYSTEM_CLOCK, Clock
 from server.domain import paging
 from server.domain import validation as check
+from server.domain.access import invalid_token
 from server.domain.errors import FieldViolation, NotFound, user_not_found, user_not_machine
 from server.domain.model import (
     Details,
@@ -15,13 +16,14 @@ from server.domain.model import (
     UserProfile,
     UserView,
 )
-from server.domain.permissions import USER_READ, CallContext
+from server.domain.permissions import PERMISSIONS, USER_READ, CallContext
 from server.domain.secret_format import hint
 from server.domain.secret_policy import SecretPolicy, max_keys, max_secrets
 from server.limits import MAX_USER_NAME_LENGTH
 from server.store.contract import (
     USER_TYPE_MACHINE,
     AppRecord,
+    MemberRecord,
     OrgRecord,
     ProjectRecord,
     ProjectRoleRecord,
@@ -29,6 +31,31 @@ from server.store.contract import (
     UserRecord,
 )
 from server.user_names import NotAUserName, user_name_key
+
+
+@dataclass(frozen=True)
+class Me:
+    """The caller: its user, its roles and permissions by organisation, and the permissions it
+    holds in every organisation (an IAM_OWNER's)."""
+
+    user: UserView
+    profile: UserProfile
+    memberships: dict[str, tuple[frozenset[str], frozenset[str]]]  # org: (roles, permissions)
+    instance_permissions: frozenset[str]
+
+    def permissions_in(self, org_id: str) -> frozenset[str]:
+        return self.instance_permissions | self.memberships.get(org_id, (frozenset(), frozenset()))[1]
+
+
+@dataclass(frozen=True)
+class Member:
+    user: UserView
+    profile: UserProfile
+    roles: frozenset[str]
+
+
+# ZITADEL's v1 lists: how far an offset may reach (a page of 100 beyond it at most).
+MAX_MEMBER_OFFSET = 100_000
 
 
 class Queries:
@@ -93,6 +120,53 @@ class Queries:
         orgs = await self._store.orgs_page(reach, after, paging.page_size(size) + 1)
         page, next_token = self._pages.cut(orgs, size, query, lambda org: org.id)
         return [(org, principal.roles.get(org.id, frozenset())) for org in page], next_token
+
+    async def me(self, ctx: CallContext) -> Me:
+        """The caller itself, as its credential authenticated it (the roles are the credential's
+        reading, the same the call's permissions were decided on)."""
+        principal = ctx.principal
+        user = await self._store.user(principal.user_id)
+        if user is None:  # removed since its credential was read: the credential died with it
+            raise invalid_token()
+        view, profile = self._with_profile(user)
+        memberships = {
+            org_id: (roles, principal.permissions_in(org_id)) for org_id, roles in principal.roles.items()
+        }
+        instance = PERMISSIONS if principal.is_iam_owner else frozenset[str]()
+        return Me(view, profile, memberships, instance)
+
+    async def members(
+        self, ctx: CallContext, user_id: str, size: int, token: str
+    ) -> tuple[list[Member], str]:
+        """A page of the context organisation's members in the order of their user ids (or the
+        one of user_id), and the token of the next page ("" after the last)."""
+        violations = paging.check_page_size("page_size", size)
+        if user_id:
+            violations += check.check_id("user_id", user_id)
+        query = ("members", ctx.org_id, user_id)
+        after, bad_token = self._pages.resume_after("page_token", token, query)
+        check.raise_if_any(violations + bad_token)
+        rows = await self._store.members_page(ctx.org_id, user_id, after, paging.page_size(size) + 1)
+        page, next_token = self._pages.cut(rows, size, query, lambda member: member.user.id)
+        return [self._member(row) for row in page], next_token
+
+    async def members_at(
+        self, ctx: CallContext, user_id: str, offset: int, limit: int
+    ) -> tuple[list[Member], int]:
+        """ZITADEL's v1 paging: limit members (0: the default page) from offset on, in the order
+        of their user ids, and how many there are in all."""
+        violations = paging.check_page_size("query.limit", limit)
+        if offset > MAX_MEMBER_OFFSET:
+            violations.append(FieldViolation("query.offset", f"must be at most {MAX_MEMBER_OFFSET}"))
+        if user_id:
+            violations += check.check_id("queries.user_id_query.user_id", user_id)
+        check.raise_if_any(violations)
+        rows = await self._store.members_page(ctx.org_id, user_id, "", paging.page_size(limit), offset)
+        return [self._member(row) for row in rows], await self._store.member_count(ctx.org_id, user_id)
+
+    def _member(self, row: MemberRecord) -> Member:
+        view, profile = self._with_profile(row.user)
+        return Member(view, profile, row.roles)
 
     async def personal_access_tokens(self, ctx: CallContext, user_id: str) -> list[PersonalAccessTokenView]:
         """A machine user's personal access tokens: their ids and dates, never a token or a hash."""

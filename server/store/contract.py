@@ -140,6 +140,14 @@ class PatRecord:
 
 
 @dataclass(frozen=True)
+class MemberRecord:
+    """A membership of an organisation: the member's user (of any organisation), and its roles."""
+
+    user: UserRecord
+    roles: frozenset[str]
+
+
+@dataclass(frozen=True)
 class MachineKeyRecord:
     """A machine user's key: its public half only (PEM), which verifies its assertions."""
 
@@ -378,6 +386,18 @@ class Store(AuditStore, Protocol):
 
     async def roles_of(self, user_id: str) -> dict[str, frozenset[str]]:
         """The user's roles, by the organisations it is a member of."""
+        ...
+
+    async def members_page(
+        self, org_id: str, user_id: str, after_id: str, limit: int, offset: int = 0
+    ) -> list[MemberRecord]:
+        """At most limit members of the organisation in the order of their user ids, after
+        after_id ("" for the first page), the first offset of them left out: every member, or
+        ("" for every one) the one of user_id."""
+        ...
+
+    async def member_count(self, org_id: str, user_id: str) -> int:
+        """How many members members_page would list from the start, with no limit."""
         ...
 
     async def caller(self, token_hash: str) -> CallerRecord | None:

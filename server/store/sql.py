@@ -24,6 +24,7 @@ from server.store.contract import (
     EventFilter,
     GrantRecord,
     MachineKeyRecord,
+    MemberRecord,
     OrgRecord,
     PatRecord,
     ProjectRecord,
@@ -227,6 +228,17 @@ class SqlStore:
     async def roles_of(self, user_id: str) -> dict[str, frozenset[str]]:
         rows = await self._fetch(sql.SELECT_ROLES_OF_USER, (user_id,))
         return {r["org_id"]: decode_roles(r["roles"]) for r in rows}
+
+    async def members_page(
+        self, org_id: str, user_id: str, after_id: str, limit: int, offset: int = 0
+    ) -> list[MemberRecord]:
+        parameters = (org_id, user_id, user_id, after_id, limit, offset)
+        rows = await self._fetch(sql.SELECT_MEMBERS_PAGE, parameters)
+        return [MemberRecord(records.user_record(r), decode_roles(r["member_roles"])) for r in rows]
+
+    async def member_count(self, org_id: str, user_id: str) -> int:
+        rows = await self._fetch(sql.SELECT_MEMBER_COUNT, (org_id, user_id, user_id, ""))
+        return int(rows[0]["members"])
 
     async def active_iam_owners(self) -> set[str]:
         rows = await self._fetch(sql.SELECT_ACTIVE_IAM_OWNERS, (sql.IAM_OWNER_ROLE_PATTERN,))

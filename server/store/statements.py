@@ -131,6 +131,16 @@ SELECT_SEQUENCE = (
     "SELECT COALESCE(MAX(sequence), 0) AS sequence FROM events WHERE aggregate_type = ? AND aggregate_id = ?"
 )
 SELECT_MEMBER_ROLES = "SELECT roles FROM members WHERE org_id = ? AND user_id = ?"
+# An organisation's members with their users, in the order of their user ids, after an id; of
+# every user (the parameter '') or of one.
+_MEMBERS = (
+    " FROM members m JOIN users ON users.id = m.user_id"
+    " WHERE m.org_id = ? AND (? = '' OR m.user_id = ?) AND m.user_id > ?"
+)
+SELECT_MEMBERS_PAGE = (
+    f"SELECT {USER_COLUMNS}, m.roles AS member_roles{_MEMBERS} ORDER BY m.user_id LIMIT ? OFFSET ?"
+)
+SELECT_MEMBER_COUNT = f"SELECT COUNT(*) AS members{_MEMBERS}"
 SELECT_ROLES_OF_USER = "SELECT org_id, roles FROM members WHERE user_id = ?"
 # Active users that hold IAM_OWNER in some organisation (roles are space-separated names).
 SELECT_ACTIVE_IAM_OWNERS = (

@@ -166,6 +166,22 @@ class UserService:
             users=[user_proto(user, profile) for user, profile in users], next_page_token=next_token
         )
 
+    async def GetMe(
+        self, request: user_service_pb2.GetMeRequest, ctx: CallContext
+    ) -> user_service_pb2.GetMeResponse:
+        me = await self._queries.me(ctx)
+        return user_service_pb2.GetMeResponse(
+            user=user_proto(me.user, me.profile),
+            org_id=me.user.details.resource_owner,
+            memberships=[
+                user_service_pb2.Membership(
+                    org_id=org_id, roles=sorted(roles), permissions=sorted(permissions)
+                )
+                for org_id, (roles, permissions) in sorted(me.memberships.items())
+            ],
+            instance_permissions=sorted(me.instance_permissions),
+        )
+
     async def AddPersonalAccessToken(
         self, request: user_service_pb2.AddPersonalAccessTokenRequest, ctx: CallContext
     ) -> user_service_pb2.AddPersonalAccessTokenResponse:
@@ -287,6 +303,26 @@ class OrgService:
     ) -> org_service_pb2.AddOrgMemberResponse:
         details = await self._commands.add_org_member(ctx, request.user_id, list(request.roles))
         return org_service_pb2.AddOrgMemberResponse(details=details_proto(details))
+
+    async def ListOrgMembers(
+        self, request: org_service_pb2.ListOrgMembersRequest, ctx: CallContext
+    ) -> org_service_pb2.ListOrgMembersResponse:
+        members, next_token = await self._queries.members(
+            ctx, request.user_id, request.page_size, request.page_token
+        )
+        return org_service_pb2.ListOrgMembersResponse(
+            members=[
+                org_service_pb2.Member(
+                    user_id=m.user.id,
+                    user_name=m.user.user_name,
+                    user_org_id=m.user.details.resource_owner,
+                    roles=sorted(m.roles),
+                    display_name=m.profile.display_name or m.profile.name,
+                )
+                for m in members
+            ],
+            next_page_token=next_token,
+        )
 
     async def RemoveOrgMember(
         self, request: org_service_pb2.RemoveOrgMemberRequest, ctx: CallContext

@@ -9,6 +9,7 @@ from typing import TypeVar
 from zitadel.app.v1 import app_pb2
 from zitadel.authn.v1 import auth_n_key_pb2 as authn
 from zitadel.management.v1 import management_pb2 as mgmt
+from zitadel.member.v1 import member_pb2
 from zitadel.project.v1 import project_pb2
 from zitadel.user.v1 import user_pb2
 from zitadel.v1 import object_pb2
@@ -167,6 +168,36 @@ class ManagementService:
             token_id=issued.token_id,
             token=issued.token,
             details=details_proto(issued.details, object_pb2.ObjectDetails),
+        )
+
+    async def ListOrgMembers(
+        self, request: mgmt.ListOrgMembersRequest, ctx: CallContext
+    ) -> mgmt.ListOrgMembersResponse:
+        user_ids = []
+        for i, query in enumerate(request.queries):
+            if query.WhichOneof("query") != "user_id_query":
+                field = f"queries[{i}]"
+                raise InvalidArgument([FieldViolation(field, "only user_id_query is supported")])
+            user_ids.append(query.user_id_query.user_id)
+        if len(set(user_ids)) > 1:  # ZITADEL ands its queries: two users match nobody
+            return mgmt.ListOrgMembersResponse(details=object_pb2.ListDetails(total_result=0))
+        members, total = await self._queries.members_at(
+            ctx, user_ids[0] if user_ids else "", request.query.offset, request.query.limit
+        )
+        return mgmt.ListOrgMembersResponse(
+            details=object_pb2.ListDetails(total_result=total),
+            result=[
+                member_pb2.Member(
+                    user_id=m.user.id,
+                    # The membership has no dates of its own here: only its organisation.
+                    details=object_pb2.ObjectDetails(resource_owner=ctx.org_id),
+                    roles=sorted(m.roles),
+                    preferred_login_name=m.user.user_name,
+                    email=m.profile.email,
+                    display_name=m.profile.display_name or m.profile.name,
+                )
+                for m in members
+            ],
         )
 
     async def AddMachineKey(

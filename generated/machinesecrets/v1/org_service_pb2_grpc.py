@@ -65,6 +65,11 @@ class OrgServiceStub:
                 request_serializer=machinesecrets_dot_v1_dot_org__service__pb2.SetSecretPolicyRequest.SerializeToString,
                 response_deserializer=machinesecrets_dot_v1_dot_org__service__pb2.SetSecretPolicyResponse.FromString,
                 _registered_method=True)
+        self.ListOrgMembers = channel.unary_unary(
+                '/machinesecrets.v1.OrgService/ListOrgMembers',
+                request_serializer=machinesecrets_dot_v1_dot_org__service__pb2.ListOrgMembersRequest.SerializeToString,
+                response_deserializer=machinesecrets_dot_v1_dot_org__service__pb2.ListOrgMembersResponse.FromString,
+                _registered_method=True)
 
 
 class OrgServiceServicer:
@@ -118,6 +123,16 @@ class OrgServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListOrgMembers(self, request, context):
+        """Lists the context organisation's members (the users that hold roles in it, whichever
+        organisation they belong to) in the order of their user ids, a page at a time, or the one
+        membership of `user_id`. A user manager may read them: a user's roles are what decides
+        whether it may act on that user.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrgServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -150,6 +165,11 @@ def add_OrgServiceServicer_to_server(servicer, server):
                     servicer.SetSecretPolicy,
                     request_deserializer=machinesecrets_dot_v1_dot_org__service__pb2.SetSecretPolicyRequest.FromString,
                     response_serializer=machinesecrets_dot_v1_dot_org__service__pb2.SetSecretPolicyResponse.SerializeToString,
+            ),
+            'ListOrgMembers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListOrgMembers,
+                    request_deserializer=machinesecrets_dot_v1_dot_org__service__pb2.ListOrgMembersRequest.FromString,
+                    response_serializer=machinesecrets_dot_v1_dot_org__service__pb2.ListOrgMembersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -315,6 +335,33 @@ class OrgService:
             '/machinesecrets.v1.OrgService/SetSecretPolicy',
             machinesecrets_dot_v1_dot_org__service__pb2.SetSecretPolicyRequest.SerializeToString,
             machinesecrets_dot_v1_dot_org__service__pb2.SetSecretPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListOrgMembers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/machinesecrets.v1.OrgService/ListOrgMembers',
+            machinesecrets_dot_v1_dot_org__service__pb2.ListOrgMembersRequest.SerializeToString,
+            machinesecrets_dot_v1_dot_org__service__pb2.ListOrgMembersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -54,6 +54,12 @@ class OrgServiceStub:
     """Sets the context organisation's rules for new client secrets, all at once: a field left out
     is no limit (or the default). Secrets made before keep their expiry.
     """
+    ListOrgMembers: _grpc.UnaryUnaryMultiCallable[_org_service_pb2.ListOrgMembersRequest, _org_service_pb2.ListOrgMembersResponse]
+    """Lists the context organisation's members (the users that hold roles in it, whichever
+    organisation they belong to) in the order of their user ids, a page at a time, or the one
+    membership of `user_id`. A user manager may read them: a user's roles are what decides
+    whether it may act on that user.
+    """
 
 @_typing.type_check_only
 class OrgServiceAsyncStub(OrgServiceStub):
@@ -80,6 +86,12 @@ class OrgServiceAsyncStub(OrgServiceStub):
     SetSecretPolicy: _aio.UnaryUnaryMultiCallable[_org_service_pb2.SetSecretPolicyRequest, _org_service_pb2.SetSecretPolicyResponse]  # type: ignore[assignment]
     """Sets the context organisation's rules for new client secrets, all at once: a field left out
     is no limit (or the default). Secrets made before keep their expiry.
+    """
+    ListOrgMembers: _aio.UnaryUnaryMultiCallable[_org_service_pb2.ListOrgMembersRequest, _org_service_pb2.ListOrgMembersResponse]  # type: ignore[assignment]
+    """Lists the context organisation's members (the users that hold roles in it, whichever
+    organisation they belong to) in the order of their user ids, a page at a time, or the one
+    membership of `user_id`. A user manager may read them: a user's roles are what decides
+    whether it may act on that user.
     """
 
 class OrgServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -140,6 +152,18 @@ class OrgServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_org_service_pb2.SetSecretPolicyResponse, _abc.Awaitable[_org_service_pb2.SetSecretPolicyResponse]]:
         """Sets the context organisation's rules for new client secrets, all at once: a field left out
         is no limit (or the default). Secrets made before keep their expiry.
+        """
+
+    @_abc_1.abstractmethod
+    def ListOrgMembers(
+        self,
+        request: _org_service_pb2.ListOrgMembersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_org_service_pb2.ListOrgMembersResponse, _abc.Awaitable[_org_service_pb2.ListOrgMembersResponse]]:
+        """Lists the context organisation's members (the users that hold roles in it, whichever
+        organisation they belong to) in the order of their user ids, a page at a time, or the one
+        membership of `user_id`. A user manager may read them: a user's roles are what decides
+        whether it may act on that user.
         """
 
 def add_OrgServiceServicer_to_server(servicer: OrgServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1185,3 +1185,87 @@ class RemoveUserResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RemoveUserResponse: _TypeAlias = RemoveUserResponse  # noqa: Y015
+
+@_typing.final
+class GetMeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetMeRequest: _TypeAlias = GetMeRequest  # noqa: Y015
+
+@_typing.final
+class GetMeResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    ORG_ID_FIELD_NUMBER: _builtins.int
+    MEMBERSHIPS_FIELD_NUMBER: _builtins.int
+    INSTANCE_PERMISSIONS_FIELD_NUMBER: _builtins.int
+    org_id: _builtins.str
+    """The organisation the caller's user belongs to (its details' resource_owner)."""
+    @_builtins.property
+    def user(self) -> Global___User:
+        """The caller's own user."""
+
+    @_builtins.property
+    def memberships(self) -> _containers.RepeatedCompositeFieldContainer[Global___Membership]:
+        """Each organisation the caller holds roles in, with the roles and the permissions they give."""
+
+    @_builtins.property
+    def instance_permissions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The permissions the caller holds in every organisation, beside its memberships: all of
+        them for an IAM_OWNER (an instance role), else none.
+        """
+
+    def __init__(
+        self,
+        *,
+        user: Global___User | None = ...,
+        org_id: _builtins.str = ...,
+        memberships: _abc.Iterable[Global___Membership] | None = ...,
+        instance_permissions: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["instance_permissions", b"instance_permissions", "memberships", b"memberships", "org_id", b"org_id", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetMeResponse: _TypeAlias = GetMeResponse  # noqa: Y015
+
+@_typing.final
+class Membership(_message.Message):
+    """The caller's roles in one organisation, and the permissions they give there."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORG_ID_FIELD_NUMBER: _builtins.int
+    ROLES_FIELD_NUMBER: _builtins.int
+    PERMISSIONS_FIELD_NUMBER: _builtins.int
+    org_id: _builtins.str
+    @_builtins.property
+    def roles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def permissions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        org_id: _builtins.str = ...,
+        roles: _abc.Iterable[_builtins.str] | None = ...,
+        permissions: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["org_id", b"org_id", "permissions", b"permissions", "roles", b"roles"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Membership: _TypeAlias = Membership  # noqa: Y015

@@ -116,6 +116,11 @@ class UserServiceStub:
                 request_serializer=machinesecrets_dot_v1_dot_user__service__pb2.RemoveUserRequest.SerializeToString,
                 response_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.RemoveUserResponse.FromString,
                 _registered_method=True)
+        self.GetMe = channel.unary_unary(
+                '/machinesecrets.v1.UserService/GetMe',
+                request_serializer=machinesecrets_dot_v1_dot_user__service__pb2.GetMeRequest.SerializeToString,
+                response_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.GetMeResponse.FromString,
+                _registered_method=True)
         self.AddKey = channel.unary_unary(
                 '/machinesecrets.v1.UserService/AddKey',
                 request_serializer=machinesecrets_dot_v1_dot_user__service__pb2.AddKeyRequest.SerializeToString,
@@ -258,6 +263,15 @@ class UserServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetMe(self, request, context):
+        """Who the caller is, whatever its credential (a personal access token or a client secret's
+        access token): its user, its own organisation, and what it may do where. Any authenticated
+        caller may ask, about itself only; `x-zitadel-orgid` is not read.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def AddKey(self, request, context):
         """Adds a key to a machine user, for the JWT profile grant and private_key_jwt (RFC 7523): the
         public key given (PEM: RSA of at least 2048 bits, or EC P-256), or else a new RSA 2048 key
@@ -365,6 +379,11 @@ def add_UserServiceServicer_to_server(servicer, server):
                     servicer.RemoveUser,
                     request_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.RemoveUserRequest.FromString,
                     response_serializer=machinesecrets_dot_v1_dot_user__service__pb2.RemoveUserResponse.SerializeToString,
+            ),
+            'GetMe': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMe,
+                    request_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.GetMeRequest.FromString,
+                    response_serializer=machinesecrets_dot_v1_dot_user__service__pb2.GetMeResponse.SerializeToString,
             ),
             'AddKey': grpc.unary_unary_rpc_method_handler(
                     servicer.AddKey,
@@ -816,6 +835,33 @@ class UserService:
             '/machinesecrets.v1.UserService/RemoveUser',
             machinesecrets_dot_v1_dot_user__service__pb2.RemoveUserRequest.SerializeToString,
             machinesecrets_dot_v1_dot_user__service__pb2.RemoveUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/machinesecrets.v1.UserService/GetMe',
+            machinesecrets_dot_v1_dot_user__service__pb2.GetMeRequest.SerializeToString,
+            machinesecrets_dot_v1_dot_user__service__pb2.GetMeResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -82,6 +82,11 @@ class UserServiceStub:
     """Removes a user: every credential and membership of it ends, and its user name is free again.
     Its events stay, for the audit. The caller must also hold the user's permissions.
     """
+    GetMe: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.GetMeRequest, _user_service_pb2.GetMeResponse]
+    """Who the caller is, whatever its credential (a personal access token or a client secret's
+    access token): its user, its own organisation, and what it may do where. Any authenticated
+    caller may ask, about itself only; `x-zitadel-orgid` is not read.
+    """
     AddKey: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.AddKeyRequest, _user_service_pb2.AddKeyResponse]
     """Adds a key to a machine user, for the JWT profile grant and private_key_jwt (RFC 7523): the
     public key given (PEM: RSA of at least 2048 bits, or EC P-256), or else a new RSA 2048 key
@@ -148,6 +153,11 @@ class UserServiceAsyncStub(UserServiceStub):
     RemoveUser: _aio.UnaryUnaryMultiCallable[_user_service_pb2.RemoveUserRequest, _user_service_pb2.RemoveUserResponse]  # type: ignore[assignment]
     """Removes a user: every credential and membership of it ends, and its user name is free again.
     Its events stay, for the audit. The caller must also hold the user's permissions.
+    """
+    GetMe: _aio.UnaryUnaryMultiCallable[_user_service_pb2.GetMeRequest, _user_service_pb2.GetMeResponse]  # type: ignore[assignment]
+    """Who the caller is, whatever its credential (a personal access token or a client secret's
+    access token): its user, its own organisation, and what it may do where. Any authenticated
+    caller may ask, about itself only; `x-zitadel-orgid` is not read.
     """
     AddKey: _aio.UnaryUnaryMultiCallable[_user_service_pb2.AddKeyRequest, _user_service_pb2.AddKeyResponse]  # type: ignore[assignment]
     """Adds a key to a machine user, for the JWT profile grant and private_key_jwt (RFC 7523): the
@@ -308,6 +318,17 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_user_service_pb2.RemoveUserResponse, _abc.Awaitable[_user_service_pb2.RemoveUserResponse]]:
         """Removes a user: every credential and membership of it ends, and its user name is free again.
         Its events stay, for the audit. The caller must also hold the user's permissions.
+        """
+
+    @_abc_1.abstractmethod
+    def GetMe(
+        self,
+        request: _user_service_pb2.GetMeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_service_pb2.GetMeResponse, _abc.Awaitable[_user_service_pb2.GetMeResponse]]:
+        """Who the caller is, whatever its credential (a personal access token or a client secret's
+        access token): its user, its own organisation, and what it may do where. Any authenticated
+        caller may ask, about itself only; `x-zitadel-orgid` is not read.
         """
 
     @_abc_1.abstractmethod

@@ -25,13 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17zitadel/v1/object.proto\x12\nzitadel.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9d\x01\n\rObjectDetails\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x31\n\rcreation_date\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63hange_date\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0eresource_owner\x18\x04 \x01(\t\"7\n\tListQuery\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x0b\n\x03\x61sc\x18\x03 \x01(\x08\"s\n\x0bListDetails\x12\x14\n\x0ctotal_result\x18\x01 \x01(\x04\x12\x1a\n\x12processed_sequence\x18\x02 \x01(\x04\x12\x32\n\x0eview_timestamp\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17zitadel/v1/object.proto\x12\nzitadel.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9d\x01\n\rObjectDetails\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x31\n\rcreation_date\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63hange_date\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0eresource_owner\x18\x04 \x01(\t\"7\n\tListQuery\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x0b\n\x03\x61sc\x18\x03 \x01(\x08\"s\n\x0bListDetails\x12\x14\n\x0ctotal_result\x18\x01 \x01(\x04\x12\x1a\n\x12processed_sequence\x18\x02 \x01(\x04\x12\x32\n\x0eview_timestamp\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xc5\x02\n\x0fTextQueryMethod\x12\x1c\n\x18TEXT_QUERY_METHOD_EQUALS\x10\x00\x12(\n$TEXT_QUERY_METHOD_EQUALS_IGNORE_CASE\x10\x01\x12!\n\x1dTEXT_QUERY_METHOD_STARTS_WITH\x10\x02\x12-\n)TEXT_QUERY_METHOD_STARTS_WITH_IGNORE_CASE\x10\x03\x12\x1e\n\x1aTEXT_QUERY_METHOD_CONTAINS\x10\x04\x12*\n&TEXT_QUERY_METHOD_CONTAINS_IGNORE_CASE\x10\x05\x12\x1f\n\x1bTEXT_QUERY_METHOD_ENDS_WITH\x10\x06\x12+\n\'TEXT_QUERY_METHOD_ENDS_WITH_IGNORE_CASE\x10\x07\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'zitadel.v1.object_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_TEXTQUERYMETHOD']._serialized_start=407
+  _globals['_TEXTQUERYMETHOD']._serialized_end=732
   _globals['_OBJECTDETAILS']._serialized_start=73
   _globals['_OBJECTDETAILS']._serialized_end=230
   _globals['_LISTQUERY']._serialized_start=232

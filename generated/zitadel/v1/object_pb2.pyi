@@ -8,6 +8,7 @@ Names, numbers and JSON names are ZITADEL's: they are the wire contract of its c
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -18,6 +19,33 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _TextQueryMethod:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TextQueryMethodEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TextQueryMethod.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TEXT_QUERY_METHOD_EQUALS: _TextQueryMethod.ValueType  # 0
+    TEXT_QUERY_METHOD_EQUALS_IGNORE_CASE: _TextQueryMethod.ValueType  # 1
+    TEXT_QUERY_METHOD_STARTS_WITH: _TextQueryMethod.ValueType  # 2
+    TEXT_QUERY_METHOD_STARTS_WITH_IGNORE_CASE: _TextQueryMethod.ValueType  # 3
+    TEXT_QUERY_METHOD_CONTAINS: _TextQueryMethod.ValueType  # 4
+    TEXT_QUERY_METHOD_CONTAINS_IGNORE_CASE: _TextQueryMethod.ValueType  # 5
+    TEXT_QUERY_METHOD_ENDS_WITH: _TextQueryMethod.ValueType  # 6
+    TEXT_QUERY_METHOD_ENDS_WITH_IGNORE_CASE: _TextQueryMethod.ValueType  # 7
+
+class TextQueryMethod(_TextQueryMethod, metaclass=_TextQueryMethodEnumTypeWrapper): ...
+
+TEXT_QUERY_METHOD_EQUALS: TextQueryMethod.ValueType  # 0
+TEXT_QUERY_METHOD_EQUALS_IGNORE_CASE: TextQueryMethod.ValueType  # 1
+TEXT_QUERY_METHOD_STARTS_WITH: TextQueryMethod.ValueType  # 2
+TEXT_QUERY_METHOD_STARTS_WITH_IGNORE_CASE: TextQueryMethod.ValueType  # 3
+TEXT_QUERY_METHOD_CONTAINS: TextQueryMethod.ValueType  # 4
+TEXT_QUERY_METHOD_CONTAINS_IGNORE_CASE: TextQueryMethod.ValueType  # 5
+TEXT_QUERY_METHOD_ENDS_WITH: TextQueryMethod.ValueType  # 6
+TEXT_QUERY_METHOD_ENDS_WITH_IGNORE_CASE: TextQueryMethod.ValueType  # 7
+Global___TextQueryMethod: _TypeAlias = TextQueryMethod  # noqa: Y015
 
 @_typing.final
 class ObjectDetails(_message.Message):

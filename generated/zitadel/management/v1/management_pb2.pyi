@@ -16,6 +16,7 @@ from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from zitadel.app.v1 import app_pb2 as _app_pb2
 from zitadel.authn.v1 import auth_n_key_pb2 as _auth_n_key_pb2
+from zitadel.member.v1 import member_pb2 as _member_pb2
 from zitadel.project.v1 import project_pb2 as _project_pb2
 from zitadel.user.v1 import user_pb2 as _user_pb2
 from zitadel.v1 import object_pb2 as _object_pb2
@@ -1239,3 +1240,51 @@ class RemoveUserGrantResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RemoveUserGrantResponse: _TypeAlias = RemoveUserGrantResponse  # noqa: Y015
+
+@_typing.final
+class ListOrgMembersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUERY_FIELD_NUMBER: _builtins.int
+    QUERIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def query(self) -> _object_pb2.ListQuery: ...
+    @_builtins.property
+    def queries(self) -> _containers.RepeatedCompositeFieldContainer[_member_pb2.SearchQuery]: ...
+    def __init__(
+        self,
+        *,
+        query: _object_pb2.ListQuery | None = ...,
+        queries: _abc.Iterable[_member_pb2.SearchQuery] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["query", b"query"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["queries", b"queries", "query", b"query"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListOrgMembersRequest: _TypeAlias = ListOrgMembersRequest  # noqa: Y015
+
+@_typing.final
+class ListOrgMembersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DETAILS_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def details(self) -> _object_pb2.ListDetails: ...
+    @_builtins.property
+    def result(self) -> _containers.RepeatedCompositeFieldContainer[_member_pb2.Member]: ...
+    def __init__(
+        self,
+        *,
+        details: _object_pb2.ListDetails | None = ...,
+        result: _abc.Iterable[_member_pb2.Member] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["details", b"details", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListOrgMembersResponse: _TypeAlias = ListOrgMembersResponse  # noqa: Y015

@@ -169,6 +169,11 @@ class ManagementServiceStub:
                 request_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.RemoveUserGrantRequest.SerializeToString,
                 response_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.RemoveUserGrantResponse.FromString,
                 _registered_method=True)
+        self.ListOrgMembers = channel.unary_unary(
+                '/zitadel.management.v1.ManagementService/ListOrgMembers',
+                request_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.ListOrgMembersRequest.SerializeToString,
+                response_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.ListOrgMembersResponse.FromString,
+                _registered_method=True)
 
 
 class ManagementServiceServicer:
@@ -368,6 +373,15 @@ class ManagementServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListOrgMembers(self, request, context):
+        """Lists the organisation's members, ordered by user id, `query.offset` and `query.limit` (0:
+        50, at most 100) at a time; `query.asc` is not read. Permission: as the native
+        ListOrgMembers, user.read.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ManagementServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -505,6 +519,11 @@ def add_ManagementServiceServicer_to_server(servicer, server):
                     servicer.RemoveUserGrant,
                     request_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.RemoveUserGrantRequest.FromString,
                     response_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.RemoveUserGrantResponse.SerializeToString,
+            ),
+            'ListOrgMembers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListOrgMembers,
+                    request_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.ListOrgMembersRequest.FromString,
+                    response_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.ListOrgMembersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1236,6 +1255,33 @@ class ManagementService:
             '/zitadel.management.v1.ManagementService/RemoveUserGrant',
             zitadel_dot_management_dot_v1_dot_management__pb2.RemoveUserGrantRequest.SerializeToString,
             zitadel_dot_management_dot_v1_dot_management__pb2.RemoveUserGrantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListOrgMembers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zitadel.management.v1.ManagementService/ListOrgMembers',
+            zitadel_dot_management_dot_v1_dot_management__pb2.ListOrgMembersRequest.SerializeToString,
+            zitadel_dot_management_dot_v1_dot_management__pb2.ListOrgMembersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -100,6 +100,11 @@ class ManagementServiceStub:
     """Gives a user of the organisation roles of one of its projects (one grant per project)."""
     RemoveUserGrant: _grpc.UnaryUnaryMultiCallable[_management_pb2.RemoveUserGrantRequest, _management_pb2.RemoveUserGrantResponse]
     """Removes a user grant: its roles are asserted no more."""
+    ListOrgMembers: _grpc.UnaryUnaryMultiCallable[_management_pb2.ListOrgMembersRequest, _management_pb2.ListOrgMembersResponse]
+    """Lists the organisation's members, ordered by user id, `query.offset` and `query.limit` (0:
+    50, at most 100) at a time; `query.asc` is not read. Permission: as the native
+    ListOrgMembers, user.read.
+    """
 
 @_typing.type_check_only
 class ManagementServiceAsyncStub(ManagementServiceStub):
@@ -167,6 +172,11 @@ class ManagementServiceAsyncStub(ManagementServiceStub):
     """Gives a user of the organisation roles of one of its projects (one grant per project)."""
     RemoveUserGrant: _aio.UnaryUnaryMultiCallable[_management_pb2.RemoveUserGrantRequest, _management_pb2.RemoveUserGrantResponse]  # type: ignore[assignment]
     """Removes a user grant: its roles are asserted no more."""
+    ListOrgMembers: _aio.UnaryUnaryMultiCallable[_management_pb2.ListOrgMembersRequest, _management_pb2.ListOrgMembersResponse]  # type: ignore[assignment]
+    """Lists the organisation's members, ordered by user id, `query.offset` and `query.limit` (0:
+    50, at most 100) at a time; `query.asc` is not read. Permission: as the native
+    ListOrgMembers, user.read.
+    """
 
 class ManagementServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -393,5 +403,16 @@ class ManagementServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_management_pb2.RemoveUserGrantResponse, _abc.Awaitable[_management_pb2.RemoveUserGrantResponse]]:
         """Removes a user grant: its roles are asserted no more."""
+
+    @_abc_1.abstractmethod
+    def ListOrgMembers(
+        self,
+        request: _management_pb2.ListOrgMembersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_management_pb2.ListOrgMembersResponse, _abc.Awaitable[_management_pb2.ListOrgMembersResponse]]:
+        """Lists the organisation's members, ordered by user id, `query.offset` and `query.limit` (0:
+        50, at most 100) at a time; `query.asc` is not read. Permission: as the native
+        ListOrgMembers, user.read.
+        """
 
 def add_ManagementServiceServicer_to_server(servicer: ManagementServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
