@@ -55,9 +55,9 @@ class Access:
         token, now = caller.token, self._clock.now()
         if token.expires_at is not None and token.expires_at <= now:
             raise invalid_token()
-        # An access token dies with the secret (or machine key) that earned it: deleted,
+        # An access token dies with the secret (machine key, federated credential) that earned it: deleted,
         # replaced, revoked or expired. Checked on every call, so a token never outlives it.
-        earned_by = token.secret_id or token.key_id
+        earned_by = token.secret_id or token.key_id or token.credential_id
         if earned_by is not None and (caller.secret_live_until is None or caller.secret_live_until <= now):
             raise invalid_token()
         if not caller.user_active:
