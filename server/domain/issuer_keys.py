@@ -266,6 +266,7 @@ class IssuerKeys:
             connection = _PinnedHTTPSConnection(host, port, addresses[0], remaining, self._tls)
         else:
             connection = _PinnedHTTPConnection(host, port, addresses[0], remaining)
+        response: http.client.HTTPResponse | None = None
         try:
             connection.request(
                 "GET",
@@ -287,6 +288,8 @@ class IssuerKeys:
         except (OSError, http.client.HTTPException):
             raise FetchRefused("the fetch failed") from None
         finally:
+            if response is not None:
+                response.close()  # its file holds the socket open otherwise, until collected
             connection.close()
 
 
