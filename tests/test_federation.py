@@ -352,7 +352,9 @@ async def test_every_wrong_token_is_the_one_refusal(
         kubernetes_token(w, iat=now + 600),
         kubernetes_token(w, iat=None),
         kubernetes_token(w, exp=now + int(MAX_TOKEN_LIFETIME.total_seconds()) + 3600),
-        kubernetes_token(w, key=RSAKey.generate_key(2048, parameters={"kid": w.tenant.published[0].kid})),
+        kubernetes_token(
+            w, key=RSAKey.generate_key(2048, parameters={"kid": str(w.tenant.published[0].kid)})
+        ),
         kubernetes_token(w, key=other.tenant.published[0]),
         "not.a.jwt",
     ]

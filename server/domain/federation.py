@@ -165,9 +165,9 @@ class Federation:
         kid = header.get("kid") if header is not None else None
         kid = kid if isinstance(kid, str) and len(kid) <= MAX_CLAIM_LENGTH else None
         key_set = await self._keys.keys(trusted, kid) if trusted is not None and alg else None
-        candidates: list[RSAKey | ECKey] = []
+        candidates: list[RSAKey | ECKey | None] = []
         if key_set is not None:
-            candidates = _candidates(key_set, kid, ALGORITHMS[alg])
+            candidates = [*_candidates(key_set, kid, ALGORITHMS[alg])]
         for key in candidates or [None]:
             try:
                 token = jwt.decode(assertion, key or self._stand_in, algorithms=[alg or "RS256"])
