@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -29,6 +30,7 @@ from server.domain.federation import MAX_TOKEN_LIFETIME
 from server.domain.issuer_keys import FETCH_TIMEOUT, MAX_DOCUMENT_BYTES
 from tests import postgres
 from tests.api import ApiError, GrpcApi
+from tests.processes import ServerProcess
 from tests.service import BACKENDS, TRANSPORTS, Running, client, config_for, start_service
 from tests.test_jwt_profile import b64url, hs256_with
 from tests.world import World, unique_name
@@ -555,3 +557,33 @@ async def test_many_exchanges_at_once(admin: World, service: Running, issuer: Oi
     base = endpoints(service)["direct"]
     tokens = await asyncio.gather(*(access_token(base, w.user_name, kubernetes_token(w)) for _ in range(8)))
     assert len(set(tokens)) == 8
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+async def test_two_processes_on_one_postgresql(issuer: OidcIssuer, tmp_path: Path, backend: str) -> None:
+    """A token with a jti is exchanged once across processes; a removed credential is refused by
+    the other process at once; a token without a jti is exchanged by either."""
+    with postgres.throwaway_database() as url:
+        allowed = {"MS_FEDERATION_ALLOWED_ORIGINS": issuer.origin}
+        processes = [await ServerProcess.start(url, tmp_path, **allowed) for _ in range(2)]
+        try:
+            api = GrpcApi("grpc", f"127.0.0.1:{processes[0].grpc_port}")
+            world = await World.create(api, (tmp_path / "admin.pat").read_text().strip())
+            github = await workload(world, issuer, "repo:acme/app:ref:refs/heads/main")
+            kubernetes = await workload(world, issuer, "system:serviceaccount:ci:deployer")
+            bases = [f"http://127.0.0.1:{p.http_port}" for p in processes]
+            token = github_token(github)
+            first, second = await asyncio.gather(*(exchange(base, github.user_name, token) for base in bases))
+            assert sorted([first.status_code, second.status_code]) == [200, 401], (first.text, second.text)
+            shared = kubernetes_token(kubernetes)
+            for base in bases:
+                await access_token(base, kubernetes.user_name, shared)
+            remove = user_pb.RemoveFederatedCredentialRequest(
+                user_id=kubernetes.user_id, credential_id=kubernetes.credential_id
+            )
+            await world.call("RemoveFederatedCredential", remove)
+            await refused(bases[1], kubernetes.user_name, shared)
+            await api.close()
+        finally:
+            for process in processes:
+                await process.stop()
