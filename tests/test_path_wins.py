@@ -19,6 +19,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from machinesecrets.v1 import org_service_pb2 as org_pb
 from machinesecrets.v1 import user_service_pb2 as user_pb
 
 from server.app import NATIVE_SERVICES
@@ -93,17 +94,20 @@ class Machine:
     secret_id: str
     token_id: str
     key_id: str
+    issuer_id: str  # a trusted issuer of the organisation's, the machine's own (issuer_of)
+    credential_id: str  # its federated credential, of that issuer
 
     def value(self, field: str) -> str:
         values = {"user_id": self.user_id, "id": self.user_id, "secret_id": self.secret_id,
-                  "token_id": self.token_id, "key_id": self.key_id}  # fmt: skip
+                  "token_id": self.token_id, "key_id": self.key_id, "issuer_id": self.issuer_id,
+                  "credential_id": self.credential_id}  # fmt: skip
         if field not in values:
             pytest.fail(f"a new path field {field!r}: say here which value of a user it names")
         return values[field]
 
     @property
-    def ids(self) -> tuple[str, str, str, str]:
-        return self.user_id, self.secret_id, self.token_id, self.key_id
+    def ids(self) -> tuple[str, ...]:
+        return self.user_id, self.secret_id, self.token_id, self.key_id, self.issuer_id, self.credential_id
 
 
 def json_http(running: Running, door: str, **headers: str) -> httpx.AsyncClient:
@@ -136,17 +140,40 @@ async def new_machine(world: World) -> Machine:
     secret = await world.call("CreateSecret", user_pb.CreateSecretRequest(user_id=user_id))
     token = await world.call("AddPersonalAccessToken", user_pb.AddPersonalAccessTokenRequest(user_id=user_id))
     key = await world.call("AddKey", user_pb.AddKeyRequest(user_id=user_id, public_key=PUBLIC_KEY))
-    return Machine(user_id, str(secret.secret_id), str(token.token_id), str(key.key_id))
+    trusted = await world.call("AddTrustedIssuer", org_pb.AddTrustedIssuerRequest(issuer=issuer_of(user_id)))
+    credential = await world.call(
+        "AddFederatedCredential",
+        user_pb.AddFederatedCredentialRequest(
+            user_id=user_id, issuer=issuer_of(user_id), subject="s", audience="a"
+        ),
+    )
+    return Machine(
+        user_id,
+        str(secret.secret_id),
+        str(token.token_id),
+        str(key.key_id),
+        str(trusted.issuer_id),
+        str(credential.credential_id),
+    )
+
+
+def issuer_of(user_id: str) -> str:
+    """The trusted issuer a test machine's federated credential names: its own."""
+    return f"https://idp-{user_id}.example.com"
 
 
 async def everything_about(running: Running, user_id: str) -> Any:
     store = running.service.store
+    user = await store.user(user_id)
+    own_issuer = [] if user is None else await store.trusted_issuers(user.org_id)
     return (
         await store.events(AGGREGATE_USER, user_id),
-        await store.user(user_id),
+        user,
         await store.secrets(user_id),
         await store.personal_access_tokens(user_id),
         await store.machine_keys(user_id),
+        await store.federated_credentials(user_id),
+        [i for i in own_issuer if i.issuer == issuer_of(user_id)],
     )
 
 

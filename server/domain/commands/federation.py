@@ -27,7 +27,7 @@ from server.events.federation import (
 from server.store.contract import UserRecord
 
 MAX_FEDERATION_TEXT = 500  # an issuer, a subject, an audience, a claim, a description
-MAX_TRUSTED_ISSUERS = 50  # per organisation
+MAX_TRUSTED_ISSUERS = 1000  # per organisation
 MAX_FEDERATED_CREDENTIALS = 20  # per user
 
 
