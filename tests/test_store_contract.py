@@ -182,7 +182,9 @@ async def test_federation_read_models_and_the_tokens_that_die_with_them(store: S
     await store.append([NewEvent("1", 3, "1", TrustedIssuerRemoved("5"))])
     assert await store.trusted_issuers("1") == []
     assert await store.caller("hash-a") is None
-    await store.append([NewEvent("21", 1, "1", FederatedAccessTokenAdded("10", "hash-b", 4 * 10**15, "api", "7"))])
+    await store.append(
+        [NewEvent("21", 1, "1", FederatedAccessTokenAdded("10", "hash-b", 4 * 10**15, "api", "7"))]
+    )
     await store.append([NewEvent("10", 3, "1", FederatedCredentialRemoved("7"))])
     assert await store.federated_credentials("10") == []
     assert await store.caller("hash-b") is None
