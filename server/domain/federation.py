@@ -23,6 +23,7 @@ signature verification at least, and counts towards the failure limits per clien
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import json
 from datetime import datetime, timedelta
@@ -110,6 +111,9 @@ class Federation:
         self._stand_in = RSAKey.import_key(
             stand_in.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         )
+        # What the stand-in verifies when the token names no usable key or algorithm: an RS256
+        # token of another key, so that the refusal costs one RSA verification whatever was sent.
+        self._decoy = jwt.encode({"alg": "RS256"}, {"decoy": True}, RSAKey.generate_key(2048))
 
     async def authenticate_client(
         self, client_id: str, assertion: str, scope: str, source: str, origin: Actor = UNKNOWN
@@ -165,16 +169,19 @@ class Federation:
         kid = header.get("kid") if header is not None else None
         kid = kid if isinstance(kid, str) and len(kid) <= MAX_CLAIM_LENGTH else None
         key_set = await self._keys.keys(trusted, kid) if trusted is not None and alg else None
-        candidates: list[RSAKey | ECKey | None] = []
+        candidates: list[RSAKey | ECKey] = []
         if key_set is not None:
-            candidates = [*_candidates(key_set, kid, ALGORITHMS[alg])]
-        for key in candidates or [None]:
+            candidates = _candidates(key_set, kid, ALGORITHMS[alg])
+        if not candidates:
+            with contextlib.suppress(Exception):
+                jwt.decode(self._decoy, self._stand_in, algorithms=["RS256"])
+            return None
+        for key in candidates:
             try:
-                token = jwt.decode(assertion, key or self._stand_in, algorithms=[alg or "RS256"])
+                token = jwt.decode(assertion, key, algorithms=[alg])
             except Exception:  # noqa: S112 - a bad signature, or a text joserfc cannot read
                 continue
-            if key is not None:
-                return dict(token.claims)
+            return dict(token.claims)
         return None
 
     async def _fresh(
