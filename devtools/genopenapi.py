@@ -102,6 +102,23 @@ METHOD_ERRORS: dict[str, dict[str, str]] = {
     "RemoveMachineKey": KEY_GONE_ERRORS,
     "GetSecretPolicy": {},
     "SetSecretPolicy": {**ABORTED, "400": "Invalid argument: a limit out of its range"},
+    "AddTrustedIssuer": {
+        **ABORTED,
+        "400": "Invalid argument (an issuer that is not an https URL, a jwks that is not a JWKS)",
+        "409": "The organisation trusts this issuer already",
+    },
+    "ListTrustedIssuers": {},
+    "RemoveTrustedIssuer": {**ABORTED, "404": "No such trusted issuer of the organisation"},
+    "AddFederatedCredential": {
+        **CREDENTIAL_ERRORS,
+        "400": "Invalid argument (an issuer the organisation does not trust, a claim name without a"
+        " value); the user is not a machine user",
+    },
+    "ListFederatedCredentials": KEY_READ_ERRORS,
+    "RemoveFederatedCredential": {
+        **CREDENTIAL_ERRORS,
+        "404": "No such user, or no such federated credential of the user",
+    },
     "GetUserByID": USER_NOT_FOUND,
     "ListUsers": {"400": "Invalid argument: a page size out of 0 to 100, a page token of another query"},
     "ListOrganizations": {

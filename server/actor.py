@@ -16,11 +16,22 @@ KIND_PAT = "pat"  # a personal access token: credential_id is its token id
 KIND_SECRET = "secret"  # a client secret, at the token endpoint: credential_id is its secret id
 KIND_ACCESS_TOKEN = "access_token"  # an OAuth2 access token: credential_id is its secret's id
 KIND_MACHINE_KEY = "machine_key"  # a machine key, by an assertion it signed: credential_id is its key id
+# a workload's platform token (issue 34): credential_id is the federated credential's id
+KIND_FEDERATED = "federated"
 KIND_SYSTEM = "system"  # the service itself: the first start, sweeps
 KIND_ANONYMOUS = "anonymous"  # no credential: a report to the revocation endpoint
 KIND_UNKNOWN = "unknown"
 CREDENTIAL_KINDS = frozenset(
-    {KIND_PAT, KIND_SECRET, KIND_ACCESS_TOKEN, KIND_MACHINE_KEY, KIND_SYSTEM, KIND_ANONYMOUS, KIND_UNKNOWN}
+    {
+        KIND_PAT,
+        KIND_SECRET,
+        KIND_ACCESS_TOKEN,
+        KIND_MACHINE_KEY,
+        KIND_FEDERATED,
+        KIND_SYSTEM,
+        KIND_ANONYMOUS,
+        KIND_UNKNOWN,
+    }
 )
 
 # The transports an actor came by: the access log's names for the pipeline's (grpc, grpc-web,
@@ -80,3 +91,11 @@ def by_machine_key(origin: Actor, user_id: str, org_id: str, key_id: str) -> Act
     """At the token endpoint: the client that proved it holds the machine key `key_id` (an
     assertion it signed), where origin is the request."""
     return Actor(user_id, org_id, KIND_MACHINE_KEY, key_id, origin.request_id, origin.peer, origin.transport)
+
+
+def by_federated_credential(origin: Actor, user_id: str, org_id: str, credential_id: str) -> Actor:
+    """At the token endpoint: the workload whose platform token matched the federated credential
+    `credential_id` (issue 34), where origin is the request."""
+    return Actor(
+        user_id, org_id, KIND_FEDERATED, credential_id, origin.request_id, origin.peer, origin.transport
+    )

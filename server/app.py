@@ -27,8 +27,10 @@ from server.domain.client_credentials import ClientCredentials
 from server.domain.commands import Commands
 from server.domain.credentials import SecretHasher
 from server.domain.failure_limits import FailureLimiter
+from server.domain.federation import Federation
 from server.domain.ids import IdGenerator
 from server.domain.introspection import Introspection
+from server.domain.issuer_keys import IssuerKeys
 from server.domain.jwt_profile import JwtProfile, audiences_of
 from server.domain.key_generation import KeyPairs
 from server.domain.paging import PageTokens
@@ -234,6 +236,7 @@ async def build_domain(config: Config, raw_store: Store, clock: Clock) -> Domain
     hasher, ids = SecretHasher(config.bcrypt_cost, metrics.bcrypt_seconds.labels), IdGenerator()
     key_pairs = KeyPairs()
     commands = Commands(store, hasher, ids, config.write_attempts, clock, key_pairs)
+    commands.allowed_origins = frozenset(config.federation_allowed_origins)  # issuers over http: labs
     # Page tokens are signed with a key kept in the store, so that every worker and every process
     # on one database reads the tokens any of them gave (a key per process would refuse them).
     page_tokens = PageTokens(await store.server_key("page_tokens"))
@@ -351,12 +354,23 @@ def build_http_app(
         lambda: audiences_of(discovery.issuers(), TOKEN_PATH),
         domain.clock,
     )
+    # Workload identity federation: platform tokens of the organisations' trusted issuers.
+    federation = Federation(
+        domain.store,
+        domain.commands,
+        IssuerKeys(config.federation_allowed_origins),
+        config.access_token_ttl,
+        domain.limiter,
+        domain.clock,
+    )
     # HSTS on what it answers over TLS (its plaintext socket for Envoy carries none).
     return StrictTransportSecurity(
         RequestIds(
             HttpApp(
                 {
-                    TOKEN_PATH: TokenEndpoint(domain.credentials, jwt_profile, metrics, body, client_address),
+                    TOKEN_PATH: TokenEndpoint(
+                        domain.credentials, jwt_profile, metrics, body, client_address, federation
+                    ),
                     REVOKE_PATH: RevocationEndpoint(domain.revocation, metrics, body, client_address),
                     INTROSPECT_PATH: IntrospectionEndpoint(
                         domain.introspection, discovery, metrics, body, client_address

@@ -5,6 +5,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from server.domain.credentials import MAX_BCRYPT_COST, MIN_BCRYPT_COST
 from server.domain.failure_limits import FailureLimits
@@ -139,6 +140,13 @@ SETTINGS = [
         "the OAuth issuer URL; empty: the URL the request came to",
         lambda n, v: _issuer(v),
         doc="the OAuth issuer URL the discovery document names; unset, the URL called",
+    ),
+    Setting(
+        "MS_FEDERATION_ALLOWED_ORIGINS",
+        "",
+        "origins (scheme://host:port, comma-separated) whose trusted issuers' keys may be fetched over"
+        " http or from a private address, for tests and labs",
+        lambda n, v: _fetch_origins(v),
     ),
     Setting(
         "MS_CLIENT_FAILURE_LIMIT",
@@ -353,6 +361,7 @@ class Config:
     bcrypt_cost: int
     access_token_ttl: timedelta
     issuer: str | None
+    federation_allowed_origins: tuple[str, ...]
     client_failure_limit: int
     source_failure_limit: int
     failure_window: timedelta
@@ -461,6 +470,24 @@ def _origins(value: str) -> tuple[str, ...]:
         if scheme not in {"http", "https"} or not sep or not rest or "/" in rest:
             raise ConfigError("MS_CORS_ORIGINS must be origins like https://app.example.com, comma-separated")
     return origins
+
+
+def _fetch_origins(value: str) -> tuple[str, ...]:
+    """Origins as scheme://host:port, the port always named (issuer_keys.origin_of compares so)."""
+    origins = []
+    for item in (o.strip().rstrip("/") for o in value.split(",") if o.strip()):
+        try:
+            parts = urlsplit(item)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            port = 0
+        if parts.scheme not in {"http", "https"} or not parts.hostname or parts.path or not port:
+            raise ConfigError(
+                "MS_FEDERATION_ALLOWED_ORIGINS must be origins like http://127.0.0.1:9000, comma-separated"
+            )
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        origins.append(f"{parts.scheme}://{host}:{port}")
+    return tuple(origins)
 
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}

@@ -34,6 +34,7 @@ from server.store.contract import (
     CallerRecord,
     ClientRecord,
     EventFilter,
+    FederatedCredentialRecord,
     GrantRecord,
     MachineKeyRecord,
     MemberRecord,
@@ -45,6 +46,7 @@ from server.store.contract import (
     SecretRecord,
     Store,
     StoreError,
+    TrustedIssuerRecord,
     UserName,
     UserRecord,
 )
@@ -256,6 +258,20 @@ class TimedStore:
     def touch_machine_key(self, key_id: str, at_micros: int, unless_since_micros: int) -> Timed[None]:
         return self._timed(
             "touch_machine_key", self._store.touch_machine_key(key_id, at_micros, unless_since_micros)
+        )
+
+    def trusted_issuers(self, org_id: str) -> Timed[list[TrustedIssuerRecord]]:
+        return self._timed("trusted_issuers", self._store.trusted_issuers(org_id))
+
+    def federated_credentials(self, user_id: str) -> Timed[list[FederatedCredentialRecord]]:
+        return self._timed("federated_credentials", self._store.federated_credentials(user_id))
+
+    def touch_federated_credential(
+        self, credential_id: str, at_micros: int, unless_since_micros: int
+    ) -> Timed[None]:
+        return self._timed(
+            "touch_federated_credential",
+            self._store.touch_federated_credential(credential_id, at_micros, unless_since_micros),
         )
 
     def remember_assertion(self, jti_key: str, expires_micros: int, now_micros: int) -> Timed[bool]:

@@ -42,6 +42,10 @@ MAY: dict[str, frozenset[str]] = {
     # on the user (the escalation rule), and a refusal would tell it anyway.
     "ListOrgMembers": USER_ADMINS,
     "SetSecretPolicy": OWNERS,
+    # Whose platform tokens may stand for the organisation's machine users is its owner's choice.
+    "AddTrustedIssuer": OWNERS,
+    "ListTrustedIssuers": OWNERS,
+    "RemoveTrustedIssuer": OWNERS,
     # machinesecrets.v1.UserService
     "AddMachineUser": USER_ADMINS,
     "AddHumanUser": USER_ADMINS,
@@ -59,6 +63,9 @@ MAY: dict[str, frozenset[str]] = {
     "AddKey": USER_ADMINS,
     "ListKeys": USER_ADMINS,
     "RemoveKey": USER_ADMINS,
+    "AddFederatedCredential": USER_ADMINS,
+    "ListFederatedCredentials": USER_ADMINS,
+    "RemoveFederatedCredential": USER_ADMINS,
     "DeactivateUser": USER_ADMINS,
     "ReactivateUser": USER_ADMINS,
     "RemoveUser": USER_ADMINS,
@@ -205,6 +212,8 @@ CREDENTIAL_METHODS = (
     "RemovePersonalAccessToken",
     "AddKey",
     "RemoveKey",
+    "AddFederatedCredential",
+    "RemoveFederatedCredential",
     "CreateSecret",
     "RotateSecret",
     "DeleteSecret",
@@ -218,6 +227,7 @@ READ_METHODS = (
     "ListSecrets",
     "ListPersonalAccessTokens",
     "ListKeys",
+    "ListFederatedCredentials",
     "ManagementService.GetMachineKeyByIDs",  # one key, by its id: no native name of its own
     "ListUserEvents",
 )
@@ -473,8 +483,12 @@ class Model:
             "ListUsers",
             "ListEvents",
             "ListOrgMembers",
+            "AddTrustedIssuer",
+            "ListTrustedIssuers",
         ):
             return Decision("OK", "", "in the organisation")
+        if method == "RemoveTrustedIssuer":  # the scenes name no issuer's id
+            return Decision("NOT_FOUND", "TRUSTED_ISSUER_NOT_FOUND", "no such issuer")
         if user is None or user.org != org:
             # A user of another organisation is as absent as one that does not exist.
             return Decision("NOT_FOUND", "USER_NOT_FOUND", "user not here")
@@ -490,7 +504,7 @@ class Model:
             return Decision("OK", "", "user switched")
         if not user.machine:
             return Decision("FAILED_PRECONDITION", "USER_NOT_MACHINE", "not a machine")
-        if method in ("ListSecrets", "ListPersonalAccessTokens", "ListKeys"):
+        if method in ("ListSecrets", "ListPersonalAccessTokens", "ListKeys", "ListFederatedCredentials"):
             return Decision("OK", "", "credentials listed")
         if method == "ManagementService.GetMachineKeyByIDs":
             if pat_id not in user.keys:
@@ -507,6 +521,11 @@ class Model:
             return Decision("NOT_FOUND", "TOKEN_NOT_FOUND", "no such token")
         if method == "RemoveKey" and pat_id not in user.keys:
             return Decision("NOT_FOUND", "KEY_NOT_FOUND", "no such key")
+        # The scenes' federated credentials name an issuer no organisation trusts, and no id of one.
+        if method == "AddFederatedCredential":
+            return Decision("INVALID_ARGUMENT", "INVALID_ARGUMENT", "issuer not trusted")
+        if method == "RemoveFederatedCredential":
+            return Decision("NOT_FOUND", "FEDERATED_CREDENTIAL_NOT_FOUND", "no such credential")
         if method == "AddKey" and len(user.keys) >= MAX_KEYS:
             return Decision("FAILED_PRECONDITION", "KEY_LIMIT_REACHED", "key limit")
         if method == "CreateSecret" and user.live_secrets() >= MAX_SECRETS:

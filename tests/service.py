@@ -62,6 +62,7 @@ def config_for(
     max_unfinished_per_source: int = 64,
     sweep_interval: timedelta = timedelta(minutes=10),
     sweep_batch: int = 1000,
+    federation_allowed_origins: tuple[str, ...] = (),
 ) -> Config:
     return Config(
         database_url=database_url or f"sqlite:///{folder / 'ms.db'}",
@@ -75,6 +76,7 @@ def config_for(
         bcrypt_cost=bcrypt_cost,
         access_token_ttl=access_token_ttl,
         issuer=None,
+        federation_allowed_origins=federation_allowed_origins,
         client_failure_limit=failure_limits.per_client,
         source_failure_limit=failure_limits.per_source,
         failure_window=timedelta(seconds=failure_limits.window_s),

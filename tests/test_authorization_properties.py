@@ -141,7 +141,13 @@ GRANTS = ("AddOrgMember", "ManagementService.AddOrgMember", "InternalPermissionS
 # Machine keys are credentials too, but drawn among the plain calls: the credential turns stay
 # with secrets and tokens, whose retirements the rules below must reach.
 KEY_METHODS = ("AddKey", "RemoveKey")
-CREDENTIALS = [m for m in ALL_METHODS if native(m) in CREDENTIAL_METHODS and native(m) not in KEY_METHODS]
+# Federated credentials too (they never succeed in a scene: no issuer is trusted there).
+FEDERATED_METHODS = ("AddFederatedCredential", "RemoveFederatedCredential")
+CREDENTIALS = [
+    m
+    for m in ALL_METHODS
+    if native(m) in CREDENTIAL_METHODS and native(m) not in (*KEY_METHODS, *FEDERATED_METHODS)
+]
 SWITCH_ON = [m for m in ALL_METHODS if native(m) == "ReactivateUser"]
 # Users are switched off twice as often as removed: a removed user is gone for the scene.
 SWITCH_OFF = [m for m in ALL_METHODS if native(m) in ("DeactivateUser", "RemoveUser")] + [
@@ -193,8 +199,10 @@ def calls_permitted(permissions: Iterable[str]) -> frozenset[str]:
 # most several times over; a floor per name (each of ZITADEL's names at least once) failed one run
 # in five at this budget, so names are summed.
 FLOOR = 1
+# A scene trusts no issuer and names no issuer's id: these reach their refusals (RULE_FLOORS).
+NEVER_OK = ("AddFederatedCredential", "RemoveFederatedCredential", "RemoveTrustedIssuer")
 METHOD_FLOORS = {
-    **{native(m): FLOOR for m in ALL_METHODS},
+    **{native(m): FLOOR for m in ALL_METHODS if m not in NEVER_OK},
     **dict.fromkeys(("AddOrgMember", "RemoveOrgMember", "CreateSecret", "RotateSecret"), 5),
     **dict.fromkeys(("AddSecret", "AddPersonalAccessToken", "RemovePersonalAccessToken"), 3),
     # A project kind is one rule's in fourteen, and most need an earlier call of another (an
@@ -214,6 +222,9 @@ RULE_FLOORS = {
     "role granted": 5,
     "membership ended": 5,
     "project changed": 5,  # some project call succeeded
+    "issuer not trusted": 1,
+    "no such credential": 1,
+    "no such issuer": 1,
 }
 # The public key every holder's machine key has (one EC P-256 key: cheap to upload, nothing to make).
 HOLDER_PUBLIC_KEY = (
@@ -571,6 +582,17 @@ class Scene:
             "GetSecretPolicy": lambda: org_pb.GetSecretPolicyRequest(),
             # An empty policy: the defaults, for the calls that follow.
             "SetSecretPolicy": lambda: org_pb.SetSecretPolicyRequest(),
+            "AddTrustedIssuer": lambda: org_pb.AddTrustedIssuerRequest(
+                issuer=f"https://{self.name()}.example.com"
+            ),
+            "ListTrustedIssuers": lambda: org_pb.ListTrustedIssuersRequest(),
+            "RemoveTrustedIssuer": lambda: org_pb.RemoveTrustedIssuerRequest(issuer_id=pat_id),
+            "AddFederatedCredential": lambda: user_pb.AddFederatedCredentialRequest(
+                user_id=target, issuer="https://untrusted.example.com", subject="s", audience="a"
+            ),
+            "RemoveFederatedCredential": lambda: user_pb.RemoveFederatedCredentialRequest(
+                user_id=target, credential_id=pat_id
+            ),
             "AddMachineUser": lambda: user_pb.AddMachineUserRequest(user_name=self.name(), name="m"),
             "AddHumanUser": lambda: user_pb.AddHumanUserRequest(
                 user_name=(n := self.name()), display_name="h", email=f"{n}@example.com"
@@ -640,6 +662,7 @@ class Scene:
             "ListPersonalAccessTokens": user_pb.ListPersonalAccessTokensRequest,
             "AddKey": user_pb.AddKeyRequest,
             "ListKeys": user_pb.ListKeysRequest,
+            "ListFederatedCredentials": user_pb.ListFederatedCredentialsRequest,
             "ManagementService.AddMachineKey": mgmt.AddMachineKeyRequest,
             "ManagementService.ListMachineKeys": mgmt.ListMachineKeysRequest,
             "UserServiceV2.AddKey": user_v2.AddKeyRequest,
@@ -815,6 +838,9 @@ class Scene:
         if name == "ListKeys":
             listed = answer.keys if hasattr(answer, "keys") else answer.result
             assert {getattr(k, "key_id", "") or k.id for k in listed} == user.keys, "ListKeys"
+            return
+        if name == "ListFederatedCredentials":
+            assert not answer.credentials, "ListFederatedCredentials: none was made"
             return
         if name == "ManagementService.GetMachineKeyByIDs":
             assert answer.key.id == pat_id, "GetMachineKeyByIDs"

@@ -71,6 +71,19 @@ WRITTEN = {
     "token.access.key.added": (
         '{"expires_at":1600000000000000,"key_id":"72","scope":"api","token_hash":"ab12","user_id":"10"}'
     ),
+    "org.trusted_issuer.added": (
+        '{"description":"lab","issuer":"https://oidc.example.com","issuer_id":"73","jwks":"","jwks_uri":""}'
+    ),
+    "org.trusted_issuer.removed": '{"issuer_id":"73"}',
+    "user.machine.federated_credential.added": (
+        '{"audience":"https://secrets.example.com","claim_name":"environment","claim_value":"prod",'
+        '"credential_id":"74","description":"","issuer":"https://oidc.example.com",'
+        '"subject":"system:serviceaccount:ci:deployer"}'
+    ),
+    "user.machine.federated_credential.removed": '{"credential_id":"74"}',
+    "token.access.federated.added": (
+        '{"credential_id":"74","expires_at":1600000000000000,"scope":"api","token_hash":"ab12","user_id":"10"}'
+    ),
 }
 # Shapes written once and no longer, with the class each decodes to (the current one, where only a
 # value differs).

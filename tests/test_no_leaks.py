@@ -12,13 +12,14 @@ import httpx
 import pytest
 from joserfc import jwt
 from joserfc.jwk import RSAKey
+from machinesecrets.v1 import org_service_pb2 as org_pb
 from machinesecrets.v1 import user_service_pb2 as user_pb
 
 from server.domain.credentials import token_hash
 from server.logs import TEXT_FORMAT, JsonFormatter
 from tests.api import ApiError
 from tests.service import Running
-from tests.world import World
+from tests.world import World, unique_name
 
 
 async def test_no_secret_or_token_leaves_its_place(
@@ -85,6 +86,35 @@ async def test_no_secret_or_token_leaves_its_place(
         )
     await world.call("GetUserByID", user_pb.GetUserByIDRequest(user_id=user_id), token=key_access)
     issued += [key_file["key"].splitlines()[5], assertion, refused, key_access]
+    # A workload's platform token (issue 34, an issuer's inline keys: nothing fetched): neither it,
+    # a refused one, nor the access token it buys is kept.
+    platform = RSAKey.generate_key(2048, parameters={"kid": "k8s"})
+    cluster = f"https://{unique_name('cluster')}.example.com"
+    jwks = json.dumps({"keys": [platform.as_dict(private=False)]})
+    with_keys = org_pb.AddTrustedIssuerRequest(issuer=cluster, jwks=jwks)
+    await world.call("AddTrustedIssuer", with_keys)
+    federated = user_pb.AddFederatedCredentialRequest(
+        user_id=user_id, issuer=cluster, subject="pod", audience="ms"
+    )
+    await world.call("AddFederatedCredential", federated)
+    workload = {"iss": cluster, "sub": "pod", "aud": "ms", "iat": now, "exp": now + 600}
+    platform_token = jwt.encode({"alg": "RS256", "kid": "k8s"}, workload, platform)
+    wrong_platform = jwt.encode({"alg": "RS256", "kid": "k8s"}, {**workload, "sub": "other"}, platform)
+    async with httpx.AsyncClient() as http:
+        exchanged = []
+        for token in (platform_token, wrong_platform):
+            form = {
+                "grant_type": "client_credentials",
+                "client_id": client_id,
+                "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                "client_assertion": token,
+            }
+            exchanged.append(await http.post(base + "/oauth/v2/token", data=form))
+    assert exchanged[0].status_code == 200, exchanged[0].text
+    federated_access = exchanged[0].json()["access_token"]
+    errors.append(exchanged[1].text)
+    await world.call("GetUserByID", user_pb.GetUserByIDRequest(user_id=user_id), token=federated_access)
+    issued += [platform_token, wrong_platform, federated_access]
     for token in (access, pat, access + "x", "Bearer " + secret):  # used well, and badly
         try:
             await world.call("GetUserByID", user_pb.GetUserByIDRequest(user_id=user_id), token=token)
@@ -96,7 +126,7 @@ async def test_no_secret_or_token_leaves_its_place(
         errors.append(f"{caught.value.message} {caught.value.violations}")
     # Nor their hashes: the bcrypt hashes the store keeps, and the SHA-256 of each token.
     hashes = [stored.hash for stored in await running.service.store.secrets(user_id)]
-    hashes += [token_hash(token) for token in (world.admin_token, pat, access, key_access)]
+    hashes += [token_hash(token) for token in (world.admin_token, pat, access, key_access, federated_access)]
     await world.call("RemoveSecret", user_pb.RemoveSecretRequest(user_id=user_id))
 
     # Everything logged in this process but by the test's own HTTP client (which logs the URLs it

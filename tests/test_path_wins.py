@@ -19,6 +19,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from machinesecrets.v1 import org_service_pb2 as org_pb
 from machinesecrets.v1 import project_service_pb2 as project_pb
 from machinesecrets.v1 import user_service_pb2 as user_pb
 
@@ -99,12 +100,14 @@ class Machine:
     role_key: str
     app_id: str
     grant_id: str
+    issuer_id: str  # a trusted issuer of the organisation's, the machine's own (issuer_of)
+    credential_id: str  # its federated credential, of that issuer
 
     def value(self, field: str, template: str = "") -> str:
         values = {"user_id": self.user_id, "id": self.user_id, "secret_id": self.secret_id,
                   "token_id": self.token_id, "key_id": self.key_id, "project_id": self.project_id,
-                  "role_key": self.role_key,
-                  "app_id": self.app_id, "grant_id": self.grant_id}  # fmt: skip
+                  "role_key": self.role_key, "app_id": self.app_id, "grant_id": self.grant_id,
+                  "issuer_id": self.issuer_id, "credential_id": self.credential_id}  # fmt: skip
         if field == "id" and "/projects/" in template:
             return self.project_id  # ZITADEL's v1 names a project `id`
         if field not in values:
@@ -113,8 +116,8 @@ class Machine:
 
     @property
     def ids(self) -> tuple[str, ...]:
-        return (self.user_id, self.secret_id, self.token_id, self.key_id,
-                self.project_id, self.app_id, self.grant_id)  # fmt: skip
+        return (self.user_id, self.secret_id, self.token_id, self.key_id, self.project_id, self.app_id,
+                self.grant_id, self.issuer_id, self.credential_id)  # fmt: skip
 
 
 def json_http(running: Running, door: str, **headers: str) -> httpx.AsyncClient:
@@ -159,6 +162,13 @@ async def new_machine(world: World) -> Machine:
         "AddUserGrant",
         project_pb.AddUserGrantRequest(user_id=user_id, project_id=project.project_id, role_keys=[role_key]),
     )
+    trusted = await world.call("AddTrustedIssuer", org_pb.AddTrustedIssuerRequest(issuer=issuer_of(user_id)))
+    credential = await world.call(
+        "AddFederatedCredential",
+        user_pb.AddFederatedCredentialRequest(
+            user_id=user_id, issuer=issuer_of(user_id), subject="s", audience="a"
+        ),
+    )
     return Machine(
         user_id,
         str(secret.secret_id),
@@ -168,21 +178,32 @@ async def new_machine(world: World) -> Machine:
         role_key,
         str(app.app_id),
         str(grant.grant_id),
+        str(trusted.issuer_id),
+        str(credential.credential_id),
     )
+
+
+def issuer_of(user_id: str) -> str:
+    """The trusted issuer a test machine's federated credential names: its own."""
+    return f"https://idp-{user_id}.example.com"
 
 
 async def everything_about(running: Running, user_id: str) -> Any:
     """The user's state, and that of its grants and of their projects."""
     store = running.service.store
     grants = await store.grants_of_user(user_id)
+    user = await store.user(user_id)
+    own_issuer = [] if user is None else await store.trusted_issuers(user.org_id)
     return (
         await store.events(AGGREGATE_USER, user_id),
-        await store.user(user_id),
+        user,
         await store.secrets(user_id),
         await store.personal_access_tokens(user_id),
         await store.machine_keys(user_id),
         grants,
         [await store.events(AGGREGATE_PROJECT, grant.project_id) for grant in grants],
+        await store.federated_credentials(user_id),
+        [i for i in own_issuer if i.issuer == issuer_of(user_id)],
     )
 
 

@@ -335,6 +335,11 @@ SETTING_EXAMPLES: dict[str, tuple[Callable[[Config], object], tuple[str, object]
         ("https://auth.example.com", "https://auth.example.com"),
         ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
     ),
+    "MS_FEDERATION_ALLOWED_ORIGINS": (
+        lambda c: c.federation_allowed_origins,
+        ("http://127.0.0.1:9000", ("http://127.0.0.1:9000",)),
+        ("https://idp.lab.test, http://[::1]:8000/", ("https://idp.lab.test:443", "http://[::1]:8000")),
+    ),
     "MS_CLIENT_FAILURE_LIMIT": (lambda c: c.failure_limits.per_client, ("3", 3), ("100", 100)),
     "MS_SOURCE_FAILURE_LIMIT": (lambda c: c.failure_limits.per_source, ("4", 4), ("200", 200)),
     "MS_FAILURE_WINDOW": (lambda c: c.failure_limits.window_s, ("2m", 120), ("1h", 3600)),

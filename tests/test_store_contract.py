@@ -14,6 +14,13 @@ import pytest
 
 from server.app import log_look_alikes
 from server.events.base import AGGREGATE_USER, NewEvent
+from server.events.federation import (
+    FederatedAccessTokenAdded,
+    FederatedCredentialAdded,
+    FederatedCredentialRemoved,
+    TrustedIssuerAdded,
+    TrustedIssuerRemoved,
+)
 from server.events.grant import UserGrantAdded
 from server.events.org import OrgAdded, OrgMemberAdded
 from server.events.project import (
@@ -144,6 +151,51 @@ async def test_roles_and_tokens(store: Store) -> None:
     assert (caller.token.token_id, caller.token.user_id, caller.token.expires_at) == ("5", "10", None)
     assert (caller.org_id, caller.roles) == ("1", {"1": frozenset({"ORG_OWNER", "IAM_OWNER"})})
     assert await store.caller("abd") is None
+
+
+async def test_federation_read_models_and_the_tokens_that_die_with_them(store: Store) -> None:
+    issuer = "https://oidc.example.com"
+    credential = FederatedCredentialAdded(
+        "7", issuer, "system:serviceaccount:ci:a", "aud", "env", "prod", "d"
+    )
+    await store.append(
+        [
+            org_added("1"),
+            machine_added("10", "1", "bot"),
+            NewEvent("1", 2, "1", TrustedIssuerAdded("5", issuer, "", "", "lab")),
+            NewEvent("10", 2, "1", credential),
+            NewEvent("20", 1, "1", FederatedAccessTokenAdded("10", "hash-a", 4 * 10**15, "api", "7")),
+        ]
+    )
+    [trusted] = await store.trusted_issuers("1")
+    assert (trusted.issuer_id, trusted.issuer, trusted.jwks_uri, trusted.jwks) == ("5", issuer, "", "")
+    assert await store.trusted_issuers("2") == []
+    [kept] = await store.federated_credentials("10")
+    assert (kept.credential_id, kept.subject, kept.claim_name, kept.claim_value) == (
+        "7",
+        credential.subject,
+        "env",
+        "prod",
+    )
+    assert kept.last_used_at is None
+    await store.touch_federated_credential("7", 1_000_000, 0)
+    [kept] = await store.federated_credentials("10")
+    assert kept.last_used_at == from_micros(1_000_000)
+    caller = await store.caller("hash-a")
+    assert caller is not None
+    assert caller.token.credential_id == "7"
+    assert caller.secret_live_until is not None  # live while its credential is
+    assert await store.personal_access_tokens("10") == []  # not a PAT
+    # The issuer's trust ends: the access tokens its tokens earned end with it.
+    await store.append([NewEvent("1", 3, "1", TrustedIssuerRemoved("5"))])
+    assert await store.trusted_issuers("1") == []
+    assert await store.caller("hash-a") is None
+    await store.append(
+        [NewEvent("21", 1, "1", FederatedAccessTokenAdded("10", "hash-b", 4 * 10**15, "api", "7"))]
+    )
+    await store.append([NewEvent("10", 3, "1", FederatedCredentialRemoved("7"))])
+    assert await store.federated_credentials("10") == []
+    assert await store.caller("hash-b") is None
 
 
 async def test_failed_authentications_are_counted_per_key_and_forgotten(store: Store) -> None:

@@ -35,13 +35,13 @@ def invalid_token() -> Unauthenticated:
 
 def accepted(caller: CallerRecord, now: datetime) -> bool:
     """Whether a caller's token is accepted now: not expired; an access token only while the
-    secret or machine key that earned it is live (deleted, replaced, revoked or expired ends it,
-    checked on every call, so a token never outlives it); nothing of a deactivated user. The one
-    rule of this service's API and of the introspection endpoint."""
+    secret, machine key or federated credential that earned it is live (deleted, replaced,
+    revoked or expired ends it, checked on every call, so a token never outlives it); nothing of a
+    deactivated user. The one rule of this service's API and of the introspection endpoint."""
     token = caller.token
     if token.expires_at is not None and token.expires_at <= now:
         return False
-    earned_by = token.secret_id or token.key_id
+    earned_by = token.secret_id or token.key_id or token.credential_id
     if earned_by is not None and (caller.secret_live_until is None or caller.secret_live_until <= now):
         return False
     return caller.user_active
@@ -69,7 +69,7 @@ class Access:
         token, now = caller.token, self._clock.now()
         if not accepted(caller, now):
             raise invalid_token()
-        earned_by = token.secret_id or token.key_id
+        earned_by = token.secret_id or token.key_id or token.credential_id
         if (note := use_to_note(token.last_used_at, now)) is not None:
             await self._store.touch_token(hashed, *note)
             if self._cache is not None and (read_at := self._cache.read_at(hashed)) is not None:

@@ -22,6 +22,13 @@ from server.domain import paging
 from server.domain import validation as check
 from server.domain.errors import FieldViolation, user_not_found
 from server.domain.permissions import CallContext
+from server.events.federation import (
+    FederatedAccessTokenAdded,
+    FederatedCredentialAdded,
+    FederatedCredentialRemoved,
+    TrustedIssuerAdded,
+    TrustedIssuerRemoved,
+)
 from server.events.grant import UserGrantAdded, UserGrantRemoved
 from server.events.instance import IamOwnerLeft
 from server.events.legacy import RevocationReceived
@@ -167,6 +174,33 @@ PAYLOAD_FIELDS: dict[str, dict[str, Shown | None]] = {
     # A public key is no secret, but it is key material: the audit shows which key, not the key.
     MachineKeyAdded.TYPE: {"key_id": TEXT, "public_key": HIDDEN, "key_type": TEXT, "expires_at": TIME},
     MachineKeyRemoved.TYPE: {"key_id": TEXT},
+    # Workload identity federation (issue 34): nothing in these is secret but a token's hash; the
+    # inline JWKS is public key material, shown as whether there is one, like a machine key.
+    TrustedIssuerAdded.TYPE: {
+        "issuer_id": TEXT,
+        "issuer": TEXT,
+        "jwks_uri": TEXT,
+        "jwks": HIDDEN,
+        "description": TEXT,
+    },
+    TrustedIssuerRemoved.TYPE: {"issuer_id": TEXT},
+    FederatedCredentialAdded.TYPE: {
+        "credential_id": TEXT,
+        "issuer": TEXT,
+        "subject": TEXT,
+        "audience": TEXT,
+        "claim_name": TEXT,
+        "claim_value": TEXT,
+        "description": TEXT,
+    },
+    FederatedCredentialRemoved.TYPE: {"credential_id": TEXT},
+    FederatedAccessTokenAdded.TYPE: {
+        "user_id": TEXT,
+        "token_hash": HIDDEN,
+        "expires_at": TIME,
+        "scope": TEXT,
+        "credential_id": TEXT,
+    },
     IamOwnerLeft.TYPE: {"user_id": TEXT},
     RevocationReceived.TYPE: {"source": TEXT, "candidates": COUNT},  # none left (migration 11)
 }

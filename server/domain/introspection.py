@@ -25,6 +25,7 @@ from server.domain.credentials import SecretHasher, token_hash
 from server.domain.errors import InvalidClient
 from server.domain.failure_limits import FailureLimiter
 from server.domain.secret_format import lookup_key
+from server.events.federation import FederatedAccessTokenAdded
 from server.events.token import AccessTokenAdded, KeyAccessTokenAdded
 from server.limits import MAX_BEARER_TOKEN_LENGTH, MAX_SECRET_LENGTH, MAX_USER_NAME_LENGTH
 from server.store.contract import AppRecord, Store
@@ -87,17 +88,21 @@ class Introspection:
         now = self._clock.now()
         if caller is None or not accepted(caller, now):
             return INACTIVE
-        if caller.token.secret_id is None and caller.token.key_id is None:
+        if (
+            caller.token.secret_id is None
+            and caller.token.key_id is None
+            and caller.token.credential_id is None
+        ):
             return INACTIVE  # a PAT has no audience but this service's API
         added = [
             e
             for e in await self._store.events(AccessTokenAdded.AGGREGATE, caller.token.token_id)
-            if isinstance(e.event, AccessTokenAdded | KeyAccessTokenAdded)
+            if isinstance(e.event, AccessTokenAdded | KeyAccessTokenAdded | FederatedAccessTokenAdded)
         ]
         if not added:
             return INACTIVE
         issued, event = added[0], added[0].event
-        assert isinstance(event, AccessTokenAdded | KeyAccessTokenAdded)
+        assert isinstance(event, AccessTokenAdded | KeyAccessTokenAdded | FederatedAccessTokenAdded)
         asked = scopes.RequestedClaims.of(event.scope)
         if app.project_id not in asked.audience:
             return INACTIVE  # meant for another API

@@ -23,11 +23,13 @@ from server.limits import MAX_USER_NAME_LENGTH
 from server.store.contract import (
     USER_TYPE_MACHINE,
     AppRecord,
+    FederatedCredentialRecord,
     MemberRecord,
     OrgRecord,
     ProjectRecord,
     ProjectRoleRecord,
     Store,
+    TrustedIssuerRecord,
     UserRecord,
 )
 from server.user_names import NotAUserName, user_name_key
@@ -235,6 +237,17 @@ class Queries:
             if key.key_id == key_id:
                 return key
         raise NotFound("KEY_NOT_FOUND", "the machine user has no key with this id")
+
+    async def trusted_issuers(self, ctx: CallContext) -> list[TrustedIssuerRecord]:
+        """The context organisation's trusted issuers (issue 34), oldest first."""
+        return await self._store.trusted_issuers(ctx.org_id)
+
+    async def federated_credentials(self, ctx: CallContext, user_id: str) -> list[FederatedCredentialRecord]:
+        """A machine user's federated credentials (issue 34), oldest first."""
+        user = await self._user_of(ctx, user_id)
+        if user.type != USER_TYPE_MACHINE:
+            raise user_not_machine()
+        return await self._store.federated_credentials(user_id)
 
     async def secret_policy(self, ctx: CallContext) -> SecretPolicy:
         """The context organisation's rules for new secrets, with the default limit filled in."""

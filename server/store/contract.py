@@ -127,6 +127,8 @@ class TokenRecord:
     last_used_at: datetime | None = None  # noted at most once a minute
     # Access tokens earned with a machine key: that key (their secret_id is None); else None.
     key_id: str | None = None
+    # Access tokens earned by a workload's platform token: its federated credential; else None.
+    credential_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,36 @@ class MachineKeyRecord:
 
     def live(self, now: datetime) -> bool:
         return self.expires_at is None or self.expires_at > now
+
+
+@dataclass(frozen=True)
+class TrustedIssuerRecord:
+    """An issuer of workload tokens an organisation trusts (issue 34): its keys inline (jwks, a
+    JWKS document of public keys) or fetched (from jwks_uri, or by discovery when that is "")."""
+
+    issuer_id: str
+    org_id: str
+    issuer: str
+    jwks_uri: str
+    jwks: str
+    description: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class FederatedCredentialRecord:
+    """What a workload's platform token must say to act as the machine user (issue 34)."""
+
+    credential_id: str
+    user_id: str
+    issuer: str
+    subject: str
+    audience: str
+    claim_name: str  # "" for no claim condition
+    claim_value: str
+    description: str
+    created_at: datetime
+    last_used_at: datetime | None  # noted at most once a minute
 
 
 @dataclass(frozen=True)
@@ -437,6 +469,21 @@ class Store(AuditStore, Protocol):
 
     async def touch_machine_key(self, key_id: str, at_micros: int, unless_since_micros: int) -> None:
         """Notes that the key was used at at_micros, unless a use was noted after unless_since_micros."""
+        ...
+
+    async def trusted_issuers(self, org_id: str) -> list[TrustedIssuerRecord]:
+        """The organisation's trusted issuers, oldest first."""
+        ...
+
+    async def federated_credentials(self, user_id: str) -> list[FederatedCredentialRecord]:
+        """The user's federated credentials, oldest first."""
+        ...
+
+    async def touch_federated_credential(
+        self, credential_id: str, at_micros: int, unless_since_micros: int
+    ) -> None:
+        """Notes that the credential was used at at_micros, unless a use was noted after
+        unless_since_micros."""
         ...
 
     async def remember_assertion(self, jti_key: str, expires_micros: int, now_micros: int) -> bool:

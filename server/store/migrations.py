@@ -287,6 +287,39 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX user_grants_by_project ON user_grants (project_id)",
         ],
     ),
+    (
+        21,
+        [
+            # Workload identity federation (#34): the issuers an organisation trusts (their keys
+            # inline, or where to fetch them), the federated credentials of its machine users,
+            # and the access tokens those earned (credential_id), which die with their credential.
+            """CREATE TABLE trusted_issuers (
+                issuer_id TEXT PRIMARY KEY,
+                org_id TEXT NOT NULL,
+                issuer TEXT NOT NULL,
+                jwks_uri TEXT NOT NULL,
+                jwks TEXT NOT NULL,
+                description TEXT NOT NULL,
+                created_at BIGINT NOT NULL
+            )""",
+            "CREATE UNIQUE INDEX trusted_issuers_by_org ON trusted_issuers (org_id, issuer)",
+            """CREATE TABLE federated_credentials (
+                credential_id TEXT PRIMARY KEY,
+                user_id TEXT NOT NULL,
+                issuer TEXT NOT NULL,
+                subject TEXT NOT NULL,
+                audience TEXT NOT NULL,
+                claim_name TEXT NOT NULL,
+                claim_value TEXT NOT NULL,
+                description TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                last_used_at BIGINT
+            )""",
+            "CREATE INDEX federated_credentials_by_user ON federated_credentials (user_id)",
+            "ALTER TABLE tokens ADD COLUMN credential_id TEXT",
+            "CREATE INDEX tokens_by_credential ON tokens (credential_id)",
+        ],
+    ),
 ]
 # What PostgreSQL alone needs, run with the migration of the same version after its SQL. Its text
 # compares by the database's collation, which need not be code-point order, as SQLite's (on UTF-8)

@@ -1,7 +1,7 @@
 """The read models, kept by projecting each event as it is appended, inside the append's
 transaction: the statements that apply one event (the row that records it is audit.py's)."""
 
-from server.events import grant, instance, legacy, machine_key, org, project, secret, token, user
+from server.events import federation, grant, instance, legacy, machine_key, org, project, secret, token, user
 from server.events.base import AGGREGATE_ORG, AGGREGATE_PROJECT, StoredEvent
 from server.store.codecs import Statement, encode_roles
 from server.store.contract import USER_STATE_ACTIVE, USER_STATE_INACTIVE, USER_TYPE_HUMAN, USER_TYPE_MACHINE
@@ -53,6 +53,77 @@ def projection(event: StoredEvent, micros: int) -> list[Statement]:
                     ),
                 )
             ]
+        case federation.FederatedAccessTokenAdded() as access:
+            return [
+                (
+                    "INSERT INTO tokens (token_hash, token_id, user_id, expires_at, credential_id,"
+                    " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        access.token_hash,
+                        aggregate_id,
+                        access.user_id,
+                        access.expires_at,
+                        access.credential_id,
+                        micros,
+                    ),
+                )
+            ]
+        case federation.TrustedIssuerAdded() as trusted:
+            return [
+                (
+                    "INSERT INTO trusted_issuers (issuer_id, org_id, issuer, jwks_uri, jwks, description,"
+                    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        trusted.issuer_id,
+                        aggregate_id,
+                        trusted.issuer,
+                        trusted.jwks_uri,
+                        trusted.jwks,
+                        trusted.description,
+                        micros,
+                    ),
+                ),
+                _moved(event, micros),
+            ]
+        case federation.TrustedIssuerRemoved(issuer_id=issuer_id):
+            # The access tokens its tokens earned end with it: those of the organisation's
+            # federated credentials that name it.
+            return [
+                (
+                    "DELETE FROM tokens WHERE credential_id IN (SELECT f.credential_id"
+                    " FROM federated_credentials f JOIN users u ON u.id = f.user_id"
+                    " JOIN trusted_issuers i ON i.issuer = f.issuer AND i.org_id = u.org_id"
+                    " WHERE i.issuer_id = ?)",
+                    (issuer_id,),
+                ),
+                ("DELETE FROM trusted_issuers WHERE issuer_id = ?", (issuer_id,)),
+                _moved(event, micros),
+            ]
+        case federation.FederatedCredentialAdded() as credential:
+            return [
+                (
+                    "INSERT INTO federated_credentials (credential_id, user_id, issuer, subject, audience,"
+                    " claim_name, claim_value, description, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        credential.credential_id,
+                        aggregate_id,
+                        credential.issuer,
+                        credential.subject,
+                        credential.audience,
+                        credential.claim_name,
+                        credential.claim_value,
+                        credential.description,
+                        micros,
+                    ),
+                ),
+                _moved(event, micros),
+            ]
+        case federation.FederatedCredentialRemoved(credential_id=credential_id):  # and its tokens
+            return [
+                ("DELETE FROM tokens WHERE credential_id = ?", (credential_id,)),
+                ("DELETE FROM federated_credentials WHERE credential_id = ?", (credential_id,)),
+                _moved(event, micros),
+            ]
         case machine_key.MachineKeyAdded() as key:
             return [
                 (
@@ -75,6 +146,7 @@ def projection(event: StoredEvent, micros: int) -> list[Statement]:
                 ("DELETE FROM tokens WHERE user_id = ?", (aggregate_id,)),
                 ("DELETE FROM secrets WHERE user_id = ?", (aggregate_id,)),
                 ("DELETE FROM machine_keys WHERE user_id = ?", (aggregate_id,)),
+                ("DELETE FROM federated_credentials WHERE user_id = ?", (aggregate_id,)),
                 ("DELETE FROM members WHERE user_id = ?", (aggregate_id,)),
                 ("DELETE FROM user_grants WHERE user_id = ?", (aggregate_id,)),
                 ("DELETE FROM users WHERE id = ?", (aggregate_id,)),

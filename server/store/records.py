@@ -1,7 +1,7 @@
 """Rows of the read models decoded into records, every column by its name."""
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from server.actor import Actor
@@ -14,6 +14,7 @@ from server.store.contract import (
     AppRecord,
     AuditedEvent,
     CallerRecord,
+    FederatedCredentialRecord,
     GrantRecord,
     MachineKeyRecord,
     OrgRecord,
@@ -23,6 +24,7 @@ from server.store.contract import (
     RevocationReportCount,
     SecretRecord,
     TokenRecord,
+    TrustedIssuerRecord,
     UserRecord,
 )
 
@@ -121,9 +123,12 @@ def caller_record(rows: Sequence[Row]) -> CallerRecord:
         r["secret_id"],
         moment(r["last_used_at"]),
         key_id=r["key_id"],
+        credential_id=r["credential_id"],
     )
     roles = {row["member_org_id"]: decode_roles(row["member_roles"]) for row in rows if row["member_org_id"]}
-    if r["key_id"] is not None:
+    if r["credential_id"] is not None:  # a federated credential does not expire
+        live_until = datetime.max.replace(tzinfo=UTC) if r["live_credential_id"] is not None else None
+    elif r["key_id"] is not None:
         live_until = from_micros(r["key_live_until"]) if r["live_key_id"] is not None else None
     else:
         live_until = from_micros(r["secret_live_until"]) if r["live_secret_id"] is not None else None
@@ -201,4 +206,31 @@ def grant_record(r: Row) -> GrantRecord:
         sequence=r["sequence"],
         created_at=from_micros(r["created_at"]),
         changed_at=from_micros(r["changed_at"]),
+    )
+
+
+def trusted_issuer_record(r: Row) -> TrustedIssuerRecord:
+    return TrustedIssuerRecord(
+        r["issuer_id"],
+        r["org_id"],
+        r["issuer"],
+        r["jwks_uri"],
+        r["jwks"],
+        r["description"],
+        from_micros(r["created_at"]),
+    )
+
+
+def federated_credential_record(r: Row) -> FederatedCredentialRecord:
+    return FederatedCredentialRecord(
+        r["credential_id"],
+        r["user_id"],
+        r["issuer"],
+        r["subject"],
+        r["audience"],
+        r["claim_name"],
+        r["claim_value"],
+        r["description"],
+        from_micros(r["created_at"]),
+        moment(r["last_used_at"]),
     )

@@ -22,6 +22,7 @@ from server.store.contract import (
     ClientRecord,
     ConcurrencyConflict,
     EventFilter,
+    FederatedCredentialRecord,
     GrantRecord,
     MachineKeyRecord,
     MemberRecord,
@@ -32,6 +33,7 @@ from server.store.contract import (
     RevocationReportCount,
     SecretRecord,
     StoreError,
+    TrustedIssuerRecord,
     UniqueViolation,
     UserName,
     UserRecord,
@@ -259,6 +261,21 @@ class SqlStore:
 
     async def touch_machine_key(self, key_id: str, at_micros: int, unless_since_micros: int) -> None:
         await self._run([((sql.TOUCH_MACHINE_KEY, (at_micros, key_id, unless_since_micros)), StoreError)])
+
+    async def trusted_issuers(self, org_id: str) -> list[TrustedIssuerRecord]:
+        return [
+            records.trusted_issuer_record(r) for r in await self._fetch(sql.SELECT_TRUSTED_ISSUERS, (org_id,))
+        ]
+
+    async def federated_credentials(self, user_id: str) -> list[FederatedCredentialRecord]:
+        rows = await self._fetch(sql.SELECT_FEDERATED_CREDENTIALS, (user_id,))
+        return [records.federated_credential_record(r) for r in rows]
+
+    async def touch_federated_credential(
+        self, credential_id: str, at_micros: int, unless_since_micros: int
+    ) -> None:
+        statement = (sql.TOUCH_FEDERATED_CREDENTIAL, (at_micros, credential_id, unless_since_micros))
+        await self._run([(statement, StoreError)])
 
     async def remember_assertion(self, jti_key: str, expires_micros: int, now_micros: int) -> bool:
         # The primary key decides, on every process: of two inserts of one jti, one fails. The

@@ -151,7 +151,8 @@ IAM_OWNER_ROLE_PATTERN = "% IAM_OWNER %"
 # A user's personal access tokens (access tokens carry the secret or key they were issued for).
 SELECT_PATS = (
     "SELECT token_id, created_at, expires_at, last_used_at FROM tokens"
-    " WHERE user_id = ? AND secret_id IS NULL AND key_id IS NULL ORDER BY created_at, token_id"
+    " WHERE user_id = ? AND secret_id IS NULL AND key_id IS NULL AND credential_id IS NULL"
+    " ORDER BY created_at, token_id"
 )
 # Notes a use, unless one was noted since `?` (so at most once a minute, whatever the processes).
 TOUCH_TOKEN = (
@@ -160,13 +161,15 @@ TOUCH_TOKEN = (
 # One row per membership of the token's user (one row with NULLs for none). An access token
 # names the secret or the machine key that earned it: whichever it is, if it still exists.
 SELECT_CALLER = (
-    "SELECT t.token_id, t.user_id, t.expires_at, t.secret_id, t.key_id, t.last_used_at,"  # noqa: S608
+    "SELECT t.token_id, t.user_id, t.expires_at, t.secret_id, t.key_id, t.credential_id, t.last_used_at,"  # noqa: S608
     " u.org_id AS user_org_id, u.state AS user_state,"
     f" s.secret_id AS live_secret_id, COALESCE(s.expires_at, {NEVER}) AS secret_live_until,"
     f" k.key_id AS live_key_id, COALESCE(k.expires_at, {NEVER}) AS key_live_until,"
+    " f.credential_id AS live_credential_id,"
     " m.org_id AS member_org_id, m.roles AS member_roles"
     " FROM tokens t JOIN users u ON u.id = t.user_id LEFT JOIN secrets s ON s.secret_id = t.secret_id"
     " LEFT JOIN machine_keys k ON k.key_id = t.key_id"
+    " LEFT JOIN federated_credentials f ON f.credential_id = t.credential_id"
     " LEFT JOIN members m ON m.user_id = u.id WHERE t.token_hash = ?"
 )
 MACHINE_KEY_COLUMNS = "key_id, user_id, public_key, key_type, created_at, expires_at, last_used_at"
@@ -257,3 +260,21 @@ GRANT_COLUMNS = "grant_id, org_id, user_id, project_id, role_keys, sequence, cre
 SELECT_GRANT = f"SELECT {GRANT_COLUMNS} FROM user_grants WHERE grant_id = ?"  # noqa: S608 - constant
 SELECT_GRANTS_OF_ORG = f"SELECT {GRANT_COLUMNS} FROM user_grants WHERE org_id = ? ORDER BY grant_id"  # noqa: S608 - constant
 SELECT_GRANTS_OF_USER = f"SELECT {GRANT_COLUMNS} FROM user_grants WHERE user_id = ? ORDER BY grant_id"  # noqa: S608 - constant
+TRUSTED_ISSUER_COLUMNS = "issuer_id, org_id, issuer, jwks_uri, jwks, description, created_at"
+SELECT_TRUSTED_ISSUERS = (
+    f"SELECT {TRUSTED_ISSUER_COLUMNS} FROM trusted_issuers WHERE org_id = ?"  # noqa: S608 - constant
+    " ORDER BY created_at, issuer_id"
+)
+FEDERATED_CREDENTIAL_COLUMNS = (
+    "credential_id, user_id, issuer, subject, audience, claim_name, claim_value, description,"
+    " created_at, last_used_at"
+)
+SELECT_FEDERATED_CREDENTIALS = (
+    f"SELECT {FEDERATED_CREDENTIAL_COLUMNS} FROM federated_credentials WHERE user_id = ?"  # noqa: S608 - constant
+    " ORDER BY created_at, credential_id"
+)
+# Notes a use, unless one was noted since `?` (at most once a minute, whatever the processes).
+TOUCH_FEDERATED_CREDENTIAL = (
+    "UPDATE federated_credentials SET last_used_at = ?"
+    " WHERE credential_id = ? AND (last_used_at IS NULL OR last_used_at < ?)"
+)

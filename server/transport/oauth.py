@@ -4,7 +4,8 @@ grant) and its discovery document.
 Errors are RFC 6749 §5.2 JSON: {"error", "error_description"} (http_endpoint.py, which the
 revocation endpoint shares). Client authentication is HTTP Basic (`client_secret_basic`, §2.3.1),
 form fields (`client_secret_post`), or an assertion signed by a machine key (`private_key_jwt`,
-RFC 7523 §2.2), never two of them. The JWT profile grant needs no client authentication: its
+RFC 7523 §2.2), or a workload's platform token of a trusted issuer (the same form fields, its iss
+a URL: domain/federation.py), never two of them. The JWT profile grant needs no client authentication: its
 assertion is the grant (domain/jwt_profile.py).
 """
 
@@ -23,6 +24,7 @@ from server.domain import scopes as project_scopes
 from server.domain.client_credentials import AccessToken, ClientCredentials
 from server.domain.errors import InvalidClient, InvalidGrant
 from server.domain.errors import InvalidScope as ScopeRefused
+from server.domain.federation import Federation, federated_issuer
 from server.domain.jwt_profile import ALGORITHMS, JwtProfile
 from server.limits import (
     MAX_ASSERTION_LENGTH,
@@ -149,7 +151,9 @@ class TokenEndpoint:
         metrics: Metrics,
         body: AdmittedBody,
         client_address: ClientAddress,
+        federation: Federation | None = None,
     ) -> None:
+        self._federation = federation
         self._credentials = credentials
         self._jwt_profile = jwt_profile
         self._metrics = metrics
@@ -179,6 +183,14 @@ class TokenEndpoint:
             if isinstance(request, AssertionGrant):
                 return await self._jwt_profile.exchange(
                     request.assertion, request.scope, request.source, origin
+                )
+            if (
+                request.client_assertion
+                and self._federation is not None
+                and federated_issuer(request.client_assertion, request.client_id)
+            ):  # a workload's platform token (issue 34), not an assertion signed by a machine key
+                return await self._federation.authenticate_client(
+                    request.client_id, request.client_assertion, request.scope, request.source, origin
                 )
             if request.client_assertion:
                 return await self._jwt_profile.authenticate_client(

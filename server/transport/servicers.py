@@ -249,6 +249,51 @@ class UserService:
         details = await self._commands.remove_machine_key(ctx, request.user_id, request.key_id)
         return user_service_pb2.RemoveKeyResponse(details=details_proto(details))
 
+    async def AddFederatedCredential(
+        self, request: user_service_pb2.AddFederatedCredentialRequest, ctx: CallContext
+    ) -> user_service_pb2.AddFederatedCredentialResponse:
+        added = await self._commands.add_federated_credential(
+            ctx,
+            request.user_id,
+            request.issuer,
+            request.subject,
+            request.audience,
+            request.description,
+            (request.claim_name, request.claim_value),
+        )
+        return user_service_pb2.AddFederatedCredentialResponse(
+            credential_id=added.id, details=details_proto(added.details)
+        )
+
+    async def ListFederatedCredentials(
+        self, request: user_service_pb2.ListFederatedCredentialsRequest, ctx: CallContext
+    ) -> user_service_pb2.ListFederatedCredentialsResponse:
+        credentials = await self._queries.federated_credentials(ctx, request.user_id)
+        return user_service_pb2.ListFederatedCredentialsResponse(
+            credentials=[
+                user_service_pb2.FederatedCredential(
+                    credential_id=c.credential_id,
+                    issuer=c.issuer,
+                    subject=c.subject,
+                    audience=c.audience,
+                    description=c.description,
+                    claim_name=c.claim_name,
+                    claim_value=c.claim_value,
+                    creation_date=timestamp(c.created_at),
+                    last_used=optional_timestamp(c.last_used_at),
+                )
+                for c in credentials
+            ]
+        )
+
+    async def RemoveFederatedCredential(
+        self, request: user_service_pb2.RemoveFederatedCredentialRequest, ctx: CallContext
+    ) -> user_service_pb2.RemoveFederatedCredentialResponse:
+        details = await self._commands.remove_federated_credential(
+            ctx, request.user_id, request.credential_id
+        )
+        return user_service_pb2.RemoveFederatedCredentialResponse(details=details_proto(details))
+
     async def DeactivateUser(
         self, request: user_service_pb2.DeactivateUserRequest, ctx: CallContext
     ) -> user_service_pb2.DeactivateUserResponse:
@@ -359,3 +404,37 @@ class OrgService:
         )
         details = await self._commands.set_secret_policy(ctx, policy)
         return org_service_pb2.SetSecretPolicyResponse(details=details_proto(details))
+
+    async def AddTrustedIssuer(
+        self, request: org_service_pb2.AddTrustedIssuerRequest, ctx: CallContext
+    ) -> org_service_pb2.AddTrustedIssuerResponse:
+        added = await self._commands.add_trusted_issuer(
+            ctx, request.issuer, request.jwks_uri, request.jwks, request.description
+        )
+        return org_service_pb2.AddTrustedIssuerResponse(
+            issuer_id=added.id, details=details_proto(added.details)
+        )
+
+    async def ListTrustedIssuers(
+        self, request: org_service_pb2.ListTrustedIssuersRequest, ctx: CallContext
+    ) -> org_service_pb2.ListTrustedIssuersResponse:
+        issuers = await self._queries.trusted_issuers(ctx)
+        return org_service_pb2.ListTrustedIssuersResponse(
+            issuers=[
+                org_service_pb2.TrustedIssuer(
+                    issuer_id=i.issuer_id,
+                    issuer=i.issuer,
+                    jwks_uri=i.jwks_uri,
+                    inline_jwks=bool(i.jwks),
+                    description=i.description,
+                    creation_date=timestamp(i.created_at),
+                )
+                for i in issuers
+            ]
+        )
+
+    async def RemoveTrustedIssuer(
+        self, request: org_service_pb2.RemoveTrustedIssuerRequest, ctx: CallContext
+    ) -> org_service_pb2.RemoveTrustedIssuerResponse:
+        details = await self._commands.remove_trusted_issuer(ctx, request.issuer_id)
+        return org_service_pb2.RemoveTrustedIssuerResponse(details=details_proto(details))

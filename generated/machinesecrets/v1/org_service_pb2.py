@@ -24,11 +24,12 @@ _sym_db = _symbol_database.Default()
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from machinesecrets.v1 import object_pb2 as machinesecrets_dot_v1_dot_object__pb2
 from machinesecrets.v1 import options_pb2 as machinesecrets_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#machinesecrets/v1/org_service.proto\x12\x11machinesecrets.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1emachinesecrets/v1/object.proto\x1a\x1fmachinesecrets/v1/options.proto\"&\n\x16\x41\x64\x64OrganizationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\\\n\x17\x41\x64\x64OrganizationResponse\x12\x0e\n\x06org_id\x18\x01 \x01(\t\x12\x31\n\x07\x64\x65tails\x18\x02 \x01(\x0b\x32 .machinesecrets.v1.ObjectDetails\"A\n\x18ListOrganizationsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"l\n\x19ListOrganizationsResponse\x12\x36\n\rorganizations\x18\x01 \x03(\x0b\x32\x1f.machinesecrets.v1.Organization\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"n\n\x0cOrganization\x12\x0e\n\x06org_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05roles\x18\x03 \x03(\t\x12\x31\n\x07\x64\x65tails\x18\x04 \x01(\x0b\x32 .machinesecrets.v1.ObjectDetails\"5\n\x13\x41\x64\x64OrgMemberRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05roles\x18\x02 \x03(\t\"I\n\x14\x41\x64\x64OrgMemberResponse\x12\x31\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32 .machinesecrets.v1.ObjectDetails\")\n\x16RemoveOrgMemberRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"L\n\x17RemoveOrgMemberResponse\x12\x31\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32 .machinesecrets.v1.ObjectDetails\"\xd0\x02\n\x0cSecretPolicy\x12/\n\x0cmax_lifetime\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x33\n\x10\x64\x65\x66\x61ult_lifetime\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12!\n\x14max_secrets_per_user\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x33\n\x10max_grace_period\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x33\n\x10max_key_lifetime\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1e\n\x11max_keys_per_user\x18\x06 \x01(\x05H\x01\x88\x01\x01\x42\x17\n\x15_max_secrets_per_userB\x14\n\x12_max_keys_per_user\"\x18\n\x16GetSecretPolicyRequest\"J\n\x17GetSecretPolicyResponse\x12/\n\x06policy\x18\x01 \x01(\x0b\x32\x1f.machinesecrets.v1.SecretPolicy\"I\n\x16SetSecretPolicyRequest\x12/\n\x06policy\x18\x01 \x01(\x0b\x32\x1f.machinesecrets.v1.SecretPolicy\"L\n\x17SetSecretPolicyResponse\x12\x31\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32 .machinesecrets.v1.ObjectDetails\"O\n\x15ListOrgMembersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\"]\n\x16ListOrgMembersResponse\x12*\n\x07members\x18\x01 \x03(\x0b\x32\x19.machinesecrets.v1.Member\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"f\n\x06Member\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tuser_name\x18\x02 \x01(\t\x12\x13\n\x0buser_org_id\x18\x03 \x01(\t\x12\r\n\x05roles\x18\x04 \x03(\t\x12\x14\n\x0c\x64isplay_name\x18\x05 \x01(\t2\xb7\x08\n\nOrgService\x12\x8a\x01\n\x0f\x41\x64\x64Organization\x12).machinesecrets.v1.AddOrganizationRequest\x1a*.machinesecrets.v1.AddOrganizationResponse\" \x82\xb5\x18\x0c\n\norg.create\x82\xd3\xe4\x93\x02\n\"\x05/orgs:\x01*\x12\x90\x01\n\x11ListOrganizations\x12+.machinesecrets.v1.ListOrganizationsRequest\x1a,.machinesecrets.v1.ListOrganizationsResponse\" \x82\xb5\x18\x0f\n\rauthenticated\x82\xd3\xe4\x93\x02\x07\x12\x05/orgs\x12\x92\x01\n\x0c\x41\x64\x64OrgMember\x12&.machinesecrets.v1.AddOrgMemberRequest\x1a\'.machinesecrets.v1.AddOrgMemberResponse\"1\x82\xb5\x18\x12\n\x10org.member.write\x82\xd3\xe4\x93\x02\x15\"\x10/orgs/me/members:\x01*\x12\xa2\x01\n\x0fRemoveOrgMember\x12).machinesecrets.v1.RemoveOrgMemberRequest\x1a*.machinesecrets.v1.RemoveOrgMemberResponse\"8\x82\xb5\x18\x12\n\x10org.member.write\x82\xd3\xe4\x93\x02\x1c*\x1a/orgs/me/members/{user_id}\x12\x9a\x01\n\x0fGetSecretPolicy\x12).machinesecrets.v1.GetSecretPolicyRequest\x1a*.machinesecrets.v1.GetSecretPolicyResponse\"0\x82\xb5\x18\x0b\n\tuser.read\x82\xd3\xe4\x93\x02\x1b\x12\x19/orgs/me/policies/secrets\x12\xa0\x01\n\x0fSetSecretPolicy\x12).machinesecrets.v1.SetSecretPolicyRequest\x1a*.machinesecrets.v1.SetSecretPolicyResponse\"6\x82\xb5\x18\x0e\n\x0cpolicy.write\x82\xd3\xe4\x93\x02\x1e\x1a\x19/orgs/me/policies/secrets:\x01*\x12\x8e\x01\n\x0eListOrgMembers\x12(.machinesecrets.v1.ListOrgMembersRequest\x1a).machinesecrets.v1.ListOrgMembersResponse\"\'\x82\xb5\x18\x0b\n\tuser.read\x82\xd3\xe4\x93\x02\x12\x12\x10/orgs/me/membersb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#machinesecrets/v1/org_service.proto\x12\x11machinesecrets.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1emachinesecrets/v1/object.proto\x1a\x1fmachinesecrets/v1/options.proto\"&\n\x16\x41\x64\x64OrganizationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\\\n\x17\x41\x64\x64OrganizationResponse\x12\x0e\n\x06org_id\x18\x01 \x01(\t\x12\x31\n\x07\x64\x65tails\x18\x02 \x01(\x0b\x32 .machinesecrets.v1.ObjectDetails\"A\n\x18ListOrganizationsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"l\n\x19ListOrganizationsResponse\x12\x36\n\rorganizations\x18\x01 \x03(\x0b\x32\x1f.machinesecrets.v1.Organization\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"n\n\x0cOrganization\x12\x0e\n\x06org_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05roles\x18\x03 \x03(\t\x12\x31\n\x07\x64\x65tails\x18\x04 \x01(\x0b\x32 .machinesecrets.v1.ObjectDetails\"5\n\x13\x41\x64\x64OrgMemberRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05roles\x18\x02 \x03(\t\"I\n\x14\x41\x64\x64OrgMemberResponse\x12\x31\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32 .machinesecrets.v1.ObjectDetails\")\n\x16RemoveOrgMemberRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"L\n\x17RemoveOrgMemberResponse\x12\x31\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32 .machinesecrets.v1.ObjectDetails\"\xd0\x02\n\x0cSecretPolicy\x12/\n\x0cmax_lifetime\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x33\n\x10\x64\x65\x66\x61ult_lifetime\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12!\n\x14max_secrets_per_user\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x33\n\x10max_grace_period\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x33\n\x10max_key_lifetime\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1e\n\x11max_keys_per_user\x18\x06 \x01(\x05H\x01\x88\x01\x01\x42\x17\n\x15_max_secrets_per_userB\x14\n\x12_max_keys_per_user\"\x18\n\x16GetSecretPolicyRequest\"J\n\x17GetSecretPolicyResponse\x12/\n\x06policy\x18\x01 \x01(\x0b\x32\x1f.machinesecrets.v1.SecretPolicy\"I\n\x16SetSecretPolicyRequest\x12/\n\x06policy\x18\x01 \x01(\x0b\x32\x1f.machinesecrets.v1.SecretPolicy\"L\n\x17SetSecretPolicyResponse\x12\x31\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32 .machinesecrets.v1.ObjectDetails\"O\n\x15ListOrgMembersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\"]\n\x16ListOrgMembersResponse\x12*\n\x07members\x18\x01 \x03(\x0b\x32\x19.machinesecrets.v1.Member\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"f\n\x06Member\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tuser_name\x18\x02 \x01(\t\x12\x13\n\x0buser_org_id\x18\x03 \x01(\t\x12\r\n\x05roles\x18\x04 \x03(\t\x12\x14\n\x0c\x64isplay_name\x18\x05 \x01(\t\"^\n\x17\x41\x64\x64TrustedIssuerRequest\x12\x0e\n\x06issuer\x18\x01 \x01(\t\x12\x10\n\x08jwks_uri\x18\x02 \x01(\t\x12\x0c\n\x04jwks\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\"`\n\x18\x41\x64\x64TrustedIssuerResponse\x12\x11\n\tissuer_id\x18\x01 \x01(\t\x12\x31\n\x07\x64\x65tails\x18\x02 \x01(\x0b\x32 .machinesecrets.v1.ObjectDetails\"\x1b\n\x19ListTrustedIssuersRequest\"\xa1\x01\n\rTrustedIssuer\x12\x11\n\tissuer_id\x18\x01 \x01(\t\x12\x0e\n\x06issuer\x18\x02 \x01(\t\x12\x10\n\x08jwks_uri\x18\x03 \x01(\t\x12\x13\n\x0binline_jwks\x18\x04 \x01(\x08\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\x31\n\rcreation_date\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"O\n\x1aListTrustedIssuersResponse\x12\x31\n\x07issuers\x18\x01 \x03(\x0b\x32 .machinesecrets.v1.TrustedIssuer\"/\n\x1aRemoveTrustedIssuerRequest\x12\x11\n\tissuer_id\x18\x01 \x01(\t\"P\n\x1bRemoveTrustedIssuerResponse\x12\x31\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32 .machinesecrets.v1.ObjectDetails2\xbb\x0c\n\nOrgService\x12\x8a\x01\n\x0f\x41\x64\x64Organization\x12).machinesecrets.v1.AddOrganizationRequest\x1a*.machinesecrets.v1.AddOrganizationResponse\" \x82\xb5\x18\x0c\n\norg.create\x82\xd3\xe4\x93\x02\n\"\x05/orgs:\x01*\x12\x90\x01\n\x11ListOrganizations\x12+.machinesecrets.v1.ListOrganizationsRequest\x1a,.machinesecrets.v1.ListOrganizationsResponse\" \x82\xb5\x18\x0f\n\rauthenticated\x82\xd3\xe4\x93\x02\x07\x12\x05/orgs\x12\x92\x01\n\x0c\x41\x64\x64OrgMember\x12&.machinesecrets.v1.AddOrgMemberRequest\x1a\'.machinesecrets.v1.AddOrgMemberResponse\"1\x82\xb5\x18\x12\n\x10org.member.write\x82\xd3\xe4\x93\x02\x15\"\x10/orgs/me/members:\x01*\x12\xa2\x01\n\x0fRemoveOrgMember\x12).machinesecrets.v1.RemoveOrgMemberRequest\x1a*.machinesecrets.v1.RemoveOrgMemberResponse\"8\x82\xb5\x18\x12\n\x10org.member.write\x82\xd3\xe4\x93\x02\x1c*\x1a/orgs/me/members/{user_id}\x12\x9a\x01\n\x0fGetSecretPolicy\x12).machinesecrets.v1.GetSecretPolicyRequest\x1a*.machinesecrets.v1.GetSecretPolicyResponse\"0\x82\xb5\x18\x0b\n\tuser.read\x82\xd3\xe4\x93\x02\x1b\x12\x19/orgs/me/policies/secrets\x12\xa0\x01\n\x0fSetSecretPolicy\x12).machinesecrets.v1.SetSecretPolicyRequest\x1a*.machinesecrets.v1.SetSecretPolicyResponse\"6\x82\xb5\x18\x0e\n\x0cpolicy.write\x82\xd3\xe4\x93\x02\x1e\x1a\x19/orgs/me/policies/secrets:\x01*\x12\x8e\x01\n\x0eListOrgMembers\x12(.machinesecrets.v1.ListOrgMembersRequest\x1a).machinesecrets.v1.ListOrgMembersResponse\"\'\x82\xb5\x18\x0b\n\tuser.read\x82\xd3\xe4\x93\x02\x12\x12\x10/orgs/me/members\x12\xa2\x01\n\x10\x41\x64\x64TrustedIssuer\x12*.machinesecrets.v1.AddTrustedIssuerRequest\x1a+.machinesecrets.v1.AddTrustedIssuerResponse\"5\x82\xb5\x18\x0e\n\x0cpolicy.write\x82\xd3\xe4\x93\x02\x1d\"\x18/orgs/me/trusted_issuers:\x01*\x12\xa5\x01\n\x12ListTrustedIssuers\x12,.machinesecrets.v1.ListTrustedIssuersRequest\x1a-.machinesecrets.v1.ListTrustedIssuersResponse\"2\x82\xb5\x18\x0e\n\x0cpolicy.write\x82\xd3\xe4\x93\x02\x1a\x12\x18/orgs/me/trusted_issuers\x12\xb4\x01\n\x13RemoveTrustedIssuer\x12-.machinesecrets.v1.RemoveTrustedIssuerRequest\x1a..machinesecrets.v1.RemoveTrustedIssuerResponse\">\x82\xb5\x18\x0e\n\x0cpolicy.write\x82\xd3\xe4\x93\x02&*$/orgs/me/trusted_issuers/{issuer_id}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -49,40 +50,60 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ORGSERVICE'].methods_by_name['SetSecretPolicy']._serialized_options = b'\202\265\030\016\n\014policy.write\202\323\344\223\002\036\032\031/orgs/me/policies/secrets:\001*'
   _globals['_ORGSERVICE'].methods_by_name['ListOrgMembers']._loaded_options = None
   _globals['_ORGSERVICE'].methods_by_name['ListOrgMembers']._serialized_options = b'\202\265\030\013\n\tuser.read\202\323\344\223\002\022\022\020/orgs/me/members'
-  _globals['_ADDORGANIZATIONREQUEST']._serialized_start=185
-  _globals['_ADDORGANIZATIONREQUEST']._serialized_end=223
-  _globals['_ADDORGANIZATIONRESPONSE']._serialized_start=225
-  _globals['_ADDORGANIZATIONRESPONSE']._serialized_end=317
-  _globals['_LISTORGANIZATIONSREQUEST']._serialized_start=319
-  _globals['_LISTORGANIZATIONSREQUEST']._serialized_end=384
-  _globals['_LISTORGANIZATIONSRESPONSE']._serialized_start=386
-  _globals['_LISTORGANIZATIONSRESPONSE']._serialized_end=494
-  _globals['_ORGANIZATION']._serialized_start=496
-  _globals['_ORGANIZATION']._serialized_end=606
-  _globals['_ADDORGMEMBERREQUEST']._serialized_start=608
-  _globals['_ADDORGMEMBERREQUEST']._serialized_end=661
-  _globals['_ADDORGMEMBERRESPONSE']._serialized_start=663
-  _globals['_ADDORGMEMBERRESPONSE']._serialized_end=736
-  _globals['_REMOVEORGMEMBERREQUEST']._serialized_start=738
-  _globals['_REMOVEORGMEMBERREQUEST']._serialized_end=779
-  _globals['_REMOVEORGMEMBERRESPONSE']._serialized_start=781
-  _globals['_REMOVEORGMEMBERRESPONSE']._serialized_end=857
-  _globals['_SECRETPOLICY']._serialized_start=860
-  _globals['_SECRETPOLICY']._serialized_end=1196
-  _globals['_GETSECRETPOLICYREQUEST']._serialized_start=1198
-  _globals['_GETSECRETPOLICYREQUEST']._serialized_end=1222
-  _globals['_GETSECRETPOLICYRESPONSE']._serialized_start=1224
-  _globals['_GETSECRETPOLICYRESPONSE']._serialized_end=1298
-  _globals['_SETSECRETPOLICYREQUEST']._serialized_start=1300
-  _globals['_SETSECRETPOLICYREQUEST']._serialized_end=1373
-  _globals['_SETSECRETPOLICYRESPONSE']._serialized_start=1375
-  _globals['_SETSECRETPOLICYRESPONSE']._serialized_end=1451
-  _globals['_LISTORGMEMBERSREQUEST']._serialized_start=1453
-  _globals['_LISTORGMEMBERSREQUEST']._serialized_end=1532
-  _globals['_LISTORGMEMBERSRESPONSE']._serialized_start=1534
-  _globals['_LISTORGMEMBERSRESPONSE']._serialized_end=1627
-  _globals['_MEMBER']._serialized_start=1629
-  _globals['_MEMBER']._serialized_end=1731
-  _globals['_ORGSERVICE']._serialized_start=1734
-  _globals['_ORGSERVICE']._serialized_end=2813
+  _globals['_ORGSERVICE'].methods_by_name['AddTrustedIssuer']._loaded_options = None
+  _globals['_ORGSERVICE'].methods_by_name['AddTrustedIssuer']._serialized_options = b'\202\265\030\016\n\014policy.write\202\323\344\223\002\035\"\030/orgs/me/trusted_issuers:\001*'
+  _globals['_ORGSERVICE'].methods_by_name['ListTrustedIssuers']._loaded_options = None
+  _globals['_ORGSERVICE'].methods_by_name['ListTrustedIssuers']._serialized_options = b'\202\265\030\016\n\014policy.write\202\323\344\223\002\032\022\030/orgs/me/trusted_issuers'
+  _globals['_ORGSERVICE'].methods_by_name['RemoveTrustedIssuer']._loaded_options = None
+  _globals['_ORGSERVICE'].methods_by_name['RemoveTrustedIssuer']._serialized_options = b'\202\265\030\016\n\014policy.write\202\323\344\223\002&*$/orgs/me/trusted_issuers/{issuer_id}'
+  _globals['_ADDORGANIZATIONREQUEST']._serialized_start=218
+  _globals['_ADDORGANIZATIONREQUEST']._serialized_end=256
+  _globals['_ADDORGANIZATIONRESPONSE']._serialized_start=258
+  _globals['_ADDORGANIZATIONRESPONSE']._serialized_end=350
+  _globals['_LISTORGANIZATIONSREQUEST']._serialized_start=352
+  _globals['_LISTORGANIZATIONSREQUEST']._serialized_end=417
+  _globals['_LISTORGANIZATIONSRESPONSE']._serialized_start=419
+  _globals['_LISTORGANIZATIONSRESPONSE']._serialized_end=527
+  _globals['_ORGANIZATION']._serialized_start=529
+  _globals['_ORGANIZATION']._serialized_end=639
+  _globals['_ADDORGMEMBERREQUEST']._serialized_start=641
+  _globals['_ADDORGMEMBERREQUEST']._serialized_end=694
+  _globals['_ADDORGMEMBERRESPONSE']._serialized_start=696
+  _globals['_ADDORGMEMBERRESPONSE']._serialized_end=769
+  _globals['_REMOVEORGMEMBERREQUEST']._serialized_start=771
+  _globals['_REMOVEORGMEMBERREQUEST']._serialized_end=812
+  _globals['_REMOVEORGMEMBERRESPONSE']._serialized_start=814
+  _globals['_REMOVEORGMEMBERRESPONSE']._serialized_end=890
+  _globals['_SECRETPOLICY']._serialized_start=893
+  _globals['_SECRETPOLICY']._serialized_end=1229
+  _globals['_GETSECRETPOLICYREQUEST']._serialized_start=1231
+  _globals['_GETSECRETPOLICYREQUEST']._serialized_end=1255
+  _globals['_GETSECRETPOLICYRESPONSE']._serialized_start=1257
+  _globals['_GETSECRETPOLICYRESPONSE']._serialized_end=1331
+  _globals['_SETSECRETPOLICYREQUEST']._serialized_start=1333
+  _globals['_SETSECRETPOLICYREQUEST']._serialized_end=1406
+  _globals['_SETSECRETPOLICYRESPONSE']._serialized_start=1408
+  _globals['_SETSECRETPOLICYRESPONSE']._serialized_end=1484
+  _globals['_LISTORGMEMBERSREQUEST']._serialized_start=1486
+  _globals['_LISTORGMEMBERSREQUEST']._serialized_end=1565
+  _globals['_LISTORGMEMBERSRESPONSE']._serialized_start=1567
+  _globals['_LISTORGMEMBERSRESPONSE']._serialized_end=1660
+  _globals['_MEMBER']._serialized_start=1662
+  _globals['_MEMBER']._serialized_end=1764
+  _globals['_ADDTRUSTEDISSUERREQUEST']._serialized_start=1766
+  _globals['_ADDTRUSTEDISSUERREQUEST']._serialized_end=1860
+  _globals['_ADDTRUSTEDISSUERRESPONSE']._serialized_start=1862
+  _globals['_ADDTRUSTEDISSUERRESPONSE']._serialized_end=1958
+  _globals['_LISTTRUSTEDISSUERSREQUEST']._serialized_start=1960
+  _globals['_LISTTRUSTEDISSUERSREQUEST']._serialized_end=1987
+  _globals['_TRUSTEDISSUER']._serialized_start=1990
+  _globals['_TRUSTEDISSUER']._serialized_end=2151
+  _globals['_LISTTRUSTEDISSUERSRESPONSE']._serialized_start=2153
+  _globals['_LISTTRUSTEDISSUERSRESPONSE']._serialized_end=2232
+  _globals['_REMOVETRUSTEDISSUERREQUEST']._serialized_start=2234
+  _globals['_REMOVETRUSTEDISSUERREQUEST']._serialized_end=2281
+  _globals['_REMOVETRUSTEDISSUERRESPONSE']._serialized_start=2283
+  _globals['_REMOVETRUSTEDISSUERRESPONSE']._serialized_end=2363
+  _globals['_ORGSERVICE']._serialized_start=2366
+  _globals['_ORGSERVICE']._serialized_end=3961
 # @@protoc_insertion_point(module_scope)

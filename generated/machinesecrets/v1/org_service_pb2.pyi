@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from machinesecrets.v1 import object_pb2 as _object_pb2
 import builtins as _builtins
@@ -456,3 +457,175 @@ class Member(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Member: _TypeAlias = Member  # noqa: Y015
+
+@_typing.final
+class AddTrustedIssuerRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ISSUER_FIELD_NUMBER: _builtins.int
+    JWKS_URI_FIELD_NUMBER: _builtins.int
+    JWKS_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    issuer: _builtins.str
+    """The issuer exactly as its tokens name it in iss: an https URL (http only for an origin
+    MS_FEDERATION_ALLOWED_ORIGINS names). At most 500 characters; one per organisation.
+    """
+    jwks_uri: _builtins.str
+    """Where its keys are (a JWKS document). Unset, with no jwks: the jwks_uri of the issuer's
+    discovery document ({issuer}/.well-known/openid-configuration).
+    """
+    jwks: _builtins.str
+    """Its keys, inline (a JWKS document, e.g. `kubectl get --raw /openid/v1/jwks`): nothing is
+    fetched. At most 64 KiB.
+    """
+    description: _builtins.str
+    """At most 500 characters."""
+    def __init__(
+        self,
+        *,
+        issuer: _builtins.str = ...,
+        jwks_uri: _builtins.str = ...,
+        jwks: _builtins.str = ...,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "issuer", b"issuer", "jwks", b"jwks", "jwks_uri", b"jwks_uri"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddTrustedIssuerRequest: _TypeAlias = AddTrustedIssuerRequest  # noqa: Y015
+
+@_typing.final
+class AddTrustedIssuerResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ISSUER_ID_FIELD_NUMBER: _builtins.int
+    DETAILS_FIELD_NUMBER: _builtins.int
+    issuer_id: _builtins.str
+    @_builtins.property
+    def details(self) -> _object_pb2.ObjectDetails: ...
+    def __init__(
+        self,
+        *,
+        issuer_id: _builtins.str = ...,
+        details: _object_pb2.ObjectDetails | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["details", b"details", "issuer_id", b"issuer_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddTrustedIssuerResponse: _TypeAlias = AddTrustedIssuerResponse  # noqa: Y015
+
+@_typing.final
+class ListTrustedIssuersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTrustedIssuersRequest: _TypeAlias = ListTrustedIssuersRequest  # noqa: Y015
+
+@_typing.final
+class TrustedIssuer(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ISSUER_ID_FIELD_NUMBER: _builtins.int
+    ISSUER_FIELD_NUMBER: _builtins.int
+    JWKS_URI_FIELD_NUMBER: _builtins.int
+    INLINE_JWKS_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    CREATION_DATE_FIELD_NUMBER: _builtins.int
+    issuer_id: _builtins.str
+    issuer: _builtins.str
+    jwks_uri: _builtins.str
+    """Empty when the keys are inline, or found by discovery."""
+    inline_jwks: _builtins.bool
+    """Whether its keys are inline (they are not repeated here)."""
+    description: _builtins.str
+    @_builtins.property
+    def creation_date(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        issuer_id: _builtins.str = ...,
+        issuer: _builtins.str = ...,
+        jwks_uri: _builtins.str = ...,
+        inline_jwks: _builtins.bool = ...,
+        description: _builtins.str = ...,
+        creation_date: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["creation_date", b"creation_date"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["creation_date", b"creation_date", "description", b"description", "inline_jwks", b"inline_jwks", "issuer", b"issuer", "issuer_id", b"issuer_id", "jwks_uri", b"jwks_uri"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TrustedIssuer: _TypeAlias = TrustedIssuer  # noqa: Y015
+
+@_typing.final
+class ListTrustedIssuersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ISSUERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def issuers(self) -> _containers.RepeatedCompositeFieldContainer[Global___TrustedIssuer]: ...
+    def __init__(
+        self,
+        *,
+        issuers: _abc.Iterable[Global___TrustedIssuer] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["issuers", b"issuers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTrustedIssuersResponse: _TypeAlias = ListTrustedIssuersResponse  # noqa: Y015
+
+@_typing.final
+class RemoveTrustedIssuerRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ISSUER_ID_FIELD_NUMBER: _builtins.int
+    issuer_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        issuer_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["issuer_id", b"issuer_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveTrustedIssuerRequest: _TypeAlias = RemoveTrustedIssuerRequest  # noqa: Y015
+
+@_typing.final
+class RemoveTrustedIssuerResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DETAILS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def details(self) -> _object_pb2.ObjectDetails: ...
+    def __init__(
+        self,
+        *,
+        details: _object_pb2.ObjectDetails | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveTrustedIssuerResponse: _TypeAlias = RemoveTrustedIssuerResponse  # noqa: Y015

@@ -70,6 +70,21 @@ class OrgServiceStub:
                 request_serializer=machinesecrets_dot_v1_dot_org__service__pb2.ListOrgMembersRequest.SerializeToString,
                 response_deserializer=machinesecrets_dot_v1_dot_org__service__pb2.ListOrgMembersResponse.FromString,
                 _registered_method=True)
+        self.AddTrustedIssuer = channel.unary_unary(
+                '/machinesecrets.v1.OrgService/AddTrustedIssuer',
+                request_serializer=machinesecrets_dot_v1_dot_org__service__pb2.AddTrustedIssuerRequest.SerializeToString,
+                response_deserializer=machinesecrets_dot_v1_dot_org__service__pb2.AddTrustedIssuerResponse.FromString,
+                _registered_method=True)
+        self.ListTrustedIssuers = channel.unary_unary(
+                '/machinesecrets.v1.OrgService/ListTrustedIssuers',
+                request_serializer=machinesecrets_dot_v1_dot_org__service__pb2.ListTrustedIssuersRequest.SerializeToString,
+                response_deserializer=machinesecrets_dot_v1_dot_org__service__pb2.ListTrustedIssuersResponse.FromString,
+                _registered_method=True)
+        self.RemoveTrustedIssuer = channel.unary_unary(
+                '/machinesecrets.v1.OrgService/RemoveTrustedIssuer',
+                request_serializer=machinesecrets_dot_v1_dot_org__service__pb2.RemoveTrustedIssuerRequest.SerializeToString,
+                response_deserializer=machinesecrets_dot_v1_dot_org__service__pb2.RemoveTrustedIssuerResponse.FromString,
+                _registered_method=True)
 
 
 class OrgServiceServicer:
@@ -133,6 +148,32 @@ class OrgServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddTrustedIssuer(self, request, context):
+        """Trusts an issuer of workload tokens (a Kubernetes cluster's, GitHub Actions') for the context
+        organisation: its machine users' federated credentials may then name it, and a token it
+        signed is exchanged at the token endpoint for an access token. Its keys come from jwks (a
+        JWKS document, inline) or else jwks_uri, or else the issuer's discovery document; a fetch is
+        HTTPS only, to public addresses only, unless MS_FEDERATION_ALLOWED_ORIGINS names the origin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTrustedIssuers(self, request, context):
+        """Lists the context organisation's trusted issuers, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveTrustedIssuer(self, request, context):
+        """Stops trusting an issuer: its tokens are refused at once. The federated credentials that
+        name it stay, and work again if it is trusted again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrgServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -170,6 +211,21 @@ def add_OrgServiceServicer_to_server(servicer, server):
                     servicer.ListOrgMembers,
                     request_deserializer=machinesecrets_dot_v1_dot_org__service__pb2.ListOrgMembersRequest.FromString,
                     response_serializer=machinesecrets_dot_v1_dot_org__service__pb2.ListOrgMembersResponse.SerializeToString,
+            ),
+            'AddTrustedIssuer': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddTrustedIssuer,
+                    request_deserializer=machinesecrets_dot_v1_dot_org__service__pb2.AddTrustedIssuerRequest.FromString,
+                    response_serializer=machinesecrets_dot_v1_dot_org__service__pb2.AddTrustedIssuerResponse.SerializeToString,
+            ),
+            'ListTrustedIssuers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTrustedIssuers,
+                    request_deserializer=machinesecrets_dot_v1_dot_org__service__pb2.ListTrustedIssuersRequest.FromString,
+                    response_serializer=machinesecrets_dot_v1_dot_org__service__pb2.ListTrustedIssuersResponse.SerializeToString,
+            ),
+            'RemoveTrustedIssuer': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveTrustedIssuer,
+                    request_deserializer=machinesecrets_dot_v1_dot_org__service__pb2.RemoveTrustedIssuerRequest.FromString,
+                    response_serializer=machinesecrets_dot_v1_dot_org__service__pb2.RemoveTrustedIssuerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -362,6 +418,87 @@ class OrgService:
             '/machinesecrets.v1.OrgService/ListOrgMembers',
             machinesecrets_dot_v1_dot_org__service__pb2.ListOrgMembersRequest.SerializeToString,
             machinesecrets_dot_v1_dot_org__service__pb2.ListOrgMembersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddTrustedIssuer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/machinesecrets.v1.OrgService/AddTrustedIssuer',
+            machinesecrets_dot_v1_dot_org__service__pb2.AddTrustedIssuerRequest.SerializeToString,
+            machinesecrets_dot_v1_dot_org__service__pb2.AddTrustedIssuerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTrustedIssuers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/machinesecrets.v1.OrgService/ListTrustedIssuers',
+            machinesecrets_dot_v1_dot_org__service__pb2.ListTrustedIssuersRequest.SerializeToString,
+            machinesecrets_dot_v1_dot_org__service__pb2.ListTrustedIssuersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveTrustedIssuer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/machinesecrets.v1.OrgService/RemoveTrustedIssuer',
+            machinesecrets_dot_v1_dot_org__service__pb2.RemoveTrustedIssuerRequest.SerializeToString,
+            machinesecrets_dot_v1_dot_org__service__pb2.RemoveTrustedIssuerResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -60,6 +60,19 @@ class OrgServiceStub:
     membership of `user_id`. A user manager may read them: a user's roles are what decides
     whether it may act on that user.
     """
+    AddTrustedIssuer: _grpc.UnaryUnaryMultiCallable[_org_service_pb2.AddTrustedIssuerRequest, _org_service_pb2.AddTrustedIssuerResponse]
+    """Trusts an issuer of workload tokens (a Kubernetes cluster's, GitHub Actions') for the context
+    organisation: its machine users' federated credentials may then name it, and a token it
+    signed is exchanged at the token endpoint for an access token. Its keys come from jwks (a
+    JWKS document, inline) or else jwks_uri, or else the issuer's discovery document; a fetch is
+    HTTPS only, to public addresses only, unless MS_FEDERATION_ALLOWED_ORIGINS names the origin.
+    """
+    ListTrustedIssuers: _grpc.UnaryUnaryMultiCallable[_org_service_pb2.ListTrustedIssuersRequest, _org_service_pb2.ListTrustedIssuersResponse]
+    """Lists the context organisation's trusted issuers, oldest first."""
+    RemoveTrustedIssuer: _grpc.UnaryUnaryMultiCallable[_org_service_pb2.RemoveTrustedIssuerRequest, _org_service_pb2.RemoveTrustedIssuerResponse]
+    """Stops trusting an issuer: its tokens are refused at once. The federated credentials that
+    name it stay, and work again if it is trusted again.
+    """
 
 @_typing.type_check_only
 class OrgServiceAsyncStub(OrgServiceStub):
@@ -92,6 +105,19 @@ class OrgServiceAsyncStub(OrgServiceStub):
     organisation they belong to) in the order of their user ids, a page at a time, or the one
     membership of `user_id`. A user manager may read them: a user's roles are what decides
     whether it may act on that user.
+    """
+    AddTrustedIssuer: _aio.UnaryUnaryMultiCallable[_org_service_pb2.AddTrustedIssuerRequest, _org_service_pb2.AddTrustedIssuerResponse]  # type: ignore[assignment]
+    """Trusts an issuer of workload tokens (a Kubernetes cluster's, GitHub Actions') for the context
+    organisation: its machine users' federated credentials may then name it, and a token it
+    signed is exchanged at the token endpoint for an access token. Its keys come from jwks (a
+    JWKS document, inline) or else jwks_uri, or else the issuer's discovery document; a fetch is
+    HTTPS only, to public addresses only, unless MS_FEDERATION_ALLOWED_ORIGINS names the origin.
+    """
+    ListTrustedIssuers: _aio.UnaryUnaryMultiCallable[_org_service_pb2.ListTrustedIssuersRequest, _org_service_pb2.ListTrustedIssuersResponse]  # type: ignore[assignment]
+    """Lists the context organisation's trusted issuers, oldest first."""
+    RemoveTrustedIssuer: _aio.UnaryUnaryMultiCallable[_org_service_pb2.RemoveTrustedIssuerRequest, _org_service_pb2.RemoveTrustedIssuerResponse]  # type: ignore[assignment]
+    """Stops trusting an issuer: its tokens are refused at once. The federated credentials that
+    name it stay, and work again if it is trusted again.
     """
 
 class OrgServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -164,6 +190,37 @@ class OrgServiceServicer(metaclass=_abc_1.ABCMeta):
         organisation they belong to) in the order of their user ids, a page at a time, or the one
         membership of `user_id`. A user manager may read them: a user's roles are what decides
         whether it may act on that user.
+        """
+
+    @_abc_1.abstractmethod
+    def AddTrustedIssuer(
+        self,
+        request: _org_service_pb2.AddTrustedIssuerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_org_service_pb2.AddTrustedIssuerResponse, _abc.Awaitable[_org_service_pb2.AddTrustedIssuerResponse]]:
+        """Trusts an issuer of workload tokens (a Kubernetes cluster's, GitHub Actions') for the context
+        organisation: its machine users' federated credentials may then name it, and a token it
+        signed is exchanged at the token endpoint for an access token. Its keys come from jwks (a
+        JWKS document, inline) or else jwks_uri, or else the issuer's discovery document; a fetch is
+        HTTPS only, to public addresses only, unless MS_FEDERATION_ALLOWED_ORIGINS names the origin.
+        """
+
+    @_abc_1.abstractmethod
+    def ListTrustedIssuers(
+        self,
+        request: _org_service_pb2.ListTrustedIssuersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_org_service_pb2.ListTrustedIssuersResponse, _abc.Awaitable[_org_service_pb2.ListTrustedIssuersResponse]]:
+        """Lists the context organisation's trusted issuers, oldest first."""
+
+    @_abc_1.abstractmethod
+    def RemoveTrustedIssuer(
+        self,
+        request: _org_service_pb2.RemoveTrustedIssuerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_org_service_pb2.RemoveTrustedIssuerResponse, _abc.Awaitable[_org_service_pb2.RemoveTrustedIssuerResponse]]:
+        """Stops trusting an issuer: its tokens are refused at once. The federated credentials that
+        name it stay, and work again if it is trusted again.
         """
 
 def add_OrgServiceServicer_to_server(servicer: OrgServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

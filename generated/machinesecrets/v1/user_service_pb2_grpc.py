@@ -136,6 +136,21 @@ class UserServiceStub:
                 request_serializer=machinesecrets_dot_v1_dot_user__service__pb2.RemoveKeyRequest.SerializeToString,
                 response_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.RemoveKeyResponse.FromString,
                 _registered_method=True)
+        self.AddFederatedCredential = channel.unary_unary(
+                '/machinesecrets.v1.UserService/AddFederatedCredential',
+                request_serializer=machinesecrets_dot_v1_dot_user__service__pb2.AddFederatedCredentialRequest.SerializeToString,
+                response_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.AddFederatedCredentialResponse.FromString,
+                _registered_method=True)
+        self.ListFederatedCredentials = channel.unary_unary(
+                '/machinesecrets.v1.UserService/ListFederatedCredentials',
+                request_serializer=machinesecrets_dot_v1_dot_user__service__pb2.ListFederatedCredentialsRequest.SerializeToString,
+                response_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.ListFederatedCredentialsResponse.FromString,
+                _registered_method=True)
+        self.RemoveFederatedCredential = channel.unary_unary(
+                '/machinesecrets.v1.UserService/RemoveFederatedCredential',
+                request_serializer=machinesecrets_dot_v1_dot_user__service__pb2.RemoveFederatedCredentialRequest.SerializeToString,
+                response_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.RemoveFederatedCredentialResponse.FromString,
+                _registered_method=True)
 
 
 class UserServiceServicer:
@@ -297,6 +312,32 @@ class UserServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddFederatedCredential(self, request, context):
+        """Lets a machine user authenticate with a token its platform gave a workload (a Kubernetes
+        service-account token, a GitHub Actions OIDC token) instead of a stored credential: a token
+        of issuer, a trusted issuer of the organisation, whose sub is subject exactly (no wildcards)
+        and whose aud contains audience, and, if claim_name is set, whose claim of that name equals
+        claim_value. The caller must also hold the user's permissions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFederatedCredentials(self, request, context):
+        """Lists a machine user's federated credentials, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveFederatedCredential(self, request, context):
+        """Removes one federated credential of a machine user, and the access tokens it earned, at once.
+        The caller must also hold the user's permissions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UserServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -399,6 +440,21 @@ def add_UserServiceServicer_to_server(servicer, server):
                     servicer.RemoveKey,
                     request_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.RemoveKeyRequest.FromString,
                     response_serializer=machinesecrets_dot_v1_dot_user__service__pb2.RemoveKeyResponse.SerializeToString,
+            ),
+            'AddFederatedCredential': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddFederatedCredential,
+                    request_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.AddFederatedCredentialRequest.FromString,
+                    response_serializer=machinesecrets_dot_v1_dot_user__service__pb2.AddFederatedCredentialResponse.SerializeToString,
+            ),
+            'ListFederatedCredentials': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFederatedCredentials,
+                    request_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.ListFederatedCredentialsRequest.FromString,
+                    response_serializer=machinesecrets_dot_v1_dot_user__service__pb2.ListFederatedCredentialsResponse.SerializeToString,
+            ),
+            'RemoveFederatedCredential': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveFederatedCredential,
+                    request_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.RemoveFederatedCredentialRequest.FromString,
+                    response_serializer=machinesecrets_dot_v1_dot_user__service__pb2.RemoveFederatedCredentialResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -943,6 +999,87 @@ class UserService:
             '/machinesecrets.v1.UserService/RemoveKey',
             machinesecrets_dot_v1_dot_user__service__pb2.RemoveKeyRequest.SerializeToString,
             machinesecrets_dot_v1_dot_user__service__pb2.RemoveKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddFederatedCredential(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/machinesecrets.v1.UserService/AddFederatedCredential',
+            machinesecrets_dot_v1_dot_user__service__pb2.AddFederatedCredentialRequest.SerializeToString,
+            machinesecrets_dot_v1_dot_user__service__pb2.AddFederatedCredentialResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFederatedCredentials(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/machinesecrets.v1.UserService/ListFederatedCredentials',
+            machinesecrets_dot_v1_dot_user__service__pb2.ListFederatedCredentialsRequest.SerializeToString,
+            machinesecrets_dot_v1_dot_user__service__pb2.ListFederatedCredentialsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveFederatedCredential(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/machinesecrets.v1.UserService/RemoveFederatedCredential',
+            machinesecrets_dot_v1_dot_user__service__pb2.RemoveFederatedCredentialRequest.SerializeToString,
+            machinesecrets_dot_v1_dot_user__service__pb2.RemoveFederatedCredentialResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -99,6 +99,19 @@ class UserServiceStub:
     """Removes one key of a machine user, and the access tokens it earned, at once. The caller must
     also hold the user's permissions.
     """
+    AddFederatedCredential: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.AddFederatedCredentialRequest, _user_service_pb2.AddFederatedCredentialResponse]
+    """Lets a machine user authenticate with a token its platform gave a workload (a Kubernetes
+    service-account token, a GitHub Actions OIDC token) instead of a stored credential: a token
+    of issuer, a trusted issuer of the organisation, whose sub is subject exactly (no wildcards)
+    and whose aud contains audience, and, if claim_name is set, whose claim of that name equals
+    claim_value. The caller must also hold the user's permissions.
+    """
+    ListFederatedCredentials: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.ListFederatedCredentialsRequest, _user_service_pb2.ListFederatedCredentialsResponse]
+    """Lists a machine user's federated credentials, oldest first."""
+    RemoveFederatedCredential: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.RemoveFederatedCredentialRequest, _user_service_pb2.RemoveFederatedCredentialResponse]
+    """Removes one federated credential of a machine user, and the access tokens it earned, at once.
+    The caller must also hold the user's permissions.
+    """
 
 @_typing.type_check_only
 class UserServiceAsyncStub(UserServiceStub):
@@ -170,6 +183,19 @@ class UserServiceAsyncStub(UserServiceStub):
     RemoveKey: _aio.UnaryUnaryMultiCallable[_user_service_pb2.RemoveKeyRequest, _user_service_pb2.RemoveKeyResponse]  # type: ignore[assignment]
     """Removes one key of a machine user, and the access tokens it earned, at once. The caller must
     also hold the user's permissions.
+    """
+    AddFederatedCredential: _aio.UnaryUnaryMultiCallable[_user_service_pb2.AddFederatedCredentialRequest, _user_service_pb2.AddFederatedCredentialResponse]  # type: ignore[assignment]
+    """Lets a machine user authenticate with a token its platform gave a workload (a Kubernetes
+    service-account token, a GitHub Actions OIDC token) instead of a stored credential: a token
+    of issuer, a trusted issuer of the organisation, whose sub is subject exactly (no wildcards)
+    and whose aud contains audience, and, if claim_name is set, whose claim of that name equals
+    claim_value. The caller must also hold the user's permissions.
+    """
+    ListFederatedCredentials: _aio.UnaryUnaryMultiCallable[_user_service_pb2.ListFederatedCredentialsRequest, _user_service_pb2.ListFederatedCredentialsResponse]  # type: ignore[assignment]
+    """Lists a machine user's federated credentials, oldest first."""
+    RemoveFederatedCredential: _aio.UnaryUnaryMultiCallable[_user_service_pb2.RemoveFederatedCredentialRequest, _user_service_pb2.RemoveFederatedCredentialResponse]  # type: ignore[assignment]
+    """Removes one federated credential of a machine user, and the access tokens it earned, at once.
+    The caller must also hold the user's permissions.
     """
 
 class UserServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -359,6 +385,37 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_user_service_pb2.RemoveKeyResponse, _abc.Awaitable[_user_service_pb2.RemoveKeyResponse]]:
         """Removes one key of a machine user, and the access tokens it earned, at once. The caller must
         also hold the user's permissions.
+        """
+
+    @_abc_1.abstractmethod
+    def AddFederatedCredential(
+        self,
+        request: _user_service_pb2.AddFederatedCredentialRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_service_pb2.AddFederatedCredentialResponse, _abc.Awaitable[_user_service_pb2.AddFederatedCredentialResponse]]:
+        """Lets a machine user authenticate with a token its platform gave a workload (a Kubernetes
+        service-account token, a GitHub Actions OIDC token) instead of a stored credential: a token
+        of issuer, a trusted issuer of the organisation, whose sub is subject exactly (no wildcards)
+        and whose aud contains audience, and, if claim_name is set, whose claim of that name equals
+        claim_value. The caller must also hold the user's permissions.
+        """
+
+    @_abc_1.abstractmethod
+    def ListFederatedCredentials(
+        self,
+        request: _user_service_pb2.ListFederatedCredentialsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_service_pb2.ListFederatedCredentialsResponse, _abc.Awaitable[_user_service_pb2.ListFederatedCredentialsResponse]]:
+        """Lists a machine user's federated credentials, oldest first."""
+
+    @_abc_1.abstractmethod
+    def RemoveFederatedCredential(
+        self,
+        request: _user_service_pb2.RemoveFederatedCredentialRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_service_pb2.RemoveFederatedCredentialResponse, _abc.Awaitable[_user_service_pb2.RemoveFederatedCredentialResponse]]:
+        """Removes one federated credential of a machine user, and the access tokens it earned, at once.
+        The caller must also hold the user's permissions.
         """
 
 def add_UserServiceServicer_to_server(servicer: UserServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
