@@ -26,6 +26,7 @@ from machinesecrets.v1 import audit_service_pb2 as audit_pb
 from machinesecrets.v1 import org_service_pb2 as org_pb
 from machinesecrets.v1 import user_service_pb2 as user_pb
 
+from server.domain.failure_limits import FailureLimits
 from server.domain.federation import MAX_TOKEN_LIFETIME
 from server.domain.issuer_keys import FETCH_TIMEOUT, MAX_DOCUMENT_BYTES
 from tests import postgres
@@ -587,3 +588,24 @@ async def test_two_processes_on_one_postgresql(issuer: OidcIssuer, tmp_path: Pat
         finally:
             for process in processes:
                 await process.stop()
+
+
+async def test_the_exchanges_failures_are_limited(issuer: OidcIssuer, tmp_path: Path) -> None:
+    """Tokens that fail for a client meet the token endpoint's limits, as wrong secrets do: past
+    the client's limit, even a good token is refused 429, with Retry-After."""
+    limits = FailureLimits(per_client=3, per_source=50, window_s=60)
+    config = config_for(tmp_path, failure_limits=limits, federation_allowed_origins=(issuer.origin,))
+    running = await start_service(config)
+    api = GrpcApi("grpc", f"127.0.0.1:{running.service.grpc_port}")
+    try:
+        admin = await World.create(api, running.admin_token)
+        w = await workload(admin, issuer, "system:serviceaccount:ci:deployer")
+        base = f"http://127.0.0.1:{running.service.http_port}"
+        for _ in range(3):
+            await refused(base, w.user_name, kubernetes_token(w, sub="system:serviceaccount:ci:intruder"))
+        limited = await exchange(base, w.user_name, kubernetes_token(w))
+        assert limited.status_code == 429, limited.text
+        assert (limited.json()["error"], "retry-after" in limited.headers) == ("slow_down", True)
+    finally:
+        await api.close()
+        await running.service.stop(0)
