@@ -171,7 +171,7 @@ async def test_org_members(world: World) -> None:
     ("roles", "violation"),
     [
         ([], "must name at least one role"),
-        (["ROOT"], "unknown roles; known roles are IAM_OWNER, ORG_OWNER, ORG_USER_MANAGER"),
+        (["ROOT"], "unknown roles; known roles are IAM_OWNER, ORG_OWNER, ORG_USER_MANAGER, PROJECT_OWNER"),
     ],
 )
 async def test_invalid_roles(world: World, roles: list[str], violation: str) -> None:
