@@ -20,6 +20,7 @@ from typing import Any
 import grpc
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
 from machinesecrets.v1 import audit_service_pb2 as audit_pb
@@ -609,3 +610,16 @@ async def test_the_exchanges_failures_are_limited(issuer: OidcIssuer, tmp_path: 
     finally:
         await api.close()
         await running.service.stop(0)
+
+
+async def test_an_issuers_dear_rsa_key_is_refused(admin: World, issuer: OidcIssuer) -> None:
+    """An RSA key whose every verification is dear (a huge exponent: OpenSSL takes one almost as
+    large as the modulus) is refused in an issuer's keys as in an uploaded machine key."""
+    modulus = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key().public_numbers().n
+    dear = RSAKey.import_key(rsa.RSAPublicNumbers((1 << 2040) + 1, modulus).public_key())
+    jwks = json.dumps({"keys": [{**dear.as_dict(private=False), "kid": "dear"}]})
+    tenant = Tenant(unique_name("cluster"))
+    request = org_pb.AddTrustedIssuerRequest(issuer=issuer.url(tenant.name), jwks=jwks)
+    with pytest.raises(ApiError) as refused:
+        await admin.call("AddTrustedIssuer", request)
+    assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT

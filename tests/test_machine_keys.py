@@ -110,7 +110,17 @@ async def test_an_uploaded_public_key_and_what_is_refused(world: World, running:
     rsa_private = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    for refused in (rsa_private, b"not a key", b"-----BEGIN PUBLIC KEY-----\n!!\n-----END PUBLIC KEY-----\n"):
+    # A public key whose every verification is dear: a huge exponent (OpenSSL takes one almost as
+    # large as the modulus), or a modulus past the bound.
+    modulus = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key().public_numbers().n
+    dear = [
+        rsa.RSAPublicNumbers((1 << 2040) + 1, modulus).public_key(),
+        rsa.generate_private_key(public_exponent=65537, key_size=4096 + 1024).public_key(),
+    ]
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    dear_pems = [k.public_bytes(serialization.Encoding.PEM, spki) for k in dear]
+    garbage = b"-----BEGIN PUBLIC KEY-----\n!!\n-----END PUBLIC KEY-----\n"
+    for refused in (rsa_private, b"not a key", garbage, *dear_pems):
         error = await expect_error(
             grpc.StatusCode.INVALID_ARGUMENT,
             "INVALID_ARGUMENT",

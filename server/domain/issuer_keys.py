@@ -31,8 +31,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+from cryptography.hazmat.primitives.asymmetric import rsa
 from joserfc.jwk import KeySet, RSAKey
 
+from server.domain.machine_key_material import MAX_RSA_BITS, MIN_RSA_BITS, acceptable_rsa
 from server.store.contract import TrustedIssuerRecord
 
 FETCH_TIMEOUT = 5.0  # seconds, a whole fetch (with its redirects)
@@ -126,8 +128,11 @@ def read_key_set(text: str) -> KeySet:
     except Exception:
         raise ValueError("holds a key that cannot be read") from None
     for key in key_set.keys:
-        if isinstance(key, RSAKey) and key.raw_value.key_size < 2048:
-            raise ValueError("holds an RSA key of fewer than 2048 bits")
+        if isinstance(key, RSAKey) and not (
+            isinstance(key.raw_value, rsa.RSAPublicKey) and acceptable_rsa(key.raw_value)
+        ):
+            bounds = f"{MIN_RSA_BITS} to {MAX_RSA_BITS} bits with the exponent 65537"
+            raise ValueError(f"holds an RSA key that is not of {bounds}")
     return key_set
 
 
