@@ -194,7 +194,9 @@ class Federation:
             return True
         if not isinstance(jti, str) or not jti or len(jti) > MAX_CLAIM_LENGTH:
             return False
-        jti_key = hashlib.sha256(f"federated\0{trusted.issuer}\0{jti}".encode()).hexdigest()
+        # Per organisation: another organisation that trusts the same issuer string (with keys of
+        # its own) must not be able to use up a jti before this one's workload presents it.
+        jti_key = hashlib.sha256(f"federated\0{trusted.org_id}\0{trusted.issuer}\0{jti}".encode()).hexdigest()
         return await self._store.remember_assertion(jti_key, to_micros(expires + CLOCK_SKEW), to_micros(now))
 
 
