@@ -85,8 +85,13 @@ async def metrics_worker(process: ServerProcess, workers: set[int]) -> int:
 
 
 async def scraped_adds(process: ServerProcess) -> float:
+    """The count the metrics port shows; -1 while nothing listens there (a worker that serves the
+    metrics, started again, binds the port last: until then a scrape is refused)."""
     async with httpx.AsyncClient() as http:
-        answer = await http.get(f"http://127.0.0.1:{process.metrics_port}/metrics")
+        try:
+            answer = await http.get(f"http://127.0.0.1:{process.metrics_port}/metrics")
+        except httpx.ConnectError:
+            return -1
     assert answer.status_code == 200
     return value(answer.text, "machinesecrets_calls_total", method=ADD, code="OK")
 
