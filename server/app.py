@@ -6,6 +6,7 @@ import ssl
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import grpc
 from grpc import aio
@@ -113,6 +114,12 @@ SERVICES = (
 SERVICE_NAMES = tuple(service.full_name for service in SERVICES)
 
 
+class Threads(Protocol):
+    """What owns threads of its own, and ends them."""
+
+    def close(self) -> None: ...
+
+
 @dataclass
 class Service:
     store: Store
@@ -128,10 +135,8 @@ class Service:
     metrics_server: AsgiServer | None  # None: MS_METRICS_ADDR=off
     # Where the HTTP app's socket for its own Envoy lives (0700): removed when the service stops.
     private_dir: tempfile.TemporaryDirectory[str] | None = None
-    # The revocation endpoint's bcrypt thread (SecretHasher.aside): ended when the service stops.
-    revocation_hasher: SecretHasher | None = None
-    # The threads that make key pairs (domain/key_generation.py): ended when the service stops.
-    key_pairs: KeyPairs | None = None
+    # Threads of the domain's own (Domain.threads): ended when the service stops.
+    threads: tuple[Threads, ...] = ()
 
     @property
     def http_port(self) -> int:
@@ -173,10 +178,8 @@ class Service:
             await self.envoy.wait_idle(max(0.0, deadline - loop.time()))
             await self.envoy.stop()
         await self.store.close()
-        if self.revocation_hasher is not None:
-            self.revocation_hasher.close()
-        if self.key_pairs is not None:
-            self.key_pairs.close()
+        for threads in self.threads:
+            threads.close()
         if self.private_dir is not None:
             self.private_dir.cleanup()
 
@@ -224,9 +227,10 @@ class Domain:
     limiter: FailureLimiter  # the failure limits, shared by every way a client authenticates
     clock: Clock
     introspection: Introspection
-    # The revocation endpoint's bcrypt thread (SecretHasher.aside), ended when the service stops.
-    revocation_hasher: SecretHasher
-    key_pairs: KeyPairs  # the threads that make key pairs, ended when the service stops
+    issuer_keys: IssuerKeys  # trusted issuers' keys, fetched in threads of their own
+    # Threads that end when the service stops: the revocation endpoint's bcrypt thread
+    # (SecretHasher.aside), the key-pair makers, the issuer-key fetchers.
+    threads: tuple[Threads, ...]
 
 
 async def build_domain(config: Config, raw_store: Store, clock: Clock) -> Domain:
@@ -243,6 +247,7 @@ async def build_domain(config: Config, raw_store: Store, clock: Clock) -> Domain
     limiter = FailureLimiter(config.failure_limits, store, clock)
     # Reports need no credential: their bcrypt work runs apart from the token endpoint's.
     revocation_hasher = hasher.aside()
+    issuer_keys = IssuerKeys(config.federation_allowed_origins)
     return Domain(
         store,
         metrics,
@@ -255,8 +260,8 @@ async def build_domain(config: Config, raw_store: Store, clock: Clock) -> Domain
         limiter,
         clock,
         Introspection(store, hasher, limiter, clock),
-        revocation_hasher,
-        key_pairs,
+        issuer_keys,
+        (revocation_hasher, key_pairs, issuer_keys),
     )
 
 
@@ -358,7 +363,7 @@ def build_http_app(
     federation = Federation(
         domain.store,
         domain.commands,
-        IssuerKeys(config.federation_allowed_origins),
+        domain.issuer_keys,
         config.access_token_ttl,
         domain.limiter,
         domain.clock,
@@ -496,8 +501,7 @@ async def _start(
         sweeper,
         metrics_server,
         sockets.private_dir,
-        domain.revocation_hasher,
-        domain.key_pairs,
+        domain.threads,
     )
 
 

@@ -29,7 +29,7 @@ from machinesecrets.v1 import user_service_pb2 as user_pb
 
 from server.domain.failure_limits import FailureLimits
 from server.domain.federation import MAX_TOKEN_LIFETIME
-from server.domain.issuer_keys import FETCH_TIMEOUT, MAX_DOCUMENT_BYTES
+from server.domain.issuer_keys import FETCH_TIMEOUT, MAX_DOCUMENT_BYTES, MAX_FETCHES
 from tests import postgres
 from tests.api import ApiError, GrpcApi
 from tests.processes import ServerProcess
@@ -50,7 +50,7 @@ class Tenant:
     name: str
     keys: list[RSAKey | ECKey] = field(default_factory=list)
     published: list[RSAKey | ECKey] = field(default_factory=list)
-    mode: str = "normal"  # normal, slow, huge, redirect
+    mode: str = "normal"  # normal, slow, huge, redirect, down
     jwks_fetches: int = 0
 
     def rotate(self) -> RSAKey:
@@ -88,6 +88,9 @@ class OidcIssuer:
                     self._answer(404, b"{}")
 
             def _jwks(self, tenant: Tenant) -> None:
+                if tenant.mode == "down":
+                    self._answer(503, b"{}")
+                    return
                 if tenant.mode == "slow":
                     time.sleep(FETCH_TIMEOUT + 2)
                 if tenant.mode == "redirect":
@@ -451,6 +454,52 @@ async def test_an_issuer_that_misbehaves_is_refused(
     started = time.monotonic()
     await refused(base, w.user_name, kubernetes_token(w))
     assert time.monotonic() - started < FETCH_TIMEOUT + 4  # the fetch's bound, not the issuer's
+
+
+async def test_an_issuer_that_fails_is_fetched_once_per_back_off(
+    admin: World, service: Running, issuer: OidcIssuer
+) -> None:
+    """A request with no credential must not buy a fetch each: a failing issuer is remembered."""
+    w = await workload(admin, issuer, "system:serviceaccount:ci:deployer", tenant=issuer.tenant("down"))
+    base = endpoints(service)["direct"]
+    for _ in range(5):
+        await refused(base, w.user_name, kubernetes_token(w))
+    assert w.tenant.jwks_fetches == 1
+    w.tenant.mode = "normal"  # back up, but within the back-off: still refused, not fetched
+    await refused(base, w.user_name, kubernetes_token(w))
+    assert w.tenant.jwks_fetches == 1
+
+
+async def test_a_token_that_matches_no_credential_fetches_nothing(
+    admin: World, service: Running, issuer: OidcIssuer
+) -> None:
+    w = await workload(admin, issuer, "system:serviceaccount:ci:deployer")
+    base = endpoints(service)["direct"]
+    await refused(base, w.user_name, kubernetes_token(w, sub="system:serviceaccount:ci:other"))
+    await refused(base, w.user_name, kubernetes_token(w, aud=["https://other.example.com"]))
+    assert w.tenant.jwks_fetches == 0
+    await access_token(base, w.user_name, kubernetes_token(w))
+    assert w.tenant.jwks_fetches == 1
+
+
+async def test_fetches_wait_in_no_queue(admin: World, service: Running, issuer: OidcIssuer) -> None:
+    """With every fetch thread held by a slow issuer, a fetch is refused at once, not queued
+    behind them (the threads that hash secrets are not these)."""
+    slow = [
+        await workload(admin, issuer, "system:serviceaccount:ci:deployer", tenant=issuer.tenant("slow"))
+        for _ in range(MAX_FETCHES)
+    ]
+    base = endpoints(service)["direct"]
+    holding = [asyncio.create_task(refused(base, w.user_name, kubernetes_token(w))) for w in slow]
+    w = await workload(admin, issuer, "system:serviceaccount:ci:deployer")
+    while sum(s.tenant.jwks_fetches for s in slow) < MAX_FETCHES:  # noqa: ASYNC110 - another server's count
+        await asyncio.sleep(0.05)
+    started = time.monotonic()
+    await refused(base, w.user_name, kubernetes_token(w))
+    assert time.monotonic() - started < FETCH_TIMEOUT / 2
+    assert w.tenant.jwks_fetches == 0
+    await asyncio.gather(*holding)
+    await access_token(base, w.user_name, kubernetes_token(w))  # the threads free: fetched now
 
 
 async def test_inline_jwks_needs_no_fetch(admin: World, service: Running, issuer: OidcIssuer) -> None:

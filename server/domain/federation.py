@@ -124,12 +124,20 @@ class Federation:
             raise InvalidClient()
         await self._limiter.check(client_id, source)
         user = await self._store.user_by_name(client_id) if client_id else None
-        issuer_name = unverified_claims(assertion).get("iss")
+        unverified = unverified_claims(assertion)
+        issuer_name = unverified.get("iss")
         trusted: TrustedIssuerRecord | None = None
+        credentials: list[FederatedCredentialRecord] = []
         if user is not None and isinstance(issuer_name, str):
             trusted = next(
                 (t for t in await self._store.trusted_issuers(user.org_id) if t.issuer == issuer_name), None
             )
+        if trusted is not None and user is not None:
+            credentials = await self._store.federated_credentials(user.id)
+            if not any(_matches(c, trusted, unverified) for c in credentials):
+                # No credential that this token could match, once verified: its issuer's keys
+                # are not fetched for it (a request with no credential decides no fetch).
+                trusted = None
         header = _header(assertion)
         claims = await self._verified_claims(assertion, header, trusted)
         credential: FederatedCredentialRecord | None = None
@@ -137,7 +145,6 @@ class Federation:
         if claims is not None and trusted is not None and user is not None:
             try:
                 expires = _check_times(claims, now)
-                credentials = await self._store.federated_credentials(user.id)
                 credential = next((c for c in credentials if _matches(c, trusted, claims)), None)
                 usable = user.type == USER_TYPE_MACHINE and user.active
                 if credential is None or not usable:

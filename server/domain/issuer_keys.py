@@ -12,18 +12,30 @@ surface. So it is:
 - cached per issuer, for what Cache-Control's max-age says, within [MIN_CACHE, MAX_CACHE]
   (DEFAULT_CACHE without one), at most MAX_CACHED issuers;
 - fetched again before that only for a kid the cache does not know (a rotation), at most once per
-  issuer per REFETCH_INTERVAL; a fetch that fails keeps the keys cached before.
+  issuer per REFETCH_INTERVAL;
+- a fetch that fails is remembered: the issuer is not fetched again for REFETCH_INTERVAL, doubled
+  per failure in a row up to MAX_BACKOFF, so that a failing issuer costs one fetch per back-off and
+  not one per request. Meanwhile the keys fetched before serve, for at most STALE_GRACE past their
+  freshness (an issuer that cannot be reached for longer has its tokens refused);
+- fetched in threads of their own, at most MAX_FETCHES at once, never queued: a request that would
+  wait for a thread is answered from the cache (or refused). Name resolution cannot be given a
+  timeout in Python; a resolver that hangs holds one of these threads, not the threads that hash
+  secrets, and not the event loop;
+- cached at most MAX_CACHED_PER_ORG issuers per organisation, so that one organisation's many
+  issuers cannot push the others' keys out.
 Without a jwks_uri, the issuer's discovery document ({issuer}/.well-known/openid-configuration,
 fetched by the same rules, its `issuer` the issuer exactly) names it.
 """
 
 import asyncio
+import concurrent.futures
 import http.client
 import ipaddress
 import json
 import re
 import socket
 import ssl
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Collection
@@ -44,6 +56,10 @@ MAX_KEYS = 20  # keys of one issuer that are kept; a JWKS with more is refused
 MIN_CACHE, DEFAULT_CACHE, MAX_CACHE = 300.0, 3600.0, 86400.0  # seconds
 REFETCH_INTERVAL = 30.0  # seconds between two fetches of one issuer for an unknown kid
 MAX_CACHED = 1000  # issuers whose keys are cached
+MAX_CACHED_PER_ORG = 50
+MAX_BACKOFF = 300.0  # seconds, the longest wait before an issuer that failed is fetched again
+STALE_GRACE = 3600.0  # seconds past freshness that keys are still used while fetches fail
+MAX_FETCHES = 4  # fetches at once, in this process
 MAX_URL_LENGTH = 500
 DISCOVERY_SUFFIX = "/.well-known/openid-configuration"
 _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d{1,10})\"?\s*(?:,|$)", re.IGNORECASE)
@@ -138,9 +154,15 @@ def read_key_set(text: str) -> KeySet:
 
 @dataclass
 class _Cached:
-    keys: KeySet
+    org_id: str
+    keys: KeySet | None  # None: never fetched successfully
     fresh_until: float  # monotonic
-    refetched_at: float = field(default=-1e18)
+    refetched_at: float = field(default=-1e18)  # the last fetch for an unknown kid
+    failures: int = 0  # fetches that failed in a row
+    retry_at: float = field(default=-1e18)  # no fetch before this, after a failure
+
+    def usable(self, now: float) -> KeySet | None:
+        return self.keys if now < self.fresh_until + STALE_GRACE else None
 
 
 @dataclass(frozen=True)
@@ -180,6 +202,8 @@ class IssuerKeys:
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._locks: dict[str, asyncio.Lock] = {}
         self._tls = ssl.create_default_context()
+        self._executor = concurrent.futures.ThreadPoolExecutor(MAX_FETCHES, thread_name_prefix="issuer-keys")
+        self._fetch_slots = threading.BoundedSemaphore(MAX_FETCHES)
 
     @property
     def allowed_origins(self) -> frozenset[str]:
@@ -193,32 +217,62 @@ class IssuerKeys:
                 return read_key_set(issuer.jwks)
             except ValueError:
                 return None
-        name = f"{issuer.issuer_id}\0{issuer.jwks_uri}"
+        name = f"{issuer.org_id}\0{issuer.issuer_id}\0{issuer.jwks_uri}"
         lock = self._locks.setdefault(name, asyncio.Lock())
         async with lock:
             cached, now = self._cache.get(name), time.monotonic()
             if cached is not None:
                 self._cache.move_to_end(name)
-                known = kid is None or any(k.kid == kid for k in cached.keys.keys)
+                keys = cached.keys
+                known = keys is not None and (kid is None or any(k.kid == kid for k in keys.keys))
                 if known and now < cached.fresh_until:
-                    return cached.keys
-                if not known and now - cached.refetched_at < REFETCH_INTERVAL and now < cached.fresh_until:
-                    return cached.keys  # rotated again so soon: the issuer waits
+                    return keys
+                if now < cached.retry_at:
+                    return cached.usable(now)  # it failed a moment ago: the issuer waits
+                if keys is not None and not known and now - cached.refetched_at < REFETCH_INTERVAL:
+                    return cached.usable(now)  # rotated again so soon: the issuer waits
+            if not self._fetch_slots.acquire(blocking=False):
+                return cached.usable(now) if cached is not None else None  # every fetch thread is busy
             try:
-                keys, max_age = await asyncio.wait_for(
-                    asyncio.to_thread(self._fetch_keys, issuer), FETCH_TIMEOUT + 1
-                )
+                fetched = self._executor.submit(self._fetch_keys, issuer)
+            except BaseException:
+                self._fetch_slots.release()
+                raise
+            # The slot is given back when the thread is done, not when this wait gives up.
+            fetched.add_done_callback(lambda _: self._fetch_slots.release())
+            try:
+                fresh, max_age = await asyncio.wait_for(asyncio.wrap_future(fetched), FETCH_TIMEOUT + 1)
             except (FetchRefused, TimeoutError, ValueError):
-                return cached.keys if cached is not None else None
-            entry = _Cached(keys, now + max_age)
-            if cached is not None:
+                entry = cached or _Cached(issuer.org_id, None, now)
+                entry.failures += 1
+                entry.retry_at = now + min(REFETCH_INTERVAL * 2 ** (entry.failures - 1), MAX_BACKOFF)
+                self._remember(name, entry)
+                return entry.usable(now)
+            entry = _Cached(issuer.org_id, fresh, now + max_age)
+            if cached is not None and cached.keys is not None:
                 entry.refetched_at = now
-            self._cache[name] = entry
-            self._cache.move_to_end(name)
-            while len(self._cache) > MAX_CACHED:
-                gone, _ = self._cache.popitem(last=False)
-                self._locks.pop(gone, None)
-            return keys
+            self._remember(name, entry)
+            return fresh
+
+    def _remember(self, name: str, entry: _Cached) -> None:
+        """Caches entry as the newest, within the cache's bounds: the organisation's own oldest
+        goes first, then the oldest of all."""
+        if name not in self._cache:
+            same_org = [n for n, e in self._cache.items() if e.org_id == entry.org_id]
+            if len(same_org) >= MAX_CACHED_PER_ORG:
+                self._forget(same_org[0])
+        self._cache[name] = entry
+        self._cache.move_to_end(name)
+        while len(self._cache) > MAX_CACHED:
+            self._forget(next(iter(self._cache)))
+
+    def _forget(self, name: str) -> None:
+        del self._cache[name]
+        self._locks.pop(name, None)
+
+    def close(self) -> None:
+        """Stops the fetch threads (a fetch under way ends by its own timeout)."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
     def _fetch_keys(self, issuer: TrustedIssuerRecord) -> tuple[KeySet, float]:
         deadline = time.monotonic() + FETCH_TIMEOUT
