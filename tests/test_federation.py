@@ -435,6 +435,13 @@ async def test_removed_credential_user_or_issuer_is_refused_at_once(
     await admin.call("RemoveTrustedIssuer", org_pb.RemoveTrustedIssuerRequest(issuer_id=w.issuer_id))
     assert not await works(admin, w, token)
     await refused(base, w.user_name, kubernetes_token(w))
+    # The credentials that named it ended with it: trusting the issuer again brings none back.
+    listed = await admin.call(
+        "ListFederatedCredentials", user_pb.ListFederatedCredentialsRequest(user_id=w.user_id)
+    )
+    assert list(listed.credentials) == []
+    await trust(admin, issuer, w.tenant)
+    await refused(base, w.user_name, kubernetes_token(w))
 
     w = await workload(admin, issuer, "system:serviceaccount:ci:deployer", roles=["ORG_USER_MANAGER"])
     token = await access_token(base, w.user_name, kubernetes_token(w))

@@ -30,7 +30,8 @@ class TrustedIssuerAdded(
 class TrustedIssuerRemoved(
     Event, type_name="org.trusted_issuer.removed", aggregate=AGGREGATE_ORG, changes_power=True
 ):
-    """Its tokens are refused from now on, and the access tokens they earned end at once."""
+    """Its tokens are refused from now on; the organisation's federated credentials that name it
+    end with it, and the access tokens they earned, at once."""
 
     issuer_id: str
 

@@ -86,14 +86,19 @@ def projection(event: StoredEvent, micros: int) -> list[Statement]:
                 _moved(event, micros),
             ]
         case federation.TrustedIssuerRemoved(issuer_id=issuer_id):
-            # The access tokens its tokens earned end with it: those of the organisation's
-            # federated credentials that name it.
+            # The organisation's federated credentials that name it end with it, and the access
+            # tokens they earned. Ending the credentials, not only the tokens: an exchange that
+            # read the issuer as trusted just before may still write its token, which then names
+            # a credential that is gone and is refused at its first use (SELECT_CALLER); and
+            # trusting the issuer again later does not bring old credentials back.
+            named = (
+                "SELECT f.credential_id FROM federated_credentials f JOIN users u ON u.id = f.user_id"
+                " JOIN trusted_issuers i ON i.issuer = f.issuer AND i.org_id = u.org_id WHERE i.issuer_id = ?"
+            )
             return [
+                (f"DELETE FROM tokens WHERE credential_id IN ({named})", (issuer_id,)),  # noqa: S608 - constant
                 (
-                    "DELETE FROM tokens WHERE credential_id IN (SELECT f.credential_id"
-                    " FROM federated_credentials f JOIN users u ON u.id = f.user_id"
-                    " JOIN trusted_issuers i ON i.issuer = f.issuer AND i.org_id = u.org_id"
-                    " WHERE i.issuer_id = ?)",
+                    f"DELETE FROM federated_credentials WHERE credential_id IN ({named})",  # noqa: S608 - constant
                     (issuer_id,),
                 ),
                 ("DELETE FROM trusted_issuers WHERE issuer_id = ?", (issuer_id,)),
