@@ -28,7 +28,7 @@ from machinesecrets.v1 import org_service_pb2 as org_pb
 from machinesecrets.v1 import user_service_pb2 as user_pb
 
 from server.domain.failure_limits import FailureLimits
-from server.domain.federation import MAX_TOKEN_LIFETIME
+from server.domain.federation import MAX_KEYS_WITHOUT_KID, MAX_TOKEN_LIFETIME
 from server.domain.issuer_keys import FETCH_TIMEOUT, MAX_DOCUMENT_BYTES, MAX_FETCHES
 from tests import postgres
 from tests.api import ApiError, GrpcApi
@@ -216,7 +216,7 @@ async def workload(
 
 
 def kubernetes_token(
-    w: Workload, key: RSAKey | ECKey | None = None, alg: str = "RS256", **claims: Any
+    w: Workload, key: RSAKey | ECKey | None = None, alg: str = "RS256", kid: bool = True, **claims: Any
 ) -> str:
     """What a projected service-account token of the audience carries (kubernetes.io claims)."""
     now = int(time.time())
@@ -234,7 +234,8 @@ def kubernetes_token(
     }
     body.update(claims)
     key = key or w.tenant.published[0]
-    return jwt.encode({"alg": alg, "kid": key.kid}, {k: v for k, v in body.items() if v is not None}, key)
+    header = {"alg": alg, "kid": key.kid} if kid else {"alg": alg}
+    return jwt.encode(header, {k: v for k, v in body.items() if v is not None}, key)
 
 
 def github_token(w: Workload, **claims: Any) -> str:
@@ -487,6 +488,24 @@ async def test_a_token_that_matches_no_credential_fetches_nothing(
     assert w.tenant.jwks_fetches == 0
     await access_token(base, w.user_name, kubernetes_token(w))
     assert w.tenant.jwks_fetches == 1
+
+
+async def test_a_token_without_kid_is_tried_on_few_keys(
+    admin: World, service: Running, issuer: OidcIssuer
+) -> None:
+    """Without a kid, only the first MAX_KEYS_WITHOUT_KID keys of the issuer are tried: each is an
+    RSA verification, and the JWKS may hold twenty."""
+    tenant = issuer.tenant()
+    for _ in range(MAX_KEYS_WITHOUT_KID):
+        kept = tenant.published
+        tenant.rotate()
+        tenant.published = kept + tenant.published
+    w = await workload(admin, issuer, "system:serviceaccount:ci:deployer", tenant=tenant)
+    base = endpoints(service)["direct"]
+    first, last = tenant.published[0], tenant.published[-1]
+    await access_token(base, w.user_name, kubernetes_token(w, key=first, kid=False))
+    await refused(base, w.user_name, kubernetes_token(w, key=last, kid=False))
+    await access_token(base, w.user_name, kubernetes_token(w, key=last))  # with its kid: found
 
 
 async def test_fetches_wait_in_no_queue(admin: World, service: Running, issuer: OidcIssuer) -> None:

@@ -6,8 +6,8 @@ machine user's user name, client_assertion the platform's JWT.
 
 What the token must be:
 - at most MAX_ASSERTION_LENGTH characters; a compact JWS signed with one of ALGORITHMS (never
-  `none` nor an HMAC: a public key is no secret), by a key of the issuer's JWKS (its `kid`, or the
-  only key of its type);
+  `none` nor an HMAC: a public key is no secret), by a key of the issuer's JWKS (its `kid`, or,
+  without one, one of the first MAX_KEYS_WITHOUT_KID keys of its type);
 - `iss` a trusted issuer of the user's organisation (domain/issuer_keys.py finds its keys);
 - `sub` exactly the subject of one of the user's federated credentials for that issuer (no
   wildcards), `aud` (a text or a list) containing its audience, and, if it names a claim, that
@@ -60,6 +60,8 @@ CLOCK_SKEW = timedelta(seconds=60)
 MAX_TOKEN_LIFETIME = timedelta(hours=24)
 MAX_CLAIM_LENGTH = 1000
 MAX_AUDIENCES = 10
+# Keys tried for a token that names no kid (Kubernetes' and GitHub's tokens always name one).
+MAX_KEYS_WITHOUT_KID = 3
 
 
 def federated_issuer(assertion: str, client_id: str) -> bool:
@@ -215,13 +217,14 @@ def _header(assertion: str) -> dict[str, Any] | None:
 
 
 def _candidates(key_set: KeySet, kid: str | None, key_type: str) -> list[RSAKey | ECKey]:
-    """The key kid names, or, without a kid, the issuer's keys of the algorithm's type."""
+    """The key kid names, or, without a kid, the issuer's first MAX_KEYS_WITHOUT_KID keys of the
+    algorithm's type (each one a verification: a token without a kid must not cost twenty)."""
     keys: list[RSAKey | ECKey] = [
         k for k in key_set.keys if isinstance(k, RSAKey | ECKey) and k.key_type == key_type
     ]
     if kid is not None:
         return [k for k in keys if k.kid == kid]
-    return keys
+    return keys[:MAX_KEYS_WITHOUT_KID]
 
 
 def _check_times(claims: dict[str, Any], now: datetime) -> datetime:
