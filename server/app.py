@@ -198,6 +198,8 @@ class Placement:
     grpc_socket: str
     http_socket: str
     envoy_addr: str | None  # the supervisor's Envoy (host:port), by which clients find the token endpoint
+    # Where this worker serves its own /metrics for the supervisor to merge (None: metrics off).
+    metrics_socket: str | None = None
 
 
 async def start(config: Config, clock: Clock = SYSTEM_CLOCK, placement: Placement | None = None) -> Service:
@@ -524,13 +526,17 @@ async def start_metrics(
     (calls by method and code, failed authentications, tokens issued) are for operators, so it
     listens on loopback unless told otherwise, and Envoy does not route it. With TLS, over TLS.
 
-    Workers (server/supervisor.py): only the first serves it, on the port its supervisor holds for
-    it (SO_REUSEPORT, as the others); the others are given "off"."""
+    Workers (server/supervisor.py): each serves its own on a private Unix socket only, and the
+    supervisor serves MS_METRICS_ADDR with every worker's summed (runtime/worker_metrics.py)."""
+    app = StrictTransportSecurity(HttpApp({METRICS_PATH: MetricsEndpoint(metrics)}))
+    if placement is not None:
+        if placement.metrics_socket is None:
+            return None
+        return await AsgiServer.start(app, None, placement.metrics_socket)
     if addr is None:
         return None
-    app = StrictTransportSecurity(HttpApp({METRICS_PATH: MetricsEndpoint(metrics)}))
     try:
-        return await AsgiServer.start(app, addr, None, ssl_context, reuse_port=placement is not None)
+        return await AsgiServer.start(app, addr, None, ssl_context)
     except OSError as error:
         raise CannotListen("MS_METRICS_ADDR", addr, error.strerror or "refused") from error
 

@@ -106,7 +106,7 @@ SETTINGS = [
         lambda n, v: None if v == "off" else _address(n, v),
         doc=(
             "host:port of `/metrics` (Prometheus), apart from the API's ports and not routed through Envoy; "
-            "over TLS when TLS is on; `off` serves none. With `MS_WORKERS`, the first worker serves it (see "
+            "over TLS when TLS is on; `off` serves none. With `MS_WORKERS`, the sum of every worker's (see "
             "[Metrics](production.md#metrics))"
         ),
     ),

@@ -11,10 +11,9 @@ The first process is the supervisor. It serves no call itself:
   for MS_SHUTDOWN_GRACE), lets Envoy hand over the last answers, stops it, and exits 0.
 
 PostgreSQL only: config.load refuses N > 1 on SQLite, whose one writer lives in one process.
-Each worker keeps its own caches and metrics. /metrics (MS_METRICS_ADDR) is served by the first
-worker alone, on a port the supervisor holds for it like the others (so a worker started again
-binds the same one): a scrape is one worker's counts, never a different worker's each time, as a
-shared port would give. Summing every worker's is left for later (issue 36).
+Each worker keeps its own caches and metrics. /metrics (MS_METRICS_ADDR) is the supervisor's: it
+asks every worker (each serves its own on a private Unix socket) and answers their sum
+(runtime/worker_metrics.py), the same totals at every scrape, whichever worker took the calls.
 """
 
 import asyncio
@@ -28,10 +27,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from server import app
-from server.config import Config, ConfigError
+from server.config import CannotListen, Config, ConfigError
 from server.runtime.ready_file import remove_ready_file, write_ready_file
 from server.runtime.temp_dirs import private_temp_dir
-from server.runtime.tls import load_tls
+from server.runtime.tls import TlsFiles, load_tls
+from server.runtime.worker_metrics import MergedMetricsEndpoint
+from server.transport.asgi_server import AsgiServer
+from server.transport.hsts import StrictTransportSecurity
+from server.transport.http import HttpApp
+from server.transport.metrics_endpoint import METRICS_PATH
 
 log = logging.getLogger("machinesecrets")
 
@@ -71,29 +75,29 @@ async def supervise(config: Config, argv: list[str]) -> None:
     tls = load_tls(config.tls_cert_file, config.tls_key_file)  # Envoy needs them; fail before starting
     folder = private_temp_dir("workers")
     envoy = None
+    metrics_server: AsgiServer | None = None
     workers: list[Worker] = []
     try:
-        # The shared ports, held (SO_REUSEPORT, not listening) until every worker listens on them;
-        # the metrics port likewise, for the first worker.
+        # The shared ports, held (SO_REUSEPORT, not listening) until every worker listens on them.
         held = [_hold(config.grpc_addr), _hold(config.http_addr)]
         grpc_addr, http_addr = (
             app.with_port(a, s.getsockname()[1])
             for a, s in zip((config.grpc_addr, config.http_addr), held, strict=True)
         )
-        metrics_addr = "off"
-        if config.metrics_addr is not None:
-            held.append(_hold(config.metrics_addr))
-            metrics_addr = app.with_port(config.metrics_addr, held[-1].getsockname()[1])
         workers = [
             Worker(
                 i,
                 f"{folder.name}/grpc-{i}.sock",
                 f"{folder.name}/http-{i}.sock",
                 Path(folder.name) / f"ready-{i}.json",
-                ["--metrics-addr", metrics_addr if i == 0 else "off"],
+                []
+                if config.metrics_addr is None
+                else ["--metrics-socket", f"{folder.name}/metrics-{i}.sock"],
             )
             for i in range(config.workers)
         ]
+        # Bound before the workers start: a taken port stops the start at once.
+        metrics_server = await _serve_merged_metrics(config, [w.own[1] for w in workers if w.own], tls)
         envoy_addr = (
             None
             if config.envoy_addr is None
@@ -107,6 +111,8 @@ async def supervise(config: Config, argv: list[str]) -> None:
             "--http-addr",
             http_addr,
             "--envoy-addr",
+            "off",
+            "--metrics-addr",
             "off",
             "--workers",
             "1",
@@ -128,7 +134,7 @@ async def supervise(config: Config, argv: list[str]) -> None:
         log.info("%d workers serving gRPC on %s and HTTP on %s", len(workers), grpc_addr, http_addr)
         if config.ready_file:
             grpc_port, http_port = (int(a.rpartition(":")[2]) for a in (grpc_addr, http_addr))
-            metrics_port = None if metrics_addr == "off" else int(metrics_addr.rpartition(":")[2])
+            metrics_port = None if metrics_server is None else metrics_server.port
             write_ready_file(
                 Path(config.ready_file),
                 grpc_port,
@@ -154,9 +160,25 @@ async def supervise(config: Config, argv: list[str]) -> None:
                 await _wait(worker, 5)
         if envoy is not None:
             await envoy.stop()
+        if metrics_server is not None:
+            await metrics_server.stop(0)
         if config.ready_file:
             remove_ready_file(Path(config.ready_file))
         folder.cleanup()
+
+
+async def _serve_merged_metrics(
+    config: Config, sockets: list[str], tls: TlsFiles | None
+) -> AsgiServer | None:
+    if config.metrics_addr is None:
+        return None
+    endpoint = StrictTransportSecurity(HttpApp({METRICS_PATH: MergedMetricsEndpoint(sockets)}))
+    try:
+        return await AsgiServer.start(
+            endpoint, config.metrics_addr, None, None if tls is None else tls.server_context()
+        )
+    except OSError as error:
+        raise CannotListen("MS_METRICS_ADDR", config.metrics_addr, error.strerror or "refused") from error
 
 
 async def _watch(workers: list[Worker], settings: list[str]) -> None:

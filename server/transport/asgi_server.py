@@ -26,37 +26,25 @@ class AsgiServer:
 
     def __init__(self, servers: list[tuple[uvicorn.Server, socket.socket, asyncio.Task[None]]]) -> None:
         self._servers = servers
-        self.port: int = servers[0][1].getsockname()[1]
+        first = servers[0][1]
+        self.port: int = first.getsockname()[1] if first.family != socket.AF_UNIX else 0
 
     @classmethod
     async def start(
         cls,
         app: ASGIApp,
-        addr: str,
+        addr: str | None,
         unix_path: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
         reuse_port: bool = False,
         head_timeout_s: float = 10.0,
     ) -> "AsgiServer":
-        """Serves app on addr (host:port) and, if given, on a Unix socket at unix_path (made 0600).
-        reuse_port: the port is shared with other processes (workers), each accepting its share;
-        head_timeout_s: how long a request's head may take to arrive."""
-        host, _, port = addr.rpartition(":")
-        family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
-        # proto must say TCP: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on accepted
-        # sockets whose proto is IPPROTO_TCP. With proto 0, each response on a kept-alive
-        # connection waited about 40 ms for the client's delayed ACK (measured: 22 req/s on one
-        # connection, 44 ms each).
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if reuse_port:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.bind((host.strip("[]"), int(port)))
-        except OSError:
-            sock.close()
-            raise
-        listeners = [(sock, ssl_context)]
+        """Serves app on addr (host:port; None: none) and, if given, on a Unix socket at
+        unix_path (made 0600). reuse_port: the port is shared with other processes (workers),
+        each accepting its share; head_timeout_s: how long a request's head may take to arrive."""
+        listeners: list[tuple[socket.socket, ssl.SSLContext | None]] = []
+        if addr is not None:
+            listeners.append((_tcp_socket(addr, reuse_port), ssl_context))
         if unix_path is not None:
             private = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             with contextlib.suppress(FileNotFoundError):  # a worker's, left by the one it replaces
@@ -96,6 +84,25 @@ class AsgiServer:
         await asyncio.gather(
             *(_stop(server, listener, task, grace) for server, listener, task in self._servers)
         )
+
+
+def _tcp_socket(addr: str, reuse_port: bool) -> socket.socket:
+    host, _, port = addr.rpartition(":")
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    # proto must say TCP: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on accepted
+    # sockets whose proto is IPPROTO_TCP. With proto 0, each response on a kept-alive
+    # connection waited about 40 ms for the client's delayed ACK (measured: 22 req/s on one
+    # connection, 44 ms each).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host.strip("[]"), int(port)))
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def _uvicorn(app: ASGIApp, head_timeout_s: float) -> uvicorn.Server:
