@@ -1,4 +1,5 @@
-"""`python -m server`: runs the service until SIGTERM or Ctrl-C, then stops gracefully.
+"""`python -m server`: runs the service until SIGTERM or Ctrl-C, then stops gracefully; SIGHUP
+reads the TLS certificate again (server/runtime/tls.py).
 `python -m server audit ...`: checks or exports the audit chain instead (server/audit/cli.py)."""
 
 import os
@@ -17,6 +18,7 @@ from server import app, logs, supervisor
 from server.audit import cli as audit_cli
 from server.config import Config, ConfigError, load
 from server.runtime.ready_file import remove_ready_file, write_ready_file
+from server.runtime.tls import reload_on_signal
 from server.store.contract import StoreUnavailable
 
 log = logging.getLogger("machinesecrets")
@@ -36,6 +38,7 @@ async def serve(config: Config, placement: app.Placement | None = None) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
+    loop.add_signal_handler(signal.SIGHUP, reload_on_signal, service.certificate)
     await stopping.wait()
     log.info("stopping")
     await service.stop(config.shutdown_grace.total_seconds())

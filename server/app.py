@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-import grpc
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
@@ -43,7 +42,7 @@ from server.runtime.envoy import EnvoyError, EnvoyProcess, EnvoySettings
 from server.runtime.private_files import check_private_location, write_private_file
 from server.runtime.resources import resource
 from server.runtime.temp_dirs import private_temp_dir, sweep_orphans
-from server.runtime.tls import TlsFiles, load_tls
+from server.runtime.tls import ServingCertificate, load_tls
 from server.store.contract import Store
 from server.store.postgres import PostgresStore
 from server.store.sqlite import SqliteStore
@@ -137,6 +136,8 @@ class Service:
     private_dir: tempfile.TemporaryDirectory[str] | None = None
     # Threads of the domain's own (Domain.threads): ended when the service stops.
     threads: tuple[Threads, ...] = ()
+    # The certificate of every TLS port (None: plaintext), reloaded on SIGHUP.
+    certificate: ServingCertificate | None = None
 
     @property
     def http_port(self) -> int:
@@ -205,7 +206,8 @@ class Placement:
 async def start(config: Config, clock: Clock = SYSTEM_CLOCK, placement: Placement | None = None) -> Service:
     """The whole service, started. clock: the time every decision reads (tests move it);
     placement: for a worker of several, its sockets (it starts no Envoy of its own)."""
-    tls = load_tls(config.tls_cert_file, config.tls_key_file, clock.now())  # before anything starts
+    files = load_tls(config.tls_cert_file, config.tls_key_file, clock.now())  # before anything starts
+    tls = None if files is None else ServingCertificate(files)
     store = await open_store(config, clock)
     try:
         return await _start(config, store, clock, tls, placement)
@@ -398,18 +400,21 @@ def build_http_app(
     )
 
 
-def add_grpc_port(server: aio.Server, config: Config, tls: TlsFiles | None) -> int:
+def add_grpc_port(server: aio.Server, config: Config, tls: ServingCertificate | None) -> int:
     try:
         if tls is None:
             return server.add_insecure_port(config.grpc_addr)
-        server_tls = grpc.ssl_server_credentials([(tls.key_pem, tls.chain_pem)])
-        return server.add_secure_port(config.grpc_addr, server_tls)
+        return server.add_secure_port(config.grpc_addr, tls.grpc_credentials())
     except RuntimeError as error:  # grpcio's only word for it: "Failed to bind to address"
         raise CannotListen("MS_GRPC_ADDR", config.grpc_addr, "in use, or not this machine's") from error
 
 
 async def _start(
-    config: Config, raw_store: Store, clock: Clock, tls: TlsFiles | None, placement: Placement | None
+    config: Config,
+    raw_store: Store,
+    clock: Clock,
+    tls: ServingCertificate | None,
+    placement: Placement | None,
 ) -> Service:
     domain = await build_domain(config, raw_store, clock)
     store, metrics = domain.store, domain.metrics
@@ -450,7 +455,7 @@ async def _start(
             server.add_insecure_port(f"unix:{sockets.grpc}")
         await server.start()
         try:
-            ssl_context = None if tls is None else tls.server_context()
+            ssl_context = None if tls is None else tls.http_context()
             http_server = await AsgiServer.start(
                 http_app,
                 config.http_addr,
@@ -484,6 +489,8 @@ async def _start(
     envoy = None
     if sockets.private_dir is not None:
         envoy = await start_envoy(config, (f"unix:{sockets.grpc}",), (f"unix:{sockets.http}",), tls)
+        if envoy is not None and tls is not None:
+            tls.on_reload(envoy.use_certificate)
     # Clients find the token endpoint by these addresses, Envoy's first.
     if config.envoy_addr is not None and envoy is not None:
         discovery.allow(with_port(config.envoy_addr, envoy.port))
@@ -504,6 +511,7 @@ async def _start(
         metrics_server,
         sockets.private_dir,
         domain.threads,
+        tls,
     )
 
 
@@ -542,7 +550,7 @@ async def start_metrics(
 
 
 async def start_envoy(
-    config: Config, grpc: tuple[str, ...], http: tuple[str, ...], tls: TlsFiles | None
+    config: Config, grpc: tuple[str, ...], http: tuple[str, ...], tls: ServingCertificate | None
 ) -> EnvoyProcess | None:
     """Envoy in front of these servers (their private sockets), when configured. If it cannot
     start, the servers still serve gRPC and grpc-web directly, and the log says why."""
@@ -555,10 +563,12 @@ async def start_envoy(
         cors_origins=config.cors_origins,
         max_request_bytes=MAX_REQUEST_BYTES,
         request_read_timeout_s=config.request_read_timeout.total_seconds(),
-        tls=None if tls is None else (tls.cert_file, tls.key_file),
+        tls=None if tls is None else (tls.files.cert_file, tls.files.key_file),
     )
     try:
-        envoy = await EnvoyProcess.start(settings)
+        envoy = await EnvoyProcess.start(
+            settings, None if tls is None else (tls.files.chain_pem, tls.files.key_pem)
+        )
     except EnvoyError as error:
         log.error("Envoy did not start, so JSON is not served; gRPC and grpc-web still are: %s", error)
         return None

@@ -7,6 +7,7 @@ The first process is the supervisor. It serves no call itself:
 - it starts the one Envoy, which reaches each worker over the worker's own private Unix sockets
   (load-balanced, and retried on another when a worker cannot be reached);
 - it starts a worker again when one dies, and the log says so;
+- on SIGHUP it reads the TLS certificate again, and has every worker do so;
 - on SIGTERM or Ctrl-C it stops Envoy accepting, asks every worker to stop (each drains its calls
   for MS_SHUTDOWN_GRACE), lets Envoy hand over the last answers, stops it, and exits 0.
 
@@ -30,7 +31,7 @@ from server import app
 from server.config import CannotListen, Config, ConfigError
 from server.runtime.ready_file import remove_ready_file, write_ready_file
 from server.runtime.temp_dirs import private_temp_dir
-from server.runtime.tls import TlsFiles, load_tls
+from server.runtime.tls import ServingCertificate, load_tls, reload_on_signal
 from server.runtime.worker_metrics import MergedMetricsEndpoint
 from server.transport.asgi_server import AsgiServer
 from server.transport.hsts import StrictTransportSecurity
@@ -72,7 +73,8 @@ class Worker:
 
 
 async def supervise(config: Config, argv: list[str]) -> None:
-    tls = load_tls(config.tls_cert_file, config.tls_key_file)  # Envoy needs them; fail before starting
+    files = load_tls(config.tls_cert_file, config.tls_key_file)  # Envoy needs them; fail before starting
+    tls = None if files is None else ServingCertificate(files)
     folder = private_temp_dir("workers")
     envoy = None
     metrics_server: AsgiServer | None = None
@@ -131,6 +133,8 @@ async def supervise(config: Config, argv: list[str]) -> None:
                 tuple(f"unix:{w.http_socket}" for w in workers),
                 tls,
             )
+            if envoy is not None and tls is not None:
+                tls.on_reload(envoy.use_certificate)
         log.info("%d workers serving gRPC on %s and HTTP on %s", len(workers), grpc_addr, http_addr)
         if config.ready_file:
             grpc_port, http_port = (int(a.rpartition(":")[2]) for a in (grpc_addr, http_addr))
@@ -142,7 +146,7 @@ async def supervise(config: Config, argv: list[str]) -> None:
                 None if envoy is None else envoy.port,
                 metrics_port,
             )
-        await _watch(workers, settings)
+        await _watch(workers, settings, tls)
         log.info("stopping")
         if envoy is not None:
             await envoy.stop_accepting()
@@ -168,25 +172,34 @@ async def supervise(config: Config, argv: list[str]) -> None:
 
 
 async def _serve_merged_metrics(
-    config: Config, sockets: list[str], tls: TlsFiles | None
+    config: Config, sockets: list[str], tls: ServingCertificate | None
 ) -> AsgiServer | None:
     if config.metrics_addr is None:
         return None
     endpoint = StrictTransportSecurity(HttpApp({METRICS_PATH: MergedMetricsEndpoint(sockets)}))
     try:
         return await AsgiServer.start(
-            endpoint, config.metrics_addr, None, None if tls is None else tls.server_context()
+            endpoint, config.metrics_addr, None, None if tls is None else tls.http_context()
         )
     except OSError as error:
         raise CannotListen("MS_METRICS_ADDR", config.metrics_addr, error.strerror or "refused") from error
 
 
-async def _watch(workers: list[Worker], settings: list[str]) -> None:
-    """Until SIGTERM or SIGINT: a worker that exits is started again."""
+async def _watch(workers: list[Worker], settings: list[str], tls: ServingCertificate | None) -> None:
+    """Until SIGTERM or SIGINT: a worker that exits is started again. SIGHUP: the certificate is
+    read again, by the supervisor (its Envoy and metrics port) and by every worker."""
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
+
+    def reload() -> None:
+        reload_on_signal(tls)
+        for worker in workers:
+            if worker.alive and worker.process is not None:
+                worker.process.send_signal(signal.SIGHUP)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
     while not stopping.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), WATCH_INTERVAL_S)

@@ -3,7 +3,11 @@ its Envoy, with a throwaway CA made at run time: real clients that trust the CA 
 every port and transport; a plaintext client and one that does not trust the CA fail cleanly; a
 certificate that cannot work stops the start with the setting and the reason."""
 
+import asyncio
 import base64
+import os
+import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -15,6 +19,8 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from machinesecrets.v1 import user_service_pb2 as user_pb
 from machinesecrets.v1 import user_service_pb2_grpc
 
@@ -275,3 +281,89 @@ def test_the_start_stops_on_an_expired_certificate(ca: Ca, tmp_path: Path) -> No
     assert "expired on" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "admin.pat").exists()  # nothing started
+
+
+def served_certificate(port: int, ca: Ca) -> bytes:
+    """The certificate a new TLS connection to the port is given (DER), verified against ca."""
+    context = ssl.create_default_context(cafile=str(ca.pem_file))
+    context.set_alpn_protocols(["h2", "http/1.1"])  # the gRPC port speaks h2 only
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return der
+
+
+def der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def connection_certificate(answer: httpx.Response) -> bytes:
+    """The certificate of the connection an answer came on."""
+    ssl_object = answer.extensions["network_stream"].get_extra_info("ssl_object")
+    return bytes(ssl_object.getpeercert(binary_form=True))
+
+
+async def test_sighup_serves_a_renewed_certificate_and_keeps_open_connections(tmp_path: Path) -> None:
+    """A renewal in place (new files renamed over the old, as certbot and Kubernetes do), then
+    SIGHUP: new connections on every port get the new certificate, connections open before go
+    on with theirs; a renewal that cannot work is refused with its reason, and the last good one
+    still serves."""
+    ca = make_ca(tmp_path)
+    first = server_files(ca, tmp_path)
+    process, admin = await start_with_envoy(
+        tmp_path, MS_TLS_CERT_FILE=str(first.cert_file), MS_TLS_KEY_FILE=str(first.key_file)
+    )
+    ports = {
+        "grpc": process.grpc_port,
+        "http": process.http_port,
+        "envoy": process.envoy_port,
+        "metrics": process.metrics_port,
+    }
+    trusting = ssl.create_default_context(cafile=str(ca.pem_file))
+    try:
+        for port in ports.values():
+            assert await asyncio.to_thread(served_certificate, port, ca) == der(first.cert)
+        async with (
+            httpx.AsyncClient(verify=trusting) as http,
+            grpc.aio.secure_channel(
+                f"127.0.0.1:{process.grpc_port}", grpc.ssl_channel_credentials(ca.pem)
+            ) as channel,
+        ):
+            before = {
+                name: await http.get(f"https://127.0.0.1:{ports[name]}{DISCOVERY_PATH}")
+                for name in ("http", "envoy")
+            }
+            await add_machine_user(channel, admin, "svc-before-renewal")
+
+            renewed = server_files(ca, tmp_path, prefix="renewed")
+            os.replace(renewed.cert_file, first.cert_file)
+            os.replace(renewed.key_file, first.key_file)
+            os.kill(process.pid, signal.SIGHUP)
+            await process.wait_for_log("TLS certificate reloaded")
+            for port in ports.values():
+                async with asyncio.timeout(10):  # Envoy takes it within moments
+                    while await asyncio.to_thread(served_certificate, port, ca) != der(renewed.cert):  # noqa: ASYNC110
+                        await asyncio.sleep(0.1)
+
+            # The connections opened before: still open, with the certificate they began with.
+            for name, answer in before.items():
+                again = await http.get(f"https://127.0.0.1:{ports[name]}{DISCOVERY_PATH}")
+                assert again.status_code == 200
+                assert connection_certificate(again) == connection_certificate(answer) == der(first.cert), (
+                    name
+                )
+            await add_machine_user(channel, admin, "svc-after-renewal")
+
+        # A key that does not match the certificate: refused, said in the log, the renewed one serves.
+        stranger = server_files(ca, tmp_path, prefix="stranger")
+        os.replace(stranger.key_file, first.key_file)
+        os.kill(process.pid, signal.SIGHUP)
+        await process.wait_for_log("TLS certificate not reloaded, the one before still serves")
+        assert any("does not match the certificate" in line for line in process.log)
+        for port in ports.values():
+            assert await asyncio.to_thread(served_certificate, port, ca) == der(renewed.cert)
+    finally:
+        assert await process.stop() == 0

@@ -21,6 +21,8 @@ from machinesecrets.v1 import user_service_pb2_grpc
 from tests import postgres
 from tests.processes import ServerProcess
 from tests.test_observability import value
+from tests.test_tls import der, served_certificate
+from tests.tls_files import make_ca, server_files
 
 ADD = "/machinesecrets.v1.UserService/AddMachineUser"
 
@@ -118,6 +120,38 @@ async def test_workers_share_the_ports_and_a_killed_one_comes_back(pg_url: str, 
         assert await process.stop() == 0
         await asyncio.sleep(0.1)
         assert not any(alive(pid) for pid in now | workers)
+    finally:
+        if process.alive:
+            await process.kill()
+
+
+async def test_sighup_renews_the_certificate_of_every_worker(pg_url: str, tmp_path: Path) -> None:
+    """SIGHUP to the supervisor: its Envoy and metrics port, and every worker's ports, serve the
+    renewed certificate to new connections (ten of them: the kernel spreads them over workers)."""
+    ca = make_ca(tmp_path)
+    first = server_files(ca, tmp_path)
+    process = await ServerProcess.start(
+        pg_url,
+        tmp_path,
+        MS_WORKERS="2",
+        MS_ENVOY_ADDR="127.0.0.1:0",
+        MS_TLS_CERT_FILE=str(first.cert_file),
+        MS_TLS_KEY_FILE=str(first.key_file),
+    )
+    try:
+        renewed = server_files(ca, tmp_path, prefix="renewed")
+        os.replace(renewed.cert_file, first.cert_file)
+        os.replace(renewed.key_file, first.key_file)
+        os.kill(process.pid, signal.SIGHUP)
+        await process.wait_for_log("TLS certificate reloaded")
+        ports = [process.grpc_port, process.http_port, process.envoy_port, process.metrics_port]
+        async with asyncio.timeout(15):
+            while True:
+                served = [await asyncio.to_thread(served_certificate, port, ca) for port in ports * 10]
+                if set(served) == {der(renewed.cert)}:
+                    break
+                await asyncio.sleep(0.1)
+        assert await process.stop() == 0
     finally:
         if process.alive:
             await process.kill()

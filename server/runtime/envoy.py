@@ -14,12 +14,13 @@ import string
 import sys
 import tempfile
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from server.limits import MAX_HEADER_BYTES
 from server.runtime.resources import resource
 from server.runtime.temp_dirs import private_temp_dir
+from server.runtime.tls import TlsFiles
 from server.transport import hsts
 from server.transport.pipeline import request_too_slow
 from server.transport.status import error_status
@@ -27,6 +28,7 @@ from server.transport.status import error_status
 log = logging.getLogger("machinesecrets.envoy")
 
 TEMPLATE = resource("envoy.yaml")
+SDS_SECRET = "serving_certificate"
 DESCRIPTOR_SET = resource("generated/machinesecrets.binpb")
 START_TIMEOUT_S = 20.0
 
@@ -45,6 +47,9 @@ class EnvoySettings:
     request_read_timeout_s: float = 10.0
     admin_port: int = 0
     tls: tuple[str, str] | None = None  # the certificate (chain) and key files, PEM
+    # An SDS file naming the certificate (set by EnvoyProcess.start: Envoy then takes a renewed
+    # one without a restart); None: the tls files themselves, read once.
+    tls_sds: str | None = None
 
 
 def render(settings: EnvoySettings) -> str:
@@ -57,7 +62,7 @@ def render(settings: EnvoySettings) -> str:
         ADMIN_PORT=settings.admin_port,
         GRPC_ENDPOINTS=_endpoints(settings.grpc),
         HTTP_ENDPOINTS=_endpoints(settings.http),
-        DOWNSTREAM_TLS=_downstream_tls(settings.tls),
+        DOWNSTREAM_TLS=_downstream_tls(settings.tls, settings.tls_sds),
         RESPONSE_HEADERS=_response_headers(settings.tls),
         DESCRIPTOR_SET=DESCRIPTOR_SET,
         CORS_ORIGINS=origins,
@@ -91,20 +96,69 @@ def _address(addr: str) -> str:
     return f"socket_address: {{ address: {host}, port_value: {port} }}"
 
 
-def _downstream_tls(tls: tuple[str, str] | None) -> str:
+def _downstream_tls(tls: tuple[str, str] | None, sds: str | None) -> str:
     """The filter chain's transport socket: TLS with ALPN h2 and http/1.1 (gRPC needs h2, the
     rest speak either), TLS 1.2 and up; nothing for plaintext."""
     if tls is None:
         return ""
-    cert, key = (json.dumps(path) for path in tls)
+    if sds is not None:
+        certificates = (
+            f"tls_certificate_sds_secret_configs: [{{ name: {SDS_SECRET}, sds_config: {{"
+            f" path_config_source: {{ path: {json.dumps(sds)} }}, resource_api_version: V3 }} }}]"
+        )
+    else:
+        cert, key = (json.dumps(path) for path in tls)
+        certificates = (
+            f"tls_certificates: [{{ certificate_chain: {{ filename: {cert} }},"
+            f" private_key: {{ filename: {key} }} }}]"
+        )
     return (
         "transport_socket: { name: envoy.transport_sockets.tls, typed_config: {"
         ' "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext,'
         " common_tls_context: { alpn_protocols: [h2, http/1.1],"
-        " tls_params: { tls_minimum_protocol_version: TLSv1_2 },"
-        f" tls_certificates: [{{ certificate_chain: {{ filename: {cert} }},"
-        f" private_key: {{ filename: {key} }} }}] }} }} }}"
+        f" tls_params: {{ tls_minimum_protocol_version: TLSv1_2 }}, {certificates} }} }} }}"
     )
+
+
+class _CertificateFolder:
+    """Envoy's own copy of the certificate, laid out as Kubernetes mounts a secret: cert.pem and
+    key.pem are links through `..data`, a link to the folder of the current pair. A renewal
+    writes a new folder and swaps `..data` by one rename, which Envoy (watching the folder) sees
+    as one move, and reads the new pair together: never a new certificate with an old key."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(mode=0o700)
+        self._generation = 0
+        for name in ("cert.pem", "key.pem"):
+            (folder / name).symlink_to(f"..data/{name}")
+
+    def write(self, chain_pem: bytes, key_pem: bytes) -> None:
+        self._generation += 1
+        pair = self.folder / f"..{self._generation}"
+        pair.mkdir(mode=0o700)
+        (pair / "cert.pem").write_bytes(chain_pem)
+        key = pair / "key.pem"
+        key.touch(0o600)
+        key.write_bytes(key_pem)
+        (self.folder / "..next").symlink_to(pair.name)
+        (self.folder / "..next").replace(self.folder / "..data")
+        # The pair before last: Envoy has read the last one, or is reading it now.
+        old = self.folder / f"..{self._generation - 2}"
+        if old.exists():
+            for name in ("cert.pem", "key.pem"):
+                (old / name).unlink()
+            old.rmdir()
+
+    def sds(self) -> str:
+        """The SDS resource that names the pair, in flow style."""
+        cert, key = (json.dumps(str(self.folder / name)) for name in ("cert.pem", "key.pem"))
+        return (
+            "{ resources: [{ '@type': type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret,"
+            f" name: {SDS_SECRET}, tls_certificate: {{ certificate_chain: {{ filename: {cert} }},"
+            f" private_key: {{ filename: {key} }},"
+            f" watched_directory: {{ path: {json.dumps(str(self.folder))} }} }} }}] }}"
+        )
 
 
 def _response_headers(tls: tuple[str, str] | None) -> str:
@@ -135,11 +189,19 @@ class EnvoyProcess:
         port: int,
         admin: str,
         workdir: tempfile.TemporaryDirectory[str],
+        certificate: _CertificateFolder | None = None,
     ):
         self._process = process
         self.port = port
         self._admin = admin  # host:port of its admin interface, on 127.0.0.1
         self._workdir = workdir
+        self._certificate = certificate
+
+    def use_certificate(self, files: TlsFiles) -> None:
+        """Serves this certificate to new connections (Envoy takes it within moments); the
+        connections open keep theirs."""
+        if self._certificate is not None:
+            self._certificate.write(files.chain_pem, files.key_pem)
 
     @property
     def folder(self) -> Path:
@@ -147,14 +209,24 @@ class EnvoyProcess:
         return Path(self._workdir.name)
 
     @classmethod
-    async def start(cls, settings: EnvoySettings) -> "EnvoyProcess":
+    async def start(cls, settings: EnvoySettings, pem: tuple[bytes, bytes] | None = None) -> "EnvoyProcess":
+        """pem: the certificate chain and key that settings.tls names, as read and checked: Envoy
+        serves its own copy of them, which use_certificate renews."""
         workdir = private_temp_dir("envoy")
         folder = Path(workdir.name)
+        certificate = None
+        if settings.tls is not None and pem is not None:
+            certificate = _CertificateFolder(folder / "tls")
+            certificate.write(*pem)
+            (folder / "sds.yaml").write_text(certificate.sds())
+            settings = replace(settings, tls_sds=str(folder / "sds.yaml"))
         (folder / "envoy.yaml").write_text(render(settings))
         admin_file, log_file = folder / "admin-address", folder / "envoy.log"
         with log_file.open("wb") as sink:
             process = await asyncio.create_subprocess_exec(
+                # A node name: Envoy needs one to read a certificate by SDS, even from a file.
                 envoy_binary(), "-c", str(folder / "envoy.yaml"), "--disable-hot-restart",
+                "--service-node", "machine-secrets", "--service-cluster", "machine-secrets",
                 "--admin-address-path", str(admin_file), "--log-level", "warning",
                 stdin=asyncio.subprocess.DEVNULL, stdout=sink, stderr=sink, preexec_fn=_die_with_parent,
             )  # fmt: skip
@@ -167,7 +239,7 @@ class EnvoyProcess:
                 await process.wait()
             workdir.cleanup()
             raise
-        return cls(process, port, admin, workdir)
+        return cls(process, port, admin, workdir, certificate)
 
     async def stop_accepting(self) -> None:
         """Closes the listener: new connections are refused at once, while requests on open
