@@ -15,7 +15,8 @@ This module reads the settings and starts the targets; the rest is one job to a 
 `scenarios.py` the rows and how each is set up, `targets.py` starting the service and its
 no-op baseline (`noop.py`), `calls.py` the requests h2load sends (`load.py` runs it),
 `measure.py` the runs, their CPU time and the rounds, `report.py` the Markdown for
-BENCHMARKS.md; `seed.py` bulk-inserts the data growth, `compare.py` is an A/B of two services.
+BENCHMARKS.md; `seed.py` bulk-inserts the data growth, `issuer.py` is the federated exchange's
+platform, `compare.py` is an A/B of two services.
 """
 
 import argparse
@@ -23,6 +24,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from devtools.bench.issuer import LabIssuer
 from devtools.bench.report import report, write_report
 from devtools.bench.scenarios import run
 from devtools.bench.targets import database, start_noop, start_service
@@ -52,14 +54,17 @@ def main() -> None:
         database(args.postgres, Path(tmp)) as url,
     ):
         folder = Path(tmp)
-        service_process, service = start_service(url, folder)
+        platform = LabIssuer()  # the federated exchange's issuer, on loopback
+        service_process, service = start_service(url, folder, {"MS_FEDERATION_ALLOWED_ORIGINS": platform.url})
         noop_process, noop = start_noop(folder / "noop")
         try:
-            measured = run(args, url, folder, service, noop, cost, (service_process.pid, noop_process.pid))
+            pids = (service_process.pid, noop_process.pid)
+            measured = run(args, url, folder, service, noop, cost, pids, platform)
         finally:
             for process in (service_process, noop_process):
                 process.terminate()
                 process.wait(timeout=30)
+            platform.close()
     text = report(args, url, cost, measured)
     print(text)
     if not args.no_write:

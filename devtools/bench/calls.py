@@ -6,7 +6,7 @@ import struct
 from urllib.parse import urlencode
 
 from devtools.bench.load import Request
-from server.transport.oauth import JWT_BEARER, TOKEN_PATH
+from server.transport.oauth import CLIENT_ASSERTION_TYPE, JWT_BEARER, TOKEN_PATH
 
 ADD_SECRET = "/machinesecrets.v1.UserService/AddSecret"
 GET_USER = "/machinesecrets.v1.UserService/GetUserByID"
@@ -58,3 +58,15 @@ def jwt_bearer_request(port: int, assertion: str) -> Request:
     body = urlencode({"grant_type": JWT_BEARER, "assertion": assertion}).encode()
     headers = (("content-type", "application/x-www-form-urlencoded"),)
     return Request(f"http://127.0.0.1:{port}{TOKEN_PATH}", body, headers, http1=True)
+
+
+def federated_request(port: int, client_id: str, assertion: str) -> Request:
+    """The federated exchange: client credentials with the platform's token as client_assertion."""
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": client_id,
+        "client_assertion_type": CLIENT_ASSERTION_TYPE,
+        "client_assertion": assertion,
+    }
+    headers = (("content-type", "application/x-www-form-urlencoded"),)
+    return Request(f"http://127.0.0.1:{port}{TOKEN_PATH}", urlencode(form).encode(), headers, http1=True)

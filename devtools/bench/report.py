@@ -54,6 +54,18 @@ def report(args: argparse.Namespace, url: str, cost: int, measured: Measured) ->
             paired(rows["zitadel_add"], rows["grpc_add"]),
             0.90,
         ),
+        # A platform token's RSA verification against the secret's bcrypt check: a workload that
+        # holds no secret should not pay more for its token than one that does.
+        (
+            "token endpoint, federated exchange, of the secret grant",
+            paired(rows["federated"], rows["token"]),
+            0.90,
+        ),
+        (
+            "token endpoint, federated exchange, inline JWKS, of keys fetched and cached (within 10 %)",
+            paired(rows["federated_inline"], rows["federated"]),
+            0.90,
+        ),
         (
             "token endpoint, client with 10 live secrets, of one with 1 (within 10 %)",
             paired(rows["token_ten"], rows["token"]),

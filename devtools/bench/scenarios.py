@@ -20,6 +20,7 @@ from machinesecrets.v1 import org_service_pb2 as org_pb
 from machinesecrets.v1 import org_service_pb2_grpc, user_service_pb2_grpc
 from machinesecrets.v1 import user_service_pb2 as user_pb
 
+from devtools.bench import issuer as issuer_module
 from devtools.bench import seed
 from devtools.bench.calls import (
     ADD_SECRET,
@@ -27,6 +28,7 @@ from devtools.bench.calls import (
     GET_USER,
     LIST_USERS,
     ROTATE_SECRET,
+    federated_request,
     grpc_request,
     grpc_web_request,
     json_add_secret,
@@ -34,6 +36,7 @@ from devtools.bench.calls import (
     jwt_bearer_request,
     token_request,
 )
+from devtools.bench.issuer import LabIssuer
 from devtools.bench.load import Request, Result, h2load
 from devtools.bench.measure import Bench, Row, Sample, Spec, bcrypt_rate, memory_kb
 from devtools.bench.targets import Ports, start_service
@@ -53,6 +56,7 @@ def run(
     noop: Ports,
     cost: int,
     pids: tuple[int, int],
+    platform: LabIssuer,
 ) -> "Measured":
     """Every row, in the order of the report's table, then overload and (on PostgreSQL) workers."""
     token = (folder / "admin.pat").read_text().strip()
@@ -77,6 +81,7 @@ def run(
     )
     secret = users.AddSecret(user_pb.AddSecretRequest(user_id=client_user), metadata=auth).client_secret
     assertions = signed_assertions(users, auth, client_user, service.http)
+    workloads = federated_workloads(users, orgs, auth, platform)
 
     threads = min(32, (os.cpu_count() or 1) + 4)  # asyncio.to_thread's default executor: the server's
     hashes = bcrypt_rate(cost, threads, 2000)
@@ -168,6 +173,22 @@ def run(
             jwt_bearer_request(service.http, assertions["ES256"]),
             (TOKEN_PATH, "200"),
             jwt_bearer_request(noop.http, assertions["ES256"]),
+        ),
+        # A workload's platform token for an access token: one RSA verification against the
+        # issuer's keys (fetched once, then cached), the user's federated credentials read.
+        "federated": Spec(
+            "token endpoint, federated exchange (RS256 platform token, keys fetched and cached)",
+            "HTTP direct",
+            federated_request(service.http, FETCHED_WORKLOAD, platform.token()),
+            (TOKEN_PATH, "200"),
+            federated_request(noop.http, FETCHED_WORKLOAD, platform.token()),
+        ),
+        "federated_inline": Spec(
+            "token endpoint, federated exchange (RS256 platform token, inline JWKS)",
+            "HTTP direct",
+            federated_request(service.http, INLINE_WORKLOAD, platform.token(workloads[INLINE_WORKLOAD])),
+            (TOKEN_PATH, "200"),
+            federated_request(noop.http, INLINE_WORKLOAD, platform.token(workloads[INLINE_WORKLOAD])),
         ),
         # Several secrets: the token endpoint runs one bcrypt check whatever their number (the
         # lookup key finds the hash), so a client with 10 costs what one with 1 costs.
@@ -281,6 +302,35 @@ def signed_assertions(
         "RS256": jwt.encode({"alg": "RS256", "kid": made.key_id}, claims, generated),
         "ES256": jwt.encode({"alg": "ES256", "kid": uploaded.key_id}, claims, signing),
     }
+
+
+FETCHED_WORKLOAD, INLINE_WORKLOAD = "bench-workload", "bench-workload-inline"
+INLINE_ISSUER = "https://cluster.bench.invalid"  # not reachable: its keys are given inline
+
+
+def federated_workloads(
+    users: user_service_pb2_grpc.UserServiceStub,
+    orgs: org_service_pb2_grpc.OrgServiceStub,
+    auth: tuple[tuple[str, str], ...],
+    platform: LabIssuer,
+) -> dict[str, str]:
+    """Two machine users whose federated credentials name the platform's service account: one
+    through the issuer's discovery and JWKS, one through the same keys given inline. By user
+    name, the issuer each one's tokens name."""
+    orgs.AddTrustedIssuer(org_pb.AddTrustedIssuerRequest(issuer=platform.url), metadata=auth)
+    orgs.AddTrustedIssuer(
+        org_pb.AddTrustedIssuerRequest(issuer=INLINE_ISSUER, jwks=platform.jwks()), metadata=auth
+    )
+    issuers = {FETCHED_WORKLOAD: platform.url, INLINE_WORKLOAD: INLINE_ISSUER}
+    for name, issuer in issuers.items():
+        user_id = users.AddMachineUser(
+            user_pb.AddMachineUserRequest(user_name=name, name=name), metadata=auth
+        ).user_id
+        credential = user_pb.AddFederatedCredentialRequest(
+            user_id=user_id, issuer=issuer, subject=issuer_module.SUBJECT, audience=issuer_module.AUDIENCE
+        )
+        users.AddFederatedCredential(credential, metadata=auth)
+    return issuers
 
 
 @dataclass(frozen=True)

@@ -200,6 +200,7 @@ class IssuerKeys:
     def __init__(self, allowed_origins: Collection[str] = frozenset()) -> None:
         self._allowed = frozenset(allowed_origins)
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
+        self._inline: OrderedDict[str, tuple[str, KeySet]] = OrderedDict()  # by issuer id
         self._locks: dict[str, asyncio.Lock] = {}
         self._tls = ssl.create_default_context()
         self._executor = concurrent.futures.ThreadPoolExecutor(MAX_FETCHES, thread_name_prefix="issuer-keys")
@@ -213,10 +214,7 @@ class IssuerKeys:
         """The issuer's keys, fetched again for a kid they lack (a rotation); None when they
         cannot be had."""
         if issuer.jwks:
-            try:
-                return read_key_set(issuer.jwks)
-            except ValueError:
-                return None
+            return self._inline_keys(issuer)
         name = f"{issuer.org_id}\0{issuer.issuer_id}\0{issuer.jwks_uri}"
         lock = self._locks.setdefault(name, asyncio.Lock())
         async with lock:
@@ -253,6 +251,22 @@ class IssuerKeys:
                 entry.refetched_at = now
             self._remember(name, entry)
             return fresh
+
+    def _inline_keys(self, issuer: TrustedIssuerRecord) -> KeySet | None:
+        """Inline keys, read once per issuer (reading them, RSA checks and all, costs about as
+        much as the token's own verification)."""
+        known = self._inline.get(issuer.issuer_id)
+        if known is not None and known[0] == issuer.jwks:
+            self._inline.move_to_end(issuer.issuer_id)
+            return known[1]
+        try:
+            keys = read_key_set(issuer.jwks)
+        except ValueError:
+            return None  # checked when the issuer was added: a document that no longer reads
+        self._inline[issuer.issuer_id] = (issuer.jwks, keys)
+        if len(self._inline) > MAX_CACHED:
+            self._inline.popitem(last=False)
+        return keys
 
     def _remember(self, name: str, entry: _Cached) -> None:
         """Caches entry as the newest, within the cache's bounds: the organisation's own oldest
