@@ -92,6 +92,7 @@ async def test_a_search_reads_a_bounded_stretch_a_call(store: Store, monkeypatch
     empty, with a next page, and paging on still finds every match, in order."""
     await fill(store)
     monkeypatch.setattr(queries, "SEARCH_SCAN", 10)
+    monkeypatch.setattr(queries, "SEARCH_WINDOW", 4)
     found = Queries(store, PageTokens(b"k" * 32))
     first, token = await found.users(CTX, "", "", 100, "", contains="batch-5")
     assert (first, bool(token)) == ([], True)  # billing-export ... svc-batch-06: none match

@@ -66,6 +66,7 @@ MAX_MEMBER_OFFSET = 100_000
 # (one range read of this many rows) whether a search matches every user or none, and a caller
 # who wants the whole organisation searched pages on, a bounded call at a time.
 SEARCH_SCAN = 1000
+SEARCH_WINDOW = 200  # users read by one statement of a search
 
 
 def _folded(text: str) -> str:
@@ -151,21 +152,28 @@ class Queries:
             key_needle: str | None = user_name_key(contains)
         except NotAUserName:
             key_needle = None
-        read = await self._store.users_page(ctx.org_id, prefix_key, user_type, after, SEARCH_SCAN)
-        found = [
-            user
-            for user in read
-            if (key_needle is not None and key_needle in user.user_name_key)
-            or needle in _folded(user.name)
-            or needle in _folded(user.display_name)
-        ]
         limit = paging.page_size(size)
+        found: list[UserRecord] = []
+        read, last = 0, after
+        # A stretch at a time, so that a search that matches often stops early.
+        while len(found) <= limit and read < SEARCH_SCAN:
+            stretch = await self._store.users_page(ctx.org_id, prefix_key, user_type, last, SEARCH_WINDOW)
+            found += [
+                user
+                for user in stretch
+                if (key_needle is not None and key_needle in user.user_name_key)
+                or needle in _folded(user.name)
+                or needle in _folded(user.display_name)
+            ]
+            read += len(stretch)
+            if len(stretch) < SEARCH_WINDOW:  # the end of the organisation's users
+                if len(found) <= limit:
+                    return [self._with_profile(user) for user in found], ""
+                break
+            last = stretch[-1].user_name_key
         if len(found) > limit:  # more matches than a page: the next starts after the page's last
             found, last = found[:limit], found[limit - 1].user_name_key
-        elif len(read) == SEARCH_SCAN:  # the read was cut short: the next reads on from its end
-            last = read[-1].user_name_key
-        else:
-            return [self._with_profile(user) for user in found], ""
+        # else the read stopped at SEARCH_SCAN: the next page reads on from where it stopped
         return [self._with_profile(user) for user in found], self._pages.token(query, last)
 
     async def organizations(
