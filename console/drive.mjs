@@ -1,5 +1,5 @@
 // Drives the console in headless Debian Chromium with playwright-core, as a person would, at each
-// width, in one of three parts (so that the tests can run them side by side):
+// width, in one of four parts (so that the tests can run them side by side):
 //   core      sign in (after a wrong token and a wrong secret, from a link to a user page), switch
 //             organisation and page through its users by keyboard, create a machine user (its
 //             description over the limit first), create a secret and read it from the dialog (Escape
@@ -645,6 +645,7 @@ async function credentials(width) {
   await page.goto(`${config.console}#/users/${holder.userId}/keys`);
   await page.getByRole("heading", { name: "Keys", level: 2 }).waitFor();
   await page.getByText("No keys.").waitFor();
+  await page.locator("#status:empty").waitFor({ state: "attached" }); // the issuer's toast, gone
   await page.getByRole("button", { name: "Add key" }).click();
   result.keyOrg = await dialog().locator(".in-org").textContent();
   await step("2-add-key");
@@ -671,6 +672,7 @@ async function credentials(width) {
   await dialogGone();
   await page.locator("tbody tr").nth(1).waitFor();
   key.listed = await s.rows();
+  await page.locator("#status:empty").waitFor({ state: "attached" }); // the toast, gone
   await step("2-keys");
   await page.getByRole("button", { name: `Remove key ${parsed.keyId}` }).click();
   await dialog().getByRole("heading", { name: "Remove this key?" }).waitFor();
@@ -743,6 +745,7 @@ async function credentials(width) {
   await dialogGone();
   await page.getByRole("link", { name: holder.userName }).waitFor();
   result.project = await s.rows();
+  await page.locator("#status:empty").waitFor({ state: "attached" });
   await step("4-project");
   await page.getByRole("button", { name: `Remove the grant of ${holder.userName}` }).click();
   await dialog().getByRole("button", { name: "Remove grant" }).click();

@@ -1507,6 +1507,10 @@ function showKeyFileOnce(keyId: string, content: Uint8Array, expires: Timestamp 
     h("p", {}, download),
     h("p", {}, "Key id: ", h("code", {}, keyId), ". Expires: ", time(expires, "never")),
   );
+  // The file is read from its start (a focused field's caret, and so its view, starts at its end).
+  const file = document.querySelector<HTMLTextAreaElement>("dialog.once textarea");
+  file?.setSelectionRange(0, 0);
+  if (file) file.scrollTop = 0;
   document.querySelector("dialog.once")?.addEventListener("close", () => {
     URL.revokeObjectURL(address);
     address = "";
