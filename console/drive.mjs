@@ -658,9 +658,13 @@ async function credentials(width) {
   key.downloaded = readFileSync(await download.path(), "utf8") === key.file;
   const parsed = JSON.parse(key.file);
   key.fields = { type: parsed.type, userId: parsed.userId, keyId: parsed.keyId, pem: String(parsed.key).startsWith("-----BEGIN") };
+  // Out by keyboard: Escape asks, Tab to "Close it", Enter; focus returns to the tab's heading.
   await page.keyboard.press("Escape");
-  await dialog().getByRole("button", { name: "Close it" }).click();
+  await dialog().getByText("Close it for good?").waitFor();
+  await page.keyboard.press("Tab");
+  await page.keyboard.press("Enter");
   await dialogGone();
+  key.focusAfterClose = await focused(page);
   key.afterClose = await holds(page, cdp, parsed.key.split("\n")[1]);
   await page.locator("tbody tr").first().waitFor();
   await page.getByRole("button", { name: "Add key" }).click();
@@ -713,11 +717,16 @@ async function credentials(width) {
   await dialog().getByRole("button", { name: "Create" }).click();
   await heading(`Billing API ${width}`).waitFor();
   await page.getByText("No roles.").waitFor();
-  await page.getByRole("button", { name: "Add role" }).click();
-  await dialog().getByLabel("Key", { exact: true }).fill("invoice.read");
-  await dialog().getByLabel("Display name (optional)", { exact: true }).fill("Reads invoices");
+  // A role by keyboard: the dialog opens on its first field, Tab moves on, Enter submits.
+  await page.getByRole("button", { name: "Add role" }).focus();
+  await page.keyboard.press("Enter");
+  await dialog().getByLabel("Key", { exact: true }).waitFor();
+  result.roleDialogFocus = await focused(page);
+  await page.keyboard.type("invoice.read");
+  await page.keyboard.press("Tab");
+  await page.keyboard.type("Reads invoices");
   await step("4-add-role");
-  await dialog().getByRole("button", { name: "Add role" }).click();
+  await page.keyboard.press("Enter");
   await dialogGone();
   await page.getByText("invoice.read", { exact: true }).waitFor();
   await page.getByRole("button", { name: "New API application" }).click();

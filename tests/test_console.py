@@ -658,6 +658,8 @@ async def test_keys_federated_credentials_issuers_and_projects_in_chromium(
             "type": "serviceaccount", "userId": holder["userId"], "keyId": key["fields"]["keyId"], "pem": True
         }  # fmt: skip
         assert key["afterClose"] == GONE
+        assert key["focusAfterClose"] == "h2: Keys", key["focusAfterClose"]
+        assert result["roleDialogFocus"].startswith("input: Key"), result["roleDialogFocus"]
         assert [(row["Type"], row["Expires"] == "Never") for row in key["listed"]] == [
             ("RSA (RS256)", True),
             ("RSA (RS256)", False),
