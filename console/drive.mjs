@@ -1,5 +1,5 @@
 // Drives the console in headless Debian Chromium with playwright-core, as a person would, at each
-// width, in one of three parts (so that the tests can run them side by side):
+// width, in one of four parts (so that the tests can run them side by side):
 //   core      sign in (after a wrong token and a wrong secret, from a link to a user page), switch
 //             organisation and page through its users by keyboard, create a machine user (its
 //             description over the limit first), create a secret and read it from the dialog (Escape
@@ -7,7 +7,9 @@
 //             dialog open, and dark mode;
 //   limits    what a caller may not do: a user without roles, a user manager, the secret signed in
 //             with, and the live-secret limit against the organisation's policy (edited here);
-//   sections  personal access tokens, roles, history, deactivate/reactivate/remove.
+//   sections  personal access tokens, roles, history, deactivate/reactivate/remove;
+//   credentials  trusted issuers, keys (a key file downloaded once, a public key uploaded),
+//             federated credentials, and a project with a role, an API application and a grant.
 //   node drive.mjs '{"part": ..., "console": URL, "adminToken": ..., "refused": {...}, "manager": {...},
 //                    "markupName": ..., "otherOrg": NAME, "screenshots": DIR, "widths": [1280, 390]}'
 // Prints one JSON object per width: what the page showed, the secrets it gave, and every problem
@@ -458,16 +460,22 @@ async function limits(width) {
     remove: await page.getByRole("button", { name: "Remove from organisation" }).getAttribute("aria-disabled"),
     why: await page.locator(".why").textContent(),
   };
-  // The admin holds more power than a user manager: deactivating it is refused, and says why.
+  // The admin holds more power than a user manager: what would act on it says so before any
+  // call, and does nothing.
   await page.goto(`${config.console}#/users/${config.adminUserId}`);
   await page.getByRole("heading", { level: 1, name: /^admin/ }).waitFor();
-  await page.getByRole("button", { name: "Deactivate" }).click();
-  await dialog().getByRole("button", { name: "Deactivate" }).click();
-  await dialog().getByRole("alert").waitFor();
-  result.morePower = await dialog().getByRole("alert").textContent();
+  const deactivate = page.getByRole("button", { name: "Deactivate" });
+  await page.locator(".user-actions + .why").waitFor();
+  result.morePower = {
+    disabled: await deactivate.getAttribute("aria-disabled"),
+    why: await page.locator(".user-actions + .why").textContent(),
+    title: await deactivate.getAttribute("title"),
+    newSecret: await page.getByRole("button", { name: "New secret" }).getAttribute("aria-disabled"),
+  };
+  await deactivate.focus();
+  await page.keyboard.press("Enter");
+  result.morePower.dialogs = await page.locator("dialog").count();
   await step("2-more-power");
-  await page.keyboard.press("Escape");
-  await s.dialogGone();
   await page.goto(`${config.console}#/users/${manager.userId}`);
   await page.getByRole("cell", { name: "manager's own" }).waitFor();
   await page.getByRole("row").filter({ hasText: "manager's own" }).getByRole("button", { name: /^Delete secret/ }).click();
@@ -607,7 +615,178 @@ async function sections(width) {
   return result;
 }
 
-const PARTS = { core, limits, sections };
+async function credentials(width) {
+  const s = await open(width);
+  const { page, cdp, result, step, heading, dialog, dialogGone } = s;
+  const holder = config.keyholders[width];
+  const issuer = `https://k8s-${width}.example.test`;
+  await page.goto(`${config.console}#/issuers`);
+  await heading("Sign in to the console").waitFor();
+  await s.signInWithPat(config.adminToken);
+  await heading("Trusted issuers").waitFor();
+  await page.getByText("No trusted issuers.").waitFor();
+
+  // 1. Trust an issuer whose keys are given inline (nothing is fetched).
+  await page.getByRole("button", { name: "Trust an issuer" }).click();
+  result.issuerOrg = await dialog().locator(".in-org").textContent();
+  await dialog().getByLabel("Issuer", { exact: true }).fill(issuer);
+  await dialog().getByLabel("Given here (a JWKS document)", { exact: true }).check();
+  await dialog().getByLabel("JWKS document", { exact: true }).fill(config.jwks);
+  await dialog().getByLabel("Description (optional)", { exact: true }).fill(`The ${width} px cluster`);
+  await step("1-trust-issuer");
+  await dialog().getByRole("button", { name: "Trust issuer" }).click();
+  await dialogGone();
+  await page.getByText(issuer, { exact: true }).waitFor();
+  result.issuers = await s.rows();
+  await step("1-issuers");
+
+  // 2. Keys: a key pair made by the service (its key file shown once, with a download), and a
+  // public key of one's own; then one removed.
+  await page.goto(`${config.console}#/users/${holder.userId}/keys`);
+  await page.getByRole("heading", { name: "Keys", level: 2 }).waitFor();
+  await page.getByText("No keys.").waitFor();
+  await page.locator("#status:empty").waitFor({ state: "attached" }); // the issuer's toast, gone
+  await page.getByRole("button", { name: "Add key" }).click();
+  result.keyOrg = await dialog().locator(".in-org").textContent();
+  await step("2-add-key");
+  await dialog().getByRole("button", { name: "Add key" }).click();
+  const key = await readOnce(s, "2-key-dialog", { file: "Key file" });
+  const downloading = page.waitForEvent("download");
+  await dialog().getByRole("link", { name: "Download the key file" }).click();
+  const download = await downloading;
+  key.downloadName = download.suggestedFilename();
+  key.downloaded = readFileSync(await download.path(), "utf8") === key.file;
+  const parsed = JSON.parse(key.file);
+  key.fields = { type: parsed.type, userId: parsed.userId, keyId: parsed.keyId, pem: String(parsed.key).startsWith("-----BEGIN") };
+  // Out by keyboard: Escape asks, Tab to "Close it", Enter; focus returns to the tab's heading.
+  await page.keyboard.press("Escape");
+  await dialog().getByText("Close it for good?").waitFor();
+  await page.keyboard.press("Tab");
+  await page.keyboard.press("Enter");
+  await dialogGone();
+  key.focusAfterClose = await focused(page);
+  key.afterClose = await holds(page, cdp, parsed.key.split("\n")[1]);
+  await page.locator("tbody tr").first().waitFor();
+  await page.getByRole("button", { name: "Add key" }).click();
+  await dialog().getByLabel("Upload a public key of my own", { exact: true }).check();
+  await dialog().getByLabel("Public key (PEM)", { exact: true }).fill(config.publicKey);
+  await dialog().getByLabel("Expires", { exact: true }).selectOption({ label: "In 90 days" });
+  await step("2-upload-key");
+  await dialog().getByRole("button", { name: "Add key" }).click();
+  await dialogGone();
+  await page.locator("tbody tr").nth(1).waitFor();
+  key.listed = await s.rows();
+  await page.locator("#status:empty").waitFor({ state: "attached" }); // the toast, gone
+  await step("2-keys");
+  await page.getByRole("button", { name: `Remove key ${parsed.keyId}` }).click();
+  await dialog().getByRole("heading", { name: "Remove this key?" }).waitFor();
+  key.confirmFocus = await focused(page);
+  await step("2-remove-key");
+  await dialog().getByRole("button", { name: "Remove key" }).click();
+  await dialogGone();
+  await page.getByRole("button", { name: `Remove key ${parsed.keyId}` }).waitFor({ state: "detached" });
+  await page.locator("tbody tr").first().waitFor();
+  key.afterRemove = await s.rows();
+  result.key = key;
+
+  // 3. Federated credentials: the trusted issuer is offered; the credential is said in words.
+  await page.getByRole("link", { name: "Federated credentials" }).click();
+  await page.getByRole("heading", { name: "Federated credentials", level: 2 }).waitFor();
+  await page.getByText("No federated credentials.").waitFor();
+  await page.getByRole("button", { name: "Add federated credential" }).click();
+  result.federatedIssuer = await dialog().getByLabel("Issuer (iss)", { exact: true }).inputValue();
+  await dialog().getByLabel("Subject (sub)", { exact: true }).fill("system:serviceaccount:ci:deployer");
+  await dialog().getByLabel("Audience (aud)", { exact: true }).fill("machine-secrets");
+  await step("3-add-federated");
+  await dialog().getByRole("button", { name: "Add credential" }).click();
+  await dialogGone();
+  await page.locator("tbody tr").first().waitFor();
+  result.federated = await s.rows();
+  await step("3-federated");
+  await page.getByRole("button", { name: /^Remove federated credential/ }).click();
+  await dialog().getByRole("button", { name: "Remove credential" }).click();
+  await dialogGone();
+  await page.getByText("No federated credentials.").waitFor();
+
+  // 4. A project: a role, an API application (its secret shown once), a user grant; then each
+  // removed, and the project.
+  await page.getByRole("link", { name: "Projects", exact: true }).click();
+  await heading("Projects").waitFor();
+  await page.getByRole("button", { name: "New project" }).click();
+  await dialog().getByLabel("Name", { exact: true }).fill(`Billing API ${width}`);
+  await dialog().getByRole("button", { name: "Create" }).click();
+  await heading(`Billing API ${width}`).waitFor();
+  await page.getByText("No roles.").waitFor();
+  // A role by keyboard: the dialog opens on its first field, Tab moves on, Enter submits.
+  await page.getByRole("button", { name: "Add role" }).focus();
+  await page.keyboard.press("Enter");
+  await dialog().getByLabel("Key", { exact: true }).waitFor();
+  result.roleDialogFocus = await focused(page);
+  await page.keyboard.type("invoice.read");
+  await page.keyboard.press("Tab");
+  await page.keyboard.type("Reads invoices");
+  await step("4-add-role");
+  await page.keyboard.press("Enter");
+  await dialogGone();
+  await page.getByText("invoice.read", { exact: true }).waitFor();
+  await page.getByRole("button", { name: "New API application" }).click();
+  await dialog().getByLabel("Name", { exact: true }).fill("billing-api");
+  await dialog().getByRole("button", { name: "Create" }).click();
+  const app = await readOnce(s, "4-app-dialog", { clientId: "Client id", clientSecret: "Client secret", curl: "Check a token with curl" });
+  // The API checks a token with it, at the introspection endpoint.
+  const introspected = await fetch(`${origin}/oauth/v2/introspect`, {
+    method: "POST",
+    headers: { authorization: `Basic ${Buffer.from(`${encodeURIComponent(app.clientId)}:${encodeURIComponent(app.clientSecret)}`).toString("base64")}` },
+    body: new URLSearchParams({ token: "not-a-token" }),
+  });
+  app.introspection = { status: introspected.status, body: await introspected.json() };
+  await page.keyboard.press("Escape");
+  await dialog().getByRole("button", { name: "Close it" }).click();
+  await dialogGone();
+  app.afterClose = await holds(page, cdp, app.clientSecret);
+  result.app = app;
+  await page.getByText("billing-api", { exact: true }).waitFor();
+  await page.getByRole("button", { name: "Grant roles to a user" }).click();
+  await dialog().getByLabel("User name", { exact: true }).fill(holder.userName);
+  await dialog().getByLabel("invoice.read", { exact: true }).check();
+  await step("4-grant");
+  await dialog().getByRole("button", { name: "Grant" }).click();
+  await dialogGone();
+  await page.getByRole("link", { name: holder.userName }).waitFor();
+  result.project = await s.rows();
+  await page.locator("#status:empty").waitFor({ state: "attached" });
+  await step("4-project");
+  await page.getByRole("button", { name: `Remove the grant of ${holder.userName}` }).click();
+  await dialog().getByRole("button", { name: "Remove grant" }).click();
+  await dialogGone();
+  await page.getByText("No user grants.").waitFor();
+  await page.getByRole("button", { name: "Remove application billing-api" }).click();
+  await dialog().getByRole("button", { name: "Remove application" }).click();
+  await dialogGone();
+  await page.getByText("No API applications.").waitFor();
+  await page.getByRole("button", { name: "Remove role invoice.read" }).click();
+  await dialog().getByRole("button", { name: "Remove role" }).click();
+  await dialogGone();
+  await page.getByText("No roles.").waitFor();
+  await page.getByRole("button", { name: "Remove project" }).click();
+  await dialog().getByRole("button", { name: "Remove project" }).click();
+  await heading("Projects").waitFor();
+  await page.locator("main .empty, main tbody").first().waitFor();
+  result.projectListed = await page.getByRole("link", { name: `Billing API ${width}` }).count();
+
+  // 5. Stop trusting the issuer.
+  await page.getByRole("link", { name: "Trusted issuers" }).click();
+  await heading("Trusted issuers").waitFor();
+  await page.getByRole("button", { name: `Remove ${issuer}` }).click();
+  result.untrustSays = await dialog().locator("p").first().textContent();
+  await dialog().getByRole("button", { name: "Stop trusting" }).click();
+  await dialogGone();
+  await page.getByText(issuer, { exact: true }).waitFor({ state: "detached" });
+  await s.context.close();
+  return result;
+}
+
+const PARTS = { core, limits, sections, credentials };
 const results = [];
 try {
   for (const width of config.widths) results.push(await PARTS[config.part](width));

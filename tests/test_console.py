@@ -23,6 +23,9 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from joserfc.jwk import RSAKey
 from machinesecrets.v1 import org_service_pb2 as org_pb
 from machinesecrets.v1 import user_service_pb2 as user_pb
 
@@ -258,7 +261,7 @@ async def make_scene(running: Running) -> Scene:
     try:
         refused_id = await machine_user("reader-nobody", MARKUP_NAME)
         refused = await call("AddSecret", user_pb.AddSecretRequest(user_id=refused_id))
-        managers, subjects, issued = {}, {}, [refused.client_secret]
+        managers, subjects, keyholders, issued = {}, {}, {}, [refused.client_secret]
         for width in WIDTHS:
             manager_id = await machine_user(f"manager-{width}", "Manages machine users")
             await call(
@@ -274,6 +277,8 @@ async def make_scene(running: Running) -> Scene:
             issued.append(secret.client_secret)
             subject_id = await machine_user(f"subject-{width}", "Lives its whole life in the console")
             subjects[width] = {"userId": subject_id, "userName": f"subject-{width}"}
+            holder_id = await machine_user(f"keyholder-{width}", "Signs in with keys and platform tokens")
+            keyholders[width] = {"userId": holder_id, "userName": f"keyholder-{width}"}
         fleet = await call("AddOrganization", org_pb.AddOrganizationRequest(name=FLEET))
         in_fleet = [*admin, ("x-zitadel-orgid", fleet.org_id)]
         fleet_ids = [
@@ -294,6 +299,13 @@ async def make_scene(running: Running) -> Scene:
             },
             "managers": managers,
             "subjects": subjects,
+            "keyholders": keyholders,
+            # A cluster's keys, given inline to a trusted issuer; a public key of one's own.
+            "jwks": json.dumps({"keys": [RSAKey.generate_key(2048).as_dict(private=False)]}),
+            "publicKey": rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            .public_key()
+            .public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+            .decode(),
             "limited": {"userId": fleet_ids[0]},
             "markupName": MARKUP_NAME,
             "otherOrg": FLEET,
@@ -530,8 +542,12 @@ async def test_the_console_shows_what_a_caller_may_not_do_in_chromium(
         assert result["managerRoles"]["held"] == "ORG_USER_MANAGER"
         assert result["managerRoles"]["remove"] == "true"
         assert "“org.member.write”" in result["managerRoles"]["why"]
-        # Changing a user with more power than the caller: the refusal says so.
-        assert "This user holds more power than you do" in result["morePower"]
+        # A user with more power than the caller: what would act on it says so before any call
+        # (on hover and beside it), and does nothing.
+        more = result["morePower"]
+        assert more["why"].startswith("admin holds more power than you do: it is an IAM_OWNER"), more
+        assert (more["disabled"], more["newSecret"], more["dialogs"]) == ("true", "true", 0)
+        assert more["title"] == more["why"]
         # The secret it signed in with: warned of, and deleting it ended the session.
         assert result["ownSecret"].startswith("This is the secret you signed in with.")
         assert result["afterOwnSecret"]["dialogs"] == 0
@@ -609,3 +625,77 @@ def test_the_consoles_limits_are_the_services() -> None:
         "secretDescription": secret_policy.MAX_SECRET_DESCRIPTION_LENGTH,
         "defaultMaxSecrets": secret_policy.DEFAULT_MAX_SECRETS,
     }
+
+
+async def test_keys_federated_credentials_issuers_and_projects_in_chromium(
+    tools: Path, console_service: Running, scene: Scene, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Section 2 of issue 35, the rest: a machine user's keys (a key file shown once, with a
+    download; a public key uploaded) and federated credentials, the organisation's trusted issuers,
+    and a project with a role, an API application and a user grant, at 1280 and 390 px."""
+    caplog.set_level(logging.DEBUG)
+    envoy, _ = doors(console_service)
+    results = await drive_part("credentials", envoy, WIDTHS, scene, SCREENSHOTS / "credentials")
+    issued = list(scene.issued)
+    for result in results:
+        width = result["width"]
+        holder = scene.config["keyholders"][width]
+        assert result["steps"] == [
+            "1-trust-issuer", "1-issuers", "2-add-key", "2-key-dialog", "2-upload-key", "2-keys",
+            "2-remove-key", "3-add-federated", "3-federated", "4-add-role", "4-app-dialog", "4-grant",
+            "4-project",
+        ]  # fmt: skip
+        assert result["issuerOrg"] == result["keyOrg"] == "In organisation default"
+        [issuer] = result["issuers"]
+        assert issuer["Issuer"] == f"https://k8s-{width}.example.test"
+        assert (issuer["Keys from"], issuer["Description"]) == ("Given inline", f"The {width} px cluster")
+        # The key file: shown once, downloaded as is, ZITADEL's shape; gone with its dialog.
+        key = result["key"]
+        assert "will not be shown again" in key["warning"]
+        assert key["downloaded"] is True
+        assert key["downloadName"] == f"{key['fields']['keyId']}.json"
+        assert key["fields"] == {
+            "type": "serviceaccount", "userId": holder["userId"], "keyId": key["fields"]["keyId"], "pem": True
+        }  # fmt: skip
+        assert key["afterClose"] == GONE
+        assert key["focusAfterClose"] == "h2: Keys", key["focusAfterClose"]
+        assert result["roleDialogFocus"].startswith("input: Key"), result["roleDialogFocus"]
+        assert [(row["Type"], row["Expires"] == "Never") for row in key["listed"]] == [
+            ("RSA (RS256)", True),
+            ("RSA (RS256)", False),
+        ]
+        assert key["confirmFocus"] == "button.secondary: Cancel"
+        assert len(key["afterRemove"]) == 1
+        assert key["afterRemove"][0]["Key id"] != key["fields"]["keyId"]
+        # The federated credential: the trusted issuer offered, the subject said in words.
+        assert result["federatedIssuer"] == issuer["Issuer"]
+        [federated] = result["federated"]
+        assert federated["Accepts"] == "The Kubernetes service account “deployer” in namespace “ci”"
+        assert federated["Last used"] == "Never"
+        # The application's secret works at the introspection endpoint, and left with its dialog.
+        app = result["app"]
+        assert app["introspection"] == {"status": 200, "body": {"active": False}}
+        assert app["afterClose"] == GONE
+        assert app["curl"].startswith("curl -sS ")
+        issued.append(app["clientSecret"])
+        rows = {tuple(sorted(row)): row for row in result["project"]}
+        assert rows[("Actions", "Granted", "Roles", "User")]["Roles"] == "invoice.read"
+        assert rows[("Actions", "Display name", "Group", "Key")]["Display name"] == "Reads invoices"
+        assert result["projectListed"] == 0
+        assert "refused at once" in result["untrustSays"]
+    assert_nothing_leaked(results, issued, console_service, caplog)
+
+
+def test_the_consoles_roles_are_the_services() -> None:
+    """console/src/api.ts gives each role the permissions server/domain/permissions.py gives it:
+    the console's pre-refusal of a user with more power is the service's rule."""
+    from server.domain.permissions import ROLE_PERMISSIONS
+
+    text = (SOURCES / "src" / "api.ts").read_text()
+    block = text.split("export const ROLE_PERMISSIONS", 1)[1].split("};", 1)[0]
+    projects = re.findall(r'"([a-z.]+)"', text.split("const PROJECT_PERMISSIONS = ", 1)[1].split(";", 1)[0])
+    declared = {
+        role: set(re.findall(r'"([a-z.]+)"', body)) | (set(projects) if "PROJECT_" in body else set())
+        for role, body in re.findall(r"^  (\w+): (.*),$", block, re.MULTILINE)
+    }
+    assert declared == {role: set(permissions) for role, permissions in ROLE_PERMISSIONS.items()}

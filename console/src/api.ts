@@ -5,6 +5,7 @@ import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import { BadRequestSchema, ErrorInfoSchema } from "./gen/google/rpc/error_details_pb";
 import { AuditService } from "./gen/machinesecrets/v1/audit_service_pb";
 import { OrgService } from "./gen/machinesecrets/v1/org_service_pb";
+import { ProjectService } from "./gen/machinesecrets/v1/project_service_pb";
 import { type GetMeResponse, UserService } from "./gen/machinesecrets/v1/user_service_pb";
 
 export const TOKEN_PATH = "/oauth/v2/token";
@@ -49,6 +50,7 @@ const transport = createGrpcWebTransport({ baseUrl: location.origin, interceptor
 export const users = createClient(UserService, transport);
 export const orgs = createClient(OrgService, transport);
 export const audit = createClient(AuditService, transport);
+export const projects = createClient(ProjectService, transport);
 
 // Who is signed in, and what it may do in each organisation, as GetMe says (the service's own
 // reading of the credential: the same one that decides each call). Until it has answered, nothing is
@@ -57,7 +59,17 @@ let me: GetMeResponse | null = null;
 // Permissions a refusal named since: roles can be taken while the console is open.
 const refusals = new Map<string, Set<string>>();
 
-export const ROLES = ["IAM_OWNER", "ORG_OWNER", "ORG_USER_MANAGER"];
+export const ROLES = ["IAM_OWNER", "ORG_OWNER", "ORG_USER_MANAGER", "PROJECT_OWNER"];
+
+// The permissions each role gives, as server/domain/permissions.py grants them (tests/test_console.py
+// checks they are the same): to tell, before a call, that a user holds more power than the caller.
+const PROJECT_PERMISSIONS = ["project.read", "project.write", "project.grant.write"];
+export const ROLE_PERMISSIONS: Record<string, string[]> = {
+  IAM_OWNER: ["user.read", "user.write", "org.member.write", "org.create", "policy.write", "audit.read", ...PROJECT_PERMISSIONS],
+  ORG_OWNER: ["user.read", "user.write", "org.member.write", "policy.write", "audit.read", ...PROJECT_PERMISSIONS],
+  ORG_USER_MANAGER: ["user.read", "user.write"],
+  PROJECT_OWNER: PROJECT_PERMISSIONS,
+};
 
 export const permissions = {
   reset: (): void => {
@@ -88,6 +100,24 @@ export const permissions = {
     const lacks = refusals.get(orgId)?.has(permission) === true || (held !== null && !held.has(permission));
     if (!lacks) return "";
     return `Your account lacks the permission “${permission}” in this organisation, needed to ${PERMISSIONS[permission] ?? "do this"}.`;
+  },
+  // Why the caller may not act on a user who holds `roles` here, or "": whoever acts on a user's
+  // credentials or state must hold every permission the user's roles give (the service's rule,
+  // server/domain/commands/writes.py). Roles the user holds in other organisations are not known
+  // here: the service still decides, and its refusal says the same.
+  morePower(orgId: string, userName: string, roles: string[]): string {
+    const held = permissions.held(orgId);
+    if (held === null || roles.length === 0) return "";
+    const instance = new Set(me?.instancePermissions ?? []);
+    if (roles.includes("IAM_OWNER") && !ROLE_PERMISSIONS.IAM_OWNER.every((p) => instance.has(p))) {
+      return `${userName} holds more power than you do: it is an IAM_OWNER, so only another IAM_OWNER may change its credentials or state.`;
+    }
+    const lacking = [...new Set(roles.flatMap((r) => ROLE_PERMISSIONS[r] ?? []))].filter((p) => !held.has(p)).sort();
+    if (lacking.length === 0) return "";
+    return (
+      `${userName} holds more power than you do: its roles here (${roles.join(", ")}) give ` +
+      `${lacking.map((p) => `“${p}”`).join(", ")}, which your account lacks, so only someone who holds them may change its credentials or state.`
+    );
   },
 };
 
@@ -122,6 +152,9 @@ const PERMISSIONS: Record<string, string> = {
   "org.create": "create organisations",
   "policy.write": "change the organisation's secret policy",
   "audit.read": "read the organisation's history",
+  "project.read": "see the organisation's projects",
+  "project.write": "create and change projects, their roles and API applications",
+  "project.grant.write": "give users roles of projects",
 };
 
 export interface Problem {
@@ -156,6 +189,8 @@ export function problemOf(error: unknown): Problem {
   if (failure.code === Code.Unknown && failure.cause instanceof TypeError) {
     return problem("The service could not be reached. Check that it is running, then try again.");
   }
+  // A refusal of the console's own (no ErrorInfo: the service always sends one), in its words.
+  if (info === undefined && failure.code === Code.NotFound) return problem(failure.rawMessage);
   if (failure.code === Code.Unauthenticated) {
     return problem("Your session has ended: the token expired, was revoked, or is not valid. Sign in again.");
   }
@@ -203,6 +238,26 @@ export function problemOf(error: unknown): Problem {
         `This user has as many live secrets as the organisation allows (${metadata.limit ?? "its limit"}). ` +
           "Delete one first, or rotate with no grace period.",
       );
+    case "KEY_NOT_FOUND":
+      return problem("This key no longer exists. It may have been removed already.");
+    case "FEDERATED_CREDENTIAL_NOT_FOUND":
+      return problem("This federated credential no longer exists. It may have been removed already.");
+    case "TRUSTED_ISSUER_NOT_FOUND":
+      return problem("The organisation does not trust this issuer: add it under Trusted issuers first, or it was removed.");
+    case "TRUSTED_ISSUER_EXISTS":
+      return problem("The organisation trusts this issuer already.");
+    case "PROJECT_NOT_FOUND":
+      return problem("This project does not exist in this organisation. It may have been removed.");
+    case "APP_NOT_FOUND":
+      return problem("This application no longer exists. It may have been removed already.");
+    case "ROLE_ALREADY_EXISTS":
+      return problem("The project has a role with this key already.");
+    case "ROLE_NOT_FOUND":
+      return problem("The project has no such role. It may have been removed.");
+    case "GRANT_ALREADY_EXISTS":
+      return problem("This user has a grant of this project already: remove it first to change its roles.");
+    case "GRANT_NOT_FOUND":
+      return problem("This grant no longer exists. It may have been removed already.");
     case "INVALID_ARGUMENT":
       return problem("Some of what was entered cannot be used:");
     case "CONCURRENT_MODIFICATION":

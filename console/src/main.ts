@@ -4,7 +4,7 @@
 // #/users/ID/tokens, #/policy...), which holds ids only: no secret or token is ever put in an address.
 import { durationFromMs, type Duration, type Timestamp, timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { audit, exchange, orgs, permissions, type Problem, problemOf, ROLES, SignInRefused, session, TOKEN_PATH, users } from "./api";
+import { audit, exchange, orgs, permissions, type Problem, problemOf, projects, ROLES, SignInRefused, session, TOKEN_PATH, users } from "./api";
 import {
   announce,
   closeAllDialogs,
@@ -22,7 +22,18 @@ import {
 import { LIMITS } from "./limits";
 import type { Event as HistoryEvent } from "./gen/machinesecrets/v1/audit_service_pb";
 import type { Organization, SecretPolicy } from "./gen/machinesecrets/v1/org_service_pb";
-import { type GetMeResponse, type Secret, SecretState, type User, UserState, UserType } from "./gen/machinesecrets/v1/user_service_pb";
+import type { Project } from "./gen/machinesecrets/v1/project_service_pb";
+import {
+  type FederatedCredential,
+  type GetMeResponse,
+  KeyState,
+  type MachineKey,
+  type Secret,
+  SecretState,
+  type User,
+  UserState,
+  UserType,
+} from "./gen/machinesecrets/v1/user_service_pb";
 
 const main = document.getElementById("main") as HTMLElement;
 const bar = document.getElementById("bar") as HTMLElement;
@@ -45,6 +56,8 @@ let signingIn = false;
 const orgName = (): string => orgNames.get(session.org()) ?? "this organisation";
 
 function show(...nodes: (Node | false)[]): void {
+  // A new page: no user's power is known on it yet.
+  targetWhy = "";
   main.replaceChildren(...nodes.filter((n): n is Node => n !== false));
   applyGates();
   // Keyboard and screen-reader users start at the new page's heading.
@@ -96,16 +109,22 @@ function act<T>(
 // ---- What the caller may do -------------------------------------------------------------------
 
 // A control that needs a permission: where the caller is known to lack it, it stays focusable but
-// does nothing, and says why beside it (and on hover).
-function gated<E extends HTMLElement>(control: E, permission: string): E {
+// does nothing, and says why beside it (and on hover). `onUser`: it acts on the user of the page,
+// whose credentials or state only a caller who holds the user's power may change.
+function gated<E extends HTMLElement>(control: E, permission: string, onUser = false): E {
   control.dataset.permission = permission;
+  if (onUser) control.dataset.onUser = "true";
   return control;
 }
+
+// Why the user of the page may not be acted on by the caller (it holds more power), or "".
+let targetWhy = "";
 
 let whyIds = 0;
 function applyGates(): void {
   for (const control of document.querySelectorAll<HTMLElement>("[data-permission]")) {
-    explain(control, permissions.why(session.org(), control.dataset.permission ?? ""));
+    const lacks = permissions.why(session.org(), control.dataset.permission ?? "");
+    explain(control, lacks || (control.dataset.onUser ? targetWhy : ""));
   }
 }
 
@@ -122,12 +141,12 @@ function explain(control: HTMLElement, why: string): void {
   }
   control.setAttribute("aria-disabled", "true");
   control.title = why;
-  const note = shown ?? h("p", { class: "why", id: `why-${++whyIds}` });
+  const group = control.parentElement?.classList.contains("buttons") ? control.parentElement : control;
+  // Two buttons of one group refused for one reason share its words.
+  const same = group.nextElementSibling?.classList.contains("why") && group.nextElementSibling.textContent === why;
+  const note = shown ?? (same ? (group.nextElementSibling as HTMLElement) : h("p", { class: "why", id: `why-${++whyIds}` }));
   note.textContent = why;
-  if (!shown) {
-    const group = control.parentElement?.classList.contains("buttons") ? control.parentElement : control;
-    group.after(note);
-  }
+  if (!shown && !same) group.after(note);
   control.dataset.why = note.id;
   control.setAttribute("aria-describedby", note.id);
 }
@@ -155,8 +174,12 @@ async function route(): Promise<void> {
   }
   if (barFor !== session.token() && !(await drawBar())) return;
   if (mine !== rendering) return;
-  const user = /^#\/users\/(\d{1,64})(?:\/(tokens|roles|history))?$/.exec(location.hash);
+  const user = /^#\/users\/(\d{1,64})(?:\/(tokens|keys|federated|roles|history))?$/.exec(location.hash);
+  const project = /^#\/projects\/(\d{1,64})$/.exec(location.hash);
   if (user) await userPage(user[1], (user[2] ?? "secrets") as Tab, mine);
+  else if (project) await projectPage(project[1], mine);
+  else if (location.hash === "#/projects") await projectsPage(mine);
+  else if (location.hash === "#/issuers") await issuersPage(mine);
   else if (location.hash === "#/policy") await policyPage(mine);
   else await usersPage(mine);
 }
@@ -306,7 +329,7 @@ async function drawBar(): Promise<boolean> {
         session.setOrg(select.value);
         listing = { prefix: "", tokens: [""], size: listing.size };
         announce(`Now acting in ${orgName()}.`);
-        if (location.hash === "#/" || location.hash === "#/policy") void route();
+        if (["#/", "#/policy", "#/projects", "#/issuers"].includes(location.hash)) void route();
         else location.hash = "#/";
       },
     },
@@ -324,7 +347,14 @@ async function drawBar(): Promise<boolean> {
   bar.replaceChildren(
     h("a", { class: "brand", href: "#/" }, "machine-secrets", h("span", {}, " console")),
     switcher,
-    h("nav", { "aria-label": "Console", class: "links" }, h("a", { href: "#/" }, "Machine users"), h("a", { href: "#/policy" }, "Secret policy")),
+    h(
+      "nav",
+      { "aria-label": "Console", class: "links" },
+      h("a", { href: "#/" }, "Machine users"),
+      h("a", { href: "#/projects" }, "Projects"),
+      h("a", { href: "#/issuers" }, "Trusted issuers"),
+      h("a", { href: "#/policy" }, "Secret policy"),
+    ),
     who,
     h("button", { type: "button", class: "secondary", onclick: () => signOut("You have signed out.") }, "Sign out"),
   );
@@ -524,10 +554,12 @@ function newUserDialog(): void {
 
 // ---- One machine user -------------------------------------------------------------------------
 
-type Tab = "secrets" | "tokens" | "roles" | "history";
+type Tab = "secrets" | "tokens" | "keys" | "federated" | "roles" | "history";
 const TABS: [Tab, string][] = [
   ["secrets", "Client secrets"],
   ["tokens", "Personal access tokens"],
+  ["keys", "Keys"],
+  ["federated", "Federated credentials"],
   ["roles", "Roles"],
   ["history", "History"],
 ];
@@ -541,6 +573,11 @@ async function userPage(userId: string, tab: Tab, mine: number): Promise<void> {
   const found = await attempt(() => users.getUserByID({ userId }), body);
   if (found?.user === undefined || mine !== rendering) return;
   const user = found.user;
+  // Its roles here: a user who holds more power than the caller is said to, before any refusal.
+  // Unreadable: nothing is said, and the service decides.
+  const roles = await orgs.listOrgMembers({ userId }).then((m) => m.members[0]?.roles ?? [], () => []);
+  if (mine !== rendering) return;
+  targetWhy = isMe(user) ? "" : permissions.morePower(session.org(), user.userName, roles);
   const heading = main.querySelector("h1") as HTMLElement;
   heading.replaceChildren(user.userName, " ", userState(user.state));
   document.title = `${user.userName} · machine-secrets console`;
@@ -567,8 +604,9 @@ async function userPage(userId: string, tab: Tab, mine: number): Promise<void> {
     gated(
       h("button", { type: "button", class: "secondary", onclick: () => stateDialog(user, active ? "deactivate" : "reactivate") }, active ? "Deactivate" : "Reactivate"),
       "user.write",
+      true,
     ),
-    gated(h("button", { type: "button", class: "danger", onclick: () => stateDialog(user, "remove") }, "Remove user"), "user.write"),
+    gated(h("button", { type: "button", class: "danger", onclick: () => stateDialog(user, "remove") }, "Remove user"), "user.write", true),
   );
   if (user.type !== UserType.MACHINE) {
     body.replaceChildren(about, h("p", { class: "empty" }, "This is a human user: only machine users have client secrets."));
@@ -586,6 +624,8 @@ async function userPage(userId: string, tab: Tab, mine: number): Promise<void> {
   applyGates();
   if (tab === "secrets") await secretsTab(user, content, mine);
   else if (tab === "tokens") await tokensTab(user, content, mine);
+  else if (tab === "keys") await keysTab(user, content, mine);
+  else if (tab === "federated") await federatedTab(user, content, mine);
   else if (tab === "roles") await rolesTab(user, content, mine);
   else await historyTab(user, content, mine, [""]);
 }
@@ -659,7 +699,7 @@ function inWords(ms: number): string {
 async function secretsTab(user: User, content: HTMLElement, mine: number): Promise<void> {
   const secrets = h("div", {}, h("p", { class: "muted" }, "Loading…"));
   const count = h("p", { class: "count-of", role: "status" });
-  const newSecret = gated(h("button", { type: "button", onclick: () => secretDialog(user, false) }, "New secret"), "user.write");
+  const newSecret = gated(h("button", { type: "button", onclick: () => secretDialog(user, false) }, "New secret"), "user.write", true);
   content.replaceChildren(
     h(
       "section",
@@ -672,7 +712,7 @@ async function secretsTab(user: User, content: HTMLElement, mine: number): Promi
           "div",
           { class: "buttons" },
           newSecret,
-          gated(h("button", { type: "button", class: "secondary", onclick: () => secretDialog(user, true) }, "Rotate"), "user.write"),
+          gated(h("button", { type: "button", class: "secondary", onclick: () => secretDialog(user, true) }, "Rotate"), "user.write", true),
         ),
       ),
       count,
@@ -748,6 +788,7 @@ function secretRow(user: User, secret: Secret, isNew: boolean, older: boolean): 
           "Delete",
         ),
         "user.write",
+        true,
       ),
     ),
   );
@@ -867,6 +908,10 @@ function showSecretOnce(clientId: string, clientSecret: string, expires: Timesta
 // is not stored is lost; closing empties the dialog's fields and removes it from the page, and
 // nothing else holds what it showed, so the browser lets it go.
 function showOnce(title: string, returnTo: string, ...body: HTMLElement[]): void {
+  showOnceWith(title, returnTo, " It is stored only as a hash. Put it in your secret store now; if it is lost, make a new one.", ...body);
+}
+
+function showOnceWith(title: string, returnTo: string, stored: string, ...body: HTMLElement[]): void {
   const done = h("button", { type: "button", class: "done" }, "Done: I have stored it");
   const back = h("button", { type: "button", class: "secondary" }, "Back to it");
   const close = h("button", { type: "button", class: "danger" }, "Close it");
@@ -882,7 +927,7 @@ function showOnce(title: string, returnTo: string, ...body: HTMLElement[]): void
       "p",
       { class: "warning" },
       h("strong", {}, "This will not be shown again."),
-      " It is stored only as a hash. Put it in your secret store now; if it is lost, make a new one.",
+      stored,
     ),
     ...body,
     h("div", { class: "actions" }, done),
@@ -972,7 +1017,7 @@ async function tokensTab(user: User, content: HTMLElement, mine: number): Promis
         "div",
         { class: "heading" },
         h("h2", { id: "tokens-title", tabindex: -1 }, "Personal access tokens"),
-        h("div", { class: "buttons" }, gated(h("button", { type: "button", onclick: () => tokenDialog(user) }, "New token"), "user.write")),
+        h("div", { class: "buttons" }, gated(h("button", { type: "button", onclick: () => tokenDialog(user) }, "New token"), "user.write", true)),
       ),
       h("p", { class: "lead" }, "A personal access token is sent as “authorization: Bearer …” on every call, with no token endpoint. Each is shown once."),
       list,
@@ -1006,6 +1051,7 @@ async function tokensTab(user: User, content: HTMLElement, mine: number): Promis
                 "Revoke",
               ),
               "user.write",
+              true,
             ),
           ),
         ),
@@ -1092,6 +1138,7 @@ async function rolesTab(user: User, content: HTMLElement, mine: number, focus = 
   const remove = gated(
     h("button", { type: "button", class: "danger", onclick: () => removeMemberDialog(user, content, mine) }, "Remove from organisation"),
     "org.member.write",
+    true,
   );
   // What it holds now; a member's roles change by removing it and granting them again, so a member
   // is offered the removal, and a user without roles here the grant.
@@ -1319,6 +1366,825 @@ async function policyPage(mine: number): Promise<void> {
     ),
   );
   applyGates();
+}
+
+// ---- Keys -------------------------------------------------------------------------------------
+
+async function keysTab(user: User, content: HTMLElement, mine: number): Promise<void> {
+  const list = h("div", {}, h("p", { class: "muted" }, "Loading…"));
+  content.replaceChildren(
+    h(
+      "section",
+      { "aria-labelledby": "keys-title" },
+      h(
+        "div",
+        { class: "heading" },
+        h("h2", { id: "keys-title", tabindex: -1 }, "Keys"),
+        h("div", { class: "buttons" }, gated(h("button", { type: "button", onclick: () => keyDialog(user) }, "Add key"), "user.write", true)),
+      ),
+      h(
+        "p",
+        { class: "lead" },
+        `A key signs the JWT that ${user.userName} sends for an access token (the JWT profile grant, RFC 7523), so no secret travels. ` +
+          "Only public keys are stored: a key pair made here is handed over once, as a key file.",
+      ),
+      list,
+    ),
+  );
+  applyGates();
+  const listed = await attempt(() => users.listKeys({ userId: user.id }), list);
+  if (listed === undefined || mine !== rendering) return;
+  if (listed.keys.length === 0) {
+    list.replaceChildren(h("p", { class: "empty" }, "No keys."));
+    return;
+  }
+  list.replaceChildren(
+    table(
+      `Keys of ${user.userName}`,
+      ["Key id", "Type", "Created", "Expires", "Last used", "State", "Actions"],
+      listed.keys.map((key: MachineKey) =>
+        h(
+          "tr",
+          {},
+          cell("Key id", h("code", {}, key.keyId)),
+          cell("Type", key.keyType === "EC" ? "EC P-256 (ES256)" : `${key.keyType} (RS256)`),
+          cell("Created", time(key.creationDate)),
+          cell("Expires", time(key.expirationDate, "Never")),
+          cell("Last used", time(key.lastUsed, "Never")),
+          cell("State", key.state === KeyState.EXPIRED ? badge("Expired", "off") : badge("Active", "on")),
+          cell(
+            "Actions",
+            gated(
+              h(
+                "button",
+                {
+                  type: "button",
+                  class: "danger",
+                  "aria-label": `Remove key ${key.keyId}`,
+                  onclick: () =>
+                    confirmDialog(
+                      "Remove this key?",
+                      `Key ${key.keyId} of ${user.userName} is refused at once, and so are the access tokens it earned. This cannot be undone.`,
+                      "Remove key",
+                      () => users.removeKey({ userId: user.id, keyId: key.keyId }),
+                      `Key ${key.keyId} removed.`,
+                    ),
+                },
+                "Remove",
+              ),
+              "user.write",
+              true,
+            ),
+          ),
+        ),
+      ),
+    ),
+  );
+}
+
+function keyDialog(user: User): void {
+  const expiry = expiryField("No expiry (or the organisation's default)");
+  const pem = h("textarea", { rows: 5, spellcheck: "false", class: "mono", placeholder: "-----BEGIN PUBLIC KEY-----" });
+  const pemField = field("Public key (PEM)", pem, "RSA of 2048 to 4096 bits, or EC P-256.");
+  const choose = (upload: boolean) => () => {
+    pemField.hidden = !upload;
+    pem.required = upload;
+  };
+  const problems = h("div", {});
+  const submit = h("button", { type: "submit" }, "Add key");
+  const dialog = modal(
+    "Add a key",
+    inOrg(),
+    h(
+      "form",
+      {
+        onsubmit: (event: Event) => {
+          event.preventDefault();
+          const publicKey = pemField.hidden ? new Uint8Array() : new TextEncoder().encode(pem.value.trim());
+          act(
+            dialog,
+            submit,
+            problems,
+            () => users.addKey({ userId: user.id, expirationDate: expiry.value(), publicKey }),
+            async (made) => {
+              await route();
+              if (made.keyContent.length === 0) {
+                announce(`Key ${made.keyId} added.`);
+                return;
+              }
+              showKeyFileOnce(made.keyId, made.keyContent, made.expirationDate);
+            },
+          );
+        },
+      },
+      h(
+        "fieldset",
+        { class: "choice" },
+        h("legend", {}, "The key"),
+        h("label", {}, h("input", { type: "radio", name: "key-source", checked: true, onchange: choose(false) }), "Make a key pair here, and download its key file once"),
+        h("label", {}, h("input", { type: "radio", name: "key-source", onchange: choose(true) }), "Upload a public key of my own"),
+      ),
+      pemField,
+      expiry.element,
+      problems,
+      h("div", { class: "actions" }, h("button", { type: "button", class: "secondary", onclick: () => dialog.close() }, "Cancel"), submit),
+    ),
+  );
+  choose(false)();
+}
+
+// The key file of a key pair made by the service: its private key exists nowhere else, so it is
+// shown once, with a download; the download's address is revoked when the dialog closes.
+function showKeyFileOnce(keyId: string, content: Uint8Array, expires: Timestamp | undefined): void {
+  const text = new TextDecoder().decode(content);
+  let address = URL.createObjectURL(new Blob([text], { type: "application/json" }));
+  const download = h("a", { class: "button", href: address, download: `${keyId}.json` }, "Download the key file");
+  showOnceWith(
+    "Copy the new key file now",
+    "keys-title",
+    " Its private key is kept nowhere else: only the public key is stored. Put the key file in your secret store now; if it is lost, add a new key.",
+    copyable("Key file", text, 6),
+    h("p", {}, download),
+    h("p", {}, "Key id: ", h("code", {}, keyId), ". Expires: ", time(expires, "never")),
+  );
+  // The file is read from its start (a focused field's caret, and so its view, starts at its end).
+  const file = document.querySelector<HTMLTextAreaElement>("dialog.once textarea");
+  file?.setSelectionRange(0, 0);
+  if (file) file.scrollTop = 0;
+  document.querySelector("dialog.once")?.addEventListener("close", () => {
+    URL.revokeObjectURL(address);
+    address = "";
+  });
+}
+
+// A confirmation before something is removed: says what stops working, starts on Cancel.
+function confirmDialog(title: string, says: string, button: string, call: () => Promise<unknown>, done: string, after: () => Promise<void> = route): void {
+  const problems = h("div", {});
+  const confirm = h("button", { type: "button", class: "danger" }, button);
+  const cancel = h("button", { type: "button", class: "secondary", autofocus: true }, "Cancel");
+  const dialog = modal(title, h("p", {}, says), problems, h("div", { class: "actions" }, cancel, confirm));
+  cancel.addEventListener("click", () => dialog.close());
+  confirm.addEventListener("click", () => {
+    act(dialog, confirm, problems, call, async () => {
+      await after();
+      announce(done);
+    });
+  });
+}
+
+// ---- Federated credentials --------------------------------------------------------------------
+
+// What a federated credential accepts, in words, for the platforms whose subjects say it plainly.
+function accepts(credential: FederatedCredential): string {
+  const k8s = /^system:serviceaccount:([^:]+):([^:]+)$/.exec(credential.subject);
+  if (k8s) return `The Kubernetes service account “${k8s[2]}” in namespace “${k8s[1]}”`;
+  const github = /^repo:([^:]+):(?:ref:refs\/heads\/(.+)|environment:(.+)|pull_request)$/.exec(credential.subject);
+  if (github) {
+    const where = github[2] ? `on branch “${github[2]}”` : github[3] ? `in environment “${github[3]}”` : "on a pull request";
+    return `GitHub Actions of ${github[1]} ${where}`;
+  }
+  return `The workload whose token says sub “${credential.subject}”`;
+}
+
+async function federatedTab(user: User, content: HTMLElement, mine: number): Promise<void> {
+  const list = h("div", {}, h("p", { class: "muted" }, "Loading…"));
+  content.replaceChildren(
+    h(
+      "section",
+      { "aria-labelledby": "federated-title" },
+      h(
+        "div",
+        { class: "heading" },
+        h("h2", { id: "federated-title", tabindex: -1 }, "Federated credentials"),
+        h(
+          "div",
+          { class: "buttons" },
+          gated(h("button", { type: "button", onclick: () => void federatedDialog(user) }, "Add federated credential"), "user.write", true),
+        ),
+      ),
+      h(
+        "p",
+        { class: "lead" },
+        `A workload signs in as ${user.userName} with the token its platform gives it (a Kubernetes service-account token, a GitHub Actions OIDC token): ` +
+          "nothing is stored to leak. The token's issuer must be one the organisation trusts.",
+      ),
+      list,
+    ),
+  );
+  applyGates();
+  const listed = await attempt(() => users.listFederatedCredentials({ userId: user.id }), list);
+  if (listed === undefined || mine !== rendering) return;
+  if (listed.credentials.length === 0) {
+    list.replaceChildren(h("p", { class: "empty" }, "No federated credentials."));
+    return;
+  }
+  list.replaceChildren(
+    table(
+      `Federated credentials of ${user.userName}`,
+      ["Accepts", "Issuer", "Subject", "Audience", "Created", "Last used", "Actions"],
+      listed.credentials.map((c) =>
+        h(
+          "tr",
+          {},
+          cell(
+            "Accepts",
+            accepts(c),
+            c.claimName ? h("span", { class: "muted" }, `, with ${c.claimName} = “${c.claimValue}”`) : "",
+            c.description ? h("span", { class: "muted" }, ` (${c.description})`) : "",
+          ),
+          cell("Issuer", h("code", {}, c.issuer)),
+          cell("Subject", h("code", {}, c.subject)),
+          cell("Audience", h("code", {}, c.audience)),
+          cell("Created", time(c.creationDate)),
+          cell("Last used", time(c.lastUsed, "Never")),
+          cell(
+            "Actions",
+            gated(
+              h(
+                "button",
+                {
+                  type: "button",
+                  class: "danger",
+                  "aria-label": `Remove federated credential for ${c.subject}`,
+                  onclick: () =>
+                    confirmDialog(
+                      "Remove this federated credential?",
+                      `Tokens of ${c.issuer} for ${c.subject} no longer sign in as ${user.userName}, and the access tokens they earned are refused at once.`,
+                      "Remove credential",
+                      () => users.removeFederatedCredential({ userId: user.id, credentialId: c.credentialId }),
+                      "Federated credential removed.",
+                    ),
+                },
+                "Remove",
+              ),
+              "user.write",
+              true,
+            ),
+          ),
+        ),
+      ),
+    ),
+  );
+}
+
+async function federatedDialog(user: User): Promise<void> {
+  // The organisation's trusted issuers, offered as choices where the caller may read them.
+  const trusted = await orgs.listTrustedIssuers({}).then((l) => l.issuers.map((i) => i.issuer), () => [] as string[]);
+  const choices = h("datalist", { id: "trusted-issuers" }, ...trusted.map((i) => h("option", { value: i })));
+  const text = (attrs: Record<string, string | boolean> = {}) => h("input", { autocomplete: "off", spellcheck: "false", ...attrs });
+  const issuer = text({ required: true, list: "trusted-issuers", type: "url", value: trusted[0] ?? "" });
+  const subject = limitedField("Subject (sub)", text({ required: true }), 500, "Exactly, no wildcards: system:serviceaccount:NAMESPACE:NAME, or repo:OWNER/REPO:ref:refs/heads/BRANCH.");
+  const audience = limitedField("Audience (aud)", text({ required: true }), 500, "A value the token's aud must contain.");
+  const claimName = text();
+  const claimValue = text();
+  const description = limitedField("Description (optional)", text(), 500);
+  const problems = h("div", {});
+  const submit = h("button", { type: "submit" }, "Add credential");
+  const value = (f: { control: HTMLElement }): string => (f.control as HTMLInputElement).value.trim();
+  const dialog = modal(
+    "Add a federated credential",
+    inOrg(),
+    h(
+      "form",
+      {
+        onsubmit: (event: Event) => {
+          event.preventDefault();
+          if (overLimit(problems, [subject, audience, description])) return;
+          act(
+            dialog,
+            submit,
+            problems,
+            () =>
+              users.addFederatedCredential({
+                userId: user.id,
+                issuer: issuer.value.trim(),
+                subject: value(subject),
+                audience: value(audience),
+                description: value(description),
+                claimName: claimName.value.trim(),
+                claimValue: claimValue.value.trim(),
+              }),
+            async () => {
+              await route();
+              announce("Federated credential added.");
+            },
+          );
+        },
+      },
+      field("Issuer (iss)", issuer, trusted.length > 0 ? "One of the organisation's trusted issuers." : "A trusted issuer of the organisation, as its tokens name it."),
+      choices,
+      subject.element,
+      audience.element,
+      field("Further claim (optional)", claimName, "e.g. environment, or job_workflow_ref"),
+      field("Its value", claimValue),
+      description.element,
+      problems,
+      h("div", { class: "actions" }, h("button", { type: "button", class: "secondary", onclick: () => dialog.close() }, "Cancel"), submit),
+    ),
+  );
+}
+
+// ---- Trusted issuers --------------------------------------------------------------------------
+
+async function issuersPage(mine: number): Promise<void> {
+  const list = h("div", {}, h("p", { class: "muted" }, "Loading…"));
+  show(
+    h(
+      "div",
+      { class: "heading" },
+      h("h1", { tabindex: -1 }, "Trusted issuers"),
+      h("div", { class: "buttons" }, gated(h("button", { type: "button", onclick: () => issuerDialog() }, "Trust an issuer"), "policy.write")),
+    ),
+    h(
+      "p",
+      { class: "lead" },
+      `The platforms whose workload tokens ${orgName()} accepts, for its machine users' federated credentials. Removing one refuses its tokens at once.`,
+    ),
+    list,
+  );
+  const listed = await attempt(() => orgs.listTrustedIssuers({}), list);
+  if (listed === undefined || mine !== rendering) return;
+  if (listed.issuers.length === 0) {
+    list.replaceChildren(h("p", { class: "empty" }, "No trusted issuers."));
+    return;
+  }
+  list.replaceChildren(
+    table(
+      `Trusted issuers of ${orgName()}`,
+      ["Issuer", "Keys from", "Description", "Added", "Actions"],
+      listed.issuers.map((issuer) =>
+        h(
+          "tr",
+          {},
+          cell("Issuer", h("code", {}, issuer.issuer)),
+          cell("Keys from", issuer.inlineJwks ? "Given inline" : issuer.jwksUri ? h("code", {}, issuer.jwksUri) : "The issuer's discovery document"),
+          cell("Description", issuer.description || "—"),
+          cell("Added", time(issuer.creationDate)),
+          cell(
+            "Actions",
+            gated(
+              h(
+                "button",
+                {
+                  type: "button",
+                  class: "danger",
+                  "aria-label": `Remove ${issuer.issuer}`,
+                  onclick: () =>
+                    confirmDialog(
+                      "Stop trusting this issuer?",
+                      `Tokens of ${issuer.issuer} are refused at once, by every federated credential that names it. The credentials stay, and work again if it is trusted again.`,
+                      "Stop trusting",
+                      () => orgs.removeTrustedIssuer({ issuerId: issuer.issuerId }),
+                      `${issuer.issuer} is no longer trusted.`,
+                    ),
+                },
+                "Remove",
+              ),
+              "policy.write",
+            ),
+          ),
+        ),
+      ),
+    ),
+  );
+  applyGates();
+}
+
+function issuerDialog(): void {
+  const issuer = h("input", { type: "url", required: true, autocomplete: "off", spellcheck: "false", placeholder: "https://" });
+  const jwksUri = h("input", { type: "url", autocomplete: "off", spellcheck: "false" });
+  const jwks = h("textarea", { rows: 5, spellcheck: "false", class: "mono", placeholder: '{"keys": [...]}' });
+  const uriField = field("JWKS address", jwksUri);
+  const inlineField = field("JWKS document", jwks, "e.g. the output of kubectl get --raw /openid/v1/jwks. Nothing is fetched.");
+  const choose = (source: string) => () => {
+    uriField.hidden = source !== "uri";
+    inlineField.hidden = source !== "inline";
+    jwksUri.required = !uriField.hidden;
+    jwks.required = !inlineField.hidden;
+  };
+  const description = limitedField("Description (optional)", h("input", { autocomplete: "off" }), 500);
+  const problems = h("div", {});
+  const submit = h("button", { type: "submit" }, "Trust issuer");
+  const radio = (value: string, label: string, checked = false) =>
+    h("label", {}, h("input", { type: "radio", name: "jwks-source", value, checked, onchange: choose(value) }), label);
+  const dialog = modal(
+    "Trust an issuer",
+    inOrg(),
+    h(
+      "form",
+      {
+        onsubmit: (event: Event) => {
+          event.preventDefault();
+          if (overLimit(problems, [description])) return;
+          act(
+            dialog,
+            submit,
+            problems,
+            () =>
+              orgs.addTrustedIssuer({
+                issuer: issuer.value.trim(),
+                jwksUri: uriField.hidden ? "" : jwksUri.value.trim(),
+                jwks: inlineField.hidden ? "" : jwks.value.trim(),
+                description: (description.control as HTMLInputElement).value.trim(),
+              }),
+            async () => {
+              await route();
+              announce(`${issuer.value.trim()} is trusted.`);
+            },
+          );
+        },
+      },
+      field("Issuer", issuer, "Exactly as its tokens name it in iss."),
+      h(
+        "fieldset",
+        { class: "choice" },
+        h("legend", {}, "Its keys"),
+        radio("discovery", "From its discovery document", true),
+        radio("uri", "From a JWKS address"),
+        radio("inline", "Given here (a JWKS document)"),
+      ),
+      uriField,
+      inlineField,
+      description.element,
+      problems,
+      h("div", { class: "actions" }, h("button", { type: "button", class: "secondary", onclick: () => dialog.close() }, "Cancel"), submit),
+    ),
+  );
+  choose("discovery")();
+}
+
+// ---- Projects ---------------------------------------------------------------------------------
+
+async function projectsPage(mine: number): Promise<void> {
+  const list = h("div", {}, h("p", { class: "muted" }, "Loading…"));
+  show(
+    h(
+      "div",
+      { class: "heading" },
+      h("h1", { tabindex: -1 }, "Projects"),
+      h("div", { class: "buttons" }, gated(h("button", { type: "button", onclick: () => projectDialog() }, "New project"), "project.write")),
+    ),
+    h(
+      "p",
+      { class: "lead" },
+      `The APIs of ${orgName()}: each is the audience of the tokens meant for it, with roles to grant to users and API applications that check tokens.`,
+    ),
+    list,
+  );
+  const listed = await attempt(() => projects.listProjects({}), list);
+  if (listed === undefined || mine !== rendering) return;
+  if (listed.projects.length === 0) {
+    list.replaceChildren(h("p", { class: "empty" }, "No projects yet."));
+    return;
+  }
+  list.replaceChildren(
+    table(
+      `Projects of ${orgName()}`,
+      ["Name", "Project id", "Created"],
+      listed.projects.map((p) =>
+        h(
+          "tr",
+          {},
+          cell("Name", h("a", { href: `#/projects/${p.id}` }, p.name)),
+          cell("Project id", h("code", {}, p.id)),
+          cell("Created", time(p.details?.creationDate)),
+        ),
+      ),
+    ),
+  );
+}
+
+function projectDialog(): void {
+  const name = limitedField("Name", h("input", { required: true, autocomplete: "off" }), LIMITS.name);
+  const problems = h("div", {});
+  const submit = h("button", { type: "submit" }, "Create");
+  const dialog = modal(
+    "New project",
+    inOrg(),
+    h(
+      "form",
+      {
+        onsubmit: (event: Event) => {
+          event.preventDefault();
+          if (overLimit(problems, [name])) return;
+          act(
+            dialog,
+            submit,
+            problems,
+            () => projects.addProject({ name: (name.control as HTMLInputElement).value.trim() }),
+            (made) => {
+              announce("Project created.");
+              location.hash = `#/projects/${made.projectId}`;
+            },
+          );
+        },
+      },
+      name.element,
+      problems,
+      h("div", { class: "actions" }, h("button", { type: "button", class: "secondary", onclick: () => dialog.close() }, "Cancel"), submit),
+    ),
+  );
+}
+
+async function projectPage(projectId: string, mine: number): Promise<void> {
+  const body = h("div", {}, h("p", { class: "muted" }, "Loading…"));
+  show(h("p", { class: "crumbs" }, h("a", { href: "#/projects" }, "← Projects")), h("h1", { tabindex: -1 }, "Project"), body);
+  const found = await attempt(() => projects.getProject({ projectId }), body);
+  if (found?.project === undefined || mine !== rendering) return;
+  const project = found.project;
+  (main.querySelector("h1") as HTMLElement).textContent = project.name;
+  document.title = `${project.name} · machine-secrets console`;
+  const [roles, apps, grants] = await Promise.all([
+    attempt(() => projects.listProjectRoles({ projectId }), body),
+    attempt(() => projects.listApps({ projectId }), body),
+    attempt(() => projects.listUserGrants({}), body),
+  ]);
+  if (roles === undefined || apps === undefined || grants === undefined || mine !== rendering) return;
+  const reload = () => projectPage(projectId, mine === rendering ? ++rendering : rendering);
+  const removeButton = (label: string, permission: string, onclick: () => void) =>
+    gated(h("button", { type: "button", class: "danger", "aria-label": label, onclick }, "Remove"), permission);
+  const section = (id: string, title: string, button: HTMLElement | false, lead: string, list: Node) =>
+    h(
+      "section",
+      { "aria-labelledby": id },
+      h("div", { class: "heading" }, h("h2", { id, tabindex: -1 }, title), button && h("div", { class: "buttons" }, button)),
+      h("p", { class: "lead" }, lead),
+      list,
+    );
+  const roleKeys = roles.roles.map((r) => r.key);
+  const mineGrants = grants.grants.filter((g) => g.projectId === projectId);
+  body.replaceChildren(
+    h(
+      "dl",
+      { class: "about" },
+      h("dt", {}, "Project id"),
+      h("dd", {}, h("code", {}, project.id)),
+      h("dt", {}, "Audience scope"),
+      h("dd", {}, h("code", {}, `urn:zitadel:iam:org:project:id:${project.id}:aud`)),
+      h("dt", {}, "Organisation"),
+      h("dd", {}, orgName()),
+    ),
+    h(
+      "div",
+      { class: "buttons" },
+      gated(
+        h(
+          "button",
+          {
+            type: "button",
+            class: "danger",
+            onclick: () =>
+              confirmDialog(
+                `Remove ${project.name}?`,
+                "Its roles, its API applications (their secrets end at once) and its user grants go with it. This cannot be undone.",
+                "Remove project",
+                () => projects.removeProject({ projectId }),
+                `${project.name} removed.`,
+                async () => {
+                  location.hash = "#/projects";
+                },
+              ),
+          },
+          "Remove project",
+        ),
+        "project.write",
+      ),
+    ),
+    section(
+      "roles-title",
+      "Roles",
+      gated(h("button", { type: "button", onclick: () => roleDialog(project, reload) }, "Add role"), "project.write"),
+      "Role keys travel in scopes and claims: a user grant gives a user some of them.",
+      roles.roles.length === 0
+        ? h("p", { class: "empty" }, "No roles.")
+        : table(
+            `Roles of ${project.name}`,
+            ["Key", "Display name", "Group", "Actions"],
+            roles.roles.map((r) =>
+              h(
+                "tr",
+                {},
+                cell("Key", h("code", {}, r.key)),
+                cell("Display name", r.displayName || "—"),
+                cell("Group", r.group || "—"),
+                cell(
+                  "Actions",
+                  removeButton(`Remove role ${r.key}`, "project.write", () =>
+                    confirmDialog(
+                      `Remove the role ${r.key}?`,
+                      "No grant asserts it from then on.",
+                      "Remove role",
+                      () => projects.removeProjectRole({ projectId, roleKey: r.key }),
+                      `Role ${r.key} removed.`,
+                      reload,
+                    ),
+                  ),
+                ),
+              ),
+            ),
+          ),
+    ),
+    section(
+      "apps-title",
+      "API applications",
+      gated(h("button", { type: "button", onclick: () => appDialog(project, reload) }, "New API application"), "project.write"),
+      "The API itself, as a client of the introspection endpoint: it asks whether a token is active, and what it grants.",
+      apps.apps.length === 0
+        ? h("p", { class: "empty" }, "No API applications.")
+        : table(
+            `API applications of ${project.name}`,
+            ["Name", "Client id", "Changed", "Actions"],
+            apps.apps.map((a) =>
+              h(
+                "tr",
+                {},
+                cell("Name", a.name),
+                cell("Client id", h("code", {}, a.clientId)),
+                cell("Changed", time(a.details?.changeDate)),
+                cell(
+                  "Actions",
+                  removeButton(`Remove application ${a.name}`, "project.write", () =>
+                    confirmDialog(
+                      `Remove ${a.name}?`,
+                      "Its secret stops working at once: the API can no longer check tokens with it.",
+                      "Remove application",
+                      () => projects.removeApp({ projectId, appId: a.id }),
+                      `${a.name} removed.`,
+                      reload,
+                    ),
+                  ),
+                ),
+              ),
+            ),
+          ),
+    ),
+    section(
+      "grants-title",
+      "User grants",
+      gated(h("button", { type: "button", onclick: () => grantDialog(project, roleKeys, reload) }, "Grant roles to a user"), "project.grant.write"),
+      "Users of this organisation and the roles of this project they hold.",
+      mineGrants.length === 0
+        ? h("p", { class: "empty" }, "No user grants.")
+        : table(
+            `User grants of ${project.name}`,
+            ["User", "Roles", "Granted", "Actions"],
+            mineGrants.map((g) =>
+              h(
+                "tr",
+                {},
+                cell("User", h("a", { href: `#/users/${g.userId}` }, g.userName)),
+                cell("Roles", h("span", { class: "states" }, ...g.roleKeys.map((k) => badge(k, "role")))),
+                cell("Granted", time(g.details?.creationDate)),
+                cell(
+                  "Actions",
+                  removeButton(`Remove the grant of ${g.userName}`, "project.grant.write", () =>
+                    confirmDialog(
+                      `Remove the grant of ${g.userName}?`,
+                      `Its roles of ${project.name} are asserted no more.`,
+                      "Remove grant",
+                      () => projects.removeUserGrant({ userId: g.userId, grantId: g.id }),
+                      `The grant of ${g.userName} removed.`,
+                      reload,
+                    ),
+                  ),
+                ),
+              ),
+            ),
+          ),
+    ),
+  );
+  applyGates();
+}
+
+function roleDialog(project: Project, reload: () => Promise<void>): void {
+  const key = h("input", { required: true, autocomplete: "off", spellcheck: "false", pattern: "[A-Za-z0-9_.:\\-]{1,200}" });
+  const display = limitedField("Display name (optional)", h("input", { autocomplete: "off" }), LIMITS.name);
+  const group = limitedField("Group (optional)", h("input", { autocomplete: "off" }), LIMITS.name);
+  const problems = h("div", {});
+  const submit = h("button", { type: "submit" }, "Add role");
+  const dialog = modal(
+    `Add a role to ${project.name}`,
+    inOrg(),
+    h(
+      "form",
+      {
+        onsubmit: (event: Event) => {
+          event.preventDefault();
+          if (overLimit(problems, [display, group])) return;
+          const roleKey = key.value.trim();
+          act(
+            dialog,
+            submit,
+            problems,
+            () =>
+              projects.addProjectRole({
+                projectId: project.id,
+                roleKey,
+                displayName: (display.control as HTMLInputElement).value.trim(),
+                group: (group.control as HTMLInputElement).value.trim(),
+              }),
+            async () => {
+              await reload();
+              announce(`Role ${roleKey} added.`);
+            },
+          );
+        },
+      },
+      field("Key", key, "1 to 200 of A-Z, a-z, 0-9 and _ . : -"),
+      display.element,
+      group.element,
+      problems,
+      h("div", { class: "actions" }, h("button", { type: "button", class: "secondary", onclick: () => dialog.close() }, "Cancel"), submit),
+    ),
+  );
+}
+
+function appDialog(project: Project, reload: () => Promise<void>): void {
+  const name = limitedField("Name", h("input", { required: true, autocomplete: "off" }), LIMITS.name);
+  const problems = h("div", {});
+  const submit = h("button", { type: "submit" }, "Create");
+  const dialog = modal(
+    `New API application of ${project.name}`,
+    inOrg(),
+    h("p", {}, "It gets a client id and a secret for the introspection endpoint (client_secret_basic). The secret is shown once."),
+    h(
+      "form",
+      {
+        onsubmit: (event: Event) => {
+          event.preventDefault();
+          if (overLimit(problems, [name])) return;
+          act(
+            dialog,
+            submit,
+            problems,
+            () => projects.addApiApp({ projectId: project.id, name: (name.control as HTMLInputElement).value.trim() }),
+            async (made) => {
+              await reload();
+              const curl =
+                `curl -sS ${quoted(`${location.origin}/oauth/v2/introspect`)} -u ${quoted(`${made.clientId}:${made.clientSecret}`)} ` +
+                `--data-urlencode "token=$ACCESS_TOKEN"`;
+              showOnce(
+                "Copy the new application secret now",
+                "apps-title",
+                copyable("Client id", made.clientId),
+                copyable("Client secret", made.clientSecret, 2),
+                copyable("Check a token with curl", curl, 4),
+              );
+            },
+          );
+        },
+      },
+      name.element,
+      problems,
+      h("div", { class: "actions" }, h("button", { type: "button", class: "secondary", onclick: () => dialog.close() }, "Cancel"), submit),
+    ),
+  );
+}
+
+function grantDialog(project: Project, roleKeys: string[], reload: () => Promise<void>): void {
+  const userName = h("input", { required: true, autocomplete: "off", spellcheck: "false" });
+  const boxes = roleKeys.map((key) => h("input", { type: "checkbox", name: "grant-role", value: key }));
+  const problems = h("div", {});
+  const submit = h("button", { type: "submit" }, "Grant");
+  const dialog = modal(
+    `Grant roles of ${project.name}`,
+    inOrg(),
+    roleKeys.length === 0 && h("p", { class: "warning" }, "The project has no roles yet: add one first."),
+    h(
+      "form",
+      {
+        onsubmit: (event: Event) => {
+          event.preventDefault();
+          const roles = boxes.filter((b) => b.checked).map((b) => b.value);
+          if (roles.length === 0) {
+            showProblem(problems, problemText("Choose at least one role to grant."));
+            return;
+          }
+          const wanted = userName.value.trim();
+          act(
+            dialog,
+            submit,
+            problems,
+            async () => {
+              // The user by its name, in this organisation (ListUsers compares names as the service does).
+              const found = await users.listUsers({ userNamePrefix: wanted, pageSize: 10 });
+              const user = found.users.find((u) => u.userName.toLowerCase() === wanted.toLowerCase());
+              if (!user) throw new ConnectError(`There is no user named “${wanted}” in ${orgName()}.`, Code.NotFound);
+              return projects.addUserGrant({ userId: user.id, projectId: project.id, roleKeys: roles });
+            },
+            async () => {
+              await reload();
+              announce(`${roles.join(", ")} of ${project.name} granted to ${wanted}.`);
+            },
+          );
+        },
+      },
+      field("User name", userName, "A user of this organisation."),
+      h("fieldset", { class: "choice" }, h("legend", {}, "Roles to grant"), ...boxes.map((box) => h("label", {}, box, box.value))),
+      problems,
+      h("div", { class: "actions" }, h("button", { type: "button", class: "secondary", onclick: () => dialog.close() }, "Cancel"), submit),
+    ),
+  );
 }
 
 // A problem that is not the API's (a bug here): shown, never swallowed.

@@ -1,5 +1,6 @@
 """Queries: reads of the read models, for a caller acting in an organisation."""
 
+import unicodedata
 from dataclasses import dataclass, replace
 
 from server.clock import SYSTEM_CLOCK, Clock
@@ -58,6 +59,19 @@ class Member:
 
 # ZITADEL's v1 lists: how far an offset may reach (a page of 100 beyond it at most).
 MAX_MEMBER_OFFSET = 100_000
+# A search by a part of a name reads at most this many users of the organisation a call, in the
+# order of their user names, and keeps those that match. No index finds a part of a name on both
+# backends (SQLite has no trigram index outside FTS5, and PostgreSQL's pg_trgm is an extension an
+# operator may not be allowed to install), so the work is bounded instead: a call costs the same
+# (one range read of this many rows) whether a search matches every user or none, and a caller
+# who wants the whole organisation searched pages on, a bounded call at a time.
+SEARCH_SCAN = 1000
+SEARCH_WINDOW = 200  # users read by one statement of a search
+
+
+def _folded(text: str) -> str:
+    """Text as a search compares it: compatibility-composed, case folded."""
+    return unicodedata.normalize("NFKC", text).casefold()
 
 
 class Queries:
@@ -85,28 +99,82 @@ class Queries:
         return self._view(user), UserProfile(user.name, user.description, user.display_name, user.email)
 
     async def users(
-        self, ctx: CallContext, user_name_prefix: str, user_type: str, size: int, token: str
+        self,
+        ctx: CallContext,
+        user_name_prefix: str,
+        user_type: str,
+        size: int,
+        token: str,
+        contains: str = "",
     ) -> tuple[list[tuple[UserView, UserProfile]], str]:
         """A page of the context organisation's users in the order of their user names (user_type
-        "" for every type), and the token of the next page ("" after the last)."""
+        "" for every type), and the token of the next page ("" after the last).
+
+        With `contains`, only those whose user name or name holds it anywhere, compared without
+        case; such a page comes of at most SEARCH_SCAN users read, so it may hold fewer users than
+        asked for, or none, and still have a next page."""
         violations = paging.check_page_size("page_size", size)
         violations += check.check_text(
             "user_name_prefix", user_name_prefix, required=False, limit=MAX_USER_NAME_LENGTH
         )
+        violations += check.check_text("contains", contains, required=False, limit=MAX_USER_NAME_LENGTH)
         prefix_key = ""
         if user_name_prefix and not violations:
             try:
                 prefix_key = user_name_key(user_name_prefix)
             except NotAUserName as refused:
                 violations.append(FieldViolation("user_name_prefix", str(refused)))
-        query = (ctx.org_id, prefix_key, user_type)
+        query: tuple[str, ...] = (ctx.org_id, prefix_key, user_type)
+        if contains:  # a token of one search does not resume another
+            query += ("contains", _folded(contains))
         after, bad_token = self._pages.resume_after("page_token", token, query)
         check.raise_if_any(violations + bad_token)
+        if contains:
+            return await self._search(ctx, prefix_key, user_type, size, after, contains, query)
         users = await self._store.users_page(
             ctx.org_id, prefix_key, user_type, after, paging.page_size(size) + 1
         )
         page, next_token = self._pages.cut(users, size, query, lambda user: user.user_name_key)
         return [self._with_profile(user) for user in page], next_token
+
+    async def _search(
+        self,
+        ctx: CallContext,
+        prefix_key: str,
+        user_type: str,
+        size: int,
+        after: str,
+        contains: str,
+        query: tuple[str, ...],
+    ) -> tuple[list[tuple[UserView, UserProfile]], str]:
+        needle = _folded(contains)
+        try:  # a user name's key holds the needle's key; text no name can be matches names only
+            key_needle: str | None = user_name_key(contains)
+        except NotAUserName:
+            key_needle = None
+        limit = paging.page_size(size)
+        found: list[UserRecord] = []
+        read, last = 0, after
+        # A stretch at a time, so that a search that matches often stops early.
+        while len(found) <= limit and read < SEARCH_SCAN:
+            stretch = await self._store.users_page(ctx.org_id, prefix_key, user_type, last, SEARCH_WINDOW)
+            found += [
+                user
+                for user in stretch
+                if (key_needle is not None and key_needle in user.user_name_key)
+                or needle in _folded(user.name)
+                or needle in _folded(user.display_name)
+            ]
+            read += len(stretch)
+            if len(stretch) < SEARCH_WINDOW:  # the end of the organisation's users
+                if len(found) <= limit:
+                    return [self._with_profile(user) for user in found], ""
+                break
+            last = stretch[-1].user_name_key
+        if len(found) > limit:  # more matches than a page: the next starts after the page's last
+            found, last = found[:limit], found[limit - 1].user_name_key
+        # else the read stopped at SEARCH_SCAN: the next page reads on from where it stopped
+        return [self._with_profile(user) for user in found], self._pages.token(query, last)
 
     async def organizations(
         self, ctx: CallContext, size: int, token: str
