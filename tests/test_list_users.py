@@ -71,6 +71,18 @@ async def test_filters_by_prefix_without_case_and_by_type(world: World) -> None:
     assert await list_all(world, org, page_size=5, user_name_prefix="no-such-prefix") == [[]]
 
 
+async def test_contains_finds_a_part_anywhere_in_the_user_name(world: World) -> None:
+    """Issue 35's search: a part from the middle of the name, in other letter case."""
+    org = await world.org()
+    tag = unique_name("batch")
+    names = [f"nightly-{tag}", f"{tag}-export"]
+    for name in names:
+        await world.machine_user(org=org, user_name=name)
+    await world.machine_user(org=org, user_name=unique_name("other"))
+    pages = await list_all(world, org, page_size=10, contains=tag.upper())
+    assert sorted(name for page in pages for name in page) == sorted(names)
+
+
 async def test_lists_only_the_context_organisation(world: World) -> None:
     mine, theirs = await world.org(), await world.org()
     mine_name = unique_name("mine")
@@ -158,6 +170,9 @@ async def test_json_filters_are_query_parameters_each_once(running: Running, doo
         by_proto_name = await http.get("/users?page_size=2&user_name_prefix=", headers=headers)
         assert by_proto_name.status_code == 200, by_proto_name.text
         assert len(by_proto_name.json()["users"]) == 2
+        searched = await http.get("/users?contains=DMI", headers=headers)  # a part of "admin"
+        assert searched.status_code == 200, searched.text
+        assert "admin" in [user["userName"] for user in searched.json()["users"]]
         refused = {
             "pageSize=1&pageSize=2": {"pageSize": "may be given once"},
             "pageSize=ten": {"pageSize": "has the wrong type or form for proto3 JSON"},

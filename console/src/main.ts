@@ -38,6 +38,8 @@ import {
 const main = document.getElementById("main") as HTMLElement;
 const bar = document.getElementById("bar") as HTMLElement;
 const PAGE_SIZES = [10, 20, 50];
+// Calls a page of a search may take (each reads at most 1,000 users on the server).
+const SEARCH_STRETCHES = 5;
 const DAY_MS = 86_400_000;
 const HOUR_MS = 3_600_000;
 
@@ -45,7 +47,7 @@ const HOUR_MS = 3_600_000;
 let rendering = 0;
 // The users list's search, page size and the page tokens that led to the page shown (the first is "").
 // A page of 20 is about 4,000 px tall on a phone, where each row is a card: 10 there.
-let listing = { prefix: "", tokens: [""], size: matchMedia("(max-width: 640px)").matches ? 10 : 20 };
+let listing = { text: "", tokens: [""], size: matchMedia("(max-width: 640px)").matches ? 10 : 20 };
 // The session the bar was drawn for, and the names of the organisations it may act in.
 let barFor: string | null = null;
 const orgNames = new Map<string, string>();
@@ -191,7 +193,7 @@ function signOut(notice: string, ended = false): void {
   session.end();
   permissions.reset();
   barFor = null;
-  listing = { prefix: "", tokens: [""], size: listing.size };
+  listing = { text: "", tokens: [""], size: listing.size };
   announce("");
   if (!ended) history.replaceState(null, "", location.pathname);
   signInPage(notice, ended);
@@ -327,7 +329,7 @@ async function drawBar(): Promise<boolean> {
         event.preventDefault();
         if (select.value === session.org()) return;
         session.setOrg(select.value);
-        listing = { prefix: "", tokens: [""], size: listing.size };
+        listing = { text: "", tokens: [""], size: listing.size };
         announce(`Now acting in ${orgName()}.`);
         if (["#/", "#/policy", "#/projects", "#/issuers"].includes(location.hash)) void route();
         else location.hash = "#/";
@@ -393,7 +395,7 @@ function table(caption: string, columns: string[], rows: HTMLTableRowElement[]):
 }
 
 async function usersPage(mine: number): Promise<void> {
-  const search = h("input", { type: "search", autocomplete: "off", spellcheck: "false", value: listing.prefix });
+  const search = h("input", { type: "search", autocomplete: "off", spellcheck: "false", value: listing.text });
   const results = h("div", { class: "results" }, h("p", { class: "muted" }, "Loading…"));
   show(
     h(
@@ -410,11 +412,11 @@ async function usersPage(mine: number): Promise<void> {
         class: "search",
         onsubmit: (event: Event) => {
           event.preventDefault();
-          listing = { prefix: search.value.trim(), tokens: [""], size: listing.size };
+          listing = { text: search.value.trim(), tokens: [""], size: listing.size };
           void loadUsers(results, mine);
         },
       },
-      field("Search by user name", search),
+      field("Search by user name or name", search),
       h("button", { type: "submit", class: "secondary" }, "Search"),
     ),
     results,
@@ -422,28 +424,44 @@ async function usersPage(mine: number): Promise<void> {
   await loadUsers(results, mine);
 }
 
+// Where a page is. A search's pages may be short (each reads a stretch of users), so it counts the
+// page's matches rather than numbering them.
+function pageStatus(page: number, first: number, last: number, count: number, more: boolean): string {
+  const follow = more ? ", more follow" : "";
+  if (!listing.text) return `Page ${page + 1}: ${first} to ${last}${follow}`;
+  if (count === 0) return `Page ${page + 1}: no match in this stretch of users${follow}`;
+  return `Page ${page + 1}: ${count} ${count === 1 ? "match" : "matches"}${follow}`;
+}
+
 // One page of users. The pager comes before the table, so it is a few Tabs from the search, and
 // focus stays on the control that moved the page.
 async function loadUsers(results: HTMLElement, mine: number, keep = ""): Promise<void> {
   const page = listing.tokens.length - 1;
-  const answer = await attempt(
-    () =>
-      users.listUsers({
-        userNamePrefix: listing.prefix,
+  // A search reads a stretch of users a call, so a page of it may come back short, or empty, with
+  // more to read: the console reads on (a few stretches at most) until the page is full.
+  const answer = await attempt(async () => {
+    const gathered = { users: [] as User[], nextPageToken: listing.tokens[page] };
+    for (let stretch = 0; stretch < SEARCH_STRETCHES; stretch++) {
+      const part = await users.listUsers({
+        contains: listing.text,
         type: UserType.MACHINE,
-        pageSize: listing.size,
-        pageToken: listing.tokens[page],
-      }),
-    results,
-  );
+        pageSize: listing.size - gathered.users.length,
+        pageToken: gathered.nextPageToken,
+      });
+      gathered.users.push(...part.users);
+      gathered.nextPageToken = part.nextPageToken;
+      if (!part.nextPageToken || gathered.users.length >= listing.size) break;
+    }
+    return gathered;
+  }, results);
   if (answer === undefined || mine !== rendering) return;
-  if (answer.users.length === 0) {
+  if (answer.users.length === 0 && !answer.nextPageToken) {
     results.replaceChildren(
       h(
         "p",
         { class: "empty", role: "status" },
-        listing.prefix
-          ? `No machine user's name starts with “${listing.prefix}”.`
+        listing.text
+          ? `No machine user's user name or name holds “${listing.text}”.`
           : "No machine users yet. Create one to give a service its own credentials.",
       ),
     );
@@ -492,11 +510,13 @@ async function loadUsers(results: HTMLElement, mine: number, keep = ""): Promise
       { class: "pager", "aria-label": "Pages of machine users" },
       h("div", { class: "field size" }, h("label", { class: "label", for: "page-size" }, "Per page"), size),
       // The API gives no total: the page's place, and whether more follow.
-      h("span", { class: "page", role: "status" }, `Page ${page + 1}: ${first} to ${last}${answer.nextPageToken ? ", more follow" : ""}`),
+      h("span", { class: "page", role: "status" }, pageStatus(page, first, last, answer.users.length, answer.nextPageToken !== "")),
       previous,
       next,
     ),
-    table("Machine users", ["User name", "Name", "State", "Client secret", "Created"], rows),
+    rows.length
+      ? table("Machine users", ["User name", "Name", "State", "Client secret", "Created"], rows)
+      : h("p", { class: "muted" }, "No match among the users read so far: Next reads on."),
   );
   size.id = "page-size";
   if (keep === "size") size.focus();

@@ -160,7 +160,7 @@ class UserService:
         if user_type is None:
             raise InvalidArgument([FieldViolation("type", "must be a type of user, or unspecified")])
         users, next_token = await self._queries.users(
-            ctx, request.user_name_prefix, user_type, request.page_size, request.page_token
+            ctx, request.user_name_prefix, user_type, request.page_size, request.page_token, request.contains
         )
         return user_service_pb2.ListUsersResponse(
             users=[user_proto(user, profile) for user, profile in users], next_page_token=next_token

@@ -794,6 +794,7 @@ class ListUsersRequest(_message.Message):
     TYPE_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    CONTAINS_FIELD_NUMBER: _builtins.int
     user_name_prefix: _builtins.str
     """Only the users whose user name starts with this, compared as user names are (without case,
     width or composition). Empty: every user.
@@ -803,8 +804,13 @@ class ListUsersRequest(_message.Message):
     page_size: _builtins.int
     """1 to 100 users a page; 0 means 50."""
     page_token: _builtins.str
-    """The next_page_token of the page before, with the same user_name_prefix and type. Empty: the
-    first page.
+    """The next_page_token of the page before, with the same user_name_prefix, type and contains.
+    Empty: the first page.
+    """
+    contains: _builtins.str
+    """Only the users whose user name or name holds this anywhere, compared without case or width.
+    A search reads at most 1,000 users a page: a page may hold fewer users than asked for, or
+    none, and still have a next_page_token; keep paging until it is empty.
     """
     def __init__(
         self,
@@ -813,10 +819,11 @@ class ListUsersRequest(_message.Message):
         type: Global___UserType.ValueType = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        contains: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "type", b"type", "user_name_prefix", b"user_name_prefix"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contains", b"contains", "page_size", b"page_size", "page_token", b"page_token", "type", b"type", "user_name_prefix", b"user_name_prefix"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
