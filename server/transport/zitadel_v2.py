@@ -48,7 +48,6 @@ def user_v2_of(view: UserView, profile: UserProfile) -> user_pb2.User:
     )
     if view.machine:
         fill_zitadel_machine(user.machine, view, profile)
-        user.machine.access_token_type = user_pb2.ACCESS_TOKEN_TYPE_BEARER
     else:
         user.human.CopyFrom(
             user_pb2.HumanUser(
