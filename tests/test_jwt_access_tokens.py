@@ -8,6 +8,7 @@ import asyncio
 import base64
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ from tests import postgres
 from tests.api import ApiError, GrpcApi, exchange
 from tests.service import Running, config_for, start_service
 from tests.test_introspection import api_project, audience, introspect
+from tests.test_jwt_profile import grant as jwt_profile_grant
+from tests.test_jwt_profile import key_holder, signed
 from tests.world import World, unique_name
 
 M = "ManagementService."
@@ -152,9 +155,7 @@ async def test_update_machine_switches_the_form_of_later_tokens(admin: World, ba
     user_id, client_id, secret = await jwt_machine(admin)
     signed = await jwt_token(base, client_id, secret)
     assert signed.count(".") == 2
-    assert jwt.decode(signed, options={"verify_signature": False})["aud"] == [
-        "zitadel"
-    ]
+    assert jwt.decode(signed, options={"verify_signature": False})["aud"] == ["zitadel"]
     got = await admin.call(M + "GetUserByID", mgmt.GetUserByIDRequest(id=user_id))
     assert got.user.machine.access_token_type == zitadel_user.ACCESS_TOKEN_TYPE_JWT
     await admin.call(
@@ -288,24 +289,102 @@ async def test_a_wrong_or_missing_master_key_stops_the_start(tmp_path: Path) -> 
 
 
 async def test_two_processes_on_postgres_agree_on_keys(tmp_path: Path) -> None:
-    """Two services on one PostgreSQL, started at once: one key, the same JWKS, and a token
-    either one signed verifies with the other's JWKS."""
+    """Two services on one PostgreSQL, started at once: one key, the same JWKS; a key made through
+    one is published by the other within its refresh interval; a token one signed verifies with
+    the other's JWKS."""
+    ttl = timedelta(seconds=2)
     with postgres.throwaway_database() as url:
         shared = tmp_path / "masterkey"
         configs = [
-            config_for(tmp_path / name, database_url=url, masterkey_file=shared) for name in ("a", "b")
+            config_for(tmp_path / name, database_url=url, masterkey_file=shared, jwks_cache_ttl=ttl)
+            for name in ("a", "b")
         ]
         for config in configs:
             Path(config.admin_pat_file).parent.mkdir(parents=True, exist_ok=True)
         started = await asyncio.gather(*(start_service(c) for c in configs))
         try:
+            a, b = (f"http://127.0.0.1:{r.service.http_port}" for r in started)
             async with httpx.AsyncClient() as http:
-                documents = [
-                    (await http.get(f"http://127.0.0.1:{r.service.http_port}{KEYS_PATH}")).json()
-                    for r in started
-                ]
-            assert documents[0] == documents[1]
-            assert len(documents[0]["keys"]) == 1
+                documents = [(await http.get(base + KEYS_PATH)).json() for base in (a, b)]
+                assert documents[0] == documents[1]
+                assert len(documents[0]["keys"]) == 1
+                owner = next(r for r in started if Path(r.config.admin_pat_file).exists())
+                api = GrpcApi("grpc", f"127.0.0.1:{owner.service.grpc_port}")
+                world = await World.create(api, owner.admin_token)
+                made = await world.call(W + "CreateWebKey", webkey.CreateWebKeyRequest())
+                _, client_id, secret = await jwt_machine(world)
+                await api.close()
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + 2 * started[0].config.jwks_cache_ttl.total_seconds()
+                while made.id not in [k["kid"] for k in (await http.get(b + KEYS_PATH)).json()["keys"]]:
+                    assert loop.time() < deadline, "the other process did not publish the new key"
+                    await asyncio.sleep(0.1)
+            token = await jwt_token(b, client_id, secret)
+            issuer, _ = await discovered_jwks_uri(b)
+            key = await asyncio.to_thread(jwt.PyJWKClient(a + KEYS_PATH).get_signing_key_from_jwt, token)
+            jwt.decode(token, key, algorithms=["RS256"], audience="zitadel", issuer=issuer)
         finally:
             for r in started:
                 await r.service.stop(0)
+
+
+class CachingResourceServer:
+    """A resource server that verifies JWTs with PyJWT against a JWKS it caches for the TTL the
+    service announces, and never fetches it again early: a kid missing from its cached copy is a
+    token it refuses (a token lost to the rotation)."""
+
+    def __init__(self, jwks_uri: str, issuer: str, ttl_s: float) -> None:
+        self._client = jwt.PyJWKClient(jwks_uri, cache_jwk_set=True, lifespan=ttl_s)
+        self._issuer = issuer
+
+    def verify(self, token: str) -> str:
+        kid = jwt.get_unverified_header(token)["kid"]
+        key = self._client.get_jwk_set()[kid]  # KeyError: not in the cached copy
+        jwt.decode(token, key, algorithms=["RS256", "ES256"], audience="zitadel", issuer=self._issuer)
+        return str(kid)
+
+
+async def test_a_cached_jwks_loses_no_token_while_keys_rotate_twice(tmp_path: Path) -> None:
+    """Keys rotate every 5 s, the JWKS may be cached for 2 s: tokens issued and verified without a
+    pause, for long enough that three keys sign in turn, all verify on arrival with the cached copy,
+    and all verify again at the end (the keys before stay published)."""
+    ttl = timedelta(seconds=2)
+    async with service_on(
+        "sqlite", tmp_path, jwks_cache_ttl=ttl, signing_key_rotation=timedelta(seconds=5)
+    ) as running:
+        api = GrpcApi("grpc", f"127.0.0.1:{running.service.grpc_port}")
+        world = await World.create(api, running.admin_token)
+        _, client_id, secret = await jwt_machine(world)
+        await api.close()
+        base = f"http://127.0.0.1:{running.service.http_port}"
+        issuer, jwks_uri = await discovered_jwks_uri(base)
+        server = CachingResourceServer(jwks_uri, issuer, ttl.total_seconds())
+        loop = asyncio.get_running_loop()
+        deadline, tokens, kids = loop.time() + 13, [], []
+        while loop.time() < deadline and len(set(kids)) < 3:
+            token = await jwt_token(base, client_id, secret)
+            kids.append(await asyncio.to_thread(server.verify, token))
+            tokens.append(token)
+            await asyncio.sleep(0.05)
+        assert len(set(kids)) == 3, kids
+        assert kids == sorted(kids, key=kids.index)  # each key signed in one stretch, in turn
+        late = CachingResourceServer(jwks_uri, issuer, ttl.total_seconds())
+        for token in tokens:
+            await asyncio.to_thread(late.verify, token)
+
+
+async def test_the_jwt_profile_grant_issues_the_users_form(admin: World, base: str) -> None:
+    holder = await key_holder(admin)
+    await admin.call(
+        "UpdateMachineUser",
+        user_pb.UpdateMachineUserRequest(
+            user_id=holder.user_id, access_token_type=user_pb.ACCESS_TOKEN_TYPE_JWT
+        ),
+    )
+    issuer, jwks_uri = await discovered_jwks_uri(base)
+    answer = await jwt_profile_grant(base, signed(holder, issuer))
+    assert answer.status_code == 200, answer.text
+    token = answer.json()["access_token"]
+    claims = await asyncio.to_thread(verified, token, jwks_uri, issuer, "zitadel")
+    assert claims["sub"] == holder.user_id and claims["client_id"] == holder.user_name
+    assert (await admin.call("GetMe", user_pb.GetMeRequest(), token=token)).user.id == holder.user_id
