@@ -360,7 +360,7 @@ async def test_a_cached_jwks_loses_no_token_while_keys_rotate_twice(tmp_path: Pa
         issuer, jwks_uri = await discovered_jwks_uri(base)
         server = CachingResourceServer(jwks_uri, issuer, ttl.total_seconds())
         loop = asyncio.get_running_loop()
-        deadline, tokens, kids = loop.time() + 13, [], []
+        deadline, tokens, kids = loop.time() + 13, list[str](), list[str]()
         while loop.time() < deadline and len(set(kids)) < 3:
             token = await jwt_token(base, client_id, secret)
             kids.append(await asyncio.to_thread(server.verify, token))
@@ -386,5 +386,6 @@ async def test_the_jwt_profile_grant_issues_the_users_form(admin: World, base: s
     assert answer.status_code == 200, answer.text
     token = answer.json()["access_token"]
     claims = await asyncio.to_thread(verified, token, jwks_uri, issuer, "zitadel")
-    assert claims["sub"] == holder.user_id and claims["client_id"] == holder.user_name
+    assert claims["sub"] == holder.user_id
+    assert claims["client_id"] == holder.user_name
     assert (await admin.call("GetMe", user_pb.GetMeRequest(), token=token)).user.id == holder.user_id

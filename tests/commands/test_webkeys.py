@@ -118,7 +118,8 @@ async def test_the_keyring_signs_with_the_active_key_and_publishes_public_halves
     await commands.maintain_web_keys()
     ring = KeyRing(store, KeyCipher(b"k" * 32), TIMES, clock)
     signer = await ring.signer()
-    assert signer is not None and signer.algorithm == "ES256"
+    assert signer is not None
+    assert signer.algorithm == "ES256"
     assert b'"d"' not in await ring.jwks()
     wrong = KeyRing(store, KeyCipher(b"w" * 32), TIMES, clock)
     with pytest.raises(Exception, match=signer.key_id):
