@@ -458,7 +458,7 @@ async def _start(
     await set_up_instance(config, domain)
     # The first signing key, on a new store, before any token is asked for.
     key_schedule = KeySchedule(domain.commands, domain.keyring)
-    await key_schedule.run_once()
+    await key_schedule.start_up()
     admission = build_admission(config, metrics)
     # Every call of the API, on every transport, runs one of these.
     pipelines = build_pipelines(

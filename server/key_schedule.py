@@ -6,9 +6,10 @@ at once agree: one of them appends, the others find nothing left to do."""
 import asyncio
 import logging
 
+from server.config import ConfigError
 from server.domain.commands import Commands
 from server.domain.errors import DomainError
-from server.domain.signing_keys import KeyRing
+from server.domain.signing_keys import KeyRing, MasterKeyMismatch
 from server.events.webkey import WebKeyActivated, WebKeyAdded, WebKeyRemoved
 from server.store.codecs import from_micros
 from server.store.contract import StoreError
@@ -21,6 +22,18 @@ class KeySchedule:
         self._commands = commands
         self._keyring = keyring
         self._task: asyncio.Task[None] | None = None
+
+    async def start_up(self) -> None:
+        """At start: the schedule once (the first key, on a new store), then every key read and
+        decrypted, strictly: a key made under another master key stops the start (ConfigError)."""
+        await self.run_once()
+        try:
+            await self._keyring.load(strict=True)
+        except MasterKeyMismatch as mismatch:
+            raise ConfigError(
+                f"MS_MASTERKEY_FILE: it does not decrypt the store's signing key {mismatch}: not the"
+                " master key the keys were made under"
+            ) from None
 
     async def run_once(self) -> None:
         for stored in await self._commands.maintain_web_keys():

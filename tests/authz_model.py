@@ -48,6 +48,8 @@ MAY: dict[str, frozenset[str]] = {
     "RemoveTrustedIssuer": OWNERS,
     # machinesecrets.v1.UserService
     "AddMachineUser": USER_ADMINS,
+    # The form of a machine user's tokens: as a change to its credentials (the escalation rule).
+    "UpdateMachineUser": USER_ADMINS,
     "AddHumanUser": USER_ADMINS,
     "GetUserByID": USER_ADMINS,
     "ListUsers": USER_ADMINS,
@@ -76,6 +78,7 @@ MAY: dict[str, frozenset[str]] = {
     "ListUserEvents": USER_ADMINS,
     # ZITADEL's management v1: the organisation of x-zitadel-orgid, as the native calls.
     "ManagementService.AddMachineUser": USER_ADMINS,
+    "ManagementService.UpdateMachine": USER_ADMINS,
     "ManagementService.GenerateMachineSecret": USER_ADMINS,
     "ManagementService.RemoveMachineSecret": USER_ADMINS,
     "ManagementService.GetUserByID": USER_ADMINS,
@@ -136,11 +139,17 @@ MAY: dict[str, frozenset[str]] = {
     "UserServiceV2.RemoveKey": USER_ADMINS,
     "OrganizationServiceV2.AddOrganization": INSTANCE,
     "InternalPermissionService.CreateAdministrator": OWNERS,
+    # The instance's signing keys sign every organisation's tokens: the instance's alone.
+    "WebKeyService.CreateWebKey": INSTANCE,
+    "WebKeyService.ActivateWebKey": INSTANCE,
+    "WebKeyService.DeleteWebKey": INSTANCE,
+    "WebKeyService.ListWebKeys": INSTANCE,
 }
 
 # The native call each of ZITADEL's names acts as: the same rules, the same answers.
 SAME_AS = {
     "ManagementService.AddMachineUser": "AddMachineUser",
+    "ManagementService.UpdateMachine": "UpdateMachineUser",
     "ManagementService.GenerateMachineSecret": "AddSecret",
     "ManagementService.RemoveMachineSecret": "RemoveSecret",
     "ManagementService.GetUserByID": "GetUserByID",

@@ -221,6 +221,7 @@ class KeyRing:
         self._jwks = b'{"keys":[]}'
         self._read_at: datetime | None = None
         self._reading: asyncio.Lock | None = None
+        self._undecryptable: set[str] = set()
 
     @property
     def times(self) -> KeyTimes:
@@ -231,15 +232,27 @@ class KeyRing:
         if any(e.aggregate_type == AGGREGATE_WEBKEYS for e in events):
             self._read_at = None
 
-    async def load(self) -> list[WebKeyRecord]:
-        """Reads the keys now and decrypts every private key: MasterKeyMismatch if one does not
-        decrypt (at start, that stops the service: this master key is not the store's)."""
+    async def load(self, strict: bool = False) -> list[WebKeyRecord]:
+        """Reads the keys now and decrypts each private key once. One that does not decrypt
+        (another process, with another master key, made it) is published but cannot sign here,
+        and the log says so: strict (at start) raises MasterKeyMismatch instead, which stops the
+        service, since this master key is not the store's."""
         keys = await self._store.webkeys()
-        private = {}
+        private: dict[str, RSAKey | ECKey] = {}
         for key in keys:
-            private[key.key_id] = self._private.get(key.key_id) or _import(
-                key.algorithm, self._cipher.decrypt(key.key_id, key.private_key)
-            )
+            if (known := self._private.get(key.key_id)) is not None:
+                private[key.key_id] = known
+                continue
+            try:
+                private[key.key_id] = _import(
+                    key.algorithm, self._cipher.decrypt(key.key_id, key.private_key)
+                )
+            except MasterKeyMismatch:
+                if strict:
+                    raise
+                if key.key_id not in self._undecryptable:
+                    self._undecryptable.add(key.key_id)
+                    log.error("signing key %s does not decrypt under this process's master key", key.key_id)
         published = [json.loads(k.public_jwk) for k in keys]
         self._keys, self._private = keys, private
         self._jwks = json.dumps({"keys": published}, separators=(",", ":")).encode()
@@ -264,6 +277,6 @@ class KeyRing:
     async def signer(self) -> Signer | None:
         """The key that signs now; None while there is none (before the first key is made)."""
         key = active_key(await self.keys(), self._clock.now())
-        if key is None:
+        if key is None or key.key_id not in self._private:
             return None
         return Signer(key.key_id, key.algorithm, self._private[key.key_id])

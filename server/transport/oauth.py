@@ -446,4 +446,4 @@ class JwksEndpoint:
             )
             return
         headers = [("content-type", "application/json"), ("cache-control", self._cache_control)]
-        await respond(send, 200, headers, b"" if scope["method"] == "HEAD" else body)
+        await respond(send, 200, headers, body)
