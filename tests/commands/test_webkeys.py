@@ -17,7 +17,7 @@ from server.domain.commands.webkeys import SigningKeySettings
 from server.domain.credentials import SecretHasher
 from server.domain.errors import FailedPrecondition
 from server.domain.ids import IdGenerator
-from server.domain.signing_keys import KeyCipher, KeyRing, KeyTimes, active_key, key_state
+from server.domain.signing_keys import KeyCipher, KeyRing, KeyTimes, MasterKeyMismatch, active_key, key_state
 from server.events.webkey import WebKeyActivated, WebKeyAdded, WebKeyRemoved
 from server.store.sqlite import SqliteStore
 from tests.commands.table import NOW
@@ -121,6 +121,9 @@ async def test_the_keyring_signs_with_the_active_key_and_publishes_public_halves
     assert signer is not None
     assert signer.algorithm == "ES256"
     assert b'"d"' not in await ring.jwks()
+    # Under another master key: published, but never signing; at start, a refusal.
     wrong = KeyRing(store, KeyCipher(b"w" * 32), TIMES, clock)
-    with pytest.raises(Exception, match=signer.key_id):
-        await wrong.load()
+    assert await wrong.signer() is None
+    assert signer.key_id.encode() in await wrong.jwks()
+    with pytest.raises(MasterKeyMismatch, match=signer.key_id):
+        await wrong.load(strict=True)
