@@ -389,3 +389,19 @@ async def test_the_jwt_profile_grant_issues_the_users_form(admin: World, base: s
     assert claims["sub"] == holder.user_id
     assert claims["client_id"] == holder.user_name
     assert (await admin.call("GetMe", user_pb.GetMeRequest(), token=token)).user.id == holder.user_id
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_es256_is_selectable(backend: str, tmp_path: Path) -> None:
+    async with service_on(backend, tmp_path, signing_key_algorithm="ES256", envoy=True) as running:
+        api = GrpcApi("grpc", f"127.0.0.1:{running.service.grpc_port}")
+        world = await World.create(api, running.admin_token)
+        _, client_id, secret = await jwt_machine(world)
+        await api.close()
+        for port in (running.service.http_port, running.service.envoy_port):
+            base = f"http://127.0.0.1:{port}"
+            token = await jwt_token(base, client_id, secret)
+            issuer, jwks_uri = await discovered_jwks_uri(base)
+            assert jwt.get_unverified_header(token)["alg"] == "ES256"
+            claims = await asyncio.to_thread(verified, token, jwks_uri, issuer, "zitadel")
+            assert claims["client_id"] == client_id
