@@ -19,6 +19,8 @@ from joserfc.jwk import ECKey, RSAKey
 from machinesecrets.v1 import user_service_pb2 as user_pb
 from zitadel.management.v1 import management_pb2 as mgmt
 from zitadel.user.v1 import user_pb2 as zitadel_user
+from zitadel.user.v2 import user_pb2 as user_v2_user
+from zitadel.user.v2 import user_service_pb2 as user_v2
 from zitadel.webkey.v2 import key_pb2
 from zitadel.webkey.v2 import webkey_service_pb2 as webkey
 
@@ -405,3 +407,40 @@ async def test_es256_is_selectable(backend: str, tmp_path: Path) -> None:
             assert jwt.get_unverified_header(token)["alg"] == "ES256"
             claims = await asyncio.to_thread(verified, token, jwks_uri, issuer, "zitadel")
             assert claims["client_id"] == client_id
+
+
+async def test_a_machine_user_made_with_jwts_on_every_transport(world: World, running: Running) -> None:
+    """ZITADEL's v2 CreateUser (machine.access_token_type = 3) and the native AddMachineUser, on
+    every transport: the user's tokens are JWTs, and GetUserByID says so."""
+    created = await world.call(
+        "UserServiceV2.CreateUser",
+        user_v2.CreateUserRequest(
+            organization_id=world.home_org,
+            username=unique_name("v2-jwt"),
+            machine=user_v2.CreateUserRequest.Machine(
+                name="m", access_token_type=user_v2_user.ACCESS_TOKEN_TYPE_JWT
+            ),
+        ),
+    )
+    native = await world.call(
+        "AddMachineUser",
+        user_pb.AddMachineUserRequest(
+            user_name=unique_name("native-jwt"), name="m", access_token_type=user_pb.ACCESS_TOKEN_TYPE_JWT
+        ),
+    )
+    base = f"http://127.0.0.1:{running.service.http_port}"
+    for user_id in (created.id, native.user_id):
+        got = await world.call("UserServiceV2.GetUserByID", user_v2.GetUserByIDRequest(user_id=user_id))
+        assert got.user.machine.access_token_type == user_v2_user.ACCESS_TOKEN_TYPE_JWT
+        issued = await world.call(
+            M + "GenerateMachineSecret", mgmt.GenerateMachineSecretRequest(user_id=user_id)
+        )
+        assert (await jwt_token(base, issued.client_id, issued.client_secret)).count(".") == 2
+    with pytest.raises(ApiError) as refused:
+        await world.call(
+            "AddMachineUser",
+            user_pb.AddMachineUserRequest(
+                user_name=unique_name("x"), name="m", access_token_type=user_pb.AccessTokenType.ValueType(7)
+            ),
+        )
+    assert refused.value.code.name == "INVALID_ARGUMENT"

@@ -20,6 +20,7 @@ from server.domain.model import Details, UserProfile, UserView
 from server.domain.permissions import ORG_OWNER, CallContext
 from server.domain.queries import Queries
 from server.transport.conversions import (
+    access_token_type_of,
     expiration_of,
     fill_zitadel_machine,
     timestamp,
@@ -85,7 +86,11 @@ class UserServiceV2:
             raise InvalidArgument(violations)
         machine = request.machine
         created = await self._commands.add_machine_user(
-            ctx, request.username if request.HasField("username") else None, machine.name, machine.description
+            ctx,
+            request.username if request.HasField("username") else None,
+            machine.name,
+            machine.description,
+            access_token_type_of(machine.access_token_type),
         )
         return user_v2.CreateUserResponse(
             id=created.id, creation_date=timestamp(created.details.creation_date)
