@@ -125,6 +125,28 @@ METHOD_ERRORS: dict[str, dict[str, str]] = {
         "400": "Invalid argument: a page size out of 0 to 100, a page token of another list"
     },
     "AddMachineUser": NAME_TAKEN,
+    "UpdateMachineUser": {
+        **CREDENTIAL_ERRORS,
+        **ABORTED,
+        "400": "Invalid argument; the user is not a machine user",
+    },
+    "UpdateMachine": {
+        **CREDENTIAL_ERRORS,
+        **ABORTED,
+        "400": "Invalid argument; the user is not a machine user",
+    },
+    "CreateWebKey": {**ABORTED, "400": "Invalid argument: a key type, size or curve not served"},
+    "ActivateWebKey": {
+        **ABORTED,
+        "404": "No such web key",
+        "400": "Invalid argument; the key signed before and was superseded",
+    },
+    "DeleteWebKey": {
+        **ABORTED,
+        "404": "No such web key",
+        "400": "Invalid argument; the key is active, or scheduled to sign",
+    },
+    "ListWebKeys": {},
     "AddHumanUser": NAME_TAKEN,
     "ListPersonalAccessTokens": {**USER_NOT_FOUND, "400": "Invalid argument; the user is not a machine user"},
     "RemovePersonalAccessToken": {**CREDENTIAL_ERRORS, "404": "No such user, or no such token of the user"},

@@ -17,28 +17,34 @@ from zitadel.internal_permission.v2 import internal_permission_service_pb2 as pe
 from zitadel.management.v1 import management_pb2
 from zitadel.org.v2 import org_service_pb2 as org_v2
 from zitadel.user.v2 import user_service_pb2 as user_v2
+from zitadel.webkey.v2 import webkey_service_pb2
 
 from server.clock import SYSTEM_CLOCK, Clock
-from server.config import CannotListen, Config
+from server.config import CannotListen, Config, ConfigError
 from server.domain.access import Access
 from server.domain.audit import AuditQueries
 from server.domain.caller_cache import CallerCache
 from server.domain.client_credentials import ClientCredentials
 from server.domain.commands import Commands
+from server.domain.commands.webkeys import SigningKeySettings
 from server.domain.credentials import SecretHasher
 from server.domain.failure_limits import FailureLimiter
 from server.domain.federation import Federation
 from server.domain.ids import IdGenerator
 from server.domain.introspection import Introspection
 from server.domain.issuer_keys import IssuerKeys
+from server.domain.jwt_access_tokens import TokenMinter
 from server.domain.jwt_profile import JwtProfile, audiences_of
 from server.domain.key_generation import KeyPairs
 from server.domain.paging import PageTokens
 from server.domain.queries import Queries
 from server.domain.revocation import SecretRevocation
+from server.domain.signing_keys import KeyCipher, KeyRing, KeyTimes, MasterKeyMismatch
+from server.key_schedule import KeySchedule
 from server.limits import MAX_HEADER_BYTES, MAX_REQUEST_BYTES
 from server.metrics import Metrics, TimedStore
 from server.runtime.envoy import EnvoyError, EnvoyProcess, EnvoySettings
+from server.runtime.master_key import load_master_key
 from server.runtime.private_files import check_private_location, write_private_file
 from server.runtime.resources import resource
 from server.runtime.temp_dirs import private_temp_dir, sweep_orphans
@@ -64,7 +70,15 @@ from server.transport.http import ByContentType, HttpApp, StaticJson
 from server.transport.http_endpoint import AdmittedBody
 from server.transport.introspection_endpoint import IntrospectionEndpoint
 from server.transport.metrics_endpoint import METRICS_PATH, MetricsEndpoint
-from server.transport.oauth import DISCOVERY_PATH, INTROSPECT_PATH, TOKEN_PATH, Discovery, TokenEndpoint
+from server.transport.oauth import (
+    DISCOVERY_PATH,
+    INTROSPECT_PATH,
+    KEYS_PATH,
+    TOKEN_PATH,
+    Discovery,
+    JwksEndpoint,
+    TokenEndpoint,
+)
 from server.transport.pipeline import Pipeline, build_pipelines
 from server.transport.project_servicer import ProjectService
 from server.transport.reflection import enable_reflection
@@ -72,6 +86,7 @@ from server.transport.request_ids import RequestIds
 from server.transport.rest import RestEndpoint
 from server.transport.revocation_endpoint import REVOKE_PATH, RevocationEndpoint
 from server.transport.servicers import OrgService, UserService
+from server.transport.webkey_servicer import WebKeyService
 from server.transport.zitadel_auth import AuthService
 from server.transport.zitadel_management import ManagementService
 from server.transport.zitadel_v2 import InternalPermissionService, OrganizationServiceV2, UserServiceV2
@@ -99,6 +114,7 @@ ZITADEL_ORGS = org_v2.DESCRIPTOR.services_by_name["OrganizationService"]
 ZITADEL_ADMINISTRATORS = perm_v2.DESCRIPTOR.services_by_name["InternalPermissionService"]
 NATIVE_SERVICES = (USER_SERVICE, ORG_SERVICE, AUDIT_SERVICE, PROJECT_SERVICE)
 ZITADEL_AUTH = auth_pb2.DESCRIPTOR.services_by_name["AuthService"]
+ZITADEL_WEB_KEYS = webkey_service_pb2.DESCRIPTOR.services_by_name["WebKeyService"]
 SERVICES = (
     USER_SERVICE,
     ORG_SERVICE,
@@ -109,6 +125,7 @@ SERVICES = (
     ZITADEL_ORGS,
     ZITADEL_ADMINISTRATORS,
     ZITADEL_AUTH,
+    ZITADEL_WEB_KEYS,
 )
 SERVICE_NAMES = tuple(service.full_name for service in SERVICES)
 
@@ -131,6 +148,7 @@ class Service:
     store_watch: StoreWatch
     admission: Admission
     sweeper: Sweeper
+    key_schedule: KeySchedule
     metrics_server: AsgiServer | None  # None: MS_METRICS_ADDR=off
     # Where the HTTP app's socket for its own Envoy lives (0700): removed when the service stops.
     private_dir: tempfile.TemporaryDirectory[str] | None = None
@@ -163,6 +181,7 @@ class Service:
         self.readiness.shutting_down = True
         await self.store_watch.stop()
         await self.sweeper.stop()
+        await self.key_schedule.stop()
         await self.health.enter_graceful_shutdown()
         if self.envoy is not None:
             await self.envoy.stop_accepting()
@@ -232,6 +251,7 @@ class Domain:
     clock: Clock
     introspection: Introspection
     issuer_keys: IssuerKeys  # trusted issuers' keys, fetched in threads of their own
+    keyring: KeyRing  # the signing keys of JWT access tokens, as this process last read them
     # Threads that end when the service stops: the revocation endpoint's bcrypt thread
     # (SecretHasher.aside), the key-pair makers, the issuer-key fetchers.
     threads: tuple[Threads, ...]
@@ -241,10 +261,15 @@ async def build_domain(config: Config, raw_store: Store, clock: Clock) -> Domain
     metrics, callers = Metrics(), CallerCache()
     store = TimedStore(raw_store, metrics)
     store.observe_appends(callers.forget_if_power_changed)
+    cipher, times = await signing_key_cipher(config, store), key_times(config)
+    keyring = KeyRing(store, cipher, times, clock)
+    store.observe_appends(keyring.forget_if_keys_changed)
     hasher, ids = SecretHasher(config.bcrypt_cost, metrics.bcrypt_seconds.labels), IdGenerator()
     key_pairs = KeyPairs()
     commands = Commands(store, hasher, ids, config.write_attempts, clock, key_pairs)
     commands.allowed_origins = frozenset(config.federation_allowed_origins)  # issuers over http: labs
+    commands.signing_keys = SigningKeySettings(cipher, times, config.signing_key_algorithm)
+    commands.token_minter = TokenMinter(store, keyring, clock)
     # Page tokens are signed with a key kept in the store, so that every worker and every process
     # on one database reads the tokens any of them gave (a key per process would refuse them).
     page_tokens = PageTokens(await store.server_key("page_tokens"))
@@ -265,8 +290,31 @@ async def build_domain(config: Config, raw_store: Store, clock: Clock) -> Domain
         clock,
         Introspection(store, hasher, limiter, clock),
         issuer_keys,
+        keyring,
         (revocation_hasher, key_pairs, issuer_keys),
     )
+
+
+def key_times(config: Config) -> KeyTimes:
+    return KeyTimes(config.jwks_cache_ttl, config.signing_key_rotation, config.access_token_ttl)
+
+
+async def signing_key_cipher(config: Config, store: Store) -> KeyCipher:
+    """The cipher of the private signing keys, under the master key; checked against every key
+    the store holds, so that a wrong master key stops the start (ConfigError: one line) instead
+    of failing the first JWT access token."""
+    stored = await store.webkeys()
+    master_key = load_master_key(config.masterkey_file, may_create=not stored)
+    cipher = KeyCipher(master_key.bytes())
+    for key in stored:
+        try:
+            cipher.decrypt(key.key_id, key.private_key)
+        except MasterKeyMismatch:
+            raise ConfigError(
+                f"MS_MASTERKEY_FILE {config.masterkey_file}: it does not decrypt the store's signing key"
+                f" {key.key_id}: not the master key the keys were made under"
+            ) from None
+    return cipher
 
 
 async def set_up_instance(config: Config, domain: Domain) -> None:
@@ -378,8 +426,9 @@ def build_http_app(
             HttpApp(
                 {
                     TOKEN_PATH: TokenEndpoint(
-                        domain.credentials, jwt_profile, metrics, body, client_address, federation
+                        domain.credentials, jwt_profile, metrics, body, client_address, federation, discovery
                     ),
+                    KEYS_PATH: JwksEndpoint(domain.keyring),
                     REVOKE_PATH: RevocationEndpoint(domain.revocation, metrics, body, client_address),
                     INTROSPECT_PATH: IntrospectionEndpoint(
                         domain.introspection, discovery, metrics, body, client_address
@@ -419,6 +468,9 @@ async def _start(
     domain = await build_domain(config, raw_store, clock)
     store, metrics = domain.store, domain.metrics
     await set_up_instance(config, domain)
+    # The first signing key, on a new store, before any token is asked for.
+    key_schedule = KeySchedule(domain.commands, domain.keyring)
+    await key_schedule.start_up()
     admission = build_admission(config, metrics)
     # Every call of the API, on every transport, runs one of these.
     pipelines = build_pipelines(
@@ -432,6 +484,7 @@ async def _start(
             ZITADEL_ORGS: OrganizationServiceV2(domain.commands),
             ZITADEL_ADMINISTRATORS: InternalPermissionService(domain.commands),
             ZITADEL_AUTH: AuthService(domain.queries),
+            ZITADEL_WEB_KEYS: WebKeyService(domain.commands, domain.queries),
         },
         domain.access,
         metrics,
@@ -482,6 +535,7 @@ async def _start(
     store_watch.start()
     sweeper = Sweeper(store, clock, config.sweep_interval.total_seconds(), config.sweep_batch)
     sweeper.start()
+    key_schedule.start()
     log.info("gRPC listening on %s", with_port(config.grpc_addr, port))
     log.info("grpc-web and HTTP listening on %s", with_port(config.http_addr, http_server.port))
     if config.metrics_addr is not None and metrics_server is not None:
@@ -508,6 +562,7 @@ async def _start(
         store_watch,
         admission,
         sweeper,
+        key_schedule,
         metrics_server,
         sockets.private_dir,
         domain.threads,

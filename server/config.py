@@ -135,6 +135,50 @@ SETTINGS = [
         doc="lifetime of access tokens: seconds, or a number with `s`, `m` or `h`",
     ),
     Setting(
+        "MS_MASTERKEY_FILE",
+        ".data/masterkey",
+        "the master key: a file of exactly 32 bytes that encrypts the signing keys in the store",
+        _text,
+        doc=(
+            "the master key, as ZITADEL's `--masterkey`: a file of exactly 32 bytes (a trailing newline is "
+            "not counted), readable by the service's user alone. The private signing keys of JWT access "
+            "tokens are stored only encrypted under it (AES-256-GCM). A missing file is created (0600) on a "
+            "store that holds no signing key yet, and the log names its path; on a store that holds some, a "
+            "missing file, or one that cannot decrypt them, stops the start"
+        ),
+    ),
+    Setting(
+        "MS_SIGNING_KEY_ALGORITHM",
+        "RS256",
+        "the algorithm of new signing keys of JWT access tokens: RS256 or ES256",
+        lambda n, v: _signing_algorithm(v),
+        doc=(
+            "the algorithm of new signing keys of JWT access tokens: `RS256` (RSA 2048) or `ES256` (P-256); "
+            "keys made before keep theirs"
+        ),
+    ),
+    Setting(
+        "MS_SIGNING_KEY_ROTATION",
+        "720h",
+        "how long a signing key signs before the next one takes over",
+        lambda n, v: _duration(n, v),
+        doc=(
+            "how long a signing key signs before the next one takes over: the next is published "
+            "`MS_JWKS_CACHE_TTL` before that; the old one stays published until every token it signed has "
+            "expired (`MS_ACCESS_TOKEN_TTL`)"
+        ),
+    ),
+    Setting(
+        "MS_JWKS_CACHE_TTL",
+        "5m",
+        "how long a resource server may cache GET /oauth/v2/keys (its Cache-Control max-age)",
+        lambda n, v: _duration(n, v),
+        doc=(
+            "how long a resource server may cache `GET /oauth/v2/keys` (its `Cache-Control: max-age`): a new"
+            " signing key is published at least this long (and a little more) before it signs"
+        ),
+    ),
+    Setting(
         "MS_ISSUER",
         "",
         "the OAuth issuer URL; empty: the URL the request came to",
@@ -361,6 +405,10 @@ class Config:
     bcrypt_cost: int
     access_token_ttl: timedelta
     issuer: str | None
+    masterkey_file: str
+    signing_key_algorithm: str
+    signing_key_rotation: timedelta
+    jwks_cache_ttl: timedelta
     federation_allowed_origins: tuple[str, ...]
     client_failure_limit: int
     source_failure_limit: int
@@ -528,6 +576,16 @@ def _sqlite_sync(value: str) -> str:
     if mode not in {"full", "normal"}:
         raise ConfigError("MS_SQLITE_SYNC must be full or normal")
     return mode
+
+
+SIGNING_ALGORITHMS = ("RS256", "ES256")
+
+
+def _signing_algorithm(value: str) -> str:
+    algorithm = value.upper()
+    if algorithm not in SIGNING_ALGORITHMS:
+        raise ConfigError("MS_SIGNING_KEY_ALGORITHM must be RS256 or ES256")
+    return algorithm
 
 
 def _log_level(value: str) -> str:

@@ -28,7 +28,9 @@ MAX_HEADER_BYTES = 128 * 1024
 MAX_USER_NAME_LENGTH = 200  # a user name, and so a client id and a user-name prefix
 MAX_ID_LENGTH = 200  # an id of a user, an organisation, a secret, a token (at most 19 digits)
 MAX_SECRET_LENGTH = 200  # a client secret: the service's are 65 characters, older ones 64
-MAX_BEARER_TOKEN_LENGTH = 200  # an access token or a PAT: the service's are 43 characters
+# An access token or a PAT: the service's opaque ones are 43 characters; a JWT access token with
+# the longest scope and many role claims is a few kB (one longer is not issued: invalid_scope).
+MAX_BEARER_TOKEN_LENGTH = 8192
 # The longest page token this service gives (domain/paging.py): a 16-byte MAC and a position, the
 # key of a user name of at most MAX_USER_NAME_LENGTH characters (case folding makes at most 3 of
 # one, each at most 4 bytes of UTF-8), in base64.

@@ -49,6 +49,7 @@ from server.store.contract import (
     TrustedIssuerRecord,
     UserName,
     UserRecord,
+    WebKeyRecord,
 )
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
@@ -326,6 +327,9 @@ class TimedStore:
 
     def grants_of_user(self, user_id: str) -> Timed[list[GrantRecord]]:
         return self._timed("grants_of_user", self._store.grants_of_user(user_id))
+
+    def webkeys(self) -> Timed[list[WebKeyRecord]]:
+        return self._timed("webkeys", self._store.webkeys())
 
     def server_key(self, name: str) -> Timed[bytes]:
         return self._timed("server_key", self._store.server_key(name))

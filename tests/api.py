@@ -25,6 +25,7 @@ from zitadel.internal_permission.v2 import internal_permission_service_pb2
 from zitadel.management.v1 import management_pb2
 from zitadel.org.v2 import org_service_pb2 as org_service_v2_pb2
 from zitadel.user.v2 import user_service_pb2 as user_service_v2_pb2
+from zitadel.webkey.v2 import webkey_service_pb2
 
 from server.transport.oauth import TOKEN_PATH
 from tests.codes import HTTP_STATUS_OF, grpc_code
@@ -41,6 +42,7 @@ SERVICES = {
         "InternalPermissionService"
     ],
     "AuthService": auth_pb2.DESCRIPTOR.services_by_name["AuthService"],
+    "WebKeyService": webkey_service_pb2.DESCRIPTOR.services_by_name["WebKeyService"],
 }
 # A native method by its name ("AddSecret"), any method by "Service.Method"
 # ("ManagementService.GenerateMachineSecret").

@@ -63,6 +63,10 @@ def config_for(
     sweep_interval: timedelta = timedelta(minutes=10),
     sweep_batch: int = 1000,
     federation_allowed_origins: tuple[str, ...] = (),
+    signing_key_algorithm: str = "RS256",
+    signing_key_rotation: timedelta = timedelta(days=30),
+    jwks_cache_ttl: timedelta = timedelta(minutes=5),
+    masterkey_file: Path | None = None,
 ) -> Config:
     return Config(
         database_url=database_url or f"sqlite:///{folder / 'ms.db'}",
@@ -76,6 +80,11 @@ def config_for(
         bcrypt_cost=bcrypt_cost,
         access_token_ttl=access_token_ttl,
         issuer=None,
+        # Made at the first start in the test's folder; a test of a shared store passes one file.
+        masterkey_file=str(masterkey_file or folder / "masterkey"),
+        signing_key_algorithm=signing_key_algorithm,
+        signing_key_rotation=signing_key_rotation,
+        jwks_cache_ttl=jwks_cache_ttl,
         federation_allowed_origins=federation_allowed_origins,
         client_failure_limit=failure_limits.per_client,
         source_failure_limit=failure_limits.per_source,

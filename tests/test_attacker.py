@@ -40,7 +40,7 @@ from server.limits import (
     MAX_TOKEN_FORM_BYTES,
     MAX_USER_NAME_LENGTH,
 )
-from server.transport.oauth import TOKEN_PATH
+from server.transport.oauth import KEYS_PATH, TOKEN_PATH
 from server.transport.revocation_endpoint import REVOKE_PATH
 from tests.api import method_path
 from tests.unauthenticated import (
@@ -320,6 +320,11 @@ ATTACKS: dict[str, dict[str, Attack]] = {
         ),
         "a query of 64 KiB of escapes": lambda t, door: _status(
             t.web(door).get("/.well-known/openid-configuration?" + "%CC%81" * (URL_ROOM // 2))
+        ),
+    },
+    "JWKS": {
+        "a query of 64 KiB of escapes": lambda t, door: _status(
+            t.web(door).get(KEYS_PATH + "?" + "%CC%81" * (URL_ROOM // 2))
         ),
     },
     "healthz": {

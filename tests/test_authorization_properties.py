@@ -63,6 +63,8 @@ from zitadel.org.v2 import org_service_pb2 as org_v2
 from zitadel.user.v2 import key_pb2 as user_v2_key
 from zitadel.user.v2 import user_service_pb2 as user_v2
 from zitadel.v1 import object_pb2
+from zitadel.webkey.v2 import key_pb2 as webkey_key
+from zitadel.webkey.v2 import webkey_service_pb2 as webkey
 
 from server.transport.methods import auth_option
 from tests import postgres
@@ -200,7 +202,12 @@ def calls_permitted(permissions: Iterable[str]) -> frozenset[str]:
 # in five at this budget, so names are summed.
 FLOOR = 1
 # A scene trusts no issuer and names no issuer's id: these reach their refusals (RULE_FLOORS).
-NEVER_OK = ("AddFederatedCredential", "RemoveFederatedCredential", "RemoveTrustedIssuer")
+NEVER_OK = (
+    "AddFederatedCredential",
+    "RemoveFederatedCredential",
+    "RemoveTrustedIssuer",
+    "WebKeyService.ActivateWebKey",  # nor a web key's id
+)
 METHOD_FLOORS = {
     **{native(m): FLOOR for m in ALL_METHODS if m not in NEVER_OK},
     **dict.fromkeys(("AddOrgMember", "RemoveOrgMember", "CreateSecret", "RotateSecret"), 5),
@@ -644,6 +651,16 @@ class Scene:
                 name=self.name(),
                 admins=[org_v2.AddOrganizationRequest.Admin(user_id=target, roles=roles)] if roles else [],
             ),
+            # A machine user's description (its token form stays: the scenes' tokens are opaque).
+            "UpdateMachineUser": lambda: user_pb.UpdateMachineUserRequest(
+                user_id=target, description=self.name()
+            ),
+            "ManagementService.UpdateMachine": lambda: mgmt.UpdateMachineRequest(user_id=target, name="m"),
+            # The instance's signing keys: EC keys (an RSA pair costs 50-130 ms), ids of none.
+            "WebKeyService.CreateWebKey": lambda: webkey.CreateWebKeyRequest(ecdsa=webkey_key.ECDSA()),
+            "WebKeyService.ListWebKeys": lambda: webkey.ListWebKeysRequest(),
+            "WebKeyService.ActivateWebKey": lambda: webkey.ActivateWebKeyRequest(id=pat_id),
+            "WebKeyService.DeleteWebKey": lambda: webkey.DeleteWebKeyRequest(id=pat_id),
             "InternalPermissionService.CreateAdministrator": lambda: perm_v2.CreateAdministratorRequest(
                 user_id=target, resource=perm_v2.ResourceType(organization_id=org or ""), roles=roles
             ),

@@ -217,6 +217,8 @@ REQUIRED_BODY: dict[str, dict[str, Any]] = {
     "/projects/{project_id}/roles": {"roleKey": "k-new"},
     "/management/v1/users/{user_id}/grants": GRANT,
     "/users/{user_id}/grants": GRANT,
+    # ZITADEL's UpdateMachine sets the name too, which must not be empty.
+    "/management/v1/users/{user_id}/machine": {"name": "n"},
 }
 
 

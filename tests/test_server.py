@@ -287,6 +287,8 @@ def test_configuration_errors_name_the_variable() -> None:
         ({"MS_FAILURE_WINDOW": "1d"}, "MS_FAILURE_WINDOW"),
         ({"MS_ACCESS_TOKEN_TTL": "0"}, "MS_ACCESS_TOKEN_TTL"),
         ({"MS_ISSUER": "ftp://x"}, "MS_ISSUER"),
+        ({"MS_SIGNING_KEY_ALGORITHM": "HS256"}, "MS_SIGNING_KEY_ALGORITHM"),
+        ({"MS_JWKS_CACHE_TTL": "0"}, "MS_JWKS_CACHE_TTL"),
         ({"MS_DB_POOL_SIZE": "0"}, "MS_DB_POOL_SIZE"),
         ({"MS_CORS_ORIGINS": "not an origin"}, "MS_CORS_ORIGINS"),
         ({"MS_TRUSTED_PROXIES": "10.0.0.0/33"}, "MS_TRUSTED_PROXIES"),
@@ -335,6 +337,14 @@ SETTING_EXAMPLES: dict[str, tuple[Callable[[Config], object], tuple[str, object]
         ("https://auth.example.com", "https://auth.example.com"),
         ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
     ),
+    "MS_MASTERKEY_FILE": (
+        lambda c: c.masterkey_file,
+        ("/run/secrets/masterkey", "/run/secrets/masterkey"),
+        ("keys/master", "keys/master"),
+    ),
+    "MS_SIGNING_KEY_ALGORITHM": (lambda c: c.signing_key_algorithm, ("es256", "ES256"), ("RS256", "RS256")),
+    "MS_SIGNING_KEY_ROTATION": (lambda c: _seconds(c.signing_key_rotation), ("24h", 86400), ("90m", 5400)),
+    "MS_JWKS_CACHE_TTL": (lambda c: _seconds(c.jwks_cache_ttl), ("60s", 60), ("10m", 600)),
     "MS_FEDERATION_ALLOWED_ORIGINS": (
         lambda c: c.federation_allowed_origins,
         ("http://127.0.0.1:9000", ("http://127.0.0.1:9000",)),

@@ -85,7 +85,7 @@ async def test_user_names_are_unique_in_the_instance_without_case(world: World) 
     ],
 )
 async def test_invalid_machine_users(
-    world: World, request_fields: dict[str, str], violations: dict[str, str]
+    world: World, request_fields: dict[str, Any], violations: dict[str, str]
 ) -> None:
     request = user_pb.AddMachineUserRequest(**request_fields)
     error = await expect_error(INVALID, "INVALID_ARGUMENT", world.call("AddMachineUser", request))

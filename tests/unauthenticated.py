@@ -40,7 +40,7 @@ from machinesecrets.v1 import user_service_pb2 as user_pb
 from zitadel.user.v2 import user_service_pb2 as user_v2_pb
 
 from server.limits import MAX_ASSERTION_LENGTH, MAX_HEADER_BYTES, MAX_METADATA_BYTES, MAX_REQUEST_BYTES
-from server.transport.oauth import DISCOVERY_PATH, TOKEN_PATH
+from server.transport.oauth import DISCOVERY_PATH, KEYS_PATH, TOKEN_PATH
 from server.transport.revocation_endpoint import REVOKE_PATH
 from tests.api import method_path
 from tests.processes import ServerProcess, start_with_envoy
@@ -329,6 +329,13 @@ def discovery(target: Target, door: str, place: str, text: str) -> object:
     return _status(web.get(f"{DISCOVERY_PATH}?{quote(text, safe='')}"))
 
 
+def jwks(target: Target, door: str, place: str, text: str) -> object:
+    web = target.web(door)
+    if place == "header":
+        return _status(web.get(KEYS_PATH, headers=raw_headers({"x-anything": header_text(text)})))
+    return _status(web.get(f"{KEYS_PATH}?{quote(text, safe='')}"))
+
+
 def healthz(target: Target, door: str, place: str, text: str) -> object:
     web = target.web(door)
     if place == "header":
@@ -420,6 +427,7 @@ ENTRIES = [
         "discovery", ("http", "envoy"), {"host": HEADER_ROOM, "query": URL_ROOM}, discovery, plain="127.0.0.1"
     ),
     Entry("healthz", ("http",), {"query": URL_ROOM, "header": HEADER_ROOM}, healthz, plain="probe"),
+    Entry("JWKS", ("http", "envoy"), {"query": URL_ROOM, "header": HEADER_ROOM}, jwks, plain="probe"),
 ]
 CASES = [(entry, door) for entry in ENTRIES for door in entry.doors]
 

@@ -72,6 +72,11 @@ def report(args: argparse.Namespace, url: str, cost: int, measured: Measured) ->
             0.90,
         ),
         (
+            "token endpoint issuing JWT access tokens, of opaque ones",
+            paired(rows["token_jwt"], rows["token"]),
+            0.75,
+        ),
+        (
             "RotateSecret (no grace), of AddSecret over native gRPC",
             paired(rows["rotate"], rows["grpc_add"]),
             0.70,

@@ -41,7 +41,7 @@ from devtools.bench.load import Request, Result, h2load
 from devtools.bench.measure import Bench, Row, Sample, Spec, bcrypt_rate, memory_kb
 from devtools.bench.targets import Ports, start_service
 from server.domain.ids import IdGenerator
-from server.transport.oauth import DISCOVERY_PATH, TOKEN_PATH
+from server.transport.oauth import DISCOVERY_PATH, KEYS_PATH, TOKEN_PATH
 
 # Overload: this many connections against the usual 16; every call must be answered within 2 s.
 OVERLOAD_CONNECTIONS = 256
@@ -82,6 +82,16 @@ def run(
     secret = users.AddSecret(user_pb.AddSecretRequest(user_id=client_user), metadata=auth).client_secret
     assertions = signed_assertions(users, auth, client_user, service.http)
     workloads = federated_workloads(users, orgs, auth, platform)
+    # A client whose access tokens are JWTs, signed with the service's key (MS_SIGNING_KEY_ALGORITHM:
+    # RS256 unless the bench's environment says ES256).
+    jwt_user = users.AddMachineUser(
+        user_pb.AddMachineUserRequest(
+            user_name="bench-jwt-client", name="bench", access_token_type=user_pb.ACCESS_TOKEN_TYPE_JWT
+        ),
+        metadata=auth,
+    ).user_id
+    jwt_secret = users.AddSecret(user_pb.AddSecretRequest(user_id=jwt_user), metadata=auth).client_secret
+    signing = os.environ.get("MS_SIGNING_KEY_ALGORITHM", "RS256").upper()
 
     threads = min(32, (os.cpu_count() or 1) + 4)  # asyncio.to_thread's default executor: the server's
     hashes = bcrypt_rate(cost, threads, 2000)
@@ -189,6 +199,21 @@ def run(
             federated_request(service.http, INLINE_WORKLOAD, platform.token(workloads[INLINE_WORKLOAD])),
             (TOKEN_PATH, "200"),
             federated_request(noop.http, INLINE_WORKLOAD, platform.token(workloads[INLINE_WORKLOAD])),
+        ),
+        # The same grant issuing a JWT access token: one signature more, and a longer row.
+        "token_jwt": Spec(
+            f"token endpoint, JWT access token ({signing})",
+            "HTTP direct",
+            token_request(service.http, "bench-jwt-client", jwt_secret),
+            (TOKEN_PATH, "200"),
+            token_request(noop.http, "bench-jwt-client", jwt_secret),
+        ),
+        # The JWKS, from memory: what a resource server's cache asks for, with no credential.
+        "jwks": Spec(
+            "JWKS (GET /oauth/v2/keys)",
+            "HTTP direct",
+            Request(f"http://127.0.0.1:{service.http}{KEYS_PATH}", b"", ((":method", "GET"),), http1=True),
+            None,
         ),
         # Several secrets: the token endpoint runs one bcrypt check whatever their number (the
         # lookup key finds the hash), so a client with 10 costs what one with 1 costs.

@@ -33,6 +33,8 @@ def start_service(
             "MS_ENVOY_ADDR": "127.0.0.1:0",
             "MS_METRICS_ADDR": "127.0.0.1:0",
             "MS_ADMIN_PAT_FILE": str(folder / "admin.pat"),
+            # Beside the store it encrypts the signing keys of: processes on one folder share it.
+            "MS_MASTERKEY_FILE": str(folder / "masterkey"),
             **(settings or {}),
         },
         root=root,

@@ -55,6 +55,7 @@ from server.events.secret import (
 from server.events.token import AccessTokenAdded, KeyAccessTokenAdded
 from server.events.user import (
     HumanUserAdded,
+    MachineChanged,
     MachineUserAdded,
     PatAdded,
     PatRemoved,
@@ -62,6 +63,7 @@ from server.events.user import (
     UserReactivated,
     UserRemoved,
 )
+from server.events.webkey import WebKeyActivated, WebKeyAdded, WebKeyRemoved
 from server.limits import MAX_ID_LENGTH
 from server.store.contract import AuditedEvent, AuditStore, EventFilter
 
@@ -202,6 +204,12 @@ PAYLOAD_FIELDS: dict[str, dict[str, Shown | None]] = {
         "credential_id": TEXT,
     },
     IamOwnerLeft.TYPE: {"user_id": TEXT},
+    MachineChanged.TYPE: {"name": TEXT, "description": TEXT, "access_token_type": TEXT},
+    # A signing key's private half is encrypted, and hidden all the same; its public half is
+    # served at /oauth/v2/keys.
+    WebKeyAdded.TYPE: {"key_id": TEXT, "algorithm": TEXT, "public_jwk": HIDDEN, "private_key": HIDDEN},
+    WebKeyActivated.TYPE: {"key_id": TEXT, "signs_from": TIME},
+    WebKeyRemoved.TYPE: {"key_id": TEXT},
     RevocationReceived.TYPE: {"source": TEXT, "candidates": COUNT},  # none left (migration 11)
 }
 

@@ -52,7 +52,7 @@ class ClientCredentials:
         self._limiter = limiter
 
     async def exchange(
-        self, client_id: str, client_secret: str, scope: str, source: str, origin: Actor
+        self, client_id: str, client_secret: str, scope: str, source: str, origin: Actor, issuer: str = ""
     ) -> AccessToken:
         """An access token for the machine user named client_id, if client_secret is one of its
         live secrets.
@@ -63,7 +63,8 @@ class ClientCredentials:
         wrong secrets all cost that one verification and get the same InvalidClient.
 
         source is where the request came from, for the limits on failed attempts. origin is the
-        request as an actor (its id, address and transport); the events an exchange writes record
+        request as an actor (its id, address and transport); issuer: the issuer the endpoint
+        was reached as (a JWT access token names it); the events an exchange writes record
         the client as their actor, by the secret it proved (actor.by_client_secret).
 
         An id or a secret longer than any client can have is refused first, with the same
@@ -101,7 +102,9 @@ class ClientCredentials:
         if secret.expires_at is not None:
             expires_at = min(expires_at, secret.expires_at)
         actor = by_client_secret(origin, user.id, user.org_id, secret.secret_id)
-        token = await self._commands.issue_access_token(user, secret.secret_id, scope, expires_at, actor)
+        token = await self._commands.issue_access_token(
+            user, secret.secret_id, scope, expires_at, actor, issuer
+        )
         return AccessToken(token, int((expires_at - now).total_seconds()), scope, user.id)
 
 

@@ -118,7 +118,13 @@ class Federation:
         self._decoy = jwt.encode({"alg": "RS256"}, {"decoy": True}, RSAKey.generate_key(2048))
 
     async def authenticate_client(
-        self, client_id: str, assertion: str, scope: str, source: str, origin: Actor = UNKNOWN
+        self,
+        client_id: str,
+        assertion: str,
+        scope: str,
+        source: str,
+        origin: Actor = UNKNOWN,
+        issuer: str = "",
     ) -> AccessToken:
         """An access token for the machine user named client_id, whose federated credential the
         platform token assertion matches."""
@@ -165,7 +171,7 @@ class Federation:
         expires_at = now + self._token_ttl
         actor = by_federated_credential(origin, user.id, user.org_id, credential.credential_id)
         token = await self._commands.issue_federated_access_token(
-            user, credential.credential_id, scope, expires_at, actor
+            user, credential.credential_id, scope, expires_at, actor, issuer
         )
         return AccessToken(token, int((expires_at - now).total_seconds()), scope, user.id)
 

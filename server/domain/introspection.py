@@ -25,6 +25,7 @@ from server.domain.credentials import SecretHasher, token_hash
 from server.domain.errors import InvalidClient
 from server.domain.failure_limits import FailureLimiter
 from server.domain.secret_format import lookup_key
+from server.domain.token_claims import role_claims
 from server.events.federation import FederatedAccessTokenAdded
 from server.events.token import AccessTokenAdded, KeyAccessTokenAdded
 from server.limits import MAX_BEARER_TOKEN_LENGTH, MAX_SECRET_LENGTH, MAX_USER_NAME_LENGTH
@@ -130,26 +131,5 @@ class Introspection:
             claims[scopes.RESOURCE_OWNER_ID_CLAIM] = org.id
             claims[scopes.RESOURCE_OWNER_NAME_CLAIM] = org.name
         if asked.asks_roles:
-            claims |= await self._role_claims(user.id, asked, app.project_id)
-        return claims
-
-    async def _role_claims(
-        self, user_id: str, asked: scopes.RequestedClaims, app_project: str
-    ) -> dict[str, Any]:
-        """ZITADEL's role claims: per project of the audience, `{role: {orgId: orgName}}` of the
-        roles the user is granted there (and that the project still has), those asked for; the
-        introspecting application's project's also under the unnumbered claim."""
-        claims: dict[str, Any] = {}
-        for grant in await self._store.grants_of_user(user_id):
-            if grant.project_id not in asked.audience:
-                continue
-            existing = {role.key for role in await self._store.project_roles(grant.project_id)}
-            org = await self._store.org(grant.org_id)
-            owner = {grant.org_id: "" if org is None else org.name}
-            roles = {key: owner for key in sorted(grant.role_keys & existing) if asked.wants(key)}
-            if not roles:
-                continue
-            claims[scopes.project_roles_claim(grant.project_id)] = roles
-            if grant.project_id == app_project:
-                claims[scopes.ROLES_CLAIM] = roles
+            claims |= await role_claims(self._store, user.id, asked, app.project_id)
         return claims

@@ -107,7 +107,9 @@ class JwtProfile:
             stand_in.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         )
 
-    async def exchange(self, assertion: str, scope: str, source: str, origin: Actor = UNKNOWN) -> AccessToken:
+    async def exchange(
+        self, assertion: str, scope: str, source: str, origin: Actor = UNKNOWN, issuer: str = ""
+    ) -> AccessToken:
         """§2.1: an access token for the machine user whose key signed assertion."""
         if len(assertion) > MAX_ASSERTION_LENGTH:
             raise InvalidGrant()
@@ -124,10 +126,16 @@ class JwtProfile:
             await self._limiter.failed(limit_key, source)  # TooManyFailures, past a limit
             raise InvalidGrant()
         await self._limiter.check(limit_key, source)
-        return await self._issue(proven, scope, origin)
+        return await self._issue(proven, scope, origin, issuer)
 
     async def authenticate_client(
-        self, client_id: str, assertion: str, scope: str, source: str, origin: Actor = UNKNOWN
+        self,
+        client_id: str,
+        assertion: str,
+        scope: str,
+        source: str,
+        origin: Actor = UNKNOWN,
+        issuer: str = "",
     ) -> AccessToken:
         """§2.2 (private_key_jwt) on the client-credentials grant: an access token for the machine
         user named client_id, whose key signed assertion."""
@@ -146,7 +154,7 @@ class JwtProfile:
             await self._limiter.failed(client_id, source)
             raise InvalidClient()
         await self._limiter.check(client_id, source)
-        return await self._issue(proven, scope, origin)
+        return await self._issue(proven, scope, origin, issuer)
 
     @staticmethod
     def _header(assertion: str) -> dict[str, Any] | None:
@@ -222,7 +230,7 @@ class JwtProfile:
             raise _Refused("iat or nbf")
         return datetime.fromtimestamp(exp, now.tzinfo)
 
-    async def _issue(self, proven: _Proven, scope: str, origin: Actor) -> AccessToken:
+    async def _issue(self, proven: _Proven, scope: str, origin: Actor, issuer: str) -> AccessToken:
         user, key = proven.user, proven.key
         await check_audience(self._store, scope, user.org_id)
         now = self._clock.now()
@@ -233,7 +241,9 @@ class JwtProfile:
         if key.expires_at is not None:
             expires_at = min(expires_at, key.expires_at)
         actor = by_machine_key(origin, user.id, user.org_id, key.key_id)
-        token = await self._commands.issue_key_access_token(user, key.key_id, scope, expires_at, actor)
+        token = await self._commands.issue_key_access_token(
+            user, key.key_id, scope, expires_at, actor, issuer
+        )
         return AccessToken(token, int((expires_at - now).total_seconds()), scope, user.id)
 
 

@@ -92,6 +92,7 @@ class UserProfile:
     description: str
     display_name: str
     email: str
+    access_token_type: str = "bearer"  # a machine user's: "bearer" (opaque) or "jwt"
 
 
 @dataclass(frozen=True)

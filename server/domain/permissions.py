@@ -27,10 +27,24 @@ PROJECT_WRITE = "project.write"
 # To give users roles of the organisation's projects (user grants), and to read the grants.
 PROJECT_GRANT_WRITE = "project.grant.write"
 _PROJECTS = frozenset({PROJECT_READ, PROJECT_WRITE, PROJECT_GRANT_WRITE})
+# The instance's signing keys of JWT access tokens (ZITADEL's web keys): IAM_OWNER alone.
+WEB_KEY_READ = "iam.web_key.read"
+WEB_KEY_WRITE = "iam.web_key.write"
+WEB_KEY_DELETE = "iam.web_key.delete"
+_WEB_KEYS = frozenset({WEB_KEY_READ, WEB_KEY_WRITE, WEB_KEY_DELETE})
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     IAM_OWNER: frozenset(
-        {USER_READ, USER_WRITE, ORG_MEMBER_WRITE, ORG_CREATE, POLICY_WRITE, AUDIT_READ, *_PROJECTS}
+        {
+            USER_READ,
+            USER_WRITE,
+            ORG_MEMBER_WRITE,
+            ORG_CREATE,
+            POLICY_WRITE,
+            AUDIT_READ,
+            *_PROJECTS,
+            *_WEB_KEYS,
+        }
     ),
     ORG_OWNER: frozenset({USER_READ, USER_WRITE, ORG_MEMBER_WRITE, POLICY_WRITE, AUDIT_READ, *_PROJECTS}),
     ORG_USER_MANAGER: frozenset({USER_READ, USER_WRITE}),

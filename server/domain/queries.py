@@ -20,6 +20,7 @@ from server.domain.model import (
 from server.domain.permissions import PERMISSIONS, USER_READ, CallContext
 from server.domain.secret_format import hint
 from server.domain.secret_policy import SecretPolicy, max_keys, max_secrets
+from server.domain.signing_keys import key_state
 from server.limits import MAX_USER_NAME_LENGTH
 from server.store.contract import (
     USER_TYPE_MACHINE,
@@ -32,6 +33,7 @@ from server.store.contract import (
     Store,
     TrustedIssuerRecord,
     UserRecord,
+    WebKeyRecord,
 )
 from server.user_names import NotAUserName, user_name_key
 
@@ -80,6 +82,12 @@ class Queries:
         self._pages = page_tokens
         self._clock = clock
 
+    async def web_keys(self) -> list[tuple[WebKeyRecord, str]]:
+        """The signing keys not removed, oldest first, each with its state now
+        (signing_keys.key_state)."""
+        keys, now = await self._store.webkeys(), self._clock.now()
+        return [(key, key_state(key, keys, now)) for key in keys]
+
     def _view(self, user: UserRecord) -> UserView:
         details = Details(user.sequence, user.created_at, user.changed_at, user.org_id)
         return UserView(
@@ -96,7 +104,9 @@ class Queries:
         return self._with_profile(await self._user_of(ctx, user_id))
 
     def _with_profile(self, user: UserRecord) -> tuple[UserView, UserProfile]:
-        return self._view(user), UserProfile(user.name, user.description, user.display_name, user.email)
+        return self._view(user), UserProfile(
+            user.name, user.description, user.display_name, user.email, user.access_token_type
+        )
 
     async def users(
         self,

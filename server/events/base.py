@@ -33,6 +33,11 @@ AGGREGATE_INSTANCE = "instance"
 INSTANCE_ID = "instance"
 # Reports to the revocation endpoint were one aggregate each until migration 11 (legacy.py).
 AGGREGATE_REVOCATION = "revocation"
+# The signing keys of JWT access tokens: one aggregate for the whole instance (WEBKEYS_ID), so
+# that of two processes that decide at once to make, activate or remove a key, one appends and
+# the other decides again on what it did (domain/signing_keys.py).
+AGGREGATE_WEBKEYS = "webkeys"
+WEBKEYS_ID = "webkeys"
 
 # The class that decodes each stored type name (its current shape; it knows its earlier ones).
 _BY_TYPE: dict[str, type["Event"]] = {}

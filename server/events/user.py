@@ -54,3 +54,16 @@ class PatAdded(Event, type_name="user.pat.added", aggregate=AGGREGATE_USER, chan
 @dataclass(frozen=True)
 class PatRemoved(Event, type_name="user.pat.removed", aggregate=AGGREGATE_USER, changes_power=True):
     token_id: str
+
+
+@dataclass(frozen=True)
+class MachineChanged(Event, type_name="user.machine.changed", aggregate=AGGREGATE_USER, changes_power=False):
+    """A machine user's name, description and access token type as they are from now on
+    (ZITADEL's UpdateMachine; also right after MachineUserAdded, for a user created with JWT
+    access tokens). access_token_type: "bearer" (opaque, checked only by this service) or "jwt"
+    (signed, RFC 9068, verifiable with the JWKS). Tokens issued before keep their form: no one's
+    power changes."""
+
+    name: str
+    description: str
+    access_token_type: str

@@ -18,11 +18,11 @@ from server.config import ConfigError
 SETTING = "MS_ADMIN_PAT_FILE"
 
 
-def _refuse(path: Path, reason: str) -> ConfigError:
-    return ConfigError(f"{SETTING} {path}: {reason}; refusing to write the admin's token there")
+def _refuse(path: Path, reason: str, setting: str, what: str) -> ConfigError:
+    return ConfigError(f"{setting} {path}: {reason}; refusing to write {what} there")
 
 
-def check_private_location(path: Path) -> None:
+def check_private_location(path: Path, setting: str = SETTING, what: str = "the admin's token") -> None:
     """Creates the directory (0700) if it is missing; raises ConfigError, naming the setting and the
     reason, when the directory or the file is a link, belongs to another user, or the directory is
     writable by others."""
@@ -34,14 +34,14 @@ def check_private_location(path: Path) -> None:
         except FileNotFoundError:
             continue
         if stat.S_ISLNK(info.st_mode):
-            raise _refuse(path, f"{place} is a symbolic link")
+            raise _refuse(path, f"{place} is a symbolic link", setting, what)
         if info.st_uid != os.geteuid():
-            raise _refuse(path, f"{place} belongs to another user (uid {info.st_uid})")
+            raise _refuse(path, f"{place} belongs to another user (uid {info.st_uid})", setting, what)
     directory_mode = os.lstat(directory).st_mode
     if directory_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise _refuse(path, f"{directory} is writable by other users")
+        raise _refuse(path, f"{directory} is writable by other users", setting, what)
     if path.exists() and not path.is_file():
-        raise _refuse(path, "it is not a regular file")
+        raise _refuse(path, "it is not a regular file", setting, what)
 
 
 def write_private_file(path: Path, text: str) -> None:

@@ -19,6 +19,8 @@ USER_TYPE_MACHINE = "machine"
 USER_TYPE_HUMAN = "human"
 USER_STATE_ACTIVE = "active"
 USER_STATE_INACTIVE = "inactive"
+ACCESS_TOKEN_BEARER = "bearer"
+ACCESS_TOKEN_JWT = "jwt"
 
 
 class StoreError(Exception):
@@ -73,6 +75,7 @@ class UserRecord:
     display_name: str = ""
     email: str = ""
     user_name_key: str = ""  # the user name as it is compared (user_names.user_name_key)
+    access_token_type: str = "bearer"  # a machine user's: ACCESS_TOKEN_BEARER or ACCESS_TOKEN_JWT
 
     @property
     def active(self) -> bool:
@@ -260,6 +263,18 @@ class GrantRecord:
     sequence: int
     created_at: datetime
     changed_at: datetime
+
+
+@dataclass(frozen=True)
+class WebKeyRecord:
+    """A signing key of JWT access tokens: its private key only as the store keeps it, encrypted."""
+
+    key_id: str
+    algorithm: str
+    public_jwk: str
+    private_key: str = field(repr=False)
+    created_at: datetime
+    signs_from: datetime | None  # None: published, not chosen to sign
 
 
 @dataclass(frozen=True)
@@ -546,6 +561,10 @@ class Store(AuditStore, Protocol):
 
     async def grants_of_user(self, user_id: str) -> list[GrantRecord]:
         """The user's grants, of any organisation's projects."""
+        ...
+
+    async def webkeys(self) -> list[WebKeyRecord]:
+        """The signing keys not removed, oldest first."""
         ...
 
     async def server_key(self, name: str) -> bytes:

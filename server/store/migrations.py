@@ -320,6 +320,25 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX tokens_by_credential ON tokens (credential_id)",
         ],
     ),
+    (
+        24,
+        [
+            # The signing keys of JWT access tokens (#32 §4), shared by every process on the
+            # store: the public JWK, the private key only encrypted under the master key
+            # (domain/signing_keys.py), and from when the key signs (NULL: published, not yet
+            # chosen). A removed key's row goes; its events stay.
+            """CREATE TABLE webkeys (
+                key_id TEXT PRIMARY KEY,
+                algorithm TEXT NOT NULL,
+                public_jwk TEXT NOT NULL,
+                private_key TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                signs_from BIGINT
+            )""",
+            # A machine user's access tokens are opaque ('bearer') or JWTs ('jwt').
+            "ALTER TABLE users ADD COLUMN access_token_type TEXT NOT NULL DEFAULT 'bearer'",
+        ],
+    ),
 ]
 # What PostgreSQL alone needs, run with the migration of the same version after its SQL. Its text
 # compares by the database's collation, which need not be code-point order, as SQLite's (on UTF-8)

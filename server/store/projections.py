@@ -1,7 +1,19 @@
 """The read models, kept by projecting each event as it is appended, inside the append's
 transaction: the statements that apply one event (the row that records it is audit.py's)."""
 
-from server.events import federation, grant, instance, legacy, machine_key, org, project, secret, token, user
+from server.events import (
+    federation,
+    grant,
+    instance,
+    legacy,
+    machine_key,
+    org,
+    project,
+    secret,
+    token,
+    user,
+    webkey,
+)
 from server.events.base import AGGREGATE_ORG, AGGREGATE_PROJECT, StoredEvent
 from server.store.codecs import Statement, encode_roles
 from server.store.contract import USER_STATE_ACTIVE, USER_STATE_INACTIVE, USER_TYPE_HUMAN, USER_TYPE_MACHINE
@@ -243,6 +255,18 @@ def projection(event: StoredEvent, micros: int) -> list[Statement]:
                 ),
                 _moved(event, micros),
             ]
+        case webkey.WebKeyAdded() as key:  # the instance's keys have no snapshot row
+            return [
+                (
+                    "INSERT INTO webkeys (key_id, algorithm, public_jwk, private_key, created_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (key.key_id, key.algorithm, key.public_jwk, key.private_key, micros),
+                )
+            ]
+        case webkey.WebKeyActivated(key_id=key_id, signs_from=signs_from):
+            return [("UPDATE webkeys SET signs_from = ? WHERE key_id = ?", (signs_from, key_id))]
+        case webkey.WebKeyRemoved(key_id=key_id):
+            return [("DELETE FROM webkeys WHERE key_id = ?", (key_id,))]
         case org.OrgMemberAdded(user_id=user_id, roles=roles):
             change: Statement = (
                 "INSERT INTO members (org_id, user_id, roles) VALUES (?, ?, ?)",
@@ -258,6 +282,11 @@ def projection(event: StoredEvent, micros: int) -> list[Statement]:
             )
         case user.PatRemoved(token_id=token_id):
             change = ("DELETE FROM tokens WHERE token_id = ? AND user_id = ?", (token_id, aggregate_id))
+        case user.MachineChanged() as changed:
+            change = (
+                "UPDATE users SET name = ?, description = ?, access_token_type = ? WHERE id = ?",
+                (changed.name, changed.description, changed.access_token_type, aggregate_id),
+            )
         case user.UserDeactivated() | user.UserReactivated():
             state = (
                 USER_STATE_INACTIVE if isinstance(event.event, user.UserDeactivated) else USER_STATE_ACTIVE

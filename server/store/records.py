@@ -26,6 +26,7 @@ from server.store.contract import (
     TokenRecord,
     TrustedIssuerRecord,
     UserRecord,
+    WebKeyRecord,
 )
 
 Row = Mapping[str, Any]
@@ -71,6 +72,7 @@ def user_record(r: Row) -> UserRecord:
         display_name=r["display_name"],
         email=r["email"],
         user_name_key=r["user_name_key"],
+        access_token_type=r["access_token_type"],
     )
 
 
@@ -233,4 +235,15 @@ def federated_credential_record(r: Row) -> FederatedCredentialRecord:
         r["description"],
         from_micros(r["created_at"]),
         moment(r["last_used_at"]),
+    )
+
+
+def webkey_record(r: Row) -> WebKeyRecord:
+    return WebKeyRecord(
+        key_id=r["key_id"],
+        algorithm=r["algorithm"],
+        public_jwk=r["public_jwk"],
+        private_key=r["private_key"],
+        created_at=from_micros(r["created_at"]),
+        signs_from=moment(r["signs_from"]),
     )

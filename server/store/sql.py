@@ -37,6 +37,7 @@ from server.store.contract import (
     UniqueViolation,
     UserName,
     UserRecord,
+    WebKeyRecord,
 )
 from server.store.projections import projection
 from server.store.records import Row
@@ -184,6 +185,9 @@ class SqlStore:
 
     async def grants_of_user(self, user_id: str) -> list[GrantRecord]:
         return [records.grant_record(r) for r in await self._fetch(sql.SELECT_GRANTS_OF_USER, (user_id,))]
+
+    async def webkeys(self) -> list[WebKeyRecord]:
+        return [records.webkey_record(r) for r in await self._fetch(sql.SELECT_WEBKEYS, ())]
 
     async def server_key(self, name: str) -> bytes:
         # Every process that starts offers a key; the first one written stays, and all read it.

@@ -19,7 +19,7 @@ SELECT_EVENTS = (
 USER_COLUMNS = (
     "users.id, users.org_id, users.user_name, users.type, users.sequence, users.created_at,"  # noqa: S608
     " users.changed_at, users.state, users.name, users.description, users.display_name, users.email,"
-    " users.user_name_key,"
+    " users.user_name_key, users.access_token_type,"
     f" (SELECT MAX(COALESCE(x.expires_at, {NEVER}))"
     " FROM secrets x WHERE x.user_id = users.id) AS secrets_live_until"
 )
@@ -79,6 +79,7 @@ _CLIENT_USER_DEFAULTS = (
     ("display_name", "''"),
     ("email", "''"),
     ("user_name_key", "''"),
+    ("access_token_type", "'bearer'"),
 )
 CLIENT_USER_COLUMNS = ", ".join(
     f"COALESCE(users.{column}, {default}) AS {column}" for column, default in _CLIENT_USER_DEFAULTS
@@ -277,4 +278,10 @@ SELECT_FEDERATED_CREDENTIALS = (
 TOUCH_FEDERATED_CREDENTIAL = (
     "UPDATE federated_credentials SET last_used_at = ?"
     " WHERE credential_id = ? AND (last_used_at IS NULL OR last_used_at < ?)"
+)
+
+# The signing keys of JWT access tokens, oldest first.
+SELECT_WEBKEYS = (
+    "SELECT key_id, algorithm, public_jwk, private_key, created_at, signs_from FROM webkeys"
+    " ORDER BY created_at, key_id"
 )

@@ -15,6 +15,7 @@ from zitadel.v1 import object_pb2 as zitadel_object_pb2
 from server.domain.errors import FieldViolation, InvalidArgument
 from server.domain.machine_key_material import NO_EXPIRY_SHOWN
 from server.domain.model import Details, UserProfile, UserView
+from server.store.contract import ACCESS_TOKEN_BEARER, ACCESS_TOKEN_JWT
 
 MAX_DURATION_SECONDS = 315_576_000_000  # google.protobuf.Duration's range: 10,000 years
 D = TypeVar("D", object_pb2.ObjectDetails, zitadel_object_pb2.ObjectDetails)
@@ -96,9 +97,26 @@ def fill_zitadel_machine(
     machine.name = profile.name
     machine.description = profile.description
     machine.has_secret = view.has_secret
+    machine.access_token_type = access_token_type_number(profile.access_token_type)  # type: ignore[assignment]
 
 
 def zitadel_login_names(user_name: str) -> dict[str, Any]:
     """A user's login names as ZITADEL's APIs show them: its user name alone, the service having
     no organisation domains to append."""
     return {"login_names": [user_name], "preferred_login_name": user_name}
+
+
+# The access token types by their enum numbers, alike in the native API and ZITADEL's v1 and v2
+# (ACCESS_TOKEN_TYPE_BEARER = 0, ACCESS_TOKEN_TYPE_JWT = 1).
+ACCESS_TOKEN_TYPES = (ACCESS_TOKEN_BEARER, ACCESS_TOKEN_JWT)
+
+
+def access_token_type_of(number: int) -> str:
+    """The domain's name of an AccessTokenType number; INVALID_ARGUMENT for one no API defines."""
+    if not 0 <= number < len(ACCESS_TOKEN_TYPES):
+        raise InvalidArgument([FieldViolation("access_token_type", "must be BEARER or JWT")])
+    return ACCESS_TOKEN_TYPES[number]
+
+
+def access_token_type_number(name: str) -> int:
+    return ACCESS_TOKEN_TYPES.index(name) if name in ACCESS_TOKEN_TYPES else 0

@@ -26,6 +26,7 @@ from server.domain.errors import InvalidClient, InvalidGrant
 from server.domain.errors import InvalidScope as ScopeRefused
 from server.domain.federation import Federation, federated_issuer
 from server.domain.jwt_profile import ALGORITHMS, JwtProfile
+from server.domain.signing_keys import KeyRing
 from server.limits import (
     MAX_ASSERTION_LENGTH,
     MAX_SCOPE_LENGTH,
@@ -35,7 +36,8 @@ from server.limits import (
 )
 from server.logs import REQUEST_ID
 from server.metrics import Metrics
-from server.transport.asgi import Receive, Send, first, header_lists, media_type
+from server.store.contract import StoreError
+from server.transport.asgi import Receive, Send, first, header_lists, media_type, respond
 from server.transport.forwarded import ClientAddress
 from server.transport.http import respond_json
 from server.transport.http_endpoint import (
@@ -50,6 +52,7 @@ from server.transport.status import domain_error
 
 TOKEN_PATH = "/oauth/v2/token"
 INTROSPECT_PATH = "/oauth/v2/introspect"
+KEYS_PATH = "/oauth/v2/keys"  # the JWKS of JWT access tokens (RFC 7517), as ZITADEL serves it
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 # Every access token is for this API: `api`, the native scope, is what it grants. The scopes that
 # ZITADEL's clients send are accepted and change nothing, so that those clients work unmodified:
@@ -152,8 +155,11 @@ class TokenEndpoint:
         body: AdmittedBody,
         client_address: ClientAddress,
         federation: Federation | None = None,
+        discovery: "Discovery | None" = None,
     ) -> None:
         self._federation = federation
+        # The issuer a JWT access token names: the one discovery gives at the address called.
+        self._discovery = discovery
         self._credentials = credentials
         self._jwt_profile = jwt_profile
         self._metrics = metrics
@@ -166,8 +172,9 @@ class TokenEndpoint:
             headers = header_lists(scope)
             _check_form_post(scope, headers)
             source = self._client_address.of(scope, headers)
+            issuer = "" if self._discovery is None else self._discovery.issuer_of(scope)
             async with self._body.read(receive, source, MAX_TOKEN_FORM_BYTES) as body:
-                token = await self._exchange(_parse(body, headers, source))
+                token = await self._exchange(_parse(body, headers, source), issuer)
             answer = EndpointAnswer(200, _render(token))
             caller = token.user_id
             self._metrics.tokens_issued.inc()
@@ -177,12 +184,12 @@ class TokenEndpoint:
                 self._metrics.authentication_failures.labels(error.error).inc()
         await answer.send(send, scope, self._metrics, started, caller)
 
-    async def _exchange(self, request: TokenRequest | AssertionGrant) -> AccessToken:
+    async def _exchange(self, request: TokenRequest | AssertionGrant, issuer: str) -> AccessToken:
         try:
             origin = Actor(request_id=REQUEST_ID.get(), peer=request.source, transport=TRANSPORT_OAUTH)
             if isinstance(request, AssertionGrant):
                 return await self._jwt_profile.exchange(
-                    request.assertion, request.scope, request.source, origin
+                    request.assertion, request.scope, request.source, origin, issuer
                 )
             if (
                 request.client_assertion
@@ -190,14 +197,14 @@ class TokenEndpoint:
                 and federated_issuer(request.client_assertion, request.client_id)
             ):  # a workload's platform token (issue 34), not an assertion signed by a machine key
                 return await self._federation.authenticate_client(
-                    request.client_id, request.client_assertion, request.scope, request.source, origin
+                    request.client_id, request.client_assertion, request.scope, request.source, origin, issuer
                 )
             if request.client_assertion:
                 return await self._jwt_profile.authenticate_client(
-                    request.client_id, request.client_assertion, request.scope, request.source, origin
+                    request.client_id, request.client_assertion, request.scope, request.source, origin, issuer
                 )
             return await self._credentials.exchange(
-                request.client_id, request.client_secret, request.scope, request.source, origin
+                request.client_id, request.client_secret, request.scope, request.source, origin, issuer
             )
         except Exception as error:
             refused = domain_error(error)
@@ -385,6 +392,8 @@ class Discovery:
                 # RFC 7662: API applications introspect tokens (introspection_endpoint.py).
                 "introspection_endpoint": issuer + INTROSPECT_PATH,
                 "introspection_endpoint_auth_methods_supported": INTROSPECTION_AUTH_METHODS,
+                # The keys that verify JWT access tokens (JwksEndpoint).
+                "jwks_uri": issuer + KEYS_PATH,
                 "scopes_supported": list(SUPPORTED_SCOPES),
                 "response_types_supported": ["token"],
             },
@@ -404,3 +413,37 @@ class Discovery:
     def _origin(self, host: str) -> str:
         host = host.strip().lower()
         return f"{self._scheme}://{host if host in self._hosts else self._hosts[0]}"
+
+
+class JwksEndpoint:
+    """GET /oauth/v2/keys: the JWKS (RFC 7517 §5) of the signing keys of JWT access tokens, public
+    halves only: the key that signs, the next one (published MS_JWKS_CACHE_TTL and more before it
+    signs) and the ones before (until every token they signed has expired). A resource server may
+    cache it for MS_JWKS_CACHE_TTL, which the schedule of the keys counts on (domain/signing_keys.py):
+    Cache-Control says so. The same document on every process of one store."""
+
+    def __init__(self, keyring: KeyRing) -> None:
+        self._keyring = keyring
+        self._cache_control = f"public, max-age={int(keyring.times.jwks_ttl.total_seconds())}"
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["method"] not in ("GET", "HEAD"):
+            await respond_json(
+                send,
+                405,
+                {"error": "invalid_request", "error_description": "use GET"},
+                [("allow", "GET, HEAD")],
+            )
+            return
+        try:
+            body = await self._keyring.jwks()
+        except StoreError:
+            await respond_json(
+                send,
+                503,
+                {"error": "temporarily_unavailable", "error_description": "the keys cannot be read now"},
+                [("retry-after", "1")],
+            )
+            return
+        headers = [("content-type", "application/json"), ("cache-control", self._cache_control)]
+        await respond(send, 200, headers, body)

@@ -18,6 +18,8 @@ from server.domain.queries import Queries
 from server.domain.secret_policy import SecretPolicy
 from server.store.contract import USER_TYPE_HUMAN, USER_TYPE_MACHINE
 from server.transport.conversions import (
+    access_token_type_number,
+    access_token_type_of,
     details_proto,
     duration,
     expiration_of,
@@ -50,6 +52,7 @@ def user_proto(user: UserView, profile: UserProfile) -> user_service_pb2.User:
         description=profile.description,
         display_name=profile.display_name,
         email=profile.email,
+        access_token_type=access_token_type_number(profile.access_token_type),  # type: ignore[arg-type]
     )
 
 
@@ -131,11 +134,29 @@ class UserService:
         self, request: user_service_pb2.AddMachineUserRequest, ctx: CallContext
     ) -> user_service_pb2.AddMachineUserResponse:
         created = await self._commands.add_machine_user(
-            ctx, request.user_name, request.name, request.description
+            ctx,
+            request.user_name,
+            request.name,
+            request.description,
+            access_token_type_of(request.access_token_type),
         )
         return user_service_pb2.AddMachineUserResponse(
             user_id=created.id, details=details_proto(created.details)
         )
+
+    async def UpdateMachineUser(
+        self, request: user_service_pb2.UpdateMachineUserRequest, ctx: CallContext
+    ) -> user_service_pb2.UpdateMachineUserResponse:
+        details = await self._commands.update_machine(
+            ctx,
+            request.user_id,
+            request.name if request.HasField("name") else None,
+            request.description if request.HasField("description") else None,
+            access_token_type_of(request.access_token_type)
+            if request.HasField("access_token_type")
+            else None,
+        )
+        return user_service_pb2.UpdateMachineUserResponse(details=details_proto(details))
 
     async def AddHumanUser(
         self, request: user_service_pb2.AddHumanUserRequest, ctx: CallContext

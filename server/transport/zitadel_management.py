@@ -22,6 +22,7 @@ from server.domain.permissions import CallContext
 from server.domain.queries import Queries
 from server.store.contract import ProjectRecord
 from server.transport.conversions import (
+    access_token_type_of,
     details_proto,
     expiration_of,
     fill_zitadel_machine,
@@ -80,7 +81,6 @@ def zitadel_user(view: UserView, profile: UserProfile) -> user_pb2.User:
     )
     if view.machine:
         fill_zitadel_machine(user.machine, view, profile)
-        user.machine.access_token_type = user_pb2.ACCESS_TOKEN_TYPE_BEARER
     else:
         user.human.CopyFrom(
             user_pb2.Human(
@@ -102,18 +102,31 @@ class ManagementService:
         violations = []
         if request.HasField("user_id"):
             violations.append(FieldViolation("user_id", "the service chooses user ids: leave it unset"))
-        if request.access_token_type != user_pb2.ACCESS_TOKEN_TYPE_BEARER:
-            violations.append(
-                FieldViolation("access_token_type", "only ACCESS_TOKEN_TYPE_BEARER is supported")
-            )
         if violations:
             raise InvalidArgument(violations)
         created = await self._commands.add_machine_user(
-            ctx, request.user_name, request.name, request.description
+            ctx,
+            request.user_name,
+            request.name,
+            request.description,
+            access_token_type_of(request.access_token_type),
         )
         return mgmt.AddMachineUserResponse(
             user_id=created.id, details=details_proto(created.details, object_pb2.ObjectDetails)
         )
+
+    async def UpdateMachine(
+        self, request: mgmt.UpdateMachineRequest, ctx: CallContext
+    ) -> mgmt.UpdateMachineResponse:
+        """ZITADEL's UpdateMachine sets all three fields: an unset description is empty."""
+        details = await self._commands.update_machine(
+            ctx,
+            request.user_id,
+            request.name,
+            request.description,
+            access_token_type_of(request.access_token_type),
+        )
+        return mgmt.UpdateMachineResponse(details=details_proto(details, object_pb2.ObjectDetails))
 
     async def GenerateMachineSecret(
         self, request: mgmt.GenerateMachineSecretRequest, ctx: CallContext

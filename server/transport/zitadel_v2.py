@@ -20,6 +20,7 @@ from server.domain.model import Details, UserProfile, UserView
 from server.domain.permissions import ORG_OWNER, CallContext
 from server.domain.queries import Queries
 from server.transport.conversions import (
+    access_token_type_of,
     expiration_of,
     fill_zitadel_machine,
     timestamp,
@@ -48,7 +49,6 @@ def user_v2_of(view: UserView, profile: UserProfile) -> user_pb2.User:
     )
     if view.machine:
         fill_zitadel_machine(user.machine, view, profile)
-        user.machine.access_token_type = user_pb2.ACCESS_TOKEN_TYPE_BEARER
     else:
         user.human.CopyFrom(
             user_pb2.HumanUser(
@@ -86,7 +86,11 @@ class UserServiceV2:
             raise InvalidArgument(violations)
         machine = request.machine
         created = await self._commands.add_machine_user(
-            ctx, request.username if request.HasField("username") else None, machine.name, machine.description
+            ctx,
+            request.username if request.HasField("username") else None,
+            machine.name,
+            machine.description,
+            access_token_type_of(machine.access_token_type),
         )
         return user_v2.CreateUserResponse(
             id=created.id, creation_date=timestamp(created.details.creation_date)

@@ -60,6 +60,26 @@ SECRET_STATE_EXPIRED: SecretState.ValueType  # 2
 """Past its expiration date: refused, listed until it is deleted."""
 Global___SecretState: _TypeAlias = SecretState  # noqa: Y015
 
+class _AccessTokenType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AccessTokenTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AccessTokenType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ACCESS_TOKEN_TYPE_BEARER: _AccessTokenType.ValueType  # 0
+    """Opaque: only this service can check them (its API, the introspection endpoint)."""
+    ACCESS_TOKEN_TYPE_JWT: _AccessTokenType.ValueType  # 1
+    """Signed JWTs (RFC 9068), which a resource server can verify with the JWKS."""
+
+class AccessTokenType(_AccessTokenType, metaclass=_AccessTokenTypeEnumTypeWrapper):
+    """The form of a machine user's access tokens."""
+
+ACCESS_TOKEN_TYPE_BEARER: AccessTokenType.ValueType  # 0
+"""Opaque: only this service can check them (its API, the introspection endpoint)."""
+ACCESS_TOKEN_TYPE_JWT: AccessTokenType.ValueType  # 1
+"""Signed JWTs (RFC 9068), which a resource server can verify with the JWKS."""
+Global___AccessTokenType: _TypeAlias = AccessTokenType  # noqa: Y015
+
 class _UserType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -652,26 +672,94 @@ class AddMachineUserRequest(_message.Message):
     USER_NAME_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
+    ACCESS_TOKEN_TYPE_FIELD_NUMBER: _builtins.int
     user_name: _builtins.str
     """Unique in the whole instance, compared without case. 1 to 200 characters, no white space."""
     name: _builtins.str
     """1 to 200 characters."""
     description: _builtins.str
     """At most 500 characters."""
+    access_token_type: Global___AccessTokenType.ValueType
+    """The form of the access tokens it earns: opaque (the default) or JWT (RFC 9068, verifiable
+    with the keys at /oauth/v2/keys).
+    """
     def __init__(
         self,
         *,
         user_name: _builtins.str = ...,
         name: _builtins.str = ...,
         description: _builtins.str = ...,
+        access_token_type: Global___AccessTokenType.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "name", b"name", "user_name", b"user_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_token_type", b"access_token_type", "description", b"description", "name", b"name", "user_name", b"user_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AddMachineUserRequest: _TypeAlias = AddMachineUserRequest  # noqa: Y015
+
+@_typing.final
+class UpdateMachineUserRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    ACCESS_TOKEN_TYPE_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    name: _builtins.str
+    """1 to 200 characters; unset: as it is."""
+    description: _builtins.str
+    """At most 500 characters; unset: as it is."""
+    access_token_type: Global___AccessTokenType.ValueType
+    """Unset: as it is."""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        name: _builtins.str | None = ...,
+        description: _builtins.str | None = ...,
+        access_token_type: Global___AccessTokenType.ValueType | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_access_token_type", b"_access_token_type", "_description", b"_description", "_name", b"_name", "access_token_type", b"access_token_type", "description", b"description", "name", b"name"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_access_token_type", b"_access_token_type", "_description", b"_description", "_name", b"_name", "access_token_type", b"access_token_type", "description", b"description", "name", b"name", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__access_token_type: _TypeAlias = _typing.Literal["access_token_type"]  # noqa: Y015
+    _WhichOneofArgType__access_token_type: _TypeAlias = _typing.Literal["_access_token_type", b"_access_token_type"]  # noqa: Y015
+    _WhichOneofReturnType__description: _TypeAlias = _typing.Literal["description"]  # noqa: Y015
+    _WhichOneofArgType__description: _TypeAlias = _typing.Literal["_description", b"_description"]  # noqa: Y015
+    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
+    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__access_token_type) -> _WhichOneofReturnType__access_token_type | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__description) -> _WhichOneofReturnType__description | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
+
+Global___UpdateMachineUserRequest: _TypeAlias = UpdateMachineUserRequest  # noqa: Y015
+
+@_typing.final
+class UpdateMachineUserResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DETAILS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def details(self) -> _object_pb2.ObjectDetails: ...
+    def __init__(
+        self,
+        *,
+        details: _object_pb2.ObjectDetails | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateMachineUserResponse: _TypeAlias = UpdateMachineUserResponse  # noqa: Y015
 
 @_typing.final
 class AddMachineUserResponse(_message.Message):
@@ -867,6 +955,7 @@ class User(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
     EMAIL_FIELD_NUMBER: _builtins.int
+    ACCESS_TOKEN_TYPE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     user_name: _builtins.str
     type: Global___UserType.ValueType
@@ -880,6 +969,8 @@ class User(_message.Message):
     description: _builtins.str
     display_name: _builtins.str
     email: _builtins.str
+    access_token_type: Global___AccessTokenType.ValueType
+    """A machine user's access tokens: opaque or JWT (BEARER for a human user)."""
     @_builtins.property
     def details(self) -> _object_pb2.ObjectDetails: ...
     def __init__(
@@ -895,10 +986,11 @@ class User(_message.Message):
         description: _builtins.str = ...,
         display_name: _builtins.str = ...,
         email: _builtins.str = ...,
+        access_token_type: Global___AccessTokenType.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "details", b"details", "display_name", b"display_name", "email", b"email", "has_secret", b"has_secret", "id", b"id", "name", b"name", "state", b"state", "type", b"type", "user_name", b"user_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_token_type", b"access_token_type", "description", b"description", "details", b"details", "display_name", b"display_name", "email", b"email", "has_secret", b"has_secret", "id", b"id", "name", b"name", "state", b"state", "type", b"type", "user_name", b"user_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -71,6 +71,11 @@ class UserServiceStub:
                 request_serializer=machinesecrets_dot_v1_dot_user__service__pb2.AddMachineUserRequest.SerializeToString,
                 response_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.AddMachineUserResponse.FromString,
                 _registered_method=True)
+        self.UpdateMachineUser = channel.unary_unary(
+                '/machinesecrets.v1.UserService/UpdateMachineUser',
+                request_serializer=machinesecrets_dot_v1_dot_user__service__pb2.UpdateMachineUserRequest.SerializeToString,
+                response_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.UpdateMachineUserResponse.FromString,
+                _registered_method=True)
         self.AddHumanUser = channel.unary_unary(
                 '/machinesecrets.v1.UserService/AddHumanUser',
                 request_serializer=machinesecrets_dot_v1_dot_user__service__pb2.AddHumanUserRequest.SerializeToString,
@@ -206,6 +211,14 @@ class UserServiceServicer:
 
     def AddMachineUser(self, request, context):
         """Creates a machine user (service account).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateMachineUser(self, request, context):
+        """Changes a machine user's name, description or access token type (each left unset stays as
+        it is). Tokens issued before keep their form.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -375,6 +388,11 @@ def add_UserServiceServicer_to_server(servicer, server):
                     servicer.AddMachineUser,
                     request_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.AddMachineUserRequest.FromString,
                     response_serializer=machinesecrets_dot_v1_dot_user__service__pb2.AddMachineUserResponse.SerializeToString,
+            ),
+            'UpdateMachineUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateMachineUser,
+                    request_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.UpdateMachineUserRequest.FromString,
+                    response_serializer=machinesecrets_dot_v1_dot_user__service__pb2.UpdateMachineUserResponse.SerializeToString,
             ),
             'AddHumanUser': grpc.unary_unary_rpc_method_handler(
                     servicer.AddHumanUser,
@@ -648,6 +666,33 @@ class UserService:
             '/machinesecrets.v1.UserService/AddMachineUser',
             machinesecrets_dot_v1_dot_user__service__pb2.AddMachineUserRequest.SerializeToString,
             machinesecrets_dot_v1_dot_user__service__pb2.AddMachineUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateMachineUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/machinesecrets.v1.UserService/UpdateMachineUser',
+            machinesecrets_dot_v1_dot_user__service__pb2.UpdateMachineUserRequest.SerializeToString,
+            machinesecrets_dot_v1_dot_user__service__pb2.UpdateMachineUserResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -56,6 +56,10 @@ class UserServiceStub:
     """
     AddMachineUser: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.AddMachineUserRequest, _user_service_pb2.AddMachineUserResponse]
     """Creates a machine user (service account)."""
+    UpdateMachineUser: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.UpdateMachineUserRequest, _user_service_pb2.UpdateMachineUserResponse]
+    """Changes a machine user's name, description or access token type (each left unset stays as
+    it is). Tokens issued before keep their form.
+    """
     AddHumanUser: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.AddHumanUserRequest, _user_service_pb2.AddHumanUserResponse]
     """Creates a human user. Human users get no client secrets."""
     GetUserByID: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.GetUserByIDRequest, _user_service_pb2.GetUserByIDResponse]
@@ -141,6 +145,10 @@ class UserServiceAsyncStub(UserServiceStub):
     """
     AddMachineUser: _aio.UnaryUnaryMultiCallable[_user_service_pb2.AddMachineUserRequest, _user_service_pb2.AddMachineUserResponse]  # type: ignore[assignment]
     """Creates a machine user (service account)."""
+    UpdateMachineUser: _aio.UnaryUnaryMultiCallable[_user_service_pb2.UpdateMachineUserRequest, _user_service_pb2.UpdateMachineUserResponse]  # type: ignore[assignment]
+    """Changes a machine user's name, description or access token type (each left unset stays as
+    it is). Tokens issued before keep their form.
+    """
     AddHumanUser: _aio.UnaryUnaryMultiCallable[_user_service_pb2.AddHumanUserRequest, _user_service_pb2.AddHumanUserResponse]  # type: ignore[assignment]
     """Creates a human user. Human users get no client secrets."""
     GetUserByID: _aio.UnaryUnaryMultiCallable[_user_service_pb2.GetUserByIDRequest, _user_service_pb2.GetUserByIDResponse]  # type: ignore[assignment]
@@ -265,6 +273,16 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_user_service_pb2.AddMachineUserResponse, _abc.Awaitable[_user_service_pb2.AddMachineUserResponse]]:
         """Creates a machine user (service account)."""
+
+    @_abc_1.abstractmethod
+    def UpdateMachineUser(
+        self,
+        request: _user_service_pb2.UpdateMachineUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_service_pb2.UpdateMachineUserResponse, _abc.Awaitable[_user_service_pb2.UpdateMachineUserResponse]]:
+        """Changes a machine user's name, description or access token type (each left unset stays as
+        it is). Tokens issued before keep their form.
+        """
 
     @_abc_1.abstractmethod
     def AddHumanUser(

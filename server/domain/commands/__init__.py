@@ -17,6 +17,7 @@ from server.domain.commands.projects import ProjectCommands
 from server.domain.commands.secrets import SecretCommands
 from server.domain.commands.tokens import TokenCommands
 from server.domain.commands.users import UserCommands
+from server.domain.commands.webkeys import WebKeyCommands
 
 
 class Commands(
@@ -28,6 +29,7 @@ class Commands(
     PatCommands,
     ProjectCommands,
     TokenCommands,
+    WebKeyCommands,
     InstanceCommands,
 ):
     """Every command. Its constructor is Writer's: the store, the hasher, the id generator, how

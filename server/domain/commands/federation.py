@@ -11,7 +11,7 @@ from server.actor import Actor
 from server.clock import to_micros
 from server.domain import validation as check
 from server.domain.commands.writes import Writer, next_of_org, next_of_user
-from server.domain.credentials import new_token, token_hash
+from server.domain.credentials import token_hash
 from server.domain.errors import AlreadyExists, FailedPrecondition, FieldViolation, NotFound
 from server.domain.issuer_keys import read_key_set, url_problem
 from server.domain.model import Details
@@ -174,11 +174,18 @@ class FederationCommands(Writer):
         return Details.of_change(stored)
 
     async def issue_federated_access_token(
-        self, user: UserRecord, credential_id: str, scope: str, expires_at: datetime, client: Actor
+        self,
+        user: UserRecord,
+        credential_id: str,
+        scope: str,
+        expires_at: datetime,
+        client: Actor,
+        issuer: str = "",
     ) -> str:
         """A new access token for a machine user whose workload's platform token matched the
         federated credential credential_id (domain/federation.py). It dies with that credential."""
-        token, token_id = new_token(), self._ids.new_id()
+        token_id = self._ids.new_id()
+        token = await self._new_access_token(user, token_id, scope, issuer, expires_at)
         added = FederatedAccessTokenAdded(
             user.id, token_hash(token), to_micros(expires_at), scope, credential_id
         )

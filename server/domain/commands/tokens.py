@@ -1,12 +1,14 @@
 """Commands on OAuth2 access tokens: issued at the token endpoint, to a client that proved it
-holds a secret (domain/client_credentials.py decides that)."""
+holds a secret (domain/client_credentials.py decides that), a machine key or a federated
+credential. issuer: the issuer the token endpoint was reached as, named in a JWT access token
+(domain/jwt_access_tokens.py); "" issues an opaque token whatever the user's form."""
 
 from datetime import datetime
 
 from server.actor import Actor
 from server.clock import to_micros
 from server.domain.commands.writes import Writer
-from server.domain.credentials import new_token, token_hash
+from server.domain.credentials import token_hash
 from server.events.base import NewEvent
 from server.events.token import AccessTokenAdded, KeyAccessTokenAdded
 from server.store.contract import UserRecord
@@ -14,12 +16,19 @@ from server.store.contract import UserRecord
 
 class TokenCommands(Writer):
     async def issue_access_token(
-        self, user: UserRecord, secret_id: str, scope: str, expires_at: datetime, client: Actor
+        self,
+        user: UserRecord,
+        secret_id: str,
+        scope: str,
+        expires_at: datetime,
+        client: Actor,
+        issuer: str = "",
     ) -> str:
         """A new access token for a machine user that proved it holds the secret secret_id (the
         token endpoint's decision, in ClientCredentials). It dies with that secret. client: the
         client as the actor, by the secret it proved."""
-        token, token_id = new_token(), self._ids.new_id()
+        token_id = self._ids.new_id()
+        token = await self._new_access_token(user, token_id, scope, issuer, expires_at)
         added = AccessTokenAdded(user.id, token_hash(token), to_micros(expires_at), scope, secret_id)
 
         async def decide() -> list[NewEvent]:  # a new aggregate of its own: nothing to contend with
@@ -29,11 +38,12 @@ class TokenCommands(Writer):
         return token
 
     async def issue_key_access_token(
-        self, user: UserRecord, key_id: str, scope: str, expires_at: datetime, client: Actor
+        self, user: UserRecord, key_id: str, scope: str, expires_at: datetime, client: Actor, issuer: str = ""
     ) -> str:
         """A new access token for a machine user that proved it holds the machine key key_id (an
         assertion it signed: domain/jwt_profile.py). It dies with that key."""
-        token, token_id = new_token(), self._ids.new_id()
+        token_id = self._ids.new_id()
+        token = await self._new_access_token(user, token_id, scope, issuer, expires_at)
         added = KeyAccessTokenAdded(user.id, token_hash(token), to_micros(expires_at), scope, key_id)
 
         async def decide() -> list[NewEvent]:  # a new aggregate of its own: nothing to contend with

@@ -16,10 +16,11 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
+from datetime import datetime
 
 from server.actor import Actor
 from server.clock import SYSTEM_CLOCK, Clock
-from server.domain.credentials import SecretHasher
+from server.domain.credentials import SecretHasher, new_token
 from server.domain.errors import (
     Aborted,
     FailedPrecondition,
@@ -28,6 +29,7 @@ from server.domain.errors import (
     user_not_machine,
 )
 from server.domain.ids import IdGenerator
+from server.domain.jwt_access_tokens import TokenMinter
 from server.domain.key_generation import KeyPairs
 from server.domain.keyed_locks import KeyedLocks
 from server.domain.permissions import IAM_OWNER, USER_READ, CallContext
@@ -75,6 +77,18 @@ class Writer:
         self._ids = ids
         self._write_attempts = write_attempts
         self._turns = KeyedLocks()
+        # Makes an access token's string in its user's form (opaque or JWT); app.py gives the
+        # service's, with its signing keys. Without it, every token is opaque.
+        self.token_minter: TokenMinter | None = None
+
+    async def _new_access_token(
+        self, user: UserRecord, token_id: str, scope: str, issuer: str, expires_at: datetime
+    ) -> str:
+        """The string of a new access token: opaque, or a JWT for a user whose tokens are JWTs
+        (and an issuer to name in it)."""
+        if self.token_minter is None or not issuer:
+            return new_token()
+        return await self.token_minter.mint(user, token_id, scope, issuer, self._clock.now(), expires_at)
 
     async def _write(self, who: Who, aggregate_id: str, decide: Decide) -> list[StoredEvent]:
         """Decides and appends in the aggregate's turn, again on fresh state when another writer

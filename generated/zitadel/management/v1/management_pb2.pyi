@@ -44,7 +44,9 @@ class AddMachineUserRequest(_message.Message):
     name: _builtins.str
     description: _builtins.str
     access_token_type: _user_pb2.AccessTokenType.ValueType
-    """Only BEARER: this service issues opaque bearer tokens."""
+    """BEARER (the default): opaque access tokens; JWT: signed ones (RFC 9068), verifiable with
+    the keys at /oauth/v2/keys.
+    """
     user_id: _builtins.str
     """Not supported: the service chooses ids. A request that sets it is INVALID_ARGUMENT."""
     def __init__(
@@ -65,6 +67,56 @@ class AddMachineUserRequest(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__user_id) -> _WhichOneofReturnType__user_id | None: ...
 
 Global___AddMachineUserRequest: _TypeAlias = AddMachineUserRequest  # noqa: Y015
+
+@_typing.final
+class UpdateMachineRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    ACCESS_TOKEN_TYPE_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    description: _builtins.str
+    """At most 500 characters."""
+    name: _builtins.str
+    """1 to 200 characters."""
+    access_token_type: _user_pb2.AccessTokenType.ValueType
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        description: _builtins.str = ...,
+        name: _builtins.str = ...,
+        access_token_type: _user_pb2.AccessTokenType.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_token_type", b"access_token_type", "description", b"description", "name", b"name", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateMachineRequest: _TypeAlias = UpdateMachineRequest  # noqa: Y015
+
+@_typing.final
+class UpdateMachineResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DETAILS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def details(self) -> _object_pb2.ObjectDetails: ...
+    def __init__(
+        self,
+        *,
+        details: _object_pb2.ObjectDetails | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateMachineResponse: _TypeAlias = UpdateMachineResponse  # noqa: Y015
 
 @_typing.final
 class AddMachineUserResponse(_message.Message):

@@ -39,6 +39,11 @@ class ManagementServiceStub:
                 request_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.AddMachineUserRequest.SerializeToString,
                 response_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.AddMachineUserResponse.FromString,
                 _registered_method=True)
+        self.UpdateMachine = channel.unary_unary(
+                '/zitadel.management.v1.ManagementService/UpdateMachine',
+                request_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.UpdateMachineRequest.SerializeToString,
+                response_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.UpdateMachineResponse.FromString,
+                _registered_method=True)
         self.GenerateMachineSecret = channel.unary_unary(
                 '/zitadel.management.v1.ManagementService/GenerateMachineSecret',
                 request_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.GenerateMachineSecretRequest.SerializeToString,
@@ -181,6 +186,13 @@ class ManagementServiceServicer:
 
     def AddMachineUser(self, request, context):
         """Creates a machine user (service account) in the organisation.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateMachine(self, request, context):
+        """Changes a machine user's name, description and access token type (ZITADEL's UpdateMachine).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -390,6 +402,11 @@ def add_ManagementServiceServicer_to_server(servicer, server):
                     request_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.AddMachineUserRequest.FromString,
                     response_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.AddMachineUserResponse.SerializeToString,
             ),
+            'UpdateMachine': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateMachine,
+                    request_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.UpdateMachineRequest.FromString,
+                    response_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.UpdateMachineResponse.SerializeToString,
+            ),
             'GenerateMachineSecret': grpc.unary_unary_rpc_method_handler(
                     servicer.GenerateMachineSecret,
                     request_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.GenerateMachineSecretRequest.FromString,
@@ -553,6 +570,33 @@ class ManagementService:
             '/zitadel.management.v1.ManagementService/AddMachineUser',
             zitadel_dot_management_dot_v1_dot_management__pb2.AddMachineUserRequest.SerializeToString,
             zitadel_dot_management_dot_v1_dot_management__pb2.AddMachineUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateMachine(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zitadel.management.v1.ManagementService/UpdateMachine',
+            zitadel_dot_management_dot_v1_dot_management__pb2.UpdateMachineRequest.SerializeToString,
+            zitadel_dot_management_dot_v1_dot_management__pb2.UpdateMachineResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,6 +39,8 @@ class ManagementServiceStub:
     def __new__(cls, channel: _aio.Channel) -> ManagementServiceAsyncStub: ...
     AddMachineUser: _grpc.UnaryUnaryMultiCallable[_management_pb2.AddMachineUserRequest, _management_pb2.AddMachineUserResponse]
     """Creates a machine user (service account) in the organisation."""
+    UpdateMachine: _grpc.UnaryUnaryMultiCallable[_management_pb2.UpdateMachineRequest, _management_pb2.UpdateMachineResponse]
+    """Changes a machine user's name, description and access token type (ZITADEL's UpdateMachine)."""
     GenerateMachineSecret: _grpc.UnaryUnaryMultiCallable[_management_pb2.GenerateMachineSecretRequest, _management_pb2.GenerateMachineSecretResponse]
     """Creates a new client secret for a machine user, replacing any earlier one; shown once. The
     seed's call: the body is optional.
@@ -111,6 +113,8 @@ class ManagementServiceAsyncStub(ManagementServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     AddMachineUser: _aio.UnaryUnaryMultiCallable[_management_pb2.AddMachineUserRequest, _management_pb2.AddMachineUserResponse]  # type: ignore[assignment]
     """Creates a machine user (service account) in the organisation."""
+    UpdateMachine: _aio.UnaryUnaryMultiCallable[_management_pb2.UpdateMachineRequest, _management_pb2.UpdateMachineResponse]  # type: ignore[assignment]
+    """Changes a machine user's name, description and access token type (ZITADEL's UpdateMachine)."""
     GenerateMachineSecret: _aio.UnaryUnaryMultiCallable[_management_pb2.GenerateMachineSecretRequest, _management_pb2.GenerateMachineSecretResponse]  # type: ignore[assignment]
     """Creates a new client secret for a machine user, replacing any earlier one; shown once. The
     seed's call: the body is optional.
@@ -186,6 +190,14 @@ class ManagementServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_management_pb2.AddMachineUserResponse, _abc.Awaitable[_management_pb2.AddMachineUserResponse]]:
         """Creates a machine user (service account) in the organisation."""
+
+    @_abc_1.abstractmethod
+    def UpdateMachine(
+        self,
+        request: _management_pb2.UpdateMachineRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_management_pb2.UpdateMachineResponse, _abc.Awaitable[_management_pb2.UpdateMachineResponse]]:
+        """Changes a machine user's name, description and access token type (ZITADEL's UpdateMachine)."""
 
     @_abc_1.abstractmethod
     def GenerateMachineSecret(

@@ -37,17 +37,21 @@ class CreateUserRequest(_message.Message):
 
         NAME_FIELD_NUMBER: _builtins.int
         DESCRIPTION_FIELD_NUMBER: _builtins.int
+        ACCESS_TOKEN_TYPE_FIELD_NUMBER: _builtins.int
         name: _builtins.str
         description: _builtins.str
+        access_token_type: _user_pb2.AccessTokenType.ValueType
+        """BEARER (opaque, the default) or JWT (RFC 9068, verifiable with the keys at /oauth/v2/keys)."""
         def __init__(
             self,
             *,
             name: _builtins.str = ...,
             description: _builtins.str | None = ...,
+            access_token_type: _user_pb2.AccessTokenType.ValueType = ...,
         ) -> None: ...
         _HasFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "description", b"description"]  # noqa: Y015
         def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-        _ClearFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "description", b"description", "name", b"name"]  # noqa: Y015
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "access_token_type", b"access_token_type", "description", b"description", "name", b"name"]  # noqa: Y015
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         _WhichOneofReturnType__description: _TypeAlias = _typing.Literal["description"]  # noqa: Y015
         _WhichOneofArgType__description: _TypeAlias = _typing.Literal["_description", b"_description"]  # noqa: Y015
