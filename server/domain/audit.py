@@ -52,7 +52,7 @@ from server.events.secret import (
     SecretSet,
     SecretsRemoved,
 )
-from server.events.token import AccessTokenAdded, KeyAccessTokenAdded
+from server.events.token import AccessTokenAdded, AccessTokenRevoked, KeyAccessTokenAdded
 from server.events.user import (
     HumanUserAdded,
     MachineUserAdded,
@@ -171,6 +171,7 @@ PAYLOAD_FIELDS: dict[str, dict[str, Shown | None]] = {
         "scope": TEXT,
         "key_id": TEXT,
     },
+    AccessTokenRevoked.TYPE: {"user_id": TEXT},
     # A public key is no secret, but it is key material: the audit shows which key, not the key.
     MachineKeyAdded.TYPE: {"key_id": TEXT, "public_key": HIDDEN, "key_type": TEXT, "expires_at": TIME},
     MachineKeyRemoved.TYPE: {"key_id": TEXT},

@@ -60,6 +60,11 @@ class Introspection:
         app = await self._authenticate(client_id, client_secret, source)
         return Introspected(await self._claims(app, token, issuer), app.app_id)
 
+    async def authenticate_app(self, client_id: str, client_secret: str, source: str) -> AppRecord:
+        """The API application client_id, if client_secret is its secret: as introspection
+        authenticates it, for the revocation endpoint (domain/token_revocation.py)."""
+        return await self._authenticate(client_id, client_secret, source)
+
     async def _authenticate(self, client_id: str, client_secret: str, source: str) -> AppRecord:
         """The application, if client_secret is its secret: one bcrypt verification whatever the
         failure, and the failure limits of the token endpoint."""

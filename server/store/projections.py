@@ -68,6 +68,8 @@ def projection(event: StoredEvent, micros: int) -> list[Statement]:
                     ),
                 )
             ]
+        case token.AccessTokenRevoked():  # whatever earned it: the one row of its token
+            return [("DELETE FROM tokens WHERE token_id = ?", (aggregate_id,))]
         case federation.TrustedIssuerAdded() as trusted:
             return [
                 (
