@@ -81,6 +81,13 @@ KEY_READ_ERRORS = {**USER_NOT_FOUND, "400": "Invalid argument; the user is not a
 KEY_GONE_ERRORS = {**CREDENTIAL_ERRORS, "404": "No such user, or no such key of the user"}
 PROJECT_NOT_FOUND = {"404": "No such project in the context organisation"}
 PROJECT_WRITE_ERRORS = {**PROJECT_NOT_FOUND, **ABORTED, "400": "Invalid argument"}
+METADATA_WRITE_ERRORS = {
+    **USER_ERRORS,
+    "400": "Invalid argument (a key over 200 characters, an empty value or one over 1024 bytes,"
+    " more than 20 keys); METADATA_LIMIT: the user would hold more than 20 keys",
+    "404": "No such user, or (removing) no such key of the user",
+}
+METADATA_READ_ERRORS = {**USER_NOT_FOUND, "400": "Invalid argument"}
 # Each RPC's own answers, beside the common ones: only what it can answer, so that a test of
 # status conformance means something.
 METHOD_ERRORS: dict[str, dict[str, str]] = {
@@ -100,6 +107,18 @@ METHOD_ERRORS: dict[str, dict[str, str]] = {
     "GetMachineKeyByIDs": {**KEY_READ_ERRORS, "404": "No such user, or no such key of the user"},
     "RemoveKey": KEY_GONE_ERRORS,
     "RemoveMachineKey": KEY_GONE_ERRORS,
+    **dict.fromkeys(
+        (
+            "SetUserMetadata",
+            "BulkSetUserMetadata",
+            "RemoveUserMetadata",
+            "BulkRemoveUserMetadata",
+            "DeleteUserMetadata",
+        ),
+        METADATA_WRITE_ERRORS,
+    ),
+    "ListUserMetadata": METADATA_READ_ERRORS,
+    "GetUserMetadata": {**METADATA_READ_ERRORS, "404": "No such user, or no such key of the user"},
     "GetSecretPolicy": {},
     "SetSecretPolicy": {**ABORTED, "400": "Invalid argument: a limit out of its range"},
     "AddTrustedIssuer": {

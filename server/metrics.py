@@ -38,6 +38,7 @@ from server.store.contract import (
     GrantRecord,
     MachineKeyRecord,
     MemberRecord,
+    MetadataRecord,
     OrgRecord,
     PatRecord,
     ProjectRecord,
@@ -326,6 +327,9 @@ class TimedStore:
 
     def grants_of_user(self, user_id: str) -> Timed[list[GrantRecord]]:
         return self._timed("grants_of_user", self._store.grants_of_user(user_id))
+
+    def user_metadata(self, user_id: str) -> Timed[list[MetadataRecord]]:
+        return self._timed("user_metadata", self._store.user_metadata(user_id))
 
     def server_key(self, name: str) -> Timed[bytes]:
         return self._timed("server_key", self._store.server_key(name))

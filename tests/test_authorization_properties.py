@@ -75,6 +75,8 @@ from tests.authz_model import (
     IAM_OWNER,
     MAX_EXPIRED,
     MAY,
+    METADATA_KEY,
+    METADATA_METHODS,
     NEW_SECRET_METHODS,
     ORG_OWNER,
     ORG_USER_MANAGER,
@@ -628,6 +630,33 @@ class Scene:
                 user_id=target, key_id=pat_id
             ),
             "UserServiceV2.RemoveKey": lambda: user_v2.RemoveKeyRequest(user_id=target, key_id=pat_id),
+            "SetUserMetadata": lambda: user_pb.SetUserMetadataRequest(
+                user_id=target, metadata=[user_pb.UserMetadata(key=METADATA_KEY, value=b"v")]
+            ),
+            "RemoveUserMetadata": lambda: user_pb.RemoveUserMetadataRequest(
+                user_id=target, keys=[METADATA_KEY]
+            ),
+            "ManagementService.SetUserMetadata": lambda: mgmt.SetUserMetadataRequest(
+                id=target, key=METADATA_KEY, value=b"v"
+            ),
+            "ManagementService.BulkSetUserMetadata": lambda: mgmt.BulkSetUserMetadataRequest(
+                id=target, metadata=[mgmt.BulkSetUserMetadataRequest.Metadata(key=METADATA_KEY, value=b"v")]
+            ),
+            "ManagementService.GetUserMetadata": lambda: mgmt.GetUserMetadataRequest(
+                id=target, key=METADATA_KEY
+            ),
+            "ManagementService.RemoveUserMetadata": lambda: mgmt.RemoveUserMetadataRequest(
+                id=target, key=METADATA_KEY
+            ),
+            "ManagementService.BulkRemoveUserMetadata": lambda: mgmt.BulkRemoveUserMetadataRequest(
+                id=target, keys=[METADATA_KEY]
+            ),
+            "UserServiceV2.SetUserMetadata": lambda: user_v2.SetUserMetadataRequest(
+                user_id=target, metadata=[user_v2.Metadata(key=METADATA_KEY, value=b"v")]
+            ),
+            "UserServiceV2.DeleteUserMetadata": lambda: user_v2.DeleteUserMetadataRequest(
+                user_id=target, keys=[METADATA_KEY]
+            ),
             "UserServiceV2.ListKeys": lambda: user_v2.ListKeysRequest(
                 filters=[user_v2_key.KeysSearchFilter(user_id_filter=filter_v2.IDFilter(id=target))]
             ),
@@ -663,6 +692,9 @@ class Scene:
             "AddKey": user_pb.AddKeyRequest,
             "ListKeys": user_pb.ListKeysRequest,
             "ListFederatedCredentials": user_pb.ListFederatedCredentialsRequest,
+            "ListUserMetadata": user_pb.ListUserMetadataRequest,
+            "ManagementService.ListUserMetadata": mgmt.ListUserMetadataRequest,
+            "UserServiceV2.ListUserMetadata": user_v2.ListUserMetadataRequest,
             "ManagementService.AddMachineKey": mgmt.AddMachineKeyRequest,
             "ManagementService.ListMachineKeys": mgmt.ListMachineKeysRequest,
             "UserServiceV2.AddKey": user_v2.AddKeyRequest,
@@ -768,6 +800,8 @@ class Scene:
             orgs = self.model.listed_orgs(caller)
             if orgs is not None:  # an IAM_OWNER's answer is every organisation of the instance
                 assert {o.org_id for o in answer.organizations} == orgs, "ListOrganizations"
+        elif user is not None and name in METADATA_METHODS:
+            self.on_metadata(holder, name, user, answer)
         elif user is not None and name in (*READ_METHODS, *CREDENTIAL_METHODS, *USER_METHODS):
             self.acted_on(holder, name, user, answer, secret_id, pat_id)
         self.reach_again()
@@ -812,6 +846,23 @@ class Scene:
             )
         elif method == "GetProject":
             assert answer.project.id == refs.project
+
+    def on_metadata(self, holder: Holder, name: str, user: User, answer: Any) -> None:
+        """A metadata call on one user succeeded: what it showed, or what it changed."""
+        if name == "ListUserMetadata":
+            listed = answer.result if hasattr(answer, "result") else answer.metadata
+            assert {m.key for m in listed} == user.metadata, "ListUserMetadata"
+            return
+        if name == "ManagementService.GetUserMetadata":
+            assert answer.metadata.key == METADATA_KEY
+            assert METADATA_KEY in user.metadata, "GetUserMetadata"
+            return
+        # An API may trust a user's metadata: writing it is the user's power.
+        assert covers(holder.reach, user.roles), f"{name} on a user beyond the caller's reach"
+        if name == "SetUserMetadata":
+            user.metadata.add(METADATA_KEY)
+        else:
+            user.metadata.discard(METADATA_KEY)
 
     def granted(self, holder: Holder, org: str, target: str, roles: list[str]) -> None:
         assert covers(holder.reach, {org: frozenset(roles)}), (

@@ -5,6 +5,8 @@ left alone. Also discovery's revocation fields and RFC 8414's metadata document,
 revoke_token and metadata validation, and two processes on one PostgreSQL."""
 
 import asyncio
+import json
+import subprocess
 import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,6 +27,7 @@ from tests.processes import ServerProcess
 from tests.service import Running, config_for, start_service
 from tests.test_introspection import INACTIVE, api_project, audience, introspect, machine, token
 from tests.test_jwt_profile import CLIENT_ASSERTION_TYPE, grant, key_holder, signed
+from tests.test_zitadel_clients import NODE_CLIENT, install_node_clients
 from tests.world import World
 
 with warnings.catch_warnings():
@@ -318,3 +321,47 @@ async def test_another_process_on_the_same_database_refuses_it(tmp_path: Path, b
         finally:
             for process in processes:
                 await process.stop()
+
+
+@pytest.mark.parametrize("door", ["direct", "envoy"])
+async def test_openid_clients_introspection_and_revocation(admin: World, running: Running, door: str) -> None:
+    """openid-client 6 (npm), unmodified: discovery by both documents, client credentials,
+    introspection by an API application, revocation by the client (Basic and form) and by the
+    application, each on the HTTP port and through Envoy."""
+    await install_node_clients()
+    port = running.service.http_port if door == "direct" else running.service.envoy_port
+    app = await api_project(admin)
+    m = await machine(admin)
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [
+            "node",
+            "revocation.mjs",
+            f"http://127.0.0.1:{port}",
+            m.client_id,
+            m.secret,
+            app.client_id,
+            app.secret,
+            f"openid {audience(app)}",
+        ],
+        cwd=NODE_CLIENT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["revocationEndpoint"] == f"http://127.0.0.1:{port}{REVOCATION_PATH}"
+    assert seen["basic"] == {"before": True, "after": False}, seen
+    assert seen["post"] == {"before": True, "after": False}, seen
+    assert seen["introspected"] == {
+        "active": True,
+        "sub": m.user_id,
+        "clientId": m.client_id,
+        "aud": [app.project_id],
+    }, seen
+    assert seen["byApplication"] is False, seen
+    assert seen["unknown"] == "revoked", seen
+    # A wrong secret: 401 with a Basic challenge, which openid-client reports as such.
+    assert seen["wrongSecret"]["code"] == "OAUTH_WWW_AUTHENTICATE_CHALLENGE", seen

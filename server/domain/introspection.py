@@ -14,6 +14,7 @@ with {"active": false} and nothing else (§2.2), whatever made it so: an unknown
 or revoked token, a secret deleted or rotated out, a user deactivated or removed, another audience.
 """
 
+import base64
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -136,6 +137,9 @@ class Introspection:
             claims[scopes.RESOURCE_OWNER_NAME_CLAIM] = org.name
         if asked.asks_roles:
             claims |= await self._role_claims(user.id, asked, app.project_id)
+        # ZITADEL's shape: each value in base64, as it is now; no claim for a user without any.
+        if asked.metadata and (held := await self._store.user_metadata(user.id)):
+            claims[scopes.METADATA_CLAIM] = {m.key: base64.b64encode(m.value).decode() for m in held}
         return claims
 
     async def _role_claims(

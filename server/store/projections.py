@@ -1,7 +1,19 @@
 """The read models, kept by projecting each event as it is appended, inside the append's
 transaction: the statements that apply one event (the row that records it is audit.py's)."""
 
-from server.events import federation, grant, instance, legacy, machine_key, org, project, secret, token, user
+from server.events import (
+    federation,
+    grant,
+    instance,
+    legacy,
+    machine_key,
+    metadata,
+    org,
+    project,
+    secret,
+    token,
+    user,
+)
 from server.events.base import AGGREGATE_ORG, AGGREGATE_PROJECT, StoredEvent
 from server.store.codecs import Statement, encode_roles
 from server.store.contract import USER_STATE_ACTIVE, USER_STATE_INACTIVE, USER_TYPE_HUMAN, USER_TYPE_MACHINE
@@ -151,6 +163,7 @@ def projection(event: StoredEvent, micros: int) -> list[Statement]:
                 ("DELETE FROM federated_credentials WHERE user_id = ?", (aggregate_id,)),
                 ("DELETE FROM members WHERE user_id = ?", (aggregate_id,)),
                 ("DELETE FROM user_grants WHERE user_id = ?", (aggregate_id,)),
+                ("DELETE FROM user_metadata WHERE user_id = ?", (aggregate_id,)),
                 ("DELETE FROM users WHERE id = ?", (aggregate_id,)),
             ]
         case project.ProjectAdded(name=name):
@@ -253,6 +266,16 @@ def projection(event: StoredEvent, micros: int) -> list[Statement]:
                 " VALUES (?, ?, ?, ?, ?)",
                 (pat.token_hash, pat.token_id, aggregate_id, pat.expires_at, micros),
             )
+        case metadata.UserMetadataSet(key=key, value=value):  # added, or its value replaced
+            change = (
+                "INSERT INTO user_metadata (user_id, key, value, sequence, created_at, changed_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, key)"
+                " DO UPDATE SET value = excluded.value, sequence = excluded.sequence,"
+                " changed_at = excluded.changed_at",
+                (aggregate_id, key, value, event.sequence, micros, micros),
+            )
+        case metadata.UserMetadataRemoved(key=key):
+            change = ("DELETE FROM user_metadata WHERE user_id = ? AND key = ?", (aggregate_id, key))
         case user.PatRemoved(token_id=token_id):
             change = ("DELETE FROM tokens WHERE token_id = ? AND user_id = ?", (token_id, aggregate_id))
         case user.UserDeactivated() | user.UserReactivated():

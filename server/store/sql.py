@@ -26,6 +26,7 @@ from server.store.contract import (
     GrantRecord,
     MachineKeyRecord,
     MemberRecord,
+    MetadataRecord,
     OrgRecord,
     PatRecord,
     ProjectRecord,
@@ -184,6 +185,9 @@ class SqlStore:
 
     async def grants_of_user(self, user_id: str) -> list[GrantRecord]:
         return [records.grant_record(r) for r in await self._fetch(sql.SELECT_GRANTS_OF_USER, (user_id,))]
+
+    async def user_metadata(self, user_id: str) -> list[MetadataRecord]:
+        return [records.metadata_record(r) for r in await self._fetch(sql.SELECT_USER_METADATA, (user_id,))]
 
     async def server_key(self, name: str) -> bytes:
         # Every process that starts offers a key; the first one written stays, and all read it.

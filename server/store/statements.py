@@ -278,3 +278,10 @@ TOUCH_FEDERATED_CREDENTIAL = (
     "UPDATE federated_credentials SET last_used_at = ?"
     " WHERE credential_id = ? AND (last_used_at IS NULL OR last_used_at < ?)"
 )
+METADATA_COLUMNS = "user_id, key, value, sequence, created_at, changed_at"
+# Keys compare as code points on both stores: PostgreSQL's text by the database's collation need
+# not, so the order is asked of the bytes.
+SELECT_USER_METADATA = (
+    f"SELECT {METADATA_COLUMNS} FROM user_metadata WHERE user_id = ?"  # noqa: S608 - constant
+    " ORDER BY key"
+)

@@ -102,3 +102,21 @@ def zitadel_login_names(user_name: str) -> dict[str, Any]:
     """A user's login names as ZITADEL's APIs show them: its user name alone, the service having
     no organisation domains to append."""
     return {"login_names": [user_name], "preferred_login_name": user_name}
+
+
+def text_matches(method: int, value: str, wanted: str) -> bool:
+    """ZITADEL's text filters (zitadel.v1.TextQueryMethod and zitadel.filter.v2.TextFilterMethod
+    number them alike): equals, starts with, contains, ends with, each also ignoring case. An
+    unknown method matches nothing."""
+    if method % 2:  # the odd ones ignore case
+        value, wanted = value.casefold(), wanted.casefold()
+    match method // 2:
+        case 0:
+            return value == wanted
+        case 1:
+            return value.startswith(wanted)
+        case 2:
+            return wanted in value
+        case 3:
+            return value.endswith(wanted)
+    return False

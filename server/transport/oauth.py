@@ -68,6 +68,7 @@ SUPPORTED_SCOPES = (
     "urn:zitadel:iam:org:project:id:zitadel:aud",
     project_scopes.ALL_ROLES,
     project_scopes.RESOURCE_OWNER,
+    project_scopes.METADATA,
 )
 # Patterns of scopes that name a project or a role (server/domain/scopes.py), for discovery.
 PROJECT_SCOPE_PATTERNS = (
