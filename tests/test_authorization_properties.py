@@ -180,11 +180,14 @@ PROJECT_KINDS = [
 assert sorted(PROJECT_KINDS) == sorted({native(m) for m in PROJECT_METHODS})
 # GetMe (and ZITADEL's names for it) is open to every caller about itself: `anything` reaches it
 # often enough, and in this cycle it would only take turns from the calls with rules to reach.
+# A user's metadata by kind, as projects (allowed_call draws one of the names each is served
+# under): its twelve names would take turns from the rest.
 PLAIN = [
     m
     for m in ALL_METHODS
     if native(m) not in ("AddOrgMember", "RemoveOrgMember", "GetMe", *USER_METHODS)
     and m not in PROJECT_METHODS
+    and (native(m) not in METADATA_METHODS or native(m) == m)
 ]
 
 
@@ -1120,7 +1123,7 @@ class Authorization(RuleBasedStateMachine):
         machine user where it needs one), or for ZITADEL's v2, on a user it may read. Grants,
         membership ends and switches have rules of their own."""
         method = self.next_of(family)
-        if family == "projects":  # a kind: then one of the names it is served under
+        if family == "projects" or method in METADATA_METHODS:  # a kind: then one of its names
             method = data.draw(st.sampled_from([m for m in ALL_METHODS if native(m) == method]))
         able = self.able(method) or self.able("GetUserByID")
         if family == "projects":  # where the call can succeed, if it can anywhere
@@ -1150,6 +1153,9 @@ class Authorization(RuleBasedStateMachine):
             elif method == "ManagementService.AddUserGrant":  # a user with none, if any
                 granted = {g.user for g in self.model.live_grants().values()}
                 targets = [u for u in targets if u not in granted] or targets
+        if native(method) in ("RemoveUserMetadata", "ManagementService.GetUserMetadata"):
+            # A user with the key, if any: it was set by an earlier step.
+            targets = [u for u in targets if self.model.users[u].metadata] or targets
         target = data.draw(st.sampled_from(targets or [UNKNOWN_ID]))
         roles: list[str] = []
         if method == "OrganizationServiceV2.AddOrganization":
