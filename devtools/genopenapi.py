@@ -484,11 +484,44 @@ def oauth_paths() -> dict[str, Any]:
                 "503": {"description": "temporarily_unavailable", "content": error},
             },
         }},
+        "/oauth/v2/revoke": {"post": {
+            "operationId": "OAuth_Revoke",
+            "tags": ["OAuth"],
+            "description": "RFC 7009 token revocation, by the client that holds the token (Basic, form"
+                           " fields or private_key_jwt) or an API application of its audience.",
+            "security": [{"basic": []}, {}],
+            "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
+                "type": "object", "required": ["token"],
+                "properties": {"token": {"type": "string"}, "token_type_hint": {"type": "string"},
+                               "client_id": {"type": "string"}, "client_secret": {"type": "string"}}},
+                "example": {"token": "a-token"}}}},
+            "responses": {
+                "200": {"description": "{}, whether anything was revoked or not (§2.2)",
+                        "content": {"application/json": {"schema": {"type": "object"}}}},
+                "400": {"description": "invalid_request", "content": error},
+                "401": {"description": "invalid_client", "content": error},
+                "405": {"description": "not POST", "content": error},
+                "408": {"description": "invalid_request: no whole body within MS_REQUEST_READ_TIMEOUT",
+                        "content": error},
+                "413": {"description": "the body is too large", "content": error},
+                "429": {"description": "slow_down: too many failed authentications", "content": error},
+                "500": {"description": "server_error", "content": error},
+                "503": {"description": "temporarily_unavailable", "content": error},
+            },
+        }},
         "/.well-known/openid-configuration": {"get": {
             "operationId": "OAuth_Discovery",
             "tags": ["OAuth"],
             "responses": {"200": {"description": "Provider metadata", "content": {"application/json": {
                 "schema": {"type": "object", "required": ["issuer", "token_endpoint"]}}}}},
+        }},
+        "/.well-known/oauth-authorization-server": {"get": {
+            "operationId": "OAuth_Metadata",
+            "tags": ["OAuth"],
+            "description": "RFC 8414's name for the discovery document: the same document.",
+            "responses": {"200": {"description": "Authorization server metadata", "content": {
+                "application/json": {"schema": {"type": "object",
+                                                "required": ["issuer", "token_endpoint"]}}}}},
         }},
     }  # fmt: skip
 

@@ -187,7 +187,8 @@ class SqlStore:
         return [records.grant_record(r) for r in await self._fetch(sql.SELECT_GRANTS_OF_USER, (user_id,))]
 
     async def user_metadata(self, user_id: str) -> list[MetadataRecord]:
-        return [records.metadata_record(r) for r in await self._fetch(sql.SELECT_USER_METADATA, (user_id,))]
+        rows = await self._fetch(sql.SELECT_USER_METADATA, (user_id,))
+        return sorted((records.metadata_record(r) for r in rows), key=lambda m: m.key)
 
     async def server_key(self, name: str) -> bytes:
         # Every process that starts offers a key; the first one written stays, and all read it.

@@ -279,9 +279,6 @@ TOUCH_FEDERATED_CREDENTIAL = (
     " WHERE credential_id = ? AND (last_used_at IS NULL OR last_used_at < ?)"
 )
 METADATA_COLUMNS = "user_id, key, value, sequence, created_at, changed_at"
-# Keys compare as code points on both stores: PostgreSQL's text by the database's collation need
-# not, so the order is asked of the bytes.
-SELECT_USER_METADATA = (
-    f"SELECT {METADATA_COLUMNS} FROM user_metadata WHERE user_id = ?"  # noqa: S608 - constant
-    " ORDER BY key"
-)
+# Unordered: PostgreSQL orders text by the database's collation, which need not be code-point
+# order, so the store sorts a user's few keys itself (sql.py).
+SELECT_USER_METADATA = f"SELECT {METADATA_COLUMNS} FROM user_metadata WHERE user_id = ?"  # noqa: S608 - constant
