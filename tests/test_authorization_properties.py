@@ -180,14 +180,14 @@ PROJECT_KINDS = [
 assert sorted(PROJECT_KINDS) == sorted({native(m) for m in PROJECT_METHODS})
 # GetMe (and ZITADEL's names for it) is open to every caller about itself: `anything` reaches it
 # often enough, and in this cycle it would only take turns from the calls with rules to reach.
-# A user's metadata by kind, as projects (allowed_call draws one of the names each is served
-# under): its twelve names would take turns from the rest.
+# A user's metadata (#32) is drawn by the rule that draws any call (its twelve names would take
+# turns from the rest here): its answers are the model's whenever drawn, its successes
+# tests/test_user_metadata.py's.
 PLAIN = [
     m
     for m in ALL_METHODS
-    if native(m) not in ("AddOrgMember", "RemoveOrgMember", "GetMe", *USER_METHODS)
+    if native(m) not in ("AddOrgMember", "RemoveOrgMember", "GetMe", *USER_METHODS, *METADATA_METHODS)
     and m not in PROJECT_METHODS
-    and (native(m) not in METADATA_METHODS or native(m) == m)
 ]
 
 
@@ -215,6 +215,7 @@ METHOD_FLOORS = {
     # tests/test_projects.py's; here every project call's answer is the model's, and the rule
     # that decided it is counted below.
     **dict.fromkeys(PROJECT_KINDS, 0),
+    **dict.fromkeys(METADATA_METHODS, 0),
 }
 RULE_FLOORS = {
     "escalation refused": 20,  # a credential, role or switch beyond the caller's reach
@@ -362,6 +363,17 @@ class Scene:
         for i, org in enumerate(self.model.orgs):
             self.labels[f"human{i}"] = self.add_user(admin, "AddHumanUser", org).id
             self.labels[f"machine{i}"] = self.add_user(admin, "AddMachineUser", org).id
+            # Each with a metadata key, so that the calls that read or remove one can succeed.
+            for kind in ("human", "machine"):
+                entry = user_pb.UserMetadata(key=METADATA_KEY, value=b"v")
+                labelled = self.labels[f"{kind}{i}"]
+                self.raw(
+                    admin,
+                    "SetUserMetadata",
+                    user_pb.SetUserMetadataRequest(user_id=labelled, metadata=[entry]),
+                    org,
+                )
+                self.model.users[labelled].metadata.add(METADATA_KEY)
             # A project with the role the calls grant, an application and a grant to the machine
             # user, so that project calls can succeed at once.
             project = self.raw(admin, "ManagementService.AddProject", mgmt.AddProjectRequest(name="p"), org)
@@ -1123,7 +1135,7 @@ class Authorization(RuleBasedStateMachine):
         machine user where it needs one), or for ZITADEL's v2, on a user it may read. Grants,
         membership ends and switches have rules of their own."""
         method = self.next_of(family)
-        if family == "projects" or method in METADATA_METHODS:  # a kind: then one of its names
+        if family == "projects":  # a kind: then one of the names it is served under
             method = data.draw(st.sampled_from([m for m in ALL_METHODS if native(m) == method]))
         able = self.able(method) or self.able("GetUserByID")
         if family == "projects":  # where the call can succeed, if it can anywhere
