@@ -81,6 +81,13 @@ KEY_READ_ERRORS = {**USER_NOT_FOUND, "400": "Invalid argument; the user is not a
 KEY_GONE_ERRORS = {**CREDENTIAL_ERRORS, "404": "No such user, or no such key of the user"}
 PROJECT_NOT_FOUND = {"404": "No such project in the context organisation"}
 PROJECT_WRITE_ERRORS = {**PROJECT_NOT_FOUND, **ABORTED, "400": "Invalid argument"}
+METADATA_WRITE_ERRORS = {
+    **USER_ERRORS,
+    "400": "Invalid argument (a key over 200 characters, an empty value or one over 1024 bytes,"
+    " more than 20 keys); METADATA_LIMIT: the user would hold more than 20 keys",
+    "404": "No such user, or (removing) no such key of the user",
+}
+METADATA_READ_ERRORS = {**USER_NOT_FOUND, "400": "Invalid argument"}
 # Each RPC's own answers, beside the common ones: only what it can answer, so that a test of
 # status conformance means something.
 METHOD_ERRORS: dict[str, dict[str, str]] = {
@@ -100,6 +107,18 @@ METHOD_ERRORS: dict[str, dict[str, str]] = {
     "GetMachineKeyByIDs": {**KEY_READ_ERRORS, "404": "No such user, or no such key of the user"},
     "RemoveKey": KEY_GONE_ERRORS,
     "RemoveMachineKey": KEY_GONE_ERRORS,
+    **dict.fromkeys(
+        (
+            "SetUserMetadata",
+            "BulkSetUserMetadata",
+            "RemoveUserMetadata",
+            "BulkRemoveUserMetadata",
+            "DeleteUserMetadata",
+        ),
+        METADATA_WRITE_ERRORS,
+    ),
+    "ListUserMetadata": METADATA_READ_ERRORS,
+    "GetUserMetadata": {**METADATA_READ_ERRORS, "404": "No such user, or no such key of the user"},
     "GetSecretPolicy": {},
     "SetSecretPolicy": {**ABORTED, "400": "Invalid argument: a limit out of its range"},
     "AddTrustedIssuer": {
@@ -487,11 +506,44 @@ def oauth_paths() -> dict[str, Any]:
                 "503": {"description": "temporarily_unavailable", "content": error},
             },
         }},
+        "/oauth/v2/revoke": {"post": {
+            "operationId": "OAuth_Revoke",
+            "tags": ["OAuth"],
+            "description": "RFC 7009 token revocation, by the client that holds the token (Basic, form"
+                           " fields or private_key_jwt) or an API application of its audience.",
+            "security": [{"basic": []}, {}],
+            "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
+                "type": "object", "required": ["token"],
+                "properties": {"token": {"type": "string"}, "token_type_hint": {"type": "string"},
+                               "client_id": {"type": "string"}, "client_secret": {"type": "string"}}},
+                "example": {"token": "a-token"}}}},
+            "responses": {
+                "200": {"description": "{}, whether anything was revoked or not (§2.2)",
+                        "content": {"application/json": {"schema": {"type": "object"}}}},
+                "400": {"description": "invalid_request", "content": error},
+                "401": {"description": "invalid_client", "content": error},
+                "405": {"description": "not POST", "content": error},
+                "408": {"description": "invalid_request: no whole body within MS_REQUEST_READ_TIMEOUT",
+                        "content": error},
+                "413": {"description": "the body is too large", "content": error},
+                "429": {"description": "slow_down: too many failed authentications", "content": error},
+                "500": {"description": "server_error", "content": error},
+                "503": {"description": "temporarily_unavailable", "content": error},
+            },
+        }},
         "/.well-known/openid-configuration": {"get": {
             "operationId": "OAuth_Discovery",
             "tags": ["OAuth"],
             "responses": {"200": {"description": "Provider metadata", "content": {"application/json": {
                 "schema": {"type": "object", "required": ["issuer", "token_endpoint"]}}}}},
+        }},
+        "/.well-known/oauth-authorization-server": {"get": {
+            "operationId": "OAuth_Metadata",
+            "tags": ["OAuth"],
+            "description": "RFC 8414's name for the discovery document: the same document.",
+            "responses": {"200": {"description": "Authorization server metadata", "content": {
+                "application/json": {"schema": {"type": "object",
+                                                "required": ["issuer", "token_endpoint"]}}}}},
         }},
     }  # fmt: skip
 

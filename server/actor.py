@@ -18,6 +18,9 @@ KIND_ACCESS_TOKEN = "access_token"  # an OAuth2 access token: credential_id is i
 KIND_MACHINE_KEY = "machine_key"  # a machine key, by an assertion it signed: credential_id is its key id
 # a workload's platform token (issue 34): credential_id is the federated credential's id
 KIND_FEDERATED = "federated"
+# an API application's client secret (revoking a token meant for its project): credential_id is
+# the application's id, and user_id is empty (an application is no user)
+KIND_APP_SECRET = "app_secret"
 KIND_SYSTEM = "system"  # the service itself: the first start, sweeps
 KIND_ANONYMOUS = "anonymous"  # no credential: a report to the revocation endpoint
 KIND_UNKNOWN = "unknown"
@@ -28,6 +31,7 @@ CREDENTIAL_KINDS = frozenset(
         KIND_ACCESS_TOKEN,
         KIND_MACHINE_KEY,
         KIND_FEDERATED,
+        KIND_APP_SECRET,
         KIND_SYSTEM,
         KIND_ANONYMOUS,
         KIND_UNKNOWN,
@@ -36,7 +40,7 @@ CREDENTIAL_KINDS = frozenset(
 
 # The transports an actor came by: the access log's names for the pipeline's (grpc, grpc-web,
 # connect, json: the native JSON paths, ndjson: the event stream), and the HTTP endpoints'.
-TRANSPORT_OAUTH = "oauth"  # the token endpoint
+TRANSPORT_OAUTH = "oauth"  # the token endpoint, and /oauth/v2/revoke
 TRANSPORT_REVOCATION = "revocation"  # POST /secrets/revoke
 
 
@@ -91,6 +95,12 @@ def by_machine_key(origin: Actor, user_id: str, org_id: str, key_id: str) -> Act
     """At the token endpoint: the client that proved it holds the machine key `key_id` (an
     assertion it signed), where origin is the request."""
     return Actor(user_id, org_id, KIND_MACHINE_KEY, key_id, origin.request_id, origin.peer, origin.transport)
+
+
+def by_app_secret(origin: Actor, app_id: str, org_id: str) -> Actor:
+    """At the OAuth endpoints: the API application app_id (of a project of org_id) that proved
+    it holds its secret, where origin is the request."""
+    return Actor("", org_id, KIND_APP_SECRET, app_id, origin.request_id, origin.peer, origin.transport)
 
 
 def by_federated_credential(origin: Actor, user_id: str, org_id: str, credential_id: str) -> Actor:

@@ -40,6 +40,7 @@ from server.domain.paging import PageTokens
 from server.domain.queries import Queries
 from server.domain.revocation import SecretRevocation
 from server.domain.signing_keys import KeyCipher, KeyRing, KeyTimes, MasterKeyMismatch
+from server.domain.token_revocation import TokenRevocation
 from server.key_schedule import KeySchedule
 from server.limits import MAX_HEADER_BYTES, MAX_REQUEST_BYTES
 from server.metrics import Metrics, TimedStore
@@ -74,6 +75,8 @@ from server.transport.oauth import (
     DISCOVERY_PATH,
     INTROSPECT_PATH,
     KEYS_PATH,
+    METADATA_PATH,
+    REVOCATION_PATH,
     TOKEN_PATH,
     Discovery,
     JwksEndpoint,
@@ -86,6 +89,7 @@ from server.transport.request_ids import RequestIds
 from server.transport.rest import RestEndpoint
 from server.transport.revocation_endpoint import REVOKE_PATH, RevocationEndpoint
 from server.transport.servicers import OrgService, UserService
+from server.transport.token_revocation_endpoint import TokenRevocationEndpoint
 from server.transport.webkey_servicer import WebKeyService
 from server.transport.zitadel_auth import AuthService
 from server.transport.zitadel_management import ManagementService
@@ -420,6 +424,11 @@ def build_http_app(
         domain.limiter,
         domain.clock,
     )
+    # RFC 7009: a client authenticates as at the token endpoint, or an API application as at
+    # introspection, and ends a token it holds.
+    token_revocation = TokenRevocation(
+        domain.store, domain.commands, domain.credentials, jwt_profile, domain.introspection, federation
+    )
     # HSTS on what it answers over TLS (its plaintext socket for Envoy carries none).
     return StrictTransportSecurity(
         RequestIds(
@@ -430,11 +439,13 @@ def build_http_app(
                     ),
                     KEYS_PATH: JwksEndpoint(domain.keyring),
                     REVOKE_PATH: RevocationEndpoint(domain.revocation, metrics, body, client_address),
+                    REVOCATION_PATH: TokenRevocationEndpoint(token_revocation, metrics, body, client_address),
                     INTROSPECT_PATH: IntrospectionEndpoint(
                         domain.introspection, discovery, metrics, body, client_address
                     ),
                     EVENTS_STREAM_PATH: EventStream(by_method["/machinesecrets.v1.AuditService/ListEvents"]),
                     DISCOVERY_PATH: discovery,
+                    METADATA_PATH: discovery,  # RFC 8414's name for the same document
                     HEALTH_PATH: healthz,
                     READY_PATH: readiness,
                     OPENAPI_PATH: StaticJson(OPENAPI_DOCUMENT.read_bytes()),

@@ -44,3 +44,10 @@ MAX_JSON_VALUES = 1000
 # A JWT assertion (RFC 7523): one signed with an RSA 8192 key, with the claims any client sends,
 # is about 1.6 kB. Longer ones are refused before they are parsed.
 MAX_ASSERTION_LENGTH = 4096
+# A user's metadata (ZITADEL's user metadata): a key of at most 200 characters, as ZITADEL's; a
+# value of at most MAX_METADATA_VALUE_BYTES bytes, and at most MAX_METADATA_KEYS keys per user
+# (and so per call). The bounds keep a user's metadata, which introspection answers whole when a
+# token asks for it, under about 30 KiB.
+MAX_METADATA_KEY_LENGTH = 200
+MAX_METADATA_VALUE_BYTES = 1024
+MAX_METADATA_KEYS = 20

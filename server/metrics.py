@@ -38,6 +38,7 @@ from server.store.contract import (
     GrantRecord,
     MachineKeyRecord,
     MemberRecord,
+    MetadataRecord,
     OrgRecord,
     PatRecord,
     ProjectRecord,
@@ -330,6 +331,9 @@ class TimedStore:
 
     def webkeys(self) -> Timed[list[WebKeyRecord]]:
         return self._timed("webkeys", self._store.webkeys())
+
+    def user_metadata(self, user_id: str) -> Timed[list[MetadataRecord]]:
+        return self._timed("user_metadata", self._store.user_metadata(user_id))
 
     def server_key(self, name: str) -> Timed[bytes]:
         return self._timed("server_key", self._store.server_key(name))

@@ -268,7 +268,7 @@ class JsonApi:
         if body_rule == "*":
             body = json.dumps(rest)
         elif rest:  # a call without a body takes its other fields as query parameters
-            query = {k: str(v) for k, v in rest.items()}
+            query = {k: [str(i) for i in v] if isinstance(v, list) else str(v) for k, v in rest.items()}
         answer = await self._client.request(
             verb,
             self._base_url + path,

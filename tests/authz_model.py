@@ -72,6 +72,10 @@ MAY: dict[str, frozenset[str]] = {
     "ReactivateUser": USER_ADMINS,
     "RemoveUser": USER_ADMINS,
     "GetMe": ANYONE,  # the caller itself
+    # A user's metadata: the daily work of a user manager, on users within its reach.
+    "SetUserMetadata": USER_ADMINS,
+    "ListUserMetadata": USER_ADMINS,
+    "RemoveUserMetadata": USER_ADMINS,
     # machinesecrets.v1.AuditService: who did what in the organisation is its owner's to read
     # (an IAM_OWNER reads the instance's); a user's own history is part of managing it.
     "ListEvents": OWNERS,
@@ -95,6 +99,12 @@ MAY: dict[str, frozenset[str]] = {
     "ManagementService.ListMachineKeys": USER_ADMINS,
     "ManagementService.GetMachineKeyByIDs": USER_ADMINS,
     "ManagementService.RemoveMachineKey": USER_ADMINS,
+    "ManagementService.SetUserMetadata": USER_ADMINS,
+    "ManagementService.BulkSetUserMetadata": USER_ADMINS,
+    "ManagementService.ListUserMetadata": USER_ADMINS,
+    "ManagementService.GetUserMetadata": USER_ADMINS,
+    "ManagementService.RemoveUserMetadata": USER_ADMINS,
+    "ManagementService.BulkRemoveUserMetadata": USER_ADMINS,
     # machinesecrets.v1.ProjectService
     "AddProject": PROJECT_ADMINS,
     "GetProject": PROJECT_ADMINS,
@@ -137,6 +147,9 @@ MAY: dict[str, frozenset[str]] = {
     # The one v2 call that names its user in a filter: it acts in x-zitadel-orgid's organisation.
     "UserServiceV2.ListKeys": USER_ADMINS,
     "UserServiceV2.RemoveKey": USER_ADMINS,
+    "UserServiceV2.SetUserMetadata": USER_ADMINS,
+    "UserServiceV2.ListUserMetadata": USER_ADMINS,
+    "UserServiceV2.DeleteUserMetadata": USER_ADMINS,
     "OrganizationServiceV2.AddOrganization": INSTANCE,
     "InternalPermissionService.CreateAdministrator": OWNERS,
     # The instance's signing keys sign every organisation's tokens: the instance's alone.
@@ -164,6 +177,11 @@ SAME_AS = {
     "ManagementService.AddMachineKey": "AddKey",
     "ManagementService.ListMachineKeys": "ListKeys",
     "ManagementService.RemoveMachineKey": "RemoveKey",
+    "ManagementService.SetUserMetadata": "SetUserMetadata",
+    "ManagementService.BulkSetUserMetadata": "SetUserMetadata",
+    "ManagementService.ListUserMetadata": "ListUserMetadata",
+    "ManagementService.RemoveUserMetadata": "RemoveUserMetadata",
+    "ManagementService.BulkRemoveUserMetadata": "RemoveUserMetadata",
     **{
         f"ManagementService.{name}": name
         for name in (
@@ -194,6 +212,9 @@ SAME_AS = {
     "UserServiceV2.AddKey": "AddKey",
     "UserServiceV2.ListKeys": "ListKeys",
     "UserServiceV2.RemoveKey": "RemoveKey",
+    "UserServiceV2.SetUserMetadata": "SetUserMetadata",
+    "UserServiceV2.ListUserMetadata": "ListUserMetadata",
+    "UserServiceV2.DeleteUserMetadata": "RemoveUserMetadata",
     "OrganizationServiceV2.AddOrganization": "AddOrganization",
     "InternalPermissionService.CreateAdministrator": "AddOrgMember",
 }
@@ -240,6 +261,15 @@ READ_METHODS = (
     "ManagementService.GetMachineKeyByIDs",  # one key, by its id: no native name of its own
     "ListUserEvents",
 )
+# A user's metadata (any user's, human or machine): its writes need the user's power, as an API
+# may trust what it says; the scenes set and remove one key, METADATA_KEY.
+METADATA_METHODS = (
+    "SetUserMetadata",
+    "ListUserMetadata",
+    "RemoveUserMetadata",
+    "ManagementService.GetUserMetadata",  # one key: no native name of its own
+)
+METADATA_KEY = "tenant"
 GRANT_METHODS = ("AddOrgMember",)
 # Calls on a project of the context organisation (one of another is as absent as a missing one).
 PROJECT_METHODS = tuple(m for m in MAY if MAY[m] is PROJECT_ADMINS)
@@ -294,6 +324,7 @@ class User:
     secrets: dict[int, Secret] = field(default_factory=dict)  # by the scene's numbering
     pats: set[str] = field(default_factory=set)  # token ids
     keys: set[str] = field(default_factory=set)  # machine key ids
+    metadata: set[str] = field(default_factory=set)  # metadata keys
     active: bool = True
     removed: bool = False
 
@@ -517,6 +548,14 @@ class Model:
             if method == "ReactivateUser" and user.active:
                 return Decision("FAILED_PRECONDITION", "USER_NOT_INACTIVE", "active already")
             return Decision("OK", "", "user switched")
+        if method in METADATA_METHODS:
+            reads = ("ListUserMetadata", "ManagementService.GetUserMetadata")
+            if method not in reads and not covers(caller, user.roles):
+                return Decision("PERMISSION_DENIED", "PERMISSION_DENIED", "escalation refused")
+            keyed = method in ("RemoveUserMetadata", "ManagementService.GetUserMetadata")
+            if keyed and METADATA_KEY not in user.metadata:
+                return Decision("NOT_FOUND", "METADATA_NOT_FOUND", "no such key")
+            return Decision("OK", "", "metadata")
         if not user.machine:
             return Decision("FAILED_PRECONDITION", "USER_NOT_MACHINE", "not a machine")
         if method in ("ListSecrets", "ListPersonalAccessTokens", "ListKeys", "ListFederatedCredentials"):

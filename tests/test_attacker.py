@@ -40,7 +40,7 @@ from server.limits import (
     MAX_TOKEN_FORM_BYTES,
     MAX_USER_NAME_LENGTH,
 )
-from server.transport.oauth import KEYS_PATH, TOKEN_PATH
+from server.transport.oauth import KEYS_PATH, REVOCATION_PATH, TOKEN_PATH
 from server.transport.revocation_endpoint import REVOKE_PATH
 from tests.api import method_path
 from tests.unauthenticated import (
@@ -83,16 +83,15 @@ def _status(answer: object) -> object:
     return getattr(answer, "status_code", answer)
 
 
-def basic(client_id: str, secret: str = "x", **headers: str) -> Attack:  # noqa: S107 - a wrong one
+def basic(client_id: str, secret: str = "x", path: str = TOKEN_PATH, **headers: str) -> Attack:  # noqa: S107 - a wrong one
     credentials = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
     sent = {"authorization": f"Basic {credentials}", **FORM, **headers}
-    return lambda t, door: _status(
-        t.web(door).post(TOKEN_PATH, content=b"grant_type=client_credentials", headers=sent)
-    )
+    body = b"grant_type=client_credentials" if path == TOKEN_PATH else b"token=nN1Dt0kNw0rKs"
+    return lambda t, door: _status(t.web(door).post(path, content=body, headers=sent))
 
 
-def form(body: bytes) -> Attack:
-    return lambda t, door: _status(t.web(door).post(TOKEN_PATH, content=body, headers=FORM))
+def form(body: bytes, path: str = TOKEN_PATH) -> Attack:
+    return lambda t, door: _status(t.web(door).post(path, content=body, headers=FORM))
 
 
 def post_json(path: str, body: bytes, **headers: str | bytes) -> Attack:
@@ -215,6 +214,35 @@ ATTACKS: dict[str, dict[str, Attack]] = {
         "a token form of 2,700 parameters": form(b"grant_type=client_credentials&" + b"a=&" * 2700),
         **{
             f"client id: {name}": form(token_form(client_id=client_id))
+            for name, client_id in longest_names().items()
+        },
+    },
+    # RFC 7009's endpoint authenticates its client as the token endpoint does.
+    "token revocation, Basic": {
+        "the issue's client id (a + 22,500 pairs of marks)": basic(
+            "a" + MARKS * 22_500, path=REVOCATION_PATH
+        ),
+        "the longest Basic header of marks": basic(
+            fit("a" + MARKS * BASIC_ROOM, BASIC_ROOM - 2), path=REVOCATION_PATH
+        ),
+        "an application's client id, the longest": basic("9" * 19 + "@" + "9" * 19, path=REVOCATION_PATH),
+        "a secret of the whole header": basic("bot", "x" * (BASIC_ROOM - 4), path=REVOCATION_PATH),
+        **{
+            f"client id: {name}": basic(client_id, path=REVOCATION_PATH)
+            for name, client_id in longest_names().items()
+        },
+    },
+    "token revocation, form": {
+        "the largest form, of marks": form(marks_form(MAX_TOKEN_FORM_BYTES), REVOCATION_PATH),
+        "a token of the whole form": form(
+            b"client_id=bot&client_secret=x&token=" + b"%CC%81" * (MAX_TOKEN_FORM_BYTES // 6 - 10),
+            REVOCATION_PATH,
+        ),
+        "a form of 2,700 parameters": form(b"token=a&" + b"a=&" * 2700, REVOCATION_PATH),
+        **{
+            f"client id: {name}": form(
+                f"client_id={percent(client_id)}&client_secret=x&token=t".encode(), REVOCATION_PATH
+            )
             for name, client_id in longest_names().items()
         },
     },

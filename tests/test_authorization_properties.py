@@ -77,6 +77,8 @@ from tests.authz_model import (
     IAM_OWNER,
     MAX_EXPIRED,
     MAY,
+    METADATA_KEY,
+    METADATA_METHODS,
     NEW_SECRET_METHODS,
     ORG_OWNER,
     ORG_USER_MANAGER,
@@ -180,10 +182,13 @@ PROJECT_KINDS = [
 assert sorted(PROJECT_KINDS) == sorted({native(m) for m in PROJECT_METHODS})
 # GetMe (and ZITADEL's names for it) is open to every caller about itself: `anything` reaches it
 # often enough, and in this cycle it would only take turns from the calls with rules to reach.
+# A user's metadata (#32) is drawn by the rule that draws any call (its twelve names would take
+# turns from the rest here): its answers are the model's whenever drawn, its successes
+# tests/test_user_metadata.py's.
 PLAIN = [
     m
     for m in ALL_METHODS
-    if native(m) not in ("AddOrgMember", "RemoveOrgMember", "GetMe", *USER_METHODS)
+    if native(m) not in ("AddOrgMember", "RemoveOrgMember", "GetMe", *USER_METHODS, *METADATA_METHODS)
     and m not in PROJECT_METHODS
 ]
 
@@ -217,6 +222,7 @@ METHOD_FLOORS = {
     # tests/test_projects.py's; here every project call's answer is the model's, and the rule
     # that decided it is counted below.
     **dict.fromkeys(PROJECT_KINDS, 0),
+    **dict.fromkeys(METADATA_METHODS, 0),
 }
 RULE_FLOORS = {
     "escalation refused": 20,  # a credential, role or switch beyond the caller's reach
@@ -364,6 +370,17 @@ class Scene:
         for i, org in enumerate(self.model.orgs):
             self.labels[f"human{i}"] = self.add_user(admin, "AddHumanUser", org).id
             self.labels[f"machine{i}"] = self.add_user(admin, "AddMachineUser", org).id
+            # Each with a metadata key, so that the calls that read or remove one can succeed.
+            for kind in ("human", "machine"):
+                entry = user_pb.UserMetadata(key=METADATA_KEY, value=b"v")
+                labelled = self.labels[f"{kind}{i}"]
+                self.raw(
+                    admin,
+                    "SetUserMetadata",
+                    user_pb.SetUserMetadataRequest(user_id=labelled, metadata=[entry]),
+                    org,
+                )
+                self.model.users[labelled].metadata.add(METADATA_KEY)
             # A project with the role the calls grant, an application and a grant to the machine
             # user, so that project calls can succeed at once.
             project = self.raw(admin, "ManagementService.AddProject", mgmt.AddProjectRequest(name="p"), org)
@@ -635,6 +652,33 @@ class Scene:
                 user_id=target, key_id=pat_id
             ),
             "UserServiceV2.RemoveKey": lambda: user_v2.RemoveKeyRequest(user_id=target, key_id=pat_id),
+            "SetUserMetadata": lambda: user_pb.SetUserMetadataRequest(
+                user_id=target, metadata=[user_pb.UserMetadata(key=METADATA_KEY, value=b"v")]
+            ),
+            "RemoveUserMetadata": lambda: user_pb.RemoveUserMetadataRequest(
+                user_id=target, keys=[METADATA_KEY]
+            ),
+            "ManagementService.SetUserMetadata": lambda: mgmt.SetUserMetadataRequest(
+                id=target, key=METADATA_KEY, value=b"v"
+            ),
+            "ManagementService.BulkSetUserMetadata": lambda: mgmt.BulkSetUserMetadataRequest(
+                id=target, metadata=[mgmt.BulkSetUserMetadataRequest.Metadata(key=METADATA_KEY, value=b"v")]
+            ),
+            "ManagementService.GetUserMetadata": lambda: mgmt.GetUserMetadataRequest(
+                id=target, key=METADATA_KEY
+            ),
+            "ManagementService.RemoveUserMetadata": lambda: mgmt.RemoveUserMetadataRequest(
+                id=target, key=METADATA_KEY
+            ),
+            "ManagementService.BulkRemoveUserMetadata": lambda: mgmt.BulkRemoveUserMetadataRequest(
+                id=target, keys=[METADATA_KEY]
+            ),
+            "UserServiceV2.SetUserMetadata": lambda: user_v2.SetUserMetadataRequest(
+                user_id=target, metadata=[user_v2.Metadata(key=METADATA_KEY, value=b"v")]
+            ),
+            "UserServiceV2.DeleteUserMetadata": lambda: user_v2.DeleteUserMetadataRequest(
+                user_id=target, keys=[METADATA_KEY]
+            ),
             "UserServiceV2.ListKeys": lambda: user_v2.ListKeysRequest(
                 filters=[user_v2_key.KeysSearchFilter(user_id_filter=filter_v2.IDFilter(id=target))]
             ),
@@ -680,6 +724,9 @@ class Scene:
             "AddKey": user_pb.AddKeyRequest,
             "ListKeys": user_pb.ListKeysRequest,
             "ListFederatedCredentials": user_pb.ListFederatedCredentialsRequest,
+            "ListUserMetadata": user_pb.ListUserMetadataRequest,
+            "ManagementService.ListUserMetadata": mgmt.ListUserMetadataRequest,
+            "UserServiceV2.ListUserMetadata": user_v2.ListUserMetadataRequest,
             "ManagementService.AddMachineKey": mgmt.AddMachineKeyRequest,
             "ManagementService.ListMachineKeys": mgmt.ListMachineKeysRequest,
             "UserServiceV2.AddKey": user_v2.AddKeyRequest,
@@ -785,6 +832,8 @@ class Scene:
             orgs = self.model.listed_orgs(caller)
             if orgs is not None:  # an IAM_OWNER's answer is every organisation of the instance
                 assert {o.org_id for o in answer.organizations} == orgs, "ListOrganizations"
+        elif user is not None and name in METADATA_METHODS:
+            self.on_metadata(holder, name, user, answer)
         elif user is not None and name in (*READ_METHODS, *CREDENTIAL_METHODS, *USER_METHODS):
             self.acted_on(holder, name, user, answer, secret_id, pat_id)
         self.reach_again()
@@ -829,6 +878,23 @@ class Scene:
             )
         elif method == "GetProject":
             assert answer.project.id == refs.project
+
+    def on_metadata(self, holder: Holder, name: str, user: User, answer: Any) -> None:
+        """A metadata call on one user succeeded: what it showed, or what it changed."""
+        if name == "ListUserMetadata":
+            listed = answer.result if hasattr(answer, "result") else answer.metadata
+            assert {m.key for m in listed} == user.metadata, "ListUserMetadata"
+            return
+        if name == "ManagementService.GetUserMetadata":
+            assert answer.metadata.key == METADATA_KEY
+            assert METADATA_KEY in user.metadata, "GetUserMetadata"
+            return
+        # An API may trust a user's metadata: writing it is the user's power.
+        assert covers(holder.reach, user.roles), f"{name} on a user beyond the caller's reach"
+        if name == "SetUserMetadata":
+            user.metadata.add(METADATA_KEY)
+        else:
+            user.metadata.discard(METADATA_KEY)
 
     def granted(self, holder: Holder, org: str, target: str, roles: list[str]) -> None:
         assert covers(holder.reach, {org: frozenset(roles)}), (
@@ -1116,6 +1182,9 @@ class Authorization(RuleBasedStateMachine):
             elif method == "ManagementService.AddUserGrant":  # a user with none, if any
                 granted = {g.user for g in self.model.live_grants().values()}
                 targets = [u for u in targets if u not in granted] or targets
+        if native(method) in ("RemoveUserMetadata", "ManagementService.GetUserMetadata"):
+            # A user with the key, if any: it was set by an earlier step.
+            targets = [u for u in targets if self.model.users[u].metadata] or targets
         target = data.draw(st.sampled_from(targets or [UNKNOWN_ID]))
         roles: list[str] = []
         if method == "OrganizationServiceV2.AddOrganization":

@@ -101,8 +101,9 @@ async def test_every_example_runs_in_any_order_on_one_store(order: str, tmp_path
     assert '"userName":"deployer"' in outputs["client-credentials+rotation"]
     assert '"description":"deploy 2026-12"' in outputs["client-credentials+rotation"]
     assert outputs["revocation"].strip() == '{"received": 1}'
-    [introspected] = json_values(outputs["introspection"])
+    introspected, revoked, after = json_values(outputs["introspection"])
     assert introspected["active"] is True
+    assert (revoked, after) == ({}, {"active": False})
     assert introspected["username"] == "orders-client"
     assert list(introspected["urn:zitadel:iam:org:project:roles"]) == ["orders.read"]
     assert outputs["jwt"] == "billing-client True True\n"

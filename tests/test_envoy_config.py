@@ -52,3 +52,37 @@ def test_envoy_lets_an_idle_connection_to_the_http_app_go_before_uvicorn_does() 
     assert (
         0 < idle_s < uvicorn.Config(app="server.app:unused").timeout_keep_alive
     )  # the service keeps uvicorn's default
+
+
+def test_the_oauth_endpoints_go_to_the_http_app_untranscoded() -> None:
+    """The token, introspection and revocation (RFC 7009) endpoints and both metadata documents
+    (OpenID Connect's and RFC 8414's) reach the HTTP app through Envoy, its transcoder off: they
+    are forms and JSON documents, not RPCs."""
+    import yaml
+
+    from server.transport.oauth import (
+        DISCOVERY_PATH,
+        INTROSPECT_PATH,
+        METADATA_PATH,
+        REVOCATION_PATH,
+        TOKEN_PATH,
+    )
+
+    printed = subprocess.run(
+        [sys.executable, "-m", "server.runtime.envoy", "--print-config"],
+        cwd=ROOT, capture_output=True, text=True, check=True, timeout=60,
+        env={"MS_GRPC_ADDR": "10.0.0.5:50051", "MS_HTTP_ADDR": "10.0.0.5:8081", "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    config = yaml.safe_load(printed.stdout)
+    [listener] = config["static_resources"]["listeners"]
+    [manager] = [f for chain in listener["filter_chains"] for f in chain["filters"]]
+    [host] = manager["typed_config"]["route_config"]["virtual_hosts"]
+    for path in (TOKEN_PATH, INTROSPECT_PATH, REVOCATION_PATH, DISCOVERY_PATH, METADATA_PATH):
+        route = next(
+            r
+            for r in host["routes"]
+            if path.startswith(r["match"].get("prefix", "\0")) or path == r["match"].get("path")
+        )
+        assert route["route"]["cluster"] == "http_app", path
+        transcoder = route["typed_per_filter_config"]["envoy.filters.http.grpc_json_transcoder"]
+        assert transcoder["disabled"] is True, path

@@ -71,6 +71,9 @@ WRITTEN = {
     "token.access.key.added": (
         '{"expires_at":1600000000000000,"key_id":"72","scope":"api","token_hash":"ab12","user_id":"10"}'
     ),
+    "token.access.revoked": '{"user_id":"10"}',
+    "user.metadata.set": '{"key":"tenant","value":"YWNtZQ=="}',
+    "user.metadata.removed": '{"key":"tenant"}',
     "org.trusted_issuer.added": (
         '{"description":"lab","issuer":"https://oidc.example.com","issuer_id":"73","jwks":"","jwks_uri":""}'
     ),

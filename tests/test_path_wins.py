@@ -102,12 +102,14 @@ class Machine:
     grant_id: str
     issuer_id: str  # a trusted issuer of the organisation's, the machine's own (issuer_of)
     credential_id: str  # its federated credential, of that issuer
+    metadata_key: str  # a key of its metadata, its own (metadata_key_of)
 
     def value(self, field: str, template: str = "") -> str:
         values = {"user_id": self.user_id, "id": self.user_id, "secret_id": self.secret_id,
                   "token_id": self.token_id, "key_id": self.key_id, "project_id": self.project_id,
                   "role_key": self.role_key, "app_id": self.app_id, "grant_id": self.grant_id,
-                  "issuer_id": self.issuer_id, "credential_id": self.credential_id}  # fmt: skip
+                  "issuer_id": self.issuer_id, "credential_id": self.credential_id,
+                  "key": self.metadata_key}  # fmt: skip
         if field == "id" and "/projects/" in template:
             return self.project_id  # ZITADEL's v1 names a project `id`
         if field not in values:
@@ -169,6 +171,12 @@ async def new_machine(world: World) -> Machine:
             user_id=user_id, issuer=issuer_of(user_id), subject="s", audience="a"
         ),
     )
+    await world.call(
+        "SetUserMetadata",
+        user_pb.SetUserMetadataRequest(
+            user_id=user_id, metadata=[user_pb.UserMetadata(key=metadata_key_of(user_id), value=b"v")]
+        ),
+    )
     return Machine(
         user_id,
         str(secret.secret_id),
@@ -180,7 +188,13 @@ async def new_machine(world: World) -> Machine:
         str(grant.grant_id),
         str(trusted.issuer_id),
         str(credential.credential_id),
+        metadata_key_of(user_id),
     )
+
+
+def metadata_key_of(user_id: str) -> str:
+    """The metadata key a test machine has: its own, so that another's names another key."""
+    return f"key-{user_id}"
 
 
 def issuer_of(user_id: str) -> str:
@@ -204,6 +218,7 @@ async def everything_about(running: Running, user_id: str) -> Any:
         [await store.events(AGGREGATE_PROJECT, grant.project_id) for grant in grants],
         await store.federated_credentials(user_id),
         [i for i in own_issuer if i.issuer == issuer_of(user_id)],
+        await store.user_metadata(user_id),
     )
 
 
@@ -219,7 +234,17 @@ REQUIRED_BODY: dict[str, dict[str, Any]] = {
     "/users/{user_id}/grants": GRANT,
     # ZITADEL's UpdateMachine sets the name too, which must not be empty.
     "/management/v1/users/{user_id}/machine": {"name": "n"},
+    "/management/v1/users/{id}/metadata/{key}": {"value": "dg=="},
+    "/management/v1/users/{id}/metadata/_bulk": {"metadata": [{"key": "{x.metadata_key}", "value": "dg=="}]},
+    "/v2/users/{user_id}/metadata": {"metadata": [{"key": "{x.metadata_key}", "value": "dg=="}]},
+    "/users/{user_id}/metadata": {"metadata": [{"key": "{x.metadata_key}", "value": "dg=="}]},
+    "/users/{user_id}/metadata:remove": {"keys": ["{x.metadata_key}"]},
 }
+
+
+# What a call without a body must hold in its query to be valid at all (after the attempt's own
+# parameters, so that a refusal names the attempt's).
+REQUIRED_QUERY = {("DELETE", "/v2/users/{user_id}/metadata"): "keys={x.metadata_key}"}
 
 
 def attempts(verb: str, field: str, value: str, template: str = "") -> list[tuple[str, bytes | None]]:
@@ -271,7 +296,10 @@ async def test_the_path_wins_over_the_body_and_the_query(
             if body is not None:
                 body = body.replace(b"{x.project_id}", x.project_id.encode())
                 body = body.replace(b"{x.role_key}", x.role_key.encode())
+                body = body.replace(b"{x.metadata_key}", x.metadata_key.encode())
             before = await everything_about(running, y.user_id)
+            required = REQUIRED_QUERY.get((verb, template), "").replace("{x.metadata_key}", x.metadata_key)
+            query = "&".join(part for part in (query, required) if part)
             answer = await http.request(verb, f"{path}?{query}" if query else path, content=body)
             case = (door, verb, path, query, body, answer.status_code, answer.text)
             assert await everything_about(running, y.user_id) == before, case

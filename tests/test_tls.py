@@ -27,7 +27,7 @@ from machinesecrets.v1 import user_service_pb2_grpc
 from server.config import ConfigError
 from server.runtime.envoy import EnvoySettings, render
 from server.runtime.tls import load_tls
-from server.transport.oauth import DISCOVERY_PATH, TOKEN_PATH
+from server.transport.oauth import DISCOVERY_PATH, METADATA_PATH, TOKEN_PATH
 from tests.api import frame, grpc_web_frames, trailer_map
 from tests.processes import ServerProcess, start_with_envoy
 from tests.tls_files import Ca, make_ca, server_files
@@ -109,6 +109,14 @@ async def test_clients_that_trust_the_ca_get_through_on_every_port(tls_service: 
             discovery = (await http.get(base + DISCOVERY_PATH)).json()
             assert discovery["issuer"] == base
             assert discovery["token_endpoint"] == base + TOKEN_PATH
+            # RFC 8414's document, the same, and RFC 7009 revocation of the token just issued.
+            assert (await http.get(base + METADATA_PATH)).json() == discovery
+            revoked = await http.post(
+                discovery["revocation_endpoint"],
+                data={"token": token.json()["access_token"]},
+                headers={"authorization": f"Basic {basic}"},
+            )
+            assert revoked.status_code == 200, revoked.text
         # The operator's endpoints: the probes on the HTTP port, the metrics on their own.
         for path in ("/healthz", "/readyz"):
             assert (await http.get(web + path)).status_code == 200, path

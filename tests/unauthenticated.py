@@ -40,7 +40,7 @@ from machinesecrets.v1 import user_service_pb2 as user_pb
 from zitadel.user.v2 import user_service_pb2 as user_v2_pb
 
 from server.limits import MAX_ASSERTION_LENGTH, MAX_HEADER_BYTES, MAX_METADATA_BYTES, MAX_REQUEST_BYTES
-from server.transport.oauth import DISCOVERY_PATH, KEYS_PATH, TOKEN_PATH
+from server.transport.oauth import DISCOVERY_PATH, KEYS_PATH, REVOCATION_PATH, TOKEN_PATH
 from server.transport.revocation_endpoint import REVOKE_PATH
 from tests.api import method_path
 from tests.processes import ServerProcess, start_with_envoy
@@ -221,6 +221,19 @@ def jwt_bearer(target: Target, door: str, place: str, text: str) -> object:
     return _status(target.web(door).post(TOKEN_PATH, content=body, headers=FORM))
 
 
+def token_revocation_by_basic(target: Target, door: str, place: str, text: str) -> object:
+    """RFC 7009's endpoint, its client by Basic: the same bcrypt check and limits as a token request."""
+    client_id, secret = (text, "x") if place == "client_id" else ("bot", text)
+    body = b"token=nN1Dt0kNw0rKs"
+    return _status(target.web(door).post(REVOCATION_PATH, content=body, headers=_basic(client_id, secret)))
+
+
+def token_revocation_by_form(target: Target, door: str, place: str, text: str) -> object:
+    fields = {"client_id": "bot", "client_secret": "x", "token": "nN1Dt0kNw0rKs", place: text}
+    body = "&".join(f"{k}={quote(v)}" for k, v in fields.items()).encode()
+    return _status(target.web(door).post(REVOCATION_PATH, content=body, headers=FORM))
+
+
 def revocation_report(text: str, count: int) -> bytes:
     """A report of count strings, each a share of text."""
     share = max(1, len(text) // count)
@@ -373,6 +386,18 @@ ENTRIES = [
             "client_assertion": MAX_ASSERTION_LENGTH + 16,
         },
         jwt_bearer,
+    ),
+    Entry(
+        "token revocation, Basic",
+        ("http", "envoy"),
+        {"client_id": BASIC_ROOM, "secret": BASIC_ROOM},
+        token_revocation_by_basic,
+    ),
+    Entry(
+        "token revocation, form",
+        ("http", "envoy"),
+        {"client_id": FORM_ROOM, "client_secret": FORM_ROOM, "token": FORM_ROOM},
+        token_revocation_by_form,
     ),
     Entry("revocation", ("http", "envoy"), {"one": BODY_ROOM - 20, "a hundred": BODY_ROOM - 700}, revocation),
     Entry(

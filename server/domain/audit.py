@@ -33,6 +33,7 @@ from server.events.grant import UserGrantAdded, UserGrantRemoved
 from server.events.instance import IamOwnerLeft
 from server.events.legacy import RevocationReceived
 from server.events.machine_key import MachineKeyAdded, MachineKeyRemoved
+from server.events.metadata import UserMetadataRemoved, UserMetadataSet
 from server.events.org import OrgAdded, OrgMemberAdded, OrgMemberRemoved, SecretPolicySet
 from server.events.project import (
     ApiAppAdded,
@@ -52,7 +53,7 @@ from server.events.secret import (
     SecretSet,
     SecretsRemoved,
 )
-from server.events.token import AccessTokenAdded, KeyAccessTokenAdded
+from server.events.token import AccessTokenAdded, AccessTokenRevoked, KeyAccessTokenAdded
 from server.events.user import (
     HumanUserAdded,
     MachineChanged,
@@ -173,6 +174,10 @@ PAYLOAD_FIELDS: dict[str, dict[str, Shown | None]] = {
         "scope": TEXT,
         "key_id": TEXT,
     },
+    AccessTokenRevoked.TYPE: {"user_id": TEXT},
+    # A user's metadata: what the caller set, which anyone who may read the user may list.
+    UserMetadataSet.TYPE: {"key": TEXT, "value": TEXT},  # base64
+    UserMetadataRemoved.TYPE: {"key": TEXT},
     # A public key is no secret, but it is key material: the audit shows which key, not the key.
     MachineKeyAdded.TYPE: {"key_id": TEXT, "public_key": HIDDEN, "key_type": TEXT, "expires_at": TIME},
     MachineKeyRemoved.TYPE: {"key_id": TEXT},

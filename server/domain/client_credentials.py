@@ -18,7 +18,7 @@ from server.domain.failure_limits import FailureLimiter
 from server.domain.scopes import RequestedClaims
 from server.domain.secret_format import lookup_key
 from server.limits import MAX_SECRET_LENGTH, MAX_USER_NAME_LENGTH
-from server.store.contract import USER_TYPE_MACHINE, ClientRecord, Store
+from server.store.contract import USER_TYPE_MACHINE, ClientRecord, SecretRecord, Store, UserRecord
 
 NO_CLIENT = ClientRecord(None, None)
 
@@ -70,6 +70,32 @@ class ClientCredentials:
         An id or a secret longer than any client can have is refused first, with the same
         InvalidClient but none of the work: the length that decides it is the caller's own, so the
         quicker answer tells nothing about any client, and the id is never normalised."""
+        user, secret = await self.authenticate(client_id, client_secret, source)
+        now = self._clock.now()
+        await check_audience(self._store, scope, user.org_id)
+        if self._hasher.needs_rehash(secret.hash):
+            new_hash = await self._hasher.hash(client_secret)
+            await self._commands.rehash_secret(user.id, secret.secret_id, secret.hash, new_hash, origin)
+        if (note := use_to_note(secret.last_used_at, now)) is not None:
+            await self._store.touch_secret(secret.secret_id, *note)
+        # A token never outlives its secret's expiry (and dies at once with a rotation, a deletion
+        # or a revocation: Access checks the secret on every call).
+        expires_at = now + self._token_ttl
+        if secret.expires_at is not None:
+            expires_at = min(expires_at, secret.expires_at)
+        actor = by_client_secret(origin, user.id, user.org_id, secret.secret_id)
+        token = await self._commands.issue_access_token(
+            user, secret.secret_id, scope, expires_at, actor, issuer
+        )
+        return AccessToken(token, int((expires_at - now).total_seconds()), scope, user.id)
+
+    async def authenticate(
+        self, client_id: str, client_secret: str, source: str
+    ) -> tuple[UserRecord, SecretRecord]:
+        """The machine user named client_id and its live secret client_secret: what exchange
+        decides before it issues a token, and the revocation endpoint before it revokes one
+        (domain/token_revocation.py). InvalidClient for every failure, after the same one bcrypt
+        verification and within the failure limits; TooManyFailures past them."""
         if len(client_id) > MAX_USER_NAME_LENGTH or len(client_secret) > MAX_SECRET_LENGTH:
             raise InvalidClient()
         await self._limiter.check(client_id, source)
@@ -90,22 +116,7 @@ class ClientCredentials:
         # Concurrent failures may have reached a limit while this one hashed: then a right secret
         # must look like any other refused attempt, or a burst would learn which guess was right.
         await self._limiter.check(client_id, source)
-        await check_audience(self._store, scope, user.org_id)
-        if self._hasher.needs_rehash(secret.hash):
-            new_hash = await self._hasher.hash(client_secret)
-            await self._commands.rehash_secret(user.id, secret.secret_id, secret.hash, new_hash, origin)
-        if (note := use_to_note(secret.last_used_at, now)) is not None:
-            await self._store.touch_secret(secret.secret_id, *note)
-        # A token never outlives its secret's expiry (and dies at once with a rotation, a deletion
-        # or a revocation: Access checks the secret on every call).
-        expires_at = now + self._token_ttl
-        if secret.expires_at is not None:
-            expires_at = min(expires_at, secret.expires_at)
-        actor = by_client_secret(origin, user.id, user.org_id, secret.secret_id)
-        token = await self._commands.issue_access_token(
-            user, secret.secret_id, scope, expires_at, actor, issuer
-        )
-        return AccessToken(token, int((expires_at - now).total_seconds()), scope, user.id)
+        return user, secret
 
 
 async def check_audience(store: Store, scope: str, org_id: str) -> None:

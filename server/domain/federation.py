@@ -43,7 +43,13 @@ from server.domain.errors import InvalidClient
 from server.domain.failure_limits import FailureLimiter
 from server.domain.issuer_keys import IssuerKeys
 from server.limits import MAX_ASSERTION_LENGTH, MAX_USER_NAME_LENGTH
-from server.store.contract import USER_TYPE_MACHINE, FederatedCredentialRecord, Store, TrustedIssuerRecord
+from server.store.contract import (
+    USER_TYPE_MACHINE,
+    FederatedCredentialRecord,
+    Store,
+    TrustedIssuerRecord,
+    UserRecord,
+)
 
 # The algorithms a platform token may be signed with, and the key type each needs.
 ALGORITHMS = {
@@ -128,6 +134,24 @@ class Federation:
     ) -> AccessToken:
         """An access token for the machine user named client_id, whose federated credential the
         platform token assertion matches."""
+        user, credential = await self.authenticate(client_id, assertion, source)
+        now = self._clock.now()
+        await check_audience(self._store, scope, user.org_id)
+        if (note := use_to_note(credential.last_used_at, now)) is not None:
+            await self._store.touch_federated_credential(credential.credential_id, *note)
+        expires_at = now + self._token_ttl
+        actor = by_federated_credential(origin, user.id, user.org_id, credential.credential_id)
+        token = await self._commands.issue_federated_access_token(
+            user, credential.credential_id, scope, expires_at, actor, issuer
+        )
+        return AccessToken(token, int((expires_at - now).total_seconds()), scope, user.id)
+
+    async def authenticate(
+        self, client_id: str, assertion: str, source: str
+    ) -> tuple[UserRecord, FederatedCredentialRecord]:
+        """The machine user named client_id and its federated credential that the platform token
+        assertion matches, as the revocation endpoint authenticates a client
+        (domain/token_revocation.py). InvalidClient for every failure, within the failure limits."""
         if len(client_id) > MAX_USER_NAME_LENGTH or len(assertion) > MAX_ASSERTION_LENGTH:
             raise InvalidClient()
         await self._limiter.check(client_id, source)
@@ -165,15 +189,7 @@ class Federation:
             await self._limiter.failed(client_id, source)  # TooManyFailures, past a limit
             raise InvalidClient()
         await self._limiter.check(client_id, source)
-        await check_audience(self._store, scope, user.org_id)
-        if (note := use_to_note(credential.last_used_at, now)) is not None:
-            await self._store.touch_federated_credential(credential.credential_id, *note)
-        expires_at = now + self._token_ttl
-        actor = by_federated_credential(origin, user.id, user.org_id, credential.credential_id)
-        token = await self._commands.issue_federated_access_token(
-            user, credential.credential_id, scope, expires_at, actor, issuer
-        )
-        return AccessToken(token, int((expires_at - now).total_seconds()), scope, user.id)
+        return user, credential
 
     async def _verified_claims(
         self, assertion: str, header: dict[str, Any] | None, trusted: TrustedIssuerRecord | None

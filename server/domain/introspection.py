@@ -25,7 +25,7 @@ from server.domain.credentials import SecretHasher, token_hash
 from server.domain.errors import InvalidClient
 from server.domain.failure_limits import FailureLimiter
 from server.domain.secret_format import lookup_key
-from server.domain.token_claims import role_claims
+from server.domain.token_claims import metadata_claims, role_claims
 from server.events.federation import FederatedAccessTokenAdded
 from server.events.token import AccessTokenAdded, KeyAccessTokenAdded
 from server.limits import MAX_BEARER_TOKEN_LENGTH, MAX_SECRET_LENGTH, MAX_USER_NAME_LENGTH
@@ -60,6 +60,11 @@ class Introspection:
     ) -> Introspected:
         app = await self._authenticate(client_id, client_secret, source)
         return Introspected(await self._claims(app, token, issuer), app.app_id)
+
+    async def authenticate_app(self, client_id: str, client_secret: str, source: str) -> AppRecord:
+        """The API application client_id, if client_secret is its secret: as introspection
+        authenticates it, for the revocation endpoint (domain/token_revocation.py)."""
+        return await self._authenticate(client_id, client_secret, source)
 
     async def _authenticate(self, client_id: str, client_secret: str, source: str) -> AppRecord:
         """The application, if client_secret is its secret: one bcrypt verification whatever the
@@ -132,4 +137,6 @@ class Introspection:
             claims[scopes.RESOURCE_OWNER_NAME_CLAIM] = org.name
         if asked.asks_roles:
             claims |= await role_claims(self._store, user.id, asked, app.project_id)
+        if asked.metadata:
+            claims |= await metadata_claims(self._store, user.id)
         return claims

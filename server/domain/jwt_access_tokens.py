@@ -22,7 +22,7 @@ from server.domain import scopes
 from server.domain.credentials import new_token
 from server.domain.errors import InvalidScope, Unavailable
 from server.domain.signing_keys import KeyRing
-from server.domain.token_claims import resource_owner_claims, role_claims
+from server.domain.token_claims import metadata_claims, resource_owner_claims, role_claims
 from server.limits import MAX_BEARER_TOKEN_LENGTH
 from server.store.contract import ACCESS_TOKEN_JWT, Store, UserRecord
 
@@ -87,4 +87,6 @@ class TokenMinter:
             claims |= await resource_owner_claims(self._store, user.org_id)
         if asked.asks_roles and asked.audience:
             claims |= await role_claims(self._store, user.id, asked, asked.audience[0])
+        if asked.metadata:
+            claims |= await metadata_claims(self._store, user.id)
         return claims

@@ -139,6 +139,19 @@ class JwtProfile:
     ) -> AccessToken:
         """§2.2 (private_key_jwt) on the client-credentials grant: an access token for the machine
         user named client_id, whose key signed assertion."""
+        proven = await self._prove_client(client_id, assertion, source)
+        return await self._issue(proven, scope, origin, issuer)
+
+    async def authenticate(
+        self, client_id: str, assertion: str, source: str
+    ) -> tuple[UserRecord, MachineKeyRecord]:
+        """§2.2 alone: the machine user named client_id and its key that signed assertion, as the
+        revocation endpoint authenticates a client (domain/token_revocation.py). InvalidClient
+        for every failure, within the failure limits."""
+        proven = await self._prove_client(client_id, assertion, source)
+        return proven.user, proven.key
+
+    async def _prove_client(self, client_id: str, assertion: str, source: str) -> _Proven:
         if len(client_id) > MAX_USER_NAME_LENGTH or len(assertion) > MAX_ASSERTION_LENGTH:
             raise InvalidClient()
         await self._limiter.check(client_id, source)
@@ -154,7 +167,7 @@ class JwtProfile:
             await self._limiter.failed(client_id, source)
             raise InvalidClient()
         await self._limiter.check(client_id, source)
-        return await self._issue(proven, scope, origin, issuer)
+        return proven
 
     @staticmethod
     def _header(assertion: str) -> dict[str, Any] | None:

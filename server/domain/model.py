@@ -138,3 +138,12 @@ class GrantView:
     org_name: str
     role_keys: list[str]
     details: Details
+
+
+@dataclass(frozen=True)
+class MetadataView:
+    """One key of a user's metadata: its value, and when it was set (ZITADEL's details)."""
+
+    key: str
+    value: bytes
+    details: Details

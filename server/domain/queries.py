@@ -12,6 +12,7 @@ from server.domain.model import (
     Details,
     GrantView,
     MachineKeyView,
+    MetadataView,
     PersonalAccessTokenView,
     SecretView,
     UserProfile,
@@ -247,6 +248,21 @@ class Queries:
     def _member(self, row: MemberRecord) -> Member:
         view, profile = self._with_profile(row.user)
         return Member(view, profile, row.roles)
+
+    async def user_metadata(self, ctx: CallContext, user_id: str) -> list[MetadataView]:
+        """A user's metadata, by key: at most MAX_METADATA_KEYS of them, so no paging."""
+        user = await self._user_of(ctx, user_id)
+        return [
+            MetadataView(m.key, m.value, Details(m.sequence, m.created_at, m.changed_at, user.org_id))
+            for m in await self._store.user_metadata(user_id)
+        ]
+
+    async def user_metadata_of_key(self, ctx: CallContext, user_id: str, key: str) -> MetadataView:
+        """One key of a user's metadata (NOT_FOUND for a key it does not have)."""
+        for metadata in await self.user_metadata(ctx, user_id):
+            if metadata.key == key:
+                return metadata
+        raise NotFound("METADATA_NOT_FOUND", "the user has no metadata of this key")
 
     async def personal_access_tokens(self, ctx: CallContext, user_id: str) -> list[PersonalAccessTokenView]:
         """A machine user's personal access tokens: their ids and dates, never a token or a hash."""

@@ -9,6 +9,8 @@ organisation. https://zitadel.com/docs/apis/openidoauth/scopes
 - `urn:zitadel:iam:org:project:role:{roleKey}`: the role, if the user is granted it in a project of
   the audience; `urn:zitadel:iam:org:projects:roles`: every role granted in those projects.
 - `urn:zitadel:iam:user:resourceowner`: the user's organisation, its id and name.
+- `urn:zitadel:iam:user:metadata`: the user's metadata, `{key: base64 of the value}`, as it is
+  when the token is introspected.
 
 The scope is kept with the token as it was granted; what it asserts is read when the token is
 introspected, so a grant removed since is asserted no more.
@@ -21,10 +23,12 @@ PROJECT_AUDIENCE = re.compile(r"urn:zitadel:iam:org:project:id:([1-9][0-9]{0,18}
 ROLE = re.compile(r"urn:zitadel:iam:org:project:role:([A-Za-z0-9_.:-]{1,200})")
 ALL_ROLES = "urn:zitadel:iam:org:projects:roles"
 RESOURCE_OWNER = "urn:zitadel:iam:user:resourceowner"
+METADATA = "urn:zitadel:iam:user:metadata"
 # The claims they give, in ZITADEL's shapes.
 ROLES_CLAIM = "urn:zitadel:iam:org:project:roles"
 RESOURCE_OWNER_ID_CLAIM = "urn:zitadel:iam:user:resourceowner:id"
 RESOURCE_OWNER_NAME_CLAIM = "urn:zitadel:iam:user:resourceowner:name"
+METADATA_CLAIM = "urn:zitadel:iam:user:metadata"
 
 
 def project_roles_claim(project_id: str) -> str:
@@ -33,7 +37,7 @@ def project_roles_claim(project_id: str) -> str:
 
 def is_project_scope(scope: str) -> bool:
     """Whether scope is one of this module's (a transport accepts them beside its own)."""
-    return scope in (ALL_ROLES, RESOURCE_OWNER) or bool(
+    return scope in (ALL_ROLES, RESOURCE_OWNER, METADATA) or bool(
         PROJECT_AUDIENCE.fullmatch(scope) or ROLE.fullmatch(scope)
     )
 
@@ -46,13 +50,20 @@ class RequestedClaims:
     role_keys: frozenset[str]  # the roles asked for by key
     all_roles: bool
     resource_owner: bool
+    metadata: bool = False
 
     @classmethod
     def of(cls, scope: str) -> "RequestedClaims":
         scopes = scope.split()
         audience = [m.group(1) for s in scopes if (m := PROJECT_AUDIENCE.fullmatch(s))]
         keys = frozenset(m.group(1) for s in scopes if (m := ROLE.fullmatch(s)))
-        return cls(tuple(dict.fromkeys(audience)), keys, ALL_ROLES in scopes, RESOURCE_OWNER in scopes)
+        return cls(
+            tuple(dict.fromkeys(audience)),
+            keys,
+            ALL_ROLES in scopes,
+            RESOURCE_OWNER in scopes,
+            METADATA in scopes,
+        )
 
     @property
     def asks_roles(self) -> bool:

@@ -1,8 +1,9 @@
-"""What a token asserts beyond who it is for, in ZITADEL's claim shapes: its user's organisation
-and its user's project roles, as its scope asked (domain/scopes.py). The introspection endpoint
-reads them when a token is introspected; a JWT access token carries them as they were when it
-was issued."""
+"""What a token asserts beyond who it is for, in ZITADEL's claim shapes: its user's organisation,
+its user's project roles and its user's metadata, as its scope asked (domain/scopes.py). The
+introspection endpoint reads them when a token is introspected; a JWT access token carries them
+as they were when it was issued."""
 
+import base64
 from typing import Any
 
 from server.domain import scopes
@@ -37,3 +38,11 @@ async def role_claims(
         if grant.project_id == primary_project:
             claims[scopes.ROLES_CLAIM] = roles
     return claims
+
+
+async def metadata_claims(store: Store, user_id: str) -> dict[str, Any]:
+    """ZITADEL's shape: each value in base64, as it is now; no claim for a user without any."""
+    held = await store.user_metadata(user_id)
+    if not held:
+        return {}
+    return {scopes.METADATA_CLAIM: {m.key: base64.b64encode(m.value).decode() for m in held}}

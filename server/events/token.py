@@ -39,3 +39,14 @@ class KeyAccessTokenAdded(
     expires_at: int  # microseconds since the epoch
     scope: str
     key_id: str
+
+
+@dataclass(frozen=True)
+class AccessTokenRevoked(
+    Event, type_name="token.access.revoked", aggregate=AGGREGATE_TOKEN, changes_power=True
+):
+    """RFC 7009: the client that held the access token, or the API it was meant for, ended it
+    (POST /oauth/v2/revoke). Its row goes in the same transaction, so every process refuses it on
+    its next read of the store."""
+
+    user_id: str

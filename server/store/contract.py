@@ -212,6 +212,18 @@ class CallerRecord:
 
 
 @dataclass(frozen=True)
+class MetadataRecord:
+    """One key of a user's metadata: its value as bytes (the store keeps them in base64)."""
+
+    user_id: str
+    key: str
+    value: bytes
+    sequence: int  # the user's sequence when the key was last set
+    created_at: datetime
+    changed_at: datetime
+
+
+@dataclass(frozen=True)
 class ProjectRecord:
     """A project: also its aggregate's snapshot (sequence)."""
 
@@ -565,6 +577,9 @@ class Store(AuditStore, Protocol):
 
     async def webkeys(self) -> list[WebKeyRecord]:
         """The signing keys not removed, oldest first."""
+
+    async def user_metadata(self, user_id: str) -> list[MetadataRecord]:
+        """The user's metadata, by key (code-point order)."""
         ...
 
     async def server_key(self, name: str) -> bytes:

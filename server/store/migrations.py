@@ -339,6 +339,22 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "ALTER TABLE users ADD COLUMN access_token_type TEXT NOT NULL DEFAULT 'bearer'",
         ],
     ),
+    (
+        25,
+        [
+            # A user's metadata (#32 §2): keys and byte values (base64 text, as the events hold
+            # them), said in introspection's answer when a token's scope asks for them.
+            """CREATE TABLE user_metadata (
+                user_id TEXT NOT NULL,
+                key TEXT NOT NULL,
+                value TEXT NOT NULL,
+                sequence BIGINT NOT NULL,
+                created_at BIGINT NOT NULL,
+                changed_at BIGINT NOT NULL,
+                PRIMARY KEY (user_id, key)
+            )""",
+        ],
+    ),
 ]
 # What PostgreSQL alone needs, run with the migration of the same version after its SQL. Its text
 # compares by the database's collation, which need not be code-point order, as SQLite's (on UTF-8)

@@ -7,6 +7,7 @@ from server.events import (
     instance,
     legacy,
     machine_key,
+    metadata,
     org,
     project,
     secret,
@@ -80,6 +81,8 @@ def projection(event: StoredEvent, micros: int) -> list[Statement]:
                     ),
                 )
             ]
+        case token.AccessTokenRevoked():  # whatever earned it: the one row of its token
+            return [("DELETE FROM tokens WHERE token_id = ?", (aggregate_id,))]
         case federation.TrustedIssuerAdded() as trusted:
             return [
                 (
@@ -166,6 +169,7 @@ def projection(event: StoredEvent, micros: int) -> list[Statement]:
                 ("DELETE FROM federated_credentials WHERE user_id = ?", (aggregate_id,)),
                 ("DELETE FROM members WHERE user_id = ?", (aggregate_id,)),
                 ("DELETE FROM user_grants WHERE user_id = ?", (aggregate_id,)),
+                ("DELETE FROM user_metadata WHERE user_id = ?", (aggregate_id,)),
                 ("DELETE FROM users WHERE id = ?", (aggregate_id,)),
             ]
         case project.ProjectAdded(name=name):
@@ -280,6 +284,16 @@ def projection(event: StoredEvent, micros: int) -> list[Statement]:
                 " VALUES (?, ?, ?, ?, ?)",
                 (pat.token_hash, pat.token_id, aggregate_id, pat.expires_at, micros),
             )
+        case metadata.UserMetadataSet(key=key, value=value):  # added, or its value replaced
+            change = (
+                "INSERT INTO user_metadata (user_id, key, value, sequence, created_at, changed_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, key)"
+                " DO UPDATE SET value = excluded.value, sequence = excluded.sequence,"
+                " changed_at = excluded.changed_at",
+                (aggregate_id, key, value, event.sequence, micros, micros),
+            )
+        case metadata.UserMetadataRemoved(key=key):
+            change = ("DELETE FROM user_metadata WHERE user_id = ? AND key = ?", (aggregate_id, key))
         case user.PatRemoved(token_id=token_id):
             change = ("DELETE FROM tokens WHERE token_id = ? AND user_id = ?", (token_id, aggregate_id))
         case user.MachineChanged() as changed:

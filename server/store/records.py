@@ -1,5 +1,6 @@
 """Rows of the read models decoded into records, every column by its name."""
 
+import base64
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +18,7 @@ from server.store.contract import (
     FederatedCredentialRecord,
     GrantRecord,
     MachineKeyRecord,
+    MetadataRecord,
     OrgRecord,
     PatRecord,
     ProjectRecord,
@@ -246,4 +248,15 @@ def webkey_record(r: Row) -> WebKeyRecord:
         private_key=r["private_key"],
         created_at=from_micros(r["created_at"]),
         signs_from=moment(r["signs_from"]),
+    )
+
+
+def metadata_record(r: Row) -> MetadataRecord:
+    return MetadataRecord(
+        user_id=r["user_id"],
+        key=r["key"],
+        value=base64.b64decode(r["value"]),
+        sequence=r["sequence"],
+        created_at=from_micros(r["created_at"]),
+        changed_at=from_micros(r["changed_at"]),
     )

@@ -26,6 +26,7 @@ from server.store.contract import (
     GrantRecord,
     MachineKeyRecord,
     MemberRecord,
+    MetadataRecord,
     OrgRecord,
     PatRecord,
     ProjectRecord,
@@ -188,6 +189,10 @@ class SqlStore:
 
     async def webkeys(self) -> list[WebKeyRecord]:
         return [records.webkey_record(r) for r in await self._fetch(sql.SELECT_WEBKEYS, ())]
+
+    async def user_metadata(self, user_id: str) -> list[MetadataRecord]:
+        rows = await self._fetch(sql.SELECT_USER_METADATA, (user_id,))
+        return sorted((records.metadata_record(r) for r in rows), key=lambda m: m.key)
 
     async def server_key(self, name: str) -> bytes:
         # Every process that starts offers a key; the first one written stays, and all read it.

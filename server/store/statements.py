@@ -285,3 +285,8 @@ SELECT_WEBKEYS = (
     "SELECT key_id, algorithm, public_jwk, private_key, created_at, signs_from FROM webkeys"
     " ORDER BY created_at, key_id"
 )
+
+METADATA_COLUMNS = "user_id, key, value, sequence, created_at, changed_at"
+# Unordered: PostgreSQL orders text by the database's collation, which need not be code-point
+# order, so the store sorts a user's few keys itself (sql.py).
+SELECT_USER_METADATA = f"SELECT {METADATA_COLUMNS} FROM user_metadata WHERE user_id = ?"  # noqa: S608 - constant

@@ -120,3 +120,21 @@ def access_token_type_of(number: int) -> str:
 
 def access_token_type_number(name: str) -> int:
     return ACCESS_TOKEN_TYPES.index(name) if name in ACCESS_TOKEN_TYPES else 0
+
+
+def text_matches(method: int, value: str, wanted: str) -> bool:
+    """ZITADEL's text filters (zitadel.v1.TextQueryMethod and zitadel.filter.v2.TextFilterMethod
+    number them alike): equals, starts with, contains, ends with, each also ignoring case. An
+    unknown method matches nothing."""
+    if method % 2:  # the odd ones ignore case
+        value, wanted = value.casefold(), wanted.casefold()
+    match method // 2:
+        case 0:
+            return value == wanted
+        case 1:
+            return value.startswith(wanted)
+        case 2:
+            return wanted in value
+        case 3:
+            return value.endswith(wanted)
+    return False

@@ -53,7 +53,9 @@ from server.transport.status import domain_error
 TOKEN_PATH = "/oauth/v2/token"
 INTROSPECT_PATH = "/oauth/v2/introspect"
 KEYS_PATH = "/oauth/v2/keys"  # the JWKS of JWT access tokens (RFC 7517), as ZITADEL serves it
+REVOCATION_PATH = "/oauth/v2/revoke"  # RFC 7009 (not /secrets/revoke, the leaked-secret report)
 DISCOVERY_PATH = "/.well-known/openid-configuration"
+METADATA_PATH = "/.well-known/oauth-authorization-server"  # RFC 8414 §3: the same document
 # Every access token is for this API: `api`, the native scope, is what it grants. The scopes that
 # ZITADEL's clients send are accepted and change nothing, so that those clients work unmodified:
 # OpenID Connect's (no ID token or refresh token is issued), ZITADEL's audience scope (the audience
@@ -69,6 +71,7 @@ SUPPORTED_SCOPES = (
     "urn:zitadel:iam:org:project:id:zitadel:aud",
     project_scopes.ALL_ROLES,
     project_scopes.RESOURCE_OWNER,
+    project_scopes.METADATA,
 )
 # Patterns of scopes that name a project or a role (server/domain/scopes.py), for discovery.
 PROJECT_SCOPE_PATTERNS = (
@@ -79,6 +82,13 @@ ORGANISATION_SCOPE = re.compile(r"urn:zitadel:iam:org:id:[1-9][0-9]{0,18}")
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
 # An API application authenticates with its secret (its keys: not yet served).
 INTROSPECTION_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+# A machine user revokes its tokens by whatever authenticates it at the token endpoint; an API
+# application by its secret (token_revocation_endpoint.py).
+REVOCATION_AUTH_METHODS = AUTH_METHODS
+# No ID token is issued (client credentials only), but OpenID Connect Discovery requires both
+# (§3), and validators such as authlib's refuse a document without them.
+SUBJECT_TYPES = ["public"]
+ID_TOKEN_SIGNING_ALGS = ["RS256"]
 CLIENT_CREDENTIALS = "client_credentials"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"  # RFC 7523 §2.1
 GRANT_TYPES = [CLIENT_CREDENTIALS, JWT_BEARER]
@@ -261,9 +271,18 @@ def _parse(body: bytes, headers: dict[str, list[str]], source: str) -> TokenRequ
 
 
 def _private_key_jwt(form: dict[str, str], authorization: Sequence[str], source: str) -> TokenRequest:
-    """RFC 7523 §2.2: the client authenticated by an assertion its key signed. client_id is
-    optional (RFC 7521 §4.2); the assertion's iss names the client then (it is verified as
-    iss = sub = the client id, whichever way the id came)."""
+    """RFC 7523 §2.2: the client authenticated by an assertion its key signed."""
+    client_id, assertion = assertion_client(form, authorization)
+    return TokenRequest(
+        client_id, "", _scope(form.get("scope")), source, challenge=False, client_assertion=assertion
+    )
+
+
+def assertion_client(form: dict[str, str], authorization: Sequence[str]) -> tuple[str, str]:
+    """(client_id, client_assertion) of a form request whose client authenticates by an assertion
+    (RFC 7523 §2.2: private_key_jwt, or a workload's platform token), at the token and revocation
+    endpoints. client_id is optional (RFC 7521 §4.2); the assertion's iss names the client then
+    (it is verified as iss = sub = the client id, whichever way the id came)."""
     if authorization or "client_secret" in form:
         raise InvalidRequest("send client credentials by one method only")
     if form.get("client_assertion_type") != CLIENT_ASSERTION_TYPE:
@@ -274,9 +293,7 @@ def _private_key_jwt(form: dict[str, str], authorization: Sequence[str], source:
     client_id = form.get("client_id") or _unverified_issuer(assertion)
     if not client_id or len(client_id) > MAX_USER_NAME_LENGTH:
         raise InvalidClientError(challenge=False)
-    return TokenRequest(
-        client_id, "", _scope(form.get("scope")), source, challenge=False, client_assertion=assertion
-    )
+    return client_id, assertion
 
 
 def _unverified_issuer(assertion: str) -> str:
@@ -354,7 +371,9 @@ def _supported(scope: str) -> bool:
 
 
 class Discovery:
-    """The OpenID Provider Metadata subset a client-credentials client reads (RFC 8414).
+    """The OpenID Provider Metadata subset a client-credentials client reads, at
+    /.well-known/openid-configuration and, as RFC 8414 names it, at
+    /.well-known/oauth-authorization-server: one document at both.
 
     Clients send their secrets to the token endpoint this names, so it is never taken from the
     request unchecked: it is MS_ISSUER when set, else the address the request reached if that is
@@ -394,8 +413,16 @@ class Discovery:
                 "introspection_endpoint_auth_methods_supported": INTROSPECTION_AUTH_METHODS,
                 # The keys that verify JWT access tokens (JwksEndpoint).
                 "jwks_uri": issuer + KEYS_PATH,
-                "scopes_supported": list(SUPPORTED_SCOPES),
+                # RFC 7009: a client revokes the tokens it holds (token_revocation_endpoint.py).
+                "revocation_endpoint": issuer + REVOCATION_PATH,
+                "revocation_endpoint_auth_methods_supported": REVOCATION_AUTH_METHODS,
+                "revocation_endpoint_auth_signing_alg_values_supported": sorted(ALGORITHMS),
+                # The scopes a client may send as they are, then those that name a project or a
+                # role, as patterns (listing the projects would tell anyone their ids).
+                "scopes_supported": [*SUPPORTED_SCOPES, *PROJECT_SCOPE_PATTERNS],
                 "response_types_supported": ["token"],
+                "subject_types_supported": SUBJECT_TYPES,
+                "id_token_signing_alg_values_supported": ID_TOKEN_SIGNING_ALGS,
             },
             [("cache-control", "public, max-age=3600")],
         )

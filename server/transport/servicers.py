@@ -315,6 +315,35 @@ class UserService:
         )
         return user_service_pb2.RemoveFederatedCredentialResponse(details=details_proto(details))
 
+    async def SetUserMetadata(
+        self, request: user_service_pb2.SetUserMetadataRequest, ctx: CallContext
+    ) -> user_service_pb2.SetUserMetadataResponse:
+        entries = [(m.key, m.value) for m in request.metadata]
+        details = await self._commands.set_user_metadata(ctx, request.user_id, entries)
+        return user_service_pb2.SetUserMetadataResponse(details=details_proto(details))
+
+    async def ListUserMetadata(
+        self, request: user_service_pb2.ListUserMetadataRequest, ctx: CallContext
+    ) -> user_service_pb2.ListUserMetadataResponse:
+        listed = await self._queries.user_metadata(ctx, request.user_id)
+        return user_service_pb2.ListUserMetadataResponse(
+            metadata=[
+                user_service_pb2.UserMetadata(
+                    key=m.key,
+                    value=m.value,
+                    creation_date=timestamp(m.details.creation_date),
+                    change_date=timestamp(m.details.change_date),
+                )
+                for m in listed
+            ]
+        )
+
+    async def RemoveUserMetadata(
+        self, request: user_service_pb2.RemoveUserMetadataRequest, ctx: CallContext
+    ) -> user_service_pb2.RemoveUserMetadataResponse:
+        details = await self._commands.remove_user_metadata(ctx, request.user_id, list(request.keys))
+        return user_service_pb2.RemoveUserMetadataResponse(details=details_proto(details))
+
     async def DeactivateUser(
         self, request: user_service_pb2.DeactivateUserRequest, ctx: CallContext
     ) -> user_service_pb2.DeactivateUserResponse:

@@ -10,6 +10,7 @@ from zitadel.app.v1 import app_pb2
 from zitadel.authn.v1 import auth_n_key_pb2 as authn
 from zitadel.management.v1 import management_pb2 as mgmt
 from zitadel.member.v1 import member_pb2
+from zitadel.metadata.v1 import metadata_pb2
 from zitadel.project.v1 import project_pb2
 from zitadel.user.v1 import user_pb2
 from zitadel.v1 import object_pb2
@@ -17,7 +18,7 @@ from zitadel.v1 import object_pb2
 from server.domain.commands import Commands
 from server.domain.commands.projects import AUTH_METHOD_BASIC
 from server.domain.errors import FieldViolation, InvalidArgument
-from server.domain.model import Details, MachineKeyView, UserProfile, UserView
+from server.domain.model import Details, MachineKeyView, MetadataView, UserProfile, UserView
 from server.domain.permissions import CallContext
 from server.domain.queries import Queries
 from server.store.contract import ProjectRecord
@@ -26,6 +27,7 @@ from server.transport.conversions import (
     details_proto,
     expiration_of,
     fill_zitadel_machine,
+    text_matches,
     timestamp,
     zitadel_key_expiration,
     zitadel_login_names,
@@ -251,6 +253,48 @@ class ManagementService:
         details = await self._commands.remove_machine_key(ctx, request.user_id, request.key_id)
         return mgmt.RemoveMachineKeyResponse(details=details_proto(details, object_pb2.ObjectDetails))
 
+    async def SetUserMetadata(
+        self, request: mgmt.SetUserMetadataRequest, ctx: CallContext
+    ) -> mgmt.SetUserMetadataResponse:
+        details = await self._commands.set_user_metadata(ctx, request.id, [(request.key, request.value)])
+        return mgmt.SetUserMetadataResponse(id=request.id, details=v1_details(details))
+
+    async def BulkSetUserMetadata(
+        self, request: mgmt.BulkSetUserMetadataRequest, ctx: CallContext
+    ) -> mgmt.BulkSetUserMetadataResponse:
+        entries = [(m.key, m.value) for m in request.metadata]
+        details = await self._commands.set_user_metadata(ctx, request.id, entries)
+        return mgmt.BulkSetUserMetadataResponse(details=v1_details(details))
+
+    async def ListUserMetadata(
+        self, request: mgmt.ListUserMetadataRequest, ctx: CallContext
+    ) -> mgmt.ListUserMetadataResponse:
+        wanted = [q.key_query for q in request.queries if q.WhichOneof("query") == "key_query"]
+        if len(request.queries) > 1 or len(wanted) != len(request.queries):
+            raise InvalidArgument([FieldViolation("queries", "at most one keyQuery is served")])
+        listed_metadata = await self._queries.user_metadata(ctx, request.id)
+        found = [m for m in listed_metadata if all(text_matches(q.method, m.key, q.key) for q in wanted)]
+        details, page = listed(found, request.query)
+        return mgmt.ListUserMetadataResponse(details=details, result=[_metadata(m) for m in page])
+
+    async def GetUserMetadata(
+        self, request: mgmt.GetUserMetadataRequest, ctx: CallContext
+    ) -> mgmt.GetUserMetadataResponse:
+        found = await self._queries.user_metadata_of_key(ctx, request.id, request.key)
+        return mgmt.GetUserMetadataResponse(metadata=_metadata(found))
+
+    async def RemoveUserMetadata(
+        self, request: mgmt.RemoveUserMetadataRequest, ctx: CallContext
+    ) -> mgmt.RemoveUserMetadataResponse:
+        details = await self._commands.remove_user_metadata(ctx, request.id, [request.key], field="key")
+        return mgmt.RemoveUserMetadataResponse(details=v1_details(details))
+
+    async def BulkRemoveUserMetadata(
+        self, request: mgmt.BulkRemoveUserMetadataRequest, ctx: CallContext
+    ) -> mgmt.BulkRemoveUserMetadataResponse:
+        details = await self._commands.remove_user_metadata(ctx, request.id, list(request.keys))
+        return mgmt.BulkRemoveUserMetadataResponse(details=v1_details(details))
+
     async def GetProjectByID(
         self, request: mgmt.GetProjectByIDRequest, ctx: CallContext
     ) -> mgmt.GetProjectByIDResponse:
@@ -395,3 +439,7 @@ def _project(project: ProjectRecord) -> project_pb2.Project:
         name=project.name,
         state=project_pb2.PROJECT_STATE_ACTIVE,
     )
+
+
+def _metadata(view: MetadataView) -> metadata_pb2.Metadata:
+    return metadata_pb2.Metadata(details=v1_details(view.details), key=view.key, value=view.value)

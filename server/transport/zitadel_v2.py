@@ -9,6 +9,7 @@ native API, with the same permissions and errors.
 
 from zitadel.filter.v2 import filter_pb2
 from zitadel.internal_permission.v2 import internal_permission_service_pb2 as perm_v2
+from zitadel.metadata.v2 import metadata_pb2 as metadata_v2
 from zitadel.object.v2 import object_pb2
 from zitadel.org.v2 import org_service_pb2 as org_v2
 from zitadel.user.v2 import key_pb2, user_pb2
@@ -23,6 +24,7 @@ from server.transport.conversions import (
     access_token_type_of,
     expiration_of,
     fill_zitadel_machine,
+    text_matches,
     timestamp,
     zitadel_key_expiration,
     zitadel_login_names,
@@ -198,6 +200,48 @@ class UserServiceV2:
     ) -> user_v2.RemoveKeyResponse:
         details = await self._commands.remove_machine_key(ctx, request.user_id, request.key_id)
         return user_v2.RemoveKeyResponse(deletion_date=timestamp(details.change_date))
+
+    async def SetUserMetadata(
+        self, request: user_v2.SetUserMetadataRequest, ctx: CallContext
+    ) -> user_v2.SetUserMetadataResponse:
+        entries = [(m.key, m.value) for m in request.metadata]
+        details = await self._commands.set_user_metadata(ctx, request.user_id, entries)
+        return user_v2.SetUserMetadataResponse(set_date=timestamp(details.change_date))
+
+    async def ListUserMetadata(
+        self, request: user_v2.ListUserMetadataRequest, ctx: CallContext
+    ) -> user_v2.ListUserMetadataResponse:
+        wanted = [f.key_filter for f in request.filters if f.WhichOneof("filter") == "key_filter"]
+        if len(request.filters) > 1 or len(wanted) != len(request.filters):
+            raise InvalidArgument([FieldViolation("filters", "at most one keyFilter is served")])
+        found = [
+            m
+            for m in await self._queries.user_metadata(ctx, request.user_id)
+            if all(text_matches(f.method, m.key, f.key) for f in wanted)
+        ]
+        if request.HasField("pagination") and not request.pagination.asc:
+            found.reverse()
+        offset = request.pagination.offset
+        limit = request.pagination.limit or len(found)
+        page = found[offset : offset + limit]
+        return user_v2.ListUserMetadataResponse(
+            pagination=filter_pb2.PaginationResponse(total_result=len(found), applied_limit=limit),
+            metadata=[
+                metadata_v2.Metadata(
+                    creation_date=timestamp(m.details.creation_date),
+                    change_date=timestamp(m.details.change_date),
+                    key=m.key,
+                    value=m.value,
+                )
+                for m in page
+            ],
+        )
+
+    async def DeleteUserMetadata(
+        self, request: user_v2.DeleteUserMetadataRequest, ctx: CallContext
+    ) -> user_v2.DeleteUserMetadataResponse:
+        details = await self._commands.remove_user_metadata(ctx, request.user_id, list(request.keys))
+        return user_v2.DeleteUserMetadataResponse(deletion_date=timestamp(details.change_date))
 
 
 class OrganizationServiceV2:

@@ -6,7 +6,7 @@ from pathlib import Path
 from server.actor import Actor, by_client_secret
 from server.domain.credentials import token_hash
 from server.events.base import NewEvent
-from server.events.token import AccessTokenAdded
+from server.events.token import AccessTokenAdded, AccessTokenRevoked
 from server.store.contract import UserRecord
 from tests.commands.table import GENERATED, NOW, NOW_MICROS, ORG, Case, machine_added, org_added, run, table
 
@@ -37,3 +37,31 @@ async def test_token_commands(case: Case, tmp_path: Path) -> None:
     assert isinstance(answer, str)
     assert isinstance(pushed.event, AccessTokenAdded)
     assert pushed.event.token_hash == token_hash(answer)
+
+
+ISSUED = NewEvent("101", 1, ORG, AccessTokenAdded("10", "ab12", NOW_MICROS + 3_600_000_000, "api", "71"))
+
+
+@table(
+    Case(
+        "revoked: the next event of the token, by the client",
+        [org_added(), machine_added("10"), ISSUED],
+        lambda c: c.revoke_access_token("101", "10", ORG, CLIENT),
+        [NewEvent("101", 2, ORG, AccessTokenRevoked("10"), actor=CLIENT)],
+    ),
+    Case(
+        "revoked already: nothing more",
+        [org_added(), machine_added("10"), ISSUED, NewEvent("101", 2, ORG, AccessTokenRevoked("10"))],
+        lambda c: c.revoke_access_token("101", "10", ORG, CLIENT),
+        [],
+    ),
+    Case(
+        "never issued: nothing",
+        [org_added(), machine_added("10")],
+        lambda c: c.revoke_access_token("999", "10", ORG, CLIENT),
+        [],
+    ),
+)
+async def test_revocation(case: Case, tmp_path: Path) -> None:
+    answer, pushed = await run(case, tmp_path)
+    assert answer is bool(pushed)

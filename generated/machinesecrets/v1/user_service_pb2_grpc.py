@@ -156,6 +156,21 @@ class UserServiceStub:
                 request_serializer=machinesecrets_dot_v1_dot_user__service__pb2.RemoveFederatedCredentialRequest.SerializeToString,
                 response_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.RemoveFederatedCredentialResponse.FromString,
                 _registered_method=True)
+        self.SetUserMetadata = channel.unary_unary(
+                '/machinesecrets.v1.UserService/SetUserMetadata',
+                request_serializer=machinesecrets_dot_v1_dot_user__service__pb2.SetUserMetadataRequest.SerializeToString,
+                response_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.SetUserMetadataResponse.FromString,
+                _registered_method=True)
+        self.ListUserMetadata = channel.unary_unary(
+                '/machinesecrets.v1.UserService/ListUserMetadata',
+                request_serializer=machinesecrets_dot_v1_dot_user__service__pb2.ListUserMetadataRequest.SerializeToString,
+                response_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.ListUserMetadataResponse.FromString,
+                _registered_method=True)
+        self.RemoveUserMetadata = channel.unary_unary(
+                '/machinesecrets.v1.UserService/RemoveUserMetadata',
+                request_serializer=machinesecrets_dot_v1_dot_user__service__pb2.RemoveUserMetadataRequest.SerializeToString,
+                response_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.RemoveUserMetadataResponse.FromString,
+                _registered_method=True)
 
 
 class UserServiceServicer:
@@ -351,6 +366,31 @@ class UserServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetUserMetadata(self, request, context):
+        """Sets keys of a user's metadata to byte values (added, or replaced), all or none: at most 20
+        keys a user, each of at most 200 characters, each value of 1 to 1024 bytes. Metadata grants
+        nothing here; a token whose scope asks for urn:zitadel:iam:user:metadata tells it to the APIs
+        that introspect it. The caller must also hold the user's permissions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListUserMetadata(self, request, context):
+        """A user's metadata, by key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveUserMetadata(self, request, context):
+        """Removes keys of a user's metadata, all or none (NOT_FOUND for a key the user lacks). The
+        caller must also hold the user's permissions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UserServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -473,6 +513,21 @@ def add_UserServiceServicer_to_server(servicer, server):
                     servicer.RemoveFederatedCredential,
                     request_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.RemoveFederatedCredentialRequest.FromString,
                     response_serializer=machinesecrets_dot_v1_dot_user__service__pb2.RemoveFederatedCredentialResponse.SerializeToString,
+            ),
+            'SetUserMetadata': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetUserMetadata,
+                    request_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.SetUserMetadataRequest.FromString,
+                    response_serializer=machinesecrets_dot_v1_dot_user__service__pb2.SetUserMetadataResponse.SerializeToString,
+            ),
+            'ListUserMetadata': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUserMetadata,
+                    request_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.ListUserMetadataRequest.FromString,
+                    response_serializer=machinesecrets_dot_v1_dot_user__service__pb2.ListUserMetadataResponse.SerializeToString,
+            ),
+            'RemoveUserMetadata': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveUserMetadata,
+                    request_deserializer=machinesecrets_dot_v1_dot_user__service__pb2.RemoveUserMetadataRequest.FromString,
+                    response_serializer=machinesecrets_dot_v1_dot_user__service__pb2.RemoveUserMetadataResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1125,6 +1180,87 @@ class UserService:
             '/machinesecrets.v1.UserService/RemoveFederatedCredential',
             machinesecrets_dot_v1_dot_user__service__pb2.RemoveFederatedCredentialRequest.SerializeToString,
             machinesecrets_dot_v1_dot_user__service__pb2.RemoveFederatedCredentialResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetUserMetadata(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/machinesecrets.v1.UserService/SetUserMetadata',
+            machinesecrets_dot_v1_dot_user__service__pb2.SetUserMetadataRequest.SerializeToString,
+            machinesecrets_dot_v1_dot_user__service__pb2.SetUserMetadataResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUserMetadata(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/machinesecrets.v1.UserService/ListUserMetadata',
+            machinesecrets_dot_v1_dot_user__service__pb2.ListUserMetadataRequest.SerializeToString,
+            machinesecrets_dot_v1_dot_user__service__pb2.ListUserMetadataResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveUserMetadata(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/machinesecrets.v1.UserService/RemoveUserMetadata',
+            machinesecrets_dot_v1_dot_user__service__pb2.RemoveUserMetadataRequest.SerializeToString,
+            machinesecrets_dot_v1_dot_user__service__pb2.RemoveUserMetadataResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -116,6 +116,18 @@ class UserServiceStub:
     """Removes one federated credential of a machine user, and the access tokens it earned, at once.
     The caller must also hold the user's permissions.
     """
+    SetUserMetadata: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.SetUserMetadataRequest, _user_service_pb2.SetUserMetadataResponse]
+    """Sets keys of a user's metadata to byte values (added, or replaced), all or none: at most 20
+    keys a user, each of at most 200 characters, each value of 1 to 1024 bytes. Metadata grants
+    nothing here; a token whose scope asks for urn:zitadel:iam:user:metadata tells it to the APIs
+    that introspect it. The caller must also hold the user's permissions.
+    """
+    ListUserMetadata: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.ListUserMetadataRequest, _user_service_pb2.ListUserMetadataResponse]
+    """A user's metadata, by key."""
+    RemoveUserMetadata: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.RemoveUserMetadataRequest, _user_service_pb2.RemoveUserMetadataResponse]
+    """Removes keys of a user's metadata, all or none (NOT_FOUND for a key the user lacks). The
+    caller must also hold the user's permissions.
+    """
 
 @_typing.type_check_only
 class UserServiceAsyncStub(UserServiceStub):
@@ -204,6 +216,18 @@ class UserServiceAsyncStub(UserServiceStub):
     RemoveFederatedCredential: _aio.UnaryUnaryMultiCallable[_user_service_pb2.RemoveFederatedCredentialRequest, _user_service_pb2.RemoveFederatedCredentialResponse]  # type: ignore[assignment]
     """Removes one federated credential of a machine user, and the access tokens it earned, at once.
     The caller must also hold the user's permissions.
+    """
+    SetUserMetadata: _aio.UnaryUnaryMultiCallable[_user_service_pb2.SetUserMetadataRequest, _user_service_pb2.SetUserMetadataResponse]  # type: ignore[assignment]
+    """Sets keys of a user's metadata to byte values (added, or replaced), all or none: at most 20
+    keys a user, each of at most 200 characters, each value of 1 to 1024 bytes. Metadata grants
+    nothing here; a token whose scope asks for urn:zitadel:iam:user:metadata tells it to the APIs
+    that introspect it. The caller must also hold the user's permissions.
+    """
+    ListUserMetadata: _aio.UnaryUnaryMultiCallable[_user_service_pb2.ListUserMetadataRequest, _user_service_pb2.ListUserMetadataResponse]  # type: ignore[assignment]
+    """A user's metadata, by key."""
+    RemoveUserMetadata: _aio.UnaryUnaryMultiCallable[_user_service_pb2.RemoveUserMetadataRequest, _user_service_pb2.RemoveUserMetadataResponse]  # type: ignore[assignment]
+    """Removes keys of a user's metadata, all or none (NOT_FOUND for a key the user lacks). The
+    caller must also hold the user's permissions.
     """
 
 class UserServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -434,6 +458,36 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_user_service_pb2.RemoveFederatedCredentialResponse, _abc.Awaitable[_user_service_pb2.RemoveFederatedCredentialResponse]]:
         """Removes one federated credential of a machine user, and the access tokens it earned, at once.
         The caller must also hold the user's permissions.
+        """
+
+    @_abc_1.abstractmethod
+    def SetUserMetadata(
+        self,
+        request: _user_service_pb2.SetUserMetadataRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_service_pb2.SetUserMetadataResponse, _abc.Awaitable[_user_service_pb2.SetUserMetadataResponse]]:
+        """Sets keys of a user's metadata to byte values (added, or replaced), all or none: at most 20
+        keys a user, each of at most 200 characters, each value of 1 to 1024 bytes. Metadata grants
+        nothing here; a token whose scope asks for urn:zitadel:iam:user:metadata tells it to the APIs
+        that introspect it. The caller must also hold the user's permissions.
+        """
+
+    @_abc_1.abstractmethod
+    def ListUserMetadata(
+        self,
+        request: _user_service_pb2.ListUserMetadataRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_service_pb2.ListUserMetadataResponse, _abc.Awaitable[_user_service_pb2.ListUserMetadataResponse]]:
+        """A user's metadata, by key."""
+
+    @_abc_1.abstractmethod
+    def RemoveUserMetadata(
+        self,
+        request: _user_service_pb2.RemoveUserMetadataRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_service_pb2.RemoveUserMetadataResponse, _abc.Awaitable[_user_service_pb2.RemoveUserMetadataResponse]]:
+        """Removes keys of a user's metadata, all or none (NOT_FOUND for a key the user lacks). The
+        caller must also hold the user's permissions.
         """
 
 def add_UserServiceServicer_to_server(servicer: UserServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

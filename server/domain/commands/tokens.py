@@ -1,6 +1,7 @@
 """Commands on OAuth2 access tokens: issued at the token endpoint, to a client that proved it
 holds a secret (domain/client_credentials.py decides that), a machine key or a federated
-credential. issuer: the issuer the token endpoint was reached as, named in a JWT access token
+credential, and revoked at the revocation endpoint (domain/token_revocation.py decides that).
+issuer: the issuer the token endpoint was reached as, named in a JWT access token
 (domain/jwt_access_tokens.py); "" issues an opaque token whatever the user's form."""
 
 from datetime import datetime
@@ -10,7 +11,7 @@ from server.clock import to_micros
 from server.domain.commands.writes import Writer
 from server.domain.credentials import token_hash
 from server.events.base import NewEvent
-from server.events.token import AccessTokenAdded, KeyAccessTokenAdded
+from server.events.token import AccessTokenAdded, AccessTokenRevoked, KeyAccessTokenAdded
 from server.store.contract import UserRecord
 
 
@@ -51,3 +52,18 @@ class TokenCommands(Writer):
 
         await self._write(client, token_id, decide)
         return token
+
+    async def revoke_access_token(self, token_id: str, user_id: str, org_id: str, client: Actor) -> bool:
+        """Ends the access token token_id of user_id (an organisation's, org_id), whatever earned
+        it: the one write behind RFC 7009 revocation, for an opaque token and for a JWT alike
+        (each has one row in the tokens table, which the event's projection deletes). client: who
+        revoked it. False when there was nothing left to revoke (never issued, or revoked
+        already)."""
+
+        async def decide() -> list[NewEvent]:
+            events = await self._store.events(AccessTokenAdded.AGGREGATE, token_id)
+            if not events or any(isinstance(e.event, AccessTokenRevoked) for e in events):
+                return []
+            return [NewEvent(token_id, events[-1].sequence + 1, org_id, AccessTokenRevoked(user_id))]
+
+        return bool(await self._write(client, token_id, decide))

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ezitadel/filter/v2/filter.proto\x12\x11zitadel.filter.v2\x1a\x1fgoogle/protobuf/timestamp.proto\"?\n\x11PaginationRequest\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x0b\n\x03\x61sc\x18\x03 \x01(\x08\"A\n\x12PaginationResponse\x12\x14\n\x0ctotal_result\x18\x01 \x01(\x04\x12\x15\n\rapplied_limit\x18\x02 \x01(\x04\"\x16\n\x08IDFilter\x12\n\n\x02id\x18\x01 \x01(\t\"z\n\x0fTimestampFilter\x12-\n\ttimestamp\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x38\n\x06method\x18\x02 \x01(\x0e\x32(.zitadel.filter.v2.TimestampFilterMethod*\xdd\x01\n\x15TimestampFilterMethod\x12\"\n\x1eTIMESTAMP_FILTER_METHOD_EQUALS\x10\x00\x12!\n\x1dTIMESTAMP_FILTER_METHOD_AFTER\x10\x01\x12+\n\'TIMESTAMP_FILTER_METHOD_AFTER_OR_EQUALS\x10\x02\x12\"\n\x1eTIMESTAMP_FILTER_METHOD_BEFORE\x10\x03\x12,\n(TIMESTAMP_FILTER_METHOD_BEFORE_OR_EQUALS\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ezitadel/filter/v2/filter.proto\x12\x11zitadel.filter.v2\x1a\x1fgoogle/protobuf/timestamp.proto\"?\n\x11PaginationRequest\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x0b\n\x03\x61sc\x18\x03 \x01(\x08\"A\n\x12PaginationResponse\x12\x14\n\x0ctotal_result\x18\x01 \x01(\x04\x12\x15\n\rapplied_limit\x18\x02 \x01(\x04\"\x16\n\x08IDFilter\x12\n\n\x02id\x18\x01 \x01(\t\"z\n\x0fTimestampFilter\x12-\n\ttimestamp\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x38\n\x06method\x18\x02 \x01(\x0e\x32(.zitadel.filter.v2.TimestampFilterMethod*\xdd\x01\n\x15TimestampFilterMethod\x12\"\n\x1eTIMESTAMP_FILTER_METHOD_EQUALS\x10\x00\x12!\n\x1dTIMESTAMP_FILTER_METHOD_AFTER\x10\x01\x12+\n\'TIMESTAMP_FILTER_METHOD_AFTER_OR_EQUALS\x10\x02\x12\"\n\x1eTIMESTAMP_FILTER_METHOD_BEFORE\x10\x03\x12,\n(TIMESTAMP_FILTER_METHOD_BEFORE_OR_EQUALS\x10\x04*\xce\x02\n\x10TextFilterMethod\x12\x1d\n\x19TEXT_FILTER_METHOD_EQUALS\x10\x00\x12)\n%TEXT_FILTER_METHOD_EQUALS_IGNORE_CASE\x10\x01\x12\"\n\x1eTEXT_FILTER_METHOD_STARTS_WITH\x10\x02\x12.\n*TEXT_FILTER_METHOD_STARTS_WITH_IGNORE_CASE\x10\x03\x12\x1f\n\x1bTEXT_FILTER_METHOD_CONTAINS\x10\x04\x12+\n\'TEXT_FILTER_METHOD_CONTAINS_IGNORE_CASE\x10\x05\x12 \n\x1cTEXT_FILTER_METHOD_ENDS_WITH\x10\x06\x12,\n(TEXT_FILTER_METHOD_ENDS_WITH_IGNORE_CASE\x10\x07\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,6 +34,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TIMESTAMPFILTERMETHOD']._serialized_start=367
   _globals['_TIMESTAMPFILTERMETHOD']._serialized_end=588
+  _globals['_TEXTFILTERMETHOD']._serialized_start=591
+  _globals['_TEXTFILTERMETHOD']._serialized_end=925
   _globals['_PAGINATIONREQUEST']._serialized_start=86
   _globals['_PAGINATIONREQUEST']._serialized_end=149
   _globals['_PAGINATIONRESPONSE']._serialized_start=151

@@ -104,6 +104,36 @@ class ManagementServiceStub:
                 request_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.RemoveMachineKeyRequest.SerializeToString,
                 response_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.RemoveMachineKeyResponse.FromString,
                 _registered_method=True)
+        self.SetUserMetadata = channel.unary_unary(
+                '/zitadel.management.v1.ManagementService/SetUserMetadata',
+                request_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.SetUserMetadataRequest.SerializeToString,
+                response_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.SetUserMetadataResponse.FromString,
+                _registered_method=True)
+        self.BulkSetUserMetadata = channel.unary_unary(
+                '/zitadel.management.v1.ManagementService/BulkSetUserMetadata',
+                request_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.BulkSetUserMetadataRequest.SerializeToString,
+                response_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.BulkSetUserMetadataResponse.FromString,
+                _registered_method=True)
+        self.ListUserMetadata = channel.unary_unary(
+                '/zitadel.management.v1.ManagementService/ListUserMetadata',
+                request_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.ListUserMetadataRequest.SerializeToString,
+                response_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.ListUserMetadataResponse.FromString,
+                _registered_method=True)
+        self.GetUserMetadata = channel.unary_unary(
+                '/zitadel.management.v1.ManagementService/GetUserMetadata',
+                request_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.GetUserMetadataRequest.SerializeToString,
+                response_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.GetUserMetadataResponse.FromString,
+                _registered_method=True)
+        self.RemoveUserMetadata = channel.unary_unary(
+                '/zitadel.management.v1.ManagementService/RemoveUserMetadata',
+                request_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.RemoveUserMetadataRequest.SerializeToString,
+                response_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.RemoveUserMetadataResponse.FromString,
+                _registered_method=True)
+        self.BulkRemoveUserMetadata = channel.unary_unary(
+                '/zitadel.management.v1.ManagementService/BulkRemoveUserMetadata',
+                request_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.BulkRemoveUserMetadataRequest.SerializeToString,
+                response_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.BulkRemoveUserMetadataResponse.FromString,
+                _registered_method=True)
         self.GetProjectByID = channel.unary_unary(
                 '/zitadel.management.v1.ManagementService/GetProjectByID',
                 request_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.GetProjectByIDRequest.SerializeToString,
@@ -281,6 +311,46 @@ class ManagementServiceServicer:
     def RemoveMachineKey(self, request, context):
         """Removes one key of a machine user, and the access tokens it earned.
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetUserMetadata(self, request, context):
+        """A user's metadata, as ZITADEL's management v1 serves it (the native UserService's
+        SetUserMetadata, ListUserMetadata and RemoveUserMetadata, with the same bounds and rules).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BulkSetUserMetadata(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListUserMetadata(self, request, context):
+        """Filtered by key (queries: at most one key query) and paged by query; newest-first is not
+        offered: keys come in code-point order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUserMetadata(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveUserMetadata(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BulkRemoveUserMetadata(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -466,6 +536,36 @@ def add_ManagementServiceServicer_to_server(servicer, server):
                     servicer.RemoveMachineKey,
                     request_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.RemoveMachineKeyRequest.FromString,
                     response_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.RemoveMachineKeyResponse.SerializeToString,
+            ),
+            'SetUserMetadata': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetUserMetadata,
+                    request_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.SetUserMetadataRequest.FromString,
+                    response_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.SetUserMetadataResponse.SerializeToString,
+            ),
+            'BulkSetUserMetadata': grpc.unary_unary_rpc_method_handler(
+                    servicer.BulkSetUserMetadata,
+                    request_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.BulkSetUserMetadataRequest.FromString,
+                    response_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.BulkSetUserMetadataResponse.SerializeToString,
+            ),
+            'ListUserMetadata': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUserMetadata,
+                    request_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.ListUserMetadataRequest.FromString,
+                    response_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.ListUserMetadataResponse.SerializeToString,
+            ),
+            'GetUserMetadata': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUserMetadata,
+                    request_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.GetUserMetadataRequest.FromString,
+                    response_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.GetUserMetadataResponse.SerializeToString,
+            ),
+            'RemoveUserMetadata': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveUserMetadata,
+                    request_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.RemoveUserMetadataRequest.FromString,
+                    response_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.RemoveUserMetadataResponse.SerializeToString,
+            ),
+            'BulkRemoveUserMetadata': grpc.unary_unary_rpc_method_handler(
+                    servicer.BulkRemoveUserMetadata,
+                    request_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.BulkRemoveUserMetadataRequest.FromString,
+                    response_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.BulkRemoveUserMetadataResponse.SerializeToString,
             ),
             'GetProjectByID': grpc.unary_unary_rpc_method_handler(
                     servicer.GetProjectByID,
@@ -921,6 +1021,168 @@ class ManagementService:
             '/zitadel.management.v1.ManagementService/RemoveMachineKey',
             zitadel_dot_management_dot_v1_dot_management__pb2.RemoveMachineKeyRequest.SerializeToString,
             zitadel_dot_management_dot_v1_dot_management__pb2.RemoveMachineKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetUserMetadata(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zitadel.management.v1.ManagementService/SetUserMetadata',
+            zitadel_dot_management_dot_v1_dot_management__pb2.SetUserMetadataRequest.SerializeToString,
+            zitadel_dot_management_dot_v1_dot_management__pb2.SetUserMetadataResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BulkSetUserMetadata(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zitadel.management.v1.ManagementService/BulkSetUserMetadata',
+            zitadel_dot_management_dot_v1_dot_management__pb2.BulkSetUserMetadataRequest.SerializeToString,
+            zitadel_dot_management_dot_v1_dot_management__pb2.BulkSetUserMetadataResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUserMetadata(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zitadel.management.v1.ManagementService/ListUserMetadata',
+            zitadel_dot_management_dot_v1_dot_management__pb2.ListUserMetadataRequest.SerializeToString,
+            zitadel_dot_management_dot_v1_dot_management__pb2.ListUserMetadataResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUserMetadata(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zitadel.management.v1.ManagementService/GetUserMetadata',
+            zitadel_dot_management_dot_v1_dot_management__pb2.GetUserMetadataRequest.SerializeToString,
+            zitadel_dot_management_dot_v1_dot_management__pb2.GetUserMetadataResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveUserMetadata(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zitadel.management.v1.ManagementService/RemoveUserMetadata',
+            zitadel_dot_management_dot_v1_dot_management__pb2.RemoveUserMetadataRequest.SerializeToString,
+            zitadel_dot_management_dot_v1_dot_management__pb2.RemoveUserMetadataResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BulkRemoveUserMetadata(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zitadel.management.v1.ManagementService/BulkRemoveUserMetadata',
+            zitadel_dot_management_dot_v1_dot_management__pb2.BulkRemoveUserMetadataRequest.SerializeToString,
+            zitadel_dot_management_dot_v1_dot_management__pb2.BulkRemoveUserMetadataResponse.FromString,
             options,
             channel_credentials,
             insecure,

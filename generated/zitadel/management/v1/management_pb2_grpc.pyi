@@ -71,6 +71,18 @@ class ManagementServiceStub:
     """Reads one key of a machine user."""
     RemoveMachineKey: _grpc.UnaryUnaryMultiCallable[_management_pb2.RemoveMachineKeyRequest, _management_pb2.RemoveMachineKeyResponse]
     """Removes one key of a machine user, and the access tokens it earned."""
+    SetUserMetadata: _grpc.UnaryUnaryMultiCallable[_management_pb2.SetUserMetadataRequest, _management_pb2.SetUserMetadataResponse]
+    """A user's metadata, as ZITADEL's management v1 serves it (the native UserService's
+    SetUserMetadata, ListUserMetadata and RemoveUserMetadata, with the same bounds and rules).
+    """
+    BulkSetUserMetadata: _grpc.UnaryUnaryMultiCallable[_management_pb2.BulkSetUserMetadataRequest, _management_pb2.BulkSetUserMetadataResponse]
+    ListUserMetadata: _grpc.UnaryUnaryMultiCallable[_management_pb2.ListUserMetadataRequest, _management_pb2.ListUserMetadataResponse]
+    """Filtered by key (queries: at most one key query) and paged by query; newest-first is not
+    offered: keys come in code-point order.
+    """
+    GetUserMetadata: _grpc.UnaryUnaryMultiCallable[_management_pb2.GetUserMetadataRequest, _management_pb2.GetUserMetadataResponse]
+    RemoveUserMetadata: _grpc.UnaryUnaryMultiCallable[_management_pb2.RemoveUserMetadataRequest, _management_pb2.RemoveUserMetadataResponse]
+    BulkRemoveUserMetadata: _grpc.UnaryUnaryMultiCallable[_management_pb2.BulkRemoveUserMetadataRequest, _management_pb2.BulkRemoveUserMetadataResponse]
     GetProjectByID: _grpc.UnaryUnaryMultiCallable[_management_pb2.GetProjectByIDRequest, _management_pb2.GetProjectByIDResponse]
     """Reads a project of the organisation."""
     ListProjects: _grpc.UnaryUnaryMultiCallable[_management_pb2.ListProjectsRequest, _management_pb2.ListProjectsResponse]
@@ -145,6 +157,18 @@ class ManagementServiceAsyncStub(ManagementServiceStub):
     """Reads one key of a machine user."""
     RemoveMachineKey: _aio.UnaryUnaryMultiCallable[_management_pb2.RemoveMachineKeyRequest, _management_pb2.RemoveMachineKeyResponse]  # type: ignore[assignment]
     """Removes one key of a machine user, and the access tokens it earned."""
+    SetUserMetadata: _aio.UnaryUnaryMultiCallable[_management_pb2.SetUserMetadataRequest, _management_pb2.SetUserMetadataResponse]  # type: ignore[assignment]
+    """A user's metadata, as ZITADEL's management v1 serves it (the native UserService's
+    SetUserMetadata, ListUserMetadata and RemoveUserMetadata, with the same bounds and rules).
+    """
+    BulkSetUserMetadata: _aio.UnaryUnaryMultiCallable[_management_pb2.BulkSetUserMetadataRequest, _management_pb2.BulkSetUserMetadataResponse]  # type: ignore[assignment]
+    ListUserMetadata: _aio.UnaryUnaryMultiCallable[_management_pb2.ListUserMetadataRequest, _management_pb2.ListUserMetadataResponse]  # type: ignore[assignment]
+    """Filtered by key (queries: at most one key query) and paged by query; newest-first is not
+    offered: keys come in code-point order.
+    """
+    GetUserMetadata: _aio.UnaryUnaryMultiCallable[_management_pb2.GetUserMetadataRequest, _management_pb2.GetUserMetadataResponse]  # type: ignore[assignment]
+    RemoveUserMetadata: _aio.UnaryUnaryMultiCallable[_management_pb2.RemoveUserMetadataRequest, _management_pb2.RemoveUserMetadataResponse]  # type: ignore[assignment]
+    BulkRemoveUserMetadata: _aio.UnaryUnaryMultiCallable[_management_pb2.BulkRemoveUserMetadataRequest, _management_pb2.BulkRemoveUserMetadataResponse]  # type: ignore[assignment]
     GetProjectByID: _aio.UnaryUnaryMultiCallable[_management_pb2.GetProjectByIDRequest, _management_pb2.GetProjectByIDResponse]  # type: ignore[assignment]
     """Reads a project of the organisation."""
     ListProjects: _aio.UnaryUnaryMultiCallable[_management_pb2.ListProjectsRequest, _management_pb2.ListProjectsResponse]  # type: ignore[assignment]
@@ -300,6 +324,54 @@ class ManagementServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_management_pb2.RemoveMachineKeyResponse, _abc.Awaitable[_management_pb2.RemoveMachineKeyResponse]]:
         """Removes one key of a machine user, and the access tokens it earned."""
+
+    @_abc_1.abstractmethod
+    def SetUserMetadata(
+        self,
+        request: _management_pb2.SetUserMetadataRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_management_pb2.SetUserMetadataResponse, _abc.Awaitable[_management_pb2.SetUserMetadataResponse]]:
+        """A user's metadata, as ZITADEL's management v1 serves it (the native UserService's
+        SetUserMetadata, ListUserMetadata and RemoveUserMetadata, with the same bounds and rules).
+        """
+
+    @_abc_1.abstractmethod
+    def BulkSetUserMetadata(
+        self,
+        request: _management_pb2.BulkSetUserMetadataRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_management_pb2.BulkSetUserMetadataResponse, _abc.Awaitable[_management_pb2.BulkSetUserMetadataResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListUserMetadata(
+        self,
+        request: _management_pb2.ListUserMetadataRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_management_pb2.ListUserMetadataResponse, _abc.Awaitable[_management_pb2.ListUserMetadataResponse]]:
+        """Filtered by key (queries: at most one key query) and paged by query; newest-first is not
+        offered: keys come in code-point order.
+        """
+
+    @_abc_1.abstractmethod
+    def GetUserMetadata(
+        self,
+        request: _management_pb2.GetUserMetadataRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_management_pb2.GetUserMetadataResponse, _abc.Awaitable[_management_pb2.GetUserMetadataResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RemoveUserMetadata(
+        self,
+        request: _management_pb2.RemoveUserMetadataRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_management_pb2.RemoveUserMetadataResponse, _abc.Awaitable[_management_pb2.RemoveUserMetadataResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def BulkRemoveUserMetadata(
+        self,
+        request: _management_pb2.BulkRemoveUserMetadataRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_management_pb2.BulkRemoveUserMetadataResponse, _abc.Awaitable[_management_pb2.BulkRemoveUserMetadataResponse]]: ...
 
     @_abc_1.abstractmethod
     def GetProjectByID(

@@ -26,12 +26,13 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from machinesecrets.v1 import options_pb2 as machinesecrets_dot_v1_dot_options__pb2
 from zitadel.filter.v2 import filter_pb2 as zitadel_dot_filter_dot_v2_dot_filter__pb2
+from zitadel.metadata.v2 import metadata_pb2 as zitadel_dot_metadata_dot_v2_dot_metadata__pb2
 from zitadel.object.v2 import object_pb2 as zitadel_dot_object_dot_v2_dot_object__pb2
 from zitadel.user.v2 import key_pb2 as zitadel_dot_user_dot_v2_dot_key__pb2
 from zitadel.user.v2 import user_pb2 as zitadel_dot_user_dot_v2_dot_user__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"zitadel/user/v2/user_service.proto\x12\x0fzitadel.user.v2\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fmachinesecrets/v1/options.proto\x1a\x1ezitadel/filter/v2/filter.proto\x1a\x1ezitadel/object/v2/object.proto\x1a\x19zitadel/user/v2/key.proto\x1a\x1azitadel/user/v2/user.proto\"\x82\x03\n\x11\x43reateUserRequest\x12\x17\n\x0forganization_id\x18\x01 \x01(\t\x12\x14\n\x07user_id\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x15\n\x08username\x18\x03 \x01(\tH\x02\x88\x01\x01\x12\x39\n\x05human\x18\x04 \x01(\x0b\x32(.zitadel.user.v2.CreateUserRequest.HumanH\x00\x12=\n\x07machine\x18\x05 \x01(\x0b\x32*.zitadel.user.v2.CreateUserRequest.MachineH\x00\x1a~\n\x07Machine\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x0b\x64\x65scription\x18\x02 \x01(\tH\x00\x88\x01\x01\x12;\n\x11\x61\x63\x63\x65ss_token_type\x18\x03 \x01(\x0e\x32 .zitadel.user.v2.AccessTokenTypeB\x0e\n\x0c_description\x1a\x07\n\x05HumanB\x0b\n\tuser_typeB\n\n\x08_user_idB\x0b\n\t_username\"S\n\x12\x43reateUserResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x31\n\rcreation_date\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"%\n\x12GetUserByIDRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"g\n\x13GetUserByIDResponse\x12+\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32\x1a.zitadel.object.v2.Details\x12#\n\x04user\x18\x02 \x01(\x0b\x32\x15.zitadel.user.v2.User\"#\n\x10\x41\x64\x64SecretRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"]\n\x11\x41\x64\x64SecretResponse\x12\x31\n\rcreation_date\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rclient_secret\x18\x02 \x01(\t\"&\n\x13RemoveSecretRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"I\n\x14RemoveSecretResponse\x12\x31\n\rdeletion_date\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"e\n\x1d\x41\x64\x64PersonalAccessTokenRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x33\n\x0f\x65xpiration_date\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"t\n\x1e\x41\x64\x64PersonalAccessTokenResponse\x12\x31\n\rcreation_date\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08token_id\x18\x02 \x01(\t\x12\r\n\x05token\x18\x03 \x01(\t\"(\n\x15\x44\x65\x61\x63tivateUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"E\n\x16\x44\x65\x61\x63tivateUserResponse\x12+\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32\x1a.zitadel.object.v2.Details\"(\n\x15ReactivateUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"E\n\x16ReactivateUserResponse\x12+\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32\x1a.zitadel.object.v2.Details\"$\n\x11\x44\x65leteUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"A\n\x12\x44\x65leteUserResponse\x12+\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32\x1a.zitadel.object.v2.Details\"i\n\rAddKeyRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x33\n\x0f\x65xpiration_date\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\npublic_key\x18\x03 \x01(\x0c\"h\n\x0e\x41\x64\x64KeyResponse\x12\x31\n\rcreation_date\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x13\n\x0bkey_content\x18\x03 \x01(\x0c\"\xe2\x01\n\x0fListKeysRequest\x12=\n\npagination\x18\x01 \x01(\x0b\x32$.zitadel.filter.v2.PaginationRequestH\x00\x88\x01\x01\x12:\n\x0esorting_column\x18\x02 \x01(\x0e\x32\x1d.zitadel.user.v2.KeyFieldNameH\x01\x88\x01\x01\x12\x32\n\x07\x66ilters\x18\x03 \x03(\x0b\x32!.zitadel.user.v2.KeysSearchFilterB\r\n\x0b_paginationB\x11\n\x0f_sorting_column\"s\n\x10ListKeysResponse\x12\x39\n\npagination\x18\x01 \x01(\x0b\x32%.zitadel.filter.v2.PaginationResponse\x12$\n\x06result\x18\x02 \x03(\x0b\x32\x14.zitadel.user.v2.Key\"3\n\x10RemoveKeyRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\"F\n\x11RemoveKeyResponse\x12\x31\n\rdeletion_date\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\x9e\r\n\x0bUserService\x12\x90\x01\n\nCreateUser\x12\".zitadel.user.v2.CreateUserRequest\x1a#.zitadel.user.v2.CreateUserResponse\"9\x82\xb5\x18\x1d\n\nuser.write\x12\x0forganization_id\x82\xd3\xe4\x93\x02\x12\"\r/v2/users/new:\x01*\x12\x8d\x01\n\x0bGetUserByID\x12#.zitadel.user.v2.GetUserByIDRequest\x1a$.zitadel.user.v2.GetUserByIDResponse\"3\x82\xb5\x18\x14\n\tuser.read\x1a\x07user_id\x82\xd3\xe4\x93\x02\x15\x12\x13/v2/users/{user_id}\x12\x92\x01\n\tAddSecret\x12!.zitadel.user.v2.AddSecretRequest\x1a\".zitadel.user.v2.AddSecretResponse\">\x82\xb5\x18\x15\n\nuser.write\x1a\x07user_id\x82\xd3\xe4\x93\x02\x1f\"\x1a/v2/users/{user_id}/secret:\x01*\x12\x98\x01\n\x0cRemoveSecret\x12$.zitadel.user.v2.RemoveSecretRequest\x1a%.zitadel.user.v2.RemoveSecretResponse\";\x82\xb5\x18\x15\n\nuser.write\x1a\x07user_id\x82\xd3\xe4\x93\x02\x1c*\x1a/v2/users/{user_id}/secret\x12\xa5\x01\n\x0e\x44\x65\x61\x63tivateUser\x12&.zitadel.user.v2.DeactivateUserRequest\x1a\'.zitadel.user.v2.DeactivateUserResponse\"B\x82\xb5\x18\x15\n\nuser.write\x1a\x07user_id\x82\xd3\xe4\x93\x02#\"\x1e/v2/users/{user_id}/deactivate:\x01*\x12\xa5\x01\n\x0eReactivateUser\x12&.zitadel.user.v2.ReactivateUserRequest\x1a\'.zitadel.user.v2.ReactivateUserResponse\"B\x82\xb5\x18\x15\n\nuser.write\x1a\x07user_id\x82\xd3\xe4\x93\x02#\"\x1e/v2/users/{user_id}/reactivate:\x01*\x12\x8b\x01\n\nDeleteUser\x12\".zitadel.user.v2.DeleteUserRequest\x1a#.zitadel.user.v2.DeleteUserResponse\"4\x82\xb5\x18\x15\n\nuser.write\x1a\x07user_id\x82\xd3\xe4\x93\x02\x15*\x13/v2/users/{user_id}\x12\xb7\x01\n\x16\x41\x64\x64PersonalAccessToken\x12..zitadel.user.v2.AddPersonalAccessTokenRequest\x1a/.zitadel.user.v2.AddPersonalAccessTokenResponse\"<\x82\xb5\x18\x15\n\nuser.write\x1a\x07user_id\x82\xd3\xe4\x93\x02\x1d\"\x18/v2/users/{user_id}/pats:\x01*\x12\x87\x01\n\x06\x41\x64\x64Key\x12\x1e.zitadel.user.v2.AddKeyRequest\x1a\x1f.zitadel.user.v2.AddKeyResponse\"<\x82\xb5\x18\x15\n\nuser.write\x1a\x07user_id\x82\xd3\xe4\x93\x02\x1d\"\x18/v2/users/{user_id}/keys:\x01*\x12\x80\x01\n\x08ListKeys\x12 .zitadel.user.v2.ListKeysRequest\x1a!.zitadel.user.v2.ListKeysResponse\"/\x82\xb5\x18\x0b\n\tuser.read\x82\xd3\xe4\x93\x02\x1a\"\x15/v2/users/keys/search:\x01*\x12\x96\x01\n\tRemoveKey\x12!.zitadel.user.v2.RemoveKeyRequest\x1a\".zitadel.user.v2.RemoveKeyResponse\"B\x82\xb5\x18\x15\n\nuser.write\x1a\x07user_id\x82\xd3\xe4\x93\x02#*!/v2/users/{user_id}/keys/{key_id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"zitadel/user/v2/user_service.proto\x12\x0fzitadel.user.v2\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fmachinesecrets/v1/options.proto\x1a\x1ezitadel/filter/v2/filter.proto\x1a\"zitadel/metadata/v2/metadata.proto\x1a\x1ezitadel/object/v2/object.proto\x1a\x19zitadel/user/v2/key.proto\x1a\x1azitadel/user/v2/user.proto\"&\n\x08Metadata\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\"V\n\x16SetUserMetadataRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12+\n\x08metadata\x18\x02 \x03(\x0b\x32\x19.zitadel.user.v2.Metadata\"G\n\x17SetUserMetadataResponse\x12,\n\x08set_date\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa0\x01\n\x17ListUserMetadataRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x38\n\npagination\x18\x02 \x01(\x0b\x32$.zitadel.filter.v2.PaginationRequest\x12:\n\x07\x66ilters\x18\x03 \x03(\x0b\x32).zitadel.metadata.v2.MetadataSearchFilter\"\x86\x01\n\x18ListUserMetadataResponse\x12\x39\n\npagination\x18\x01 \x01(\x0b\x32%.zitadel.filter.v2.PaginationResponse\x12/\n\x08metadata\x18\x02 \x03(\x0b\x32\x1d.zitadel.metadata.v2.Metadata\":\n\x19\x44\x65leteUserMetadataRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0c\n\x04keys\x18\x02 \x03(\t\"O\n\x1a\x44\x65leteUserMetadataResponse\x12\x31\n\rdeletion_date\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x82\x03\n\x11\x43reateUserRequest\x12\x17\n\x0forganization_id\x18\x01 \x01(\t\x12\x14\n\x07user_id\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x15\n\x08username\x18\x03 \x01(\tH\x02\x88\x01\x01\x12\x39\n\x05human\x18\x04 \x01(\x0b\x32(.zitadel.user.v2.CreateUserRequest.HumanH\x00\x12=\n\x07machine\x18\x05 \x01(\x0b\x32*.zitadel.user.v2.CreateUserRequest.MachineH\x00\x1a~\n\x07Machine\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x0b\x64\x65scription\x18\x02 \x01(\tH\x00\x88\x01\x01\x12;\n\x11\x61\x63\x63\x65ss_token_type\x18\x03 \x01(\x0e\x32 .zitadel.user.v2.AccessTokenTypeB\x0e\n\x0c_description\x1a\x07\n\x05HumanB\x0b\n\tuser_typeB\n\n\x08_user_idB\x0b\n\t_username\"S\n\x12\x43reateUserResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x31\n\rcreation_date\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"%\n\x12GetUserByIDRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"g\n\x13GetUserByIDResponse\x12+\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32\x1a.zitadel.object.v2.Details\x12#\n\x04user\x18\x02 \x01(\x0b\x32\x15.zitadel.user.v2.User\"#\n\x10\x41\x64\x64SecretRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"]\n\x11\x41\x64\x64SecretResponse\x12\x31\n\rcreation_date\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rclient_secret\x18\x02 \x01(\t\"&\n\x13RemoveSecretRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"I\n\x14RemoveSecretResponse\x12\x31\n\rdeletion_date\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"e\n\x1d\x41\x64\x64PersonalAccessTokenRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x33\n\x0f\x65xpiration_date\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"t\n\x1e\x41\x64\x64PersonalAccessTokenResponse\x12\x31\n\rcreation_date\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08token_id\x18\x02 \x01(\t\x12\r\n\x05token\x18\x03 \x01(\t\"(\n\x15\x44\x65\x61\x63tivateUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"E\n\x16\x44\x65\x61\x63tivateUserResponse\x12+\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32\x1a.zitadel.object.v2.Details\"(\n\x15ReactivateUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"E\n\x16ReactivateUserResponse\x12+\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32\x1a.zitadel.object.v2.Details\"$\n\x11\x44\x65leteUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"A\n\x12\x44\x65leteUserResponse\x12+\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32\x1a.zitadel.object.v2.Details\"i\n\rAddKeyRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x33\n\x0f\x65xpiration_date\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\npublic_key\x18\x03 \x01(\x0c\"h\n\x0e\x41\x64\x64KeyResponse\x12\x31\n\rcreation_date\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x13\n\x0bkey_content\x18\x03 \x01(\x0c\"\xe2\x01\n\x0fListKeysRequest\x12=\n\npagination\x18\x01 \x01(\x0b\x32$.zitadel.filter.v2.PaginationRequestH\x00\x88\x01\x01\x12:\n\x0esorting_column\x18\x02 \x01(\x0e\x32\x1d.zitadel.user.v2.KeyFieldNameH\x01\x88\x01\x01\x12\x32\n\x07\x66ilters\x18\x03 \x03(\x0b\x32!.zitadel.user.v2.KeysSearchFilterB\r\n\x0b_paginationB\x11\n\x0f_sorting_column\"s\n\x10ListKeysResponse\x12\x39\n\npagination\x18\x01 \x01(\x0b\x32%.zitadel.filter.v2.PaginationResponse\x12$\n\x06result\x18\x02 \x03(\x0b\x32\x14.zitadel.user.v2.Key\"3\n\x10RemoveKeyRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\"F\n\x11RemoveKeyResponse\x12\x31\n\rdeletion_date\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xa8\x11\n\x0bUserService\x12\x90\x01\n\nCreateUser\x12\".zitadel.user.v2.CreateUserRequest\x1a#.zitadel.user.v2.CreateUserResponse\"9\x82\xb5\x18\x1d\n\nuser.write\x12\x0forganization_id\x82\xd3\xe4\x93\x02\x12\"\r/v2/users/new:\x01*\x12\x8d\x01\n\x0bGetUserByID\x12#.zitadel.user.v2.GetUserByIDRequest\x1a$.zitadel.user.v2.GetUserByIDResponse\"3\x82\xb5\x18\x14\n\tuser.read\x1a\x07user_id\x82\xd3\xe4\x93\x02\x15\x12\x13/v2/users/{user_id}\x12\x92\x01\n\tAddSecret\x12!.zitadel.user.v2.AddSecretRequest\x1a\".zitadel.user.v2.AddSecretResponse\">\x82\xb5\x18\x15\n\nuser.write\x1a\x07user_id\x82\xd3\xe4\x93\x02\x1f\"\x1a/v2/users/{user_id}/secret:\x01*\x12\x98\x01\n\x0cRemoveSecret\x12$.zitadel.user.v2.RemoveSecretRequest\x1a%.zitadel.user.v2.RemoveSecretResponse\";\x82\xb5\x18\x15\n\nuser.write\x1a\x07user_id\x82\xd3\xe4\x93\x02\x1c*\x1a/v2/users/{user_id}/secret\x12\xa5\x01\n\x0e\x44\x65\x61\x63tivateUser\x12&.zitadel.user.v2.DeactivateUserRequest\x1a\'.zitadel.user.v2.DeactivateUserResponse\"B\x82\xb5\x18\x15\n\nuser.write\x1a\x07user_id\x82\xd3\xe4\x93\x02#\"\x1e/v2/users/{user_id}/deactivate:\x01*\x12\xa5\x01\n\x0eReactivateUser\x12&.zitadel.user.v2.ReactivateUserRequest\x1a\'.zitadel.user.v2.ReactivateUserResponse\"B\x82\xb5\x18\x15\n\nuser.write\x1a\x07user_id\x82\xd3\xe4\x93\x02#\"\x1e/v2/users/{user_id}/reactivate:\x01*\x12\x8b\x01\n\nDeleteUser\x12\".zitadel.user.v2.DeleteUserRequest\x1a#.zitadel.user.v2.DeleteUserResponse\"4\x82\xb5\x18\x15\n\nuser.write\x1a\x07user_id\x82\xd3\xe4\x93\x02\x15*\x13/v2/users/{user_id}\x12\xb7\x01\n\x16\x41\x64\x64PersonalAccessToken\x12..zitadel.user.v2.AddPersonalAccessTokenRequest\x1a/.zitadel.user.v2.AddPersonalAccessTokenResponse\"<\x82\xb5\x18\x15\n\nuser.write\x1a\x07user_id\x82\xd3\xe4\x93\x02\x1d\"\x18/v2/users/{user_id}/pats:\x01*\x12\x87\x01\n\x06\x41\x64\x64Key\x12\x1e.zitadel.user.v2.AddKeyRequest\x1a\x1f.zitadel.user.v2.AddKeyResponse\"<\x82\xb5\x18\x15\n\nuser.write\x1a\x07user_id\x82\xd3\xe4\x93\x02\x1d\"\x18/v2/users/{user_id}/keys:\x01*\x12\x80\x01\n\x08ListKeys\x12 .zitadel.user.v2.ListKeysRequest\x1a!.zitadel.user.v2.ListKeysResponse\"/\x82\xb5\x18\x0b\n\tuser.read\x82\xd3\xe4\x93\x02\x1a\"\x15/v2/users/keys/search:\x01*\x12\x96\x01\n\tRemoveKey\x12!.zitadel.user.v2.RemoveKeyRequest\x1a\".zitadel.user.v2.RemoveKeyResponse\"B\x82\xb5\x18\x15\n\nuser.write\x1a\x07user_id\x82\xd3\xe4\x93\x02#*!/v2/users/{user_id}/keys/{key_id}\x12\xa6\x01\n\x0fSetUserMetadata\x12\'.zitadel.user.v2.SetUserMetadataRequest\x1a(.zitadel.user.v2.SetUserMetadataResponse\"@\x82\xb5\x18\x15\n\nuser.write\x1a\x07user_id\x82\xd3\xe4\x93\x02!\"\x1c/v2/users/{user_id}/metadata:\x01*\x12\xaf\x01\n\x10ListUserMetadata\x12(.zitadel.user.v2.ListUserMetadataRequest\x1a).zitadel.user.v2.ListUserMetadataResponse\"F\x82\xb5\x18\x14\n\tuser.read\x1a\x07user_id\x82\xd3\xe4\x93\x02(\"#/v2/users/{user_id}/metadata/search:\x01*\x12\xac\x01\n\x12\x44\x65leteUserMetadata\x12*.zitadel.user.v2.DeleteUserMetadataRequest\x1a+.zitadel.user.v2.DeleteUserMetadataResponse\"=\x82\xb5\x18\x15\n\nuser.write\x1a\x07user_id\x82\xd3\xe4\x93\x02\x1e*\x1c/v2/users/{user_id}/metadatab\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -60,54 +61,74 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USERSERVICE'].methods_by_name['ListKeys']._serialized_options = b'\202\265\030\013\n\tuser.read\202\323\344\223\002\032\"\025/v2/users/keys/search:\001*'
   _globals['_USERSERVICE'].methods_by_name['RemoveKey']._loaded_options = None
   _globals['_USERSERVICE'].methods_by_name['RemoveKey']._serialized_options = b'\202\265\030\025\n\nuser.write\032\007user_id\202\323\344\223\002#*!/v2/users/{user_id}/keys/{key_id}'
-  _globals['_CREATEUSERREQUEST']._serialized_start=271
-  _globals['_CREATEUSERREQUEST']._serialized_end=657
-  _globals['_CREATEUSERREQUEST_MACHINE']._serialized_start=484
-  _globals['_CREATEUSERREQUEST_MACHINE']._serialized_end=610
-  _globals['_CREATEUSERREQUEST_HUMAN']._serialized_start=612
-  _globals['_CREATEUSERREQUEST_HUMAN']._serialized_end=619
-  _globals['_CREATEUSERRESPONSE']._serialized_start=659
-  _globals['_CREATEUSERRESPONSE']._serialized_end=742
-  _globals['_GETUSERBYIDREQUEST']._serialized_start=744
-  _globals['_GETUSERBYIDREQUEST']._serialized_end=781
-  _globals['_GETUSERBYIDRESPONSE']._serialized_start=783
-  _globals['_GETUSERBYIDRESPONSE']._serialized_end=886
-  _globals['_ADDSECRETREQUEST']._serialized_start=888
-  _globals['_ADDSECRETREQUEST']._serialized_end=923
-  _globals['_ADDSECRETRESPONSE']._serialized_start=925
-  _globals['_ADDSECRETRESPONSE']._serialized_end=1018
-  _globals['_REMOVESECRETREQUEST']._serialized_start=1020
-  _globals['_REMOVESECRETREQUEST']._serialized_end=1058
-  _globals['_REMOVESECRETRESPONSE']._serialized_start=1060
-  _globals['_REMOVESECRETRESPONSE']._serialized_end=1133
-  _globals['_ADDPERSONALACCESSTOKENREQUEST']._serialized_start=1135
-  _globals['_ADDPERSONALACCESSTOKENREQUEST']._serialized_end=1236
-  _globals['_ADDPERSONALACCESSTOKENRESPONSE']._serialized_start=1238
-  _globals['_ADDPERSONALACCESSTOKENRESPONSE']._serialized_end=1354
-  _globals['_DEACTIVATEUSERREQUEST']._serialized_start=1356
-  _globals['_DEACTIVATEUSERREQUEST']._serialized_end=1396
-  _globals['_DEACTIVATEUSERRESPONSE']._serialized_start=1398
-  _globals['_DEACTIVATEUSERRESPONSE']._serialized_end=1467
-  _globals['_REACTIVATEUSERREQUEST']._serialized_start=1469
-  _globals['_REACTIVATEUSERREQUEST']._serialized_end=1509
-  _globals['_REACTIVATEUSERRESPONSE']._serialized_start=1511
-  _globals['_REACTIVATEUSERRESPONSE']._serialized_end=1580
-  _globals['_DELETEUSERREQUEST']._serialized_start=1582
-  _globals['_DELETEUSERREQUEST']._serialized_end=1618
-  _globals['_DELETEUSERRESPONSE']._serialized_start=1620
-  _globals['_DELETEUSERRESPONSE']._serialized_end=1685
-  _globals['_ADDKEYREQUEST']._serialized_start=1687
-  _globals['_ADDKEYREQUEST']._serialized_end=1792
-  _globals['_ADDKEYRESPONSE']._serialized_start=1794
-  _globals['_ADDKEYRESPONSE']._serialized_end=1898
-  _globals['_LISTKEYSREQUEST']._serialized_start=1901
-  _globals['_LISTKEYSREQUEST']._serialized_end=2127
-  _globals['_LISTKEYSRESPONSE']._serialized_start=2129
-  _globals['_LISTKEYSRESPONSE']._serialized_end=2244
-  _globals['_REMOVEKEYREQUEST']._serialized_start=2246
-  _globals['_REMOVEKEYREQUEST']._serialized_end=2297
-  _globals['_REMOVEKEYRESPONSE']._serialized_start=2299
-  _globals['_REMOVEKEYRESPONSE']._serialized_end=2369
-  _globals['_USERSERVICE']._serialized_start=2372
-  _globals['_USERSERVICE']._serialized_end=4066
+  _globals['_USERSERVICE'].methods_by_name['SetUserMetadata']._loaded_options = None
+  _globals['_USERSERVICE'].methods_by_name['SetUserMetadata']._serialized_options = b'\202\265\030\025\n\nuser.write\032\007user_id\202\323\344\223\002!\"\034/v2/users/{user_id}/metadata:\001*'
+  _globals['_USERSERVICE'].methods_by_name['ListUserMetadata']._loaded_options = None
+  _globals['_USERSERVICE'].methods_by_name['ListUserMetadata']._serialized_options = b'\202\265\030\024\n\tuser.read\032\007user_id\202\323\344\223\002(\"#/v2/users/{user_id}/metadata/search:\001*'
+  _globals['_USERSERVICE'].methods_by_name['DeleteUserMetadata']._loaded_options = None
+  _globals['_USERSERVICE'].methods_by_name['DeleteUserMetadata']._serialized_options = b'\202\265\030\025\n\nuser.write\032\007user_id\202\323\344\223\002\036*\034/v2/users/{user_id}/metadata'
+  _globals['_METADATA']._serialized_start=306
+  _globals['_METADATA']._serialized_end=344
+  _globals['_SETUSERMETADATAREQUEST']._serialized_start=346
+  _globals['_SETUSERMETADATAREQUEST']._serialized_end=432
+  _globals['_SETUSERMETADATARESPONSE']._serialized_start=434
+  _globals['_SETUSERMETADATARESPONSE']._serialized_end=505
+  _globals['_LISTUSERMETADATAREQUEST']._serialized_start=508
+  _globals['_LISTUSERMETADATAREQUEST']._serialized_end=668
+  _globals['_LISTUSERMETADATARESPONSE']._serialized_start=671
+  _globals['_LISTUSERMETADATARESPONSE']._serialized_end=805
+  _globals['_DELETEUSERMETADATAREQUEST']._serialized_start=807
+  _globals['_DELETEUSERMETADATAREQUEST']._serialized_end=865
+  _globals['_DELETEUSERMETADATARESPONSE']._serialized_start=867
+  _globals['_DELETEUSERMETADATARESPONSE']._serialized_end=946
+  _globals['_CREATEUSERREQUEST']._serialized_start=949
+  _globals['_CREATEUSERREQUEST']._serialized_end=1335
+  _globals['_CREATEUSERREQUEST_MACHINE']._serialized_start=1162
+  _globals['_CREATEUSERREQUEST_MACHINE']._serialized_end=1288
+  _globals['_CREATEUSERREQUEST_HUMAN']._serialized_start=1290
+  _globals['_CREATEUSERREQUEST_HUMAN']._serialized_end=1297
+  _globals['_CREATEUSERRESPONSE']._serialized_start=1337
+  _globals['_CREATEUSERRESPONSE']._serialized_end=1420
+  _globals['_GETUSERBYIDREQUEST']._serialized_start=1422
+  _globals['_GETUSERBYIDREQUEST']._serialized_end=1459
+  _globals['_GETUSERBYIDRESPONSE']._serialized_start=1461
+  _globals['_GETUSERBYIDRESPONSE']._serialized_end=1564
+  _globals['_ADDSECRETREQUEST']._serialized_start=1566
+  _globals['_ADDSECRETREQUEST']._serialized_end=1601
+  _globals['_ADDSECRETRESPONSE']._serialized_start=1603
+  _globals['_ADDSECRETRESPONSE']._serialized_end=1696
+  _globals['_REMOVESECRETREQUEST']._serialized_start=1698
+  _globals['_REMOVESECRETREQUEST']._serialized_end=1736
+  _globals['_REMOVESECRETRESPONSE']._serialized_start=1738
+  _globals['_REMOVESECRETRESPONSE']._serialized_end=1811
+  _globals['_ADDPERSONALACCESSTOKENREQUEST']._serialized_start=1813
+  _globals['_ADDPERSONALACCESSTOKENREQUEST']._serialized_end=1914
+  _globals['_ADDPERSONALACCESSTOKENRESPONSE']._serialized_start=1916
+  _globals['_ADDPERSONALACCESSTOKENRESPONSE']._serialized_end=2032
+  _globals['_DEACTIVATEUSERREQUEST']._serialized_start=2034
+  _globals['_DEACTIVATEUSERREQUEST']._serialized_end=2074
+  _globals['_DEACTIVATEUSERRESPONSE']._serialized_start=2076
+  _globals['_DEACTIVATEUSERRESPONSE']._serialized_end=2145
+  _globals['_REACTIVATEUSERREQUEST']._serialized_start=2147
+  _globals['_REACTIVATEUSERREQUEST']._serialized_end=2187
+  _globals['_REACTIVATEUSERRESPONSE']._serialized_start=2189
+  _globals['_REACTIVATEUSERRESPONSE']._serialized_end=2258
+  _globals['_DELETEUSERREQUEST']._serialized_start=2260
+  _globals['_DELETEUSERREQUEST']._serialized_end=2296
+  _globals['_DELETEUSERRESPONSE']._serialized_start=2298
+  _globals['_DELETEUSERRESPONSE']._serialized_end=2363
+  _globals['_ADDKEYREQUEST']._serialized_start=2365
+  _globals['_ADDKEYREQUEST']._serialized_end=2470
+  _globals['_ADDKEYRESPONSE']._serialized_start=2472
+  _globals['_ADDKEYRESPONSE']._serialized_end=2576
+  _globals['_LISTKEYSREQUEST']._serialized_start=2579
+  _globals['_LISTKEYSREQUEST']._serialized_end=2805
+  _globals['_LISTKEYSRESPONSE']._serialized_start=2807
+  _globals['_LISTKEYSRESPONSE']._serialized_end=2922
+  _globals['_REMOVEKEYREQUEST']._serialized_start=2924
+  _globals['_REMOVEKEYREQUEST']._serialized_end=2975
+  _globals['_REMOVEKEYRESPONSE']._serialized_start=2977
+  _globals['_REMOVEKEYRESPONSE']._serialized_end=3047
+  _globals['_USERSERVICE']._serialized_start=3050
+  _globals['_USERSERVICE']._serialized_end=5266
 # @@protoc_insertion_point(module_scope)

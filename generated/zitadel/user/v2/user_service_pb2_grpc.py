@@ -89,6 +89,21 @@ class UserServiceStub:
                 request_serializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.RemoveKeyRequest.SerializeToString,
                 response_deserializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.RemoveKeyResponse.FromString,
                 _registered_method=True)
+        self.SetUserMetadata = channel.unary_unary(
+                '/zitadel.user.v2.UserService/SetUserMetadata',
+                request_serializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.SetUserMetadataRequest.SerializeToString,
+                response_deserializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.SetUserMetadataResponse.FromString,
+                _registered_method=True)
+        self.ListUserMetadata = channel.unary_unary(
+                '/zitadel.user.v2.UserService/ListUserMetadata',
+                request_serializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.ListUserMetadataRequest.SerializeToString,
+                response_deserializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.ListUserMetadataResponse.FromString,
+                _registered_method=True)
+        self.DeleteUserMetadata = channel.unary_unary(
+                '/zitadel.user.v2.UserService/DeleteUserMetadata',
+                request_serializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.DeleteUserMetadataRequest.SerializeToString,
+                response_deserializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.DeleteUserMetadataResponse.FromString,
+                _registered_method=True)
 
 
 class UserServiceServicer:
@@ -175,6 +190,28 @@ class UserServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetUserMetadata(self, request, context):
+        """Sets keys of a user's metadata (added, or replaced), all or none, as the native
+        SetUserMetadata does.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListUserMetadata(self, request, context):
+        """A user's metadata, by key: filtered by key (at most one key filter) and paged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteUserMetadata(self, request, context):
+        """Removes keys of a user's metadata (the keys as query parameters over REST), all or none.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UserServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -232,6 +269,21 @@ def add_UserServiceServicer_to_server(servicer, server):
                     servicer.RemoveKey,
                     request_deserializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.RemoveKeyRequest.FromString,
                     response_serializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.RemoveKeyResponse.SerializeToString,
+            ),
+            'SetUserMetadata': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetUserMetadata,
+                    request_deserializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.SetUserMetadataRequest.FromString,
+                    response_serializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.SetUserMetadataResponse.SerializeToString,
+            ),
+            'ListUserMetadata': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUserMetadata,
+                    request_deserializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.ListUserMetadataRequest.FromString,
+                    response_serializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.ListUserMetadataResponse.SerializeToString,
+            ),
+            'DeleteUserMetadata': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteUserMetadata,
+                    request_deserializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.DeleteUserMetadataRequest.FromString,
+                    response_serializer=zitadel_dot_user_dot_v2_dot_user__service__pb2.DeleteUserMetadataResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -531,6 +583,87 @@ class UserService:
             '/zitadel.user.v2.UserService/RemoveKey',
             zitadel_dot_user_dot_v2_dot_user__service__pb2.RemoveKeyRequest.SerializeToString,
             zitadel_dot_user_dot_v2_dot_user__service__pb2.RemoveKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetUserMetadata(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zitadel.user.v2.UserService/SetUserMetadata',
+            zitadel_dot_user_dot_v2_dot_user__service__pb2.SetUserMetadataRequest.SerializeToString,
+            zitadel_dot_user_dot_v2_dot_user__service__pb2.SetUserMetadataResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUserMetadata(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zitadel.user.v2.UserService/ListUserMetadata',
+            zitadel_dot_user_dot_v2_dot_user__service__pb2.ListUserMetadataRequest.SerializeToString,
+            zitadel_dot_user_dot_v2_dot_user__service__pb2.ListUserMetadataResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteUserMetadata(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zitadel.user.v2.UserService/DeleteUserMetadata',
+            zitadel_dot_user_dot_v2_dot_user__service__pb2.DeleteUserMetadataRequest.SerializeToString,
+            zitadel_dot_user_dot_v2_dot_user__service__pb2.DeleteUserMetadataResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -64,6 +64,14 @@ class UserServiceStub:
     """
     RemoveKey: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.RemoveKeyRequest, _user_service_pb2.RemoveKeyResponse]
     """Removes one key of a machine user, and the access tokens it earned."""
+    SetUserMetadata: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.SetUserMetadataRequest, _user_service_pb2.SetUserMetadataResponse]
+    """Sets keys of a user's metadata (added, or replaced), all or none, as the native
+    SetUserMetadata does.
+    """
+    ListUserMetadata: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.ListUserMetadataRequest, _user_service_pb2.ListUserMetadataResponse]
+    """A user's metadata, by key: filtered by key (at most one key filter) and paged."""
+    DeleteUserMetadata: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.DeleteUserMetadataRequest, _user_service_pb2.DeleteUserMetadataResponse]
+    """Removes keys of a user's metadata (the keys as query parameters over REST), all or none."""
 
 @_typing.type_check_only
 class UserServiceAsyncStub(UserServiceStub):
@@ -97,6 +105,14 @@ class UserServiceAsyncStub(UserServiceStub):
     """
     RemoveKey: _aio.UnaryUnaryMultiCallable[_user_service_pb2.RemoveKeyRequest, _user_service_pb2.RemoveKeyResponse]  # type: ignore[assignment]
     """Removes one key of a machine user, and the access tokens it earned."""
+    SetUserMetadata: _aio.UnaryUnaryMultiCallable[_user_service_pb2.SetUserMetadataRequest, _user_service_pb2.SetUserMetadataResponse]  # type: ignore[assignment]
+    """Sets keys of a user's metadata (added, or replaced), all or none, as the native
+    SetUserMetadata does.
+    """
+    ListUserMetadata: _aio.UnaryUnaryMultiCallable[_user_service_pb2.ListUserMetadataRequest, _user_service_pb2.ListUserMetadataResponse]  # type: ignore[assignment]
+    """A user's metadata, by key: filtered by key (at most one key filter) and paged."""
+    DeleteUserMetadata: _aio.UnaryUnaryMultiCallable[_user_service_pb2.DeleteUserMetadataRequest, _user_service_pb2.DeleteUserMetadataResponse]  # type: ignore[assignment]
+    """Removes keys of a user's metadata (the keys as query parameters over REST), all or none."""
 
 class UserServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -193,5 +209,31 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_user_service_pb2.RemoveKeyResponse, _abc.Awaitable[_user_service_pb2.RemoveKeyResponse]]:
         """Removes one key of a machine user, and the access tokens it earned."""
+
+    @_abc_1.abstractmethod
+    def SetUserMetadata(
+        self,
+        request: _user_service_pb2.SetUserMetadataRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_service_pb2.SetUserMetadataResponse, _abc.Awaitable[_user_service_pb2.SetUserMetadataResponse]]:
+        """Sets keys of a user's metadata (added, or replaced), all or none, as the native
+        SetUserMetadata does.
+        """
+
+    @_abc_1.abstractmethod
+    def ListUserMetadata(
+        self,
+        request: _user_service_pb2.ListUserMetadataRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_service_pb2.ListUserMetadataResponse, _abc.Awaitable[_user_service_pb2.ListUserMetadataResponse]]:
+        """A user's metadata, by key: filtered by key (at most one key filter) and paged."""
+
+    @_abc_1.abstractmethod
+    def DeleteUserMetadata(
+        self,
+        request: _user_service_pb2.DeleteUserMetadataRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_service_pb2.DeleteUserMetadataResponse, _abc.Awaitable[_user_service_pb2.DeleteUserMetadataResponse]]:
+        """Removes keys of a user's metadata (the keys as query parameters over REST), all or none."""
 
 def add_UserServiceServicer_to_server(servicer: UserServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
