@@ -320,6 +320,24 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX tokens_by_credential ON tokens (credential_id)",
         ],
     ),
+    (
+        22,
+        [
+            # Keys of API applications with private_key_jwt (#33): the public half only, as
+            # machine keys. A key ends with its application and its project.
+            """CREATE TABLE app_keys (
+                key_id TEXT PRIMARY KEY,
+                app_id TEXT NOT NULL,
+                project_id TEXT NOT NULL,
+                public_key TEXT NOT NULL,
+                key_type TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                expires_at BIGINT
+            )""",
+            "CREATE INDEX app_keys_by_app ON app_keys (app_id)",
+            "CREATE INDEX app_keys_by_project ON app_keys (project_id)",
+        ],
+    ),
 ]
 # What PostgreSQL alone needs, run with the migration of the same version after its SQL. Its text
 # compares by the database's collation, which need not be code-point order, as SQLite's (on UTF-8)
