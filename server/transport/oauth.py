@@ -21,11 +21,12 @@ from urllib.parse import parse_qsl, unquote_plus
 
 from server.actor import TRANSPORT_OAUTH, Actor
 from server.domain import scopes as project_scopes
+from server.domain.assertions import ALGORITHMS
 from server.domain.client_credentials import AccessToken, ClientCredentials
 from server.domain.errors import InvalidClient, InvalidGrant
 from server.domain.errors import InvalidScope as ScopeRefused
 from server.domain.federation import Federation, federated_issuer
-from server.domain.jwt_profile import ALGORITHMS, JwtProfile
+from server.domain.jwt_profile import JwtProfile
 from server.limits import (
     MAX_ASSERTION_LENGTH,
     MAX_SCOPE_LENGTH,
@@ -74,8 +75,8 @@ PROJECT_SCOPE_PATTERNS = (
 )
 ORGANISATION_SCOPE = re.compile(r"urn:zitadel:iam:org:id:[1-9][0-9]{0,18}")
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
-# An API application authenticates with its secret (its keys: not yet served).
-INTROSPECTION_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+# An API application authenticates with its secret, or with an assertion one of its keys signed.
+INTROSPECTION_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
 CLIENT_CREDENTIALS = "client_credentials"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"  # RFC 7523 §2.1
 GRANT_TYPES = [CLIENT_CREDENTIALS, JWT_BEARER]
@@ -254,9 +255,17 @@ def _parse(body: bytes, headers: dict[str, list[str]], source: str) -> TokenRequ
 
 
 def _private_key_jwt(form: dict[str, str], authorization: Sequence[str], source: str) -> TokenRequest:
-    """RFC 7523 §2.2: the client authenticated by an assertion its key signed. client_id is
-    optional (RFC 7521 §4.2); the assertion's iss names the client then (it is verified as
-    iss = sub = the client id, whichever way the id came)."""
+    client_id, assertion = client_assertion(form, authorization)
+    return TokenRequest(
+        client_id, "", _scope(form.get("scope")), source, challenge=False, client_assertion=assertion
+    )
+
+
+def client_assertion(form: dict[str, str], authorization: Sequence[str]) -> tuple[str, str]:
+    """(client_id, client_assertion) of a form request whose client authenticates by an assertion
+    its key signed (RFC 7523 §2.2; the token and introspection endpoints). client_id is optional
+    (RFC 7521 §4.2); the assertion's iss names the client then (it is verified as iss = sub = the
+    client id, whichever way the id came)."""
     if authorization or "client_secret" in form:
         raise InvalidRequest("send client credentials by one method only")
     if form.get("client_assertion_type") != CLIENT_ASSERTION_TYPE:
@@ -267,9 +276,7 @@ def _private_key_jwt(form: dict[str, str], authorization: Sequence[str], source:
     client_id = form.get("client_id") or _unverified_issuer(assertion)
     if not client_id or len(client_id) > MAX_USER_NAME_LENGTH:
         raise InvalidClientError(challenge=False)
-    return TokenRequest(
-        client_id, "", _scope(form.get("scope")), source, challenge=False, client_assertion=assertion
-    )
+    return client_id, assertion
 
 
 def _unverified_issuer(assertion: str) -> str:
@@ -385,6 +392,7 @@ class Discovery:
                 # RFC 7662: API applications introspect tokens (introspection_endpoint.py).
                 "introspection_endpoint": issuer + INTROSPECT_PATH,
                 "introspection_endpoint_auth_methods_supported": INTROSPECTION_AUTH_METHODS,
+                "introspection_endpoint_auth_signing_alg_values_supported": sorted(ALGORITHMS),
                 "scopes_supported": list(SUPPORTED_SCOPES),
                 "response_types_supported": ["token"],
             },
