@@ -18,6 +18,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import HealthCheck, given, settings
 from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
 from machinesecrets.v1 import project_service_pb2 as project_pb
@@ -35,7 +36,7 @@ from tests.api import GrpcApi, expect_error
 from tests.service import Running, config_for, start_service
 from tests.test_introspection import INACTIVE, audience, machine, token
 from tests.test_introspection import App as SecretApp
-from tests.test_jwt_profile import hs256_with, key_holder, signed
+from tests.test_jwt_profile import KeyHolder, hostile_assertions, hs256_with, key_holder, signed
 from tests.world import World, unique_name
 
 M = "ManagementService."
@@ -427,6 +428,35 @@ async def test_every_refusal_is_the_same_invalid_client(admin: World, base: str)
         assert (basic.status_code, basic.json()["error"]) == (401, "invalid_client")
     wrong_type = await introspect_with(base, replayed, value, client_assertion_type="urn:other")
     assert (wrong_type.status_code, wrong_type.json()["error"]) == (400, "invalid_request")
+
+
+async def test_a_fuzz_of_client_assertions_authenticates_no_one_and_never_fails(
+    admin: World, base: str
+) -> None:
+    """test_jwt_profile's hostile assertions, made of one the endpoint accepted (with a jti: any
+    variant that still verified would be a replay): every one is refused 401 invalid_client (or,
+    for an empty one, 400), never a 500 and never an answer."""
+    app = await keyed_app(admin)
+    value = await token(base, await machine(admin), audience(as_secret_app(app)))
+    good = assertion_of(app, base, jti=str(uuid.uuid4()))
+    assert (await introspect_with(base, good, value)).json()["active"] is True
+    assert isinstance(app.key, RSAKey)
+    holder = KeyHolder("", "", app.key_id, app.key)  # only its key id is read
+    drawn: list[str] = []
+
+    # Drawn first, then sent: hypothesis' given is synchronous, the client is not.
+    @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(hostile_assertions(holder, good))
+    def draw(assertion: str) -> None:
+        drawn.append(assertion)
+
+    draw()
+    for assertion in drawn:
+        answer = await introspect_with(base, assertion, value)
+        assert answer.status_code in (400, 401), (assertion, answer.status_code, answer.text)
+        assert answer.json()["error"] in ("invalid_client", "invalid_request"), assertion
+    # A new assertion still works: the fuzz refused what was wrong, not everything.
+    assert (await introspect_with(base, assertion_of(app, base), value)).json()["active"] is True
 
 
 async def test_an_applications_assertion_failures_are_limited(tmp_path: Path) -> None:
