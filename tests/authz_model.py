@@ -248,6 +248,16 @@ READ_METHODS = (
 GRANT_METHODS = ("AddOrgMember",)
 # Calls on a project of the context organisation (one of another is as absent as a missing one).
 PROJECT_METHODS = tuple(m for m in MAY if MAY[m] is PROJECT_ADMINS)
+# The project calls that name an application of the project (by native name).
+APP_CALLS = (
+    "RemoveApp",
+    "RegenerateApiAppSecret",
+    "UpdateApiAppAuthMethod",
+    "AddAppKey",
+    "ListAppKeys",
+    "RemoveAppKey",
+    "ManagementService.GetAppKey",
+)
 # The role key the property test grants (it adds and removes others too).
 ROLE_KEY = "reader"
 # docs/rotation.md: at most this many live secrets per machine user, by default; expired
@@ -342,6 +352,8 @@ class Project:
     org: str
     roles: set[str] = field(default_factory=set)
     apps: set[str] = field(default_factory=set)
+    keyed: set[str] = field(default_factory=set)  # the applications that authenticate with keys
+    keys: dict[str, str] = field(default_factory=dict)  # an application key's id: its application
 
 
 @dataclass(frozen=True)
@@ -358,6 +370,7 @@ class ProjectRefs:
     app: str
     grant: str
     role: str = ROLE_KEY  # the role key a role call names
+    key: str = ""  # the application key a key call names
 
 
 @dataclass
@@ -566,8 +579,23 @@ class Model:
             return Decision("ALREADY_EXISTS", "ROLE_ALREADY_EXISTS", "role there already")
         if method == "RemoveProjectRole" and refs.role not in project.roles:
             return Decision("NOT_FOUND", "ROLE_NOT_FOUND", "no such role")
-        if method in ("RemoveApp", "RegenerateApiAppSecret") and refs.app not in project.apps:
+        if method in APP_CALLS and refs.app not in project.apps:
             return Decision("NOT_FOUND", "APP_NOT_FOUND", "no such application")
+        # An application authenticates with a secret or with keys, never both.
+        if method == "RegenerateApiAppSecret" and refs.app in project.keyed:
+            return Decision("FAILED_PRECONDITION", "APP_AUTH_METHOD_NOT_BASIC", "keys, no secret")
+        if method == "AddAppKey":
+            if refs.app not in project.keyed:
+                return Decision(
+                    "FAILED_PRECONDITION", "APP_AUTH_METHOD_NOT_PRIVATE_KEY_JWT", "a secret, no keys"
+                )
+            if list(project.keys.values()).count(refs.app) >= MAX_KEYS:
+                return Decision("FAILED_PRECONDITION", "KEY_LIMIT_REACHED", "key limit")
+        if (
+            method in ("RemoveAppKey", "ManagementService.GetAppKey")
+            and project.keys.get(refs.key) != refs.app
+        ):
+            return Decision("NOT_FOUND", "KEY_NOT_FOUND", "no such application key")
         if method == "AddUserGrant":
             if ROLE_KEY not in project.roles:
                 return Decision("FAILED_PRECONDITION", "ROLE_NOT_FOUND", "no such role")
