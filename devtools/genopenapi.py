@@ -471,12 +471,15 @@ def oauth_paths() -> dict[str, Any]:
         "/oauth/v2/introspect": {"post": {
             "operationId": "OAuth_Introspect",
             "tags": ["OAuth"],
-            "description": "RFC 7662 token introspection, by an API application (Basic or form fields).",
+            "description": "RFC 7662 token introspection, by an API application (Basic, form fields, or"
+            " private_key_jwt: a client assertion its key signed, RFC 7523 §2.2).",
             "security": [{"basic": []}, {}],
             "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
                 "type": "object", "required": ["token"],
                 "properties": {"token": {"type": "string"}, "token_type_hint": {"type": "string"},
-                               "client_id": {"type": "string"}, "client_secret": {"type": "string"}}},
+                               "client_id": {"type": "string"}, "client_secret": {"type": "string"},
+                               "client_assertion_type": {"type": "string"},
+                               "client_assertion": {"type": "string"}}},
                 "example": {"token": "a-token"}}}},
             "responses": {
                 "200": {"description": "{active: false}, or the claims", "content": {"application/json": {
