@@ -195,6 +195,34 @@ METHOD_ERRORS: dict[str, dict[str, str]] = {
         **PROJECT_WRITE_ERRORS,
         "404": "No such project, or no such application of it",
     },
+    "UpdateAPIAppConfig": {
+        **PROJECT_WRITE_ERRORS,
+        "400": "Invalid argument; the application has this auth method already",
+        "404": "No such project, or no such application of it",
+    },
+    "UpdateApiAppAuthMethod": {
+        **PROJECT_WRITE_ERRORS,
+        "400": "Invalid argument; the application has this auth method already",
+        "404": "No such project, or no such application of it",
+    },
+    "AddAppKey": {
+        **PROJECT_WRITE_ERRORS,
+        "400": "Invalid argument (a public key that is not an RSA or EC P-256 public key in PEM, an"
+        " expiration date in the past or beyond the organisation's maxKeyLifetime); the application"
+        " does not authenticate with keys; KEY_LIMIT_REACHED",
+        "404": "No such project, or no such application of it",
+        "429": "KEY_GENERATION_BUSY: the service is making as many key pairs as it will at once",
+    },
+    "ListAppKeys": {**PROJECT_NOT_FOUND, "400": "Invalid argument", "404": "No such project or application"},
+    "GetAppKey": {
+        **PROJECT_NOT_FOUND,
+        "400": "Invalid argument",
+        "404": "No such project or application, or no such key of it",
+    },
+    "RemoveAppKey": {
+        **PROJECT_WRITE_ERRORS,
+        "404": "No such project or application, or no such key of it",
+    },
     "ListUserGrants": {},
     "AddUserGrant": {
         **ABORTED,
@@ -484,12 +512,15 @@ def oauth_paths() -> dict[str, Any]:
         "/oauth/v2/introspect": {"post": {
             "operationId": "OAuth_Introspect",
             "tags": ["OAuth"],
-            "description": "RFC 7662 token introspection, by an API application (Basic or form fields).",
+            "description": "RFC 7662 token introspection, by an API application (Basic, form fields, or"
+            " private_key_jwt: a client assertion its key signed, RFC 7523 §2.2).",
             "security": [{"basic": []}, {}],
             "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
                 "type": "object", "required": ["token"],
                 "properties": {"token": {"type": "string"}, "token_type_hint": {"type": "string"},
-                               "client_id": {"type": "string"}, "client_secret": {"type": "string"}}},
+                               "client_id": {"type": "string"}, "client_secret": {"type": "string"},
+                               "client_assertion_type": {"type": "string"},
+                               "client_assertion": {"type": "string"}}},
                 "example": {"token": "a-token"}}}},
             "responses": {
                 "200": {"description": "{active: false}, or the claims", "content": {"application/json": {

@@ -29,6 +29,7 @@ from server.events.base import NewEvent, StoredEvent
 from server.events.org import SecretPolicySet
 from server.store.contract import (
     AppendObserver,
+    AppKeyRecord,
     AppRecord,
     AuditedEvent,
     CallerRecord,
@@ -319,6 +320,9 @@ class TimedStore:
 
     def app_by_client_id(self, client_id: str) -> Timed[AppRecord | None]:
         return self._timed("app_by_client_id", self._store.app_by_client_id(client_id))
+
+    def app_keys(self, app_id: str) -> Timed[list[AppKeyRecord]]:
+        return self._timed("app_keys", self._store.app_keys(app_id))
 
     def user_grant(self, grant_id: str) -> Timed[GrantRecord | None]:
         return self._timed("user_grant", self._store.user_grant(grant_id))

@@ -117,6 +117,11 @@ MAY: dict[str, frozenset[str]] = {
     "ListApps": PROJECT_ADMINS,
     "RegenerateApiAppSecret": PROJECT_ADMINS,
     "RemoveApp": PROJECT_ADMINS,
+    # An application's keys are credentials of the project, as its secret is.
+    "UpdateApiAppAuthMethod": PROJECT_ADMINS,
+    "AddAppKey": PROJECT_ADMINS,
+    "ListAppKeys": PROJECT_ADMINS,
+    "RemoveAppKey": PROJECT_ADMINS,
     "AddUserGrant": PROJECT_ADMINS,
     "ListUserGrants": PROJECT_ADMINS,
     "RemoveUserGrant": PROJECT_ADMINS,
@@ -131,6 +136,11 @@ MAY: dict[str, frozenset[str]] = {
     "ManagementService.ListApps": PROJECT_ADMINS,
     "ManagementService.RegenerateAPIClientSecret": PROJECT_ADMINS,
     "ManagementService.RemoveApp": PROJECT_ADMINS,
+    "ManagementService.UpdateAPIAppConfig": PROJECT_ADMINS,
+    "ManagementService.AddAppKey": PROJECT_ADMINS,
+    "ManagementService.ListAppKeys": PROJECT_ADMINS,
+    "ManagementService.GetAppKey": PROJECT_ADMINS,
+    "ManagementService.RemoveAppKey": PROJECT_ADMINS,
     "ManagementService.AddUserGrant": PROJECT_ADMINS,
     "ManagementService.ListUserGrants": PROJECT_ADMINS,
     "ManagementService.RemoveUserGrant": PROJECT_ADMINS,
@@ -193,6 +203,9 @@ SAME_AS = {
             "RemoveProjectRole",
             "ListApps",
             "RemoveApp",
+            "AddAppKey",
+            "ListAppKeys",
+            "RemoveAppKey",
             "AddUserGrant",
             "ListUserGrants",
             "RemoveUserGrant",
@@ -201,6 +214,7 @@ SAME_AS = {
     "ManagementService.GetProjectByID": "GetProject",
     "ManagementService.AddAPIApp": "AddApiApp",
     "ManagementService.RegenerateAPIClientSecret": "RegenerateApiAppSecret",
+    "ManagementService.UpdateAPIAppConfig": "UpdateApiAppAuthMethod",
     "UserServiceV2.CreateUser": "AddMachineUser",
     "UserServiceV2.GetUserByID": "GetUserByID",
     "UserServiceV2.AddSecret": "AddSecret",
@@ -273,6 +287,16 @@ METADATA_KEY = "tenant"
 GRANT_METHODS = ("AddOrgMember",)
 # Calls on a project of the context organisation (one of another is as absent as a missing one).
 PROJECT_METHODS = tuple(m for m in MAY if MAY[m] is PROJECT_ADMINS)
+# The project calls that name an application of the project (by native name).
+APP_CALLS = (
+    "RemoveApp",
+    "RegenerateApiAppSecret",
+    "UpdateApiAppAuthMethod",
+    "AddAppKey",
+    "ListAppKeys",
+    "RemoveAppKey",
+    "ManagementService.GetAppKey",
+)
 # The role key the property test grants (it adds and removes others too).
 ROLE_KEY = "reader"
 # docs/rotation.md: at most this many live secrets per machine user, by default; expired
@@ -368,6 +392,8 @@ class Project:
     org: str
     roles: set[str] = field(default_factory=set)
     apps: set[str] = field(default_factory=set)
+    keyed: set[str] = field(default_factory=set)  # the applications that authenticate with keys
+    keys: dict[str, str] = field(default_factory=dict)  # an application key's id: its application
 
 
 @dataclass(frozen=True)
@@ -384,6 +410,7 @@ class ProjectRefs:
     app: str
     grant: str
     role: str = ROLE_KEY  # the role key a role call names
+    key: str = ""  # the application key a key call names
 
 
 @dataclass
@@ -608,8 +635,23 @@ class Model:
             return Decision("ALREADY_EXISTS", "ROLE_ALREADY_EXISTS", "role there already")
         if method == "RemoveProjectRole" and refs.role not in project.roles:
             return Decision("NOT_FOUND", "ROLE_NOT_FOUND", "no such role")
-        if method in ("RemoveApp", "RegenerateApiAppSecret") and refs.app not in project.apps:
+        if method in APP_CALLS and refs.app not in project.apps:
             return Decision("NOT_FOUND", "APP_NOT_FOUND", "no such application")
+        # An application authenticates with a secret or with keys, never both.
+        if method == "RegenerateApiAppSecret" and refs.app in project.keyed:
+            return Decision("FAILED_PRECONDITION", "APP_AUTH_METHOD_NOT_BASIC", "keys, no secret")
+        if method == "AddAppKey":
+            if refs.app not in project.keyed:
+                return Decision(
+                    "FAILED_PRECONDITION", "APP_AUTH_METHOD_NOT_PRIVATE_KEY_JWT", "a secret, no keys"
+                )
+            if list(project.keys.values()).count(refs.app) >= MAX_KEYS:
+                return Decision("FAILED_PRECONDITION", "KEY_LIMIT_REACHED", "key limit")
+        if (
+            method in ("RemoveAppKey", "ManagementService.GetAppKey")
+            and project.keys.get(refs.key) != refs.app
+        ):
+            return Decision("NOT_FOUND", "KEY_NOT_FOUND", "no such application key")
         if method == "AddUserGrant":
             if ROLE_KEY not in project.roles:
                 return Decision("FAILED_PRECONDITION", "ROLE_NOT_FOUND", "no such role")

@@ -40,7 +40,7 @@ from server.limits import (
     MAX_TOKEN_FORM_BYTES,
     MAX_USER_NAME_LENGTH,
 )
-from server.transport.oauth import KEYS_PATH, REVOCATION_PATH, TOKEN_PATH
+from server.transport.oauth import INTROSPECT_PATH, KEYS_PATH, REVOCATION_PATH, TOKEN_PATH
 from server.transport.revocation_endpoint import REVOKE_PATH
 from tests.api import method_path
 from tests.unauthenticated import (
@@ -169,6 +169,18 @@ def jwt_form(assertion: str, private_key_jwt: bool = False) -> Attack:
     return form("&".join(f"{k}={percent(v)}" for k, v in fields.items()).encode())
 
 
+def introspect_form(assertion: str, client_id: str | None = None) -> Attack:
+    """An introspection request whose application authenticates with assertion (private_key_jwt)."""
+    fields = {
+        "token": BOGUS_BEARER.removeprefix("Bearer "),
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "client_assertion": assertion,
+        **({"client_id": client_id} if client_id is not None else {}),
+    }
+    body = "&".join(f"{k}={percent(v)}" for k, v in fields.items()).encode()
+    return lambda t, door: _status(t.web(door).post(INTROSPECT_PATH, content=body, headers=FORM))
+
+
 def b64url(text: str) -> str:
     return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
@@ -195,6 +207,17 @@ ATTACKS: dict[str, dict[str, Attack]] = {
         ),
         "private_key_jwt of nested arrays": jwt_form(NESTED[:ASSERTION_ROOM], private_key_jwt=True),
         "private_key_jwt of escaped marks": jwt_form(ESCAPES[:ASSERTION_ROOM], private_key_jwt=True),
+    },
+    "introspection, client assertion": {
+        "an assertion of nested arrays": introspect_form(NESTED[:ASSERTION_ROOM], "1@1"),
+        "a claim of escaped marks": introspect_form(ESCAPES[:ASSERTION_ROOM]),
+        "an assertion of dots": introspect_form("." * ASSERTION_ROOM, "1@1"),
+        # A client id of the right shape: the application is looked up, and the stand-in key
+        # verifies a signature of the whole room.
+        "a signature of the whole room, for an application's id": introspect_form(
+            b64url('{"alg":"RS256","kid":"1"}') + "." + b64url("{}") + "." + "A" * (ASSERTION_ROOM - 40),
+            "1@1",
+        ),
     },
     "token endpoint, Basic": {
         "the issue's client id (a + 22,500 pairs of marks)": basic("a" + MARKS * 22_500),

@@ -55,6 +55,7 @@ from machinesecrets.v1 import audit_service_pb2 as audit_pb
 from machinesecrets.v1 import org_service_pb2 as org_pb
 from machinesecrets.v1 import project_service_pb2 as project_pb
 from machinesecrets.v1 import user_service_pb2 as user_pb
+from zitadel.app.v1 import app_pb2
 from zitadel.auth.v1 import auth_pb2
 from zitadel.filter.v2 import filter_pb2 as filter_v2
 from zitadel.internal_permission.v2 import internal_permission_service_pb2 as perm_v2
@@ -176,6 +177,11 @@ PROJECT_KINDS = [
     "ListUserGrants",
     "RemoveUserGrant",
     "RemoveApp",
+    "UpdateApiAppAuthMethod",
+    "AddAppKey",
+    "ListAppKeys",
+    "ManagementService.GetAppKey",
+    "RemoveAppKey",
     "RemoveProjectRole",
     "RemoveProject",
 ]
@@ -501,7 +507,12 @@ class Scene:
         "RemoveProjectRole": lambda p: bool(p.roles),
         "AddUserGrant": lambda p: ROLE_KEY in p.roles,
         "RemoveApp": lambda p: bool(p.apps),
-        "RegenerateApiAppSecret": lambda p: bool(p.apps),
+        "RegenerateApiAppSecret": lambda p: bool(p.apps - p.keyed),
+        "UpdateApiAppAuthMethod": lambda p: bool(p.apps),
+        "AddAppKey": lambda p: bool(p.keyed),
+        "ListAppKeys": lambda p: bool(p.apps),
+        "RemoveAppKey": lambda p: bool(p.keys),
+        "ManagementService.GetAppKey": lambda p: bool(p.keys),
     }
 
     def project_fits(self, method: str, org: str) -> bool:
@@ -523,18 +534,30 @@ class Scene:
         if name in self.FITS:
             ids = [p for p in ids if self.FITS[name](projects[p])] or ids
         project = ids[0] if ids else UNKNOWN_ID
-        apps = sorted(projects[project].apps) if project in projects else []
+        found = projects.get(project)
+        apps = sorted(found.apps) if found is not None else []
+        if found is not None and name == "AddAppKey":  # one that authenticates with keys
+            apps = sorted(found.keyed) or apps
+        elif found is not None and name == "RegenerateApiAppSecret":  # one with a secret
+            apps = sorted(found.apps - found.keyed) or apps
+        elif found is not None and name in ("RemoveAppKey", "ManagementService.GetAppKey"):
+            apps = sorted(set(found.keys.values())) or apps
+        app = apps[0] if apps else UNKNOWN_ID
+        keys = sorted(k for k, a in found.keys.items() if a == app) if found is not None else []
         grants = [g for g, grant in self.model.live_grants().items() if grant.user == target]
         # A new role to add; one to remove other than the one granted, while there is one.
         others = sorted(projects[project].roles - {ROLE_KEY}) if project in projects else []
         role = self.name() if name == "AddProjectRole" else (others or [ROLE_KEY])[0]
         return ProjectRefs(
-            project, apps[0] if apps else UNKNOWN_ID, grants[0] if grants else UNKNOWN_ID, role
+            project, app, grants[0] if grants else UNKNOWN_ID, role, keys[0] if keys else UNKNOWN_ID
         )
 
     def project_request(self, method: str, target: str, refs: ProjectRefs) -> Message:
         """A project call's request, under ZITADEL's name or the native one."""
-        project, app, grant = refs.project, refs.app, refs.grant
+        project, app, grant, key = refs.project, refs.app, refs.grant, refs.key
+        found = self.model.projects.get(project)
+        # The other auth method than the application's: a change that changes something.
+        to_keys = found is None or app not in found.keyed
         zitadel: dict[str, Callable[[], Message]] = {
             "AddProject": lambda: mgmt.AddProjectRequest(name=self.name()),
             "GetProject": lambda: mgmt.GetProjectByIDRequest(id=project),
@@ -551,6 +574,21 @@ class Scene:
                 project_id=project, app_id=app
             ),
             "RemoveApp": lambda: mgmt.RemoveAppRequest(project_id=project, app_id=app),
+            "UpdateApiAppAuthMethod": lambda: mgmt.UpdateAPIAppConfigRequest(
+                project_id=project,
+                app_id=app,
+                auth_method_type=(
+                    app_pb2.API_AUTH_METHOD_TYPE_PRIVATE_KEY_JWT
+                    if to_keys
+                    else app_pb2.API_AUTH_METHOD_TYPE_BASIC
+                ),
+            ),
+            "AddAppKey": lambda: mgmt.AddAppKeyRequest(project_id=project, app_id=app),
+            "ListAppKeys": lambda: mgmt.ListAppKeysRequest(project_id=project, app_id=app),
+            "ManagementService.GetAppKey": lambda: mgmt.GetAppKeyRequest(
+                project_id=project, app_id=app, key_id=key
+            ),
+            "RemoveAppKey": lambda: mgmt.RemoveAppKeyRequest(project_id=project, app_id=app, key_id=key),
             "AddUserGrant": lambda: mgmt.AddUserGrantRequest(
                 user_id=target, project_id=project, role_keys=[ROLE_KEY]
             ),
@@ -575,6 +613,23 @@ class Scene:
                 project_id=project, app_id=app
             ),
             "RemoveApp": lambda: project_pb.RemoveAppRequest(project_id=project, app_id=app),
+            "UpdateApiAppAuthMethod": lambda: project_pb.UpdateApiAppAuthMethodRequest(
+                project_id=project,
+                app_id=app,
+                auth_method=(
+                    project_pb.API_AUTH_METHOD_PRIVATE_KEY_JWT
+                    if to_keys
+                    else project_pb.API_AUTH_METHOD_BASIC
+                ),
+            ),
+            # The native call takes a public key: nothing to generate.
+            "AddAppKey": lambda: project_pb.AddAppKeyRequest(
+                project_id=project, app_id=app, public_key=HOLDER_PUBLIC_KEY
+            ),
+            "ListAppKeys": lambda: project_pb.ListAppKeysRequest(project_id=project, app_id=app),
+            "RemoveAppKey": lambda: project_pb.RemoveAppKeyRequest(
+                project_id=project, app_id=app, key_id=key
+            ),
             "AddUserGrant": lambda: project_pb.AddUserGrantRequest(
                 user_id=target, project_id=project, role_keys=[ROLE_KEY]
             ),
@@ -863,8 +918,23 @@ class Scene:
             assert answer.client_secret
             assert answer.client_id
             projects[refs.project].apps.add(answer.app_id)
-        elif method == "RemoveApp":
-            projects[refs.project].apps.discard(refs.app)
+        elif method == "RemoveApp":  # and its keys
+            found = projects[refs.project]
+            found.apps.discard(refs.app)
+            found.keyed.discard(refs.app)
+            found.keys = {k: a for k, a in found.keys.items() if a != refs.app}
+        elif method == "UpdateApiAppAuthMethod":
+            projects[refs.project].keyed ^= {refs.app}
+        elif method == "AddAppKey":
+            projects[refs.project].keys[getattr(answer, "id", "") or answer.key_id] = refs.app
+        elif method == "RemoveAppKey":
+            del projects[refs.project].keys[refs.key]
+        elif method == "ListAppKeys":
+            listed = {getattr(k, "id", "") or k.key_id for k in listing(answer, "keys")}
+            expected = {k for k, a in projects[refs.project].keys.items() if a == refs.app}
+            assert listed == expected, "ListAppKeys"
+        elif method == "ManagementService.GetAppKey":
+            assert answer.key.id == refs.key, "GetAppKey"
         elif method == "AddUserGrant":
             granted = getattr(answer, "user_grant_id", "") or answer.grant_id
             self.model.grants[granted] = Grant(target, refs.project)

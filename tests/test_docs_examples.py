@@ -64,6 +64,7 @@ def test_the_pages_mark_their_examples() -> None:
         "python",
         "introspection",
         "jwt",
+        "introspection-with-a-key",
         "revocation",
         "audit",
     ]
@@ -107,6 +108,8 @@ async def test_every_example_runs_in_any_order_on_one_store(order: str, tmp_path
     assert introspected["username"] == "orders-client"
     assert list(introspected["urn:zitadel:iam:org:project:roles"]) == ["orders.read"]
     assert outputs["jwt"] == "billing-client True True\n"
+    [by_key] = json_values(outputs["introspection-with-a-key"])
+    assert (by_key["active"], by_key["username"]) == (True, "invoices-client")
     events, history, *stream = json_values(outputs["audit"])
     assert {e["eventType"] for e in events["events"]} == {"user.machine.added"}
     # The admin's history, newest first: its first token, and itself, made at the first start.

@@ -26,7 +26,7 @@ from joserfc.jwk import RSAKey
 from machinesecrets.v1 import audit_service_pb2 as audit_pb
 from machinesecrets.v1 import user_service_pb2 as user_pb
 
-from server.domain.jwt_profile import CLOCK_SKEW, MAX_ASSERTION_LIFETIME
+from server.domain.assertions import CLOCK_SKEW, MAX_ASSERTION_LIFETIME
 from server.limits import MAX_ASSERTION_LENGTH
 from tests import postgres
 from tests.api import GrpcApi

@@ -14,12 +14,16 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 from machinesecrets.v1 import org_service_pb2 as org_pb
 from machinesecrets.v1 import user_service_pb2 as user_pb
+from zitadel.app.v1 import app_pb2
+from zitadel.management.v1 import management_pb2 as mgmt
 
 from server.domain.credentials import token_hash
 from server.logs import TEXT_FORMAT, JsonFormatter
 from tests.api import ApiError
 from tests.service import Running
 from tests.world import World, unique_name
+
+M = "ManagementService."
 
 
 async def test_no_secret_or_token_leaves_its_place(
@@ -115,6 +119,35 @@ async def test_no_secret_or_token_leaves_its_place(
     errors.append(exchanged[1].text)
     await world.call("GetUserByID", user_pb.GetUserByIDRequest(user_id=user_id), token=federated_access)
     issued += [platform_token, wrong_platform, federated_access]
+    # An API application's key (private_key_jwt at introspection): its private key, the assertions
+    # it signs (accepted and refused), and the token they introspect are kept nowhere.
+    project = await world.call(M + "AddProject", mgmt.AddProjectRequest(name=unique_name("leaks")))
+    app = await world.call(
+        M + "AddAPIApp",
+        mgmt.AddAPIAppRequest(
+            project_id=project.id, name="rs", auth_method_type=app_pb2.API_AUTH_METHOD_TYPE_PRIVATE_KEY_JWT
+        ),
+    )
+    app_key = await world.call(
+        M + "AddAppKey", mgmt.AddAppKeyRequest(project_id=project.id, app_id=app.app_id)
+    )
+    app_key_file = json.loads(app_key.key_details)
+    app_private = RSAKey.import_key(app_key_file["key"])
+    app_claims = {"iss": app.client_id, "sub": app.client_id, "aud": base, "iat": now, "exp": now + 600}
+    app_assertion = jwt.encode({"alg": "RS256", "kid": app_key.id}, app_claims, app_private)
+    app_refused = jwt.encode({"alg": "RS256", "kid": app_key.id}, {**app_claims, "aud": "x"}, app_private)
+    async with httpx.AsyncClient() as http:
+        for client_assertion in (app_assertion, app_refused):
+            answer = await http.post(
+                base + "/oauth/v2/introspect",
+                data={
+                    "token": access,
+                    "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                    "client_assertion": client_assertion,
+                },
+            )
+            errors.append(answer.text if answer.status_code != 200 else "")
+    issued += [app_key_file["key"].splitlines()[5], app_assertion, app_refused]
     for token in (access, pat, access + "x", "Bearer " + secret):  # used well, and badly
         try:
             await world.call("GetUserByID", user_pb.GetUserByIDRequest(user_id=user_id), token=token)

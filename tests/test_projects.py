@@ -113,19 +113,6 @@ async def test_bad_input_and_other_organisations(world: World) -> None:
     ):
         await expect_error(grpc.StatusCode.NOT_FOUND, "PROJECT_NOT_FOUND", call)
     project_id = await project(world)
-    refused = await expect_error(
-        grpc.StatusCode.INVALID_ARGUMENT,
-        "INVALID_ARGUMENT",
-        world.call(
-            M + "AddAPIApp",
-            mgmt.AddAPIAppRequest(
-                project_id=project_id,
-                name="api",
-                auth_method_type=app_pb2.API_AUTH_METHOD_TYPE_PRIVATE_KEY_JWT,
-            ),
-        ),
-    )
-    assert "auth_method_type" in refused.violations
     for request, field in (
         (mgmt.AddProjectRoleRequest(project_id=project_id, role_key="a b"), "role_key"),
         (mgmt.AddProjectRoleRequest(project_id="x", role_key="ok"), "project_id"),

@@ -25,7 +25,11 @@ from server.events.grant import UserGrantAdded
 from server.events.org import OrgAdded, OrgMemberAdded
 from server.events.project import (
     ApiAppAdded,
+    ApiAppAuthMethodChanged,
     ApiAppSecretChanged,
+    AppKeyAdded,
+    AppKeyRemoved,
+    AppRemoved,
     ProjectAdded,
     ProjectRemoved,
     ProjectRoleAdded,
@@ -759,3 +763,42 @@ async def test_projects_roles_apps_and_grants_are_read_back_and_end_with_their_p
         [],
     )
     assert await store.app_by_client_id("30@20") is None
+
+
+async def test_application_keys_are_read_back_and_end_with_their_application_and_project(
+    store: Store,
+) -> None:
+    """Migration 22's read model on each backend: an application's keys, oldest first, its auth
+    method changed (its secret with it), and its keys gone with it and with its project."""
+    project = "20"
+    await store.append([org_added("1"), NewEvent(project, 1, "1", ProjectAdded("shop"))])
+    await store.append(
+        [
+            NewEvent(project, 2, "1", ApiAppAdded("30", "api", "30@20", "basic", "lookup", "$2b$04$hash")),
+            NewEvent(project, 3, "1", ApiAppAuthMethodChanged("30", "private_key_jwt")),
+            NewEvent(project, 4, "1", AppKeyAdded("30", "50", "PEM-50", "RSA", None)),
+            NewEvent(project, 5, "1", AppKeyAdded("30", "51", "PEM-51", "EC", 7_000_000)),
+            NewEvent(project, 6, "1", ApiAppAdded("31", "b", "31@20", "private_key_jwt", "", "")),
+            NewEvent(project, 7, "1", AppKeyAdded("31", "52", "PEM-52", "RSA", None)),
+        ]
+    )
+    app = await store.app_by_client_id("30@20")
+    assert app is not None
+    assert (app.auth_method, app.secret_lookup, app.secret_hash, app.sequence) == (
+        "private_key_jwt",
+        "",
+        "",
+        3,
+    )
+    keys = await store.app_keys("30")
+    assert [(k.key_id, k.app_id, k.project_id, k.public_key, k.key_type) for k in keys] == [
+        ("50", "30", project, "PEM-50", "RSA"),
+        ("51", "30", project, "PEM-51", "EC"),
+    ]
+    assert (keys[0].expires_at, keys[1].expires_at is not None) == (None, True)
+    await store.append([NewEvent(project, 8, "1", AppKeyRemoved("30", "50"))])
+    assert [k.key_id for k in await store.app_keys("30")] == ["51"]
+    await store.append([NewEvent(project, 9, "1", AppRemoved("30"))])
+    assert (await store.app_keys("30"), [k.key_id for k in await store.app_keys("31")]) == ([], ["52"])
+    await store.append([NewEvent(project, 10, "1", ProjectRemoved())])
+    assert await store.app_keys("31") == []

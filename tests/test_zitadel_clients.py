@@ -2,7 +2,9 @@
 Python SDK (PyPI zitadel-client) through Envoy, in its own virtual environment, and ZITADEL's Node
 client (@zitadel/client, connect-es generated from ZITADEL's protos) over native gRPC and grpc-web;
 and key-based clients: the Python SDK's with_private_key, @zitadel/node's ServiceAccount and
-openid-client 6 (tests/clients/node/machine_keys.mjs). Versions: tests/clients/node/package.json."""
+openid-client 6 (tests/clients/node/machine_keys.mjs); and resource servers that introspect with an
+application key file: passport-zitadel and @zitadel/node's Application (app_keys.mjs). Versions:
+tests/clients/node/package.json."""
 
 import asyncio
 import json
@@ -164,3 +166,53 @@ async def test_node_key_clients_authenticate_with_machine_keys(running: Running)
     assert seen["privateKeyJwt"] == {"tokenType": "bearer", "works": True}, seen
     assert seen["jwtBearerRS256"] is True, seen
     assert seen["jwtBearerES256"] is True, seen
+
+
+@pytest.mark.parametrize("endpoint", ["direct", "envoy"])
+async def test_node_resource_servers_introspect_with_an_application_key(
+    running: Running, endpoint: str
+) -> None:
+    """passport-zitadel's introspection strategy in its JWT-profile mode, and @zitadel/node's
+    Application, unmodified, with a key file from AddAppKey (@zitadel/node's management client
+    through Envoy); the OAuth endpoints on the HTTP port and through Envoy
+    (tests/clients/node/app_keys.mjs)."""
+    await install_node_clients()
+    service = running.service
+    authority = f"http://127.0.0.1:{service.http_port if endpoint == 'direct' else service.envoy_port}"
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [
+            "node",
+            "app_keys.mjs",
+            f"http://127.0.0.1:{service.envoy_port}",
+            authority,
+            running.admin_token,
+            unique_name("a"),
+        ],
+        cwd=NODE_CLIENT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["clientSecret"] == ""  # an application with private_key_jwt has none
+    assert seen["keyFileFields"] == ["appId", "clientId", "key", "keyId", "type"]
+    assert seen["keyFileIds"] is True
+    assert len(seen["listed"]) == 1
+    assert seen["got"] is True
+    good = {"success": True, "sub": seen["userId"], "active": True}
+    assert seen["passport"] == {
+        "good": good,
+        "again": good,
+        "dead": {"success": False, "message": "Token is not active"},
+    }, seen
+    assert seen["application"] == {
+        "status": 200,
+        "active": True,
+        "sub": seen["userId"],
+        "aud": [seen["projectId"]],
+    }, seen
+    # Refused with 401 invalid_client: passport-zitadel's axios throws, and passport is told.
+    assert "401" in seen["removed"].get("error", ""), seen

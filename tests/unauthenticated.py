@@ -40,7 +40,7 @@ from machinesecrets.v1 import user_service_pb2 as user_pb
 from zitadel.user.v2 import user_service_pb2 as user_v2_pb
 
 from server.limits import MAX_ASSERTION_LENGTH, MAX_HEADER_BYTES, MAX_METADATA_BYTES, MAX_REQUEST_BYTES
-from server.transport.oauth import DISCOVERY_PATH, KEYS_PATH, REVOCATION_PATH, TOKEN_PATH
+from server.transport.oauth import DISCOVERY_PATH, INTROSPECT_PATH, KEYS_PATH, REVOCATION_PATH, TOKEN_PATH
 from server.transport.revocation_endpoint import REVOKE_PATH
 from tests.api import method_path
 from tests.processes import ServerProcess, start_with_envoy
@@ -234,6 +234,18 @@ def token_revocation_by_form(target: Target, door: str, place: str, text: str) -
     return _status(target.web(door).post(REVOCATION_PATH, content=body, headers=FORM))
 
 
+def introspection_by_assertion(target: Target, door: str, place: str, text: str) -> object:
+    """private_key_jwt at the introspection endpoint (RFC 7523 §2.2): an API application's client
+    assertion of hostile text, which names its client by its iss, verified against no key."""
+    fields = {
+        "token": BOGUS_BEARER.removeprefix("Bearer "),
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "client_assertion": jws_shaped(place, text),
+    }
+    body = "&".join(f"{k}={quote(v, safe='')}" for k, v in fields.items()).encode()
+    return _status(target.web(door).post(INTROSPECT_PATH, content=body, headers=FORM))
+
+
 def revocation_report(text: str, count: int) -> bytes:
     """A report of count strings, each a share of text."""
     share = max(1, len(text) // count)
@@ -398,6 +410,17 @@ ENTRIES = [
         ("http", "envoy"),
         {"client_id": FORM_ROOM, "client_secret": FORM_ROOM, "token": FORM_ROOM},
         token_revocation_by_form,
+    ),
+    # The same bounds at the introspection endpoint, for an application's client assertion.
+    Entry(
+        "introspection, client assertion",
+        ("http", "envoy"),
+        {
+            "client_assertion": MAX_ASSERTION_LENGTH + 16,
+            "kid": MAX_ASSERTION_LENGTH * 3 // 4 - 400,
+            "claims": MAX_ASSERTION_LENGTH * 3 // 8 - 200,
+        },
+        introspection_by_assertion,
     ),
     Entry("revocation", ("http", "envoy"), {"one": BODY_ROOM - 20, "a hundred": BODY_ROOM - 700}, revocation),
     Entry(

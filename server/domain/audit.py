@@ -37,7 +37,10 @@ from server.events.metadata import UserMetadataRemoved, UserMetadataSet
 from server.events.org import OrgAdded, OrgMemberAdded, OrgMemberRemoved, SecretPolicySet
 from server.events.project import (
     ApiAppAdded,
+    ApiAppAuthMethodChanged,
     ApiAppSecretChanged,
+    AppKeyAdded,
+    AppKeyRemoved,
     AppRemoved,
     ProjectAdded,
     ProjectRemoved,
@@ -156,7 +159,17 @@ PAYLOAD_FIELDS: dict[str, dict[str, Shown | None]] = {
         "secret_hash": HIDDEN,
     },
     ApiAppSecretChanged.TYPE: {"app_id": TEXT, "secret_lookup": HIDDEN, "secret_hash": HIDDEN},
+    ApiAppAuthMethodChanged.TYPE: {"app_id": TEXT, "auth_method": TEXT},
     AppRemoved.TYPE: {"app_id": TEXT},
+    # An application's key, as a machine key: which key, not the key.
+    AppKeyAdded.TYPE: {
+        "app_id": TEXT,
+        "key_id": TEXT,
+        "public_key": HIDDEN,
+        "key_type": TEXT,
+        "expires_at": TIME,
+    },
+    AppKeyRemoved.TYPE: {"app_id": TEXT, "key_id": TEXT},
     UserGrantAdded.TYPE: {"user_id": TEXT, "project_id": TEXT, "role_keys": TEXTS},
     UserGrantRemoved.TYPE: {},
     AccessTokenAdded.TYPE: {

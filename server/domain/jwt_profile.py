@@ -3,83 +3,40 @@
 authenticates the client of a client-credentials grant). Either earns an access token, as a
 client secret does, which lives while the key does.
 
-What an assertion must be (§3):
+What an assertion must be (§3) is assertions.py's, for these and for an API application's
+assertions at the introspection endpoint alike. Here:
 - at most MAX_ASSERTION_LENGTH characters, refused before it is parsed;
-- a compact JWS signed RS256 by an RSA key or ES256 by an EC P-256 key (no other algorithm: not
-  `none`, not HS256 with the public key as its secret), verified by joserfc;
 - `kid` the key's id (for private_key_jwt it may be left out: the client's keys are tried);
 - `iss` and `sub` both the user's id (the grant, as ZITADEL's SDKs send them), or both the client
   id, its user name (private_key_jwt, as authlib's PrivateKeyJWT sends them);
-- `aud` the issuer, as discovery gives it (or that with a slash, or the token endpoint's URL);
-- `exp` in the future and at most MAX_ASSERTION_LIFETIME ahead, `iat` present and not in the
-  future, `nbf` (if present) passed, each with CLOCK_SKEW of tolerance;
-- a `jti`, if it has one, never seen before on any process until the assertion expires (the
-  store's replay table). ZITADEL's SDKs send none; their assertions are not replay-checked.
+- `aud` the issuer, as discovery gives it (or that with a slash, or the token endpoint's URL).
 The key must be live, its user an active machine user. Every failure is the same InvalidGrant
 (or, authenticating a client, InvalidClient), after a signature verification either way, and
 counts towards the failure limits per key (or client) and per source, as a wrong secret does.
 """
 
-import hashlib
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from joserfc import jws, jwt
-from joserfc.jwk import ECKey, RSAKey
-
 from server.actor import UNKNOWN, Actor, by_machine_key
-from server.clock import SYSTEM_CLOCK, Clock, to_micros
+from server.clock import SYSTEM_CLOCK, Clock
 from server.domain.access import use_to_note
+from server.domain.assertions import AssertionVerifier, header_of
 from server.domain.client_credentials import AccessToken, check_audience
 from server.domain.commands import Commands
 from server.domain.errors import InvalidClient, InvalidGrant
 from server.domain.failure_limits import FailureLimiter
 from server.domain.ids import is_id
-from server.domain.machine_key_material import KEY_TYPE_EC, KEY_TYPE_RSA
 from server.limits import MAX_ASSERTION_LENGTH, MAX_USER_NAME_LENGTH
 from server.store.contract import USER_TYPE_MACHINE, MachineKeyRecord, Store, UserRecord
-
-# The algorithm each kind of key signs with: the allow-list.
-ALGORITHMS = {"RS256": KEY_TYPE_RSA, "ES256": KEY_TYPE_EC}
-# How far clocks may disagree: exp may have passed by this much, iat and nbf be this far ahead.
-CLOCK_SKEW = timedelta(seconds=60)
-# The longest an assertion may be valid for, from now (ZITADEL's SDKs sign for one hour).
-MAX_ASSERTION_LIFETIME = timedelta(hours=1)
-MAX_CLAIM_LENGTH = 1000  # a jti, an iss, a sub: no client sends longer ones
-
-
-class _Refused(Exception):
-    """Why an assertion was refused: for no one's eyes but the code's (every refusal is one answer)."""
 
 
 @dataclass(frozen=True)
 class _Proven:
     user: UserRecord
     key: MachineKeyRecord
-
-
-def _public_key(key: MachineKeyRecord) -> RSAKey | ECKey:
-    if key.key_type == KEY_TYPE_RSA:
-        return RSAKey.import_key(key.public_key)
-    return ECKey.import_key(key.public_key)
-
-
-def _number(claims: dict[str, Any], name: str) -> float:
-    value = claims.get(name)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _Refused(f"{name} is not a number")
-    return float(value)
-
-
-def _text(claims: dict[str, Any], name: str) -> str:
-    value = claims.get(name)
-    if not isinstance(value, str) or not value or len(value) > MAX_CLAIM_LENGTH:
-        raise _Refused(f"{name} is not a text")
-    return value
 
 
 class JwtProfile:
@@ -100,12 +57,7 @@ class JwtProfile:
         self._limiter = limiter
         self._audiences = audiences
         self._clock = clock
-        # What an assertion whose key is unknown is verified with, so that it costs the same work
-        # as one whose key is known (and fails, as no one holds this key's private half).
-        stand_in = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
-        self._stand_in = RSAKey.import_key(
-            stand_in.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        )
+        self._assertions = AssertionVerifier(store, clock)
 
     async def exchange(
         self, assertion: str, scope: str, source: str, origin: Actor = UNKNOWN, issuer: str = ""
@@ -171,11 +123,7 @@ class JwtProfile:
 
     @staticmethod
     def _header(assertion: str) -> dict[str, Any] | None:
-        """The JWS header, unverified (it names the key that verifies it); None if there is none."""
-        try:
-            return dict(jws.extract_compact(assertion.encode("ascii")).protected)
-        except Exception:
-            return None
+        return header_of(assertion)
 
     async def _verify(
         self,
@@ -185,63 +133,19 @@ class JwtProfile:
         user: UserRecord | None,
         subject: str | None,
     ) -> _Proven | None:
-        """The key among keys that signed assertion, if the assertion holds by every rule and the
-        key and its user are live; None otherwise, after one verification at least."""
-        named = header.get("alg") if header is not None else None
-        alg = named if isinstance(named, str) and named in ALGORITHMS else ""
-        candidates: list[MachineKeyRecord | None] = [k for k in keys if k.key_type == ALGORITHMS.get(alg)]
-        claims: dict[str, Any] | None = None
-        signer: MachineKeyRecord | None = None
-        for key in candidates or [None]:
-            try:
-                verifier = self._stand_in if key is None else _public_key(key)
-                token = jwt.decode(assertion, verifier, algorithms=[alg or "RS256"])
-            except Exception:  # noqa: S112 - a bad signature, or a text joserfc cannot read
-                continue
-            if key is not None:
-                claims, signer = dict(token.claims), key
-                break
-        if claims is None or signer is None or user is None or subject is None:
+        """The key among keys that signed assertion, if the assertion holds by every rule
+        (assertions.py) and the key's user is an active machine user; None otherwise, after one
+        verification at least."""
+        verified = self._assertions.verified(
+            assertion, header, keys, subject if user is not None else None, self._audiences()
+        )
+        if verified is None or user is None:
             return None
-        now = self._clock.now()
-        try:
-            expires = self._check_claims(claims, subject, now)
-        except _Refused:
+        if not (user.type == USER_TYPE_MACHINE and user.active and user.id == verified.key.user_id):
             return None
-        usable = user.type == USER_TYPE_MACHINE and user.active and user.id == signer.user_id
-        if not usable or not signer.live(now):
-            return None
-        jti = claims.get("jti")
-        if jti is not None:
-            if not isinstance(jti, str) or not jti or len(jti) > MAX_CLAIM_LENGTH:
-                return None
-            # Kept until the assertion can no longer be accepted: its exp, and the skew after.
-            jti_key = hashlib.sha256(f"{signer.key_id}\0{jti}".encode()).hexdigest()
-            kept_until = to_micros(expires + CLOCK_SKEW)
-            if not await self._store.remember_assertion(jti_key, kept_until, to_micros(now)):
-                return None  # a replay
-        return _Proven(user, signer)
-
-    def _check_claims(self, claims: dict[str, Any], subject: str, now: datetime) -> datetime:
-        """Refuses claims that break a rule; answers the assertion's expiry."""
-        if _text(claims, "iss") != subject or _text(claims, "sub") != subject:
-            raise _Refused("iss and sub must name the user")
-        audience = claims.get("aud")
-        named = [audience] if isinstance(audience, str) else audience
-        if not isinstance(named, list) or not named or len(named) > 10:
-            raise _Refused("aud")
-        accepted = set(self._audiences())
-        if not any(isinstance(a, str) and a in accepted for a in named):
-            raise _Refused("aud")
-        stamp = now.timestamp()
-        skew, longest = CLOCK_SKEW.total_seconds(), MAX_ASSERTION_LIFETIME.total_seconds()
-        exp, iat = _number(claims, "exp"), _number(claims, "iat")
-        nbf = _number(claims, "nbf") if "nbf" in claims else None
-        if not stamp - skew < exp <= stamp + longest + skew:
-            raise _Refused("exp")
-        if iat > stamp + skew or (nbf is not None and nbf > stamp + skew):
-            raise _Refused("iat or nbf")
-        return datetime.fromtimestamp(exp, now.tzinfo)
+        if not await self._assertions.first_use(verified):
+            return None  # a replay
+        return _Proven(user, verified.key)
 
     async def _issue(self, proven: _Proven, scope: str, origin: Actor, issuer: str) -> AccessToken:
         user, key = proven.user, proven.key

@@ -1,8 +1,10 @@
-"""The key material of machine keys: a key pair made for a caller, or a public key it uploads.
+"""The key material of machine keys and of API applications' keys: a key pair made for a caller,
+or a public key it uploads.
 
 Only public keys are kept. A generated pair's private half goes to the caller once, in ZITADEL's
 key file (`{"type":"serviceaccount","keyId","key","expirationDate","userId"}`, `key` the PEM of
-the private key), and is forgotten. An upload must be the PEM of a public key
+the private key; an application's is `{"type":"application","keyId","key","appId","clientId"}`),
+and is forgotten. An upload must be the PEM of a public key
 (SubjectPublicKeyInfo): RSA of at least 2048 bits, or EC on P-256 (the curve of ES256). A private
 key, a certificate, another curve or anything unreadable is refused, with one message that
 repeats none of it.
@@ -108,6 +110,19 @@ def key_file(key_id: str, user_id: str, private_pem: str, expires_at: datetime |
         "key": private_pem,
         "expirationDate": go_time(NO_EXPIRY_SHOWN if expires_at is None else expires_at),
         "userId": user_id,
+    }
+    return json.dumps(content).encode("utf-8")
+
+
+def app_key_file(key_id: str, app_id: str, client_id: str, private_pem: str) -> bytes:
+    """ZITADEL's key file of an API application, as its clients read it (@zitadel/node's
+    Application, passport-zitadel), in its order of fields."""
+    content = {
+        "type": "application",
+        "keyId": key_id,
+        "key": private_pem,
+        "appId": app_id,
+        "clientId": client_id,
     }
     return json.dumps(content).encode("utf-8")
 

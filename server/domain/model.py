@@ -110,6 +110,19 @@ class MachineKeyView:
 
 
 @dataclass(frozen=True)
+class AppKeyView:
+    """An API application's key as it is listed: never key material, public or private."""
+
+    key_id: str
+    app_id: str
+    org_id: str
+    key_type: str  # "RSA" or "EC"
+    creation_date: datetime
+    expiration_date: datetime | None
+    active: bool  # else expired
+
+
+@dataclass(frozen=True)
 class IssuedAppSecret:
     """An API application's client secret, shown once: at AddAPIApp and at its regeneration."""
 

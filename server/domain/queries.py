@@ -9,6 +9,7 @@ from server.domain import validation as check
 from server.domain.access import invalid_token
 from server.domain.errors import FieldViolation, NotFound, user_not_found, user_not_machine
 from server.domain.model import (
+    AppKeyView,
     Details,
     GrantView,
     MachineKeyView,
@@ -368,6 +369,29 @@ class Queries:
         """The project's applications: their client ids, never a secret or its hash."""
         await self.project(ctx, project_id, "project_id")
         return await self._store.apps(project_id)
+
+    async def app_keys(self, ctx: CallContext, project_id: str, app_id: str) -> list[AppKeyView]:
+        """An application's keys, live and expired, oldest first: their ids, types and dates,
+        never key material."""
+        check.raise_if_any(check.check_id("app_id", app_id))
+        project = await self.project(ctx, project_id, "project_id")
+        if all(app.app_id != app_id for app in await self._store.apps(project.id)):
+            raise NotFound("APP_NOT_FOUND", "application not found")
+        now = self._clock.now()
+        return [
+            AppKeyView(
+                k.key_id, k.app_id, project.org_id, k.key_type, k.created_at, k.expires_at, k.live(now)
+            )
+            for k in await self._store.app_keys(app_id)
+        ]
+
+    async def app_key(self, ctx: CallContext, project_id: str, app_id: str, key_id: str) -> AppKeyView:
+        """One key of an application (NOT_FOUND for a key it does not have)."""
+        check.raise_if_any(check.check_id("key_id", key_id))
+        for key in await self.app_keys(ctx, project_id, app_id):
+            if key.key_id == key_id:
+                return key
+        raise NotFound("KEY_NOT_FOUND", "the application has no key with this id")
 
     async def user_grants(self, ctx: CallContext) -> list[GrantView]:
         """The grants of the context organisation's projects, with their names."""

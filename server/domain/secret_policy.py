@@ -121,13 +121,14 @@ def max_keys(policy: SecretPolicy) -> int:
     return DEFAULT_MAX_KEYS if policy.max_keys_per_user is None else policy.max_keys_per_user
 
 
-def check_key_count(policy: SecretPolicy, live_after: int) -> None:
-    """Refuses a key that would leave a user with more live keys than the policy allows."""
+def check_key_count(policy: SecretPolicy, live_after: int, holder: str = "the machine user") -> None:
+    """Refuses a key that would leave a user (or an API application) with more live keys than the
+    policy allows."""
     limit = max_keys(policy)
     if live_after > limit:
         raise FailedPrecondition(
             "KEY_LIMIT_REACHED",
-            f"the machine user would have more than {limit} live keys: remove one",
+            f"{holder} would have more than {limit} live keys: remove one",
             {"limit": str(limit)},
         )
 

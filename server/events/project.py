@@ -4,7 +4,8 @@ project, its roles and its API applications. A user grant is an aggregate of its
 
 An API application's client secret is a credential of the project (it reads the project's tokens
 at the introspection endpoint): its events carry the bcrypt hash, never the secret, and the audit
-hides the hash (server/domain/audit.py)."""
+hides the hash (server/domain/audit.py). So are its keys (an application with private_key_jwt):
+their events carry the public key only, as a machine key's do (events/machine_key.py)."""
 
 from dataclasses import dataclass, field
 
@@ -51,7 +52,9 @@ class ApiAppAdded(
     app_id: str
     name: str
     client_id: str
-    auth_method: str  # "basic": API_AUTH_METHOD_TYPE_BASIC
+    # "basic": API_AUTH_METHOD_TYPE_BASIC; "private_key_jwt": API_AUTH_METHOD_TYPE_PRIVATE_KEY_JWT,
+    # with no secret (both secret fields "": no secret's lookup key is ever "").
+    auth_method: str
     secret_lookup: str
     secret_hash: str = field(repr=False)
 
@@ -75,3 +78,43 @@ class AppRemoved(
     Event, type_name="project.application.removed", aggregate=AGGREGATE_PROJECT, changes_power=True
 ):
     app_id: str
+
+
+@dataclass(frozen=True)
+class ApiAppAuthMethodChanged(
+    Event,
+    type_name="project.application.api.auth_method.changed",
+    aggregate=AGGREGATE_PROJECT,
+    changes_power=True,
+):
+    """The way the application authenticates at the introspection endpoint (ZITADEL's
+    UpdateAPIAppConfig). Its secret ends with the change (a new one is made with
+    RegenerateAPIClientSecret); its keys stay, and serve only while the method is private_key_jwt."""
+
+    app_id: str
+    auth_method: str
+
+
+@dataclass(frozen=True)
+class AppKeyAdded(
+    Event, type_name="project.application.key.added", aggregate=AGGREGATE_PROJECT, changes_power=False
+):
+    """A key of an API application with private_key_jwt: its public half (PEM, SubjectPublicKeyInfo),
+    "RSA" or "EC", and its expiry in microseconds since the epoch (None: never). A new key is in
+    no cache."""
+
+    app_id: str
+    key_id: str
+    public_key: str = field(repr=False)
+    key_type: str
+    expires_at: int | None
+
+
+@dataclass(frozen=True)
+class AppKeyRemoved(
+    Event, type_name="project.application.key.removed", aggregate=AGGREGATE_PROJECT, changes_power=True
+):
+    """The key stops authenticating the application at once."""
+
+    app_id: str
+    key_id: str

@@ -264,6 +264,23 @@ class AppRecord:
 
 
 @dataclass(frozen=True)
+class AppKeyRecord:
+    """A key of an API application: its public half only (PEM), which verifies its assertions at
+    the introspection endpoint."""
+
+    key_id: str
+    app_id: str
+    project_id: str
+    public_key: str = field(repr=False)
+    key_type: str  # "RSA" or "EC"
+    created_at: datetime
+    expires_at: datetime | None
+
+    def live(self, now: datetime) -> bool:
+        return self.expires_at is None or self.expires_at > now
+
+
+@dataclass(frozen=True)
 class GrantRecord:
     """A user grant: role keys of one project given to one user. Also its aggregate's snapshot."""
 
@@ -563,6 +580,10 @@ class Store(AuditStore, Protocol):
 
     async def app_by_client_id(self, client_id: str) -> AppRecord | None:
         """The application with this client id (compared exactly)."""
+        ...
+
+    async def app_keys(self, app_id: str) -> list[AppKeyRecord]:
+        """The application's keys, live and expired, oldest first."""
         ...
 
     async def user_grant(self, grant_id: str) -> GrantRecord | None: ...

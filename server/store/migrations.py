@@ -321,7 +321,25 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         ],
     ),
     (
-        24,
+        22,
+        [
+            # Keys of API applications with private_key_jwt (#33): the public half only, as
+            # machine keys. A key ends with its application and its project.
+            """CREATE TABLE app_keys (
+                key_id TEXT PRIMARY KEY,
+                app_id TEXT NOT NULL,
+                project_id TEXT NOT NULL,
+                public_key TEXT NOT NULL,
+                key_type TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                expires_at BIGINT
+            )""",
+            "CREATE INDEX app_keys_by_app ON app_keys (app_id)",
+            "CREATE INDEX app_keys_by_project ON app_keys (project_id)",
+        ],
+    ),
+    (
+        23,
         [
             # The signing keys of JWT access tokens (#32 §4), shared by every process on the
             # store: the public JWK, the private key only encrypted under the master key
@@ -340,7 +358,7 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         ],
     ),
     (
-        25,
+        24,
         [
             # A user's metadata (#32 §2): keys and byte values (base64 text, as the events hold
             # them), said in introspection's answer when a token's scope asks for them.

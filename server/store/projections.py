@@ -183,6 +183,7 @@ def projection(event: StoredEvent, micros: int) -> list[Statement]:
         case project.ProjectRemoved():  # its roles, applications and grants go with it
             return [
                 ("DELETE FROM user_grants WHERE project_id = ?", (aggregate_id,)),
+                ("DELETE FROM app_keys WHERE project_id = ?", (aggregate_id,)),
                 ("DELETE FROM apps WHERE project_id = ?", (aggregate_id,)),
                 ("DELETE FROM project_roles WHERE project_id = ?", (aggregate_id,)),
                 ("DELETE FROM projects WHERE id = ?", (aggregate_id,)),
@@ -349,8 +350,29 @@ def projection(event: StoredEvent, micros: int) -> list[Statement]:
                     aggregate_id,
                 ),
             )
-        case project.AppRemoved(app_id=app_id):
-            change = ("DELETE FROM apps WHERE app_id = ? AND project_id = ?", (app_id, aggregate_id))
+        case project.AppRemoved(app_id=app_id):  # and its keys
+            return [
+                ("DELETE FROM app_keys WHERE app_id = ? AND project_id = ?", (app_id, aggregate_id)),
+                ("DELETE FROM apps WHERE app_id = ? AND project_id = ?", (app_id, aggregate_id)),
+                _moved(event, micros),
+            ]
+        case project.ApiAppAuthMethodChanged() as changed:  # the secret, if any, ends with it
+            change = (
+                "UPDATE apps SET auth_method = ?, secret_lookup = '', secret_hash = '', sequence = ?,"
+                " changed_at = ? WHERE app_id = ? AND project_id = ?",
+                (changed.auth_method, event.sequence, micros, changed.app_id, aggregate_id),
+            )
+        case project.AppKeyAdded() as key:
+            change = (
+                "INSERT INTO app_keys (key_id, app_id, project_id, public_key, key_type, created_at,"
+                " expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (key.key_id, key.app_id, aggregate_id, key.public_key, key.key_type, micros, key.expires_at),
+            )
+        case project.AppKeyRemoved(key_id=key_id, app_id=app_id):
+            change = (
+                "DELETE FROM app_keys WHERE key_id = ? AND app_id = ? AND project_id = ?",
+                (key_id, app_id, aggregate_id),
+            )
         case org.OrgMemberRemoved(user_id=user_id):
             change = ("DELETE FROM members WHERE org_id = ? AND user_id = ?", (aggregate_id, user_id))
         case _:  # the earlier shapes (events/legacy.py) are read, never appended

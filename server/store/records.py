@@ -12,6 +12,7 @@ from server.events.org import SecretPolicySet
 from server.store.codecs import decode_roles, from_micros
 from server.store.contract import (
     USER_STATE_ACTIVE,
+    AppKeyRecord,
     AppRecord,
     AuditedEvent,
     CallerRecord,
@@ -197,6 +198,18 @@ def app_record(r: Row) -> AppRecord:
         sequence=r["sequence"],
         created_at=from_micros(r["created_at"]),
         changed_at=from_micros(r["changed_at"]),
+    )
+
+
+def app_key_record(r: Row) -> AppKeyRecord:
+    return AppKeyRecord(
+        key_id=r["key_id"],
+        app_id=r["app_id"],
+        project_id=r["project_id"],
+        public_key=r["public_key"],
+        key_type=r["key_type"],
+        created_at=from_micros(r["created_at"]),
+        expires_at=moment(r["expires_at"]),
     )
 
 

@@ -16,6 +16,7 @@ from server.store.codecs import Statement, decode_roles
 from server.store.contract import (
     NO_SECRET_POLICY,
     AppendObserver,
+    AppKeyRecord,
     AppRecord,
     AuditedEvent,
     CallerRecord,
@@ -176,6 +177,9 @@ class SqlStore:
     async def app_by_client_id(self, client_id: str) -> AppRecord | None:
         rows = await self._fetch(sql.SELECT_APP_BY_CLIENT_ID, (client_id,))
         return records.app_record(rows[0]) if rows else None
+
+    async def app_keys(self, app_id: str) -> list[AppKeyRecord]:
+        return [records.app_key_record(r) for r in await self._fetch(sql.SELECT_APP_KEYS, (app_id,))]
 
     async def user_grant(self, grant_id: str) -> GrantRecord | None:
         rows = await self._fetch(sql.SELECT_GRANT, (grant_id,))

@@ -257,6 +257,11 @@ APP_COLUMNS = (
 )
 SELECT_APPS = f"SELECT {APP_COLUMNS} FROM apps WHERE project_id = ? ORDER BY app_id"  # noqa: S608 - constant
 SELECT_APP_BY_CLIENT_ID = f"SELECT {APP_COLUMNS} FROM apps WHERE client_id = ?"  # noqa: S608 - constant
+APP_KEY_COLUMNS = "key_id, app_id, project_id, public_key, key_type, created_at, expires_at"
+SELECT_APP_KEYS = (
+    f"SELECT {APP_KEY_COLUMNS} FROM app_keys WHERE app_id = ?"  # noqa: S608 - constant
+    " ORDER BY created_at, key_id"
+)
 GRANT_COLUMNS = "grant_id, org_id, user_id, project_id, role_keys, sequence, created_at, changed_at"
 SELECT_GRANT = f"SELECT {GRANT_COLUMNS} FROM user_grants WHERE grant_id = ?"  # noqa: S608 - constant
 SELECT_GRANTS_OF_ORG = f"SELECT {GRANT_COLUMNS} FROM user_grants WHERE org_id = ? ORDER BY grant_id"  # noqa: S608 - constant

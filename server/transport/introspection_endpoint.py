@@ -3,8 +3,11 @@ active, and what it says (server/domain/introspection.py).
 
 The request is a form (§2.1): `token`, and optionally `token_type_hint` (read and ignored: every
 token here is an access token). The application authenticates as at the token endpoint, by HTTP
-Basic (`client_secret_basic`) or by form fields, never both; a failure is 401 invalid_client (with
-a Basic challenge when it tried the header), 429 slow_down past the failure limits. The answer is
+Basic (`client_secret_basic`), by form fields, or by `client_assertion_type` and
+`client_assertion` (`private_key_jwt`, RFC 7523 §2.2; `client_id` optional, the assertion's iss
+names it then), never two of them; a failure is 401 invalid_client (with a Basic challenge when
+it tried the header), 429 slow_down past the failure limits. An assertion's `aud` may name the
+issuer (with or without a slash), this endpoint, or the token endpoint. The answer is
 §2.2's JSON: `{"active": false}` alone for a token that is not active for this application.
 """
 
@@ -30,8 +33,10 @@ from server.transport.http_endpoint import (
 from server.transport.oauth import (
     INTROSPECT_PATH,
     MAX_FORM_FIELDS,
+    TOKEN_PATH,
     Discovery,
     InvalidClientError,
+    assertion_client,
     client_credentials,
 )
 from server.transport.status import domain_error
@@ -43,6 +48,7 @@ class IntrospectionRequest:
     client_secret: str = field(repr=False)
     token: str = field(repr=False)
     challenge: bool  # it tried the Authorization header: a failure answers with a challenge
+    client_assertion: str = field(default="", repr=False)  # private_key_jwt instead of a secret
 
 
 class IntrospectionEndpoint:
@@ -84,8 +90,21 @@ class IntrospectionEndpoint:
 
     async def _introspect(self, request: IntrospectionRequest, source: str, issuer: str) -> Introspected:
         try:
+            # What a client assertion's aud may name: the issuer (as discovery may give it), or
+            # the endpoint it was sent to, or the token endpoint (authlib's PrivateKeyJWT).
+            audiences = {
+                audience
+                for known in self._discovery.issuers()
+                for audience in (known, known + "/", known + INTROSPECT_PATH, known + TOKEN_PATH)
+            }
             return await self._introspection.introspect(
-                request.client_id, request.client_secret, request.token, source, issuer
+                request.client_id,
+                request.client_secret,
+                request.token,
+                source,
+                issuer,
+                request.client_assertion,
+                audiences,
             )
         except Exception as error:
             if isinstance(domain_error(error), InvalidClient):
@@ -102,8 +121,14 @@ def _parse(body: bytes, headers: dict[str, list[str]]) -> IntrospectionRequest:
     if len(form) != len(pairs):
         raise InvalidRequest("a parameter is repeated")
     authorization = headers.get("authorization", [])
-    client_id, client_secret = client_credentials(form, authorization)
+    assertion = ""
+    if "client_assertion" in form or "client_assertion_type" in form:
+        (client_id, assertion), client_secret = assertion_client(form, authorization), ""
+    else:
+        client_id, client_secret = client_credentials(form, authorization)
     token = form.get("token")
     if token is None:
         raise InvalidRequest("token is required")
-    return IntrospectionRequest(client_id, client_secret, token, challenge=bool(authorization))
+    return IntrospectionRequest(
+        client_id, client_secret, token, challenge=bool(authorization), client_assertion=assertion
+    )

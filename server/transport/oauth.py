@@ -21,11 +21,12 @@ from urllib.parse import parse_qsl, unquote_plus
 
 from server.actor import TRANSPORT_OAUTH, Actor
 from server.domain import scopes as project_scopes
+from server.domain.assertions import ALGORITHMS
 from server.domain.client_credentials import AccessToken, ClientCredentials
 from server.domain.errors import InvalidClient, InvalidGrant
 from server.domain.errors import InvalidScope as ScopeRefused
 from server.domain.federation import Federation, federated_issuer
-from server.domain.jwt_profile import ALGORITHMS, JwtProfile
+from server.domain.jwt_profile import JwtProfile
 from server.domain.signing_keys import KeyRing
 from server.limits import (
     MAX_ASSERTION_LENGTH,
@@ -80,8 +81,8 @@ PROJECT_SCOPE_PATTERNS = (
 )
 ORGANISATION_SCOPE = re.compile(r"urn:zitadel:iam:org:id:[1-9][0-9]{0,18}")
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
-# An API application authenticates with its secret (its keys: not yet served).
-INTROSPECTION_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+# An API application authenticates with its secret, or with an assertion one of its keys signed.
+INTROSPECTION_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
 # A machine user revokes its tokens by whatever authenticates it at the token endpoint; an API
 # application by its secret (token_revocation_endpoint.py).
 REVOCATION_AUTH_METHODS = AUTH_METHODS
@@ -280,9 +281,9 @@ def _private_key_jwt(form: dict[str, str], authorization: Sequence[str], source:
 
 def assertion_client(form: dict[str, str], authorization: Sequence[str]) -> tuple[str, str]:
     """(client_id, client_assertion) of a form request whose client authenticates by an assertion
-    (RFC 7523 §2.2: private_key_jwt, or a workload's platform token), at the token and revocation
-    endpoints. client_id is optional (RFC 7521 §4.2); the assertion's iss names the client then
-    (it is verified as iss = sub = the client id, whichever way the id came)."""
+    (RFC 7523 §2.2: private_key_jwt, or a workload's platform token), at the token, revocation and
+    introspection endpoints. client_id is optional (RFC 7521 §4.2); the assertion's iss names the
+    client then (it is verified as iss = sub = the client id, whichever way the id came)."""
     if authorization or "client_secret" in form:
         raise InvalidRequest("send client credentials by one method only")
     if form.get("client_assertion_type") != CLIENT_ASSERTION_TYPE:
@@ -411,6 +412,7 @@ class Discovery:
                 # RFC 7662: API applications introspect tokens (introspection_endpoint.py).
                 "introspection_endpoint": issuer + INTROSPECT_PATH,
                 "introspection_endpoint_auth_methods_supported": INTROSPECTION_AUTH_METHODS,
+                "introspection_endpoint_auth_signing_alg_values_supported": sorted(ALGORITHMS),
                 # The keys that verify JWT access tokens (JwksEndpoint).
                 "jwks_uri": issuer + KEYS_PATH,
                 # RFC 7009: a client revokes the tokens it holds (token_revocation_endpoint.py).

@@ -3,14 +3,23 @@ each method a thin mapping onto the commands and queries that ZITADEL's manageme
 too (zitadel_management.py), with the same permissions (declared in the .proto) and errors."""
 
 from machinesecrets.v1 import project_service_pb2 as pb
+from machinesecrets.v1 import user_service_pb2 as user_pb
 
 from server.domain.commands import Commands
-from server.domain.commands.projects import AUTH_METHOD_BASIC
-from server.domain.model import Details
+from server.domain.commands.projects import AUTH_METHOD_BASIC, AUTH_METHOD_PRIVATE_KEY_JWT
+from server.domain.model import AppKeyView, Details
 from server.domain.permissions import CallContext
 from server.domain.queries import Queries
 from server.store.contract import AppRecord, ProjectRecord, ProjectRoleRecord
-from server.transport.conversions import details_proto
+from server.transport.conversions import details_proto, expiration_of, timestamp
+
+# The native enum's values are ZITADEL's APIAuthMethodType's; an unknown number is passed on as
+# its text, which the command refuses as INVALID_ARGUMENT.
+AUTH_METHODS = {
+    pb.API_AUTH_METHOD_BASIC: AUTH_METHOD_BASIC,
+    pb.API_AUTH_METHOD_PRIVATE_KEY_JWT: AUTH_METHOD_PRIVATE_KEY_JWT,
+}
+AUTH_METHOD_VALUES = {method: value for value, method in AUTH_METHODS.items()}
 
 
 def project_proto(project: ProjectRecord) -> pb.Project:
@@ -27,7 +36,25 @@ def role_proto(role: ProjectRoleRecord, org_id: str) -> pb.ProjectRole:
 
 def app_proto(app: AppRecord) -> pb.ApiApp:
     details = Details(app.sequence, app.created_at, app.changed_at, app.org_id)
-    return pb.ApiApp(id=app.app_id, name=app.name, client_id=app.client_id, details=details_proto(details))
+    return pb.ApiApp(
+        id=app.app_id,
+        name=app.name,
+        client_id=app.client_id,
+        details=details_proto(details),
+        auth_method=AUTH_METHOD_VALUES[app.auth_method],
+    )
+
+
+def app_key_proto(key: AppKeyView) -> pb.AppKey:
+    found = pb.AppKey(
+        key_id=key.key_id,
+        key_type=key.key_type,
+        creation_date=timestamp(key.creation_date),
+        state=user_pb.KEY_STATE_ACTIVE if key.active else user_pb.KEY_STATE_EXPIRED,
+    )
+    if key.expiration_date is not None:
+        found.expiration_date.CopyFrom(timestamp(key.expiration_date))
+    return found
 
 
 class ProjectService:
@@ -75,13 +102,42 @@ class ProjectService:
         return pb.RemoveProjectRoleResponse(details=details_proto(details))
 
     async def AddApiApp(self, request: pb.AddApiAppRequest, ctx: CallContext) -> pb.AddApiAppResponse:
-        issued = await self._commands.add_api_app(ctx, request.project_id, request.name, AUTH_METHOD_BASIC)
+        method = AUTH_METHODS.get(request.auth_method, str(request.auth_method))
+        issued = await self._commands.add_api_app(ctx, request.project_id, request.name, method)
         return pb.AddApiAppResponse(
             app_id=issued.app_id,
             client_id=issued.client_id,
             client_secret=issued.client_secret,
             details=details_proto(issued.details),
         )
+
+    async def UpdateApiAppAuthMethod(
+        self, request: pb.UpdateApiAppAuthMethodRequest, ctx: CallContext
+    ) -> pb.UpdateApiAppAuthMethodResponse:
+        method = AUTH_METHODS.get(request.auth_method, str(request.auth_method))
+        details = await self._commands.change_api_auth_method(ctx, request.project_id, request.app_id, method)
+        return pb.UpdateApiAppAuthMethodResponse(details=details_proto(details))
+
+    async def AddAppKey(self, request: pb.AddAppKeyRequest, ctx: CallContext) -> pb.AddAppKeyResponse:
+        issued = await self._commands.add_app_key(
+            ctx, request.project_id, request.app_id, expiration_of(request), request.public_key
+        )
+        answer = pb.AddAppKeyResponse(
+            key_id=issued.key_id, key_content=issued.key_file or b"", details=details_proto(issued.details)
+        )
+        if issued.expiration_date is not None:
+            answer.expiration_date.CopyFrom(timestamp(issued.expiration_date))
+        return answer
+
+    async def ListAppKeys(self, request: pb.ListAppKeysRequest, ctx: CallContext) -> pb.ListAppKeysResponse:
+        keys = await self._queries.app_keys(ctx, request.project_id, request.app_id)
+        return pb.ListAppKeysResponse(keys=[app_key_proto(k) for k in keys])
+
+    async def RemoveAppKey(
+        self, request: pb.RemoveAppKeyRequest, ctx: CallContext
+    ) -> pb.RemoveAppKeyResponse:
+        details = await self._commands.remove_app_key(ctx, request.project_id, request.app_id, request.key_id)
+        return pb.RemoveAppKeyResponse(details=details_proto(details))
 
     async def RegenerateApiAppSecret(
         self, request: pb.RegenerateApiAppSecretRequest, ctx: CallContext

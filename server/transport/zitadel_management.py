@@ -16,9 +16,9 @@ from zitadel.user.v1 import user_pb2
 from zitadel.v1 import object_pb2
 
 from server.domain.commands import Commands
-from server.domain.commands.projects import AUTH_METHOD_BASIC
+from server.domain.commands.projects import AUTH_METHOD_BASIC, AUTH_METHOD_PRIVATE_KEY_JWT
 from server.domain.errors import FieldViolation, InvalidArgument
-from server.domain.model import Details, MachineKeyView, MetadataView, UserProfile, UserView
+from server.domain.model import AppKeyView, Details, MachineKeyView, MetadataView, UserProfile, UserView
 from server.domain.permissions import CallContext
 from server.domain.queries import Queries
 from server.store.contract import ProjectRecord
@@ -56,7 +56,24 @@ T = TypeVar("T")
 # ZITADEL's list limit when a query sets none, and the most it answers at once.
 DEFAULT_LIST_LIMIT = 100
 MAX_LIST_LIMIT = 1000
-AUTH_METHODS = {app_pb2.API_AUTH_METHOD_TYPE_BASIC: AUTH_METHOD_BASIC}
+AUTH_METHODS = {
+    app_pb2.API_AUTH_METHOD_TYPE_BASIC: AUTH_METHOD_BASIC,
+    app_pb2.API_AUTH_METHOD_TYPE_PRIVATE_KEY_JWT: AUTH_METHOD_PRIVATE_KEY_JWT,
+}
+AUTH_METHOD_VALUES = {method: value for value, method in AUTH_METHODS.items()}
+
+
+def zitadel_app_key(view: AppKeyView) -> authn.Key:
+    """An application's key as ZITADEL's v1 API shows it, as a machine key is."""
+    created = timestamp(view.creation_date)
+    return authn.Key(
+        id=view.key_id,
+        details=object_pb2.ObjectDetails(
+            creation_date=created, change_date=created, resource_owner=view.org_id
+        ),
+        type=authn.KEY_TYPE_JSON,
+        expiration_date=zitadel_key_expiration(view.expiration_date),
+    )
 
 
 def listed(items: Sequence[T], query: object_pb2.ListQuery) -> tuple[object_pb2.ListDetails, Sequence[T]]:
@@ -360,7 +377,8 @@ class ManagementService:
                     state=app_pb2.APP_STATE_ACTIVE,
                     name=app.name,
                     api_config=app_pb2.APIConfig(
-                        client_id=app.client_id, auth_method_type=app_pb2.API_AUTH_METHOD_TYPE_BASIC
+                        client_id=app.client_id,
+                        auth_method_type=AUTH_METHOD_VALUES[app.auth_method],
                     ),
                 )
                 for app in page
@@ -380,6 +398,42 @@ class ManagementService:
     async def RemoveApp(self, request: mgmt.RemoveAppRequest, ctx: CallContext) -> mgmt.RemoveAppResponse:
         details = await self._commands.remove_app(ctx, request.project_id, request.app_id)
         return mgmt.RemoveAppResponse(details=v1_details(details))
+
+    async def UpdateAPIAppConfig(
+        self, request: mgmt.UpdateAPIAppConfigRequest, ctx: CallContext
+    ) -> mgmt.UpdateAPIAppConfigResponse:
+        method = AUTH_METHODS.get(request.auth_method_type, str(request.auth_method_type))
+        details = await self._commands.change_api_auth_method(ctx, request.project_id, request.app_id, method)
+        return mgmt.UpdateAPIAppConfigResponse(details=v1_details(details))
+
+    async def AddAppKey(self, request: mgmt.AddAppKeyRequest, ctx: CallContext) -> mgmt.AddAppKeyResponse:
+        if request.type not in (authn.KEY_TYPE_UNSPECIFIED, authn.KEY_TYPE_JSON):
+            raise InvalidArgument([FieldViolation("type", "only KEY_TYPE_JSON is served")])
+        issued = await self._commands.add_app_key(
+            ctx, request.project_id, request.app_id, expiration_of(request), b""
+        )
+        return mgmt.AddAppKeyResponse(
+            id=issued.key_id, details=v1_details(issued.details), key_details=issued.key_file or b""
+        )
+
+    async def ListAppKeys(
+        self, request: mgmt.ListAppKeysRequest, ctx: CallContext
+    ) -> mgmt.ListAppKeysResponse:
+        keys = await self._queries.app_keys(ctx, request.project_id, request.app_id)
+        if not request.query.asc:  # ZITADEL's default order: newest first
+            keys.reverse()
+        details, page = listed(keys, request.query)
+        return mgmt.ListAppKeysResponse(details=details, result=[zitadel_app_key(k) for k in page])
+
+    async def GetAppKey(self, request: mgmt.GetAppKeyRequest, ctx: CallContext) -> mgmt.GetAppKeyResponse:
+        key = await self._queries.app_key(ctx, request.project_id, request.app_id, request.key_id)
+        return mgmt.GetAppKeyResponse(key=zitadel_app_key(key))
+
+    async def RemoveAppKey(
+        self, request: mgmt.RemoveAppKeyRequest, ctx: CallContext
+    ) -> mgmt.RemoveAppKeyResponse:
+        details = await self._commands.remove_app_key(ctx, request.project_id, request.app_id, request.key_id)
+        return mgmt.RemoveAppKeyResponse(details=v1_details(details))
 
     async def RegenerateAPIClientSecret(
         self, request: mgmt.RegenerateAPIClientSecretRequest, ctx: CallContext

@@ -10,6 +10,7 @@ from server.events.base import Event, NewEvent
 from server.events.grant import UserGrantAdded, UserGrantRemoved
 from server.events.project import (
     ApiAppAdded,
+    ApiAppAuthMethodChanged,
     ApiAppSecretChanged,
     AppRemoved,
     ProjectAdded,
@@ -103,10 +104,34 @@ GRANTED = [*WITH_ROLE, machine_added("10"), NewEvent("40", 1, ORG, UserGrantAdde
         [on_project(2, ApiAppAdded("101", "api", "101@20", "basic", GENERATED, GENERATED))],
     ),
     Case(
-        "client_secret_basic only, until keys come",
+        "an application with private_key_jwt has no secret",
         PROJECT,
         lambda c: c.add_api_app(OWNER, "20", "api", "private_key_jwt"),
+        [on_project(2, ApiAppAdded("101", "api", "101@20", "private_key_jwt", "", ""))],
+    ),
+    Case(
+        "an auth method ZITADEL has",
+        PROJECT,
+        lambda c: c.add_api_app(OWNER, "20", "api", "5"),
         Refused(InvalidArgument, "INVALID_ARGUMENT"),
+    ),
+    Case(
+        "change the auth method",
+        WITH_APP,
+        lambda c: c.change_api_auth_method(OWNER, "20", "30", "private_key_jwt"),
+        [on_project(3, ApiAppAuthMethodChanged("30", "private_key_jwt"))],
+    ),
+    Case(
+        "a change that changes nothing",
+        WITH_APP,
+        lambda c: c.change_api_auth_method(OWNER, "20", "30", "basic"),
+        Refused(FailedPrecondition, "NO_CHANGES"),
+    ),
+    Case(
+        "no secret for an application that authenticates with keys",
+        [*PROJECT, on_project(2, ApiAppAdded("30", "api", "30@20", "private_key_jwt", "", ""))],
+        lambda c: c.regenerate_api_client_secret(OWNER, "20", "30"),
+        Refused(FailedPrecondition, "APP_AUTH_METHOD_NOT_BASIC"),
     ),
     Case(
         "an application of another organisation's project",

@@ -6,8 +6,11 @@ isort:skip_file
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from machinesecrets.v1 import object_pb2 as _object_pb2
+from machinesecrets.v1 import user_service_pb2 as _user_service_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -18,6 +21,28 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _ApiAuthMethod:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ApiAuthMethodEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ApiAuthMethod.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    API_AUTH_METHOD_BASIC: _ApiAuthMethod.ValueType  # 0
+    """client_secret_basic (or client_secret_post): its client id and secret."""
+    API_AUTH_METHOD_PRIVATE_KEY_JWT: _ApiAuthMethod.ValueType  # 1
+    """private_key_jwt: a client assertion signed by one of its keys."""
+
+class ApiAuthMethod(_ApiAuthMethod, metaclass=_ApiAuthMethodEnumTypeWrapper):
+    """How an API application authenticates at the introspection endpoint (ZITADEL's
+    APIAuthMethodType, with its values).
+    """
+
+API_AUTH_METHOD_BASIC: ApiAuthMethod.ValueType  # 0
+"""client_secret_basic (or client_secret_post): its client id and secret."""
+API_AUTH_METHOD_PRIVATE_KEY_JWT: ApiAuthMethod.ValueType  # 1
+"""private_key_jwt: a client assertion signed by one of its keys."""
+Global___ApiAuthMethod: _TypeAlias = ApiAuthMethod  # noqa: Y015
 
 @_typing.final
 class Project(_message.Message):
@@ -84,10 +109,12 @@ class ApiApp(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     CLIENT_ID_FIELD_NUMBER: _builtins.int
     DETAILS_FIELD_NUMBER: _builtins.int
+    AUTH_METHOD_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     name: _builtins.str
     client_id: _builtins.str
     """The application's client id at the introspection endpoint: `{appId}@{projectId}`."""
+    auth_method: Global___ApiAuthMethod.ValueType
     @_builtins.property
     def details(self) -> _object_pb2.ObjectDetails:
         """Its sequence and change time: the project's when the application last changed."""
@@ -99,14 +126,51 @@ class ApiApp(_message.Message):
         name: _builtins.str = ...,
         client_id: _builtins.str = ...,
         details: _object_pb2.ObjectDetails | None = ...,
+        auth_method: Global___ApiAuthMethod.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "details", b"details", "id", b"id", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth_method", b"auth_method", "client_id", b"client_id", "details", b"details", "id", b"id", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ApiApp: _TypeAlias = ApiApp  # noqa: Y015
+
+@_typing.final
+class AppKey(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    KEY_TYPE_FIELD_NUMBER: _builtins.int
+    CREATION_DATE_FIELD_NUMBER: _builtins.int
+    EXPIRATION_DATE_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    key_id: _builtins.str
+    key_type: _builtins.str
+    """"RSA" (assertions signed RS256) or "EC" (ES256)."""
+    state: _user_service_pb2.KeyState.ValueType
+    @_builtins.property
+    def creation_date(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def expiration_date(self) -> _timestamp_pb2.Timestamp:
+        """Unset: it never expires."""
+
+    def __init__(
+        self,
+        *,
+        key_id: _builtins.str = ...,
+        key_type: _builtins.str = ...,
+        creation_date: _timestamp_pb2.Timestamp | None = ...,
+        expiration_date: _timestamp_pb2.Timestamp | None = ...,
+        state: _user_service_pb2.KeyState.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["creation_date", b"creation_date", "expiration_date", b"expiration_date"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["creation_date", b"creation_date", "expiration_date", b"expiration_date", "key_id", b"key_id", "key_type", b"key_type", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AppKey: _TypeAlias = AppKey  # noqa: Y015
 
 @_typing.final
 class UserGrant(_message.Message):
@@ -439,17 +503,20 @@ class AddApiAppRequest(_message.Message):
 
     PROJECT_ID_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
+    AUTH_METHOD_FIELD_NUMBER: _builtins.int
     project_id: _builtins.str
     name: _builtins.str
+    auth_method: Global___ApiAuthMethod.ValueType
     def __init__(
         self,
         *,
         project_id: _builtins.str = ...,
         name: _builtins.str = ...,
+        auth_method: Global___ApiAuthMethod.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "project_id", b"project_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth_method", b"auth_method", "name", b"name", "project_id", b"project_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -466,6 +533,7 @@ class AddApiAppResponse(_message.Message):
     app_id: _builtins.str
     client_id: _builtins.str
     client_secret: _builtins.str
+    """Empty for API_AUTH_METHOD_PRIVATE_KEY_JWT."""
     @_builtins.property
     def details(self) -> _object_pb2.ObjectDetails: ...
     def __init__(
@@ -483,6 +551,210 @@ class AddApiAppResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AddApiAppResponse: _TypeAlias = AddApiAppResponse  # noqa: Y015
+
+@_typing.final
+class UpdateApiAppAuthMethodRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROJECT_ID_FIELD_NUMBER: _builtins.int
+    APP_ID_FIELD_NUMBER: _builtins.int
+    AUTH_METHOD_FIELD_NUMBER: _builtins.int
+    project_id: _builtins.str
+    app_id: _builtins.str
+    auth_method: Global___ApiAuthMethod.ValueType
+    def __init__(
+        self,
+        *,
+        project_id: _builtins.str = ...,
+        app_id: _builtins.str = ...,
+        auth_method: Global___ApiAuthMethod.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "auth_method", b"auth_method", "project_id", b"project_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateApiAppAuthMethodRequest: _TypeAlias = UpdateApiAppAuthMethodRequest  # noqa: Y015
+
+@_typing.final
+class UpdateApiAppAuthMethodResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DETAILS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def details(self) -> _object_pb2.ObjectDetails: ...
+    def __init__(
+        self,
+        *,
+        details: _object_pb2.ObjectDetails | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateApiAppAuthMethodResponse: _TypeAlias = UpdateApiAppAuthMethodResponse  # noqa: Y015
+
+@_typing.final
+class AddAppKeyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROJECT_ID_FIELD_NUMBER: _builtins.int
+    APP_ID_FIELD_NUMBER: _builtins.int
+    EXPIRATION_DATE_FIELD_NUMBER: _builtins.int
+    PUBLIC_KEY_FIELD_NUMBER: _builtins.int
+    project_id: _builtins.str
+    app_id: _builtins.str
+    public_key: _builtins.bytes
+    """A public key of your own (PEM, BEGIN PUBLIC KEY). Unset: the service makes a key pair."""
+    @_builtins.property
+    def expiration_date(self) -> _timestamp_pb2.Timestamp:
+        """When the key stops working; must be in the future, and within the organisation's
+        maxKeyLifetime. Unset: the maxKeyLifetime from now, else never.
+        """
+
+    def __init__(
+        self,
+        *,
+        project_id: _builtins.str = ...,
+        app_id: _builtins.str = ...,
+        expiration_date: _timestamp_pb2.Timestamp | None = ...,
+        public_key: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expiration_date", b"expiration_date"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "expiration_date", b"expiration_date", "project_id", b"project_id", "public_key", b"public_key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddAppKeyRequest: _TypeAlias = AddAppKeyRequest  # noqa: Y015
+
+@_typing.final
+class AddAppKeyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    KEY_CONTENT_FIELD_NUMBER: _builtins.int
+    EXPIRATION_DATE_FIELD_NUMBER: _builtins.int
+    DETAILS_FIELD_NUMBER: _builtins.int
+    key_id: _builtins.str
+    key_content: _builtins.bytes
+    """ZITADEL's application key file, {"type":"application","keyId","key","appId","clientId"}
+    (JSON, with the private key as PEM), for a key pair the service made; shown once. Empty for
+    an uploaded key.
+    """
+    @_builtins.property
+    def expiration_date(self) -> _timestamp_pb2.Timestamp:
+        """Unset: it never expires."""
+
+    @_builtins.property
+    def details(self) -> _object_pb2.ObjectDetails: ...
+    def __init__(
+        self,
+        *,
+        key_id: _builtins.str = ...,
+        key_content: _builtins.bytes = ...,
+        expiration_date: _timestamp_pb2.Timestamp | None = ...,
+        details: _object_pb2.ObjectDetails | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["details", b"details", "expiration_date", b"expiration_date"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["details", b"details", "expiration_date", b"expiration_date", "key_content", b"key_content", "key_id", b"key_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddAppKeyResponse: _TypeAlias = AddAppKeyResponse  # noqa: Y015
+
+@_typing.final
+class ListAppKeysRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROJECT_ID_FIELD_NUMBER: _builtins.int
+    APP_ID_FIELD_NUMBER: _builtins.int
+    project_id: _builtins.str
+    app_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        project_id: _builtins.str = ...,
+        app_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "project_id", b"project_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAppKeysRequest: _TypeAlias = ListAppKeysRequest  # noqa: Y015
+
+@_typing.final
+class ListAppKeysResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEYS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___AppKey]:
+        """Oldest first."""
+
+    def __init__(
+        self,
+        *,
+        keys: _abc.Iterable[Global___AppKey] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["keys", b"keys"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAppKeysResponse: _TypeAlias = ListAppKeysResponse  # noqa: Y015
+
+@_typing.final
+class RemoveAppKeyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROJECT_ID_FIELD_NUMBER: _builtins.int
+    APP_ID_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    project_id: _builtins.str
+    app_id: _builtins.str
+    key_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        project_id: _builtins.str = ...,
+        app_id: _builtins.str = ...,
+        key_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "key_id", b"key_id", "project_id", b"project_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveAppKeyRequest: _TypeAlias = RemoveAppKeyRequest  # noqa: Y015
+
+@_typing.final
+class RemoveAppKeyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DETAILS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def details(self) -> _object_pb2.ObjectDetails: ...
+    def __init__(
+        self,
+        *,
+        details: _object_pb2.ObjectDetails | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveAppKeyResponse: _TypeAlias = RemoveAppKeyResponse  # noqa: Y015
 
 @_typing.final
 class RegenerateApiAppSecretRequest(_message.Message):

@@ -79,6 +79,26 @@ class ProjectServiceStub:
                 request_serializer=machinesecrets_dot_v1_dot_project__service__pb2.AddApiAppRequest.SerializeToString,
                 response_deserializer=machinesecrets_dot_v1_dot_project__service__pb2.AddApiAppResponse.FromString,
                 _registered_method=True)
+        self.UpdateApiAppAuthMethod = channel.unary_unary(
+                '/machinesecrets.v1.ProjectService/UpdateApiAppAuthMethod',
+                request_serializer=machinesecrets_dot_v1_dot_project__service__pb2.UpdateApiAppAuthMethodRequest.SerializeToString,
+                response_deserializer=machinesecrets_dot_v1_dot_project__service__pb2.UpdateApiAppAuthMethodResponse.FromString,
+                _registered_method=True)
+        self.AddAppKey = channel.unary_unary(
+                '/machinesecrets.v1.ProjectService/AddAppKey',
+                request_serializer=machinesecrets_dot_v1_dot_project__service__pb2.AddAppKeyRequest.SerializeToString,
+                response_deserializer=machinesecrets_dot_v1_dot_project__service__pb2.AddAppKeyResponse.FromString,
+                _registered_method=True)
+        self.ListAppKeys = channel.unary_unary(
+                '/machinesecrets.v1.ProjectService/ListAppKeys',
+                request_serializer=machinesecrets_dot_v1_dot_project__service__pb2.ListAppKeysRequest.SerializeToString,
+                response_deserializer=machinesecrets_dot_v1_dot_project__service__pb2.ListAppKeysResponse.FromString,
+                _registered_method=True)
+        self.RemoveAppKey = channel.unary_unary(
+                '/machinesecrets.v1.ProjectService/RemoveAppKey',
+                request_serializer=machinesecrets_dot_v1_dot_project__service__pb2.RemoveAppKeyRequest.SerializeToString,
+                response_deserializer=machinesecrets_dot_v1_dot_project__service__pb2.RemoveAppKeyResponse.FromString,
+                _registered_method=True)
         self.RegenerateApiAppSecret = channel.unary_unary(
                 '/machinesecrets.v1.ProjectService/RegenerateApiAppSecret',
                 request_serializer=machinesecrets_dot_v1_dot_project__service__pb2.RegenerateApiAppSecretRequest.SerializeToString,
@@ -169,9 +189,43 @@ class ProjectServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def AddApiApp(self, request, context):
-        """Creates an API application of a project: its client id and secret (client_secret_basic at
-        the introspection endpoint), returned once; only the secret's bcrypt hash is stored. The
-        secret is a credential of the project.
+        """Creates an API application of a project: its client id and, with API_AUTH_METHOD_BASIC, its
+        secret (client_secret_basic at the introspection endpoint), returned once; only the secret's
+        bcrypt hash is stored. With API_AUTH_METHOD_PRIVATE_KEY_JWT it has no secret: it
+        authenticates with its keys (AddAppKey). Either credential is a credential of the project.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateApiAppAuthMethod(self, request, context):
+        """Changes how an API application authenticates at the introspection endpoint. Its secret ends
+        at once; to API_AUTH_METHOD_BASIC, make a new one with RegenerateApiAppSecret. Its keys stay,
+        and serve only while it is API_AUTH_METHOD_PRIVATE_KEY_JWT.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddAppKey(self, request, context):
+        """Adds a key to an API application with API_AUTH_METHOD_PRIVATE_KEY_JWT, for its client
+        assertions at the introspection endpoint (RFC 7523 §2.2): the public key given (PEM: RSA of
+        2048 to 4096 bits, or EC P-256), or else a new RSA 2048 key pair, whose private key is
+        answered once in ZITADEL's application key file. Only public keys are stored.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAppKeys(self, request, context):
+        """Lists an API application's keys: their ids, types and dates, never key material.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveAppKey(self, request, context):
+        """Removes one key of an API application: it stops authenticating at once.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -262,6 +316,26 @@ def add_ProjectServiceServicer_to_server(servicer, server):
                     servicer.AddApiApp,
                     request_deserializer=machinesecrets_dot_v1_dot_project__service__pb2.AddApiAppRequest.FromString,
                     response_serializer=machinesecrets_dot_v1_dot_project__service__pb2.AddApiAppResponse.SerializeToString,
+            ),
+            'UpdateApiAppAuthMethod': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateApiAppAuthMethod,
+                    request_deserializer=machinesecrets_dot_v1_dot_project__service__pb2.UpdateApiAppAuthMethodRequest.FromString,
+                    response_serializer=machinesecrets_dot_v1_dot_project__service__pb2.UpdateApiAppAuthMethodResponse.SerializeToString,
+            ),
+            'AddAppKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddAppKey,
+                    request_deserializer=machinesecrets_dot_v1_dot_project__service__pb2.AddAppKeyRequest.FromString,
+                    response_serializer=machinesecrets_dot_v1_dot_project__service__pb2.AddAppKeyResponse.SerializeToString,
+            ),
+            'ListAppKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAppKeys,
+                    request_deserializer=machinesecrets_dot_v1_dot_project__service__pb2.ListAppKeysRequest.FromString,
+                    response_serializer=machinesecrets_dot_v1_dot_project__service__pb2.ListAppKeysResponse.SerializeToString,
+            ),
+            'RemoveAppKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveAppKey,
+                    request_deserializer=machinesecrets_dot_v1_dot_project__service__pb2.RemoveAppKeyRequest.FromString,
+                    response_serializer=machinesecrets_dot_v1_dot_project__service__pb2.RemoveAppKeyResponse.SerializeToString,
             ),
             'RegenerateApiAppSecret': grpc.unary_unary_rpc_method_handler(
                     servicer.RegenerateApiAppSecret,
@@ -515,6 +589,114 @@ class ProjectService:
             '/machinesecrets.v1.ProjectService/AddApiApp',
             machinesecrets_dot_v1_dot_project__service__pb2.AddApiAppRequest.SerializeToString,
             machinesecrets_dot_v1_dot_project__service__pb2.AddApiAppResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateApiAppAuthMethod(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/machinesecrets.v1.ProjectService/UpdateApiAppAuthMethod',
+            machinesecrets_dot_v1_dot_project__service__pb2.UpdateApiAppAuthMethodRequest.SerializeToString,
+            machinesecrets_dot_v1_dot_project__service__pb2.UpdateApiAppAuthMethodResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddAppKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/machinesecrets.v1.ProjectService/AddAppKey',
+            machinesecrets_dot_v1_dot_project__service__pb2.AddAppKeyRequest.SerializeToString,
+            machinesecrets_dot_v1_dot_project__service__pb2.AddAppKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAppKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/machinesecrets.v1.ProjectService/ListAppKeys',
+            machinesecrets_dot_v1_dot_project__service__pb2.ListAppKeysRequest.SerializeToString,
+            machinesecrets_dot_v1_dot_project__service__pb2.ListAppKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveAppKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/machinesecrets.v1.ProjectService/RemoveAppKey',
+            machinesecrets_dot_v1_dot_project__service__pb2.RemoveAppKeyRequest.SerializeToString,
+            machinesecrets_dot_v1_dot_project__service__pb2.RemoveAppKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -53,10 +53,26 @@ class ProjectServiceStub:
     RemoveProjectRole: _grpc.UnaryUnaryMultiCallable[_project_service_pb2.RemoveProjectRoleRequest, _project_service_pb2.RemoveProjectRoleResponse]
     """Removes a role from a project: no grant asserts it from then on."""
     AddApiApp: _grpc.UnaryUnaryMultiCallable[_project_service_pb2.AddApiAppRequest, _project_service_pb2.AddApiAppResponse]
-    """Creates an API application of a project: its client id and secret (client_secret_basic at
-    the introspection endpoint), returned once; only the secret's bcrypt hash is stored. The
-    secret is a credential of the project.
+    """Creates an API application of a project: its client id and, with API_AUTH_METHOD_BASIC, its
+    secret (client_secret_basic at the introspection endpoint), returned once; only the secret's
+    bcrypt hash is stored. With API_AUTH_METHOD_PRIVATE_KEY_JWT it has no secret: it
+    authenticates with its keys (AddAppKey). Either credential is a credential of the project.
     """
+    UpdateApiAppAuthMethod: _grpc.UnaryUnaryMultiCallable[_project_service_pb2.UpdateApiAppAuthMethodRequest, _project_service_pb2.UpdateApiAppAuthMethodResponse]
+    """Changes how an API application authenticates at the introspection endpoint. Its secret ends
+    at once; to API_AUTH_METHOD_BASIC, make a new one with RegenerateApiAppSecret. Its keys stay,
+    and serve only while it is API_AUTH_METHOD_PRIVATE_KEY_JWT.
+    """
+    AddAppKey: _grpc.UnaryUnaryMultiCallable[_project_service_pb2.AddAppKeyRequest, _project_service_pb2.AddAppKeyResponse]
+    """Adds a key to an API application with API_AUTH_METHOD_PRIVATE_KEY_JWT, for its client
+    assertions at the introspection endpoint (RFC 7523 §2.2): the public key given (PEM: RSA of
+    2048 to 4096 bits, or EC P-256), or else a new RSA 2048 key pair, whose private key is
+    answered once in ZITADEL's application key file. Only public keys are stored.
+    """
+    ListAppKeys: _grpc.UnaryUnaryMultiCallable[_project_service_pb2.ListAppKeysRequest, _project_service_pb2.ListAppKeysResponse]
+    """Lists an API application's keys: their ids, types and dates, never key material."""
+    RemoveAppKey: _grpc.UnaryUnaryMultiCallable[_project_service_pb2.RemoveAppKeyRequest, _project_service_pb2.RemoveAppKeyResponse]
+    """Removes one key of an API application: it stops authenticating at once."""
     RegenerateApiAppSecret: _grpc.UnaryUnaryMultiCallable[_project_service_pb2.RegenerateApiAppSecretRequest, _project_service_pb2.RegenerateApiAppSecretResponse]
     """Creates a new secret for an API application, returned once; the old one stops working at once."""
     ListApps: _grpc.UnaryUnaryMultiCallable[_project_service_pb2.ListAppsRequest, _project_service_pb2.ListAppsResponse]
@@ -97,10 +113,26 @@ class ProjectServiceAsyncStub(ProjectServiceStub):
     RemoveProjectRole: _aio.UnaryUnaryMultiCallable[_project_service_pb2.RemoveProjectRoleRequest, _project_service_pb2.RemoveProjectRoleResponse]  # type: ignore[assignment]
     """Removes a role from a project: no grant asserts it from then on."""
     AddApiApp: _aio.UnaryUnaryMultiCallable[_project_service_pb2.AddApiAppRequest, _project_service_pb2.AddApiAppResponse]  # type: ignore[assignment]
-    """Creates an API application of a project: its client id and secret (client_secret_basic at
-    the introspection endpoint), returned once; only the secret's bcrypt hash is stored. The
-    secret is a credential of the project.
+    """Creates an API application of a project: its client id and, with API_AUTH_METHOD_BASIC, its
+    secret (client_secret_basic at the introspection endpoint), returned once; only the secret's
+    bcrypt hash is stored. With API_AUTH_METHOD_PRIVATE_KEY_JWT it has no secret: it
+    authenticates with its keys (AddAppKey). Either credential is a credential of the project.
     """
+    UpdateApiAppAuthMethod: _aio.UnaryUnaryMultiCallable[_project_service_pb2.UpdateApiAppAuthMethodRequest, _project_service_pb2.UpdateApiAppAuthMethodResponse]  # type: ignore[assignment]
+    """Changes how an API application authenticates at the introspection endpoint. Its secret ends
+    at once; to API_AUTH_METHOD_BASIC, make a new one with RegenerateApiAppSecret. Its keys stay,
+    and serve only while it is API_AUTH_METHOD_PRIVATE_KEY_JWT.
+    """
+    AddAppKey: _aio.UnaryUnaryMultiCallable[_project_service_pb2.AddAppKeyRequest, _project_service_pb2.AddAppKeyResponse]  # type: ignore[assignment]
+    """Adds a key to an API application with API_AUTH_METHOD_PRIVATE_KEY_JWT, for its client
+    assertions at the introspection endpoint (RFC 7523 §2.2): the public key given (PEM: RSA of
+    2048 to 4096 bits, or EC P-256), or else a new RSA 2048 key pair, whose private key is
+    answered once in ZITADEL's application key file. Only public keys are stored.
+    """
+    ListAppKeys: _aio.UnaryUnaryMultiCallable[_project_service_pb2.ListAppKeysRequest, _project_service_pb2.ListAppKeysResponse]  # type: ignore[assignment]
+    """Lists an API application's keys: their ids, types and dates, never key material."""
+    RemoveAppKey: _aio.UnaryUnaryMultiCallable[_project_service_pb2.RemoveAppKeyRequest, _project_service_pb2.RemoveAppKeyResponse]  # type: ignore[assignment]
+    """Removes one key of an API application: it stops authenticating at once."""
     RegenerateApiAppSecret: _aio.UnaryUnaryMultiCallable[_project_service_pb2.RegenerateApiAppSecretRequest, _project_service_pb2.RegenerateApiAppSecretResponse]  # type: ignore[assignment]
     """Creates a new secret for an API application, returned once; the old one stops working at once."""
     ListApps: _aio.UnaryUnaryMultiCallable[_project_service_pb2.ListAppsRequest, _project_service_pb2.ListAppsResponse]  # type: ignore[assignment]
@@ -186,10 +218,50 @@ class ProjectServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _project_service_pb2.AddApiAppRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_project_service_pb2.AddApiAppResponse, _abc.Awaitable[_project_service_pb2.AddApiAppResponse]]:
-        """Creates an API application of a project: its client id and secret (client_secret_basic at
-        the introspection endpoint), returned once; only the secret's bcrypt hash is stored. The
-        secret is a credential of the project.
+        """Creates an API application of a project: its client id and, with API_AUTH_METHOD_BASIC, its
+        secret (client_secret_basic at the introspection endpoint), returned once; only the secret's
+        bcrypt hash is stored. With API_AUTH_METHOD_PRIVATE_KEY_JWT it has no secret: it
+        authenticates with its keys (AddAppKey). Either credential is a credential of the project.
         """
+
+    @_abc_1.abstractmethod
+    def UpdateApiAppAuthMethod(
+        self,
+        request: _project_service_pb2.UpdateApiAppAuthMethodRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_project_service_pb2.UpdateApiAppAuthMethodResponse, _abc.Awaitable[_project_service_pb2.UpdateApiAppAuthMethodResponse]]:
+        """Changes how an API application authenticates at the introspection endpoint. Its secret ends
+        at once; to API_AUTH_METHOD_BASIC, make a new one with RegenerateApiAppSecret. Its keys stay,
+        and serve only while it is API_AUTH_METHOD_PRIVATE_KEY_JWT.
+        """
+
+    @_abc_1.abstractmethod
+    def AddAppKey(
+        self,
+        request: _project_service_pb2.AddAppKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_project_service_pb2.AddAppKeyResponse, _abc.Awaitable[_project_service_pb2.AddAppKeyResponse]]:
+        """Adds a key to an API application with API_AUTH_METHOD_PRIVATE_KEY_JWT, for its client
+        assertions at the introspection endpoint (RFC 7523 §2.2): the public key given (PEM: RSA of
+        2048 to 4096 bits, or EC P-256), or else a new RSA 2048 key pair, whose private key is
+        answered once in ZITADEL's application key file. Only public keys are stored.
+        """
+
+    @_abc_1.abstractmethod
+    def ListAppKeys(
+        self,
+        request: _project_service_pb2.ListAppKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_project_service_pb2.ListAppKeysResponse, _abc.Awaitable[_project_service_pb2.ListAppKeysResponse]]:
+        """Lists an API application's keys: their ids, types and dates, never key material."""
+
+    @_abc_1.abstractmethod
+    def RemoveAppKey(
+        self,
+        request: _project_service_pb2.RemoveAppKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_project_service_pb2.RemoveAppKeyResponse, _abc.Awaitable[_project_service_pb2.RemoveAppKeyResponse]]:
+        """Removes one key of an API application: it stops authenticating at once."""
 
     @_abc_1.abstractmethod
     def RegenerateApiAppSecret(

@@ -8,7 +8,8 @@ roles of a project the caller may manage there.
 
 An API application's client secret is a credential of the project: it reads the project's tokens
 at the introspection endpoint. It is made as a machine user's is (secret_format.py, hashed with
-bcrypt outside the project's turn), shown once, and stored only as its hash.
+bcrypt outside the project's turn), shown once, and stored only as its hash. An application with
+private_key_jwt has no secret: it authenticates with its keys instead (app_keys.py).
 """
 
 from server.domain import validation as check
@@ -17,10 +18,11 @@ from server.domain.errors import AlreadyExists, FailedPrecondition, FieldViolati
 from server.domain.model import Created, Details, IssuedAppSecret
 from server.domain.permissions import CallContext
 from server.domain.secret_format import new_secret
-from server.events.base import NewEvent
+from server.events.base import Event, NewEvent
 from server.events.grant import UserGrantAdded, UserGrantRemoved
 from server.events.project import (
     ApiAppAdded,
+    ApiAppAuthMethodChanged,
     ApiAppSecretChanged,
     AppRemoved,
     ProjectAdded,
@@ -31,6 +33,9 @@ from server.events.project import (
 from server.store.contract import AppRecord, GrantRecord, ProjectRecord
 
 AUTH_METHOD_BASIC = "basic"  # client_secret_basic: ZITADEL's API_AUTH_METHOD_TYPE_BASIC
+# private_key_jwt (RFC 7523 §2.2) with the application's keys: API_AUTH_METHOD_TYPE_PRIVATE_KEY_JWT
+AUTH_METHOD_PRIVATE_KEY_JWT = "private_key_jwt"
+AUTH_METHODS = (AUTH_METHOD_BASIC, AUTH_METHOD_PRIVATE_KEY_JWT)
 
 
 def project_not_found() -> NotFound:
@@ -41,18 +46,20 @@ def app_not_found() -> NotFound:
     return NotFound("APP_NOT_FOUND", "application not found")
 
 
-def next_of_project(
-    project: ProjectRecord,
-    event: ProjectAdded
-    | ProjectRemoved
-    | ProjectRoleAdded
-    | ProjectRoleRemoved
-    | ApiAppAdded
-    | ApiAppSecretChanged
-    | AppRemoved,
-) -> NewEvent:
+def next_of_project(project: ProjectRecord, event: Event) -> NewEvent:
     """The project's next event, on the snapshot it was decided on."""
     return NewEvent(project.id, project.sequence + 1, project.org_id, event)
+
+
+def check_auth_method(auth_method: str) -> list[FieldViolation]:
+    if auth_method in AUTH_METHODS:
+        return []
+    return [
+        FieldViolation(
+            "auth_method_type",
+            "must be API_AUTH_METHOD_TYPE_BASIC or API_AUTH_METHOD_TYPE_PRIVATE_KEY_JWT",
+        )
+    ]
 
 
 def client_id_of(app_id: str, project_id: str) -> str:
@@ -127,24 +134,48 @@ class ProjectCommands(Writer):
     async def add_api_app(
         self, ctx: CallContext, project_id: str, name: str, auth_method: str
     ) -> IssuedAppSecret:
-        """An API application with client_secret_basic: its client id and secret, shown once."""
-        violations = check.check_id("project_id", project_id) + check.check_text("name", name)
-        if auth_method != AUTH_METHOD_BASIC:
-            violations.append(
-                FieldViolation("auth_method_type", "only API_AUTH_METHOD_TYPE_BASIC is supported")
-            )
-        check.raise_if_any(violations)
-        app_id, secret = self._ids.new_id(), new_secret()
-        hashed = await self._hasher.hash(secret.text)  # outside the turn: bcrypt is the slow part
+        """An API application: with client_secret_basic, its client id and secret, shown once;
+        with private_key_jwt, its client id and no secret (its keys are added with add_app_key)."""
+        check.raise_if_any(
+            check.check_id("project_id", project_id)
+            + check.check_text("name", name)
+            + check_auth_method(auth_method)
+        )
+        app_id = self._ids.new_id()
+        text = lookup = hashed = ""
+        if auth_method == AUTH_METHOD_BASIC:
+            secret = new_secret()
+            text, lookup = secret.text, secret.lookup
+            hashed = await self._hasher.hash(secret.text)  # outside the turn: bcrypt is the slow part
         client_id = client_id_of(app_id, project_id)
 
         async def decide() -> list[NewEvent]:
             project = await self._project_in_reach(ctx, project_id)
-            added = ApiAppAdded(app_id, name, client_id, auth_method, secret.lookup, hashed)
+            added = ApiAppAdded(app_id, name, client_id, auth_method, lookup, hashed)
             return [next_of_project(project, added)]
 
         [stored] = await self._write(ctx, project_id, decide)
-        return IssuedAppSecret(app_id, client_id, secret.text, Details.of_change(stored))
+        return IssuedAppSecret(app_id, client_id, text, Details.of_change(stored))
+
+    async def change_api_auth_method(
+        self, ctx: CallContext, project_id: str, app_id: str, auth_method: str
+    ) -> Details:
+        """How the application authenticates (ZITADEL's UpdateAPIAppConfig). Its secret ends with
+        the change; to BASIC, a new one is made with regenerate_api_client_secret."""
+        check.raise_if_any(
+            check.check_id("project_id", project_id)
+            + check.check_id("app_id", app_id)
+            + check_auth_method(auth_method)
+        )
+
+        async def decide() -> list[NewEvent]:
+            project = await self._project_in_reach(ctx, project_id)
+            if (await self._app_of(project, app_id)).auth_method == auth_method:
+                raise FailedPrecondition("NO_CHANGES", "the application has this auth method already")
+            return [next_of_project(project, ApiAppAuthMethodChanged(app_id, auth_method))]
+
+        [stored] = await self._write(ctx, project_id, decide)
+        return Details.of_change(stored)
 
     async def regenerate_api_client_secret(
         self, ctx: CallContext, project_id: str, app_id: str
@@ -158,7 +189,13 @@ class ProjectCommands(Writer):
         async def decide() -> list[NewEvent]:
             nonlocal client_id
             project = await self._project_in_reach(ctx, project_id)
-            client_id = (await self._app_of(project, app_id)).client_id
+            app = await self._app_of(project, app_id)
+            if app.auth_method != AUTH_METHOD_BASIC:
+                raise FailedPrecondition(
+                    "APP_AUTH_METHOD_NOT_BASIC",
+                    "the application authenticates with its keys (private_key_jwt), not a secret",
+                )
+            client_id = app.client_id
             return [next_of_project(project, ApiAppSecretChanged(app_id, secret.lookup, hashed))]
 
         [stored] = await self._write(ctx, project_id, decide)

@@ -46,14 +46,14 @@ class _APIAuthMethodTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_API
     API_AUTH_METHOD_TYPE_BASIC: _APIAuthMethodType.ValueType  # 0
     """client_secret_basic: a client id and a secret, at the introspection endpoint."""
     API_AUTH_METHOD_TYPE_PRIVATE_KEY_JWT: _APIAuthMethodType.ValueType  # 1
-    """Not served yet (the machine-keys work adds it): refused with INVALID_ARGUMENT."""
+    """private_key_jwt: a client assertion signed by one of the application's keys (AddAppKey)."""
 
 class APIAuthMethodType(_APIAuthMethodType, metaclass=_APIAuthMethodTypeEnumTypeWrapper): ...
 
 API_AUTH_METHOD_TYPE_BASIC: APIAuthMethodType.ValueType  # 0
 """client_secret_basic: a client id and a secret, at the introspection endpoint."""
 API_AUTH_METHOD_TYPE_PRIVATE_KEY_JWT: APIAuthMethodType.ValueType  # 1
-"""Not served yet (the machine-keys work adds it): refused with INVALID_ARGUMENT."""
+"""private_key_jwt: a client assertion signed by one of the application's keys (AddAppKey)."""
 Global___APIAuthMethodType: _TypeAlias = APIAuthMethodType  # noqa: Y015
 
 @_typing.final

@@ -1443,6 +1443,251 @@ class RegenerateAPIClientSecretResponse(_message.Message):
 Global___RegenerateAPIClientSecretResponse: _TypeAlias = RegenerateAPIClientSecretResponse  # noqa: Y015
 
 @_typing.final
+class UpdateAPIAppConfigRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROJECT_ID_FIELD_NUMBER: _builtins.int
+    APP_ID_FIELD_NUMBER: _builtins.int
+    AUTH_METHOD_TYPE_FIELD_NUMBER: _builtins.int
+    project_id: _builtins.str
+    app_id: _builtins.str
+    auth_method_type: _app_pb2.APIAuthMethodType.ValueType
+    """ZITADEL's number."""
+    def __init__(
+        self,
+        *,
+        project_id: _builtins.str = ...,
+        app_id: _builtins.str = ...,
+        auth_method_type: _app_pb2.APIAuthMethodType.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "auth_method_type", b"auth_method_type", "project_id", b"project_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateAPIAppConfigRequest: _TypeAlias = UpdateAPIAppConfigRequest  # noqa: Y015
+
+@_typing.final
+class UpdateAPIAppConfigResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DETAILS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def details(self) -> _object_pb2.ObjectDetails: ...
+    def __init__(
+        self,
+        *,
+        details: _object_pb2.ObjectDetails | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateAPIAppConfigResponse: _TypeAlias = UpdateAPIAppConfigResponse  # noqa: Y015
+
+@_typing.final
+class AddAppKeyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROJECT_ID_FIELD_NUMBER: _builtins.int
+    APP_ID_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    EXPIRATION_DATE_FIELD_NUMBER: _builtins.int
+    project_id: _builtins.str
+    app_id: _builtins.str
+    type: _auth_n_key_pb2.KeyType.ValueType
+    """Only KEY_TYPE_JSON (as ZITADEL); unspecified is taken for it."""
+    @_builtins.property
+    def expiration_date(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        project_id: _builtins.str = ...,
+        app_id: _builtins.str = ...,
+        type: _auth_n_key_pb2.KeyType.ValueType = ...,
+        expiration_date: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expiration_date", b"expiration_date"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "expiration_date", b"expiration_date", "project_id", b"project_id", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddAppKeyRequest: _TypeAlias = AddAppKeyRequest  # noqa: Y015
+
+@_typing.final
+class AddAppKeyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    DETAILS_FIELD_NUMBER: _builtins.int
+    KEY_DETAILS_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    key_details: _builtins.bytes
+    """The key file, {"type":"application","keyId","key","appId","clientId"}."""
+    @_builtins.property
+    def details(self) -> _object_pb2.ObjectDetails: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        details: _object_pb2.ObjectDetails | None = ...,
+        key_details: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["details", b"details", "id", b"id", "key_details", b"key_details"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddAppKeyResponse: _TypeAlias = AddAppKeyResponse  # noqa: Y015
+
+@_typing.final
+class ListAppKeysRequest(_message.Message):
+    """ZITADEL's numbers: the query first, then the application, then its project."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUERY_FIELD_NUMBER: _builtins.int
+    APP_ID_FIELD_NUMBER: _builtins.int
+    PROJECT_ID_FIELD_NUMBER: _builtins.int
+    app_id: _builtins.str
+    project_id: _builtins.str
+    @_builtins.property
+    def query(self) -> _object_pb2.ListQuery: ...
+    def __init__(
+        self,
+        *,
+        query: _object_pb2.ListQuery | None = ...,
+        app_id: _builtins.str = ...,
+        project_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["query", b"query"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "project_id", b"project_id", "query", b"query"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAppKeysRequest: _TypeAlias = ListAppKeysRequest  # noqa: Y015
+
+@_typing.final
+class ListAppKeysResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DETAILS_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def details(self) -> _object_pb2.ListDetails: ...
+    @_builtins.property
+    def result(self) -> _containers.RepeatedCompositeFieldContainer[_auth_n_key_pb2.Key]: ...
+    def __init__(
+        self,
+        *,
+        details: _object_pb2.ListDetails | None = ...,
+        result: _abc.Iterable[_auth_n_key_pb2.Key] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["details", b"details", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAppKeysResponse: _TypeAlias = ListAppKeysResponse  # noqa: Y015
+
+@_typing.final
+class GetAppKeyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROJECT_ID_FIELD_NUMBER: _builtins.int
+    APP_ID_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    project_id: _builtins.str
+    app_id: _builtins.str
+    key_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        project_id: _builtins.str = ...,
+        app_id: _builtins.str = ...,
+        key_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "key_id", b"key_id", "project_id", b"project_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAppKeyRequest: _TypeAlias = GetAppKeyRequest  # noqa: Y015
+
+@_typing.final
+class GetAppKeyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def key(self) -> _auth_n_key_pb2.Key: ...
+    def __init__(
+        self,
+        *,
+        key: _auth_n_key_pb2.Key | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["key", b"key"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAppKeyResponse: _TypeAlias = GetAppKeyResponse  # noqa: Y015
+
+@_typing.final
+class RemoveAppKeyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROJECT_ID_FIELD_NUMBER: _builtins.int
+    APP_ID_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    project_id: _builtins.str
+    app_id: _builtins.str
+    key_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        project_id: _builtins.str = ...,
+        app_id: _builtins.str = ...,
+        key_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "key_id", b"key_id", "project_id", b"project_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveAppKeyRequest: _TypeAlias = RemoveAppKeyRequest  # noqa: Y015
+
+@_typing.final
+class RemoveAppKeyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DETAILS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def details(self) -> _object_pb2.ObjectDetails: ...
+    def __init__(
+        self,
+        *,
+        details: _object_pb2.ObjectDetails | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveAppKeyResponse: _TypeAlias = RemoveAppKeyResponse  # noqa: Y015
+
+@_typing.final
 class ListUserGrantRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

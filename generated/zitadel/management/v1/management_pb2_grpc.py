@@ -184,6 +184,31 @@ class ManagementServiceStub:
                 request_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.RemoveAppRequest.SerializeToString,
                 response_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.RemoveAppResponse.FromString,
                 _registered_method=True)
+        self.UpdateAPIAppConfig = channel.unary_unary(
+                '/zitadel.management.v1.ManagementService/UpdateAPIAppConfig',
+                request_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.UpdateAPIAppConfigRequest.SerializeToString,
+                response_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.UpdateAPIAppConfigResponse.FromString,
+                _registered_method=True)
+        self.AddAppKey = channel.unary_unary(
+                '/zitadel.management.v1.ManagementService/AddAppKey',
+                request_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.AddAppKeyRequest.SerializeToString,
+                response_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.AddAppKeyResponse.FromString,
+                _registered_method=True)
+        self.ListAppKeys = channel.unary_unary(
+                '/zitadel.management.v1.ManagementService/ListAppKeys',
+                request_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.ListAppKeysRequest.SerializeToString,
+                response_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.ListAppKeysResponse.FromString,
+                _registered_method=True)
+        self.GetAppKey = channel.unary_unary(
+                '/zitadel.management.v1.ManagementService/GetAppKey',
+                request_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.GetAppKeyRequest.SerializeToString,
+                response_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.GetAppKeyResponse.FromString,
+                _registered_method=True)
+        self.RemoveAppKey = channel.unary_unary(
+                '/zitadel.management.v1.ManagementService/RemoveAppKey',
+                request_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.RemoveAppKeyRequest.SerializeToString,
+                response_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.RemoveAppKeyResponse.FromString,
+                _registered_method=True)
         self.RegenerateAPIClientSecret = channel.unary_unary(
                 '/zitadel.management.v1.ManagementService/RegenerateAPIClientSecret',
                 request_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.RegenerateAPIClientSecretRequest.SerializeToString,
@@ -427,6 +452,45 @@ class ManagementServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateAPIAppConfig(self, request, context):
+        """Changes how an API application authenticates (API_AUTH_METHOD_TYPE_BASIC or
+        API_AUTH_METHOD_TYPE_PRIVATE_KEY_JWT). Its secret ends at once; to BASIC, make a new one with
+        RegenerateAPIClientSecret.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddAppKey(self, request, context):
+        """Adds a key to an API application with API_AUTH_METHOD_TYPE_PRIVATE_KEY_JWT: a new RSA 2048 key
+        pair whose key file (JSON, {"type":"application","keyId","key","appId","clientId"}) is
+        answered once in key_details. Only its public key is stored.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAppKeys(self, request, context):
+        """Lists an API application's keys: never key material.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAppKey(self, request, context):
+        """Reads one key of an API application.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveAppKey(self, request, context):
+        """Removes one key of an API application: it stops authenticating at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RegenerateAPIClientSecret(self, request, context):
         """Creates a new secret for an API application, shown once; the old one stops working at once.
         """
@@ -616,6 +680,31 @@ def add_ManagementServiceServicer_to_server(servicer, server):
                     servicer.RemoveApp,
                     request_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.RemoveAppRequest.FromString,
                     response_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.RemoveAppResponse.SerializeToString,
+            ),
+            'UpdateAPIAppConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateAPIAppConfig,
+                    request_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.UpdateAPIAppConfigRequest.FromString,
+                    response_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.UpdateAPIAppConfigResponse.SerializeToString,
+            ),
+            'AddAppKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddAppKey,
+                    request_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.AddAppKeyRequest.FromString,
+                    response_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.AddAppKeyResponse.SerializeToString,
+            ),
+            'ListAppKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAppKeys,
+                    request_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.ListAppKeysRequest.FromString,
+                    response_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.ListAppKeysResponse.SerializeToString,
+            ),
+            'GetAppKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAppKey,
+                    request_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.GetAppKeyRequest.FromString,
+                    response_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.GetAppKeyResponse.SerializeToString,
+            ),
+            'RemoveAppKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveAppKey,
+                    request_deserializer=zitadel_dot_management_dot_v1_dot_management__pb2.RemoveAppKeyRequest.FromString,
+                    response_serializer=zitadel_dot_management_dot_v1_dot_management__pb2.RemoveAppKeyResponse.SerializeToString,
             ),
             'RegenerateAPIClientSecret': grpc.unary_unary_rpc_method_handler(
                     servicer.RegenerateAPIClientSecret,
@@ -1453,6 +1542,141 @@ class ManagementService:
             '/zitadel.management.v1.ManagementService/RemoveApp',
             zitadel_dot_management_dot_v1_dot_management__pb2.RemoveAppRequest.SerializeToString,
             zitadel_dot_management_dot_v1_dot_management__pb2.RemoveAppResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateAPIAppConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zitadel.management.v1.ManagementService/UpdateAPIAppConfig',
+            zitadel_dot_management_dot_v1_dot_management__pb2.UpdateAPIAppConfigRequest.SerializeToString,
+            zitadel_dot_management_dot_v1_dot_management__pb2.UpdateAPIAppConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddAppKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zitadel.management.v1.ManagementService/AddAppKey',
+            zitadel_dot_management_dot_v1_dot_management__pb2.AddAppKeyRequest.SerializeToString,
+            zitadel_dot_management_dot_v1_dot_management__pb2.AddAppKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAppKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zitadel.management.v1.ManagementService/ListAppKeys',
+            zitadel_dot_management_dot_v1_dot_management__pb2.ListAppKeysRequest.SerializeToString,
+            zitadel_dot_management_dot_v1_dot_management__pb2.ListAppKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAppKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zitadel.management.v1.ManagementService/GetAppKey',
+            zitadel_dot_management_dot_v1_dot_management__pb2.GetAppKeyRequest.SerializeToString,
+            zitadel_dot_management_dot_v1_dot_management__pb2.GetAppKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveAppKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zitadel.management.v1.ManagementService/RemoveAppKey',
+            zitadel_dot_management_dot_v1_dot_management__pb2.RemoveAppKeyRequest.SerializeToString,
+            zitadel_dot_management_dot_v1_dot_management__pb2.RemoveAppKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,

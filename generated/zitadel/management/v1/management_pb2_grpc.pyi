@@ -106,6 +106,22 @@ class ManagementServiceStub:
     """
     RemoveApp: _grpc.UnaryUnaryMultiCallable[_management_pb2.RemoveAppRequest, _management_pb2.RemoveAppResponse]
     """Removes an application: its secret ends at once."""
+    UpdateAPIAppConfig: _grpc.UnaryUnaryMultiCallable[_management_pb2.UpdateAPIAppConfigRequest, _management_pb2.UpdateAPIAppConfigResponse]
+    """Changes how an API application authenticates (API_AUTH_METHOD_TYPE_BASIC or
+    API_AUTH_METHOD_TYPE_PRIVATE_KEY_JWT). Its secret ends at once; to BASIC, make a new one with
+    RegenerateAPIClientSecret.
+    """
+    AddAppKey: _grpc.UnaryUnaryMultiCallable[_management_pb2.AddAppKeyRequest, _management_pb2.AddAppKeyResponse]
+    """Adds a key to an API application with API_AUTH_METHOD_TYPE_PRIVATE_KEY_JWT: a new RSA 2048 key
+    pair whose key file (JSON, {"type":"application","keyId","key","appId","clientId"}) is
+    answered once in key_details. Only its public key is stored.
+    """
+    ListAppKeys: _grpc.UnaryUnaryMultiCallable[_management_pb2.ListAppKeysRequest, _management_pb2.ListAppKeysResponse]
+    """Lists an API application's keys: never key material."""
+    GetAppKey: _grpc.UnaryUnaryMultiCallable[_management_pb2.GetAppKeyRequest, _management_pb2.GetAppKeyResponse]
+    """Reads one key of an API application."""
+    RemoveAppKey: _grpc.UnaryUnaryMultiCallable[_management_pb2.RemoveAppKeyRequest, _management_pb2.RemoveAppKeyResponse]
+    """Removes one key of an API application: it stops authenticating at once."""
     RegenerateAPIClientSecret: _grpc.UnaryUnaryMultiCallable[_management_pb2.RegenerateAPIClientSecretRequest, _management_pb2.RegenerateAPIClientSecretResponse]
     """Creates a new secret for an API application, shown once; the old one stops working at once."""
     ListUserGrants: _grpc.UnaryUnaryMultiCallable[_management_pb2.ListUserGrantRequest, _management_pb2.ListUserGrantResponse]
@@ -192,6 +208,22 @@ class ManagementServiceAsyncStub(ManagementServiceStub):
     """
     RemoveApp: _aio.UnaryUnaryMultiCallable[_management_pb2.RemoveAppRequest, _management_pb2.RemoveAppResponse]  # type: ignore[assignment]
     """Removes an application: its secret ends at once."""
+    UpdateAPIAppConfig: _aio.UnaryUnaryMultiCallable[_management_pb2.UpdateAPIAppConfigRequest, _management_pb2.UpdateAPIAppConfigResponse]  # type: ignore[assignment]
+    """Changes how an API application authenticates (API_AUTH_METHOD_TYPE_BASIC or
+    API_AUTH_METHOD_TYPE_PRIVATE_KEY_JWT). Its secret ends at once; to BASIC, make a new one with
+    RegenerateAPIClientSecret.
+    """
+    AddAppKey: _aio.UnaryUnaryMultiCallable[_management_pb2.AddAppKeyRequest, _management_pb2.AddAppKeyResponse]  # type: ignore[assignment]
+    """Adds a key to an API application with API_AUTH_METHOD_TYPE_PRIVATE_KEY_JWT: a new RSA 2048 key
+    pair whose key file (JSON, {"type":"application","keyId","key","appId","clientId"}) is
+    answered once in key_details. Only its public key is stored.
+    """
+    ListAppKeys: _aio.UnaryUnaryMultiCallable[_management_pb2.ListAppKeysRequest, _management_pb2.ListAppKeysResponse]  # type: ignore[assignment]
+    """Lists an API application's keys: never key material."""
+    GetAppKey: _aio.UnaryUnaryMultiCallable[_management_pb2.GetAppKeyRequest, _management_pb2.GetAppKeyResponse]  # type: ignore[assignment]
+    """Reads one key of an API application."""
+    RemoveAppKey: _aio.UnaryUnaryMultiCallable[_management_pb2.RemoveAppKeyRequest, _management_pb2.RemoveAppKeyResponse]  # type: ignore[assignment]
+    """Removes one key of an API application: it stops authenticating at once."""
     RegenerateAPIClientSecret: _aio.UnaryUnaryMultiCallable[_management_pb2.RegenerateAPIClientSecretRequest, _management_pb2.RegenerateAPIClientSecretResponse]  # type: ignore[assignment]
     """Creates a new secret for an API application, shown once; the old one stops working at once."""
     ListUserGrants: _aio.UnaryUnaryMultiCallable[_management_pb2.ListUserGrantRequest, _management_pb2.ListUserGrantResponse]  # type: ignore[assignment]
@@ -455,6 +487,52 @@ class ManagementServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_management_pb2.RemoveAppResponse, _abc.Awaitable[_management_pb2.RemoveAppResponse]]:
         """Removes an application: its secret ends at once."""
+
+    @_abc_1.abstractmethod
+    def UpdateAPIAppConfig(
+        self,
+        request: _management_pb2.UpdateAPIAppConfigRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_management_pb2.UpdateAPIAppConfigResponse, _abc.Awaitable[_management_pb2.UpdateAPIAppConfigResponse]]:
+        """Changes how an API application authenticates (API_AUTH_METHOD_TYPE_BASIC or
+        API_AUTH_METHOD_TYPE_PRIVATE_KEY_JWT). Its secret ends at once; to BASIC, make a new one with
+        RegenerateAPIClientSecret.
+        """
+
+    @_abc_1.abstractmethod
+    def AddAppKey(
+        self,
+        request: _management_pb2.AddAppKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_management_pb2.AddAppKeyResponse, _abc.Awaitable[_management_pb2.AddAppKeyResponse]]:
+        """Adds a key to an API application with API_AUTH_METHOD_TYPE_PRIVATE_KEY_JWT: a new RSA 2048 key
+        pair whose key file (JSON, {"type":"application","keyId","key","appId","clientId"}) is
+        answered once in key_details. Only its public key is stored.
+        """
+
+    @_abc_1.abstractmethod
+    def ListAppKeys(
+        self,
+        request: _management_pb2.ListAppKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_management_pb2.ListAppKeysResponse, _abc.Awaitable[_management_pb2.ListAppKeysResponse]]:
+        """Lists an API application's keys: never key material."""
+
+    @_abc_1.abstractmethod
+    def GetAppKey(
+        self,
+        request: _management_pb2.GetAppKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_management_pb2.GetAppKeyResponse, _abc.Awaitable[_management_pb2.GetAppKeyResponse]]:
+        """Reads one key of an API application."""
+
+    @_abc_1.abstractmethod
+    def RemoveAppKey(
+        self,
+        request: _management_pb2.RemoveAppKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_management_pb2.RemoveAppKeyResponse, _abc.Awaitable[_management_pb2.RemoveAppKeyResponse]]:
+        """Removes one key of an API application: it stops authenticating at once."""
 
     @_abc_1.abstractmethod
     def RegenerateAPIClientSecret(
