@@ -21,8 +21,8 @@ import grpc
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from joserfc import jwt
-from joserfc.jwk import ECKey, RSAKey
+from joserfc import jws, jwt
+from joserfc.jwk import ECKey, KeySet, RSAKey
 from machinesecrets.v1 import audit_service_pb2 as audit_pb
 from machinesecrets.v1 import org_service_pb2 as org_pb
 from machinesecrets.v1 import user_service_pb2 as user_pb
@@ -30,6 +30,7 @@ from machinesecrets.v1 import user_service_pb2 as user_pb
 from server.domain.failure_limits import FailureLimits
 from server.domain.federation import MAX_KEYS_WITHOUT_KID, MAX_TOKEN_LIFETIME
 from server.domain.issuer_keys import FETCH_TIMEOUT, MAX_DOCUMENT_BYTES, MAX_FETCHES
+from server.transport.oauth import KEYS_PATH
 from tests import postgres
 from tests.api import ApiError, GrpcApi
 from tests.processes import ServerProcess
@@ -698,3 +699,27 @@ async def test_an_issuers_dear_rsa_key_is_refused(admin: World, issuer: OidcIssu
     with pytest.raises(ApiError) as refused:
         await admin.call("AddTrustedIssuer", request)
     assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.mark.parametrize("endpoint", ["direct", "envoy"])
+async def test_a_workload_whose_user_has_jwt_access_tokens_gets_one(
+    admin: World, service: Running, issuer: OidcIssuer, endpoint: str
+) -> None:
+    """Every grant issues the user's form: a platform token buys a JWT access token (RFC 9068)
+    that verifies with the service's JWKS, and works on the API."""
+    w = await workload(admin, issuer, "system:serviceaccount:ci:deployer", roles=["ORG_USER_MANAGER"])
+    await admin.call(
+        "UpdateMachineUser",
+        user_pb.UpdateMachineUserRequest(user_id=w.user_id, access_token_type=user_pb.ACCESS_TOKEN_TYPE_JWT),
+    )
+    base = endpoints(service)[endpoint]
+    token = await access_token(base, w.user_name, kubernetes_token(w))
+    async with httpx.AsyncClient() as http:
+        keys = (await http.get(base + KEYS_PATH)).json()
+    header = jws.extract_compact(token.encode()).headers()
+    assert header["typ"] == "at+jwt"
+    assert header["kid"] in [k["kid"] for k in keys["keys"]]
+    verified = jwt.decode(token, KeySet.import_key_set(keys), algorithms=["RS256", "ES256"])
+    assert verified.claims["sub"] == w.user_id
+    assert verified.claims["client_id"] == w.user_name
+    assert await works(admin, w, token)
