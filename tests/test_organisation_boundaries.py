@@ -24,6 +24,8 @@ READS: dict[str, tuple[str, type[message.Message], str]] = {
         mgmt.GetUserByIDRequest,
         "id",
     ),
+    "ListUserMetadata": ("ListUserMetadata", user_pb.ListUserMetadataRequest, "user_id"),
+    "management ListUserMetadata": ("ManagementService.ListUserMetadata", mgmt.ListUserMetadataRequest, "id"),
 }
 
 
