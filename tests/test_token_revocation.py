@@ -109,6 +109,25 @@ async def test_the_holder_revokes_its_token_at_once(admin: World, base: str) -> 
         assert end.payload.fields["user_id"].string_value == m.user_id
 
 
+async def test_a_jwt_access_token_is_revoked_like_an_opaque_one(admin: World, base: str) -> None:
+    """A JWT is a row of the tokens table too: revoked, it is inactive at introspection and
+    refused on this service's API at once (a resource server that verifies it offline cannot see
+    that: docs/protecting-your-api.md)."""
+    app = await api_project(admin)
+    m = await machine(admin)
+    jwt_type = user_pb.UpdateMachineUserRequest(
+        user_id=m.user_id, access_token_type=user_pb.ACCESS_TOKEN_TYPE_JWT
+    )
+    await admin.call("UpdateMachineUser", jwt_type)
+    value = await token(base, m, audience(app))
+    assert value.count(".") == 2  # a JWS, not an opaque token
+    assert (await introspect(base, app, value))["active"] is True
+    assert await works_on_the_api(admin, value)
+    revoked_fine(await revoke(base, value, auth=(m.client_id, m.secret)))
+    assert await introspect(base, app, value) == INACTIVE
+    assert not await works_on_the_api(admin, value)
+
+
 async def test_nothing_but_the_holders_own_tokens(admin: World, base: str) -> None:
     """A token of another client, a PAT, an unknown or absurd string: 200, and nothing revoked
     (§2.2: the answer tells nothing of whether a token exists, or whose it is)."""
