@@ -29,7 +29,7 @@ from machinesecrets.v1 import user_service_pb2 as user_pb
 
 from server.domain.failure_limits import FailureLimits
 from server.domain.federation import MAX_KEYS_WITHOUT_KID, MAX_TOKEN_LIFETIME
-from server.domain.issuer_keys import FETCH_TIMEOUT, MAX_DOCUMENT_BYTES, MAX_FETCHES
+from server.domain.issuer_keys import FETCH_TIMEOUT, MAX_DOCUMENT_BYTES
 from server.transport.oauth import KEYS_PATH
 from tests import postgres
 from tests.api import ApiError, GrpcApi
@@ -51,7 +51,7 @@ class Tenant:
     name: str
     keys: list[RSAKey | ECKey] = field(default_factory=list)
     published: list[RSAKey | ECKey] = field(default_factory=list)
-    mode: str = "normal"  # normal, slow, huge, redirect, down
+    mode: str = "normal"  # normal, slow, huge, redirect, down, drip
     jwks_fetches: int = 0
 
     def rotate(self) -> RSAKey:
@@ -89,6 +89,14 @@ class OidcIssuer:
                     self._answer(404, b"{}")
 
             def _jwks(self, tenant: Tenant) -> None:
+                if tenant.mode == "drip":  # a header byte a second, for longer than any deadline
+                    with contextlib.suppress(OSError):
+                        self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                        for _ in range(int(FETCH_TIMEOUT) * 4):
+                            self.wfile.write(b"x")
+                            self.wfile.flush()
+                            time.sleep(1)
+                    return
                 if tenant.mode == "down":
                     self._answer(503, b"{}")
                     return
@@ -510,23 +518,54 @@ async def test_a_token_without_kid_is_tried_on_few_keys(
 
 
 async def test_fetches_wait_in_no_queue(admin: World, service: Running, issuer: OidcIssuer) -> None:
-    """With every fetch thread held by a slow issuer, a fetch is refused at once, not queued
-    behind them (the threads that hash secrets are not these)."""
-    slow = [
-        await workload(admin, issuer, "system:serviceaccount:ci:deployer", tenant=issuer.tenant("slow"))
-        for _ in range(MAX_FETCHES)
-    ]
+    """An organisation whose issuer answers slowly holds one fetch thread, not all of them: its
+    other issuers' fetches are refused at once (answered from the cache, or not at all), never
+    queued, while another organisation's are fetched."""
+    slow = await workload(admin, issuer, "system:serviceaccount:ci:deployer", tenant=issuer.tenant("slow"))
     base = endpoints(service)["direct"]
-    holding = [asyncio.create_task(refused(base, w.user_name, kubernetes_token(w))) for w in slow]
-    w = await workload(admin, issuer, "system:serviceaccount:ci:deployer")
-    while sum(s.tenant.jwks_fetches for s in slow) < MAX_FETCHES:  # noqa: ASYNC110 - another server's count
+    holding = asyncio.create_task(refused(base, slow.user_name, kubernetes_token(slow)))
+    same_org = await workload(admin, issuer, "system:serviceaccount:ci:deployer")
+    while slow.tenant.jwks_fetches == 0:  # noqa: ASYNC110 - another server's count
         await asyncio.sleep(0.05)
     started = time.monotonic()
-    await refused(base, w.user_name, kubernetes_token(w))
+    await refused(base, same_org.user_name, kubernetes_token(same_org))
     assert time.monotonic() - started < FETCH_TIMEOUT / 2
-    assert w.tenant.jwks_fetches == 0
-    await asyncio.gather(*holding)
-    await access_token(base, w.user_name, kubernetes_token(w))  # the threads free: fetched now
+    assert same_org.tenant.jwks_fetches == 0
+    # Another organisation's issuer is fetched meanwhile.
+    org = await admin.org()
+    tenant = issuer.tenant()
+    trusted = org_pb.AddTrustedIssuerRequest(issuer=issuer.url(tenant.name))
+    issuer_id = (await admin.call("AddTrustedIssuer", trusted, org=org)).issuer_id
+    user_name = unique_name("workload")
+    user_id = await admin.machine_user(org=org, user_name=user_name)
+    credential = user_pb.AddFederatedCredentialRequest(
+        user_id=user_id,
+        issuer=issuer.url(tenant.name),
+        subject="system:serviceaccount:ci:deployer",
+        audience=AUDIENCE,
+    )
+    added = await admin.call("AddFederatedCredential", credential, org=org)
+    elsewhere = Workload(user_id, user_name, tenant, issuer.url(tenant.name), issuer_id, added.credential_id)
+    await access_token(base, elsewhere.user_name, kubernetes_token(elsewhere))
+    await holding
+    await access_token(base, same_org.user_name, kubernetes_token(same_org))  # the thread free: fetched now
+
+
+async def test_an_issuer_that_drips_its_answer_holds_no_thread(
+    admin: World, service: Running, issuer: OidcIssuer
+) -> None:
+    """A server that sends its headers a byte now and then (each read within the socket's
+    timeout) is cut at the fetch's deadline, and its thread is free again."""
+    dripping = await workload(
+        admin, issuer, "system:serviceaccount:ci:deployer", tenant=issuer.tenant("drip")
+    )
+    base = endpoints(service)["direct"]
+    started = time.monotonic()
+    await refused(base, dripping.user_name, kubernetes_token(dripping))
+    assert time.monotonic() - started < FETCH_TIMEOUT + 4
+    await asyncio.sleep(1)  # the thread ends at the fetch's deadline, a moment after the answer
+    w = await workload(admin, issuer, "system:serviceaccount:ci:deployer")  # the same organisation
+    await access_token(base, w.user_name, kubernetes_token(w))
 
 
 async def test_inline_jwks_needs_no_fetch(admin: World, service: Running, issuer: OidcIssuer) -> None:

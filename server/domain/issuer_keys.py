@@ -17,10 +17,12 @@ surface. So it is:
   per failure in a row up to MAX_BACKOFF, so that a failing issuer costs one fetch per back-off and
   not one per request. Meanwhile the keys fetched before serve, for at most STALE_GRACE past their
   freshness (an issuer that cannot be reached for longer has its tokens refused);
-- fetched in threads of their own, at most MAX_FETCHES at once, never queued: a request that would
-  wait for a thread is answered from the cache (or refused). Name resolution cannot be given a
-  timeout in Python; a resolver that hangs holds one of these threads, not the threads that hash
-  secrets, and not the event loop;
+- fetched in threads of their own, at most MAX_FETCHES at once and one per organisation, never
+  queued: a request that would wait for a thread is answered from the cache (or refused). A fetch
+  ends at its deadline whatever the server sends (a timer shuts its socket: a socket's timeout
+  bounds each read alone, and a server that drips its handshake or headers would hold the thread).
+  Name resolution cannot be given a timeout in Python; a resolver that hangs holds one of these
+  threads (the resolver's own timeouts end it), not the threads that hash secrets, nor the loop;
 - cached at most MAX_CACHED_PER_ORG issuers per organisation, so that one organisation's many
   issuers cannot push the others' keys out.
 Without a jwks_uri, the issuer's discovery document ({issuer}/.well-known/openid-configuration,
@@ -29,6 +31,7 @@ fetched by the same rules, its `issuer` the issuer exactly) names it.
 
 import asyncio
 import concurrent.futures
+import contextlib
 import http.client
 import ipaddress
 import json
@@ -172,26 +175,65 @@ class _Answer:
     body: bytes
 
 
+class _Deadline:
+    """Ends a fetch's socket at its deadline, from a timer thread: a socket's own timeout bounds
+    each read alone, so a server that sends its handshake or its headers a byte now and then would
+    hold the fetch's thread for good. shutdown() wakes a read blocked on the socket at once."""
+
+    def __init__(self, seconds: float) -> None:
+        self._sock: socket.socket | None = None
+        self._expired = False
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(max(seconds, 0.0), self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sock = sock
+            if self._expired:
+                self._shut()
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+    def _expire(self) -> None:
+        with self._lock:
+            self._expired = True
+            self._shut()
+
+    def _shut(self) -> None:
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
+
+
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     """Connects to the address checked, and checks the certificate against the host name."""
 
-    def __init__(self, host: str, port: int, address: str, timeout: float, context: ssl.SSLContext) -> None:
+    def __init__(
+        self, host: str, port: int, address: str, timeout: float, context: ssl.SSLContext, deadline: _Deadline
+    ) -> None:
         super().__init__(host, port, timeout=timeout, context=context)
         self._address = address
         self._tls = context
+        self._deadline = deadline
 
     def connect(self) -> None:
         sock = socket.create_connection((self._address, self.port), self.timeout)
+        self._deadline.watch(sock)  # the handshake too
         self.sock = self._tls.wrap_socket(sock, server_hostname=self.host)
 
 
 class _PinnedHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+    def __init__(self, host: str, port: int, address: str, timeout: float, deadline: _Deadline) -> None:
         super().__init__(host, port, timeout=timeout)
         self._address = address
+        self._deadline = deadline
 
     def connect(self) -> None:
         self.sock = socket.create_connection((self._address, self.port), self.timeout)
+        self._deadline.watch(self.sock)
 
 
 class IssuerKeys:
@@ -205,6 +247,7 @@ class IssuerKeys:
         self._tls = ssl.create_default_context()
         self._executor = concurrent.futures.ThreadPoolExecutor(MAX_FETCHES, thread_name_prefix="issuer-keys")
         self._fetch_slots = threading.BoundedSemaphore(MAX_FETCHES)
+        self._fetching: set[str] = set()  # organisations with a fetch under way (on the loop only)
 
     @property
     def allowed_origins(self) -> frozenset[str]:
@@ -229,15 +272,20 @@ class IssuerKeys:
                     return cached.usable(now)  # it failed a moment ago: the issuer waits
                 if keys is not None and not known and now - cached.refetched_at < REFETCH_INTERVAL:
                     return cached.usable(now)  # rotated again so soon: the issuer waits
-            if not self._fetch_slots.acquire(blocking=False):
-                return cached.usable(now) if cached is not None else None  # every fetch thread is busy
+            # Every fetch thread busy, or one of this organisation's already: answered from the
+            # cache, never queued (an organisation whose issuers answer slowly holds one thread).
+            org = issuer.org_id
+            if org in self._fetching or not self._fetch_slots.acquire(blocking=False):
+                return cached.usable(now) if cached is not None else None
+            self._fetching.add(org)
             try:
                 fetched = self._executor.submit(self._fetch_keys, issuer)
             except BaseException:
-                self._fetch_slots.release()
+                self._release(org)
                 raise
             # The slot is given back when the thread is done, not when this wait gives up.
-            fetched.add_done_callback(lambda _: self._fetch_slots.release())
+            loop = asyncio.get_running_loop()
+            fetched.add_done_callback(lambda _: loop.call_soon_threadsafe(self._release, org))
             try:
                 fresh, max_age = await asyncio.wait_for(asyncio.wrap_future(fetched), FETCH_TIMEOUT + 1)
             except (FetchRefused, TimeoutError, ValueError):
@@ -267,6 +315,10 @@ class IssuerKeys:
         if len(self._inline) > MAX_CACHED:
             self._inline.popitem(last=False)
         return keys
+
+    def _release(self, org: str) -> None:
+        self._fetching.discard(org)
+        self._fetch_slots.release()
 
     def _remember(self, name: str, entry: _Cached) -> None:
         """Caches entry as the newest, within the cache's bounds: the organisation's own oldest
@@ -334,11 +386,12 @@ class IssuerKeys:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise FetchRefused("timed out")
+        ends = _Deadline(remaining)
         connection: http.client.HTTPConnection
         if parts.scheme == "https":
-            connection = _PinnedHTTPSConnection(host, port, addresses[0], remaining, self._tls)
+            connection = _PinnedHTTPSConnection(host, port, addresses[0], remaining, self._tls, ends)
         else:
-            connection = _PinnedHTTPConnection(host, port, addresses[0], remaining)
+            connection = _PinnedHTTPConnection(host, port, addresses[0], remaining, ends)
         response: http.client.HTTPResponse | None = None
         try:
             connection.request(
@@ -361,6 +414,7 @@ class IssuerKeys:
         except (OSError, http.client.HTTPException):
             raise FetchRefused("the fetch failed") from None
         finally:
+            ends.cancel()
             if response is not None:
                 response.close()  # its file holds the socket open otherwise, until collected
             connection.close()
