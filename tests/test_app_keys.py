@@ -27,7 +27,7 @@ from zitadel.app.v1 import app_pb2
 from zitadel.authn.v1 import auth_n_key_pb2 as authn
 from zitadel.management.v1 import management_pb2 as mgmt
 
-from server.domain.assertions import CLOCK_SKEW, MAX_ASSERTION_LIFETIME
+from server.domain.assertions import CLOCK_SKEW, MAX_ASSERTION_LIFETIME, MAX_KEYS_WITHOUT_KID
 from server.domain.failure_limits import FailureLimits
 from server.domain.secret_format import is_well_formed
 from server.limits import MAX_ASSERTION_LENGTH
@@ -314,6 +314,28 @@ async def test_only_who_may_change_the_project_adds_a_key(world: World) -> None:
             token=manager,
         ),
     )
+
+
+async def test_an_assertion_without_kid_is_tried_on_few_keys(admin: World, base: str) -> None:
+    """Each key tried is a signature verification, by anyone who knows a client id: without a
+    kid, only the application's first MAX_KEYS_WITHOUT_KID keys are (the machine users' alike)."""
+    app = await keyed_app(admin)
+    value = await token(base, await machine(admin), audience(as_secret_app(app)))
+    keys = [app]
+    for _ in range(MAX_KEYS_WITHOUT_KID):
+        added = await admin.call(
+            M + "AddAppKey",
+            mgmt.AddAppKeyRequest(project_id=app.project_id, app_id=app.app_id, type=authn.KEY_TYPE_JSON),
+        )
+        key = RSAKey.import_key(json.loads(added.key_details)["key"])
+        keys.append(KeyedApp(app.project_id, app.app_id, app.client_id, added.id, key))
+    first, beyond = keys[0], keys[-1]
+    answer = await introspect_with(base, assertion_of(first, base, header={"kid": None}), value)
+    assert answer.json()["active"] is True, answer.text
+    answer = await introspect_with(base, assertion_of(beyond, base, header={"kid": None}), value)
+    assert answer.status_code == 401, answer.text
+    answer = await introspect_with(base, assertion_of(beyond, base), value)  # with its kid: found
+    assert answer.json()["active"] is True, answer.text
 
 
 async def test_an_application_introspects_with_its_key(admin: World, base: str) -> None:
