@@ -14,6 +14,10 @@ from server.domain.credentials import SecretHasher, token_hash
 from server.domain.errors import Unauthenticated
 from server.domain.ids import IdGenerator
 from server.domain.permissions import CallContext
+from server.events.base import NewEvent
+from server.events.token import AccessTokenRevoked
+from server.events.user import UserDeactivated
+from server.store.contract import CallerRecord, TokenRecord
 from server.store.sqlite import SqliteStore
 
 
@@ -68,3 +72,20 @@ async def test_a_cached_caller_is_read_again_once_it_is_older_than_the_bound(tmp
         assert len(cache) == 0
     finally:
         await raw.close()
+
+
+def test_a_revoked_token_leaves_the_other_callers_cached() -> None:
+    """Any client may revoke its own tokens, as often as it earns them: a revocation forgets that
+    token's entry, not every caller's (which would turn the cache off for everyone). Any other
+    write that may change power still empties it."""
+    cache = CallerCache()
+
+    def caller(token_id: str) -> CallerRecord:
+        return CallerRecord(TokenRecord(token_id, "u", None, "s"), "o", None, {}, True)
+
+    for token_id in ("t1", "t2", "t3"):
+        cache.put(f"hash-{token_id}", caller(token_id))
+    cache.forget_if_power_changed([NewEvent("t2", 2, "o", AccessTokenRevoked("u"))])
+    assert [cache.get(f"hash-{t}") is not None for t in ("t1", "t2", "t3")] == [True, False, True]
+    cache.forget_if_power_changed([NewEvent("u", 9, "o", UserDeactivated())])
+    assert len(cache) == 0

@@ -5,7 +5,7 @@ Revocation stays revocation, within a bound:
 - in this process, at once: any write here that may change a caller's power (a token or secret
   removed, replaced, revoked or rotated, a member's roles changed, a user deactivated...: each
   event class says, server/events/base.py) empties the cache as it is appended (the store tells
-  CallerCache.forget_if_power_changed of every append);
+  CallerCache.forget_if_power_changed of every append); a revoked access token, its own entry;
 - on every other process on the same store, within CALLER_CACHE_TTL_S (1 s): an entry is used for
   that long after it was read, then read again;
 - expiry needs no bound: every use checks the cached token's and secret's expiry against the clock.
@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from server.events.base import NewEvent
+from server.events.token import AccessTokenRevoked
 from server.store.contract import CallerRecord
 
 CALLER_CACHE_TTL_S = 1.0
@@ -64,6 +65,17 @@ class CallerCache:
     def forget_if_power_changed(self, events: Sequence[NewEvent]) -> None:
         """An observer of the store's appends (Store.observe_appends): empties the cache when an
         appended event may change a caller's power. Told of failed appends too: one may have been
-        committed all the same (a lost answer), so it forgets anyway."""
-        if any(event.event.CHANGES_POWER for event in events):
-            self.forget_all()
+        committed all the same (a lost answer), so it forgets anyway.
+
+        A revoked access token ends that token alone: only its entry goes. Any client may revoke
+        its own tokens, as often as it earns them; emptying the cache for each would let one
+        client turn the cache off for every caller."""
+        powerful = [event for event in events if event.event.CHANGES_POWER]
+        if not powerful:
+            return
+        if all(isinstance(event.event, AccessTokenRevoked) for event in powerful):
+            ended = {event.aggregate_id for event in powerful}  # the tokens' ids
+            for token_hash in [h for h, (_, c) in self._entries.items() if c.token.token_id in ended]:
+                del self._entries[token_hash]
+            return
+        self.forget_all()
