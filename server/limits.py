@@ -6,10 +6,12 @@ MAX_REQUEST_BYTES = 64 * 1024
 # with a page token and a user-name prefix, each percent-encoded at its longest, come to about
 # 16,000 bytes. Longer ones are refused before uvicorn decodes them (transport/h11_limits.py).
 MAX_TARGET_BYTES = 20 * 1024
-# The largest token request (a form): the longest client id and secret, each character of them
+# The largest form at the OAuth endpoints: the longest client id and secret, each character of them
 # percent-encoded UTF-8 (12 bytes at most), and the longest scope (3 bytes a character) come to
-# 7,850 bytes. Decoding a form is slow Python: 64 KiB of percent-escapes cost 8 ms.
-MAX_TOKEN_FORM_BYTES = 8 * 1024
+# 7,850 bytes; introspection and revocation add the token itself, a JWT of up to
+# MAX_BEARER_TOKEN_LENGTH (8 KiB). Decoding a form is slow Python: 64 KiB of percent-escapes cost
+# 8 ms, so 16 KiB about 2 ms.
+MAX_TOKEN_FORM_BYTES = 16 * 1024
 # The most metadata a call may carry, counted as HTTP/2 counts a header list.
 MAX_METADATA_BYTES = 16 * 1024
 # What the front doors themselves let through (Envoy, grpc core and uvicorn each have a limit of
