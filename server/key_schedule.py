@@ -61,3 +61,5 @@ class KeySchedule:
                 await self.run_once()
             except (StoreError, DomainError) as error:  # the store is away, or a race lost 8 times
                 log.warning("the signing keys' schedule failed; it runs again: %s", error)
+            except Exception:  # anything else must not end the schedule: keys would never rotate
+                log.exception("the signing keys' schedule failed unexpectedly; it runs again")

@@ -56,8 +56,15 @@ def load_master_key(path_text: str, may_create: bool) -> MasterKey:
             log.info("first start: made the master key %s; keep it with the database's backups", path)
     try:
         key = path.read_bytes()
+        mode = path.stat().st_mode
     except OSError as error:
         raise ConfigError(f"{SETTING} {path}: cannot read it: {error.strerror or error}") from None
+    if mode & 0o077:
+        # With a copy of the database, whoever reads this file reads every signing key. Said, not
+        # refused: a start that stops on a mode would take the service down for a chmod.
+        log.warning(
+            "%s %s may be read by other users (mode %o): make it 0600 or 0400", SETTING, path, mode & 0o777
+        )
     # A key written by hand with an editor ends with a newline; it is not part of the key.
     if len(key) == MASTER_KEY_BYTES + 1 and key.endswith(b"\n"):
         key = key[:-1]
