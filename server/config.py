@@ -404,11 +404,11 @@ class Config:
     cors_origins: tuple[str, ...]
     bcrypt_cost: int
     access_token_ttl: timedelta
-    issuer: str | None
     masterkey_file: str
     signing_key_algorithm: str
     signing_key_rotation: timedelta
     jwks_cache_ttl: timedelta
+    issuer: str | None
     federation_allowed_origins: tuple[str, ...]
     client_failure_limit: int
     source_failure_limit: int

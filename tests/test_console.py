@@ -693,9 +693,12 @@ def test_the_consoles_roles_are_the_services() -> None:
 
     text = (SOURCES / "src" / "api.ts").read_text()
     block = text.split("export const ROLE_PERMISSIONS", 1)[1].split("};", 1)[0]
-    projects = re.findall(r'"([a-z.]+)"', text.split("const PROJECT_PERMISSIONS = ", 1)[1].split(";", 1)[0])
+    named = {
+        group: set(re.findall(r'"([a-z._]+)"', text.split(f"const {group} = ", 1)[1].split(";", 1)[0]))
+        for group in ("PROJECT_PERMISSIONS", "WEB_KEY_PERMISSIONS")
+    }
     declared = {
-        role: set(re.findall(r'"([a-z.]+)"', body)) | (set(projects) if "PROJECT_" in body else set())
+        role: set(re.findall(r'"([a-z._]+)"', body)).union(*(named[g] for g in named if g in body))
         for role, body in re.findall(r"^  (\w+): (.*),$", block, re.MULTILINE)
     }
     assert declared == {role: set(permissions) for role, permissions in ROLE_PERMISSIONS.items()}

@@ -90,7 +90,7 @@ def violations(answer: httpx.Response) -> dict[str, str]:
 def test_the_document_has_the_lists_filters() -> None:
     """The loops below go through these, at least (a document that lost them would test nothing)."""
     by_path = {path: query_parameters(path) for path, _, _ in get_operations()}
-    assert by_path["/users"] == ["userNamePrefix", "type", "pageSize", "pageToken"]
+    assert by_path["/users"] == ["userNamePrefix", "type", "pageSize", "pageToken", "contains"]
     assert by_path["/orgs"] == ["pageSize", "pageToken"]
     assert by_path["/events"] == [
         "aggregateType", "aggregateId", "actorUserId", "eventType", "since", "until", "afterPosition",

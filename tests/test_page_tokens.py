@@ -124,7 +124,9 @@ async def test_every_process_on_one_store_reads_the_tokens_of_the_others(tmp_pat
     with postgres.throwaway_database() as url:
         first = await start_service(config_for(tmp_path / "a", database_url=url))
         try:
-            second = await start_service(config_for(tmp_path / "b", database_url=url))
+            # One master key for every process on a store, as for replicas (docs/production.md).
+            shared = tmp_path / "a" / "masterkey"
+            second = await start_service(config_for(tmp_path / "b", database_url=url, masterkey_file=shared))
             try:
                 await pages_across(first, second)
             finally:

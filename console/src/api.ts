@@ -64,8 +64,9 @@ export const ROLES = ["IAM_OWNER", "ORG_OWNER", "ORG_USER_MANAGER", "PROJECT_OWN
 // The permissions each role gives, as server/domain/permissions.py grants them (tests/test_console.py
 // checks they are the same): to tell, before a call, that a user holds more power than the caller.
 const PROJECT_PERMISSIONS = ["project.read", "project.write", "project.grant.write"];
+const WEB_KEY_PERMISSIONS = ["iam.web_key.read", "iam.web_key.write", "iam.web_key.delete"];
 export const ROLE_PERMISSIONS: Record<string, string[]> = {
-  IAM_OWNER: ["user.read", "user.write", "org.member.write", "org.create", "policy.write", "audit.read", ...PROJECT_PERMISSIONS],
+  IAM_OWNER: ["user.read", "user.write", "org.member.write", "org.create", "policy.write", "audit.read", ...PROJECT_PERMISSIONS, ...WEB_KEY_PERMISSIONS],
   ORG_OWNER: ["user.read", "user.write", "org.member.write", "policy.write", "audit.read", ...PROJECT_PERMISSIONS],
   ORG_USER_MANAGER: ["user.read", "user.write"],
   PROJECT_OWNER: PROJECT_PERMISSIONS,
