@@ -97,6 +97,7 @@ def report(args: argparse.Namespace, url: str, cost: int, measured: Measured) ->
                 ("users", "AddSecret", ""),
                 ("list", "ListUsers by a prefix few have", " in the org"),
                 ("humans", "ListUsers of a type few have", " in the org"),
+                ("search", "ListUsers by a part of the name few have", " in the org"),
             )
         ),
     ]
