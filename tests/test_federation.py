@@ -8,6 +8,7 @@ JWKS; and the RPCs over every transport."""
 import asyncio
 import contextlib
 import json
+import socket
 import threading
 import time
 import uuid
@@ -29,7 +30,7 @@ from machinesecrets.v1 import user_service_pb2 as user_pb
 
 from server.domain.failure_limits import FailureLimits
 from server.domain.federation import MAX_KEYS_WITHOUT_KID, MAX_TOKEN_LIFETIME
-from server.domain.issuer_keys import FETCH_TIMEOUT, MAX_DOCUMENT_BYTES
+from server.domain.issuer_keys import FETCH_TIMEOUT, MAX_DOCUMENT_BYTES, FetchRefused, IssuerKeys
 from server.transport.oauth import KEYS_PATH
 from tests import postgres
 from tests.api import ApiError, GrpcApi
@@ -762,3 +763,27 @@ async def test_a_workload_whose_user_has_jwt_access_tokens_gets_one(
     assert verified.claims["sub"] == w.user_id
     assert verified.claims["client_id"] == w.user_name
     assert await works(admin, w, token)
+
+
+def test_a_tls_handshake_that_drips_ends_at_the_deadline() -> None:
+    """The fetch's deadline holds over TLS too: a server that sends its handshake a byte a second
+    (each read within the socket's timeout) is cut at FETCH_TIMEOUT, not when it stops."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def drip() -> None:
+        connection, _ = server.accept()
+        with connection, contextlib.suppress(OSError):
+            connection.recv(4096)  # the ClientHello
+            connection.sendall(b"\x16\x03\x03\x40\x00")  # a handshake record of 16 KiB, then slowly
+            for _ in range(int(FETCH_TIMEOUT) * 6):
+                connection.sendall(b"\x02")
+                time.sleep(1)
+
+    threading.Thread(target=drip, daemon=True).start()
+    keys = IssuerKeys([f"https://127.0.0.1:{port}"])
+    started = time.monotonic()
+    with pytest.raises(FetchRefused):
+        keys.fetch(f"https://127.0.0.1:{port}/jwks", time.monotonic() + FETCH_TIMEOUT)
+    assert time.monotonic() - started < FETCH_TIMEOUT + 2
+    server.close()

@@ -205,7 +205,9 @@ class _Deadline:
     def _shut(self) -> None:
         if self._sock is not None:
             with contextlib.suppress(OSError):
-                self._sock.shutdown(socket.SHUT_RDWR)
+                # socket's own shutdown, also for a TLS socket: ssl's would first drop its TLS
+                # object under the thread that is reading with it.
+                socket.socket.shutdown(self._sock, socket.SHUT_RDWR)
 
 
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
@@ -221,8 +223,16 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
 
     def connect(self) -> None:
         sock = socket.create_connection((self._address, self.port), self.timeout)
-        self._deadline.watch(sock)  # the handshake too
-        self.sock = self._tls.wrap_socket(sock, server_hostname=self.host)
+        # The deadline watches the TLS socket (wrapping detaches the plain one), from before the
+        # handshake: a server may drip that too.
+        tls = self._tls.wrap_socket(sock, server_hostname=self.host, do_handshake_on_connect=False)
+        self._deadline.watch(tls)
+        try:
+            tls.do_handshake()
+        except BaseException:
+            tls.close()
+            raise
+        self.sock = tls
 
 
 class _PinnedHTTPConnection(http.client.HTTPConnection):
