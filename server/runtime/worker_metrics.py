@@ -35,8 +35,8 @@ from server.transport.asgi import Receive, Send, respond
 SCRAPE_TIMEOUT_S = 2.0
 CACHE_S = 1.0
 MAX_EXPOSITION_BYTES = 4 * 1024 * 1024  # one worker's answer; far above what it writes
-_EARLIEST = ("process_start_time_seconds",)
-_LEAST = ("process_max_fds",)
+# Not amounts: the least of the workers' (the earliest start, the tightest limit).
+_NOT_SUMMED = ("process_start_time_seconds", "process_max_fds")
 
 
 async def scrape(socket_path: str) -> str | None:
@@ -64,11 +64,7 @@ async def scrape(socket_path: str) -> str | None:
 
 
 def _merged_value(name: str, values: Sequence[float]) -> float:
-    if name.endswith("_created") or name in _EARLIEST:
-        return min(values)
-    if name in _LEAST:
-        return min(values)
-    return sum(values)
+    return min(values) if name.endswith("_created") or name in _NOT_SUMMED else sum(values)
 
 
 SampleKey = tuple[str, tuple[tuple[str, str], ...]]
