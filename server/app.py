@@ -58,6 +58,7 @@ from server.transport.admission import Admission
 from server.transport.asgi import ASGIApp
 from server.transport.asgi_server import AsgiServer
 from server.transport.audit_servicer import AuditService
+from server.transport.backlog import Backlog, Refusals
 from server.transport.connect import ConnectEndpoint
 from server.transport.console import CONSOLE_PREFIX, ConsoleFiles, read_build
 from server.transport.cors import CorsMiddleware
@@ -340,6 +341,17 @@ def build_admission(config: Config, metrics: Metrics) -> Admission:
     return admission
 
 
+def build_backlog(config: Config, metrics: Metrics, pipelines: list[Pipeline]) -> Backlog:
+    """The HTTP servers' bound on requests read and not yet begun (transport/backlog.py), with
+    the answers of build_http_app's routes: the RPCs', the OAuth endpoints', the JSON API's."""
+    refusals = Refusals(
+        rpc_paths=[pipeline.method for pipeline in pipelines],
+        oauth_paths=[TOKEN_PATH, REVOKE_PATH, REVOCATION_PATH, INTROSPECT_PATH],
+        exempt=[HEALTH_PATH, READY_PATH],
+    )
+    return Backlog(config.max_waiting, refusals, metrics.refused_waiting.inc)
+
+
 def build_grpc_server(placement: Placement | None) -> aio.Server:
     return aio.server(
         options=[
@@ -527,6 +539,7 @@ async def _start(
                 ssl_context,
                 reuse_port=placement is not None,
                 head_timeout_s=config.request_read_timeout.total_seconds(),
+                backlog=build_backlog(config, metrics, pipelines),
             )
         except OSError as error:
             raise CannotListen("MS_HTTP_ADDR", config.http_addr, error.strerror or "refused") from error

@@ -265,6 +265,20 @@ SETTINGS = [
         ),
     ),
     Setting(
+        "MS_MAX_WAITING",
+        "64",
+        "HTTP requests a process has read and not yet begun; past it, RESOURCE_EXHAUSTED (429) as read",
+        lambda n, v: _bound(n, v),
+        doc=(
+            "HTTP requests (JSON, grpc-web, Connect, the token endpoints) a process has read and not yet "
+            "begun to work on, waiting for the event loop; a request read past it is answered at once, "
+            "before any of its body is read, with `RESOURCE_EXHAUSTED` (reason `OVERLOADED`; 429 with "
+            "`Retry-After`, `slow_down` at the token endpoints, grpc-status 8 over grpc-web) and no access "
+            "line (`machinesecrets_requests_refused_waiting_total` counts them). It keeps the time a call "
+            "waits in line short under overload; the health probes are never refused"
+        ),
+    ),
+    Setting(
         "MS_WORKERS",
         "1",
         "server processes sharing the gRPC and HTTP ports behind the one Envoy (PostgreSQL only); a"
@@ -417,6 +431,7 @@ class Config:
     max_inflight: int
     max_unfinished: int
     max_unfinished_per_source: int
+    max_waiting: int
     workers: int
     shutdown_grace: timedelta
     sweep_interval: timedelta

@@ -91,6 +91,12 @@ class Metrics:
             "Requests whose body is still arriving (MS_MAX_UNFINISHED bounds it)",
             registry=registry,
         )
+        self.refused_waiting = Counter(
+            f"{PREFIX}_requests_refused_waiting",
+            "HTTP requests refused as they were read, with more than MS_MAX_WAITING waiting to begin"
+            " (no access line is written for these)",
+            registry=registry,
+        )
         self.bcrypt_seconds = Histogram(
             f"{PREFIX}_bcrypt_duration_seconds",
             "Time of one bcrypt operation: hash (a new secret) or verify (a token request, a report)",

@@ -358,6 +358,7 @@ SETTING_EXAMPLES: dict[str, tuple[Callable[[Config], object], tuple[str, object]
     "MS_MAX_INFLIGHT": (lambda c: c.max_inflight, ("1", 1), ("100000", 100000)),
     "MS_MAX_UNFINISHED": (lambda c: c.max_unfinished, ("1", 1), ("5000", 5000)),
     "MS_MAX_UNFINISHED_PER_SOURCE": (lambda c: c.max_unfinished_per_source, ("2", 2), ("100000", 100000)),
+    "MS_MAX_WAITING": (lambda c: c.max_waiting, ("1", 1), ("4096", 4096)),
     "MS_TRUSTED_PROXIES": (
         lambda c: [str(n) for n in c.trusted_proxies],
         ("10.0.0.0/8, 192.0.2.7", ["10.0.0.0/8", "192.0.2.7/32"]),

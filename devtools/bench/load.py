@@ -28,6 +28,7 @@ class Result:
     max_ms: float
     statuses: dict[str, int]  # HTTP status: requests
     p99_ok_ms: float  # of the 2xx answers only (0 if none)
+    p99_refused_ms: float  # of the 429 answers only (0 if none)
 
     @property
     def rps(self) -> float:
@@ -50,6 +51,7 @@ def h2load(request: Request, requests: int, concurrency: int) -> Result:
     durations = [int(field[2]) / 1000 for field in fields]
     statuses = [field[1] for field in fields]
     ok = [duration for duration, status in zip(durations, statuses, strict=True) if status.startswith("2")]
+    refused = [duration for duration, status in zip(durations, statuses, strict=True) if status == "429"]
     cut = statistics.quantiles(durations, n=100, method="inclusive")
     return Result(
         requests=len(durations),
@@ -59,8 +61,13 @@ def h2load(request: Request, requests: int, concurrency: int) -> Result:
         p99_ms=cut[98],
         max_ms=max(durations),
         statuses=dict(Counter(statuses)),
-        p99_ok_ms=statistics.quantiles(ok, n=100, method="inclusive")[98] if len(ok) > 1 else 0.0,
+        p99_ok_ms=_p99(ok),
+        p99_refused_ms=_p99(refused),
     )
+
+
+def _p99(durations: list[float]) -> float:
+    return statistics.quantiles(durations, n=100, method="inclusive")[98] if len(durations) > 1 else 0.0
 
 
 def _finished_in(report: str) -> float:

@@ -409,7 +409,8 @@ def overload(bench: Bench, request: Request) -> Overload:
         print(
             f"round {round_number}: overload, GetUserByID as JSON: {bench.args.concurrency} connections p99 "
             f"{u.p99_ok_ms:.1f} ms; {OVERLOAD_CONNECTIONS} connections {h.rps:,.0f} req/s, answers {h.statuses}, "
-            f"p99 of OK {h.p99_ok_ms:.1f} ms, slowest {h.max_ms:.0f} ms, RSS +{growth[-1]:.1f} MB",
+            f"p99 of OK {h.p99_ok_ms:.1f} ms, of refused {h.p99_refused_ms:.1f} ms, slowest {h.max_ms:.0f} ms, "
+            f"RSS +{growth[-1]:.1f} MB",
             flush=True,
         )
     return Overload(usual, heavy, growth)

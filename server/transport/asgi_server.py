@@ -16,6 +16,7 @@ import uvicorn
 
 from server.limits import MAX_HEADER_BYTES
 from server.transport.asgi import ASGIApp
+from server.transport.backlog import Backlog
 from server.transport.h11_limits import bounded_h11
 
 
@@ -38,10 +39,12 @@ class AsgiServer:
         ssl_context: ssl.SSLContext | None = None,
         reuse_port: bool = False,
         head_timeout_s: float = 10.0,
+        backlog: Backlog | None = None,
     ) -> "AsgiServer":
         """Serves app on addr (host:port; None: none) and, if given, on a Unix socket at
         unix_path (made 0600). reuse_port: the port is shared with other processes (workers),
-        each accepting its share; head_timeout_s: how long a request's head may take to arrive."""
+        each accepting its share; head_timeout_s: how long a request's head may take to arrive;
+        backlog: the bound on requests read and not yet begun, shared by every socket's server."""
         listeners: list[tuple[socket.socket, ssl.SSLContext | None]] = []
         if addr is not None:
             listeners.append((_tcp_socket(addr, reuse_port), ssl_context))
@@ -60,7 +63,7 @@ class AsgiServer:
         servers = []
         try:
             for listener, context in listeners:
-                server = _uvicorn(app, head_timeout_s)
+                server = _uvicorn(app, head_timeout_s, backlog)
                 server.config.ssl = context
                 await server.startup(sockets=[listener])
                 servers.append((server, listener, asyncio.create_task(server.main_loop())))
@@ -105,7 +108,7 @@ def _tcp_socket(addr: str, reuse_port: bool) -> socket.socket:
     return sock
 
 
-def _uvicorn(app: ASGIApp, head_timeout_s: float) -> uvicorn.Server:
+def _uvicorn(app: ASGIApp, head_timeout_s: float, backlog: Backlog | None) -> uvicorn.Server:
     # proxy_headers=False: uvicorn by default rewrites the ASGI client address from
     # X-Forwarded-For for any peer on 127.0.0.1 (forwarded_allow_ips), so that every local
     # process could name its own source. Whom to believe is decided in one place, with the
@@ -118,7 +121,8 @@ def _uvicorn(app: ASGIApp, head_timeout_s: float) -> uvicorn.Server:
         server_header=False,
         proxy_headers=False,
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,
-        http=bounded_h11(head_timeout_s),
+        http=bounded_h11(head_timeout_s, backlog),
+        ws="none",  # no WebSockets are served: an upgrade is a plain request
     )
     config.load()
     server = uvicorn.Server(config)

@@ -62,12 +62,7 @@ class GrpcWebEndpoint:
         outcome = await runner.run(
             head.call, head.read(lambda: self._read(receive, text, first(headers, "grpc-encoding")))
         )
-        body = b"" if outcome.response is None else _frame(DATA_FLAG, outcome.response.SerializeToString())
-        body += _frame(TRAILER_FLAG, "".join(f"{k}: {v}\r\n" for k, v in _trailers(outcome)).encode("ascii"))
-        if text:
-            body = base64.b64encode(body)
-        response_type = "application/grpc-web-text+proto" if text else "application/grpc-web+proto"
-        await respond(send, 200, [("content-type", response_type)], body)
+        await respond(send, 200, [("content-type", response_type(text))], answer_body(outcome, text))
 
     async def _read(self, receive: Receive, text: bool, encoding: str) -> bytes:
         # A base64 body is 4/3 of the bytes it carries; the frame header adds 5.
@@ -76,6 +71,18 @@ class GrpcWebEndpoint:
         if text:
             body = _decode_text(body)
         return _single_message(body, self._max_message_bytes, encoding)
+
+
+def response_type(text: bool) -> str:
+    return "application/grpc-web-text+proto" if text else "application/grpc-web+proto"
+
+
+def answer_body(outcome: Outcome, text: bool) -> bytes:
+    """The body of a grpc-web answer (always HTTP 200): the response's data frame, if any, then
+    the trailer frame with the status; base64 for grpc-web-text."""
+    body = b"" if outcome.response is None else _frame(DATA_FLAG, outcome.response.SerializeToString())
+    body += _frame(TRAILER_FLAG, "".join(f"{k}: {v}\r\n" for k, v in _trailers(outcome)).encode("ascii"))
+    return base64.b64encode(body) if text else body
 
 
 def _trailers(outcome: Outcome) -> list[tuple[str, str]]:
