@@ -50,6 +50,26 @@ async def world(api: Api, running: Running) -> World:
     return await World.create(api, running.admin_token)
 
 
+# The files that take minutes (measured in a CI run: --durations), run first: pytest-xdist hands
+# out files in collection order, so a long file collected last kept one worker busy for minutes
+# while the other had nothing left to do.
+LONG_FILES = (
+    "test_authorization_properties.py",
+    "test_schemathesis.py",
+    "test_console.py",
+    "test_fuzz.py",
+    "test_secret_lifecycle_model.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONG_FILES.index(name) if name in LONG_FILES else len(LONG_FILES)
+
+    items.sort(key=rank)  # stable: within a file, and among the others, the order stays
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Skips summed up by reason, one line each (pytest's own list names every place that skips)."""
     reasons: Counter[str] = Counter()
